@@ -1,0 +1,30 @@
+"""The numpy reference backend: the golden semantics of every op."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ...ir.graph import Graph, Node
+from ...ir.interpreter import Interpreter, Rule
+from .elementwise import ELEMENTWISE_RULES
+from .nn import NN_RULES
+
+REFERENCE_RULES: dict[str, Rule] = {**ELEMENTWISE_RULES, **NN_RULES}
+"""Per-op numpy rules: `rule(node, input_arrays) -> array`."""
+
+
+def run(graph: Graph, inputs: Mapping[str, Any], keep: bool = False) -> dict[str, np.ndarray]:
+    """Run `graph` on the reference backend; returns outputs by name (all values if `keep`)."""
+    return Interpreter(graph, REFERENCE_RULES).run(inputs, keep=keep)
+
+
+def evaluate_node(node: Node, args: list[np.ndarray]) -> list[np.ndarray]:
+    """Apply the reference rule of `node.op` to `args` (used for constant folding)."""
+    res = REFERENCE_RULES[node.op](node, args)
+    return list(res) if isinstance(res, (list, tuple)) else [res]
+
+
+__all__ = ["REFERENCE_RULES", "evaluate_node", "run"]

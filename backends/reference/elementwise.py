@@ -1,0 +1,138 @@
+"""Reference semantics of elementwise and data-movement ops (numpy; the golden truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from ...ir.graph import Node
+
+Arrays = list[np.ndarray]
+
+
+def compute_dtype(x: np.ndarray) -> np.dtype:
+    """The dtype arithmetic runs in: f16/bf16 widen to f32 (numpy has no fast half math)."""
+    if x.dtype.name == "bfloat16" or (x.dtype.kind == "f" and x.dtype.itemsize < 4):
+        return np.dtype(np.float32)
+    return x.dtype
+
+
+def out_dtype(node: Node) -> np.dtype:
+    """The numpy dtype of the node's first output."""
+    return node.outputs[0].type.dtype.np_dtype
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    q = np.floor_divide(a, b)
+    fix = (np.remainder(a, b) != 0) & ((a < 0) ^ (b < 0))
+    return q + fix.astype(q.dtype)
+
+
+def _binary(fn):  # type: ignore[no-untyped-def]
+    def rule(node: Node, xs: Arrays) -> np.ndarray:
+        a, b = xs
+        dt = compute_dtype(a)
+        return fn(a.astype(dt, copy=False), b.astype(dt, copy=False)).astype(out_dtype(node), copy=False)
+
+    return rule
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "iu":
+        return _int_div(a, b)
+    return a / b
+
+
+def _float_unary(fn):  # type: ignore[no-untyped-def]
+    """Transcendentals are evaluated in float64 and rounded once to the output dtype."""
+
+    def rule(node: Node, xs: Arrays) -> np.ndarray:
+        return fn(xs[0].astype(np.float64)).astype(out_dtype(node))
+
+    return rule
+
+
+def _gelu(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0].astype(np.float64)
+    if node.attrs.get("approximate", "none") == "tanh":
+        y = 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    else:
+        y = 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0)))
+    return y.astype(out_dtype(node))
+
+
+def _clip(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0]
+    lo, hi = node.attrs.get("min", -np.inf), node.attrs.get("max", np.inf)
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        lo = max(lo, info.min)
+        hi = min(hi, info.max)
+        lo, hi = int(np.ceil(lo)), int(np.floor(hi))
+    return np.clip(x, lo, hi).astype(x.dtype)
+
+
+def _cast(node: Node, xs: Arrays) -> np.ndarray:
+    return xs[0].astype(out_dtype(node))
+
+
+def _reshape(node: Node, xs: Arrays) -> np.ndarray:
+    return xs[0].reshape(node.outputs[0].type.shape)
+
+
+def _transpose(node: Node, xs: Arrays) -> np.ndarray:
+    return np.transpose(xs[0], node.attrs["perm"])
+
+
+def _concat(node: Node, xs: Arrays) -> np.ndarray:
+    return np.concatenate(xs, axis=node.attrs["axis"])
+
+
+def _slice(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0]
+    idx = [slice(None)] * x.ndim
+    a = node.attrs
+    for st, en, ax, sp in zip(a["starts"], a["ends"], a["axes"], a["steps"]):
+        idx[ax] = slice(st, en, sp)
+    return x[tuple(idx)]
+
+
+def _gather(node: Node, xs: Arrays) -> np.ndarray:
+    data, idx = xs
+    axis = node.attrs.get("axis", 0)
+    n = data.shape[axis]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"gather index out of range [{-n}, {n}) on axis {axis}: "
+                         f"min {idx.min()}, max {idx.max()}")
+    return np.take(data, idx.astype(np.int64), axis=axis)
+
+
+ELEMENTWISE_RULES = {
+    "add": _binary(np.add),
+    "sub": _binary(np.subtract),
+    "mul": _binary(np.multiply),
+    "div": _binary(_div),
+    "pow": _binary(np.power),
+    "maximum": _binary(np.maximum),
+    "minimum": _binary(np.minimum),
+    "relu": lambda n, xs: np.maximum(xs[0], xs[0].dtype.type(0)),
+    "gelu": _gelu,
+    "sigmoid": _float_unary(special.expit),
+    "tanh": _float_unary(np.tanh),
+    "erf": _float_unary(special.erf),
+    "sqrt": _float_unary(np.sqrt),
+    "exp": _float_unary(np.exp),
+    "log": _float_unary(np.log),
+    "neg": lambda n, xs: np.negative(xs[0]),
+    "abs": lambda n, xs: np.abs(xs[0]),
+    "identity": lambda n, xs: xs[0],
+    "dropout": lambda n, xs: xs[0],
+    "clip": _clip,
+    "cast": _cast,
+    "reshape": _reshape,
+    "flatten": _reshape,
+    "transpose": _transpose,
+    "concat": _concat,
+    "slice": _slice,
+    "gather": _gather,
+}

@@ -1,0 +1,212 @@
+"""Reference semantics of neural-network ops (numpy; the golden truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ...ir.graph import Node
+from .elementwise import compute_dtype, out_dtype
+
+Arrays = list[np.ndarray]
+
+
+def _linear(node: Node, xs: Arrays) -> np.ndarray:
+    x, w = xs[0], xs[1]
+    dt = compute_dtype(x)
+    y = x.astype(dt, copy=False) @ w.astype(dt, copy=False).T
+    if len(xs) == 3:
+        y = y + xs[2].astype(dt, copy=False)
+    return y.astype(out_dtype(node), copy=False)
+
+
+def _matmul(node: Node, xs: Arrays) -> np.ndarray:
+    a, b = xs
+    dt = compute_dtype(a)
+    return np.matmul(a.astype(dt, copy=False), b.astype(dt, copy=False)).astype(out_dtype(node), copy=False)
+
+
+def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int],
+            dilations: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """View of x [N, C, H, W] as [N, C, Ho, Wo, kh, kw] windows (x already padded)."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, strides, dilations, out_hw
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    v = sliding_window_view(x, span, axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
+    return v[:, :, :ho, :wo]
+
+
+def _pad_to(x: np.ndarray, pads: tuple[int, ...], need_hw: tuple[int, int], value: float) -> np.ndarray:
+    """Pad [top, left, bottom, right] and further at the bottom/right up to `need_hw`."""
+    pt, pl, pb, pr = pads
+    extra_h = max(0, need_hw[0] - (x.shape[2] + pt + pb))
+    extra_w = max(0, need_hw[1] - (x.shape[3] + pl + pr))
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb + extra_h), (pl, pr + extra_w)), constant_values=value)
+
+
+def _conv2d(node: Node, xs: Arrays) -> np.ndarray:
+    x, w = xs[0], xs[1]
+    dt = compute_dtype(x)
+    x, w = x.astype(dt, copy=False), w.astype(dt, copy=False)
+    a = node.attrs
+    n, c, _, _ = x.shape
+    co, cg, kh, kw = w.shape
+    g = a["groups"]
+    ho, wo = node.outputs[0].type.shape[2:]
+    xp = _pad_to(x, a["pads"], (0, 0), 0.0)
+    win = windows(xp, (kh, kw), a["strides"], a["dilations"], (ho, wo))  # N C Ho Wo kh kw
+    if g == 1:
+        y = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))  # N Ho Wo Co
+        y = y.transpose(0, 3, 1, 2)
+    elif cg == 1 and co == g:  # depthwise
+        y = np.einsum("nchwij,cij->nchw", win, w[:, 0], optimize=True)
+    else:
+        wg = w.reshape(g, co // g, cg, kh, kw)
+        parts = []
+        for gi in range(g):
+            wi = win[:, gi * cg : (gi + 1) * cg]
+            parts.append(np.tensordot(wi, wg[gi], axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2))
+        y = np.concatenate(parts, axis=1)
+    if len(xs) == 3:
+        y = y + xs[2].astype(dt).reshape(1, co, 1, 1)
+    return np.ascontiguousarray(y).astype(out_dtype(node), copy=False)
+
+
+def _pool_geometry(node: Node, x: np.ndarray) -> tuple:
+    a = node.attrs
+    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
+    ho, wo = node.outputs[0].type.shape[2:]
+    need = ((ho - 1) * sh + dh * (kh - 1) + 1, (wo - 1) * sw + dw * (kw - 1) + 1)
+    return (kh, kw), (sh, sw), (dh, dw), (ho, wo), need
+
+
+def _maxpool2d(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0]
+    k, s, d, hw, need = _pool_geometry(node, x)
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xp = _pad_to(x, node.attrs["pads"], need, fill)
+    return windows(xp, k, s, d, hw).max(axis=(4, 5)).astype(x.dtype)
+
+
+def _avgpool2d(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0]
+    dt = compute_dtype(x)
+    k, s, d, hw, need = _pool_geometry(node, x)
+    pads = node.attrs["pads"]
+    xp = _pad_to(x.astype(dt, copy=False), pads, need, 0.0)
+    total = windows(xp, k, s, d, hw).sum(axis=(4, 5), dtype=np.float64)
+    ones = np.ones((1, 1) + x.shape[2:], np.float64)
+    if node.attrs["count_include_pad"]:
+        pt, pl, pb, pr = pads
+        ones = np.pad(ones, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=1.0)
+        count_src = _pad_to(ones, (0, 0, 0, 0), need, 0.0)
+    else:
+        count_src = _pad_to(ones, pads, need, 0.0)
+    count = windows(count_src, k, s, d, hw).sum(axis=(4, 5))
+    return (total / count).astype(out_dtype(node))
+
+
+def _global_avgpool(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0]
+    axes = tuple(range(2, x.ndim))
+    return x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(out_dtype(node))
+
+
+def _batchnorm(node: Node, xs: Arrays) -> np.ndarray:
+    x, scale, bias, mean, var = (a.astype(np.float64) for a in xs)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = scale / np.sqrt(var + node.attrs["epsilon"])
+    y = (x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)
+    return y.astype(out_dtype(node))
+
+
+def _layernorm(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0].astype(np.float64)
+    axis = node.attrs["axis"] % x.ndim
+    axes = tuple(range(axis, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + node.attrs["epsilon"])
+    if len(xs) > 1:
+        y = y * xs[1].astype(np.float64)
+    if len(xs) > 2:
+        y = y + xs[2].astype(np.float64)
+    return y.astype(out_dtype(node))
+
+
+def _softmax(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0].astype(np.float64)
+    axis = node.attrs["axis"]
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(out_dtype(node))
+
+
+def _lrn(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0].astype(np.float64)
+    a = node.attrs
+    size = a["size"]
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    sq = np.pad(x**2, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
+    csum = np.cumsum(np.concatenate([np.zeros_like(sq[:, :1]), sq], axis=1), axis=1)
+    c = x.shape[1]
+    square_sum = csum[:, size : size + c] - csum[:, :c]
+    y = x / (a["bias"] + a["alpha"] / size * square_sum) ** a["beta"]
+    return y.astype(out_dtype(node))
+
+
+def _reduce(fn: str):  # type: ignore[no-untyped-def]
+    def rule(node: Node, xs: Arrays) -> np.ndarray:
+        x = xs[0]
+        axes = tuple(node.attrs["axes"]) or None
+        keep = node.attrs["keepdims"]
+        if fn == "max":
+            return np.max(x, axis=axes, keepdims=keep).astype(out_dtype(node))
+        acc = np.float64 if x.dtype.kind == "f" else np.int64
+        r = getattr(np, fn)(x, axis=axes, keepdims=keep, dtype=acc)
+        return np.asarray(r).astype(out_dtype(node))
+
+    return rule
+
+
+def _qparams(node: Node, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = node.attrs
+    scale = np.asarray(a["scale"], np.float32)
+    zp = np.asarray(a["zero_point"], np.int32)
+    if a["axis"] is not None:
+        shape = [1] * x.ndim
+        shape[a["axis"] % x.ndim] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return scale, zp
+
+
+def _quantize(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0].astype(np.float32)
+    scale, zp = _qparams(node, x)
+    dt = out_dtype(node)
+    info = np.iinfo(dt)
+    q = np.rint(x / scale) + zp
+    return np.clip(q, info.min, info.max).astype(dt)
+
+
+def _dequantize(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0]
+    scale, zp = _qparams(node, x)
+    return ((x.astype(np.int32) - zp).astype(np.float32) * scale).astype(np.float32)
+
+
+NN_RULES = {
+    "linear": _linear,
+    "matmul": _matmul,
+    "conv2d": _conv2d,
+    "maxpool2d": _maxpool2d,
+    "avgpool2d": _avgpool2d,
+    "global-avgpool": _global_avgpool,
+    "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
+    "softmax": _softmax,
+    "lrn": _lrn,
+    "reduce-sum": _reduce("sum"),
+    "reduce-mean": _reduce("mean"),
+    "reduce-max": _reduce("max"),
+    "quantize": _quantize,
+    "dequantize": _dequantize,
+}

@@ -1,0 +1,21 @@
+"""The tensor IR: dtypes, types, values, nodes, graphs, the op registry, builder, verifier, text."""
+
+from .builder import BuildError, GraphBuilder
+from .dtypes import DTYPES, DType, bf16, boolean, dtype_from_name, dtype_from_numpy, f16, f32, i4, i8, i32, i64, u8
+from .equality import assert_graphs_equal, graph_difference, graphs_equal
+from .graph import Graph, Node, Value
+from .interpreter import ExecutionError, InputError, Interpreter
+from .ops import OPS, Attr, OpDef, TypeInferenceError, get_op, infer_types, register_op
+from .parser import ParseError, parse
+from .text import format_node, format_type, print_graph
+from .types import QuantInfo, SparsityInfo, TensorType
+from .verify import VerificationError, verify
+
+__all__ = [
+    "DTYPES", "OPS", "Attr", "BuildError", "DType", "ExecutionError", "Graph", "GraphBuilder",
+    "InputError", "Interpreter", "Node", "OpDef", "ParseError", "QuantInfo", "SparsityInfo",
+    "TensorType", "TypeInferenceError", "Value", "VerificationError", "assert_graphs_equal",
+    "bf16", "boolean", "dtype_from_name", "dtype_from_numpy", "f16", "f32", "format_node",
+    "format_type", "get_op", "graph_difference", "graphs_equal", "i4", "i8", "i32", "i64",
+    "infer_types", "parse", "print_graph", "register_op", "u8", "verify",
+]

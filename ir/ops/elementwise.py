@@ -1,0 +1,91 @@
+"""Elementwise ops: binary arithmetic with numpy broadcasting, and unary activations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..dtypes import DTYPES
+from ..types import TensorType
+from .registry import Attr, dtype_error, register_op, shape_error
+
+
+def broadcast_shapes(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """numpy's broadcasting of `shapes`; a shape-mismatch error names the op and shapes."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for i in range(rank):
+        dims = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            shown = " and ".join(str(list(s)) for s in shapes)
+            raise shape_error(f"{op}: shapes {shown} do not broadcast (axis {i - rank})")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def same_dtype(op: str, types: list[TensorType]) -> None:
+    """Raise a dtype-mismatch error unless all `types` share one dtype."""
+    names = {t.dtype.name for t in types}
+    if len(names) > 1:
+        raise dtype_error(f"{op}: inputs have different dtypes {[t.dtype.name for t in types]}")
+
+
+def require_float(op: str, t: TensorType) -> None:
+    """Raise a dtype-mismatch error unless `t` is a floating type."""
+    if not t.dtype.is_float:
+        raise dtype_error(f"{op}: needs a floating-point input, got {t.dtype.name}")
+
+
+def _binary(name: str, doc: str) -> None:
+    @register_op(name, ("a", "b"), doc=doc, elementwise=True)
+    def infer(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+        same_dtype(name, ts)
+        return [TensorType(broadcast_shapes(name, ts[0].shape, ts[1].shape), ts[0].dtype)]
+
+
+_binary("add", "a + b with numpy broadcasting.")
+_binary("sub", "a - b with numpy broadcasting.")
+_binary("mul", "a * b with numpy broadcasting.")
+_binary("div", "a / b with numpy broadcasting (integer inputs divide toward zero).")
+_binary("pow", "a ** b with numpy broadcasting.")
+_binary("maximum", "Elementwise maximum with numpy broadcasting.")
+_binary("minimum", "Elementwise minimum with numpy broadcasting.")
+
+
+def _unary(name: str, doc: str, attrs: tuple[Attr, ...] = (), floating: bool = True) -> None:
+    @register_op(name, ("x",), attrs, doc=doc, elementwise=True)
+    def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+        if floating:
+            require_float(name, ts[0])
+        return [TensorType(ts[0].shape, ts[0].dtype)]
+
+
+_unary("relu", "max(x, 0).", floating=False)
+_unary(
+    "gelu",
+    "x * Phi(x); approximate='tanh' uses 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))).",
+    (Attr("approximate", "str", "none", ("none", "tanh")),),
+)
+_unary("sigmoid", "1 / (1 + exp(-x)).")
+_unary("tanh", "Hyperbolic tangent.")
+_unary("erf", "The error function.")
+_unary("sqrt", "Square root.")
+_unary("exp", "e ** x.")
+_unary("log", "Natural logarithm.")
+_unary("neg", "-x.", floating=False)
+_unary("abs", "|x|.", floating=False)
+_unary("identity", "x unchanged.", floating=False)
+_unary("dropout", "Dropout; at inference it is the identity.", (Attr("ratio", "float", 0.5),),
+       floating=False)
+_unary(
+    "clip",
+    "min(max(x, min), max).",
+    (Attr("min", "float", float("-inf")), Attr("max", "float", float("inf"))),
+    floating=False,
+)
+
+
+@register_op("cast", ("x",), (Attr("dtype", "str", choices=tuple(DTYPES)),), doc="Convert dtype.",
+             elementwise=True)
+def _cast(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(ts[0].shape, DTYPES[a["dtype"]])]

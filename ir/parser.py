@@ -1,0 +1,304 @@
+"""Parse the text form (see `text.print_graph`) back into a Graph."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import numpy as np
+
+from .dtypes import dtype_from_name
+from .graph import Graph, Node, Value
+from .ops import OPS
+from .types import QuantInfo, SparsityInfo, TensorType
+
+
+class ParseError(ValueError):
+    """The text is not a valid graph; the message gives line and column."""
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>[ \t\r\n]+|\#[^\n]*)
+  | (?P<arrow>->)
+  | (?P<value>[%@][A-Za-z0-9_.\-]+)
+  | (?P<number>-?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf\b|nan\b))
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_.\-]*)
+  | (?P<punct>[()\[\]{}<>,=:])
+    """,
+    re.VERBOSE,
+)
+
+
+class _Tokens:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks: list[tuple[str, str, int]] = []
+        pos = 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m:
+                raise self._error(pos, f"unexpected character {text[pos]!r}")
+            if m.lastgroup != "ws":
+                self.toks.append((m.lastgroup or "", m.group(), pos))
+            pos = m.end()
+        self.i = 0
+
+    def _error(self, pos: int, msg: str) -> ParseError:
+        line = self.text.count("\n", 0, pos) + 1
+        col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+        src = self.text.splitlines()[line - 1] if self.text else ""
+        return ParseError(f"line {line}, column {col}: {msg}\n  {src}\n  {' ' * (col - 1)}^")
+
+    def error(self, msg: str) -> ParseError:
+        pos = self.toks[self.i][2] if self.i < len(self.toks) else len(self.text)
+        return self._error(pos, msg)
+
+    def peek(self, k: int = 0) -> tuple[str, str]:
+        j = self.i + k
+        return self.toks[j][:2] if j < len(self.toks) else ("eof", "")
+
+    def next(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok[0] == "eof":
+            raise self.error("unexpected end of text")
+        self.i += 1
+        return tok
+
+    def expect(self, text: str) -> None:
+        kind, tok = self.peek()
+        if tok != text:
+            raise self.error(f"expected {text!r}, found {tok or 'end of text'!r}")
+        self.i += 1
+
+    def expect_kind(self, kind: str) -> str:
+        k, tok = self.peek()
+        if k != kind:
+            raise self.error(f"expected {kind}, found {tok or 'end of text'!r}")
+        self.i += 1
+        return tok
+
+    def accept(self, text: str) -> bool:
+        if self.peek()[1] == text:
+            self.i += 1
+            return True
+        return False
+
+
+def _number(tok: str) -> int | float:
+    if re.fullmatch(r"-?\d+", tok):
+        return int(tok)
+    return float(tok)
+
+
+def _parse_value(t: _Tokens) -> Any:
+    kind, tok = t.peek()
+    if tok == "[":
+        t.next()
+        items = []
+        while not t.accept("]"):
+            items.append(_parse_value(t))
+            if not t.accept(","):
+                t.expect("]")
+                break
+        return items
+    t.next()
+    if kind == "number":
+        return _number(tok)
+    if kind == "string":
+        return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+    if kind == "ident":
+        if tok in ("true", "false"):
+            return tok == "true"
+        if tok == "null":
+            return None
+        if tok in ("inf", "nan"):
+            return float(tok)
+        return tok
+    raise t.error(f"expected a value, found {tok!r}")
+
+
+def _parse_type(t: _Tokens) -> TensorType:
+    name = t.expect_kind("ident")
+    try:
+        dt = dtype_from_name(name)
+    except ValueError as e:
+        t.i -= 1
+        raise t.error(str(e)) from None
+    t.expect("[")
+    shape: list[int] = []
+    while not t.accept("]"):
+        shape.append(int(t.expect_kind("number")))
+        if not t.accept(","):
+            t.expect("]")
+            break
+    quant = sparsity = None
+    while t.peek()[1] == "<":
+        t.next()
+        tag = t.expect_kind("ident")
+        fields: dict[str, Any] = {}
+        while not t.accept(">"):
+            key = t.expect_kind("ident")
+            t.expect("=")
+            fields[key] = _parse_value(t)
+        try:
+            if tag == "quant":
+                quant = QuantInfo(
+                    tuple(float(x) for x in fields["scale"]),
+                    tuple(int(x) for x in fields["zero_point"]),
+                    int(fields.get("bits", 8)),
+                    fields.get("axis"),
+                    fields.get("group_size"),
+                )
+            elif tag == "sparse":
+                block = fields.get("block")
+                sparsity = SparsityInfo(
+                    fields["pattern"], float(fields["density"]),
+                    tuple(block) if block is not None else None, fields.get("n"), fields.get("m"),
+                )
+            else:
+                raise t.error(f"unknown type annotation <{tag} ...>; known: quant, sparse")
+        except (KeyError, ValueError) as e:
+            if isinstance(e, ParseError):
+                raise
+            raise t.error(f"bad <{tag}> annotation: {e}") from None
+    return TensorType(tuple(shape), dt, quant, sparsity)
+
+
+def parse(text: str) -> Graph:
+    """Parse one graph in the text form; constants must be printed in full (not elided)."""
+    t = _Tokens(text)
+    t.expect("graph")
+    name = t.expect_kind("ident")
+    env: dict[str, Value] = {}
+    inputs: list[Value] = []
+    t.expect("(")
+    while not t.accept(")"):
+        vname = t.expect_kind("value")
+        if not vname.startswith("%"):
+            raise t.error("graph inputs are written %name")
+        t.expect(":")
+        v = Value(vname[1:], _parse_type(t))
+        env[vname] = v
+        inputs.append(v)
+        if not t.accept(","):
+            t.expect(")")
+            break
+    t.expect("->")
+    if t.accept("("):
+        while not t.accept(")"):
+            _parse_type(t)
+            t.accept(",")
+    else:
+        _parse_type(t)
+    t.expect("{")
+    nodes: list[Node] = []
+    placeholders: dict[str, Value] = {}
+
+    def ref(tok: str) -> Value:
+        if tok in env:
+            return env[tok]
+        # forward or constant reference: resolved once the whole text is read
+        if tok not in placeholders:
+            placeholders[tok] = Value(tok[1:], TensorType((), dtype_from_name("f32")))
+        return placeholders[tok]
+
+    outputs: list[Value] = []
+    while True:
+        if t.accept("return"):
+            outputs.append(ref(t.expect_kind("value")))
+            while t.accept(","):
+                outputs.append(ref(t.expect_kind("value")))
+            t.expect("}")
+            break
+        outs = [t.expect_kind("value")]
+        while t.accept(","):
+            outs.append(t.expect_kind("value"))
+        t.expect("=")
+        op = t.expect_kind("ident")
+        if op not in OPS:
+            t.i -= 1
+            raise t.error(f"unknown op {op!r}")
+        t.expect("(")
+        args: list[Value] = []
+        while not t.accept(")"):
+            args.append(ref(t.expect_kind("value")))
+            if not t.accept(","):
+                t.expect(")")
+                break
+        attrs: dict[str, Any] = {}
+        if t.accept("{"):
+            while not t.accept("}"):
+                key = t.expect_kind("ident")
+                t.expect("=")
+                attrs[key] = _parse_value(t)
+                if not t.accept(","):
+                    t.expect("}")
+                    break
+        t.expect(":")
+        types = [_parse_type(t)]
+        while t.accept(","):
+            types.append(_parse_type(t))
+        if len(types) != len(outs):
+            raise t.error(f"{len(outs)} results but {len(types)} types")
+        try:
+            attrs = OPS[op].normalize_attrs(attrs)
+        except Exception as e:  # noqa: BLE001 - re-raised with a position
+            raise t.error(f"{outs[0]} = {op}: {e}") from None
+        values = []
+        for o, ty in zip(outs, types):
+            if o in env:
+                raise t.error(f"value {o} is defined twice")
+            v = placeholders.pop(o, None) or Value(o[1:], ty)
+            v.type = ty
+            env[o] = v
+            values.append(v)
+        nodes.append(Node(op, args, attrs, values))
+    while t.peek()[0] != "eof":
+        t.expect("const")
+        cname = t.expect_kind("value")
+        if not cname.startswith("@"):
+            raise t.error("constants are written @name")
+        t.expect(":")
+        ty = _parse_type(t)
+        t.expect("=")
+        data = _parse_constant_data(t, cname, ty)
+        if cname in env:
+            raise t.error(f"constant {cname} is defined twice")
+        v = placeholders.pop(cname, None) or Value(cname[1:], ty)
+        v.type = ty
+        v.data = data
+        data.flags.writeable = False
+        env[cname] = v
+    if placeholders:
+        missing = ", ".join(sorted(placeholders))
+        raise ParseError(f"graph {name}: {missing} used but never defined")
+    return Graph(name, inputs, outputs, nodes)
+
+
+def _parse_constant_data(t: _Tokens, cname: str, ty: TensorType) -> np.ndarray:
+    kind, tok = t.peek()
+    np_dt = ty.dtype.np_dtype
+    if tok == "[":
+        vals = _parse_value(t)
+        if len(vals) != ty.numel:
+            raise t.error(f"constant {cname}: {len(vals)} values for type with {ty.numel} elements")
+        if ty.dtype.is_float:
+            arr = np.array([float(x) for x in vals], dtype=np.float64).astype(np_dt)
+        else:
+            arr = np.array([int(x) for x in vals], dtype=np.int64).astype(np_dt)
+        return arr.reshape(ty.shape)
+    if tok == "blob":
+        t.next()
+        raw = base64.b64decode(t.expect_kind("string")[1:-1])
+        arr = np.frombuffer(raw, dtype=np_dt.newbyteorder("<")).astype(np_dt)
+        if arr.size != ty.numel:
+            raise t.error(f"constant {cname}: blob holds {arr.size} elements, type needs {ty.numel}")
+        return arr.reshape(ty.shape).copy()
+    if tok == "elided":
+        raise t.error(
+            f"constant {cname} was printed elided; print with graph.to_text() to keep its data"
+        )
+    raise t.error(f"constant {cname}: expected [values] or blob\"...\"")

@@ -1,0 +1,171 @@
+"""`verify(graph)`: structural and type checks whose errors name the node and its neighbours."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from .graph import Graph, Node, Value
+from .ops import OPS, TypeInferenceError
+from .text import format_node, format_ref, format_type
+
+ERROR_KINDS = (
+    "shape-mismatch",
+    "dtype-mismatch",
+    "use-before-def",
+    "dangling",
+    "unused",
+    "unknown-op",
+    "attribute",
+    "cycle",
+    "duplicate-name",
+    "arity",
+    "constant-type",
+    "output-count",
+)
+
+
+class VerificationError(ValueError):
+    """A malformed graph: `kind` is one of ERROR_KINDS, `node` the node at fault (if any)."""
+
+    def __init__(self, kind: str, message: str, node: Node | None = None) -> None:
+        super().__init__(f"[{kind}] {message}")
+        self.kind = kind
+        self.node = node
+
+
+def _context(g: Graph, node: Node) -> str:
+    """The node's line with its producers above and its users below."""
+    producers = [v.producer for v in node.inputs if v.producer is not None and v.producer in g.nodes]
+    users = [n for n in g.nodes if any(v in n.inputs for v in node.outputs)]
+    lines = ["  producers:"] + [f"    {format_node(p)}" for p in dict.fromkeys(producers)]
+    lines += [f"  > {format_node(node)}", "  users:"]
+    lines += [f"    {format_node(u)}" for u in users[:8]]
+    if len(users) > 8:
+        lines.append(f"    ... and {len(users) - 8} more")
+    return "\n".join(lines)
+
+
+def _fail(g: Graph, kind: str, node: Node, detail: str) -> VerificationError:
+    return VerificationError(
+        kind, f"graph {g.name}, node {format_ref(node.outputs[0]) if node.outputs else node.op}"
+        f" ({node.op}): {detail}\n{_context(g, node)}", node
+    )
+
+
+def _check_names(g: Graph) -> None:
+    seen: dict[str, str] = {}
+    for where, vals in (("input", g.inputs), ("constant", g.constants),
+                        ("node output", [v for n in g.nodes for v in n.outputs])):
+        for v in vals:
+            if v.name in seen:
+                node = v.producer if where == "node output" else None
+                msg = f"graph {g.name}: name {v.name!r} is used by a {seen[v.name]} and a {where}"
+                if node is not None:
+                    raise _fail(g, "duplicate-name", node, msg)
+                raise VerificationError("duplicate-name", msg)
+            seen[v.name] = where
+
+
+def _check_constants(g: Graph) -> None:
+    for v in g.inputs:
+        if v.is_constant:
+            raise VerificationError("constant-type", f"graph {g.name}: input %{v.name} carries data")
+    for c in g.constants:
+        assert c.data is not None
+        if c.data.shape != c.type.shape or c.data.dtype != c.type.dtype.np_dtype:
+            raise VerificationError(
+                "constant-type",
+                f"graph {g.name}: constant @{c.name} is declared {format_type(c.type)} but its array "
+                f"is {c.data.dtype}{list(c.data.shape)}",
+            )
+
+
+def _check_cycles(g: Graph) -> None:
+    dag = nx.DiGraph()
+    producer: dict[int, Node] = {id(v): n for n in g.nodes for v in n.outputs}
+    for n in g.nodes:
+        dag.add_node(id(n))
+        for v in n.inputs:
+            if id(v) in producer:
+                dag.add_edge(id(producer[id(v)]), id(n))
+    try:
+        cycle = nx.find_cycle(dag)
+    except nx.NetworkXNoCycle:
+        return
+    by_id = {id(n): n for n in g.nodes}
+    names = " -> ".join(format_ref(by_id[a].outputs[0]) for a, _ in cycle)
+    raise _fail(g, "cycle", by_id[cycle[0][0]], f"the graph has a cycle: {names} -> ...")
+
+
+def _check_types(g: Graph, node: Node, attrs: dict) -> None:
+    try:
+        inferred = OPS[node.op].infer([v.type for v in node.inputs], attrs)
+    except TypeInferenceError as e:
+        raise _fail(g, e.kind, node, str(e)) from None
+    if len(inferred) != len(node.outputs):
+        raise _fail(g, "output-count", node,
+                    f"{node.op} produces {len(inferred)} outputs, node declares {len(node.outputs)}")
+    for v, t in zip(node.outputs, inferred):
+        if v.type.shape != t.shape:
+            raise _fail(g, "shape-mismatch", node,
+                        f"%{v.name} is declared {format_type(v.type)} but {node.op} gives {format_type(t)}")
+        if v.type.dtype != t.dtype:
+            raise _fail(g, "dtype-mismatch", node,
+                        f"%{v.name} is declared {format_type(v.type)} but {node.op} gives {format_type(t)}")
+        if t.quant is not None and v.type.quant != t.quant:
+            raise _fail(g, "dtype-mismatch", node,
+                        f"%{v.name} is declared {format_type(v.type)} but {node.op} gives {format_type(t)}")
+
+
+def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
+    """Check `g` and return it; raises VerificationError naming the node and the fault.
+
+    Checks names are unique, constants match their types, there is no cycle, every op is
+    known with valid arity and attributes, every value is defined before use, types agree
+    with each op's type rule, outputs are defined, and (unless `allow_dead`) no node is dead.
+    """
+    _check_names(g)
+    _check_constants(g)
+    _check_cycles(g)
+    defined: set[int] = {id(v) for v in g.inputs}
+    later: dict[int, Node] = {id(v): n for n in g.nodes for v in n.outputs}
+    for node in g.nodes:
+        if node.op not in OPS:
+            raise _fail(g, "unknown-op", node,
+                        f"unknown op {node.op!r}; registered ops: {', '.join(sorted(OPS))}")
+        opdef = OPS[node.op]
+        try:
+            opdef.check_arity(len(node.inputs))
+            attrs = opdef.normalize_attrs(node.attrs)
+        except TypeInferenceError as e:
+            raise _fail(g, e.kind, node, str(e)) from None
+        for v in node.inputs:
+            if v.is_constant or id(v) in defined:
+                continue
+            if id(v) in later:
+                raise _fail(g, "use-before-def", node,
+                            f"input %{v.name} is used before the node that defines it")
+            raise _fail(g, "dangling", node,
+                        f"input %{v.name} is not a graph input, a constant or any node's output")
+        _check_types(g, node, attrs)
+        defined.update(id(v) for v in node.outputs)
+    for v in g.outputs:
+        if not (v.is_constant or id(v) in defined):
+            raise VerificationError("dangling", f"graph {g.name}: output %{v.name} is never defined")
+    if not allow_dead:
+        used = {id(v) for n in g.nodes for v in n.inputs} | {id(v) for v in g.outputs}
+        for node in g.nodes:
+            if not any(id(v) in used for v in node.outputs):
+                raise _fail(g, "unused", node,
+                            "no output of this node is used or returned (run the 'dce' pass)")
+    return g
+
+
+def check_array(v: Value, arr: np.ndarray) -> str | None:
+    """Why `arr` does not fit the type of `v`, or None when it does."""
+    if arr.shape != v.type.shape:
+        return f"shape {list(arr.shape)} != {list(v.type.shape)}"
+    if arr.dtype != v.type.dtype.np_dtype:
+        return f"dtype {arr.dtype} != {v.type.dtype.np_dtype}"
+    return None
