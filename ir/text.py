@@ -31,7 +31,7 @@ def _format_element(x: Any) -> str:
     if math.isnan(f) or math.isinf(f):
         return format_float(f)
     text = str(x)
-    return text if float(text) == f else repr(f)
+    return text if type(x)(float(text)) == x else repr(f)
 
 
 def format_attr_value(v: Any) -> str:

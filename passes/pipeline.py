@@ -1,0 +1,155 @@
+"""Pipelines as strings (`"dce,prune{sparsity=0.9,pattern=block}"`) and the pass driver."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ..ir.graph import Graph
+from .base import PASSES, Pass, PassContext, PassRecord
+from .instruments import Instrument, VerifyEach
+
+
+class PipelineError(ValueError):
+    """A pipeline string names an unknown pass or gives a bad option."""
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split on `sep` outside braces."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth < 0:
+                raise PipelineError(f"unbalanced '}}' in pipeline {text!r}")
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth:
+        raise PipelineError(f"unbalanced '{{' in pipeline {text!r}")
+    parts.append("".join(cur))
+    return parts
+
+
+def _convert(cls: type[Pass], fname: str, ftype: Any, raw: str) -> Any:
+    origin = typing.get_origin(ftype)
+    args = typing.get_args(ftype)
+    where = f"pass {cls.name!r} option {fname}={raw!r}"
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        non_none = [a for a in args if a is not type(None)]
+        if raw.lower() in ("none", "null") and len(non_none) < len(args):
+            return None
+        return _convert(cls, fname, non_none[0], raw)
+    if origin is Literal:
+        for choice in args:
+            if str(choice) == raw:
+                return choice
+        raise PipelineError(f"{where}: must be one of {', '.join(map(str, args))}")
+    if ftype is bool:
+        if raw.lower() in ("true", "1", "yes", "on"):
+            return True
+        if raw.lower() in ("false", "0", "no", "off"):
+            return False
+        raise PipelineError(f"{where}: must be true or false")
+    if ftype in (int, float):
+        try:
+            return ftype(raw)
+        except ValueError:
+            raise PipelineError(f"{where}: must be {ftype.__name__}") from None
+    if origin is tuple:
+        try:
+            return tuple(int(x) for x in raw.replace(":", "x").split("x"))
+        except ValueError:
+            raise PipelineError(f"{where}: must be integers like 32x32 or 2:4") from None
+    return raw
+
+
+def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
+    """Instantiate the registered pass `name` from string options, checking every option."""
+    if name not in PASSES:
+        known = ", ".join(sorted(PASSES))
+        raise PipelineError(f"unknown pass {name!r}; registered passes: {known}")
+    cls = PASSES[name]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    kwargs = {}
+    for key, raw in (options or {}).items():
+        if key not in fields:
+            opts = ", ".join(f"{f}: {getattr(hints.get(f), '__name__', hints.get(f))}" for f in fields) or "none"
+            raise PipelineError(f"pass {name!r} has no option {key!r}; its options: {opts}")
+        kwargs[key] = _convert(cls, key, hints[key], raw.strip())
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise PipelineError(f"pass {name!r}: {e}") from None
+
+
+def parse_pipeline(text: str) -> list[Pass]:
+    """Parse `"a,b{k=v,k2=v2},c"` into pass instances."""
+    from . import builtin  # noqa: F401  (registers the built-in passes)
+
+    passes = []
+    for item in _split_top(text, ","):
+        item = item.strip()
+        if not item:
+            continue
+        if "{" in item:
+            if not item.endswith("}"):
+                raise PipelineError(f"pipeline item {item!r}: options must end with '}}'")
+            name, body = item[:-1].split("{", 1)
+            opts = {}
+            for kv in _split_top(body, ","):
+                if not kv.strip():
+                    continue
+                if "=" not in kv:
+                    raise PipelineError(f"pass {name.strip()!r}: option {kv.strip()!r} must be key=value")
+                k, v = kv.split("=", 1)
+                opts[k.strip()] = v.strip()
+            passes.append(make_pass(name.strip(), opts))
+        else:
+            passes.append(make_pass(item))
+    return passes
+
+
+def run_pipeline(
+    graph: Graph,
+    pipeline: str | Sequence[Pass],
+    *,
+    target: str | None = None,
+    ctx: PassContext | None = None,
+    instruments: Sequence[Instrument] = (),
+) -> Graph:
+    """Run `pipeline` on a copy of `graph` and return the result (the input is left as it was).
+
+    Instruments from `ctx` and `instruments` see every pass; with `ctx.verify_each` (the
+    default) the graph is verified after each pass. Reports are logged in `ctx.records`.
+    """
+    passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    ctx = ctx or PassContext(target=target)
+    if target is not None:
+        ctx.target = target
+    insts: list[Instrument] = [*ctx.instruments, *instruments]
+    if ctx.verify_each and not any(isinstance(i, VerifyEach) for i in insts):
+        insts.insert(0, VerifyEach())
+    g = graph.copy()
+    for p in passes:
+        if not all(i.should_run(g, p, ctx) for i in insts):
+            ctx.records.append(PassRecord(str(p), False, "skipped by an instrument", 0.0))
+            continue
+        for i in insts:
+            i.before_pass(g, p, ctx)
+        t0 = time.perf_counter()
+        result = p.run(g, ctx)
+        dt = time.perf_counter() - t0
+        for i in insts:
+            i.after_pass(g, p, result, ctx)
+        ctx.records.append(PassRecord(str(p), result.changed, result.report, dt))
+        g = result.graph
+    return g
