@@ -70,7 +70,8 @@ class FoldBatchNorm(Pass):
             src = n.inputs[0].producer
             if src is None or src.op not in ("conv2d", "linear"):
                 why = f"its input comes from {src.op if src else 'a graph input'}"
-            elif sum(1 for m in graph.nodes for v in m.inputs if v is n.inputs[0]) > 1:
+            elif (sum(1 for m in graph.nodes for v in m.inputs if v is n.inputs[0])
+                  + sum(1 for v in graph.outputs if v is n.inputs[0])) > 1:
                 why = f"%{src.name} has other users"
             elif not all(v.is_constant for v in n.inputs[1:]) or not src.inputs[1].is_constant:
                 why = "its parameters or the weights are not constants"
