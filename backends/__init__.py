@@ -1,1 +1,1 @@
-"""x."""
+"""Backends: reference (numpy golden semantics), numba (JIT CPU kernels), cost (hardware targets and cost model)."""

@@ -1,1 +1,1 @@
-"""x."""
+"""bench: the benchmark command, the model zoo, reports and plots."""
