@@ -1,1 +1,1 @@
-"""bench: the benchmark command, the model zoo, reports and plots."""
+"""Benchmarks and the model zoo: the `bench` command, zoo models, reports."""

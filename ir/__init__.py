@@ -1,5 +1,6 @@
 """The tensor IR: dtypes, types, values, nodes, graphs, the op registry, builder, verifier, text."""
 
+from .bert_loader import load_bert
 from .builder import BuildError, GraphBuilder
 from .dtypes import DTYPES, DType, bf16, boolean, dtype_from_name, dtype_from_numpy, f16, f32, i4, i8, i32, i64, u8
 from .equality import assert_graphs_equal, graph_difference, graphs_equal
@@ -17,5 +18,5 @@ __all__ = [
     "TensorType", "TypeInferenceError", "Value", "VerificationError", "assert_graphs_equal",
     "bf16", "boolean", "dtype_from_name", "dtype_from_numpy", "f16", "f32", "format_node",
     "format_type", "get_op", "graph_difference", "graphs_equal", "i4", "i8", "i32", "i64",
-    "infer_types", "parse", "print_graph", "register_op", "u8", "verify",
+    "infer_types", "load_bert", "parse", "print_graph", "register_op", "u8", "verify",
 ]

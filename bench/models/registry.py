@@ -1,0 +1,148 @@
+"""The model zoo registry: models by name, with sample inputs and a quality metric."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...ir import Graph
+
+RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+QualityFn = Callable[[RunFn], float]
+
+
+@dataclass
+class Model:
+    """A zoo model: a verified IR graph, a sample batch and a quality metric."""
+
+    name: str
+    graph: Graph
+    inputs: dict[str, np.ndarray]
+    description: str
+    metric_name: str
+    quality_fn: QualityFn = field(repr=False)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def quality(self, run: RunFn) -> float:
+        """The model's quality metric computed with `run` (an Executable.run or reference.run)."""
+        return float(self.quality_fn(run))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `list_models` says of one zoo entry."""
+
+    name: str
+    description: str
+    requires: tuple[str, ...] = ()
+    available: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    description: str
+    factory: Callable[..., Model]
+    requires: tuple[str, ...]
+    extra: str
+    check: Callable[[], str] | None
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(name: str, description: str, requires: tuple[str, ...] = (), extra: str = "models",
+                   check: Callable[[], str] | None = None) -> Callable[[Callable[..., Model]], Callable[..., Model]]:
+    """Decorator: register a model factory under `name`.
+
+    `requires` lists import names of optional packages (installed by the extra `extra`); `check`
+    returns "" when the model can be loaded, or a reason why not.
+    """
+
+    def deco(factory: Callable[..., Model]) -> Callable[..., Model]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = _Entry(name, description, factory, tuple(requires), extra, check)
+        return factory
+
+    return deco
+
+
+def _missing(requires: tuple[str, ...]) -> list[str]:
+    return [r for r in requires if importlib.util.find_spec(r) is None]
+
+
+def _unavailable_reason(e: _Entry) -> str:
+    missing = _missing(e.requires)
+    if missing:
+        return f"needs {', '.join(missing)}: pip install 'tensorsmith[{e.extra}]'"
+    return e.check() if e.check is not None else ""
+
+
+def list_models() -> list[ModelInfo]:
+    """Every registered model, with whether it can be loaded here and why not."""
+    _load_builtin_modules()
+    out = []
+    for e in _REGISTRY.values():
+        reason = _unavailable_reason(e)
+        out.append(ModelInfo(e.name, e.description, e.requires, not reason, reason))
+    return out
+
+
+def model_names() -> list[str]:
+    """Names of all registered models."""
+    _load_builtin_modules()
+    return list(_REGISTRY)
+
+
+def load_model(name: str, **options: Any) -> Model:
+    """Build the zoo model `name` (options go to its factory).
+
+    Raises KeyError listing the known names for an unknown name, and ImportError naming the
+    extra to install when an optional package is missing.
+    """
+    _load_builtin_modules()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}")
+    e = _REGISTRY[name]
+    missing = _missing(e.requires)
+    if missing:
+        raise ImportError(f"model {name!r} needs the optional package(s) {', '.join(missing)}; "
+                          f"install them with: pip install 'tensorsmith[{e.extra}]'")
+    if e.check is not None:
+        reason = e.check()
+        if reason:
+            raise ImportError(f"model {name!r} is not available: {reason}")
+    return e.factory(**options)
+
+
+_LOADED = False
+
+
+def _load_builtin_modules() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from . import builtin  # noqa: F401
+
+
+def max_abs_err_quality(graph: Graph, inputs: dict[str, np.ndarray]) -> QualityFn:
+    """A quality function: max |run(inputs) - reference(inputs)| over all outputs."""
+    cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def quality(run: RunFn) -> float:
+        if "ref" not in cache:
+            from ...backends import reference
+
+            cache["ref"] = reference.run(graph, inputs)
+        got = run(inputs)
+        ref = cache["ref"]
+        return max(float(np.max(np.abs(np.asarray(got[k], np.float64) - ref[k]))) for k in ref)
+
+    return quality
