@@ -117,7 +117,22 @@ def _pool(name: str, extra: tuple[Attr, ...], doc: str) -> None:
         wo = conv_out(x.shape[3], kw, sw, pl, pr, dw, a["ceil_mode"])
         if ho < 1 or wo < 1:
             raise shape_error(f"{name}: window {list(a['kernel'])} does not fit input {list(x.shape[2:])}")
+        for axis, size, k, s, p, d, n in (("H", x.shape[2], kh, sh, pt, dh, ho), ("W", x.shape[3], kw, sw, pl, dw, wo)):
+            o = _padding_only_window(size, k, s, p, d, n)
+            if o is not None:
+                raise attr_error(f"{name}: output {o} along {axis} pools only padding (input {list(x.shape[2:])}, "
+                                 f"kernel {list(a['kernel'])}, pads {list(a['pads'])}, "
+                                 f"dilations {list(a['dilations'])})")
         return [TensorType((x.shape[0], x.shape[1], ho, wo), x.dtype)]
+
+
+def _padding_only_window(size: int, k: int, stride: int, pad_lo: int, dil: int, out: int) -> int | None:
+    """The first output position along one axis whose window holds no input cell, or None."""
+    for o in range(out):
+        start = o * stride - pad_lo
+        if not any(0 <= start + i * dil < size for i in range(k)):
+            return o
+    return None
 
 
 _pool("maxpool2d", (), "Max over kH x kW windows of an NCHW tensor; padding never wins.")
