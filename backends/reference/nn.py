@@ -47,6 +47,8 @@ def _pad_to(x: np.ndarray, pads: tuple[int, ...], need_hw: tuple[int, int], valu
 def _conv2d(node: Node, xs: Arrays) -> np.ndarray:
     x, w = xs[0], xs[1]
     dt = compute_dtype(x)
+    if dt.kind == "f":  # accumulate in float64 like the other reductions here: the result does not
+        dt = np.dtype(np.float64)  # depend on where an output channel falls in the GEMM's blocking
     x, w = x.astype(dt, copy=False), w.astype(dt, copy=False)
     a = node.attrs
     n, c, _, _ = x.shape
