@@ -129,7 +129,7 @@ def _load_builtin_modules() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from . import builtin, minilm  # noqa: F401
+    from . import builtin, digits, minilm, onnx_light  # noqa: F401
 
 
 def max_abs_err_quality(graph: Graph, inputs: dict[str, np.ndarray]) -> QualityFn:
