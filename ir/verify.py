@@ -125,8 +125,8 @@ def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
     known with valid arity and attributes, every value is defined before use, types agree
     with each op's type rule, outputs are defined, and (unless `allow_dead`) no node is dead.
     """
+    _check_constants(g)  # first: an input carrying data would otherwise read as a duplicate name
     _check_names(g)
-    _check_constants(g)
     _check_cycles(g)
     defined: set[int] = {id(v) for v in g.inputs}
     later: dict[int, Node] = {id(v): n for n in g.nodes for v in n.outputs}
