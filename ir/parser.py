@@ -196,6 +196,7 @@ def parse(text: str) -> Graph:
     t.expect("{")
     nodes: list[Node] = []
     placeholders: dict[str, Value] = {}
+    first_use: dict[str, int] = {}
 
     def ref(tok: str) -> Value:
         if tok in env:
@@ -203,6 +204,7 @@ def parse(text: str) -> Graph:
         # forward or constant reference: resolved once the whole text is read
         if tok not in placeholders:
             placeholders[tok] = Value(tok[1:], TensorType((), dtype_from_name("f32")))
+            first_use[tok] = t.toks[t.i - 1][2]
         return placeholders[tok]
 
     outputs: list[Value] = []
@@ -274,7 +276,7 @@ def parse(text: str) -> Graph:
         env[cname] = v
     if placeholders:
         missing = ", ".join(sorted(placeholders))
-        raise ParseError(f"graph {name}: {missing} used but never defined")
+        raise t._error(min(first_use[k] for k in placeholders), f"graph {name}: {missing} used but never defined")
     return Graph(name, inputs, outputs, nodes)
 
 

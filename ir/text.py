@@ -28,10 +28,13 @@ def format_float(x: float) -> str:
 def _format_element(x: Any) -> str:
     """Shortest text for one float element at its own precision (str of a numpy scalar)."""
     f = float(x)
-    if math.isnan(f) or math.isinf(f):
+    if math.isnan(f):
+        return "-nan" if np.signbit(x) else "nan"  # keeps the sign bit of e.g. 0/0 on x86
+    if math.isinf(f):
         return format_float(f)
     text = str(x)
-    return text if type(x)(float(text)) == x else repr(f)
+    text = text if type(x)(float(text)) == x else repr(f)
+    return text if any(c in text for c in ".en") else text + ".0"  # "-0" would parse as the integer 0
 
 
 def format_attr_value(v: Any) -> str:
