@@ -65,7 +65,7 @@ class Interpreter:
             shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args)
             raise ExecutionError(f"{format_node(node)}\n  failed on inputs ({shapes}): "
                                  f"{type(e).__name__}: {e}") from e
-        outs = list(res) if isinstance(res, (list, tuple)) else [res]
+        outs = [np.asarray(r) for r in (res if isinstance(res, (list, tuple)) else [res])]
         if self.check_types:
             for v, a in zip(node.outputs, outs):
                 if a.shape != v.type.shape or a.dtype != v.type.dtype.np_dtype:

@@ -24,7 +24,7 @@ def run(graph: Graph, inputs: Mapping[str, Any], keep: bool = False) -> dict[str
 def evaluate_node(node: Node, args: list[np.ndarray]) -> list[np.ndarray]:
     """Apply the reference rule of `node.op` to `args` (used for constant folding)."""
     res = REFERENCE_RULES[node.op](node, args)
-    return list(res) if isinstance(res, (list, tuple)) else [res]
+    return [np.asarray(r) for r in (res if isinstance(res, (list, tuple)) else [res])]
 
 
 __all__ = ["REFERENCE_RULES", "evaluate_node", "run"]

@@ -178,6 +178,8 @@ def _qparams(node: Node, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         shape = [1] * x.ndim
         shape[a["axis"] % x.ndim] = -1
         scale, zp = scale.reshape(shape), zp.reshape(shape)
+    else:  # per tensor: scalars, so a rank-0 input stays rank 0
+        scale, zp = scale.reshape(()), zp.reshape(())
     return scale, zp
 
 
