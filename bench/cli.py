@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 DEFAULT_MODELS = ("mlp", "cnn", "transformer-block")
@@ -93,7 +94,7 @@ def _cmd_list(console: Console) -> int:
         t.add_column(col)
     for m in list_models():
         avail = "yes" if m.available else f"no: {m.reason}" if getattr(m, "reason", "") else "no"
-        t.add_row(m.name, avail, m.description)
+        t.add_row(m.name, escape(avail), escape(m.description))
     console.print(t)
     return 0
 
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bench` console script."""
     args = build_parser().parse_args(argv)
     console = Console()
+    if not console.is_terminal:
+        console.width = 160  # pipes and CI logs: keep table rows on one line
     if args.list or args.command == "list":
         return _cmd_list(console)
     if args.command == "calibrate":
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows += bench_model(name, backends, args.pipeline, args.repeats, args.warmup)
         except (KeyError, ValueError, ImportError) as e:
-            console.print(f"[red]{name}: {e}[/red]")
+            console.print(f"[red]{escape(name)}: {escape(str(e))}[/red]")
             return 2
     render(rows, console)
     if args.json_path:
