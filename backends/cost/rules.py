@@ -1,0 +1,234 @@
+"""COST_RULES: per-op work (multiply-accumulates, vector ops, GEMM shape, tensors read) from a node's types.
+
+A rule looks only at the IR: shapes, dtypes, attributes. What the work costs on a target (precision,
+sparsity, bytes per memory level, time, energy) is decided in model.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ...ir.graph import Node, Value
+
+
+class CostError(ValueError):
+    """A node cannot be priced (no rule for its op, or a target cannot run it); names node and op."""
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A tensor a node reads: the value, its role and how many of its elements are read."""
+
+    value: Value
+    role: str  # "input" | "weight" | "bias" | "index" | "param"
+    elements: int
+
+
+@dataclass
+class Work:
+    """What a node computes, independent of hardware."""
+
+    kind: str  # "matrix" | "vector" | "copy" | "convert" | "view"
+    macs: int = 0  # dense multiply-accumulates
+    ops: int = 0  # other arithmetic (vector unit), one per add/compare/exp step
+    gemm: tuple[int, int, int, int] | None = None  # (batch, M, N, K) as the matrix unit sees it
+    operands: list[Operand] = field(default_factory=list)
+    out_elements: int = 0
+    weight: Value | None = None  # the operand whose sparsity / quantization the hardware may exploit
+
+
+def _numel(v: Value) -> int:
+    return math.prod(v.type.shape)
+
+
+def _reads(node: Node, roles: tuple[str, ...] = ()) -> list[Operand]:
+    out = []
+    for i, v in enumerate(node.inputs):
+        role = roles[i] if i < len(roles) else "input"
+        out.append(Operand(v, "weight" if role == "input" and v.is_constant else role, _numel(v)))
+    return out
+
+
+def _out(node: Node) -> int:
+    return sum(_numel(v) for v in node.outputs)
+
+
+def _requant_ops(node: Node, n_out: int) -> int:
+    """An integer matrix op with an integer output requantizes each int32 accumulator (scale, round, clip)."""
+    return 3 * n_out if not node.outputs[0].type.dtype.is_float else 0
+
+
+def linear_rule(node: Node) -> Work:
+    """linear(x[..., K], w[N, K], b?): one GEMM with M = prod(leading axes)."""
+    x, w = node.inputs[0], node.inputs[1]
+    k, n = x.type.shape[-1], w.type.shape[0]
+    m = math.prod(x.type.shape[:-1])
+    ops = m * n if len(node.inputs) > 2 else 0
+    return Work("matrix", macs=m * n * k, ops=ops + _requant_ops(node, m * n), gemm=(1, m, n, k),
+                operands=_reads(node, ("input", "weight", "bias")), out_elements=m * n, weight=w)
+
+
+def matmul_rule(node: Node) -> Work:
+    """matmul(a, b): batched GEMM over the broadcast leading axes."""
+    a, b = node.inputs
+    xs = (1,) + a.type.shape if a.type.rank == 1 else a.type.shape
+    ys = b.type.shape + (1,) if b.type.rank == 1 else b.type.shape
+    m, k, n = xs[-2], xs[-1], ys[-1]
+    batch = max(1, _out(node) // max(1, m * n))
+    weight = b if b.is_constant else (a if a.is_constant else None)
+    return Work("matrix", macs=batch * m * n * k, ops=_requant_ops(node, _out(node)), gemm=(batch, m, n, k),
+                operands=_reads(node), out_elements=_out(node), weight=weight)
+
+
+def conv2d_rule(node: Node) -> Work:
+    """conv2d as an implicit GEMM per group: M = N*Ho*Wo, N = C_out/g, K = C_in/g*kh*kw.
+
+    A depthwise convolution (one input and one output channel per group) has no reduction for a
+    matrix unit to use; it is priced as vector work, as GPUs and NPUs run it.
+    """
+    w = node.inputs[1]
+    g = node.attrs["groups"]
+    nb, co, ho, wo = node.outputs[0].type.shape
+    cig, kh, kw = w.type.shape[1], w.type.shape[2], w.type.shape[3]
+    m, n, k = nb * ho * wo, co // g, cig * kh * kw
+    macs = g * m * n * k
+    ops = _out(node) if len(node.inputs) > 2 else 0
+    ops += _requant_ops(node, _out(node))
+    operands = _reads(node, ("input", "weight", "bias"))
+    if n == 1 and cig == 1:
+        return Work("vector", ops=2 * macs + ops, operands=operands, out_elements=_out(node), weight=w)
+    return Work("matrix", macs=macs, ops=ops, gemm=(g, m, n, k), operands=operands,
+                out_elements=_out(node), weight=w)
+
+
+def vector_rule(ops_per_element: float) -> Callable[[Node], Work]:
+    """A rule for an op doing `ops_per_element` vector ops per output element."""
+
+    def rule(node: Node) -> Work:
+        n = _out(node)
+        return Work("vector", ops=math.ceil(ops_per_element * n), operands=_reads(node), out_elements=n)
+
+    rule.__doc__ = f"Vector op: {ops_per_element} ops per output element."
+    return rule
+
+
+def reduce_rule(ops_per_input: float) -> Callable[[Node], Work]:
+    """A rule for a reduction doing `ops_per_input` ops per input element."""
+
+    def rule(node: Node) -> Work:
+        n = _numel(node.inputs[0])
+        return Work("vector", ops=math.ceil(ops_per_input * n), operands=_reads(node), out_elements=_out(node))
+
+    rule.__doc__ = f"Reduction: {ops_per_input} ops per input element."
+    return rule
+
+
+def norm_rule(ops_per_element: float) -> Callable[[Node], Work]:
+    """Normalizations: parameters (scale, bias, mean, var) are read as params, not weights."""
+
+    def rule(node: Node) -> Work:
+        n = _out(node)
+        roles = ("input",) + ("param",) * (len(node.inputs) - 1)
+        return Work("vector", ops=math.ceil(ops_per_element * n), operands=_reads(node, roles), out_elements=n)
+
+    rule.__doc__ = f"Normalization: {ops_per_element} ops per element."
+    return rule
+
+
+def pool_rule(node: Node) -> Work:
+    """Pooling: one op per window element per output."""
+    kh, kw = node.attrs["kernel"]
+    n = _out(node)
+    return Work("vector", ops=n * kh * kw + (n if node.op == "avgpool2d" else 0), operands=_reads(node),
+                out_elements=n)
+
+
+def lrn_rule(node: Node) -> Work:
+    """LRN: a sum of squares over `size` channels, then a power and a divide per element."""
+    n = _out(node)
+    return Work("vector", ops=n * (2 * node.attrs["size"] + 6), operands=_reads(node), out_elements=n)
+
+
+def quantize_rule(node: Node) -> Work:
+    """quantize: divide by scale, round, add zero point, clip (4 ops per element): not free."""
+    n = _out(node)
+    return Work("convert", ops=4 * n, operands=_reads(node), out_elements=n)
+
+
+def dequantize_rule(node: Node) -> Work:
+    """dequantize: subtract zero point, multiply by scale (2 ops per element)."""
+    n = _out(node)
+    return Work("convert", ops=2 * n, operands=_reads(node), out_elements=n)
+
+
+def cast_rule(node: Node) -> Work:
+    """cast: one conversion per element."""
+    n = _out(node)
+    return Work("convert", ops=n, operands=_reads(node), out_elements=n)
+
+
+def view_rule(node: Node) -> Work:
+    """Ops that only relabel memory (reshape, flatten, identity, dropout at inference): no work."""
+    return Work("view", operands=[], out_elements=_out(node))
+
+
+def copy_rule(node: Node) -> Work:
+    """Data movement without arithmetic: read what is kept, write the output."""
+    n = _out(node)
+    if node.op == "slice":
+        operands = [Operand(node.inputs[0], "input", n)]
+    elif node.op == "gather":
+        data, idx = node.inputs
+        operands = [Operand(data, "weight" if data.is_constant else "input", n), Operand(idx, "index", _numel(idx))]
+    else:
+        operands = _reads(node)
+    return Work("copy", operands=operands, out_elements=n)
+
+
+_UNARY_OPS = {"relu": 1, "neg": 1, "abs": 1, "clip": 2, "sqrt": 4, "exp": 8, "log": 8, "erf": 10,
+              "sigmoid": 10, "tanh": 10, "gelu": 14}
+"""Vector ops per element; transcendental functions count as several (polynomial evaluations)."""
+
+_BINARY_OPS = {"add": 1, "sub": 1, "mul": 1, "maximum": 1, "minimum": 1, "div": 4, "pow": 16}
+
+COST_RULES: dict[str, Callable[[Node], Work]] = {
+    "linear": linear_rule,
+    "matmul": matmul_rule,
+    "conv2d": conv2d_rule,
+    **{op: vector_rule(k) for op, k in _UNARY_OPS.items()},
+    **{op: vector_rule(k) for op, k in _BINARY_OPS.items()},
+    "gelu": vector_rule(14),
+    "softmax": vector_rule(12),  # max, subtract, exp (8), sum, divide
+    "layernorm": norm_rule(8),  # mean, variance, normalize, scale, shift
+    "batchnorm": norm_rule(2),  # folded into one multiply-add per element
+    "lrn": lrn_rule,
+    "maxpool2d": pool_rule,
+    "avgpool2d": pool_rule,
+    "global-avgpool": reduce_rule(1),
+    "reduce-sum": reduce_rule(1),
+    "reduce-mean": reduce_rule(1),
+    "reduce-max": reduce_rule(1),
+    "quantize": quantize_rule,
+    "dequantize": dequantize_rule,
+    "cast": cast_rule,
+    "reshape": view_rule,
+    "flatten": view_rule,
+    "identity": view_rule,
+    "dropout": view_rule,
+    "transpose": copy_rule,
+    "concat": copy_rule,
+    "slice": copy_rule,
+    "gather": copy_rule,
+}
+"""op -> rule(node) -> Work. Add an entry here to price a new op; ir/ is never touched."""
+
+
+def node_work(node: Node, rules: dict[str, Callable[[Node], Work]] | None = None) -> Work:
+    """The Work of `node`, or a CostError naming the node and op when no rule exists."""
+    table = COST_RULES if rules is None else rules
+    rule = table.get(node.op)
+    if rule is None:
+        raise CostError(f"no cost rule for op {node.op!r} (node %{node.name}); add one to COST_RULES")
+    return rule(node)

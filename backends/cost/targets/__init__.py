@@ -1,0 +1,1 @@
+"""Shipped target files (TOML); copy one and edit it to describe another part."""
