@@ -1,0 +1,289 @@
+"""`from_onnx`: import an ONNX model (opsets 6 to 25) as a verified graph.
+
+Shapes are static: symbolic input dimensions take the sizes the caller gives in
+`input_shapes`. Tensors known at import (initializers, Constant nodes, shape subgraphs) are
+folded with numpy, so Reshape/Slice/Expand see constant shapes. A model with problems fails
+with one `OnnxImportError` listing every unsupported operator and every node that could not
+be converted, each with its place in the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from . import onnx_ops_math, onnx_ops_nn, onnx_ops_shape  # noqa: F401  (register the converters)
+from .graph import Graph, Node, Value
+from .onnx_context import (
+    CONVERTERS,
+    Emitter,
+    Handle,
+    NodeContext,
+    OnnxImportError,
+    UnsupportedError,
+    ir_dtype_of_onnx,
+    sanitize,
+)
+from .ops import TypeInferenceError
+from .types import TensorType
+from .verify import verify
+
+MIN_OPSET = 6
+MAX_SCHEMA = 25
+"""Operator schemas introduced after this opset are not converted (their semantics were not reviewed)."""
+DEFAULT_DOMAINS = ("", "ai.onnx")
+SUPPORTED_OPS: frozenset[str] = frozenset(CONVERTERS)
+"""ONNX operators (default domain) the importer converts."""
+
+
+class _Missing:
+    """Marks an ONNX tensor the importer does not produce, with the reason."""
+
+    def __init__(self, reason: str | None) -> None:
+        self.reason = reason
+
+
+def _where(i: int, node: onnx.NodeProto) -> str:
+    name = f" {node.name!r}" if node.name else ""
+    return f"node #{i}{name} ({node.op_type}, outputs {list(node.output)})"
+
+
+def _load(model: str | os.PathLike | onnx.ModelProto | bytes) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, bytes):
+        return onnx.load_from_string(model)
+    path = Path(model)
+    if not path.is_file():
+        raise OnnxImportError(f"ONNX model file {str(path)!r} does not exist")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - protobuf/IO errors become one clear error
+        raise OnnxImportError(f"cannot read ONNX model {str(path)!r}: {type(e).__name__}: {e}") from e
+
+
+def model_opset(model: onnx.ModelProto) -> int:
+    """The model's opset version for the default ONNX domain."""
+    for imp in model.opset_import:
+        if imp.domain in DEFAULT_DOMAINS:
+            return int(imp.version)
+    raise OnnxImportError("the model imports no default-domain opset")
+
+
+def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorType:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise OnnxImportError(f"graph input {vi.name!r} is not a tensor (sequences, maps and optionals "
+                              "are not supported)")
+    try:
+        dtype = ir_dtype_of_onnx(tt.elem_type, f"graph input {vi.name!r}")
+    except UnsupportedError as e:
+        raise OnnxImportError(str(e)) from None
+    dims = list(tt.shape.dim) if tt.HasField("shape") else None
+    if given is not None:
+        given = tuple(int(d) for d in given)
+        if dims is not None and len(dims) != len(given):
+            raise OnnxImportError(f"input_shapes[{vi.name!r}] = {list(given)} has rank {len(given)}, but the "
+                                  f"model declares rank {len(dims)}")
+        for k, d in enumerate(dims or []):
+            if d.HasField("dim_value") and d.dim_value != given[k]:
+                raise OnnxImportError(f"input_shapes[{vi.name!r}] = {list(given)}: dimension {k} is fixed to "
+                                      f"{d.dim_value} in the model")
+        return TensorType(given, dtype)
+    if dims is None:
+        raise OnnxImportError(f"graph input {vi.name!r} has no shape; pass input_shapes={{{vi.name!r}: (...)}}")
+    shape = []
+    for k, d in enumerate(dims):
+        if not d.HasField("dim_value"):
+            sym = d.dim_param or "?"
+            raise OnnxImportError(f"graph input {vi.name!r}: dimension {k} is symbolic ({sym!r}); pass "
+                                  f"input_shapes={{{vi.name!r}: (...)}} to fix it")
+        shape.append(int(d.dim_value))
+    return TensorType(tuple(shape), dtype)
+
+
+class _Importer:
+    """One import: the environment of ONNX tensor names and the emitted IR."""
+
+    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> None:
+        self.model = model
+        self.opset = model_opset(model)
+        if self.opset < MIN_OPSET:
+            raise OnnxImportError(f"opset {self.opset} is older than the oldest supported opset {MIN_OPSET}; "
+                                  "convert it with onnx.version_converter.convert_version first")
+        self.em = Emitter()
+        self.env: dict[str, Handle | _Missing] = {}
+        self.input_shapes = dict(input_shapes)
+        self.problems: list[str] = []
+        self.output_names: dict[str, str] = {}
+
+    def _bind(self, onnx_name: str, h: Handle) -> None:
+        if isinstance(h, np.generic):
+            h = np.asarray(h)
+        if isinstance(h, np.ndarray):
+            self.em.hints.setdefault(id(h), (h, onnx_name))
+        self.env[onnx_name] = h
+
+    def inputs(self) -> list[Value]:
+        g = self.model.graph
+        if g.sparse_initializer:
+            raise OnnxImportError("sparse initializers are not supported")
+        for t in g.initializer:
+            self._bind(t.name, numpy_helper.to_array(t))
+        names = [vi.name for vi in g.input if vi.name not in self.env]
+        unknown = sorted(set(self.input_shapes) - set(names))
+        if unknown:
+            raise OnnxImportError(f"input_shapes names unknown input(s) {unknown}; the model's inputs are {names}")
+        values = []
+        for vi in g.input:
+            if vi.name in self.env:
+                continue  # an initializer listed as an input (older exporters): a constant
+            v = Value(self.em.namer.fresh(vi.name), _input_type(vi, self.input_shapes.get(vi.name)))
+            self.env[vi.name] = v
+            values.append(v)
+        for vi in g.output:  # graph outputs keep their (sanitized) names: reserve them now
+            if vi.name not in self.output_names:
+                clash = isinstance(self.env.get(vi.name), Value)
+                self.output_names[vi.name] = sanitize(vi.name) if clash else self.em.namer.fresh(vi.name)
+        return values
+
+    def _schema_too_new(self, op_type: str) -> int | None:
+        """The opset that introduced `op_type`'s schema when it is newer than MAX_SCHEMA, else None."""
+        if self.opset <= MAX_SCHEMA:
+            return None
+        try:
+            since = onnx.defs.get_schema(op_type, self.opset, "").since_version
+        except onnx.defs.SchemaError:
+            return None
+        return since if since > MAX_SCHEMA else None
+
+    def prescan(self) -> None:
+        by_op: dict[str, list[str]] = {}
+        for i, node in enumerate(self.model.graph.node):
+            if node.domain not in DEFAULT_DOMAINS:
+                key = f"{node.domain}.{node.op_type}"
+            elif node.op_type not in CONVERTERS:
+                key = node.op_type
+            elif self._schema_too_new(node.op_type):
+                key = f"{node.op_type} version {self._schema_too_new(node.op_type)} (newer than opset {MAX_SCHEMA})"
+            else:
+                continue
+            by_op.setdefault(key, []).append(_where(i, node))
+        for op, places in sorted(by_op.items()):
+            shown = "; ".join(places[:20]) + (f"; ... and {len(places) - 20} more" if len(places) > 20 else "")
+            self.problems.append(f"unsupported operator {op} ({len(places)}x): {shown}")
+
+    def convert(self) -> None:
+        for i, node in enumerate(self.model.graph.node):
+            args: list[Handle | None] = []
+            blocked = (node.domain not in DEFAULT_DOMAINS or node.op_type not in CONVERTERS
+                       or self._schema_too_new(node.op_type) is not None)
+            for name in node.input:
+                if not name:
+                    args.append(None)
+                    continue
+                h = self.env.get(name)
+                if h is None:
+                    self.problems.append(f"{_where(i, node)}: input {name!r} is not defined before this node "
+                                         "(the ONNX graph is not topologically sorted or is missing a tensor)")
+                    blocked = True
+                elif isinstance(h, _Missing):
+                    if h.reason:
+                        self.problems.append(f"{_where(i, node)}: uses {name!r}, {h.reason}")
+                    blocked = True
+                else:
+                    args.append(h)
+            if blocked:
+                for o in node.output:
+                    self.env[o] = _Missing(None)
+                continue
+            self._convert_node(i, node, args)
+
+    def _convert_node(self, i: int, node: onnx.NodeProto, args: list[Handle | None]) -> None:
+        ctx = NodeContext(node, args, self.opset, self.em)
+        first_new = len(self.em.nodes)
+        try:
+            outs = CONVERTERS[node.op_type](ctx)
+        except UnsupportedError as e:
+            self._fail(node, f"{_where(i, node)}: unsupported: {e}")
+            return
+        except (ValueError, TypeInferenceError, IndexError, TypeError) as e:
+            self._fail(node, f"{_where(i, node)}: {e}")
+            return
+        new_values = {id(v) for n in self.em.nodes[first_new:] for v in n.outputs}
+        outs = list(outs) + [None] * (len(node.output) - len(outs))
+        for k, (name, h) in enumerate(zip(node.output, outs)):
+            if not name:
+                continue
+            if h is None:
+                self.env[name] = _Missing(f"output {k} of {_where(i, node)}, which the importer does not produce")
+                continue
+            if isinstance(h, Value) and id(h) in new_values:
+                h.name = self.output_names.get(name) or self.em.namer.fresh(name)
+                new_values.discard(id(h))
+            self._bind(name, h)
+
+    def _fail(self, node: onnx.NodeProto, message: str) -> None:
+        self.problems.append(message)
+        for o in node.output:
+            self.env[o] = _Missing(None)
+
+    def outputs(self) -> list[Value]:
+        outs: list[Value] = []
+        for vi in self.model.graph.output:
+            h = self.env.get(vi.name)
+            if h is None or isinstance(h, _Missing):
+                if h is None or h.reason:
+                    why = h.reason if isinstance(h, _Missing) else "it is never computed"
+                    self.problems.append(f"graph output {vi.name!r}: {why}")
+                continue
+            outs.append(self._output_value(vi.name, h, outs))
+        return outs
+
+    def _output_value(self, name: str, h: Handle, taken: list[Value]) -> Value:
+        """The IR value for graph output `name`, renamed (or copied by identity) to carry that name."""
+        want = self.output_names[name]
+        if isinstance(h, np.ndarray):
+            if not self.em.has_constant(h):
+                return self.em.constant(h, exact=want)
+            h = self.em.constant(h)
+        already = any(v is h for v in taken)
+        if h.name == want and not already:
+            return h
+        is_node_output = any(h is v for n in self.em.nodes for v in n.outputs)
+        if is_node_output and not already:
+            h.name = want
+            return h
+        out = Value(want, h.type)
+        self.em.nodes.append(Node("identity", [h], {}, [out]))
+        return out
+
+
+def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes,
+              input_shapes: Mapping[str, Sequence[int]] | None = None,
+              name: str | None = None) -> Graph:
+    """Import an ONNX model (file path, bytes or ModelProto) as a verified IR graph.
+
+    `input_shapes` maps input names to concrete shapes for inputs whose ONNX shape has
+    symbolic dimensions. Raises OnnxImportError listing every problem found.
+    """
+    proto = _load(model)
+    imp = _Importer(proto, input_shapes or {})
+    inputs = imp.inputs()
+    imp.prescan()
+    imp.convert()
+    outputs = imp.outputs()
+    if imp.problems:
+        title = proto.graph.name or "model"
+        raise OnnxImportError(f"cannot import ONNX model {title!r} (opset {imp.opset}): {len(imp.problems)} "
+                              "problem(s)\n  " + "\n  ".join(imp.problems), imp.problems)
+    gname = sanitize(name or proto.graph.name or (Path(model).stem if isinstance(model, (str, os.PathLike))
+                                                  else "onnx_model"))
+    graph = Graph(gname, inputs, outputs, imp.em.nodes)
+    graph.remove_dead_nodes()
+    return verify(graph)
