@@ -49,7 +49,8 @@ class _Tokens:
     def _error(self, pos: int, msg: str) -> ParseError:
         line = self.text.count("\n", 0, pos) + 1
         col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
-        src = self.text.splitlines()[line - 1] if self.text else ""
+        lines = self.text.splitlines()
+        src = lines[line - 1] if line <= len(lines) else ""
         return ParseError(f"line {line}, column {col}: {msg}\n  {src}\n  {' ' * (col - 1)}^")
 
     def error(self, msg: str) -> ParseError:
@@ -130,7 +131,11 @@ def _parse_type(t: _Tokens) -> TensorType:
     t.expect("[")
     shape: list[int] = []
     while not t.accept("]"):
-        shape.append(int(t.expect_kind("number")))
+        dim = t.expect_kind("number")
+        if not dim.isdigit():
+            t.i -= 1
+            raise t.error(f"a dimension must be a non-negative integer, found {dim!r}")
+        shape.append(int(dim))
         if not t.accept(","):
             t.expect("]")
             break
@@ -160,7 +165,7 @@ def _parse_type(t: _Tokens) -> TensorType:
                 )
             else:
                 raise t.error(f"unknown type annotation <{tag} ...>; known: quant, sparse")
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError) as e:
             if isinstance(e, ParseError):
                 raise
             raise t.error(f"bad <{tag}> annotation: {e}") from None
@@ -220,6 +225,7 @@ def parse(text: str) -> Graph:
             outs.append(t.expect_kind("value"))
         t.expect("=")
         op = t.expect_kind("ident")
+        op_pos = t.toks[t.i - 1][2]
         if op not in OPS:
             t.i -= 1
             raise t.error(f"unknown op {op!r}")
@@ -248,7 +254,7 @@ def parse(text: str) -> Graph:
         try:
             attrs = OPS[op].normalize_attrs(attrs)
         except Exception as e:  # noqa: BLE001 - re-raised with a position
-            raise t.error(f"{outs[0]} = {op}: {e}") from None
+            raise t._error(op_pos, f"{outs[0]} = {op}: {e}") from None
         values = []
         for o, ty in zip(outs, types):
             if o in env:
@@ -280,24 +286,44 @@ def parse(text: str) -> Graph:
     return Graph(name, inputs, outputs, nodes)
 
 
+def _checked_ints(vals: list[Any], ty: TensorType) -> list[int]:
+    """`vals` as integers in the range of `ty.dtype`; ValueError names the first bad one."""
+    d = ty.dtype
+    lo, hi = (0, 1) if d.name == "bool" else (
+        (-(2 ** (d.bits - 1)), 2 ** (d.bits - 1) - 1) if d.is_signed else (0, 2**d.bits - 1))
+    for x in vals:
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise ValueError(f"{x!r} is not an integer")
+        if not lo <= x <= hi:
+            raise ValueError(f"{x} is out of range [{lo}, {hi}] for {d.name}")
+    return vals
+
+
 def _parse_constant_data(t: _Tokens, cname: str, ty: TensorType) -> np.ndarray:
     kind, tok = t.peek()
     np_dt = ty.dtype.np_dtype
+    start = t.toks[t.i][2] if t.i < len(t.toks) else len(t.text)
     if tok == "[":
         vals = _parse_value(t)
         if len(vals) != ty.numel:
-            raise t.error(f"constant {cname}: {len(vals)} values for type with {ty.numel} elements")
-        if ty.dtype.is_float:
-            arr = np.array([float(x) for x in vals], dtype=np.float64).astype(np_dt)
-        else:
-            arr = np.array([int(x) for x in vals], dtype=np.int64).astype(np_dt)
+            raise t._error(start, f"constant {cname}: {len(vals)} values for type with {ty.numel} elements")
+        try:
+            if ty.dtype.is_float:
+                arr = np.array([float(x) for x in vals], dtype=np.float64).astype(np_dt)
+            else:
+                arr = np.array(_checked_ints(vals, ty), dtype=np.int64).astype(np_dt)
+        except (TypeError, ValueError) as e:
+            raise t._error(start, f"constant {cname}: {e}") from None
         return arr.reshape(ty.shape)
     if tok == "blob":
         t.next()
-        raw = base64.b64decode(t.expect_kind("string")[1:-1])
-        arr = np.frombuffer(raw, dtype=np_dt.newbyteorder("<")).astype(np_dt)
+        text = t.expect_kind("string")[1:-1]
+        try:
+            arr = np.frombuffer(base64.b64decode(text, validate=True), dtype=np_dt.newbyteorder("<")).astype(np_dt)
+        except ValueError as e:
+            raise t._error(start, f"constant {cname}: bad blob: {e}") from None
         if arr.size != ty.numel:
-            raise t.error(f"constant {cname}: blob holds {arr.size} elements, type needs {ty.numel}")
+            raise t._error(start, f"constant {cname}: blob holds {arr.size} elements, type needs {ty.numel}")
         return arr.reshape(ty.shape).copy()
     if tok == "elided":
         raise t.error(
