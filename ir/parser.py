@@ -221,8 +221,10 @@ def parse(text: str) -> Graph:
             t.expect("}")
             break
         outs = [t.expect_kind("value")]
+        out_pos = [t.toks[t.i - 1][2]]
         while t.accept(","):
             outs.append(t.expect_kind("value"))
+            out_pos.append(t.toks[t.i - 1][2])
         t.expect("=")
         op = t.expect_kind("ident")
         op_pos = t.toks[t.i - 1][2]
@@ -256,9 +258,9 @@ def parse(text: str) -> Graph:
         except Exception as e:  # noqa: BLE001 - re-raised with a position
             raise t._error(op_pos, f"{outs[0]} = {op}: {e}") from None
         values = []
-        for o, ty in zip(outs, types):
+        for o, ty, pos in zip(outs, types, out_pos):
             if o in env:
-                raise t.error(f"value {o} is defined twice")
+                raise t._error(pos, f"value {o} is defined twice")
             v = placeholders.pop(o, None) or Value(o[1:], ty)
             v.type = ty
             env[o] = v
@@ -267,6 +269,7 @@ def parse(text: str) -> Graph:
     while t.peek()[0] != "eof":
         t.expect("const")
         cname = t.expect_kind("value")
+        cpos = t.toks[t.i - 1][2]
         if not cname.startswith("@"):
             raise t.error("constants are written @name")
         t.expect(":")
@@ -274,7 +277,7 @@ def parse(text: str) -> Graph:
         t.expect("=")
         data = _parse_constant_data(t, cname, ty)
         if cname in env:
-            raise t.error(f"constant {cname} is defined twice")
+            raise t._error(cpos, f"constant {cname} is defined twice")
         v = placeholders.pop(cname, None) or Value(cname[1:], ty)
         v.type = ty
         v.data = data
