@@ -308,7 +308,7 @@ def _layernorm(ctx: NodeContext) -> list[Handle | None]:
         if shape_of(h) == norm_shape and not later:
             fused.append(h)
         elif isinstance(h, np.ndarray) and not later:
-            fused.append(np.ascontiguousarray(np.broadcast_to(h, norm_shape)))
+            fused.append(np.broadcast_to(h, norm_shape).copy())
         else:
             later.append((op, h))
     y = ctx.op("layernorm", x, *fused, axis=axis, epsilon=eps)

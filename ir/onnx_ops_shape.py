@@ -273,7 +273,7 @@ def _expand(ctx: NodeContext) -> list[Handle | None]:
     except ValueError:
         raise ValueError(f"{describe(x)} does not broadcast to {target}") from None
     if isinstance(x, np.ndarray):
-        return [np.ascontiguousarray(np.broadcast_to(x, out))]
+        return [np.broadcast_to(x, out).copy()]
     y = ctx.reshape(x, (1,) * (len(out) - len(shape_of(x))) + shape_of(x))
     for ax, n in enumerate(out):
         if shape_of(y)[ax] != n:
