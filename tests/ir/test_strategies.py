@@ -83,3 +83,24 @@ def test_strategy_reaches_every_op_and_pattern() -> None:
     assert set(OPS) - ops == set()
     assert patterns >= {"duplicate", "all-constant-inputs", "x*1", "x+0", "transpose-of-transpose",
                         "reshape-of-reshape", "batchnorm-of-conv2d", "several-outputs", "integer-input"}
+
+
+ALLOWED = {"add", "mul", "relu", "linear", "matmul", "transpose", "softmax", "conv2d"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(random_graphs(ops=ALLOWED))
+def test_graphs_can_be_limited_to_some_ops(case: Case) -> None:
+    g, feeds = case
+    assert {n.op for n in g.nodes} <= ALLOWED
+    reference.run(g, feeds)
+
+
+def test_limiting_ops_needs_a_fallback_op() -> None:
+    @settings(max_examples=1, database=None)
+    @given(random_graphs(ops={"linear"}))
+    def draw(case: Case) -> None:
+        raise AssertionError("no graph can be drawn from linear alone")
+
+    with pytest.raises(ValueError, match="must include one of"):
+        draw()

@@ -1,112 +1,19 @@
-"""Hypothesis strategies shared by the test suite: random valid graphs with matching inputs.
-
-`random_graphs()` draws small graphs (a dozen nodes, tensors of at most a few thousand
-elements) built with GraphBuilder from a mix of ops: elementwise unary/binary with
-broadcasting, linear, matmul, reshape, transpose, softmax, layernorm, concat, slice,
-reductions, gather, conv2d (+ batchnorm) and pooling on 4-D tensors, quantize/dequantize,
-casts; and the shapes passes look for: nodes whose inputs are all constants, duplicated
-subexpressions, x*1, x+0, transpose of transpose, reshape of reshape, dropout, identity.
-Every value stays finite: a magnitude bound is tracked per value, log/sqrt/div get abs()+1
-guards and exp a clip.
-"""
+"""Op generators of the random-graph strategy: each adds nodes and returns (value, magnitude bound)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
-from tensorsmith.ir import BuildError, Graph, GraphBuilder, Value, f32, i64, verify
-from tensorsmith.ir.ops import broadcast_shapes
+from tensorsmith.ir import Value, i64
 from tensorsmith.ir.ops.shape_ops import slice_length
 
-MAX_ELEMENTS = 2048
-"""Largest tensor (in elements) a generated graph holds."""
-MAX_BOUND = 1e4
-"""Largest magnitude any generated value may reach."""
-MAX_RANK = 4
+from .state import Reject, State, bcast_shape, factor_shape, guarded, partner, rank_in
 
 
-class _Reject(Exception):
-    """The drawn op does not fit the chosen values; the driver drops its nodes and draws again."""
-
-
-@dataclass
-class _State:
-    """What one draw of `random_graphs` is building."""
-
-    draw: Callable[[st.SearchStrategy[Any]], Any]
-    b: GraphBuilder
-    rng: np.random.Generator
-    pool: list[Value] = field(default_factory=list)
-    bound: dict[int, float] = field(default_factory=dict)
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def int(self, lo: int, hi: int) -> int:
-        return self.draw(st.integers(lo, hi))
-
-    def bool(self) -> bool:
-        return self.draw(st.booleans())
-
-    def choice(self, items: Any) -> Any:
-        items = list(items)
-        if not items:
-            raise _Reject
-        return self.draw(st.sampled_from(items))
-
-    def pick(self, pred: Callable[[Value], bool] = lambda v: True) -> Value:
-        """A pool value satisfying `pred`, preferring values nothing reads yet."""
-        cands = [v for v in self.pool if pred(v)]
-        used = {id(v) for n in self.b.nodes for v in n.inputs}
-        fresh = [v for v in cands if id(v) not in used]
-        return self.choice(fresh if fresh and self.draw(st.integers(0, 3)) else cands)
-
-    def const(self, shape: tuple[int, ...], lo: float = -1.0, hi: float = 1.0, name: str = "c") -> Value:
-        return self.b.const(self.rng.uniform(lo, hi, shape).astype(np.float32), name)
-
-    def bnd(self, v: Value) -> float:
-        return self.bound[id(v)]
-
-
-def _rank(lo: int, hi: int = MAX_RANK) -> Callable[[Value], bool]:
-    return lambda v: lo <= v.type.rank <= hi
-
-
-def _bcast_shape(s: _State, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A shape that broadcasts against `shape` without growing it."""
-    k = s.int(0, len(shape))
-    return tuple(d if s.bool() else 1 for d in shape[len(shape) - k:])
-
-
-def _partner(s: _State, a: Value) -> Value:
-    """A second operand for a binary op on `a`: itself, another value, or a constant."""
-    kind = s.choice(("self", "value", "const", "const"))
-    if kind == "self":
-        return a
-    if kind == "value":
-        def fits(v: Value) -> bool:
-            try:
-                return math.prod(broadcast_shapes("add", a.type.shape, v.type.shape)) <= MAX_ELEMENTS
-            except Exception:  # noqa: BLE001 - shapes that do not broadcast
-                return False
-        cands = [v for v in s.pool if fits(v)]
-        if cands:
-            return s.choice(cands)
-    c = s.const(_bcast_shape(s, a.type.shape))
-    s.bound[id(c)] = 1.0
-    return c
-
-
-def _guarded(s: _State, x: Value) -> Value:
-    """abs(x) + 1: at least one, safe under log, sqrt and as a divisor."""
-    return s.b.add(s.b.abs(x), 1.0)
-
-
-# ---- generators: each adds nodes and returns (new value, bound on its magnitude) ----------
-def g_unary(s: _State) -> tuple[Value, float]:
+def g_unary(s: State) -> tuple[Value, float]:
+    """An activation or transcendental; log/sqrt get an abs()+1 guard, exp a clip."""
     x, b = s.pick(), s.b
     op = s.choice(("relu", "gelu", "sigmoid", "tanh", "erf", "neg", "abs", "clip", "exp", "sqrt", "log"))
     bx = s.bnd(x)
@@ -122,92 +29,85 @@ def g_unary(s: _State) -> tuple[Value, float]:
             x = b.clip(x, min=-5.0, max=5.0)
         return b.exp(x), math.exp(min(bx, 5.0))
     if op in ("sqrt", "log"):
-        return b.op(op, _guarded(s, x)), bx + 1
+        return b.op(op, guarded(s, x)), bx + 1
     return b.op(op, x), bx
 
 
-def g_binary(s: _State) -> tuple[Value, float]:
+def g_binary(s: State) -> tuple[Value, float]:
+    """add/sub/mul/div/pow/maximum/minimum against itself, another value or a broadcast constant."""
     a, b = s.pick(), s.b
-    y = _partner(s, a)
+    y = partner(s, a)
     ba, by = s.bnd(a), s.bound.get(id(y), 1.0)
     op = s.choice(("add", "sub", "mul", "div", "pow", "maximum", "minimum"))
     if op == "div":
-        return b.div(a, _guarded(s, y)), ba
+        return b.div(a, guarded(s, y)), ba
     if op == "pow":
-        e = b.const(np.float32(s.choice((0.5, 1.0, 2.0))) * np.ones(_bcast_shape(s, a.type.shape), np.float32), "e")
-        return b.pow(_guarded(s, a), e), (ba + 1) ** 2
+        e = b.const(np.float32(s.choice((0.5, 1.0, 2.0))) * np.ones(bcast_shape(s, a.type.shape), np.float32), "e")
+        return b.pow(guarded(s, a), e), (ba + 1) ** 2
     if s.bool():
         a, y = y, a
     bound = ba * by if op == "mul" else (ba + by if op in ("add", "sub") else max(ba, by))
     return b.op(op, a, y), bound
 
 
-def g_identities(s: _State) -> tuple[Value, float]:
+def g_identities(s: State) -> tuple[Value, float]:
     """x*1, 1*x, x+0, x-0, x/1, transpose of transpose, reshape of reshape, dropout, identity."""
     x, b = s.pick(), s.b
     bx, shape = s.bnd(x), x.type.shape
     kind = s.choice(("mul1", "add0", "sub0", "div1", "tt", "rr", "dropout", "identity"))
     if kind in ("mul1", "div1"):
-        one = b.const(np.ones(_bcast_shape(s, shape), np.float32), "one")
+        one = b.const(np.ones(bcast_shape(s, shape), np.float32), "one")
         y = b.div(x, one) if kind == "div1" else (b.mul(x, one) if s.bool() else b.mul(one, x))
         return y, bx
     if kind in ("add0", "sub0"):
-        zero = b.const(np.zeros(_bcast_shape(s, shape), np.float32), "zero")
+        zero = b.const(np.zeros(bcast_shape(s, shape), np.float32), "zero")
         return (b.sub(x, zero) if kind == "sub0" else b.add(zero, x) if s.bool() else b.add(x, zero)), bx
     if kind == "tt":
         if x.type.rank < 2:
-            raise _Reject
+            raise Reject
         p = s.draw(st.permutations(range(x.type.rank)))
         q = list(np.argsort(p)) if s.bool() else s.draw(st.permutations(range(x.type.rank)))
         return b.transpose(b.transpose(x, p), [int(i) for i in q]), bx
     if kind == "rr":
-        mid = _factor_shape(s, x.type.numel)
-        end = shape if s.bool() else _factor_shape(s, x.type.numel)
+        mid = factor_shape(s, x.type.numel)
+        end = shape if s.bool() else factor_shape(s, x.type.numel)
         return b.reshape(b.reshape(x, mid), end), bx
     return (b.dropout(x, ratio=0.1) if kind == "dropout" else b.identity(x)), bx
 
 
-def _factor_shape(s: _State, n: int) -> tuple[int, ...]:
-    """A random shape with `n` elements and rank 1 to MAX_RANK."""
-    rank = s.int(1, MAX_RANK)
-    dims = [1] * rank
-    p, m = 2, n
-    while m > 1:
-        while m % p == 0:
-            dims[s.int(0, rank - 1)] *= p
-            m //= p
-        p += 1
-    return tuple(dims)
-
-
-def g_reshape(s: _State) -> tuple[Value, float]:
+def g_reshape(s: State) -> tuple[Value, float]:
+    """A reshape to a random factorization of the element count (sometimes written with -1)."""
     x = s.pick()
-    shape = list(_factor_shape(s, x.type.numel))
+    shape = list(factor_shape(s, x.type.numel))
     if s.bool():
         shape[s.int(0, len(shape) - 1)] = -1
     return s.b.reshape(x, shape), s.bnd(x)
 
 
-def g_transpose(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(2))
+def g_transpose(s: State) -> tuple[Value, float]:
+    """A random permutation of the axes."""
+    x = s.pick(rank_in(2))
     return s.b.transpose(x, s.draw(st.permutations(range(x.type.rank)))), s.bnd(x)
 
 
-def g_flatten(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(1))
+def g_flatten(s: State) -> tuple[Value, float]:
+    """flatten at a random (possibly negative) axis."""
+    x = s.pick(rank_in(1))
     return s.b.flatten(x, axis=s.int(-x.type.rank, x.type.rank)), s.bnd(x)
 
 
-def g_linear(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(1))
+def g_linear(s: State) -> tuple[Value, float]:
+    """linear with a constant weight and an optional bias."""
+    x = s.pick(rank_in(1))
     k, n = x.type.shape[-1], s.int(1, 8)
     w = s.const((n, k), name="w")
     bias = s.const((n,), name="bias") if s.bool() else None
     return s.b.linear(x, w, bias), k * s.bnd(x) + 1
 
 
-def g_matmul(s: _State) -> tuple[Value, float]:
-    a = s.pick(_rank(2))
+def g_matmul(s: State) -> tuple[Value, float]:
+    """matmul by a constant, by another value, or x @ x^T (attention-score shape)."""
+    a = s.pick(rank_in(2))
     k = a.type.shape[-1]
     kind = s.choice(("const", "self_t", "value"))
     if kind == "self_t":
@@ -223,13 +123,15 @@ def g_matmul(s: _State) -> tuple[Value, float]:
     return s.b.matmul(a, w), k * s.bnd(a)
 
 
-def g_softmax(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(1))
+def g_softmax(s: State) -> tuple[Value, float]:
+    """softmax along a random axis."""
+    x = s.pick(rank_in(1))
     return s.b.softmax(x, axis=s.int(-x.type.rank, x.type.rank - 1)), 1.0
 
 
-def g_layernorm(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(1))
+def g_layernorm(s: State) -> tuple[Value, float]:
+    """layernorm over axis..last, with optional scale and bias."""
+    x = s.pick(rank_in(1))
     axis = s.int(-x.type.rank, x.type.rank - 1)
     tail = x.type.shape[axis:]
     scale = s.const(tail, 0.5, 1.5, "gamma") if s.bool() else None
@@ -237,8 +139,9 @@ def g_layernorm(s: _State) -> tuple[Value, float]:
     return s.b.layernorm(x, scale, bias, axis=axis), 1.5 * math.sqrt(math.prod(tail)) + 0.5
 
 
-def g_concat(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(1))
+def g_concat(s: State) -> tuple[Value, float]:
+    """concat of two or three values/constants that agree off the axis."""
+    x = s.pick(rank_in(1))
     r = x.type.rank
     axis = s.int(-r, r - 1)
     ax = axis % r
@@ -260,7 +163,7 @@ def g_concat(s: _State) -> tuple[Value, float]:
     return s.b.concat(parts, axis=axis), bound
 
 
-def _slice_bounds(s: _State, d: int, step: int) -> tuple[int, int]:
+def slice_bounds(s: State, d: int, step: int) -> tuple[int, int]:
     """start, end of a non-empty slice of an axis of size `d`, in varied spellings (negative, clamped)."""
     start = s.int(0, d - 1)
     if step > 0:
@@ -274,14 +177,15 @@ def _slice_bounds(s: _State, d: int, step: int) -> tuple[int, int]:
     return start_text, end_text
 
 
-def g_slice(s: _State) -> tuple[Value, float]:
+def g_slice(s: State) -> tuple[Value, float]:
+    """A non-empty slice on one or two axes, with negative steps and out-of-range bounds."""
     x = s.pick(lambda v: 1 <= v.type.rank and v.type.numel > 1)
     r = x.type.rank
     axes = s.draw(st.lists(st.integers(0, r - 1), min_size=1, max_size=min(2, r), unique=True))
     starts, ends, steps, named = [], [], [], []
     for ax in axes:
         step = s.choice((1, 1, 2, -1, -2, 3))
-        start, end = _slice_bounds(s, x.type.shape[ax], step)
+        start, end = slice_bounds(s, x.type.shape[ax], step)
         assert slice_length(x.type.shape[ax], start, end, step) >= 1
         starts.append(start)
         ends.append(end)
@@ -290,7 +194,8 @@ def g_slice(s: _State) -> tuple[Value, float]:
     return s.b.slice(x, starts, ends, named, steps), s.bnd(x)
 
 
-def g_reduce(s: _State) -> tuple[Value, float]:
+def g_reduce(s: State) -> tuple[Value, float]:
+    """reduce-sum/mean/max over random axes (none: all), with or without keepdims."""
     x = s.pick()
     r = x.type.rank
     axes = s.draw(st.lists(st.integers(0, max(r - 1, 0)), max_size=r, unique=True)) if r else []
@@ -301,8 +206,9 @@ def g_reduce(s: _State) -> tuple[Value, float]:
     return y, s.bnd(x) * (reduced if op == "reduce-sum" else 1)
 
 
-def g_gather(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(1))
+def g_gather(s: State) -> tuple[Value, float]:
+    """gather with constant integer indices (negative ones included) along a random axis."""
+    x = s.pick(rank_in(1))
     axis = s.int(-x.type.rank, x.type.rank - 1)
     d = x.type.shape[axis]
     idx_shape = s.choice(((s.int(1, 4),), (s.int(1, 3), s.int(1, 2)), ()))
@@ -310,10 +216,10 @@ def g_gather(s: _State) -> tuple[Value, float]:
     return s.b.gather(x, idx, axis=axis), s.bnd(x)
 
 
-def g_embedding(s: _State) -> tuple[Value, float]:
+def g_embedding(s: State) -> tuple[Value, float]:
     """gather(table, %ids): a lookup into a constant table with an integer graph input."""
     if "ids" in s.inputs:
-        raise _Reject
+        raise Reject
     vocab, dim = s.int(2, 10), s.int(1, 8)
     shape = (s.int(1, 2), s.int(1, 4))
     ids = s.b.input("ids", i64[shape])
@@ -321,8 +227,9 @@ def g_embedding(s: _State) -> tuple[Value, float]:
     return s.b.gather(s.const((vocab, dim), name="table"), ids), 1.0
 
 
-def g_conv(s: _State) -> tuple[Value, float]:
-    x, b = s.pick(_rank(4, 4)), s.b
+def g_conv(s: State) -> tuple[Value, float]:
+    """conv2d (grouped/depthwise, strided, padded, dilated), then maybe batchnorm and relu."""
+    x, b = s.pick(rank_in(4, 4)), s.b
     c = x.type.shape[1]
     groups = s.choice([g for g in range(1, c + 1) if c % g == 0])
     co = groups * s.int(1, 3)
@@ -341,8 +248,9 @@ def g_conv(s: _State) -> tuple[Value, float]:
     return y, bound
 
 
-def g_pool(s: _State) -> tuple[Value, float]:
-    x = s.pick(_rank(4, 4))
+def g_pool(s: State) -> tuple[Value, float]:
+    """maxpool2d/avgpool2d with random window, stride, padding, dilation and ceil mode."""
+    x = s.pick(rank_in(4, 4))
     op = s.choice(("maxpool2d", "avgpool2d"))
     k, dil = (s.int(1, 3), s.int(1, 3)), (s.int(1, 2), s.int(1, 2))
     spans = [d * (kk - 1) + 1 for kk, d in zip(k, dil)]
@@ -353,9 +261,9 @@ def g_pool(s: _State) -> tuple[Value, float]:
     return y, s.bnd(x)
 
 
-def g_norms(s: _State) -> tuple[Value, float]:
+def g_norms(s: State) -> tuple[Value, float]:
     """global-avgpool, batchnorm and lrn on tensors of rank >= 3 (batchnorm: >= 2)."""
-    x = s.pick(_rank(2))
+    x = s.pick(rank_in(2))
     op = s.choice(("batchnorm",) + (("global-avgpool", "lrn") if x.type.rank >= 3 else ()))
     bx = s.bnd(x)
     if op == "global-avgpool":
@@ -368,7 +276,7 @@ def g_norms(s: _State) -> tuple[Value, float]:
     return y, (bx + 1) / math.sqrt(0.5) * 1.5 + 1
 
 
-def g_fake_quant(s: _State) -> tuple[Value, float]:
+def g_fake_quant(s: State) -> tuple[Value, float]:
     """dequantize(quantize(x)) per tensor or per axis, int8 or uint8."""
     x = s.pick()
     bx = max(s.bnd(x), 1e-2)
@@ -384,23 +292,24 @@ def g_fake_quant(s: _State) -> tuple[Value, float]:
     return s.b.dequantize(q), 2 * bx * 1.5
 
 
-def g_cast(s: _State) -> tuple[Value, float]:
+def g_cast(s: State) -> tuple[Value, float]:
+    """A cast to f16, bf16 or i32 and back to f32."""
     x = s.pick()
     mid = s.choice(("f16", "bf16", "i32"))
     return s.b.cast(s.b.cast(x, dtype=mid), dtype="f32"), s.bnd(x) * 1.01 + 1
 
 
-def g_const_node(s: _State) -> tuple[Value, float]:
+def g_const_node(s: State) -> tuple[Value, float]:
     """A node whose inputs are all constants, combined with a live value."""
     x, b = s.pick(), s.b
-    shape = _bcast_shape(s, x.type.shape)
+    shape = bcast_shape(s, x.type.shape)
     c1 = s.const(shape, name="k")
     op = s.choice(("add", "mul", "tanh", "relu"))
     y = b.op(op, c1, s.const(shape, name="k")) if op in ("add", "mul") else b.op(op, c1)
     return (b.add(x, y), s.bnd(x) + 2) if s.bool() else (b.mul(y, x), 2 * s.bnd(x))
 
 
-def g_duplicate(s: _State) -> tuple[Value, float]:
+def g_duplicate(s: State) -> tuple[Value, float]:
     """The same op on the same inputs as an earlier node (a common subexpression)."""
     pool = {id(v) for v in s.pool}
     n = s.choice([n for n in s.b.nodes if len(n.outputs) == 1 and id(n.output) in pool])
@@ -415,67 +324,3 @@ GENERATORS = (
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms)
 """Drawn more often while the graph holds a 4-D value."""
-
-
-def _input_shape(s: _State) -> tuple[int, ...]:
-    if s.bool():
-        return (s.int(1, 2), s.int(1, 4), s.int(3, 7), s.int(3, 7))
-    return tuple(s.int(1, 8) for _ in range(s.int(1, 3)))
-
-
-def _add_node(s: _State, gen: Callable[[_State], tuple[Value, float]], limit: int) -> bool:
-    """Run one generator; on any misfit, drop what it added and return False."""
-    marks = len(s.b.nodes), len(s.b.inputs), dict(s.inputs)
-    try:
-        v, bound = gen(s)
-        new = [o for n in s.b.nodes[marks[0]:] for o in n.outputs]
-        if (len(s.b.nodes) > limit or v.type.rank > MAX_RANK or not bound <= MAX_BOUND
-                or any(o.type.numel > MAX_ELEMENTS or o.type.numel == 0 for o in new)):
-            raise _Reject
-    except (_Reject, BuildError):
-        del s.b.nodes[marks[0]:]
-        del s.b.inputs[marks[1]:]
-        s.inputs = marks[2]
-        return False
-    s.pool.append(v)
-    s.bound[id(v)] = bound
-    return True
-
-
-@st.composite
-def random_graphs(draw: Callable[[st.SearchStrategy[Any]], Any], max_nodes: int = 14,
-                  dead_branches: bool = False) -> tuple[Graph, dict[str, np.ndarray]]:
-    """A random valid graph of at most `max_nodes` nodes and inputs for it.
-
-    Graphs pass `verify`; with `dead_branches`, one or two extra nodes are left unread
-    (not outputs), and the graph passes `verify(graph, allow_dead=True)` instead.
-    """
-    s = _State(draw, GraphBuilder("random"), np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
-    first = _input_shape(s)
-    shapes = [first] + ([s.choice((first, _bcast_shape(s, first), _input_shape(s)))] if s.bool() else [])
-    for i, shape in enumerate(shapes):
-        v = s.b.input(f"x{i}" if i else "x", f32[shape])
-        s.inputs[v.name] = s.rng.uniform(-2.0, 2.0, shape).astype(np.float32)
-        s.pool.append(v)
-        s.bound[id(v)] = 2.0
-    limit = max_nodes - (2 if dead_branches else 0)
-    target = s.int(1, limit)
-    for _ in range(4 * limit):
-        if len(s.b.nodes) >= target:
-            break
-        four_d = any(v.type.rank == 4 for v in s.pool)
-        _add_node(s, s.choice(GENERATORS + (FOUR_D if four_d else ())), limit)
-    if not s.b.nodes:
-        s.pool.append(s.b.relu(s.pool[0]))
-    used = {id(v) for n in s.b.nodes for v in n.inputs}
-    outs = [o for n in s.b.nodes for o in n.outputs if id(o) not in used]
-    extra = [o for n in s.b.nodes for o in n.outputs if id(o) in used and o.type.dtype == f32]
-    if extra and draw(st.integers(0, 4)) == 0:
-        outs.insert(0, s.choice(extra))
-    s.b.output(*outs)
-    if dead_branches:
-        for _ in range(s.int(1, 2)):
-            _add_node(s, s.choice((g_unary, g_binary, g_reduce, g_identities)), max_nodes)
-    g = s.b.build(check=False)
-    verify(g, allow_dead=dead_branches)
-    return g, {v.name: s.inputs[v.name] for v in g.inputs}
