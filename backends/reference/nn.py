@@ -11,9 +11,14 @@ from .elementwise import compute_dtype, out_dtype
 Arrays = list[np.ndarray]
 
 
+def _gemm_dtype(x: np.ndarray) -> np.dtype:
+    """Integer products accumulate exactly in int64 (then narrow to the declared i32)."""
+    return np.dtype(np.int64) if x.dtype.kind in "iu" else compute_dtype(x)
+
+
 def _linear(node: Node, xs: Arrays) -> np.ndarray:
     x, w = xs[0], xs[1]
-    dt = compute_dtype(x)
+    dt = _gemm_dtype(x)
     lead = x.shape[:-1]  # one 2-D GEMM over all leading axes: numpy's batched matmul is ~3x slower
     y = (x.reshape(-1, x.shape[-1]).astype(dt, copy=False) @ w.astype(dt, copy=False).T).reshape(lead + (w.shape[0],))
     if len(xs) == 3:
@@ -23,7 +28,7 @@ def _linear(node: Node, xs: Arrays) -> np.ndarray:
 
 def _matmul(node: Node, xs: Arrays) -> np.ndarray:
     a, b = xs
-    dt = compute_dtype(a)
+    dt = _gemm_dtype(a)
     return np.matmul(a.astype(dt, copy=False), b.astype(dt, copy=False)).astype(out_dtype(node), copy=False)
 
 
@@ -46,7 +51,7 @@ def _pad_to(x: np.ndarray, pads: tuple[int, ...], need_hw: tuple[int, int], valu
 
 def _conv2d(node: Node, xs: Arrays) -> np.ndarray:
     x, w = xs[0], xs[1]
-    dt = compute_dtype(x)
+    dt = _gemm_dtype(x)
     if dt.kind == "f":  # accumulate in float64 like the other reductions here: the result does not
         dt = np.dtype(np.float64)  # depend on where an output channel falls in the GEMM's blocking
     x, w = x.astype(dt, copy=False), w.astype(dt, copy=False)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..dtypes import DType, i32
 from ..types import TensorType
 from .elementwise import broadcast_shapes, require_float, same_dtype
 from .registry import Attr, attr_error, register_op, shape_error
 from .shape_ops import norm_axis
+
+
+def accumulator_dtype(dt: DType) -> DType:
+    """Products of 8-bit and 4-bit integers accumulate (and come out) in i32; others keep their dtype."""
+    return i32 if dt.name in ("i8", "u8", "i4") else dt
 
 
 @register_op("linear", ("x", "weight", "bias?"), doc="x @ weight^T + bias; weight is [out, in].")
@@ -24,7 +30,7 @@ def _linear(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     if len(ts) == 3 and ts[2].shape != (w.shape[0],):
         raise shape_error(f"linear: bias {list(ts[2].shape)} must be [{w.shape[0]}]")
     same_dtype("linear", [x, w] if x.quant or w.quant else ts)
-    return [TensorType(x.shape[:-1] + (w.shape[0],), x.dtype)]
+    return [TensorType(x.shape[:-1] + (w.shape[0],), accumulator_dtype(x.dtype))]
 
 
 @register_op("matmul", ("a", "b"), doc="numpy matmul: batched over leading axes with broadcasting.")
@@ -43,7 +49,7 @@ def _matmul(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
         out = out[:-2] + out[-1:]
     if y.rank == 1:
         out = out[:-1]
-    return [TensorType(out, x.dtype)]
+    return [TensorType(out, accumulator_dtype(x.dtype))]
 
 
 def conv_out(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int, ceil: bool = False) -> int:
@@ -100,7 +106,7 @@ def _conv2d(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     if ho < 1 or wo < 1:
         raise shape_error(f"conv2d: kernel {list(w.shape[2:])} does not fit input {list(x.shape[2:])} "
                           f"with pads {list(a['pads'])}")
-    return [TensorType((x.shape[0], w.shape[0], ho, wo), x.dtype)]
+    return [TensorType((x.shape[0], w.shape[0], ho, wo), accumulator_dtype(x.dtype))]
 
 
 def _pool(name: str, extra: tuple[Attr, ...], doc: str) -> None:
