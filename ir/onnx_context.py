@@ -250,6 +250,12 @@ class NodeContext:
             return x
         return self.op("transpose", x, perm=perm)
 
+    def derived(self, new: np.ndarray, source: np.ndarray, suffix: str = "") -> np.ndarray:
+        """`new`, named after the constant it was computed from (e.g. a transposed weight)."""
+        if id(source) in self.emitter.hints and id(new) not in self.emitter.hints:
+            self.emitter.hints[id(new)] = (new, self.emitter.hints[id(source)][1] + suffix)
+        return new
+
     def scalar(self, value: float, like: Handle) -> np.ndarray:
         """A 0-d array holding `value` in the dtype of `like`."""
         return np.asarray(value, dtype=np_dtype(like))

@@ -20,7 +20,7 @@ from .onnx_ops_math import match_dtype
 def _matmul(ctx: NodeContext) -> list[Handle | None]:
     a, b = ctx.need(0, "A"), ctx.need(1, "B")
     if isinstance(b, np.ndarray) and b.ndim == 2 and not isinstance(a, np.ndarray):
-        return [ctx.op("linear", a, np.ascontiguousarray(b.T))]  # x @ B == linear(x, B^T)
+        return [ctx.op("linear", a, ctx.derived(np.ascontiguousarray(b.T), b, ".T"))]  # x @ B == linear(x, B^T)
     return [ctx.op("matmul", a, b)]
 
 
@@ -39,9 +39,10 @@ def _gemm(ctx: NodeContext) -> list[Handle | None]:
     bias = None
     if isinstance(c, np.ndarray) and alpha == 1.0 and beta == 1.0 and c.ndim <= 2 and c.size in (1, n) \
             and (c.ndim < 2 or c.shape[0] == 1):
-        bias, c = np.broadcast_to(c.reshape(-1), (n,)).astype(c.dtype), None
+        bias = c if c.shape == (n,) else ctx.derived(np.broadcast_to(c.reshape(-1), (n,)).copy(), c)
+        c = None
     if isinstance(b, np.ndarray):
-        w = b if trans_b else np.ascontiguousarray(b.T)
+        w = b if trans_b else ctx.derived(np.ascontiguousarray(b.T), b, ".T")
         y = ctx.op("linear", a, w) if bias is None else ctx.op("linear", a, w, bias)
     else:
         y = ctx.op("matmul", a, ctx.transpose(b, [1, 0]) if trans_b else b)

@@ -1,0 +1,173 @@
+"""`to_onnx`: graphs of ONNX-expressible ops written as ONNX, imported again and compared
+(and run by onnxruntime when it is installed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import pytest
+from tensorsmith.backends import reference
+from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i32
+from tensorsmith.ir.onnx_export import EXPORTERS, OnnxExportError, to_onnx
+
+from .test_onnx_import import _ort_outputs
+
+RNG = np.random.default_rng(3)
+
+
+def w(*shape: int) -> np.ndarray:
+    """Random f32 weights."""
+    return RNG.normal(size=shape).astype(np.float32)
+
+
+def cnn() -> Graph:
+    b = GraphBuilder("cnn")
+    x = b.input("x", f32[2, 4, 9, 9])
+    h = b.conv2d(x, w(6, 2, 3, 3), w(6), strides=(2, 1), pads=(1, 0, 2, 1), dilations=(1, 2), groups=2)
+    h = b.batchnorm(h, w(6), w(6), w(6), np.abs(w(6)) + 0.5, epsilon=1e-3)
+    h = b.relu(h)
+    h = b.maxpool2d(h, [3, 2], strides=[2, 2], pads=[1, 0, 1, 1], ceil_mode=True)
+    h = b.avgpool2d(h, [2, 2], strides=[1, 1], pads=[1, 1, 0, 0], count_include_pad=True)
+    g = b.global_avgpool(h)
+    y = b.softmax(b.linear(b.flatten(g), w(5, 6), w(5)), axis=-1)
+    b.output(y, b.lrn(h, size=3, alpha=1e-3, beta=0.75, bias=1.5))
+    return b.build()
+
+
+def mlp3d() -> Graph:
+    b = GraphBuilder("mlp3d")
+    x = b.input("x", f32[2, 3, 8])
+    h = b.linear(x, w(16, 8), w(16))
+    h = b.gelu(b.gelu(h), approximate="tanh")
+    h = b.layernorm(h, w(16), w(16), epsilon=1e-4)
+    h = b.layernorm(b.dropout(h), axis=1)
+    b.output(b.identity(b.linear(h, w(4, 16))))
+    return b.build()
+
+
+def elementwise() -> Graph:
+    b = GraphBuilder("elementwise")
+    x = b.input("x", f32[3, 4])
+    y = b.input("y", f32[4])
+    pos = b.add(b.abs(x), np.float32(0.5))
+    outs = [b.sub(x, y), b.mul(x, y), b.div(x, pos), b.pow(pos, y), b.maximum(x, y), b.minimum(x, y),
+            b.sigmoid(x), b.tanh(x), b.erf(x), b.sqrt(pos), b.exp(x), b.log(pos), b.neg(x),
+            b.clip(x, min=-0.5, max=0.7), b.clip(x, max=0.1)]
+    b.output(*outs)
+    return b.build()
+
+
+def shapes() -> Graph:
+    b = GraphBuilder("shapes")
+    x = b.input("x", f32[2, 3, 4])
+    r = b.transpose(b.reshape(x, [6, 4]), [1, 0])
+    c = b.concat([r, b.const(w(4, 2))], axis=1)
+    s = b.slice(c, starts=[3, -1], ends=[-10, 0], axes=[0, 1], steps=[-1, -2])
+    gt = b.gather(x, np.array([[2, 0], [1, 1]], np.int64), axis=2)
+    m = b.matmul(x, b.transpose(x, [0, 2, 1]))
+    i = b.cast(b.clip(b.cast(b.mul(x, np.float32(10)), dtype="i32"), min=-7.5, max=3.2), dtype="f32")
+    outs = [s, gt, m, i, b.reduce_sum(x, axes=[1], keepdims=False), b.reduce_mean(x, axes=[0, 2]),
+            b.reduce_max(x, axes=[]), b.div(b.cast(x, dtype="i32"), np.int32(3))]
+    b.output(*outs)
+    return b.build()
+
+
+def quant() -> Graph:
+    b = GraphBuilder("quant")
+    x = b.input("x", f32[2, 3, 4])
+    q = b.quantize(x, 0.05, 128, dtype="u8")
+    qa = b.quantize(x, [0.02, 0.04, 0.03], [1, -2, 0], axis=1, dtype="i8")
+    wq = b.const(RNG.integers(-100, 100, size=(5, 4)).astype(np.int8), "wq")
+    wd = b.dequantize(wq, [0.01] * 5, [0] * 5, axis=0)
+    b.output(b.dequantize(q), b.dequantize(qa), b.linear(x, wd))
+    return b.build()
+
+
+GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (cnn, mlp3d, elementwise, shapes, quant)}
+
+
+def _feeds(g: Graph) -> dict[str, np.ndarray]:
+    return {v.name: RNG.normal(size=v.type.shape).astype(v.type.dtype.np_dtype) for v in g.inputs}
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("opset", [17, 20])
+def test_roundtrip(name: str, opset: int) -> None:
+    g = GRAPHS[name]()
+    feeds = _feeds(g)
+    with np.errstate(all="ignore"):
+        want = reference.run(g, feeds)
+    model = to_onnx(g, opset=opset)
+    assert model.opset_import[0].version == opset
+    g2 = from_onnx(model)
+    assert [v.name for v in g2.outputs] == [v.name for v in g.outputs]
+    with np.errstate(all="ignore"):
+        got = reference.run(g2, feeds)
+    for v in g.outputs:
+        np.testing.assert_allclose(got[v.name], want[v.name], rtol=1e-5, atol=1e-5)
+    theirs = _ort_outputs(model, feeds)
+    if theirs is not None:
+        for v, t in zip(g.outputs, theirs):
+            tol = 1.0 if v.type.dtype.name in ("i8", "u8") else 1e-4  # a quantized value may round one step off
+            np.testing.assert_allclose(t, want[v.name], rtol=1e-4, atol=tol)
+
+
+def test_every_exporter_is_exercised() -> None:
+    used = {n.op for f in GRAPHS.values() for n in f().nodes}
+    assert used == set(EXPORTERS)
+
+
+def test_gelu_form_depends_on_opset() -> None:
+    g = mlp3d()
+    assert "Gelu" not in {n.op_type for n in to_onnx(g, opset=17).graph.node}
+    assert "Gelu" in {n.op_type for n in to_onnx(g, opset=20).graph.node}
+
+
+def test_outputs_that_are_inputs_or_constants(tmp_path: object) -> None:
+    b = GraphBuilder("passthrough")
+    x = b.input("x", f32[2])
+    c = b.const(np.arange(3, dtype=np.float32), "c")
+    b.output(b.relu(x), x, c)
+    g = b.build()
+    path = tmp_path / "p.onnx"  # type: ignore[operator]
+    to_onnx(g, path=path)
+    g2 = from_onnx(path)
+    got = reference.run(g2, {"x": np.array([-1.0, 2.0], np.float32)})
+    outs = [got[v.name] for v in g2.outputs]
+    np.testing.assert_array_equal(outs[1], [-1.0, 2.0])
+    np.testing.assert_array_equal(outs[2], [0.0, 1.0, 2.0])
+
+
+def test_unexportable_ops_are_all_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(EXPORTERS, "relu")
+    monkeypatch.delitem(EXPORTERS, "sigmoid")
+    b = GraphBuilder("g")
+    x = b.input("x", f32[2])
+    b.output(b.sigmoid(b.relu(x)))
+    with pytest.raises(OnnxExportError, match=r"relu \(e\.g\. %relu0\); sigmoid \(e\.g\. %sigmoid1\)"):
+        to_onnx(b.build())
+
+
+def test_opset_limits() -> None:
+    with pytest.raises(OnnxExportError, match="opset 13 or newer"):
+        to_onnx(cnn(), opset=11)
+    with pytest.raises(OnnxExportError, match=r"layernorm.*needs opset 17"):
+        to_onnx(mlp3d(), opset=16)
+    b = GraphBuilder("dil")
+    x = b.input("x", f32[1, 1, 8, 8])
+    b.output(b.avgpool2d(x, [2, 2], dilations=(2, 2)))
+    with pytest.raises(OnnxExportError, match="needs opset 19"):
+        to_onnx(b.build())
+    assert isinstance(to_onnx(b.build(), opset=19), onnx.ModelProto)
+
+
+def test_integer_input_graph() -> None:
+    b = GraphBuilder("ints")
+    x = b.input("x", i32[4])
+    b.output(b.clip(b.mul(x, np.int32(3)), min=-4.5, max=7.9))
+    g = b.build()
+    feeds = {"x": np.array([-3, -1, 2, 5], np.int32)}
+    got = reference.run(from_onnx(to_onnx(g)), feeds)
+    np.testing.assert_array_equal(list(got.values())[0], reference.run(g, feeds)[g.outputs[0].name])
