@@ -36,6 +36,7 @@ class NodeCost:
     utilization: float = 0.0  # achieved ops/s over the peak at the precision used
     padding_waste: float = 0.0  # fraction of matrix-unit work spent on padding to the tile shape
     spilled: bool = False
+    cycles: int = 0  # systolic targets: array cycles of the matrix work (no memory stalls)
     where: str = "accelerator"
     notes: list[str] = field(default_factory=list)
 
@@ -226,13 +227,14 @@ def node_cost(node: Node, target: Target, *, wlevel: int | None = None,
     vec_rate = target.vector_ops(vec_prec) * target.eff("vector")
     traffic = _Traffic(work, target, eff, wlevel, out_bytes)
     mem_bw = [m.bandwidth * target.eff("memory") for m in target.memory]
-    padding = 0.0
+    padding, cycles = 0.0, 0
     if work.kind == "matrix":
         batch, m, n, k = work.gemm or (1, 1, 1, 1)
         mu = target.matrix
         if mu.kind == "systolic":
             r = systolic_cycles(m, n, k, mu.rows, mu.cols, mu.dataflow, mu.count, batch)
             scale = target.peak_ops(prec) / (mu.rows * mu.cols * 2 * target.clock_hz * mu.count)
+            cycles = r.cycles
             mat_s = r.cycles / target.clock_hz / scale / target.eff("matrix") * eff.compute
             a, b = {"ws": (k, n), "os": (m, n), "is": (k, m)}[mu.dataflow]
             padding = 1 - a * b / (math.ceil(a / mu.rows) * mu.rows * math.ceil(b / mu.cols) * mu.cols)
@@ -243,7 +245,8 @@ def node_cost(node: Node, target: Target, *, wlevel: int | None = None,
             for tl in _tilings(target, m, n, k):
                 secs, waste, _ = _tiled_compute(target, batch, m, n, k, peak, tl)
                 lv = traffic.levels(tl)
-                lat = max(secs * eff.compute, max(b / bw for b, bw in zip(lv[0], mem_bw)))
+                reduce_s = (tl.split - 1) * work.out_elements / vec_rate  # split-K partial sums added
+                lat = max(secs * eff.compute + reduce_s, max(b / bw for b, bw in zip(lv[0], mem_bw)))
                 if best is None or lat < best[0] * 0.999:
                     best = (lat, secs * eff.compute, waste, lv, tl)
             assert best is not None
@@ -266,4 +269,4 @@ def node_cost(node: Node, target: Target, *, wlevel: int | None = None,
     util = 2 * work.macs / lat / target.peak_ops(prec) if work.kind == "matrix" and lat > 0 else 0.0
     return NodeCost(node.name, node.op, work.kind, prec, macs_done, work.macs, ops,
                     {m.name: int(round(b)) for m, b in zip(target.memory, per_level)}, compute, memory,
-                    overhead, lat, bound, energy, util, padding, spilled, notes=notes)
+                    overhead, lat, bound, energy, util, padding, spilled, cycles, notes=notes)
