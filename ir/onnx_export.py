@@ -74,11 +74,32 @@ Exporter = Callable[[_Writer, Node, list[str], str], None]
 _SAME = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max", "minimum": "Min",
          "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "sqrt": "Sqrt", "exp": "Exp",
          "log": "Log", "neg": "Neg", "abs": "Abs", "identity": "Identity", "dropout": "Identity",
-         "global-avgpool": "GlobalAveragePool", "matmul": "MatMul"}
+         "global-avgpool": "GlobalAveragePool"}
+
+
+def _is_int8(v: Value) -> bool:
+    if v.type.dtype.name == "i4":
+        raise ValueError("products of i4 values have no ONNX operator")
+    return v.type.dtype.name in ("i8", "u8")
+
+
+def _int_bias(w: _Writer, y: str, bias: str, out: str, shape: list[int] | None = None) -> None:
+    """out = y (i32) + bias cast to i32 (reshaped to `shape` when given)."""
+    b = w.add("Cast", [bias], to=onnx.TensorProto.INT32)
+    if shape is not None:
+        b = w.add("Reshape", [b, w.ints(shape, f"{out}.bias_shape")])
+    w.add("Add", [y, b], [out])
 
 
 def _linear(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     x, weight = n.inputs[0], n.inputs[1]
+    if _is_int8(x):  # 8-bit products accumulate in i32: MatMulInteger
+        wt = w.derived(weight, "T", lambda a: a.T) if weight.is_constant else w.add("Transpose", [ins[1]], perm=[1, 0])
+        if len(ins) == 3:
+            _int_bias(w, w.add("MatMulInteger", [ins[0], wt]), ins[2], out)
+        else:
+            w.add("MatMulInteger", [ins[0], wt], [out])
+        return
     if x.type.rank == 2:
         w.add("Gemm", [ins[0], ins[1]] + ins[2:], [out], transB=1)
         return
@@ -98,7 +119,17 @@ def _window(n: Node) -> dict[str, Any]:
 
 
 def _conv2d(w: _Writer, n: Node, ins: list[str], out: str) -> None:
-    w.add("Conv", ins, [out], kernel_shape=list(n.inputs[1].type.shape[2:]), group=n.attrs["groups"], **_window(n))
+    attrs = dict(kernel_shape=list(n.inputs[1].type.shape[2:]), group=n.attrs["groups"], **_window(n))
+    if not _is_int8(n.inputs[0]):
+        w.add("Conv", ins, [out], **attrs)
+    elif len(ins) == 3:  # 8-bit: ConvInteger (i32 out), the bias added after
+        _int_bias(w, w.add("ConvInteger", ins[:2], **attrs), ins[2], out, [1, -1, 1, 1])
+    else:
+        w.add("ConvInteger", ins, [out], **attrs)
+
+
+def _matmul(w: _Writer, n: Node, ins: list[str], out: str) -> None:
+    w.add("MatMulInteger" if _is_int8(n.inputs[0]) else "MatMul", ins, [out])
 
 
 def _pool(w: _Writer, n: Node, ins: list[str], out: str) -> None:
@@ -236,6 +267,7 @@ def _same(op_type: str) -> Exporter:
 
 EXPORTERS: dict[str, Exporter] = {
     "linear": _linear,
+    "matmul": _matmul,
     "conv2d": _conv2d,
     "maxpool2d": _pool,
     "avgpool2d": _pool,

@@ -18,10 +18,14 @@ from .onnx_ops_math import match_dtype
 
 @converter("MatMul")
 def _matmul(ctx: NodeContext) -> list[Handle | None]:
-    a, b = ctx.need(0, "A"), ctx.need(1, "B")
+    return [matmul(ctx, ctx.need(0, "A"), ctx.need(1, "B"))]
+
+
+def matmul(ctx: NodeContext, a: Handle, b: Handle) -> Handle:
+    """a @ b; a constant 2-D `b` becomes the weight of a linear op (x @ B == linear(x, B^T))."""
     if isinstance(b, np.ndarray) and b.ndim == 2 and not isinstance(a, np.ndarray):
-        return [ctx.op("linear", a, ctx.derived(np.ascontiguousarray(b.T), b, ".T"))]  # x @ B == linear(x, B^T)
-    return [ctx.op("matmul", a, b)]
+        return ctx.op("linear", a, ctx.derived(np.ascontiguousarray(b.T), b, ".T"))
+    return ctx.op("matmul", a, b)
 
 
 @converter("Gemm")
@@ -85,7 +89,11 @@ def _conv_kernel(ctx: NodeContext, w: Handle) -> tuple[int, ...]:
 
 @converter("Conv")
 def _conv(ctx: NodeContext) -> list[Handle | None]:
-    x, w, b = ctx.need(0, "X"), ctx.need(1, "W"), ctx.input(2)
+    return [conv(ctx, ctx.need(0, "X"), ctx.need(1, "W"), ctx.input(2))]
+
+
+def conv(ctx: NodeContext, x: Handle, w: Handle, b: Handle | None) -> Handle:
+    """An ONNX Conv (attributes from the node) of `x` with weight `w` and optional bias `b`."""
     xs = shape_of(x)
     kernel = _conv_kernel(ctx, w)
     strides, dil, pads = window_attrs(ctx, xs[2:], kernel)
@@ -93,16 +101,16 @@ def _conv(ctx: NodeContext) -> list[Handle | None]:
     r = len(xs) - 2
     bias = () if b is None else (b,)
     if r == 2:
-        return [ctx.op("conv2d", x, w, *bias, strides=strides, pads=pads, dilations=dil, groups=g)]
+        return ctx.op("conv2d", x, w, *bias, strides=strides, pads=pads, dilations=dil, groups=g)
     if r == 1:
         x4 = ctx.reshape(x, xs[:2] + (1, xs[2]))
         w4 = ctx.reshape(w, shape_of(w)[:2] + (1, kernel[0]))
         y = ctx.op("conv2d", x4, w4, *bias, strides=[1, strides[0]], pads=[0, pads[0], 0, pads[1]],
                    dilations=[1, dil[0]], groups=g)
         ys = shape_of(y)
-        return [ctx.reshape(y, ys[:2] + (ys[3],))]
+        return ctx.reshape(y, ys[:2] + (ys[3],))
     if r == 3:
-        return [_conv3d(ctx, x, w, b, strides, dil, pads, g)]
+        return _conv3d(ctx, x, w, b, strides, dil, pads, g)
     raise UnsupportedError(f"Conv with {r} spatial axes (1, 2 and 3 are supported)")
 
 

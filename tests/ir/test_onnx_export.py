@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from tensorsmith.backends import reference
-from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i32
+from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i8, i32, u8
 from tensorsmith.ir.onnx_export import EXPORTERS, OnnxExportError, to_onnx
 
 from .test_onnx_import import _ort_outputs
@@ -171,3 +171,28 @@ def test_integer_input_graph() -> None:
     feeds = {"x": np.array([-3, -1, 2, 5], np.int32)}
     got = reference.run(from_onnx(to_onnx(g)), feeds)
     np.testing.assert_array_equal(list(got.values())[0], reference.run(g, feeds)[g.outputs[0].name])
+
+
+def test_integer_products_export_as_matmul_and_conv_integer() -> None:
+    b = GraphBuilder("int8")
+    x = b.input("x", u8[1, 2, 5, 5])
+    a = b.input("a", i8[3, 4])
+    wq = RNG.integers(-100, 100, size=(5, 4)).astype(np.int8)
+    c = b.conv2d(x, RNG.integers(0, 200, size=(3, 2, 3, 3)).astype(np.uint8), pads=1)
+    lin = b.linear(a, wq, RNG.integers(-50, 50, size=5).astype(np.int8))
+    mm = b.matmul(a, b.const(wq.T.copy(), "wt"))
+    b.output(c, lin, mm)
+    g = b.build()
+    assert [v.type.dtype.name for v in g.outputs] == ["i32", "i32", "i32"]
+    model = to_onnx(g, opset=17)
+    assert {"ConvInteger", "MatMulInteger"} <= {n.op_type for n in model.graph.node}
+    feeds = {"x": RNG.integers(0, 255, size=(1, 2, 5, 5)).astype(np.uint8),
+             "a": RNG.integers(-128, 127, size=(3, 4)).astype(np.int8)}
+    want = reference.run(g, feeds)
+    got = reference.run(from_onnx(model), feeds)
+    for v in g.outputs:
+        np.testing.assert_array_equal(got[v.name], want[v.name])
+    theirs = _ort_outputs(model, feeds)
+    if theirs is not None:
+        for v, t in zip(g.outputs, theirs):
+            np.testing.assert_array_equal(t, want[v.name])

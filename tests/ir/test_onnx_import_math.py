@@ -170,3 +170,35 @@ def test_dequantized_weights_feed_a_conv() -> None:
     inits = {"wq": wq, "ws": np.array([0.01, 0.02, 0.03], np.float32), "wz": np.zeros(3, np.int8)}
     g = check(make_model(nodes, {"x": x}, ["y"], inits, opset=19), {"x": x}, atol=1e-5)
     assert [n.op for n in g.nodes] == ["dequantize", "conv2d"]
+
+
+@pytest.mark.parametrize("a_dt,b_dt,zps", [(np.uint8, np.uint8, False), (np.int8, np.int8, False),
+                                           (np.uint8, np.int8, True), (np.uint8, np.uint8, True)])
+@pytest.mark.parametrize("b_const", [True, False])
+def test_matmul_integer(a_dt: type, b_dt: type, zps: bool, b_const: bool) -> None:
+    gen = np.random.default_rng(2)
+    a = gen.integers(0 if a_dt == np.uint8 else -128, 127, size=(3, 4)).astype(a_dt)
+    b = gen.integers(0 if b_dt == np.uint8 else -128, 127, size=(4, 5)).astype(b_dt)
+    ins, inits, names = {"a": a}, {}, ["a", "b"]
+    (inits if b_const else ins)["b"] = b
+    if zps:
+        inits.update(az=np.array([3, 0, 7], a_dt), bz=np.arange(5).astype(b_dt))
+        names += ["az", "bz"]
+    m = make_model([helper.make_node("MatMulInteger", names, ["y"])], ins, ["y"], inits, opset=13)
+    az = inits.get("az", np.zeros(3)).astype(np.int32)[:, None]  # a 1-D a_zero_point is per row of A
+    bz = inits.get("bz", np.zeros(5)).astype(np.int32)
+    want = (a.astype(np.int32) - az) @ (b.astype(np.int32) - bz)
+    check(m, ins, expected=[want])  # the evaluator does not broadcast a per-row zero point
+
+
+@pytest.mark.parametrize("zps", [False, True])
+def test_conv_integer(zps: bool) -> None:
+    gen = np.random.default_rng(4)
+    x = gen.integers(0, 255, size=(1, 2, 5, 5)).astype(np.uint8)
+    w = gen.integers(0, 255, size=(3, 2, 3, 3)).astype(np.uint8)
+    names, inits = ["x", "w"], {"w": w}
+    if zps:
+        names += ["xz", "wz"]
+        inits.update(xz=np.array(100, np.uint8), wz=np.array(120, np.uint8))
+    m = make_model([helper.make_node("ConvInteger", names, ["y"], pads=[1, 1, 1, 1])], {"x": x}, ["y"], inits, 13)
+    check(m, {"x": x})

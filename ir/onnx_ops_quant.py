@@ -1,0 +1,108 @@
+"""ONNX converters for quantization: QuantizeLinear, DequantizeLinear, MatMulInteger, ConvInteger.
+
+Scales and zero points must be constants (per tensor or per axis). Integer products map to the
+IR's 8-bit matmul/linear/conv2d, which accumulate in i32 as MatMulInteger and ConvInteger do;
+non-zero zero points are subtracted in i32 first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .onnx_context import (
+    Handle,
+    NodeContext,
+    UnsupportedError,
+    converter,
+    describe,
+    norm_axis,
+    np_dtype,
+    np_dtype_of_onnx,
+    shape_of,
+)
+from .onnx_ops_math import match_dtype
+from .onnx_ops_nn import conv, matmul
+
+
+def _qparams(ctx: NodeContext, x: Handle) -> tuple[tuple[float, ...], np.ndarray, int | None]:
+    """Scale (as floats), zero points (array) and axis of a Quantize/DequantizeLinear node."""
+    scale = ctx.const(1, "scale")
+    if scale is None:
+        raise ValueError("input 1 (scale) is required")
+    zp = ctx.const(2, "zero_point")
+    if ctx.attr("block_size", 0):
+        raise UnsupportedError("blocked quantization (block_size > 0) is not supported")
+    if scale.size == 1 and scale.ndim <= 1:
+        axis = None
+    elif scale.ndim == 1:
+        axis = norm_axis(ctx.attr("axis", 1), len(shape_of(x)))
+        if scale.size != shape_of(x)[axis]:
+            raise ValueError(f"{scale.size} scales for axis {axis} of {describe(x)}")
+    else:
+        raise UnsupportedError(f"scale of shape {list(scale.shape)} (only per-tensor and per-axis)")
+    scales = tuple(float(s) for s in scale.astype(np.float64).reshape(-1))
+    if zp is None:
+        zp = np.zeros(scale.size, np.uint8)
+    zp = zp.reshape(-1)
+    if zp.size == 1 and len(scales) > 1:
+        zp = np.repeat(zp, len(scales))
+    return scales, zp, axis
+
+
+@converter("QuantizeLinear")
+def _quantize(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "x")
+    scales, zp, axis = _qparams(ctx, x)
+    dt = zp.dtype
+    if ctx.input(2) is None and ctx.attr("output_dtype", 0):
+        dt = np_dtype_of_onnx(ctx.attr("output_dtype"))
+    names = {np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8"}
+    if np.dtype(dt) not in names:
+        raise UnsupportedError(f"quantization to {np.dtype(dt)} (only int8 and uint8)")
+    return [ctx.op("quantize", x, scale=scales, zero_point=[int(z) for z in zp], axis=axis,
+                   dtype=names[np.dtype(dt)])]
+
+
+@converter("DequantizeLinear")
+def _dequantize(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "x")
+    scales, zp, axis = _qparams(ctx, x)
+    y = ctx.op("dequantize", x, scale=scales, zero_point=[int(z) for z in zp], axis=axis)
+    scale_dt = ctx.input(1).dtype  # type: ignore[union-attr]
+    return [match_dtype(ctx, y, np.zeros(0, scale_dt))]
+
+
+def _shifted(ctx: NodeContext, h: Handle, zp: np.ndarray | None, shape: tuple[int, ...]) -> Handle:
+    """`h` - zero point, in i32 (the zero point reshaped to `shape` when it has one value per row/channel)."""
+    h32 = ctx.op("cast", h, dtype="i32")
+    if zp is None or not np.any(zp):
+        return h32
+    z = zp.astype(np.int32)
+    return ctx.op("sub", h32, z.reshape(shape) if z.size > 1 else z.reshape(()))
+
+
+def _int8(ctx: NodeContext, i: int, what: str) -> Handle:
+    h = ctx.need(i, what)
+    if np_dtype(h) not in (np.dtype(np.int8), np.dtype(np.uint8)):
+        raise UnsupportedError(f"{what} {describe(h)} (int8 and uint8 only)")
+    return h
+
+
+@converter("MatMulInteger")
+def _matmul_integer(ctx: NodeContext) -> list[Handle | None]:
+    a, b = _int8(ctx, 0, "A"), _int8(ctx, 1, "B")
+    azp, bzp = ctx.const(2, "a_zero_point"), ctx.const(3, "b_zero_point")
+    if (azp is None or not np.any(azp)) and (bzp is None or not np.any(bzp)) and np_dtype(a) == np_dtype(b):
+        return [matmul(ctx, a, b)]  # 8-bit products accumulate in i32 in the IR
+    rank_a = len(shape_of(a))
+    return [matmul(ctx, _shifted(ctx, a, azp, (-1, 1) if rank_a > 1 else (-1,)), _shifted(ctx, b, bzp, (-1,)))]
+
+
+@converter("ConvInteger")
+def _conv_integer(ctx: NodeContext) -> list[Handle | None]:
+    x, w = _int8(ctx, 0, "x"), _int8(ctx, 1, "w")
+    xzp, wzp = ctx.const(2, "x_zero_point"), ctx.const(3, "w_zero_point")
+    if (xzp is None or not np.any(xzp)) and (wzp is None or not np.any(wzp)) and np_dtype(x) == np_dtype(w):
+        return [conv(ctx, x, w, None)]
+    per_channel = (-1,) + (1,) * (len(shape_of(w)) - 1)
+    return [conv(ctx, _shifted(ctx, x, xzp, ()), _shifted(ctx, w, wzp, per_channel), None)]
