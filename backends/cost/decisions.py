@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...ir.dtypes import DType, bf16, f16, f32, i4, i8
+from ...ir.dtypes import DType, bf16, f16, f32, i4, i8, i32
 from ...ir.graph import Node, Value
 from ...ir.types import QuantInfo, SparsityInfo, TensorType
 from .loader import load_target
@@ -156,7 +156,7 @@ def _with_precision(node: Node, prec: str) -> Node:
         b = node.inputs[2]
         types[2] = TensorType(b.type.shape, dt if dt.is_float else f32)
     out = node.outputs[0].type
-    return _retyped(node, types, TensorType(out.shape, dt, quant=quant))
+    return _retyped(node, types, TensorType(out.shape, dt if dt.is_float else i32))  # ints accumulate in i32
 
 
 def choose_precision(target: str | os.PathLike | Target, node: Node, candidates: Sequence[str] | None = None,

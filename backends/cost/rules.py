@@ -56,8 +56,12 @@ def _out(node: Node) -> int:
 
 
 def _requant_ops(node: Node, n_out: int) -> int:
-    """An integer matrix op with an integer output requantizes each int32 accumulator (scale, round, clip)."""
-    return 3 * n_out if not node.outputs[0].type.dtype.is_float else 0
+    """A matrix op whose output is a narrow integer requantizes each int32 accumulator (scale, round, clip).
+
+    The IR's 8-bit GEMMs return i32 accumulators, so their requantization is priced where it happens:
+    in the quantize / dequantize / cast node that follows.
+    """
+    return 3 * n_out if node.outputs[0].type.dtype.name in ("i8", "u8", "i4") else 0
 
 
 def linear_rule(node: Node) -> Work:

@@ -70,7 +70,7 @@ def test_precision_auto_picks_the_fastest_supported_precision() -> None:
     assert choose_precision("gpu-a100", fc1).choice == "int8"
     assert choose_precision("npu-edge", fc1).choice == "int8"
     assert choose_precision("fpga-u250", fc1).choice == "int8"
-    tpu = choose_precision("tpu-v4", fc1)  # int8 and bf16 share the v4 peak; int8 adds requantization
+    tpu = choose_precision("tpu-v4", fc1)  # int8 and bf16 share the v4 peak; int8 writes 4-byte accumulators
     assert tpu.choice == "bf16" and "has no fp16 matrix path" in tpu.reason
     assert choose_precision("tpu-v5e", fc1).choice == "int8"  # v5e doubles the rate at int8
     mobile = choose_precision("npu-mobile", fc1, candidates=["fp16", "fp32"])
