@@ -16,8 +16,10 @@ listed in PARAMETER_INPUTS are frozen into initializers holding the test values.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,10 +223,34 @@ def _compare(outs: list[np.ndarray], expected: list[np.ndarray], rtol: float, at
                                        err_msg=f"output {i} vs {what}")
 
 
-def summarize(results: list[Result]) -> tuple[str, bool]:
-    """A text report of `results` and whether the targets (all light models, >= 90%) are met."""
+_REASONS = (
+    (re.compile(r"element type (\w+) has no IR dtype"), "element type {0} is not an IR dtype"),
+    (re.compile(r"unsupported: (\w+) on run-time values"), "{0} on run-time values (evaluated at import only)"),
+    (re.compile(r"unsupported operator (\w+) version \d+"), "{0}: schema newer than the reviewed opsets"),
+    (re.compile(r"training_mode"), "training mode"),
+    (re.compile(r"not a tensor|sequence, map or optional"), "sequence, map or optional values"),
+    (re.compile(r"opset \d+ is older"), "opset older than 6"),
+)
+
+
+def reason(detail: str) -> str:
+    """A failure's reason, grouped (e.g. every unsupported dtype under one line per dtype)."""
+    for pattern, text in _REASONS:
+        m = pattern.search(detail)
+        if m:
+            return text.format(*m.groups())
+    return detail[:160]
+
+
+def summarize(results: list[Result], verbose: bool = False) -> tuple[str, bool]:
+    """A text report of `results` and whether the targets (all light models, >= 90%) are met.
+
+    Every case is listed except generated node cases, which are listed only when `verbose`;
+    their failures are always counted by reason."""
     lines = []
     for r in results:
+        if r.case.kind == "node" and not verbose:
+            continue
         status = {"pass": "PASS", "fail": "FAIL", "unsupported": "skip"}[r.status]
         ort = f"  [onnxruntime: {r.ort}]" if r.ort else ""
         lines.append(f"{status:4}  {r.case.kind:17} {r.case.name:42} {r.seconds:6.2f}s  {r.detail}{ort}")
@@ -248,11 +274,14 @@ def summarize(results: list[Result]) -> tuple[str, bool]:
             lines.append(f"operators missing for the other {len(group) - len(sup)} cases: {', '.join(unsup_ops)}")
         if label == "pytorch":
             ok &= rate >= 90.0
+        else:
+            counts = Counter(reason(r.detail) for r in sup if r.status == "fail")
+            lines += [f"  {k:4} failed: {why}" for why, k in counts.most_common()]
     compared = [r for r in results if r.ort and not r.ort.startswith("cannot run")]
     if compared:
         agree = sum(r.ort == "agree" for r in compared)
         lines.append(f"onnxruntime: agrees on {agree} of the {len(compared)} passing cases it can run")
-    fails = [r for r in results if r.status == "fail"]
+    fails = [r for r in results if r.status == "fail" and (verbose or r.case.kind != "node")]
     if fails:
         lines.append("failures:")
         lines += [f"  {r.case.kind}/{r.case.name}: {r.detail}" for r in fails]
@@ -265,10 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS + EXTRA_KINDS))
     ap.add_argument("-k", default="", help="only cases whose name contains this text")
     ap.add_argument("--ort", action="store_true", help="also compare with onnxruntime (if installed)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="list generated node cases one by one too")
     args = ap.parse_args(argv)
     cases = [c for c in collect_cases(args.kinds.split(",")) if args.k in c.name]
     results = [run_case(c, ort=args.ort) for c in cases]
-    report, ok = summarize(results)
+    report, ok = summarize(results, verbose=args.verbose)
     print(report)
     return 0 if ok else 1
 

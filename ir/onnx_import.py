@@ -1,4 +1,4 @@
-"""`from_onnx`: import an ONNX model (opsets 6 to 25) as a verified graph.
+"""`from_onnx`: import an ONNX model (opsets 6 to 28) as a verified graph.
 
 Shapes are static: symbolic input dimensions take the sizes the caller gives in
 `input_shapes`. Tensors known at import (initializers, Constant nodes, shape subgraphs) are
@@ -34,7 +34,7 @@ from .types import TensorType
 from .verify import verify
 
 MIN_OPSET = 6
-MAX_SCHEMA = 25
+MAX_SCHEMA = 28
 """Operator schemas introduced after this opset are not converted (their semantics were not reviewed)."""
 DEFAULT_DOMAINS = ("", "ai.onnx")
 SUPPORTED_OPS: frozenset[str] = frozenset(CONVERTERS)

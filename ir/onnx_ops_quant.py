@@ -53,6 +53,8 @@ def _qparams(ctx: NodeContext, x: Handle) -> tuple[tuple[float, ...], np.ndarray
 def _quantize(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "x")
     scales, zp, axis = _qparams(ctx, x)
+    if ctx.attr("precision", 1) != 1:
+        raise UnsupportedError("QuantizeLinear with a division precision other than float32")
     dt = zp.dtype
     if ctx.input(2) is None and ctx.attr("output_dtype", 0):
         dt = np_dtype_of_onnx(ctx.attr("output_dtype"))

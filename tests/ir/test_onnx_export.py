@@ -196,3 +196,19 @@ def test_integer_products_export_as_matmul_and_conv_integer() -> None:
     if theirs is not None:
         for v, t in zip(g.outputs, theirs):
             np.testing.assert_array_equal(t, want[v.name])
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "transformer-block"])
+def test_zoo_models_roundtrip(name: str) -> None:
+    from tensorsmith.bench.models.registry import load_model
+
+    m = load_model(name)
+    model = to_onnx(m.graph)
+    want = reference.run(m.graph, m.inputs)
+    got = reference.run(from_onnx(model), m.inputs)
+    for v in m.graph.outputs:
+        np.testing.assert_allclose(got[v.name], want[v.name], rtol=1e-5, atol=1e-5)
+    theirs = _ort_outputs(model, m.inputs)
+    if theirs is not None:
+        for v, t in zip(m.graph.outputs, theirs):
+            np.testing.assert_allclose(t, want[v.name], rtol=1e-4, atol=1e-5)
