@@ -98,15 +98,45 @@ def measure_cache_bandwidth_gbs(levels: list[tuple[str, int]], threads: int, rep
     return out
 
 
-def measure_vector_gops(n: int = 1 << 16, repeats: int = 21) -> dict[str, float]:
-    """Elementwise fp32 throughput on cache-resident arrays: adds per second (G/s), and tanh elements/s."""
+# vector ops per element that COST_RULES counts for each op, and how the op is built from measured loops
+_RULE_OPS = {"exp": 8, "log": 8, "tanh": 10, "erf": 10, "sigmoid": 10, "gelu": 14, "softmax": 12}
+
+
+def measure_vector(n: int = 1 << 11, repeats: int = 7) -> dict[str, Any]:
+    """Elementwise fp32 throughput in cache with jitted loops (adds per second), and what exp, log, tanh
+    and erf cost relative to an add; from those, the [op_weights] that scale COST_RULES' op counts."""
+    import math as _m
+
+    import numba
+
+    def loop(fn):  # type: ignore[no-untyped-def]
+        @numba.njit(fastmath=True, cache=False)
+        def run(x: np.ndarray, y: np.ndarray, out: np.ndarray, reps: int) -> None:  # pragma: no cover - jitted
+            for _ in range(reps):
+                for i in range(x.shape[0]):
+                    out[i] = fn(x[i], y[i])
+
+        return run
+
+    kernels = {
+        "add": loop(numba.njit(lambda a, b: a + b)),
+        "exp": loop(numba.njit(lambda a, b: _m.exp(a))),
+        "log": loop(numba.njit(lambda a, b: _m.log(b))),
+        "tanh": loop(numba.njit(lambda a, b: _m.tanh(a))),
+        "erf": loop(numba.njit(lambda a, b: _m.erf(a))),
+    }
     rng = np.random.default_rng(1)
-    a = rng.standard_normal(n, dtype=np.float32)
-    b = rng.standard_normal(n, dtype=np.float32)
-    c = np.empty_like(a)
-    add = n / _median_time(lambda: np.add(a, b, out=c), repeats) / 1e9
-    tanh = n / _median_time(lambda: np.tanh(a, out=c), repeats) / 1e9
-    return {"add": add, "tanh_elements": tanh}
+    x = rng.standard_normal(n).astype(np.float32)
+    y = (np.abs(x) + 0.5).astype(np.float32)
+    out = np.empty_like(x)
+    reps = max(1, int(2e7 // n))
+    per_elem = {k: _median_time(lambda f=f: f(x, y, out, reps), repeats) / (n * reps) for k, f in kernels.items()}
+    r = {k: v / per_elem["add"] for k, v in per_elem.items()}
+    ratios = {"exp": r["exp"], "log": r["log"], "tanh": r["tanh"], "erf": r["erf"], "sigmoid": r["exp"] + 2,
+              "gelu": r["erf"] + 4, "softmax": r["exp"] + 4}
+    weights = {op: round(max(0.05, ratios[op] / _RULE_OPS[op]), 3) for op in _RULE_OPS}
+    return {"add_gops": 1 / per_elem["add"] / 1e9, "relative_cost": {k: round(v, 2) for k, v in r.items()},
+            "op_weights": weights}
 
 
 def measure_dispatch_us(backend: str | None = None, repeats: int = 201) -> tuple[float, str]:
@@ -148,8 +178,10 @@ def _toml_override(m: dict[str, Any]) -> str:
               f"fp32 = {m['fp32_gflops'] / 1e3:.5f}   # measured numpy fp32 GEMM, best of {m['gemm_sizes']}",
               f"int8 = {m['int8_gops'] / 1e3:.5f}   # shipped int8/fp32 ratio x measured fp32 (not measured)",
               "", "[vector_tops]",
-              f"fp32 = {m['vector_gops'] / 1e3:.5f}   # measured numpy add on cache-resident arrays",
-              f"int8 = {m['vector_gops'] / 1e3:.5f}", ""]
+              f"fp32 = {m['vector_gops'] / 1e3:.5f}   # measured jitted add loop on cache-resident arrays",
+              f"int8 = {m['vector_gops'] / 1e3:.5f}", "",
+              "[op_weights]   # measured cost relative to an add, over the ops COST_RULES counts"]
+    lines += [f"{op} = {w}" for op, w in m["op_weights"].items()] + [""]
     for lvl in base.memory:
         if not lvl.on_chip:
             bw, src = m["dram_gbs"], "   # measured (max of copy and triad)"
@@ -175,7 +207,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False) ->
     shipped = load_target("cpu-host", overrides=False)
     caches = measure_cache_bandwidth_gbs([(lv.name, lv.total_capacity(shipped.units)) for lv in shipped.on_chip],
                                          threads=shipped.units, repeats=3 if quick else 5)
-    vec = measure_vector_gops(repeats=5 if quick else 21)
+    vec = measure_vector(repeats=3 if quick else 7)
     disp, backend = measure_dispatch_us(repeats=21 if quick else 201)
     fp32 = max(gemm.values())
     m: dict[str, Any] = {
@@ -185,7 +217,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False) ->
         "fp32_gflops": fp32, "int8_gops": fp32 * shipped.peak["int8"] / shipped.peak["fp32"],
         "bandwidth_gbs": {k: round(v, 2) for k, v in bw.items()}, "dram_gbs": max(bw.values()),
         "cache_gbs": {k: round(v, 2) for k, v in caches.items()},
-        "vector_gops": vec["add"], "tanh_gelements": vec["tanh_elements"],
+        "vector_gops": vec["add_gops"], "relative_cost": vec["relative_cost"], "op_weights": vec["op_weights"],
         "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(),
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"

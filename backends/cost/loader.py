@@ -195,6 +195,19 @@ def _matrix(d: Mapping[str, Any], where: str) -> MatrixUnit:
     raise TargetError(f"{w}: kind must be 'tiled' or 'systolic', got {kind!r}")
 
 
+def _op_weights(t: Mapping[str, Any], where: str) -> dict[str, float]:
+    from ...ir.ops import OPS
+
+    out = {}
+    for op, v in t.items():
+        if op not in OPS:
+            raise TargetError(f"{where}: [op_weights] names unknown op {op!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise TargetError(f"{where}: [op_weights].{op} must be a positive number, got {v!r}")
+        out[op] = float(v)
+    return out
+
+
 def target_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Target:
     """Build and check a Target from parsed TOML; errors name `source` and the field."""
     name = _get(d, "name", str, source)
@@ -218,6 +231,7 @@ def target_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Target:
             mac_pj=frozen_map({**DEFAULT_MAC_PJ, **_precision_table(energy, "mac", 1.0, w)}),
             op_pj=frozen_map({**DEFAULT_OP_PJ, **_precision_table(energy, "op", 1.0, w)}),
             efficiency=frozen_map({k: float(v) for k, v in _get(d, "efficiency", dict, w, {}).items()}),
+            op_weights=frozen_map(_op_weights(_get(d, "op_weights", dict, w, {}), w)),
             launch_overhead_s=_get(d, "launch_overhead_us", float, w, 0.0) * 1e-6,
             tdp_w=_get(d, "tdp_w", float, w, 0.0), static_w=_get(d, "static_w", float, w, 0.0),
             skips_zeros=_get(d, "skips_zeros", bool, w, False),

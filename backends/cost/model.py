@@ -215,7 +215,7 @@ def node_cost(node: Node, target: Target, *, wlevel: int | None = None,
     eff = sparse_effect(work.weight.type, target, prec) if work.weight is not None else SparseEffect()
     if eff.note:
         notes.append(eff.note)
-    ops = work.ops
+    ops = int(round(work.ops * target.op_weight(node.op)))
     if work.kind == "matrix":  # precision boundary: operands stored in another format are converted
         for o in work.operands[:2]:
             p = tensor_precision(o.value.type, target)

@@ -118,6 +118,7 @@ class Target:
     mac_pj: Mapping[str, float] = field(default_factory=lambda: frozen_map(DEFAULT_MAC_PJ), hash=False)
     op_pj: Mapping[str, float] = field(default_factory=lambda: frozen_map(DEFAULT_OP_PJ), hash=False)
     efficiency: Mapping[str, float] = field(default_factory=lambda: frozen_map({}), hash=False)
+    op_weights: Mapping[str, float] = field(default_factory=lambda: frozen_map({}), hash=False)
     launch_overhead_s: float = 0.0
     tdp_w: float = 0.0
     static_w: float = 0.0
@@ -170,6 +171,10 @@ class Target:
         """Fraction of peak reached by well-tuned kernels for `what` (matrix, vector, memory)."""
         return float(self.efficiency.get(what, 1.0))
 
+    def op_weight(self, op: str) -> float:
+        """Multiplier on COST_RULES' vector-op count for `op` here (e.g. how dear exp is on this hardware)."""
+        return float(self.op_weights.get(op, 1.0))
+
     def mac_energy_pj(self, precision: str) -> float:
         """pJ per multiply-accumulate at `precision`."""
         return float(self.mac_pj.get(precision, DEFAULT_MAC_PJ.get(precision, DEFAULT_MAC_PJ["fp32"])))
@@ -202,7 +207,7 @@ class Target:
     # ---- misc ----------------------------------------------------------------------------
     def replace(self, **changes: Any) -> Target:
         """A copy with some fields changed (mappings are frozen again)."""
-        for k in ("peak", "vector", "mac_pj", "op_pj", "efficiency"):
+        for k in ("peak", "vector", "mac_pj", "op_pj", "efficiency", "op_weights"):
             if k in changes:
                 changes[k] = frozen_map(changes[k])
         return replace(self, **changes)

@@ -113,6 +113,18 @@ def test_unsupported_precision_goes_to_the_fallback_or_is_an_error() -> None:
         estimate(_linear_graph(4, 4, 4, f32), t)
 
 
+def test_op_weights_price_expensive_functions_per_target() -> None:
+    b = GraphBuilder("e")
+    x = b.input("x", f32[64, 1024])
+    b.output(b.exp(x, name="e"))
+    g = b.build()
+    t = load_target("cpu-host").replace(op_weights={})
+    base = estimate(g, t)["e"]
+    dear = estimate(g, t.replace(op_weights={"exp": 3.0}))["e"]
+    assert base.ops == 8 * 64 * 1024 and dear.ops == 3 * base.ops
+    assert dear.compute_s == pytest.approx(3 * base.compute_s)
+
+
 def test_quantize_and_dequantize_are_not_free() -> None:
     b = GraphBuilder("q")
     x = b.input("x", f32[256, 1024])

@@ -106,6 +106,7 @@ def test_bad_target_files_name_the_file_and_the_field(tmp_path: Path) -> None:
         "badcap.toml": (good.replace('capacity = "32 GiB"', 'capacity = "lots"'), "lots"),
         "badkind.toml": (good.replace('kind = "tpu"', 'kind = "abacus"'), "abacus"),
         "broken.toml": (good + "\n[[[", "not valid TOML"),
+        "badop.toml": (good + "\n[op_weights]\nfrobnicate = 2.0\n", "frobnicate"),
     }
     for fname, (text, needle) in cases.items():
         p = tmp_path / fname

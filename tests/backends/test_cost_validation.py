@@ -48,6 +48,7 @@ def test_calibration_writes_an_override_that_load_target_merges(tmp_path: Path,
     assert t.peak["fp32"] == pytest.approx(m["fp32_gflops"] * 1e9, rel=1e-3)
     assert t.dram.bandwidth == pytest.approx(m["dram_gbs"] * 1e9, rel=1e-3)
     assert t.launch_overhead_s == pytest.approx(m["dispatch_us"] * 1e-6, rel=1e-3)
+    assert t.op_weights["exp"] == pytest.approx(m["op_weights"]["exp"]) and m["relative_cost"]["add"] == 1.0
     assert [lv.name for lv in t.memory] == [lv.name for lv in load_target("cpu-host", overrides=False).memory]
 
 
