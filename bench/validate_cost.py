@@ -246,6 +246,29 @@ def run_cpu(kernels: list[Kernel], backend: str | None = None, repeats: int = 7)
     return rows, summary
 
 
+def roofline_figure(model: str, out: str) -> str:
+    """One roofline panel per shipped target for zoo model `model` (all points emulated)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..backends.cost import list_targets, plot_roofline, roofline
+    from .models import load_model
+
+    g = load_model(model).graph
+    names = list_targets()
+    fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(4.2 * ((len(names) + 1) // 2), 7.5))
+    for ax, name in zip(axes.flat, names):
+        plot_roofline(roofline(g, name), ax=ax)
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{model}: predicted (emulated) node performance under each target's roofline")
+    fig.tight_layout()
+    fig.savefig(out, dpi=72)
+    return out
+
+
 def _markdown(rows: list[dict[str, Any]], cols: list[str]) -> str:
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -260,12 +283,17 @@ def _markdown(rows: list[dict[str, Any]], cols: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line: `scalesim`, `cpu` or `all` (default)."""
     p = argparse.ArgumentParser(description="Validate the cost model against SCALE-Sim and this machine.")
-    p.add_argument("what", nargs="?", default="all", choices=("all", "scalesim", "cpu"))
+    p.add_argument("what", nargs="?", default="all", choices=("all", "scalesim", "cpu", "roofline"))
+    p.add_argument("--model", default="bert-base-layer", help="roofline: zoo model to draw")
+    p.add_argument("--out", default="roofline.png", help="roofline: image to write")
     p.add_argument("--backend", default=None, help="cpu: backend to measure (default: numba if available)")
     p.add_argument("--repeats", type=int, default=7, help="cpu: timed runs per kernel (median)")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     result: dict[str, Any] = {}
+    if args.what == "roofline":
+        print(f"wrote {roofline_figure(args.model, args.out)}")
+        return 0
     if args.what in ("all", "scalesim"):
         try:
             import scalesim  # noqa: F401

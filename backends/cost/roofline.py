@@ -89,9 +89,13 @@ def plot_roofline(data: Roofline, path: str | os.PathLike | None = None, ax: Any
     dram_bw = list(data.bandwidths.values())[-1]
     for prec in precisions or list(data.peaks):
         ax.plot(x, np.minimum(data.peaks[prec], x * dram_bw), label=f"{prec} roof", linewidth=1.2)
-    for p in data.points:
-        xi = p.intensity if np.isfinite(p.intensity) else hi
-        ax.scatter([xi], [p.achieved], s=14, marker={"compute": "o", "memory": "s"}.get(p.bound, "^"))
+    markers = {"compute": "o", "memory": "s", "overhead": "^"}
+    for bound, marker in markers.items():
+        pts = [p for p in data.points if p.bound == bound]
+        if pts:  # nodes that move no DRAM bytes sit at the right edge
+            xs = [p.intensity if np.isfinite(p.intensity) else hi for p in pts]
+            ax.scatter(xs, [p.achieved for p in pts], s=14, marker=marker, color="k", alpha=0.6,
+                       label=f"{bound}-bound nodes")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (ops / DRAM byte)")
