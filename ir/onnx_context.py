@@ -138,19 +138,18 @@ class Emitter:
         self.hints: dict[int, tuple[np.ndarray, str]] = {}
         self._consts: dict[int, tuple[np.ndarray, Value]] = {}
 
-    def constant(self, arr: np.ndarray, hint: str | None = None, exact: str | None = None) -> Value:
-        """The IR constant holding `arr` (one per array object); `exact` is a name already reserved."""
+    def constant(self, arr: np.ndarray, fallback: str = "const", exact: str | None = None) -> Value:
+        """The IR constant holding `arr` (one per array object), named after the ONNX tensor it
+        came from, else `fallback`; `exact` is a name already reserved for it."""
         key = id(arr)
         if key in self._consts:
             return self._consts[key][1]
+        name = self.hints[key][1] if key in self.hints else fallback
         try:
             dt = dtype_from_numpy(arr.dtype)
         except ValueError:
-            name = hint or self.hints.get(key, (None, ""))[1]
-            raise UnsupportedError(f"constant {name!r} has numpy dtype {arr.dtype}, "
-                                   "which has no IR dtype") from None
+            raise UnsupportedError(f"constant {name!r} has numpy dtype {arr.dtype}, which has no IR dtype") from None
         data = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-        name = hint or self.hints.get(key, (None, "const"))[1]
         v = Value(exact or self.namer.fresh(name), TensorType(data.shape, dt), data)
         self._consts[key] = (arr, v)
         return v
@@ -217,7 +216,7 @@ class NodeContext:
     # ---- building ------------------------------------------------------------------------
     def value(self, h: Handle) -> Value:
         """`h` as an IR value (arrays become constants)."""
-        return h if isinstance(h, Value) else self.emitter.constant(h)
+        return h if isinstance(h, Value) else self.emitter.constant(h, fallback=f"{self.base}.const")
 
     def op(self, op: str, *args: Handle, **attrs: Any) -> Handle:
         """Apply IR op `op`: folded with numpy when every input is an array, else emitted."""
@@ -228,7 +227,8 @@ class NodeContext:
                 norm = opdef.normalize_attrs(attrs)
             except TypeInferenceError as e:
                 raise ValueError(f"IR op {op}: {e}") from None
-            return np.asarray(FOLD_RULES[op](list(args), norm))
+            out = np.asarray(FOLD_RULES[op](list(args), norm))
+            return self.derived(out, args[0], f".{op.replace('-', '_')}")  # type: ignore[arg-type]
         return self.emitter.emit(op, [self.value(a) for a in args], attrs, self.base)
 
     def reshape(self, x: Handle, shape: Sequence[int]) -> Handle:
