@@ -6,6 +6,7 @@ from .dtypes import DTYPES, DType, bf16, boolean, dtype_from_name, dtype_from_nu
 from .equality import assert_graphs_equal, graph_difference, graphs_equal
 from .graph import Graph, Node, Value
 from .interpreter import ExecutionError, InputError, Interpreter
+from .onnx_export import to_onnx
 from .onnx_import import from_onnx
 from .ops import OPS, Attr, OpDef, TypeInferenceError, get_op, infer_types, register_op
 from .parser import ParseError, parse
@@ -19,5 +20,5 @@ __all__ = [
     "TensorType", "TypeInferenceError", "Value", "VerificationError", "assert_graphs_equal",
     "bf16", "boolean", "dtype_from_name", "dtype_from_numpy", "f16", "f32", "format_node",
     "format_type", "from_onnx", "get_op", "graph_difference", "graphs_equal", "i4", "i8", "i32", "i64",
-    "infer_types", "load_bert", "parse", "print_graph", "register_op", "u8", "verify",
+    "infer_types", "load_bert", "parse", "print_graph", "register_op", "to_onnx", "u8", "verify",
 ]

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 from tensorsmith.backends import reference
-from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i8, i32, u8
-from tensorsmith.ir.onnx_export import EXPORTERS, OnnxExportError, to_onnx
+from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i8, i32, to_onnx, u8
+from tensorsmith.ir.onnx_export import EXPORTERS, OnnxExportError
 
 from .test_onnx_import import _ort_outputs
 
