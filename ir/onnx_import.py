@@ -17,7 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import onnx_ops_math, onnx_ops_nn, onnx_ops_quant, onnx_ops_shape  # noqa: F401  (register the converters)
+# importing the converter modules registers their converters
+from . import onnx_ops_logic, onnx_ops_math, onnx_ops_nn, onnx_ops_quant, onnx_ops_shape  # noqa: F401
 from .graph import Graph, Node, Value
 from .onnx_context import (
     CONVERTERS,

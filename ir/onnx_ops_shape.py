@@ -272,13 +272,18 @@ def _expand(ctx: NodeContext) -> list[Handle | None]:
         out = np.broadcast_shapes(shape_of(x), tuple(target))
     except ValueError:
         raise ValueError(f"{describe(x)} does not broadcast to {target}") from None
+    return [broadcast_to(ctx, x, out)]
+
+
+def broadcast_to(ctx: NodeContext, x: Handle, out: tuple[int, ...]) -> Handle:
+    """`x` broadcast to shape `out` (numpy rules) by exact data movement: unit axes are gathered."""
     if isinstance(x, np.ndarray):
-        return [np.broadcast_to(x, out).copy()]
+        return np.broadcast_to(x, out).copy()
     y = ctx.reshape(x, (1,) * (len(out) - len(shape_of(x))) + shape_of(x))
     for ax, n in enumerate(out):
         if shape_of(y)[ax] != n:
             y = _repeat_axis(ctx, y, ax, np.zeros(n, np.int64))
-    return [y]
+    return y
 
 
 @converter("Tile")
@@ -335,27 +340,3 @@ def _pad(ctx: NodeContext) -> list[Handle | None]:
             idx = np.pad(np.arange(n), (lo, hi), mode={"edge": "edge", "reflect": "reflect", "wrap": "wrap"}[mode])
             x = _repeat_axis(ctx, x, ax, idx)
     return [x]
-
-
-_FOLD_ONLY = {
-    "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
-    "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or, "Not": np.logical_not,
-    "Where": np.where, "Range": None, "ReduceProd": None, "Floor": np.floor, "Ceil": np.ceil,
-}
-
-
-@converter(*_FOLD_ONLY)
-def _fold_only(ctx: NodeContext) -> list[Handle | None]:
-    op = ctx.node.op_type
-    if any(not isinstance(h, np.ndarray) for h in ctx.inputs if h is not None):
-        raise UnsupportedError(f"{op} on run-time values (it is evaluated at import only, on constants)")
-    args = [h for h in ctx.inputs if h is not None]
-    if op == "Range":
-        start, limit, delta = (a.reshape(()) for a in args)
-        return [np.arange(start, limit, delta, dtype=args[0].dtype)]
-    if op == "ReduceProd":
-        x = args[0]
-        axes = _ints(args[1]) if len(args) > 1 else ctx.attr("axes")
-        ax = tuple(norm_axis(a, x.ndim) for a in axes) if axes else None
-        return [np.prod(x, axis=ax, keepdims=bool(ctx.attr("keepdims", 1))).astype(x.dtype)]
-    return [np.asarray(_FOLD_ONLY[op](*args))]

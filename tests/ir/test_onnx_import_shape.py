@@ -254,3 +254,27 @@ def test_identity() -> None:
                    ["y"])
     g = check(m, {"x": x})
     assert [n.op for n in g.nodes] == ["relu"]
+
+
+def test_where_with_constant_mask_selects_between_runtime_tensors() -> None:
+    """The causal-mask pattern of exported attention: Where(mask, scores, -inf) with a constant mask."""
+    scores = rand(2, 3, 4, 4)
+    causal = np.tril(np.ones((4, 4), bool))[None, None]
+    nodes = [helper.make_node("Where", ["mask", "s", "neg"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["y"], axis=-1)]
+    inits = {"mask": causal, "neg": np.array(-np.inf, np.float32)}
+    g = check(make_model(nodes, {"s": scores}, ["y"], inits), {"s": scores})
+    assert "gather" in [n.op for n in g.nodes]
+    both = {"a": rand(2, 1), "b": rand(3)}
+    m = make_model([helper.make_node("Where", ["c", "a", "b"], ["y"])], both, ["y"],
+                   {"c": np.array([True, False, True])})
+    check(m, both)
+    all_true = make_model([helper.make_node("Where", ["c", "a", "b"], ["y"])], both, ["y"],
+                          {"c": np.ones((2, 3), bool)})
+    assert "gather" in [n.op for n in check(all_true, both).nodes]  # a broadcast to [2, 3]
+
+
+def test_where_with_runtime_condition_is_reported() -> None:
+    feeds = {"c": np.array([True, False]), "a": rand(2), "b": rand(2)}
+    with pytest.raises(ValueError, match="Where with a condition computed at run time"):
+        from_onnx(make_model([helper.make_node("Where", ["c", "a", "b"], ["y"])], feeds, ["y"]))

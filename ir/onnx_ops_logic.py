@@ -1,0 +1,60 @@
+"""ONNX converters for comparisons, logic and selection.
+
+The IR has no comparison or boolean ops, so these are evaluated at import on constants (the
+shape and mask computations of exported models). Where with a constant condition selects
+between run-time tensors by exact data movement: both branches are flattened side by side and
+one gather with a constant index picks each element from its branch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, norm_axis, np_dtype, shape_of
+from .onnx_ops_shape import broadcast_to
+
+_FOLD_ONLY = {
+    "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or, "Not": np.logical_not,
+    "Range": None, "ReduceProd": None, "Floor": np.floor, "Ceil": np.ceil,
+}
+
+
+@converter(*_FOLD_ONLY)
+def _fold_only(ctx: NodeContext) -> list[Handle | None]:
+    op = ctx.node.op_type
+    if any(not isinstance(h, np.ndarray) for h in ctx.inputs if h is not None):
+        raise UnsupportedError(f"{op} on run-time values (it is evaluated at import only, on constants)")
+    args = [h for h in ctx.inputs if h is not None]
+    if op == "Range":
+        start, limit, delta = (a.reshape(()) for a in args)
+        return [np.arange(start, limit, delta, dtype=args[0].dtype)]
+    if op == "ReduceProd":
+        x = args[0]
+        axes = [int(a) for a in args[1].reshape(-1)] if len(args) > 1 else ctx.attr("axes")
+        ax = tuple(norm_axis(a, x.ndim) for a in axes) if axes else None
+        return [np.prod(x, axis=ax, keepdims=bool(ctx.attr("keepdims", 1))).astype(x.dtype)]
+    return [np.asarray(_FOLD_ONLY[op](*args))]
+
+
+@converter("Where")
+def _where(ctx: NodeContext) -> list[Handle | None]:
+    cond, x, y = ctx.need(0, "condition"), ctx.need(1, "X"), ctx.need(2, "Y")
+    if not isinstance(cond, np.ndarray):
+        raise UnsupportedError(f"Where with a condition computed at run time ({describe(cond)}); only constant "
+                               "conditions (masks) are supported")
+    if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
+        return [np.where(cond, x, y)]
+    if np_dtype(x) != np_dtype(y):
+        raise ValueError(f"X {describe(x)} and Y {describe(y)} have different dtypes")
+    out = np.broadcast_shapes(cond.shape, shape_of(x), shape_of(y))
+    c = np.broadcast_to(cond.astype(bool), out)
+    if c.all():
+        return [broadcast_to(ctx, x, out)]
+    if not c.any():
+        return [broadcast_to(ctx, y, out)]
+    n = int(np.prod(out))
+    both = ctx.op("concat", ctx.reshape(broadcast_to(ctx, y, out), [n]), ctx.reshape(broadcast_to(ctx, x, out), [n]),
+                  axis=0)
+    index = np.where(c, np.arange(n).reshape(out) + n, np.arange(n).reshape(out))
+    return [ctx.op("gather", both, index.astype(np.int64), axis=0)]
