@@ -176,6 +176,7 @@ def _gelu(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     x = ins[0]
 
     def c(v: float, hint: str) -> str:
+        """A scalar constant in x's dtype."""
         return w.const(np.asarray(v, dt), f"{out}.{hint}")
 
     if approx == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
@@ -260,6 +261,7 @@ def _same(op_type: str) -> Exporter:
     """The exporter of an op that maps to one ONNX node with the same inputs and no attributes."""
 
     def export(w: _Writer, n: Node, ins: list[str], out: str) -> None:
+        """Write the one node."""
         w.add(op_type, ins, [out])
 
     return export

@@ -131,6 +131,7 @@ class _Importer:
         self.env[onnx_name] = h
 
     def inputs(self) -> list[Value]:
+        """Bind initializers as constants and make IR inputs for the others (outputs' names reserved)."""
         g = self.model.graph
         if g.sparse_initializer:
             raise OnnxImportError("sparse initializers are not supported")
@@ -164,6 +165,7 @@ class _Importer:
         return since if since > MAX_SCHEMA else None
 
     def prescan(self) -> None:
+        """Record every node whose operator has no converter, grouped by operator."""
         by_op: dict[str, list[str]] = {}
         for i, node in enumerate(self.model.graph.node):
             if node.domain not in DEFAULT_DOMAINS:
@@ -180,6 +182,7 @@ class _Importer:
             self.problems.append(f"unsupported operator {op} ({len(places)}x): {shown}")
 
     def convert(self) -> None:
+        """Convert the nodes in order; nodes fed by a failed or unsupported node are skipped."""
         for i, node in enumerate(self.model.graph.node):
             args: list[Handle | None] = []
             blocked = (node.domain not in DEFAULT_DOMAINS or node.op_type not in CONVERTERS
@@ -235,6 +238,7 @@ class _Importer:
             self.env[o] = _Missing(None)
 
     def outputs(self) -> list[Value]:
+        """The IR values of the graph outputs, named as in the model."""
         outs: list[Value] = []
         for vi in self.model.graph.output:
             h = self.env.get(vi.name)
