@@ -118,12 +118,13 @@ def measure_vector(n: int = 1 << 11, repeats: int = 7) -> dict[str, Any]:
 
         return run
 
+    fexp, ftanh, ferf, source = _math_functions()
     kernels = {
         "add": loop(numba.njit(lambda a, b: a + b)),
-        "exp": loop(numba.njit(lambda a, b: _m.exp(a))),
+        "exp": loop(numba.njit(lambda a, b: fexp(a))),
         "log": loop(numba.njit(lambda a, b: _m.log(b))),
-        "tanh": loop(numba.njit(lambda a, b: _m.tanh(a))),
-        "erf": loop(numba.njit(lambda a, b: _m.erf(a))),
+        "tanh": loop(numba.njit(lambda a, b: ftanh(a))),
+        "erf": loop(numba.njit(lambda a, b: ferf(a))),
     }
     rng = np.random.default_rng(1)
     x = rng.standard_normal(n).astype(np.float32)
@@ -136,7 +137,23 @@ def measure_vector(n: int = 1 << 11, repeats: int = 7) -> dict[str, Any]:
               "gelu": r["erf"] + 4, "softmax": r["exp"] + 4}
     weights = {op: round(max(0.05, ratios[op] / _RULE_OPS[op]), 3) for op in _RULE_OPS}
     return {"add_gops": 1 / per_elem["add"] / 1e9, "relative_cost": {k: round(v, 2) for k, v in r.items()},
-            "op_weights": weights}
+            "op_weights": weights, "math_source": source}
+
+
+def _math_functions() -> tuple[Any, Any, Any, str]:
+    """exp, tanh and erf as the Numba backend's kernels compute them (its vectorizable float32
+    approximations) when that backend is installed, else libm's through numba."""
+    try:
+        from ..backends.numba.mathfn import ferf, fexp, ftanh
+
+        return fexp, ftanh, ferf, "Numba backend (backends/numba/mathfn.py)"
+    except ImportError:
+        import math
+
+        import numba
+
+        return (numba.njit(lambda a: math.exp(a)), numba.njit(lambda a: math.tanh(a)),
+                numba.njit(lambda a: math.erf(a)), "libm through numba")
 
 
 def measure_dispatch_us(backend: str | None = None, repeats: int = 201) -> tuple[float, str]:
@@ -180,7 +197,7 @@ def _toml_override(m: dict[str, Any]) -> str:
               "", "[vector_tops]",
               f"fp32 = {m['vector_gops'] / 1e3:.5f}   # measured jitted add loop on cache-resident arrays",
               f"int8 = {m['vector_gops'] / 1e3:.5f}", "",
-              "[op_weights]   # measured cost relative to an add, over the ops COST_RULES counts"]
+              f"[op_weights]   # measured cost relative to an add ({m['math_source']}), over COST_RULES' op counts"]
     lines += [f"{op} = {w}" for op, w in m["op_weights"].items()] + [""]
     for lvl in base.memory:
         if not lvl.on_chip:
@@ -218,6 +235,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False) ->
         "bandwidth_gbs": {k: round(v, 2) for k, v in bw.items()}, "dram_gbs": max(bw.values()),
         "cache_gbs": {k: round(v, 2) for k, v in caches.items()},
         "vector_gops": vec["add_gops"], "relative_cost": vec["relative_cost"], "op_weights": vec["op_weights"],
+        "math_source": vec["math_source"],
         "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(),
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"
