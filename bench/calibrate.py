@@ -147,7 +147,7 @@ def _math_functions() -> tuple[Any, Any, Any, str]:
         from ..backends.numba.mathfn import ferf, fexp, ftanh
 
         return fexp, ftanh, ferf, "Numba backend (backends/numba/mathfn.py)"
-    except ImportError:
+    except Exception:  # backend missing or broken: measure libm instead, and say so in the result
         import math
 
         import numba
