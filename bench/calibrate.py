@@ -9,12 +9,13 @@ shipped int8/fp32 ratio (measured once with an int8 micro-kernel) applied to the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,81 +99,95 @@ def measure_cache_bandwidth_gbs(levels: list[tuple[str, int]], threads: int, rep
     return out
 
 
-# vector ops per element that COST_RULES counts for each op, and how the op is built from measured loops
-_RULE_OPS = {"exp": 8, "log": 8, "tanh": 10, "erf": 10, "sigmoid": 10, "gelu": 14, "softmax": 12}
-
-
-def measure_vector(n: int = 1 << 11, repeats: int = 7) -> dict[str, Any]:
-    """Elementwise fp32 throughput in cache with jitted loops (adds per second), and what exp, log, tanh
-    and erf cost relative to an add; from those, the [op_weights] that scale COST_RULES' op counts."""
-    import math as _m
-
+def measure_vector_gops(n: int = 1 << 11, repeats: int = 7) -> float:
+    """Elementwise fp32 throughput (G adds/s) of a jitted loop over L1-resident arrays."""
     import numba
 
-    def loop(fn):  # type: ignore[no-untyped-def]
-        @numba.njit(fastmath=True, cache=False)
-        def run(x: np.ndarray, y: np.ndarray, out: np.ndarray, reps: int) -> None:  # pragma: no cover - jitted
-            for _ in range(reps):
-                for i in range(x.shape[0]):
-                    out[i] = fn(x[i], y[i])
+    @numba.njit(fastmath=True, cache=False)
+    def add_rep(x: np.ndarray, y: np.ndarray, out: np.ndarray, reps: int) -> None:  # pragma: no cover - jitted
+        for _ in range(reps):
+            for i in range(x.shape[0]):
+                out[i] = x[i] + y[i]
 
-        return run
-
-    fexp, ftanh, ferf, source = _math_functions()
-    kernels = {
-        "add": loop(numba.njit(lambda a, b: a + b)),
-        "exp": loop(numba.njit(lambda a, b: fexp(a))),
-        "log": loop(numba.njit(lambda a, b: _m.log(b))),
-        "tanh": loop(numba.njit(lambda a, b: ftanh(a))),
-        "erf": loop(numba.njit(lambda a, b: ferf(a))),
-    }
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal(n).astype(np.float32)
-    y = (np.abs(x) + 0.5).astype(np.float32)
-    out = np.empty_like(x)
+    x, y, out = (np.ones(n, np.float32) for _ in range(3))
     reps = max(1, int(2e7 // n))
-    per_elem = {k: _median_time(lambda f=f: f(x, y, out, reps), repeats) / (n * reps) for k, f in kernels.items()}
-    r = {k: v / per_elem["add"] for k, v in per_elem.items()}
-    ratios = {"exp": r["exp"], "log": r["log"], "tanh": r["tanh"], "erf": r["erf"], "sigmoid": r["exp"] + 2,
-              "gelu": r["erf"] + 4, "softmax": r["exp"] + 4}
-    weights = {op: round(max(0.05, ratios[op] / _RULE_OPS[op]), 3) for op in _RULE_OPS}
-    return {"add_gops": 1 / per_elem["add"] / 1e9, "relative_cost": {k: round(v, 2) for k, v in r.items()},
-            "op_weights": weights, "math_source": source}
+    return n * reps / _median_time(lambda: add_rep(x, y, out, reps), repeats) / 1e9
 
 
-def _math_functions() -> tuple[Any, Any, Any, str]:
-    """exp, tanh and erf as the Numba backend's kernels compute them (its vectorizable float32
-    approximations) when that backend is installed, else libm's through numba."""
+# ops whose kernels are compute-heavy enough to time against COST_RULES' op count (cheap ones such as
+# add or relu are bandwidth-bound and keep weight 1); shapes differ from bench/validate_cost.py's suite
+_WEIGHTED_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "exp": lambda b, x: b.exp(x), "log": lambda b, x: b.log(b.abs(x)), "sqrt": lambda b, x: b.sqrt(b.abs(x)),
+    "tanh": lambda b, x: b.tanh(x), "erf": lambda b, x: b.erf(x), "sigmoid": lambda b, x: b.sigmoid(x),
+    "gelu": lambda b, x: b.gelu(x), "softmax": lambda b, x: b.softmax(x), "div": lambda b, x: b.div(x, x),
+    "layernorm": lambda b, x: b.layernorm(x, np.ones(1024, np.float32), np.zeros(1024, np.float32)),
+    "maxpool2d": lambda b, x: b.maxpool2d(b.reshape(x, (1, 16, 64, 64)), (3, 3), (2, 2), pads=1),
+    "avgpool2d": lambda b, x: b.avgpool2d(b.reshape(x, (1, 16, 64, 64)), (3, 3), (2, 2), pads=1),
+}
+
+
+def measure_op_weights(backend: str, vector_gops: float, dispatch_us: float, repeats: int = 15) -> dict[str, float]:
+    """For each op of _WEIGHTED_OPS: its kernel's time on f32[64, 1024] through `backend`, less the dispatch,
+    over the time COST_RULES' op count takes at `vector_gops` (the [op_weights] entry; 1 = as counted)."""
+    from .. import runtime
+    from ..backends.cost import node_work
+    from ..ir import GraphBuilder, f32
+
+    rng = np.random.default_rng(2)
+    xs = {"x": rng.standard_normal((64, 1024), dtype=np.float32)}
+    b = GraphBuilder("abs")  # the helper node some graphs put in front of the op being timed
+    b.output(b.abs(b.input("x", f32[64, 1024])))
+    t_abs = runtime.compile(b.build(), backend=backend).median_seconds(xs, repeats=repeats, warmup=3)
+    out = {}
+    for op, build in _WEIGHTED_OPS.items():
+        b = GraphBuilder(op)
+        b.output(build(b, b.input("x", f32[64, 1024])))
+        g = b.build()
+        node = next(n for n in g.nodes if n.op == op)
+        t = runtime.compile(g, backend=backend).median_seconds(xs, repeats=repeats, warmup=3)
+        extra = t_abs if any(n.op == "abs" for n in g.nodes) else dispatch_us * 1e-6
+        counted = node_work(node).ops / (vector_gops * 1e9)
+        out[op] = round(max(0.05, (t - extra) / counted), 3)
+    return out
+
+
+def measure_int8_gops(backend: str, n: int = 384, repeats: int = 7) -> float | None:
+    """int8 GEMM GOP/s of `backend` on an n^3 one-node graph (i8 x i8 -> i32), or None when it has no
+    int8 path or is the numpy reference backend (which has no fast one)."""
+    if backend == "reference":
+        return None
+    from .. import runtime
+    from ..ir import GraphBuilder, QuantInfo, TensorType, Value, i8
+
+    rng = np.random.default_rng(3)
+    q = QuantInfo((0.05,), (0,), 8)
+    b = GraphBuilder("int8")
+    x = b.input("x", TensorType((n, n), i8, quant=q))
+    w = Value("w", TensorType((n, n), i8, quant=q), rng.integers(-127, 128, (n, n), dtype=np.int8))
+    b.output(b.linear(x, w))
     try:
-        from ..backends.numba.mathfn import ferf, fexp, ftanh
-
-        return fexp, ftanh, ferf, "Numba backend (backends/numba/mathfn.py)"
-    except Exception:  # backend missing or broken: measure libm instead, and say so in the result
-        import math
-
-        import numba
-
-        return (numba.njit(lambda a: math.exp(a)), numba.njit(lambda a: math.tanh(a)),
-                numba.njit(lambda a: math.erf(a)), "libm through numba")
+        exe = runtime.compile(b.build(), backend=backend)
+        t = exe.median_seconds({"x": rng.integers(-127, 128, (n, n), dtype=np.int8)}, repeats=repeats, warmup=2)
+    except Exception:  # no int8 path in this backend: keep the shipped ratio
+        return None
+    return 2 * n**3 / t / 1e9
 
 
 def measure_dispatch_us(backend: str | None = None, repeats: int = 201) -> tuple[float, str]:
-    """Per-node overhead (us) of running a tiny graph through the runtime, with the best backend available."""
+    """Per-kernel overhead (us): the whole run of a one-node graph on 8 floats through the runtime, with
+    the best backend available (a backend may fuse chains of nodes, so a longer graph would not tell)."""
     from .. import runtime
     from ..ir import GraphBuilder, f32
 
     b = GraphBuilder("tiny")
     x = b.input("x", f32[1, 8])
-    y = x
-    for _ in range(8):
-        y = b.relu(y)
-    b.output(y)
+    b.output(b.relu(x))
     g = b.build()
     runtime._load_optional_backends()
     name = backend or ("numba" if "numba" in runtime.BACKENDS else "reference")
     exe = runtime.compile(g, backend=name)
     t = exe.median_seconds({"x": np.ones((1, 8), np.float32)}, repeats=repeats, warmup=5)
-    return t / len(g.nodes) * 1e6, name
+    return t * 1e6, name
 
 
 def _clock_ghz() -> float | None:
@@ -188,16 +203,20 @@ def _toml_override(m: dict[str, Any]) -> str:
     base = load_target("cpu-host", overrides=False)
     lines = [f"# cpu-host override written by `bench calibrate` on {m['date']} ({m['machine']}).",
              "# Merged over the shipped cpu-host.toml; delete this file to go back to the shipped figures.",
-             f"launch_overhead_us = {m['dispatch_us']:.3f}   # measured per-node dispatch ({m['dispatch_backend']})"]
+             f"launch_overhead_us = {m['dispatch_us']:.3f}   # measured one-node graph run ({m['dispatch_backend']})"]
+    if m.get("threads"):
+        lines.append(f"units = {m['units']}   # measured with {m['threads']} thread(s)")
     if m.get("clock_ghz"):
         lines.append(f"clock_ghz = {m['clock_ghz']}   # /proc/cpuinfo")
     lines += ["", "[peak_tops]",
               f"fp32 = {m['fp32_gflops'] / 1e3:.5f}   # measured numpy fp32 GEMM, best of {m['gemm_sizes']}",
-              f"int8 = {m['int8_gops'] / 1e3:.5f}   # shipped int8/fp32 ratio x measured fp32 (not measured)",
+              f"int8 = {m['int8_gops'] / 1e3:.5f}   # " + (f"measured {m['dispatch_backend']} int8 GEMM"
+                                                      if m["int8_measured"] else
+                                                      "shipped int8/fp32 ratio x measured fp32 (not measured)"),
               "", "[vector_tops]",
               f"fp32 = {m['vector_gops'] / 1e3:.5f}   # measured jitted add loop on cache-resident arrays",
               f"int8 = {m['vector_gops'] / 1e3:.5f}", "",
-              f"[op_weights]   # measured cost relative to an add ({m['math_source']}), over COST_RULES' op counts"]
+              f"[op_weights]   # {m['dispatch_backend']} kernel time / (COST_RULES' op count at the rate above)"]
     lines += [f"{op} = {w}" for op, w in m["op_weights"].items()] + [""]
     for lvl in base.memory:
         if not lvl.on_chip:
@@ -213,29 +232,60 @@ def _toml_override(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False) -> dict[str, Any]:
+@contextlib.contextmanager
+def thread_limit(threads: int | None) -> Iterator[None]:
+    """Limit numpy's BLAS (through threadpoolctl, when installed) and Numba to `threads` threads."""
+    if threads is None:
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - optional
+            yield
+        else:
+            with threadpool_limits(threads):
+                yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
+              threads: int | None = None, backend: str | None = None) -> dict[str, Any]:
     """Measure this CPU and write the cpu-host override TOML (default: config_dir()/cpu-host.toml).
 
-    Returns the measurements and the path written. `quick` uses smaller problems (for tests).
+    Returns the measurements and the path written. `quick` uses smaller problems (for tests);
+    `threads` measures with that many threads and records them as the target's units; `backend`
+    is the runtime backend whose dispatch, op weights and int8 GEMM are measured (default: numba
+    when registered, else reference).
     """
-    sizes = (256, 512) if quick else (1024, 2048)
-    gemm = measure_gemm_gflops(sizes, repeats=3 if quick else 5)
-    bw = measure_bandwidth_gbs(16 if quick else 256, repeats=3 if quick else 5)
     shipped = load_target("cpu-host", overrides=False)
-    caches = measure_cache_bandwidth_gbs([(lv.name, lv.total_capacity(shipped.units)) for lv in shipped.on_chip],
-                                         threads=shipped.units, repeats=3 if quick else 5)
-    vec = measure_vector(repeats=3 if quick else 7)
-    disp, backend = measure_dispatch_us(repeats=21 if quick else 201)
+    units = threads or shipped.units
+    sizes = (256, 512) if quick else (1024, 2048)
+    with thread_limit(threads):
+        gemm = measure_gemm_gflops(sizes, repeats=3 if quick else 5)
+        bw = measure_bandwidth_gbs(16 if quick else 256, repeats=3 if quick else 5)
+        caches = measure_cache_bandwidth_gbs([(lv.name, lv.total_capacity(units)) for lv in shipped.on_chip],
+                                             threads=units, repeats=3 if quick else 5)
+        vec = measure_vector_gops(repeats=3 if quick else 7)
+        disp, backend = measure_dispatch_us(backend, repeats=21 if quick else 201)
+        weights = measure_op_weights(backend, vec, disp, repeats=5 if quick else 15)
+        int8 = measure_int8_gops(backend, 128 if quick else 384, repeats=3 if quick else 7)
     fp32 = max(gemm.values())
     m: dict[str, Any] = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}, {os.cpu_count()} CPUs",
+        "threads": threads, "units": units,
         "gemm_sizes": list(sizes), "gemm_gflops": {str(k): round(v, 2) for k, v in gemm.items()},
-        "fp32_gflops": fp32, "int8_gops": fp32 * shipped.peak["int8"] / shipped.peak["fp32"],
+        "fp32_gflops": fp32, "int8_measured": int8 is not None,
+        "int8_gops": int8 if int8 is not None else fp32 * shipped.peak["int8"] / shipped.peak["fp32"],
         "bandwidth_gbs": {k: round(v, 2) for k, v in bw.items()}, "dram_gbs": max(bw.values()),
         "cache_gbs": {k: round(v, 2) for k, v in caches.items()},
-        "vector_gops": vec["add_gops"], "relative_cost": vec["relative_cost"], "op_weights": vec["op_weights"],
-        "math_source": vec["math_source"],
+        "vector_gops": vec, "op_weights": weights,
         "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(),
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"
@@ -250,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="where to write the TOML (default: the user config folder)")
     p.add_argument("--quick", action="store_true", help="smaller problems, fewer repeats")
+    p.add_argument("--threads", type=int, default=None, help="measure with this many threads (default: all)")
+    p.add_argument("--backend", default=None, help="runtime backend to measure (default: numba if available)")
     args = p.parse_args(argv)
-    print(json.dumps(calibrate(args.out, quick=args.quick), indent=2))
+    print(json.dumps(calibrate(args.out, quick=args.quick, threads=args.threads, backend=args.backend), indent=2))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -209,15 +210,46 @@ def cpu_kernels() -> list[Kernel]:
     return ks
 
 
-def run_cpu(kernels: list[Kernel], backend: str | None = None, repeats: int = 7) -> tuple[list[dict], dict]:
-    """Measure each kernel (median after warm-up) and compare with the cpu-host prediction."""
+def measure_kernel(k: Kernel, backend: str, repeats: int) -> float:
+    """Median seconds of one run of kernel `k` compiled for `backend`, after warm-up (JIT excluded)."""
+    from .. import runtime
+
+    exe = runtime.compile(k.graph, backend=backend)
+    return exe.median_seconds(k.inputs, repeats=repeats, warmup=2)
+
+
+def _measure_isolated(name: str, backend: str, repeats: int, threads: int | None = None) -> float:
+    """measure_kernel in a child process, so that a crashing kernel is reported instead of ending the run."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "tensorsmith.bench.validate_cost", "kernel", name, "--backend", backend,
+           "--repeats", str(repeats)]
+    env = dict(os.environ)
+    if threads:
+        env.update(NUMBA_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    if res.returncode != 0:
+        why = f"signal {-res.returncode}" if res.returncode < 0 else (res.stderr.strip().splitlines() or [""])[-1][:160]
+        raise RuntimeError(f"child exited with {res.returncode} ({why})")
+    return float(json.loads(res.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def run_cpu(kernels: list[Kernel], backend: str | None = None, repeats: int = 7, isolate: bool = False,
+            threads: int | None = None, calibration: str | None = None) -> tuple[list[dict], dict]:
+    """Measure each kernel (median after warm-up) and compare with the cpu-host prediction.
+
+    With `isolate`, each kernel runs in its own process (a backend crash becomes a row's status);
+    `threads` (implies `isolate`) limits those processes' threads; `calibration` is a cpu-host
+    override file (from `calibrate --threads N --out FILE`) to predict with instead of the user's.
+    """
     from scipy.stats import spearmanr
 
     from .. import runtime
 
     runtime._load_optional_backends()
     backend = backend or ("numba" if "numba" in runtime.BACKENDS else "reference")
-    target = load_target("cpu-host")
+    target = load_target("cpu-host", overrides=calibration if calibration else True)
+    isolate = isolate or threads is not None
     if backend == "reference":  # numpy computes sparse weights dense: price them dense too
         target = target.replace(sparsity=())
     rows = []
@@ -226,8 +258,9 @@ def run_cpu(kernels: list[Kernel], backend: str | None = None, repeats: int = 7)
         pred = estimate(k.graph, target)
         row.update(predicted_ms=pred.total.latency_s * 1e3, bound=",".join(sorted(pred.total.bounds)))
         try:
-            exe = runtime.compile(k.graph, backend=backend)
-            row["measured_ms"] = exe.median_seconds(k.inputs, repeats=repeats, warmup=2) * 1e3
+            secs = (_measure_isolated(k.name, backend, repeats, threads) if isolate
+                    else measure_kernel(k, backend, repeats))
+            row["measured_ms"] = secs * 1e3
             row["error_pct"] = 100 * (row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"]
             row["status"] = "not comparable (numpy int8/sparse)" if (k.special and backend == "reference") else "ok"
         except Exception as e:  # a backend without a kernel for this graph: reported, not hidden
@@ -240,7 +273,8 @@ def run_cpu(kernels: list[Kernel], backend: str | None = None, repeats: int = 7)
     label = ("Numba backend" if backend == "numba" else
              f"{backend} backend" + (" (numpy rules: the Numba backend is not available, so these are NOT the "
                                      "Numba kernels)" if backend == "reference" else ""))
-    summary = {"backend": backend, "backend_label": label, "kernels_compared": len(ok),
+    summary = {"backend": backend, "backend_label": label, "threads": threads or "all",
+               "target": target.source, "kernels_compared": len(ok),
                "median_abs_error_pct": round(float(np.median(errs)), 1) if errs else float("nan"),
                "spearman": round(float(rho), 3), "targets": "median |error| < 25%, Spearman >= 0.9"}
     return rows, summary
@@ -283,7 +317,11 @@ def _markdown(rows: list[dict[str, Any]], cols: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line: `scalesim`, `cpu` or `all` (default)."""
     p = argparse.ArgumentParser(description="Validate the cost model against SCALE-Sim and this machine.")
-    p.add_argument("what", nargs="?", default="all", choices=("all", "scalesim", "cpu", "roofline"))
+    p.add_argument("what", nargs="?", default="all", choices=("all", "scalesim", "cpu", "roofline", "kernel"))
+    p.add_argument("name", nargs="?", default=None, help="kernel: the suite kernel to time (used by --isolate)")
+    p.add_argument("--isolate", action="store_true", help="cpu: time each kernel in its own process")
+    p.add_argument("--threads", type=int, default=None, help="cpu: threads per kernel process (implies --isolate)")
+    p.add_argument("--calibration", default=None, help="cpu: cpu-host override file to predict with")
     p.add_argument("--model", default="bert-base-layer", help="roofline: zoo model to draw")
     p.add_argument("--out", default="roofline.png", help="roofline: image to write")
     p.add_argument("--backend", default=None, help="cpu: backend to measure (default: numba if available)")
@@ -291,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     result: dict[str, Any] = {}
+    if args.what == "kernel":
+        k = next((k for k in cpu_kernels() if k.name == args.name), None)
+        if k is None:
+            print(f"no kernel {args.name!r}; known: {[k.name for k in cpu_kernels()]}", file=sys.stderr)
+            return 2
+        print(json.dumps({"seconds": measure_kernel(k, args.backend or "reference", args.repeats)}))
+        return 0
     if args.what == "roofline":
         print(f"wrote {roofline_figure(args.model, args.out)}")
         return 0
@@ -308,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nworst |error|: {worst:.3f}% over {len(rows)} layer/dataflow pairs (target: < 5%)\n")
         result["scalesim"] = rows
     if args.what in ("all", "cpu"):
-        rows, summary = run_cpu(cpu_kernels(), backend=args.backend, repeats=args.repeats)
+        rows, summary = run_cpu(cpu_kernels(), backend=args.backend, repeats=args.repeats, isolate=args.isolate,
+                                threads=args.threads, calibration=args.calibration)
         print(f"## cpu-host: predicted vs measured ({summary['backend_label']})\n")
         print(_markdown(rows, ["kernel", "predicted_ms", "measured_ms", "error_pct", "bound", "status"]))
         print("\n" + "\n".join(f"{k}: {v}" for k, v in summary.items()))

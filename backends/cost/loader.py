@@ -82,11 +82,12 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 _CACHE: dict[tuple, Target] = {}
 
 
-def load_target(spec: str | os.PathLike | Target, *, overrides: bool = True) -> Target:
+def load_target(spec: str | os.PathLike | Target, *, overrides: bool | str | os.PathLike = True) -> Target:
     """The target `spec`: a Target, a shipped or user name ("gpu-a100"), or a path to a .toml file.
 
     For a shipped name, a file of the same name in `config_dir()` (written by `bench calibrate`
-    for cpu-host, or by hand) is merged over the shipped one unless `overrides` is False.
+    for cpu-host, or by hand) is merged over the shipped one unless `overrides` is False;
+    `overrides` may also be the path of another override file to merge instead.
     """
     if isinstance(spec, Target):
         return spec
@@ -100,14 +101,15 @@ def load_target(spec: str | os.PathLike | Target, *, overrides: bool = True) -> 
         return _CACHE[key]
     if spec_s in builtin_names():
         shipped = resources.files(__package__) / "targets" / f"{spec_s}.toml"
-        use_user = overrides and user.is_file()
-        key = (spec_s, str(user) if use_user else None, user.stat().st_mtime if use_user else None)
+        over = Path(overrides) if isinstance(overrides, (str, os.PathLike)) else user
+        use = isinstance(overrides, (str, os.PathLike)) or (overrides and user.is_file())
+        key = (spec_s, str(over) if use else None, over.stat().st_mtime if use and over.exists() else None)
         if key not in _CACHE:
             data = _read(shipped)
             source = f"{__package__}/targets/{spec_s}.toml"
-            if use_user:
-                data = merge(data, _read(user))
-                source += f" + {user}"
+            if use:
+                data = merge(data, _read(over))
+                source += f" + {over}"
             _CACHE[key] = target_from_dict(data, source)
         return _CACHE[key]
     if user.is_file():

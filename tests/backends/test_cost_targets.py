@@ -92,6 +92,15 @@ def test_user_override_is_merged_over_the_shipped_file(tmp_path: Path, monkeypat
     assert "my-part" in list_targets() and load_target("my-part").name == "my-part"
 
 
+def test_an_explicit_override_file_replaces_the_user_one(tmp_path: Path) -> None:
+    over = tmp_path / "one-thread.toml"
+    over.write_text("units = 1\n[peak_tops]\nfp32 = 0.1\n")
+    t = load_target("cpu-host", overrides=over)
+    assert t.units == 1 and t.peak["fp32"] == 0.1e12 and str(over) in t.source
+    with pytest.raises(TargetError, match="does not exist"):
+        load_target("cpu-host", overrides=tmp_path / "missing.toml")
+
+
 def test_a_copied_and_edited_file_loads_from_its_path(tmp_path: Path) -> None:
     p = tmp_path / "edge2.toml"
     p.write_text(_toml_text("npu-edge").replace("int8 = 4.0", "int8 = 8.0"))
