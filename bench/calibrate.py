@@ -2,8 +2,9 @@
 throughput and per-kernel dispatch overhead, and write a TOML override merged over the shipped
 cpu-host.toml (`bench calibrate`, or `python -m tensorsmith.bench.calibrate [--out PATH]`).
 
-Figures are medians after warm-up. int8 has no fast numpy path to measure, so its peak keeps the
-shipped int8/fp32 ratio (measured once with an int8 micro-kernel) applied to the new fp32 peak.
+Figures are medians after warm-up. The per-kernel overhead, the int8 GEMM rate and the op weights
+are measured through a runtime backend (Numba when registered); numpy's reference backend has no
+fast int8 path, so with it the int8 peak keeps the shipped int8/fp32 ratio.
 """
 
 from __future__ import annotations
