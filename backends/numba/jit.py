@@ -1,0 +1,94 @@
+"""Shared Numba settings: cached compilation, numpy error model, fast-math flags, serial/parallel twins.
+
+Every kernel is compiled twice from one source: a serial twin for small tensors (no thread launch)
+and a parallel twin whose outermost `prange` spreads work over Numba's threads. The twins get
+distinct qualified names so that Numba's on-disk cache (`cache=True`) keeps them apart.
+Note: the cache is invalidated when a kernel's own file changes, not when a helper it inlines
+(mathfn.py) changes; delete backends/numba/__pycache__ after editing helpers.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+FASTMATH = frozenset({"contract", "reassoc", "nsz", "arcp"})
+"""Fast-math flags that allow vectorized reductions but keep NaN and infinity semantics."""
+
+JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+SUPPORTED_DTYPES = frozenset({"f32", "i64", "i32", "i8", "u8", "bool"})
+"""IR dtypes the Numba kernels handle (Numba has no f16/bf16/i4 arithmetic)."""
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A kernel compiled serially (`serial`) and with an outer parallel loop (`parallel`)."""
+
+    name: str
+    serial: Any
+    parallel: Any
+
+    def pick(self, parallel: bool) -> Any:
+        """The parallel twin when `parallel`, else the serial one."""
+        return self.parallel if parallel else self.serial
+
+
+def _renamed(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
+    f = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = fn.__qualname__ + suffix
+    f.__module__ = fn.__module__
+    f.__doc__ = fn.__doc__
+    return f
+
+
+def twin(fn: Callable[..., Any] | None = None, *, fastmath: frozenset[str] | bool = FASTMATH) -> Any:
+    """Decorator: compile `fn` as a serial and a parallel cached Numba kernel (a `Twin`)."""
+
+    def make(f: Callable[..., Any]) -> Twin:
+        ser = numba.njit(parallel=False, fastmath=set(fastmath) if fastmath else False, **JIT_OPTIONS)(
+            _renamed(f, "__serial"))
+        par = numba.njit(parallel=True, fastmath=set(fastmath) if fastmath else False, **JIT_OPTIONS)(
+            _renamed(f, "__parallel"))
+        return Twin(f.__name__, ser, par)
+
+    return make(fn) if fn is not None else make
+
+
+def helper(fn: Callable[..., Any]) -> Any:
+    """Decorator for scalar/row helpers: inlined into every kernel that calls them."""
+    return numba.njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")(fn)
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division of non-negative integers."""
+    return -(-a // b)
+
+
+def dispatchers(t: Twin) -> list[Any]:
+    """Both compiled dispatchers of a twin (for cache statistics)."""
+    return [t.serial, t.parallel]
+
+
+def cache_stats(twins: list[Twin]) -> tuple[int, int]:
+    """Total (cache hits, cache misses) of the given twins in this process."""
+    hits = misses = 0
+    for t in twins:
+        for d in dispatchers(t):
+            hits += sum(d.stats.cache_hits.values())
+            misses += sum(d.stats.cache_misses.values())
+    return hits, misses
+
+
+def num_threads() -> int:
+    """Threads Numba's parallel kernels use now (`numba.set_num_threads` changes it)."""
+    return int(numba.get_num_threads())
+
+
+EMPTY_F32 = np.zeros((1, 1), np.float32)
+"""A stand-in 2-D array for optional array arguments a kernel is told not to read."""

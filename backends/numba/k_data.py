@@ -1,0 +1,100 @@
+"""Data-movement kernels: strided copy (materializing views), block copy (concat), gather, quantization."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import twin
+
+
+@twin
+def copy_strided(src, start, shape, strides, dst):  # type: ignore[no-untyped-def]
+    """dst (contiguous, 6-D `shape`) = the view of flat `src` at `start` with element `strides`."""
+    d0, d1, d2, d3, d4, d5 = shape[0], shape[1], shape[2], shape[3], shape[4], shape[5]
+    s0, s1, s2, s3, s4, s5 = strides[0], strides[1], strides[2], strides[3], strides[4], strides[5]
+    for t in prange(d0 * d1 * d2 * d3):
+        i3 = t % d3
+        r = t // d3
+        i2 = r % d2
+        r = r // d2
+        i1 = r % d1
+        i0 = r // d1
+        base = start + i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3
+        out = dst[t * d4 * d5:(t + 1) * d4 * d5]
+        if s5 == 1:
+            for i4 in range(d4):
+                seg = src[base + i4 * s4:base + i4 * s4 + d5]
+                o = out[i4 * d5:(i4 + 1) * d5]
+                for i5 in range(d5):
+                    o[i5] = seg[i5]
+        else:
+            for i4 in range(d4):
+                b4 = base + i4 * s4
+                for i5 in range(d5):
+                    out[i4 * d5 + i5] = src[b4 + i5 * s5]
+
+
+@twin
+def copy_block(src, dst, col0):  # type: ignore[no-untyped-def]
+    """dst[a, col0:col0 + n] = src[a, :] for 2-D arrays (one input of a concat)."""
+    rows, n = src.shape
+    for a in prange(rows):
+        s = src[a]
+        d = dst[a, col0:col0 + n]
+        for j in range(n):
+            d[j] = s[j]
+
+
+@twin
+def gather(data, idx, out):  # type: ignore[no-untyped-def]
+    """out[a, i, :] = data[a, idx[i], :] (3-D data [A, D, B]); returns -1, or the position of a bad index."""
+    na, nd, nb = data.shape
+    ni = idx.shape[0]
+    for i in range(ni):
+        v = idx[i]
+        if v < -nd or v >= nd:
+            return i
+    for t in prange(na * ni):
+        a = t // ni
+        i = t - a * ni
+        k = idx[i]
+        if k < 0:
+            k += nd
+        s = data[a, k]
+        o = out[a, i]
+        for j in range(nb):
+            o[j] = s[j]
+    return -1
+
+
+@twin
+def quantize(x, scale, zp, lo, hi, out):  # type: ignore[no-untyped-def]
+    """out[a, c, b] = clip(rint(x / scale[c]) + zp[c], lo, hi) on [A, C, B] arrays."""
+    na, nc, nb = x.shape
+    for t in prange(na * nc):
+        a = t // nc
+        c = t - a * nc
+        s = scale[c]
+        z = np.float64(zp[c])
+        xr = x[a, c]
+        o = out[a, c]
+        for j in range(nb):
+            q = np.float64(np.rint(xr[j] / s)) + z
+            q = lo if q < lo else q
+            o[j] = hi if q > hi else q
+
+
+@twin
+def dequantize(x, scale, zp, out):  # type: ignore[no-untyped-def]
+    """out[a, c, b] = float32(int32(x[a, c, b]) - zp[c]) * scale[c] on [A, C, B] arrays."""
+    na, nc, nb = x.shape
+    for t in prange(na * nc):
+        a = t // nc
+        c = t - a * nc
+        s = scale[c]
+        z = np.int32(zp[c])
+        xr = x[a, c]
+        o = out[a, c]
+        for j in range(nb):
+            o[j] = np.float32(np.int32(xr[j]) - z) * s

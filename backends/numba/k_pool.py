@@ -1,0 +1,89 @@
+"""Pooling kernels (NCHW): max and average pooling with padding, dilation and ceil mode; global average.
+
+Loops run output row by output row; the window taps loop outside the output columns so the
+innermost loop is a (strided for stride > 1) vectorizable sweep along a row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import twin
+from .k_conv import DH, DW, KH, KW, PL, PT, SH, SW, _ow_range
+
+
+@twin
+def maxpool(x, out, geo, init):  # type: ignore[no-untyped-def]
+    """out[n, c, oh*Wo + ow] = max over the window (cells outside the input never win)."""
+    nb, nc, h_in, w_in = x.shape
+    w_out = geo[8]
+    h_out = out.shape[2] // max(w_out, 1)
+    for t in prange(nb * nc):
+        n = t // nc
+        c = t - n * nc
+        for oh in range(h_out):
+            orow = out[n, c, oh * w_out:(oh + 1) * w_out]
+            for q in range(w_out):
+                orow[q] = init
+            for i in range(geo[KH]):
+                ih = oh * geo[SH] - geo[PT] + i * geo[DH]
+                if ih < 0 or ih >= h_in:
+                    continue
+                xrow = x[n, c, ih]
+                for j in range(geo[KW]):
+                    lo, hi = _ow_range(j, geo, w_in, w_out)
+                    off = j * geo[DW] - geo[PL]
+                    for q in range(lo, hi):
+                        v = xrow[q * geo[SW] + off]
+                        m = orow[q]
+                        orow[q] = v if (v > m or v != v) else m
+
+
+@twin
+def avgpool(x, out, geo, include_pad, pads_hi):  # type: ignore[no-untyped-def]
+    """Average over the window; padded cells count only with include_pad (explicit pads, not ceil)."""
+    nb, nc, h_in, w_in = x.shape
+    w_out = geo[8]
+    h_out = out.shape[2] // max(w_out, 1)
+    pb, pr = pads_hi[0], pads_hi[1]
+    for t in prange(nb * nc):
+        n = t // nc
+        c = t - n * nc
+        for oh in range(h_out):
+            orow = out[n, c, oh * w_out:(oh + 1) * w_out]
+            for q in range(w_out):
+                orow[q] = 0
+            ch = 0
+            for i in range(geo[KH]):
+                ih = oh * geo[SH] - geo[PT] + i * geo[DH]
+                inside = 0 <= ih < h_in
+                if inside or (include_pad and -geo[PT] <= ih < h_in + pb):
+                    ch += 1
+                if not inside:
+                    continue
+                xrow = x[n, c, ih]
+                for j in range(geo[KW]):
+                    lo, hi = _ow_range(j, geo, w_in, w_out)
+                    off = j * geo[DW] - geo[PL]
+                    for q in range(lo, hi):
+                        orow[q] += xrow[q * geo[SW] + off]
+            for q in range(w_out):
+                cw = 0
+                for j in range(geo[KW]):
+                    iw = q * geo[SW] - geo[PL] + j * geo[DW]
+                    if (0 <= iw < w_in) or (include_pad and -geo[PL] <= iw < w_in + pr):
+                        cw += 1
+                orow[q] = orow[q] / np.float32(ch * cw)
+
+
+@twin
+def mean_rows(x, out):  # type: ignore[no-untyped-def]
+    """out[r] = mean(x[r]) for 2-D [R, L] arrays, accumulated in float64."""
+    rows, length = x.shape
+    for r in prange(rows):
+        xr = x[r]
+        s = 0.0
+        for j in range(length):
+            s += xr[j]
+        out[r] = s / length

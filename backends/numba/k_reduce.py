@@ -1,0 +1,83 @@
+"""Reduction kernels over one contiguous run of axes: the input is seen as [A, R, B].
+
+Sums accumulate in float64 for floats and int64 for integers (as the reference does);
+`div` (the element count, or 1) turns the last sum into a mean. Several separated runs of
+axes are reduced one run at a time by the lowering.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange, types
+from numba.extending import overload
+
+from .jit import twin
+
+SUM, MAX = 0, 1
+
+
+def acc_zero(x):  # type: ignore[no-untyped-def]
+    """The zero of the accumulator type for elements like `x` (float64 or int64)."""
+    raise NotImplementedError("only callable from Numba kernels")
+
+
+@overload(acc_zero)
+def _acc_zero(x):  # type: ignore[no-untyped-def]
+    if isinstance(x, types.Float):
+        return lambda x: np.float64(0.0)
+    return lambda x: np.int64(0)
+
+
+@twin
+def reduce_rows(x, out, op, div):  # type: ignore[no-untyped-def]
+    """out[a] = reduce(x[a, :]) for 2-D [A, R] arrays (B == 1)."""
+    na, length = x.shape
+    for a in prange(na):
+        xr = x[a]
+        if op == SUM:
+            s = acc_zero(out[a])
+            for j in range(length):
+                s += xr[j]
+            if div != 1.0:
+                out[a] = s / div
+            else:
+                out[a] = s
+        else:
+            m = xr[0]
+            for j in range(1, length):
+                v = xr[j]
+                m = v if (v > m or v != v) else m
+            out[a] = m
+
+
+@twin
+def reduce_mid(x, out, acc, op, div):  # type: ignore[no-untyped-def]
+    """out[a, b] = reduce over r of x[a, r, b] for 3-D arrays; acc is accumulator scratch [A, B]."""
+    na, length, nb = x.shape
+    for a in prange(na):
+        ac = acc[a]
+        if op == SUM:
+            for b in range(nb):
+                ac[b] = 0
+            for r in range(length):
+                xr = x[a, r]
+                for b in range(nb):
+                    ac[b] += xr[b]
+            o = out[a]
+            if div != 1.0:
+                for b in range(nb):
+                    o[b] = ac[b] / div
+            else:
+                for b in range(nb):
+                    o[b] = ac[b]
+        else:
+            o = out[a]
+            xr = x[a, 0]
+            for b in range(nb):
+                o[b] = xr[b]
+            for r in range(1, length):
+                xr = x[a, r]
+                for b in range(nb):
+                    v = xr[b]
+                    m = o[b]
+                    o[b] = v if (v > m or v != v) else m

@@ -1,0 +1,63 @@
+"""Lower a verified graph to a Plan of Numba kernel calls, node by node through NUMBA_LOWERINGS."""
+
+from __future__ import annotations
+
+from ...ir.graph import Graph
+from ...ir.text import format_node
+from . import rules_dense, rules_elementwise, rules_nn, rules_shape  # noqa: F401  (register the rules)
+from .fusion import find_groups
+from .jit import SUPPORTED_DTYPES
+from .plan import LowerCtx, NumbaLoweringError, Plan
+from .registry import NUMBA_LOWERINGS
+
+DEFAULT_PARALLEL_THRESHOLD = 1 << 15
+"""Kernels doing less work than this (elements, or flops for products) run their serial twin."""
+
+
+def check_lowerable(graph: Graph) -> None:
+    """Raise NumbaLoweringError naming every op without a rule, or the first node of an unsupported dtype."""
+    missing: dict[str, str] = {}
+    for n in graph.nodes:
+        if n.op not in NUMBA_LOWERINGS and n.op not in missing:
+            missing[n.op] = format_node(n)
+    if missing:
+        lines = "\n".join(f"  {op}: e.g. {where}" for op, where in missing.items())
+        raise NumbaLoweringError(f"numba backend: graph {graph.name!r} has op(s) without a Numba lowering "
+                                 f"({', '.join(sorted(missing))}):\n{lines}")
+    known = ", ".join(sorted(SUPPORTED_DTYPES))
+    for n in graph.nodes:
+        for v in list(n.inputs) + list(n.outputs):
+            if v.type.dtype.name not in SUPPORTED_DTYPES:
+                raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  dtype {v.type.dtype.name} of "
+                                         f"%{v.name} is not supported; supported: {known}")
+    for v in graph.inputs:
+        if v.type.dtype.name not in SUPPORTED_DTYPES:
+            raise NumbaLoweringError(f"numba backend: input %{v.name} has unsupported dtype {v.type.dtype.name}")
+
+
+def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, fuse: bool = True) -> Plan:
+    """The Plan of `graph`: slots, kernel steps, fused groups (the graph is not modified)."""
+    check_lowerable(graph)
+    ctx = LowerCtx(graph, parallel_threshold)
+    groups = find_groups(graph) if fuse else {}
+    fused: list[tuple[str, ...]] = []
+    for node in graph.nodes:
+        ctx.node = node
+        group = groups.get(id(node))
+        try:
+            if group is not None:
+                if node is group.tail:
+                    rules_dense.lower_fused(ctx, group)
+                    fused.append(group.names)
+                continue
+            NUMBA_LOWERINGS[node.op](ctx, node)
+        except NumbaLoweringError:
+            raise
+        except Exception as e:  # noqa: BLE001 - re-raised naming the node
+            raise ctx.fail(f"{type(e).__name__}: {e}") from e
+    ctx.node = None
+    outputs = []
+    for v in graph.outputs:
+        outputs.append((v.name, ctx.slot(v)))
+    inputs = [(v.name, ctx.value_slot[id(v)]) for v in graph.inputs]
+    return Plan(graph, ctx.slots, ctx.steps, inputs, outputs, fused, list(ctx.twins.values()))

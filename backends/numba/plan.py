@@ -1,0 +1,276 @@
+"""The lowered form of a graph: slots (arrays) and steps (kernel calls), built through a LowerCtx.
+
+A slot is an input, a constant, an intermediate buffer (placed in the arena by the runtime), a
+fresh output, or a view of another slot (reshape/transpose/slice: no copy). A step calls a
+kernel on slot arrays and literal arguments. Views that a kernel cannot read in place are
+materialized on demand by a strided-copy step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...ir.graph import Graph, Node, Value
+from ...ir.text import format_node
+from . import blas
+from .jit import Twin, num_threads
+
+
+class NumbaLoweringError(ValueError):
+    """A graph cannot be lowered to Numba kernels; the message names the node and op."""
+
+
+@dataclass
+class Slot:
+    """One array of the plan."""
+
+    index: int
+    kind: str  # input | const | buffer | output | view
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    name: str
+    array: np.ndarray | None = None
+    base: int | None = None
+    view: Callable[[np.ndarray], np.ndarray] | None = None
+    contiguous: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the array."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class Lit:
+    """A literal (non-array) kernel argument."""
+
+    value: Any
+
+
+@dataclass
+class Step:
+    """One kernel call (or, for views, `out = fn(src)`)."""
+
+    name: str
+    op: str
+    kernel: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]  # slot indices (int) and Lit
+    writes: tuple[int, ...]
+    nbytes: int = 0
+    is_view: bool = False
+
+    @property
+    def slots(self) -> list[int]:
+        """Slot indices among the arguments."""
+        return [a for a in self.args if isinstance(a, int)]
+
+
+@dataclass
+class Plan:
+    """A graph lowered to slots and steps."""
+
+    graph: Graph
+    slots: list[Slot]
+    steps: list[Step]
+    inputs: list[tuple[str, int]]
+    outputs: list[tuple[str, int]]
+    fused: list[tuple[str, ...]] = field(default_factory=list)
+    twins: list[Twin] = field(default_factory=list)
+
+    def root(self, slot: int) -> int:
+        """The non-view slot whose memory `slot` views."""
+        while self.slots[slot].kind == "view":
+            slot = self.slots[slot].base  # type: ignore[assignment]
+        return slot
+
+
+def _dummy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A C-ordered array of `shape` over one element of memory (metadata only, never read)."""
+    base = np.zeros(1, dtype)
+    strides, acc = [], dtype.itemsize
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return np.lib.stride_tricks.as_strided(base, shape, tuple(reversed(strides)), writeable=False)
+
+
+class LowerCtx:
+    """What lowering rules use to create slots and emit steps."""
+
+    def __init__(self, graph: Graph, parallel_threshold: int) -> None:
+        self.graph = graph
+        self.parallel_threshold = parallel_threshold
+        self.threads = num_threads()
+        self.slots: list[Slot] = []
+        self.steps: list[Step] = []
+        self.value_slot: dict[int, int] = {}
+        self.materialized: dict[int, int] = {}
+        self.flat: dict[int, int] = {}
+        self.twins: dict[str, Twin] = {}
+        self.out_ids = {id(v) for v in graph.outputs}
+        self.taken_outputs: set[int] = set()
+        self.node: Node | None = None
+        for v in graph.inputs:
+            self.value_slot[id(v)] = self._new("input", v.type.shape, v.type.dtype.np_dtype, v.name)
+
+    # ---- slots ---------------------------------------------------------------------------
+    def _new(self, kind: str, shape: tuple[int, ...], dtype: np.dtype, name: str, **kw: Any) -> int:
+        s = Slot(len(self.slots), kind, tuple(int(d) for d in shape), np.dtype(dtype), name, **kw)
+        self.slots.append(s)
+        return s.index
+
+    def const(self, array: np.ndarray, name: str) -> int:
+        """A constant slot holding (a contiguous copy if needed of) `array`."""
+        a = np.ascontiguousarray(array)
+        return self._new("const", a.shape, a.dtype, name, array=a)
+
+    def slot(self, v: Value) -> int:
+        """The slot holding value `v` (constants get one on first use)."""
+        if id(v) not in self.value_slot:
+            if v.data is None:
+                raise NumbaLoweringError(f"value %{v.name} is used before it is defined")
+            self.value_slot[id(v)] = self.const(v.data, v.name)
+        return self.value_slot[id(v)]
+
+    def arg(self, v: Value | int) -> int:
+        """A slot with the contents of `v` as a C-contiguous array (materializing a strided view)."""
+        s = v if isinstance(v, int) else self.slot(v)
+        if self.slots[s].contiguous:
+            return s
+        if s not in self.materialized:
+            src = self.slots[s]
+            out = self.buffer(src.shape, src.dtype, f"{src.name}.contig")
+            self.copy_view(s, out)
+            self.materialized[s] = out
+        return self.materialized[s]
+
+    def writable_const(self, v: Value) -> int:
+        """A slot for constant `v` as a writable contiguous copy (kernels type read-only arrays apart)."""
+        s = self.slot(v)
+        arr = self.slots[s].array
+        if arr is not None and not arr.flags.writeable:
+            key = -1 - s
+            if key not in self.materialized:
+                self.materialized[key] = self.const(np.array(arr, copy=True), self.slots[s].name)
+            return self.materialized[key]
+        return self.arg(s)
+
+    def buffer(self, shape: tuple[int, ...], dtype: np.dtype, name: str) -> int:
+        """A fresh intermediate buffer (placed in the arena)."""
+        return self._new("buffer", shape, dtype, name)
+
+    def out(self, v: Value) -> int:
+        """The slot a node writes value `v` into: a fresh per-run array for graph outputs."""
+        kind = "buffer"
+        if id(v) in self.out_ids and id(v) not in self.taken_outputs:
+            kind = "output"
+            self.taken_outputs.add(id(v))
+        s = self._new(kind, v.type.shape, v.type.dtype.np_dtype, v.name)
+        self.value_slot[id(v)] = s
+        return s
+
+    def view(self, src: int, fn: Callable[[np.ndarray], np.ndarray], name: str, v: Value | None = None) -> int:
+        """A slot viewing `src` through `fn` (no copy); bound to value `v` when given."""
+        probe = fn(self.probe(src))
+        s = self._new("view", probe.shape, probe.dtype, name, base=src, view=fn,
+                      contiguous=bool(probe.flags.c_contiguous))
+        self.steps.append(Step(name, self.node.op if self.node else "view", "view", fn, (src,), (s,), 0, True))
+        if v is not None:
+            self.value_slot[id(v)] = s
+        return s
+
+    def probe(self, slot: int, root: np.ndarray | None = None) -> np.ndarray:
+        """A metadata-only array with the shape and strides `slot` has relative to its root.
+
+        `root` is the stand-in of the root slot to derive from (a fresh one when None).
+        """
+        s = self.slots[slot]
+        if s.kind != "view":
+            return root if root is not None else _dummy(s.shape, s.dtype)
+        return s.view(self.probe(s.base, root))  # type: ignore[arg-type,misc]
+
+    def layout(self, slot: int) -> tuple[int, int, tuple[int, ...]]:
+        """(root slot, element offset, element strides) of `slot` within its root's memory."""
+        root = slot
+        while self.slots[root].kind == "view":
+            root = self.slots[root].base  # type: ignore[assignment]
+        base = _dummy(self.slots[root].shape, self.slots[root].dtype)
+        p = self.probe(slot, base)
+        item = p.dtype.itemsize
+        off = (p.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // item
+        return root, int(off), tuple(int(st) // item for st in p.strides)
+
+    def flat_of(self, slot: int) -> int:
+        """A 1-D view of a contiguous slot."""
+        if slot not in self.flat:
+            self.flat[slot] = self.view(slot, _flatten, f"{self.slots[slot].name}.flat")
+        return self.flat[slot]
+
+    def reshaped(self, slot: int, shape: Sequence[int]) -> int:
+        """A view of contiguous `slot` with another shape."""
+        shape = tuple(int(d) for d in shape)
+        if self.slots[slot].shape == shape:
+            return slot
+        return self.view(self.arg(slot), _Reshape(shape), f"{self.slots[slot].name}.r")
+
+    def copy_view(self, src: int, dst: int) -> None:
+        """Emit a strided copy of view slot `src` into contiguous slot `dst`."""
+        from .k_data import copy_strided
+
+        root, off, strides = self.layout(src)
+        shape = self.slots[src].shape
+        pad = 6 - len(shape)
+        if pad < 0:
+            raise NumbaLoweringError(f"cannot copy a strided view of rank {len(shape)} > 6")
+        shape6 = np.array((1,) * pad + shape, np.int64)
+        strides6 = np.array((0,) * pad + strides, np.int64)
+        work = self.slots[dst].nbytes
+        self.emit("copy_strided", copy_strided, self.flat_of(root), Lit(off), Lit(shape6), Lit(strides6),
+                  self.flat_of(dst), writes=(dst,), work=work // 4)
+
+    # ---- steps ---------------------------------------------------------------------------
+    def parallel(self, work: int, needs_blas: bool = False) -> bool:
+        """Whether a kernel doing `work` (elements or flops) should use its parallel twin."""
+        if self.threads <= 1 or work < self.parallel_threshold:
+            return False
+        return blas.controlled() if needs_blas else True
+
+    def emit(self, kernel: str, fn: Twin | Callable[..., Any], *args: Any, writes: Sequence[int],
+             work: int = 0, needs_blas: bool = False, name: str | None = None, op: str | None = None) -> Step:
+        """Append a call of `fn` (a Twin picks serial/parallel by `work`) on slot/literal `args`."""
+        if isinstance(fn, Twin):
+            self.twins[fn.name] = fn
+            par = self.parallel(work, needs_blas)
+            callee = fn.pick(par)
+            label = f"{kernel}{'[par]' if par else ''}"
+        else:
+            callee, label = fn, kernel
+        slots = {a for a in args if isinstance(a, int)}
+        nbytes = sum(self.slots[s].nbytes for s in slots)
+        node = self.node
+        step = Step(name or (node.name if node else kernel), op or (node.op if node else kernel), label, callee,
+                    tuple(args), tuple(writes), nbytes)
+        self.steps.append(step)
+        return step
+
+    def fail(self, message: str) -> NumbaLoweringError:
+        """An error naming the node being lowered."""
+        where = format_node(self.node) if self.node is not None else self.graph.name
+        return NumbaLoweringError(f"numba backend: {where}\n  {message}")
+
+
+def _flatten(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1)
+
+
+@dataclass(frozen=True)
+class _Reshape:
+    shape: tuple[int, ...]
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        return a.reshape(self.shape)

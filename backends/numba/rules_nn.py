@@ -1,0 +1,224 @@
+"""Lowering of normalization, pooling, reduction and quantization ops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.graph import Node, Value
+from .k_data import dequantize, quantize
+from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
+from .k_pool import avgpool, maxpool, mean_rows
+from .k_reduce import MAX, SUM, reduce_mid, reduce_rows
+from .plan import Lit, LowerCtx
+from .registry import lowers
+
+
+def _float(ctx: LowerCtx, v: Value) -> None:
+    if v.type.dtype.name != "f32":
+        raise ctx.fail(f"{v.type.dtype.name} is not supported here (f32 only)")
+
+
+def _param(ctx: LowerCtx, v: Value) -> int:
+    """A flat slot for a small parameter vector (a writable copy of a constant)."""
+    return ctx.flat_of(ctx.writable_const(v) if v.is_constant else ctx.arg(v))
+
+
+@lowers("softmax")
+def _softmax(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    _float(ctx, v)
+    shape = v.type.shape
+    axis = node.attrs["axis"] % len(shape)
+    lead, n, tail = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    src = ctx.arg(x)
+    if tail == 1:
+        ctx.emit("softmax_rows", softmax_rows, ctx.reshaped(src, (lead, n)), ctx.reshaped(out, (lead, n)),
+                 writes=(out,), work=v.type.numel * 4)
+    else:
+        acc = ctx.buffer((lead, 2, tail), np.dtype(np.float32), f"{v.name}.acc")
+        ctx.emit("softmax_mid", softmax_mid, ctx.reshaped(src, (lead, n, tail)), ctx.reshaped(out, (lead, n, tail)),
+                 acc, writes=(out, acc), work=v.type.numel * 4)
+
+
+@lowers("layernorm")
+def _layernorm(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    _float(ctx, v)
+    shape = v.type.shape
+    axis = node.attrs["axis"] % len(shape)
+    rows, length = math.prod(shape[:axis]), math.prod(shape[axis:])
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    dummy = ctx.const(np.zeros(1, np.float32), "none")
+    scale = _param(ctx, node.inputs[1]) if len(node.inputs) > 1 else dummy
+    bias = _param(ctx, node.inputs[2]) if len(node.inputs) > 2 else dummy
+    ctx.emit("layernorm", layernorm, ctx.reshaped(ctx.arg(x), (rows, length)), scale, bias,
+             Lit(len(node.inputs) > 1), Lit(len(node.inputs) > 2), Lit(np.float32(node.attrs["epsilon"])),
+             ctx.reshaped(out, (rows, length)), writes=(out,), work=v.type.numel * 3)
+
+
+def _ncs(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return shape[0], shape[1], math.prod(shape[2:])
+
+
+@lowers("batchnorm")
+def _batchnorm(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    _float(ctx, v)
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    ncs = _ncs(v.type.shape)
+    params = [_param(ctx, p) for p in node.inputs[1:]]
+    ctx.emit("batchnorm", batchnorm, ctx.reshaped(ctx.arg(x), ncs), *params, Lit(float(node.attrs["epsilon"])),
+             ctx.reshaped(out, ncs), writes=(out,), work=v.type.numel)
+
+
+@lowers("lrn")
+def _lrn(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    _float(ctx, v)
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    a = node.attrs
+    ncs = _ncs(v.type.shape)
+    ctx.emit("lrn", lrn, ctx.reshaped(ctx.arg(x), ncs), Lit(int(a["size"])), Lit(np.float32(a["alpha"])),
+             Lit(np.float32(a["beta"])), Lit(np.float32(a["bias"])), ctx.reshaped(out, ncs), writes=(out,),
+             work=v.type.numel * a["size"])
+
+
+def pool_geometry(node: Node, out_w: int, pointwise: bool = False) -> np.ndarray:
+    """geo array of the window kernels: kh, kw, sh, sw, pt, pl, dh, dw, Wo, pointwise."""
+    a = node.attrs
+    kernel = a["kernel"] if "kernel" in a else node.inputs[1].type.shape[2:]
+    (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = kernel, a["strides"], a["pads"], a["dilations"]
+    return np.array([kh, kw, sh, sw, pt, pl, dh, dw, out_w, int(pointwise)], np.int64)
+
+
+@lowers("maxpool2d", "avgpool2d")
+def _pool(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    dt = v.type.dtype.np_dtype
+    if dt.kind not in "fiu":
+        raise ctx.fail(f"{node.op} of dtype {dt} is not supported")
+    n, c, ho, wo = v.type.shape
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    geo = Lit(pool_geometry(node, wo))
+    src = ctx.arg(x)
+    o3 = ctx.reshaped(out, (n, c, ho * wo))
+    kh, kw = node.attrs["kernel"]
+    work = v.type.numel * kh * kw
+    if node.op == "maxpool2d":
+        init = dt.type(-np.inf) if dt.kind == "f" else dt.type(np.iinfo(dt).min)
+        ctx.emit("maxpool", maxpool, src, o3, geo, Lit(init), writes=(out,), work=work)
+    else:
+        pads = node.attrs["pads"]
+        ctx.emit("avgpool", avgpool, src, o3, geo, Lit(bool(node.attrs["count_include_pad"])),
+                 Lit(np.array([pads[2], pads[3]], np.int64)), writes=(out,), work=work)
+
+
+@lowers("global-avgpool")
+def _global_avgpool(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    _float(ctx, v)
+    n, c, s = _ncs(x.type.shape)
+    out = ctx.out(v)
+    if n * c == 0:
+        return
+    ctx.emit("global_avgpool", mean_rows, ctx.reshaped(ctx.arg(x), (n * c, s)), ctx.flat_of(out), writes=(out,),
+             work=n * c * s)
+
+
+def _runs(axes: list[int]) -> list[tuple[int, int]]:
+    """Maximal runs [lo, hi) of consecutive sorted axes."""
+    runs: list[tuple[int, int]] = []
+    for ax in sorted(axes):
+        if runs and runs[-1][1] == ax:
+            runs[-1] = (runs[-1][0], ax + 1)
+        else:
+            runs.append((ax, ax + 1))
+    return runs
+
+
+@lowers("reduce-sum", "reduce-mean", "reduce-max")
+def _reduce(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    dt = x.type.dtype.np_dtype
+    if dt.kind not in "fiu":
+        raise ctx.fail(f"{node.op} of dtype {dt} is not supported")
+    shape = list(x.type.shape)
+    axes = [a % len(shape) for a in node.attrs["axes"]] if node.attrs["axes"] else list(range(len(shape)))
+    op = MAX if node.op == "reduce-max" else SUM
+    if op == MAX and any(shape[a] == 0 for a in axes):
+        raise ctx.fail(f"reduce-max over an empty axis of shape {shape}")
+    count = math.prod(shape[a] for a in axes)
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    cur = ctx.arg(x)
+    runs = _runs(axes)
+    acc_dt = np.dtype(np.float64 if dt.kind == "f" else np.int64) if op == SUM else dt
+    for k, (lo, hi) in enumerate(reversed(runs)):
+        last = k == len(runs) - 1
+        a_, r_, b_ = math.prod(shape[:lo]), math.prod(shape[lo:hi]), math.prod(shape[hi:])
+        new_shape = shape[:lo] + [1] * (hi - lo) + shape[hi:]
+        dst = out if last else ctx.buffer(tuple(new_shape), dt, f"{v.name}.part{k}")
+        div = float(count) if (last and node.op == "reduce-mean") else 1.0
+        src3 = ctx.reshaped(cur, (a_, r_, b_))
+        if b_ == 1:
+            ctx.emit("reduce_rows", reduce_rows, ctx.reshaped(cur, (a_, r_)), ctx.flat_of(dst), Lit(op), Lit(div),
+                     writes=(dst,), work=a_ * r_)
+        else:
+            acc = ctx.buffer((a_, b_), acc_dt, f"{v.name}.acc{k}")
+            ctx.emit("reduce_mid", reduce_mid, src3, ctx.reshaped(dst, (a_, b_)), acc, Lit(op), Lit(div),
+                     writes=(dst, acc), work=a_ * r_ * b_)
+        cur, shape = dst, new_shape
+
+
+def _qview(ctx: LowerCtx, node: Node, x: Value) -> tuple[tuple[int, int, int], int, int]:
+    """The [A, C, B] view shape and flat scale / zero-point slots of a (de)quantize node."""
+    a = node.attrs
+    shape = x.type.shape
+    if a["axis"] is None:
+        acb = (1, 1, math.prod(shape))
+    else:
+        ax = a["axis"] % len(shape)
+        acb = (math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:]))
+    scale = ctx.const(np.asarray(a["scale"], np.float32), f"{node.name}.scale")
+    zp = ctx.const(np.asarray(a["zero_point"], np.int32), f"{node.name}.zero_point")
+    return acb, scale, zp
+
+
+@lowers("quantize")
+def _quantize(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    _float(ctx, x)
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    acb, scale, zp = _qview(ctx, node, x)
+    info = np.iinfo(v.type.dtype.np_dtype)
+    ctx.emit("quantize", quantize, ctx.reshaped(ctx.arg(x), acb), scale, zp, Lit(float(info.min)),
+             Lit(float(info.max)), ctx.reshaped(out, acb), writes=(out,), work=v.type.numel)
+
+
+@lowers("dequantize")
+def _dequantize(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    if x.type.dtype.name not in ("i8", "u8", "i32"):
+        raise ctx.fail(f"dequantize of {x.type.dtype.name} is not supported (i8, u8, i32)")
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    acb, scale, zp = _qview(ctx, node, x)
+    ctx.emit("dequantize", dequantize, ctx.reshaped(ctx.arg(x), acb), scale, zp, ctx.reshaped(out, acb),
+             writes=(out,), work=v.type.numel)

@@ -1,0 +1,108 @@
+"""Lowering of data-movement ops: reshape/flatten/transpose/slice are views; concat and gather copy."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...ir.graph import Node
+from .k_data import copy_block, gather
+from .plan import Lit, LowerCtx
+from .registry import lowers
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """View function: np.transpose with a fixed permutation."""
+
+    perm: tuple[int, ...]
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        return a.transpose(self.perm)
+
+
+@dataclass(frozen=True)
+class Index:
+    """View function: basic indexing with a fixed tuple of slices."""
+
+    index: tuple[slice, ...]
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        return a[self.index]
+
+
+@lowers("reshape", "flatten")
+def _reshape(ctx: LowerCtx, node: Node) -> None:
+    v = node.outputs[0]
+    ctx.value_slot[id(v)] = ctx.reshaped(ctx.arg(node.inputs[0]), v.type.shape)
+
+
+@lowers("transpose")
+def _transpose(ctx: LowerCtx, node: Node) -> None:
+    ctx.view(ctx.slot(node.inputs[0]), Transpose(tuple(node.attrs["perm"])), node.name, node.outputs[0])
+
+
+@lowers("slice")
+def _slice(ctx: LowerCtx, node: Node) -> None:
+    x = node.inputs[0]
+    idx = [slice(None)] * x.type.rank
+    a = node.attrs
+    for st, en, ax, sp in zip(a["starts"], a["ends"], a["axes"], a["steps"]):
+        idx[ax % x.type.rank] = slice(st, en, sp)
+    ctx.view(ctx.slot(x), Index(tuple(idx)), node.name, node.outputs[0])
+
+
+@lowers("concat")
+def _concat(ctx: LowerCtx, node: Node) -> None:
+    v = node.outputs[0]
+    shape = v.type.shape
+    axis = node.attrs["axis"] % len(shape)
+    out = ctx.out(v)
+    lead, tail = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+    dst = ctx.reshaped(out, (lead, shape[axis] * tail))
+    col = 0
+    for x in node.inputs:
+        width = x.type.shape[axis] * tail
+        if width and lead:
+            src = ctx.reshaped(ctx.arg(x), (lead, width))
+            ctx.emit("concat_copy", copy_block, src, dst, Lit(col), writes=(out,), work=lead * width)
+        col += width
+
+
+class _GatherCall:
+    """Runs the gather kernel and turns a bad index into an IndexError naming the node."""
+
+    def __init__(self, kernel: Any, where: str, n: int, axis: int) -> None:
+        self.kernel, self.where, self.n, self.axis = kernel, where, n, axis
+
+    def __call__(self, data: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+        bad = self.kernel(data, idx, out)
+        if bad >= 0:
+            raise IndexError(f"{self.where}: index {int(idx[bad])} is out of range [{-self.n}, {self.n}) "
+                             f"on axis {self.axis}")
+
+
+@lowers("gather")
+def _gather(ctx: LowerCtx, node: Node) -> None:
+    data, indices = node.inputs
+    v = node.outputs[0]
+    dt = data.type.dtype.np_dtype
+    if dt.kind not in "fiu":
+        raise ctx.fail(f"gather of dtype {dt} is not supported")
+    axis = node.attrs["axis"] % data.type.rank
+    ds = data.type.shape
+    lead, nd, tail = math.prod(ds[:axis]), ds[axis], math.prod(ds[axis + 1:])
+    ni = indices.type.numel
+    out = ctx.out(v)
+    if v.type.numel == 0 and ni == 0:
+        return
+    d3 = ctx.reshaped(ctx.arg(data), (lead, nd, tail))
+    idx = ctx.flat_of(ctx.arg(indices))
+    o3 = ctx.reshaped(out, (lead, ni, tail))
+    par = ctx.parallel(v.type.numel)
+    call = _GatherCall(gather.pick(par), f"gather %{v.name}", nd, axis)
+    ctx.twins[gather.name] = gather
+    ctx.emit("gather" + ("[par]" if par else ""), call, d3, idx, o3, writes=(out,))

@@ -1,0 +1,185 @@
+"""The Numba backend as an Executable: lower once, plan the arena once, then run kernel steps."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, lower
+from ..backends.numba.blas import single_threaded_blas
+from ..backends.numba.jit import cache_stats, num_threads
+from ..ir.graph import Graph
+from ..ir.interpreter import ExecutionError, check_inputs
+from .arena import ALIGNMENT, ArenaPlan, Buffer, plan_arena
+from .executable import Executable, NodeProfile, Profile
+
+CALL, CALL_DYN, VIEW = 0, 1, 2
+
+
+def lifetimes(plan: Plan) -> list[Buffer]:
+    """Arena buffers of a plan: each intermediate from the first to the last step touching it or a view of it."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, step in enumerate(plan.steps):
+        for s in step.slots + list(step.writes):
+            r = plan.root(s)
+            if plan.slots[r].kind == "buffer":
+                first.setdefault(r, i)
+                last[r] = i
+    return [Buffer(r, plan.slots[r].nbytes, first[r], last[r]) for r in first]
+
+
+class NumbaExecutable(Executable):
+    """A graph compiled to Numba kernels over a preallocated arena."""
+
+    def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, fuse: bool = True,
+                 warmup: bool = True) -> None:
+        t0 = time.perf_counter()
+        self.plan = lower(graph, parallel_threshold, fuse)
+        t1 = time.perf_counter()
+        buffers = lifetimes(self.plan)
+        self.arena: ArenaPlan = plan_arena(buffers)
+        self._memory = np.empty(self.arena.size + ALIGNMENT, np.uint8)
+        self._bind()
+        t2 = time.perf_counter()
+        super().__init__(graph, "numba", 0.0)
+        before = cache_stats(self.plan.twins)
+        if warmup:
+            self.run({v.name: np.zeros(v.type.shape, v.type.dtype.np_dtype) for v in graph.inputs})
+        t3 = time.perf_counter()
+        after = cache_stats(self.plan.twins)
+        self.compile_seconds = t3 - t0
+        kernels = [s for s in self.plan.steps if not s.is_view]
+        self.stats = {
+            "arena_bytes": self.arena.size,
+            "naive_bytes": self.arena.naive,
+            "peak_live_bytes": self.arena.peak_live,
+            "buffers": len(buffers),
+            "kernels": len(kernels),
+            "views": len(self.plan.steps) - len(kernels),
+            "fused": [list(g) for g in self.plan.fused],
+            "parallel_kernels": sum(1 for s in kernels if s.kernel.endswith("[par]")),
+            "threads": num_threads(),
+            "lower_seconds": t1 - t0,
+            "plan_seconds": t2 - t1,
+            "jit_seconds": t3 - t2,
+            "cache_hits": after[0] - before[0],
+            "cache_misses": after[1] - before[1],
+        }
+
+    # ---- binding -------------------------------------------------------------------------
+    def _bind(self) -> None:
+        plan = self.plan
+        base = (-self._memory.ctypes.data) % ALIGNMENT
+        arrays: list[Any] = [None] * len(plan.slots)
+        static = [False] * len(plan.slots)
+        for s in plan.slots:
+            if s.kind == "const":
+                arrays[s.index], static[s.index] = s.array, True
+            elif s.kind == "buffer":
+                off = base + self.arena.offsets[s.index]
+                mem = self._memory[off:off + s.nbytes]
+                arrays[s.index] = mem.view(s.dtype).reshape(s.shape) if s.nbytes else np.empty(s.shape, s.dtype)
+                static[s.index] = True
+            elif s.kind == "view" and static[s.base]:  # type: ignore[index]
+                arrays[s.index], static[s.index] = s.view(arrays[s.base]), True  # type: ignore[index,misc]
+        program: list[tuple[Any, ...]] = []
+        self._program_steps = []
+        for step in plan.steps:
+            if step.is_view:
+                out = step.writes[0]
+                if not static[out]:
+                    program.append((VIEW, step.fn, step.args[0], out))
+                    self._program_steps.append(step)
+                continue
+            self._program_steps.append(step)
+            vals = [arrays[a] if isinstance(a, int) else a.value for a in step.args]
+            dyn = [(i, a) for i, a in enumerate(step.args) if isinstance(a, int) and not static[a]]
+            if dyn:
+                program.append((CALL_DYN, step.fn, vals, dyn))
+            else:
+                program.append((CALL, functools.partial(step.fn, *vals)))
+        self._template = arrays
+        self._program = program
+        self._inputs = [(name, slot) for name, slot in plan.inputs]
+        self._allocs = [(s.index, s.shape, s.dtype) for s in plan.slots if s.kind == "output"]
+        self._uses_blas = any(s.kernel.startswith(("gemm", "bmm", "conv_gemm")) for s in plan.steps)
+
+    # ---- running -------------------------------------------------------------------------
+    def _env(self, inputs: Mapping[str, Any]) -> list[Any]:
+        env_in = check_inputs(self.graph, inputs)
+        env = list(self._template)
+        for v, (_, slot) in zip(self.graph.inputs, self._inputs):
+            env[slot] = np.ascontiguousarray(env_in[id(v)])
+        for slot, shape, dt in self._allocs:
+            env[slot] = np.empty(shape, dt)
+        return env
+
+    def _results(self, env: list[Any]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        given: set[int] = set()
+        for name, slot in self.plan.outputs:
+            fresh = self.plan.slots[slot].kind == "output" and slot not in given
+            out[name] = env[slot] if fresh else np.array(env[slot], copy=True)
+            given.add(slot)
+        return out
+
+    def _execute(self, env: list[Any], timings: list[float] | None = None) -> None:
+        for i, entry in enumerate(self._program):
+            t0 = time.perf_counter() if timings is not None else 0.0
+            try:
+                kind = entry[0]
+                if kind == CALL:
+                    entry[1]()
+                elif kind == CALL_DYN:
+                    vals = list(entry[2])
+                    for pos, slot in entry[3]:
+                        vals[pos] = env[slot]
+                    entry[1](*vals)
+                else:
+                    env[entry[3]] = entry[1](env[entry[2]])
+            except IndexError:
+                raise
+            except Exception as e:  # noqa: BLE001 - re-raised naming the step
+                step = self._program_steps[i]
+                raise ExecutionError(f"numba backend: step {step.name} ({step.op}, kernel {step.kernel}) failed: "
+                                     f"{type(e).__name__}: {e}") from e
+            if timings is not None:
+                timings[i] += time.perf_counter() - t0
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run once; outputs are fresh arrays (never views into the arena)."""
+        env = self._env(inputs)
+        if self._uses_blas:
+            with single_threaded_blas():
+                self._execute(env)
+        else:
+            self._execute(env)
+        return self._results(env)
+
+    def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
+        """Median time of each kernel step (fused nodes appear as one entry) and of the whole run."""
+        steps = self._program_steps
+        runs = []
+        for _ in range(max(repeats, 1)):
+            timings = [0.0] * len(self._program)
+            env = self._env(inputs)
+            with single_threaded_blas():
+                self._execute(env, timings)
+            runs.append(timings)
+        med = np.median(np.array(runs), axis=0)
+        rows = [NodeProfile(s.name, s.op, s.kernel, float(t), s.nbytes) for s, t in zip(steps, med)]
+        return Profile(rows, self.median_seconds(inputs, repeats), repeats)
+
+
+def _register() -> None:
+    from . import register_backend
+
+    register_backend("numba", NumbaExecutable)
+
+
+_register()
