@@ -114,7 +114,8 @@ class NumbaExecutable(Executable):
         env_in = check_inputs(self.graph, inputs)
         env = list(self._template)
         for v, (_, slot) in zip(self.graph.inputs, self._inputs):
-            env[slot] = np.ascontiguousarray(env_in[id(v)])
+            a = env_in[id(v)]
+            env[slot] = a if a.flags.c_contiguous else np.array(a, order="C")
         for slot, shape, dt in self._allocs:
             env[slot] = np.empty(shape, dt)
         return env

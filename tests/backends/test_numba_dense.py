@@ -1,0 +1,132 @@
+"""Numba backend against the reference: linear, matmul and conv2d with hypothesis-drawn shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tensorsmith.ir import GraphBuilder, f32
+
+from .numba_check import check, check_op
+
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SIZE = st.sampled_from([1, 2, 3, 5, 7, 13, 16, 31, 64, 97])
+RNG = np.random.default_rng(11)
+
+
+def _u(*shape: int) -> np.ndarray:
+    return RNG.uniform(-1, 1, shape).astype(np.float32)
+
+
+@SETTINGS
+@given(m=SIZE, k=SIZE, n=SIZE, lead=st.sampled_from([(), (2,), (0,), (3, 1)]), bias=st.booleans())
+def test_linear(m: int, k: int, n: int, lead: tuple[int, ...], bias: bool) -> None:
+    x = _u(*lead, m, k)
+    w, b = _u(n, k), _u(n)
+    if bias:
+        check_op("linear", x, w, b, consts=(1, 2), rtol=1e-4, atol=1e-5)
+    else:
+        check_op("linear", x, w, consts=(1,), rtol=1e-4, atol=1e-5)
+
+
+def test_linear_with_input_weight_and_bias() -> None:
+    check_op("linear", _u(4, 6), _u(5, 6), _u(5), rtol=1e-4, atol=1e-5)
+    check_op("matmul", _u(3, 6), _u(6, 5), rtol=1e-4, atol=1e-5)
+
+
+@st.composite
+def matmul_shapes(draw):  # type: ignore[no-untyped-def]
+    """Operand shapes for numpy matmul: ranks 1-4, broadcast batch axes."""
+    m, k, n = draw(SIZE), draw(SIZE), draw(SIZE)
+    batch = draw(st.sampled_from([(), (2,), (3, 2), (1, 4), (0,)]))
+    ab = tuple(d if draw(st.booleans()) else 1 for d in batch)
+    bb = tuple(d if draw(st.booleans()) else 1 for d in batch)
+    ab, bb = ab[draw(st.integers(0, len(ab))):], bb[draw(st.integers(0, len(bb))):]
+    a = (k,) if draw(st.integers(0, 6)) == 0 else ab + (m, k)
+    b = (k,) if draw(st.integers(0, 6)) == 0 else bb + (k, n)
+    return a, b
+
+
+@SETTINGS
+@given(shapes=matmul_shapes(), const_b=st.booleans())
+def test_matmul(shapes: tuple[tuple[int, ...], tuple[int, ...]], const_b: bool) -> None:
+    a, b = _u(*shapes[0]), _u(*shapes[1])
+    check_op("matmul", a, b, consts=(1,) if const_b else (), rtol=1e-4, atol=1e-5)
+
+
+def _attention_like(perm_a: tuple[int, ...], perm_b: tuple[int, ...]) -> GraphBuilder | None:
+    """x.transpose(perm_a) @ y.transpose(perm_b) (last two axes of y swapped if needed), or None."""
+    b = GraphBuilder("attn")
+    x = b.input("x", f32[2, 6, 3, 4])
+    y = b.input("y", f32[2, 6, 3, 4])
+    xa = b.transpose(x, perm_a)
+    yb = b.transpose(y, perm_b)
+    if xa.type.shape[-1] != yb.type.shape[-2]:
+        yb = b.transpose(yb, tuple(range(yb.type.rank - 2)) + (yb.type.rank - 1, yb.type.rank - 2))
+    if xa.type.shape[:-2] != yb.type.shape[:-2] or xa.type.shape[-1] != yb.type.shape[-2]:
+        return None
+    b.output(b.matmul(xa, yb))
+    return b
+
+
+PERMS = [(0, 1, 2, 3), (0, 2, 1, 3), (0, 2, 3, 1), (3, 2, 1, 0), (1, 0, 2, 3)]
+VIEW_CASES = [(pa, pb) for pa in PERMS for pb in PERMS if _attention_like(pa, pb) is not None]
+
+
+@pytest.mark.parametrize(("perm_a", "perm_b"), VIEW_CASES)
+def test_matmul_reads_transposed_views_in_place(perm_a: tuple[int, ...], perm_b: tuple[int, ...]) -> None:
+    b = _attention_like(perm_a, perm_b)
+    assert b is not None
+    check(b.build(), {"x": _u(2, 6, 3, 4), "y": _u(2, 6, 3, 4)}, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int8])
+def test_integer_products(dtype: type) -> None:
+    a = RNG.integers(-5, 5, (2, 3, 7)).astype(dtype)
+    b = RNG.integers(-5, 5, (7, 4)).astype(dtype)
+    check_op("matmul", a, b, exact=True)
+    check_op("matmul", a, RNG.integers(-5, 5, (2, 7, 3)).astype(dtype), exact=True)
+    check_op("linear", a, RNG.integers(-5, 5, (4, 7)).astype(dtype), consts=(1,), exact=True)
+
+
+@st.composite
+def conv_cases(draw):  # type: ignore[no-untyped-def]
+    """(x shape, w shape, strides, pads, dilations, groups) for a valid conv2d."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = draw(st.sampled_from([1, 2, 3, 5]))
+    depthwise = draw(st.booleans()) and groups > 1
+    if depthwise:
+        cg = 1
+    co = groups * draw(st.sampled_from([1, 2, 3]))
+    kh, kw = draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 2, 3]))
+    strides = (draw(st.sampled_from([1, 2, 3])), draw(st.sampled_from([1, 2])))
+    dil = (draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2])))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(dil[0] * (kh - 1) + 1, 13))
+    w = draw(st.integers(dil[1] * (kw - 1) + 1, 11))
+    n = draw(st.sampled_from([1, 2, 0]))
+    return (n, groups * cg, h, w), (co, cg, kh, kw), strides, pads, dil, groups
+
+
+@SETTINGS
+@given(case=conv_cases(), bias=st.booleans())
+def test_conv2d(case: tuple, bias: bool) -> None:
+    xs, ws, strides, pads, dil, groups = case
+    args = [_u(*xs), _u(*ws)] + ([_u(ws[0])] if bias else [])
+    check_op("conv2d", *args, consts=(1, 2), strides=strides, pads=pads, dilations=dil, groups=groups,
+             rtol=1e-4, atol=1e-5)
+
+
+def test_conv2d_resnet_like_shapes_and_input_weights() -> None:
+    check_op("conv2d", _u(1, 16, 14, 14), _u(32, 16, 3, 3), _u(32), consts=(1, 2), pads=(1, 1, 1, 1),
+             rtol=1e-4, atol=1e-4)
+    check_op("conv2d", _u(2, 16, 9, 9), _u(24, 16, 1, 1), consts=(1,), strides=(2, 2), rtol=1e-4, atol=1e-4)
+    check_op("conv2d", _u(1, 3, 8, 8), _u(4, 3, 3, 3), _u(4), pads=(1, 1, 1, 1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int8])
+def test_integer_conv2d(dtype: type) -> None:
+    x = RNG.integers(-3, 3, (1, 2, 5, 5)).astype(dtype)
+    w = RNG.integers(-3, 3, (3, 2, 3, 3)).astype(dtype)
+    check_op("conv2d", x, w, consts=(1,), pads=(1, 1, 1, 1), exact=True)
