@@ -21,7 +21,10 @@ CALL, CALL_DYN, VIEW = 0, 1, 2
 
 
 def lifetimes(plan: Plan) -> list[Buffer]:
-    """Arena buffers of a plan: each intermediate from the first to the last step touching it or a view of it."""
+    """Arena buffers of a plan: each intermediate from the first to the last step touching it or a view of it.
+
+    A buffer that a graph output views stays alive past the last step (the output is copied out).
+    """
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for i, step in enumerate(plan.steps):
@@ -30,6 +33,10 @@ def lifetimes(plan: Plan) -> list[Buffer]:
             if plan.slots[r].kind == "buffer":
                 first.setdefault(r, i)
                 last[r] = i
+    for _, slot in plan.outputs:  # graph outputs that view a buffer are copied out after the last step
+        r = plan.root(slot)
+        if r in first:
+            last[r] = len(plan.steps)
     return [Buffer(r, plan.slots[r].nbytes, first[r], last[r]) for r in first]
 
 

@@ -109,7 +109,8 @@ def _stages_for(u: Node, cur: Value, head: Node, axis: int, out_shape: tuple[int
     return None
 
 
-def _grow(graph: Graph, head: Node, users: dict[int, list[Node]], outputs: set[int]) -> FusedGroup | None:
+def _grow(graph: Graph, head: Node, users: dict[int, list[Node]], outputs: set[int],
+          taken: dict[int, FusedGroup]) -> FusedGroup | None:
     out = head.outputs[0]
     if out.type.dtype.name != "f32" or any(v.type.dtype.name != "f32" for v in head.inputs):
         return None
@@ -123,7 +124,7 @@ def _grow(graph: Graph, head: Node, users: dict[int, list[Node]], outputs: set[i
         if len(us) != 1 or sum(1 for v in us[0].inputs if v is cur) != 1:
             break
         u = us[0]
-        if u.outputs[0].type.dtype.name != "f32":
+        if id(u) in taken or u.outputs[0].type.dtype.name != "f32":
             break
         if (u.op == "transpose" and head.op == "matmul" and not is_gemm_like(head)
                 and u.attrs["perm"][-1] == out.type.rank - 1):
@@ -148,7 +149,7 @@ def find_groups(graph: Graph) -> dict[int, FusedGroup]:
     groups: dict[int, FusedGroup] = {}
     for n in graph.nodes:
         if n.op in HEADS and id(n) not in groups:
-            g = _grow(graph, n, users, outputs)
+            g = _grow(graph, n, users, outputs, groups)
             if g is not None:
                 for m in g.nodes:
                     groups[id(m)] = g

@@ -23,7 +23,14 @@ FASTMATH = frozenset({"contract", "reassoc", "nsz", "arcp"})
 JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 SUPPORTED_DTYPES = frozenset({"f32", "i64", "i32", "i8", "u8", "bool"})
-"""IR dtypes the Numba kernels handle (Numba has no f16/bf16/i4 arithmetic)."""
+"""IR dtypes the Numba kernels compute with."""
+
+STORAGE_DTYPES = frozenset({"f16", "bf16"})
+"""IR dtypes that are only stored and moved (as 16-bit patterns) and converted by cast."""
+
+STORAGE_OPS = frozenset({"cast", "reshape", "flatten", "transpose", "slice", "concat", "gather", "identity",
+                         "dropout"})
+"""Ops that accept STORAGE_DTYPES values."""
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,12 @@ def _ow_range(j, geo, w_in, w_out):  # type: ignore[no-untyped-def]
 
 
 @helper
-def _im2col_tile(x, n, geo, cols, p0, p1, w_out):  # type: ignore[no-untyped-def]
-    """cols[r, p - p0] = x[n, ci, ih, iw] (0 outside) for rows r = (ci, i, j), pixels p0 <= p < p1."""
+def _im2col_tile(x, n, ci0, geo, cols, p0, p1, w_out):  # type: ignore[no-untyped-def]
+    """cols[r, p - p0] = x[n, ci0 + ci, ih, iw] (0 outside) for rows r = (ci, i, j), pixels p0 <= p < p1."""
     kh, kw = geo[KH], geo[KW]
     h_in, w_in = x.shape[2], x.shape[3]
     for r in range(cols.shape[0]):
-        ci = r // (kh * kw)
+        ci = ci0 + r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
         lo, hi = _ow_range(j, geo, w_in, w_out)
@@ -76,40 +76,46 @@ def _im2col_tile(x, n, geo, cols, p0, p1, w_out):  # type: ignore[no-untyped-def
 
 
 @twin
-def conv_gemm(x, wm, out, scratch, geo, pb, cb, stages, vecs, res):  # type: ignore[no-untyped-def]
-    """out[n] = epilogue(wm @ im2col(x[n])) for groups == 1, float32; out is [N, Co, P], wm [Co, Ci*kh*kw].
+def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, res):  # type: ignore[no-untyped-def]
+    """out[n] = epilogue(wm @ im2col(x[n])) per group, float32; out is [N, Co, P], wm [Co, Ci/groups*kh*kw].
 
-    Work items are (image, pixel block of pb, channel block of cb). A pointwise convolution
+    Work items are (image, group, pixel block of pb, channel block of cb within the group). A pointwise convolution
     (geo[9] == 1: 1x1, stride 1, no padding) reads x[n] in place as the [Ci, P] column matrix;
     otherwise the item builds its im2col block in its scratch region (rows * pb floats). BLAS
     writes the tile straight into `out`, and the epilogue runs on it per channel row.
     """
     nb, co_all, p_all = out.shape
     rows = wm.shape[1]
+    ci_all = x.shape[1]
+    cg = ci_all // groups
+    cog = co_all // groups
     w_out = geo[8]
     pointwise = geo[9] == 1
     gp = (p_all + pb - 1) // pb
-    gc = (co_all + cb - 1) // cb
-    for t in prange(nb * gp * gc):
-        n = t // (gp * gc)
-        rest = t - n * gp * gc
+    gc = (cog + cb - 1) // cb
+    per_image = groups * gp * gc
+    for t in prange(nb * per_image):
+        n = t // per_image
+        rest = t - n * per_image
+        g = rest // (gp * gc)
+        rest = rest - g * gp * gc
         ip = rest // gc
         ic = rest - ip * gc
         p0 = ip * pb
         p1 = min(p_all, p0 + pb)
-        c0 = ic * cb
-        c1 = min(co_all, c0 + cb)
+        c0 = g * cog + ic * cb
+        c1 = min(g * cog + cog, c0 + cb)
         o_off = (n * co_all + c0) * p_all + p0
         if rows == 0:
             for c in range(c0, c1):
                 out[n, c][p0:p1] = 0
         elif pointwise:
-            sgemm(False, False, c1 - c0, p1 - p0, rows, F1, wm, c0 * rows, rows, x, n * rows * p_all + p0, p_all,
-                  F0, out, o_off, p_all)
+            sgemm(False, False, c1 - c0, p1 - p0, rows, F1, wm, c0 * rows, rows, x, (n * ci_all + g * cg) * p_all + p0,
+                  p_all, F0, out, o_off, p_all)
         else:
             base = t * rows * pb
             cols = scratch[base:base + rows * (p1 - p0)].reshape((rows, p1 - p0))
-            _im2col_tile(x, n, geo, cols, p0, p1, w_out)
+            _im2col_tile(x, n, g * cg, geo, cols, p0, p1, w_out)
             sgemm(False, False, c1 - c0, p1 - p0, rows, F1, wm, c0 * rows, rows, scratch, base, p1 - p0,
                   F0, out, o_off, p_all)
         if stages.shape[0] > 0:

@@ -6,7 +6,7 @@ from ...ir.graph import Graph
 from ...ir.text import format_node
 from . import rules_dense, rules_elementwise, rules_nn, rules_shape  # noqa: F401  (register the rules)
 from .fusion import find_groups
-from .jit import SUPPORTED_DTYPES
+from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
 from .registry import NUMBA_LOWERINGS
 
@@ -27,11 +27,15 @@ def check_lowerable(graph: Graph) -> None:
     known = ", ".join(sorted(SUPPORTED_DTYPES))
     for n in graph.nodes:
         for v in list(n.inputs) + list(n.outputs):
-            if v.type.dtype.name not in SUPPORTED_DTYPES:
-                raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  dtype {v.type.dtype.name} of "
-                                         f"%{v.name} is not supported; supported: {known}")
+            name = v.type.dtype.name
+            if name in STORAGE_DTYPES and n.op not in STORAGE_OPS:
+                raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  {n.op} on {name} (%{v.name}) is not "
+                                         f"supported: {name} is only stored, moved and cast; cast to f32 first")
+            if name not in SUPPORTED_DTYPES and name not in STORAGE_DTYPES:
+                raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  dtype {name} of %{v.name} is not "
+                                         f"supported; supported: {known} (and f16/bf16 storage)")
     for v in graph.inputs:
-        if v.type.dtype.name not in SUPPORTED_DTYPES:
+        if v.type.dtype.name not in SUPPORTED_DTYPES | STORAGE_DTYPES:
             raise NumbaLoweringError(f"numba backend: input %{v.name} has unsupported dtype {v.type.dtype.name}")
 
 

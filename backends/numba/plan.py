@@ -205,6 +205,12 @@ class LowerCtx:
         off = (p.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // item
         return root, int(off), tuple(int(st) // item for st in p.strides)
 
+    def bits(self, slot: int) -> int:
+        """`slot` itself, or for f16/bf16 a uint16 view of it (kernels move 16-bit patterns)."""
+        if self.slots[slot].dtype.name in ("float16", "bfloat16"):
+            return self.view(slot, _as_u16, f"{self.slots[slot].name}.bits")
+        return slot
+
     def flat_of(self, slot: int) -> int:
         """A 1-D view of a contiguous slot."""
         if slot not in self.flat:
@@ -230,8 +236,8 @@ class LowerCtx:
         shape6 = np.array((1,) * pad + shape, np.int64)
         strides6 = np.array((0,) * pad + strides, np.int64)
         work = self.slots[dst].nbytes
-        self.emit("copy_strided", copy_strided, self.flat_of(root), Lit(off), Lit(shape6), Lit(strides6),
-                  self.flat_of(dst), writes=(dst,), work=work // 4)
+        self.emit("copy_strided", copy_strided, self.bits(self.flat_of(root)), Lit(off), Lit(shape6),
+                  Lit(strides6), self.bits(self.flat_of(dst)), writes=(dst,), work=work // 4)
 
     # ---- steps ---------------------------------------------------------------------------
     def parallel(self, work: int, needs_blas: bool = False) -> bool:
@@ -266,6 +272,10 @@ class LowerCtx:
 
 def _flatten(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1)
+
+
+def _as_u16(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint16)
 
 
 @dataclass(frozen=True)

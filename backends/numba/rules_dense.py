@@ -212,7 +212,7 @@ def conv_tiles(n: int, co: int, p: int, threads: int, parallel: bool) -> tuple[i
 
 
 def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value) -> None:
-    """conv2d through tiled im2col + BLAS (groups == 1, f32) or direct loops, with `stages`."""
+    """conv2d through tiled im2col + BLAS per group (f32, at least 4 input channels per group) or direct loops."""
     x, wv = node.inputs[0], node.inputs[1]
     extra, bias_value = _bias_stage(ctx, node.inputs[2] if len(node.inputs) > 2 else None)
     stages = extra + stages
@@ -235,16 +235,17 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
     work = 2 * nb * co * p * cg * kh * kw
     pointwise = kh == kw == 1 and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
     src = ctx.arg(x)
-    if a["groups"] == 1 and is_float:
-        rows = ci * kh * kw
+    groups = a["groups"]
+    if is_float and (groups == 1 or cg >= 4):
+        rows = cg * kh * kw
         wm = (ctx.const(wv.data.reshape(co, rows), f"{wv.name}.mat") if wv.is_constant
               else ctx.reshaped(ctx.arg(wv), (co, rows)))
         par = ctx.parallel(work, needs_blas=True)
-        pb, cb = conv_tiles(nb, co, p, ctx.threads, par)
-        items = nb * cdiv(p, pb) * cdiv(co, cb)
+        pb, cb = conv_tiles(nb * groups, co // groups, p, ctx.threads, par)
+        items = nb * groups * cdiv(p, pb) * cdiv(co // groups, cb)
         scratch = ctx.buffer((0 if pointwise else items * rows * pb,), np.dtype(np.float32), f"{node.name}.cols")
         ctx.emit("conv_gemm" + ("+" + describe_stages(stages, None) if stages else ""), conv_gemm, src, wm, o3,
-                 scratch, Lit(pool_geometry(node, wo, pointwise)), Lit(pb), Lit(cb), codes, vecs, res,
+                 scratch, Lit(pool_geometry(node, wo, pointwise)), Lit(groups), Lit(pb), Lit(cb), codes, vecs, res,
                  writes=(out, scratch), work=work, needs_blas=True)
     else:
         wslot = ctx.writable_const(wv) if wv.is_constant else ctx.arg(wv)

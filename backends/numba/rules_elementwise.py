@@ -17,6 +17,7 @@ from .k_elementwise import (
     float_unary,
     int_unary,
 )
+from .k_half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from .plan import Lit, LowerCtx
 from .registry import lowers
 
@@ -60,6 +61,43 @@ def _unary(ctx: LowerCtx, node: Node) -> None:
              Lit(np.int64(hi)), writes=(out,), work=n)
 
 
+HALF = {"f16": (half_to_f32, f32_to_half), "bf16": (bf16_to_f32, f32_to_bf16)}
+
+
+def emit_cast(ctx: LowerCtx, src: int, dst: int) -> None:
+    """Emit dst = src converted to dst's dtype (f16/bf16 through float32)."""
+    from ...ir.dtypes import dtype_from_numpy
+
+    s_dt, d_dt = ctx.slots[src].dtype, ctx.slots[dst].dtype
+    n = int(np.prod(ctx.slots[dst].shape, dtype=np.int64))
+    s_name, d_name = dtype_from_numpy(s_dt).name, dtype_from_numpy(d_dt).name
+    if s_name in HALF:
+        mid = dst if d_name == "f32" else ctx.buffer(ctx.slots[dst].shape, np.dtype(np.float32), "cast.f32")
+        out32 = ctx.flat_of(mid) if s_name == "f16" else ctx.view(ctx.flat_of(mid), _as_u32, "cast.u32")
+        ctx.emit(f"cast_{s_name}_f32", HALF[s_name][0], ctx.bits(ctx.flat_of(ctx.arg(src))), out32,
+                 writes=(mid,), work=n)
+        if mid != dst:
+            emit_cast(ctx, mid, dst)
+        return
+    if d_name in HALF:
+        mid = src if s_name == "f32" else ctx.buffer(ctx.slots[src].shape, np.dtype(np.float32), "cast.f32")
+        if mid != src:
+            emit_cast(ctx, src, mid)
+        in32 = ctx.flat_of(ctx.arg(mid))
+        in32 = in32 if d_name == "f16" else ctx.view(in32, _as_u32, "cast.u32")
+        ctx.emit(f"cast_f32_{d_name}", HALF[d_name][1], in32, ctx.bits(ctx.flat_of(dst)), writes=(dst,), work=n)
+        return
+    fx, fo = ctx.flat_of(ctx.arg(src)), ctx.flat_of(dst)
+    if d_name == "bool":
+        ctx.emit("cast_bool", cast_to_bool, fx, fo, writes=(dst,), work=n)
+    else:
+        ctx.emit(f"cast_{d_name}", cast, fx, fo, writes=(dst,), work=n)
+
+
+def _as_u32(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32)
+
+
 @lowers("cast")
 def _cast(ctx: LowerCtx, node: Node) -> None:
     x, v = node.inputs[0], node.outputs[0]
@@ -67,13 +105,8 @@ def _cast(ctx: LowerCtx, node: Node) -> None:
         ctx.value_slot[id(v)] = ctx.slot(x)
         return
     out = ctx.out(v)
-    if v.type.numel == 0:
-        return
-    fx, fo = ctx.flat_of(ctx.arg(x)), ctx.flat_of(out)
-    if v.type.dtype.name == "bool":
-        ctx.emit("cast_bool", cast_to_bool, fx, fo, writes=(out,), work=v.type.numel)
-    else:
-        ctx.emit(f"cast_{v.type.dtype.name}", cast, fx, fo, writes=(out,), work=v.type.numel)
+    if v.type.numel:
+        emit_cast(ctx, ctx.slot(x), out)
 
 
 def broadcast_rows(a_shape: tuple[int, ...], b_shape: tuple[int, ...],

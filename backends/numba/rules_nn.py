@@ -8,6 +8,7 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from .k_data import dequantize, quantize
+from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
 from .k_pool import avgpool, maxpool, mean_rows
 from .k_reduce import MAX, SUM, reduce_mid, reduce_rows
@@ -166,6 +167,9 @@ def _reduce(ctx: LowerCtx, node: Node) -> None:
         return
     cur = ctx.arg(x)
     runs = _runs(axes)
+    if not runs:  # rank 0: nothing to reduce
+        ctx.emit("copy", cast, ctx.flat_of(cur), ctx.flat_of(out), writes=(out,), work=v.type.numel)
+        return
     acc_dt = np.dtype(np.float64 if dt.kind == "f" else np.int64) if op == SUM else dt
     for k, (lo, hi) in enumerate(reversed(runs)):
         last = k == len(runs) - 1
@@ -173,13 +177,13 @@ def _reduce(ctx: LowerCtx, node: Node) -> None:
         new_shape = shape[:lo] + [1] * (hi - lo) + shape[hi:]
         dst = out if last else ctx.buffer(tuple(new_shape), dt, f"{v.name}.part{k}")
         div = float(count) if (last and node.op == "reduce-mean") else 1.0
-        src3 = ctx.reshaped(cur, (a_, r_, b_))
         if b_ == 1:
             ctx.emit("reduce_rows", reduce_rows, ctx.reshaped(cur, (a_, r_)), ctx.flat_of(dst), Lit(op), Lit(div),
                      writes=(dst,), work=a_ * r_)
         else:
             acc = ctx.buffer((a_, b_), acc_dt, f"{v.name}.acc{k}")
-            ctx.emit("reduce_mid", reduce_mid, src3, ctx.reshaped(dst, (a_, b_)), acc, Lit(op), Lit(div),
+            ctx.emit("reduce_mid", reduce_mid, ctx.reshaped(cur, (a_, r_, b_)), ctx.reshaped(dst, (a_, b_)), acc,
+                     Lit(op), Lit(div),
                      writes=(dst, acc), work=a_ * r_ * b_)
         cur, shape = dst, new_shape
 

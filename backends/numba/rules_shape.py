@@ -68,7 +68,8 @@ def _concat(ctx: LowerCtx, node: Node) -> None:
         width = x.type.shape[axis] * tail
         if width and lead:
             src = ctx.reshaped(ctx.arg(x), (lead, width))
-            ctx.emit("concat_copy", copy_block, src, dst, Lit(col), writes=(out,), work=lead * width)
+            ctx.emit("concat_copy", copy_block, ctx.bits(src), ctx.bits(dst), Lit(col), writes=(out,),
+                     work=lead * width)
         col += width
 
 
@@ -89,9 +90,6 @@ class _GatherCall:
 def _gather(ctx: LowerCtx, node: Node) -> None:
     data, indices = node.inputs
     v = node.outputs[0]
-    dt = data.type.dtype.np_dtype
-    if dt.kind not in "fiu":
-        raise ctx.fail(f"gather of dtype {dt} is not supported")
     axis = node.attrs["axis"] % data.type.rank
     ds = data.type.shape
     lead, nd, tail = math.prod(ds[:axis]), ds[axis], math.prod(ds[axis + 1:])
@@ -99,9 +97,9 @@ def _gather(ctx: LowerCtx, node: Node) -> None:
     out = ctx.out(v)
     if v.type.numel == 0 and ni == 0:
         return
-    d3 = ctx.reshaped(ctx.arg(data), (lead, nd, tail))
+    d3 = ctx.bits(ctx.reshaped(ctx.arg(data), (lead, nd, tail)))
     idx = ctx.flat_of(ctx.arg(indices))
-    o3 = ctx.reshaped(out, (lead, ni, tail))
+    o3 = ctx.bits(ctx.reshaped(out, (lead, ni, tail)))
     par = ctx.parallel(v.type.numel)
     call = _GatherCall(gather.pick(par), f"gather %{v.name}", nd, axis)
     ctx.twins[gather.name] = gather

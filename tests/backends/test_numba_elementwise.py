@@ -137,3 +137,33 @@ def test_scalar_constant_operands(shape: tuple[int, ...]) -> None:
     a = RNG.uniform(-3, 3, shape).astype(np.float32)
     check_op("mul", a, np.float32(0.125), consts=(1,), rtol=1e-6)
     check_op("sub", np.float32(1.0), a, consts=(0,), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mid", ["f16", "bf16"])
+@pytest.mark.parametrize("src", [np.float32, np.int32])
+def test_half_precision_storage_casts_round_like_numpy(mid: str, src: type) -> None:
+    from tensorsmith.ir import GraphBuilder, dtype_from_numpy
+
+    x = (RNG.uniform(-70000, 70000, (4, 9)) if src is np.float32 else RNG.integers(-3000, 3000, (4, 9))).astype(src)
+    if src is np.float32:
+        x[0, :5] = [np.nan, np.inf, -np.inf, 1e-8, 65519.0]
+    b = GraphBuilder("half")
+    xv = b.input("x", dtype_from_numpy(x.dtype)[x.shape])
+    h = b.cast(xv, dtype=mid)
+    t = b.transpose(h, (1, 0))
+    b.output(b.cast(t, dtype="f32"), b.cast(h, dtype="i32") if src is np.int32 else b.relu(b.cast(h, dtype="f32")))
+    from .numba_check import check
+
+    check(b.build(), {"x": x}, exact=True)
+
+
+def test_half_precision_arithmetic_is_a_clear_error() -> None:
+    from tensorsmith.backends.numba import NumbaLoweringError
+    from tensorsmith.ir import GraphBuilder, f16
+    from tensorsmith.runtime.numba_exec import NumbaExecutable
+
+    b = GraphBuilder("h")
+    x = b.input("x", f16[3])
+    b.output(b.add(x, x, name="sum"))
+    with pytest.raises(NumbaLoweringError, match="(?s)sum.*f16 is only stored, moved and cast"):
+        NumbaExecutable(b.build())
