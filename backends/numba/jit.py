@@ -68,8 +68,18 @@ def twin(fn: Callable[..., Any] | None = None, *, fastmath: frozenset[str] | boo
 
 
 def helper(fn: Callable[..., Any]) -> Any:
-    """Decorator for scalar/row helpers: inlined into every kernel that calls them."""
+    """Decorator for small scalar helpers: inlined into every kernel that calls them."""
     return numba.njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")(fn)
+
+
+def subkernel(fn: Callable[..., Any]) -> Any:
+    """Decorator for row/tile routines that kernels call (not inline): compiled once per signature.
+
+    Big routines (the epilogue with all its stages, the op switch of elementwise maps, im2col)
+    would otherwise be compiled again inside every kernel and every serial/parallel twin; called
+    once per row or tile, the call costs nothing measurable.
+    """
+    return numba.njit(fastmath=set(FASTMATH), **JIT_OPTIONS)(fn)
 
 
 def cdiv(a: int, b: int) -> int:

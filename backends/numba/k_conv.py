@@ -14,7 +14,7 @@ from __future__ import annotations
 from numba import prange
 
 from .blas import sgemm
-from .jit import helper, twin
+from .jit import helper, subkernel, twin
 from .k_gemm import epi_row
 from .mathfn import F0, F1
 
@@ -33,7 +33,7 @@ def _ow_range(j, geo, w_in, w_out):  # type: ignore[no-untyped-def]
     return lo, max(lo, hi)
 
 
-@helper
+@subkernel
 def _im2col_tile(x, n, ci0, geo, cols, p0, p1, w_out):  # type: ignore[no-untyped-def]
     """cols[r, p - p0] = x[n, ci0 + ci, ih, iw] (0 outside) for rows r = (ci, i, j), pixels p0 <= p < p1."""
     kh, kw = geo[KH], geo[KW]

@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .jit import helper, twin
+from .jit import helper, subkernel, twin
 from .mathfn import ferf, fexp, fgelu, fgelu_tanh, frelu, fsigmoid, ftanh
 
 CHUNK = 16384
@@ -62,7 +62,7 @@ def _bin(op, a, b):  # type: ignore[no-untyped-def]
     return a if (a < b or a != a) else b
 
 
-@helper
+@subkernel
 def _bin_vv(op, a, b, out):  # type: ignore[no-untyped-def]
     n = out.shape[0]
     if op == 0:
@@ -79,7 +79,7 @@ def _bin_vv(op, a, b, out):  # type: ignore[no-untyped-def]
             out[i] = _bin(op, a[i], b[i])
 
 
-@helper
+@subkernel
 def _bin_vs(op, a, s, out):  # type: ignore[no-untyped-def]
     n = out.shape[0]
     if op == 0:
@@ -93,7 +93,7 @@ def _bin_vs(op, a, s, out):  # type: ignore[no-untyped-def]
             out[i] = _bin(op, a[i], s)
 
 
-@helper
+@subkernel
 def _bin_sv(op, s, b, out):  # type: ignore[no-untyped-def]
     n = out.shape[0]
     if op == 0:
@@ -129,7 +129,7 @@ def binary_rows(op, a, a_off, a_step, b, b_off, b_step, out):  # type: ignore[no
                 o[i] = v
 
 
-@helper
+@subkernel
 def float_unary_span(op, x, out, lo, hi):  # type: ignore[no-untyped-def]
     """Apply float unary op `op` to x into out (1-D spans of equal length); lo/hi are clip bounds."""
     n = out.shape[0]

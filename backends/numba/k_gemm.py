@@ -14,7 +14,7 @@ from __future__ import annotations
 from numba import prange
 
 from .blas import sgemm
-from .jit import helper, twin
+from .jit import subkernel, twin
 from .mathfn import F0, F1, fgelu, fgelu_tanh, frelu
 
 ADD_VEC, MUL_VEC, DIV_VEC, ADD_RES, RELU, GELU, GELU_TANH = range(7)
@@ -22,7 +22,7 @@ STAGE_NAMES = {ADD_VEC: "add", MUL_VEC: "mul", DIV_VEC: "div", ADD_RES: "residua
                GELU: "gelu", GELU_TANH: "gelu_tanh"}
 
 
-@helper
+@subkernel
 def epi_row(dst, src, copy, stages, vecs, c0, chan, res):  # type: ignore[no-untyped-def]
     """Apply epilogue `stages` to one output row.
 

@@ -10,8 +10,9 @@ from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
 from .registry import NUMBA_LOWERINGS
 
-DEFAULT_PARALLEL_THRESHOLD = 1 << 15
-"""Kernels doing less work than this (elements, or flops for products) run their serial twin."""
+DEFAULT_PARALLEL_THRESHOLD = 1 << 17
+"""Kernels doing less work than this (about one unit per element; products count flops / 32) run their
+serial twin: below some tens of microseconds a thread launch costs more than it saves."""
 
 
 def check_lowerable(graph: Graph) -> None:

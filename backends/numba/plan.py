@@ -241,7 +241,7 @@ class LowerCtx:
 
     # ---- steps ---------------------------------------------------------------------------
     def parallel(self, work: int, needs_blas: bool = False) -> bool:
-        """Whether a kernel doing `work` (elements or flops) should use its parallel twin."""
+        """Whether a kernel doing `work` (about one unit per element touched) should use its parallel twin."""
         if self.threads <= 1 or work < self.parallel_threshold:
             return False
         return blas.controlled() if needs_blas else True

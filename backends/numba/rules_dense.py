@@ -18,6 +18,9 @@ from .rules_elementwise import emit_binary
 from .rules_nn import pool_geometry
 from .rules_shape import Transpose
 
+FLOPS_PER_UNIT = 32
+"""Products count their flops / 32 as work (a GEMM flop costs far less than an elementwise element)."""
+
 CODES = {"add_vec": ADD_VEC, "mul_vec": MUL_VEC, "div_vec": DIV_VEC, "residual": ADD_RES, "relu": RELU,
          "gelu": GELU, "gelu_tanh": GELU_TANH}
 
@@ -86,7 +89,7 @@ def lower_linear(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Valu
         epi = Epilogue(stages, n_out)
         codes, vecs = epi.slots(ctx)
         res = ctx.reshaped(ctx.arg(epi.residual), (m, n_out)) if epi.residual is not None else _dummy(ctx, 2)
-        work = 2 * m * n_out * max(k, 1)
+        work = 2 * m * n_out * max(k, 1) // FLOPS_PER_UNIT
         par = ctx.parallel(work, needs_blas=True)
         tm, tn = gemm_tiles(m, n_out, ctx.threads, par, w_is_nk)
         label = "gemm" + ("+" + "+".join(s.kind.replace("_vec", "") for s in stages) if stages else "")
@@ -108,7 +111,7 @@ def _int_product(ctx: LowerCtx, node: Node, x: Value, w: int, w_is_nk: bool, out
     ctx.emit("matmul_loops", bmm_loops, ctx.flat_of(ctx.arg(x)), z, Lit(k), wf, z, Lit(k if w_is_nk else n),
              Lit(w_is_nk), ctx.flat_of(out), z, Lit(n), ctx.const(np.array([m, n, k], np.int64), "dims"),
              Lit(zero), ctx.const(np.zeros(0, np.int64), "stages"), ctx.const(np.zeros((1, 1), np.float32), "vecs"),
-             writes=(out,), work=2 * m * n * k)
+             writes=(out,), work=2 * m * n * k // FLOPS_PER_UNIT)
 
 
 def _matrix_desc(shape: tuple[int, int], strides: tuple[int, int]) -> tuple[bool, int] | None:
@@ -179,7 +182,7 @@ def lower_matmul(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Valu
     fb, b_off, b_t, b_ld = _operand(ctx, sb, batch)
     fc, c_off, c_t, c_ld = _operand(ctx, c_view, batch, need_plain=True)
     dims = ctx.const(np.array([m, n, k], np.int64), "dims")
-    work = 2 * count * m * n * max(k, 1)
+    work = 2 * count * m * n * max(k, 1) // FLOPS_PER_UNIT
     epi = Epilogue(stages, n)
     codes, vecs = epi.slots(ctx)
     if is_float:
@@ -232,7 +235,7 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
     is_float = out_value.type.dtype.name == "f32"
     if stages and not is_float:
         raise ctx.fail("epilogues need f32")
-    work = 2 * nb * co * p * cg * kh * kw
+    work = 2 * nb * co * p * cg * kh * kw // FLOPS_PER_UNIT
     pointwise = kh == kw == 1 and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
     src = ctx.arg(x)
     groups = a["groups"]

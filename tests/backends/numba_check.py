@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.testing import assert_allclose, assert_array_equal
 from tensorsmith.backends import reference
+from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD
 from tensorsmith.ir import Graph, GraphBuilder, dtype_from_numpy
 from tensorsmith.runtime.numba_exec import NumbaExecutable
 
@@ -35,8 +36,12 @@ def op_graph(op: str, *arrays: Any, consts: tuple[int, ...] = (), **attrs: Any) 
 
 
 def check(graph: Graph, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-6,
-          thresholds: tuple[int, ...] = (SERIAL, PARALLEL), exact: bool = False) -> dict[str, np.ndarray]:
-    """Run `graph` on the reference backend and on Numba (serial and parallel twins); assert they agree."""
+          thresholds: tuple[int, ...] = (DEFAULT_PARALLEL_THRESHOLD,), exact: bool = False) -> dict[str, np.ndarray]:
+    """Run `graph` on the reference backend and on Numba (once per parallel threshold); assert they agree.
+
+    Small test tensors run the serial twins at the default threshold; test_numba_parallel.py runs
+    every kernel's parallel twin (compiling both twins for every case would triple compile time).
+    """
     ref = reference.run(graph, feeds)
     got: dict[str, np.ndarray] = {}
     for th in thresholds:

@@ -10,7 +10,7 @@ from tensorsmith.ir import Graph, GraphBuilder, Node, Value, f16, f32
 from tensorsmith.runtime.numba_exec import NumbaExecutable
 
 from ..strategies import random_graphs
-from .numba_check import PARALLEL, SERIAL, check
+from .numba_check import check
 
 RNG = np.random.default_rng(13)
 CORE_OPS = [
@@ -130,4 +130,4 @@ OPS = set(NUMBA_LOWERINGS)
 @given(case=random_graphs(max_nodes=10, ops=OPS))
 def test_random_graphs_match_the_reference(case: tuple[Graph, dict[str, np.ndarray]]) -> None:
     graph, feeds = case
-    check(graph, feeds, rtol=2e-4, atol=2e-4, thresholds=(SERIAL, PARALLEL))
+    check(graph, feeds, rtol=2e-4, atol=2e-4)
