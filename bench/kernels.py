@@ -6,9 +6,9 @@
 Sections: gemm (fp32 GEMM and fused bias+GELU vs numpy/OpenBLAS and ONNX Runtime), conv (ResNet-50
 layer shapes vs PyTorch), dispatch (per-node overhead on a 200-node chain of tiny ops), arena
 (arena size vs the naive sum of intermediates), models (whole models vs the numpy reference backend
-and ONNX Runtime). Every figure is a median over --repeats runs after warm-up; peers of one row are
-timed interleaved, so ratios compare like with like on a noisy machine. JIT compile time is reported
-apart (first compile and cached compile) and never enters a timing.
+and ONNX Runtime). Every figure is a median over --repeats runs after warm-up, all peers of a row
+measured in the same run, each implementation in its own block (see `medians`). JIT compile time is
+reported apart and never enters a timing.
 """
 
 from __future__ import annotations
@@ -43,16 +43,24 @@ def has(module: str) -> bool:
 
 
 def medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each callable, timed interleaved (one run of each per round)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
+    """Median seconds of each callable over `repeats` runs after warm-up.
+
+    Each implementation is timed in its own block (two rounds, the second in reverse order, a
+    short pause before each block): numpy's OpenBLAS, ONNX Runtime, PyTorch and Numba each keep
+    their worker threads spinning for a while after a call, and timing them back to back would
+    make each pay for the other's spinning threads on a 2-core machine.
+    """
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    order = list(fns)
+    for rnd in range(2):
+        for k in order if rnd == 0 else order[::-1]:
+            time.sleep(0.2)
+            for _ in range(warmup):
+                fns[k]()
+            for _ in range(max(1, (repeats + 1 - rnd) // 2)):
+                t0 = time.perf_counter()
+                fns[k]()
+                times[k].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 

@@ -8,10 +8,12 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.nn import conv_out
+from . import k_ukernel
 from .fusion import FusedGroup, Stage, describe, is_gemm_like
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
 from .k_gemm import ADD_RES, ADD_VEC, DIV_VEC, GELU, GELU_TANH, MUL_VEC, RELU, bmm_loops, bmm_sgemm, gemm
+from .k_ukernel import gemm_packed, pack_weights, scratch_per_tile
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
@@ -65,6 +67,33 @@ def gemm_tiles(m: int, n: int, threads: int, parallel: bool, w_is_nk: bool) -> t
     return rows if (m1 >= threads and min(rows) >= min(cols)) else cols
 
 
+def packed_tiles(m: int, panels: int, threads: int, parallel: bool) -> tuple[int, int]:
+    """(rows, NR-panels) per work item of the packed GEMM: an A block of at most 256 rows stays in L2."""
+    mr = k_ukernel.MR
+    if not parallel or threads <= 1:
+        return max(1, min(m, 256)), max(panels, 1)
+    if m <= 256 and panels >= threads:
+        return max(m, 1), cdiv(panels, threads)
+    return max(1, min(cdiv(cdiv(m, threads), mr) * mr, 256)), max(panels, 1)
+
+
+def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[int, int, int],
+                 stages: list[Stage], epi: Epilogue, res: int, name: str) -> None:
+    """The micro-kernel GEMM with weights packed now, at compile time."""
+    m, n_out, k = dims
+    packed = ctx.const(pack_weights(np.ascontiguousarray(w_nk, np.float32)), f"{name}.packed")
+    panels = ctx.slots[packed].shape[0]
+    work = 2 * m * n_out * max(k, 1) // FLOPS_PER_UNIT
+    par = ctx.parallel(work)
+    tm, tnp = packed_tiles(m, panels, ctx.threads, par)
+    items = cdiv(m, tm) * cdiv(panels, tnp)
+    scratch = ctx.buffer((items * scratch_per_tile(tm),), np.dtype(np.float32), f"{name}.packA")
+    codes, vecs = epi.slots(ctx)
+    label = "gemm_uk" + ("+" + "+".join(s.kind.replace("_vec", "") for s in stages) if stages else "")
+    ctx.emit(label, gemm_packed, x, packed, out, Lit(tm), Lit(tnp), scratch, codes, vecs, res,
+             writes=(out, scratch), work=work)
+
+
 def lower_linear(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value) -> None:
     """linear(x, W, b) or a 2-D-operand matmul, with `stages` applied to its [M, N] output."""
     x, wv = node.inputs[0], node.inputs[1]
@@ -87,8 +116,15 @@ def lower_linear(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Valu
         _int_product(ctx, node, x, w, w_is_nk, out, (m, n_out, k))
     elif m * n_out:
         epi = Epilogue(stages, n_out)
-        codes, vecs = epi.slots(ctx)
         res = ctx.reshaped(ctx.arg(epi.residual), (m, n_out)) if epi.residual is not None else _dummy(ctx, 2)
+        if k_ukernel.AVAILABLE and wv.is_constant and m >= 4 and k > 0:
+            w_nk = wv.data if node.op == "linear" else wv.data.T
+            _emit_packed(ctx, ctx.reshaped(ctx.arg(x), (m, k)), w_nk, ctx.reshaped(out, (m, n_out)),
+                         (m, n_out, k), stages, epi, res, wv.name)
+            if bias_value is not None:
+                emit_binary(ctx, "add", out, ctx.arg(bias_value), out)
+            return
+        codes, vecs = epi.slots(ctx)
         work = 2 * m * n_out * max(k, 1) // FLOPS_PER_UNIT
         par = ctx.parallel(work, needs_blas=True)
         tm, tn = gemm_tiles(m, n_out, ctx.threads, par, w_is_nk)

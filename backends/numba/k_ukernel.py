@@ -1,0 +1,181 @@
+"""A register-blocked fp32 GEMM micro-kernel in LLVM IR, and the packed GEMM built on it.
+
+The micro-kernel computes an MR x NR block of C from a packed A panel (MR values per k) and a
+packed B panel (NR values per k) with vector FMAs held in registers: 12 x 32 on AVX-512 hosts
+(24 zmm accumulators), 6 x 16 on AVX2 + FMA hosts (12 ymm). Weights (constant B) are packed once
+at compile time; activations (A) are packed per K block into scratch by each work item. The
+driver follows BLIS's loop order (K block, then N panels, then M panels) inside an outer
+`prange` over (row block, column block) tiles, with the fused epilogue applied per row of a tile.
+On hosts without FMA, `AVAILABLE` is False and GEMMs go through BLAS instead.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
+
+from .jit import subkernel, twin
+from .k_gemm import epi_row
+
+_FEATURES = llvm.get_host_cpu_features()
+VW = 16 if _FEATURES.get("avx512f") else 8
+"""Vector width in floats: 16 with AVX-512, 8 with AVX2."""
+MR = 12 if VW == 16 else 6
+NR = 2 * VW
+KC = 256
+"""K block: an A panel (MR x KC) and a B panel (KC x NR) stay in L1 while a block is computed."""
+AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATURES.get("avx512f"))
+
+
+@intrinsic
+def ukernel(typingctx, kc, a, a_off, b, b_off, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
+    """C[MR, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] @ B panel [kc][NR] in registers."""
+    sig = types.void(kc, a, a_off, b, b_off, c, c_off, ldc, accumulate)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        st = signature.args
+        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+        vt = ir.VectorType(f32, VW)
+
+        def base(idx):  # type: ignore[no-untyped-def]
+            arr = context.make_array(st[idx])(context, builder, args[idx])
+            return builder.gep(arr.data, [context.cast(builder, args[idx + 1], st[idx + 1], types.intp)])
+
+        pa, pb, pc = base(1), base(3), base(5)
+        kcv = context.cast(builder, args[0], st[0], types.intp)
+        ldc_v = context.cast(builder, args[7], st[7], types.intp)
+        name = f"llvm.fma.v{VW}f32"
+        fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                                                              name=name)
+        zero = ir.Constant(vt, [0.0] * VW)
+        undef = ir.Constant(vt, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, VW), [0] * VW)
+        pre = builder.block
+        loop, done = builder.append_basic_block("uk_loop"), builder.append_basic_block("uk_done")
+        builder.cbranch(builder.icmp_signed(">", kcv, ir.Constant(i64, 0)), loop, done)
+        builder.position_at_end(loop)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        accs = []
+        for _ in range(MR * 2):
+            p = builder.phi(vt)
+            p.add_incoming(zero, pre)
+            accs.append(p)
+        bptr = builder.gep(pb, [builder.mul(k, ir.Constant(i64, NR))])
+        bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()), align=4)
+                for j in range(2)]
+        aptr = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
+        new = []
+        for i in range(MR):
+            s = builder.load(builder.gep(aptr, [ir.Constant(i64, i)]), align=4)
+            sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+            for j in range(2):
+                new.append(builder.call(fma, [sv, bvec[j], accs[i * 2 + j]]))
+        kn = builder.add(k, ir.Constant(i64, 1))
+        last = builder.block
+        k.add_incoming(kn, last)
+        for p, nv in zip(accs, new):
+            p.add_incoming(nv, last)
+        builder.cbranch(builder.icmp_signed("<", kn, kcv), loop, done)
+        builder.position_at_end(done)
+        fins = []
+        for idx in range(MR * 2):  # every phi first: LLVM wants them at the top of the block
+            fin = builder.phi(vt)
+            fin.add_incoming(zero, pre)
+            fin.add_incoming(new[idx], last)
+            fins.append(fin)
+        acc_flag = context.cast(builder, args[8], st[8], types.boolean)
+        for i in range(MR):
+            row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
+            for j in range(2):
+                fin = fins[i * 2 + j]
+                ptr = builder.bitcast(builder.gep(row, [ir.Constant(i64, j * VW)]), vt.as_pointer())
+                old = builder.load(ptr, align=4)
+                builder.store(builder.select(acc_flag, builder.fadd(fin, old), fin), ptr, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """W [N, K] (a linear weight, B = W^T) as NR-column panels [ceil(N/NR), K, NR], zero-padded."""
+    n, k = w.shape
+    panels = -(-n // NR)
+    out = np.zeros((panels, k, NR), np.float32)
+    for p in range(panels):
+        blk = w[p * NR:(p + 1) * NR]
+        out[p, :, :blk.shape[0]] = blk.T
+    return out
+
+
+@subkernel
+def pack_rows(x, m0, m1, k0, kc, ap):  # type: ignore[no-untyped-def]
+    """Pack rows m0..m1 (zero-padded to MR) and columns k0..k0+kc of x into MR-row panels ap[p][k][i]."""
+    panels = (m1 - m0 + MR - 1) // MR
+    for mp in range(panels):
+        for i in range(MR):
+            r = m0 + mp * MR + i
+            base = mp * kc * MR + i
+            if r < m1:
+                xr = x[r, k0:k0 + kc]
+                for kk in range(kc):
+                    ap[base + kk * MR] = xr[kk]
+            else:
+                for kk in range(kc):
+                    ap[base + kk * MR] = 0.0
+
+
+def scratch_per_tile(tm: int) -> int:
+    """Floats of scratch one work item of `gemm_packed` needs for tiles of tm rows."""
+    return -(-tm // MR) * MR * KC + MR * NR
+
+
+@twin
+def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, res):  # type: ignore[no-untyped-def]
+    """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns."""
+    m_all, k_all = x.shape
+    n_all = out.shape[1]
+    panels = bp.shape[0]
+    gm = (m_all + tm - 1) // tm
+    gn = (panels + tnp - 1) // tnp
+    per = ((tm + MR - 1) // MR) * MR * KC + MR * NR
+    for t in prange(gm * gn):
+        i = t // gn
+        jj = t - i * gn
+        m0 = i * tm
+        m1 = min(m_all, m0 + tm)
+        p0 = jj * tnp
+        p1 = min(panels, p0 + tnp)
+        ap = scratch[t * per:t * per + per - MR * NR]
+        ctmp = scratch[t * per + per - MR * NR:t * per + per]
+        nmp = (m1 - m0 + MR - 1) // MR
+        if k_all == 0:
+            for r in range(m0, m1):
+                out[r][p0 * NR:min(n_all, p1 * NR)] = 0
+        for pc in range(0, k_all, KC):
+            kc = min(KC, k_all - pc)
+            pack_rows(x, m0, m1, pc, kc, ap)
+            for p in range(p0, p1):
+                n0 = p * NR
+                nw = min(NR, n_all - n0)
+                for mp in range(nmp):
+                    r0 = m0 + mp * MR
+                    mw = min(MR, m1 - r0)
+                    if mw == MR and nw == NR:
+                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, out, r0 * n_all + n0, n_all, pc > 0)
+                    else:
+                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, ctmp, 0, NR, False)
+                        for r in range(mw):
+                            o = out[r0 + r]
+                            for c in range(nw):
+                                o[n0 + c] = o[n0 + c] + ctmp[r * NR + c] if pc > 0 else ctmp[r * NR + c]
+        if stages.shape[0] > 0:
+            c0 = p0 * NR
+            c1 = min(n_all, p1 * NR)
+            for r in range(m0, m1):
+                rr = min(r, res.shape[0] - 1)
+                row = out[r][c0:c1]
+                epi_row(row, row, False, stages, vecs, c0, -1, res[rr][c0:c1])
