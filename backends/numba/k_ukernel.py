@@ -31,9 +31,9 @@ AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATUR
 
 
 @intrinsic
-def ukernel(typingctx, kc, a, a_off, b, b_off, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
-    """C[MR, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] @ B panel [kc][NR] in registers."""
-    sig = types.void(kc, a, a_off, b, b_off, c, c_off, ldc, accumulate)
+def ukernel(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
+    """C[MR, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] @ B rows [kc][NR] (row stride ldb)."""
+    sig = types.void(kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
@@ -44,9 +44,10 @@ def ukernel(typingctx, kc, a, a_off, b, b_off, c, c_off, ldc, accumulate):  # ty
             arr = context.make_array(st[idx])(context, builder, args[idx])
             return builder.gep(arr.data, [context.cast(builder, args[idx + 1], st[idx + 1], types.intp)])
 
-        pa, pb, pc = base(1), base(3), base(5)
+        pa, pb, pc = base(1), base(3), base(6)
         kcv = context.cast(builder, args[0], st[0], types.intp)
-        ldc_v = context.cast(builder, args[7], st[7], types.intp)
+        ldb_v = context.cast(builder, args[5], st[5], types.intp)
+        ldc_v = context.cast(builder, args[8], st[8], types.intp)
         name = f"llvm.fma.v{VW}f32"
         fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
                                                               name=name)
@@ -64,7 +65,7 @@ def ukernel(typingctx, kc, a, a_off, b, b_off, c, c_off, ldc, accumulate):  # ty
             p = builder.phi(vt)
             p.add_incoming(zero, pre)
             accs.append(p)
-        bptr = builder.gep(pb, [builder.mul(k, ir.Constant(i64, NR))])
+        bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
         bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()), align=4)
                 for j in range(2)]
         aptr = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
@@ -87,7 +88,7 @@ def ukernel(typingctx, kc, a, a_off, b, b_off, c, c_off, ldc, accumulate):  # ty
             fin.add_incoming(zero, pre)
             fin.add_incoming(new[idx], last)
             fins.append(fin)
-        acc_flag = context.cast(builder, args[8], st[8], types.boolean)
+        acc_flag = context.cast(builder, args[9], st[9], types.boolean)
         for i in range(MR):
             row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
             for j in range(2):
@@ -165,9 +166,10 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, res):  # type: ignor
                     r0 = m0 + mp * MR
                     mw = min(MR, m1 - r0)
                     if mw == MR and nw == NR:
-                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, out, r0 * n_all + n0, n_all, pc > 0)
+                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0, n_all,
+                                pc > 0)
                     else:
-                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, ctmp, 0, NR, False)
+                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
                         for r in range(mw):
                             o = out[r0 + r]
                             for c in range(nw):

@@ -12,13 +12,14 @@ from . import k_ukernel
 from .fusion import FusedGroup, Stage, describe, is_gemm_like
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
+from .k_convuk import KC_CONV, conv_shift, pack_conv_weights, padded_image_floats
 from .k_gemm import ADD_RES, ADD_VEC, DIV_VEC, GELU, GELU_TANH, MUL_VEC, RELU, bmm_loops, bmm_sgemm, gemm
 from .k_ukernel import gemm_packed, pack_weights, scratch_per_tile
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
 from .rules_nn import pool_geometry
-from .rules_shape import Transpose
+from .rules_shape import Index, Transpose
 
 FLOPS_PER_UNIT = 32
 """Products count their flops / 32 as work (a GEMM flop costs far less than an elementwise element)."""
@@ -250,6 +251,47 @@ def conv_tiles(n: int, co: int, p: int, threads: int, parallel: bool) -> tuple[i
     return max(pb, 1), max(cdiv(co, gc), 1)
 
 
+def shift_tiles(n: int, co: int, ho: int, threads: int, parallel: bool) -> tuple[int, int]:
+    """(output rows, output channels) per work item of conv_shift: about two items per thread."""
+    mr = k_ukernel.MR
+    cb = min(cdiv(co, mr) * mr, 22 * mr)
+    if not parallel or threads <= 1:
+        return max(ho, 1), cb
+    gr = max(1, min(ho, cdiv(2 * threads, n * cdiv(co, cb))))
+    return cdiv(ho, gr), cb
+
+
+def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
+                     stages: list[Stage], epi: Epilogue, res: int, work: int, pointwise: bool) -> None:
+    """A convolution as shifted GEMMs on the micro-kernel (weights packed now)."""
+    a = node.attrs
+    nb, ci, h, w_in = ctx.slots[src].shape
+    co = w.shape[0]
+    ho, wo = out_hw
+    pt, pl, pb, pr = a["pads"]
+    sh, sw = (1, 1) if pointwise else a["strides"]
+    hq, wq = (h, w_in) if pointwise else (cdiv(h + pt + pb, sh), cdiv(w_in + pl + pr, sw))
+    par = ctx.parallel(work)
+    rb, cb = shift_tiles(nb, co, ho, ctx.threads, par)
+    items = nb * cdiv(ho, rb) * cdiv(co, cb)
+    f32 = np.dtype(np.float32)
+    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32)), f"{node.name}.packed")
+    if pointwise:
+        xpad, ext = ctx.flat_of(src), ctx.flat_of(o3)
+    else:
+        xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
+        ext = ctx.buffer((nb * co * ho * wq,), f32, f"{node.name}.wide")
+    ctmp = ctx.buffer((items * k_ukernel.NR * (k_ukernel.MR + KC_CONV),), f32, f"{node.name}.tile")
+    codes, vecs = epi.slots(ctx)
+    # geo[10]: pack each B panel (contiguous rows) when many output channels reuse it; else read in place
+    geo = np.append(pool_geometry(node, wo, pointwise), int(co >= 192))
+    if pointwise:
+        geo[2:4] = 1
+    label = "conv_uk" + ("+" + describe_stages(stages, None) if stages else "")
+    ctx.emit(label, conv_shift, src, packed, o3, xpad, ext, ctmp, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(cb),
+             codes, vecs, res, writes=(o3, xpad, ext, ctmp), work=work)
+
+
 def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value) -> None:
     """conv2d through tiled im2col + BLAS per group (f32, at least 4 input channels per group) or direct loops."""
     x, wv = node.inputs[0], node.inputs[1]
@@ -275,6 +317,17 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
     pointwise = kh == kw == 1 and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
     src = ctx.arg(x)
     groups = a["groups"]
+    one_by_one = kh == kw == 1 and not any(a["pads"])
+    if is_float and groups == 1 and wv.is_constant and k_ukernel.AVAILABLE and ci >= 8:
+        if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
+            sh, sw = a["strides"]
+            sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
+                                       slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
+            src = ctx.arg(sub)
+        _emit_conv_shift(ctx, node, src, wv.data, o3, (ho, wo), stages, epi, res, work, one_by_one)
+        if bias_value is not None:
+            emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), (1, co, 1, 1)), out)
+        return
     if is_float and (groups == 1 or cg >= 4):
         rows = cg * kh * kw
         wm = (ctx.const(wv.data.reshape(co, rows), f"{wv.name}.mat") if wv.is_constant

@@ -130,3 +130,20 @@ def test_integer_conv2d(dtype: type) -> None:
     x = RNG.integers(-3, 3, (1, 2, 5, 5)).astype(dtype)
     w = RNG.integers(-3, 3, (3, 2, 3, 3)).astype(dtype)
     check_op("conv2d", x, w, consts=(1,), pads=(1, 1, 1, 1), exact=True)
+
+
+@pytest.mark.parametrize(("xs", "ws", "strides", "pads", "dil"), [
+    ((2, 16, 11, 9), (13, 16, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 12, 10, 13), (30, 12, 5, 3), (1, 2), (2, 0, 1, 3), (2, 1)),
+    ((1, 9, 17, 17), (7, 9, 7, 7), (3, 3), (3, 3, 3, 3), (1, 1)),
+    ((3, 20, 6, 5), (25, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
+    ((1, 24, 9, 7), (200, 24, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+])
+def test_conv2d_on_the_micro_kernel(xs: tuple, ws: tuple, strides: tuple, pads: tuple, dil: tuple) -> None:
+    """Shapes wide enough (>= 8 input channels) for the shifted-GEMM convolution, with and without fusion."""
+    b = GraphBuilder("conv_uk")
+    x = b.input("x", f32[xs])
+    c = b.conv2d(x, _u(*ws), _u(ws[0]), strides=strides, pads=pads, dilations=dil)
+    y = b.relu(b.batchnorm(c, _u(ws[0]) + 2, _u(ws[0]), _u(ws[0]), np.abs(_u(ws[0])) + 0.5))
+    b.output(y, b.conv2d(x, _u(*ws), strides=strides, pads=pads, dilations=dil))
+    check(b.build(), {"x": _u(*xs)}, rtol=1e-4, atol=1e-4)

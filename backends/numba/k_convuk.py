@@ -1,0 +1,171 @@
+"""Convolution on the GEMM micro-kernel, without im2col.
+
+With the input zero-padded (stride 1), output pixel (oh, ow) of tap (i, j) reads padded pixel
+(oh + i*dh, ow + j*dw): over the "wide" output of Ho x Wp pixels (Wp - Wo junk columns per row), tap
+(i, j) is a GEMM whose B rows are channel planes of the padded input shifted by i*dh*Wp + j*dw.
+Strides are handled by splitting each padded plane into stride phases, each again a shifted GEMM.
+The kernel accumulates the kh*kw taps per output tile with pre-packed weights, packing one B panel
+(KC x NR) at a time, then the epilogue writes the valid columns into the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import subkernel, twin
+from .k_gemm import epi_row
+from .k_ukernel import MR, NR, ukernel
+
+KC_CONV = 256
+
+
+def pack_conv_weights(w: np.ndarray) -> np.ndarray:
+    """w [Co, Ci, kh, kw] as [kh*kw, ceil(Co/MR), Ci, MR] MR-row panels per tap, zero-padded."""
+    co, ci, kh, kw = w.shape
+    panels = -(-co // MR)
+    out = np.zeros((kh * kw, panels, ci, MR), np.float32)
+    for t in range(kh * kw):
+        wt = w[:, :, t // kw, t % kw]  # [Co, Ci]
+        for p in range(panels):
+            blk = wt[p * MR:(p + 1) * MR]
+            out[t, p, :, :blk.shape[0]] = blk.T
+    return out
+
+
+def padded_image_floats(ci: int, sh: int, sw: int, hq: int, wq: int) -> int:
+    """Floats of one image's phase planes in the scratch, with room for the widest shifted read."""
+    return ci * sh * sw * hq * wq + 2 * wq + 2 * NR
+
+
+@subkernel
+def _phase_planes(src, dst, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
+    """dst[(ph*sw + pw)*hq*wq + a*wq + b] = zero-padded src[a*sh + ph - pt, b*sw + pw - pl]."""
+    h, w = src.shape
+    for ph in range(sh):
+        for pw in range(sw):
+            base = (ph * sw + pw) * hq * wq
+            for a in range(hq):
+                row = dst[base + a * wq:base + (a + 1) * wq]
+                ih = a * sh + ph - pt
+                if ih < 0 or ih >= h:
+                    for b in range(wq):
+                        row[b] = 0.0
+                    continue
+                s = src[ih]
+                lo = max(0, (pl - pw + sw - 1) // sw)
+                hi = min(wq, (w - 1 + pl - pw) // sw + 1) if w - 1 + pl - pw >= 0 else 0
+                hi = max(hi, lo)
+                for b in range(lo):
+                    row[b] = 0.0
+                if sw == 1:
+                    seg = row[lo:hi]
+                    part = s[lo + pw - pl:hi + pw - pl]
+                    for b in range(hi - lo):
+                        seg[b] = part[b]
+                else:
+                    for b in range(lo, hi):
+                        row[b] = s[b * sw + pw - pl]
+                for b in range(hi, wq):
+                    row[b] = 0.0
+
+
+@twin
+def conv_shift(x, ap, out, xpad, ext, ctmp, geo, hq, wq, rb, cb, stages, vecs, res):  # type: ignore[no-untyped-def]
+    """conv2d, groups 1, f32, any stride/dilation: out [N, Co, Ho*Wo]; ap from pack_conv_weights.
+
+    Each input channel is split into sh*sw phase planes (hq x wq, zero-padded): tap (i, j) then reads
+    phase ((i*dh) % sh, (j*dw) % sw) shifted by ((i*dh) // sh, (j*dw) // sw), a stride-1 shifted GEMM
+    over the "wide" output of Ho x wq pixels. xpad: N images of phase planes; ext: N * Co * Ho * wq
+    floats; ctmp: MR*NR + KC*NR floats per work item (a C tile and a packed B panel). Work items are
+    (image, block of rb output rows, block of cb output channels); cb must be a multiple of MR. A
+    pointwise convolution (geo[9] == 1) passes x itself (flat) as xpad and the output (flat) as ext.
+    geo[10] == 1 packs every B panel before use; otherwise B rows are read in place (row stride one
+    channel) and only partial panels are packed.
+    """
+    nb, ci_all, h_in, w_in = x.shape
+    co_all = out.shape[1]
+    kh, kw, sh, sw, pt, pl, dh, dw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7]
+    w_out = geo[8]
+    h_out = out.shape[2] // max(w_out, 1)
+    plane = hq * wq
+    chan = sh * sw * plane
+    pointwise = geo[9] == 1
+    pack = geo[10] == 1
+    img = ci_all * chan if pointwise else ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
+    if not pointwise:
+        for t in prange(nb * ci_all):
+            n = t // ci_all
+            c = t - n * ci_all
+            _phase_planes(x[n, c], xpad[n * img + c * chan:n * img + (c + 1) * chan], sh, sw, pt, pl, hq, wq)
+        for n in range(nb):
+            for q in range(n * img + ci_all * chan, (n + 1) * img):
+                xpad[q] = 0.0
+    wide = h_out * wq
+    npm = ap.shape[1]
+    gr = (h_out + rb - 1) // rb
+    gc = (co_all + cb - 1) // cb
+    per = MR * NR + KC_CONV * NR
+    for t in prange(nb * gr * gc):
+        n = t // (gr * gc)
+        rest = t - n * gr * gc
+        ir = rest // gc
+        ic = rest - ir * gc
+        r0 = ir * rb
+        r1 = min(h_out, r0 + rb)
+        c0 = ic * cb
+        c1 = min(co_all, c0 + cb)
+        q0 = r0 * wq
+        q1 = r1 * wq
+        tmp = ctmp[t * per:t * per + MR * NR]
+        bp = ctmp[t * per + MR * NR:(t + 1) * per]
+        for tap in range(kh * kw):
+            ri = (tap // kw) * dh
+            cj = (tap % kw) * dw
+            shift = ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
+            for pc in range(0, ci_all, KC_CONV):
+                kc = min(KC_CONV, ci_all - pc)
+                first = tap == 0 and pc == 0
+                for q in range(q0, q1, NR):
+                    qw = min(NR, q1 - q)
+                    b_src = xpad
+                    b_off = n * img + pc * chan + shift + q
+                    b_ld = chan
+                    if pack or qw < NR:  # pack the B panel: kc rows of NR pixels, contiguous
+                        for kk in range(kc):
+                            row = bp[kk * NR:(kk + 1) * NR]
+                            src = xpad[b_off + kk * chan:b_off + kk * chan + qw]
+                            for z in range(qw):
+                                row[z] = src[z]
+                            for z in range(qw, NR):
+                                row[z] = 0.0
+                        b_src = bp
+                        b_off = 0
+                        b_ld = NR
+                    for mp in range(c0 // MR, (c1 + MR - 1) // MR):
+                        cr = mp * MR
+                        cw = min(MR, c1 - cr)
+                        a_off = ((tap * npm + mp) * ci_all + pc) * MR
+                        c_off = (n * co_all + cr) * wide + q
+                        if cw == MR and qw == NR:
+                            ukernel(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, not first)
+                        else:
+                            ukernel(kc, ap, a_off, b_src, b_off, b_ld, tmp, 0, NR, False)
+                            for r in range(cw):
+                                dst = ext[c_off + r * wide:c_off + r * wide + qw]
+                                src = tmp[r * NR:r * NR + qw]
+                                if first:
+                                    for z in range(qw):
+                                        dst[z] = src[z]
+                                else:
+                                    for z in range(qw):
+                                        dst[z] += src[z]
+        for c in range(c0, c1):
+            rn = min(n, res.shape[0] - 1)
+            rc = min(c, res.shape[1] - 1)
+            for oh in range(r0, r1):
+                src = ext[(n * co_all + c) * wide + oh * wq:(n * co_all + c) * wide + oh * wq + w_out]
+                dst = out[n, c, oh * w_out:(oh + 1) * w_out]
+                rrow = res[rn, rc][oh * w_out:(oh + 1) * w_out] if res.shape[2] > 1 else res[rn, rc]
+                if not pointwise or stages.shape[0] > 0:
+                    epi_row(dst, src, not pointwise, stages, vecs, 0, c, rrow)
