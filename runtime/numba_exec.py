@@ -114,7 +114,7 @@ class NumbaExecutable(Executable):
         self._program = program
         self._inputs = [(name, slot) for name, slot in plan.inputs]
         self._allocs = [(s.index, s.shape, s.dtype) for s in plan.slots if s.kind == "output"]
-        self._uses_blas = any(s.kernel.startswith(("gemm", "bmm", "conv_gemm")) for s in plan.steps)
+        self._uses_blas = any(s.blas for s in plan.steps)
 
     # ---- running -------------------------------------------------------------------------
     def _env(self, inputs: Mapping[str, Any]) -> list[Any]:

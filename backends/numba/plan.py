@@ -63,6 +63,7 @@ class Step:
     writes: tuple[int, ...]
     nbytes: int = 0
     is_view: bool = False
+    blas: bool = False
 
     @property
     def slots(self) -> list[int]:
@@ -248,7 +249,11 @@ class LowerCtx:
 
     def emit(self, kernel: str, fn: Twin | Callable[..., Any], *args: Any, writes: Sequence[int],
              work: int = 0, needs_blas: bool = False, name: str | None = None, op: str | None = None) -> Step:
-        """Append a call of `fn` (a Twin picks serial/parallel by `work`) on slot/literal `args`."""
+        """Append a call of `fn` (a Twin picks serial/parallel by `work`) on slot/literal `args`.
+
+        `needs_blas`: the kernel calls BLAS (its parallel twin only runs where BLAS can be held at one
+        thread, and the Executable holds it so while the plan runs).
+        """
         if isinstance(fn, Twin):
             self.twins[fn.name] = fn
             par = self.parallel(work, needs_blas)
@@ -260,7 +265,7 @@ class LowerCtx:
         nbytes = sum(self.slots[s].nbytes for s in slots)
         node = self.node
         step = Step(name or (node.name if node else kernel), op or (node.op if node else kernel), label, callee,
-                    tuple(args), tuple(writes), nbytes)
+                    tuple(args), tuple(writes), nbytes, blas=needs_blas)
         self.steps.append(step)
         return step
 

@@ -1,0 +1,128 @@
+"""Lowering of conv2d, alone or with its epilogue: shifted GEMMs on the micro-kernel, im2col + BLAS, or loops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.graph import Node, Value
+from ...ir.ops.nn import conv_out
+from . import k_ukernel
+from .fusion import Stage
+from .jit import cdiv
+from .k_conv import conv_direct, conv_gemm
+from .k_convuk import KC_CONV, conv_shift, pack_conv_weights, padded_image_floats
+from .plan import Lit, LowerCtx
+from .rules_dense import FLOPS_PER_UNIT, Epilogue, _bias_stage, _dummy, describe_stages
+from .rules_elementwise import emit_binary
+from .rules_nn import pool_geometry
+from .rules_shape import Index
+
+
+def conv_tiles(n: int, co: int, p: int, threads: int, parallel: bool) -> tuple[int, int]:
+    """(pixel block, channel block) of the parallel convolution: about two work items per thread."""
+    if not parallel or threads <= 1:
+        return max(p, 1), max(co, 1)
+    target = 2 * threads
+    gp = min(max(1, p // 64), max(1, cdiv(target, n)))
+    pb = cdiv(p, gp)
+    gc = max(1, target // (n * cdiv(p, pb)))
+    return max(pb, 1), max(cdiv(co, gc), 1)
+
+
+def shift_tiles(n: int, co: int, ho: int, threads: int, parallel: bool) -> tuple[int, int]:
+    """(output rows, output channels) per work item of conv_shift: about two items per thread."""
+    mr = k_ukernel.MR
+    cb = min(cdiv(co, mr) * mr, 22 * mr)
+    if not parallel or threads <= 1:
+        return max(ho, 1), cb
+    gr = max(1, min(ho, cdiv(2 * threads, n * cdiv(co, cb))))
+    return cdiv(ho, gr), cb
+
+
+def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
+                     stages: list[Stage], epi: Epilogue, res: int, work: int, pointwise: bool) -> None:
+    """A convolution as shifted GEMMs on the micro-kernel (weights packed now)."""
+    a = node.attrs
+    nb, ci, h, w_in = ctx.slots[src].shape
+    co = w.shape[0]
+    ho, wo = out_hw
+    pt, pl, pb, pr = a["pads"]
+    sh, sw = (1, 1) if pointwise else a["strides"]
+    hq, wq = (h, w_in) if pointwise else (cdiv(h + pt + pb, sh), cdiv(w_in + pl + pr, sw))
+    par = ctx.parallel(work)
+    rb, cb = shift_tiles(nb, co, ho, ctx.threads, par)
+    items = nb * cdiv(ho, rb) * cdiv(co, cb)
+    f32 = np.dtype(np.float32)
+    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32)), f"{node.name}.packed")
+    if pointwise:
+        xpad, ext = ctx.flat_of(src), ctx.flat_of(o3)
+    else:
+        xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
+        ext = ctx.buffer((nb * co * ho * wq,), f32, f"{node.name}.wide")
+    ctmp = ctx.buffer((items * k_ukernel.NR * (k_ukernel.MR + KC_CONV),), f32, f"{node.name}.tile")
+    codes, vecs = epi.slots(ctx)
+    # geo[10]: pack each B panel (contiguous rows) when many output channels reuse it; else read in place
+    geo = np.append(pool_geometry(node, wo, pointwise), int(co >= 192))
+    if pointwise:
+        geo[2:4] = 1
+    label = "conv_uk" + ("+" + describe_stages(stages, None) if stages else "")
+    ctx.emit(label, conv_shift, src, packed, o3, xpad, ext, ctmp, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(cb),
+             codes, vecs, res, writes=(o3, xpad, ext, ctmp), work=work)
+
+
+def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value) -> None:
+    """conv2d through tiled im2col + BLAS per group (f32, at least 4 input channels per group) or direct loops."""
+    x, wv = node.inputs[0], node.inputs[1]
+    extra, bias_value = _bias_stage(ctx, node.inputs[2] if len(node.inputs) > 2 else None)
+    stages = extra + stages
+    a = node.attrs
+    nb, ci, h, w_in = x.type.shape
+    co, cg, kh, kw = wv.type.shape
+    ho = conv_out(h, kh, a["strides"][0], a["pads"][0], a["pads"][2], a["dilations"][0])
+    wo = conv_out(w_in, kw, a["strides"][1], a["pads"][1], a["pads"][3], a["dilations"][1])
+    p = ho * wo
+    out = ctx.out(out_value)
+    if out_value.type.numel == 0:
+        return
+    o3 = ctx.reshaped(out, (nb, co, p))
+    epi = Epilogue(stages, co)
+    codes, vecs = epi.slots(ctx)
+    res = ctx.reshaped(ctx.arg(epi.residual), (nb, co, p)) if epi.residual is not None else _dummy(ctx, 3)
+    is_float = out_value.type.dtype.name == "f32"
+    if stages and not is_float:
+        raise ctx.fail("epilogues need f32")
+    work = 2 * nb * co * p * cg * kh * kw // FLOPS_PER_UNIT
+    pointwise = kh == kw == 1 and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
+    src = ctx.arg(x)
+    groups = a["groups"]
+    one_by_one = kh == kw == 1 and not any(a["pads"])
+    if is_float and groups == 1 and wv.is_constant and k_ukernel.AVAILABLE and ci >= 8:
+        if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
+            sh, sw = a["strides"]
+            sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
+                                       slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
+            src = ctx.arg(sub)
+        _emit_conv_shift(ctx, node, src, wv.data, o3, (ho, wo), stages, epi, res, work, one_by_one)
+        if bias_value is not None:
+            emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), (1, co, 1, 1)), out)
+        return
+    if is_float and (groups == 1 or cg >= 4):
+        rows = cg * kh * kw
+        wm = (ctx.const(wv.data.reshape(co, rows), f"{wv.name}.mat") if wv.is_constant
+              else ctx.reshaped(ctx.arg(wv), (co, rows)))
+        par = ctx.parallel(work, needs_blas=True)
+        pb, cb = conv_tiles(nb * groups, co // groups, p, ctx.threads, par)
+        items = nb * groups * cdiv(p, pb) * cdiv(co // groups, cb)
+        scratch = ctx.buffer((0 if pointwise else items * rows * pb,), np.dtype(np.float32), f"{node.name}.cols")
+        ctx.emit("conv_gemm" + ("+" + describe_stages(stages, None) if stages else ""), conv_gemm, src, wm, o3,
+                 scratch, Lit(pool_geometry(node, wo, pointwise)), Lit(groups), Lit(pb), Lit(cb), codes, vecs, res,
+                 writes=(out, scratch), work=work, needs_blas=True)
+    else:
+        wslot = ctx.writable_const(wv) if wv.is_constant else ctx.arg(wv)
+        zero = np.zeros(1, out_value.type.dtype.np_dtype)[0]
+        ctx.emit("conv_direct" + ("+" + describe_stages(stages, None) if stages else ""), conv_direct, src, wslot,
+                 o3, Lit(pool_geometry(node, wo)), Lit(a["groups"]), Lit(zero), codes, vecs, res, writes=(out,),
+                 work=work)
+    if bias_value is not None:
+        bshape = (1, co, 1, 1)
+        emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), bshape), out)
