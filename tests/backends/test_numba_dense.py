@@ -147,3 +147,12 @@ def test_conv2d_on_the_micro_kernel(xs: tuple, ws: tuple, strides: tuple, pads: 
     y = b.relu(b.batchnorm(c, _u(ws[0]) + 2, _u(ws[0]), _u(ws[0]), np.abs(_u(ws[0])) + 0.5))
     b.output(y, b.conv2d(x, _u(*ws), strides=strides, pads=pads, dilations=dil))
     check(b.build(), {"x": _u(*xs)}, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(37, 613, 45), (130, 300, 70), (4, 257, 33), (300, 512, 1)])
+def test_linear_with_several_k_blocks_and_partial_tiles(m: int, k: int, n: int) -> None:
+    b = GraphBuilder("deep")
+    x = b.input("x", f32[m, k])
+    r = b.input("r", f32[m, n])
+    b.output(b.gelu(b.add(b.linear(x, _u(n, k), _u(n)), r)))
+    check(b.build(), {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4)
