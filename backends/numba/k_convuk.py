@@ -20,10 +20,18 @@ from .k_ukernel import MR, NR, ukernel
 KC_CONV = 256
 
 
-def pack_conv_weights(w: np.ndarray) -> np.ndarray:
-    """w [Co, Ci, kh, kw] as [kh*kw, ceil(Co/MR), Ci, MR] MR-row panels per tap, zero-padded."""
+def pack_conv_weights(w: np.ndarray, merged: bool = False) -> np.ndarray:
+    """w [Co, Ci, kh, kw] as MR-row panels: [kh*kw, ceil(Co/MR), Ci, MR] per tap, or with `merged`
+    [1, ceil(Co/MR), kh*kw*Ci, MR] over (tap, channel) pairs; zero-padded rows."""
     co, ci, kh, kw = w.shape
     panels = -(-co // MR)
+    if merged:
+        wk = w.transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # k = tap * Ci + ci
+        out = np.zeros((1, panels, kh * kw * ci, MR), np.float32)
+        for p in range(panels):
+            blk = wk[p * MR:(p + 1) * MR]
+            out[0, p, :, :blk.shape[0]] = blk.T
+        return out
     out = np.zeros((kh * kw, panels, ci, MR), np.float32)
     for t in range(kh * kw):
         wt = w[:, :, t // kw, t % kw]  # [Co, Ci]
@@ -70,8 +78,39 @@ def _phase_planes(src, dst, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-
                     row[b] = 0.0
 
 
+@subkernel
+def _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, first, tmp, cw, qw):  # type: ignore[no-untyped-def]
+    """One micro-tile: ext[MR rows at c_off, row stride wide] (+)= A panel @ B panel; partial tiles via tmp."""
+    if cw == MR and qw == NR:
+        ukernel(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, not first)
+        return
+    ukernel(kc, ap, a_off, b_src, b_off, b_ld, tmp, 0, NR, False)
+    for r in range(cw):
+        dst = ext[c_off + r * wide:c_off + r * wide + qw]
+        src = tmp[r * NR:r * NR + qw]
+        if first:
+            for z in range(qw):
+                dst[z] = src[z]
+        else:
+            for z in range(qw):
+                dst[z] += src[z]
+
+
+@subkernel
+def _pack_panel(xpad, offs, kc, qw, bp):  # type: ignore[no-untyped-def]
+    """bp[kk][0:NR] = xpad[offs[kk]:offs[kk] + qw], zero-padded to NR, for kk < kc."""
+    for kk in range(kc):
+        row = bp[kk * NR:(kk + 1) * NR]
+        src = xpad[offs[kk]:offs[kk] + qw]
+        for z in range(qw):
+            row[z] = src[z]
+        for z in range(qw, NR):
+            row[z] = 0.0
+
+
 @twin
-def conv_shift(x, ap, out, xpad, ext, ctmp, geo, hq, wq, rb, cb, stages, vecs, res):  # type: ignore[no-untyped-def]
+def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages,  # type: ignore[no-untyped-def]
+               vecs, res):
     """conv2d, groups 1, f32, any stride/dilation: out [N, Co, Ho*Wo]; ap from pack_conv_weights.
 
     Each input channel is split into sh*sw phase planes (hq x wq, zero-padded): tap (i, j) then reads
@@ -80,8 +119,10 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, geo, hq, wq, rb, cb, stages, vecs, r
     floats; ctmp: MR*NR + KC*NR floats per work item (a C tile and a packed B panel). Work items are
     (image, block of rb output rows, block of cb output channels); cb must be a multiple of MR. A
     pointwise convolution (geo[9] == 1) passes x itself (flat) as xpad and the output (flat) as ext.
-    geo[10] == 1 packs every B panel before use; otherwise B rows are read in place (row stride one
-    channel) and only partial panels are packed.
+    geo[10] == 1 packs every B panel before use; 0 reads B rows in place (row stride one channel)
+    and packs only partial panels; 2 ("merged") treats the (tap, channel) pairs as one K dimension,
+    packing each B panel from the shifted planes (im2col per panel) with weights from
+    pack_conv_weights(w, merged=True). offsets: KC int64 per work item.
     """
     nb, ci_all, h_in, w_in = x.shape
     co_all = out.shape[1]
@@ -92,6 +133,7 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, geo, hq, wq, rb, cb, stages, vecs, r
     chan = sh * sw * plane
     pointwise = geo[9] == 1
     pack = geo[10] == 1
+    merged = geo[10] == 2
     img = ci_all * chan if pointwise else ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
     if not pointwise:
         for t in prange(nb * ci_all):
@@ -119,47 +161,47 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, geo, hq, wq, rb, cb, stages, vecs, r
         q1 = r1 * wq
         tmp = ctmp[t * per:t * per + MR * NR]
         bp = ctmp[t * per + MR * NR:(t + 1) * per]
-        for tap in range(kh * kw):
-            ri = (tap // kw) * dh
-            cj = (tap % kw) * dw
-            shift = ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
-            for pc in range(0, ci_all, KC_CONV):
-                kc = min(KC_CONV, ci_all - pc)
-                first = tap == 0 and pc == 0
+        offs = offsets[t * KC_CONV:(t + 1) * KC_CONV]
+        k_total = kh * kw * ci_all
+        if merged:  # K = (tap, channel) pairs: im2col on the fly, one B panel at a time
+            for pc in range(0, k_total, KC_CONV):
+                kc = min(KC_CONV, k_total - pc)
                 for q in range(q0, q1, NR):
                     qw = min(NR, q1 - q)
-                    b_src = xpad
-                    b_off = n * img + pc * chan + shift + q
-                    b_ld = chan
-                    if pack or qw < NR:  # pack the B panel: kc rows of NR pixels, contiguous
-                        for kk in range(kc):
-                            row = bp[kk * NR:(kk + 1) * NR]
-                            src = xpad[b_off + kk * chan:b_off + kk * chan + qw]
-                            for z in range(qw):
-                                row[z] = src[z]
-                            for z in range(qw, NR):
-                                row[z] = 0.0
-                        b_src = bp
-                        b_off = 0
-                        b_ld = NR
+                    for kk in range(kc):
+                        tap = (pc + kk) // ci_all
+                        ci = pc + kk - tap * ci_all
+                        ri = (tap // kw) * dh
+                        cj = (tap % kw) * dw
+                        offs[kk] = (n * img + ci * chan + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq
+                                    + cj // sw + q)
+                    _pack_panel(xpad, offs, kc, qw, bp)
                     for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                        cr = mp * MR
-                        cw = min(MR, c1 - cr)
-                        a_off = ((tap * npm + mp) * ci_all + pc) * MR
-                        c_off = (n * co_all + cr) * wide + q
-                        if cw == MR and qw == NR:
-                            ukernel(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, not first)
-                        else:
-                            ukernel(kc, ap, a_off, b_src, b_off, b_ld, tmp, 0, NR, False)
-                            for r in range(cw):
-                                dst = ext[c_off + r * wide:c_off + r * wide + qw]
-                                src = tmp[r * NR:r * NR + qw]
-                                if first:
-                                    for z in range(qw):
-                                        dst[z] = src[z]
-                                else:
-                                    for z in range(qw):
-                                        dst[z] += src[z]
+                        _mma(kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext, (n * co_all + mp * MR) * wide + q,
+                             wide, pc == 0, tmp, min(MR, c1 - mp * MR), qw)
+        else:  # one shifted GEMM per tap
+            for tap in range(kh * kw):
+                ri = (tap // kw) * dh
+                cj = (tap % kw) * dw
+                shift = ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
+                for pc in range(0, ci_all, KC_CONV):
+                    kc = min(KC_CONV, ci_all - pc)
+                    first = tap == 0 and pc == 0
+                    for q in range(q0, q1, NR):
+                        qw = min(NR, q1 - q)
+                        b_src = xpad
+                        b_off = n * img + pc * chan + shift + q
+                        b_ld = chan
+                        if pack or qw < NR:  # pack the B panel: kc rows of NR pixels, contiguous
+                            for kk in range(kc):
+                                offs[kk] = b_off + kk * chan
+                            _pack_panel(xpad, offs, kc, qw, bp)
+                            b_src = bp
+                            b_off = 0
+                            b_ld = NR
+                        for mp in range(c0 // MR, (c1 + MR - 1) // MR):
+                            _mma(kc, ap, ((tap * npm + mp) * ci_all + pc) * MR, b_src, b_off, b_ld, ext,
+                                 (n * co_all + mp * MR) * wide + q, wide, first, tmp, min(MR, c1 - mp * MR), qw)
         for c in range(c0, c1):
             rn = min(n, res.shape[0] - 1)
             rc = min(c, res.shape[1] - 1)

@@ -53,7 +53,11 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     rb, cb = shift_tiles(nb, co, ho, ctx.threads, par)
     items = nb * cdiv(ho, rb) * cdiv(co, cb)
     f32 = np.dtype(np.float32)
-    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32)), f"{node.name}.packed")
+    # geo[10]: 0 read B rows in place, 1 pack B panels (many output channels reuse each), 2 merge the
+    # taps into one K (few input channels per tap: a K of Ci alone would waste the micro-kernel)
+    mode = 0 if pointwise else (2 if ci < 64 else int(co >= 192))
+    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=mode == 2),
+                       f"{node.name}.packed")
     if pointwise:
         xpad, ext = ctx.flat_of(src), ctx.flat_of(o3)
     else:
@@ -61,13 +65,13 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
         ext = ctx.buffer((nb * co * ho * wq,), f32, f"{node.name}.wide")
     ctmp = ctx.buffer((items * k_ukernel.NR * (k_ukernel.MR + KC_CONV),), f32, f"{node.name}.tile")
     codes, vecs = epi.slots(ctx)
-    # geo[10]: pack each B panel (contiguous rows) when many output channels reuse it; else read in place
-    geo = np.append(pool_geometry(node, wo, pointwise), int(co >= 192))
+    geo = np.append(pool_geometry(node, wo, pointwise), mode)
     if pointwise:
         geo[2:4] = 1
     label = "conv_uk" + ("+" + describe_stages(stages, None) if stages else "")
-    ctx.emit(label, conv_shift, src, packed, o3, xpad, ext, ctmp, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(cb),
-             codes, vecs, res, writes=(o3, xpad, ext, ctmp), work=work)
+    offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
+    ctx.emit(label, conv_shift, src, packed, o3, xpad, ext, ctmp, offsets, Lit(geo), Lit(hq), Lit(wq), Lit(rb),
+             Lit(cb), codes, vecs, res, writes=(o3, xpad, ext, ctmp, offsets), work=work)
 
 
 def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value) -> None:
@@ -96,7 +100,7 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
     src = ctx.arg(x)
     groups = a["groups"]
     one_by_one = kh == kw == 1 and not any(a["pads"])
-    if is_float and groups == 1 and wv.is_constant and k_ukernel.AVAILABLE and ci >= 8:
+    if is_float and groups == 1 and wv.is_constant and k_ukernel.AVAILABLE:
         if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
             sh, sw = a["strides"]
             sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
