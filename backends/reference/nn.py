@@ -20,7 +20,8 @@ def _linear(node: Node, xs: Arrays) -> np.ndarray:
     x, w = xs[0], xs[1]
     dt = _gemm_dtype(x)
     lead = x.shape[:-1]  # one 2-D GEMM over all leading axes: numpy's batched matmul is ~3x slower
-    y = (x.reshape(-1, x.shape[-1]).astype(dt, copy=False) @ w.astype(dt, copy=False).T).reshape(lead + (w.shape[0],))
+    rows = int(np.prod(lead, dtype=np.int64))  # not -1: ambiguous when K == 0
+    y = (x.reshape(rows, x.shape[-1]).astype(dt, copy=False) @ w.astype(dt, copy=False).T).reshape(lead + (w.shape[0],))
     if len(xs) == 3:
         y = y + xs[2].astype(dt, copy=False)
     return y.astype(out_dtype(node), copy=False)

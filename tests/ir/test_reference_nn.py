@@ -29,6 +29,12 @@ def test_linear_against_loop() -> None:
     assert_array_equal(run_op("linear", np.float32([[1, 2]]), np.float32([[3, 4], [5, -6], [0, 1]])), [[11, -7, 2]])
 
 
+def test_linear_with_empty_reduction_is_the_bias() -> None:
+    x, w, b = np.zeros((3, 0), np.float32), np.zeros((4, 0), np.float32), rand(4)
+    assert_array_equal(run_op("linear", x, w, b), np.broadcast_to(b, (3, 4)))
+    assert run_op("linear", np.zeros((0, 2), np.float32), rand(4, 2)).shape == (0, 4)
+
+
 @covers("matmul")
 def test_matmul_batched_broadcast_against_loop() -> None:
     a, b = rand(2, 1, 3, 4), rand(5, 4, 2)
