@@ -63,6 +63,12 @@ class SparsityInfo:
         if self.pattern == "nm" and (self.n is None or self.m is None or not 0 < self.n <= self.m):
             raise ValueError("sparsity: pattern 'nm' needs 0 < n <= m")
 
+    def check(self, array: np.ndarray, op: str | None = None) -> str | None:
+        """Why `array` breaks this annotation (read as `op`'s weight; see ir/sparsity.py), or None."""
+        from .sparsity import sparsity_violation
+
+        return sparsity_violation(self, array, op)
+
 
 @dataclass(frozen=True)
 class TensorType:

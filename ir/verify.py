@@ -79,6 +79,20 @@ def _check_constants(g: Graph) -> None:
                 f"graph {g.name}: constant @{c.name} is declared {format_type(c.type)} but its array "
                 f"is {c.data.dtype}{list(c.data.shape)}",
             )
+        _check_sparsity(g, c)
+
+
+def _check_sparsity(g: Graph, c: Value) -> None:
+    """A constant's array must honour its declared sparsity (read as the weight of each matmul using it)."""
+    s, q = c.type.sparsity, c.type.quant
+    if s is None or (q is not None and any(q.zero_point)):  # stored zeros are real zeros only when zp = 0
+        return
+    ops = {"matmul" if n.op == "matmul" else None for n in g.nodes if len(n.inputs) > 1 and n.inputs[1] is c}
+    for op in sorted(ops or {None}, key=str):
+        why = s.check(c.data, op)  # type: ignore[arg-type]
+        if why:
+            raise VerificationError("constant-type", f"graph {g.name}: constant @{c.name} is declared "
+                                                     f"{format_type(c.type)} but its array breaks it: {why}")
 
 
 def _check_cycles(g: Graph) -> None:
