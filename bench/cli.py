@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numba
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
@@ -34,6 +36,7 @@ class BenchRow:
     metric: str
     quality: float
     ratio_vs_reference: float | None = None
+    ratio_vs_peer: float | None = None  # peer median / this median (> 1: faster than the peer)
 
 
 def _available_backends() -> list[str]:
@@ -43,44 +46,75 @@ def _available_backends() -> list[str]:
     return sorted(runtime.BACKENDS, key=lambda b: (b != "reference", b))
 
 
-def bench_model(name: str, backends: list[str], pipeline: str, repeats: int, warmup: int) -> list[BenchRow]:
-    """Load `name`, run `pipeline` on it, and time it on each backend (median of `repeats`)."""
+def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
+    """Median milliseconds of `fn` after `warmup` calls; a short pause first lets other pools' threads sleep."""
+    time.sleep(0.1)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def bench_model(name: str, backends: list[str], pipeline: str, repeats: int, warmup: int,
+                peers: list[str] | None = None, pass_target: str | None = None) -> tuple[list[BenchRow], Any]:
+    """Load `name`, run `pipeline` on it, and time it on each backend and peer (median of `repeats`).
+
+    Returns the rows and the optimized graph (for the cost model).
+    """
     from .. import runtime
     from ..passes import run_pipeline
     from .models import load_model
+    from .peers import peer_runner
 
     model = load_model(name)
     g = model.graph
-    g2 = run_pipeline(g, pipeline) if pipeline else g
-    rows: list[BenchRow] = []
-    ref_ms = None
+    g2 = run_pipeline(g, pipeline, target=pass_target) if pipeline else g
+    runners: list[tuple[str, float, Callable[[Mapping[str, np.ndarray]], Any]]] = []
     for backend in backends:
         t0 = time.perf_counter()
         exe = runtime.compile(g2, backend=backend)
-        compile_ms = (time.perf_counter() - t0) * 1e3
-        median = exe.median_seconds(model.inputs, repeats=repeats, warmup=warmup) * 1e3
-        quality = float(model.quality(exe.run))
-        if backend == "reference":
-            ref_ms = median
+        runners.append((backend, (time.perf_counter() - t0) * 1e3, exe.run))
+    for peer in peers or []:
+        t0 = time.perf_counter()
+        try:
+            fn = peer_runner(peer, g2, numba.get_num_threads())
+        except Exception as e:  # noqa: BLE001 - a peer that cannot load the model is reported, not fatal
+            print(f"{name}: {peer} cannot run it ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            continue
+        runners.append((f"{peer} (peer)", (time.perf_counter() - t0) * 1e3, fn))
+    rows: list[BenchRow] = []
+    for label, compile_ms, run in runners:
+        median = _median_ms(lambda run=run: run(model.inputs), repeats, warmup)
         rows.append(BenchRow(
-            model=name, backend=backend, nodes_before=len(g.nodes), nodes_after=len(g2.nodes),
+            model=name, backend=label, nodes_before=len(g.nodes), nodes_after=len(g2.nodes),
             parameters=g2.num_parameters(), param_bytes=g2.parameter_bytes(), compile_ms=compile_ms,
-            median_ms=median, repeats=repeats, metric=model.metric_name, quality=quality,
-            ratio_vs_reference=(ref_ms / median) if ref_ms else None,
+            median_ms=median, repeats=repeats, metric=model.metric_name, quality=float(model.quality(run)),
         ))
-    return rows
+    ref = next((r.median_ms for r in rows if r.backend == "reference"), None)
+    peer_ms = next((r.median_ms for r in rows if r.backend.endswith("(peer)")), None)
+    for r in rows:
+        r.ratio_vs_reference = ref / r.median_ms if ref else None
+        r.ratio_vs_peer = peer_ms / r.median_ms if peer_ms and not r.backend.endswith("(peer)") else None
+    return rows, g2
 
 
 def render(rows: list[BenchRow], console: Console) -> None:
     """Print `rows` as a table."""
-    t = Table(title="tensorsmith bench (latency: median after warm-up; speed-up vs the reference backend)")
-    for col in ("model", "backend", "nodes", "params", "MB", "compile ms", "median ms", "speed-up", "quality"):
+    t = Table(title="tensorsmith bench (latency: median after warm-up; speed-up vs the reference backend and "
+                    "vs the peer, > 1 is faster)")
+    for col in ("model", "backend", "nodes", "params", "MB", "compile ms", "median ms", "vs reference", "vs peer",
+                "quality"):
         t.add_column(col, justify="left" if col in ("model", "backend") else "right")
     for r in rows:
         t.add_row(
             r.model, r.backend, f"{r.nodes_before} -> {r.nodes_after}", f"{r.parameters:,}",
             f"{r.param_bytes / 1e6:.2f}", f"{r.compile_ms:.1f}", f"{r.median_ms:.3f}",
             f"{r.ratio_vs_reference:.2f}x" if r.ratio_vs_reference else "-",
+            f"{r.ratio_vs_peer:.2f}x" if r.ratio_vs_peer else "-",
             f"{r.metric}={r.quality:.4g}",
         )
     console.print(t)
@@ -110,21 +144,83 @@ def _cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _split(csv: str) -> list[str]:
+    return [x.strip() for x in csv.split(",") if x.strip()]
+
+
+def _unknown_targets(targets: list[str]) -> str | None:
+    """None when every target loads, else one message naming those that do not."""
+    from ..backends.cost import TargetError, load_target
+
+    bad = []
+    for t in targets:
+        try:
+            load_target(t)
+        except (TargetError, OSError) as e:
+            bad.append(f"{t}: {e}")
+    return "; ".join(bad) or None
+
+
+def _unknown_peers(peers: list[str]) -> str | None:
+    """None when every peer is known and installed, else one message saying which is not."""
+    from .peers import PEERS, available_peers
+
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        return f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}"
+    missing = [p for p in peers if p not in available_peers()]
+    return f"peer(s) not installed: {', '.join(missing)} (pip install -e '.[compare]')" if missing else None
+
+
+def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
+    """`bench cost`: the per-node cost table of each model on each target (no kernel runs)."""
+    from ..backends.cost import CostError, estimate
+    from ..passes import run_pipeline
+    from .models import load_model
+
+    bad = _unknown_targets(_split(args.targets))
+    if bad:
+        console.print(f"[red]{escape(bad)}[/red]")
+        return 2
+    for name in _split(args.models):
+        try:
+            g = load_model(name).graph
+        except (KeyError, ValueError, ImportError) as e:
+            console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
+            return 2
+        g = run_pipeline(g, args.pipeline, target=args.pass_target) if args.pipeline else g
+        for tg in _split(args.targets):
+            try:
+                console.print(estimate(g, tg).to_rich())
+            except CostError as e:
+                console.print(f"[red]{escape(name)} on {escape(tg)}: {escape(str(e))}[/red]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `bench`."""
     from ..passes import DEFAULT_CLEANUP
+    from .estimates import DEFAULT_TARGETS
 
     p = argparse.ArgumentParser(
         prog="bench",
-        description="Run models of the zoo through a pass pipeline and backends; print a table.",
+        description="Run models of the zoo through a pass pipeline and backends; print a table of measured "
+                    "latencies (with ONNX Runtime as a peer when installed) and the cost model's estimates per target.",
     )
-    p.add_argument("command", nargs="?", default="run", choices=("run", "list", "calibrate"),
-                   help="run (default): benchmark models; list: show the zoo; calibrate: measure this CPU")
+    p.add_argument("command", nargs="?", default="run", choices=("run", "list", "cost", "calibrate"),
+                   help="run (default): benchmark models; list: show the zoo; cost: per-node cost tables per "
+                        "target; calibrate: measure this CPU")
     p.add_argument("--list", action="store_true", help="same as `bench list`")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
                    help=f"comma-separated zoo names (default: {','.join(DEFAULT_MODELS)})")
     p.add_argument("--backends", default="", help="comma-separated backends (default: all available)")
+    p.add_argument("--peers", default=None,
+                   help="peers timed in the same run (default: onnxruntime when installed; '' for none)")
+    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                   help=f"cost-model targets to estimate on (default: {','.join(DEFAULT_TARGETS)}; '' for none)")
     p.add_argument("--pipeline", default=DEFAULT_CLEANUP, help=f"pass pipeline (default: {DEFAULT_CLEANUP!r})")
+    p.add_argument("--pass-target", default=None,
+                   help="target the pipeline's hardware-aware passes ask (e.g. for prune{pattern=auto})")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     p.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
@@ -134,30 +230,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bench` console script."""
+    from .estimates import EstimateRow, estimate_model, render_estimates
+    from .peers import available_peers
+
     args = build_parser().parse_args(argv)
     console = Console()
     if not console.is_terminal:
-        console.width = 160  # pipes and CI logs: keep table rows on one line
+        console.width = 200  # pipes and CI logs: keep table rows on one line
     if args.list or args.command == "list":
         return _cmd_list(console)
     if args.command == "calibrate":
         return _cmd_calibrate(args, console)
+    if args.command == "cost":
+        return _cmd_cost(args, console)
     if args.repeats < 1 or args.warmup < 0:
         console.print("[red]--repeats must be >= 1 and --warmup >= 0[/red]")
         return 2
-    backends = [b for b in args.backends.split(",") if b] or _available_backends()
+    backends = _split(args.backends) or _available_backends()
+    peers = available_peers() if args.peers is None else _split(args.peers)
+    targets = _split(args.targets)
+    bad = _unknown_targets(targets) or _unknown_peers(peers)
+    if bad:
+        console.print(f"[red]{escape(bad)}[/red]")
+        return 2
     rows: list[BenchRow] = []
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+    estimates: list[EstimateRow] = []
+    for name in _split(args.models):
         try:
-            rows += bench_model(name, backends, args.pipeline, args.repeats, args.warmup)
+            model_rows, g2 = bench_model(name, backends, args.pipeline, args.repeats, args.warmup, peers,
+                                         pass_target=args.pass_target)
         except (KeyError, ValueError, ImportError) as e:
-            console.print(f"[red]{escape(name)}: {escape(str(e))}[/red]")
+            console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
             return 2
+        rows += model_rows
+        if targets:
+            ours = [r for r in model_rows if not r.backend.endswith("(peer)")]
+            fastest = min(ours, key=lambda r: r.median_ms) if ours else None
+            estimates.append(estimate_model(name, g2, targets, fastest.backend if fastest else None,
+                                            fastest.median_ms if fastest else None))
     render(rows, console)
+    if estimates:
+        console.print(render_estimates(estimates, targets))
     if args.json_path:
         with open(args.json_path, "w") as f:
-            json.dump([asdict(r) for r in rows], f, indent=2, default=_jsonable)
+            json.dump({"runs": [asdict(r) for r in rows], "estimates": [asdict(e) for e in estimates]}, f,
+                      indent=2, default=_jsonable)
     return 0
+
+
+def _message(e: Exception) -> str:
+    """The text of `e` (a KeyError's own str() adds quotes)."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
 def _jsonable(x: Any) -> Any:
