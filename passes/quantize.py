@@ -1,0 +1,251 @@
+"""quantize: post-training quantization of matrix-op weights (and activations) in QDQ form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from typing import Any, Literal
+
+import numpy as np
+
+from ..ir.dtypes import f32
+from ..ir.graph import Graph, Node, Value
+from ..ir.ops.registry import get_op
+from .base import Pass, PassContext, PassResult, register_pass
+from .quantize_numeric import (
+    HALF_PRECISIONS,
+    INT_PRECISIONS,
+    RangeObserver,
+    StoredWeight,
+    activation_params,
+    calibrate,
+    half_weight,
+    quantize_weight,
+)
+from .quantize_report import format_report, layer_bound
+
+WEIGHT_OPS = ("linear", "conv2d", "matmul")
+"""The matrix ops whose constant weight the pass quantizes."""
+
+_TOLERANCE = {"fp16": (1e-2, 1e-3), "bf16": (5e-2, 1e-2), "int8": (5e-2, 5e-2), "uint8": (5e-2, 5e-2),
+              "int4": (0.5, 0.5), "auto": (5e-2, 5e-2)}
+
+
+class QuantizeError(ValueError):
+    """The quantize pass cannot run as asked (no target for precision=auto, no calibration data...)."""
+
+
+@dataclass
+class _Plan:
+    node: Node
+    precision: str
+    reason: str = ""
+
+
+def _emit(graph: Graph, anchor: Node, op: str, inputs: list[Value], name: str, **attrs: Any) -> Value:
+    """Insert `op(inputs) {attrs}` before `anchor`; its output is named after `name`."""
+    opdef = get_op(op)
+    attrs = opdef.normalize_attrs(attrs)
+    (t,) = opdef.infer([v.type for v in inputs], attrs)
+    out = Value(graph.fresh_name(name), t)
+    graph.insert_before(anchor, Node(op, inputs, attrs, [out]))
+    return out
+
+
+@register_pass
+class Quantize(Pass):
+    """Post-training quantization of linear / conv2d / matmul-with-constant-B weights, in QDQ form.
+
+    precision=int8|uint8|int4: each weight W becomes a constant of that dtype (symmetric, round to
+    nearest; per output channel with granularity=channel: axis 0 of linear [N,K] and conv2d [O,...],
+    the last axis of matmul B [K,N]; one scale with granularity=tensor) read through a `dequantize`;
+    the matrix op itself stays f32. fp16|bf16 store W in half precision followed by a `cast` to f32.
+    scheme=static also puts quantize -> dequantize (asymmetric u8, per tensor) on each matrix op's
+    activation input, with its range from running the reference backend on `ctx.calibration`
+    (calibration=minmax, or percentile: +-the given percentile of |x|, clipped to min/max).
+    precision=auto asks the cost model (`choose_precision`) per node for `ctx.target`.
+
+    Stated bound: every weight moves by at most scale/2 (its own channel's scale), so for a linear
+    layer |y - y'|_i <= (scale_i / 2) * sum_k |x_k|; with scheme=static and x inside the calibrated
+    range, + (scale_x / 2) * sum_k |W'_ik|. fp16/bf16 move each weight by at most half an ulp. The
+    measured per-layer figures are in node.meta["quantize"] and in the report. `tolerance` is a
+    coarse end-to-end guard for the numeric-check instrument, not the bound.
+    """
+
+    name = "quantize"
+    exact = False
+    precision: Literal["int8", "uint8", "int4", "fp16", "bf16", "auto"] = "int8"
+    granularity: Literal["channel", "tensor"] = "channel"
+    scheme: Literal["weight", "static"] = "weight"
+    calibration: Literal["minmax", "percentile"] = "minmax"
+    percentile: float = 99.99
+    ops: str = "linear+conv2d+matmul"
+    skip: str = ""
+    min_params: int = 16
+
+    def __post_init__(self) -> None:
+        """Check the options; errors name the option at fault."""
+        bad = [o for o in self.ops.split("+") if o not in WEIGHT_OPS]
+        if bad or not self.ops:
+            raise ValueError(f"quantize: ops={self.ops!r} may only name {'+'.join(WEIGHT_OPS)} (joined by '+')")
+        if not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"quantize: percentile={self.percentile} must lie in (0, 100]")
+        if self.scheme == "static" and self.precision in HALF_PRECISIONS:
+            raise ValueError(f"quantize: scheme=static needs an integer precision, not precision={self.precision}")
+        if self.min_params < 0:
+            raise ValueError(f"quantize: min_params={self.min_params} must be >= 0")
+
+    @property
+    def tolerance(self) -> tuple[float, float]:  # type: ignore[override]
+        """A coarse end-to-end (rtol, atol) for NumericCheck; the stated bound is per layer."""
+        rtol, atol = _TOLERANCE[self.precision]
+        return (2 * rtol, 2 * atol) if self.scheme == "static" else (rtol, atol)
+
+    # ---- what to quantize ------------------------------------------------------------------
+    def _weight_problem(self, n: Node) -> tuple[str, str] | None:
+        """(category, detail) when `n`'s weight cannot or should not be quantized, else None."""
+        if len(n.inputs) < 2:
+            return ("no constant weight", f"{n.name} ({n.op} has one input)")
+        x, w = n.inputs[0], n.inputs[1]
+        if not w.is_constant:
+            src = w.producer
+            if src is not None and src.op in ("dequantize", "cast") and src.inputs[0].is_constant:
+                return ("already quantized", f"{n.name} (weight is {src.op} of {src.inputs[0].type.dtype.name})")
+            return ("no constant weight", f"{n.name} ({n.op} of two activations)")
+        if w.type.quant is not None:
+            return ("already quantized", f"{n.name} (weight {w.type})")
+        if not w.type.dtype.is_float:
+            return ("integer weight", f"{n.name} ({w.type.dtype.name})")
+        if w.type.dtype != f32 or x.type.dtype != f32:
+            return ("not f32", f"{n.name} (computes in {x.type.dtype.name} x {w.type.dtype.name})")
+        if x.is_constant:
+            return ("constant operands", f"{n.name} (both operands are constants)")
+        if w.type.numel < self.min_params:
+            return ("too small", f"{n.name} ({w.type.numel} params < min_params={self.min_params})")
+        if not np.all(np.isfinite(w.data)):  # type: ignore[arg-type]
+            return ("non-finite", f"{n.name} (weight holds NaN or inf)")
+        return None
+
+    def _axis(self, n: Node) -> int | None:
+        """The output-channel axis of `n`'s weight (None per tensor)."""
+        w = n.inputs[1]
+        if self.granularity == "tensor" or w.type.rank == 0:
+            return None
+        if n.op == "matmul":
+            return w.type.rank - 1 if w.type.rank >= 2 else None
+        return 0
+
+    def _plan(self, graph: Graph, ctx: PassContext) -> tuple[list[_Plan], list[tuple[str, str]]]:
+        plans: list[_Plan] = []
+        skipped: list[tuple[str, str]] = []
+        ops = set(self.ops.split("+"))
+        patterns = [p for p in self.skip.split("+") if p]
+        for n in graph.nodes:
+            if n.op not in WEIGHT_OPS:
+                continue
+            if n.op not in ops:
+                skipped.append(("excluded", f"{n.name} ({n.op} not in ops={self.ops})"))
+                continue
+            if any(fnmatch(n.name, p) for p in patterns):
+                skipped.append(("excluded", f"{n.name} (skip={self.skip})"))
+                continue
+            why = self._weight_problem(n)
+            if why is not None:
+                skipped.append(why)
+                continue
+            if self.precision != "auto":
+                plans.append(_Plan(n, self.precision))
+                continue
+            from ..backends.cost.decisions import choose_precision  # the cost model decides per node
+
+            assert ctx.target is not None
+            d = choose_precision(ctx.target, n)
+            if not d.applied or d.choice not in (*INT_PRECISIONS, *HALF_PRECISIONS):
+                skipped.append((f"kept for {ctx.target}", d.reason))
+            else:
+                plans.append(_Plan(n, str(d.choice), d.reason))
+        return plans, skipped
+
+    # ---- rewriting ---------------------------------------------------------------------------
+    def _store(self, graph: Graph, n: Node, precision: str, axis: int | None) -> tuple[Value, StoredWeight] | None:
+        """The narrow constant for `n`'s weight and the dequantize / cast that widens it (before `n`)."""
+        w = n.inputs[1]
+        assert w.data is not None
+        if precision in INT_PRECISIONS:
+            sw = quantize_weight(w.data, INT_PRECISIONS[precision], axis)
+        else:
+            hw = half_weight(w.data, HALF_PRECISIONS[precision], axis)
+            if hw is None:
+                return None
+            sw = hw
+        const = Value(graph.fresh_name(f"{w.name}.{sw.type.dtype.name}"), sw.type, sw.data)
+        if sw.scale is None:
+            return _emit(graph, n, "cast", [const], f"{w.name}.f32", dtype="f32"), sw
+        return _emit(graph, n, "dequantize", [const], f"{w.name}.dq", scale=list(sw.scale),
+                     zero_point=list(sw.zero_point or ()), axis=axis), sw
+
+    def _activation(self, graph: Graph, n: Node, obs: RangeObserver) -> tuple[Value, dict[str, Any]]:
+        """quantize -> dequantize (asymmetric u8, per tensor) on `n`'s activation input."""
+        x = n.inputs[0]
+        lo, hi = obs.range(id(x))
+        scale, zp = activation_params(lo, hi)
+        q = _emit(graph, n, "quantize", [x], f"{x.name}.q", scale=[scale], zero_point=[zp], axis=None, dtype="u8")
+        dq = _emit(graph, n, "dequantize", [q], f"{x.name}.dq", scale=[scale], zero_point=[zp], axis=None)
+        return dq, {"dtype": "u8", "scale": scale, "zero_point": zp, "range": (lo, hi), "max_error": scale / 2}
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        """Quantize every eligible matrix op; the report lists each layer's error and every skip."""
+        if self.precision == "auto" and ctx.target is None:
+            raise QuantizeError(f"pass {self}: precision=auto needs a target (run_pipeline(..., target='gpu-a100') "
+                                "or PassContext(target=...))")
+        plans, skipped = self._plan(graph, ctx)
+        static = [p for p in plans if self.scheme == "static" and p.precision in INT_PRECISIONS]
+        static_ids = {id(p) for p in static}
+        obs = None
+        if static:
+            if not ctx.calibration:
+                raise QuantizeError(f"pass {self}: scheme=static needs calibration data: "
+                                    "PassContext(calibration=[{input name: array}, ...])")
+            wanted = {id(p.node.inputs[0]): p.node.inputs[0].name for p in static}
+            pct = self.percentile if self.calibration == "percentile" else None
+            try:
+                obs = calibrate(graph, list(ctx.calibration), wanted, pct)
+            except Exception as e:  # noqa: BLE001 - re-raised with the pass named
+                raise QuantizeError(f"pass {self}: the calibration run failed: {e}") from e
+        weights: dict[tuple[int, str, int | None], tuple[Value, StoredWeight]] = {}
+        acts: dict[int, tuple[Value, dict[str, Any]]] = {}
+        done: list[Node] = []
+        bytes_before = bytes_after = 0
+        for p in plans:
+            n, w = p.node, p.node.inputs[1]
+            axis = self._axis(n)
+            key = (id(w), p.precision, axis)
+            if key not in weights:
+                made = self._store(graph, n, p.precision, axis)
+                if made is None:
+                    skipped.append(("overflow", f"{n.name} (weight overflows {p.precision})"))
+                    continue
+                weights[key] = made
+                bytes_before += w.type.nbytes
+                bytes_after += made[1].type.nbytes
+            dq, sw = weights[key]
+            n.inputs[1] = dq
+            meta: dict[str, Any] = {"precision": p.precision, "scheme": "weight", "axis": axis,
+                                    "max_weight_error": sw.max_error, "channel_error": sw.channel_error}
+            if sw.scale is not None:
+                meta.update(scale_min=min(sw.scale), scale_max=max(sw.scale), weight_bound="scale/2")
+            else:
+                meta.update(weight_bound=f"half an ulp of {sw.type.dtype.name}")
+            if obs is not None and id(p) in static_ids:
+                x = n.inputs[0]
+                if id(x) not in acts:
+                    acts[id(x)] = self._activation(graph, n, obs)
+                n.inputs[0], meta["activation"] = acts[id(x)][0], acts[id(x)][1]
+                meta["scheme"] = "static"
+            if p.reason:
+                meta["reason"] = p.reason
+            meta["bound"] = layer_bound(n.op, meta)
+            n.meta["quantize"] = meta
+            done.append(n)
+        report = format_report(self, done, skipped, bytes_before, bytes_after, len(ctx.calibration or ()))
+        return PassResult(graph, bool(done), report)

@@ -1,0 +1,140 @@
+"""The arithmetic of the quantize pass: weight rounding, activation ranges and their parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir.dtypes import DType, bf16, f16, i4, i8, u8
+from ..ir.graph import Graph, Node
+from ..ir.types import QuantInfo, TensorType
+
+INT_PRECISIONS: dict[str, DType] = {"int8": i8, "uint8": u8, "int4": i4}
+"""Integer weight precisions and their storage dtypes."""
+
+HALF_PRECISIONS: dict[str, DType] = {"fp16": f16, "bf16": bf16}
+"""Half-precision weight storage (widened back to f32 by a cast)."""
+
+_QMAX = {"i8": 127, "u8": 127, "i4": 7}
+_ZERO = {"i8": 0, "u8": 128, "i4": 0}  # u8 weights stay symmetric around 128
+
+
+@dataclass(frozen=True)
+class StoredWeight:
+    """A weight in its narrow storage: the array, its type, and how far it moved.
+
+    `channel_error` is max |W - W'| per output channel (one entry per tensor when per tensor),
+    where W' is what the graph computes with after dequantize or cast.
+    """
+
+    data: np.ndarray
+    type: TensorType
+    scale: tuple[float, ...] | None
+    zero_point: tuple[int, ...] | None
+    axis: int | None
+    channel_error: np.ndarray
+
+    @property
+    def max_error(self) -> float:
+        """Largest per-element weight change."""
+        return float(self.channel_error.max(initial=0.0))
+
+
+def _per_channel(a: np.ndarray, axis: int | None) -> np.ndarray:
+    """max over every axis but `axis` (all axes when None), kept broadcastable."""
+    axes = tuple(i for i in range(a.ndim) if i != axis) if axis is not None else tuple(range(a.ndim))
+    return np.max(a, axis=axes, keepdims=True, initial=0.0)
+
+
+def quantize_weight(w: np.ndarray, dtype: DType, axis: int | None) -> StoredWeight:
+    """Symmetric round-to-nearest quantization of `w` to `dtype` (i8, u8 or i4) per `axis` or per tensor.
+
+    scale = max|W| / qmax per channel (127 for 8 bits, 7 for 4), q = clip(rint(W / scale)), so each
+    element moves by at most scale/2. u8 stores q + 128. A channel of zeros gets scale 1.
+    """
+    qmax, zp = _QMAX[dtype.name], _ZERO[dtype.name]
+    w64 = w.astype(np.float64)
+    amax = _per_channel(np.abs(w64), axis)
+    scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)  # the scale the graph will hold
+    q = np.clip(np.rint(w64 / scale.astype(np.float64)), -qmax, qmax)
+    stored = (q + zp).astype(dtype.np_dtype)
+    # exactly what the reference dequantize computes from the stored integers
+    back = ((stored.astype(np.int32) - zp).astype(np.float32) * scale).astype(np.float32)
+    err = _per_channel(np.abs(w64 - back.astype(np.float64)), axis).reshape(-1)
+    scales = tuple(float(s) for s in scale.reshape(-1))
+    zps = (zp,) * len(scales)
+    qi = QuantInfo(scales, zps, dtype.bits, axis)
+    return StoredWeight(stored, TensorType(w.shape, dtype, quant=qi), scales, zps, axis, err)
+
+
+def half_weight(w: np.ndarray, dtype: DType, axis: int | None) -> StoredWeight | None:
+    """`w` stored as f16 or bf16 (round to nearest even); None when a value overflows the format."""
+    stored = w.astype(dtype.np_dtype)
+    if not np.all(np.isfinite(stored.astype(np.float32))):
+        return None
+    err = _per_channel(np.abs(w.astype(np.float64) - stored.astype(np.float64)), axis).reshape(-1)
+    return StoredWeight(stored, TensorType(w.shape, dtype), None, None, axis, err)
+
+
+def activation_params(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, zero point) of asymmetric u8 over [lo, hi] widened to hold 0: zero is exact."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo <= 0:
+        return 1.0, 0
+    scale = float(np.float32((hi - lo) / 255.0))
+    zp = int(np.clip(np.rint(-lo / scale), 0, 255))
+    return scale, zp
+
+
+class RangeObserver:
+    """Running range of the values with the given ids over calibration batches (min/max or percentile)."""
+
+    def __init__(self, ids: Iterable[int], percentile: float | None) -> None:
+        self.percentile = percentile
+        self.lo: dict[int, float] = {i: np.inf for i in ids}
+        self.hi: dict[int, float] = {i: -np.inf for i in ids}
+        self.samples: dict[int, list[np.ndarray]] = {i: [] for i in self.lo}
+
+    def observe(self, key: int, a: np.ndarray) -> None:
+        """Fold one batch of value `key` into its range."""
+        if key not in self.lo or a.size == 0:
+            return
+        a32 = a.astype(np.float32, copy=False)
+        self.lo[key] = min(self.lo[key], float(a32.min()))
+        self.hi[key] = max(self.hi[key], float(a32.max()))
+        if self.percentile is not None:
+            self.samples[key].append(np.abs(a32).reshape(-1))
+
+    def range(self, key: int) -> tuple[float, float]:
+        """(lo, hi) seen for `key`; with percentile, clipped to +-that percentile of |x|."""
+        lo, hi = self.lo[key], self.hi[key]
+        if not np.isfinite(lo):
+            raise ValueError("no calibration batch reached this value")
+        if self.percentile is not None and self.samples[key]:
+            p = float(np.percentile(np.concatenate(self.samples[key]), self.percentile))
+            lo, hi = max(lo, -p), min(hi, p)
+        return lo, hi
+
+
+def calibrate(graph: Graph, batches: list[Mapping[str, np.ndarray]], wanted: Mapping[int, str],
+              percentile: float | None) -> RangeObserver:
+    """Run the reference interpreter on each batch and record the ranges of the `wanted` values (id -> name)."""
+    from ..backends.reference import REFERENCE_RULES  # the golden semantics (numpy)
+    from ..ir.interpreter import Interpreter
+
+    obs = RangeObserver(wanted, percentile)
+    interp = Interpreter(graph, REFERENCE_RULES)
+    by_name = {v.name: id(v) for v in graph.inputs if id(v) in wanted}
+
+    def hook(node: Node, outs: list[np.ndarray]) -> None:
+        for v, a in zip(node.outputs, outs):
+            obs.observe(id(v), a)
+
+    for batch in batches:
+        for name, key in by_name.items():
+            if name in batch:
+                obs.observe(key, np.asarray(batch[name]))
+        interp.run(batch, hook=hook)
+    return obs

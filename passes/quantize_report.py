@@ -1,0 +1,75 @@
+"""The quantize pass's report: per-layer bounds, what was skipped and why, bytes saved."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from ..ir.graph import Node
+
+if TYPE_CHECKING:
+    from .quantize import Quantize
+
+_SHOWN = 6  # layers and skip details listed by name in a report
+
+
+def layer_bound(op: str, meta: dict[str, Any]) -> str:
+    """The stated output bound of one quantized layer, as text."""
+    over = {"linear": "sum_k |x_k|", "matmul": "sum_k |a_k|", "conv2d": "sum |x| over the receptive field"}[op]
+    ch = "j" if op == "matmul" else "i"
+    bound = f"|dy_{ch}| <= max|dW_{ch}| * {over}"
+    if "activation" in meta:
+        bound += f" + scale_x/2 * sum |W'_{ch}| (x in the calibrated range)"
+    return bound
+
+
+def _layer(n: Node) -> str:
+    m = n.meta["quantize"]
+    s = f"{n.name} {m['precision']}"
+    if "scale_min" in m:
+        s += f" scale {m['scale_min']:.3g}..{m['scale_max']:.3g}"
+    s += f" max|dW| {m['max_weight_error']:.3g}"
+    if "activation" in m:
+        a = m["activation"]
+        s += f" x~u8 [{a['range'][0]:.3g}, {a['range'][1]:.3g}]"
+    return s
+
+
+def format_report(p: Quantize, done: list[Node], skipped: list[tuple[str, str]], bytes_before: int,
+                  bytes_after: int, batches: int) -> str:
+    """What the pass did, one paragraph: counts, bound, bytes, layers, skips with reasons."""
+    parts = []
+    if done:
+        kinds = Counter(n.meta["quantize"]["precision"] for n in done)
+        scheme = "weights and activations (static)" if p.scheme == "static" else "weight-only"
+        head = f"quantized {len(done)} layer(s) " + ", ".join(f"{k} x{v}" for k, v in kinds.items())
+        head += f", per {p.granularity}, {scheme}"
+        if any("activation" in n.meta["quantize"] for n in done):
+            head += f"; activations asymmetric u8 per tensor from {p.calibration} over {batches} calibration batch(es)"
+        parts.append(head)
+        if bytes_after:
+            parts.append(f"weights {bytes_before / 1e6:.3g} MB -> {bytes_after / 1e6:.3g} MB "
+                         f"({bytes_before / bytes_after:.2f}x smaller)")
+        ints = [k for k in kinds if k not in ("fp16", "bf16")]
+        moves = (["by at most scale/2"] if ints else []) + (
+            ["by at most half an ulp"] if len(ints) < len(kinds) else [])
+        parts.append(f"bound: each weight moves {' or '.join(moves)}, so |dy_i| <= max|dW_i| * sum|x| "
+                     "per output channel")
+        shown = sorted(done, key=lambda n: -n.meta["quantize"]["max_weight_error"])[:_SHOWN]
+        more = f" (+{len(done) - len(shown)} more)" if len(done) > len(shown) else ""
+        parts.append("; ".join(_layer(n) for n in shown) + more)
+        reasons = [n.meta["quantize"]["reason"] for n in done if "reason" in n.meta["quantize"]]
+        if reasons:
+            parts.append("chosen: " + "; ".join(reasons[:_SHOWN]) + (" ..." if len(reasons) > _SHOWN else ""))
+    else:
+        parts.append("nothing quantized")
+    if skipped:
+        groups: dict[str, list[str]] = {}
+        for cat, detail in skipped:
+            groups.setdefault(cat, []).append(detail)
+        text = []
+        for cat, details in groups.items():
+            more = f" (+{len(details) - 3} more)" if len(details) > 3 else ""
+            text.append(f"{cat} x{len(details)}: " + ", ".join(details[:3]) + more)
+        parts.append(f"skipped {len(skipped)}: " + "; ".join(text))
+    return "; ".join(parts)
