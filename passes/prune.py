@@ -1,0 +1,237 @@
+"""prune: magnitude pruning of constant weights to unstructured, block, N:M or channel sparsity."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+import numpy as np
+
+from ..backends.cost import CostError, Target, choose_sparsity, load_target, node_cost
+from ..ir.graph import Graph, Node, Value
+from ..ir.sparsity import block_norms, from_gemm_view, gemm_view
+from ..ir.types import SparsityInfo
+from .base import Pass, PassContext, PassResult, register_pass
+from .prune_patterns import block_mask, channel_mask, nm_mask, unstructured_mask
+
+PRUNABLE_OPS = ("linear", "conv2d", "matmul")
+PATTERNS = ("unstructured", "block", "nm", "channel", "auto")
+BOUND = "||y - y'||_2 <= r * ||W||_F * ||x||_2"
+
+
+@dataclass
+class _Layer:
+    """One pruned layer, for the report."""
+
+    name: str
+    label: str
+    removed_norm: float
+    zeroed: int
+    note: str = ""
+
+
+def _names(text: str) -> list[str]:
+    """`a+b|c` -> ["a", "b", "c"] (commas separate options in a pipeline string, so + or | here)."""
+    return [p for p in re.split(r"[+|\s]+", text) if p]
+
+
+def _detached(node: Node, weight: Value) -> Node:
+    """A copy of `node` reading `weight`, for pricing it without touching the graph."""
+    ins = [weight if i == 1 else v for i, v in enumerate(node.inputs)]
+    out = node.outputs[0]
+    return Node(node.op, ins, dict(node.attrs), [Value(out.name, out.type)])
+
+
+@register_pass
+class Prune(Pass):
+    """Zeroes the smallest weights of linear, conv2d and matmul-by-a-constant layers to a sparse pattern.
+
+    Options: `sparsity` (fraction of zeros; N:M fixes its own), `pattern` (unstructured, block,
+    nm, channel, or auto: the pattern the target accelerates, from the cost model's
+    `choose_sparsity`; needs `ctx.target`), `block` (bh x bw, `32` means 32x32), `n`:`m`,
+    `ops` and `skip` (node names, globs allowed; several joined by `+`), `min_params`.
+
+    Each weight is read as the N x K matrix the GEMM sees (ir/sparsity.py): linear [N,K];
+    conv2d [O, I/groups*kh*kw], grouped and depthwise included (a block must not straddle two
+    groups); matmul's constant B [..., K, N] as [..., N, K]. unstructured drops the smallest
+    |w|, block the bh x bw blocks of smallest L2 norm, channel the rows (output channels) of
+    smallest L2 norm, nm keeps the n largest |w| of every m along K. Dimensions that are not a
+    multiple of the block or of m are not padded: the layer is skipped with the reason. Skipped
+    too, with their reason: quantized or non-float weights, weights under `min_params`, weights
+    read elsewhere (shared), layers already as sparse as asked, layers named in `skip`.
+
+    The pruned weight is a new constant of the same name whose type carries SparsityInfo
+    (density = the fraction of elements, blocks, rows kept, or n/m) and whose array holds the
+    zeros. Bound (lossy): per layer r = ||W - W'||_F / ||W||_F goes to node.meta["prune"] and
+    the report; for y = Wx + b, ||y - y'||_2 <= ||W - W'||_2 ||x||_2 <= r ||W||_F ||x||_2 (for
+    conv2d, x is the unfolded input patch; for matmul A @ B, each row of A). There is no
+    input-independent elementwise bound, so `tolerance` leaves NumericCheck only shapes and NaNs
+    to check; pass `NumericCheck(bounds={"prune": ...})` to hold a model to a tolerance.
+    """
+
+    name = "prune"
+    exact = False
+    tolerance = (0.0, math.inf)
+
+    sparsity: float = 0.5
+    pattern: Literal["unstructured", "block", "nm", "channel", "auto"] = "unstructured"
+    block: tuple[int, ...] = (32, 32)
+    n: int = 2
+    m: int = 4
+    ops: str = "linear+conv2d+matmul"
+    skip: str = ""
+    min_params: int = 256
+
+    def __post_init__(self) -> None:
+        """Check the options; errors name the option at fault."""
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"prune: sparsity={self.sparsity} must be in [0, 1)")
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"prune: pattern={self.pattern!r} must be one of {', '.join(PATTERNS)}")
+        if len(self.block) not in (1, 2) or min(self.block) < 1:
+            raise ValueError(f"prune: block={self.block} must be one or two positive sizes (32 or 16x32)")
+        if not 0 < self.n <= self.m:
+            raise ValueError(f"prune: n={self.n}, m={self.m} must satisfy 0 < n <= m")
+        bad = [o for o in _names(self.ops) if o not in PRUNABLE_OPS]
+        if bad or not _names(self.ops):
+            raise ValueError(f"prune: ops={self.ops!r}: {bad or 'none'} not prunable; choose from "
+                             f"{'+'.join(PRUNABLE_OPS)}")
+        if self.min_params < 0:
+            raise ValueError(f"prune: min_params={self.min_params} must be >= 0")
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        """Prune every eligible layer; report layers, removed norms, skips and the predicted gain."""
+        if self.pattern == "auto" and ctx.target is None:
+            raise ValueError("prune{pattern=auto} needs a target: run_pipeline(..., target='gpu-a100') or "
+                             "PassContext(target=...); see tensorsmith.backends.cost.list_targets()")
+        target = load_target(ctx.target) if ctx.target is not None else None
+        uses: dict[int, int] = {}
+        for v in [v for n in graph.nodes for v in n.inputs] + list(graph.outputs):
+            uses[id(v)] = uses.get(id(v), 0) + 1
+        ops, skip = set(_names(self.ops)), _names(self.skip)
+        done: list[_Layer] = []
+        kept: list[str] = []
+        lat = [0.0, 0.0]
+        for node in graph.nodes:
+            if node.op not in ops:
+                continue
+            if any(fnmatchcase(node.name, p) for p in skip):
+                kept.append(f"{node.name} (named in skip)")
+                continue
+            old = node.inputs[1]
+            out = self._prune_node(node, target, uses)
+            if isinstance(out, str):
+                kept.append(out)
+                continue
+            done.append(out)
+            if target is not None:
+                try:
+                    lat[0] += node_cost(_detached(node, old), target).latency_s
+                    lat[1] += node_cost(_detached(node, node.inputs[1]), target).latency_s
+                except CostError:
+                    pass
+        return PassResult(graph, bool(done), self._report(done, kept, target, lat))
+
+    def _pattern(self, node: Node, target: Target | None) -> dict[str, Any] | str:
+        """pattern, sparsity, block, n, m (and the cost model's note) for this node, or why it is skipped."""
+        if self.pattern != "auto":
+            bh, bw = (self.block * 2)[:2]
+            return {"pattern": self.pattern, "sparsity": self.sparsity, "block": (bh, bw), "n": self.n,
+                    "m": self.m, "note": ""}
+        assert target is not None
+        d = choose_sparsity(target, node, self.sparsity)
+        if not d.applied:
+            return d.reason
+        p = dict(d.params)
+        return {"pattern": p["pattern"], "sparsity": float(p.get("sparsity", self.sparsity)),
+                "block": tuple(p.get("block") or (1, 1)), "n": p.get("n"), "m": p.get("m"), "note": d.reason}
+
+    def _prune_node(self, node: Node, target: Target | None, uses: dict[int, int]) -> _Layer | str:
+        """Prune the weight of `node` in place, or say why it stays dense."""
+        name, w = node.name, node.inputs[1]
+        role = "B" if node.op == "matmul" else "weight"
+        if w.data is None:
+            return f"{name} ({node.op}: {role} is not a constant)"
+        if w.type.quant is not None:
+            return f"{name} (@{w.name} is quantized: prune before quantize)"
+        if not w.type.dtype.is_float:
+            return f"{name} (@{w.name} is {w.type.dtype.name}, not float)"
+        if w.type.numel < self.min_params:
+            return f"{name} ({w.type.numel} weights < min_params={self.min_params})"
+        if uses.get(id(w), 0) > 1:
+            return f"{name} (@{w.name} is shared with other readers)"
+        spec = self._pattern(node, target)
+        if isinstance(spec, str):
+            return f"{name} ({spec})"
+        pattern, sparsity, (bh, bw) = spec["pattern"], spec["sparsity"], spec["block"]
+        view = gemm_view(w.data, node.op)
+        if pattern == "unstructured":
+            mask = unstructured_mask(view, sparsity)
+        elif pattern == "channel":
+            mask = channel_mask(view, sparsity)
+        elif pattern == "block":
+            groups = int(node.attrs.get("groups", 1)) if node.op == "conv2d" else 1
+            mask = block_mask(view, sparsity, bh, bw, name, view.shape[1] // groups if groups > 1 else None)
+        else:
+            mask = nm_mask(view, spec["n"], spec["m"], name)
+        if isinstance(mask, str):
+            return f"{name} ({mask})"
+        pruned = view.copy()
+        pruned[~mask] = 0
+        w64 = view.astype(np.float64)
+        diff = w64 - pruned.astype(np.float64)
+        zeroed = int(np.count_nonzero(view)) - int(np.count_nonzero(pruned))
+        if zeroed == 0:
+            zeros = 1.0 - np.count_nonzero(view) / view.size
+            return f"{name} (already {zeros:.0%} zeros and {self._describe(spec)}: nothing to remove)"
+        info = self._info(spec, pruned != 0)
+        r = float(np.linalg.norm(diff) / np.linalg.norm(w64))
+        node.inputs[1] = Value(w.name, w.type.replace(sparsity=info), from_gemm_view(pruned, w.type.shape, node.op))
+        node.meta["prune"] = {"pattern": pattern, "density": info.density, "removed_norm": r,
+                              **({"block": info.block} if info.block else {}),
+                              **({"n": info.n, "m": info.m} if info.n else {}),
+                              **({"reason": spec["note"]} if spec["note"] else {})}
+        label = f"{self._describe(spec)}, density {info.density:.2f}"
+        return _Layer(name, label, r, zeroed, spec["note"])
+
+    @staticmethod
+    def _describe(spec: dict[str, Any]) -> str:
+        p = spec["pattern"]
+        if p == "nm":
+            return f"{spec['n']}:{spec['m']}"
+        return f"block {spec['block'][0]}x{spec['block'][1]}" if p == "block" else p
+
+    @staticmethod
+    def _info(spec: dict[str, Any], nz: np.ndarray) -> SparsityInfo:
+        """The annotation of the pruned view `nz` (its nonzero mask): density per pattern unit."""
+        p = spec["pattern"]
+        if p == "nm":
+            return SparsityInfo("nm", spec["n"] / spec["m"], n=spec["n"], m=spec["m"])
+        if p == "block":
+            bh, bw = spec["block"]
+            return SparsityInfo("block", float((block_norms(nz, bh, bw) > 0).mean()), block=(bh, bw))
+        if p == "channel":
+            return SparsityInfo("channel", float(nz.any(axis=-1).mean()))
+        return SparsityInfo("unstructured", float(nz.mean()))
+
+    def _report(self, done: list[_Layer], kept: list[str], target: Target | None, lat: list[float]) -> str:
+        parts = []
+        if done:
+            layers = "; ".join(f"{d.name} ({d.label}, r={d.removed_norm:.3f}" + (f"; {d.note}" if d.note else "")
+                               + ")" for d in done)
+            worst = max(done, key=lambda d: d.removed_norm)
+            mean = sum(d.removed_norm for d in done) / len(done)
+            parts.append(f"pruned {len(done)} layer(s): {layers}")
+            parts.append(f"{sum(d.zeroed for d in done)} weights zeroed; removed norm r = ||W-W'||_F/||W||_F "
+                         f"mean {mean:.3f}, worst {worst.removed_norm:.3f} ({worst.name}); per layer {BOUND}")
+        else:
+            parts.append("nothing pruned")
+        if kept:
+            parts.append("kept dense: " + "; ".join(kept))
+        if target is not None and done and lat[1] > 0:
+            parts.append(f"predicted on {target.name} (emulated): pruned layers {lat[0] * 1e6:.2f} us -> "
+                         f"{lat[1] * 1e6:.2f} us ({lat[0] / lat[1]:.2f}x)")
+        return "; ".join(parts)
