@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from tensorsmith.ir import graphs_equal, parse
-from tensorsmith.passes import NumericCheck, PassContext, run_pipeline
+from tensorsmith.passes import NumericCheck, PassContext, parse_pipeline, run_pipeline
 
 from .golden_cases import after_path, cases, load_before, random_inputs
 
@@ -22,7 +22,7 @@ def test_golden(pipeline: str, before: Path) -> None:
     expected = after_path(before).read_text()
     assert out.to_text() == expected
     assert graphs_equal(out, parse(expected))
-    assert len(check.max_errors) == len(pipeline.split(","))
+    assert len(check.max_errors) == len(parse_pipeline(pipeline))
 
 
 def test_every_builtin_pass_has_golden_cases() -> None:
