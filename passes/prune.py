@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -68,13 +67,13 @@ class Prune(Pass):
     zeros. Bound (lossy): per layer r = ||W - W'||_F / ||W||_F goes to node.meta["prune"] and
     the report; for y = Wx + b, ||y - y'||_2 <= ||W - W'||_2 ||x||_2 <= r ||W||_F ||x||_2 (for
     conv2d, x is the unfolded input patch; for matmul A @ B, each row of A). There is no
-    input-independent elementwise bound, so `tolerance` leaves NumericCheck only shapes and NaNs
-    to check; pass `NumericCheck(bounds={"prune": ...})` to hold a model to a tolerance.
+    input-independent elementwise bound, so `tolerance` leaves NumericCheck only shapes, NaNs and
+    infinities to check; pass `NumericCheck(bounds={"prune": ...})` to hold a model to a tolerance.
     """
 
     name = "prune"
     exact = False
-    tolerance = (0.0, math.inf)
+    tolerance = (0.0, float(np.finfo(np.float32).max))  # no input-independent elementwise bound (docstring)
 
     sparsity: float = 0.5
     pattern: Literal["unstructured", "block", "nm", "channel", "auto"] = "unstructured"
@@ -186,7 +185,8 @@ class Prune(Pass):
         zeroed = int(np.count_nonzero(view)) - int(np.count_nonzero(pruned))
         if zeroed == 0:
             zeros = 1.0 - np.count_nonzero(view) / view.size
-            return f"{name} (already {zeros:.0%} zeros and {self._describe(spec)}: nothing to remove)"
+            return f"{name} (@{w.name} already fits {self._describe(spec)} at the asked sparsity with " \
+                   f"{zeros:.0%} zeros: nothing to remove)"
         info = self._info(spec, pruned != 0)
         r = float(np.linalg.norm(diff) / np.linalg.norm(w64))
         node.inputs[1] = Value(w.name, w.type.replace(sparsity=info), from_gemm_view(pruned, w.type.shape, node.op))
