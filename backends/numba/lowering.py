@@ -32,6 +32,8 @@ def check_lowerable(graph: Graph) -> None:
             if name in STORAGE_DTYPES and n.op not in STORAGE_OPS:
                 raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  {n.op} on {name} (%{v.name}) is not "
                                          f"supported: {name} is only stored, moved and cast; cast to f32 first")
+            if name == "i4" and n.op == "dequantize" and v is n.inputs[0] and v.data is not None:
+                continue  # constant int4 weights: widened to int8 storage at compile time
             if name not in SUPPORTED_DTYPES and name not in STORAGE_DTYPES:
                 raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  dtype {name} of %{v.name} is not "
                                          f"supported; supported: {known} (and f16/bf16 storage)")

@@ -218,11 +218,16 @@ def _quantize(ctx: LowerCtx, node: Node) -> None:
 @lowers("dequantize")
 def _dequantize(ctx: LowerCtx, node: Node) -> None:
     x, v = node.inputs[0], node.outputs[0]
-    if x.type.dtype.name not in ("i8", "u8", "i32"):
-        raise ctx.fail(f"dequantize of {x.type.dtype.name} is not supported (i8, u8, i32)")
+    name = x.type.dtype.name
+    if name == "i4" and x.data is None:
+        raise ctx.fail("dequantize of i4 is supported for constant weights only (the kernels hold no i4 activations)")
+    if name not in ("i8", "u8", "i32", "i4"):
+        raise ctx.fail(f"dequantize of {name} is not supported (i8, u8, i32, constant i4)")
     out = ctx.out(v)
     if v.type.numel == 0:
         return
     acb, scale, zp = _qview(ctx, node, x)
-    ctx.emit("dequantize", dequantize, ctx.reshaped(ctx.arg(x), acb), scale, zp, ctx.reshaped(out, acb),
+    # int4 weights are widened to int8 storage once, at compile time: every i4 value fits in i8
+    src = ctx.const(x.data.astype(np.int8), f"{x.name}.i8") if name == "i4" else ctx.arg(x)  # type: ignore[union-attr]
+    ctx.emit("dequantize", dequantize, ctx.reshaped(src, acb), scale, zp, ctx.reshaped(out, acb),
              writes=(out,), work=v.type.numel)

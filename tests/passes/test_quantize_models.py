@@ -75,6 +75,7 @@ def _small_cnn():  # type: ignore[no-untyped-def]
 
 @pytest.mark.skipif(not _has("numba"), reason="the Numba backend needs numba")
 @pytest.mark.parametrize("pipeline", ["quantize", "quantize{precision=uint8,granularity=tensor}",
+                                      "quantize{precision=int4}", "quantize{precision=int4,granularity=tensor}",
                                       "quantize{precision=fp16}", "quantize{precision=bf16}",
                                       "quantize{scheme=static},fold-constants"])
 def test_numba_backend_matches_reference(pipeline: str) -> None:
