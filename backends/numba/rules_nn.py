@@ -215,6 +215,17 @@ def _quantize(ctx: LowerCtx, node: Node) -> None:
              Lit(float(info.max)), ctx.reshaped(out, acb), writes=(out,), work=v.type.numel)
 
 
+def _dequantized_constant(node: Node, q: np.ndarray) -> np.ndarray:
+    """float32(int32(q) - zero_point) * scale along the node's axis, computed like the dequantize kernel."""
+    a = node.attrs
+    shape = q.shape
+    ax = None if a["axis"] is None else a["axis"] % len(shape)
+    bshape = (1,) * len(shape) if ax is None else tuple(shape[ax] if i == ax else 1 for i in range(len(shape)))
+    zp = np.asarray(a["zero_point"], np.int32).reshape(bshape)
+    scale = np.asarray(a["scale"], np.float32).reshape(bshape)
+    return (q.astype(np.int32) - zp).astype(np.float32) * scale
+
+
 @lowers("dequantize")
 def _dequantize(ctx: LowerCtx, node: Node) -> None:
     x, v = node.inputs[0], node.outputs[0]
@@ -223,6 +234,10 @@ def _dequantize(ctx: LowerCtx, node: Node) -> None:
         raise ctx.fail("dequantize of i4 is supported for constant weights only (the kernels hold no i4 activations)")
     if name not in ("i8", "u8", "i32", "i4"):
         raise ctx.fail(f"dequantize of {name} is not supported (i8, u8, i32, constant i4)")
+    if x.data is not None and id(v) not in ctx.out_ids:
+        # a constant weight: dequantized once, at compile time, as the kernel would (no INT8 GEMM yet)
+        ctx.value_slot[id(v)] = ctx.const(_dequantized_constant(node, x.data), v.name)
+        return
     out = ctx.out(v)
     if v.type.numel == 0:
         return
