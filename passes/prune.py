@@ -51,7 +51,8 @@ class Prune(Pass):
     Options: `sparsity` (fraction of zeros; N:M fixes its own), `pattern` (unstructured, block,
     nm, channel, or auto: the pattern the target accelerates, from the cost model's
     `choose_sparsity`; needs `ctx.target`), `block` (bh x bw, `32` means 32x32), `n`:`m`,
-    `ops` and `skip` (node names, globs allowed; several joined by `+`), `min_params`.
+    `ops` and `skip` (node names, globs allowed; several joined by `+`), `min_params`, and for
+    auto `min_gain`: a layer whose predicted speed-up on the target is below it stays dense.
 
     Each weight is read as the N x K matrix the GEMM sees (ir/sparsity.py): linear [N,K];
     conv2d [O, I/groups*kh*kw], grouped and depthwise included (a block must not straddle two
@@ -83,6 +84,7 @@ class Prune(Pass):
     ops: str = "linear+conv2d+matmul"
     skip: str = ""
     min_params: int = 256
+    min_gain: float = 1.05  # pattern=auto: prune a layer only when the target is predicted this much faster
 
     def __post_init__(self) -> None:
         """Check the options; errors name the option at fault."""
@@ -144,6 +146,9 @@ class Prune(Pass):
         d = choose_sparsity(target, node, self.sparsity)
         if not d.applied:
             return d.reason
+        if d.speedup is not None and d.speedup < self.min_gain:
+            return (f"{node.name} left dense: {d.choice} is predicted {d.speedup:.2f}x on {target.name}, "
+                    f"below min_gain={self.min_gain:.2f}")
         p = dict(d.params)
         return {"pattern": p["pattern"], "sparsity": float(p.get("sparsity", self.sparsity)),
                 "block": tuple(p.get("block") or (1, 1)), "n": p.get("n"), "m": p.get("m"), "note": d.reason}

@@ -178,7 +178,9 @@ class Quantize(Pass):
             if hw is None:
                 return None
             sw = hw
-        const = Value(graph.fresh_name(f"{w.name}.{sw.type.dtype.name}"), sw.type, sw.data)
+        # zeros stay zeros (symmetric scales, round to nearest), so a pruned weight keeps its sparsity
+        stored_type = sw.type.replace(sparsity=w.type.sparsity)
+        const = Value(graph.fresh_name(f"{w.name}.{sw.type.dtype.name}"), stored_type, sw.data)
         if sw.scale is None:
             return _emit(graph, n, "cast", [const], f"{w.name}.f32", dtype="f32"), sw
         return _emit(graph, n, "dequantize", [const], f"{w.name}.dq", scale=list(sw.scale),

@@ -234,6 +234,16 @@ def test_grouped_and_depthwise_convolutions() -> None:
 
 
 # ---- pattern=auto: the cost model's choice per target family ---------------------------------
+def test_auto_leaves_a_layer_dense_when_the_target_gains_too_little() -> None:
+    g = linear_graph(n=256, k=256, batch=2)  # launch-overhead bound on a GPU: 2:4 would gain ~1%
+    out, report = _prune(g, "prune{pattern=auto}", target="gpu-a100")
+    assert out.nodes[0].inputs[1].type.sparsity is None
+    assert "fc left dense: nm is predicted 1.01x on gpu-a100, below min_gain=1.05" in report
+    out, report = _prune(g, "prune{pattern=auto,min_gain=1.0}", target="gpu-a100")
+    assert out.nodes[0].inputs[1].type.sparsity.pattern == "nm"
+
+
+
 AUTO = {
     "gpu-a100": ("nm", None), "gpu-h100": ("nm", None),
     "tpu-v4": ("block", (128, 128)), "tpu-v5e": ("block", (128, 128)),
@@ -247,7 +257,7 @@ def test_auto_applies_the_pattern_the_target_accelerates(target: str) -> None:
     pattern, block = AUTO[target]
     sup = load_target(target).sparsity[0]
     assert (sup.pattern, sup.block) == (pattern, block)  # what the shipped target file says
-    g = linear_graph(n=256, k=256, batch=2)
+    g = linear_graph(n=1024, k=1024, batch=128)  # large enough to gain on every target
     out, report = _prune(g, "prune{pattern=auto,sparsity=0.75}", target=target)
     node = out.nodes[0]
     info = node.inputs[1].type.sparsity

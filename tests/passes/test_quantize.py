@@ -259,3 +259,12 @@ def test_auto_static_quantizes_activations_only_where_int8_is_chosen() -> None:
     else:
         assert metas["head"]["precision"] == head.choice
         assert ("activation" in metas["head"]) == (head.choice == "int8")
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4", "fp16"])
+def test_pruned_weights_keep_their_sparsity(precision: str) -> None:
+    q, _ = _quantized(_linear_graph(n=24, k=64), f"prune{{pattern=nm,min_params=0}},quantize{{precision={precision}}}")
+    (w,) = [v for n in q.nodes for v in n.inputs if v.is_constant and v.type.dtype.name != "f32"]
+    assert w.type.sparsity is not None and (w.type.sparsity.n, w.type.sparsity.m) == (2, 4)
+    assert w.type.sparsity.check(w.data, "linear") is None  # zeros stayed zeros in the narrow storage
+    verify(parse(q.to_text()))
