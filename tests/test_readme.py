@@ -1,0 +1,40 @@
+"""The README's Python examples run as written (all but the one that needs a user's ONNX file)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    """The ```python blocks of the README, in order."""
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_examples_run() -> None:
+    blocks = [b for b in python_blocks() if "model.onnx" not in b]
+    assert len(blocks) >= 3, "the README lost its examples"
+    ns: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), ns)  # noqa: S102 - the README is ours
+    y = ns["y"]
+    assert y.shape == (1, 10) and np.all(np.isfinite(y))
+    from tensorsmith.backends import reference
+
+    want = reference.run(ns["g"], {"x": np.ones((1, 64), np.float32)})["y"]
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
+    assert "drop-dropout" in ns["ctx"].report()
+    stored = [v for n in ns["g4"].nodes for v in n.inputs if v.is_constant and v.type.sparsity is not None]
+    assert stored and all(v.type.sparsity.pattern == "nm" and v.type.dtype.name == "i8" for v in stored)
+    assert "2:4" in ns["hw"].report() and "int8" in ns["hw"].report()
+
+
+def test_readme_commands_match_ci() -> None:
+    text = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    test_cmd = re.search(r"^(pip install -e \"\.\[dev,models\]\" && python -m pytest -n 2)", text, flags=re.M)
+    assert test_cmd and test_cmd.group(1) in ci, "the README's test command must be what .ci/run runs"
