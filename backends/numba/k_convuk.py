@@ -46,36 +46,38 @@ def padded_image_floats(ci: int, sh: int, sw: int, hq: int, wq: int) -> int:
     return ci * sh * sw * hq * wq + 2 * wq + 2 * NR
 
 
+def ext_floats(items: int, rb: int, wq: int, cb: int) -> int:
+    """Floats of the C tiles of conv_shift (not pointwise): per work item cb rows of rb*wq pixels rounded up to NR."""
+    return items * cb * (-(-(rb * wq) // NR) * NR)
+
+
 @subkernel
-def _phase_planes(src, dst, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
-    """dst[(ph*sw + pw)*hq*wq + a*wq + b] = zero-padded src[a*sh + ph - pt, b*sw + pw - pl]."""
+def _phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
+    """dst[a*wq + b] = zero-padded src[a*sh + ph - pt, b*sw + pw - pl]: one stride phase of one channel."""
     h, w = src.shape
-    for ph in range(sh):
-        for pw in range(sw):
-            base = (ph * sw + pw) * hq * wq
-            for a in range(hq):
-                row = dst[base + a * wq:base + (a + 1) * wq]
-                ih = a * sh + ph - pt
-                if ih < 0 or ih >= h:
-                    for b in range(wq):
-                        row[b] = 0.0
-                    continue
-                s = src[ih]
-                lo = max(0, (pl - pw + sw - 1) // sw)
-                hi = min(wq, (w - 1 + pl - pw) // sw + 1) if w - 1 + pl - pw >= 0 else 0
-                hi = max(hi, lo)
-                for b in range(lo):
-                    row[b] = 0.0
-                if sw == 1:
-                    seg = row[lo:hi]
-                    part = s[lo + pw - pl:hi + pw - pl]
-                    for b in range(hi - lo):
-                        seg[b] = part[b]
-                else:
-                    for b in range(lo, hi):
-                        row[b] = s[b * sw + pw - pl]
-                for b in range(hi, wq):
-                    row[b] = 0.0
+    for a in range(hq):
+        row = dst[a * wq:(a + 1) * wq]
+        ih = a * sh + ph - pt
+        if ih < 0 or ih >= h:
+            for b in range(wq):
+                row[b] = 0.0
+            continue
+        s = src[ih]
+        lo = max(0, (pl - pw + sw - 1) // sw)
+        hi = min(wq, (w - 1 + pl - pw) // sw + 1) if w - 1 + pl - pw >= 0 else 0
+        hi = max(hi, lo)
+        for b in range(lo):
+            row[b] = 0.0
+        if sw == 1:
+            seg = row[lo:hi]
+            part = s[lo + pw - pl:hi + pw - pl]
+            for b in range(hi - lo):
+                seg[b] = part[b]
+        else:
+            for b in range(lo, hi):
+                row[b] = s[b * sw + pw - pl]
+        for b in range(hi, wq):
+            row[b] = 0.0
 
 
 @subkernel
@@ -97,11 +99,11 @@ def _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, first, tmp, cw, qw
 
 
 @subkernel
-def _pack_panel(xpad, offs, kc, qw, bp):  # type: ignore[no-untyped-def]
-    """bp[kk][0:NR] = xpad[offs[kk]:offs[kk] + qw], zero-padded to NR, for kk < kc."""
+def _pack_panel(xpad, offs, q, kc, qw, bp):  # type: ignore[no-untyped-def]
+    """bp[kk][0:NR] = xpad[offs[kk] + q:offs[kk] + q + qw], zero-padded to NR, for kk < kc."""
     for kk in range(kc):
         row = bp[kk * NR:(kk + 1) * NR]
-        src = xpad[offs[kk]:offs[kk] + qw]
+        src = xpad[offs[kk] + q:offs[kk] + q + qw]
         for z in range(qw):
             row[z] = src[z]
         for z in range(qw, NR):
@@ -115,10 +117,12 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
 
     Each input channel is split into sh*sw phase planes (hq x wq, zero-padded): tap (i, j) then reads
     phase ((i*dh) % sh, (j*dw) % sw) shifted by ((i*dh) // sh, (j*dw) // sw), a stride-1 shifted GEMM
-    over the "wide" output of Ho x wq pixels. xpad: N images of phase planes; ext: N * Co * Ho * wq
-    floats; ctmp: MR*NR + KC*NR floats per work item (a C tile and a packed B panel). Work items are
-    (image, block of rb output rows, block of cb output channels); cb must be a multiple of MR. A
-    pointwise convolution (geo[9] == 1) passes x itself (flat) as xpad and the output (flat) as ext.
+    over the "wide" output of Ho x wq pixels. xpad: N images of phase planes; ext: ext_floats(...), per
+    work item a C tile of cb channels x (rb*wq rounded up to NR) pixels, so every micro-kernel call
+    writes a whole tile; ctmp: MR*NR + KC*NR floats per work item (a partial C tile and a packed B
+    panel). Work items are (image, block of rb output rows, block of cb output channels); cb must be
+    a multiple of MR. A pointwise convolution (geo[9] == 1) passes x itself (flat) as xpad and the
+    output (flat) as ext (partial micro-tiles then go through ctmp).
     geo[10] == 1 packs every B panel before use; 0 reads B rows in place (row stride one channel)
     and packs only partial panels; 2 ("merged") treats the (tap, channel) pairs as one K dimension,
     packing each B panel from the shifted planes (im2col per panel) with weights from
@@ -136,10 +140,14 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
     merged = geo[10] == 2
     img = ci_all * chan if pointwise else ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
     if not pointwise:
-        for t in prange(nb * ci_all):
-            n = t // ci_all
-            c = t - n * ci_all
-            _phase_planes(x[n, c], xpad[n * img + c * chan:n * img + (c + 1) * chan], sh, sw, pt, pl, hq, wq)
+        phases = sh * sw
+        for t in prange(nb * ci_all * phases):
+            n = t // (ci_all * phases)
+            c = (t // phases) % ci_all
+            ph = (t % phases) // sw
+            pw = t % sw
+            o = n * img + c * chan + (ph * sw + pw) * plane
+            _phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, pt, pl, hq, wq)
         for n in range(nb):
             for q in range(n * img + ci_all * chan, (n + 1) * img):
                 xpad[q] = 0.0
@@ -148,6 +156,7 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
     gr = (h_out + rb - 1) // rb
     gc = (co_all + cb - 1) // cb
     per = MR * NR + KC_CONV * NR
+    ldx = (rb * wq + NR - 1) // NR * NR  # row stride of an item's C tile (not pointwise)
     for t in prange(nb * gr * gc):
         n = t // (gr * gc)
         rest = t - n * gr * gc
@@ -162,23 +171,28 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
         tmp = ctmp[t * per:t * per + MR * NR]
         bp = ctmp[t * per + MR * NR:(t + 1) * per]
         offs = offsets[t * KC_CONV:(t + 1) * KC_CONV]
+        # C tile: the output itself (pointwise; partial micro-tiles through tmp) or the item's own region of
+        # ext, cb rows of ldx >= (r1 - r0) * wq pixels, which whole micro-tiles may overrun (junk never read)
+        c_base = t * cb * ldx - c0 * ldx - q0
+        c_ld = ldx
+        if pointwise:
+            c_base = n * co_all * wide
+            c_ld = wide
         k_total = kh * kw * ci_all
         if merged:  # K = (tap, channel) pairs: im2col on the fly, one B panel at a time
             for pc in range(0, k_total, KC_CONV):
                 kc = min(KC_CONV, k_total - pc)
+                for kk in range(kc):  # where row kk of every B panel starts (before adding the pixel q)
+                    tap = (pc + kk) // ci_all
+                    ci = pc + kk - tap * ci_all
+                    ri = (tap // kw) * dh
+                    cj = (tap % kw) * dw
+                    offs[kk] = n * img + ci * chan + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
                 for q in range(q0, q1, NR):
-                    qw = min(NR, q1 - q)
-                    for kk in range(kc):
-                        tap = (pc + kk) // ci_all
-                        ci = pc + kk - tap * ci_all
-                        ri = (tap // kw) * dh
-                        cj = (tap % kw) * dw
-                        offs[kk] = (n * img + ci * chan + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq
-                                    + cj // sw + q)
-                    _pack_panel(xpad, offs, kc, qw, bp)
+                    _pack_panel(xpad, offs, q, kc, min(NR, q1 - q), bp)
                     for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                        _mma(kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext, (n * co_all + mp * MR) * wide + q,
-                             wide, pc == 0, tmp, min(MR, c1 - mp * MR), qw)
+                        ukernel(kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext, c_base + mp * MR * c_ld + q, c_ld,
+                                pc > 0)
         else:  # one shifted GEMM per tap
             for tap in range(kh * kw):
                 ri = (tap // kw) * dh
@@ -195,19 +209,30 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
                         if pack or qw < NR:  # pack the B panel: kc rows of NR pixels, contiguous
                             for kk in range(kc):
                                 offs[kk] = b_off + kk * chan
-                            _pack_panel(xpad, offs, kc, qw, bp)
+                            _pack_panel(xpad, offs, 0, kc, qw, bp)
                             b_src = bp
                             b_off = 0
                             b_ld = NR
                         for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                            _mma(kc, ap, ((tap * npm + mp) * ci_all + pc) * MR, b_src, b_off, b_ld, ext,
-                                 (n * co_all + mp * MR) * wide + q, wide, first, tmp, min(MR, c1 - mp * MR), qw)
-        for c in range(c0, c1):
-            rn = min(n, res.shape[0] - 1)
-            rc = min(c, res.shape[1] - 1)
-            for oh in range(r0, r1):
-                src = ext[(n * co_all + c) * wide + oh * wq:(n * co_all + c) * wide + oh * wq + w_out]
-                dst = out[n, c, oh * w_out:(oh + 1) * w_out]
-                rrow = res[rn, rc][oh * w_out:(oh + 1) * w_out] if res.shape[2] > 1 else res[rn, rc]
-                if not pointwise or stages.shape[0] > 0:
-                    epi_row(dst, src, not pointwise, stages, vecs, 0, c, rrow)
+                            a_off = ((tap * npm + mp) * ci_all + pc) * MR
+                            if pointwise:
+                                _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld, first,
+                                     tmp, min(MR, c1 - mp * MR), qw)
+                            else:
+                                ukernel(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld,
+                                        not first)
+        if pointwise and stages.shape[0] == 0:
+            continue
+        rn = min(n, res.shape[0] - 1)
+        for c in range(c0, c1):  # valid columns of the C tile into the output, then the epilogue on the span
+            span = out[n, c, r0 * w_out:r1 * w_out]
+            if not pointwise:
+                for oh in range(r0, r1):
+                    src = ext[c_base + c * c_ld + oh * wq:c_base + c * c_ld + oh * wq + w_out]
+                    dst = span[(oh - r0) * w_out:(oh - r0 + 1) * w_out]
+                    for z in range(w_out):
+                        dst[z] = src[z]
+            if stages.shape[0] > 0:
+                rc = min(c, res.shape[1] - 1)
+                rrow = res[rn, rc][r0 * w_out:r1 * w_out] if res.shape[2] > 1 else res[rn, rc]
+                epi_row(span, span, False, stages, vecs, 0, c, rrow)

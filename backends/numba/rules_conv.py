@@ -10,7 +10,7 @@ from . import k_ukernel
 from .fusion import Stage
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
-from .k_convuk import KC_CONV, conv_shift, pack_conv_weights, padded_image_floats
+from .k_convuk import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
 from .plan import Lit, LowerCtx
 from .rules_dense import FLOPS_PER_UNIT, Epilogue, _bias_stage, _dummy, describe_stages
 from .rules_elementwise import emit_binary
@@ -29,14 +29,40 @@ def conv_tiles(n: int, co: int, p: int, threads: int, parallel: bool) -> tuple[i
     return max(pb, 1), max(cdiv(co, gc), 1)
 
 
-def shift_tiles(n: int, co: int, ho: int, threads: int, parallel: bool) -> tuple[int, int]:
-    """(output rows, output channels) per work item of conv_shift: about two items per thread."""
-    mr = k_ukernel.MR
-    cb = min(cdiv(co, mr) * mr, 22 * mr)
+MAX_TILE_PIXELS = 1024
+"""Most (wide) output pixels per work item of conv_shift once it has more than one row: C tile in L2."""
+
+
+def shift_tiles(n: int, co: int, ho: int, wq: int, threads: int, parallel: bool, pack: bool) -> tuple[int, int]:
+    """(output rows, output channels) per work item of conv_shift, minimizing the busiest thread's micro-tiles.
+
+    A work item of rb rows and cb channels computes ceil(rb*wq / NR) x ceil(cb / MR) micro-tiles per
+    K step (whole micro-tiles: a ragged edge costs a full one), plus one B panel pack per pixel panel
+    when `pack`; items go round-robin to `threads`. Ties go to fewer items.
+    """
+    mr, nr = k_ukernel.MR, k_ukernel.NR
+    panels = cdiv(co, mr)
+    cb_max = min(panels, 22)
     if not parallel or threads <= 1:
-        return max(ho, 1), cb
-    gr = max(1, min(ho, cdiv(2 * threads, n * cdiv(co, cb))))
-    return cdiv(ho, gr), cb
+        threads = 1
+    best = (1 << 62, 1 << 62, max(ho, 1), cb_max)  # (busiest thread's micro-tiles, items, rb, cb in panels)
+    gr_min = max(1, min(ho, cdiv(ho * wq, MAX_TILE_PIXELS)))
+    for gr in range(gr_min, max(ho, 1) + 1):
+        rb = cdiv(ho, gr)
+        if gr > 1 and cdiv(ho, rb) != gr:
+            continue
+        for gc in range(cdiv(panels, cb_max), panels + 1):
+            cbp = cdiv(panels, gc)
+            if gc > 1 and cdiv(panels, cbp) != gc:
+                continue
+            items = n * gr * gc
+            cost = cdiv(items, threads) * cdiv(rb * wq, nr) * (cbp + int(pack))
+            key = (cost, items, rb, cbp)
+            if key[:2] < best[:2]:
+                best = key
+            if items >= 4 * threads:
+                break
+    return best[2], best[3] * mr
 
 
 def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
@@ -50,19 +76,19 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     sh, sw = (1, 1) if pointwise else a["strides"]
     hq, wq = (h, w_in) if pointwise else (cdiv(h + pt + pb, sh), cdiv(w_in + pl + pr, sw))
     par = ctx.parallel(work)
-    rb, cb = shift_tiles(nb, co, ho, ctx.threads, par)
-    items = nb * cdiv(ho, rb) * cdiv(co, cb)
-    f32 = np.dtype(np.float32)
     # geo[10]: 0 read B rows in place, 1 pack B panels (many output channels reuse each), 2 merge the
     # taps into one K (few input channels per tap: a K of Ci alone would waste the micro-kernel)
     mode = 0 if pointwise else (2 if ci < 64 else int(co >= 192))
+    rb, cb = shift_tiles(nb, co, ho, wq, ctx.threads, par, mode > 0)
+    items = nb * cdiv(ho, rb) * cdiv(co, cb)
+    f32 = np.dtype(np.float32)
     packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=mode == 2),
                        f"{node.name}.packed")
     if pointwise:
         xpad, ext = ctx.flat_of(src), ctx.flat_of(o3)
     else:
         xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
-        ext = ctx.buffer((nb * co * ho * wq,), f32, f"{node.name}.wide")
+        ext = ctx.buffer((ext_floats(items, rb, wq, cb),), f32, f"{node.name}.wide")
     ctmp = ctx.buffer((items * k_ukernel.NR * (k_ukernel.MR + KC_CONV),), f32, f"{node.name}.tile")
     codes, vecs = epi.slots(ctx)
     geo = np.append(pool_geometry(node, wo, pointwise), mode)
