@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import subkernel, twin
+from .jit import helper, subkernel, twin
 from .k_gemm import epi_row
-from .k_ukernel import MR, NR, ukernel
+from .k_ukernel import MR, NR, ukernel, ukernel_third, ukernel_two_thirds
 
 KC_CONV = 256
 
@@ -78,6 +78,17 @@ def _phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-u
                 row[b] = s[b * sw + pw - pl]
         for b in range(hi, wq):
             row[b] = 0.0
+
+
+@helper
+def _uk_rows(cw, kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
+    """The micro-kernel on the first cw rows of an A panel: MR/3, 2*MR/3 or all MR rows, the fewest that cover cw."""
+    if cw <= MR // 3:
+        ukernel_third(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+    elif cw <= 2 * MR // 3:
+        ukernel_two_thirds(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+    else:
+        ukernel(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
 
 
 @subkernel
@@ -191,8 +202,8 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
                 for q in range(q0, q1, NR):
                     _pack_panel(xpad, offs, q, kc, min(NR, q1 - q), bp)
                     for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                        ukernel(kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext, c_base + mp * MR * c_ld + q, c_ld,
-                                pc > 0)
+                        _uk_rows(c1 - mp * MR, kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext,
+                                 c_base + mp * MR * c_ld + q, c_ld, pc > 0)
         else:  # one shifted GEMM per tap
             for tap in range(kh * kw):
                 ri = (tap // kw) * dh
@@ -219,8 +230,8 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
                                 _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld, first,
                                      tmp, min(MR, c1 - mp * MR), qw)
                             else:
-                                ukernel(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld,
-                                        not first)
+                                _uk_rows(c1 - mp * MR, kc, ap, a_off, b_src, b_off, b_ld, ext,
+                                         c_base + mp * MR * c_ld + q, c_ld, not first)
         if pointwise and stages.shape[0] == 0:
             continue
         rn = min(n, res.shape[0] - 1)

@@ -30,12 +30,15 @@ KC = 256
 AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATURES.get("avx512f"))
 
 
-@intrinsic
-def ukernel(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
-    """C[MR, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] @ B rows [kc][NR] (row stride ldb)."""
-    sig = types.void(kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+def _make_ukernel(rows: int):  # type: ignore[no-untyped-def]
+    """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an MR-row A panel."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
+        """C[rows, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] (first rows) @ B rows [kc][NR]."""
+        sig = types.void(kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+        return sig, _codegen
+
+    def _codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
         f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
         vt = ir.VectorType(f32, VW)
@@ -61,7 +64,7 @@ def ukernel(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate): 
         k = builder.phi(i64)
         k.add_incoming(ir.Constant(i64, 0), pre)
         accs = []
-        for _ in range(MR * 2):
+        for _ in range(rows * 2):
             p = builder.phi(vt)
             p.add_incoming(zero, pre)
             accs.append(p)
@@ -70,7 +73,7 @@ def ukernel(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate): 
                 for j in range(2)]
         aptr = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
         new = []
-        for i in range(MR):
+        for i in range(rows):
             s = builder.load(builder.gep(aptr, [ir.Constant(i64, i)]), align=4)
             sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
             for j in range(2):
@@ -83,13 +86,13 @@ def ukernel(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate): 
         builder.cbranch(builder.icmp_signed("<", kn, kcv), loop, done)
         builder.position_at_end(done)
         fins = []
-        for idx in range(MR * 2):  # every phi first: LLVM wants them at the top of the block
+        for idx in range(rows * 2):  # every phi first: LLVM wants them at the top of the block
             fin = builder.phi(vt)
             fin.add_incoming(zero, pre)
             fin.add_incoming(new[idx], last)
             fins.append(fin)
         acc_flag = context.cast(builder, args[9], st[9], types.boolean)
-        for i in range(MR):
+        for i in range(rows):
             row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
             for j in range(2):
                 fin = fins[i * 2 + j]
@@ -98,7 +101,16 @@ def ukernel(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate): 
                 builder.store(builder.select(acc_flag, builder.fadd(fin, old), fin), ptr, align=4)
         return context.get_dummy_value()
 
-    return sig, codegen
+    ukernel_typer.__name__ = ukernel_typer.__qualname__ = f"ukernel_{rows}x{NR}"
+    return intrinsic(ukernel_typer)
+
+
+ukernel = _make_ukernel(MR)
+"""C[MR, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] @ B rows [kc][NR] (row stride ldb)."""
+ukernel_third = _make_ukernel(MR // 3)
+"""The same for the first MR/3 rows of the A panel (a ragged last panel of channels)."""
+ukernel_two_thirds = _make_ukernel(2 * MR // 3)
+"""The same for the first 2*MR/3 rows of the A panel."""
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:

@@ -75,10 +75,15 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     pt, pl, pb, pr = a["pads"]
     sh, sw = (1, 1) if pointwise else a["strides"]
     hq, wq = (h, w_in) if pointwise else (cdiv(h + pt + pb, sh), cdiv(w_in + pl + pr, sw))
-    par = ctx.parallel(work)
     # geo[10]: 0 read B rows in place, 1 pack B panels (many output channels reuse each), 2 merge the
     # taps into one K (few input channels per tap: a K of Ci alone would waste the micro-kernel)
     mode = 0 if pointwise else (2 if ci < 64 else int(co >= 192))
+    kh, kw = w.shape[2], w.shape[3]
+    # besides the flops: phase planes and the epilogue's copy touch every pixel once, packed B panels
+    # every (tap, channel, wide pixel); with few channels (K of 27 for an RGB 3x3) these dominate
+    if not pointwise:
+        work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (kh * kw * ci * ho * wq if mode else 0))
+    par = ctx.parallel(work)
     rb, cb = shift_tiles(nb, co, ho, wq, ctx.threads, par, mode > 0)
     items = nb * cdiv(ho, rb) * cdiv(co, cb)
     f32 = np.dtype(np.float32)

@@ -53,6 +53,8 @@ CASES = [  # x shape, w shape, strides, pads, dilations
     ((2, 19, 17, 17), (37, 19, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),      # pointwise, partial micro-tiles
     ((1, 23, 15, 13), (41, 23, 1, 1), (2, 3), (0, 0, 0, 0), (1, 1)),      # 1x1 strided: subsample + pointwise
     ((1, 5, 1, 31), (7, 5, 1, 3), (1, 1), (0, 1, 0, 1), (1, 1)),          # one input row
+    ((4, 3, 10, 10), (16, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),        # last channel panel: exactly MR/3 rows
+    ((1, 64, 6, 5), (20, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),        # last channel panel: exactly 2*MR/3 rows
 ]
 
 
