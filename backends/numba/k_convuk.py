@@ -135,9 +135,8 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
     a multiple of MR. A pointwise convolution (geo[9] == 1) passes x itself (flat) as xpad and the
     output (flat) as ext (partial micro-tiles then go through ctmp).
     geo[10] == 1 packs every B panel before use; 0 reads B rows in place (row stride one channel)
-    and packs only partial panels; 2 ("merged") treats the (tap, channel) pairs as one K dimension,
-    packing each B panel from the shifted planes (im2col per panel) with weights from
-    pack_conv_weights(w, merged=True). offsets: KC int64 per work item.
+    and packs only partial panels. Few input channels, where the taps form one K, go to
+    k_convpix.conv_pixels instead. offsets: KC int64 per work item.
     """
     nb, ci_all, h_in, w_in = x.shape
     co_all = out.shape[1]
@@ -148,7 +147,6 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
     chan = sh * sw * plane
     pointwise = geo[9] == 1
     pack = geo[10] == 1
-    merged = geo[10] == 2
     img = ci_all * chan if pointwise else ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
     if not pointwise:
         phases = sh * sw
@@ -189,49 +187,33 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
         if pointwise:
             c_base = n * co_all * wide
             c_ld = wide
-        k_total = kh * kw * ci_all
-        if merged:  # K = (tap, channel) pairs: im2col on the fly, one B panel at a time
-            for pc in range(0, k_total, KC_CONV):
-                kc = min(KC_CONV, k_total - pc)
-                for kk in range(kc):  # where row kk of every B panel starts (before adding the pixel q)
-                    tap = (pc + kk) // ci_all
-                    ci = pc + kk - tap * ci_all
-                    ri = (tap // kw) * dh
-                    cj = (tap % kw) * dw
-                    offs[kk] = n * img + ci * chan + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
+        for tap in range(kh * kw):  # one shifted GEMM per tap
+            ri = (tap // kw) * dh
+            cj = (tap % kw) * dw
+            shift = ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
+            for pc in range(0, ci_all, KC_CONV):
+                kc = min(KC_CONV, ci_all - pc)
+                first = tap == 0 and pc == 0
                 for q in range(q0, q1, NR):
-                    _pack_panel(xpad, offs, q, kc, min(NR, q1 - q), bp)
+                    qw = min(NR, q1 - q)
+                    b_src = xpad
+                    b_off = n * img + pc * chan + shift + q
+                    b_ld = chan
+                    if pack or qw < NR:  # pack the B panel: kc rows of NR pixels, contiguous
+                        for kk in range(kc):
+                            offs[kk] = b_off + kk * chan
+                        _pack_panel(xpad, offs, 0, kc, qw, bp)
+                        b_src = bp
+                        b_off = 0
+                        b_ld = NR
                     for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                        _uk_rows(c1 - mp * MR, kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext,
-                                 c_base + mp * MR * c_ld + q, c_ld, pc > 0)
-        else:  # one shifted GEMM per tap
-            for tap in range(kh * kw):
-                ri = (tap // kw) * dh
-                cj = (tap % kw) * dw
-                shift = ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
-                for pc in range(0, ci_all, KC_CONV):
-                    kc = min(KC_CONV, ci_all - pc)
-                    first = tap == 0 and pc == 0
-                    for q in range(q0, q1, NR):
-                        qw = min(NR, q1 - q)
-                        b_src = xpad
-                        b_off = n * img + pc * chan + shift + q
-                        b_ld = chan
-                        if pack or qw < NR:  # pack the B panel: kc rows of NR pixels, contiguous
-                            for kk in range(kc):
-                                offs[kk] = b_off + kk * chan
-                            _pack_panel(xpad, offs, 0, kc, qw, bp)
-                            b_src = bp
-                            b_off = 0
-                            b_ld = NR
-                        for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                            a_off = ((tap * npm + mp) * ci_all + pc) * MR
-                            if pointwise:
-                                _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld, first,
-                                     tmp, min(MR, c1 - mp * MR), qw)
-                            else:
-                                _uk_rows(c1 - mp * MR, kc, ap, a_off, b_src, b_off, b_ld, ext,
-                                         c_base + mp * MR * c_ld + q, c_ld, not first)
+                        a_off = ((tap * npm + mp) * ci_all + pc) * MR
+                        if pointwise:
+                            _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld, first,
+                                 tmp, min(MR, c1 - mp * MR), qw)
+                        else:
+                            _uk_rows(c1 - mp * MR, kc, ap, a_off, b_src, b_off, b_ld, ext,
+                                     c_base + mp * MR * c_ld + q, c_ld, not first)
         if pointwise and stages.shape[0] == 0:
             continue
         rn = min(n, res.shape[0] - 1)

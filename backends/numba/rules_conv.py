@@ -10,6 +10,7 @@ from . import k_ukernel
 from .fusion import Stage
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
+from .k_convpix import conv_pixels, pixel_ext_floats
 from .k_convuk import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
 from .plan import Lit, LowerCtx
 from .rules_dense import FLOPS_PER_UNIT, Epilogue, _bias_stage, _dummy, describe_stages
@@ -65,6 +66,60 @@ def shift_tiles(n: int, co: int, ho: int, wq: int, threads: int, parallel: bool,
     return best[2], best[3] * mr
 
 
+def pixel_tiles(pixels: int, co: int, threads: int, parallel: bool) -> tuple[int, int]:
+    """(output pixels, output channels) per work item of conv_pixels, minimizing the busiest thread's micro-tiles.
+
+    Pixel blocks are whole NR panels of the pixels of all images in a row, at most MAX_TILE_PIXELS;
+    each panel is packed once per channel block. Ties go to fewer items.
+    """
+    mr, nr = k_ukernel.MR, k_ukernel.NR
+    panels, pix_panels = cdiv(co, mr), max(cdiv(pixels, nr), 1)
+    cb_max = min(panels, 22)
+    threads = threads if parallel and threads > 1 else 1
+    best = (1 << 62, 1 << 62, pix_panels, cb_max)  # (busiest thread's micro-tiles, items, pixel panels, cb panels)
+    for gp in range(cdiv(pix_panels, MAX_TILE_PIXELS // nr), pix_panels + 1):
+        pbp = cdiv(pix_panels, gp)
+        if gp > 1 and cdiv(pix_panels, pbp) != gp:
+            continue
+        for gc in range(cdiv(panels, cb_max), panels + 1):
+            cbp = cdiv(panels, gc)
+            if gc > 1 and cdiv(panels, cbp) != gc:
+                continue
+            items = gp * gc
+            key = (cdiv(items, threads) * pbp * (cbp + 1), items, pbp, cbp)
+            if key[:2] < best[:2]:
+                best = key
+            if items >= 4 * threads:
+                break
+    return best[2] * nr, best[3] * mr
+
+
+def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
+                      stages: list[Stage], epi: Epilogue, res: int, work: int,
+                      phases: tuple[int, int, int, int]) -> None:
+    """A convolution with few input channels: im2col per B panel over real output pixels, on the micro-kernel."""
+    nb, ci = ctx.slots[src].shape[:2]
+    co, _, kh, kw = w.shape
+    ho, wo = out_hw
+    sh, sw, hq, wq = phases
+    # besides the flops: phase planes and the epilogue's copy touch every pixel once, packed B panels
+    # every (tap, channel, pixel); with few channels (K of 27 for an RGB 3x3) these dominate
+    work += nb * (ci * sh * sw * hq * wq + co * ho * wo + kh * kw * ci * ho * wo)
+    par = ctx.parallel(work)
+    pb, cb = pixel_tiles(nb * ho * wo, co, ctx.threads, par)
+    items = cdiv(nb * ho * wo, pb) * cdiv(co, cb)
+    f32 = np.dtype(np.float32)
+    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=True), f"{node.name}.packed")
+    xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
+    ext = ctx.buffer((pixel_ext_floats(items, pb, cb),), f32, f"{node.name}.tiles")
+    bpan = ctx.buffer((items * KC_CONV * k_ukernel.NR,), f32, f"{node.name}.panel")
+    offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
+    codes, vecs = epi.slots(ctx)
+    label = "conv_uk_im2col" + ("+" + describe_stages(stages, None) if stages else "")
+    ctx.emit(label, conv_pixels, src, packed, o3, xpad, ext, bpan, offsets, Lit(pool_geometry(node, wo)), Lit(hq),
+             Lit(wq), Lit(pb), Lit(cb), codes, vecs, res, writes=(o3, xpad, ext, bpan, offsets), work=work)
+
+
 def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
                      stages: list[Stage], epi: Epilogue, res: int, work: int, pointwise: bool) -> None:
     """A convolution as shifted GEMMs on the micro-kernel (weights packed now)."""
@@ -78,9 +133,12 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     # geo[10]: 0 read B rows in place, 1 pack B panels (many output channels reuse each), 2 merge the
     # taps into one K (few input channels per tap: a K of Ci alone would waste the micro-kernel)
     mode = 0 if pointwise else (2 if ci < 64 else int(co >= 192))
+    if mode == 2:
+        _emit_conv_pixels(ctx, node, src, w, o3, out_hw, stages, epi, res, work, (sh, sw, hq, wq))
+        return
     kh, kw = w.shape[2], w.shape[3]
     # besides the flops: phase planes and the epilogue's copy touch every pixel once, packed B panels
-    # every (tap, channel, wide pixel); with few channels (K of 27 for an RGB 3x3) these dominate
+    # every (tap, channel, wide pixel)
     if not pointwise:
         work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (kh * kw * ci * ho * wq if mode else 0))
     par = ctx.parallel(work)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tensorsmith.backends.numba import k_ukernel
 from tensorsmith.backends.numba.jit import cdiv
-from tensorsmith.backends.numba.rules_conv import MAX_TILE_PIXELS, shift_tiles
+from tensorsmith.backends.numba.rules_conv import MAX_TILE_PIXELS, pixel_tiles, shift_tiles
 from tensorsmith.ir import GraphBuilder, f32
 
 from .numba_check import PARALLEL, SERIAL, check
@@ -40,6 +40,20 @@ def test_shift_tiles_keep_a_small_image_whole() -> None:
     # 7x7 output, 9 wide columns: 63 pixels fill two NR panels; splitting rows would cost a third
     rb, cb = shift_tiles(1, 512, 7, 9, 2, True, True)
     assert rb == 7 and cdiv(512, cb) % 2 == 0
+
+
+@pytest.mark.parametrize(("pixels", "co", "threads", "parallel"), [
+    (256, 64, 2, True), (4096, 16, 2, True), (12544, 64, 2, True), (1, 5, 2, True), (49, 300, 4, True),
+    (1000, 24, 2, False),
+])
+def test_pixel_tiles_cover_the_output_in_whole_panels(pixels: int, co: int, threads: int, parallel: bool) -> None:
+    pb, cb = pixel_tiles(pixels, co, threads, parallel)
+    assert pb % NR == 0 and pb <= max(MAX_TILE_PIXELS, NR) and cb % MR == 0 and cb <= 22 * MR
+    items = cdiv(pixels, pb) * cdiv(co, cb)
+    if parallel and cdiv(pixels, NR) * cdiv(co, MR) >= threads:
+        assert items >= threads
+    if not parallel:
+        assert cdiv(co, cb) == 1 and pb == min(cdiv(pixels, NR) * NR, MAX_TILE_PIXELS)
 
 
 CASES = [  # x shape, w shape, strides, pads, dilations
