@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import twin
+from .jit import helper, twin
 from .k_conv import DH, DW, KH, KW, PL, PT, SH, SW, _ow_range
 
 
@@ -38,6 +38,28 @@ def maxpool(x, out, geo, init):  # type: ignore[no-untyped-def]
                         v = xrow[q * geo[SW] + off]
                         m = orow[q]
                         orow[q] = v if (v > m or v != v) else m
+
+
+@helper
+def _max_nan(a, b):  # type: ignore[no-untyped-def]
+    """max(a, b) where a NaN wins, as in the reference."""
+    return a if (a > b or a != a) else b
+
+
+@twin
+def maxpool2x2(x, out):  # type: ignore[no-untyped-def]
+    """2x2 windows at stride 2 without padding or dilation: each output is the max of four inputs."""
+    nb, nc = x.shape[0], x.shape[1]
+    h_out, w_out = out.shape[2], out.shape[3]
+    for t in prange(nb * nc):
+        n = t // nc
+        c = t - n * nc
+        for oh in range(h_out):
+            r0 = x[n, c, 2 * oh]
+            r1 = x[n, c, 2 * oh + 1]
+            o = out[n, c, oh]
+            for q in range(w_out):
+                o[q] = _max_nan(_max_nan(r0[2 * q], r0[2 * q + 1]), _max_nan(r1[2 * q], r1[2 * q + 1]))
 
 
 @twin

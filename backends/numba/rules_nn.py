@@ -10,7 +10,7 @@ from ...ir.graph import Node, Value
 from .k_data import dequantize, quantize
 from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
-from .k_pool import avgpool, maxpool, mean_rows
+from .k_pool import avgpool, maxpool, maxpool2x2, mean_rows
 from .k_reduce import MAX, SUM, reduce_mid, reduce_rows
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -103,6 +103,13 @@ def pool_geometry(node: Node, out_w: int, pointwise: bool = False) -> np.ndarray
     return np.array([kh, kw, sh, sw, pt, pl, dh, dw, out_w, int(pointwise)], np.int64)
 
 
+def _is_plain_2x2(node: Node, hw_in: tuple[int, ...], hw_out: tuple[int, int]) -> bool:
+    """2x2 windows at stride 2, no padding, no dilation, every window inside the input."""
+    a = node.attrs
+    return (tuple(a["kernel"]) == (2, 2) and tuple(a["strides"]) == (2, 2) and not any(a["pads"])
+            and tuple(a["dilations"]) == (1, 1) and 2 * hw_out[0] <= hw_in[0] and 2 * hw_out[1] <= hw_in[1])
+
+
 @lowers("maxpool2d", "avgpool2d")
 def _pool(ctx: LowerCtx, node: Node) -> None:
     x, v = node.inputs[0], node.outputs[0]
@@ -115,16 +122,18 @@ def _pool(ctx: LowerCtx, node: Node) -> None:
         return
     geo = Lit(pool_geometry(node, wo))
     src = ctx.arg(x)
-    o3 = ctx.reshaped(out, (n, c, ho * wo))
     kh, kw = node.attrs["kernel"]
     work = v.type.numel * kh * kw
-    if node.op == "maxpool2d":
+    if node.op == "maxpool2d" and _is_plain_2x2(node, x.type.shape[2:], (ho, wo)):
+        ctx.emit("maxpool2x2", maxpool2x2, src, out, writes=(out,), work=v.type.numel * 4)
+    elif node.op == "maxpool2d":
         init = dt.type(-np.inf) if dt.kind == "f" else dt.type(np.iinfo(dt).min)
-        ctx.emit("maxpool", maxpool, src, o3, geo, Lit(init), writes=(out,), work=work)
+        ctx.emit("maxpool", maxpool, src, ctx.reshaped(out, (n, c, ho * wo)), geo, Lit(init), writes=(out,), work=work)
     else:
         pads = node.attrs["pads"]
-        ctx.emit("avgpool", avgpool, src, o3, geo, Lit(bool(node.attrs["count_include_pad"])),
-                 Lit(np.array([pads[2], pads[3]], np.int64)), writes=(out,), work=work)
+        ctx.emit("avgpool", avgpool, src, ctx.reshaped(out, (n, c, ho * wo)), geo,
+                 Lit(bool(node.attrs["count_include_pad"])), Lit(np.array([pads[2], pads[3]], np.int64)),
+                 writes=(out,), work=work)
 
 
 @lowers("global-avgpool")

@@ -46,6 +46,27 @@ def test_avgpool2d(case: tuple, include: bool) -> None:
     check_op("avgpool2d", _u(*shape), count_include_pad=include, rtol=1e-5, atol=1e-6, **attrs)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 5, 7, 9), (3, 1, 2, 2), (0, 2, 4, 4), (1, 2, 31, 17)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_plain_2x2_maxpool(shape: tuple[int, ...], ceil_mode: bool) -> None:
+    """The 2x2 / stride-2 path (odd sizes drop the last row/column; ceil mode takes the general kernel)."""
+    x = _u(*shape)
+    if x.size:
+        x.reshape(-1)[::7] = np.nan  # NaN wins, as in the reference
+    check_op("maxpool2d", x, kernel=(2, 2), strides=(2, 2), ceil_mode=ceil_mode, exact=True)
+    check_op("maxpool2d", RNG.integers(-100, 100, shape).astype(np.int8), kernel=(2, 2), strides=(2, 2), exact=True)
+
+
+def test_plain_2x2_maxpool_takes_its_own_kernel() -> None:
+    from tensorsmith import runtime
+    from tensorsmith.ir import GraphBuilder, f32
+
+    b = GraphBuilder("pool")
+    b.output(b.maxpool2d(b.input("x", f32[1, 2, 6, 6]), (2, 2), strides=(2, 2), name="y"))
+    kernels = [p.kernel for p in runtime.compile(b.build(), backend="numba").profile({"x": _u(1, 2, 6, 6)}).nodes]
+    assert kernels == ["maxpool2x2"]
+
+
 def test_integer_maxpool() -> None:
     x = RNG.integers(-100, 100, (1, 2, 5, 5)).astype(np.int8)
     check_op("maxpool2d", x, kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), exact=True)
