@@ -14,10 +14,14 @@ from __future__ import annotations
 from numba import prange
 
 from .blas import sgemm
-from .jit import subkernel, twin
+from .jit import helper, subkernel, twin
 from .mathfn import F0, F1, fgelu, fgelu_tanh, frelu
 
 ADD_VEC, MUL_VEC, DIV_VEC, ADD_RES, RELU, GELU, GELU_TANH = range(7)
+SHORT_ROW = 256
+"""Tiles with rows shorter than this and no GELU run their epilogue in one `epi_block` call (a
+450x32 linear with bias: 72 -> 46 us); the others call `epi_row` per row, which measured faster for
+GELU (a 128x768x3072 linear+GELU: 2.0 ms against 3.5 ms with the block call)."""
 STAGE_NAMES = {ADD_VEC: "add", MUL_VEC: "mul", DIV_VEC: "div", ADD_RES: "residual", RELU: "relu",
                GELU: "gelu", GELU_TANH: "gelu_tanh"}
 
@@ -75,6 +79,57 @@ def epi_row(dst, src, copy, stages, vecs, c0, chan, res):  # type: ignore[no-unt
                 dst[j] = fgelu_tanh(dst[j])
 
 
+@helper
+def short_cheap_rows(n, stages):  # type: ignore[no-untyped-def]
+    """Whether rows of n columns are short and their stages cheap enough for one `epi_block` call."""
+    if n >= SHORT_ROW:
+        return False
+    for s in range(stages.shape[0]):
+        if stages[s] == GELU or stages[s] == GELU_TANH:
+            return False
+    return True
+
+
+@subkernel
+def epi_block(out, m0, m1, c0, c1, stages, vecs, res):  # type: ignore[no-untyped-def]
+    """Apply epilogue `stages` to out[m0:m1, c0:c1] (vectors run along the columns).
+
+    The same arithmetic as `epi_row` per row. Short rows run with the row loop inside one call: a
+    call per row would cost more than the row's arithmetic.
+    """
+    n = c1 - c0
+    for r in range(m0, m1):
+        o = out[r][c0:c1]
+        rr = res[min(r, res.shape[0] - 1)][c0:c1]
+        vi = 0
+        for s in range(stages.shape[0]):
+            code = stages[s]
+            if code == ADD_VEC or code == MUL_VEC or code == DIV_VEC:
+                vv = vecs[vi][c0:c1]
+                if code == ADD_VEC:
+                    for j in range(n):
+                        o[j] += vv[j]
+                elif code == MUL_VEC:
+                    for j in range(n):
+                        o[j] *= vv[j]
+                else:
+                    for j in range(n):
+                        o[j] /= vv[j]
+                vi += 1
+            elif code == ADD_RES:
+                for j in range(n):
+                    o[j] += rr[j]
+            elif code == RELU:
+                for j in range(n):
+                    o[j] = frelu(o[j])
+            elif code == GELU:
+                for j in range(n):
+                    o[j] = fgelu(o[j])
+            else:
+                for j in range(n):
+                    o[j] = fgelu_tanh(o[j])
+
+
 @twin
 def gemm(x, w, w_is_nk, out, tm, tn, stages, vecs, res):  # type: ignore[no-untyped-def]
     """out = epilogue(x @ W) with W = w.T (w is [N, K]) or W = w (w is [K, N]) in tm x tn tiles.
@@ -103,10 +158,13 @@ def gemm(x, w, w_is_nk, out, tm, tn, stages, vecs, res):  # type: ignore[no-unty
             sgemm(False, False, m1 - m0, n1 - n0, k_all, F1, x, m0 * k_all, k_all, w, n0, n_all,
                   F0, out, m0 * n_all + n0, n_all)
         if stages.shape[0] > 0:
-            for r in range(m0, m1):
-                rr = min(r, res.shape[0] - 1)
-                row = out[r][n0:n1]
-                epi_row(row, row, False, stages, vecs, n0, -1, res[rr][n0:n1])
+            if short_cheap_rows(n1 - n0, stages):
+                epi_block(out, m0, m1, n0, n1, stages, vecs, res)
+            else:
+                for r in range(m0, m1):
+                    rr = min(r, res.shape[0] - 1)
+                    row = out[r][n0:n1]
+                    epi_row(row, row, False, stages, vecs, n0, -1, res[rr][n0:n1])
 
 
 @twin

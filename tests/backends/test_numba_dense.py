@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD
 from tensorsmith.ir import GraphBuilder, f32
 
 from .numba_check import check, check_op
@@ -156,3 +157,17 @@ def test_linear_with_several_k_blocks_and_partial_tiles(m: int, k: int, n: int) 
     r = b.input("r", f32[m, n])
     b.output(b.gelu(b.add(b.linear(x, _u(n, k), _u(n)), r)))
     check(b.build(), {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(450, 64, 10), (37, 20, 300), (129, 33, 64), (1, 8, 3)])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_linear_epilogue_stages_on_short_and_long_rows(m: int, k: int, n: int, parallel: bool) -> None:
+    """Bias, per-column mul and div, residual and relu after a linear: short rows run in one call."""
+    b = GraphBuilder("stages")
+    x = b.input("x", f32[m, k])
+    r = b.input("r", f32[m, n])
+    y = b.linear(x, _u(n, k), _u(n))
+    y = b.div(b.mul(y, _u(n) + 3), np.abs(_u(n)) + 0.5)
+    b.output(b.relu(b.add(y, r)))
+    check(b.build(), {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4,
+          thresholds=(0,) if parallel else (DEFAULT_PARALLEL_THRESHOLD,))
