@@ -90,6 +90,17 @@ def short_cheap_rows(n, stages):  # type: ignore[no-untyped-def]
     return True
 
 
+@helper
+def epi_tile(out, m0, m1, c0, c1, stages, vecs, res):  # type: ignore[no-untyped-def]
+    """The epilogue of the tile out[m0:m1, c0:c1]: one `epi_block` call for short cheap rows, else per row."""
+    if short_cheap_rows(c1 - c0, stages):
+        epi_block(out, m0, m1, c0, c1, stages, vecs, res)
+    else:
+        for r in range(m0, m1):
+            row = out[r][c0:c1]
+            epi_row(row, row, False, stages, vecs, c0, -1, res[min(r, res.shape[0] - 1)][c0:c1])
+
+
 @subkernel
 def epi_block(out, m0, m1, c0, c1, stages, vecs, res):  # type: ignore[no-untyped-def]
     """Apply epilogue `stages` to out[m0:m1, c0:c1] (vectors run along the columns).
@@ -158,13 +169,7 @@ def gemm(x, w, w_is_nk, out, tm, tn, stages, vecs, res):  # type: ignore[no-unty
             sgemm(False, False, m1 - m0, n1 - n0, k_all, F1, x, m0 * k_all, k_all, w, n0, n_all,
                   F0, out, m0 * n_all + n0, n_all)
         if stages.shape[0] > 0:
-            if short_cheap_rows(n1 - n0, stages):
-                epi_block(out, m0, m1, n0, n1, stages, vecs, res)
-            else:
-                for r in range(m0, m1):
-                    rr = min(r, res.shape[0] - 1)
-                    row = out[r][n0:n1]
-                    epi_row(row, row, False, stages, vecs, n0, -1, res[rr][n0:n1])
+            epi_tile(out, m0, m1, n0, n1, stages, vecs, res)
 
 
 @twin

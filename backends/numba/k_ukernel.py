@@ -18,7 +18,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .jit import subkernel, twin
-from .k_gemm import epi_block, epi_row, short_cheap_rows
+from .k_gemm import epi_tile
 
 _FEATURES = llvm.get_host_cpu_features()
 VW = 16 if _FEATURES.get("avx512f") else 8
@@ -187,12 +187,4 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, res):  # type: ignor
                             for c in range(nw):
                                 o[n0 + c] = o[n0 + c] + ctmp[r * NR + c] if pc > 0 else ctmp[r * NR + c]
         if stages.shape[0] > 0:
-            c0 = p0 * NR
-            c1 = min(n_all, p1 * NR)
-            if short_cheap_rows(c1 - c0, stages):
-                epi_block(out, m0, m1, c0, c1, stages, vecs, res)
-            else:
-                for r in range(m0, m1):
-                    rr = min(r, res.shape[0] - 1)
-                    row = out[r][c0:c1]
-                    epi_row(row, row, False, stages, vecs, c0, -1, res[rr][c0:c1])
+            epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages, vecs, res)
