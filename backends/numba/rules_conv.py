@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ...ir.graph import Node, Value
@@ -34,6 +36,17 @@ MAX_TILE_PIXELS = 1024
 """Most (wide) output pixels per work item of conv_shift once it has more than one row: C tile in L2."""
 
 
+def _splits(total: int, first: int) -> Iterator[tuple[int, int]]:
+    """(groups, block size) for each way of cutting `total` into equal blocks, from `first` groups up.
+
+    A block size is given once, with the number of groups it really makes (ceil(total / block)).
+    """
+    for groups in range(max(first, 1), total + 1):
+        block = cdiv(total, groups)
+        if groups == 1 or cdiv(total, block) == groups:
+            yield groups, block
+
+
 def shift_tiles(n: int, co: int, ho: int, wq: int, threads: int, parallel: bool, pack: bool) -> tuple[int, int]:
     """(output rows, output channels) per work item of conv_shift, minimizing the busiest thread's micro-tiles.
 
@@ -48,14 +61,8 @@ def shift_tiles(n: int, co: int, ho: int, wq: int, threads: int, parallel: bool,
         threads = 1
     best = (1 << 62, 1 << 62, max(ho, 1), cb_max)  # (busiest thread's micro-tiles, items, rb, cb in panels)
     gr_min = max(1, min(ho, cdiv(ho * wq, MAX_TILE_PIXELS)))
-    for gr in range(gr_min, max(ho, 1) + 1):
-        rb = cdiv(ho, gr)
-        if gr > 1 and cdiv(ho, rb) != gr:
-            continue
-        for gc in range(cdiv(panels, cb_max), panels + 1):
-            cbp = cdiv(panels, gc)
-            if gc > 1 and cdiv(panels, cbp) != gc:
-                continue
+    for gr, rb in _splits(max(ho, 1), gr_min):
+        for gc, cbp in _splits(panels, cdiv(panels, cb_max)):
             items = n * gr * gc
             cost = cdiv(items, threads) * cdiv(rb * wq, nr) * (cbp + int(pack))
             key = (cost, items, rb, cbp)
@@ -77,14 +84,8 @@ def pixel_tiles(pixels: int, co: int, threads: int, parallel: bool) -> tuple[int
     cb_max = min(panels, 22)
     threads = threads if parallel and threads > 1 else 1
     best = (1 << 62, 1 << 62, pix_panels, cb_max)  # (busiest thread's micro-tiles, items, pixel panels, cb panels)
-    for gp in range(cdiv(pix_panels, MAX_TILE_PIXELS // nr), pix_panels + 1):
-        pbp = cdiv(pix_panels, gp)
-        if gp > 1 and cdiv(pix_panels, pbp) != gp:
-            continue
-        for gc in range(cdiv(panels, cb_max), panels + 1):
-            cbp = cdiv(panels, gc)
-            if gc > 1 and cdiv(panels, cbp) != gc:
-                continue
+    for gp, pbp in _splits(pix_panels, cdiv(pix_panels, MAX_TILE_PIXELS // nr)):
+        for gc, cbp in _splits(panels, cdiv(panels, cb_max)):
             items = gp * gc
             key = (cdiv(items, threads) * pbp * (cbp + 1), items, pbp, cbp)
             if key[:2] < best[:2]:
