@@ -19,6 +19,11 @@ from ...ir.text import format_node
 from . import blas
 from .jit import Twin, num_threads
 
+BLAS_WORK_FACTOR = 8
+"""Kernels that call BLAS go parallel only above this many times the parallel threshold: each tile is
+its own sgemm call, so a small product split over threads pays several BLAS setups for little, and
+column blocks of different widths round differently (measured: no gain on the zoo's small models,
+and ill-conditioned outputs, such as the ONNX test models' identical 1e19 logits, change)."""
 
 class NumbaLoweringError(ValueError):
     """A graph cannot be lowered to Numba kernels; the message names the node and op."""
@@ -243,7 +248,7 @@ class LowerCtx:
     # ---- steps ---------------------------------------------------------------------------
     def parallel(self, work: int, needs_blas: bool = False) -> bool:
         """Whether a kernel doing `work` (about one unit per element touched) should use its parallel twin."""
-        if self.threads <= 1 or work < self.parallel_threshold:
+        if self.threads <= 1 or work < self.parallel_threshold * (BLAS_WORK_FACTOR if needs_blas else 1):
             return False
         return blas.controlled() if needs_blas else True
 
