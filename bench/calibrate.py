@@ -25,7 +25,8 @@ import numpy as np
 from ..backends.cost import config_dir, load_target
 
 
-def _median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> float:
+def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> float:
+    """Median seconds of `fn` over `repeats` calls after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     ts = []
@@ -44,7 +45,7 @@ def measure_gemm_gflops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5)
         a = rng.standard_normal((n, n), dtype=np.float32)
         b = rng.standard_normal((n, n), dtype=np.float32)
         c = np.empty((n, n), np.float32)
-        t = _median_time(lambda a=a, b=b, c=c: np.matmul(a, b, out=c), repeats)
+        t = median_time(lambda a=a, b=b, c=c: np.matmul(a, b, out=c), repeats)
         out[n] = 2 * n**3 / t / 1e9
     return out
 
@@ -55,7 +56,7 @@ def measure_bandwidth_gbs(mbytes: int = 256, repeats: int = 5) -> dict[str, floa
     a = np.zeros(n)
     b = np.ones(n)
     c = np.full(n, 2.0)
-    res = {"copy": 2 * a.nbytes / _median_time(lambda: np.copyto(a, b), repeats) / 1e9}
+    res = {"copy": 2 * a.nbytes / median_time(lambda: np.copyto(a, b), repeats) / 1e9}
     try:
         import numba
 
@@ -64,7 +65,7 @@ def measure_bandwidth_gbs(mbytes: int = 256, repeats: int = 5) -> dict[str, floa
             for i in numba.prange(x.shape[0]):
                 x[i] = y[i] + s * z[i]
 
-        res["triad"] = 3 * a.nbytes / _median_time(lambda: triad(a, b, c, 3.0), repeats) / 1e9
+        res["triad"] = 3 * a.nbytes / median_time(lambda: triad(a, b, c, 3.0), repeats) / 1e9
     except ImportError:  # pragma: no cover - numba is a core dependency
         pass
     return res
@@ -96,7 +97,7 @@ def measure_cache_bandwidth_gbs(levels: list[tuple[str, int]], threads: int, rep
             def run(reps: int = reps, arrays: list = arrays) -> None:
                 list(pool.map(lambda a: triad_rep(a[0], a[1], a[2], reps), arrays))
 
-            out[name] = 12 * n * reps * threads / _median_time(run, repeats) / 1e9
+            out[name] = 12 * n * reps * threads / median_time(run, repeats) / 1e9
     return out
 
 
@@ -112,7 +113,7 @@ def measure_vector_gops(n: int = 1 << 11, repeats: int = 7) -> float:
 
     x, y, out = (np.ones(n, np.float32) for _ in range(3))
     reps = max(1, int(2e7 // n))
-    return n * reps / _median_time(lambda: add_rep(x, y, out, reps), repeats) / 1e9
+    return n * reps / median_time(lambda: add_rep(x, y, out, reps), repeats) / 1e9
 
 
 # ops whose kernels are compute-heavy enough to time against COST_RULES' op count (cheap ones such as

@@ -47,16 +47,11 @@ def _available_backends() -> list[str]:
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
-    """Median milliseconds of `fn` after `warmup` calls; a short pause first lets other pools' threads sleep."""
+    """Median milliseconds of `fn`; a short pause first lets other thread pools' spinning workers sleep."""
+    from .calibrate import median_time
+
     time.sleep(0.1)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+    return median_time(fn, repeats, warmup) * 1e3
 
 
 def bench_model(name: str, backends: list[str], pipeline: str, repeats: int, warmup: int,

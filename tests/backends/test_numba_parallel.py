@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tensorsmith.ir import Graph, GraphBuilder, f32, i32
 
 from .numba_check import PARALLEL, SERIAL, check
@@ -80,3 +81,18 @@ def test_dense_kernels_in_parallel() -> None:
 def test_conv_and_pool_kernels_in_parallel() -> None:
     g, feeds = _conv_and_pool()
     check(g, feeds, rtol=1e-4, atol=1e-5, thresholds=(PARALLEL, SERIAL))
+
+
+def test_kernels_that_call_blas_need_more_work_to_go_parallel() -> None:
+    from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD, blas
+    from tensorsmith.backends.numba.plan import BLAS_WORK_FACTOR, LowerCtx
+
+    b = GraphBuilder("g")
+    b.output(b.relu(b.input("x", f32[4]), name="y"))
+    ctx = LowerCtx(b.build(), DEFAULT_PARALLEL_THRESHOLD)
+    if ctx.threads <= 1:
+        pytest.skip("one thread: nothing runs in parallel")
+    work = 2 * DEFAULT_PARALLEL_THRESHOLD
+    assert ctx.parallel(work) and not ctx.parallel(work, needs_blas=True)
+    assert ctx.parallel(BLAS_WORK_FACTOR * DEFAULT_PARALLEL_THRESHOLD, needs_blas=True) == blas.controlled()
+    assert not ctx.parallel(DEFAULT_PARALLEL_THRESHOLD - 1)
