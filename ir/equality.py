@@ -20,8 +20,9 @@ def graph_difference(a: Graph, b: Graph) -> str | None:
     for i, (m, n) in enumerate(zip(a.nodes, b.nodes)):
         if m.op != n.op:
             return f"node {i}: op {m.op} vs {n.op}"
-        if m.attrs != n.attrs:
-            return f"node {i} ({m.op}): attrs {m.attrs} vs {n.attrs}"
+        attr_diff = _attrs_difference(m.attrs, n.attrs)
+        if attr_diff is not None:
+            return f"node {i} ({m.op}): {attr_diff}"
         if [_vkey(v) for v in m.inputs] != [_vkey(v) for v in n.inputs]:
             return f"node {i} ({m.op}): inputs differ"
         if [_vkey(v) for v in m.outputs] != [_vkey(v) for v in n.outputs]:
@@ -35,6 +36,21 @@ def graph_difference(a: Graph, b: Graph) -> str | None:
         assert x.data is not None and y.data is not None
         if x.data.dtype != y.data.dtype or x.data.tobytes() != y.data.tobytes():
             return f"constant @{x.name}: data differs"
+    return None
+
+
+def _attrs_difference(a: dict, b: dict) -> str | None:
+    """How two attribute dicts differ (region bodies compared as graphs), or None."""
+    if set(a) != set(b):
+        return f"attribute names {sorted(a)} vs {sorted(b)}"
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, Graph) and isinstance(y, Graph):
+            diff = graph_difference(x, y)
+            if diff is not None:
+                return f"body {k!r}: {diff}"
+        elif x != y:
+            return f"attrs {a} vs {b}"
     return None
 
 

@@ -196,7 +196,7 @@ class Graph:
         raise AssertionError("unreachable")
 
     def copy(self) -> Graph:
-        """A structural copy: new nodes and values, constant arrays shared (they are read-only)."""
+        """A structural copy: new nodes and values; constant arrays and region bodies are shared (read-only)."""
         mapping: dict[int, Value] = {}
 
         def clone(v: Value) -> Value:

@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 
 from .graph import Graph, Node, Value
 from .onnx_context import IR_TO_ONNX, Namer
+from .regions import inline_regions
 
 DEFAULT_OPSET = 17
 MIN_EXPORT_OPSET = 13
@@ -303,9 +304,12 @@ def _value_info(v: Value) -> onnx.ValueInfoProto:
 
 
 def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, path: str | os.PathLike | None = None) -> onnx.ModelProto:
-    """The ONNX model of `graph` (checked by onnx.checker); also saved to `path` when given."""
+    """The ONNX model of `graph` (checked by onnx.checker; fused regions inlined); saved to `path` when given."""
     if opset < MIN_EXPORT_OPSET:
         raise OnnxExportError(f"export needs opset {MIN_EXPORT_OPSET} or newer, got {opset}")
+    if any(n.op == "fused" for n in graph.nodes):  # ONNX has no regions: export their equations
+        graph = graph.copy()
+        inline_regions(graph)
     missing = sorted({n.op for n in graph.nodes if n.op not in EXPORTERS})
     if missing:
         where = {op: [n.name for n in graph.nodes if n.op == op][:5] for op in missing}

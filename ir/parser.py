@@ -175,6 +175,44 @@ def _parse_type(t: _Tokens) -> TensorType:
 def parse(text: str) -> Graph:
     """Parse one graph in the text form; constants must be printed in full (not elided)."""
     t = _Tokens(text)
+    graph, env, placeholders, first_use = _parse_graph(t)
+    while t.peek()[0] != "eof":
+        t.expect("const")
+        cname = t.expect_kind("value")
+        cpos = t.toks[t.i - 1][2]
+        if not cname.startswith("@"):
+            raise t.error("constants are written @name")
+        t.expect(":")
+        ty = _parse_type(t)
+        t.expect("=")
+        data = _parse_constant_data(t, cname, ty)
+        if cname in env:
+            raise t._error(cpos, f"constant {cname} is defined twice")
+        v = placeholders.pop(cname, None) or Value(cname[1:], ty)
+        v.type = ty
+        v.data = data
+        data.flags.writeable = False
+        env[cname] = v
+    if placeholders:
+        missing = ", ".join(sorted(placeholders))
+        raise t._error(min(first_use[k] for k in placeholders),
+                       f"graph {graph.name}: {missing} used but never defined")
+    return graph
+
+
+def _parse_region_body(t: _Tokens) -> Graph:
+    """A nested `graph name(...) -> type { ... }` (a fused region's body): no constants of its own."""
+    graph, _, placeholders, first_use = _parse_graph(t)
+    if placeholders:
+        missing = ", ".join(sorted(placeholders))
+        raise t._error(min(first_use[k] for k in placeholders),
+                       f"region body {graph.name}: {missing} used but never defined (a body reads only its "
+                       "parameters; pass constants to the fused node as inputs)")
+    return graph
+
+
+def _parse_graph(t: _Tokens) -> tuple[Graph, dict[str, Value], dict[str, Value], dict[str, int]]:
+    """`graph name(inputs) -> types { equations; return ... }`: the graph, its names, and unresolved references."""
     t.expect("graph")
     name = t.expect_kind("ident")
     env: dict[str, Value] = {}
@@ -243,7 +281,7 @@ def parse(text: str) -> Graph:
             while not t.accept("}"):
                 key = t.expect_kind("ident")
                 t.expect("=")
-                attrs[key] = _parse_value(t)
+                attrs[key] = _parse_region_body(t) if t.peek()[1] == "graph" else _parse_value(t)
                 if not t.accept(","):
                     t.expect("}")
                     break
@@ -266,27 +304,7 @@ def parse(text: str) -> Graph:
             env[o] = v
             values.append(v)
         nodes.append(Node(op, args, attrs, values))
-    while t.peek()[0] != "eof":
-        t.expect("const")
-        cname = t.expect_kind("value")
-        cpos = t.toks[t.i - 1][2]
-        if not cname.startswith("@"):
-            raise t.error("constants are written @name")
-        t.expect(":")
-        ty = _parse_type(t)
-        t.expect("=")
-        data = _parse_constant_data(t, cname, ty)
-        if cname in env:
-            raise t._error(cpos, f"constant {cname} is defined twice")
-        v = placeholders.pop(cname, None) or Value(cname[1:], ty)
-        v.type = ty
-        v.data = data
-        data.flags.writeable = False
-        env[cname] = v
-    if placeholders:
-        missing = ", ".join(sorted(placeholders))
-        raise t._error(min(first_use[k] for k in placeholders), f"graph {name}: {missing} used but never defined")
-    return Graph(name, inputs, outputs, nodes)
+    return Graph(name, inputs, outputs, nodes), env, placeholders, first_use
 
 
 def _checked_ints(vals: list[Any], ty: TensorType) -> list[int]:

@@ -38,7 +38,7 @@ def _format_element(x: Any) -> str:
 
 
 def format_attr_value(v: Any) -> str:
-    """An attribute value in text: ints, floats, strings, bools, lists of numbers."""
+    """An attribute value in text: ints, floats, strings, bools, lists of numbers, nested graphs."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
@@ -51,6 +51,8 @@ def format_attr_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (tuple, list)):
         return "[" + ", ".join(format_attr_value(x) for x in v) + "]"
+    if isinstance(v, Graph):  # a region body: a nested graph, printed on its own lines
+        return print_graph(v).rstrip("\n")
     raise TypeError(f"attribute value {v!r} has no text form")
 
 
@@ -138,7 +140,7 @@ def print_graph(g: Graph, constants: str = "full") -> str:
     out_types = [format_type(v.type) for v in g.outputs]
     ret = out_types[0] if len(out_types) == 1 else "(" + ", ".join(out_types) + ")"
     lines = [f"graph {g.name}({ins}) -> {ret} {{"]
-    lines += ["  " + format_node(n) for n in g.nodes]
+    lines += ["  " + line for n in g.nodes for line in format_node(n).split("\n")]
     lines.append("  return " + ", ".join(format_ref(v) for v in g.outputs))
     lines.append("}")
     lines += [format_constant(c, constants) for c in g.constants]

@@ -132,6 +132,18 @@ def _check_types(g: Graph, node: Node, attrs: dict) -> None:
                         f"%{v.name} is declared {format_type(v.type)} but {node.op} gives {format_type(t)}")
 
 
+def _check_region(g: Graph, node: Node, key: str, body: Graph) -> None:
+    """A region body is itself a valid graph, with no constants and every parameter distinct."""
+    if body.constants:
+        names = ", ".join(f"@{c.name}" for c in body.constants)
+        raise _fail(g, "constant-type", node, f"{key} {body.name} holds constant(s) {names}: a body reads only "
+                                              "its parameters (pass arrays as inputs of the fused node)")
+    try:
+        verify(body)
+    except VerificationError as e:
+        raise _fail(g, e.kind, node, f"in {key} {body.name}: {e}") from None
+
+
 def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
     """Check `g` and return it; raises VerificationError naming the node and the fault.
 
@@ -163,6 +175,9 @@ def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
             raise _fail(g, "dangling", node,
                         f"input %{v.name} is not a graph input, a constant or any node's output")
         _check_types(g, node, attrs)
+        for key, value in attrs.items():
+            if isinstance(value, Graph):
+                _check_region(g, node, key, value)
         defined.update(id(v) for v in node.outputs)
     for v in g.outputs:
         if not (v.is_constant or id(v) in defined):

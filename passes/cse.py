@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from ..ir.graph import Graph, Value
+from ..ir.regions import body_key
 from .base import Pass, PassContext, PassResult, register_pass
 
 
@@ -14,6 +15,8 @@ def _freeze(v: Any) -> Any:
         return tuple(_freeze(x) for x in v)
     if isinstance(v, float) and v != v:
         return ("nan",)
+    if isinstance(v, Graph):  # a region body: equal up to value names
+        return ("graph", body_key(v))
     return v
 
 

@@ -197,6 +197,26 @@ _UNARY_OPS = {"relu": 1, "neg": 1, "abs": 1, "clip": 2, "sqrt": 4, "exp": 8, "lo
 
 _BINARY_OPS = {"add": 1, "sub": 1, "mul": 1, "maximum": 1, "minimum": 1, "div": 4, "pow": 16}
 
+def fused_rule(node: Node) -> Work:
+    """A fused region is one kernel: the work of its body's equations, but it reads only the region's
+    inputs and writes only its output (intermediates stay in registers or on chip)."""
+    body = node.attrs["body"]
+    outer = {id(p): a for p, a in zip(body.inputs, node.inputs)}
+    works = [node_work(n) for n in body.nodes]
+    operands: dict[int, Operand] = {}
+    for w in works:
+        for o in w.operands:
+            if id(o.value) in outer and id(o.value) not in operands:
+                operands[id(o.value)] = Operand(outer[id(o.value)], o.role, o.elements)
+    matrix = next((w for w in works if w.kind == "matrix"), None)
+    kinds = {w.kind for w in works} - {"view"}
+    kind = "matrix" if matrix is not None else ("vector" if "vector" in kinds or not kinds else kinds.pop())
+    weight = outer.get(id(matrix.weight)) if matrix is not None and matrix.weight is not None else None
+    return Work(kind, macs=sum(w.macs for w in works), ops=sum(w.ops for w in works),
+                gemm=matrix.gemm if matrix is not None else None, operands=list(operands.values()),
+                out_elements=_out(node), weight=weight)
+
+
 COST_RULES: dict[str, Callable[[Node], Work]] = {
     "linear": linear_rule,
     "matmul": matmul_rule,
@@ -225,6 +245,7 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "concat": copy_rule,
     "slice": copy_rule,
     "gather": copy_rule,
+    "fused": fused_rule,
 }
 """op -> rule(node) -> Work. Add an entry here to price a new op; ir/ is never touched."""
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from ...ir.graph import Graph
 from ...ir.text import format_node
-from . import rules_conv, rules_dense, rules_elementwise, rules_nn, rules_shape  # noqa: F401  (register the rules)
+from . import (  # noqa: F401  (register the rules)
+    rules_conv,
+    rules_dense,
+    rules_elementwise,
+    rules_nn,
+    rules_region,
+    rules_shape,
+)
 from .fusion import find_groups
 from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan

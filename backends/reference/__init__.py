@@ -16,6 +16,16 @@ REFERENCE_RULES: dict[str, Rule] = {**ELEMENTWISE_RULES, **NN_RULES}
 """Per-op numpy rules: `rule(node, input_arrays) -> array`."""
 
 
+def _fused(node: Node, args: list[np.ndarray]) -> np.ndarray:
+    """A fused region runs its body's equations with these same rules: equal to the unfused graph bit for bit."""
+    body = node.attrs["body"]
+    return Interpreter(body, REFERENCE_RULES).run({p.name: a for p, a in zip(body.inputs, args)})[
+        body.outputs[0].name]
+
+
+REFERENCE_RULES["fused"] = _fused
+
+
 def run(graph: Graph, inputs: Mapping[str, Any], keep: bool = False) -> dict[str, np.ndarray]:
     """Run `graph` on the reference backend; returns outputs by name (all values if `keep`)."""
     return Interpreter(graph, REFERENCE_RULES).run(inputs, keep=keep)

@@ -6,11 +6,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..graph import Graph
 from ..types import TensorType
 
 _REQUIRED = object()
 
-ATTR_KINDS = ("int", "float", "str", "bool", "ints", "floats", "int?")
+ATTR_KINDS = ("int", "float", "str", "bool", "ints", "floats", "int?", "graph")
 
 
 class TypeInferenceError(Exception):
@@ -144,6 +145,10 @@ def _coerce(op: str, a: Attr, v: Any) -> Any:
         if any(isinstance(x, bool) or not isinstance(x, int) for x in items):
             raise bad
         out = tuple(int(x) for x in items)
+    elif a.kind == "graph":
+        if not isinstance(v, Graph):
+            raise bad
+        out = v
     elif a.kind == "floats":
         if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) and not hasattr(v, "tolist"):
             raise bad

@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (importing the modules registers their tests in C
     test_reference_nn,
     test_reference_quant,
     test_reference_shape,
+    test_regions,
 )
 from .refcase import COVERED
 

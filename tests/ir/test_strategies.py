@@ -73,7 +73,7 @@ def test_strategy_reaches_every_op_and_pattern() -> None:
     ops: set[str] = set()
     patterns: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=500, deadline=None, database=None, derandomize=True)
     @given(random_graphs())
     def collect(case: Case) -> None:
         ops.update(n.op for n in case[0].nodes)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 from hypothesis import strategies as st
-from tensorsmith.ir import Value, i64
+from tensorsmith.ir import GraphBuilder, Value, i64
 from tensorsmith.ir.ops.shape_ops import slice_length
 
 from .state import Reject, State, bcast_shape, factor_shape, guarded, partner, rank_in
@@ -317,10 +317,21 @@ def g_duplicate(s: State) -> tuple[Value, float]:
     return dup, s.bnd(n.output)
 
 
+def g_fused(s: State) -> tuple[Value, float]:
+    """A fused region: an activation then add/mul by a broadcast constant, as one node with a body."""
+    x, b = s.pick(lambda v: v.type.dtype.name == "f32"), s.b
+    k = s.const(bcast_shape(s, x.type.shape), name="k")
+    inner = GraphBuilder("region")
+    px, pk = inner.input("x", x.type), inner.input("k", k.type)
+    act = inner.op(s.choice(("relu", "tanh", "sigmoid")), px, name="act")
+    inner.output(inner.op(s.choice(("add", "mul")), act, pk, name="out"))
+    return b.op("fused", x, k, body=inner.build()), s.bnd(x) + 1
+
+
 GENERATORS = (
     g_unary, g_unary, g_binary, g_binary, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
     g_linear, g_matmul, g_softmax, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
-    g_conv, g_pool, g_norms, g_fake_quant, g_cast, g_const_node, g_duplicate,
+    g_conv, g_pool, g_norms, g_fake_quant, g_cast, g_const_node, g_duplicate, g_fused,
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms)
 """Drawn more often while the graph holds a 4-D value."""
