@@ -2,16 +2,18 @@
 
 from . import builtin  # noqa: F401  (registers the built-in passes)
 from .base import PASSES, Pass, PassContext, PassRecord, PassResult, register_pass
+from .fuse_epilogue import EPILOGUE_RULES, EpilogueRule
+from .fuse_patterns import FUSION_PATTERNS, fusion_pattern
 from .instruments import DumpIR, Instrument, NumericCheck, PassCheckError, PrintIRAfter, Timing, VerifyEach
 from .pipeline import PipelineError, make_pass, parse_pipeline, run_pipeline
-from .rewrite import Const, Op, RewriteError, Rewriter, Rule, RuleSet, Var, apply_rules, op, rules
+from .rewrite import Const, Op, RewriteError, Rewriter, Rule, RuleSet, Var, apply_rules, commutations, op, rules
 
 DEFAULT_CLEANUP = "simplify,fold-constants,cse,fold-batchnorm,dce"
 """The default cleanup pipeline that `bench` and `runtime` use."""
 
 __all__ = [
-    "DEFAULT_CLEANUP", "PASSES", "Const", "DumpIR", "Instrument", "NumericCheck", "Op", "Pass",
-    "PassCheckError", "PassContext", "PassRecord", "PassResult", "PipelineError", "PrintIRAfter",
-    "RewriteError", "Rewriter", "Rule", "RuleSet", "Timing", "Var", "VerifyEach", "apply_rules",
-    "make_pass", "op", "parse_pipeline", "register_pass", "rules", "run_pipeline",
+    "DEFAULT_CLEANUP", "EPILOGUE_RULES", "FUSION_PATTERNS", "PASSES", "Const", "DumpIR", "EpilogueRule", "Instrument",
+    "NumericCheck", "Op", "Pass", "PassCheckError", "PassContext", "PassRecord", "PassResult", "PipelineError",
+    "PrintIRAfter", "RewriteError", "Rewriter", "Rule", "RuleSet", "Timing", "Var", "VerifyEach", "apply_rules",
+    "commutations", "fusion_pattern", "make_pass", "op", "parse_pipeline", "register_pass", "rules", "run_pipeline",
 ]

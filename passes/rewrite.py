@@ -125,6 +125,7 @@ class Rewriter:
         self.root = root
         self.uses = uses
         self.emitted: list[Node] = []
+        self.issued: set[str] = set()
 
     def emit(self, op_name: str, *inputs: Value, **attrs: Any) -> Value:
         """Insert `op_name(inputs) {attrs}` before the root; returns its output."""
@@ -143,7 +144,11 @@ class Rewriter:
         """A new constant holding `array` (float64 becomes f32)."""
         a = np.array(as_constant_array(array), copy=True, order="C")
         base = name or f"{self.root.name}.const"
-        return Value(self.graph.fresh_name(base), TensorType(a.shape, dtype_from_numpy(a.dtype)), a)
+        fresh, k = self.graph.fresh_name(base), 1
+        while fresh in self.issued:  # constants made by this rewrite are not in the graph yet
+            fresh, k = self.graph.fresh_name(f"{base}_{k}"), k + 1
+        self.issued.add(fresh)
+        return Value(fresh, TensorType(a.shape, dtype_from_numpy(a.dtype)), a)
 
     def uses_of(self, v: Value) -> int:
         """How many node inputs and graph outputs read `v` right now."""
@@ -229,3 +234,21 @@ def format_hits(hits: Counter[str]) -> str:
     if not hits:
         return "no rule matched"
     return ", ".join(f"{k} x{v}" for k, v in sorted(hits.items()))
+
+
+COMMUTATIVE_OPS = ("add", "mul", "maximum", "minimum")
+
+
+def commutations(p: Pattern, ops: tuple[str, ...] = COMMUTATIVE_OPS) -> list[Pattern]:
+    """Every variant of `p` with the operands of its commutative binary ops in either order."""
+    if not isinstance(p, Op):
+        return [p]
+    variants: list[tuple[Pattern, ...]] = [()]
+    for sub in p.inputs:
+        variants = [v + (s,) for v in variants for s in commutations(sub, ops)]
+    out = []
+    for ins in variants:
+        out.append(Op(p.op, ins, p.attrs, p.capture, p.single_use, p.partial))
+        if p.op in ops and len(ins) == 2 and ins[0] != ins[1]:
+            out.append(Op(p.op, (ins[1], ins[0]), p.attrs, p.capture, p.single_use, p.partial))
+    return out
