@@ -273,3 +273,17 @@ def test_node_cost_can_be_asked_for_a_single_node() -> None:
     g = _linear_graph(64, 64, 64)
     c = node_cost(g.nodes[0], load_target("cpu-host"))
     assert c.latency_s >= max(c.compute_s, c.memory_s) and c.energy_j > 0 and c.flops == 2 * 64**3
+
+
+@pytest.mark.parametrize("target", ["cpu-host", "gpu-a100"])
+def test_a_fused_region_is_priced_as_one_kernel(target: str) -> None:
+    """After `fuse`, intermediates stay on chip: same work, fewer bytes through the cache levels, less time."""
+    from tensorsmith.bench.models import load_model
+    from tensorsmith.passes import run_pipeline
+
+    g = load_model("transformer-block").graph
+    fused = run_pipeline(g, "fuse")
+    before, after = estimate(g, target).total, estimate(fused, target).total
+    assert after.macs == before.macs
+    assert sum(after.bytes.values()) < sum(before.bytes.values())
+    assert after.latency_s < before.latency_s and after.energy_j < before.energy_j
