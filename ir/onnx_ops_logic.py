@@ -16,7 +16,7 @@ from .onnx_ops_shape import broadcast_to
 _FOLD_ONLY = {
     "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
     "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or, "Not": np.logical_not,
-    "Range": None, "ReduceProd": None, "Floor": np.floor, "Ceil": np.ceil,
+    "Range": None, "ReduceProd": None, "Floor": np.floor, "Ceil": np.ceil, "Mod": None,
 }
 
 
@@ -34,6 +34,9 @@ def _fold_only(ctx: NodeContext) -> list[Handle | None]:
         axes = [int(a) for a in args[1].reshape(-1)] if len(args) > 1 else ctx.attr("axes")
         ax = tuple(norm_axis(a, x.ndim) for a in axes) if axes else None
         return [np.prod(x, axis=ax, keepdims=bool(ctx.attr("keepdims", 1))).astype(x.dtype)]
+    if op == "Mod":  # fmod=0: the remainder takes the divisor's sign (integers); fmod=1: C's fmod
+        fn = np.fmod if ctx.attr("fmod", 0) else np.mod
+        return [np.asarray(fn(args[0], args[1])).astype(np.result_type(args[0], args[1]))]
     return [np.asarray(_FOLD_ONLY[op](*args))]
 
 

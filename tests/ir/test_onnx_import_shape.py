@@ -68,6 +68,18 @@ def test_range_where_equal_fold() -> None:
     check(make_model(nodes, {"x": x}, ["y"], inits), {"x": x})
 
 
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_mod_folds_on_constants_with_the_divisor_sign_or_fmod(fmod: int) -> None:
+    """Mod in a shape computation (as PyTorch's attention export writes it) folds at import."""
+    x = rand(3, 4)
+    nodes = [helper.make_node("Mod", ["a", "b"], ["m"], fmod=fmod),
+             helper.make_node("Gather", ["x", "m"], ["y"], axis=1)]
+    inits = {"a": np.array([-5, 7, 3], np.int64), "b": np.array(4, np.int64)}
+    g = check(make_model(nodes, {"x": x}, ["y"], inits), {"x": x})
+    want = [3, 3, 3] if fmod == 0 else [-1, 3, 3]
+    np.testing.assert_array_equal(g.nodes[0].inputs[1].data, want)
+
+
 @pytest.mark.parametrize("shape,allowzero", [([0, -1], 0), ([2, 0, 2], 0), ([-1], 0), ([3, 0], 1)])
 def test_reshape(shape: list, allowzero: int) -> None:
     x = rand(2, 3, 2) if not allowzero else np.zeros((3, 0, 2), np.float32)

@@ -1,0 +1,87 @@
+"""Time a peer runtime on an ONNX model in its own process, so its thread pool never competes with Numba's.
+
+`time_onnx_in_subprocess(model, inputs, peer="onnxruntime")` writes the model and inputs to a
+temporary folder, runs `python -m tensorsmith.bench.peer_process` there and returns the median
+seconds (warm-up first, then `repeats` timed runs) with the peer's version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PeerTiming:
+    """A peer's median time on one model, measured in its own process."""
+
+    peer: str
+    version: str
+    median_s: float
+    spread_s: float
+
+
+class PeerError(RuntimeError):
+    """The peer's process failed; the message carries its last lines of output."""
+
+
+def time_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray], *, peer: str = "onnxruntime",
+                            repeats: int = 11, warmup: int = 3, threads: int = 2, timeout_s: float = 600) -> PeerTiming:
+    """Median run time of the ONNX model on `peer` (only "onnxruntime" today), measured in a child process."""
+    if peer != "onnxruntime":
+        raise ValueError(f"unknown ONNX peer {peer!r}; known: onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="tensorsmith-peer-") as tmp:
+        model_path, inputs_path = Path(tmp, "model.onnx"), Path(tmp, "inputs.npz")
+        model_path.write_bytes(model_bytes)
+        np.savez(inputs_path, **{k: np.asarray(v) for k, v in inputs.items()})
+        cmd = [sys.executable, "-m", "tensorsmith.bench.peer_process", str(model_path), str(inputs_path),
+               "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+        raise PeerError(f"{peer} failed on the model (exit {proc.returncode}):\n{tail}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return PeerTiming(peer, out["version"], out["median_s"], out["spread_s"])
+
+
+def _main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="time ONNX Runtime on a model (run by time_onnx_in_subprocess)")
+    p.add_argument("model")
+    p.add_argument("inputs")
+    p.add_argument("--repeats", type=int, default=11)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = args.threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+    data = np.load(args.inputs)
+    feeds = {i.name: data[i.name] for i in sess.get_inputs()}
+    for _ in range(args.warmup):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    print(json.dumps({"version": ort.__version__, "median_s": float(med), "spread_s": float(q3 - q1)}))
+
+
+if __name__ == "__main__":
+    _main()
