@@ -8,16 +8,16 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.nn import conv_out
-from . import k_ukernel
+from . import k_microkernel
 from .fusion import Stage
+from .geometry import B_IN_PLACE, B_MERGED, B_PACKED, SH, SW, window_geometry
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
-from .k_convpix import conv_pixels, pixel_ext_floats
-from .k_convuk import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
+from .k_conv_pixels import conv_pixels, pixel_ext_floats
+from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
 from .plan import Lit, LowerCtx
 from .rules_dense import FLOPS_PER_UNIT, Epilogue, _bias_stage, _dummy, describe_stages
 from .rules_elementwise import emit_binary
-from .rules_nn import pool_geometry
 from .rules_shape import Index
 
 
@@ -54,7 +54,7 @@ def shift_tiles(n: int, co: int, ho: int, wq: int, threads: int, parallel: bool,
     K step (whole micro-tiles: a ragged edge costs a full one), plus one B panel pack per pixel panel
     when `pack`; items go round-robin to `threads`. Ties go to fewer items.
     """
-    mr, nr = k_ukernel.MR, k_ukernel.NR
+    mr, nr = k_microkernel.MR, k_microkernel.NR
     panels = cdiv(co, mr)
     cb_max = min(panels, 22)
     if not parallel or threads <= 1:
@@ -79,7 +79,7 @@ def pixel_tiles(pixels: int, co: int, threads: int, parallel: bool) -> tuple[int
     Pixel blocks are whole NR panels of the pixels of all images in a row, at most MAX_TILE_PIXELS;
     each panel is packed once per channel block. Ties go to fewer items.
     """
-    mr, nr = k_ukernel.MR, k_ukernel.NR
+    mr, nr = k_microkernel.MR, k_microkernel.NR
     panels, pix_panels = cdiv(co, mr), max(cdiv(pixels, nr), 1)
     cb_max = min(panels, 22)
     threads = threads if parallel and threads > 1 else 1
@@ -113,11 +113,11 @@ def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: in
     packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=True), f"{node.name}.packed")
     xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
     ext = ctx.buffer((pixel_ext_floats(items, pb, cb),), f32, f"{node.name}.tiles")
-    bpan = ctx.buffer((items * KC_CONV * k_ukernel.NR,), f32, f"{node.name}.panel")
+    bpan = ctx.buffer((items * KC_CONV * k_microkernel.NR,), f32, f"{node.name}.panel")
     offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
     codes, vecs = epi.slots(ctx)
     label = "conv_uk_im2col" + ("+" + describe_stages(stages, None) if stages else "")
-    ctx.emit(label, conv_pixels, src, packed, o3, xpad, ext, bpan, offsets, Lit(pool_geometry(node, wo)), Lit(hq),
+    ctx.emit(label, conv_pixels, src, packed, o3, xpad, ext, bpan, offsets, Lit(window_geometry(node, wo)), Lit(hq),
              Lit(wq), Lit(pb), Lit(cb), codes, vecs, res, writes=(o3, xpad, ext, bpan, offsets), work=work)
 
 
@@ -131,33 +131,33 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     pt, pl, pb, pr = a["pads"]
     sh, sw = (1, 1) if pointwise else a["strides"]
     hq, wq = (h, w_in) if pointwise else (cdiv(h + pt + pb, sh), cdiv(w_in + pl + pr, sw))
-    # geo[10]: 0 read B rows in place, 1 pack B panels (many output channels reuse each), 2 merge the
-    # taps into one K (few input channels per tap: a K of Ci alone would waste the micro-kernel)
-    mode = 0 if pointwise else (2 if ci < 64 else int(co >= 192))
-    if mode == 2:
+    # few input channels per tap merge the taps into one K (a K of Ci alone would waste the micro-kernel);
+    # many output channels reuse each B panel, worth packing
+    mode = B_IN_PLACE if pointwise else (B_MERGED if ci < 64 else (B_PACKED if co >= 192 else B_IN_PLACE))
+    if mode == B_MERGED:
         _emit_conv_pixels(ctx, node, src, w, o3, out_hw, stages, epi, res, work, (sh, sw, hq, wq))
         return
     kh, kw = w.shape[2], w.shape[3]
     # besides the flops: phase planes and the epilogue's copy touch every pixel once, packed B panels
     # every (tap, channel, wide pixel)
     if not pointwise:
-        work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (kh * kw * ci * ho * wq if mode else 0))
+        work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (kh * kw * ci * ho * wq if mode == B_PACKED else 0))
     par = ctx.parallel(work)
-    rb, cb = shift_tiles(nb, co, ho, wq, ctx.threads, par, mode > 0)
+    rb, cb = shift_tiles(nb, co, ho, wq, ctx.threads, par, mode == B_PACKED)
     items = nb * cdiv(ho, rb) * cdiv(co, cb)
     f32 = np.dtype(np.float32)
-    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=mode == 2),
+    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=False),
                        f"{node.name}.packed")
     if pointwise:
         xpad, ext = ctx.flat_of(src), ctx.flat_of(o3)
     else:
         xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
         ext = ctx.buffer((ext_floats(items, rb, wq, cb),), f32, f"{node.name}.wide")
-    ctmp = ctx.buffer((items * k_ukernel.NR * (k_ukernel.MR + KC_CONV),), f32, f"{node.name}.tile")
+    ctmp = ctx.buffer((items * k_microkernel.NR * (k_microkernel.MR + KC_CONV),), f32, f"{node.name}.tile")
     codes, vecs = epi.slots(ctx)
-    geo = np.append(pool_geometry(node, wo, pointwise), mode)
-    if pointwise:
-        geo[2:4] = 1
+    geo = window_geometry(node, wo, pointwise, mode)
+    if pointwise:  # a strided 1x1 convolution reads its subsampled input at stride 1
+        geo[SH] = geo[SW] = 1
     label = "conv_uk" + ("+" + describe_stages(stages, None) if stages else "")
     offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
     ctx.emit(label, conv_shift, src, packed, o3, xpad, ext, ctmp, offsets, Lit(geo), Lit(hq), Lit(wq), Lit(rb),
@@ -190,7 +190,7 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
     src = ctx.arg(x)
     groups = a["groups"]
     one_by_one = kh == kw == 1 and not any(a["pads"])
-    if is_float and groups == 1 and wv.is_constant and k_ukernel.AVAILABLE:
+    if is_float and groups == 1 and wv.is_constant and k_microkernel.AVAILABLE:
         if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
             sh, sw = a["strides"]
             sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
@@ -209,13 +209,13 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
         items = nb * groups * cdiv(p, pb) * cdiv(co // groups, cb)
         scratch = ctx.buffer((0 if pointwise else items * rows * pb,), np.dtype(np.float32), f"{node.name}.cols")
         ctx.emit("conv_gemm" + ("+" + describe_stages(stages, None) if stages else ""), conv_gemm, src, wm, o3,
-                 scratch, Lit(pool_geometry(node, wo, pointwise)), Lit(groups), Lit(pb), Lit(cb), codes, vecs, res,
+                 scratch, Lit(window_geometry(node, wo, pointwise)), Lit(groups), Lit(pb), Lit(cb), codes, vecs, res,
                  writes=(out, scratch), work=work, needs_blas=True)
     else:
         wslot = ctx.writable_const(wv) if wv.is_constant else ctx.arg(wv)
         zero = np.zeros(1, out_value.type.dtype.np_dtype)[0]
         ctx.emit("conv_direct" + ("+" + describe_stages(stages, None) if stages else ""), conv_direct, src, wslot,
-                 o3, Lit(pool_geometry(node, wo)), Lit(a["groups"]), Lit(zero), codes, vecs, res, writes=(out,),
+                 o3, Lit(window_geometry(node, wo)), Lit(a["groups"]), Lit(zero), codes, vecs, res, writes=(out,),
                  work=work)
     if bias_value is not None:
         bshape = (1, co, 1, 1)

@@ -7,11 +7,11 @@ import math
 import numpy as np
 
 from ...ir.graph import Node, Value
-from . import k_ukernel
+from . import k_microkernel
 from .fusion import FusedGroup, Stage, describe, is_gemm_like
 from .jit import cdiv
 from .k_gemm import ADD_RES, ADD_VEC, DIV_VEC, GELU, GELU_TANH, MUL_VEC, RELU, bmm_loops, bmm_sgemm, gemm
-from .k_ukernel import gemm_packed, pack_weights, scratch_per_tile
+from .k_microkernel import gemm_packed, pack_weights, scratch_per_tile
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
@@ -66,7 +66,7 @@ def gemm_tiles(m: int, n: int, threads: int, parallel: bool, w_is_nk: bool) -> t
 
 def packed_tiles(m: int, panels: int, threads: int, parallel: bool) -> tuple[int, int]:
     """(rows, NR-panels) per work item of the packed GEMM: an A block of at most 256 rows stays in L2."""
-    mr = k_ukernel.MR
+    mr = k_microkernel.MR
     if not parallel or threads <= 1:
         return max(1, min(m, 256)), max(panels, 1)
     if m <= 256 and panels >= threads:
@@ -114,7 +114,7 @@ def lower_linear(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Valu
     elif m * n_out:
         epi = Epilogue(stages, n_out)
         res = ctx.reshaped(ctx.arg(epi.residual), (m, n_out)) if epi.residual is not None else _dummy(ctx, 2)
-        if k_ukernel.AVAILABLE and wv.is_constant and m >= 4 and k > 0:
+        if k_microkernel.AVAILABLE and wv.is_constant and m >= 4 and k > 0:
             w_nk = wv.data if node.op == "linear" else wv.data.T
             _emit_packed(ctx, ctx.reshaped(ctx.arg(x), (m, k)), w_nk, ctx.reshaped(out, (m, n_out)),
                          (m, n_out, k), stages, epi, res, wv.name)

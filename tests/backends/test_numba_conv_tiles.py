@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tensorsmith.backends.numba import k_ukernel
+from tensorsmith.backends.numba import k_microkernel
 from tensorsmith.backends.numba.jit import cdiv
 from tensorsmith.backends.numba.rules_conv import MAX_TILE_PIXELS, pixel_tiles, shift_tiles
 from tensorsmith.ir import GraphBuilder, f32
 
 from .numba_check import PARALLEL, SERIAL, check
 
-pytestmark = pytest.mark.skipif(not k_ukernel.AVAILABLE, reason="no FMA: convolutions go through BLAS")
+pytestmark = pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: convolutions go through BLAS")
 RNG = np.random.default_rng(23)
-MR, NR = k_ukernel.MR, k_ukernel.NR
+MR, NR = k_microkernel.MR, k_microkernel.NR
 
 
 def _u(*shape: int) -> np.ndarray:
