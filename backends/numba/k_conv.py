@@ -16,7 +16,7 @@ from numba import prange
 from .blas import sgemm
 from .geometry import DH, DW, KH, KW, PL, POINTWISE, PT, SH, SW, W_OUT, ow_range
 from .jit import subkernel, twin
-from .k_gemm import epi_row
+from .k_epilogue import epi_row
 from .mathfn import F0, F1
 
 
@@ -63,7 +63,7 @@ def _im2col_tile(x, n, ci0, geo, cols, p0, p1, w_out):  # type: ignore[no-untype
 
 
 @twin
-def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, res):  # type: ignore[no-untyped-def]
+def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out[n] = epilogue(wm @ im2col(x[n])) per group, float32; out is [N, Co, P], wm [Co, Ci/groups*kh*kw].
 
     Work items are (image, group, pixel block of pb, channel block of cb within the group). A pointwise convolution
@@ -109,11 +109,11 @@ def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, res):  # t
             rn = min(n, res.shape[0] - 1)
             for c in range(c0, c1):
                 row = out[n, c][p0:p1]
-                epi_row(row, row, False, stages, vecs, 0, c, res[rn, min(c, res.shape[1] - 1)][p0:p1])
+                epi_row(row, row, False, stages, vecs, params, 0, c, res[rn, min(c, res.shape[1] - 1)][p0:p1])
 
 
 @twin
-def conv_direct(x, w, out, geo, groups, zero, stages, vecs, res):  # type: ignore[no-untyped-def]
+def conv_direct(x, w, out, geo, groups, zero, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """Direct convolution for any groups (depthwise included); out is [N, Co, Ho*Wo]."""
     nb, co_all, _ = out.shape
     cg = w.shape[1]
@@ -152,4 +152,4 @@ def conv_direct(x, w, out, geo, groups, zero, stages, vecs, res):  # type: ignor
         if stages.shape[0] > 0:
             rn = min(n, res.shape[0] - 1)
             rc = min(co, res.shape[1] - 1)
-            epi_row(out[n, co], out[n, co], False, stages, vecs, 0, co, res[rn, rc])
+            epi_row(out[n, co], out[n, co], False, stages, vecs, params, 0, co, res[rn, rc])

@@ -15,7 +15,7 @@ from numba import prange
 from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT
 from .jit import subkernel, twin
 from .k_conv_shift import KC_CONV, microkernel_rows, phase_plane
-from .k_gemm import epi_row
+from .k_epilogue import epi_row
 from .k_microkernel import MR, NR
 
 
@@ -51,7 +51,7 @@ def _pack_pixels(xpad, offs, kc, p, pw, p_img, w_out, wq, img, bp):  # type: ign
 
 @twin
 def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stages,  # type: ignore[no-untyped-def]
-                vecs, res):
+                vecs, params, res):
     """conv2d, groups 1, f32, any stride/dilation, K = (tap, channel) pairs: out [N, Co, Ho*Wo].
 
     ap from pack_conv_weights(w, merged=True); xpad: N images of phase planes (padded_image_floats
@@ -118,5 +118,5 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stage
                 if stages.shape[0] > 0:
                     rn = min(n, res.shape[0] - 1)
                     rrow = res[rn, rc][lo:hi] if res.shape[2] > 1 else res[rn, rc]
-                    epi_row(span, span, False, stages, vecs, 0, c, rrow)
+                    epi_row(span, span, False, stages, vecs, params, 0, c, rrow)
                 p += hi - lo

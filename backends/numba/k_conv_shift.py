@@ -15,7 +15,7 @@ from numba import prange
 
 from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, PT, SH, SW, W_OUT
 from .jit import helper, subkernel, twin
-from .k_gemm import epi_row
+from .k_epilogue import epi_row
 from .k_microkernel import MR, NR, ukernel, ukernel_third, ukernel_two_thirds
 
 KC_CONV = 256
@@ -124,7 +124,7 @@ def _pack_panel(xpad, offs, q, kc, qw, bp):  # type: ignore[no-untyped-def]
 
 @twin
 def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages,  # type: ignore[no-untyped-def]
-               vecs, res):
+               vecs, params, res):
     """conv2d, groups 1, f32, any stride/dilation: out [N, Co, Ho*Wo]; ap from pack_conv_weights.
 
     Each input channel is split into sh*sw phase planes (hq x wq, zero-padded): tap (i, j) then reads
@@ -230,4 +230,4 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
             if stages.shape[0] > 0:
                 rc = min(c, res.shape[1] - 1)
                 rrow = res[rn, rc][r0 * w_out:r1 * w_out] if res.shape[2] > 1 else res[rn, rc]
-                epi_row(span, span, False, stages, vecs, 0, c, rrow)
+                epi_row(span, span, False, stages, vecs, params, 0, c, rrow)
