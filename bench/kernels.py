@@ -26,6 +26,7 @@ from scipy import special
 
 from ..backends import reference
 from ..ir import Graph, GraphBuilder, f32
+from ..ir.regions import make_region
 from ..runtime.numba_exec import NumbaExecutable
 
 SECTIONS = ("gemm", "conv", "dispatch", "arena", "models")
@@ -110,9 +111,12 @@ def _linear_graph(m: int, k: int, n: int, rng: np.random.Generator, gelu: bool) 
     b = GraphBuilder("linear")
     x = b.input("x", f32[m, k])
     y = b.linear(x, (rng.standard_normal((n, k)) / math.sqrt(k)).astype(np.float32),
-                 rng.standard_normal(n).astype(np.float32))
-    b.output(b.gelu(y) if gelu else y)
-    return b.build()
+                 rng.standard_normal(n).astype(np.float32), name="fc")
+    b.output(b.gelu(y, name="act") if gelu else y)
+    g = b.build()
+    if gelu:  # linear + bias + GELU as one region: one kernel with the epilogue per tile
+        make_region(g, g.nodes)
+    return g
 
 
 def _gemm_row(m: int, k: int, n: int, repeats: int, threads: int, rng: np.random.Generator) -> list[Any]:

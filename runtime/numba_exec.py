@@ -43,10 +43,10 @@ def lifetimes(plan: Plan) -> list[Buffer]:
 class NumbaExecutable(Executable):
     """A graph compiled to Numba kernels over a preallocated arena."""
 
-    def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, fuse: bool = True,
+    def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD,
                  warmup: bool = True) -> None:
         t0 = time.perf_counter()
-        self.plan = lower(graph, parallel_threshold, fuse)
+        self.plan = lower(graph, parallel_threshold)
         t1 = time.perf_counter()
         buffers = lifetimes(self.plan)
         self.arena: ArenaPlan = plan_arena(buffers)

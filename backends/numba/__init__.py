@@ -4,12 +4,11 @@
 memory arena and runs it. `NUMBA_LOWERINGS[op]` holds the per-op lowering rules.
 """
 
-from .fusion import FusedGroup, find_groups
 from .lowering import DEFAULT_PARALLEL_THRESHOLD, check_lowerable, lower
 from .plan import Lit, LowerCtx, NumbaLoweringError, Plan, Slot, Step
 from .registry import NUMBA_LOWERINGS, lowers
 
 __all__ = [
-    "DEFAULT_PARALLEL_THRESHOLD", "NUMBA_LOWERINGS", "FusedGroup", "Lit", "LowerCtx", "NumbaLoweringError", "Plan",
-    "Slot", "Step", "check_lowerable", "find_groups", "lower", "lowers",
+    "DEFAULT_PARALLEL_THRESHOLD", "NUMBA_LOWERINGS", "Lit", "LowerCtx", "NumbaLoweringError", "Plan", "Slot", "Step",
+    "check_lowerable", "lower", "lowers",
 ]

@@ -14,23 +14,10 @@ from __future__ import annotations
 from numba import prange
 
 from .blas import sgemm
-from .jit import helper, subkernel, twin
-from .k_gemm import epi_row
+from .geometry import DH, DW, KH, KW, PL, POINTWISE, PT, SH, SW, W_OUT, ow_range
+from .jit import subkernel, twin
+from .k_epilogue import epi_row
 from .mathfn import F0, F1
-
-# geometry: kh, kw, sh, sw, pt, pl, dh, dw
-KH, KW, SH, SW, PT, PL, DH, DW = range(8)
-
-
-@helper
-def _ow_range(j, geo, w_in, w_out):  # type: ignore[no-untyped-def]
-    """Output columns [lo, hi) whose input column ow*sw - pl + j*dw lies inside [0, w_in)."""
-    off = j * geo[DW] - geo[PL]
-    sw = geo[SW]
-    lo = 0 if off >= 0 else (-off + sw - 1) // sw
-    last = w_in - 1 - off
-    hi = 0 if last < 0 else min(w_out, last // sw + 1)
-    return lo, max(lo, hi)
 
 
 @subkernel
@@ -42,7 +29,7 @@ def _im2col_tile(x, n, ci0, geo, cols, p0, p1, w_out):  # type: ignore[no-untype
         ci = ci0 + r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
-        lo, hi = _ow_range(j, geo, w_in, w_out)
+        lo, hi = ow_range(j, geo, w_in, w_out)
         off = j * geo[DW] - geo[PL]
         sw = geo[SW]
         dst = cols[r]
@@ -76,11 +63,11 @@ def _im2col_tile(x, n, ci0, geo, cols, p0, p1, w_out):  # type: ignore[no-untype
 
 
 @twin
-def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, res):  # type: ignore[no-untyped-def]
+def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out[n] = epilogue(wm @ im2col(x[n])) per group, float32; out is [N, Co, P], wm [Co, Ci/groups*kh*kw].
 
     Work items are (image, group, pixel block of pb, channel block of cb within the group). A pointwise convolution
-    (geo[9] == 1: 1x1, stride 1, no padding) reads x[n] in place as the [Ci, P] column matrix;
+    (geo[POINTWISE] == 1: 1x1, stride 1, no padding) reads x[n] in place as the [Ci, P] column matrix;
     otherwise the item builds its im2col block in its scratch region (rows * pb floats). BLAS
     writes the tile straight into `out`, and the epilogue runs on it per channel row.
     """
@@ -89,8 +76,8 @@ def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, res):  # t
     ci_all = x.shape[1]
     cg = ci_all // groups
     cog = co_all // groups
-    w_out = geo[8]
-    pointwise = geo[9] == 1
+    w_out = geo[W_OUT]
+    pointwise = geo[POINTWISE] == 1
     gp = (p_all + pb - 1) // pb
     gc = (cog + cb - 1) // cb
     per_image = groups * gp * gc
@@ -122,16 +109,16 @@ def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, res):  # t
             rn = min(n, res.shape[0] - 1)
             for c in range(c0, c1):
                 row = out[n, c][p0:p1]
-                epi_row(row, row, False, stages, vecs, 0, c, res[rn, min(c, res.shape[1] - 1)][p0:p1])
+                epi_row(row, row, False, stages, vecs, params, 0, c, res[rn, min(c, res.shape[1] - 1)][p0:p1])
 
 
 @twin
-def conv_direct(x, w, out, geo, groups, zero, stages, vecs, res):  # type: ignore[no-untyped-def]
+def conv_direct(x, w, out, geo, groups, zero, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """Direct convolution for any groups (depthwise included); out is [N, Co, Ho*Wo]."""
     nb, co_all, _ = out.shape
     cg = w.shape[1]
     kh, kw = geo[KH], geo[KW]
-    w_out = geo[8]
+    w_out = geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
     h_in, w_in = x.shape[2], x.shape[3]
     co_per_g = co_all // groups
@@ -152,7 +139,7 @@ def conv_direct(x, w, out, geo, groups, zero, stages, vecs, res):  # type: ignor
                     xrow = x[n, ci, ih]
                     for j in range(kw):
                         wv = w[co, cl, i, j]
-                        lo, hi = _ow_range(j, geo, w_in, w_out)
+                        lo, hi = ow_range(j, geo, w_in, w_out)
                         off = j * geo[DW] - geo[PL]
                         if geo[SW] == 1:
                             src = xrow[lo + off:hi + off]
@@ -165,4 +152,4 @@ def conv_direct(x, w, out, geo, groups, zero, stages, vecs, res):  # type: ignor
         if stages.shape[0] > 0:
             rn = min(n, res.shape[0] - 1)
             rc = min(co, res.shape[1] - 1)
-            epi_row(out[n, co], out[n, co], False, stages, vecs, 0, co, res[rn, rc])
+            epi_row(out[n, co], out[n, co], False, stages, vecs, params, 0, co, res[rn, rc])

@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT, ow_range
 from .jit import helper, twin
-from .k_conv import DH, DW, KH, KW, PL, PT, SH, SW, _ow_range
 
 
 @twin
 def maxpool(x, out, geo, init):  # type: ignore[no-untyped-def]
     """out[n, c, oh*Wo + ow] = max over the window (cells outside the input never win)."""
     nb, nc, h_in, w_in = x.shape
-    w_out = geo[8]
+    w_out = geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
     for t in prange(nb * nc):
         n = t // nc
@@ -32,7 +32,7 @@ def maxpool(x, out, geo, init):  # type: ignore[no-untyped-def]
                     continue
                 xrow = x[n, c, ih]
                 for j in range(geo[KW]):
-                    lo, hi = _ow_range(j, geo, w_in, w_out)
+                    lo, hi = ow_range(j, geo, w_in, w_out)
                     off = j * geo[DW] - geo[PL]
                     for q in range(lo, hi):
                         v = xrow[q * geo[SW] + off]
@@ -66,7 +66,7 @@ def maxpool2x2(x, out):  # type: ignore[no-untyped-def]
 def avgpool(x, out, geo, include_pad, pads_hi):  # type: ignore[no-untyped-def]
     """Average over the window; padded cells count only with include_pad (explicit pads, not ceil)."""
     nb, nc, h_in, w_in = x.shape
-    w_out = geo[8]
+    w_out = geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
     pb, pr = pads_hi[0], pads_hi[1]
     for t in prange(nb * nc):
@@ -86,7 +86,7 @@ def avgpool(x, out, geo, include_pad, pads_hi):  # type: ignore[no-untyped-def]
                     continue
                 xrow = x[n, c, ih]
                 for j in range(geo[KW]):
-                    lo, hi = _ow_range(j, geo, w_in, w_out)
+                    lo, hi = ow_range(j, geo, w_in, w_out)
                     off = j * geo[DW] - geo[PL]
                     for q in range(lo, hi):
                         orow[q] += xrow[q * geo[SW] + off]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...ir.graph import Graph
+from ...ir.regions import region_body
 from ...ir.text import format_node
 from . import (  # noqa: F401  (register the rules)
     rules_conv,
@@ -12,7 +13,6 @@ from . import (  # noqa: F401  (register the rules)
     rules_region,
     rules_shape,
 )
-from .fusion import find_groups
 from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
 from .registry import NUMBA_LOWERINGS
@@ -52,21 +52,18 @@ def check_lowerable(graph: Graph) -> None:
             raise NumbaLoweringError(f"numba backend: input %{v.name} has unsupported dtype {v.type.dtype.name}")
 
 
-def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, fuse: bool = True) -> Plan:
-    """The Plan of `graph`: slots, kernel steps, fused groups (the graph is not modified)."""
+def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD) -> Plan:
+    """The Plan of `graph`: slots, kernel steps, and per `fused` node its body's equation names.
+
+    Fusion is decided in the graph (`fused` regions, see ir/regions.py); every other node lowers alone.
+    The graph is not modified.
+    """
     check_lowerable(graph)
     ctx = LowerCtx(graph, parallel_threshold)
-    groups = find_groups(graph) if fuse else {}
-    fused: list[tuple[str, ...]] = []
+    fused = [tuple(eq.name for eq in region_body(n).nodes) for n in graph.nodes if n.op == "fused"]
     for node in graph.nodes:
         ctx.node = node
-        group = groups.get(id(node))
         try:
-            if group is not None:
-                if node is group.tail:
-                    rules_dense.lower_fused(ctx, group)
-                    fused.append(group.names)
-                continue
             NUMBA_LOWERINGS[node.op](ctx, node)
         except NumbaLoweringError:
             raise

@@ -8,16 +8,17 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.nn import conv_out
-from . import k_ukernel
-from .fusion import Stage
+from . import k_microkernel
+from .epilogue import Epilogue, empty_epilogue
+from .geometry import B_IN_PLACE, B_MERGED, B_PACKED, SH, SW, window_geometry
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
-from .k_convpix import conv_pixels, pixel_ext_floats
-from .k_convuk import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
+from .k_conv_pixels import conv_pixels, pixel_ext_floats
+from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
+from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
-from .rules_dense import FLOPS_PER_UNIT, Epilogue, _bias_stage, _dummy, describe_stages
+from .registry import lowers
 from .rules_elementwise import emit_binary
-from .rules_nn import pool_geometry
 from .rules_shape import Index
 
 
@@ -54,7 +55,7 @@ def shift_tiles(n: int, co: int, ho: int, wq: int, threads: int, parallel: bool,
     K step (whole micro-tiles: a ragged edge costs a full one), plus one B panel pack per pixel panel
     when `pack`; items go round-robin to `threads`. Ties go to fewer items.
     """
-    mr, nr = k_ukernel.MR, k_ukernel.NR
+    mr, nr = k_microkernel.MR, k_microkernel.NR
     panels = cdiv(co, mr)
     cb_max = min(panels, 22)
     if not parallel or threads <= 1:
@@ -79,7 +80,7 @@ def pixel_tiles(pixels: int, co: int, threads: int, parallel: bool) -> tuple[int
     Pixel blocks are whole NR panels of the pixels of all images in a row, at most MAX_TILE_PIXELS;
     each panel is packed once per channel block. Ties go to fewer items.
     """
-    mr, nr = k_ukernel.MR, k_ukernel.NR
+    mr, nr = k_microkernel.MR, k_microkernel.NR
     panels, pix_panels = cdiv(co, mr), max(cdiv(pixels, nr), 1)
     cb_max = min(panels, 22)
     threads = threads if parallel and threads > 1 else 1
@@ -96,8 +97,7 @@ def pixel_tiles(pixels: int, co: int, threads: int, parallel: bool) -> tuple[int
 
 
 def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
-                      stages: list[Stage], epi: Epilogue, res: int, work: int,
-                      phases: tuple[int, int, int, int]) -> None:
+                      epi: Epilogue, res: int, work: int, phases: tuple[int, int, int, int]) -> None:
     """A convolution with few input channels: im2col per B panel over real output pixels, on the micro-kernel."""
     nb, ci = ctx.slots[src].shape[:2]
     co, _, kh, kw = w.shape
@@ -113,16 +113,16 @@ def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: in
     packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=True), f"{node.name}.packed")
     xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
     ext = ctx.buffer((pixel_ext_floats(items, pb, cb),), f32, f"{node.name}.tiles")
-    bpan = ctx.buffer((items * KC_CONV * k_ukernel.NR,), f32, f"{node.name}.panel")
+    bpan = ctx.buffer((items * KC_CONV * k_microkernel.NR,), f32, f"{node.name}.panel")
     offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
-    codes, vecs = epi.slots(ctx)
-    label = "conv_uk_im2col" + ("+" + describe_stages(stages, None) if stages else "")
-    ctx.emit(label, conv_pixels, src, packed, o3, xpad, ext, bpan, offsets, Lit(pool_geometry(node, wo)), Lit(hq),
-             Lit(wq), Lit(pb), Lit(cb), codes, vecs, res, writes=(o3, xpad, ext, bpan, offsets), work=work)
+    codes, vecs, params = epilogue_args(ctx, epi)
+    ctx.emit(kernel_label("conv_uk_im2col", epi), conv_pixels, src, packed, o3, xpad, ext, bpan, offsets,
+             Lit(window_geometry(node, wo)), Lit(hq), Lit(wq), Lit(pb), Lit(cb), codes, vecs, params, res,
+             writes=(o3, xpad, ext, bpan, offsets), work=work)
 
 
 def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
-                     stages: list[Stage], epi: Epilogue, res: int, work: int, pointwise: bool) -> None:
+                     epi: Epilogue, res: int, work: int, pointwise: bool) -> None:
     """A convolution as shifted GEMMs on the micro-kernel (weights packed now)."""
     a = node.attrs
     nb, ci, h, w_in = ctx.slots[src].shape
@@ -131,44 +131,43 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     pt, pl, pb, pr = a["pads"]
     sh, sw = (1, 1) if pointwise else a["strides"]
     hq, wq = (h, w_in) if pointwise else (cdiv(h + pt + pb, sh), cdiv(w_in + pl + pr, sw))
-    # geo[10]: 0 read B rows in place, 1 pack B panels (many output channels reuse each), 2 merge the
-    # taps into one K (few input channels per tap: a K of Ci alone would waste the micro-kernel)
-    mode = 0 if pointwise else (2 if ci < 64 else int(co >= 192))
-    if mode == 2:
-        _emit_conv_pixels(ctx, node, src, w, o3, out_hw, stages, epi, res, work, (sh, sw, hq, wq))
+    # few input channels per tap merge the taps into one K (a K of Ci alone would waste the micro-kernel);
+    # many output channels reuse each B panel, worth packing
+    mode = B_IN_PLACE if pointwise else (B_MERGED if ci < 64 else (B_PACKED if co >= 192 else B_IN_PLACE))
+    if mode == B_MERGED:
+        _emit_conv_pixels(ctx, node, src, w, o3, out_hw, epi, res, work, (sh, sw, hq, wq))
         return
     kh, kw = w.shape[2], w.shape[3]
     # besides the flops: phase planes and the epilogue's copy touch every pixel once, packed B panels
     # every (tap, channel, wide pixel)
     if not pointwise:
-        work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (kh * kw * ci * ho * wq if mode else 0))
+        work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (kh * kw * ci * ho * wq if mode == B_PACKED else 0))
     par = ctx.parallel(work)
-    rb, cb = shift_tiles(nb, co, ho, wq, ctx.threads, par, mode > 0)
+    rb, cb = shift_tiles(nb, co, ho, wq, ctx.threads, par, mode == B_PACKED)
     items = nb * cdiv(ho, rb) * cdiv(co, cb)
     f32 = np.dtype(np.float32)
-    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=mode == 2),
+    packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=False),
                        f"{node.name}.packed")
     if pointwise:
         xpad, ext = ctx.flat_of(src), ctx.flat_of(o3)
     else:
         xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
         ext = ctx.buffer((ext_floats(items, rb, wq, cb),), f32, f"{node.name}.wide")
-    ctmp = ctx.buffer((items * k_ukernel.NR * (k_ukernel.MR + KC_CONV),), f32, f"{node.name}.tile")
-    codes, vecs = epi.slots(ctx)
-    geo = np.append(pool_geometry(node, wo, pointwise), mode)
-    if pointwise:
-        geo[2:4] = 1
-    label = "conv_uk" + ("+" + describe_stages(stages, None) if stages else "")
+    ctmp = ctx.buffer((items * k_microkernel.NR * (k_microkernel.MR + KC_CONV),), f32, f"{node.name}.tile")
+    codes, vecs, params = epilogue_args(ctx, epi)
+    geo = window_geometry(node, wo, pointwise, mode)
+    if pointwise:  # a strided 1x1 convolution reads its subsampled input at stride 1
+        geo[SH] = geo[SW] = 1
     offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
-    ctx.emit(label, conv_shift, src, packed, o3, xpad, ext, ctmp, offsets, Lit(geo), Lit(hq), Lit(wq), Lit(rb),
-             Lit(cb), codes, vecs, res, writes=(o3, xpad, ext, ctmp, offsets), work=work)
+    ctx.emit(kernel_label("conv_uk", epi), conv_shift, src, packed, o3, xpad, ext, ctmp, offsets, Lit(geo), Lit(hq),
+             Lit(wq), Lit(rb), Lit(cb), codes, vecs, params, res, writes=(o3, xpad, ext, ctmp, offsets), work=work)
 
 
-def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value) -> None:
-    """conv2d through tiled im2col + BLAS per group (f32, at least 4 input channels per group) or direct loops."""
+def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
+    """conv2d with epilogue `epi` writing `out_value`: shifted GEMMs on the micro-kernel (f32, groups 1, constant
+    weights), tiled im2col + BLAS per group (f32, at least 4 input channels per group) or direct loops."""
     x, wv = node.inputs[0], node.inputs[1]
-    extra, bias_value = _bias_stage(ctx, node.inputs[2] if len(node.inputs) > 2 else None)
-    stages = extra + stages
+    epi, bias_value = own_bias(node, epi)
     a = node.attrs
     nb, ci, h, w_in = x.type.shape
     co, cg, kh, kw = wv.type.shape
@@ -179,27 +178,26 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
     if out_value.type.numel == 0:
         return
     o3 = ctx.reshaped(out, (nb, co, p))
-    epi = Epilogue(stages, co)
-    codes, vecs = epi.slots(ctx)
-    res = ctx.reshaped(ctx.arg(epi.residual), (nb, co, p)) if epi.residual is not None else _dummy(ctx, 3)
+    res = residual_arg(ctx, epi, (nb, co, p))
     is_float = out_value.type.dtype.name == "f32"
-    if stages and not is_float:
+    if epi.stages and not is_float:
         raise ctx.fail("epilogues need f32")
     work = 2 * nb * co * p * cg * kh * kw // FLOPS_PER_UNIT
     pointwise = kh == kw == 1 and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
     src = ctx.arg(x)
     groups = a["groups"]
     one_by_one = kh == kw == 1 and not any(a["pads"])
-    if is_float and groups == 1 and wv.is_constant and k_ukernel.AVAILABLE:
+    if is_float and groups == 1 and wv.is_constant and k_microkernel.AVAILABLE:
         if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
             sh, sw = a["strides"]
             sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
                                        slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
             src = ctx.arg(sub)
-        _emit_conv_shift(ctx, node, src, wv.data, o3, (ho, wo), stages, epi, res, work, one_by_one)
+        _emit_conv_shift(ctx, node, src, wv.data, o3, (ho, wo), epi, res, work, one_by_one)
         if bias_value is not None:
             emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), (1, co, 1, 1)), out)
         return
+    codes, vecs, params = epilogue_args(ctx, epi)
     if is_float and (groups == 1 or cg >= 4):
         rows = cg * kh * kw
         wm = (ctx.const(wv.data.reshape(co, rows), f"{wv.name}.mat") if wv.is_constant
@@ -208,15 +206,20 @@ def lower_conv(ctx: LowerCtx, node: Node, stages: list[Stage], out_value: Value)
         pb, cb = conv_tiles(nb * groups, co // groups, p, ctx.threads, par)
         items = nb * groups * cdiv(p, pb) * cdiv(co // groups, cb)
         scratch = ctx.buffer((0 if pointwise else items * rows * pb,), np.dtype(np.float32), f"{node.name}.cols")
-        ctx.emit("conv_gemm" + ("+" + describe_stages(stages, None) if stages else ""), conv_gemm, src, wm, o3,
-                 scratch, Lit(pool_geometry(node, wo, pointwise)), Lit(groups), Lit(pb), Lit(cb), codes, vecs, res,
+        ctx.emit(kernel_label("conv_gemm", epi), conv_gemm, src, wm, o3, scratch,
+                 Lit(window_geometry(node, wo, pointwise)), Lit(groups), Lit(pb), Lit(cb), codes, vecs, params, res,
                  writes=(out, scratch), work=work, needs_blas=True)
     else:
         wslot = ctx.writable_const(wv) if wv.is_constant else ctx.arg(wv)
         zero = np.zeros(1, out_value.type.dtype.np_dtype)[0]
-        ctx.emit("conv_direct" + ("+" + describe_stages(stages, None) if stages else ""), conv_direct, src, wslot,
-                 o3, Lit(pool_geometry(node, wo)), Lit(a["groups"]), Lit(zero), codes, vecs, res, writes=(out,),
-                 work=work)
+        ctx.emit(kernel_label("conv_direct", epi), conv_direct, src, wslot, o3, Lit(window_geometry(node, wo)),
+                 Lit(a["groups"]), Lit(zero), codes, vecs, params, res, writes=(out,), work=work)
     if bias_value is not None:
         bshape = (1, co, 1, 1)
         emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), bshape), out)
+
+
+@lowers("conv2d")
+def lower_conv_alone(ctx: LowerCtx, node: Node) -> None:
+    """A conv2d on its own (its constant bias still runs in the kernel's epilogue)."""
+    lower_conv(ctx, node, empty_epilogue(node), node.outputs[0])

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ...ir.graph import Node, Value
+from .geometry import window_geometry
 from .k_data import dequantize, quantize
 from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
@@ -95,14 +96,6 @@ def _lrn(ctx: LowerCtx, node: Node) -> None:
              work=v.type.numel * a["size"])
 
 
-def pool_geometry(node: Node, out_w: int, pointwise: bool = False) -> np.ndarray:
-    """geo array of the window kernels: kh, kw, sh, sw, pt, pl, dh, dw, Wo, pointwise."""
-    a = node.attrs
-    kernel = a["kernel"] if "kernel" in a else node.inputs[1].type.shape[2:]
-    (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = kernel, a["strides"], a["pads"], a["dilations"]
-    return np.array([kh, kw, sh, sw, pt, pl, dh, dw, out_w, int(pointwise)], np.int64)
-
-
 def _is_plain_2x2(node: Node, hw_in: tuple[int, ...], hw_out: tuple[int, int]) -> bool:
     """2x2 windows at stride 2, no padding, no dilation, every window inside the input."""
     a = node.attrs
@@ -120,7 +113,7 @@ def _pool(ctx: LowerCtx, node: Node) -> None:
     out = ctx.out(v)
     if v.type.numel == 0:
         return
-    geo = Lit(pool_geometry(node, wo))
+    geo = Lit(window_geometry(node, wo))
     src = ctx.arg(x)
     kh, kw = node.attrs["kernel"]
     work = v.type.numel * kh * kw

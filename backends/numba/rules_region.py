@@ -1,32 +1,80 @@
-"""Lowering of `fused` regions: each body equation through its own rule, reading the region's inputs.
+"""Lowering of `fused` regions (see ir/regions.py).
 
-This is the general form, correct for any body; matrix regions with an epilogue the kernels can
-apply per tile, and elementwise regions, get one kernel instead (see `lower_region`).
+A matrix region runs as one kernel: its anchor (linear, matmul, conv2d) with the epilogue that
+`epilogue.epilogue_from_region` builds from the body, applied per output tile; equations the
+kernels cannot express (a leftover suffix) follow one by one. Any other body, or an anchor that
+cannot take an epilogue (integer dtypes), is lowered equation by equation (`lower_body_equations`),
+which is correct for every body.
 """
 
 from __future__ import annotations
 
-from ...ir.graph import Node
+from collections.abc import Callable
+
+from ...ir.graph import Node, Value
+from ...ir.regions import region_anchor, region_body
+from .epilogue import Epilogue, accepts_epilogue, epilogue_from_region
 from .plan import LowerCtx
 from .registry import NUMBA_LOWERINGS, lowers
+from .rules_conv import lower_conv
+from .rules_dense import lower_product
+
+MATRIX_LOWERINGS: dict[str, Callable[[LowerCtx, Node, Epilogue, Value], None]] = {
+    "linear": lower_product, "matmul": lower_product, "conv2d": lower_conv}
+"""How each anchor op lowers with an epilogue, writing a given value."""
+
+
+def bind_parameters(ctx: LowerCtx, node: Node) -> None:
+    """Bind the body's parameters to the node's input slots (and its result to the node's output kind)."""
+    body = region_body(node)
+    for param, arg in zip(body.inputs, node.inputs):
+        ctx.value_slot[id(param)] = ctx.slot(arg)
+    if id(node.outputs[0]) in ctx.out_ids:
+        ctx.out_ids.add(id(body.outputs[0]))
+
+
+def bind_result(ctx: LowerCtx, node: Node) -> None:
+    """Bind the node's output to the slot of the body's result."""
+    ctx.node = node
+    ctx.value_slot[id(node.outputs[0])] = ctx.slot(region_body(node).outputs[0])
+
+
+def lower_equations(ctx: LowerCtx, equations: list[Node]) -> None:
+    """Lower body equations one by one through their own rules."""
+    for eq in equations:
+        ctx.node = eq
+        NUMBA_LOWERINGS[eq.op](ctx, eq)
 
 
 def lower_body_equations(ctx: LowerCtx, node: Node) -> None:
     """Lower the body of `node` equation by equation, its parameters bound to the node's input slots."""
-    body = node.attrs["body"]
-    for param, arg in zip(body.inputs, node.inputs):
-        ctx.value_slot[id(param)] = ctx.slot(arg)
-    result, outer = body.outputs[0], node.outputs[0]
-    if id(outer) in ctx.out_ids:
-        ctx.out_ids.add(id(result))
-    for inner in body.nodes:
-        ctx.node = inner
-        NUMBA_LOWERINGS[inner.op](ctx, inner)
-    ctx.node = node
-    ctx.value_slot[id(outer)] = ctx.slot(result)
+    bind_parameters(ctx, node)
+    lower_equations(ctx, region_body(node).nodes)
+    bind_result(ctx, node)
+
+
+def lower_matrix_region(ctx: LowerCtx, node: Node) -> None:
+    """A matrix region: the anchor and its epilogue in one kernel, then any leftover equations."""
+    anchor, epi, leftover = epilogue_from_region(node)
+    if not accepts_epilogue(anchor):
+        lower_body_equations(ctx, node)
+        return
+    bind_parameters(ctx, node)
+    first = len(ctx.steps)
+    ctx.node = anchor
+    MATRIX_LOWERINGS[anchor.op](ctx, anchor, epi, epi.equations[-1].outputs[0])
+    for step in ctx.steps[first:]:
+        if not step.is_view:
+            step.name = "+".join(eq.name for eq in epi.equations)
+            step.op = "+".join(eq.op for eq in epi.equations)
+    lower_equations(ctx, leftover)
+    bind_result(ctx, node)
 
 
 @lowers("fused")
 def lower_region(ctx: LowerCtx, node: Node) -> None:
-    """A fused region."""
-    lower_body_equations(ctx, node)
+    """A fused region: a matrix region as one kernel, any other body equation by equation."""
+    if region_anchor(region_body(node)) is None:
+        lower_body_equations(ctx, node)
+        return
+    lower_matrix_region(ctx, node)

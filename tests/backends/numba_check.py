@@ -8,7 +8,8 @@ import numpy as np
 from numpy.testing import assert_allclose, assert_array_equal
 from tensorsmith.backends import reference
 from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD
-from tensorsmith.ir import Graph, GraphBuilder, dtype_from_numpy
+from tensorsmith.ir import Graph, GraphBuilder, Node, dtype_from_numpy
+from tensorsmith.ir.regions import make_region
 from tensorsmith.runtime.numba_exec import NumbaExecutable
 
 SERIAL = 1 << 62
@@ -61,3 +62,9 @@ def check_op(op: str, *arrays: Any, consts: tuple[int, ...] = (), rtol: float = 
     """check() on a one-op graph."""
     g, feeds = op_graph(op, *arrays, consts=consts, **attrs)
     check(g, feeds, rtol=rtol, atol=atol, exact=exact)
+
+
+def region(graph: Graph, *names: str) -> Node:
+    """Make the nodes named `names` (in graph order, the last producing the result) one `fused` region."""
+    by_name = {n.name: n for n in graph.nodes}
+    return make_region(graph, [by_name[name] for name in names])

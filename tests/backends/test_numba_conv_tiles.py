@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tensorsmith.backends.numba import k_ukernel
+from tensorsmith.backends.numba import k_microkernel
 from tensorsmith.backends.numba.jit import cdiv
 from tensorsmith.backends.numba.rules_conv import MAX_TILE_PIXELS, pixel_tiles, shift_tiles
 from tensorsmith.ir import GraphBuilder, f32
 
-from .numba_check import PARALLEL, SERIAL, check
+from .numba_check import PARALLEL, SERIAL, check, region
 
-pytestmark = pytest.mark.skipif(not k_ukernel.AVAILABLE, reason="no FMA: convolutions go through BLAS")
+pytestmark = pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: convolutions go through BLAS")
 RNG = np.random.default_rng(23)
-MR, NR = k_ukernel.MR, k_ukernel.NR
+MR, NR = k_microkernel.MR, k_microkernel.NR
 
 
 def _u(*shape: int) -> np.ndarray:
@@ -77,11 +77,13 @@ def _graph(xs: tuple, ws: tuple, strides: tuple, pads: tuple, dil: tuple):  # ty
     b = GraphBuilder("conv_tiles")
     x = b.input("x", f32[xs])
     co = ws[0]
-    c = b.conv2d(x, _u(*ws), _u(co), strides=strides, pads=pads, dilations=dil)
+    c = b.conv2d(x, _u(*ws), _u(co), strides=strides, pads=pads, dilations=dil, name="conv")
     r = b.input("r", c.type)
-    y = b.relu(b.add(b.batchnorm(c, _u(co) + 2, _u(co), _u(co), np.abs(_u(co)) + 0.5), r))
+    bn = b.batchnorm(c, _u(co) + 2, _u(co), _u(co), np.abs(_u(co)) + 0.5, name="bn")
+    y = b.relu(b.add(bn, r, name="res"), name="act")
     b.output(y, b.conv2d(x, _u(*ws), strides=strides, pads=pads, dilations=dil))
     g = b.build()
+    region(g, "conv", "bn", "res", "act")
     return g, {"x": _u(*xs), "r": _u(*c.type.shape)}
 
 

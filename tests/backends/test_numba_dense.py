@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD
 from tensorsmith.ir import GraphBuilder, f32
 
-from .numba_check import check, check_op
+from .numba_check import check, check_op, region
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIZE = st.sampled_from([1, 2, 3, 5, 7, 13, 16, 31, 64, 97])
@@ -144,10 +144,12 @@ def test_conv2d_on_the_micro_kernel(xs: tuple, ws: tuple, strides: tuple, pads: 
     """Shapes wide enough (>= 8 input channels) for the shifted-GEMM convolution, with and without fusion."""
     b = GraphBuilder("conv_uk")
     x = b.input("x", f32[xs])
-    c = b.conv2d(x, _u(*ws), _u(ws[0]), strides=strides, pads=pads, dilations=dil)
-    y = b.relu(b.batchnorm(c, _u(ws[0]) + 2, _u(ws[0]), _u(ws[0]), np.abs(_u(ws[0])) + 0.5))
-    b.output(y, b.conv2d(x, _u(*ws), strides=strides, pads=pads, dilations=dil))
-    check(b.build(), {"x": _u(*xs)}, rtol=1e-4, atol=1e-4)
+    c = b.conv2d(x, _u(*ws), _u(ws[0]), strides=strides, pads=pads, dilations=dil, name="conv")
+    bn = b.batchnorm(c, _u(ws[0]) + 2, _u(ws[0]), _u(ws[0]), np.abs(_u(ws[0])) + 0.5, name="bn")
+    b.output(b.relu(bn, name="act"), b.conv2d(x, _u(*ws), strides=strides, pads=pads, dilations=dil))
+    g = b.build()
+    region(g, "conv", "bn", "act")
+    check(g, {"x": _u(*xs)}, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("m", "k", "n"), [(37, 613, 45), (130, 300, 70), (4, 257, 33), (300, 512, 1)])
@@ -155,8 +157,10 @@ def test_linear_with_several_k_blocks_and_partial_tiles(m: int, k: int, n: int) 
     b = GraphBuilder("deep")
     x = b.input("x", f32[m, k])
     r = b.input("r", f32[m, n])
-    b.output(b.gelu(b.add(b.linear(x, _u(n, k), _u(n)), r)))
-    check(b.build(), {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4)
+    b.output(b.gelu(b.add(b.linear(x, _u(n, k), _u(n), name="fc"), r, name="res"), name="act"))
+    g = b.build()
+    region(g, "fc", "res", "act")
+    check(g, {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("m", "k", "n"), [(450, 64, 10), (37, 20, 300), (129, 33, 64), (1, 8, 3)])
@@ -166,8 +170,10 @@ def test_linear_epilogue_stages_on_short_and_long_rows(m: int, k: int, n: int, p
     b = GraphBuilder("stages")
     x = b.input("x", f32[m, k])
     r = b.input("r", f32[m, n])
-    y = b.linear(x, _u(n, k), _u(n))
-    y = b.div(b.mul(y, _u(n) + 3), np.abs(_u(n)) + 0.5)
-    b.output(b.relu(b.add(y, r)))
-    check(b.build(), {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4,
+    y = b.linear(x, _u(n, k), _u(n), name="fc")
+    y = b.div(b.mul(y, _u(n) + 3, name="scale"), np.abs(_u(n)) + 0.5, name="norm")
+    b.output(b.relu(b.add(y, r, name="res"), name="act"))
+    g = b.build()
+    region(g, "fc", "scale", "norm", "res", "act")
+    check(g, {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4,
           thresholds=(0,) if parallel else (DEFAULT_PARALLEL_THRESHOLD,))

@@ -15,6 +15,7 @@ from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.backends.numba import blas
 from tensorsmith.ir import Graph, GraphBuilder, InputError, f32
+from tensorsmith.ir.regions import make_region
 from tensorsmith.runtime.numba_exec import NumbaExecutable
 
 RNG = np.random.default_rng(17)
@@ -93,6 +94,9 @@ def test_run_allocates_only_the_outputs() -> None:
 
 def test_profile_reports_each_kernel_with_fused_node_names() -> None:
     g = _chain(2, 64)
+    by_name = {n.name: n for n in g.nodes}
+    make_region(g, [by_name["fc0"], g.nodes[g.nodes.index(by_name["fc0"]) + 1]])
+    make_region(g, [by_name["fc1"]] + g.nodes[g.nodes.index(by_name["fc1"]) + 1:])
     exe = NumbaExecutable(g)
     prof = exe.profile({"x": np.ones((64, 64), np.float32)}, repeats=3)
     names = [p.name.split("+") for p in prof.nodes]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, PT, SH, SW, W_OUT
 from .jit import helper, subkernel, twin
-from .k_gemm import epi_row
-from .k_ukernel import MR, NR, ukernel, ukernel_third, ukernel_two_thirds
+from .k_epilogue import epi_row
+from .k_microkernel import MR, NR, ukernel, ukernel_third, ukernel_two_thirds
 
 KC_CONV = 256
 
@@ -52,7 +53,7 @@ def ext_floats(items: int, rb: int, wq: int, cb: int) -> int:
 
 
 @subkernel
-def _phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
+def phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
     """dst[a*wq + b] = zero-padded src[a*sh + ph - pt, b*sw + pw - pl]: one stride phase of one channel."""
     h, w = src.shape
     for a in range(hq):
@@ -81,7 +82,7 @@ def _phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-u
 
 
 @helper
-def _uk_rows(cw, kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
+def microkernel_rows(cw, kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
     """The micro-kernel on the first cw rows of an A panel: MR/3, 2*MR/3 or all MR rows, the fewest that cover cw."""
     if cw <= MR // 3:
         ukernel_third(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
@@ -123,7 +124,7 @@ def _pack_panel(xpad, offs, q, kc, qw, bp):  # type: ignore[no-untyped-def]
 
 @twin
 def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages,  # type: ignore[no-untyped-def]
-               vecs, res):
+               vecs, params, res):
     """conv2d, groups 1, f32, any stride/dilation: out [N, Co, Ho*Wo]; ap from pack_conv_weights.
 
     Each input channel is split into sh*sw phase planes (hq x wq, zero-padded): tap (i, j) then reads
@@ -132,21 +133,22 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
     work item a C tile of cb channels x (rb*wq rounded up to NR) pixels, so every micro-kernel call
     writes a whole tile; ctmp: MR*NR + KC*NR floats per work item (a partial C tile and a packed B
     panel). Work items are (image, block of rb output rows, block of cb output channels); cb must be
-    a multiple of MR. A pointwise convolution (geo[9] == 1) passes x itself (flat) as xpad and the
+    a multiple of MR. A pointwise convolution (geo[POINTWISE] == 1) passes x itself (flat) as xpad and the
     output (flat) as ext (partial micro-tiles then go through ctmp).
-    geo[10] == 1 packs every B panel before use; 0 reads B rows in place (row stride one channel)
+    geo[B_PANELS] == B_PACKED packs every B panel before use; 0 reads B rows in place (row stride one channel)
     and packs only partial panels. Few input channels, where the taps form one K, go to
-    k_convpix.conv_pixels instead. offsets: KC int64 per work item.
+    k_conv_pixels.conv_pixels instead. offsets: KC int64 per work item.
     """
     nb, ci_all, h_in, w_in = x.shape
     co_all = out.shape[1]
-    kh, kw, sh, sw, pt, pl, dh, dw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7]
-    w_out = geo[8]
+    kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
+    pt, pl, dh, dw = geo[PT], geo[PL], geo[DH], geo[DW]
+    w_out = geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
     plane = hq * wq
     chan = sh * sw * plane
-    pointwise = geo[9] == 1
-    pack = geo[10] == 1
+    pointwise = geo[POINTWISE] == 1
+    pack = geo[B_PANELS] == B_PACKED
     img = ci_all * chan if pointwise else ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
     if not pointwise:
         phases = sh * sw
@@ -156,7 +158,7 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
             ph = (t % phases) // sw
             pw = t % sw
             o = n * img + c * chan + (ph * sw + pw) * plane
-            _phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, pt, pl, hq, wq)
+            phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, pt, pl, hq, wq)
         for n in range(nb):
             for q in range(n * img + ci_all * chan, (n + 1) * img):
                 xpad[q] = 0.0
@@ -212,7 +214,7 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
                             _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld, first,
                                  tmp, min(MR, c1 - mp * MR), qw)
                         else:
-                            _uk_rows(c1 - mp * MR, kc, ap, a_off, b_src, b_off, b_ld, ext,
+                            microkernel_rows(c1 - mp * MR, kc, ap, a_off, b_src, b_off, b_ld, ext,
                                      c_base + mp * MR * c_ld + q, c_ld, not first)
         if pointwise and stages.shape[0] == 0:
             continue
@@ -228,4 +230,4 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
             if stages.shape[0] > 0:
                 rc = min(c, res.shape[1] - 1)
                 rrow = res[rn, rc][r0 * w_out:r1 * w_out] if res.shape[2] > 1 else res[rn, rc]
-                epi_row(span, span, False, stages, vecs, 0, c, rrow)
+                epi_row(span, span, False, stages, vecs, params, 0, c, rrow)

@@ -18,7 +18,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .jit import subkernel, twin
-from .k_gemm import epi_tile
+from .k_epilogue import epi_tile
 
 _FEATURES = llvm.get_host_cpu_features()
 VW = 16 if _FEATURES.get("avx512f") else 8
@@ -147,7 +147,7 @@ def scratch_per_tile(tm: int) -> int:
 
 
 @twin
-def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, res):  # type: ignore[no-untyped-def]
+def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns."""
     m_all, k_all = x.shape
     n_all = out.shape[1]
@@ -187,4 +187,4 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, res):  # type: ignor
                             for c in range(nw):
                                 o[n0 + c] = o[n0 + c] + ctmp[r * NR + c] if pc > 0 else ctmp[r * NR + c]
         if stages.shape[0] > 0:
-            epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages, vecs, res)
+            epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages, vecs, params, res)

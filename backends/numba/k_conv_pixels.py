@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from numba import prange
 
+from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT
 from .jit import subkernel, twin
-from .k_convuk import KC_CONV, _phase_plane, _uk_rows
-from .k_gemm import epi_row
-from .k_ukernel import MR, NR
+from .k_conv_shift import KC_CONV, microkernel_rows, phase_plane
+from .k_epilogue import epi_row
+from .k_microkernel import MR, NR
 
 
 def pixel_ext_floats(items: int, pb: int, cb: int) -> int:
@@ -50,7 +51,7 @@ def _pack_pixels(xpad, offs, kc, p, pw, p_img, w_out, wq, img, bp):  # type: ign
 
 @twin
 def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stages,  # type: ignore[no-untyped-def]
-                vecs, res):
+                vecs, params, res):
     """conv2d, groups 1, f32, any stride/dilation, K = (tap, channel) pairs: out [N, Co, Ho*Wo].
 
     ap from pack_conv_weights(w, merged=True); xpad: N images of phase planes (padded_image_floats
@@ -60,8 +61,9 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stage
     """
     nb, ci_all, h_in, w_in = x.shape
     co_all = out.shape[1]
-    kh, kw, sh, sw, pt, pl, dh, dw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7]
-    w_out = geo[8]
+    kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
+    pt, pl, dh, dw = geo[PT], geo[PL], geo[DH], geo[DW]
+    w_out = geo[W_OUT]
     p_img = out.shape[2]
     plane = hq * wq
     chan = sh * sw * plane
@@ -73,7 +75,7 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stage
         ph = (t % phases) // sw
         pw = t % sw
         o = n * img + c * chan + (ph * sw + pw) * plane
-        _phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, pt, pl, hq, wq)
+        phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, pt, pl, hq, wq)
     p_all = nb * p_img
     gp = (p_all + pb - 1) // pb
     gc = (co_all + cb - 1) // cb
@@ -100,7 +102,7 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stage
             for p in range(p0, p1, NR):
                 _pack_pixels(xpad, offs, kc, p, min(NR, p1 - p), p_img, w_out, wq, img, bp)
                 for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                    _uk_rows(c1 - mp * MR, kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext,
+                    microkernel_rows(c1 - mp * MR, kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext,
                              c_base + mp * MR * ldx + p, ldx, pc > 0)
         for c in range(c0, c1):  # per image the item's pixels are one contiguous span of the output
             rc = min(c, res.shape[1] - 1)
@@ -116,5 +118,5 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stage
                 if stages.shape[0] > 0:
                     rn = min(n, res.shape[0] - 1)
                     rrow = res[rn, rc][lo:hi] if res.shape[2] > 1 else res[rn, rc]
-                    epi_row(span, span, False, stages, vecs, 0, c, rrow)
+                    epi_row(span, span, False, stages, vecs, params, 0, c, rrow)
                 p += hi - lo

@@ -1,0 +1,45 @@
+"""What the matrix-product lowerings (rules_dense: linear / matmul, rules_conv: conv2d) share.
+
+Work units of a product, the epilogue's kernel arguments, the residual argument, the anchor's own
+bias as a first epilogue stage, and the kernel label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.graph import Node, Value
+from .epilogue import Epilogue
+from .plan import LowerCtx
+
+FLOPS_PER_UNIT = 32
+"""Products count their flops / 32 as work (a GEMM flop costs far less than an elementwise element)."""
+
+
+def epilogue_args(ctx: LowerCtx, epi: Epilogue) -> tuple[int, int, int]:
+    """Const slots of the epilogue's stage codes, vectors and scalar parameters."""
+    return ctx.const(epi.codes(), "stages"), ctx.const(epi.vectors(), "vecs"), ctx.const(epi.params(), "params")
+
+
+def residual_arg(ctx: LowerCtx, epi: Epilogue, shape: tuple[int, ...]) -> int:
+    """The residual as a contiguous slot of `shape` (the kernel's view of the product), or a one-element dummy."""
+    if epi.residual is None:
+        return ctx.const(np.zeros((1,) * len(shape), np.float32), "no_residual")
+    return ctx.reshaped(ctx.arg(epi.residual), shape)
+
+
+def own_bias(node: Node, epi: Epilogue) -> tuple[Epilogue, Value | None]:
+    """The epilogue with a linear's / conv's constant bias as its first stage, and a non-constant bias to add
+    afterwards by its own kernel (only without other stages: see epilogue.accepts_epilogue)."""
+    if node.op not in ("linear", "conv2d") or len(node.inputs) < 3:
+        return epi, None
+    bias = node.inputs[2]
+    if bias.is_constant and bias.type.dtype.name == "f32":
+        return epi.with_bias(bias.data), None
+    return epi, bias
+
+
+def kernel_label(base: str, epi: Epilogue) -> str:
+    """The kernel's label: `base` and the epilogue's stages, e.g. 'gemm_uk+add+gelu'."""
+    stages = epi.label()
+    return f"{base}+{stages}" if stages else base
