@@ -7,8 +7,10 @@ apply per tile, and elementwise regions, get one kernel instead (see `lower_regi
 from __future__ import annotations
 
 from ...ir.graph import Node
+from ...ir.regions import region_anchor
 from .plan import LowerCtx
 from .registry import NUMBA_LOWERINGS, lowers
+from .rules_region_elementwise import lower_elementwise_region
 
 
 def lower_body_equations(ctx: LowerCtx, node: Node) -> None:
@@ -29,4 +31,7 @@ def lower_body_equations(ctx: LowerCtx, node: Node) -> None:
 @lowers("fused")
 def lower_region(ctx: LowerCtx, node: Node) -> None:
     """A fused region."""
+    body = node.attrs["body"]
+    if region_anchor(body) is None and lower_elementwise_region(ctx, node):
+        return
     lower_body_equations(ctx, node)
