@@ -2,9 +2,10 @@
 
 A matrix region runs as one kernel: its anchor (linear, matmul, conv2d) with the epilogue that
 `epilogue.epilogue_from_region` builds from the body, applied per output tile; equations the
-kernels cannot express (a leftover suffix) follow one by one. Any other body, or an anchor that
-cannot take an epilogue (integer dtypes), is lowered equation by equation (`lower_body_equations`),
-which is correct for every body.
+kernels cannot express (a leftover suffix) follow one by one. An elementwise region runs as one
+loop generated from its body (`rules_region_elementwise`). Any other body, or an anchor that cannot
+take an epilogue (integer dtypes), is lowered equation by equation (`lower_body_equations`), which
+is correct for every body.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .plan import LowerCtx
 from .registry import NUMBA_LOWERINGS, lowers
 from .rules_conv import lower_conv
 from .rules_dense import lower_product
+from .rules_region_elementwise import lower_elementwise_region
 
 MATRIX_LOWERINGS: dict[str, Callable[[LowerCtx, Node, Epilogue, Value], None]] = {
     "linear": lower_product, "matmul": lower_product, "conv2d": lower_conv}
@@ -73,8 +75,10 @@ def lower_matrix_region(ctx: LowerCtx, node: Node) -> None:
 
 @lowers("fused")
 def lower_region(ctx: LowerCtx, node: Node) -> None:
-    """A fused region: a matrix region as one kernel, any other body equation by equation."""
-    if region_anchor(region_body(node)) is None:
+    """A fused region: a matrix region as one kernel, an elementwise one as one generated loop, any other
+    body equation by equation."""
+    body = region_body(node)
+    if region_anchor(body) is not None:
+        lower_matrix_region(ctx, node)
+    elif not lower_elementwise_region(ctx, node):
         lower_body_equations(ctx, node)
-        return
-    lower_matrix_region(ctx, node)
