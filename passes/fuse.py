@@ -22,7 +22,12 @@ from ..ir.regions import MATRIX_OPS, make_region
 from .base import Pass, PassContext, PassResult, register_pass
 from .fuse_epilogue import EPILOGUE_RULES, Candidate, EpilogueRule
 from .fuse_patterns import FUSION_PATTERNS
-from .rewrite import apply_rules, format_hits
+from .rewrite import RuleSet, apply_rules, format_hits
+from .simplify import SIMPLIFY_RULES
+
+LAYOUT_CLEANUP = RuleSet(tuple(r for r in SIMPLIFY_RULES if r.name in (
+    "transpose-transpose", "identity-transpose", "reshape-reshape", "noop-reshape")))
+"""Run after recognition: the reshapes and transposes a replacement emits cancel against the exporter's."""
 
 
 @dataclass
@@ -166,6 +171,9 @@ class Fuse(Pass):
         recognized = apply_rules(graph, FUSION_PATTERNS) if self.patterns and len(FUSION_PATTERNS) else Counter()
         if recognized:
             lines.append(f"recognized: {format_hits(recognized)}")
+            cleaned = apply_rules(graph, LAYOUT_CLEANUP)  # a replacement's layout ops meet the exporter's
+            if cleaned:
+                lines.append(f"layout cleanup: {format_hits(cleaned)}")
         counts, misses = fuse_epilogues(graph) if self.epilogues else (Counter(), [])
         if self.elementwise:
             counts += fuse_elementwise(graph)

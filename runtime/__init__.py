@@ -7,6 +7,7 @@ from typing import Any
 
 from ..ir.graph import Graph
 from ..ir.verify import verify
+from ..passes import run_pipeline
 from .executable import Executable, NodeProfile, Profile
 from .reference_exec import ReferenceExecutable
 
@@ -28,14 +29,26 @@ def _load_optional_backends() -> None:
         pass
 
 
-def compile(graph: Graph, backend: str = "reference", **options: Any) -> Executable:  # noqa: A001
-    """Verify `graph` and compile it for `backend` ("reference" or "numba")."""
+BACKEND_PIPELINES: dict[str, tuple[str, ...]] = {"numba": ("fuse",)}
+"""Passes `compile` runs on (a copy of) the graph before a backend lowers it. The Numba backend fuses:
+products with their epilogues and elementwise chains become regions, each one kernel."""
+
+
+def compile(graph: Graph, backend: str = "reference", *, fuse: bool = True, **options: Any) -> Executable:  # noqa: A001
+    """Verify `graph`, run the backend's pipeline (`BACKEND_PIPELINES`) and compile it for `backend`.
+
+    `fuse=False` leaves `fuse` out of that pipeline (to measure what fusion buys); regions already
+    in the graph stay regions.
+    """
     if backend not in BACKENDS:
         _load_optional_backends()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}")
     verify(graph)
+    passes = [p for p in BACKEND_PIPELINES.get(backend, ()) if fuse or p != "fuse"]
+    if passes:
+        graph = run_pipeline(graph, ",".join(passes))
     return BACKENDS[backend](graph, **options)
 
 
-__all__ = ["BACKENDS", "Executable", "NodeProfile", "Profile", "compile", "register_backend"]
+__all__ = ["BACKENDS", "BACKEND_PIPELINES", "Executable", "NodeProfile", "Profile", "compile", "register_backend"]
