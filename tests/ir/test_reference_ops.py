@@ -6,6 +6,7 @@ from tensorsmith.backends.reference import REFERENCE_RULES
 from tensorsmith.ir import OPS
 
 from . import (  # noqa: F401  (importing the modules registers their tests in COVERED)
+    test_reference_attention,
     test_reference_conv_pool,
     test_reference_elementwise,
     test_reference_nn,
