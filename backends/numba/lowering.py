@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...ir.graph import Graph
 from ...ir.text import format_node
 from . import (  # noqa: F401  (register the rules)
+    rules_attention,
     rules_conv,
     rules_dense,
     rules_elementwise,
