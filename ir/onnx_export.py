@@ -2,7 +2,8 @@
 
 Constants become initializers; value names are kept. `linear` becomes Gemm for 2-D inputs
 and MatMul (+ Add) otherwise; `gelu` becomes Gelu from opset 20 and its erf/tanh formula
-before; `attention` becomes its standard ops (Reshape, Transpose, MatMul, Mul, Add, Softmax). A graph with ops ONNX cannot express fails with one error listing all of them.
+before; `attention` becomes its standard ops (Reshape, Transpose, MatMul, Mul, Add, Softmax).
+A graph with ops ONNX cannot express fails with one error listing all of them.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ def attention_tiles(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, c
     """out = attention(q, k, v, mask) on flat [B, S, E] float32 arrays; see the module docstring.
 
     mask is read at b*m_str[0] + h*m_str[1] + i*m_str[2] + j*m_str[3] (zero strides broadcast) when
-    has_mask. Items are split into `chunks` equal runs; chunk c uses scratch[c * per_chunk:].
+    has_mask (m_str[3] is 1, or 0 for one value per row). Items are split into `chunks` equal runs;
+    chunk c uses scratch[c * per_chunk:].
     """
     nb, nh, sq, skv, d, e, tq, tk = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7]
     gq = (sq + tq - 1) // tq
@@ -63,14 +64,14 @@ def attention_tiles(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, c
                     srow = scratch[s_off + r * tk:s_off + r * tk + cols]
                     if has_mask:
                         mo = bi * m_str[0] + h * m_str[1] + (i0 + r) * m_str[2] + j0 * m_str[3]
-                        ms = m_str[3]
-                        for j in range(cols):
-                            srow[j] += mask[mo + j * ms]
+                        if m_str[3] == 1:
+                            srow += mask[mo:mo + cols]
+                        else:  # one mask value for the whole row
+                            srow += mask[mo]
                     m_old = scratch[m_off + r]
                     mx = m_old
-                    for j in range(cols):
-                        x = srow[j]
-                        mx = x if (x > mx or x != x) else mx
+                    for j in range(cols):  # max() vectorizes; a NaN score still makes its row NaN via exp
+                        mx = max(mx, srow[j])
                     if mx == NEG_INF:  # nothing but -inf so far: no weight yet, keep acc, l at zero
                         srow[:] = F0
                         continue

@@ -108,3 +108,13 @@ def test_mask_strides_broadcast_with_zeros() -> None:
     assert mask_strides((5, 7)).tolist() == [0, 0, 7, 1]
     assert mask_strides((2, 1, 1, 7)).tolist() == [7, 0, 0, 1]
     assert mask_strides((3, 5, 1)).tolist() == [0, 5, 1, 0]
+
+
+def test_attention_nan_scores_make_their_rows_nan() -> None:
+    shape = (1, 5, 9, 2, 3, None)
+    feeds = attention_inputs(RNG, *shape)
+    feeds["k"][0, 4, 0] = np.nan  # head 0, key 4: every query of head 0 sees a NaN score
+    feeds["q"][0, 2, 5] = np.nan  # head 1, query 2
+    _check(shape, feeds)
+    got = NumbaExecutable(attention_graph(*shape)).run(feeds)["y"]
+    assert np.isnan(got[0, :, :3]).all() and np.isnan(got[0, 2, 3:]).all() and not np.isnan(got[0, 3, 3:]).any()
