@@ -2,7 +2,8 @@
 
 Constants become initializers; value names are kept. `linear` becomes Gemm for 2-D inputs
 and MatMul (+ Add) otherwise; `gelu` becomes Gelu from opset 20 and its erf/tanh formula
-before. A graph with ops ONNX cannot express fails with one error listing all of them.
+before; `attention` becomes its standard ops (Reshape, Transpose, MatMul, Mul, Add, Softmax).
+A graph with ops ONNX cannot express fails with one error listing all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from .graph import Graph, Node, Value
 from .onnx_context import IR_TO_ONNX, Namer
+from .ops.attention import attention_scale
 from .regions import inline_regions
 
 DEFAULT_OPSET = 17
@@ -235,6 +237,28 @@ def _reshape(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     w.add("Reshape", [ins[0], w.ints(shape, f"{out}.shape")], [out], allowzero=allowzero)
 
 
+def _attention(w: _Writer, n: Node, ins: list[str], out: str) -> None:
+    """Standard ops: split heads (Reshape + Transpose), MatMul, Mul by the scale, Add the mask, Softmax, MatMul,
+    merge heads."""
+    b, sq, e = n.inputs[0].type.shape
+    skv, heads = n.inputs[1].type.shape[1], n.attrs["heads"]
+    d = e // heads
+
+    def heads_of(x: str, s: int, perm: list[int], hint: str) -> str:
+        split = w.add("Reshape", [x, w.ints([b, s, heads, d], f"{out}.{hint}_shape")])
+        return w.add("Transpose", [split], perm=perm)
+
+    qh = heads_of(ins[0], sq, [0, 2, 1, 3], "q")
+    kt = heads_of(ins[1], skv, [0, 2, 3, 1], "k")
+    vh = heads_of(ins[2], skv, [0, 2, 1, 3], "v")
+    scale = w.const(np.asarray(attention_scale(n.attrs["scale"], e, heads), np.float32), f"{out}.scale")
+    scores = w.add("Mul", [w.add("MatMul", [qh, kt]), scale])
+    if len(ins) == 4:
+        scores = w.add("Add", [scores, ins[3]])
+    merged = w.add("Transpose", [w.add("MatMul", [w.add("Softmax", [scores], axis=-1), vh])], perm=[0, 2, 1, 3])
+    w.add("Reshape", [merged, w.ints([b, sq, e], f"{out}.shape")], [out])
+
+
 def _qparams(w: _Writer, n: Node, out: str, zp_dtype: np.dtype) -> tuple[list[str], int | None]:
     a = n.attrs
     per_axis = a["axis"] is not None
@@ -271,6 +295,7 @@ def _same(op_type: str) -> Exporter:
 EXPORTERS: dict[str, Exporter] = {
     "linear": _linear,
     "matmul": _matmul,
+    "attention": _attention,
     "conv2d": _conv2d,
     "maxpool2d": _pool,
     "avgpool2d": _pool,

@@ -86,6 +86,23 @@ def matmul_rule(node: Node) -> Work:
                 operands=_reads(node), out_elements=_out(node), weight=weight)
 
 
+def attention_rule(node: Node) -> Work:
+    """attention: two batched GEMMs of B*heads matrices (scores Sq x Skv x D, then probabilities @ v, Sq x D x Skv)
+    priced as 2*B*heads products of (Sq, Skv, D), plus softmax, scale and mask on the scores as vector work.
+
+    Reads q, k, v (and the mask) and writes only the output: the score matrix stays on chip, tile by
+    tile (FlashAttention), so it never counts as memory traffic.
+    """
+    q, k = node.inputs[0], node.inputs[1]
+    b, sq, e = q.type.shape
+    heads, skv = node.attrs["heads"], k.type.shape[1]
+    d = e // heads
+    scores = b * heads * sq * skv
+    ops = 12 * scores + (2 if len(node.inputs) > 3 else 1) * scores + _out(node)  # softmax, scale (+ mask), divide
+    return Work("matrix", macs=2 * scores * d, ops=ops, gemm=(2 * b * heads, sq, skv, d),
+                operands=_reads(node), out_elements=_out(node))
+
+
 def conv2d_rule(node: Node) -> Work:
     """conv2d as an implicit GEMM per group: M = N*Ho*Wo, N = C_out/g, K = C_in/g*kh*kw.
 
@@ -220,6 +237,7 @@ def fused_rule(node: Node) -> Work:
 COST_RULES: dict[str, Callable[[Node], Work]] = {
     "linear": linear_rule,
     "matmul": matmul_rule,
+    "attention": attention_rule,
     "conv2d": conv2d_rule,
     **{op: vector_rule(k) for op, k in _UNARY_OPS.items()},
     **{op: vector_rule(k) for op, k in _BINARY_OPS.items()},

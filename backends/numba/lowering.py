@@ -6,6 +6,7 @@ from ...ir.graph import Graph
 from ...ir.regions import region_body
 from ...ir.text import format_node
 from . import (  # noqa: F401  (register the rules)
+    rules_attention,
     rules_conv,
     rules_dense,
     rules_elementwise,

@@ -6,6 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...ir.graph import Node
+from ...ir.ops.attention import attention_scale
 from .elementwise import compute_dtype, out_dtype
 
 Arrays = list[np.ndarray]
@@ -149,6 +150,27 @@ def _softmax(node: Node, xs: Arrays) -> np.ndarray:
     return (e / e.sum(axis=axis, keepdims=True)).astype(out_dtype(node))
 
 
+def split_heads(x: np.ndarray, heads: int, perm: tuple[int, int, int, int]) -> np.ndarray:
+    """[B, S, H*D] as the view [B, S, H, D] permuted by `perm` ((0, 2, 1, 3): heads first)."""
+    b, s, e = x.shape
+    return np.transpose(x.reshape(b, s, heads, e // heads), perm)
+
+
+def _attention(node: Node, xs: Arrays) -> np.ndarray:
+    """The decomposed computation, op by op as the reshape/transpose/matmul/mul/add/softmax rules run it."""
+    q, k, v = xs[0], xs[1], xs[2]
+    heads = node.attrs["heads"]
+    scale = np.float32(attention_scale(node.attrs["scale"], q.shape[2], heads))
+    scores = np.matmul(split_heads(q, heads, (0, 2, 1, 3)), split_heads(k, heads, (0, 2, 3, 1))) * scale
+    if len(xs) == 4:
+        scores = scores + xs[3]
+    s64 = scores.astype(np.float64)
+    e = np.exp(s64 - s64.max(axis=-1, keepdims=True))
+    probs = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    out = np.matmul(probs, split_heads(v, heads, (0, 2, 1, 3)))
+    return np.transpose(out, (0, 2, 1, 3)).reshape(node.outputs[0].type.shape)
+
+
 def _lrn(node: Node, xs: Arrays) -> np.ndarray:
     x = xs[0].astype(np.float64)
     a = node.attrs
@@ -214,6 +236,7 @@ NN_RULES = {
     "batchnorm": _batchnorm,
     "layernorm": _layernorm,
     "softmax": _softmax,
+    "attention": _attention,
     "lrn": _lrn,
     "reduce-sum": _reduce("sum"),
     "reduce-mean": _reduce("mean"),

@@ -21,6 +21,8 @@ from tensorsmith.backends.cost import (
 from tensorsmith.backends.cost.precision import block_density
 from tensorsmith.ir import GraphBuilder, QuantInfo, SparsityInfo, TensorType, Value, f16, f32, i4, i8
 
+from tests.ir.sample_attention import attention_graph, decomposed_attention_graph
+
 
 @pytest.fixture(autouse=True)
 def _no_user_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -282,3 +284,18 @@ def test_a_fused_region_is_priced_as_one_kernel(target: str) -> None:
     assert after.macs == before.macs
     assert sum(after.bytes.values()) < sum(before.bytes.values())
     assert after.latency_s < before.latency_s and after.energy_j < before.energy_j
+
+
+def test_attention_keeps_scores_on_chip_with_the_decomposed_graphs_macs() -> None:
+    shape = (4, 2048, 2048, 12, 64, (4, 1, 1, 2048))
+    fused, plain = attention_graph(*shape), decomposed_attention_graph(*shape)
+    w = node_work(fused.nodes[0])
+    assert (w.kind, w.gemm, w.macs) == ("matrix", (2 * 4 * 12, 2048, 2048, 64), 2 * 4 * 12 * 2048 * 2048 * 64)
+    assert [o.value.name for o in w.operands] == ["q", "k", "v", "mask"] and w.out_elements == 4 * 2048 * 768
+    moved = (4 * 4 * 2048 * 768 + 4 * 2048) * 4  # q, k, v, output and mask, once each
+    for target in ("gpu-a100", "tpu-v4", "cpu-host"):
+        a, d = estimate(fused, target), estimate(plain, target)
+        assert a.total.macs == d.total.macs
+        dram = list(a.total.bytes)[-1]
+        assert a.total.bytes[dram] <= moved < d.total.bytes[dram]  # the decomposed graph moves the scores
+        assert a.total.latency_s < d.total.latency_s

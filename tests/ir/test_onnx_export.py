@@ -85,7 +85,16 @@ def quant() -> Graph:
     return b.build()
 
 
-GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (cnn, mlp3d, elementwise, shapes, quant)}
+def attention() -> Graph:
+    b = GraphBuilder("attention")
+    q, kv = b.input("q", f32[2, 5, 12]), b.input("kv", f32[2, 7, 12])
+    mask = b.input("mask", f32[2, 1, 1, 7])
+    y = b.attention(q, kv, b.tanh(kv), mask, heads=3)
+    b.output(y, b.attention(y, q, q, heads=2, scale=0.3))
+    return b.build()
+
+
+GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (cnn, mlp3d, elementwise, shapes, quant, attention)}
 
 
 def _feeds(g: Graph) -> dict[str, np.ndarray]:
@@ -117,6 +126,11 @@ def test_roundtrip(name: str, opset: int) -> None:
 def test_every_exporter_is_exercised() -> None:
     used = {n.op for f in GRAPHS.values() for n in f().nodes}
     assert used == set(EXPORTERS)
+
+
+def test_attention_exports_as_standard_ops() -> None:
+    kinds = {n.op_type for n in to_onnx(attention()).graph.node}
+    assert {"Reshape", "Transpose", "MatMul", "Mul", "Add", "Softmax"} <= kinds and "Attention" not in kinds
 
 
 def test_gelu_form_depends_on_opset() -> None:

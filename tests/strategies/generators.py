@@ -129,6 +129,35 @@ def g_softmax(s: State) -> tuple[Value, float]:
     return s.b.softmax(x, axis=s.int(-x.type.rank, x.type.rank - 1)), 1.0
 
 
+def g_attention(s: State) -> tuple[Value, float]:
+    """attention of a [B, S, E] value (rank 2 gets a batch axis) over itself, another value or constant k/v,
+    with a divisor of E as heads, an optional broadcast mask, and a scale that keeps |scores| <= 8."""
+    x, b = s.pick(lambda v: v.type.dtype.name == "f32" and v.type.rank in (2, 3)), s.b
+    q = x if x.type.rank == 3 else b.reshape(x, (1,) + x.type.shape)
+    nb, sq, e = q.type.shape
+    kind = s.choice(("self", "value", "const"))
+    cands = [v for v in s.pool if v.type.rank == 3 and v.type.dtype.name == "f32" and v.type.shape[0] == nb
+             and v.type.shape[2] == e]
+    if kind == "value" and cands:
+        k = s.choice(cands)
+        v = k if s.bool() else s.choice(cands + [q])
+        if v.type.shape != k.type.shape:
+            v = k
+    elif kind == "const":
+        skv = s.int(1, 9)
+        k, v = s.const((nb, skv, e), name="k"), s.const((nb, skv, e), name="v")
+        s.bound[id(k)] = s.bound[id(v)] = 1.0
+    else:
+        k = v = q
+    heads = s.choice(h for h in range(1, e + 1) if e % h == 0)
+    full = (nb, heads, sq, k.type.shape[1])
+    mask = s.const(tuple(d if s.bool() else 1 for d in full[4 - s.int(0, 4):]), -4.0, 1.0, "mask") \
+        if s.bool() else None
+    reach = s.bound.get(id(q), s.bnd(x)) * s.bound.get(id(k), 1.0) * (e // heads)
+    scale = 0.0 if reach / math.sqrt(e // heads) <= 8 else 8.0 / reach
+    return b.attention(q, k, v, mask, heads=heads, scale=scale), s.bound.get(id(v), s.bnd(x))
+
+
 def g_layernorm(s: State) -> tuple[Value, float]:
     """layernorm over axis..last, with optional scale and bias."""
     x = s.pick(rank_in(1))
@@ -330,7 +359,7 @@ def g_fused(s: State) -> tuple[Value, float]:
 
 GENERATORS = (
     g_unary, g_unary, g_binary, g_binary, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
-    g_linear, g_matmul, g_softmax, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
+    g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
     g_conv, g_pool, g_norms, g_fake_quant, g_cast, g_const_node, g_duplicate, g_fused,
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms)

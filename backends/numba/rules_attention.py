@@ -1,0 +1,70 @@
+"""Lowering of `attention` to the tiled kernel of k_attention.py (no score matrix in memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.graph import Node
+from ...ir.ops.attention import attention_scale
+from .jit import EMPTY_F32, cdiv
+from .k_attention import attention_tiles, scratch_per_chunk
+from .plan import Lit, LowerCtx
+from .registry import lowers
+from .rules_dense import FLOPS_PER_UNIT
+
+QUERY_TILE = 128
+"""Queries per work item (rows of the score tile). Larger tiles make larger sgemm calls: one thread,
+12 heads of 64, sequence 512 / 1024, ms against the unfused ops' 20.3 / 68.0: 64 rows 17.3 / 61.5,
+128 rows 14.8 / 56.2, 256 rows 14.5 / 54.4 (256 leaves fewer items to spread over threads)."""
+KEY_TILE = 256
+"""Keys per score tile: a 128 x 256 float tile (128 KiB) and the 128 x D accumulator stay in L2."""
+EXP_UNITS = 4
+"""Work units per score (scale, mask, max, exp, sum) in the estimate that picks the parallel twin."""
+
+
+def attention_tiles_for(sq: int, skv: int) -> tuple[int, int]:
+    """(query tile, key tile) for `sq` queries and `skv` keys (never larger than the sequences)."""
+    return max(1, min(QUERY_TILE, sq)), max(1, min(KEY_TILE, skv))
+
+
+def mask_strides(shape: tuple[int, ...]) -> np.ndarray:
+    """Element strides of a contiguous mask of `shape` seen as [B, heads, Sq, Skv] (0 where it broadcasts)."""
+    full = (1,) * (4 - len(shape)) + tuple(shape)
+    strides, acc = [], 1
+    for dim in reversed(full):
+        strides.append(acc if dim != 1 else 0)
+        acc *= dim
+    return np.array(strides[::-1], np.int64)
+
+
+@lowers("attention")
+def _attention(ctx: LowerCtx, node: Node) -> None:
+    q, k, v = node.inputs[:3]
+    y = node.outputs[0]
+    nb, sq, e = q.type.shape
+    skv, heads = k.type.shape[1], node.attrs["heads"]
+    d = e // heads
+    out = ctx.out(y)
+    if y.type.numel == 0:
+        return
+    if skv == 0:
+        raise ctx.fail("attention over zero keys has no softmax")
+    tq, tk = attention_tiles_for(sq, skv)
+    scores = nb * heads * sq * skv
+    work = 4 * scores * d // FLOPS_PER_UNIT + EXP_UNITS * scores
+    par = ctx.parallel(work, needs_blas=True)
+    items = nb * heads * cdiv(sq, tq)
+    chunks = min(items, ctx.threads) if par else 1
+    scratch = ctx.buffer((chunks * scratch_per_chunk(tq, tk, d),), np.dtype(np.float32), f"{y.name}.tiles")
+    if len(node.inputs) == 4:
+        mask = ctx.flat_of(ctx.arg(node.inputs[3]))
+        strides = ctx.const(mask_strides(node.inputs[3].type.shape), "mask_strides")
+    else:
+        mask = ctx.const(EMPTY_F32.reshape(-1), "no_mask")
+        strides = ctx.const(np.zeros(4, np.int64), "mask_strides")
+    dims = ctx.const(np.array([nb, heads, sq, skv, d, e, tq, tk], np.int64), "dims")
+    scale = np.float32(attention_scale(node.attrs["scale"], e, heads))
+    flat = [ctx.flat_of(ctx.arg(x)) for x in (q, k, v)]
+    ctx.emit("attention_tiles", attention_tiles, *flat, ctx.flat_of(out), mask, strides,
+             Lit(len(node.inputs) == 4), Lit(scale), dims, scratch, Lit(chunks), writes=(out, scratch), work=work,
+             needs_blas=True)

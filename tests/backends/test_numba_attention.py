@@ -1,0 +1,120 @@
+"""The tiled attention kernel against the reference backend: tiles, masks, stability, serial and parallel twins.
+
+Tolerance: the kernel's score tiles come from other BLAS calls than numpy's batched matmul, its
+softmax is online (rescaled per key tile) with a float32 exp within 1.2 ulp, and its sums run in
+another order, so outputs (convex combinations of rows of v) differ by float32 rounding of the
+size of v: atol = 4e-6 * max|v| (about 30 ulps of the largest v; measured up to 1.3e-7 * max|v|,
+scores up to 6e4 included), rtol = 1e-5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from tensorsmith.backends import reference
+from tensorsmith.backends.numba.jit import num_threads
+from tensorsmith.backends.numba.rules_attention import KEY_TILE, QUERY_TILE, attention_tiles_for, mask_strides
+from tensorsmith.ir import GraphBuilder, f32
+from tensorsmith.runtime.numba_exec import NumbaExecutable
+
+from tests.ir.sample_attention import attention_graph, attention_inputs
+
+from .numba_check import PARALLEL, SERIAL
+
+RNG = np.random.default_rng(11)
+
+
+def _check(shape: tuple, feeds: dict[str, np.ndarray], scale: float = 0.0) -> None:
+    graph = attention_graph(*shape, scale=scale)
+    want = reference.run(graph, feeds)["y"]
+    atol = 4e-6 * float(np.abs(feeds["v"]).max())
+    for threshold in (SERIAL, PARALLEL):
+        got = NumbaExecutable(graph, parallel_threshold=threshold).run(feeds)["y"]
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert_allclose(got, want, rtol=1e-5, atol=atol, err_msg=f"parallel threshold {threshold}")
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 1, 1, 1, 1, None),
+    (2, 7, 9, 3, 5, None),
+    (1, QUERY_TILE + 3, KEY_TILE + 44, 2, 8, None),  # ragged last query and key tiles
+    (3, 2 * QUERY_TILE, 2 * KEY_TILE, 1, 16, None),  # whole tiles, heads=1
+    (1, 5, 2 * KEY_TILE + 1, 4, 3, None),  # a one-key last tile
+    (2, 130, 17, 3, 7, None),  # Sq > Skv
+])
+def test_attention_matches_the_reference_on_odd_sizes(shape: tuple) -> None:
+    _check(shape, attention_inputs(RNG, *shape))
+
+
+@pytest.mark.parametrize("mask_shape", [
+    (70, 300), (300,), (2, 1, 1, 300), (1, 3, 70, 300), (2, 3, 70, 1), (2, 3, 1, 300), (1, 1, 70, 300), (1,),
+])
+def test_attention_mask_broadcasts(mask_shape: tuple[int, ...]) -> None:
+    shape = (2, 70, 300, 3, 4, mask_shape)
+    _check(shape, attention_inputs(RNG, *shape))
+
+
+@pytest.mark.parametrize("magnitude", [10.0, 60.0])
+def test_attention_is_stable_with_large_scores(magnitude: float) -> None:
+    """Scores in the thousands: exp(s) overflows without the running max."""
+    shape = (1, 40, 300, 2, 16, None)
+    feeds = attention_inputs(RNG, *shape, magnitude=magnitude)
+    _check(shape, feeds)
+    _check(shape, feeds, scale=1.0)
+
+
+def test_attention_rows_masked_in_a_whole_key_tile_or_entirely() -> None:
+    """A row masked out (-inf) over its first key tile gets its weight later; a row masked everywhere is NaN."""
+    shape = (1, 6, KEY_TILE + 20, 2, 4, (6, KEY_TILE + 20))
+    feeds = attention_inputs(RNG, *shape)
+    feeds["mask"][1, :KEY_TILE] = -np.inf
+    feeds["mask"][2, KEY_TILE:] = -np.inf
+    feeds["mask"][3, :] = -np.inf
+    graph = attention_graph(*shape)
+    with np.errstate(invalid="ignore"):
+        want = reference.run(graph, feeds)["y"]
+    for threshold in (SERIAL, PARALLEL):
+        got = NumbaExecutable(graph, parallel_threshold=threshold).run(feeds)["y"]
+        assert np.isnan(got[0, 3]).all() and not np.isnan(np.delete(got, 3, axis=1)).any()
+        assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_reads_views_and_writes_into_a_graph() -> None:
+    """q, k, v from transposes (materialized once) and the output used by a later node."""
+    b = GraphBuilder("views")
+    x = b.input("x", f32[24, 2, 9])
+    t = b.transpose(x, (1, 0, 2))  # [2, 24, 9]
+    y = b.attention(t, b.tanh(t), t, heads=3)
+    b.output(b.relu(y))
+    graph = b.build()
+    feeds = {"x": RNG.uniform(-1, 1, (24, 2, 9)).astype(np.float32)}
+    want = reference.run(graph, feeds)[graph.outputs[0].name]
+    got = NumbaExecutable(graph, parallel_threshold=PARALLEL).run(feeds)[graph.outputs[0].name]
+    assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_scratch_is_tile_sized() -> None:
+    """No buffer of the plan holds a score matrix: the largest is the per-thread tiles."""
+    shape = (1, 512, 512, 4, 16, (512, 512))
+    exe = NumbaExecutable(attention_graph(*shape), parallel_threshold=PARALLEL)
+    tq, tk = attention_tiles_for(512, 512)
+    buffers = [s for s in exe.plan.slots if s.kind == "buffer"]
+    assert [s.name for s in buffers] == ["y.tiles"]
+    assert buffers[0].nbytes <= num_threads() * (tq * tk + tq * 16 + 2 * tq) * 4 < 4 * 512 * 512 * 4
+
+
+def test_mask_strides_broadcast_with_zeros() -> None:
+    assert mask_strides((5, 7)).tolist() == [0, 0, 7, 1]
+    assert mask_strides((2, 1, 1, 7)).tolist() == [7, 0, 0, 1]
+    assert mask_strides((3, 5, 1)).tolist() == [0, 5, 1, 0]
+
+
+def test_attention_nan_scores_make_their_rows_nan() -> None:
+    shape = (1, 5, 9, 2, 3, None)
+    feeds = attention_inputs(RNG, *shape)
+    feeds["k"][0, 4, 0] = np.nan  # head 0, key 4: every query of head 0 sees a NaN score
+    feeds["q"][0, 2, 5] = np.nan  # head 1, query 2
+    _check(shape, feeds)
+    got = NumbaExecutable(attention_graph(*shape)).run(feeds)["y"]
+    assert np.isnan(got[0, :, :3]).all() and np.isnan(got[0, 2, 3:]).all() and not np.isnan(got[0, 3, 3:]).any()
