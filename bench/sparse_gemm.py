@@ -1,0 +1,196 @@
+"""Benchmark the block-sparse (BSR) and N:M fp32 GEMM kernels against dense GEMMs on this CPU.
+
+`python -m tensorsmith.bench.sparse_gemm [--threads T] [--repeats R] [--isa avx2] [--no-torch]`
+prints effective GFLOP/s (dense-equivalent flops 2*M*N*K / time) of the BSR kernel at several block
+densities for 32x32 and 16x16 blocks, of the N:M kernel at 2:4, 4:8 and 1:4, next to the dense Numba
+micro-kernel GEMM and numpy on the same weights in the same process, and PyTorch's
+`to_sparse_bsr` product in its own subprocess when torch is installed. Medians after warm-up; the
+ratio to the dense Numba GEMM is the figure to compare across runs.
+`measure_bsr_breakeven` is the measurement `bench calibrate` stores for the BSR / dense choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from typing import Any
+
+import numba
+import numpy as np
+
+from ..backends.numba import k_ukernel
+from ..backends.numba.bsr_choice import BreakEven
+from ..backends.numba.bsr_gemm import bsr_from_dense, bsr_gemm, bsr_schedule
+from ..backends.numba.k_ukernel import gemm_packed, pack_weights, scratch_per_tile
+from ..backends.numba.nm_gemm import nm_from_dense, nm_gemm, nm_schedule
+from ..backends.numba.rules_dense import packed_tiles
+from ..backends.numba.sparse_ukernels import HOST_ISA, resolve_isa
+from .calibrate import median_time
+
+SHAPES = ((128, 768, 3072), (128, 3072, 768), (1024, 1024, 1024))
+"""(M, K, N): the two FFN products of a BERT-base layer at 128 tokens, and a square one."""
+DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.5)
+BLOCKS = ((32, 32), (16, 16))
+NM_PATTERNS = ((2, 4), (4, 8), (1, 4))
+_NO_STAGES = np.zeros(0, np.int64)
+_NO_RES = np.zeros((1, 1), np.float32)
+
+_TORCH_SCRIPT = r"""
+import json, sys, time
+import numpy as np, torch
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+out = {}
+for key, (m, k, n, bh, bw, d, seed) in cfg["cases"].items():
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.standard_normal((m, k), dtype=np.float32))
+    mask = rng.random((-(-n // bh), -(-k // bw))) < d
+    w = rng.standard_normal((n, k), dtype=np.float32) * np.kron(mask, np.ones((bh, bw), np.float32))[:n, :k]
+    wb = torch.from_numpy(w).to_sparse_bsr((bh, bw))
+    xt = x.t().contiguous()
+    f = lambda: wb @ xt
+    for _ in range(2): f()
+    ts = []
+    for _ in range(cfg["repeats"]):
+        t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
+    out[key] = float(np.median(ts))
+print(json.dumps(out))
+"""
+
+
+def block_weight(rng: np.random.Generator, n: int, k: int, block: tuple[int, int], density: float) -> np.ndarray:
+    """W [n, k] with random bh x bw blocks kept with probability `density` (what block pruning leaves)."""
+    bh, bw = block
+    mask = rng.random((-(-n // bh), -(-k // bw))) < density
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    return w * np.kron(mask, np.ones((bh, bw), np.float32))[:n, :k]
+
+
+def dense_runner(x: np.ndarray, w: np.ndarray, threads: int) -> Any:
+    """A call of the dense micro-kernel GEMM (weights packed once) computing x @ w.T."""
+    m, n = x.shape[0], w.shape[0]
+    bp = pack_weights(np.ascontiguousarray(w, np.float32))
+    tm, tnp = packed_tiles(m, bp.shape[0], threads, threads > 1)
+    scratch = np.empty(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm), np.float32)
+    out = np.empty((m, n), np.float32)
+    vecs = np.zeros((1, n), np.float32)
+    kern = gemm_packed.pick(threads > 1)
+    return lambda: kern(x, bp, out, tm, tnp, scratch, _NO_STAGES, vecs, _NO_RES)
+
+
+def bsr_runner(x: np.ndarray, w: np.ndarray, block: tuple[int, int], threads: int, isa: str | None = None) -> Any:
+    """A call of the BSR kernel (conversion and schedule done once) computing x @ w.T."""
+    b = bsr_from_dense(w, block, isa=isa)
+    s = bsr_schedule(b, x.shape[0], threads)
+    scratch = np.empty(max(1, s.scratch_floats), np.float32)
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    vecs = np.zeros((1, w.shape[0]), np.float32)
+    c, kern = b.config, bsr_gemm.pick(threads > 1)
+    return lambda: kern(x, c.code, c.mr, c.np_, b.pptr, b.kidx, b.vals, s.groups, out, s.tm, scratch, _NO_STAGES,
+                        vecs, _NO_RES)
+
+
+def nm_runner(x: np.ndarray, w: np.ndarray, n: int, m: int, threads: int, isa: str | None = None) -> Any:
+    """A call of the N:M kernel computing x @ w.T."""
+    nm = nm_from_dense(w, n, m, isa=isa)
+    s = nm_schedule(nm, x.shape[0], threads)
+    scratch = np.empty(max(1, s.scratch_floats), np.float32)
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    vecs = np.zeros((1, w.shape[0]), np.float32)
+    c, kern = nm.config, nm_gemm.pick(threads > 1)
+    return lambda: kern(x, c.code, c.r, c.mv, nm.pidx, nm.pvals, s.groups, out, s.tm, scratch, _NO_STAGES, vecs,
+                        _NO_RES)
+
+
+def measure_bsr_breakeven(m: int, n: int, k: int, block: tuple[int, int],
+                          densities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7), threads: int | None = None,
+                          repeats: int = 7, seed: int = 0) -> BreakEven:
+    """Speed-ups of the BSR kernel over the dense micro-kernel GEMM for x [m, k] @ W^T, W [n, k], at `densities`."""
+    th = threads or numba.get_num_threads()
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    t_dense = median_time(dense_runner(x, rng.standard_normal((n, k), dtype=np.float32), th), repeats)
+    speedups = tuple(t_dense / median_time(bsr_runner(x, block_weight(rng, n, k, block, d), block, th), repeats)
+                     for d in densities)
+    return BreakEven(tuple(block), (m, n, k), tuple(densities), speedups)
+
+
+def _torch_times(cases: dict[str, tuple], threads: int, repeats: int) -> dict[str, float] | None:
+    """Medians of PyTorch's BSR product per case, measured in a subprocess; None without torch."""
+    cfg = json.dumps({"cases": cases, "threads": threads, "repeats": repeats})
+    try:
+        r = subprocess.run([sys.executable, "-c", _TORCH_SCRIPT, cfg], capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0:
+        print(f"PyTorch BSR skipped: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run(threads: int, repeats: int, isa: str | None, torch: bool, shapes: tuple = SHAPES) -> list[dict[str, Any]]:
+    """Time every (shape, block, density) and N:M case; print a table and return the rows."""
+    numba.set_num_threads(threads)
+    path = resolve_isa(isa)
+    print(f"dense micro-kernel path: {'AVX-512' if k_ukernel.VW == 16 else 'AVX2'} ({k_ukernel.MR}x{k_ukernel.NR}); "
+          f"sparse kernel path: {path.name} (host best {HOST_ISA.name if HOST_ISA else 'none'}); "
+          f"{threads} thread(s), median of {repeats}")
+    rows, cases = [], {}
+    for si, (m, k, n) in enumerate(shapes):
+        rng = np.random.default_rng(si)
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        flops = 2 * m * n * k
+        w0 = rng.standard_normal((n, k), dtype=np.float32)
+        wt = np.ascontiguousarray(w0.T)
+        t_np = median_time(lambda x=x, wt=wt: x @ wt, repeats)
+        t_dense = median_time(dense_runner(x, w0, threads), repeats)
+        print(f"\n{m}x{k}x{n} (MxKxN): numpy {flops / t_np / 1e9:.1f} GFLOP/s, dense Numba micro-kernel "
+              f"{flops / t_dense / 1e9:.1f} GFLOP/s ({t_dense * 1e3:.3f} ms)")
+        print(f"{'kernel':>14} {'density':>8} {'ms':>9} {'eff GFLOP/s':>12} {'x dense Numba':>14}")
+        for block in BLOCKS:
+            for d in DENSITIES:
+                seed = 1000 * si + 10 * block[0] + int(d * 100)
+                w = block_weight(np.random.default_rng(seed), n, k, block, d)
+                t = median_time(bsr_runner(x, w, block, threads, isa), repeats)
+                name = f"bsr {block[0]}x{block[1]}"
+                rows.append({"shape": (m, k, n), "kernel": name, "density": d, "seconds": t,
+                             "vs_dense": t_dense / t})
+                cases[f"{si}/{block[0]}/{d}"] = (m, k, n, block[0], block[1], d, seed)
+                print(f"{name:>14} {d:>8.2f} {t * 1e3:>9.3f} {flops / t / 1e9:>12.1f} {t_dense / t:>14.2f}")
+        for pn, pm in NM_PATTERNS:
+            g = rng.standard_normal((n, k // pm, pm), dtype=np.float32)
+            keep = np.argsort(-np.abs(g), axis=2)[:, :, :pn]
+            mask = np.zeros(g.shape, bool)
+            np.put_along_axis(mask, keep, True, axis=2)
+            t = median_time(nm_runner(x, (g * mask).reshape(n, k), pn, pm, threads, isa), repeats)
+            rows.append({"shape": (m, k, n), "kernel": f"nm {pn}:{pm}", "density": pn / pm, "seconds": t,
+                         "vs_dense": t_dense / t})
+            name = f"nm {pn}:{pm}"
+            print(f"{name:>14} {pn / pm:>8.2f} {t * 1e3:>9.3f} {flops / t / 1e9:>12.1f} {t_dense / t:>14.2f}")
+        rows.append({"shape": (m, k, n), "kernel": "dense", "density": 1.0, "seconds": t_dense, "vs_dense": 1.0})
+    if torch:
+        times = _torch_times(cases, threads, repeats)
+        if times:
+            print("\nPyTorch to_sparse_bsr (own process), effective GFLOP/s:")
+            for key, t in times.items():
+                m, k, n, bh, bw, d, _ = cases[key]
+                print(f"  {m}x{k}x{n} bsr {bh}x{bw} density {d:.2f}: {2 * m * n * k / t / 1e9:.1f}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the benchmark."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--isa", default=None, help="force the sparse kernels' path: avx512 or avx2")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch subprocess")
+    args = p.parse_args(argv)
+    run(args.threads, args.repeats, args.isa, not args.no_torch)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

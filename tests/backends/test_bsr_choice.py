@@ -1,0 +1,55 @@
+"""Break-even densities of the BSR kernel: interpolation, storage in the cpu-host override, prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorsmith.backends.cost import load_target
+from tensorsmith.backends.numba.bsr_choice import (
+    SHIPPED_BREAKEVEN,
+    breakeven_density,
+    breakeven_for,
+    bsr_beats_dense,
+    load_breakeven,
+    predict_bsr_speedup,
+)
+from tensorsmith.backends.numba.sparse_ukernels import HOST_ISAS
+
+
+def test_breakeven_interpolates_the_crossing() -> None:
+    assert breakeven_density((0.1, 0.3, 0.5), (4.0, 2.0, 0.5)) == pytest.approx(0.3 + 0.2 * 1.0 / 1.5)
+    assert breakeven_density((0.1, 0.5), (0.8, 0.5)) == 0.0
+    assert breakeven_density((0.5, 0.1), (1.5, 3.0)) == 0.5  # never loses: the densest measured
+
+
+def test_prediction_from_a_table() -> None:
+    table = {(32, 32): 0.4, (8, 8): 0.1}
+    assert bsr_beats_dense((32, 32), 0.3, table) and not bsr_beats_dense((32, 32), 0.5, table)
+    assert breakeven_for((16, 16), table) == 0.1  # nearest stored block by area (256 vs 64 and 1024)
+    assert predict_bsr_speedup((32, 32), 0.1, table) == pytest.approx(4.0)
+
+
+def test_load_breakeven_reads_the_override(tmp_path: Path) -> None:
+    p = tmp_path / "cpu-host.toml"
+    p.write_text("[bsr_breakeven]\n32x32 = 0.42\n8x32 = 0.2\n")
+    table = load_breakeven(p)
+    assert table[(32, 32)] == 0.42 and table[(8, 32)] == 0.2
+    assert table[(16, 16)] == SHIPPED_BREAKEVEN[(16, 16)]
+    assert load_breakeven(tmp_path / "missing.toml") == SHIPPED_BREAKEVEN
+
+
+@pytest.mark.skipif(not HOST_ISAS, reason="sparse kernels need AVX2 + FMA")
+def test_calibrate_stores_breakeven_and_the_target_still_loads(tmp_path: Path) -> None:
+    from tensorsmith.bench.calibrate import _toml_override, measure_bsr_breakevens
+
+    be = measure_bsr_breakevens(quick=True)
+    assert be is not None and set(be["density"]) == {"32x32", "16x16"}
+    assert all(0.0 <= d <= 1.0 for d in be["density"].values())
+    m = {"date": "d", "machine": "m", "dispatch_us": 3.0, "dispatch_backend": "numba", "threads": None,
+         "fp32_gflops": 100.0, "int8_gops": 200.0, "int8_measured": True, "gemm_sizes": [256], "vector_gops": 10.0,
+         "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, "bsr_breakeven": be}
+    p = tmp_path / "cpu-host.toml"
+    p.write_text(_toml_override(m))
+    assert load_breakeven(p)[(32, 32)] == be["density"]["32x32"]
+    assert load_target("cpu-host", overrides=p).peak["fp32"] == pytest.approx(100e9)
