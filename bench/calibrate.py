@@ -199,12 +199,12 @@ BSR_BLOCKS = ((32, 32), (16, 16))
 def measure_bsr_breakevens(quick: bool = False) -> dict[str, Any] | None:
     """Per block of BSR_BLOCKS, the density below which the Numba BSR kernel beats the dense micro-kernel GEMM
     (an FFN-shaped product, 128x3072x768), or None when this host has no path for the sparse kernels."""
-    from ..backends.numba import k_ukernel
-    from ..backends.numba.bsr_choice import block_key
+    from ..backends.cost.sparse_kernels import block_key
+    from ..backends.numba import k_microkernel
     from ..backends.numba.sparse_ukernels import HOST_ISA
     from .sparse_gemm import measure_bsr_breakeven
 
-    if HOST_ISA is None or not k_ukernel.AVAILABLE:
+    if HOST_ISA is None or not k_microkernel.AVAILABLE:
         return None
     shape, dens = ((64, 256, 512), (0.1, 0.5)) if quick else ((128, 768, 3072), (0.1, 0.3, 0.5, 0.7))
     out: dict[str, Any] = {"shape_mnk": list(shape), "densities": list(dens), "speedups": {}, "density": {}}
@@ -246,7 +246,7 @@ def _toml_override(m: dict[str, Any]) -> str:
     if m.get("bsr_breakeven"):
         be = m["bsr_breakeven"]
         lines.append(f"[bsr_breakeven]   # block density below which the BSR kernel beats the dense GEMM (MxNxK "
-                     f"{'x'.join(map(str, be['shape_mnk']))}; read by backends/numba/bsr_choice.py)")
+                     f"{'x'.join(map(str, be['shape_mnk']))}; read by backends/cost/sparse_kernels.py)")
         lines += [f"{key} = {d}   # speed-ups {be['speedups'][key]} at densities {be['densities']}"
                   for key, d in be["density"].items()] + [""]
     for lvl in base.memory:

@@ -20,10 +20,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..backends.numba import k_ukernel
-from ..backends.numba.bsr_choice import BreakEven
+from ..backends.cost.sparse_kernels import BreakEven
+from ..backends.numba import k_microkernel
 from ..backends.numba.bsr_gemm import bsr_from_dense, bsr_gemm, bsr_schedule
-from ..backends.numba.k_ukernel import gemm_packed, pack_weights, scratch_per_tile
+from ..backends.numba.k_microkernel import gemm_packed, pack_weights, scratch_per_tile
 from ..backends.numba.nm_gemm import nm_from_dense, nm_gemm, nm_schedule
 from ..backends.numba.rules_dense import packed_tiles
 from ..backends.numba.sparse_ukernels import HOST_ISA, resolve_isa
@@ -35,6 +35,7 @@ DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.5)
 BLOCKS = ((32, 32), (16, 16))
 NM_PATTERNS = ((2, 4), (4, 8), (1, 4))
 _NO_STAGES = np.zeros(0, np.int64)
+_NO_PARAMS = np.zeros((1, 2), np.float32)
 _NO_RES = np.zeros((1, 1), np.float32)
 
 _TORCH_SCRIPT = r"""
@@ -77,7 +78,7 @@ def dense_runner(x: np.ndarray, w: np.ndarray, threads: int) -> Any:
     out = np.empty((m, n), np.float32)
     vecs = np.zeros((1, n), np.float32)
     kern = gemm_packed.pick(threads > 1)
-    return lambda: kern(x, bp, out, tm, tnp, scratch, _NO_STAGES, vecs, _NO_RES)
+    return lambda: kern(x, bp, out, tm, tnp, scratch, _NO_STAGES, vecs, _NO_PARAMS, _NO_RES)
 
 
 def bsr_runner(x: np.ndarray, w: np.ndarray, block: tuple[int, int], threads: int, isa: str | None = None) -> Any:
@@ -89,7 +90,7 @@ def bsr_runner(x: np.ndarray, w: np.ndarray, block: tuple[int, int], threads: in
     vecs = np.zeros((1, w.shape[0]), np.float32)
     c, kern = b.config, bsr_gemm.pick(threads > 1)
     return lambda: kern(x, c.code, c.mr, c.np_, b.pptr, b.kidx, b.vals, s.groups, out, s.tm, scratch, _NO_STAGES,
-                        vecs, _NO_RES)
+                        vecs, _NO_PARAMS, _NO_RES)
 
 
 def nm_runner(x: np.ndarray, w: np.ndarray, n: int, m: int, threads: int, isa: str | None = None) -> Any:
@@ -101,7 +102,7 @@ def nm_runner(x: np.ndarray, w: np.ndarray, n: int, m: int, threads: int, isa: s
     vecs = np.zeros((1, w.shape[0]), np.float32)
     c, kern = nm.config, nm_gemm.pick(threads > 1)
     return lambda: kern(x, c.code, c.r, c.mv, nm.pidx, nm.pvals, s.groups, out, s.tm, scratch, _NO_STAGES, vecs,
-                        _NO_RES)
+                        _NO_PARAMS, _NO_RES)
 
 
 def measure_bsr_breakeven(m: int, n: int, k: int, block: tuple[int, int],
@@ -115,6 +116,21 @@ def measure_bsr_breakeven(m: int, n: int, k: int, block: tuple[int, int],
     speedups = tuple(t_dense / median_time(bsr_runner(x, block_weight(rng, n, k, block, d), block, th), repeats)
                      for d in densities)
     return BreakEven(tuple(block), (m, n, k), tuple(densities), speedups)
+
+
+def measure_nm_speedup(m: int, n: int, k: int, pattern: tuple[int, int], threads: int | None = None,
+                       repeats: int = 7, seed: int = 0) -> float:
+    """Dense micro-kernel time / N:M kernel time for x [m, k] @ W^T, W [n, k] pruned to `pattern`."""
+    th = threads or numba.get_num_threads()
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    pn, pm = pattern
+    g = rng.standard_normal((n, k // pm, pm), dtype=np.float32)
+    keep = np.argsort(-np.abs(g), axis=2)[:, :, :pn]
+    mask = np.zeros(g.shape, bool)
+    np.put_along_axis(mask, keep, True, axis=2)
+    w = (g * mask).reshape(n, k)
+    return median_time(dense_runner(x, w, th), repeats) / median_time(nm_runner(x, w, pn, pm, th), repeats)
 
 
 def _torch_times(cases: dict[str, tuple], threads: int, repeats: int) -> dict[str, float] | None:
@@ -134,7 +150,8 @@ def run(threads: int, repeats: int, isa: str | None, torch: bool, shapes: tuple 
     """Time every (shape, block, density) and N:M case; print a table and return the rows."""
     numba.set_num_threads(threads)
     path = resolve_isa(isa)
-    print(f"dense micro-kernel path: {'AVX-512' if k_ukernel.VW == 16 else 'AVX2'} ({k_ukernel.MR}x{k_ukernel.NR}); "
+    uk = k_microkernel
+    print(f"dense micro-kernel path: {'AVX-512' if uk.VW == 16 else 'AVX2'} ({uk.MR}x{uk.NR}); "
           f"sparse kernel path: {path.name} (host best {HOST_ISA.name if HOST_ISA else 'none'}); "
           f"{threads} thread(s), median of {repeats}")
     rows, cases = [], {}

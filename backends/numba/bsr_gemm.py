@@ -10,7 +10,7 @@ index (`vals`). A panel that straddles block rows (bh < NP) takes the union of t
 `sparse_ukernels.bsr_ukernel` per (A panel, weight panel): the register tile of C accumulates over
 every nonzero block of the panel and is stored once. Work items are (row block, group of panels),
 groups balanced by nonzero count (`balanced_groups`), not by panel count. The epilogue runs once
-per finished tile through `k_gemm.epi_tile`.
+per finished tile through `k_epilogue.epi_tile`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import prange
 
+from .epilogue import PARAMS_PER_STAGE
 from .jit import cdiv, subkernel, twin
-from .k_gemm import epi_tile
+from .k_epilogue import epi_tile
 from .sparse_ukernels import Isa, PanelConfig, bsr_ukernel, panel_configs, resolve_isa
 
 PANEL_OVERHEAD = 8
@@ -192,7 +193,7 @@ def pack_panels(x, m0, m1, mr, ap):  # type: ignore[no-untyped-def]
 
 
 @twin
-def bsr_gemm(x, cfg, mr, np_, pptr, kidx, vals, groups, out, tm, scratch, stages, vecs, res):  # type: ignore[no-untyped-def]
+def bsr_gemm(x, cfg, mr, np_, pptr, kidx, vals, groups, out, tm, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out[M, N] = epilogue(x[M, K] @ W^T) for W in panels (cfg, mr, np_, pptr, kidx, vals of a BSRWeight).
 
     Work items are (row block of tm rows, panel group g: panels groups[g]..groups[g+1]); each packs
@@ -227,12 +228,12 @@ def bsr_gemm(x, cfg, mr, np_, pptr, kidx, vals, groups, out, tm, scratch, stages
                     for r in range(mw):
                         out[r0 + r][n0:n0 + nw] = ctmp[r * np_:r * np_ + nw]
         if stages.shape[0] > 0 and groups[g + 1] > groups[g]:
-            epi_tile(out, m0, m1, groups[g] * np_, min(n_all, groups[g + 1] * np_), stages, vecs, res)
+            epi_tile(out, m0, m1, groups[g] * np_, min(n_all, groups[g + 1] * np_), stages, vecs, params, res)
 
 
 def run_bsr(x: np.ndarray, bsr: BSRWeight, out: np.ndarray | None = None, threads: int = 1,
             stages: np.ndarray | None = None, vecs: np.ndarray | None = None,
-            res: np.ndarray | None = None) -> np.ndarray:
+            params: np.ndarray | None = None, res: np.ndarray | None = None) -> np.ndarray:
     """y = epilogue(x @ W^T) for a BSRWeight, scheduling and scratch made here (tests and benchmarks)."""
     x = np.ascontiguousarray(x, np.float32)
     m, k = x.shape
@@ -245,8 +246,9 @@ def run_bsr(x: np.ndarray, bsr: BSRWeight, out: np.ndarray | None = None, thread
     scratch = np.empty(max(sched.scratch_floats, 1), np.float32)
     stages = np.zeros(0, np.int64) if stages is None else stages
     vecs = np.zeros((1, max(bsr.shape[0], 1)), np.float32) if vecs is None else vecs
+    params = np.zeros((max(stages.shape[0], 1), PARAMS_PER_STAGE), np.float32) if params is None else params
     res = np.zeros((1, 1), np.float32) if res is None else res
     c = bsr.config
     bsr_gemm.pick(threads > 1)(x, c.code, c.mr, c.np_, bsr.pptr, bsr.kidx, bsr.vals, sched.groups, out, sched.tm,
-                               scratch, stages, vecs, res)
+                               scratch, stages, vecs, params, res)
     return out

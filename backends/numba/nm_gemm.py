@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import prange
 
+from .epilogue import PARAMS_PER_STAGE
 from .jit import cdiv, subkernel, twin
-from .k_gemm import epi_tile
+from .k_epilogue import epi_tile
 from .sparse_ukernels import Isa, NMConfig, nm_config, nm_ukernel, resolve_isa
 
 
@@ -134,7 +135,7 @@ def pack_transposed(x, m0, m1, mv, ap):  # type: ignore[no-untyped-def]
 
 
 @twin
-def nm_gemm(x, cfg, r_all, mv, pidx, pvals, groups, out, tm, scratch, stages, vecs, res):  # type: ignore[no-untyped-def]
+def nm_gemm(x, cfg, r_all, mv, pidx, pvals, groups, out, tm, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out[M, N] = epilogue(x[M, K] @ W^T) for W as an NMWeight's (config, pidx, pvals).
 
     Work items are (row block of tm rows, channel groups groups[g]..groups[g+1] of r_all channels);
@@ -168,12 +169,12 @@ def nm_gemm(x, cfg, r_all, mv, pidx, pvals, groups, out, tm, scratch, stages, ve
         c0 = groups[g] * r_all
         c1 = min(n_all, groups[g + 1] * r_all)
         if stages.shape[0] > 0 and c1 > c0:
-            epi_tile(out, m0, m1, c0, c1, stages, vecs, res)
+            epi_tile(out, m0, m1, c0, c1, stages, vecs, params, res)
 
 
 def run_nm(x: np.ndarray, nm: NMWeight, out: np.ndarray | None = None, threads: int = 1,
            stages: np.ndarray | None = None, vecs: np.ndarray | None = None,
-           res: np.ndarray | None = None) -> np.ndarray:
+           params: np.ndarray | None = None, res: np.ndarray | None = None) -> np.ndarray:
     """y = epilogue(x @ W^T) for an NMWeight, scheduling and scratch made here (tests and benchmarks)."""
     x = np.ascontiguousarray(x, np.float32)
     m, k = x.shape
@@ -186,8 +187,9 @@ def run_nm(x: np.ndarray, nm: NMWeight, out: np.ndarray | None = None, threads: 
     scratch = np.empty(max(sched.scratch_floats, 1), np.float32)
     stages = np.zeros(0, np.int64) if stages is None else stages
     vecs = np.zeros((1, max(nm.shape[0], 1)), np.float32) if vecs is None else vecs
+    params = np.zeros((max(stages.shape[0], 1), PARAMS_PER_STAGE), np.float32) if params is None else params
     res = np.zeros((1, 1), np.float32) if res is None else res
     c = nm.config
     nm_gemm.pick(threads > 1)(x, c.code, c.r, c.mv, nm.pidx, nm.pvals, sched.groups, out, sched.tm, scratch,
-                              stages, vecs, res)
+                              stages, vecs, params, res)
     return out

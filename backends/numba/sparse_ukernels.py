@@ -1,6 +1,6 @@
 """LLVM-IR micro-kernels for sparse fp32 GEMMs: a K-gathering panel kernel (BSR) and an N:M row kernel.
 
-Both keep a register tile of C in vector accumulators and run vector FMAs, like `k_ukernel`, but
+Both keep a register tile of C in vector accumulators and run vector FMAs, like `k_microkernel`, but
 read their operands through index lists:
 
 - `bsr_ukernel` computes C[rows, NP] = sum over packed weight rows t of A[kidx[t]] (a column of

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from tensorsmith.backends import reference
-from tensorsmith.backends.numba.k_gemm import ADD_RES, ADD_VEC, GELU, MUL_VEC, RELU
+from tensorsmith.backends.numba.epilogue import StageKind
 from tensorsmith.ir import GraphBuilder, f32
 
+ADD_VEC, MUL_VEC, ADD_RES, RELU, GELU = (int(k) for k in (StageKind.ADD, StageKind.MUL, StageKind.RESIDUAL,
+                                                            StageKind.RELU, StageKind.GELU))
 EPILOGUE_CASES = {
     "bias": [ADD_VEC],
     "bias+relu": [ADD_VEC, RELU],

@@ -1,4 +1,4 @@
-"""Break-even densities of the BSR kernel: interpolation, storage in the cpu-host override, prediction."""
+"""The sparse-kernel choice: break-even interpolation, storage in the cpu-host override, prediction, decisions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from tensorsmith.backends.cost import load_target
-from tensorsmith.backends.numba.bsr_choice import (
+from tensorsmith.backends.cost.sparse_kernels import (
     SHIPPED_BREAKEVEN,
     breakeven_density,
     breakeven_for,
