@@ -11,10 +11,12 @@ from tensorsmith.backends.cost.sparse_kernels import (
     breakeven_density,
     breakeven_for,
     bsr_beats_dense,
+    choose_sparse_kernel,
     load_breakeven,
     predict_bsr_speedup,
 )
 from tensorsmith.backends.numba.sparse_ukernels import HOST_ISAS
+from tensorsmith.ir.types import SparsityInfo
 
 
 def test_breakeven_interpolates_the_crossing() -> None:
@@ -53,3 +55,25 @@ def test_calibrate_stores_breakeven_and_the_target_still_loads(tmp_path: Path) -
     p.write_text(_toml_override(m))
     assert load_breakeven(p)[(32, 32)] == be["density"]["32x32"]
     assert load_target("cpu-host", overrides=p).peak["fp32"] == pytest.approx(100e9)
+
+
+def test_choose_sparse_kernel_per_pattern() -> None:
+    table, nm = {(32, 32): 0.45, (8, 8): 0.2}, {(2, 4): 0.9, (1, 4): 1.8}
+    block = SparsityInfo("block", 0.1, block=(32, 32))
+    c = choose_sparse_kernel(block, table=table, nm_table=nm)
+    assert (c.label, c.reason) == ("bsr 32x32", "bsr 32x32: density 0.10 below break-even 0.45")
+    assert c.speedup == pytest.approx(4.5)
+    dense = choose_sparse_kernel(SparsityInfo("block", 0.62, block=(32, 32)), table=table, nm_table=nm)
+    assert (dense.label, dense.reason) == ("dense", "dense: density 0.62 above break-even 0.45 (bsr 32x32)")
+    assert choose_sparse_kernel(None).reason == "dense: no sparsity annotation"
+    assert choose_sparse_kernel(block, blocked="the weight is quantized", table=table).reason == \
+        "dense: the weight is quantized"
+    assert "above the BSR kernel's 64" in choose_sparse_kernel(SparsityInfo("block", 0.1, block=(128, 128))).reason
+    assert choose_sparse_kernel(SparsityInfo("nm", 0.25, n=1, m=4), table=table, nm_table=nm).label == "nm 1:4"
+    assert choose_sparse_kernel(SparsityInfo("nm", 0.5, n=2, m=4), table=table, nm_table=nm).reason == \
+        "dense: the 2:4 kernel measured 0.90x of dense"
+    assert choose_sparse_kernel(SparsityInfo("channel", 0.5)).label == "dense"
+    unst = SparsityInfo("unstructured", 0.01)
+    picked = choose_sparse_kernel(unst, lambda b: 0.05 if b == (8, 8) else 0.3, table=table, nm_table=nm)
+    assert picked.label == "bsr 8x8" and "unstructured, block density 0.05" in picked.reason
+    assert choose_sparse_kernel(unst, lambda b: 0.9, table=table, nm_table=nm).label == "dense"
