@@ -92,6 +92,7 @@ class NumbaExecutable(Executable):
             "jit_seconds": t3 - t2,
             "cache_hits": after[0] - before[0],
             "cache_misses": after[1] - before[1],
+            "kernels_by_layer": dict(self.plan.layer_kernels),
         }
 
     # ---- binding -------------------------------------------------------------------------
@@ -210,7 +211,7 @@ class NumbaExecutable(Executable):
                 self._execute(env, bound, timings)
             runs.append(timings)
         med = np.median(np.array(runs), axis=0)
-        rows = [NodeProfile(s.name, s.op, s.kernel, float(t), s.nbytes) for s, t in zip(steps, med)]
+        rows = [NodeProfile(s.name, s.op, s.kernel, float(t), s.nbytes, s.note) for s, t in zip(steps, med)]
         return Profile(rows, self.median_seconds(inputs, repeats), repeats)
 
 
