@@ -28,6 +28,7 @@ import numpy as np
 
 from ...ir.dtypes import DTYPES
 from ...ir.graph import Graph, Node, Value
+from ...ir.ops.elementwise import integer_clip_bounds
 
 CHUNK = 4096
 """Columns per work item of a generated kernel."""
@@ -139,8 +140,7 @@ def clip_bounds(node: Node, dtype: str) -> tuple[float | int, float | int]:
     lo, hi = node.attrs.get("min", -math.inf), node.attrs.get("max", math.inf)
     if dtype == "f32":
         return float(np.float32(lo)), float(np.float32(hi))
-    info = np.iinfo(DTYPES[dtype].np_dtype)
-    return int(math.ceil(max(lo, info.min))), int(math.floor(min(hi, info.max)))
+    return integer_clip_bounds(lo, hi, np.iinfo(DTYPES[dtype].np_dtype))
 
 
 def live_nodes(body: Graph) -> list[Node]:

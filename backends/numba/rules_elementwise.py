@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ...ir.graph import Node
+from ...ir.ops.elementwise import integer_clip_bounds
 from .k_elementwise import (
     BINARY_CODES,
     FLOAT_UNARY_CODES,
@@ -53,10 +52,7 @@ def _unary(ctx: LowerCtx, node: Node) -> None:
         return
     if name in FLOAT_ONLY:
         raise ctx.fail(f"{node.op} needs a floating-point input, got {dt}")
-    info = np.iinfo(dt)
-    lo_f, hi_f = node.attrs.get("min", -np.inf), node.attrs.get("max", np.inf)
-    lo = int(math.ceil(max(lo_f, info.min)))
-    hi = int(math.floor(min(hi_f, info.max)))
+    lo, hi = integer_clip_bounds(node.attrs.get("min", -np.inf), node.attrs.get("max", np.inf), np.iinfo(dt))
     ctx.emit(f"unary_{name}", int_unary, Lit(INT_UNARY_CODES[name]), fx, fo, Lit(np.int64(lo)),
              Lit(np.int64(hi)), writes=(out,), work=n)
 

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import special
 
 from ...ir.graph import Node
+from ...ir.ops.elementwise import integer_clip_bounds
 
 Arrays = list[np.ndarray]
 
@@ -65,10 +66,8 @@ def _clip(node: Node, xs: Arrays) -> np.ndarray:
     x = xs[0]
     lo, hi = node.attrs.get("min", -np.inf), node.attrs.get("max", np.inf)
     if x.dtype.kind in "iu":
-        info = np.iinfo(x.dtype)
-        lo = max(lo, info.min)
-        hi = min(hi, info.max)
-        lo, hi = int(np.ceil(lo)), int(np.floor(hi))
+        lo, hi = integer_clip_bounds(lo, hi, np.iinfo(x.dtype))
+        return np.minimum(np.maximum(x, x.dtype.type(lo)), x.dtype.type(hi))
     return np.clip(x, lo, hi).astype(x.dtype)
 
 

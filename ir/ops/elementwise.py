@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..dtypes import DTYPES
@@ -52,6 +53,17 @@ _binary("maximum", "Elementwise maximum with numpy broadcasting.")
 _binary("minimum", "Elementwise minimum with numpy broadcasting.")
 
 
+def integer_clip_bounds(lo: float, hi: float, info: Any) -> tuple[int, int]:
+    """clip's bounds on an integer dtype (`info` = np.iinfo): rounded inward, then saturated to the range.
+
+    So clip(x, -60.5, -60.5) on u8 is 0 for every x (the real result -60.5 saturates to 0), never a
+    wrapped value.
+    """
+    lo_i = math.ceil(lo) if math.isfinite(lo) else (info.min if lo < 0 else info.max)
+    hi_i = math.floor(hi) if math.isfinite(hi) else (info.max if hi > 0 else info.min)
+    return min(max(lo_i, info.min), info.max), min(max(hi_i, info.min), info.max)
+
+
 def _unary(name: str, doc: str, attrs: tuple[Attr, ...] = (), floating: bool = True) -> None:
     @register_op(name, ("x",), attrs, doc=doc, elementwise=True)
     def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -79,7 +91,7 @@ _unary("dropout", "Dropout; at inference it is the identity.", (Attr("ratio", "f
        floating=False)
 _unary(
     "clip",
-    "min(max(x, min), max).",
+    "min(max(x, min), max); on integers the bounds round inward and saturate to the dtype's range.",
     (Attr("min", "float", float("-inf")), Attr("max", "float", float("inf"))),
     floating=False,
 )

@@ -150,6 +150,10 @@ def test_clip_float_and_integer() -> None:
     out = run_op("clip", np.array([-128, 0, 127], np.int8), min=-1000.0, max=3.0)
     assert out.dtype == np.int8
     assert_array_equal(out, [-128, 0, 3])
+    # bounds outside the dtype's range saturate (the real result -60.5 is 0 in u8), never wrap
+    u = np.array([0, 7, 255], np.uint8)
+    assert_array_equal(run_op("clip", u, min=-60.5, max=-60.5), [0, 0, 0])
+    assert_array_equal(run_op("clip", u, min=300.0, max=400.0), [255, 255, 255])
 
 
 @covers("cast")
