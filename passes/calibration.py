@@ -117,15 +117,16 @@ class TensorStats:
 def percentile_threshold(s: TensorStats, percentile: float) -> float:
     """The upper edge of the bin holding the `percentile`-th percentile of |x|."""
     cdf = np.cumsum(s.hist)
-    i = int(np.searchsorted(cdf, percentile / 100.0 * cdf[-1]))
+    rank = math.ceil(percentile / 100.0 * cdf[-1] - 1e-9)  # the rank-th smallest |x| (1-based)
+    i = int(np.searchsorted(cdf, max(rank, 1)))
     return min(i + 1, HIST_BINS) * s.top / HIST_BINS
 
 
 def entropy_threshold(s: TensorStats, levels: int | None = None) -> float:
     """TensorRT's threshold: the upper edge i * width of the first i bins minimizing KL(P || Q).
 
-    P: the first i bins with the counts beyond added to bin i-1; Q: those i bins merged into `levels`
-    groups (outliers in the last), each group's count spread evenly over its bins that P holds.
+    P: the first i bins with the counts beyond added to bin i-1; Q: the first i bins (without those
+    outliers) merged into `levels` groups, each group's count spread evenly over its non-empty bins.
     """
     levels = levels or (UNSIGNED_LEVELS if s.lo >= 0 else SIGNED_LEVELS)
     hist = s.hist.astype(np.float64)
@@ -137,15 +138,16 @@ def entropy_threshold(s: TensorStats, levels: int | None = None) -> float:
     best, best_i = math.inf, used
     for i in range(levels, used + 1):
         p = hist[:i].copy()
-        outliers = tail[i] if i < HIST_BINS else 0.0
-        p[-1] += outliers
-        nz = p > 0
+        p[-1] += tail[i] if i < HIST_BINS else 0.0
+        held = hist[:i] > 0
         starts = (np.arange(levels) * i) // levels
         sums = np.add.reduceat(hist[:i], starts)
-        sums[-1] += outliers
-        counts = np.add.reduceat(nz.astype(np.float64), starts)
+        counts = np.add.reduceat(held.astype(np.float64), starts)
         per = np.divide(sums, counts, out=np.zeros(levels), where=counts > 0)
-        q = np.repeat(per, np.diff(np.append(starts, i))) * nz
+        q = np.repeat(per, np.diff(np.append(starts, i))) * held
+        if np.any((p > 0) & (q == 0)):
+            continue  # outliers folded into an empty bin: infinite divergence
+        nz = p > 0
         p_n, q_n = p[nz] / p.sum(), q[nz] / q.sum()
         kl = float(np.sum(p_n * np.log(p_n / q_n)))
         if kl < best:
