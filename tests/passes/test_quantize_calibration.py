@@ -204,7 +204,7 @@ def test_context_keeps_stats_and_errors_name_what_is_missing(tmp_path: Path) -> 
     g = _mlp()
     ctx = PassContext(calibration=[{"x": RNG.standard_normal((16, 32)).astype(np.float32)}])
     run_pipeline(g, "quantize{scheme=static,calibration=mse}", ctx=ctx)
-    assert ctx.calibration_stats is not None and {"x", "fc1.relu"} <= set(ctx.calibration_stats) | {"fc1.relu"}
+    assert ctx.calibration_stats is not None and "x" in ctx.calibration_stats and len(ctx.calibration_stats) == 2
     ctx.calibration = None
     run_pipeline(g, "quantize{scheme=static,calibration=entropy}", ctx=ctx)  # reuses the statistics in ctx
     with pytest.raises(QuantizeError, match="needs calibration data"):
