@@ -14,7 +14,7 @@ from ..ir.dtypes import f32
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
 from .base import Pass, PassContext, PassResult, register_pass
-from .calibration import THRESHOLDS, CalibrationStats, activation_range, gather_stats
+from .calibration import CalibrationStats, activation_range, gather_stats
 from .quantize_numeric import (
     HALF_PRECISIONS,
     INT_PRECISIONS,
@@ -112,7 +112,6 @@ class Quantize(Pass):
         if self.keep_fp32 < 0 or not 0.0 <= self.min_cosine <= 1.0:
             raise ValueError(f"quantize: keep_fp32={self.keep_fp32} must be >= 0 and min_cosine={self.min_cosine} "
                              "in [0, 1]")
-        assert set(THRESHOLDS) == {"minmax", "percentile", "entropy", "mse"}
 
     @property
     def tolerance(self) -> tuple[float, float]:  # type: ignore[override]
