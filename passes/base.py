@@ -13,6 +13,7 @@ import numpy as np
 from ..ir.graph import Graph
 
 if TYPE_CHECKING:
+    from .calibration import CalibrationStats
     from .instruments import Instrument
 
 
@@ -101,6 +102,8 @@ class PassContext:
     """What passes can see besides the graph: target, calibration data, instruments, options.
 
     `verify_each` runs `verify` after every pass (on by default); `records` logs every pass.
+    `calibration_stats` holds the streamed activation statistics `quantize` observed on `calibration`
+    (keyed by value name); later quantize runs with this context reuse them instead of recalibrating.
     """
 
     target: str | None = None
@@ -109,6 +112,7 @@ class PassContext:
     options: dict[str, Any] = field(default_factory=dict)
     verify_each: bool = True
     records: list[PassRecord] = field(default_factory=list)
+    calibration_stats: CalibrationStats | None = None
 
     def report(self) -> str:
         """Every pass run so far, one line each: name, changed, time, report."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Any, Literal
@@ -12,17 +14,18 @@ from ..ir.dtypes import f32
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
 from .base import Pass, PassContext, PassResult, register_pass
+from .calibration import CalibrationStats, activation_range, gather_stats
 from .quantize_numeric import (
     HALF_PRECISIONS,
     INT_PRECISIONS,
-    RangeObserver,
     StoredWeight,
     activation_params,
-    calibrate,
     half_weight,
     quantize_weight,
 )
-from .quantize_report import format_report, layer_bound
+from .quantize_report import format_mixed, format_report, format_smoothing, layer_bound
+from .sensitivity import LayerSensitivity, agreement, choose_fp32, rank_layers, run_outputs
+from .smoothquant import Smoothed, smooth, smoothable
 
 WEIGHT_OPS = ("linear", "conv2d", "matmul")
 """The matrix ops whose constant weight the pass quantizes."""
@@ -61,8 +64,12 @@ class Quantize(Pass):
     the last axis of matmul B [K,N]; one scale with granularity=tensor) read through a `dequantize`;
     the matrix op itself stays f32. fp16|bf16 store W in half precision followed by a `cast` to f32.
     scheme=static also puts quantize -> dequantize (asymmetric u8, per tensor) on each matrix op's
-    activation input, with its range from running the reference backend on `ctx.calibration`
-    (calibration=minmax, or percentile: +-the given percentile of |x|, clipped to min/max).
+    activation input, with its range from streamed statistics of running the reference backend on
+    `ctx.calibration` (calibration=minmax|percentile|entropy|mse, see `calibration.py`); `stats=PATH`
+    reads them from / writes them to an .npz file, and `ctx.calibration_stats` keeps them in memory.
+    smooth=ALPHA (static only) applies SmoothQuant to the linears first (`smoothquant.py`).
+    keep_fp32=N keeps the N layers most sensitive to quantization in f32, and min_cosine=C keeps more,
+    in sensitivity order, until the output cosine on the calibration inputs reaches C (`sensitivity.py`).
     precision=auto asks the cost model (`choose_precision`) per node for `ctx.target`.
 
     Stated bound: every weight moves by at most scale/2 (its own channel's scale), so for a linear
@@ -77,8 +84,12 @@ class Quantize(Pass):
     precision: Literal["int8", "uint8", "int4", "fp16", "bf16", "auto"] = "int8"
     granularity: Literal["channel", "tensor"] = "channel"
     scheme: Literal["weight", "static"] = "weight"
-    calibration: Literal["minmax", "percentile"] = "minmax"
+    calibration: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
     percentile: float = 99.99
+    stats: str = ""
+    smooth: float = 0.0
+    keep_fp32: int = 0
+    min_cosine: float = 0.0
     ops: str = "linear+conv2d+matmul"
     skip: str = ""
     min_params: int = 16
@@ -94,6 +105,13 @@ class Quantize(Pass):
             raise ValueError(f"quantize: scheme=static needs an integer precision, not precision={self.precision}")
         if self.min_params < 0:
             raise ValueError(f"quantize: min_params={self.min_params} must be >= 0")
+        if not 0.0 <= self.smooth <= 1.0:
+            raise ValueError(f"quantize: smooth={self.smooth} (alpha) must lie in [0, 1]")
+        if self.smooth > 0 and self.scheme != "static":
+            raise ValueError(f"quantize: smooth={self.smooth} needs scheme=static (it balances activation and weight)")
+        if self.keep_fp32 < 0 or not 0.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"quantize: keep_fp32={self.keep_fp32} must be >= 0 and min_cosine={self.min_cosine} "
+                             "in [0, 1]")
 
     @property
     def tolerance(self) -> tuple[float, float]:  # type: ignore[override]
@@ -186,34 +204,90 @@ class Quantize(Pass):
         return _emit(graph, n, "dequantize", [const], f"{w.name}.dq", scale=list(sw.scale),
                      zero_point=list(sw.zero_point or ()), axis=axis), sw
 
-    def _activation(self, graph: Graph, n: Node, obs: RangeObserver) -> tuple[Value, dict[str, Any]]:
-        """quantize -> dequantize (asymmetric u8, per tensor) on `n`'s activation input."""
+    def _activation(self, graph: Graph, n: Node, lo: float, hi: float) -> tuple[Value, dict[str, Any]]:
+        """quantize -> dequantize (asymmetric u8, per tensor) over [lo, hi] on `n`'s activation input."""
         x = n.inputs[0]
-        lo, hi = obs.range(id(x))
         scale, zp = activation_params(lo, hi)
         q = _emit(graph, n, "quantize", [x], f"{x.name}.q", scale=[scale], zero_point=[zp], axis=None, dtype="u8")
         dq = _emit(graph, n, "dequantize", [q], f"{x.name}.dq", scale=[scale], zero_point=[zp], axis=None)
         return dq, {"dtype": "u8", "scale": scale, "zero_point": zp, "range": (lo, hi), "max_error": scale / 2}
+
+    # ---- calibration, smoothing, sensitivity -------------------------------------------------
+    def _stats(self, graph: Graph, ctx: PassContext, wanted: Mapping[str, str],
+               channels: tuple[str, ...] = ()) -> CalibrationStats:
+        """Streamed statistics for `wanted` (name -> key), reused from ctx / `stats` or observed on ctx.calibration."""
+        try:
+            st = gather_stats(graph, wanted, channels, ctx.calibration_stats, self.stats, ctx.calibration)
+        except Exception as e:  # noqa: BLE001 - re-raised with the pass named
+            if not ctx.calibration:
+                raise QuantizeError(f"pass {self}: scheme=static needs calibration data: PassContext(calibration="
+                                    f"[{{input name: array}}, ...]) or saved statistics ({e})") from e
+            raise QuantizeError(f"pass {self}: the calibration run failed: {e}") from e
+        ctx.calibration_stats = st
+        return st
+
+    def _ranges(self, graph: Graph, ctx: PassContext, static: list[_Plan]) -> tuple[dict[int, tuple[float, float]],
+                                                                                   list[Smoothed]]:
+        """Smooth the static layers when asked, then the calibrated range of each one's activation (by id)."""
+        smoothed: list[Smoothed] = []
+        stage = ""
+        if self.smooth > 0:
+            xs = {p.node.inputs[0].name: p.node.inputs[0].name for p in static if smoothable(p.node)}
+            st = self._stats(graph, ctx, xs, tuple(xs))
+            absmax = {k: st[k].channel_absmax for k in xs}
+            smoothed = smooth(graph, [p.node for p in static], absmax, self.smooth)  # type: ignore[arg-type]
+            stage = f"smooth={self.smooth:g}:"
+        wanted = {p.node.inputs[0].name: stage + p.node.inputs[0].name for p in static}
+        st = self._stats(graph, ctx, wanted)
+        ranges = {id(p.node.inputs[0]): activation_range(st[wanted[p.node.inputs[0].name]], self.calibration,
+                                                         self.percentile) for p in static}
+        return ranges, smoothed
+
+    def _batches(self, ctx: PassContext, why: str) -> list[Mapping[str, np.ndarray]]:
+        if not ctx.calibration:
+            raise QuantizeError(f"pass {self}: {why} needs calibration inputs: PassContext(calibration=[...])")
+        return list(ctx.calibration)
+
+    def _only(self, graph: Graph, ctx: PassContext, fp32: set[str]) -> Graph:
+        """A copy of `graph` quantized by this pass's options except the layers named in `fp32`."""
+        g = graph.copy()
+        dataclasses.replace(self, keep_fp32=0, min_cosine=0.0)._quantize(g, ctx, fp32)
+        return g
+
+    def sensitivity(self, graph: Graph, ctx: PassContext) -> list[LayerSensitivity]:
+        """Each layer this pass would quantize, quantized alone: output SQNR and cosine on ctx.calibration,
+        most sensitive first (`sensitivity.format_sensitivity` makes a table)."""
+        batches = self._batches(ctx, "sensitivity")
+        names = [p.node.name for p in self._plan(graph, ctx)[0]]
+        ref = run_outputs(graph, batches)
+        return rank_layers(names, lambda name: self._only(graph, ctx, set(names) - {name}), batches, ref)
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Quantize every eligible matrix op; the report lists each layer's error and every skip."""
         if self.precision == "auto" and ctx.target is None:
             raise QuantizeError(f"pass {self}: precision=auto needs a target (run_pipeline(..., target='gpu-a100') "
                                 "or PassContext(target=...))")
+        if not (self.keep_fp32 or self.min_cosine):
+            return self._quantize(graph, ctx, set())
+        batches = self._batches(ctx, f"keep_fp32={self.keep_fp32}, min_cosine={self.min_cosine}")
+        ranking = self.sensitivity(graph, ctx)
+        ref = run_outputs(graph, batches)
+        fp32, cos = choose_fp32(ranking, self.keep_fp32, self.min_cosine,
+                                lambda kept: agreement(ref, run_outputs(self._only(graph, ctx, kept), batches)).cosine)
+        result = self._quantize(graph, ctx, fp32)
+        return PassResult(graph, result.changed, result.report + "; " + format_mixed(ranking, fp32, cos))
+
+    def _quantize(self, graph: Graph, ctx: PassContext, fp32: set[str]) -> PassResult:
+        """Quantize the planned layers but those named in `fp32`, in place."""
         plans, skipped = self._plan(graph, ctx)
         static = [p for p in plans if self.scheme == "static" and p.precision in INT_PRECISIONS]
-        static_ids = {id(p) for p in static}
-        obs = None
+        ranges: dict[int, tuple[float, float]] = {}
+        smoothed: list[Smoothed] = []
         if static:
-            if not ctx.calibration:
-                raise QuantizeError(f"pass {self}: scheme=static needs calibration data: "
-                                    "PassContext(calibration=[{input name: array}, ...])")
-            wanted = {id(p.node.inputs[0]): p.node.inputs[0].name for p in static}
-            pct = self.percentile if self.calibration == "percentile" else None
-            try:
-                obs = calibrate(graph, list(ctx.calibration), wanted, pct)
-            except Exception as e:  # noqa: BLE001 - re-raised with the pass named
-                raise QuantizeError(f"pass {self}: the calibration run failed: {e}") from e
+            ranges, smoothed = self._ranges(graph, ctx, static)
+        skipped += [("kept f32 (sensitive)", p.node.name) for p in plans if p.node.name in fp32]
+        plans = [p for p in plans if p.node.name not in fp32]
+        static_ids = {id(p) for p in static}
         weights: dict[tuple[int, str, int | None], tuple[Value, StoredWeight]] = {}
         acts: dict[int, tuple[Value, dict[str, Any]]] = {}
         done: list[Node] = []
@@ -238,10 +312,10 @@ class Quantize(Pass):
                 meta.update(scale_min=min(sw.scale), scale_max=max(sw.scale), weight_bound="scale/2")
             else:
                 meta.update(weight_bound=f"half an ulp of {sw.type.dtype.name}")
-            if obs is not None and id(p) in static_ids:
+            if id(p) in static_ids:
                 x = n.inputs[0]
                 if id(x) not in acts:
-                    acts[id(x)] = self._activation(graph, n, obs)
+                    acts[id(x)] = self._activation(graph, n, *ranges[id(x)])
                 n.inputs[0], meta["activation"] = acts[id(x)][0], acts[id(x)][1]
                 meta["scheme"] = "static"
             if p.reason:
@@ -250,4 +324,6 @@ class Quantize(Pass):
             n.meta["quantize"] = meta
             done.append(n)
         report = format_report(self, done, skipped, bytes_before, bytes_after, len(ctx.calibration or ()))
-        return PassResult(graph, bool(done), report)
+        if smoothed:
+            report += "; " + format_smoothing(smoothed)
+        return PassResult(graph, bool(done) or bool(smoothed), report)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..ir.dtypes import DType, bf16, f16, i4, i8, u8
-from ..ir.graph import Graph, Node
 from ..ir.types import QuantInfo, TensorType
 
 INT_PRECISIONS: dict[str, DType] = {"int8": i8, "uint8": u8, "int4": i4}
@@ -86,55 +84,3 @@ def activation_params(lo: float, hi: float) -> tuple[float, int]:
     scale = float(np.float32((hi - lo) / 255.0))
     zp = int(np.clip(np.rint(-lo / scale), 0, 255))
     return scale, zp
-
-
-class RangeObserver:
-    """Running range of the values with the given ids over calibration batches (min/max or percentile)."""
-
-    def __init__(self, ids: Iterable[int], percentile: float | None) -> None:
-        self.percentile = percentile
-        self.lo: dict[int, float] = {i: np.inf for i in ids}
-        self.hi: dict[int, float] = {i: -np.inf for i in ids}
-        self.samples: dict[int, list[np.ndarray]] = {i: [] for i in self.lo}
-
-    def observe(self, key: int, a: np.ndarray) -> None:
-        """Fold one batch of value `key` into its range."""
-        if key not in self.lo or a.size == 0:
-            return
-        a32 = a.astype(np.float32, copy=False)
-        self.lo[key] = min(self.lo[key], float(a32.min()))
-        self.hi[key] = max(self.hi[key], float(a32.max()))
-        if self.percentile is not None:
-            self.samples[key].append(np.abs(a32).reshape(-1))
-
-    def range(self, key: int) -> tuple[float, float]:
-        """(lo, hi) seen for `key`; with percentile, clipped to +-that percentile of |x|."""
-        lo, hi = self.lo[key], self.hi[key]
-        if not np.isfinite(lo):
-            raise ValueError("no calibration batch reached this value")
-        if self.percentile is not None and self.samples[key]:
-            p = float(np.percentile(np.concatenate(self.samples[key]), self.percentile))
-            lo, hi = max(lo, -p), min(hi, p)
-        return lo, hi
-
-
-def calibrate(graph: Graph, batches: list[Mapping[str, np.ndarray]], wanted: Mapping[int, str],
-              percentile: float | None) -> RangeObserver:
-    """Run the reference interpreter on each batch and record the ranges of the `wanted` values (id -> name)."""
-    from ..backends.reference import REFERENCE_RULES  # the golden semantics (numpy)
-    from ..ir.interpreter import Interpreter
-
-    obs = RangeObserver(wanted, percentile)
-    interp = Interpreter(graph, REFERENCE_RULES)
-    by_name = {v.name: id(v) for v in graph.inputs if id(v) in wanted}
-
-    def hook(node: Node, outs: list[np.ndarray]) -> None:
-        for v, a in zip(node.outputs, outs):
-            obs.observe(id(v), a)
-
-    for batch in batches:
-        for name, key in by_name.items():
-            if name in batch:
-                obs.observe(key, np.asarray(batch[name]))
-        interp.run(batch, hook=hook)
-    return obs

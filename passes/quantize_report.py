@@ -9,6 +9,8 @@ from ..ir.graph import Node
 
 if TYPE_CHECKING:
     from .quantize import Quantize
+    from .sensitivity import LayerSensitivity
+    from .smoothquant import Smoothed
 
 _SHOWN = 6  # layers and skip details listed by name in a report
 
@@ -73,3 +75,21 @@ def format_report(p: Quantize, done: list[Node], skipped: list[tuple[str, str]],
             text.append(f"{cat} x{len(details)}: " + ", ".join(details[:3]) + more)
         parts.append(f"skipped {len(skipped)}: " + "; ".join(text))
     return "; ".join(parts)
+
+
+def format_smoothing(smoothed: list[Smoothed]) -> str:
+    """Which activations SmoothQuant rescaled, and where X / s went (folded or an inserted mul)."""
+    folded = [s for s in smoothed if not s.folded_into.startswith("mul ")]
+    text = ", ".join(f"{s.value} -> {'+'.join(s.layers)} via {s.folded_into} (s {s.scale_min:.3g}..{s.scale_max:.3g})"
+                     for s in smoothed[:_SHOWN])
+    more = f" (+{len(smoothed) - _SHOWN} more)" if len(smoothed) > _SHOWN else ""
+    return (f"smoothed {len(smoothed)} activation(s), {len(folded)} folded into their producer, "
+            f"{len(smoothed) - len(folded)} by an inserted mul: {text}{more}")
+
+
+def format_mixed(ranking: list[LayerSensitivity], fp32: set[str], cosine: float | None) -> str:
+    """Which layers stayed f32 by sensitivity, with their SQNR, and the cosine reached."""
+    kept = [s for s in ranking if s.layer in fp32]
+    text = ", ".join(f"{s.layer} ({s.sqnr_db:.1f} dB)" for s in kept) or "none"
+    reached = f"; output cosine on the calibration inputs {cosine:.4f}" if cosine is not None else ""
+    return f"kept f32 by sensitivity: {text}{reached}"

@@ -1,0 +1,96 @@
+"""Quality after quantization on the model zoo (reference backend): markdown tables for docs/passes.md.
+
+`python -m tensorsmith.bench.quant_quality [--models mlp-digits,cnn-digits,minilm-l6] [--top 10]`
+
+Digits models: test accuracy for fp32, int8 static with each calibration method (calibrated on
+training images), int8 and int4 weight-only. MiniLM: min cosine to sentence-transformers for int8
+static with and without SmoothQuant and with mixed precision, int8 / int4 weight-only, and the most
+sensitive layers. Each model shares one PassContext, so activations are observed once per graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from ..backends import reference
+from ..passes import PassContext, run_pipeline
+from ..passes.pipeline import make_pass
+from ..passes.sensitivity import format_sensitivity
+from .models import load_model
+
+DIGITS_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
+               ("int8 static, percentile 99.99", "quantize{scheme=static,calibration=percentile}"),
+               ("int8 static, entropy", "quantize{scheme=static,calibration=entropy}"),
+               ("int8 static, mse", "quantize{scheme=static,calibration=mse}"),
+               ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}")]
+"""(row label, pipeline) for the digits models."""
+
+MINILM_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
+               ("int8 static, percentile 99.99", "quantize{scheme=static,calibration=percentile}"),
+               ("int8 static, entropy", "quantize{scheme=static,calibration=entropy}"),
+               ("int8 static, mse", "quantize{scheme=static,calibration=mse}"),
+               ("int8 static, minmax, smooth=0.5", "quantize{scheme=static,smooth=0.5}"),
+               ("int8 static, minmax, smooth=0.8", "quantize{scheme=static,smooth=0.8}"),
+               ("int8 static, mse, smooth=0.5", "quantize{scheme=static,calibration=mse,smooth=0.5}"),
+               ("int8 static, minmax, keep_fp32=3", "quantize{scheme=static,keep_fp32=3}"),
+               ("int8 static, minmax, min_cosine=0.99", "quantize{scheme=static,min_cosine=0.99}"),
+               ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}")]
+"""(row label, pipeline) for MiniLM."""
+
+
+def _calibration(name: str, inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Training images for the digits models (never the test split); the model's own sentences for MiniLM."""
+    if name.endswith("digits"):
+        from .models.digits import digits_split
+
+        train = digits_split().x_train[: len(inputs["x"])]
+        return [{"x": train if name == "mlp-digits" else train.reshape(-1, 1, 8, 8)}]
+    return [inputs]
+
+
+def quality_table(name: str, rows: list[tuple[str, str]]) -> list[tuple[str, float, float, str]]:
+    """(label, quality, seconds, the pass's report) per row."""
+    m = load_model(name)
+    ctx = PassContext(calibration=_calibration(name, m.inputs))
+    out = []
+    for label, pipeline in rows:
+        t0 = time.perf_counter()
+        g = run_pipeline(m.graph, pipeline, ctx=ctx) if pipeline else m.graph
+        q = m.quality(lambda i, g=g: reference.run(g, i))
+        report = ctx.records[-1].report if pipeline else ""
+        out.append((label, q, time.perf_counter() - t0, report))
+        print(f"  {name} {label}: {q:.4f} ({out[-1][2]:.1f} s)", flush=True)
+    return out
+
+
+def main() -> None:
+    """Print the quality tables and MiniLM's sensitivity ranking."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="mlp-digits,cnn-digits,minilm-l6")
+    ap.add_argument("--top", type=int, default=10, help="sensitive layers listed for MiniLM")
+    args = ap.parse_args()
+    for name in args.models.split(","):
+        rows = MINILM_ROWS if name == "minilm-l6" else DIGITS_ROWS
+        table = quality_table(name, rows)
+        metric = "min cosine to sentence-transformers" if name == "minilm-l6" else "test accuracy"
+        print(f"\n| {name} | {metric} | seconds (pass + eval) |\n|---|---|---|")
+        for label, q, secs, _ in table:
+            print(f"| {label} | {q:.4f} | {secs:.1f} |")
+        for label, _, _, report in table:
+            if "smooth=" in label or "keep_fp32" in label or "min_cosine" in label:
+                print(f"\n{label}: ...{report[-600:]}")
+        if name == "minilm-l6":
+            m = load_model(name)
+            ctx = PassContext(calibration=_calibration(name, m.inputs))
+            t0 = time.perf_counter()
+            ranking = make_pass("quantize", {"scheme": "static"}).sensitivity(m.graph, ctx)  # type: ignore[attr-defined]
+            print(f"\nsensitivity, int8 static minmax, each layer alone ({time.perf_counter() - t0:.0f} s):")
+            print(format_sensitivity(ranking, args.top))
+        print()
+
+
+if __name__ == "__main__":
+    main()
