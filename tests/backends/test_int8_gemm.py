@@ -215,3 +215,14 @@ def test_operand_checks() -> None:
     if other:
         with pytest.raises(ValueError, match="packed for path"):
             ig.int8_gemm_i32(np.zeros((2, 8), np.uint8), packed, other[0])
+
+
+def test_paths_compile_apart() -> None:
+    """Each path's kernels are separate functions with their own names: separate code and cache entries."""
+    names = set()
+    for p in PATHS:
+        k = ig.int8_kernels(p)
+        for d in (k.gemm_i32.serial, k.gemm_i32.parallel, k.gemm_dequant.serial, k.gemm_dequant.parallel):
+            assert p in d.py_func.__qualname__
+            names.add(d.py_func.__qualname__)
+    assert len(names) == 4 * len(PATHS)
