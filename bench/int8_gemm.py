@@ -7,7 +7,8 @@ Each int8 figure is f32 in, f32 out, as ONNX Runtime's DynamicQuantizeLinear + M
 graph: per-tensor dynamic quantization of the activations, then the GEMM with dequantization
 (`int8 total`); `int8 gemm` is the GEMM with dequantization alone on already quantized
 activations. GOP/s = 2*M*N*K / median time. The fp32 Numba micro-kernel GEMM and numpy run in this
-process; ONNX Runtime runs in its own process (its spinning threads would slow Numba's).
+process; ONNX Runtime runs in its own process (its spinning threads would slow Numba's), once
+before and once after them, so that a change of machine load between the two shows.
 Weights are packed before timing, as at compile time.
 """
 
@@ -129,15 +130,18 @@ def main(argv: list[str] | None = None) -> None:
         ig.int8_kernels(p)  # refuses a path this host lacks before anything is timed
     print(f"int8 paths this host executes: {', '.join(int8_paths())} (best first); timed: {', '.join(paths)}; "
           f"AMX reported: {amx_reported()} (no AMX path yet); threads: {args.threads}")
-    ort = ort_figures(SHAPES, args.threads, args.repeats)
+    ort_before = ort_figures(SHAPES, args.threads, args.repeats)
     rows = []
     names: list[str] = []
     for m, k, n in SHAPES:
         t = bench_shape(m, k, n, paths, args.repeats, args.threads)
         names = names or list(t)
-        rows.append([f"{m}x{k}x{n}"] + [_gops(m, k, n, t[c]) for c in names] +
-                    [ort.get(f"{m}x{k}x{n}", float("nan"))])
-    table("GOP/s (GFLOP/s for fp32), M x K x N, median of --repeats", ["shape"] + names + ["ORT int8"], rows)
+        rows.append([f"{m}x{k}x{n}"] + [_gops(m, k, n, t[c]) for c in names])
+    ort_after = ort_figures(SHAPES, args.threads, args.repeats)
+    for row, (m, k, n) in zip(rows, SHAPES):
+        row += [ort.get(f"{m}x{k}x{n}", float("nan")) for ort in (ort_before, ort_after)]
+    table("GOP/s (GFLOP/s for fp32), M x K x N, median of --repeats; ONNX Runtime before and after the others",
+          ["shape"] + names + ["ORT int8 before", "ORT int8 after"], rows)
 
 
 if __name__ == "__main__":
