@@ -32,12 +32,17 @@ def _qbounds_overload(arr):  # type: ignore[no-untyped-def]
     return lambda arr: (lo, hi)
 
 
-@helper
+@helper(fastmath=False)
 def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, sw, bias, out):  # type: ignore[no-untyped-def]
-    """out[m0:m1, n0:n0+nw] = sx[m] * sw[n] * (acc - zpx[m] * colsum[n]) + bias[n], acc rows of stride ld."""
+    """out[m0:m1, n0:n0+nw] = (sx[m] * sw[n]) * (acc - zpx[m] * colsum[n]) + bias[n], acc rows of stride ld.
+
+    sx / zpx hold one value per row, or one for all rows. The drivers that inline this are compiled without
+    fast-math: no multiply-add contraction, so the result is the IR's dequantization bit for bit.
+    """
+    per_row = sx.shape[0] > 1
     for r in range(m0, m1):
-        s = sx[r]
-        z = zpx[r]
+        s = sx[r if per_row else 0]
+        z = zpx[r if per_row else 0]
         o = out[r]
         a = acc[(r - m0) * ld:(r - m0) * ld + nw]
         for c in range(nw):

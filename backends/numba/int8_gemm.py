@@ -122,7 +122,8 @@ def _build(path: str) -> Int8Kernels:
     sizes = {"MR": shape.mr, "NR": shape.nr, "KC": L1_WEIGHT_BLOCK // shape.nr}
     panel = subkernel(_for_path(acc_panel, path, UK_FULL=full, UK_ONE=one, **sizes))
     return Int8Kernels(path, twin(_for_path(gemm_i32, path, acc_panel=panel, **sizes)),
-                       twin(_for_path(gemm_dequant, path, acc_panel=panel, **sizes)), shape.mr, shape.nr)
+                       twin(_for_path(gemm_dequant, path, acc_panel=panel, **sizes), fastmath=False), shape.mr,
+                       shape.nr)
 
 
 _KERNELS = {path: _build(path) for path in SHAPES}
