@@ -33,7 +33,8 @@ from ..backends.numba.k_microkernel import AVAILABLE, gemm_packed, pack_weights,
 from ..backends.numba.rules_dense import packed_tiles
 from .kernels import has, medians, table
 
-SHAPES = ((128, 768, 3072), (128, 3072, 768), (1, 4096, 4096), (1024, 1024, 1024))
+SHAPES = ((1024, 1024, 1024), (128, 768, 768), (128, 768, 3072), (128, 3072, 768), (1, 4096, 4096),
+          (4, 4096, 4096), (16, 4096, 4096))
 """(M, K, N) of the benchmark."""
 
 

@@ -211,7 +211,7 @@ class QuantizeFold(Pass):
                                        "out_scale": list(a["scale"]), "out_zero_point": list(a["zero_point"])})
         (t,) = opdef.infer([v.type for v in n.inputs], attrs)
         old = q.outputs[0]
-        out = Value(old.name, t)
+        out = Value(old.name if old in graph.outputs else n.outputs[0].name, t)  # the node keeps its name
         graph.nodes[graph.nodes.index(n)] = Node(n.op, n.inputs, attrs, [out], n.meta)
         graph.nodes.remove(q)
         graph.replace_all_uses(old, out)
