@@ -6,8 +6,8 @@ or per tensor):
 
 1. activation `dequantize(quantize(x))` (u8/i8, per tensor): the op becomes
    `qlinear / qmatmul / qconv2d(q, x_scale, x_zero_point, w_i8, w_scale, bias)` reading q;
-2. `dynamic=true` and an f32 activation: `quantize-dynamic(x)` is inserted (per tensor, or per row
-   with `granularity=row`) and the op folds as in 1;
+2. `dynamic=true` and an f32 activation: `quantize-dynamic(x)` is inserted (per row, or per tensor
+   with `granularity=tensor`; conv2d per tensor) and the op folds as in 1;
 3. the folded op's f32 result read only by a per-tensor (or output-channel) `quantize`: that
    quantize folds into the op, which then writes u8/i8 itself (requantization).
 
@@ -122,7 +122,7 @@ class QuantizeFold(Pass):
     name = "quantize-fold"
     exact = False
     dynamic: bool = False
-    granularity: Literal["tensor", "row"] = "tensor"
+    granularity: Literal["row", "tensor"] = "row"
     weight_bits: Literal["auto", "8", "7"] = "auto"
 
     def bits(self, ctx: PassContext) -> int:
