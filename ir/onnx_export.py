@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from .graph import Graph, Node, Value
 from .onnx_context import IR_TO_ONNX, Namer
+from .onnx_export_integer import INTEGER_EXPORTERS
 from .ops.attention import attention_scale
 from .regions import inline_regions
 
@@ -318,6 +319,7 @@ EXPORTERS: dict[str, Exporter] = {
     "concat": lambda w, n, ins, out: w.add("Concat", ins, [out], axis=n.attrs["axis"]),
     "gather": lambda w, n, ins, out: w.add("Gather", ins, [out], axis=n.attrs["axis"]),
     **{op: _same(t) for op, t in _SAME.items()},
+    **INTEGER_EXPORTERS,
 }
 """IR op -> writer of the equivalent ONNX nodes."""
 

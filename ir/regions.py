@@ -11,8 +11,12 @@ from collections.abc import Sequence
 
 from .graph import Graph, Node, Value
 
-MATRIX_OPS = ("linear", "matmul", "conv2d")
+INTEGER_MATRIX_OPS = ("qlinear", "qmatmul", "qconv2d")
+"""Integer products (ir/ops/integer.py): they anchor a region when they dequantize to f32."""
+MATRIX_OPS = ("linear", "matmul", "conv2d", *INTEGER_MATRIX_OPS)
 """Ops that anchor a matrix region (a product whose epilogue runs per output tile)."""
+CONV_OPS = ("conv2d", "qconv2d")
+"""Matrix ops whose channel axis is 1 (NCHW); the others' is the last axis."""
 
 
 class RegionError(ValueError):

@@ -1,6 +1,6 @@
 """Imports every built-in pass so that it registers itself."""
 
-from . import cse, dce, fold_batchnorm, fold_constants, fuse, prune, quantize, simplify  # noqa: F401
+from . import cse, dce, fold_batchnorm, fold_constants, fuse, prune, quantize, quantize_fold, simplify  # noqa: F401
 
 BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse")
 """Names of the passes that ship with tensorsmith."""

@@ -18,7 +18,7 @@ from itertools import groupby
 
 from ..ir.graph import Graph, Node
 from ..ir.ops import OPS
-from ..ir.regions import MATRIX_OPS, make_region
+from ..ir.regions import INTEGER_MATRIX_OPS, MATRIX_OPS, make_region
 from . import fuse_attention  # noqa: F401  (registers the attention pattern)
 from .base import Pass, PassContext, PassResult, register_pass
 from .fuse_epilogue import EPILOGUE_RULES, Candidate, EpilogueRule
@@ -46,8 +46,13 @@ class Chain:
 
 
 def _anchor_ok(node: Node) -> bool:
-    return (node.op in MATRIX_OPS and len(node.outputs) == 1 and node.outputs[0].type.rank > 0
-            and all(v.type.dtype.name == "f32" for v in [*node.inputs, *node.outputs]))
+    """A product whose f32 result can take an epilogue: f32 throughout, or an integer product dequantizing
+    to f32 (its integer operands are read by the kernel, its bias is f32)."""
+    if node.op not in MATRIX_OPS or len(node.outputs) != 1 or node.outputs[0].type.rank == 0:
+        return False
+    if node.op in INTEGER_MATRIX_OPS:
+        return node.outputs[0].type.dtype.name == "f32"
+    return all(v.type.dtype.name == "f32" for v in [*node.inputs, *node.outputs])
 
 
 def _rule_for(cand: Candidate) -> tuple[EpilogueRule | None, str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..ir.graph import Node, Value
+from ..ir.regions import CONV_OPS
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Candidate:
     @property
     def channel_axis(self) -> int:
         """The axis per-channel vectors run along: 1 for conv2d, the last axis for products."""
-        return 1 if self.anchor.op == "conv2d" else self.cur.type.rank - 1
+        return 1 if self.anchor.op in CONV_OPS else self.cur.type.rank - 1
 
     def other(self) -> tuple[Value, bool]:
         """The binary equation's other operand, and whether `cur` is its first operand."""

@@ -15,6 +15,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
 from .base import Pass, PassContext, PassResult, register_pass
 from .calibration import CalibrationStats, activation_range, gather_stats
+from .quantize_fold import QuantizeFold
 from .quantize_numeric import (
     HALF_PRECISIONS,
     INT_PRECISIONS,
@@ -70,6 +71,9 @@ class Quantize(Pass):
     smooth=ALPHA (static only) applies SmoothQuant to the linears first (`smoothquant.py`).
     keep_fp32=N keeps the N layers most sensitive to quantization in f32, and min_cosine=C keeps more,
     in sensitivity order, until the output cosine on the calibration inputs reaches C (`sensitivity.py`).
+    With scheme=static or dynamic the pass ends with `quantize-fold` (quantize_fold.py; fold=false
+    leaves the QDQ form): the int8 ops become qlinear / qmatmul / qconv2d, and with scheme=dynamic
+    their activations are quantized at run time (quantize-dynamic) instead of from calibration.
     precision=auto asks the cost model (`choose_precision`) per node for `ctx.target`.
 
     Stated bound: every weight moves by at most scale/2 (its own channel's scale), so for a linear
@@ -83,7 +87,7 @@ class Quantize(Pass):
     exact = False
     precision: Literal["int8", "uint8", "int4", "fp16", "bf16", "auto"] = "int8"
     granularity: Literal["channel", "tensor"] = "channel"
-    scheme: Literal["weight", "static"] = "weight"
+    scheme: Literal["weight", "static", "dynamic"] = "weight"
     calibration: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
     percentile: float = 99.99
     stats: str = ""
@@ -93,6 +97,8 @@ class Quantize(Pass):
     ops: str = "linear+conv2d+matmul"
     skip: str = ""
     min_params: int = 16
+    fold: bool = True
+    weight_bits: Literal["auto", "8", "7"] = "auto"
 
     def __post_init__(self) -> None:
         """Check the options; errors name the option at fault."""
@@ -101,8 +107,9 @@ class Quantize(Pass):
             raise ValueError(f"quantize: ops={self.ops!r} may only name {'+'.join(WEIGHT_OPS)} (joined by '+')")
         if not 0.0 < self.percentile <= 100.0:
             raise ValueError(f"quantize: percentile={self.percentile} must lie in (0, 100]")
-        if self.scheme == "static" and self.precision in HALF_PRECISIONS:
-            raise ValueError(f"quantize: scheme=static needs an integer precision, not precision={self.precision}")
+        if self.scheme != "weight" and self.precision in HALF_PRECISIONS:
+            raise ValueError(f"quantize: scheme={self.scheme} needs an integer precision, "
+                             f"not precision={self.precision}")
         if self.min_params < 0:
             raise ValueError(f"quantize: min_params={self.min_params} must be >= 0")
         if not 0.0 <= self.smooth <= 1.0:
@@ -306,7 +313,8 @@ class Quantize(Pass):
                 bytes_after += made[1].type.nbytes
             dq, sw = weights[key]
             n.inputs[1] = dq
-            meta: dict[str, Any] = {"precision": p.precision, "scheme": "weight", "axis": axis,
+            meta: dict[str, Any] = {"precision": p.precision, "scheme": "dynamic" if self.scheme == "dynamic" else
+                                    "weight", "axis": axis,
                                     "max_weight_error": sw.max_error, "channel_error": sw.channel_error}
             if sw.scale is not None:
                 meta.update(scale_min=min(sw.scale), scale_max=max(sw.scale), weight_bound="scale/2")
@@ -326,4 +334,7 @@ class Quantize(Pass):
         report = format_report(self, done, skipped, bytes_before, bytes_after, len(ctx.calibration or ()))
         if smoothed:
             report += "; " + format_smoothing(smoothed)
+        if self.fold and self.scheme != "weight" and done:
+            folded = QuantizeFold(dynamic=self.scheme == "dynamic", weight_bits=self.weight_bits).run(graph, ctx)
+            report += "\n" + folded.report
         return PassResult(graph, bool(done) or bool(smoothed), report)

@@ -43,7 +43,8 @@ def format_report(p: Quantize, done: list[Node], skipped: list[tuple[str, str]],
     parts = []
     if done:
         kinds = Counter(n.meta["quantize"]["precision"] for n in done)
-        scheme = "weights and activations (static)" if p.scheme == "static" else "weight-only"
+        scheme = {"static": "weights and activations (static)", "dynamic": "weights, activations at run time (dynamic)"
+                  }.get(p.scheme, "weight-only")
         head = f"quantized {len(done)} layer(s) " + ", ".join(f"{k} x{v}" for k, v in kinds.items())
         head += f", per {p.granularity}, {scheme}"
         if any("activation" in n.meta["quantize"] for n in done):

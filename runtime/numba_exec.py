@@ -56,9 +56,9 @@ class NumbaExecutable(Executable):
     """A graph compiled to Numba kernels over a preallocated arena."""
 
     def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD,
-                 warmup: bool = True) -> None:
+                 warmup: bool = True, int8_path: str | None = None) -> None:
         t0 = time.perf_counter()
-        self.plan = lower(graph, parallel_threshold)
+        self.plan = lower(graph, parallel_threshold, int8_path)
         t1 = time.perf_counter()
         buffers = lifetimes(self.plan)
         self.arena: ArenaPlan = plan_arena(buffers)
@@ -87,6 +87,7 @@ class NumbaExecutable(Executable):
             "fused": [list(g) for g in self.plan.fused],
             "parallel_kernels": sum(1 for s in kernels if s.kernel.endswith("[par]")),
             "threads": num_threads(),
+            "int8_path": self.plan.int8_path,
             "lower_seconds": t1 - t0,
             "plan_seconds": t2 - t1,
             "jit_seconds": t3 - t2,

@@ -124,6 +124,48 @@ def conv2d_rule(node: Node) -> Work:
                 out_elements=_out(node), weight=w)
 
 
+QUANT_OPERAND_ROLES = ("input", "param", "param", "weight", "param", "bias")
+"""Roles of an integer product's operands: x, x_scale, x_zero_point, weight, weight_scale, bias."""
+
+
+def _qoperands(node: Node) -> list[Operand]:
+    """An integer product's operands with x and the weight first (what the precision is read from)."""
+    ops = _reads(node, QUANT_OPERAND_ROLES)
+    return [ops[0], ops[3]] + ops[1:3] + ops[4:]
+
+
+def _dequant_ops(node: Node, n_out: int) -> int:
+    """Per output element: scale the int32 accumulator (zero-point correction and scale, 2 ops), add the bias,
+    and requantize (3 ops) when the op writes u8/i8."""
+    return n_out * (2 + (1 if len(node.inputs) > 5 else 0)) + _requant_ops(node, n_out)
+
+
+def qlinear_rule(node: Node) -> Work:
+    """qlinear / qmatmul: one int8 GEMM (M = prod(leading axes)), int32 accumulation, dequantized per element."""
+    x, w = node.inputs[0], node.inputs[3]
+    k = x.type.shape[-1]
+    n = w.type.shape[0] if node.op == "qlinear" else w.type.shape[1]
+    m = math.prod(x.type.shape[:-1])
+    return Work("matrix", macs=m * n * k, ops=_dequant_ops(node, m * n), gemm=(1, m, n, k),
+                operands=_qoperands(node), out_elements=m * n, weight=w)
+
+
+def qconv2d_rule(node: Node) -> Work:
+    """qconv2d as an implicit int8 GEMM per group (M = N*Ho*Wo, N = C_out/g, K = C_in/g*kh*kw)."""
+    w = node.inputs[3]
+    g = node.attrs["groups"]
+    nb, co, ho, wo = node.outputs[0].type.shape
+    m, n, k = nb * ho * wo, co // g, math.prod(w.type.shape[1:])
+    return Work("matrix", macs=g * m * n * k, ops=_dequant_ops(node, _out(node)), gemm=(g, m, n, k),
+                operands=_qoperands(node), out_elements=_out(node), weight=w)
+
+
+def quantize_dynamic_rule(node: Node) -> Work:
+    """quantize-dynamic: a min/max pass (2 ops per element), then divide, round, add zero point, clip (4)."""
+    n = _numel(node.inputs[0])
+    return Work("convert", ops=6 * n, operands=_reads(node), out_elements=_out(node))
+
+
 def vector_rule(ops_per_element: float) -> Callable[[Node], Work]:
     """A rule for an op doing `ops_per_element` vector ops per output element."""
 
@@ -253,6 +295,10 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "reduce-mean": reduce_rule(1),
     "reduce-max": reduce_rule(1),
     "quantize": quantize_rule,
+    "quantize-dynamic": quantize_dynamic_rule,
+    "qlinear": qlinear_rule,
+    "qmatmul": qlinear_rule,
+    "qconv2d": qconv2d_rule,
     "dequantize": dequantize_rule,
     "cast": cast_rule,
     "reshape": view_rule,

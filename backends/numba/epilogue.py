@@ -16,7 +16,7 @@ from enum import IntEnum
 import numpy as np
 
 from ...ir.graph import Graph, Node, Value
-from ...ir.regions import region_anchor, region_body
+from ...ir.regions import CONV_OPS, INTEGER_MATRIX_OPS, region_anchor, region_body
 
 
 class StageKind(IntEnum):
@@ -106,18 +106,21 @@ class Epilogue:
 
 def channel_axis(anchor: Node) -> int:
     """The axis of the anchor's output that the epilogue's vectors run along."""
-    return 1 if anchor.op == "conv2d" else anchor.outputs[0].type.rank - 1
+    return 1 if anchor.op in CONV_OPS else anchor.outputs[0].type.rank - 1
 
 
 def is_gemm_like(node: Node) -> bool:
     """True when a linear/matmul lowers to one 2-D GEMM (its weight/B operand is 2-D)."""
-    return node.op == "linear" or (node.op == "matmul" and node.inputs[1].type.rank == 2
+    return node.op in ("linear", "qlinear", "qmatmul") or (node.op == "matmul" and node.inputs[1].type.rank == 2
                                    and node.inputs[0].type.rank >= 2)
 
 
 def accepts_epilogue(anchor: Node) -> bool:
     """Whether the kernels can apply an epilogue to this product: f32 throughout, a constant bias if any,
-    matmul operands of rank >= 2 (the channel is then the product's last axis)."""
+    matmul operands of rank >= 2 (the channel is then the product's last axis); an integer product when it
+    dequantizes to f32."""
+    if anchor.op in INTEGER_MATRIX_OPS:
+        return anchor.outputs[0].type.dtype.name == "f32" and anchor.outputs[0].type.rank > 0
     values = list(anchor.inputs) + list(anchor.outputs)
     if any(v.type.dtype.name != "f32" for v in values) or anchor.outputs[0].type.rank == 0:
         return False

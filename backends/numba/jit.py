@@ -67,19 +67,27 @@ def twin(fn: Callable[..., Any] | None = None, *, fastmath: frozenset[str] | boo
     return make(fn) if fn is not None else make
 
 
-def helper(fn: Callable[..., Any]) -> Any:
+def helper(fn: Callable[..., Any] | None = None, *, fastmath: frozenset[str] | bool = FASTMATH) -> Any:
     """Decorator for small scalar helpers: inlined into every kernel that calls them."""
-    return numba.njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")(fn)
+
+    def make(f: Callable[..., Any]) -> Any:
+        return numba.njit(inline="always", fastmath=set(fastmath) if fastmath else False, error_model="numpy")(f)
+
+    return make(fn) if fn is not None else make
 
 
-def subkernel(fn: Callable[..., Any]) -> Any:
+def subkernel(fn: Callable[..., Any] | None = None, *, fastmath: frozenset[str] | bool = FASTMATH) -> Any:
     """Decorator for row/tile routines that kernels call (not inline): compiled once per signature.
 
     Big routines (the epilogue with all its stages, the op switch of elementwise maps, im2col)
     would otherwise be compiled again inside every kernel and every serial/parallel twin; called
     once per row or tile, the call costs nothing measurable.
     """
-    return numba.njit(fastmath=set(FASTMATH), **JIT_OPTIONS)(fn)
+
+    def make(f: Callable[..., Any]) -> Any:
+        return numba.njit(fastmath=set(fastmath) if fastmath else False, **JIT_OPTIONS)(f)
+
+    return make(fn) if fn is not None else make
 
 
 def cdiv(a: int, b: int) -> int:

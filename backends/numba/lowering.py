@@ -10,10 +10,12 @@ from . import (  # noqa: F401  (register the rules)
     rules_conv,
     rules_dense,
     rules_elementwise,
+    rules_integer,
     rules_nn,
     rules_region,
     rules_shape,
 )
+from .cpu_features import best_int8_path, check_int8_path
 from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
 from .registry import NUMBA_LOWERINGS
@@ -53,14 +55,17 @@ def check_lowerable(graph: Graph) -> None:
             raise NumbaLoweringError(f"numba backend: input %{v.name} has unsupported dtype {v.type.dtype.name}")
 
 
-def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD) -> Plan:
+def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, int8_path: str | None = None) -> Plan:
     """The Plan of `graph`: slots, kernel steps, and per `fused` node its body's equation names.
 
     Fusion is decided in the graph (`fused` regions, see ir/regions.py); every other node lowers alone.
-    The graph is not modified.
+    The graph is not modified. Integer ops run on `int8_path` (an `int8_paths()` name; Int8PathError when
+    the host cannot execute it), by default the best path of this host, read now.
     """
     check_lowerable(graph)
-    ctx = LowerCtx(graph, parallel_threshold)
+    if int8_path is not None:
+        check_int8_path(int8_path)
+    ctx = LowerCtx(graph, parallel_threshold, int8_path or best_int8_path())
     fused = [tuple(eq.name for eq in region_body(n).nodes) for n in graph.nodes if n.op == "fused"]
     for node in graph.nodes:
         ctx.node = node
@@ -75,4 +80,5 @@ def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD) ->
     for v in graph.outputs:
         outputs.append((v.name, ctx.slot(v)))
     inputs = [(v.name, ctx.value_slot[id(v)]) for v in graph.inputs]
-    return Plan(graph, ctx.slots, ctx.steps, inputs, outputs, fused, list(ctx.twins.values()), ctx.layer_kernels)
+    return Plan(graph, ctx.slots, ctx.steps, inputs, outputs, fused, list(ctx.twins.values()), ctx.layer_kernels,
+                ctx.int8_path if ctx.int8_used else None)

@@ -89,6 +89,8 @@ class Plan:
     fused: list[tuple[str, ...]] = field(default_factory=list)
     twins: list[Twin] = field(default_factory=list)
     layer_kernels: dict[str, dict[str, str]] = field(default_factory=dict)
+    int8_path: str | None = None
+    """The int8 GEMM path the plan's integer ops run on (None when it has none)."""
 
     def root(self, slot: int) -> int:
         """The non-view slot whose memory `slot` views."""
@@ -110,9 +112,12 @@ def _dummy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 class LowerCtx:
     """What lowering rules use to create slots and emit steps."""
 
-    def __init__(self, graph: Graph, parallel_threshold: int) -> None:
+    def __init__(self, graph: Graph, parallel_threshold: int, int8_path: str | None = None) -> None:
         self.graph = graph
         self.parallel_threshold = parallel_threshold
+        self.int8_path = int8_path
+        """The int8 GEMM path integer ops run on (chosen from the host when the plan is built, or forced)."""
+        self.int8_used = False
         self.threads = num_threads()
         self.slots: list[Slot] = []
         self.steps: list[Step] = []

@@ -173,13 +173,14 @@ def register_op(
     *,
     doc: str,
     elementwise: bool = False,
+    num_outputs: int = 1,
 ) -> Callable[[InferFn], InferFn]:
     """Decorator: declare op `name` with the decorated function as its type rule."""
 
     def deco(fn: InferFn) -> InferFn:
         if name in OPS:
             raise ValueError(f"op {name!r} is already registered")
-        OPS[name] = OpDef(name, tuple(inputs), tuple(attrs), fn, doc, elementwise)
+        OPS[name] = OpDef(name, tuple(inputs), tuple(attrs), fn, doc, elementwise, num_outputs)
         return fn
 
     return deco

@@ -103,7 +103,7 @@ def test_half_precision_within_half_an_ulp(precision: str, ulp: float) -> None:
 def test_static_error_within_stated_bound_on_calibrated_inputs() -> None:
     g = _linear_graph()
     batches = [{"x": _x((6, 64))} for _ in range(4)]
-    q, ctx = _quantized(g, "quantize{scheme=static}", calibration=batches)
+    q, ctx = _quantized(g, "quantize{scheme=static,fold=false}", calibration=batches)
     assert [n.op for n in q.nodes] == ["dequantize", "quantize", "dequantize", "linear"]
     meta = q.nodes[-1].meta["quantize"]
     act = meta["activation"]
@@ -249,7 +249,7 @@ def test_auto_static_quantizes_activations_only_where_int8_is_chosen() -> None:
     h = b.linear(x, RNG.standard_normal((1024, 1024)).astype(np.float32), name="big")
     b.output(b.linear(b.relu(h), RNG.standard_normal((16, 1024)).astype(np.float32), name="head"))
     g = b.build()
-    q, ctx = _quantized(g, "quantize{precision=auto,scheme=static}", target="gpu-a100",
+    q, ctx = _quantized(g, "quantize{precision=auto,scheme=static,fold=false}", target="gpu-a100",
                         calibration=[{"x": _x((256, 1024))}])
     metas = {n.name: n.meta.get("quantize") for n in q.nodes if n.op == "linear"}
     assert metas["big"]["precision"] == "int8" and "activation" in metas["big"]

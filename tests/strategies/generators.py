@@ -321,6 +321,37 @@ def g_fake_quant(s: State) -> tuple[Value, float]:
     return s.b.dequantize(q), 2 * bx * 1.5
 
 
+def g_integer(s: State) -> tuple[Value, float]:
+    """quantize-dynamic then qlinear / qmatmul / qconv2d (7- or 8-bit weights), f32 out or requantized and
+    dequantized again."""
+    x, b = s.pick(rank_in(1)), s.b
+    op = "qconv2d" if x.type.rank == 4 and s.bool() else s.choice(("qlinear", "qmatmul") if x.type.rank >= 2
+                                                                    else ("qlinear",))
+    gran = "tensor" if op == "qconv2d" else s.choice(("tensor", "row"))
+    q, xs, xz = b.op_multi("quantize-dynamic", x, granularity=gran)
+    bits = s.choice((7, 8))
+    hi = 63 if bits == 7 else 127
+    bx = max(s.bnd(x), 1e-2)
+    if op == "qconv2d":
+        _, c, h, wd = x.type.shape
+        co, kh, kw = s.int(1, 4), s.int(1, min(3, h)), s.int(1, min(3, wd))
+        wshape, n, k = (co, c, kh, kw), co, c * kh * kw
+        attrs = {"pads": [s.int(0, 1) for _ in range(4)], "strides": (s.int(1, 2), s.int(1, 2))}
+    else:
+        k, n = x.type.shape[-1], s.int(1, 8)
+        wshape, attrs = ((n, k) if op == "qlinear" else (k, n)), {}
+    w = b.const(s.rng.integers(-hi - 1, hi + 1, wshape).astype(np.int8), "wq")
+    ws = b.const((s.rng.uniform(0.5, 1.0, n) / hi).astype(np.float32), "ws")
+    args = [q, xs, xz, w, ws] + ([s.const((n,), name="bias")] if s.bool() else [])
+    bound = k * bx * 2.2 + 1
+    if s.bool():
+        return b.op(op, *args, weight_bits=bits, **attrs), bound
+    dtype = s.choice(("u8", "i8"))
+    zp = 128 if dtype == "u8" else 0
+    y = b.op(op, *args, weight_bits=bits, dtype=dtype, out_scale=[bound / 127], out_zero_point=[zp], **attrs)
+    return b.op("dequantize", y, scale=[bound / 127], zero_point=[zp]), bound * 1.1
+
+
 def g_cast(s: State) -> tuple[Value, float]:
     """A cast to f16, bf16 or i32 and back to f32."""
     x = s.pick()
@@ -360,7 +391,7 @@ def g_fused(s: State) -> tuple[Value, float]:
 GENERATORS = (
     g_unary, g_unary, g_binary, g_binary, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
     g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
-    g_conv, g_pool, g_norms, g_fake_quant, g_cast, g_const_node, g_duplicate, g_fused,
+    g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_cast, g_const_node, g_duplicate, g_fused,
 )
-FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms)
+FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms, g_integer)
 """Drawn more often while the graph holds a 4-D value."""

@@ -1,0 +1,69 @@
+"""Which int8 GEMM paths this host can execute, read from LLVM's view of the host CPU.
+
+A path names the instructions the int8 micro-kernel is built from (see `int8_ukernel.py`):
+
+| path | instructions | vectors |
+|---|---|---|
+| avx512vnni | vpdpbusd (u8 x s8, four products summed into i32, no saturation) | zmm |
+| avx512bw | vpmaddubsw + vpmaddwd (pairs summed in saturating i16, then i32) | zmm |
+| avx2 | vpmaddubsw + vpmaddwd | ymm |
+
+AMX (tdpbusd on tiles, features amx-int8 and amx-tile) has no path yet: `amx_reported` says
+whether the host has it, but no AMX kernel is written, so it is never offered.
+
+The features are read on every call, never fixed at import: a plan picks its path when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import llvmlite.binding as llvm
+
+INT8_PATH_FEATURES: dict[str, tuple[str, ...]] = {
+    "avx512vnni": ("avx512f", "avx512bw", "avx512vnni"),
+    "avx512bw": ("avx512f", "avx512bw"),
+    "avx2": ("avx2",),
+}
+"""LLVM feature names each int8 path needs, best path first."""
+
+AMX_INT8_FEATURES = ("amx-int8", "amx-tile")
+"""Features an AMX int8 path would need (no AMX kernel is written yet)."""
+
+
+class Int8PathError(ValueError):
+    """An int8 GEMM path that is unknown or that this host cannot execute."""
+
+
+def host_features() -> Mapping[str, bool]:
+    """LLVM's feature flags of the host CPU, read now."""
+    return dict(llvm.get_host_cpu_features())
+
+
+def int8_paths(features: Mapping[str, bool] | None = None) -> tuple[str, ...]:
+    """The int8 paths `features` (default: this host) can execute, best first."""
+    feats = host_features() if features is None else features
+    return tuple(p for p, need in INT8_PATH_FEATURES.items() if all(feats.get(f) for f in need))
+
+
+def best_int8_path(features: Mapping[str, bool] | None = None) -> str | None:
+    """The fastest int8 path `features` (default: this host) can execute, or None when there is none."""
+    paths = int8_paths(features)
+    return paths[0] if paths else None
+
+
+def amx_reported(features: Mapping[str, bool] | None = None) -> bool:
+    """Whether `features` (default: this host) report AMX int8 (no AMX path uses it yet)."""
+    feats = host_features() if features is None else features
+    return all(feats.get(f) for f in AMX_INT8_FEATURES)
+
+
+def check_int8_path(path: str, features: Mapping[str, bool] | None = None) -> None:
+    """Raise Int8PathError unless `path` is a known int8 path that `features` (default: host) can execute."""
+    if path not in INT8_PATH_FEATURES:
+        raise Int8PathError(f"unknown int8 GEMM path {path!r}; known: {', '.join(INT8_PATH_FEATURES)}")
+    feats = host_features() if features is None else features
+    missing = [f for f in INT8_PATH_FEATURES[path] if not feats.get(f)]
+    if missing:
+        raise Int8PathError(f"int8 GEMM path {path!r} needs CPU features {', '.join(missing)}, which this host "
+                            f"lacks; paths it can execute: {', '.join(int8_paths(feats)) or 'none'}")

@@ -1,0 +1,132 @@
+"""Per-path templates of the int8 GEMM kernels: `int8_gemm._for_path` binds each path's names into a copy.
+
+The names MR, NR, KC (micro-kernel rows, panel columns, K block), UK_FULL, UK_ONE (the MR-row and
+one-row micro-kernels) and, in the drivers, acc_panel (the path's compiled `acc_panel`) are not
+module globals: each path's copy of a template gets them in its own globals, and its own name, so
+that every path compiles to separate code and separate cache entries.
+"""
+
+# ruff: noqa: F821
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
+
+from .jit import helper, subkernel
+from .k_epilogue import epi_tile
+
+
+def qbounds(arr):  # type: ignore[no-untyped-def]
+    """(min, max) of the integer dtype of `arr` (inside kernels)."""
+    info = np.iinfo(arr.dtype)
+    return int(info.min), int(info.max)
+
+
+@overload(qbounds)
+def _qbounds_overload(arr):  # type: ignore[no-untyped-def]
+    info = np.iinfo(as_dtype(arr.dtype))
+    lo, hi = int(info.min), int(info.max)
+    return lambda arr: (lo, hi)
+
+
+@helper(fastmath=False)
+def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, sw, bias, out):  # type: ignore[no-untyped-def]
+    """out[m0:m1, n0:n0+nw] = (sx[m] * sw[n]) * (acc - zpx[m] * colsum[n]) + bias[n], acc rows of stride ld.
+
+    sx / zpx hold one value per row, or one for all rows. The drivers that inline this are compiled without
+    fast-math: no multiply-add contraction, so the result is the IR's dequantization bit for bit.
+    """
+    per_row = sx.shape[0] > 1
+    for r in range(m0, m1):
+        s = sx[r if per_row else 0]
+        z = zpx[r if per_row else 0]
+        o = out[r]
+        a = acc[(r - m0) * ld:(r - m0) * ld + nw]
+        for c in range(nw):
+            n = n0 + c
+            o[n] = (s * sw[n]) * np.float32(a[c] - z * colsum[n]) + bias[n]
+
+
+@subkernel(fastmath=False)
+def requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untyped-def]
+    """q[m0:m1, c0:c1] = clamp(rint(y / s_out[n]) + zp_out[n]) to q's integer range (half to even)."""
+    lo, hi = qbounds(q)
+    flo, fhi = np.float32(lo), np.float32(hi)
+    for r in range(m0, m1):
+        yr = y[r]
+        qr = q[r]
+        for n in range(c0, c1):
+            v = np.float32(np.rint(np.float32(yr[n] / s_out[n]))) + np.float32(zp_out[n])
+            qr[n] = min(max(v, flo), fhi)
+
+
+def acc_panel(xq, wp, m0, m1, p, acc):  # type: ignore[no-untyped-def]
+    """acc[(r - m0) * NR + c] = sum_k xq[r, k] * w[p * NR + c, k] for rows m0..m1 and panel p."""
+    kp = xq.shape[1]
+    if kp == 0:
+        acc[:(m1 - m0) * NR] = 0
+    for pc in range(0, kp, KC):
+        kg = min(KC, kp - pc) // 4
+        boff = (p * kp + pc) * NR
+        first = pc == 0
+        r = m0
+        while r + MR <= m1:
+            UK_FULL(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - m0) * NR, NR, not first)
+            r += MR
+        while r < m1:
+            UK_ONE(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - m0) * NR, NR, not first)
+            r += 1
+
+
+def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
+    """out [M, N] i32 = xq [M, Kp] u8 @ W^T with W packed; tiles of tm rows x tnp panels of NR columns."""
+    m_all = xq.shape[0]
+    n_all = out.shape[1]
+    panels = wp.shape[0]
+    gm = (m_all + tm - 1) // tm
+    gn = (panels + tnp - 1) // tnp
+    per = tm * NR
+    for t in prange(gm * gn):
+        i = t // gn
+        m0 = i * tm
+        m1 = min(m_all, m0 + tm)
+        p0 = (t - i * gn) * tnp
+        acc = scratch[t * per:(t + 1) * per]
+        for p in range(p0, min(panels, p0 + tnp)):
+            acc_panel(xq, wp, m0, m1, p, acc)
+            n0 = p * NR
+            nw = min(NR, n_all - n0)
+            for r in range(m0, m1):
+                o = out[r]
+                a = acc[(r - m0) * NR:(r - m0) * NR + nw]
+                for c in range(nw):
+                    o[n0 + c] = a[c]
+
+
+def gemm_dequant(xq, sx, zpx, wp, colsum, sw, bias, out, tm, tnp, scratch,  # type: ignore[no-untyped-def]
+                 stages, vecs, params, res, q_out, s_out, zp_out):
+    """out [M, N] f32 = epilogue(sx * sw * (xq @ W^T - zpx * colsum) + bias); q_out = requant(out) if it has rows."""
+    m_all = xq.shape[0]
+    n_all = out.shape[1]
+    panels = wp.shape[0]
+    gm = (m_all + tm - 1) // tm
+    gn = (panels + tnp - 1) // tnp
+    per = tm * NR
+    for t in prange(gm * gn):
+        i = t // gn
+        m0 = i * tm
+        m1 = min(m_all, m0 + tm)
+        p0 = (t - i * gn) * tnp
+        p1 = min(panels, p0 + tnp)
+        acc = scratch[t * per:(t + 1) * per]
+        for p in range(p0, p1):
+            acc_panel(xq, wp, m0, m1, p, acc)
+            dequant_block(acc, NR, m0, m1, p * NR, min(NR, n_all - p * NR), sx, zpx, colsum, sw, bias, out)
+        c1 = min(n_all, p1 * NR)
+        if stages.shape[0] > 0:
+            epi_tile(out, m0, m1, p0 * NR, c1, stages, vecs, params, res)
+        if q_out.shape[0] > 0:
+            requant_tile(out, m0, m1, p0 * NR, c1, s_out, zp_out, q_out)

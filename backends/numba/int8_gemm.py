@@ -1,0 +1,215 @@
+"""The int8 GEMM: u8 activations x packed s8 weights -> i32, dequantized f32 or requantized u8/s8, per path.
+
+Weights [N, K] s8 (a linear layer's W, y = x @ W^T) are packed once at compile time by
+`pack_int8_weights(w_q, scales, path)` into panels of NR output columns,
+data[panel, g, n, j] = w_q[panel*NR + n, 4g + j] (K padded with zeros to Kp, a multiple of 4; N
+padded with zero columns to whole panels), with the per-channel scales and the column sums
+colsum[n] = sum_k w_q[n, k] that the activation zero point needs:
+
+    y[m, n] = s_x[m] * s_w[n] * (acc[m, n] - zp_x[m] * colsum[n]) + bias[n],  acc = x_q @ w_q^T.
+
+The avx2 and avx512bw paths are exact only for weights in [-64, 63] (`WEIGHT_RANGE`); packing
+refuses weights outside the path's range. Activations are the full u8 range on every path.
+
+Kernels (`int8_kernels(path)`, serial/parallel twins compiled per path, so that Numba's cache
+keeps the paths apart): `gemm_i32` writes the raw accumulators; `gemm_dequant` writes f32 y and
+then runs the fused epilogue (`k_epilogue.epi_tile`, see epilogue.py) on each output tile while it is in cache, and,
+given a u8/s8 output, requantizes the tile: q = clamp(rint(y / s_out[n]) + zp_out[n]) (round half
+to even, saturating to the output type's range). Both run an outer `prange` over output tiles of
+tm rows x tnp panels; each tile is computed panel by panel, K blocked so that a weight block
+(KC x NR bytes, 16 KiB) stays in L1 while every row of the tile passes over it.
+"""
+
+from __future__ import annotations
+
+import types as pytypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .cpu_features import check_int8_path
+from .epilogue import PARAMS_PER_STAGE
+from .int8_drivers import acc_panel, gemm_dequant, gemm_i32
+from .int8_quantize import quantize_rows, quantize_tensor
+from .int8_ukernel import K_GROUP, SHAPES, UKERNELS, WEIGHT_RANGE
+from .jit import EMPTY_F32, Twin, cdiv, num_threads, subkernel, twin
+
+L1_WEIGHT_BLOCK = 16384
+"""Bytes of one K block of a weight panel (KC x NR): it stays in L1 while the tile's rows pass."""
+MAX_TILE_ROWS = 256
+"""Rows of one work item at most: its activation block stays in L2."""
+NO_STAGES = np.zeros(0, np.int64)
+NO_PARAMS = np.zeros((1, PARAMS_PER_STAGE), np.float32)
+NO_QUANT_OUT = np.zeros((0, 0), np.uint8)
+"""A stand-in for the u8/s8 output of `gemm_dequant` when the f32 output is the result."""
+
+
+def padded_k(k: int) -> int:
+    """K rounded up to the micro-kernels' K multiple (the column count of quantized activations)."""
+    return cdiv(k, K_GROUP) * K_GROUP
+
+
+@dataclass(frozen=True)
+class PackedInt8Weights:
+    """s8 weights [N, K] packed for one path's micro-kernel, with per-channel scales and column sums."""
+
+    path: str
+    data: np.ndarray
+    """s8 [panels, Kp / 4, NR, 4]."""
+    colsum: np.ndarray
+    """i32 [N]: sum over k of the unpacked weights."""
+    scales: np.ndarray
+    """f32 [N]: per-output-channel weight scales."""
+    n: int
+    k: int
+
+    @property
+    def kp(self) -> int:
+        """K padded to the micro-kernel's multiple."""
+        return self.data.shape[1] * K_GROUP
+
+
+def pack_int8_weights(w_q: np.ndarray, scales: np.ndarray, path: str) -> PackedInt8Weights:
+    """Pack s8 weights [N, K] with per-channel scales [N] (or one scale) for `path`'s micro-kernel."""
+    if w_q.dtype != np.int8 or w_q.ndim != 2:
+        raise ValueError(f"int8 weights must be a 2-D int8 array [N, K], got {w_q.dtype} {w_q.shape}")
+    if path not in SHAPES:
+        raise ValueError(f"unknown int8 GEMM path {path!r}; known: {', '.join(SHAPES)}")
+    n, k = w_q.shape
+    lo, hi = WEIGHT_RANGE[path]
+    if w_q.size and (int(w_q.min()) < lo or int(w_q.max()) > hi):
+        raise ValueError(f"int8 GEMM path {path!r} computes exactly only weights in [{lo}, {hi}]; these span "
+                         f"[{int(w_q.min())}, {int(w_q.max())}] (quantize them to that range)")
+    sc = np.broadcast_to(np.asarray(scales, np.float32).reshape(-1), (n,)) if np.size(scales) == 1 else \
+        np.asarray(scales, np.float32)
+    if sc.shape != (n,):
+        raise ValueError(f"int8 weight scales must have shape ({n},) or be one value, got {np.shape(scales)}")
+    nr, kp = SHAPES[path].nr, padded_k(k)
+    panels = cdiv(n, nr)
+    full = np.zeros((panels * nr, kp), np.int8)
+    full[:n, :k] = w_q
+    data = np.ascontiguousarray(full.reshape(panels, nr, kp // K_GROUP, K_GROUP).transpose(0, 2, 1, 3))
+    colsum = w_q.astype(np.int32).sum(axis=1, dtype=np.int32)
+    return PackedInt8Weights(path, data, colsum, np.ascontiguousarray(sc), n, k)
+
+
+def _for_path(fn: Callable[..., Any], path: str, **constants: Any) -> Callable[..., Any]:
+    """A copy of `fn` named for `path` whose globals bind `constants` (the path's kernels and sizes)."""
+    glb = dict(fn.__globals__)
+    glb.update(constants)
+    f = pytypes.FunctionType(fn.__code__, glb, f"{fn.__name__}__{path}", fn.__defaults__, fn.__closure__)
+    f.__qualname__ = f"{fn.__qualname__}__{path}"
+    f.__module__ = fn.__module__
+    f.__doc__ = fn.__doc__
+    return f
+
+
+class Int8Kernels(NamedTuple):
+    """The int8 GEMM kernels of one path (serial/parallel twins) and its micro-kernel sizes."""
+
+    path: str
+    gemm_i32: Twin
+    gemm_dequant: Twin
+    mr: int
+    nr: int
+
+
+def _build(path: str) -> Int8Kernels:
+    shape = SHAPES[path]
+    full, one = UKERNELS[path]
+    sizes = {"MR": shape.mr, "NR": shape.nr, "KC": L1_WEIGHT_BLOCK // shape.nr}
+    panel = subkernel(_for_path(acc_panel, path, UK_FULL=full, UK_ONE=one, **sizes))
+    return Int8Kernels(path, twin(_for_path(gemm_i32, path, acc_panel=panel, **sizes)),
+                       twin(_for_path(gemm_dequant, path, acc_panel=panel, **sizes), fastmath=False), shape.mr,
+                       shape.nr)
+
+
+_KERNELS = {path: _build(path) for path in SHAPES}
+
+
+def int8_kernels(path: str) -> Int8Kernels:
+    """The int8 GEMM kernels of `path`; Int8PathError when this host cannot execute it."""
+    check_int8_path(path)
+    return _KERNELS[path]
+
+
+def int8_tiles(m: int, n: int, path: str, threads: int, parallel: bool) -> tuple[int, int]:
+    """(rows, NR-panels) per work item: one tile per thread where the shape allows, at most 256 rows."""
+    shape = SHAPES[path]
+    panels = max(cdiv(n, shape.nr), 1)
+    if not parallel or threads <= 1:
+        return max(1, min(m, MAX_TILE_ROWS)), panels
+    if m <= MAX_TILE_ROWS and panels >= threads:
+        return max(m, 1), cdiv(panels, threads)
+    return max(1, min(cdiv(cdiv(m, threads), shape.mr) * shape.mr, MAX_TILE_ROWS)), panels
+
+
+def scratch_size(m: int, n: int, path: str, tm: int, tnp: int) -> int:
+    """i32 elements of scratch a GEMM of m x n in tiles (tm, tnp) needs (one accumulator block per tile)."""
+    nr = SHAPES[path].nr
+    return max(cdiv(max(m, 1), tm) * cdiv(max(cdiv(n, nr), 1), tnp), 1) * tm * nr
+
+
+def quantize_dynamic(x: np.ndarray, per_row: bool = True, parallel: bool = False) \
+        -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x_q u8 [M, Kp], scale f32 [M], zero point i32 [M]) of x f32 [M, K], per row or per tensor."""
+    if x.ndim != 2 or x.dtype != np.float32:
+        raise ValueError(f"dynamic quantization takes a 2-D float32 array, got {x.dtype} {x.shape}")
+    m, k = x.shape
+    xq = np.empty((m, padded_k(k)), np.uint8)
+    scale, zp = np.empty(m, np.float32), np.empty(m, np.int32)
+    (quantize_rows if per_row else quantize_tensor).pick(parallel)(np.ascontiguousarray(x), xq, scale, zp)
+    return xq, scale, zp
+
+
+def _check_operands(xq: np.ndarray, packed: PackedInt8Weights, path: str) -> Int8Kernels:
+    kernels = int8_kernels(path)
+    if packed.path != path:
+        raise ValueError(f"weights packed for path {packed.path!r} cannot run on path {path!r}")
+    if xq.dtype != np.uint8 or xq.ndim != 2 or not xq.flags.c_contiguous or xq.shape[1] != packed.kp:
+        raise ValueError(f"int8 GEMM activations must be C-contiguous uint8 [M, {packed.kp}] (K = {packed.k} "
+                         f"padded), got {xq.dtype} {xq.shape}")
+    return kernels
+
+
+def _tiling(m: int, packed: PackedInt8Weights, parallel: bool) -> tuple[int, int, np.ndarray]:
+    tm, tnp = int8_tiles(m, packed.n, packed.path, num_threads(), parallel)
+    return tm, tnp, np.empty(scratch_size(m, packed.n, packed.path, tm, tnp), np.int32)
+
+
+def int8_gemm_i32(xq: np.ndarray, packed: PackedInt8Weights, path: str, parallel: bool = False) -> np.ndarray:
+    """acc [M, N] i32 = xq [M, Kp] u8 @ w_q^T on `path` (the weights packed for that path)."""
+    kernels = _check_operands(xq, packed, path)
+    tm, tnp, scratch = _tiling(xq.shape[0], packed, parallel)
+    out = np.empty((xq.shape[0], packed.n), np.int32)
+    kernels.gemm_i32.pick(parallel)(xq, packed.data, out, tm, tnp, scratch)
+    return out
+
+
+def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: PackedInt8Weights, path: str,
+                      bias: np.ndarray | None = None, parallel: bool = False, stages: np.ndarray = NO_STAGES,
+                      vecs: np.ndarray = EMPTY_F32, params: np.ndarray = NO_PARAMS, res: np.ndarray = EMPTY_F32,
+                      requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | None = None) -> np.ndarray:
+    """epilogue(sx * sw * (xq @ w_q^T - zpx * colsum) + bias) as f32 [M, N], or requantized.
+
+    `stages`, `vecs`, `params`, `res` are the epilogue (`Epilogue.codes()`, `vectors()`, `params()` and the
+    residual rows, see epilogue.py); `requant` = (scale [N], zero point [N],
+    np.uint8 or np.int8) returns the requantized output instead of the f32 one.
+    """
+    kernels = _check_operands(xq, packed, path)
+    m, n = xq.shape[0], packed.n
+    tm, tnp, scratch = _tiling(m, packed, parallel)
+    out = np.empty((m, n), np.float32)
+    b = np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    if requant is None:
+        q, s_out, zp_out = NO_QUANT_OUT, np.zeros(0, np.float32), np.zeros(0, np.int32)
+    else:
+        q = np.empty((m, n), requant[2])
+        s_out = np.ascontiguousarray(np.broadcast_to(np.asarray(requant[0], np.float32), (n,)))
+        zp_out = np.ascontiguousarray(np.broadcast_to(np.asarray(requant[1], np.int32), (n,)))
+    kernels.gemm_dequant.pick(parallel)(xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
+                                        packed.data, packed.colsum, packed.scales, b, out, tm, tnp, scratch,
+                                        stages, vecs, params, res, q, s_out, zp_out)
+    return out if requant is None else q

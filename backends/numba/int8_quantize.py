@@ -1,0 +1,85 @@
+"""Dynamic activation quantization: f32 [M, K] -> u8 [M, Kp] with scales and zero points found at run time.
+
+The arithmetic is ONNX Runtime's DynamicQuantizeLinear, in float32, per row or for the whole tensor:
+lo = min(0, min x), hi = max(0, max x); scale = (hi - lo) / 255, or 1 when hi == lo (all zeros);
+zero_point = round(clamp(0 - lo / scale, 0, 255)); q = clamp(round(x / scale) + zero_point, 0, 255).
+Rounding is half to even (np.rint), saturation clamps to [0, 255]; the division is a true
+division (the kernels are compiled without fast-math, so it never becomes a reciprocal multiply).
+NaN inputs are not defined. Columns K..Kp (padding to the micro-kernel's K multiple) are written 0.
+Scales (f32) and zero points (i32) are always per row: the per-tensor kernel repeats its one pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import helper, twin
+
+QMIN, QMAX = 0, 255
+
+
+@helper(fastmath=False)
+def qparams(lo, hi):  # type: ignore[no-untyped-def]
+    """(scale, zero point) of the range [min(lo, 0), max(hi, 0)] in float32, as DynamicQuantizeLinear."""
+    lo = min(lo, np.float32(0.0))
+    hi = max(hi, np.float32(0.0))
+    scale = np.float32(1.0) if hi == lo else np.float32((hi - lo) / np.float32(QMAX - QMIN))
+    zp = np.float32(QMIN) - np.float32(lo / scale)
+    zp = min(max(zp, np.float32(QMIN)), np.float32(QMAX))
+    return scale, np.int32(np.rint(zp))
+
+
+@helper(fastmath=False)
+def quantize_row(row, q, scale, zp):  # type: ignore[no-untyped-def]
+    """q[:K] = clamp(rint(row / scale) + zp, 0, 255); q[K:] = 0."""
+    k = row.shape[0]
+    fz = np.float32(zp)
+    for j in range(k):
+        v = np.float32(np.rint(np.float32(row[j] / scale))) + fz
+        q[j] = np.uint8(min(max(v, np.float32(QMIN)), np.float32(QMAX)))
+    for j in range(k, q.shape[0]):
+        q[j] = 0
+
+
+@twin(fastmath=False)
+def quantize_rows(x, xq, scale, zp):  # type: ignore[no-untyped-def]
+    """Per-row dynamic quantization of x [M, K] f32 into xq [M, Kp] u8, scale [M] f32, zp [M] i32."""
+    for r in prange(x.shape[0]):
+        row = x[r]
+        lo = np.float32(0.0)
+        hi = np.float32(0.0)
+        for j in range(row.shape[0]):
+            lo = min(lo, row[j])
+            hi = max(hi, row[j])
+        s, z = qparams(lo, hi)
+        scale[r] = s
+        zp[r] = z
+        quantize_row(row, xq[r], s, z)
+
+
+@twin(fastmath=False)
+def quantize_tensor(x, xq, scale, zp):  # type: ignore[no-untyped-def]
+    """Per-tensor dynamic quantization of x [M, K] f32 into xq [M, Kp] u8; scale/zp [M] repeat one pair."""
+    m = x.shape[0]
+    los = np.zeros(m, np.float32)
+    his = np.zeros(m, np.float32)
+    for r in prange(m):
+        row = x[r]
+        lo = np.float32(0.0)
+        hi = np.float32(0.0)
+        for j in range(row.shape[0]):
+            lo = min(lo, row[j])
+            hi = max(hi, row[j])
+        los[r] = lo
+        his[r] = hi
+    lo = np.float32(0.0)
+    hi = np.float32(0.0)
+    for r in range(m):
+        lo = min(lo, los[r])
+        hi = max(hi, his[r])
+    s, z = qparams(lo, hi)
+    for r in prange(m):
+        scale[r] = s
+        zp[r] = z
+        quantize_row(x[r], xq[r], s, z)

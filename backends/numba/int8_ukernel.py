@@ -1,0 +1,181 @@
+"""Register-blocked u8 x s8 -> i32 GEMM micro-kernels in LLVM IR, one per int8 path.
+
+A micro-kernel computes an MR x NR block of i32 accumulators, held in vector registers, from
+MR rows of row-major u8 activations and one packed s8 weight panel. Weights are packed in groups
+of K_GROUP = 4 consecutive k per output column: panel [K/4][NR][4], so one 32-bit lane of a
+weight vector holds the 4 weights of one column that meet the 4 bytes a[m, 4g:4g+4], which are
+broadcast to every lane. Per group and lane the kernel adds sum_j a[m, 4g+j] * w[4g+j, n]:
+
+- avx512vnni: one vpdpbusd (exact for all u8 x s8 values);
+- avx512bw, avx2: vpmaddubsw (adds the two products of each byte pair into an i16, saturating),
+  then vpmaddwd against ones (adds the two i16 into the i32 lane), then an i32 add. The i16 sum
+  of two products is exact only while it fits: with activations in [0, 255] this needs weights
+  in [-64, 63] (2 * 255 * 64 = 32640 <= 32767), the AVX2 weight range `WEIGHT_RANGE` below.
+
+The kernels exist as intrinsics for the full MR rows and for one row (ragged bottoms, M = 1).
+Editing this file does not invalidate Numba's on-disk cache of the drivers that inline these
+kernels (their own file, `int8_gemm.py`, is what is checked); delete backends/numba/__pycache__.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llvmlite import ir
+from numba import types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+K_GROUP = 4
+"""Consecutive k values one 32-bit lane of a packed weight vector holds; K is padded to a multiple."""
+FULL_S8 = (-128, 127)
+MADDUBS_S8 = (-64, 63)
+
+
+@dataclass(frozen=True)
+class UkernelShape:
+    """Register blocking of one path: MR rows x NRV vectors of VW i32 lanes (NR = NRV * VW columns)."""
+
+    vw: int
+    mr: int
+    nrv: int
+    dot: str
+    weight_range: tuple[int, int]
+
+    @property
+    def nr(self) -> int:
+        """Columns of one packed weight panel."""
+        return self.vw * self.nrv
+
+
+SHAPES: dict[str, UkernelShape] = {
+    "avx512vnni": UkernelShape(vw=16, mr=6, nrv=4, dot="vpdpbusd", weight_range=FULL_S8),
+    "avx512bw": UkernelShape(vw=16, mr=4, nrv=4, dot="pmaddubsw", weight_range=MADDUBS_S8),
+    "avx2": UkernelShape(vw=8, mr=4, nrv=2, dot="pmaddubsw", weight_range=MADDUBS_S8),
+}
+"""Micro-kernel shape per path: 24 zmm accumulators with vpdpbusd; 16 zmm / 8 ymm where each
+product needs two temporaries (vpmaddubsw, vpmaddwd) besides the accumulators."""
+
+WEIGHT_RANGE = {path: s.weight_range for path, s in SHAPES.items()}
+"""Inclusive s8 weight range each path computes exactly (activations: the full u8 range)."""
+
+_I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+
+
+def _declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    """The LLVM function `name` of `module`, declared on first use."""
+    return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
+
+
+def _dot_step(builder: ir.IRBuilder, shape: UkernelShape, acc: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
+    """acc + (per i32 lane) the sum of the 4 u8 x s8 products of byte vectors a and b."""
+    vw = shape.vw
+    vi32, vi8 = ir.VectorType(_I32, vw), ir.VectorType(_I8, 4 * vw)
+    vi16 = ir.VectorType(_I16, 2 * vw)
+    mod = builder.module
+    if shape.dot == "vpdpbusd":
+        fn = _declare(mod, "llvm.x86.avx512.vpdpbusd.512", vi32, [vi32, vi8, vi8])
+        return builder.call(fn, [acc, a, b])
+    if vw == 16:
+        mub = _declare(mod, "llvm.x86.avx512.pmaddubs.w.512", vi16, [vi8, vi8])
+        mwd = _declare(mod, "llvm.x86.avx512.pmaddw.d.512", vi32, [vi16, vi16])
+    else:
+        mub = _declare(mod, "llvm.x86.avx2.pmadd.ub.sw", vi16, [vi8, vi8])
+        mwd = _declare(mod, "llvm.x86.avx2.pmadd.wd", vi32, [vi16, vi16])
+    pairs = builder.call(mub, [a, b])
+    quads = builder.call(mwd, [pairs, ir.Constant(vi16, [1] * (2 * vw))])
+    return builder.add(acc, quads)
+
+
+def _check_c_array(arr: Any, what: str, dtype: Any) -> None:
+    """A TypingError unless `arr` is a C-contiguous array of `dtype`."""
+    if not isinstance(arr, types.Array) or arr.layout != "C" or arr.dtype != dtype:
+        raise TypingError(f"int8 micro-kernel: {what} must be a C-contiguous {dtype} array, got {arr}")
+
+
+def make_ukernel(path: str, rows: int) -> Any:
+    """The micro-kernel intrinsic of `path` for `rows` (1 or MR) activation rows.
+
+    uk(kg, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate): for i < rows and n < NR,
+    c[c_off + i*ldc + n] (+)= sum over g < kg, j < 4 of a[a_off + i*lda + 4g + j] * b[b_off + (g*NR + n)*4 + j],
+    with offsets in elements of the flat C-contiguous arrays a (u8), b (s8) and c (i32).
+    """
+    shape = SHAPES[path]
+    vw, nrv, nr = shape.vw, shape.nrv, shape.nr
+
+    def typer(typingctx, kg, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
+        """Type an int8 micro-kernel call."""
+        _check_c_array(a, "activations", types.uint8)
+        _check_c_array(b, "packed weights", types.int8)
+        _check_c_array(c, "accumulators", types.int32)
+        return types.void(kg, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate), codegen
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        st = signature.args
+
+        def as_intp(idx: int) -> ir.Value:
+            return context.cast(builder, args[idx], st[idx], types.intp)
+
+        def base(idx: int, off_idx: int) -> ir.Value:
+            arr = context.make_array(st[idx])(context, builder, args[idx])
+            return builder.gep(arr.data, [as_intp(off_idx)])
+
+        vi32, vi8 = ir.VectorType(_I32, vw), ir.VectorType(_I8, 4 * vw)
+        pa, pb, pc = base(1, 2), base(4, 5), base(6, 7)
+        kg, lda, ldc = as_intp(0), as_intp(3), as_intp(8)
+        zero = ir.Constant(vi32, [0] * vw)
+        undef = ir.Constant(vi32, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(_I32, vw), [0] * vw)
+        pre = builder.block
+        loop, done = builder.append_basic_block("i8uk_loop"), builder.append_basic_block("i8uk_done")
+        builder.cbranch(builder.icmp_signed(">", kg, ir.Constant(_I64, 0)), loop, done)
+        builder.position_at_end(loop)
+        g = builder.phi(_I64)
+        g.add_incoming(ir.Constant(_I64, 0), pre)
+        accs = []
+        for _ in range(rows * nrv):
+            p = builder.phi(vi32)
+            p.add_incoming(zero, pre)
+            accs.append(p)
+        bptr = builder.gep(pb, [builder.mul(g, ir.Constant(_I64, nr * 4))])
+        bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(_I64, j * vw * 4)]), vi8.as_pointer()),
+                             align=1) for j in range(nrv)]
+        aoff = builder.mul(g, ir.Constant(_I64, 4))
+        new = []
+        for i in range(rows):
+            ap = builder.gep(pa, [builder.add(builder.mul(lda, ir.Constant(_I64, i)), aoff)])
+            word = builder.load(builder.bitcast(ap, _I32.as_pointer()), align=1)
+            bc = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(_I32, 0)), undef, splat)
+            av = builder.bitcast(bc, vi8)
+            for j in range(nrv):
+                new.append(_dot_step(builder, shape, accs[i * nrv + j], av, bvec[j]))
+        gn = builder.add(g, ir.Constant(_I64, 1))
+        last = builder.block
+        g.add_incoming(gn, last)
+        for p, nv in zip(accs, new):
+            p.add_incoming(nv, last)
+        builder.cbranch(builder.icmp_signed("<", gn, kg), loop, done)
+        builder.position_at_end(done)
+        fins = []
+        for idx in range(rows * nrv):  # every phi first: LLVM wants them at the top of the block
+            fin = builder.phi(vi32)
+            fin.add_incoming(zero, pre)
+            fin.add_incoming(new[idx], last)
+            fins.append(fin)
+        acc_flag = context.cast(builder, args[9], st[9], types.boolean)
+        for i in range(rows):
+            row = builder.gep(pc, [builder.mul(ldc, ir.Constant(_I64, i))])
+            for j in range(nrv):
+                ptr = builder.bitcast(builder.gep(row, [ir.Constant(_I64, j * vw)]), vi32.as_pointer())
+                old = builder.load(ptr, align=4)
+                builder.store(builder.select(acc_flag, builder.add(fins[i * nrv + j], old), fins[i * nrv + j]), ptr,
+                              align=4)
+        return context.get_dummy_value()
+
+    typer.__name__ = typer.__qualname__ = f"i8uk_{path}_{rows}x{nr}"
+    return intrinsic(typer)
+
+
+UKERNELS: dict[str, tuple[Any, Any]] = {p: (make_ukernel(p, s.mr), make_ukernel(p, 1)) for p, s in SHAPES.items()}
+"""Per path: (the MR-row micro-kernel, the one-row micro-kernel)."""

@@ -1,0 +1,82 @@
+"""Data movement around the int8 GEMM: activations to padded u8 rows, zero points, u8 im2col, NHWC -> NCHW.
+
+The int8 GEMM (int8_gemm.py) reads u8 activations [M, Kp] (K padded to a multiple of 4; the padding
+columns meet zero weight columns, so their contents do not matter). s8 activations become u8 by
+flipping the sign bit (x + 128), their zero point moving by 128 with them: x - zp is unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT
+from .jit import twin
+
+SIGN_FLIP = 128
+"""What an s8 value and its zero point gain on the way to u8."""
+
+
+@twin
+def activations_u8(src, dst, flip):  # type: ignore[no-untyped-def]
+    """dst[m, :K] = src[m, :] as u8 (+128 when `flip`: src is s8); src [M, K] u8 or s8, dst [M, Kp] u8."""
+    k = src.shape[1]
+    for m in prange(src.shape[0]):
+        s = src[m]
+        d = dst[m]
+        if flip:
+            for j in range(k):
+                d[j] = np.uint8(np.int32(s[j]) + 128)
+        else:
+            for j in range(k):
+                d[j] = np.uint8(s[j])
+
+
+@twin
+def shift_zero_points(zp, out, delta):  # type: ignore[no-untyped-def]
+    """out = zp + delta (i32)."""
+    for i in prange(zp.shape[0]):
+        out[i] = zp[i] + delta
+
+
+@twin
+def im2col_u8(x, geo, zp, flip, cols):  # type: ignore[no-untyped-def]
+    """cols[(n, oh, ow), (c, i, j)] = x[n, c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] as u8, zp[0] outside.
+
+    x [N, C, H, W] u8 or s8 (+128 when `flip`), cols [N * Ho * Wo, Kp] u8; padding reads the zero point,
+    so it contributes nothing to sum (x - zp) * w.
+    """
+    n_img, c_in, h_in, w_in = x.shape
+    kh, kw, w_out = geo[KH], geo[KW], geo[W_OUT]
+    h_out = cols.shape[0] // max(n_img * w_out, 1)
+    pad = np.uint8(zp[0])
+    for t in prange(n_img * h_out):
+        n = t // h_out
+        oh = t - n * h_out
+        for ow in range(w_out):
+            row = cols[t * w_out + ow]
+            col = 0
+            for c in range(c_in):
+                for i in range(kh):
+                    ih = oh * geo[SH] - geo[PT] + i * geo[DH]
+                    for j in range(kw):
+                        iw = ow * geo[SW] - geo[PL] + j * geo[DW]
+                        if 0 <= ih < h_in and 0 <= iw < w_in:
+                            v = np.int32(x[n, c, ih, iw])
+                            row[col] = np.uint8(v + 128 if flip else v)
+                        else:
+                            row[col] = pad
+                        col += 1
+
+
+@twin
+def pixels_to_nchw(src, dst):  # type: ignore[no-untyped-def]
+    """dst [N, C, P] = src [N, P, C] transposed per image (the GEMM writes one row per output pixel)."""
+    n_img, p_all, c_all = src.shape
+    for t in prange(n_img * c_all):
+        n = t // c_all
+        c = t - n * c_all
+        d = dst[n, c]
+        s = src[n]
+        for p in range(p_all):
+            d[p] = s[p, c]

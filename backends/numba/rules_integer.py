@@ -1,0 +1,197 @@
+"""Lowering of the integer ops onto the int8 GEMM kernels (int8_gemm.py), alone or anchoring a fused region.
+
+`quantize-dynamic` runs `quantize_rows` / `quantize_tensor`. `qlinear` / `qmatmul` run `gemm_dequant` with the
+weights packed now, at compile time, for the plan's int8 path (`LowerCtx.int8_path`); a fused region's f32
+epilogue runs per output tile after dequantization. `qconv2d` builds a u8 im2col matrix (padding reads the
+zero point), runs the same GEMM with one row per output pixel, and transposes the result to NCHW.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.graph import Node, Value
+from ...ir.ops.integer import WEIGHT_BITS
+from .epilogue import Epilogue, empty_epilogue
+from .geometry import DH, DW, GEOMETRY_SIZE, KH, KW, PL, PT, SH, SW, W_OUT
+from .int8_gemm import NO_QUANT_OUT, int8_kernels, int8_tiles, pack_int8_weights, padded_k, scratch_size
+from .int8_quantize import quantize_rows, quantize_tensor
+from .int8_ukernel import WEIGHT_RANGE
+from .k_integer import SIGN_FLIP, activations_u8, im2col_u8, pixels_to_nchw, shift_zero_points
+from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, residual_arg
+from .plan import Lit, LowerCtx
+from .registry import lowers
+
+OPS_PER_QUANTIZED_ELEMENT = 4
+"""Work units of dynamic quantization per element (min/max pass, divide, round, clamp)."""
+
+
+def _first(a: np.ndarray) -> np.ndarray:
+    return a[:1]
+
+
+@lowers("quantize-dynamic")
+def lower_quantize_dynamic(ctx: LowerCtx, node: Node) -> None:
+    """quantize-dynamic: per row or per tensor on the rows of x [M, K] (per-tensor: all rows share one pair)."""
+    x = node.inputs[0]
+    q, scale, zp = node.outputs
+    k = x.type.shape[-1]
+    m = math.prod(x.type.shape[:-1])
+    q_slot = ctx.out(q)
+    if node.attrs["granularity"] == "row":
+        s_slot, z_slot, kernel = ctx.out(scale), ctx.out(zp), quantize_rows
+    else:
+        s_slot = ctx.buffer((max(m, 1),), np.dtype(np.float32), f"{scale.name}.rows")
+        z_slot = ctx.buffer((max(m, 1),), np.dtype(np.int32), f"{zp.name}.rows")
+        kernel = quantize_tensor
+    if m * k:
+        ctx.emit(f"quantize_dynamic_{node.attrs['granularity']}", kernel, ctx.reshaped(ctx.arg(x), (m, k)),
+                 ctx.reshaped(q_slot, (m, k)), ctx.reshaped(s_slot, (m,)), ctx.reshaped(z_slot, (m,)),
+                 writes=(q_slot, s_slot, z_slot), work=m * k * OPS_PER_QUANTIZED_ELEMENT)
+    if node.attrs["granularity"] == "tensor":
+        ctx.view(s_slot, _first, scale.name, scale)
+        ctx.view(z_slot, _first, zp.name, zp)
+
+
+def _path(ctx: LowerCtx, node: Node) -> str:
+    """The plan's int8 path, checked to compute this op's weight range exactly."""
+    path = ctx.int8_path
+    if path is None:
+        raise ctx.fail("this host executes no int8 GEMM path (avx2, avx512bw or avx512vnni)")
+    lo, hi = WEIGHT_BITS[node.attrs["weight_bits"]]
+    plo, phi = WEIGHT_RANGE[path]
+    if lo < plo or hi > phi:
+        raise ctx.fail(f"weight_bits={node.attrs['weight_bits']} holds weights in [{lo}, {hi}], but int8 path "
+                       f"{path!r} computes exactly only [{plo}, {phi}]: quantize with weight_bits=7 for this "
+                       f"path (quantize{{weight_bits=7}}), or run on a host with avx512vnni")
+    ctx.int8_used = True
+    return path
+
+
+def _activations(ctx: LowerCtx, x: int, zp: Value, rows: int, k: int) -> tuple[int, int]:
+    """(u8 activations [rows, Kp], their zero points): s8 flipped to u8, K padded, contiguous as-is otherwise."""
+    flip = ctx.slots[x].dtype == np.dtype(np.int8)
+    kp = padded_k(k)
+    x2 = ctx.reshaped(ctx.arg(x), (rows, k))
+    if flip or kp != k:
+        xu = ctx.buffer((rows, kp), np.dtype(np.uint8), f"{ctx.slots[x].name}.u8")
+        ctx.emit("activations_u8", activations_u8, x2, xu, Lit(flip), writes=(xu,), work=rows * kp)
+        x2 = xu
+    z = ctx.arg(zp)
+    if flip:
+        zs = ctx.buffer(zp.type.shape, np.dtype(np.int32), f"{zp.name}.u8")
+        ctx.emit("shift_zero_points", shift_zero_points, z, zs, Lit(SIGN_FLIP), writes=(zs,), work=zp.type.numel)
+        z = zs
+    return x2, z
+
+
+def _requant_args(ctx: LowerCtx, node: Node, n: int) -> tuple[np.ndarray, np.ndarray]:
+    a = node.attrs
+    if a["dtype"] == "f32":
+        return np.zeros(0, np.float32), np.zeros(0, np.int32)
+    return (np.ascontiguousarray(np.broadcast_to(np.asarray(a["out_scale"], np.float32), (n,))),
+            np.ascontiguousarray(np.broadcast_to(np.asarray(a["out_zero_point"], np.int32), (n,))))
+
+
+def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray, out2: int,
+                   epi: Epilogue, res: int, label: str) -> None:
+    """gemm_dequant of u8 activations xu [M, Kp] with s8 weights w_nk [N, K] packed now, writing out2 [M, N]
+    (f32, or u8/s8 requantized through an f32 work buffer)."""
+    path = _path(ctx, node)
+    m, n, k = ctx.slots[out2].shape[0], w_nk.shape[0], w_nk.shape[1]
+    ws, sx = node.inputs[4], node.inputs[1]
+    packed = pack_int8_weights(np.ascontiguousarray(w_nk, np.int8), np.ones(n, np.float32), path)
+    name = node.inputs[3].name
+    data = ctx.const(packed.data, f"{name}.packed_{path}")
+    colsum = ctx.const(packed.colsum, f"{name}.colsum")
+    bias = ctx.arg(node.inputs[5]) if len(node.inputs) > 5 else ctx.const(np.zeros(n, np.float32), "zero_bias")
+    work = 2 * m * n * max(k, 1) // FLOPS_PER_UNIT
+    par = ctx.parallel(work)
+    tm, tnp = int8_tiles(m, n, path, ctx.threads, par)
+    scratch = ctx.buffer((scratch_size(m, n, path, tm, tnp),), np.dtype(np.int32), f"{node.name}.acc")
+    s_out, zp_out = _requant_args(ctx, node, n)
+    if node.attrs["dtype"] == "f32":
+        y, q = out2, ctx.const(NO_QUANT_OUT, "no_quant_out")
+    else:
+        y, q = ctx.buffer((m, n), np.dtype(np.float32), f"{node.name}.f32"), out2
+    codes, vecs, params = epilogue_args(ctx, epi)
+    ctx.emit(kernel_label(f"{label}_{path}", epi), int8_kernels(path).gemm_dequant, xu, ctx.arg(sx), zp, data,
+             colsum, ctx.arg(ws), bias, y, Lit(tm), Lit(tnp), scratch, codes, vecs, params, res, q,
+             ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch), work=work)
+
+
+def _constant_weight(ctx: LowerCtx, node: Node) -> np.ndarray:
+    w = node.inputs[3]
+    if not w.is_constant:
+        raise ctx.fail(f"{node.op} needs a constant weight (packed at compile time); %{w.name} is computed")
+    return np.asarray(w.data)
+
+
+def lower_qproduct(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
+    """qlinear / qmatmul with epilogue `epi` (f32 output only), writing `out_value`."""
+    w = _constant_weight(ctx, node)
+    w_nk = w if node.op == "qlinear" else w.T
+    n, k = w_nk.shape
+    x = node.inputs[0]
+    m = math.prod(x.type.shape[:-1])
+    out = ctx.out(out_value)
+    if m * n == 0:
+        return
+    xu, zp = _activations(ctx, ctx.slot(x), node.inputs[2], m, k)
+    res = residual_arg(ctx, epi, (m, n))
+    emit_int8_gemm(ctx, node, xu, zp, w_nk, ctx.reshaped(out, (m, n)), epi, res, node.op)
+
+
+def _geometry(node: Node, out_w: int) -> np.ndarray:
+    a = node.attrs
+    (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = node.inputs[3].type.shape[2:], a["strides"], a["pads"], \
+        a["dilations"]
+    geo = np.zeros(GEOMETRY_SIZE, np.int64)
+    geo[[KH, KW, SH, SW, PT, PL, DH, DW, W_OUT]] = kh, kw, sh, sw, pt, pl, dh, dw, out_w
+    return geo
+
+
+def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
+    """qconv2d (groups 1) as u8 im2col + the int8 GEMM + a transpose to NCHW; `epi` has no residual."""
+    if node.attrs["groups"] != 1:
+        raise ctx.fail(f"qconv2d with groups={node.attrs['groups']} has no int8 lowering (groups=1 only)")
+    if epi.residual is not None:
+        raise ctx.fail("qconv2d takes no residual epilogue (its GEMM writes pixels x channels)")
+    w = _constant_weight(ctx, node)
+    x = node.inputs[0]
+    nb, ci, _, _ = x.type.shape
+    co = w.shape[0]
+    _, _, ho, wo = out_value.type.shape
+    k = math.prod(w.shape[1:])
+    rows = nb * ho * wo
+    out = ctx.out(out_value)
+    if rows * co == 0:
+        return
+    flip = x.type.dtype.name == "i8"
+    cols = ctx.buffer((rows, padded_k(k)), np.dtype(np.uint8), f"{node.name}.cols")
+    zp = ctx.arg(node.inputs[2])
+    if flip:
+        zs = ctx.buffer((1,), np.dtype(np.int32), f"{node.name}.zp_u8")
+        ctx.emit("shift_zero_points", shift_zero_points, zp, zs, Lit(SIGN_FLIP), writes=(zs,), work=1)
+        zp = zs
+    ctx.emit("im2col_u8", im2col_u8, ctx.arg(x), ctx.const(_geometry(node, wo), "geometry"), zp, Lit(flip), cols,
+             writes=(cols,), work=rows * k)
+    pix = ctx.buffer((rows, co), ctx.slots[out].dtype, f"{node.name}.pixels")
+    emit_int8_gemm(ctx, node, cols, zp, w.reshape(co, k), pix, epi, ctx.const(np.zeros((1, 1), np.float32),
+                   "no_residual"), "qconv2d")
+    ctx.emit("pixels_to_nchw", pixels_to_nchw, ctx.reshaped(pix, (nb, ho * wo, co)),
+             ctx.reshaped(out, (nb, co, ho * wo)), writes=(out,), work=rows * co)
+
+
+@lowers("qlinear", "qmatmul")
+def lower_qproduct_alone(ctx: LowerCtx, node: Node) -> None:
+    """qlinear / qmatmul on their own."""
+    lower_qproduct(ctx, node, empty_epilogue(node), node.outputs[0])
+
+
+@lowers("qconv2d")
+def lower_qconv_alone(ctx: LowerCtx, node: Node) -> None:
+    """qconv2d on its own."""
+    lower_qconv(ctx, node, empty_epilogue(node), node.outputs[0])

@@ -1,0 +1,125 @@
+"""The integer ops on the Numba backend, on every int8 path this host executes (AVX2 forced included).
+
+Integer results (requantized u8/s8, dynamic quantization) equal the reference bit for bit; dequantized f32
+outputs equal it too (same float operations in the same order, no contraction); an f32 epilogue after them
+(GELU) is held to float rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from tensorsmith import runtime
+from tensorsmith.backends import reference
+from tensorsmith.backends.numba import NumbaLoweringError
+from tensorsmith.backends.numba.cpu_features import Int8PathError, int8_paths
+from tensorsmith.ir import Graph, GraphBuilder, f32
+
+PATHS = int8_paths()
+pytestmark = pytest.mark.skipif(not PATHS, reason="this host executes no int8 path")
+RNG = np.random.default_rng(11)
+
+
+def _weights(shape: tuple[int, ...], bits: int) -> np.ndarray:
+    hi = 63 if bits == 7 else 127
+    return RNG.integers(-hi - 1, hi + 1, shape).astype(np.int8)
+
+
+def _bits(path: str) -> int:
+    return 8 if path == "avx512vnni" else 7
+
+
+def _linear_graph(op: str, shape: tuple[int, ...], n: int, bits: int, gran: str) -> Graph:
+    """quantize-dynamic -> qlinear/qmatmul three ways: f32 with bias and GELU, u8 per channel, s8 per tensor."""
+    b = GraphBuilder(op)
+    x = b.input("x", f32[shape])
+    q, s, z = b.op_multi("quantize-dynamic", x, granularity=gran)
+    k = shape[-1]
+    w = _weights((n, k) if op == "qlinear" else (k, n), bits)
+    ws = (RNG.uniform(0.5, 1.0, n) / 100).astype(np.float32)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    y = b.op(op, q, s, z, w, ws, bias, weight_bits=bits, name="y")
+    g = b.gelu(y, name="g")
+    u = b.op(op, q, s, z, w, ws, weight_bits=bits, dtype="u8", out_scale=list(RNG.uniform(0.01, 0.05, n)),
+             out_zero_point=[int(v) for v in RNG.integers(0, 256, n)], name="u")
+    i = b.op(op, q, s, z, w, ws, bias, weight_bits=bits, dtype="i8", out_scale=[0.0005], out_zero_point=[-3],
+             name="i")  # saturates
+    b.output(y, g, u, i, q, s, z)
+    return b.build()
+
+
+def _check(g: Graph, path: str, feeds: dict[str, np.ndarray], close: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    ref = reference.run(g, feeds)
+    for fuse in (True, False):
+        exe = runtime.compile(g, backend="numba", int8_path=path, fuse=fuse)
+        assert exe.stats["int8_path"] == path
+        got = exe.run(feeds)
+        for name, want in ref.items():
+            if name in close:
+                assert_allclose(got[name], want, rtol=1e-5, atol=1e-5)
+            else:
+                assert_array_equal(got[name], want, err_msg=f"{name} on {path} (fuse={fuse})")
+    return ref
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("op", ["qlinear", "qmatmul"])
+@pytest.mark.parametrize("shape,n,gran", [((3, 5, 33), 70, "row"), ((1, 64), 130, "tensor"), ((17, 8), 1, "row"),
+                                          ((40, 768), 96, "tensor")])
+def test_qproducts_bit_exact(path: str, op: str, shape: tuple[int, ...], n: int, gran: str) -> None:
+    g = _linear_graph(op, shape, n, _bits(path), gran)
+    x = (RNG.standard_normal(shape) * 3).astype(np.float32)
+    x.reshape(-1)[:3] = [0.0, -7.5, 9.25]
+    ref = _check(g, path, {"x": x}, close=("g",))
+    assert ((ref["i"] == -128) | (ref["i"] == 127)).any()  # saturation is exercised
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_signed_activations_and_static_zero_points(path: str) -> None:
+    """A static s8 activation (quantize's output) with a nonzero zero point flips to u8 exactly."""
+    b = GraphBuilder("s8")
+    x = b.input("x", f32[6, 20])
+    q = b.quantize(x, 0.05, -7, dtype="i8")
+    y = b.op("qlinear", q, np.array([0.05], np.float32), np.array([-7], np.int32), _weights((9, 20), _bits(path)),
+             np.full(9, 0.01, np.float32), weight_bits=_bits(path), name="y")
+    b.output(y)
+    _check(b.build(), path, {"x": RNG.standard_normal((6, 20)).astype(np.float32) * 4})
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("pads,strides,dil", [((0, 0, 0, 0), (1, 1), (1, 1)), ((1, 2, 0, 1), (2, 1), (1, 2))])
+def test_qconv2d_bit_exact(path: str, pads: tuple[int, ...], strides: tuple[int, int], dil: tuple[int, int]) -> None:
+    b = GraphBuilder("qconv")
+    x = b.input("x", f32[2, 5, 9, 8])
+    q, s, z = b.op_multi("quantize-dynamic", x)
+    w = _weights((7, 5, 3, 2), _bits(path))
+    ws = (RNG.uniform(0.5, 1.0, 7) / 100).astype(np.float32)
+    attrs = {"pads": pads, "strides": strides, "dilations": dil, "weight_bits": _bits(path)}
+    y = b.op("qconv2d", q, s, z, w, ws, RNG.standard_normal(7).astype(np.float32), name="y", **attrs)
+    r = b.relu(y, name="r")
+    u = b.op("qconv2d", q, s, z, w, ws, name="u", dtype="u8", out_scale=[0.03], out_zero_point=[128], **attrs)
+    b.output(y, r, u)
+    _check(b.build(), path, {"x": RNG.standard_normal((2, 5, 9, 8)).astype(np.float32)})
+
+
+def test_full_range_weights_are_refused_on_the_7_bit_paths() -> None:
+    paths = [p for p in PATHS if p != "avx512vnni"]
+    if not paths:
+        pytest.skip("this host has no 7-bit int8 path")
+    g = _linear_graph("qlinear", (2, 8), 4, 8, "tensor")
+    with pytest.raises(NumbaLoweringError, match=r"weight_bits=8 .* computes exactly only \[-64, 63\]"):
+        runtime.compile(g, backend="numba", int8_path=paths[-1])
+
+
+def test_unknown_or_missing_paths_are_named() -> None:
+    g = _linear_graph("qlinear", (2, 8), 4, 7, "tensor")
+    with pytest.raises(Int8PathError, match="unknown int8 GEMM path 'sse2'"):
+        runtime.compile(g, backend="numba", int8_path="sse2")
+
+
+def test_the_plan_names_no_path_without_integer_ops() -> None:
+    b = GraphBuilder("f")
+    x = b.input("x", f32[2, 3])
+    b.output(b.relu(x))
+    assert runtime.compile(b.build(), backend="numba").stats["int8_path"] is None

@@ -1,0 +1,103 @@
+"""Reference rules of the integer ops against hand-worked cases: rounding half to even, saturation, zero points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tensorsmith.ir import BuildError, ExecutionError, GraphBuilder, f32, u8
+
+from .refcase import covers, run_graph, run_op
+
+F = np.float32
+
+
+def _dynamic(x: np.ndarray, granularity: str) -> list[np.ndarray]:
+    b = GraphBuilder("qd")
+    v = b.input("x", f32[x.shape])
+    outs = b.op_multi("quantize-dynamic", v, granularity=granularity)
+    b.output(*outs)
+    res = run_graph(b.build(), {"x": x.astype(F)})
+    return [res[o.name] for o in outs]
+
+
+@covers("quantize-dynamic")
+def test_quantize_dynamic_per_tensor_rounds_half_to_even() -> None:
+    q, s, z = _dynamic(np.array([0, 1.25, 1.75, 2.25, 127.5, 3.0], F), "tensor")  # range [0, 127.5]: scale 0.5
+    assert s.tolist() == [0.5] and z.tolist() == [0] and s.dtype == np.float32 and z.dtype == np.int32
+    assert q.dtype == np.uint8 and q.tolist() == [0, 2, 4, 4, 255, 6]  # 2.5 -> 2, 3.5 -> 4, 4.5 -> 4
+
+
+@covers("quantize-dynamic")
+def test_quantize_dynamic_per_row_widens_to_zero() -> None:
+    x = np.array([[-25.5, 102.0, 0.25, 0.75], [0, 0, 0, 0], [1.0, 127.5, 0.5, 0.25]], F)
+    q, s, z = _dynamic(x, "row")
+    assert s.tolist() == [0.5, 1.0, 0.5]  # all zeros: scale 1
+    assert z.tolist() == [51, 0, 0]  # 25.5 / 0.5 = 51; a positive row's range starts at 0
+    assert q[0].tolist() == [0, 255, 51, 53]  # 0.5 -> 0, 1.5 -> 2 (half to even), plus 51
+    assert q[1].tolist() == [0, 0, 0, 0]
+    assert q[2].tolist() == [2, 255, 1, 0]  # 0.5 -> 0
+
+
+X = np.array([[10, 20]], np.uint8)
+W = np.array([[1, -2], [3, 4]], np.int8)
+WS, BIAS = np.array([0.25, 1.0], F), np.array([1.0, -1.0], F)
+
+
+def _q(op: str, x: np.ndarray, sx: list[float], zx: list[int], w: np.ndarray, **attrs: object) -> np.ndarray:
+    return run_op(op, x, np.array(sx, F), np.array(zx, np.int32), w, WS, BIAS, **attrs)
+
+
+@covers("qlinear")
+def test_qlinear_dequantizes_hand_worked() -> None:
+    # x - zp = [5, 15]; acc = [5 - 30, 15 + 60] = [-25, 75]; y = 0.5 * [0.25, 1] * acc + [1, -1]
+    assert _q("qlinear", X, [0.5], [5], W).tolist() == [[-2.125, 36.5]]
+
+
+@covers("qlinear")
+def test_qlinear_requantizes_half_to_even_and_saturates() -> None:
+    # y / 0.25 = [-8.5, 146]: -8.5 -> -8 (half to even), + 10 -> [2, 156]
+    assert _q("qlinear", X, [0.5], [5], W, dtype="u8", out_scale=[0.25], out_zero_point=[10]).tolist() == [[2, 156]]
+    assert _q("qlinear", X, [0.5], [5], W, dtype="i8", out_scale=[0.25], out_zero_point=[0]).tolist() == [[-8, 127]]
+    per_channel = _q("qlinear", X, [0.5], [5], W, dtype="u8", out_scale=[0.25, 0.1], out_zero_point=[0, 0])
+    assert per_channel.tolist() == [[0, 255]]  # -8 clips to 0, 365 to 255
+
+
+@covers("qlinear")
+def test_qlinear_per_row_and_signed_activations() -> None:
+    x = np.array([[10, 20], [0, 255]], np.uint8)
+    # row 1: x - 0 = [0, 255]: acc = [-510, 1020]; y = 2 * [0.25, 1] * acc + [1, -1]
+    assert _q("qlinear", x, [0.5, 2.0], [5, 0], W).tolist() == [[-2.125, 36.5], [-254.0, 2039.0]]
+    xs = np.array([[-10, 20]], np.int8)  # x - zp = [-5, 25]: acc = [-55, 85]
+    assert _q("qlinear", xs, [1.0], [-5], W).tolist() == [[-55 * 0.25 + 1, 85 - 1]]
+
+
+@covers("qmatmul")
+def test_qmatmul_reads_the_weight_as_k_by_n() -> None:
+    assert _q("qmatmul", X, [0.5], [5], np.ascontiguousarray(W.T)).tolist() == [[-2.125, 36.5]]
+
+
+@covers("qlinear")
+def test_qlinear_refuses_weights_outside_weight_bits() -> None:
+    with pytest.raises(ExecutionError, match=r"weight_bits=7 holds weights in \[-64, 63\]"):
+        _q("qlinear", X, [0.5], [5], np.array([[1, 100], [0, 0]], np.int8), weight_bits=7)
+
+
+@covers("qconv2d")
+def test_qconv2d_pads_with_the_zero_point() -> None:
+    x = np.arange(1, 10, dtype=np.uint8).reshape(1, 1, 3, 3)  # x - 1 = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    w = np.array([[[[1, 0], [0, -1]]]], np.int8)  # out[i, j] = c[i, j] - c[i + 1, j + 1]
+    y = run_op("qconv2d", x, np.array([0.5], F), np.array([1], np.int32), w, np.array([2.0], F),
+               np.array([0.5], F), pads=[1, 1, 1, 1])
+    acc = np.array([[0, -1, -2, 0], [-3, -4, -4, 2], [-6, -4, -4, 5], [0, 6, 7, 8]], F)
+    assert y.tolist() == [[(acc + 0.5).tolist()]]
+
+
+def test_integer_ops_check_their_operands() -> None:
+    b = GraphBuilder("bad")
+    x = b.input("x", u8[2, 4])
+    with pytest.raises(BuildError, match="x_scale"):
+        b.op("qlinear", x, np.ones(3, F), np.zeros(3, np.int32), np.ones((5, 4), np.int8), np.ones(5, F))
+    with pytest.raises(BuildError, match="weight must be i8"):
+        b.op("qlinear", x, np.ones(1, F), np.zeros(1, np.int32), np.ones((5, 4), np.uint8), np.ones(5, F))
+    with pytest.raises(BuildError, match="out_scale"):
+        b.op("qlinear", x, np.ones(1, F), np.zeros(1, np.int32), np.ones((5, 4), np.int8), np.ones(5, F), dtype="u8")
