@@ -1,8 +1,8 @@
 """Imports every built-in pass so that it registers itself."""
 
-from . import cse, dce, fold_batchnorm, fold_constants, fuse, prune, quantize, simplify  # noqa: F401
+from . import cse, dce, fold_batchnorm, fold_constants, fuse, prune, quantize, schedule, simplify  # noqa: F401
 
-BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse")
+BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse", "schedule")
 """Names of the passes that ship with tensorsmith."""
 
 LOSSY_PASSES = ("quantize", "prune")
