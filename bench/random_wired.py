@@ -31,6 +31,8 @@ CONCAT_P = 0.25
 def random_dag(n: int, kind: Literal["ws", "er"], seed: int) -> nx.DiGraph:
     """A random undirected graph on nodes 0..n-1 with every edge pointing to the higher number."""
     if kind == "ws":
+        if n <= WS_K:
+            raise ValueError(f"random_dag: a Watts-Strogatz graph needs more than {WS_K} nodes, got {n}")
         u = nx.connected_watts_strogatz_graph(n, WS_K, WS_P, seed=seed)
     elif kind == "er":
         u = nx.gnp_random_graph(n, ER_P, seed=seed)
