@@ -1,8 +1,19 @@
 """Imports every built-in pass so that it registers itself."""
 
-from . import cse, dce, fold_batchnorm, fold_constants, fuse, prune, quantize, quantize_fold, simplify  # noqa: F401
+from . import (  # noqa: F401  (registers the built-in passes)
+    cse,
+    dce,
+    fold_batchnorm,
+    fold_constants,
+    fuse,
+    prune,
+    quantize,
+    quantize_fold,
+    schedule,
+    simplify,
+)
 
-BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse")
+BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse", "schedule")
 """Names of the passes that ship with tensorsmith."""
 
 LOSSY_PASSES = ("quantize", "prune")

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.arena import ALIGNMENT, ArenaPlan, Buffer, plan_arena
 from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
 from ..backends.numba.jit import cache_stats, num_threads
 from ..ir.graph import Graph
 from ..ir.interpreter import ExecutionError, check_inputs
-from .arena import ALIGNMENT, ArenaPlan, Buffer, plan_arena
 from .executable import Executable, NodeProfile, Profile
 
 CALL, CALL_DYN, VIEW = 0, 1, 2
@@ -81,6 +81,7 @@ class NumbaExecutable(Executable):
             "arena_bytes": self.arena.size,
             "naive_bytes": self.arena.naive,
             "peak_live_bytes": self.arena.peak_live,
+            "arena_strategy": self.arena.strategy,
             "buffers": len(buffers),
             "kernels": len(kernels),
             "views": len(self.plan.steps) - len(kernels),

@@ -11,9 +11,10 @@ FOLDERS = ("ir", "backends", "passes", "runtime", "bench")
 ALLOWED = {
     "ir": {"ir"},
     "backends": {"ir", "backends"},
-    # passes may ask the cost model, and use the reference backend (numpy golden semantics)
-    # to fold constants and check numerics; never the executing JIT backends.
-    "passes": {"ir", "passes", "backends.cost", "backends.reference"},
+    # passes may ask the cost model, use the reference backend (numpy golden semantics)
+    # to fold constants and check numerics, and price node orders with the arena planner;
+    # never the executing JIT backends.
+    "passes": {"ir", "passes", "backends.cost", "backends.reference", "backends.arena"},
     "runtime": {"ir", "passes", "backends", "runtime"},
     "bench": set(FOLDERS),
 }

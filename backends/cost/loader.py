@@ -246,6 +246,7 @@ def target_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Target:
             efficiency=frozen_map({k: float(v) for k, v in _get(d, "efficiency", dict, w, {}).items()}),
             op_weights=frozen_map(_op_weights(_get(d, "op_weights", dict, w, {}), w)),
             launch_overhead_s=_get(d, "launch_overhead_us", float, w, 0.0) * 1e-6,
+            parallel_units=_get(d, "parallel_units", int, w, 1),
             tdp_w=_get(d, "tdp_w", float, w, 0.0), static_w=_get(d, "static_w", float, w, 0.0),
             skips_zeros=_get(d, "skips_zeros", bool, w, False),
             sparse_kernels=_sparse_kernels(_get(d, "sparse_kernels", str, w, ""), w),

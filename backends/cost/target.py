@@ -120,6 +120,7 @@ class Target:
     efficiency: Mapping[str, float] = field(default_factory=lambda: frozen_map({}), hash=False)
     op_weights: Mapping[str, float] = field(default_factory=lambda: frozen_map({}), hash=False)
     launch_overhead_s: float = 0.0
+    parallel_units: int = 1  # independent queues a schedule issues nodes on: GPU streams, TPU cores, NPU engines
     tdp_w: float = 0.0
     static_w: float = 0.0
     skips_zeros: bool = False
@@ -140,6 +141,8 @@ class Target:
             raise ValueError(f"target {self.name}: unknown precision(s) {bad}; known: {PRECISIONS}")
         if not self.peak:
             raise ValueError(f"target {self.name}: needs a peak for at least one precision")
+        if self.parallel_units < 1:
+            raise ValueError(f"target {self.name}: parallel_units must be at least 1, got {self.parallel_units}")
 
     # ---- precisions --------------------------------------------------------------------------
     def supports(self, precision: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tensorsmith.runtime.arena import ALIGNMENT, Buffer, check_arena, peak_live_bytes, plan_arena
+from tensorsmith.backends.arena import ALIGNMENT, ARENA_STRATEGIES, Buffer, check_arena, peak_live_bytes, plan_arena
 
 
 @st.composite
@@ -27,6 +27,10 @@ def test_plan_is_valid_and_between_the_bounds(buffers: list[Buffer]) -> None:
     assert all(off % ALIGNMENT == 0 for off in plan.offsets.values())
     assert plan.peak_live <= plan.size <= plan.naive
     assert plan.peak_live == peak_live_bytes(buffers)
+    for name in ARENA_STRATEGIES:  # each strategy alone is valid, and the plan keeps the smallest
+        alone = plan_arena(buffers, strategies=[name])
+        check_arena(alone, buffers)
+        assert alone.strategy == name and plan.size <= alone.size
 
 
 def test_a_chain_reuses_two_slots() -> None:
@@ -41,6 +45,24 @@ def test_a_later_buffer_fills_the_hole_a_dead_one_left() -> None:
     plan = plan_arena(buffers)
     check_arena(plan, buffers)
     assert plan.offsets[2] == 0 and plan.offsets[3] == 2048 and plan.size == 8192
+
+
+def test_greedy_by_breadth_wins_where_size_order_leaves_a_hole() -> None:
+    # by size: 320 at 0, the 256s at 320 and 0 (they overlap at step 4), the 128 above them: 768 bytes;
+    # by breadth: step 4 (256 + 256 + 64 + 128 live) first, then the 320 of steps 2-3 fits in 704 = peak live
+    a = [Buffer(0, 256, 3, 5), Buffer(1, 320, 2, 3), Buffer(2, 64, 3, 4), Buffer(3, 128, 4, 5), Buffer(4, 256, 4, 4)]
+    by_size = plan_arena(a, strategies=["greedy-by-size"])
+    by_breadth = plan_arena(a, strategies=["greedy-by-breadth"])
+    check_arena(by_size, a)
+    check_arena(by_breadth, a)
+    assert (by_size.size, by_breadth.size, by_breadth.peak_live) == (768, 704, 704)
+    best = plan_arena(a)
+    assert best.size == 704 and best.strategy == "greedy-by-breadth"
+
+
+def test_unknown_strategy_is_refused() -> None:
+    with pytest.raises(ValueError, match="greedy-by-size"):
+        plan_arena([Buffer(0, 8, 0, 1)], strategies=["first-fit"])
 
 
 def test_bad_buffers_are_refused() -> None:

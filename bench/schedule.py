@@ -1,0 +1,135 @@
+"""Benchmark of the `schedule` pass: peak live bytes and arena bytes, original order vs scheduled.
+
+    python -m tensorsmith.bench.schedule [--models a,b] [--random 30,40,50,60] [--seeds 2] [--orders 1000]
+
+Three tables: every zoo model (the ONNX light models among them) as loaded, the original order vs
+`schedule` (peak live bytes, arena bytes from the runtime's planner, method, time); randomly wired
+graphs (SERENITY's benchmark: Watts-Strogatz and Erdos-Renyi DAGs of convolutions, adds and concats)
+against the best of `--orders` random topological orders, the heuristic alone and the exact search
+where it finishes; and the latency schedule's makespan per target for Inception v1 and the BERT-base
+layer against the serial sum and the critical path (emulated by the cost model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from ..backends.cost import estimate, list_targets, load_target
+from ..ir import Graph
+from ..passes import PassContext, run_pipeline
+from ..passes.schedule_latency import schedule_for_latency
+from ..passes.schedule_memory import MemoryModel
+from ..passes.schedule_search import schedule_for_memory
+from .models import list_models, load_model
+from .random_wired import random_wired_graph
+
+LATENCY_MODELS = ("onnx-inception-v1", "bert-base-layer")
+
+
+def random_order(model: MemoryModel, rng: random.Random) -> list[int]:
+    """A uniformly drawn ready node at every step: a random topological order."""
+    waiting = [len(p) for p in model.preds]
+    succs: list[list[int]] = [[] for _ in model.preds]
+    for i, ps in enumerate(model.preds):
+        for p in ps:
+            succs[p].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    order = []
+    while ready:
+        v = ready.pop(rng.randrange(len(ready)))
+        order.append(v)
+        for s in succs[v]:
+            waiting[s] -= 1
+            if waiting[s] == 0:
+                ready.append(s)
+    return order
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1e3:,.1f}"
+
+
+def bench_models(names: list[str]) -> None:
+    """Peak live and arena bytes of each model, original order vs scheduled, and the pass's time."""
+    print("| model | nodes | peak live KB before | after | arena KB before | after | method | schedule ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        g = load_model(name).graph
+        model = MemoryModel.of(g)
+        t0 = time.perf_counter()
+        out = run_pipeline(g, "schedule", ctx=PassContext(verify_each=False))
+        seconds = time.perf_counter() - t0
+        found = schedule_for_memory(g)
+        position = {n.name: i for i, n in enumerate(g.nodes)}
+        order = [position[n.name] for n in out.nodes]
+        original = range(len(g.nodes))
+        print(f"| {name} | {len(g.nodes)} | {_kb(model.peak(original))} | {_kb(model.peak(order))} | "
+              f"{_kb(model.arena(original).size)} | {_kb(model.arena(order).size)} | "
+              f"{found.method}{'' if found.optimal else ' (not proven)'} | {seconds * 1e3:.0f} |")
+
+
+def bench_random(sizes: list[int], seeds: int, orders: int) -> None:
+    """Randomly wired graphs: original, best of `orders` random orders, heuristic, schedule (exact if it finishes)."""
+    print(f"| graph | nodes | original KB | best of {orders} random | heuristic | schedule | optimal | "
+          "original / schedule | arena KB before | after | heuristic ms | schedule ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ratios, beaten = [], 0
+    for kind in ("ws", "er"):
+        for n in sizes:
+            for seed in range(seeds):
+                g = random_wired_graph(n, kind, seed)
+                model = MemoryModel.of(g)
+                rng = random.Random(seed)
+                best_random = min(model.peak(random_order(model, rng)) for _ in range(orders))
+                t0 = time.perf_counter()
+                heuristic = schedule_for_memory(g, exact=False)
+                t1 = time.perf_counter()
+                found = schedule_for_memory(g)
+                t2 = time.perf_counter()
+                original = range(len(g.nodes))
+                ratios.append(found.peak_before / found.peak_after)
+                beaten += found.peak_after > best_random
+                optimal = "yes" if found.optimal else "unknown"
+                print(f"| {kind}{n} seed {seed} | {len(g.nodes)} | {_kb(found.peak_before)} | {_kb(best_random)} | "
+                      f"{_kb(heuristic.peak_after)} | {_kb(found.peak_after)} | {optimal} | "
+                      f"{ratios[-1]:.2f}x | {_kb(model.arena(original).size)} | {_kb(model.arena(found.order).size)} | "
+                      f"{(t1 - t0) * 1e3:.0f} | {(t2 - t1) * 1e3:.0f} |")
+    print(f"\nmean original / schedule: {sum(ratios) / len(ratios):.2f}x over {len(ratios)} graphs; "
+          f"schedule above the best random order on {beaten}")
+
+
+def bench_latency(names: tuple[str, ...]) -> None:
+    """Latency schedule per target: makespan against the serial sum and the critical path (emulated)."""
+    print("| model | target | units | serial ms | makespan ms | speed-up | critical path ms | estimate ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        g: Graph = run_pipeline(load_model(name).graph, "fuse")
+        for target in list_targets():
+            t = load_target(target)
+            found = schedule_for_latency(g, t)
+            out = run_pipeline(g, "schedule{objective=latency}", target=target)
+            est = estimate(out, t).total.latency_s
+            print(f"| {name} | {target} | {t.parallel_units} | {found.serial * 1e3:.3f} | {found.makespan * 1e3:.3f} | "
+                  f"{found.serial / found.makespan:.2f}x | {found.critical_path * 1e3:.3f} | {est * 1e3:.3f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the three tables."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="", help="comma-separated zoo models (default: every available one)")
+    ap.add_argument("--random", default="30,40,50,60", help="operator counts of the random graphs")
+    ap.add_argument("--seeds", type=int, default=2, help="random graphs per kind and size")
+    ap.add_argument("--orders", type=int, default=1000, help="random topological orders per random graph")
+    args = ap.parse_args(argv)
+    names = args.models.split(",") if args.models else [m.name for m in list_models() if m.available]
+    bench_models(names)
+    print()
+    bench_random([int(n) for n in args.random.split(",") if n], args.seeds, args.orders)
+    print()
+    bench_latency(LATENCY_MODELS)
+
+
+if __name__ == "__main__":
+    main()
