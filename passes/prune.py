@@ -32,7 +32,7 @@ class _Layer:
     note: str = ""
 
 
-def _names(text: str) -> list[str]:
+def split_names(text: str) -> list[str]:
     """`a+b|c` -> ["a", "b", "c"] (commas separate options in a pipeline string, so + or | here)."""
     return [p for p in re.split(r"[+|\s]+", text) if p]
 
@@ -96,8 +96,8 @@ class Prune(Pass):
             raise ValueError(f"prune: block={self.block} must be one or two positive sizes (32 or 16x32)")
         if not 0 < self.n <= self.m:
             raise ValueError(f"prune: n={self.n}, m={self.m} must satisfy 0 < n <= m")
-        bad = [o for o in _names(self.ops) if o not in PRUNABLE_OPS]
-        if bad or not _names(self.ops):
+        bad = [o for o in split_names(self.ops) if o not in PRUNABLE_OPS]
+        if bad or not split_names(self.ops):
             raise ValueError(f"prune: ops={self.ops!r}: {bad or 'none'} not prunable; choose from "
                              f"{'+'.join(PRUNABLE_OPS)}")
         if self.min_params < 0:
@@ -112,7 +112,7 @@ class Prune(Pass):
         uses: dict[int, int] = {}
         for v in [v for n in graph.nodes for v in n.inputs] + list(graph.outputs):
             uses[id(v)] = uses.get(id(v), 0) + 1
-        ops, skip = set(_names(self.ops)), _names(self.skip)
+        ops, skip = set(split_names(self.ops)), split_names(self.skip)
         done: list[_Layer] = []
         kept: list[str] = []
         lat = [0.0, 0.0]
