@@ -1,6 +1,18 @@
 """Imports every built-in pass so that it registers itself."""
 
-from . import cse, dce, fold_batchnorm, fold_constants, fuse, prune, prune_channels, prune_heads, quantize, simplify  # noqa: F401
+from . import (  # noqa: F401
+    cse,
+    dce,
+    fold_batchnorm,
+    fold_constants,
+    fuse,
+    prune,
+    prune_channels,
+    prune_heads,
+    quantize,
+    simplify,
+    sparsity_report,
+)
 
 BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse")
 """Names of the passes that ship with tensorsmith."""
