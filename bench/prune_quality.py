@@ -50,7 +50,8 @@ MINILM_ROWS: dict[str, Pipeline] = {
 def quality_table(model: Model, rows: dict[str, Pipeline], sparsities: tuple[float, ...]) -> str:
     """A markdown table: one row per pattern, one column per sparsity, the model's quality metric in each cell."""
     dense = model.quality(lambda x: reference.run(model.graph, x))
-    head = f"| {model.name}: {model.metric_name} (dense {dense:.4f}) | " + " | ".join(f"{s:.0%}" for s in sparsities) + " |"
+    cols = " | ".join(f"{s:.0%}" for s in sparsities)
+    head = f"| {model.name}: {model.metric_name} (dense {dense:.4f}) | {cols} |"
     lines = [head, "|---|" + "---|" * len(sparsities)]
     params = model.graph.num_parameters()
     for label, make in rows.items():
