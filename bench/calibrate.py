@@ -192,6 +192,29 @@ def measure_dispatch_us(backend: str | None = None, repeats: int = 201) -> tuple
     return t * 1e6, name
 
 
+BSR_BLOCKS = ((32, 32), (16, 16))
+"""Block shapes whose BSR / dense break-even density calibrate stores."""
+
+
+def measure_bsr_breakevens(quick: bool = False) -> dict[str, Any] | None:
+    """Per block of BSR_BLOCKS, the density below which the Numba BSR kernel beats the dense micro-kernel GEMM
+    (an FFN-shaped product, 128x3072x768), or None when this host has no path for the sparse kernels."""
+    from ..backends.cost.sparse_kernels import block_key
+    from ..backends.numba import k_microkernel
+    from ..backends.numba.sparse_ukernels import HOST_ISA
+    from .sparse_gemm import measure_bsr_breakeven
+
+    if HOST_ISA is None or not k_microkernel.AVAILABLE:
+        return None
+    shape, dens = ((64, 256, 512), (0.1, 0.5)) if quick else ((128, 768, 3072), (0.1, 0.3, 0.5, 0.7))
+    out: dict[str, Any] = {"shape_mnk": list(shape), "densities": list(dens), "speedups": {}, "density": {}}
+    for block in BSR_BLOCKS:
+        be = measure_bsr_breakeven(*shape, block, densities=dens, repeats=3 if quick else 7)
+        out["speedups"][block_key(block)] = [round(s, 3) for s in be.speedups]
+        out["density"][block_key(block)] = round(be.density, 3)
+    return out
+
+
 def _clock_ghz() -> float | None:
     try:
         mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -220,6 +243,12 @@ def _toml_override(m: dict[str, Any]) -> str:
               f"int8 = {m['vector_gops'] / 1e3:.5f}", "",
               f"[op_weights]   # {m['dispatch_backend']} kernel time / (COST_RULES' op count at the rate above)"]
     lines += [f"{op} = {w}" for op, w in m["op_weights"].items()] + [""]
+    if m.get("bsr_breakeven"):
+        be = m["bsr_breakeven"]
+        lines.append(f"[bsr_breakeven]   # block density below which the BSR kernel beats the dense GEMM (MxNxK "
+                     f"{'x'.join(map(str, be['shape_mnk']))}; read by backends/cost/sparse_kernels.py)")
+        lines += [f"{key} = {d}   # speed-ups {be['speedups'][key]} at densities {be['densities']}"
+                  for key, d in be["density"].items()] + [""]
     for lvl in base.memory:
         if not lvl.on_chip:
             bw, src = m["dram_gbs"], "   # measured (max of copy and triad)"
@@ -277,6 +306,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
         disp, backend = measure_dispatch_us(backend, repeats=21 if quick else 201)
         weights = measure_op_weights(backend, vec, disp, repeats=5 if quick else 15)
         int8 = measure_int8_gops(backend, 128 if quick else 384, repeats=3 if quick else 7)
+        bsr = measure_bsr_breakevens(quick) if backend == "numba" else None
     fp32 = max(gemm.values())
     m: dict[str, Any] = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -288,7 +318,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
         "bandwidth_gbs": {k: round(v, 2) for k, v in bw.items()}, "dram_gbs": max(bw.values()),
         "cache_gbs": {k: round(v, 2) for k, v in caches.items()},
         "vector_gops": vec, "op_weights": weights,
-        "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(),
+        "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(), "bsr_breakeven": bsr,
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,15 +19,12 @@ from itertools import groupby
 from ..ir.graph import Graph, Node
 from ..ir.ops import OPS
 from ..ir.regions import MATRIX_OPS, make_region
+from . import fuse_attention  # noqa: F401  (registers the attention pattern)
 from .base import Pass, PassContext, PassResult, register_pass
 from .fuse_epilogue import EPILOGUE_RULES, Candidate, EpilogueRule
+from .fuse_layout import LAYOUT_CLEANUP
 from .fuse_patterns import FUSION_PATTERNS
-from .rewrite import RuleSet, apply_rules, format_hits
-from .simplify import SIMPLIFY_RULES
-
-LAYOUT_CLEANUP = RuleSet(tuple(r for r in SIMPLIFY_RULES if r.name in (
-    "transpose-transpose", "identity-transpose", "reshape-reshape", "noop-reshape")))
-"""Run after recognition: the reshapes and transposes a replacement emits cancel against the exporter's."""
+from .rewrite import apply_rules, format_hits
 
 
 @dataclass

@@ -21,6 +21,7 @@ class NodeProfile:
     kernel: str
     seconds: float
     bytes: int
+    note: str = ""  # why the backend chose this kernel, when it records it
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Profile:
         lines = [f"{'node':<{width}}  {'op':<14} {'kernel':<22} {'ms':>9} {'MB':>8}"]
         for p in rows:
             lines.append(f"{p.name:<{width}}  {p.op:<14} {p.kernel:<22} {p.seconds * 1e3:9.3f} "
-                         f"{p.bytes / 1e6:8.2f}")
+                         f"{p.bytes / 1e6:8.2f}" + (f"  {p.note}" if p.note else ""))
         lines.append(f"total (median of {self.repeats} runs): {self.total_seconds * 1e3:.3f} ms")
         return "\n".join(lines)
 

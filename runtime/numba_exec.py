@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, lower
+from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
 from ..backends.numba.jit import cache_stats, num_threads
 from ..ir.graph import Graph
@@ -40,6 +42,16 @@ def lifetimes(plan: Plan) -> list[Buffer]:
     return [Buffer(r, plan.slots[r].nbytes, first[r], last[r]) for r in first]
 
 
+@dataclass
+class Binding:
+    """One arena and the kernel calls bound to its buffers (one per thread that runs the executable)."""
+
+    memory: np.ndarray
+    template: list[Any]
+    program: list[tuple[Any, ...]]
+    steps: list[Step]
+
+
 class NumbaExecutable(Executable):
     """A graph compiled to Numba kernels over a preallocated arena."""
 
@@ -50,8 +62,12 @@ class NumbaExecutable(Executable):
         t1 = time.perf_counter()
         buffers = lifetimes(self.plan)
         self.arena: ArenaPlan = plan_arena(buffers)
-        self._memory = np.empty(self.arena.size + ALIGNMENT, np.uint8)
-        self._bind()
+        self._inputs = [(name, slot) for name, slot in self.plan.inputs]
+        self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
+        self._uses_blas = any(s.blas for s in self.plan.steps)
+        self._owner = threading.get_ident()
+        self._main = self._bind()
+        self._local = threading.local()
         t2 = time.perf_counter()
         super().__init__(graph, "numba", 0.0)
         before = cache_stats(self.plan.twins)
@@ -76,12 +92,28 @@ class NumbaExecutable(Executable):
             "jit_seconds": t3 - t2,
             "cache_hits": after[0] - before[0],
             "cache_misses": after[1] - before[1],
+            "kernels_by_layer": dict(self.plan.layer_kernels),
         }
 
     # ---- binding -------------------------------------------------------------------------
-    def _bind(self) -> None:
+    @property
+    def _memory(self) -> np.ndarray:
+        """The arena of the thread that compiled the executable."""
+        return self._main.memory
+
+    def _binding(self) -> Binding:
+        """This thread's arena and program: runs from several threads at once never share buffers."""
+        if threading.get_ident() == self._owner:
+            return self._main
+        bound = getattr(self._local, "binding", None)
+        if bound is None:
+            bound = self._local.binding = self._bind()
+        return bound
+
+    def _bind(self) -> Binding:
         plan = self.plan
-        base = (-self._memory.ctypes.data) % ALIGNMENT
+        memory = np.empty(self.arena.size + ALIGNMENT, np.uint8)
+        base = (-memory.ctypes.data) % ALIGNMENT
         arrays: list[Any] = [None] * len(plan.slots)
         static = [False] * len(plan.slots)
         for s in plan.slots:
@@ -89,37 +121,33 @@ class NumbaExecutable(Executable):
                 arrays[s.index], static[s.index] = s.array, True
             elif s.kind == "buffer":
                 off = base + self.arena.offsets[s.index]
-                mem = self._memory[off:off + s.nbytes]
+                mem = memory[off:off + s.nbytes]
                 arrays[s.index] = mem.view(s.dtype).reshape(s.shape) if s.nbytes else np.empty(s.shape, s.dtype)
                 static[s.index] = True
             elif s.kind == "view" and static[s.base]:  # type: ignore[index]
                 arrays[s.index], static[s.index] = s.view(arrays[s.base]), True  # type: ignore[index,misc]
         program: list[tuple[Any, ...]] = []
-        self._program_steps = []
+        steps: list[Step] = []
         for step in plan.steps:
             if step.is_view:
                 out = step.writes[0]
                 if not static[out]:
                     program.append((VIEW, step.fn, step.args[0], out))
-                    self._program_steps.append(step)
+                    steps.append(step)
                 continue
-            self._program_steps.append(step)
+            steps.append(step)
             vals = [arrays[a] if isinstance(a, int) else a.value for a in step.args]
             dyn = [(i, a) for i, a in enumerate(step.args) if isinstance(a, int) and not static[a]]
             if dyn:
                 program.append((CALL_DYN, step.fn, vals, dyn))
             else:
                 program.append((CALL, functools.partial(step.fn, *vals)))
-        self._template = arrays
-        self._program = program
-        self._inputs = [(name, slot) for name, slot in plan.inputs]
-        self._allocs = [(s.index, s.shape, s.dtype) for s in plan.slots if s.kind == "output"]
-        self._uses_blas = any(s.blas for s in plan.steps)
+        return Binding(memory, arrays, program, steps)
 
     # ---- running -------------------------------------------------------------------------
-    def _env(self, inputs: Mapping[str, Any]) -> list[Any]:
+    def _env(self, inputs: Mapping[str, Any], bound: Binding) -> list[Any]:
         env_in = check_inputs(self.graph, inputs)
-        env = list(self._template)
+        env = list(bound.template)
         for v, (_, slot) in zip(self.graph.inputs, self._inputs):
             a = env_in[id(v)]
             env[slot] = a if a.flags.c_contiguous else np.array(a, order="C")
@@ -136,8 +164,8 @@ class NumbaExecutable(Executable):
             given.add(slot)
         return out
 
-    def _execute(self, env: list[Any], timings: list[float] | None = None) -> None:
-        for i, entry in enumerate(self._program):
+    def _execute(self, env: list[Any], bound: Binding, timings: list[float] | None = None) -> None:
+        for i, entry in enumerate(bound.program):
             t0 = time.perf_counter() if timings is not None else 0.0
             try:
                 kind = entry[0]
@@ -153,34 +181,37 @@ class NumbaExecutable(Executable):
             except IndexError:
                 raise
             except Exception as e:  # noqa: BLE001 - re-raised naming the step
-                step = self._program_steps[i]
+                step = bound.steps[i]
                 raise ExecutionError(f"numba backend: step {step.name} ({step.op}, kernel {step.kernel}) failed: "
                                      f"{type(e).__name__}: {e}") from e
             if timings is not None:
                 timings[i] += time.perf_counter() - t0
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once; outputs are fresh arrays (never views into the arena)."""
-        env = self._env(inputs)
+        """Run once; outputs are fresh arrays (never views into the arena). Safe to call from several threads:
+        each thread runs in an arena of its own (made on its first run)."""
+        bound = self._binding()
+        env = self._env(inputs, bound)
         if self._uses_blas:
             with single_threaded_blas():
-                self._execute(env)
+                self._execute(env, bound)
         else:
-            self._execute(env)
+            self._execute(env, bound)
         return self._results(env)
 
     def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
         """Median time of each kernel step (fused nodes appear as one entry) and of the whole run."""
-        steps = self._program_steps
+        bound = self._binding()
+        steps = bound.steps
         runs = []
         for _ in range(max(repeats, 1)):
-            timings = [0.0] * len(self._program)
-            env = self._env(inputs)
+            timings = [0.0] * len(bound.program)
+            env = self._env(inputs, bound)
             with single_threaded_blas():
-                self._execute(env, timings)
+                self._execute(env, bound, timings)
             runs.append(timings)
         med = np.median(np.array(runs), axis=0)
-        rows = [NodeProfile(s.name, s.op, s.kernel, float(t), s.nbytes) for s, t in zip(steps, med)]
+        rows = [NodeProfile(s.name, s.op, s.kernel, float(t), s.nbytes, s.note) for s, t in zip(steps, med)]
         return Profile(rows, self.median_seconds(inputs, repeats), repeats)
 
 

@@ -16,11 +16,18 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_examples_run() -> None:
+    from tensorsmith.passes import FUSION_PATTERNS
+
     blocks = [b for b in python_blocks() if "model.onnx" not in b]
     assert len(blocks) >= 3, "the README lost its examples"
     ns: dict = {}
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), ns)  # noqa: S102 - the README is ours
+    registered = list(FUSION_PATTERNS)
+    try:
+        for block in blocks:
+            exec(compile(block, str(README), "exec"), ns)  # noqa: S102 - the README is ours
+    finally:
+        FUSION_PATTERNS[:] = registered  # the README registers a pattern of its own
+    assert "recognized: attention x1" in ns["fctx"].report() and ns["exe"].stats["fused"]
     y = ns["y"]
     assert y.shape == (1, 10) and np.all(np.isfinite(y))
     from tensorsmith.backends import reference

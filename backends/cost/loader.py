@@ -182,6 +182,17 @@ def _sparsity(items: list, where: str) -> tuple[SparsitySupport, ...]:
     return tuple(out)
 
 
+SPARSE_KERNEL_MODES = ("", "measured")
+"""How a target prices pruned weights: "" by its [[sparsity]] entries, "measured" by the kernel choice of
+backends/cost/sparse_kernels.py (the stored break-evens of the CPU's BSR and N:M kernels)."""
+
+
+def _sparse_kernels(mode: str, where: str) -> str:
+    if mode not in SPARSE_KERNEL_MODES:
+        raise TargetError(f"{where}: sparse_kernels = {mode!r} must be one of {SPARSE_KERNEL_MODES}")
+    return mode
+
+
 def _matrix(d: Mapping[str, Any], where: str) -> MatrixUnit:
     w = f"{where}: [matrix]"
     kind = _get(d, "kind", str, w)
@@ -237,6 +248,7 @@ def target_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Target:
             launch_overhead_s=_get(d, "launch_overhead_us", float, w, 0.0) * 1e-6,
             tdp_w=_get(d, "tdp_w", float, w, 0.0), static_w=_get(d, "static_w", float, w, 0.0),
             skips_zeros=_get(d, "skips_zeros", bool, w, False),
+            sparse_kernels=_sparse_kernels(_get(d, "sparse_kernels", str, w, ""), w),
             arbitrary_bits=_get(d, "arbitrary_bits", bool, w, False),
             weights_resident=_get(d, "weights_resident", bool, w, False),
             fallback=fallback, source=source, notes=tuple(_get(d, "notes", list, w, [])))

@@ -6,8 +6,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ...ir.graph import Node
-from .precision import SparseEffect, matrix_precision, sparse_effect, storage_bits, tensor_precision
+from ...ir.graph import Node, Value
+from ...ir.regions import region_anchor, region_body
+from .precision import (
+    SparseEffect,
+    kernel_sparse_effect,
+    matrix_precision,
+    sparse_effect,
+    storage_bits,
+    tensor_precision,
+)
 from .rules import CostError, Work, node_work
 from .systolic import systolic_cycles
 from .target import Target
@@ -190,6 +198,23 @@ def _compute_precision(work: Work, target: Target, out_t) -> tuple[str, str | No
     return want, (want if (target.fallback is None or want in target.vector) else None)
 
 
+def weight_layer(node: Node) -> Node | None:
+    """The linear / matmul / conv2d whose weight a sparse kernel may skip: `node` itself, or a fused region's anchor
+    reading the region's inputs (a detached copy); None for other nodes."""
+    if node.op in ("linear", "matmul", "conv2d"):
+        return node if len(node.inputs) > 1 else None
+    if node.op != "fused":
+        return None
+    body = region_body(node)
+    anchor = region_anchor(body)
+    if anchor is None or len(anchor.inputs) < 2:
+        return None
+    outer = {id(p): a for p, a in zip(body.inputs, node.inputs)}
+    out = anchor.outputs[0]
+    ins = [outer.get(id(v), v) for v in anchor.inputs]
+    return Node(anchor.op, ins, dict(anchor.attrs), [Value(out.name, out.type)])
+
+
 def node_cost(node: Node, target: Target, *, wlevel: int | None = None,
               rules: dict[str, Callable[[Node], Work]] | None = None) -> NodeCost:
     """Predict latency, bound, energy and bytes per level of `node` on `target`.
@@ -212,7 +237,12 @@ def node_cost(node: Node, target: Target, *, wlevel: int | None = None,
                             f"(it supports {', '.join(target.peak)}) and has no fallback processor")
         return _fallback_cost(node, work, target, f"{want} is not supported by {target.name}", in_bytes, out_bytes)
     notes: list[str] = []
-    eff = sparse_effect(work.weight.type, target, prec) if work.weight is not None else SparseEffect()
+    if work.weight is None:
+        eff = SparseEffect()
+    elif target.sparse_kernels == "measured" and (layer := weight_layer(node)) is not None:
+        eff = kernel_sparse_effect(layer, layer.inputs[1].type, prec)
+    else:
+        eff = sparse_effect(work.weight.type, target, prec)
     if eff.note:
         notes.append(eff.note)
     ops = int(round(work.ops * target.op_weight(node.op)))

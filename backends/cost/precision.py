@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...ir.graph import Node
 from ...ir.types import TensorType
+from .sparse_kernels import BSR, choose_sparse_kernel, sparse_blocker
 from .target import SparsitySupport, Target
 
 _DTYPE_PRECISION = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8", "i4": "int4",
@@ -111,6 +113,31 @@ def sparse_effect(t: TensorType, target: Target, precision: str) -> SparseEffect
         if eff.compute < best.compute:
             best = eff
     return best
+
+
+BSR_INDEX_BITS = 32
+"""Index bits the BSR kernel stores per kept block column; the N:M kernel one int32 per kept value."""
+
+
+def kernel_sparse_effect(node: Node, weight: TensorType, precision: str) -> SparseEffect:
+    """What the CPU kernel the lowering picks for `node`'s weight (sparse_kernels.choose_sparse_kernel) gains.
+
+    The block density is estimated from the annotation (`block_density`), as the lowering measures it
+    on the data; the compute time scales by 1 / the predicted speed-up of the chosen kernel.
+    """
+    s = weight.sparsity
+    if s is None or s.pattern == "dense" or s.density >= 1.0:
+        return SparseEffect()
+    blocked = sparse_blocker(node) or (None if precision == "fp32" else f"the sparse kernels are fp32, not {precision}")
+    choice = choose_sparse_kernel(s, lambda b: block_density(weight, b), blocked)
+    if choice.kernel == "dense":
+        return SparseEffect(note=choice.reason)
+    kept = choice.density
+    if choice.kernel == BSR and choice.block is not None:
+        meta = kept * BSR_INDEX_BITS / (max(1, weight.dtype.bits) * choice.block[0] * choice.block[1])
+    else:
+        meta = kept * 32 / max(1, weight.dtype.bits)
+    return SparseEffect(1.0 / choice.speedup, kept, kept + meta, None, choice.reason)
 
 
 def _describe(t: TensorType) -> str:

@@ -123,6 +123,7 @@ class Target:
     tdp_w: float = 0.0
     static_w: float = 0.0
     skips_zeros: bool = False
+    sparse_kernels: str = ""  # "measured": a pruned weight runs on the kernel sparse_kernels.py picks
     arbitrary_bits: bool = False
     weights_resident: bool = False  # weights stay in on-chip memory between runs when they fit
     fallback: Fallback | None = None

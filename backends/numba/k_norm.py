@@ -9,6 +9,7 @@ from .jit import twin
 from .mathfn import F0, F1, fexp
 
 NEG_INF = np.float32(-np.inf)
+NAN = np.float32(np.nan)
 
 
 @twin
@@ -19,9 +20,13 @@ def softmax_rows(x, out):  # type: ignore[no-untyped-def]
         xr = x[r]
         o = out[r]
         m = NEG_INF
-        for j in range(length):
+        nan = False
+        for j in range(length):  # a plain max and a NaN flag vectorize; a NaN-propagating select does not
             v = xr[j]
-            m = v if (v > m or v != v) else m
+            m = v if v > m else m
+            nan |= v != v
+        if nan:
+            m = NAN
         s = F0
         for j in range(length):
             e = fexp(xr[j] - m)

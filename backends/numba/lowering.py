@@ -75,4 +75,4 @@ def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD) ->
     for v in graph.outputs:
         outputs.append((v.name, ctx.slot(v)))
     inputs = [(v.name, ctx.value_slot[id(v)]) for v in graph.inputs]
-    return Plan(graph, ctx.slots, ctx.steps, inputs, outputs, fused, list(ctx.twins.values()))
+    return Plan(graph, ctx.slots, ctx.steps, inputs, outputs, fused, list(ctx.twins.values()), ctx.layer_kernels)

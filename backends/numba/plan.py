@@ -69,6 +69,7 @@ class Step:
     nbytes: int = 0
     is_view: bool = False
     blas: bool = False
+    note: str = ""  # why this kernel was chosen (a sparse or dense product of a pruned layer)
 
     @property
     def slots(self) -> list[int]:
@@ -87,6 +88,7 @@ class Plan:
     outputs: list[tuple[str, int]]
     fused: list[tuple[str, ...]] = field(default_factory=list)
     twins: list[Twin] = field(default_factory=list)
+    layer_kernels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def root(self, slot: int) -> int:
         """The non-view slot whose memory `slot` views."""
@@ -121,6 +123,7 @@ class LowerCtx:
         self.out_ids = {id(v) for v in graph.outputs}
         self.taken_outputs: set[int] = set()
         self.node: Node | None = None
+        self.layer_kernels: dict[str, dict[str, str]] = {}
         for v in graph.inputs:
             self.value_slot[id(v)] = self._new("input", v.type.shape, v.type.dtype.np_dtype, v.name)
 

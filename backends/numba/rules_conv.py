@@ -8,6 +8,7 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.nn import conv_out
+from ..cost.sparse_kernels import DENSE
 from . import k_microkernel
 from .epilogue import Epilogue, empty_epilogue
 from .geometry import B_IN_PLACE, B_MERGED, B_PACKED, SH, SW, window_geometry
@@ -20,6 +21,7 @@ from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
 from .rules_shape import Index
+from .rules_sparse import layer_choice, lower_sparse_conv, record_choice
 
 
 def conv_tiles(n: int, co: int, p: int, threads: int, parallel: bool) -> tuple[int, int]:
@@ -187,18 +189,19 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
     src = ctx.arg(x)
     groups = a["groups"]
     one_by_one = kh == kw == 1 and not any(a["pads"])
-    if is_float and groups == 1 and wv.is_constant and k_microkernel.AVAILABLE:
+    choice = layer_choice(node, wv.data.reshape(co, -1)) if wv.is_constant else None
+    first = len(ctx.steps)
+    if choice is not None and choice.kernel != DENSE:
+        lower_sparse_conv(ctx, node, choice, src, o3, (ho, wo), epi)
+    elif is_float and groups == 1 and wv.is_constant and k_microkernel.AVAILABLE:
         if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
             sh, sw = a["strides"]
             sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
                                        slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
             src = ctx.arg(sub)
         _emit_conv_shift(ctx, node, src, wv.data, o3, (ho, wo), epi, res, work, one_by_one)
-        if bias_value is not None:
-            emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), (1, co, 1, 1)), out)
-        return
-    codes, vecs, params = epilogue_args(ctx, epi)
-    if is_float and (groups == 1 or cg >= 4):
+    elif is_float and (groups == 1 or cg >= 4):
+        codes, vecs, params = epilogue_args(ctx, epi)
         rows = cg * kh * kw
         wm = (ctx.const(wv.data.reshape(co, rows), f"{wv.name}.mat") if wv.is_constant
               else ctx.reshaped(ctx.arg(wv), (co, rows)))
@@ -210,10 +213,13 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
                  Lit(window_geometry(node, wo, pointwise)), Lit(groups), Lit(pb), Lit(cb), codes, vecs, params, res,
                  writes=(out, scratch), work=work, needs_blas=True)
     else:
+        codes, vecs, params = epilogue_args(ctx, epi)
         wslot = ctx.writable_const(wv) if wv.is_constant else ctx.arg(wv)
         zero = np.zeros(1, out_value.type.dtype.np_dtype)[0]
         ctx.emit(kernel_label("conv_direct", epi), conv_direct, src, wslot, o3, Lit(window_geometry(node, wo)),
                  Lit(a["groups"]), Lit(zero), codes, vecs, params, res, writes=(out,), work=work)
+    if choice is not None:
+        record_choice(ctx, node, choice, first)
     if bias_value is not None:
         bshape = (1, co, 1, 1)
         emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), bshape), out)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ...ir.graph import Node, Value
+from ..cost.sparse_kernels import DENSE
 from . import k_microkernel
 from .epilogue import Epilogue, empty_epilogue, is_gemm_like
 from .jit import cdiv
@@ -17,6 +18,7 @@ from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
 from .rules_shape import Transpose
+from .rules_sparse import emit_sparse_product, layer_choice, record_choice
 
 
 def gemm_tiles(m: int, n: int, threads: int, parallel: bool, w_is_nk: bool) -> tuple[int, int]:
@@ -77,8 +79,13 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
         _int_product(ctx, x, w, w_is_nk, out, (m, n_out, k))
     elif m * n_out:
         res = residual_arg(ctx, epi, (m, n_out))
-        if k_microkernel.AVAILABLE and wv.is_constant and m >= 4 and k > 0:
-            w_nk = wv.data if node.op == "linear" else wv.data.T
+        w_nk = (wv.data if node.op == "linear" else wv.data.T) if wv.is_constant else None
+        choice = layer_choice(node, w_nk) if wv.is_constant else None
+        first = len(ctx.steps)
+        if choice is not None and choice.kernel != DENSE and k > 0:
+            emit_sparse_product(ctx, choice, ctx.reshaped(ctx.arg(x), (m, k)), np.asarray(w_nk, np.float32),
+                                ctx.reshaped(out, (m, n_out)), epi, res, wv.name)
+        elif k_microkernel.AVAILABLE and wv.is_constant and m >= 4 and k > 0:
             _emit_packed(ctx, ctx.reshaped(ctx.arg(x), (m, k)), w_nk, ctx.reshaped(out, (m, n_out)),
                          (m, n_out, k), epi, res, wv.name)
         else:
@@ -89,6 +96,8 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
             ctx.emit(kernel_label("gemm", epi), gemm, ctx.reshaped(ctx.arg(x), (m, k)), w, Lit(w_is_nk),
                      ctx.reshaped(out, (m, n_out)), Lit(tm), Lit(tn), codes, vecs, params, res, writes=(out,),
                      work=work, needs_blas=True)
+        if choice is not None:
+            record_choice(ctx, node, choice, first)
     if bias_value is not None:
         emit_binary(ctx, "add", out, ctx.arg(bias_value), out)
 

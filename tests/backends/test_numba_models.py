@@ -1,13 +1,13 @@
-"""Whole models on the Numba backend against the reference: GraphBuilder models and the model zoo."""
+"""Whole models on the Numba backend against the reference: GraphBuilder models, and the model zoo fused."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.bench.models import list_models, load_model
 from tensorsmith.ir import GraphBuilder, f32
-from tensorsmith.runtime.numba_exec import NumbaExecutable
 
 from .numba_check import check
 
@@ -77,7 +77,9 @@ def test_zoo_model_outputs_match_the_reference(name: str) -> None:
     if name not in AVAILABLE:
         pytest.skip(f"zoo model {name} is not available here (optional package or data missing)")
     model = load_model(name)
-    got = NumbaExecutable(model.graph).run(model.inputs)
+    exe = runtime.compile(model.graph, backend="numba")  # the default pipeline: fused
+    assert exe.stats["fused"], f"{name}: nothing was fused"
+    got = exe.run(model.inputs)
     ref = reference.run(model.graph, model.inputs)
     for k in ref:
         scale = max(1.0, float(np.abs(ref[k]).max()))
@@ -89,5 +91,5 @@ def test_zoo_model_quality_matches_the_reference(name: str) -> None:
     if name not in AVAILABLE:
         pytest.skip(f"zoo model {name} is not available here (optional package or data missing)")
     model = load_model(name)
-    exe = NumbaExecutable(model.graph)
+    exe = runtime.compile(model.graph, backend="numba")
     assert model.quality(exe.run) == pytest.approx(model.quality(lambda f: reference.run(model.graph, f)), abs=1e-4)

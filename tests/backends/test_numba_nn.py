@@ -100,6 +100,17 @@ def test_softmax_with_masked_positions() -> None:
     check_op("softmax", x, rtol=1e-5, atol=1e-7)
 
 
+def test_softmax_special_values_follow_the_reference() -> None:
+    """A NaN anywhere in a row makes the row NaN; +inf gives NaN; a row of -inf gives NaN (0/0)."""
+    x = _u(5, 40)
+    x[0, 7] = np.nan
+    x[1, 39] = np.nan
+    x[2, 3] = np.inf
+    x[3, :] = -np.inf
+    with np.errstate(invalid="ignore"):
+        check_op("softmax", x, rtol=1e-5, atol=1e-7)
+
+
 @SETTINGS
 @given(case=shape_and_axis(), affine=st.sampled_from([0, 1, 2]), const=st.booleans())
 def test_layernorm(case: tuple, affine: int, const: bool) -> None:

@@ -164,3 +164,42 @@ def test_user_pattern_makes_relu6_an_epilogue(relu6_pattern) -> None:  # type: i
 def test_registering_a_pattern_name_twice_is_refused(relu6_pattern) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="already registered"):
         fusion_pattern("relu6-as-clip", op("relu", Var("x")))(lambda rw, x: None)
+
+
+def test_bert_layer_attention_is_recognized_bit_for_bit() -> None:
+    from tensorsmith.bench.models import load_model
+
+    m = load_model("bert-base-layer")
+    ctx = PassContext()
+    out = run_pipeline(m.graph, "fuse", ctx=ctx)
+    assert _ops(out).count("attention") == 1 and "softmax" not in _ops(out)
+    assert "recognized: attention x1" in ctx.records[-1].report
+    att = next(n for n in out.nodes if n.op == "attention")
+    assert att.attrs["heads"] == 12 and att.attrs["scale"] == 0.125
+    for a, b in zip(_run(m.graph, m.inputs), _run(out, m.inputs)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_attention_probabilities_read_twice_stay_decomposed() -> None:
+    b = GraphBuilder("probs_out")
+    q = b.input("q", f32[1, 3, 8])
+    heads = [b.transpose(b.reshape(q, [1, 3, 2, 4]), [0, 2, 1, 3]) for _ in range(2)]
+    kt = b.transpose(b.reshape(q, [1, 3, 2, 4]), [0, 2, 3, 1])
+    p = b.softmax(b.matmul(heads[0], kt), axis=-1, name="p")
+    b.output(b.matmul(p, heads[1], name="ctx"), p)
+    out = run_pipeline(b.build(), "fuse")
+    assert "attention" not in _ops(out)
+
+
+def test_attention_as_pytorch_exports_a_transformer_encoder_layer() -> None:
+    pytest.importorskip("torch")
+    from tensorsmith.bench.fusion import load_case
+
+    case = load_case("torch-encoder-layer")
+    assert case is not None
+    ctx = PassContext()
+    out = run_pipeline(case.graph, "fuse", ctx=ctx)
+    report = ctx.records[-1].report
+    assert "attention x1" in report and "gelu-erf x1" in report and "layernorm x2" in report
+    assert "softmax" not in _ops(out) and "transpose" not in _ops(out)
+    np.testing.assert_allclose(_run(out, case.inputs)[0], _run(case.graph, case.inputs)[0], rtol=1e-5, atol=1e-5)

@@ -146,3 +146,24 @@ def test_a_second_process_loads_every_kernel_from_the_disk_cache() -> None:
     assert second.returncode == 0, second.stderr
     stats = json.loads(second.stdout.strip().splitlines()[-1])
     assert stats["misses"] == 0 and stats["hits"] > 0, stats
+
+
+def test_runs_from_several_threads_at_once_give_each_its_own_result() -> None:
+    """Each thread runs in an arena of its own: concurrent runs never overwrite each other's buffers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tensorsmith import runtime
+    from tensorsmith.bench.models import load_model
+
+    model = load_model("transformer-block")
+    exe = runtime.compile(model.graph, backend="numba")
+    rng = np.random.default_rng(5)
+    feeds = [{k: (rng.standard_normal(v.shape) * (i + 1)).astype(v.dtype) for k, v in model.inputs.items()}
+             for i in range(4)]
+    want = [exe.run(f) for f in feeds]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda f: exe.run(f), feeds * 3))
+            for i, g in enumerate(got):
+                for k in g:
+                    np.testing.assert_array_equal(g[k], want[i % 4][k])

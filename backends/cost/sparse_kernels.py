@@ -1,0 +1,226 @@
+"""Which CPU kernel a pruned weight runs on (dense, block-sparse BSR, N:M), from stored measurements.
+
+`bench calibrate` measures, on this host, the block density below which the Numba BSR kernel beats
+the dense micro-kernel GEMM (`bench.sparse_gemm.measure_bsr_breakeven`) and stores it per block
+shape in the cpu-host override's `[bsr_breakeven]` table ("32x32" = 0.41); `[nm_speedup]` holds the
+N:M kernel's measured speed-up over dense ("2x4" = 1.2). Without a calibration the shipped figures
+below apply. `choose_sparse_kernel` is the one decision both the Numba lowering (which runs the
+kernel) and the cost model (which prices it) take: pure data and arithmetic, nothing runs here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...ir.graph import Node
+from ...ir.types import SparsityInfo
+from .loader import config_dir
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+TABLE = "bsr_breakeven"
+"""Name of the TOML table in the cpu-host override that holds the measured break-even densities."""
+NM_TABLE = "nm_speedup"
+"""Name of the TOML table in the cpu-host override that holds the N:M kernel's measured speed-ups."""
+SHIPPED_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.5, (16, 16): 0.6, (32, 32): 0.6, (64, 64): 0.6}
+"""Block densities below which BSR is taken, from the development machine (128x768x3072, 1 thread, shared and
+noisy: see docs/numba-backend.md). BSR still measured faster than the dense micro-kernel at 0.7 for every
+block and at 0.85 for most, but the runs disagreed; 0.6 (0.5 for 8x8, whose AVX-512 panels merge two block
+rows) is a conservative reading. `bench calibrate` replaces them with this host's figures."""
+SHIPPED_NM_SPEEDUP: dict[tuple[int, int], float] = {(2, 4): 0.97, (4, 8): 0.99, (1, 4): 2.1}
+"""Speed-up of the N:M kernel over the dense micro-kernel on the development machine (same shape and run)."""
+MAX_BLOCK = 64
+"""Largest block side the BSR kernel takes."""
+UNSTRUCTURED_BLOCKS = ((8, 8), (16, 16))
+"""Blocks tried for an unstructured weight: BSR over them when its measured block density wins."""
+DENSE, BSR, NM = "dense", "bsr", "nm"
+"""Kernel kinds a choice names."""
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """Measured speed-ups of the BSR kernel over the dense GEMM at several densities, and the crossing."""
+
+    block: tuple[int, int]
+    shape: tuple[int, int, int]
+    densities: tuple[float, ...]
+    speedups: tuple[float, ...]
+
+    @property
+    def density(self) -> float:
+        """The density where the speed-up falls to 1 (see `breakeven_density`)."""
+        return breakeven_density(self.densities, self.speedups)
+
+
+def breakeven_density(densities: tuple[float, ...], speedups: tuple[float, ...]) -> float:
+    """Interpolated density where the speed-up (dense time / BSR time) crosses 1, scanning up from the sparsest.
+
+    0.0 when the sparsest density measured already loses; the densest measured when none loses.
+    """
+    pts = sorted(zip(densities, speedups))
+    if not pts or pts[0][1] < 1.0:
+        return 0.0
+    for (d0, s0), (d1, s1) in zip(pts, pts[1:]):
+        if s1 < 1.0:
+            return d0 + (d1 - d0) * (s0 - 1.0) / (s0 - s1)
+    return pts[-1][0]
+
+
+def block_key(block: tuple[int, int]) -> str:
+    """The TOML key of a block shape (or an n:m pattern): '32x32'."""
+    return f"{block[0]}x{block[1]}"
+
+
+def _override(path: str | os.PathLike | None, table: str) -> dict[tuple[int, int], float]:
+    p = Path(path) if path is not None else config_dir() / "cpu-host.toml"
+    if not p.is_file():
+        return {}
+    with p.open("rb") as f:
+        entries = tomllib.load(f).get(table, {})
+    out = {}
+    for key, value in entries.items():
+        a, b = (int(s) for s in key.split("x"))
+        out[(a, b)] = float(value)
+    return out
+
+
+def load_breakeven(path: str | os.PathLike | None = None) -> dict[tuple[int, int], float]:
+    """Break-even densities by block: the shipped ones, overridden by the calibrated cpu-host override."""
+    return SHIPPED_BREAKEVEN | _override(path, TABLE)
+
+
+def load_nm_speedups(path: str | os.PathLike | None = None) -> dict[tuple[int, int], float]:
+    """N:M kernel speed-ups over dense by (n, m): the shipped ones, overridden by the cpu-host override."""
+    return SHIPPED_NM_SPEEDUP | _override(path, NM_TABLE)
+
+
+def breakeven_for(block: tuple[int, int], table: Mapping[tuple[int, int], float] | None = None) -> float:
+    """The break-even density of `block`: its own figure, else that of the stored block of nearest area."""
+    t = load_breakeven() if table is None else table
+    if tuple(block) in t:
+        return t[tuple(block)]
+    area = block[0] * block[1]
+    nearest = min(t, key=lambda b: (abs(b[0] * b[1] - area), b[0] * b[1]))
+    return t[nearest]
+
+
+def predict_bsr_speedup(block: tuple[int, int], density: float,
+                        table: Mapping[tuple[int, int], float] | None = None) -> float:
+    """Predicted dense time / BSR time: break-even / density (BSR time taken as proportional to density)."""
+    return breakeven_for(block, table) / max(density, 1e-6)
+
+
+def bsr_beats_dense(block: tuple[int, int], density: float,
+                    table: Mapping[tuple[int, int], float] | None = None) -> bool:
+    """Whether a weight of this block shape and block density should run on the BSR kernel."""
+    return density < breakeven_for(block, table)
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """The kernel a weight runs on, why, and the predicted speed-up over the dense GEMM.
+
+    `density` is the fraction of the dense work the kernel keeps (block density for BSR, n/m for N:M).
+    """
+
+    kernel: str
+    reason: str
+    block: tuple[int, int] | None = None
+    nm: tuple[int, int] | None = None
+    density: float = 1.0
+    speedup: float = 1.0
+
+    @property
+    def label(self) -> str:
+        """'bsr 32x32', 'nm 2:4' or 'dense'."""
+        if self.kernel == BSR and self.block is not None:
+            return f"bsr {block_key(self.block)}"
+        if self.kernel == NM and self.nm is not None:
+            return f"nm {self.nm[0]}:{self.nm[1]}"
+        return DENSE
+
+
+def weight_k(node: Node) -> int:
+    """Reduction length K of the GEMM view of `node`'s weight (linear [N, K], conv [O, I*kh*kw], matmul B [K, N])."""
+    shape = node.inputs[1].type.shape
+    if node.op == "matmul":
+        return shape[-2] if len(shape) >= 2 else shape[0]
+    return math.prod(shape[1:])
+
+
+def sparse_blocker(node: Node) -> str | None:
+    """Why `node` (linear, matmul, conv2d) cannot run on a sparse kernel whatever its weight's density, or None."""
+    w = node.inputs[1]
+    info = w.type.sparsity
+    if info is None or info.pattern == "dense":
+        return None
+    if w.type.dtype.name != "f32" or node.outputs[0].type.dtype.name != "f32":
+        return f"the sparse kernels are fp32, the weight is {w.type.dtype.name}"
+    if w.type.quant is not None:
+        return "the weight is quantized"
+    if node.op == "matmul" and (w.type.rank != 2 or node.inputs[0].type.rank < 2):
+        return "only a 2-D constant B of a matmul has a sparse kernel"
+    if node.op == "conv2d" and int(node.attrs.get("groups", 1)) != 1:
+        return f"conv2d with groups={node.attrs.get('groups')} has no single GEMM view"
+    if info.pattern == "nm" and info.m and weight_k(node) % info.m:
+        return f"K={weight_k(node)} is not a multiple of m={info.m}"
+    return None
+
+
+def _block_choice(block: tuple[int, int], density: float, table: Mapping[tuple[int, int], float],
+                  what: str = "density") -> KernelChoice:
+    be = breakeven_for(block, table)
+    name = f"bsr {block_key(block)}"
+    if density < be:
+        return KernelChoice(BSR, f"{name}: {what} {density:.2f} below break-even {be:.2f}", tuple(block),
+                            density=density, speedup=be / max(density, 1e-6))
+    return KernelChoice(DENSE, f"dense: {what} {density:.2f} above break-even {be:.2f} ({name})")
+
+
+def choose_sparse_kernel(info: SparsityInfo | None, block_density: Callable[[tuple[int, int]], float] | None = None,
+                         blocked: str | None = None, table: Mapping[tuple[int, int], float] | None = None,
+                         nm_table: Mapping[tuple[int, int], float] | None = None) -> KernelChoice:
+    """The kernel a weight annotated `info` runs on, and why.
+
+    `block_density(block)` gives the weight's fraction of nonzero blocks of that shape: measured on
+    the data by the lowering, estimated from `info` by the cost model; without it the annotation's
+    density is used (block patterns only). `blocked` is a reason the layer cannot use a sparse kernel.
+    Block sparsity runs on BSR when its block density is below the block's break-even; N:M on its
+    kernel when the measured speed-up is above 1; unstructured on BSR over the candidate block (of
+    UNSTRUCTURED_BLOCKS) that wins most, if any does; anything else dense.
+    """
+    if info is None or info.pattern == "dense":
+        return KernelChoice(DENSE, "dense: no sparsity annotation")
+    if blocked:
+        return KernelChoice(DENSE, f"dense: {blocked}")
+    be_table = load_breakeven() if table is None else table
+    if info.pattern == "block" and info.block is not None:
+        block = (int(info.block[0]), int(info.block[1]))
+        if max(block) > MAX_BLOCK:
+            return KernelChoice(DENSE, f"dense: block {block_key(block)} has a side above the BSR kernel's "
+                                       f"{MAX_BLOCK}")
+        return _block_choice(block, block_density(block) if block_density else info.density, be_table)
+    if info.pattern == "nm" and info.n and info.m:
+        speeds = load_nm_speedups() if nm_table is None else nm_table
+        sp = speeds.get((info.n, info.m))
+        if sp is None:
+            return KernelChoice(DENSE, f"dense: no measured speed-up for the {info.n}:{info.m} kernel")
+        if sp > 1.0:
+            return KernelChoice(NM, f"nm {info.n}:{info.m}: measured {sp:.2f}x over dense", nm=(info.n, info.m),
+                                density=info.n / info.m, speedup=sp)
+        return KernelChoice(DENSE, f"dense: the {info.n}:{info.m} kernel measured {sp:.2f}x of dense")
+    if info.pattern == "unstructured":
+        if block_density is None:
+            return KernelChoice(DENSE, "dense: unstructured, no block density known")
+        options = [_block_choice(b, block_density(b), be_table, "unstructured, block density")
+                   for b in UNSTRUCTURED_BLOCKS]
+        wins = [c for c in options if c.kernel == BSR]
+        return max(wins, key=lambda c: c.speedup) if wins else options[0]
+    return KernelChoice(DENSE, f"dense: {info.pattern} sparsity has no sparse kernel")

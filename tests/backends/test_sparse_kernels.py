@@ -1,0 +1,79 @@
+"""The sparse-kernel choice: break-even interpolation, storage in the cpu-host override, prediction, decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorsmith.backends.cost import load_target
+from tensorsmith.backends.cost.sparse_kernels import (
+    SHIPPED_BREAKEVEN,
+    breakeven_density,
+    breakeven_for,
+    bsr_beats_dense,
+    choose_sparse_kernel,
+    load_breakeven,
+    predict_bsr_speedup,
+)
+from tensorsmith.backends.numba.sparse_ukernels import HOST_ISAS
+from tensorsmith.ir.types import SparsityInfo
+
+
+def test_breakeven_interpolates_the_crossing() -> None:
+    assert breakeven_density((0.1, 0.3, 0.5), (4.0, 2.0, 0.5)) == pytest.approx(0.3 + 0.2 * 1.0 / 1.5)
+    assert breakeven_density((0.1, 0.5), (0.8, 0.5)) == 0.0
+    assert breakeven_density((0.5, 0.1), (1.5, 3.0)) == 0.5  # never loses: the densest measured
+
+
+def test_prediction_from_a_table() -> None:
+    table = {(32, 32): 0.4, (8, 8): 0.1}
+    assert bsr_beats_dense((32, 32), 0.3, table) and not bsr_beats_dense((32, 32), 0.5, table)
+    assert breakeven_for((16, 16), table) == 0.1  # nearest stored block by area (256 vs 64 and 1024)
+    assert predict_bsr_speedup((32, 32), 0.1, table) == pytest.approx(4.0)
+
+
+def test_load_breakeven_reads_the_override(tmp_path: Path) -> None:
+    p = tmp_path / "cpu-host.toml"
+    p.write_text("[bsr_breakeven]\n32x32 = 0.42\n8x32 = 0.2\n")
+    table = load_breakeven(p)
+    assert table[(32, 32)] == 0.42 and table[(8, 32)] == 0.2
+    assert table[(16, 16)] == SHIPPED_BREAKEVEN[(16, 16)]
+    assert load_breakeven(tmp_path / "missing.toml") == SHIPPED_BREAKEVEN
+
+
+@pytest.mark.skipif(not HOST_ISAS, reason="sparse kernels need AVX2 + FMA")
+def test_calibrate_stores_breakeven_and_the_target_still_loads(tmp_path: Path) -> None:
+    from tensorsmith.bench.calibrate import _toml_override, measure_bsr_breakevens
+
+    be = measure_bsr_breakevens(quick=True)
+    assert be is not None and set(be["density"]) == {"32x32", "16x16"}
+    assert all(0.0 <= d <= 1.0 for d in be["density"].values())
+    m = {"date": "d", "machine": "m", "dispatch_us": 3.0, "dispatch_backend": "numba", "threads": None,
+         "fp32_gflops": 100.0, "int8_gops": 200.0, "int8_measured": True, "gemm_sizes": [256], "vector_gops": 10.0,
+         "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, "bsr_breakeven": be}
+    p = tmp_path / "cpu-host.toml"
+    p.write_text(_toml_override(m))
+    assert load_breakeven(p)[(32, 32)] == be["density"]["32x32"]
+    assert load_target("cpu-host", overrides=p).peak["fp32"] == pytest.approx(100e9)
+
+
+def test_choose_sparse_kernel_per_pattern() -> None:
+    table, nm = {(32, 32): 0.45, (8, 8): 0.2}, {(2, 4): 0.9, (1, 4): 1.8}
+    block = SparsityInfo("block", 0.1, block=(32, 32))
+    c = choose_sparse_kernel(block, table=table, nm_table=nm)
+    assert (c.label, c.reason) == ("bsr 32x32", "bsr 32x32: density 0.10 below break-even 0.45")
+    assert c.speedup == pytest.approx(4.5)
+    dense = choose_sparse_kernel(SparsityInfo("block", 0.62, block=(32, 32)), table=table, nm_table=nm)
+    assert (dense.label, dense.reason) == ("dense", "dense: density 0.62 above break-even 0.45 (bsr 32x32)")
+    assert choose_sparse_kernel(None).reason == "dense: no sparsity annotation"
+    assert choose_sparse_kernel(block, blocked="the weight is quantized", table=table).reason == \
+        "dense: the weight is quantized"
+    assert "above the BSR kernel's 64" in choose_sparse_kernel(SparsityInfo("block", 0.1, block=(128, 128))).reason
+    assert choose_sparse_kernel(SparsityInfo("nm", 0.25, n=1, m=4), table=table, nm_table=nm).label == "nm 1:4"
+    assert choose_sparse_kernel(SparsityInfo("nm", 0.5, n=2, m=4), table=table, nm_table=nm).reason == \
+        "dense: the 2:4 kernel measured 0.90x of dense"
+    assert choose_sparse_kernel(SparsityInfo("channel", 0.5)).label == "dense"
+    unst = SparsityInfo("unstructured", 0.01)
+    picked = choose_sparse_kernel(unst, lambda b: 0.05 if b == (8, 8) else 0.3, table=table, nm_table=nm)
+    assert picked.label == "bsr 8x8" and "unstructured, block density 0.05" in picked.reason
+    assert choose_sparse_kernel(unst, lambda b: 0.9, table=table, nm_table=nm).label == "dense"
