@@ -93,6 +93,8 @@ def _op_unit(att: Node, readers: dict[int, list[Node]], graph: Graph) -> HeadUni
     """The `attention` op between linear projections, a reason it can't shrink, or None."""
     projs = [_projection(x, readers, graph) for x in att.inputs[:3]]
     o = _only_reader(att.output, readers, graph)
+    if o is not None and o.op == "fused":
+        return f"{att.name} (its output projection is inside fused region %{o.name}: run prune-heads before fuse)"
     if any(p is None for p in projs) or o is None or o.op != "linear" or o.inputs[1].data is None:
         return f"{att.name} (q, k, v are not single-use linear projections, or the output is not one linear)"
     if len(att.inputs) > 3 and att.inputs[3].type.rank == 4 and att.inputs[3].type.shape[1] != 1:

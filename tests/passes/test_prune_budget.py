@@ -107,3 +107,14 @@ def test_padded_annotation_is_checked_by_verify() -> None:
     info = out.nodes[0].inputs[1].type.sparsity
     dense = np.ones((10, 30), np.float32)
     assert info.check(dense) is not None and info.check(out.nodes[0].inputs[1].data) is None
+
+
+@pytest.mark.parametrize("opts", ["pattern=block,block=4x8,sparsity=0.75", "pattern=nm"])
+def test_padded_weights_run_on_the_numba_backend_like_the_reference(opts: str) -> None:
+    from tensorsmith import runtime
+    from tensorsmith.backends import reference
+
+    out, _ = _run(ragged(), f"{opts},min_params=0,pad=true")
+    x = {"x": np.random.default_rng(2).standard_normal((3, 30)).astype(np.float32)}
+    got = runtime.compile(out, backend="numba").run(x)["fc"]
+    np.testing.assert_allclose(got, reference.run(out, x)["fc"], rtol=1e-5, atol=1e-5)

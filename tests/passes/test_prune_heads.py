@@ -119,3 +119,16 @@ def test_minilm_units_are_found_in_every_layer() -> None:
     inputs = {"input_ids": np.array([[101, 7592, 2088, 2003, 1037, 3231, 1012, 102]]),
               "attention_mask": np.ones((1, 8), np.float32)}
     _close_to_masked(g, out, inputs)
+
+
+def test_after_fuse_the_attention_op_is_found_and_the_report_says_to_prune_first() -> None:
+    m = load_model("transformer-block")
+    _, report = _prune(run_pipeline(m.graph, "fuse"), "sparsity=0.5")
+    assert "inside fused region %layer0.attn_residual: run prune-heads before fuse" in report
+    out = run_pipeline(m.graph, "prune-heads{sparsity=0.5},fuse")
+    att = next(n for n in out.nodes if n.op == "attention")
+    assert att.attrs["heads"] == 2
+    pruned = run_pipeline(m.graph, "prune-heads{sparsity=0.5}")
+    _close_to_masked(m.graph, pruned, m.inputs)
+    y_fused, y = reference.run(out, m.inputs)["layer0.ln2"], reference.run(pruned, m.inputs)["layer0.ln2"]
+    np.testing.assert_allclose(y_fused, y, rtol=1e-5, atol=1e-5)
