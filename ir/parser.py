@@ -162,6 +162,7 @@ def _parse_type(t: _Tokens) -> TensorType:
                 sparsity = SparsityInfo(
                     fields["pattern"], float(fields["density"]),
                     tuple(block) if block is not None else None, fields.get("n"), fields.get("m"),
+                    bool(fields.get("padded", False)),
                 )
             else:
                 raise t.error(f"unknown type annotation <{tag} ...>; known: quant, sparse")

@@ -11,7 +11,8 @@ length), with leading batch axes kept apart:
 `density` is the fraction of the pattern's units that may hold a nonzero: elements
 (`unstructured`), bh x bw blocks (`block`), rows, i.e. output channels (`channel`), and n/m for
 `nm`. A tensor honours its annotation when it has at most that many nonzero units, every block
-lies inside the matrix, and each group of m consecutive K elements of an `nm` tensor holds at
+lies inside the matrix (or the matrix padded with zeros to whole blocks when the annotation says
+`padded`), and each group of m consecutive K elements of an `nm` tensor holds at
 most n nonzeros.
 """
 
@@ -49,6 +50,14 @@ def from_gemm_view(view: np.ndarray, shape: tuple[int, ...], op: str | None = No
     return np.ascontiguousarray(view.reshape(shape))
 
 
+def pad_view(view: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A [batch, N, K] view padded with zeros so that N is a multiple of `rows` and K of `cols` (no copy when it is)."""
+    _, n, k = view.shape
+    if n % rows == 0 and k % cols == 0:
+        return view
+    return np.pad(view, ((0, 0), (0, -n % rows), (0, -k % cols)))
+
+
 def block_norms(view: np.ndarray, bh: int, bw: int) -> np.ndarray:
     """L2 norm of each bh x bw block of a [batch, N, K] view: [batch, N/bh, K/bw] (float64)."""
     b, n, k = view.shape
@@ -70,6 +79,8 @@ def sparsity_violation(info: SparsityInfo, array: np.ndarray, op: str | None = N
     if info.pattern == "dense" or np.asarray(array).size == 0:
         return None
     view = gemm_view(array, op)
+    if info.padded:
+        view = pad_view(view, *(info.block or (1, info.m or 1)))
     nz = view != 0
     _, n, k = view.shape
     name = describe(info)

@@ -73,6 +73,8 @@ def _format_sparsity(s: SparsityInfo) -> str:
     if s.n is not None:
         parts += [f"n={s.n}", f"m={s.m}"]
     parts.append(f"density={format_float(s.density)}")
+    if s.padded:
+        parts.append("padded=true")
     return "<sparse " + " ".join(parts) + ">"
 
 

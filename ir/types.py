@@ -43,13 +43,18 @@ class QuantInfo:
 
 @dataclass(frozen=True)
 class SparsityInfo:
-    """Which zeros a tensor is known to have: pattern, shape parameters, and density."""
+    """Which zeros a tensor is known to have: pattern, shape parameters, and density.
+
+    `padded`: the blocks (or groups of m) tile the weight's GEMM view padded with zeros to the
+    next multiple of the block (of m); the edge units are partial, the array keeps its shape.
+    """
 
     pattern: str
     density: float
     block: tuple[int, int] | None = None
     n: int | None = None
     m: int | None = None
+    padded: bool = False
 
     def __post_init__(self) -> None:
         if self.pattern not in SPARSITY_PATTERNS:

@@ -7,14 +7,17 @@ from . import (  # noqa: F401  (registers the built-in passes)
     fold_constants,
     fuse,
     prune,
+    prune_channels,
+    prune_heads,
     quantize,
     quantize_fold,
     schedule,
     simplify,
+    sparsity_report,
 )
 
 BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse", "schedule")
 """Names of the passes that ship with tensorsmith."""
 
-LOSSY_PASSES = ("quantize", "prune")
+LOSSY_PASSES = ("quantize", "prune", "prune-channels", "prune-heads")
 """Built-in passes that change outputs within a bound they state (not preserved exactly)."""

@@ -11,13 +11,22 @@ import numpy as np
 
 from ..backends.cost import CostError, Target, choose_sparsity, load_target, node_cost
 from ..ir.graph import Graph, Node, Value
-from ..ir.sparsity import block_norms, from_gemm_view, gemm_view
+from ..ir.sparsity import from_gemm_view, gemm_view
 from ..ir.types import SparsityInfo
 from .base import Pass, PassContext, PassResult, register_pass
-from .prune_patterns import block_mask, channel_mask, nm_mask, unstructured_mask
+from .prune_patterns import (
+    block_mask,
+    block_scores,
+    channel_mask,
+    global_fractions,
+    nm_mask,
+    row_scores,
+    unstructured_mask,
+)
 
 PRUNABLE_OPS = ("linear", "conv2d", "matmul")
 PATTERNS = ("unstructured", "block", "nm", "channel", "auto")
+BUDGETS = ("layer", "global")
 BOUND = "||y - y'||_2 <= r * ||W||_F * ||x||_2"
 
 
@@ -32,7 +41,7 @@ class _Layer:
     note: str = ""
 
 
-def _names(text: str) -> list[str]:
+def split_names(text: str) -> list[str]:
     """`a+b|c` -> ["a", "b", "c"] (commas separate options in a pipeline string, so + or | here)."""
     return [p for p in re.split(r"[+|\s]+", text) if p]
 
@@ -48,7 +57,11 @@ def _detached(node: Node, weight: Value) -> Node:
 class Prune(Pass):
     """Zeroes the smallest weights of linear, conv2d and matmul-by-a-constant layers to a sparse pattern.
 
-    Options: `sparsity` (fraction of zeros; N:M fixes its own), `pattern` (unstructured, block,
+    Options: `sparsity` (fraction of zeros; N:M fixes its own), `budget` (`layer`: each layer
+    loses `sparsity` of its own weights; `global`: every candidate weight is ranked together by
+    magnitude, one threshold across layers, so that `sparsity` of all their elements go; not
+    for nm or auto), `pad` (ragged dimensions are padded with zeros to the block or to m instead
+    of skipping the layer; the array keeps its shape and its annotation says `padded`), `pattern` (unstructured, block,
     nm, channel, or auto: the pattern the target accelerates, from the cost model's
     `choose_sparsity`; needs `ctx.target`), `block` (bh x bw, `32` means 32x32), `n`:`m`,
     `ops` and `skip` (node names, globs allowed; several joined by `+`), `min_params`, and for
@@ -59,7 +72,7 @@ class Prune(Pass):
     groups); matmul's constant B [..., K, N] as [..., N, K]. unstructured drops the smallest
     |w|, block the bh x bw blocks of smallest L2 norm, channel the rows (output channels) of
     smallest L2 norm, nm keeps the n largest |w| of every m along K. Dimensions that are not a
-    multiple of the block or of m are not padded: the layer is skipped with the reason. Skipped
+    multiple of the block or of m are skipped with the reason unless `pad`. Skipped
     too, with their reason: quantized or non-float weights, weights under `min_params`, weights
     read elsewhere (shared), layers already as sparse as asked, layers named in `skip`.
 
@@ -85,6 +98,8 @@ class Prune(Pass):
     skip: str = ""
     min_params: int = 256
     min_gain: float = 1.05  # pattern=auto: prune a layer only when the target is predicted this much faster
+    budget: Literal["layer", "global"] = "layer"
+    pad: bool = False
 
     def __post_init__(self) -> None:
         """Check the options; errors name the option at fault."""
@@ -96,12 +111,17 @@ class Prune(Pass):
             raise ValueError(f"prune: block={self.block} must be one or two positive sizes (32 or 16x32)")
         if not 0 < self.n <= self.m:
             raise ValueError(f"prune: n={self.n}, m={self.m} must satisfy 0 < n <= m")
-        bad = [o for o in _names(self.ops) if o not in PRUNABLE_OPS]
-        if bad or not _names(self.ops):
+        bad = [o for o in split_names(self.ops) if o not in PRUNABLE_OPS]
+        if bad or not split_names(self.ops):
             raise ValueError(f"prune: ops={self.ops!r}: {bad or 'none'} not prunable; choose from "
                              f"{'+'.join(PRUNABLE_OPS)}")
         if self.min_params < 0:
             raise ValueError(f"prune: min_params={self.min_params} must be >= 0")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"prune: budget={self.budget!r} must be one of {', '.join(BUDGETS)}")
+        if self.budget == "global" and self.pattern in ("nm", "auto"):
+            raise ValueError(f"prune: budget=global ranks magnitudes across layers; pattern={self.pattern} fixes "
+                             f"each layer's own density (use budget=layer)")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Prune every eligible layer; report layers, removed norms, skips and the predicted gain."""
@@ -112,18 +132,22 @@ class Prune(Pass):
         uses: dict[int, int] = {}
         for v in [v for n in graph.nodes for v in n.inputs] + list(graph.outputs):
             uses[id(v)] = uses.get(id(v), 0) + 1
-        ops, skip = set(_names(self.ops)), _names(self.skip)
+        ops, skip = set(split_names(self.ops)), split_names(self.skip)
         done: list[_Layer] = []
         kept: list[str] = []
         lat = [0.0, 0.0]
+        nodes = []
         for node in graph.nodes:
             if node.op not in ops:
                 continue
             if any(fnmatchcase(node.name, p) for p in skip):
                 kept.append(f"{node.name} (named in skip)")
                 continue
+            nodes.append(node)
+        fractions = self._global_fractions(nodes, uses) if self.budget == "global" else {}
+        for node in nodes:
             old = node.inputs[1]
-            out = self._prune_node(node, target, uses)
+            out = self._prune_node(node, target, uses, fractions.get(id(node)))
             if isinstance(out, str):
                 kept.append(out)
                 continue
@@ -153,8 +177,32 @@ class Prune(Pass):
         return {"pattern": p["pattern"], "sparsity": float(p.get("sparsity", self.sparsity)),
                 "block": tuple(p.get("block") or (1, 1)), "n": p.get("n"), "m": p.get("m"), "note": d.reason}
 
-    def _prune_node(self, node: Node, target: Target | None, uses: dict[int, int]) -> _Layer | str:
-        """Prune the weight of `node` in place, or say why it stays dense."""
+    def _global_fractions(self, nodes: list[Node], uses: dict[int, int]) -> dict[int, float]:
+        """budget=global: per eligible node, the fraction of its units that one threshold across layers drops."""
+        bh, bw = (self.block * 2)[:2]
+        eligible, scores, sizes = [], [], []
+        for node in nodes:
+            if self._ineligible(node, uses) is not None:
+                continue
+            view = gemm_view(node.inputs[1].data, node.op)
+            if self.pattern == "block":
+                if (view.shape[1] % bh or view.shape[2] % bw) and not self.pad:
+                    continue
+                scores.append(block_scores(view, bh, bw))
+                sizes.append(bh * bw)
+            elif self.pattern == "channel":
+                scores.append(row_scores(view))
+                sizes.append(view.shape[2])
+            else:
+                scores.append(np.abs(view.astype(np.float64)))
+                sizes.append(1)
+            eligible.append(node)
+        if not eligible:
+            return {}
+        return {id(n): f for n, f in zip(eligible, global_fractions(scores, sizes, self.sparsity))}
+
+    def _ineligible(self, node: Node, uses: dict[int, int]) -> str | None:
+        """Why the weight of `node` is not pruned at all, or None."""
         name, w = node.name, node.inputs[1]
         role = "B" if node.op == "matmul" else "weight"
         if w.data is None:
@@ -167,9 +215,20 @@ class Prune(Pass):
             return f"{name} ({w.type.numel} weights < min_params={self.min_params})"
         if uses.get(id(w), 0) > 1:
             return f"{name} (@{w.name} is shared with other readers)"
+        return None
+
+    def _prune_node(self, node: Node, target: Target | None, uses: dict[int, int],
+                    fraction: float | None = None) -> _Layer | str:
+        """Prune the weight of `node` in place (to `fraction` under a global budget), or say why it stays dense."""
+        name, w = node.name, node.inputs[1]
+        why = self._ineligible(node, uses)
+        if why is not None:
+            return why
         spec = self._pattern(node, target)
         if isinstance(spec, str):
             return f"{name} ({spec})"
+        if fraction is not None:
+            spec["sparsity"] = fraction
         pattern, sparsity, (bh, bw) = spec["pattern"], spec["sparsity"], spec["block"]
         view = gemm_view(w.data, node.op)
         if pattern == "unstructured":
@@ -178,9 +237,10 @@ class Prune(Pass):
             mask = channel_mask(view, sparsity)
         elif pattern == "block":
             groups = int(node.attrs.get("groups", 1)) if node.op == "conv2d" else 1
-            mask = block_mask(view, sparsity, bh, bw, name, view.shape[1] // groups if groups > 1 else None)
+            mask = block_mask(view, sparsity, bh, bw, name, view.shape[1] // groups if groups > 1 else None,
+                              self.pad)
         else:
-            mask = nm_mask(view, spec["n"], spec["m"], name)
+            mask = nm_mask(view, spec["n"], spec["m"], name, self.pad)
         if isinstance(mask, str):
             return f"{name} ({mask})"
         pruned = view.copy()
@@ -214,10 +274,12 @@ class Prune(Pass):
         """The annotation of the pruned view `nz` (its nonzero mask): density per pattern unit."""
         p = spec["pattern"]
         if p == "nm":
-            return SparsityInfo("nm", spec["n"] / spec["m"], n=spec["n"], m=spec["m"])
+            ragged = bool(nz.shape[2] % spec["m"])
+            return SparsityInfo("nm", spec["n"] / spec["m"], n=spec["n"], m=spec["m"], padded=ragged)
         if p == "block":
             bh, bw = spec["block"]
-            return SparsityInfo("block", float((block_norms(nz, bh, bw) > 0).mean()), block=(bh, bw))
+            ragged = bool(nz.shape[1] % bh or nz.shape[2] % bw)
+            return SparsityInfo("block", float((block_scores(nz, bh, bw) > 0).mean()), block=(bh, bw), padded=ragged)
         if p == "channel":
             return SparsityInfo("channel", float(nz.any(axis=-1).mean()))
         return SparsityInfo("unstructured", float(nz.mean()))
