@@ -1,4 +1,4 @@
-"""Imports only go down the layers of DESIGN.md: ir < backends < passes < runtime < bench."""
+"""Imports only go down the layers of docs/architecture.md: ir < backends < passes < runtime < bench."""
 
 from __future__ import annotations
 
