@@ -95,19 +95,27 @@ def parse_pipeline(text: str) -> list[Pass]:
     """Parse `"a,b{k=v,k2=v2},c"` into pass instances."""
     from . import builtin  # noqa: F401  (registers the built-in passes)
 
+    if not text.strip():
+        return []
+    items = _split_top(text, ",")
+    if len(items) > 1 and not items[-1].strip():
+        items = items[:-1]  # one trailing comma is allowed, as in a Python list
     passes = []
-    for item in _split_top(text, ","):
+    for pos, item in enumerate(items, start=1):
         item = item.strip()
         if not item:
-            continue
+            raise PipelineError(f"pipeline {text!r}: pass {pos} is empty (two commas in a row, or a leading one)")
         if "{" in item:
             if not item.endswith("}"):
                 raise PipelineError(f"pipeline item {item!r}: options must end with '}}'")
             name, body = item[:-1].split("{", 1)
             opts = {}
-            for kv in _split_top(body, ","):
+            kvs = _split_top(body, ",")
+            if len(kvs) > 1 and not kvs[-1].strip():
+                kvs = kvs[:-1]  # a trailing comma, as between passes
+            for kv in kvs:
                 if not kv.strip():
-                    continue
+                    raise PipelineError(f"pass {name.strip()!r}: an empty option in {item!r}")
                 if "=" not in kv:
                     raise PipelineError(f"pass {name.strip()!r}: option {kv.strip()!r} must be key=value")
                 k, v = kv.split("=", 1)

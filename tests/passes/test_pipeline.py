@@ -123,3 +123,13 @@ def test_pass_instances_as_pipeline() -> None:
     g = small_graph()
     out = run_pipeline(g, [make_pass("simplify"), make_pass("dce")])
     assert [n.op for n in out.nodes] == ["relu"]
+
+
+@pytest.mark.parametrize("text", ["cse,,dce", "cse,,", ",dce", "prune{sparsity=0.5,,pattern=block}"])
+def test_empty_pipeline_items_are_refused(text: str) -> None:
+    with pytest.raises(PipelineError, match="empty"):
+        parse_pipeline(text)
+
+
+def test_an_empty_pipeline_is_no_pass() -> None:
+    assert parse_pipeline("") == [] and parse_pipeline("  ") == []
