@@ -31,6 +31,17 @@ def qparams(lo, hi):  # type: ignore[no-untyped-def]
 
 
 @helper(fastmath=False)
+def row_range(row):  # type: ignore[no-untyped-def]
+    """(min(0, min row), max(0, max row)) in float32."""
+    lo = np.float32(0.0)
+    hi = np.float32(0.0)
+    for j in range(row.shape[0]):
+        lo = min(lo, row[j])
+        hi = max(hi, row[j])
+    return lo, hi
+
+
+@helper(fastmath=False)
 def quantize_row(row, q, scale, zp):  # type: ignore[no-untyped-def]
     """q[:K] = clamp(rint(row / scale) + zp, 0, 255); q[K:] = 0."""
     k = row.shape[0]
@@ -47,11 +58,7 @@ def quantize_rows(x, xq, scale, zp):  # type: ignore[no-untyped-def]
     """Per-row dynamic quantization of x [M, K] f32 into xq [M, Kp] u8, scale [M] f32, zp [M] i32."""
     for r in prange(x.shape[0]):
         row = x[r]
-        lo = np.float32(0.0)
-        hi = np.float32(0.0)
-        for j in range(row.shape[0]):
-            lo = min(lo, row[j])
-            hi = max(hi, row[j])
+        lo, hi = row_range(row)
         s, z = qparams(lo, hi)
         scale[r] = s
         zp[r] = z
@@ -65,14 +72,7 @@ def quantize_tensor(x, xq, scale, zp):  # type: ignore[no-untyped-def]
     los = np.zeros(m, np.float32)
     his = np.zeros(m, np.float32)
     for r in prange(m):
-        row = x[r]
-        lo = np.float32(0.0)
-        hi = np.float32(0.0)
-        for j in range(row.shape[0]):
-            lo = min(lo, row[j])
-            hi = max(hi, row[j])
-        los[r] = lo
-        his[r] = hi
+        los[r], his[r] = row_range(x[r])
     lo = np.float32(0.0)
     hi = np.float32(0.0)
     for r in range(m):
