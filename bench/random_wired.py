@@ -1,12 +1,15 @@
 """Randomly wired graphs (Xie et al. 2019, as SERENITY used them): a random DAG from networkx as an IR graph.
 
 The DAG is a Watts-Strogatz (`ws`: k=4, p=0.75) or Erdos-Renyi (`er`) graph whose edges run from the
-lower node number to the higher. Each DAG node is one operator: a node without predecessors is a 3x3
-convolution of the input; a node with one is a 3x3 convolution of it; a node with several adds them
-(RandWire's aggregation; a chain of adds) or, with probability `CONCAT_P`, concatenates them along
-channels and convolves the concatenation back to `channels` with a 1x1 kernel. Every operator's
-output has the same shape. The nodes nobody reads are added into the output. The node order is the
-DAG's numbering, as a model definition would write it.
+lower node number to the higher (RandWire's conversion). Each DAG node is one operator whose output
+width is drawn per node from `WIDTH_FACTORS` (times `channels`), so output sizes vary as in the
+irregular cells SERENITY schedules. A node aggregates its inputs and transforms the result into its
+own width: without predecessors it convolves the graph input (3x3); with one it convolves it (3x3);
+with several of one width it adds them (RandWire's aggregation, a chain of adds) and convolves the sum
+(3x3), unless it draws `CONCAT_P`; with several of different widths, or on that draw, it concatenates
+them along channels and convolves the concatenation (1x1). The nodes nobody reads are aggregated the
+same way into the output (`channels` wide). The node order is the DAG's numbering (the creation
+order a model definition writes): a valid topological order that knows nothing of sizes.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ WS_K, WS_P = 4, 0.75
 """Watts-Strogatz degree and rewiring probability of RandWire's WS(4, 0.75)."""
 
 ER_P = 0.1
-"""Edge probability of the Erdos-Renyi graphs."""
+"""Edge probability of the Erdos-Renyi graphs (mean degree 3-6 at 30-60 nodes, RandWire's ER(0.2) has 6 at 32)."""
 
 CONCAT_P = 0.25
-"""Probability that an operator of several inputs concatenates them (and convolves) instead of adding."""
+"""Probability that an operator whose inputs share one width concatenates them (and convolves) instead of adding."""
+
+WIDTH_FACTORS = (1, 2, 4)
+"""Output width of each operator, in multiples of `channels`, drawn uniformly per node."""
 
 
 def random_dag(n: int, kind: Literal["ws", "er"], seed: int) -> nx.DiGraph:
@@ -46,34 +52,30 @@ def random_dag(n: int, kind: Literal["ws", "er"], seed: int) -> nx.DiGraph:
 
 def random_wired_graph(n: int, kind: Literal["ws", "er"] = "ws", seed: int = 0, channels: int = 8,
                        size: int = 8) -> Graph:
-    """An IR graph of `n` operators (convolutions, adds, concats) wired as `random_dag(n, kind, seed)`."""
+    """An IR graph of `n` operators (convolutions after adds or concats) wired as `random_dag(n, kind, seed)`."""
     rng = np.random.default_rng(seed)
     dag = random_dag(n, kind, seed)
     b = GraphBuilder(f"randwire-{kind}{n}-s{seed}")
     x = b.input("x", f32[1, channels, size, size])
 
-    def conv(v: Value, name: str, kernel: int = 3) -> Value:
-        w = rng.standard_normal((channels, v.type.shape[1], kernel, kernel)) / (kernel * np.sqrt(v.type.shape[1]))
-        return b.conv2d(v, w.astype(np.float32), np.zeros(channels, np.float32), pads=kernel // 2, name=name)
+    def conv(v: Value, width: int, name: str, kernel: int = 3) -> Value:
+        c_in = v.type.shape[1]
+        w = rng.standard_normal((width, c_in, kernel, kernel)) / (kernel * np.sqrt(c_in))
+        return b.conv2d(v, w.astype(np.float32), np.zeros(width, np.float32), pads=kernel // 2, name=name)
 
-    def add_all(values: list[Value], name: str) -> Value:
-        acc = values[0]
-        for k, v in enumerate(values[1:]):
-            acc = b.add(acc, v, name=name if k == len(values) - 2 else f"{name}.{k}")
-        return acc
+    def aggregate(values: list[Value], width: int, name: str) -> Value:
+        if len(values) == 1:
+            return conv(values[0], width, name)
+        if len({v.type.shape[1] for v in values}) == 1 and rng.random() >= CONCAT_P:
+            acc = values[0]
+            for k, v in enumerate(values[1:]):
+                acc = b.add(acc, v, name=f"{name}.sum{k}")
+            return conv(acc, width, name)
+        return conv(b.concat(values, axis=1, name=f"{name}.cat"), width, name, kernel=1)
 
     out: dict[int, Value] = {}
     for i in range(n):
-        preds = [out[p] for p in sorted(dag.predecessors(i))]
-        name = f"n{i}"
-        if not preds:
-            out[i] = conv(x, name)
-        elif len(preds) == 1:
-            out[i] = conv(preds[0], name)
-        elif rng.random() < CONCAT_P:
-            out[i] = conv(b.concat(preds, axis=1, name=f"{name}.cat"), name, kernel=1)
-        else:
-            out[i] = add_all(preds, name)
-    sinks = [out[i] for i in range(n) if dag.out_degree(i) == 0]
-    b.output(add_all(sinks, "y") if len(sinks) > 1 else sinks[0])
+        width = channels * int(rng.choice(WIDTH_FACTORS))
+        out[i] = aggregate([out[p] for p in sorted(dag.predecessors(i))] or [x], width, f"n{i}")
+    b.output(aggregate([out[i] for i in range(n) if dag.out_degree(i) == 0], channels, "y"))
     return b.build()
