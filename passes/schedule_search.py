@@ -22,9 +22,13 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ..ir.graph import Graph
+from .schedule_improve import improve_order
 from .schedule_memory import MemoryModel
 
 SOURCE, SINK = "<source>", "<sink>"
+
+IMPROVE_MOVES = 2000
+"""Orders the local improvement prices per piece, by default."""
 
 
 def cut_nodes(graph: Graph) -> list[int]:
@@ -83,11 +87,9 @@ class Piece:
         dead = [sum(model.sizes[b] for b in model.produces[g] if not model.readers[b] and not model.pinned[b])
                 for g in nodes]
         frees: list[list[tuple[int, int]]] = []
-        touched: set[int] = set()
         for g in nodes:
             mine = []
             for b in model.reads[g]:
-                touched.add(b)
                 if model.pinned[b] or max(model.readers[b]) > last:
                     continue
                 mask = 0
@@ -102,22 +104,78 @@ class Piece:
             for p in model.preds[g]:
                 if p in local:
                     succs[local[p]].append(i)
-        untouched = sum(model.sizes[b] for b in live_at_start - touched)
-        touch = max(alloc[i] + sum(model.sizes[b] for b in set(model.reads[g])) for i, g in enumerate(nodes))
-        return cls(nodes, base, alloc, dead, frees, preds, succs, untouched + touch)
+        must_live = _bytes_live_in_every_order(model, nodes, live_at_start, alloc, preds, succs)
+        return cls(nodes, base, alloc, dead, frees, preds, succs, max(must_live))
 
     def peak(self, order: Sequence[int]) -> int:
         """The piece's peak when its nodes run in `order` (local indices)."""
-        mem, peak, done = self.base, 0, 0
+        return max(self.steps(order))
+
+    def steps(self, order: Sequence[int]) -> list[int]:
+        """Bytes live at each step when the piece's nodes run in `order` (local indices)."""
+        mem, done, out = self.base, 0, []
         for v in order:
             done |= 1 << v
-            peak = max(peak, mem + self.alloc[v])
+            out.append(mem + self.alloc[v])
             mem += self.alloc[v] - self.freed(v, done)
-        return peak
+        return out
 
     def freed(self, v: int, done: int) -> int:
         """Bytes freed after node `v` runs, once the nodes in mask `done` (`v` among them) have run."""
         return self.dead[v] + sum(size for mask, size in self.frees[v] if mask & ~done == 0)
+
+    def free_step(self, done: int, peak: int, mem: int, ready: int) -> int:
+        """The bit of a ready node that costs nothing to run next, or 0: it peaks within `peak` and frees at least
+        what it allocates. Some least-peak order from mask `done` runs such a node next (moving it to the front
+        of any order lowers no step's bytes after it), so a search need not branch there."""
+        r = ready
+        while r:
+            low = r & -r
+            r ^= low
+            v = low.bit_length() - 1
+            if mem + self.alloc[v] <= peak and self.freed(v, done | low) >= self.alloc[v]:
+                return low
+        return 0
+
+
+def _bytes_live_in_every_order(model: MemoryModel, nodes: list[int], live_at_start: set[int], alloc: list[int],
+                               preds: list[int], succs: list[list[int]]) -> list[int]:
+    """Per node of a piece, the bytes live at its step in every order: its output, and each buffer made before
+    the piece or by one of its ancestors that it or one of its descendants reads (or that outlives the piece)."""
+    n = len(nodes)
+    local = {g: i for i, g in enumerate(nodes)}
+    above = [0] * n  # mask of each node's ancestors in the piece
+    for i in range(n):
+        p = preds[i]
+        while p:
+            low = p & -p
+            p ^= low
+            above[i] |= above[low.bit_length() - 1] | low
+    below = [0] * n  # mask of each node and its descendants
+    for i in reversed(range(n)):
+        below[i] = 1 << i
+        for s in succs[i]:
+            below[i] |= below[s]
+    buffers = []  # (producer's local index or None before the piece, bytes, readers mask or None if it outlives)
+    for b in live_at_start:
+        buffers.append((None, model.sizes[b], _readers_mask(model, b, local)))
+    for i, g in enumerate(nodes):
+        for b in model.produces[g]:
+            if model.readers[b] or model.pinned[b]:
+                buffers.append((i, model.sizes[b], _readers_mask(model, b, local)))
+    must_live = list(alloc)
+    for v in range(n):
+        for producer, size, readers in buffers:
+            if (producer is None or above[v] >> producer & 1) and (readers is None or readers & below[v]):
+                must_live[v] += size
+    return must_live
+
+
+def _readers_mask(model: MemoryModel, b: int, local: dict[int, int]) -> int | None:
+    """Mask of the piece's nodes reading buffer `b`, or None when it outlives the piece."""
+    if model.pinned[b] or any(r not in local for r in model.readers[b]):
+        return None
+    return sum(1 << local[r] for r in model.readers[b])
 
 
 def depth_first_order(piece: Piece) -> list[int]:
@@ -173,7 +231,7 @@ def search(piece: Piece, *, beam: int | None = None, max_states: int = 1 << 62,
     for _ in range(n):
         nxt: dict[int, tuple[int, int, int]] = {}
         for mask, (peak, mem, ready) in level.items():
-            r = ready
+            r = piece.free_step(mask, peak, mem, ready) or ready
             while r:
                 low = r & -r
                 r ^= low
@@ -233,7 +291,7 @@ class MemorySchedule:
 
 
 def schedule_for_memory(graph: Graph, *, exact: bool = True, max_states: int = 200_000,
-                        beam: int = 16) -> MemorySchedule:
+                        beam: int = 16, improve: int = IMPROVE_MOVES) -> MemorySchedule:
     """The least-peak order found for `graph`: per piece the best of the original order, the beam search and
     (with `exact`) the exact search within `max_states` states; never above the original order's peak."""
     model = MemoryModel.of(graph)
@@ -248,7 +306,7 @@ def schedule_for_memory(graph: Graph, *, exact: bool = True, max_states: int = 2
         piece = Piece.of(model, nodes, sum(model.sizes[b] for b in live), live)
         local = list(range(len(nodes)))
         if len(nodes) > 1:
-            local, peak, sure, used = _best_order(piece, exact, max_states, beam, kept)
+            local, peak, sure, used = _best_order(piece, exact, max_states, beam, improve, kept)
             proven += sure
             states += used
             bound = max(bound, peak if sure else piece.lower_bound)
@@ -267,7 +325,7 @@ def schedule_for_memory(graph: Graph, *, exact: bool = True, max_states: int = 2
                           optimal=after <= bound)
 
 
-def _best_order(piece: Piece, exact: bool, max_states: int, beam: int,
+def _best_order(piece: Piece, exact: bool, max_states: int, beam: int, improve: int,
                 kept: dict[str, int]) -> tuple[list[int], int, bool, int]:
     """(local order, its peak, proven least-peak, states visited) for one piece; counts the method kept."""
     original = list(range(len(piece.nodes)))
@@ -280,6 +338,9 @@ def _best_order(piece: Piece, exact: bool, max_states: int, beam: int,
         states += heuristic.states
     depth_first = depth_first_order(piece)
     found.append(("heuristic", depth_first, piece.peak(depth_first)))
+    _, start, _ = min(found, key=lambda f: (f[2], METHOD_RANK[f[0]]))
+    improved = improve_order(piece, start, improve)
+    found.append(("heuristic", improved, piece.peak(improved)))
     best = min(p for _, _, p in found)
     sure = best <= piece.lower_bound
     if exact and not sure:
