@@ -10,7 +10,7 @@ from ..ir.graph import Graph
 from .base import Pass, PassContext, PassResult, register_pass
 from .schedule_latency import apply_streams, schedule_for_latency
 from .schedule_memory import MemoryModel
-from .schedule_search import schedule_for_memory
+from .schedule_search import IMPROVE_STEPS, schedule_for_memory
 
 
 def _mb(n: int) -> str:
@@ -23,8 +23,9 @@ class Schedule(Pass):
     the target's parallel units for the least latency.
 
     `objective=peak-memory`: per piece of the graph between the nodes every path runs through, the best of
-    the original order, a heuristic (beam searches and a depth-first order) and, with `method=auto`, an
-    exact search over scheduled sets within `max_states` states; never above the original order's peak.
+    the original order, a heuristic (beam searches and a depth-first order, each improved locally within
+    `improve` node steps) and, with `method=auto`, an exact search over scheduled sets within
+    `max_states` states; never above the original order's peak.
     The memory model is `passes/schedule_memory.py`'s. `objective=latency` needs `ctx.target`: nodes go
     critical path first onto the unit that finishes them first, and `node.meta["stream"]` records the
     unit (what `estimate` reads). A `fused` region is one node to either. Dead nodes are dropped first
@@ -37,11 +38,13 @@ class Schedule(Pass):
     method: Literal["auto", "heuristic"] = "auto"  # peak-memory: exact search within budget, or heuristic only
     max_states: int = 200_000  # exact search: states per piece before it gives up
     beam: int = 16  # heuristic: states kept per level
+    improve: int = IMPROVE_STEPS  # heuristic: node steps each local improvement may price (0: none)
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Reorder `graph.nodes` for the objective and report what was gained."""
-        if self.max_states < 1 or self.beam < 1:
-            raise ValueError(f"schedule: max_states and beam must be positive, got {self.max_states}, {self.beam}")
+        if self.max_states < 1 or self.beam < 1 or self.improve < 0:
+            raise ValueError(f"schedule: max_states and beam must be positive and improve not negative, got "
+                             f"{self.max_states}, {self.beam}, {self.improve}")
         dead = graph.remove_dead_nodes()
         result = self._latency(graph, ctx) if self.objective == "latency" else self._memory(graph)
         if dead:
@@ -52,7 +55,8 @@ class Schedule(Pass):
     def _memory(self, graph: Graph) -> PassResult:
         t0 = time.perf_counter()
         model = MemoryModel.of(graph)
-        found = schedule_for_memory(graph, exact=self.method == "auto", max_states=self.max_states, beam=self.beam)
+        found = schedule_for_memory(graph, exact=self.method == "auto", max_states=self.max_states, beam=self.beam,
+                                    improve=self.improve)
         original = list(range(len(graph.nodes)))
         arena_before, arena_after = model.arena(original), model.arena(found.order)
         order = found.order

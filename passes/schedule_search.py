@@ -8,10 +8,14 @@ order before it, so each piece is scheduled alone and the graph's peak is the la
 
 Inside a piece, `search` walks the scheduled sets level by level (dynamic programming over the nodes
 already run: the bytes live after a set do not depend on the order that ran it, so one state per set
-keeps the least peak that reaches it). Without a beam it is exact, pruned by an upper bound and stopped
-by a budget of states; with a beam it keeps the `beam` best states per level: a greedy schedule by
-freed-minus-allocated bytes with lookahead. The heuristic is the best of two beams (ranked by peak, and
-by live bytes) and a depth-first order that finishes the heaviest branch first.
+keeps the least peak that reaches it). A ready node that peaks within the state's peak and frees at
+least what it allocates is run next without branching (no least-peak order is lost). Without a beam it
+is exact, pruned by an upper bound and stopped by a budget of states; with a beam it keeps the `beam`
+best states per level: a greedy schedule by freed-minus-allocated bytes with lookahead. The heuristic
+is the best of two beams (ranked by peak, and by live bytes) and a depth-first order that finishes the
+heaviest branch first, each (and the original order) improved locally across its peak step
+(`schedule_improve.py`). A piece whose order reaches the bytes some node has live in every order (its
+output, and what it or a node after it reads) is proven least-peak without search.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from .schedule_memory import MemoryModel
 
 SOURCE, SINK = "<source>", "<sink>"
 
-IMPROVE_MOVES = 2000
-"""Orders the local improvement prices per piece, by default."""
+IMPROVE_STEPS = 200_000
+"""Node steps the local improvement may price per start order and piece, by default (orders of n nodes: this / n)."""
 
 
 def cut_nodes(graph: Graph) -> list[int]:
@@ -291,9 +295,10 @@ class MemorySchedule:
 
 
 def schedule_for_memory(graph: Graph, *, exact: bool = True, max_states: int = 200_000,
-                        beam: int = 16, improve: int = IMPROVE_MOVES) -> MemorySchedule:
-    """The least-peak order found for `graph`: per piece the best of the original order, the beam search and
-    (with `exact`) the exact search within `max_states` states; never above the original order's peak."""
+                        beam: int = 16, improve: int = IMPROVE_STEPS) -> MemorySchedule:
+    """The least-peak order found for `graph`: per piece the best of the original order, the heuristic (beam
+    searches and a depth-first order, each improved locally within `improve` node steps priced)
+    and (with `exact`) the exact search within `max_states` states; never above the original order's peak."""
     model = MemoryModel.of(graph)
     pieces = split_pieces(len(graph.nodes), cut_nodes(graph))
     remaining = [len(r) for r in model.readers]
@@ -338,10 +343,12 @@ def _best_order(piece: Piece, exact: bool, max_states: int, beam: int, improve: 
         states += heuristic.states
     depth_first = depth_first_order(piece)
     found.append(("heuristic", depth_first, piece.peak(depth_first)))
-    _, start, _ = min(found, key=lambda f: (f[2], METHOD_RANK[f[0]]))
-    improved = improve_order(piece, start, improve)
-    found.append(("heuristic", improved, piece.peak(improved)))
-    best = min(p for _, _, p in found)
+    best = min(f[2] for f in found)
+    if best > piece.lower_bound and improve >= len(original):
+        for _, start, _ in list(found):
+            improved = improve_order(piece, start, improve // len(start))
+            found.append(("heuristic", improved, piece.peak(improved)))
+        best = min(f[2] for f in found)
     sure = best <= piece.lower_bound
     if exact and not sure:
         result = search(piece, max_states=max_states, bound=best)
