@@ -215,12 +215,3 @@ class NumbaExecutable(Executable):
         med = np.median(np.array(runs), axis=0)
         rows = [NodeProfile(s.name, s.op, s.kernel, float(t), s.nbytes, s.note) for s, t in zip(steps, med)]
         return Profile(rows, self.median_seconds(inputs, repeats), repeats)
-
-
-def _register() -> None:
-    from . import register_backend
-
-    register_backend("numba", NumbaExecutable)
-
-
-_register()
