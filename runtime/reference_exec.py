@@ -24,15 +24,16 @@ class ReferenceExecutable(Executable):
     def __init__(self, graph: Graph) -> None:
         t0 = time.perf_counter()
         self._interp = Interpreter(graph, REFERENCE_RULES)
-        self._exits = EarlyExitRunner(plan_exits(graph), REFERENCE_RULES) if has_exits(graph) else None
+        self.exits = EarlyExitRunner(plan_exits(graph), REFERENCE_RULES) if has_exits(graph) else None
+        """The runner that stops rows at their exit (None for a graph without exits)."""
         super().__init__(graph, "reference", time.perf_counter() - t0)
-        self._counters = ExitCounters(self.stats, len(self._exits.plan.exits)) if self._exits else None
+        self._counters = ExitCounters(self.stats, len(self.exits.plan.exits)) if self.exits else None
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once on the reference backend."""
-        if self._exits is None or self._counters is None:
+        if self.exits is None or self._counters is None:
             return self._interp.run(inputs)
-        out, done = self._exits.run(inputs)
+        out, done = self.exits.run(inputs)
         self._counters.record(done.left, done.nodes_run)
         return out
 
