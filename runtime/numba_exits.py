@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.reference.early_exit import assemble, keep_rows
 from ..ir.exit_plan import ExitPlan, Segment, plan_exits, plan_segments, segment_graph
 from ..ir.exits import has_exits
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Value
 from ..ir.interpreter import check_inputs
 from .executable import Executable, NodeProfile, Profile
 from .exit_stats import ExitCounters
@@ -32,14 +31,56 @@ def bucket_rows(rows: int, batch: int) -> int:
     return min(batch, 1 << max(rows - 1, 0).bit_length())
 
 
-def pad_rows(a: np.ndarray, rows: int, bucket: int, m: int) -> np.ndarray:
-    """`a` (rows * m leading entries) extended to bucket * m by repeating its first row's entries."""
-    if rows == bucket:
-        return a
-    out = np.empty((bucket * m,) + a.shape[1:], a.dtype)
-    out[: rows * m] = a
-    out[rows * m:] = np.tile(a[:m], (bucket - rows,) + (1,) * (a.ndim - 1))
+class Workspace:
+    """One thread's buffers for compacted values (two per value, used in turn) and live row indices."""
+
+    def __init__(self, plan: ExitPlan) -> None:
+        self.plan = plan
+        self.stage: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.current: dict[int, int] = {}
+        self.rows = np.arange(plan.batch)
+        self.live = (np.empty(plan.batch, np.int64), np.empty(plan.batch, np.int64))
+        self.keep = np.empty(plan.batch, np.bool_)
+
+    def target(self, v: Value, like: np.ndarray) -> np.ndarray:
+        """The buffer (B * m leading entries) `v` is compacted into next: not the one it is read from."""
+        pair = self.stage.get(id(v))
+        if pair is None:
+            shape = (self.plan.batch * self.plan.rows_of(v),) + like.shape[1:]
+            pair = self.stage[id(v)] = (np.empty(shape, like.dtype), np.empty(shape, like.dtype))
+        which = 1 - self.current.get(id(v), 1)
+        self.current[id(v)] = which
+        return pair[which]
+
+    def is_staged(self, v: Value, a: np.ndarray) -> bool:
+        """True when `a` is one of the buffers of `v` (so padding may be written into it)."""
+        return any(a is buf for buf in self.stage.get(id(v), ()))
+
+
+def compact(a: np.ndarray, kept: np.ndarray, rows: int, m: int, out: np.ndarray) -> np.ndarray:
+    """Write batch rows `kept` (indices among the first `rows`) of `a` into the front of `out`; returns `out`.
+
+    np.take with mode="clip" writes into `out` directly (with mode="raise", as np.compress uses, numpy buffers
+    the whole result first).
+    """
+    src = a[: rows * m].reshape((rows, m) + a.shape[1:])
+    np.take(src, kept, axis=0, out=out[: len(kept) * m].reshape((len(kept), m) + a.shape[1:]), mode="clip")
     return out
+
+
+def fit_rows(ws: Workspace, v: Value, a: np.ndarray, rows: int, bucket: int, m: int) -> np.ndarray:
+    """`a` (its first rows * m entries valid) as bucket * m entries: the padding rows repeat the first row."""
+    n = bucket * m
+    if a.shape[0] == n:
+        return a
+    if a.shape[0] > n and ws.is_staged(v, a):
+        view = a[:n]
+    else:  # not reached by the plans built here: values fed on fewer rows are always compacted first
+        view = np.empty((n,) + a.shape[1:], a.dtype)
+        view[: rows * m] = a[: rows * m]
+    blocks = view.reshape((bucket, m) + a.shape[1:])
+    blocks[rows:] = blocks[0]
+    return view
 
 
 class SegmentPrograms:
@@ -61,7 +102,8 @@ class SegmentPrograms:
                 exe = self.by_rows.get(rows)
                 if exe is None:
                     t0 = time.perf_counter()
-                    exe = NumbaExecutable(segment_graph(self.plan, self.seg, rows), **self.options)
+                    exe = NumbaExecutable(segment_graph(self.plan, self.seg, rows), outputs_in_arena=True,
+                                          **self.options)
                     self.compile_seconds[rows] = time.perf_counter() - t0
                     self.by_rows[rows] = exe
         return exe
@@ -78,6 +120,7 @@ class NumbaExitExecutable(Executable):
             programs.get(self.plan.batch)
         super().__init__(graph, "numba", time.perf_counter() - t0)
         self._counters = ExitCounters(self.stats, len(self.plan.exits))
+        self._local = threading.local()
         self.stats["segments"] = [len(s.nodes) for s in plan_segments(self.plan)]
 
     def buckets(self) -> dict[int, list[int]]:
@@ -90,55 +133,65 @@ class NumbaExitExecutable(Executable):
         self._counters.record(left, kernels)
         return out
 
+    def _workspace(self) -> Workspace:
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = Workspace(self.plan)
+        return ws
+
     def _run(self, inputs: Mapping[str, Any], timings: list[NodeProfile] | None = None
              ) -> tuple[dict[str, np.ndarray], list[int], int]:
         plan, batch, n = self.plan, self.plan.batch, len(self.plan.exits)
-        given = check_inputs(plan.graph, inputs)
-        env: dict[int, np.ndarray] = dict(given)
-        live = np.arange(batch)
-        left = [0] * (n + 1)
-        taken_rows: list[tuple[np.ndarray, np.ndarray]] = []
-        kernels = 0
+        ws = self._workspace()
+        env: dict[int, np.ndarray] = dict(check_inputs(plan.graph, inputs))
+        t = plan.select.outputs[0].type
+        out, taken = np.empty(t.shape, t.dtype.np_dtype), np.empty(batch, np.int32)  # the fresh outputs
+        env[id(plan.select.outputs[0])], env[id(plan.select.outputs[1])] = out, taken
+        live, spare = ws.live
+        live[:] = ws.rows
+        r, left, kernels = batch, [0] * (n + 1), 0
         for programs in self.segments:
             seg = programs.seg
-            if seg.index == n + 1:  # after exit_select: the whole batch again
-                final = env.get(id(plan.select.inputs[0])) if len(live) else None
-                out, taken = assemble(plan, final, live, taken_rows)
-                env[id(plan.select.outputs[0])], env[id(plan.select.outputs[1])] = out, taken
-            elif seg.index > 0 and not len(live):
-                continue
-            rows = len(live) if 0 < seg.index <= n else batch
+            if seg.index == n + 1 or (seg.index > 0 and not r):
+                break
+            rows = r if seg.index > 0 else batch
             bucket = bucket_rows(rows, batch)
             exe = programs.get(bucket)
             feed = {}
             for v in seg.inputs:
                 m = plan.rows.rows.get(id(v))
-                feed[v.name] = env[id(v)] if m is None else pad_rows(env[id(v)], rows, bucket, m)
+                feed[v.name] = env[id(v)] if m is None else fit_rows(ws, v, env[id(v)], rows, bucket, m)
             t0 = time.perf_counter()
-            got = exe.run(feed)
+            env.update((id(v), a) for v, a in zip(seg.outputs, (exe.run_views(feed)[v.name] for v in seg.outputs)))
             if timings is not None:
                 timings.append(NodeProfile(f"segment{seg.index}", "segment", f"rows{bucket}",
                                            time.perf_counter() - t0, 0, f"{rows} rows in a bucket of {bucket}"))
             kernels += exe.stats["kernels"]
-            for v in seg.outputs:
-                m = plan.rows.rows.get(id(v))
-                env[id(v)] = got[v.name] if m is None or rows == bucket else got[v.name][: rows * m]
-            if seg.index < n:
-                ex = plan.exits[seg.index]
-                fire = env[id(ex.outputs[0])]
-                taken_rows.append((live[fire], env[id(ex.inputs[0])][fire]))
-                left[seg.index] = int(fire.sum())
-                if left[seg.index]:
-                    keep = ~fire
-                    for v in plan.compact_after[seg.index]:
-                        env[id(v)] = keep_rows(env[id(v)], keep, plan.rows_of(v))
-                    live = live[keep]
-        if not any(p.seg.index == n + 1 for p in self.segments):
-            final = env.get(id(plan.select.inputs[0])) if len(live) else None
-            out, taken = assemble(plan, final, live, taken_rows)
-            env[id(plan.select.outputs[0])], env[id(plan.select.outputs[1])] = out, taken
-        left[n] = len(live)
-        return {v.name: (v.data if v.data is not None else env[id(v)]) for v in plan.graph.outputs}, left, kernels
+            if seg.index == n:
+                break
+            ex = plan.exits[seg.index]
+            fire = env[id(ex.outputs[0])][:r]
+            gone = live[:r][fire]
+            out[gone], taken[gone] = env[id(ex.inputs[0])][:r][fire], seg.index
+            left[seg.index] = len(gone)
+            if len(gone):
+                kept = np.flatnonzero(np.logical_not(fire, out=ws.keep[:r]))
+                for v in plan.compact_after[seg.index]:
+                    env[id(v)] = compact(env[id(v)], kept, r, plan.rows_of(v), ws.target(v, env[id(v)]))
+                np.take(live, kept, out=spare[: len(kept)], mode="clip")
+                live, spare, r = spare, live, r - len(gone)
+        if r:
+            final = env[id(plan.select.inputs[0])]
+            out[live[:r]], taken[live[:r]] = final[:r], n
+        left[n] = r
+        post = next((p for p in self.segments if p.seg.index == n + 1), None)
+        if post is not None:
+            got = post.get(batch).run_views({v.name: env[id(v)] for v in post.seg.inputs})
+            env.update((id(v), got[v.name]) for v in post.seg.outputs)
+            kernels += post.get(batch).stats["kernels"]
+        fresh = {id(out), id(taken)}
+        results = {v.name: (v.data if v.data is not None else env[id(v)]) for v in plan.graph.outputs}
+        return {k: a if id(a) in fresh else np.array(a, copy=True) for k, a in results.items()}, left, kernels
 
     def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
         """Time of each segment that ran (one instrumented run) and the median of whole runs."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -233,3 +234,18 @@ def test_concurrent_numba_runs_stay_correct() -> None:
 
 def test_bucket_rows_are_powers_of_two_capped_at_the_batch() -> None:
     assert [bucket_rows(r, 48) for r in (1, 2, 3, 5, 16, 17, 33, 48)] == [1, 2, 4, 8, 16, 32, 48, 48]
+
+
+def test_numba_runs_allocate_no_activation_sized_array_once_buckets_are_compiled() -> None:
+    g = exit_mlp(64, (("max-prob", 0.9, 1), ("max-prob", 0.9, 1)), hidden=512)
+    exe = runtime.compile(g, backend="numba")
+    x = _x(64, seed=5)
+    exe.run(x)  # compiles the buckets of this input's paths; stages the compacted values
+    exe.run(x)
+    tracemalloc.start()
+    exe.run(x)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    activation = 64 * 512 * 4  # one hidden activation of the whole batch
+    assert min(exe.stats["exits"]["last"]) > 0  # rows left at both exits and ran to the end
+    assert peak < activation // 8, peak  # outputs, fire masks and row indices: a few hundred bytes each
