@@ -162,7 +162,8 @@ class NumbaExitExecutable(Executable):
                 m = plan.rows.rows.get(id(v))
                 feed[v.name] = env[id(v)] if m is None else fit_rows(ws, v, env[id(v)], rows, bucket, m)
             t0 = time.perf_counter()
-            env.update((id(v), a) for v, a in zip(seg.outputs, (exe.run_views(feed)[v.name] for v in seg.outputs)))
+            got = exe.run_views(feed)
+            env.update((id(v), got[v.name]) for v in seg.outputs)
             if timings is not None:
                 timings.append(NodeProfile(f"segment{seg.index}", "segment", f"rows{bucket}",
                                            time.perf_counter() - t0, 0, f"{rows} rows in a bucket of {bucket}"))
