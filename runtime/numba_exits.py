@@ -123,6 +123,14 @@ class NumbaExitExecutable(Executable):
         self._local = threading.local()
         self.stats["segments"] = [len(s.nodes) for s in plan_segments(self.plan)]
 
+    def compile_buckets(self) -> None:
+        """Compile every bucket of every later segment now (else each compiles on the first run that needs it)."""
+        sizes = {bucket_rows(r, self.plan.batch) for r in range(1, self.plan.batch + 1)}
+        for programs in self.segments:
+            if 0 < programs.seg.index <= len(self.plan.exits):
+                for rows in sorted(sizes):
+                    programs.get(rows)
+
     def buckets(self) -> dict[int, list[int]]:
         """Per segment index, the row counts compiled so far."""
         return {p.seg.index: sorted(p.by_rows) for p in self.segments}
