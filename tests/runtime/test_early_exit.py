@@ -18,7 +18,7 @@ from tensorsmith.runtime.numba_exec import NumbaExecutable
 from tensorsmith.runtime.numba_exits import NumbaExitExecutable, bucket_rows
 from tensorsmith.runtime.reference_exec import ReferenceExecutable
 
-from tests.ir.sample_exits import exit_mlp
+from tests.ir.sample_exits import encoder_exits, exit_mlp
 
 BACKENDS = ["reference", "numba"]
 NEVER = ("entropy", 0.0, 1)  # entropy 0 needs a softmax exactly one-hot in f32: never with these heads
@@ -274,3 +274,16 @@ def test_numba_runs_each_segment_it_reaches_once(monkeypatch: pytest.MonkeyPatch
     left = exe.stats["exits"]["last"]
     reached = [16, 16 - left[0], left[2]]
     assert len(calls) == sum(1 for r in reached if r) and len(set(calls)) == len(calls)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_encoder_with_a_key_mask_stops_rows_between_blocks(backend: str) -> None:
+    g = encoder_exits(12, threshold0=0.65, threshold1=0.0)
+    rng = np.random.default_rng(0)
+    x = {"x": rng.standard_normal((12, 5, 8)).astype(np.float32),
+         "mask": np.where(rng.random((12, 1, 1, 5)) < 0.2, -1e4, 0).astype(np.float32)}
+    exe = runtime.compile(g, backend=backend)
+    out, want = exe.run(x), reference.run(g, x)
+    assert min(exe.stats["exits"]["last"]) > 0  # rows leave at both exits and run to the end
+    assert_array_equal(out["y.1"], want["y.1"])
+    _close(out["y"], want["y"], exact=False)
