@@ -287,3 +287,14 @@ def test_an_encoder_with_a_key_mask_stops_rows_between_blocks(backend: str) -> N
     assert min(exe.stats["exits"]["last"]) > 0  # rows leave at both exits and run to the end
     assert_array_equal(out["y.1"], want["y.1"])
     _close(out["y"], want["y"], exact=False)
+
+
+def test_the_buckets_of_a_segment_share_its_packed_weights() -> None:
+    exe = runtime.compile(exit_mlp(16, hidden=64), backend="numba")
+    assert isinstance(exe, NumbaExitExecutable)
+    exe.compile_buckets()
+    plans = [e.plan for rows, e in exe.segments[1].by_rows.items() if rows >= 4]  # packed GEMMs take >= 4 rows
+    packed = [{s.name: s.array for s in p.slots if s.name.endswith(".packed")} for p in plans]
+    assert len(plans) >= 2 and packed[0]
+    for other in packed[1:]:
+        assert other.keys() == packed[0].keys() and all(other[k] is packed[0][k] for k in other)
