@@ -70,8 +70,8 @@ def test_criteria_by_hand() -> None:
     b = np.array([[2.0, 0.0], [-1.0, 1.0]])
     assert list(F.fires("cosine", [a, b], 1, 0.5)) == [True, False]
     assert not F.fires("cosine", [a], 0, -1.0).any()  # the first exit has no earlier head
-    c = np.array([[0.0, 1.0], [1.0, 0.0]])
-    assert list(F.fires("patience", [a, b, c], 2, 0.0, patience=2)) == [False, True]
+    c = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert list(F.fires("patience", [a, b, c], 2, 0.0, patience=3)) == [True, False]
     assert list(F.fires("patience", [b, c, c], 2, 0.0, patience=2)) == [True, True]
     assert not F.fires("patience", [b, c, c], 0, 0.0, patience=2).any()
 
