@@ -211,6 +211,19 @@ class GraphBuilder:
         return self.op("dequantize", x, scale=_seq(scale, float), zero_point=_seq(zp, int),
                        axis=axis, **kw)
 
+    def exit(self, head: Value, *, criterion: str = "max-prob", threshold: float = 0.0, patience: int = 1,
+             earlier: Sequence[Value] = (), **kw: Any) -> Value:
+        """An early exit on `head` (numbered after the exits added before); returns its fire mask bool[B]."""
+        index = sum(1 for n in self.nodes if n.op == "exit")
+        return self.op("exit", head, *earlier, index=index, criterion=criterion, threshold=threshold,
+                       patience=patience, **kw)
+
+    def exit_select(self, final: Value, pairs: Sequence[tuple[Value, Value]], **kw: Any) -> tuple[Value, Value]:
+        """Each row's output from the first exit that fired, else `final`; returns (out, taken)."""
+        flat = [v for pair in pairs for v in pair]
+        out, taken = self.op_multi("exit_select", final, *flat, **kw)
+        return out, taken
+
     def __getattr__(self, attr: str) -> Any:
         """`b.relu(x)`, `b.add(x, y)`, `b.reduce_mean(x, axes=[1])`... for every registered op."""
         op = attr.replace("_", "-")

@@ -337,6 +337,10 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, path: str | os.PathLike | 
     if any(n.op == "fused" for n in graph.nodes):  # ONNX has no regions: export their equations
         graph = graph.copy()
         inline_regions(graph)
+    early = [n.name for n in graph.nodes if n.op in ("exit", "exit_select")]
+    if early:
+        raise OnnxExportError(f"graph {graph.name}: early exits (%{', %'.join(early[:5])}) have no ONNX form (ONNX "
+                              "cannot stop part of a batch); export the graph without its exits")
     missing = sorted({n.op for n in graph.nodes if n.op not in EXPORTERS})
     if missing:
         where = {op: [n.name for n in graph.nodes if n.op == op][:5] for op in missing}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from .exits import exit_fault
 from .graph import Graph, Node, Value
 from .ops import OPS, TypeInferenceError
 from .text import format_node, format_ref, format_type
@@ -22,6 +23,7 @@ ERROR_KINDS = (
     "arity",
     "constant-type",
     "output-count",
+    "exit",
 )
 
 
@@ -149,7 +151,8 @@ def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
 
     Checks names are unique, constants match their types, there is no cycle, every op is
     known with valid arity and attributes, every value is defined before use, types agree
-    with each op's type rule, outputs are defined, and (unless `allow_dead`) no node is dead.
+    with each op's type rule, early exits are well formed (ir/exits.py), outputs are defined,
+    and (unless `allow_dead`) no node is dead.
     """
     _check_constants(g)  # first: an input carrying data would otherwise read as a duplicate name
     _check_names(g)
@@ -182,6 +185,9 @@ def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
     for v in g.outputs:
         if not (v.is_constant or id(v) in defined):
             raise VerificationError("dangling", f"graph {g.name}: output %{v.name} is never defined")
+    fault = exit_fault(g)
+    if fault is not None:
+        raise _fail(g, "exit", *fault)
     if not allow_dead:
         used = {id(v) for n in g.nodes for v in n.inputs} | {id(v) for v in g.outputs}
         for node in g.nodes:

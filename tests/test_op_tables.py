@@ -12,6 +12,8 @@ from tensorsmith.ir.onnx_export import EXPORTERS
 TABLES = {"reference": REFERENCE_RULES, "numba": NUMBA_LOWERINGS, "cost": COST_RULES, "onnx export": EXPORTERS}
 WITHOUT_RULE = {
     ("onnx export", "fused"): "ONNX has no regions: to_onnx inlines them and exports their equations",
+    ("onnx export", "exit"): "ONNX cannot stop part of a batch early: to_onnx refuses graphs with exits",
+    ("onnx export", "exit_select"): "ONNX cannot stop part of a batch early: to_onnx refuses graphs with exits",
 }
 """(table, op) pairs deliberately absent, with the reason."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
+from ...ir.exits import exit_segments, has_exits
 from ...ir.graph import Graph, Node
 from .loader import load_target
 from .model import NodeCost, node_cost, weight_level
@@ -58,14 +59,22 @@ def _schedule(graph: Graph, rows: list[NodeCost], target: Target) -> tuple[float
     return max(makespan, ideal), f"parallel ({n_streams} streams)"
 
 
-def _exit_probabilities(graph: Graph, given: Sequence[float] | None) -> list[float]:
+def _segments(graph: Graph) -> list[int]:
+    """Each node's early-exit segment: from the graph's `exit` nodes when it has some, else from node.meta."""
+    if has_exits(graph):
+        by_name = exit_segments(graph, write=False)
+        return [by_name[n.name] for n in graph.nodes]
+    return [int(n.meta.get(EXIT_SEGMENT_KEY, 0)) for n in graph.nodes]
+
+
+def _exit_probabilities(graph: Graph, segments: list[int], given: Sequence[float] | None) -> list[float]:
     if given is not None:
         probs = [float(p) for p in given]
     else:
         found: dict[int, float] = {}
-        for n in graph.nodes:
+        for n, k in zip(graph.nodes, segments):
             if EXIT_PROBABILITY_KEY in n.meta:
-                found[int(n.meta.get(EXIT_SEGMENT_KEY, 0))] = float(n.meta[EXIT_PROBABILITY_KEY])
+                found[k] = float(n.meta[EXIT_PROBABILITY_KEY])
         probs = [found.get(k, 0.0) for k in range(max(found) + 1)] if found else []
     bad = [p for p in probs if not 0.0 <= p <= 1.0]
     if bad:
@@ -73,12 +82,11 @@ def _exit_probabilities(graph: Graph, given: Sequence[float] | None) -> list[flo
     return probs
 
 
-def _expected(graph: Graph, rows: list[NodeCost], probs: list[float]) -> tuple[float, float]:
+def _expected(segments: list[int], rows: list[NodeCost], probs: list[float]) -> tuple[float, float]:
     """Expected latency and energy when segment k runs only if exits 0..k-1 were not taken."""
     seg_lat: dict[int, float] = {}
     seg_e: dict[int, float] = {}
-    for n, r in zip(graph.nodes, rows):
-        k = int(n.meta.get(EXIT_SEGMENT_KEY, 0))
+    for k, r in zip(segments, rows):
         seg_lat[k] = seg_lat.get(k, 0.0) + r.latency_s
         seg_e[k] = seg_e.get(k, 0.0) + r.energy_j
     reach, lat, energy = 1.0, 0.0, 0.0
@@ -96,16 +104,18 @@ def estimate(graph: Graph, target: str | os.PathLike | Target, *,
     """Predict the cost of every node of `graph` on `target` and the totals.
 
     `target` is a name (see `list_targets()`), a path to a TOML file, or a Target.
-    Early-exit graphs mark nodes with `node.meta["exit_segment"]`; the probability of leaving at
-    exit k comes from `exit_probabilities[k]` or `node.meta["exit_probability"]`.
+    A graph with `exit` nodes is cut into the segments `ir.exits.exit_segments` finds; other graphs may mark
+    nodes with `node.meta["exit_segment"]`. The probability of leaving at exit k comes from
+    `exit_probabilities[k]` or `node.meta["exit_probability"]`.
     """
     t = load_target(target)
     wlevel = weight_level(t, graph_weight_bytes(graph, t))
     rows = [node_cost(n, t, wlevel=wlevel, rules=rules) for n in graph.nodes]
     latency, schedule = _schedule(graph, rows, t)
-    probs = _exit_probabilities(graph, exit_probabilities)
+    segments = _segments(graph)
+    probs = _exit_probabilities(graph, segments, exit_probabilities)
     energy = sum(r.energy_j for r in rows)
-    exp_lat, exp_e = _expected(graph, rows, probs) if probs else (latency, energy)
+    exp_lat, exp_e = _expected(segments, rows, probs) if probs else (latency, energy)
     levels = [m.name for m in t.memory]
     bounds: dict[str, int] = {}
     for r in rows:

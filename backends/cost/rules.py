@@ -256,6 +256,13 @@ _UNARY_OPS = {"relu": 1, "neg": 1, "abs": 1, "clip": 2, "sqrt": 4, "exp": 8, "lo
 
 _BINARY_OPS = {"add": 1, "sub": 1, "mul": 1, "maximum": 1, "minimum": 1, "div": 4, "pow": 16}
 
+def exit_rule(node: Node) -> Work:
+    """exit: a softmax over each head (12 ops per element) and the criterion (about 4 per element read)."""
+    n = _numel(node.inputs[0])
+    return Work("vector", ops=12 * n + 4 * sum(_numel(v) for v in node.inputs[1:]), operands=_reads(node),
+                out_elements=_out(node))
+
+
 def fused_rule(node: Node) -> Work:
     """A fused region is one kernel: the work of its body's equations, but it reads only the region's
     inputs and writes only its output (intermediates stay in registers or on chip)."""
@@ -310,6 +317,8 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "slice": copy_rule,
     "gather": copy_rule,
     "fused": fused_rule,
+    "exit": exit_rule,
+    "exit_select": copy_rule,
 }
 """op -> rule(node) -> Work. Add an entry here to price a new op; ir/ is never touched."""
 

@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (register the rules)
     rules_conv,
     rules_dense,
     rules_elementwise,
+    rules_exits,
     rules_integer,
     rules_nn,
     rules_region,

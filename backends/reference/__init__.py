@@ -10,10 +10,11 @@ import numpy as np
 from ...ir.graph import Graph, Node
 from ...ir.interpreter import Interpreter, Rule
 from .elementwise import ELEMENTWISE_RULES
+from .exits import EXIT_RULES
 from .integer import INTEGER_RULES
 from .nn import NN_RULES
 
-REFERENCE_RULES: dict[str, Rule] = {**ELEMENTWISE_RULES, **NN_RULES, **INTEGER_RULES}
+REFERENCE_RULES: dict[str, Rule] = {**ELEMENTWISE_RULES, **NN_RULES, **INTEGER_RULES, **EXIT_RULES}
 """Per-op numpy rules: `rule(node, input_arrays) -> array`."""
 
 

@@ -1,6 +1,6 @@
 """The op registry and every op's declaration (name, inputs, attributes, type rule)."""
 
-from . import attention, elementwise, fused, integer, nn, quant, shape_ops  # noqa: F401  (registers the ops)
+from . import attention, elementwise, exits, fused, integer, nn, quant, shape_ops  # noqa: F401  (registers the ops)
 from .elementwise import broadcast_shapes
 from .registry import (
     OPS,

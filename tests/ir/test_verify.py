@@ -195,7 +195,8 @@ def test_output_count() -> None:
 
 def test_every_error_kind_is_tested() -> None:
     tested = {"shape-mismatch", "dtype-mismatch", "use-before-def", "dangling", "unused", "unknown-op",
-              "attribute", "cycle", "duplicate-name", "arity", "constant-type", "output-count"}
+              "attribute", "cycle", "duplicate-name", "arity", "constant-type", "output-count",
+              "exit"}  # early-exit structure: tests/ir/test_exits.py
     assert tested == set(ERROR_KINDS)
 
 
