@@ -288,7 +288,9 @@ class ExitPlan:
     def report(self) -> str:
         """One line per exit (threshold, fraction leaving, quality of those leaving) and the totals."""
         q = self.quality.value
-        lines = [f"exit {e.index}: threshold {e.threshold:.4g}, leaving {e.fraction_leaving:.1%} of inputs "
+        rule = THRESHOLD_CRITERIA.get(self.criterion)
+        lines = [f"exit {e.index}: threshold "
+                 + ("none" if rule is not None and e.threshold == rule.never else f"{e.threshold:.4g}") + ", leaving {e.fraction_leaving:.1%} of inputs "
                  f"({e.exit_probability:.1%} of those reaching it), {q} of those leaving "
                  + ("-" if np.isnan(e.quality_of_leaving) else f"{e.quality_of_leaving:.4f}") for e in self.exits]
         lines.append(f"{q} {self.quality_with:.4f} with exits vs {self.quality_without:.4f} without "
@@ -297,9 +299,11 @@ class ExitPlan:
         return "\n".join(lines)
 
 
-def _plan(criterion: str, quality: Quality, budget: float, patience: int, heads: Sequence[np.ndarray],
-          final: np.ndarray, labels: np.ndarray | None, thresholds: Sequence[float]) -> ExitPlan:
+def evaluate_thresholds(heads: Sequence[np.ndarray], final: np.ndarray, criterion: str, thresholds: Sequence[float],
+                        quality: Quality | str = Quality.ACCURACY, labels: np.ndarray | None = None,
+                        patience: int = 1, budget: float = 0.0) -> ExitPlan:
     """The plan for given thresholds: cascade the exits and measure on the calibration rows."""
+    quality = Quality(quality)
     fire = [fires(criterion, heads, k, t, patience) for k, t in enumerate(thresholds)]
     taken = taken_exits(fire)
     out = select_rows(final, heads, taken)
@@ -360,7 +364,7 @@ def choose_thresholds(heads: Sequence[np.ndarray], final: np.ndarray, criterion:
     if criterion == PATIENCE:
         candidates = [patience] if patience > 0 else list(range(1, n + 2))
         for p in candidates:
-            plan = _plan(criterion, quality, budget, p, heads, final, labels, [0.0] * n)
+            plan = evaluate_thresholds(heads, final, criterion, [0.0] * n, quality, labels, p, budget)
             if (plan.quality_without - plan.quality_with) * n_rows <= allowed + 1e-9 or p == candidates[-1]:
                 return plan
     rule = THRESHOLD_CRITERIA[criterion]
@@ -376,4 +380,4 @@ def choose_thresholds(heads: Sequence[np.ndarray], final: np.ndarray, criterion:
         fired = fires(criterion, heads, k, thresholds[k]) & reaching
         spent -= float(np.sum(gain[fired]))
         reaching &= ~fired
-    return _plan(criterion, quality, budget, 0, heads, final, labels, thresholds)
+    return evaluate_thresholds(heads, final, criterion, thresholds, quality, labels, 1, budget)
