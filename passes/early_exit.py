@@ -277,16 +277,17 @@ def insert_exits(graph: Graph, specs: Sequence[ExitSpec], final: str = "", mask:
 # ---- the pass -------------------------------------------------------------------------------
 @register_pass
 class EarlyExit(Pass):
-    """Early exits: at each exit point (at= names or globs joined by '+'; every=k: after every k-th block of the graph's
-    repeated structure) a head pools the value to [B, F] (mean over the sequence, masked by the input `mask`
-    when given, or over H and W) and a linear probe predicts `final` (the output's logits, or the value named
-    final=). The probes are fitted on `ctx.calibration` (feeds of the graph's inputs, run on the reference
-    backend; labels under the key `labels` in each feed) less its last `holdout` fraction of rows: ridge least squares onto one-hot labels (the final
-    arg-max without labels) with a fitted temperature, or method=logistic; for criterion=cosine, ridge onto
-    the final value itself. Each exit's threshold is chosen on the same data (early_exit_fit.choose_thresholds)
-    on those held-out rows so that quality (accuracy with labels, agreement with the final arg-max without, cosine to the final value
-    for cosine) over all inputs stays within `budget` (points; cosine for cosine) of the model without exits;
-    threshold=T fixes every threshold instead. Exits no calibration input may take are left out, except those
+    """Early exits: at each exit point (at= names or globs joined by '+'; every=k: after every k-th block of the
+    graph's repeated structure) a head pools the value to [B, F] (mean over the sequence, masked by the input
+    `mask` when given, or over H and W) and a linear probe predicts `final` (the output's logits, or the value
+    named final=). The probes are fitted on `ctx.calibration` (feeds of the graph's inputs, run on the
+    reference backend in chunks of the graph's batch; labels under the key `labels` in each feed) less its
+    last `holdout` fraction of rows: ridge least squares onto one-hot labels (onto the final arg-max without
+    labels) with a fitted temperature, or method=logistic; for criterion=cosine, ridge onto the final value.
+    On the held-out rows each exit's threshold is chosen (early_exit_fit.choose_thresholds) so that quality
+    (accuracy with labels, agreement with the final arg-max without, cosine to the final value for cosine)
+    over all inputs stays within `budget` (points; cosine for cosine) of the model without exits;
+    threshold=T fixes every threshold instead. Exits no held-out input may take are left out, except those
     whose heads later patience / cosine exits read, which stay head-only (HEAD_ONLY).
 
     The graph gets one `exit_select` replacing `final`; node.meta holds each node's segment and each exit's

@@ -289,10 +289,12 @@ class ExitPlan:
         """One line per exit (threshold, fraction leaving, quality of those leaving) and the totals."""
         q = self.quality.value
         rule = THRESHOLD_CRITERIA.get(self.criterion)
-        lines = [f"exit {e.index}: threshold "
-                 + ("none" if rule is not None and e.threshold == rule.never else f"{e.threshold:.4g}") + ", leaving {e.fraction_leaving:.1%} of inputs "
-                 f"({e.exit_probability:.1%} of those reaching it), {q} of those leaving "
-                 + ("-" if np.isnan(e.quality_of_leaving) else f"{e.quality_of_leaving:.4f}") for e in self.exits]
+        lines = []
+        for e in self.exits:
+            thr = "none" if rule is not None and e.threshold == rule.never else f"{e.threshold:.4g}"
+            left = "-" if np.isnan(e.quality_of_leaving) else f"{e.quality_of_leaving:.4f}"
+            lines.append(f"exit {e.index}: threshold {thr}, leaving {e.fraction_leaving:.1%} of inputs "
+                         f"({e.exit_probability:.1%} of those reaching it), {q} of those leaving {left}")
         lines.append(f"{q} {self.quality_with:.4f} with exits vs {self.quality_without:.4f} without "
                      f"(budget {self.budget:g}, criterion {self.criterion}"
                      + (f", patience {self.patience})" if self.criterion == PATIENCE else ")"))
