@@ -12,13 +12,14 @@ import numpy as np
 
 from ..backends.cost.estimate import EXIT_PROBABILITY_KEY
 from ..ir.dtypes import f32
-from ..ir.exits import exit_segments, has_exits
+from ..ir.exits import exit_nodes, exit_segments, has_exits
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
 from ..ir.types import TensorType
 from .base import Pass, PassContext, PassResult, register_pass
 from .early_exit_fit import (
     CRITERIA,
+    HEAD_BOUND,
     HEAD_FITTERS,
     PATIENCE,
     THRESHOLD_CRITERIA,
@@ -34,7 +35,7 @@ from .early_exit_fit import (
 
 HEAD_ONLY = ("entropy", 0.0)
 """(criterion, threshold) of an exit that only lends its head to later patience / cosine exits: an entropy of 0
-means a one-hot f32 softmax, which a fitted head does not produce, so in practice it never fires."""
+means a one-hot f32 softmax, which a head clipped to +-HEAD_BOUND cannot produce, so it never fires."""
 
 BLOCK_NAME = re.compile(r"^(?P<prefix>[A-Za-z_]+)(?P<index>\d+)\.")
 """Node names of a repeated structure: `layer3.ffn_out`, `block0.out` (prefix, block number, dot)."""
@@ -245,8 +246,9 @@ def insert_exits(graph: Graph, specs: Sequence[ExitSpec], final: str = "", mask:
             raise EarlyExitError(f"early-exit: exit {k} at %{s.at} is not computed by a node")
         e = _Emitter(g, g.nodes.index(x.producer) + 1)
         pooled = _pool(e, x, f"exit{k}", mask_v)
-        (head,) = e.op("linear", [pooled, e.const(s.head.weight, f"exit{k}.weight"),
-                                  e.const(s.head.bias, f"exit{k}.bias")], f"exit{k}.head")
+        (logits,) = e.op("linear", [pooled, e.const(s.head.weight, f"exit{k}.weight"),
+                                    e.const(s.head.bias, f"exit{k}.bias")], f"exit{k}.linear")
+        (head,) = e.op("clip", [logits], f"exit{k}.head", min=-HEAD_BOUND, max=HEAD_BOUND)
         if head.type != fin.type:
             raise EarlyExitError(f"early-exit: the head at %{s.at} gives {head.type} but final %{fin.name} is "
                                  f"{fin.type}; every head must have final's type")
@@ -279,16 +281,17 @@ def insert_exits(graph: Graph, specs: Sequence[ExitSpec], final: str = "", mask:
 class EarlyExit(Pass):
     """Early exits: at each exit point (at= names or globs joined by '+'; every=k: after every k-th block of the
     graph's repeated structure) a head pools the value to [B, F] (mean over the sequence, masked by the input
-    `mask` when given, or over H and W) and a linear probe predicts `final` (the output's logits, or the value
-    named final=). The probes are fitted on `ctx.calibration` (feeds of the graph's inputs, run on the
-    reference backend in chunks of the graph's batch; labels under the key `labels` in each feed) less its
-    last `holdout` fraction of rows: ridge least squares onto one-hot labels (onto the final arg-max without
-    labels) with a fitted temperature, or method=logistic; for criterion=cosine, ridge onto the final value.
-    On the held-out rows each exit's threshold is chosen (early_exit_fit.choose_thresholds) so that quality
-    (accuracy with labels, agreement with the final arg-max without, cosine to the final value for cosine)
-    over all inputs stays within `budget` (points; cosine for cosine) of the model without exits;
-    threshold=T fixes every threshold instead. Exits no held-out input may take are left out, except those
-    whose heads later patience / cosine exits read, which stay head-only (HEAD_ONLY).
+    `mask` when given, or over H and W) and a linear probe, clipped to +-HEAD_BOUND, predicts `final` (the
+    output's logits, or the value named final=). The probes are fitted on `ctx.calibration` (feeds of the
+    graph's inputs, run on the reference backend in chunks of the graph's batch; labels under the key
+    `labels` in each feed) less its last `holdout` fraction of rows: ridge least squares onto one-hot labels
+    (onto the final arg-max without labels) with a temperature fitted on the held-out rows, or
+    method=logistic; for criterion=cosine, ridge onto the final value. On the held-out rows each exit's
+    threshold is chosen (early_exit_fit.choose_thresholds) so that quality (accuracy with labels, agreement
+    with the final arg-max without, cosine to the final value for cosine) over all inputs stays within
+    `budget` (points; cosine for cosine) of the model without exits; threshold=T fixes every threshold
+    instead. Exits no held-out input may take are left out, except those whose heads later patience / cosine
+    exits read, which stay head-only (HEAD_ONLY).
 
     The graph gets one `exit_select` replacing `final`; node.meta holds each node's segment and each exit's
     probability of being taken once reached, for the cost model. The report gives per exit the threshold,
@@ -362,8 +365,10 @@ class EarlyExit(Pass):
             heads = [fit_ridge_regression(acts.features[p], acts.final) for p in points]
         else:
             target = acts.labels if acts.labels is not None else np.argmax(acts.final, axis=1)
-            heads = [fit_classifier(acts.features[p], target, acts.final.shape[1], self.method) for p in points]
-        outs = [h(held.features[p]).astype(np.float64) for h, p in zip(heads, points)]
+            held_target = held.labels if held.labels is not None else np.argmax(held.final, axis=1)
+            heads = [fit_classifier(acts.features[p], target, acts.final.shape[1], self.method,
+                                    (held.features[p], held_target)) for p in points]
+        outs = self.head_outputs(graph, points, heads, feeds)
         if self.threshold >= 0:
             plan = evaluate_thresholds(outs, held.final, self.criterion, [self.threshold] * len(points), quality,
                                        held.labels, budget=self.budget)
@@ -371,6 +376,15 @@ class EarlyExit(Pass):
             plan = choose_thresholds(outs, held.final, self.criterion, self.budget, quality, held.labels,
                                      self.patience)
         return points, heads, plan
+
+    def head_outputs(self, graph: Graph, points: Sequence[str], heads: Sequence[LinearHead],
+                     feeds: Sequence[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+        """Each head's outputs on the held-out rows as the graph computes them: the heads are inserted with exits
+        that never fire (HEAD_ONLY) and the graph is run again, so chosen thresholds hold for the graph."""
+        probe = insert_exits(graph, [ExitSpec(p, h, *HEAD_ONLY) for p, h in zip(points, heads)], self.final, self.mask)
+        names = [n.inputs[0].name for n in exit_nodes(probe)]
+        acts = collect_activations(probe, names, final_value(probe, self.final).name, feeds, self.labels, self.mask)
+        return [split_rows(acts, self.holdout)[1].features[n] for n in names]
 
     def specs(self, points: Sequence[str], heads: Sequence[LinearHead], plan: ExitPlan) -> tuple[list[ExitSpec],
                                                                                                   list[str]]:

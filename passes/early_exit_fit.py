@@ -20,10 +20,12 @@ from enum import Enum
 
 import numpy as np
 
+from ..backends.reference.exits import CRITERION_RULES, row_softmax
+
 RIDGE_L2 = 1e-2
 """Default ridge penalty, relative to the mean squared feature (scale free)."""
 
-TEMPERATURES = np.geomspace(0.5, 200.0, 64)
+TEMPERATURES = np.geomspace(0.25, 64.0, 49)
 """Softmax temperatures (logit multipliers) tried when calibrating a ridge classifier's outputs."""
 
 
@@ -56,16 +58,24 @@ def pool_rows(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     raise ValueError(f"pool_rows: cannot pool an activation of shape {x.shape} (expected 2, 3 or 4 dimensions)")
 
 
+HEAD_BOUND = 40.0
+"""Heads are clipped to [-HEAD_BOUND, HEAD_BOUND]: logits 80 apart still leave every f32 softmax value > 0 (for up
+to ~1500 values per row), so an entropy of 0 (a one-hot softmax) is out of a head's reach and `entropy <= 0`
+never fires; fitted heads stay far inside the bound."""
+
+
 @dataclass(frozen=True)
 class LinearHead:
-    """A probe y = features @ weight.T + bias: weight [C, F] and bias [C], float32, as the IR `linear` takes them."""
+    """A probe y = clip(features @ weight.T + bias, +-HEAD_BOUND): weight [C, F] and bias [C], float32, as the IR
+    `linear` takes them."""
 
     weight: np.ndarray
     bias: np.ndarray
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         """The head's outputs [B, C] for pooled features [B, F], in float32 like the graph computes them."""
-        return np.asarray(features, np.float32) @ self.weight.T + self.bias
+        y = np.asarray(features, np.float32) @ self.weight.T + self.bias
+        return np.clip(y, np.float32(-HEAD_BOUND), np.float32(HEAD_BOUND))
 
 
 def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -93,14 +103,20 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def fit_ridge_classifier(features: np.ndarray, labels: np.ndarray, classes: int, l2: float = RIDGE_L2) -> LinearHead:
-    """Ridge least squares onto one-hot labels, its outputs scaled by the temperature of least cross-entropy,
-    so that softmax(head) is a calibrated probability the max-prob, entropy and margin criteria can read."""
+def fit_ridge_classifier(features: np.ndarray, labels: np.ndarray, classes: int, l2: float = RIDGE_L2,
+                         held_out: tuple[np.ndarray, np.ndarray] | None = None) -> LinearHead:
+    """Ridge least squares onto one-hot labels, its outputs scaled by the temperature of least cross-entropy
+    on `held_out` (features, labels) when given, else on the same rows, so that softmax(head) is a calibrated
+    probability the max-prob, entropy and margin criteria can read. The temperature keeps every logit of
+    these rows within half of HEAD_BOUND, so the clip does not change them."""
     w, b = _ridge(features, one_hot(labels, classes), l2)
-    z = np.asarray(features, np.float64) @ w.T + b
+    tx, ty = held_out if held_out is not None else (features, labels)
+    z = np.asarray(tx, np.float64) @ w.T + b
     rows = np.arange(len(z))
-    nll = [-float(np.mean(_log_softmax(t * z)[rows, labels])) for t in TEMPERATURES]
-    t = float(TEMPERATURES[int(np.argmin(nll))])
+    top = max(float(np.abs(z).max()), float(np.abs(np.asarray(features, np.float64) @ w.T + b).max()), 1e-12)
+    temps = [t for t in TEMPERATURES if t * top <= HEAD_BOUND / 2] or [HEAD_BOUND / 2 / top]
+    nll = [-float(np.mean(_log_softmax(t * z)[rows, ty])) for t in temps]
+    t = float(temps[int(np.argmin(nll))])
     return LinearHead((t * w).astype(np.float32), (t * b).astype(np.float32))
 
 
@@ -134,38 +150,40 @@ HEAD_FITTERS = ("ridge", "logistic")
 """Ways to fit a classifier head (regression heads are always ridge)."""
 
 
-def fit_classifier(features: np.ndarray, labels: np.ndarray, classes: int, method: str = "ridge") -> LinearHead:
-    """A classifier head by `method` (one of HEAD_FITTERS)."""
+def fit_classifier(features: np.ndarray, labels: np.ndarray, classes: int, method: str = "ridge",
+                   held_out: tuple[np.ndarray, np.ndarray] | None = None) -> LinearHead:
+    """A classifier head by `method` (one of HEAD_FITTERS); ridge takes its temperature from `held_out`."""
     if method == "ridge":
-        return fit_ridge_classifier(features, labels, classes)
+        return fit_ridge_classifier(features, labels, classes, held_out=held_out)
     if method == "logistic":
         return fit_logistic_classifier(features, labels, classes)
     raise ValueError(f"fit_classifier: method {method!r} is not one of {', '.join(HEAD_FITTERS)}")
 
 
 # ---- criteria (numpy mirror of the `exit` op) ---------------------------------------------------
-def _softmax(z: np.ndarray) -> np.ndarray:
-    return np.exp(_log_softmax(np.asarray(z, np.float64)))
+def _probs(head: np.ndarray) -> np.ndarray:
+    """The exit op's softmax: per row in f64, rounded to f32."""
+    return row_softmax(np.asarray(head, np.float32))
 
 
 def _max_prob(head: np.ndarray, earlier: Sequence[np.ndarray]) -> np.ndarray:
-    return _softmax(head).max(axis=1)
+    return _probs(head).max(axis=1)  # f32, compared with f32(threshold) as the op does
 
 
 def _entropy(head: np.ndarray, earlier: Sequence[np.ndarray]) -> np.ndarray:
-    logp = _log_softmax(np.asarray(head, np.float64))
-    return -(np.exp(logp) * logp).sum(axis=1)
+    p = _probs(head).astype(np.float64)
+    return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
 
 
 def _margin(head: np.ndarray, earlier: Sequence[np.ndarray]) -> np.ndarray:
-    p = np.sort(_softmax(head), axis=1)
-    return p[:, -1] - p[:, -2] if p.shape[1] > 1 else p[:, -1]
+    p = np.sort(_probs(head), axis=1)
+    return p[:, -1].astype(np.float64) - p[:, -2]
 
 
 def _cosine_to_previous(head: np.ndarray, earlier: Sequence[np.ndarray]) -> np.ndarray:
     if not earlier:
         return np.full(len(head), -np.inf)  # the first exit has nothing to agree with
-    return row_cosines(head, earlier[-1])
+    return row_cosines(np.asarray(head, np.float32), np.asarray(earlier[-1], np.float32))
 
 
 @dataclass(frozen=True)
@@ -192,10 +210,10 @@ CRITERIA = (*THRESHOLD_CRITERIA, PATIENCE)
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two [B, D] arrays (float64; 0 for a zero row)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.sum(a * b, axis=1) / np.where(den > 0, den, 1.0) * (den > 0)
+    """Row-wise cosine similarity of two [B, D] arrays in f64, 0 for a zero row (the exit op's arithmetic)."""
+    a, b = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, (a * b).sum(axis=1) / np.where(norms > 0, norms, 1.0), 0.0)
 
 
 def patience_fires(heads: Sequence[np.ndarray], index: int, patience: int) -> np.ndarray:
@@ -220,12 +238,15 @@ def criterion_scores(criterion: str, heads: Sequence[np.ndarray], index: int) ->
 
 
 def fires(criterion: str, heads: Sequence[np.ndarray], index: int, threshold: float, patience: int = 1) -> np.ndarray:
-    """bool[B]: the rows exit `index` lets leave under `criterion` (what the `exit` op computes)."""
+    """bool[B]: the rows exit `index` lets leave under `criterion`, by the exit op's reference rule."""
     if criterion == PATIENCE:
         return patience_fires(heads, index, patience)
-    rule = THRESHOLD_CRITERIA[criterion]
-    s = criterion_scores(criterion, heads, index)
-    return s >= threshold if rule.fires_above else s <= threshold
+    if criterion not in THRESHOLD_CRITERIA:
+        raise ValueError(f"fires: unknown criterion {criterion!r}; criteria: {', '.join(CRITERIA)}")
+    if criterion == "cosine" and index == 0:
+        return np.zeros(len(heads[0]), bool)
+    f32 = [np.asarray(h, np.float32) for h in heads[: index + 1]]
+    return np.asarray(CRITERION_RULES[criterion](f32[index], f32[:index], float(threshold), 1), bool)
 
 
 def taken_exits(fire: Sequence[np.ndarray]) -> np.ndarray:
@@ -336,8 +357,7 @@ def _lowest_threshold(scores: np.ndarray, gain: np.ndarray, rule: CriterionRule,
     ok = last_of_group & (cum >= -allowed_loss - 1e-12)
     if not ok.any():
         return rule.never
-    i = int(np.nonzero(ok)[0][-1])
-    c = float(conf[i]) if i + 1 == len(conf) else 0.5 * (float(conf[i]) + float(conf[i + 1]))  # midway to the next
+    c = float(conf[np.nonzero(ok)[0][-1]])  # the score itself: the op compares the same arithmetic exactly
     return c if rule.fires_above else -c
 
 
