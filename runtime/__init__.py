@@ -24,7 +24,7 @@ def register_backend(name: str, factory: BackendFactory) -> None:
 
 def _load_optional_backends() -> None:
     try:
-        from . import numba_exec  # noqa: F401  (registers "numba")
+        from . import numba_exits  # noqa: F401  (registers "numba")
     except ImportError:
         pass
 

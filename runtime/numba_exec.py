@@ -56,9 +56,9 @@ class NumbaExecutable(Executable):
     """A graph compiled to Numba kernels over a preallocated arena."""
 
     def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD,
-                 warmup: bool = True, int8_path: str | None = None) -> None:
+                 warmup: bool = True, int8_path: str | None = None, outputs_in_arena: bool = False) -> None:
         t0 = time.perf_counter()
-        self.plan = lower(graph, parallel_threshold, int8_path)
+        self.plan = lower(graph, parallel_threshold, int8_path, outputs_in_arena)
         t1 = time.perf_counter()
         buffers = lifetimes(self.plan)
         self.arena: ArenaPlan = plan_arena(buffers)
@@ -192,6 +192,10 @@ class NumbaExecutable(Executable):
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once; outputs are fresh arrays (never views into the arena). Safe to call from several threads:
         each thread runs in an arena of its own (made on its first run)."""
+        return self._results(self._run_env(inputs))
+
+    def _run_env(self, inputs: Mapping[str, Any]) -> list[Any]:
+        """Run once in this thread's arena; returns the slot arrays."""
         bound = self._binding()
         env = self._env(inputs, bound)
         if self._uses_blas:
@@ -199,7 +203,15 @@ class NumbaExecutable(Executable):
                 self._execute(env, bound)
         else:
             self._execute(env, bound)
-        return self._results(env)
+        return env
+
+    def run_views(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run once; outputs are views into this thread's arena, valid until its next run (no copy).
+
+        With `outputs_in_arena` the run allocates no array: inputs are read in place when C-contiguous.
+        """
+        env = self._run_env(inputs)
+        return {name: env[slot] for name, slot in self.plan.outputs}
 
     def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
         """Median time of each kernel step (fused nodes appear as one entry) and of the whole run."""
@@ -215,12 +227,3 @@ class NumbaExecutable(Executable):
         med = np.median(np.array(runs), axis=0)
         rows = [NodeProfile(s.name, s.op, s.kernel, float(t), s.nbytes, s.note) for s, t in zip(steps, med)]
         return Profile(rows, self.median_seconds(inputs, repeats), repeats)
-
-
-def _register() -> None:
-    from . import register_backend
-
-    register_backend("numba", NumbaExecutable)
-
-
-_register()

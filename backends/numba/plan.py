@@ -112,8 +112,11 @@ def _dummy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 class LowerCtx:
     """What lowering rules use to create slots and emit steps."""
 
-    def __init__(self, graph: Graph, parallel_threshold: int, int8_path: str | None = None) -> None:
+    def __init__(self, graph: Graph, parallel_threshold: int, int8_path: str | None = None,
+                 outputs_in_arena: bool = False) -> None:
         self.graph = graph
+        self.outputs_in_arena = outputs_in_arena
+        """Graph outputs are arena buffers too (the caller reads them before the next run) instead of fresh arrays."""
         self.parallel_threshold = parallel_threshold
         self.int8_path = int8_path
         """The int8 GEMM path integer ops run on (chosen from the host when the plan is built, or forced)."""
@@ -179,9 +182,9 @@ class LowerCtx:
         return self._new("buffer", shape, dtype, name)
 
     def out(self, v: Value) -> int:
-        """The slot a node writes value `v` into: a fresh per-run array for graph outputs."""
+        """The slot a node writes value `v` into: a fresh per-run array for graph outputs (unless outputs_in_arena)."""
         kind = "buffer"
-        if id(v) in self.out_ids and id(v) not in self.taken_outputs:
+        if id(v) in self.out_ids and id(v) not in self.taken_outputs and not self.outputs_in_arena:
             kind = "output"
             self.taken_outputs.add(id(v))
         s = self._new(kind, v.type.shape, v.type.dtype.np_dtype, v.name)
