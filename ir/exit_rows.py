@@ -117,9 +117,15 @@ def _quantize_dynamic(node: Node, ms: list[int | None], batch: int) -> int | str
 
 
 def _attention(node: Node, ms: list[int | None], batch: int) -> int | str:
+    """q, k, v [B, S, E] carry the batch; an additive mask [B or 1, ..., S] follows q's rows or broadcasts."""
     if None in ms[:3]:
         return "q, k and v must all carry the batch"
-    return _rank_aligned(node, ms, batch)
+    if len(node.inputs) == 4:
+        mask, rows = node.inputs[3], node.inputs[0].type.shape[0]
+        lead = mask.type.shape[0] if mask.type.rank == 4 else 1
+        if (ms[3] is not None and lead != rows) or (ms[3] is None and lead != 1):
+            return f"mask %{mask.name} {mask.type} is broadcast along the batch axis"
+    return _out_m(node, batch)
 
 
 def _row_preserving(node: Node, ms: list[int | None], batch: int) -> int | str:

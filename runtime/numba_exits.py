@@ -123,6 +123,14 @@ class NumbaExitExecutable(Executable):
         self._local = threading.local()
         self.stats["segments"] = [len(s.nodes) for s in plan_segments(self.plan)]
 
+    def compile_buckets(self) -> None:
+        """Compile every bucket of every later segment now (else each compiles on the first run that needs it)."""
+        sizes = {bucket_rows(r, self.plan.batch) for r in range(1, self.plan.batch + 1)}
+        for programs in self.segments:
+            if 0 < programs.seg.index <= len(self.plan.exits):
+                for rows in sorted(sizes):
+                    programs.get(rows)
+
     def buckets(self) -> dict[int, list[int]]:
         """Per segment index, the row counts compiled so far."""
         return {p.seg.index: sorted(p.by_rows) for p in self.segments}
@@ -162,7 +170,8 @@ class NumbaExitExecutable(Executable):
                 m = plan.rows.rows.get(id(v))
                 feed[v.name] = env[id(v)] if m is None else fit_rows(ws, v, env[id(v)], rows, bucket, m)
             t0 = time.perf_counter()
-            env.update((id(v), a) for v, a in zip(seg.outputs, (exe.run_views(feed)[v.name] for v in seg.outputs)))
+            got = exe.run_views(feed)
+            env.update((id(v), got[v.name]) for v in seg.outputs)
             if timings is not None:
                 timings.append(NodeProfile(f"segment{seg.index}", "segment", f"rows{bucket}",
                                            time.perf_counter() - t0, 0, f"{rows} rows in a bucket of {bucket}"))

@@ -11,6 +11,8 @@ On hosts without FMA, `AVAILABLE` is False and GEMMs go through BLAS instead.
 
 from __future__ import annotations
 
+import weakref
+
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -122,6 +124,25 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
         blk = w[p * NR:(p + 1) * NR]
         out[p, :, :blk.shape[0]] = blk.T
     return out
+
+
+_PACKED: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], tuple[weakref.ref, np.ndarray]] = {}
+"""Packed weights by the read-only array they were packed from (dropped when that array is freed)."""
+
+
+def shared_packed(w: np.ndarray) -> np.ndarray:
+    """pack_weights(w), computed once per read-only constant array (or view of one) and shared by every plan
+    that packs it: the plans of one segment for several row counts hold one packed copy."""
+    owner = w if w.base is None else w.base
+    if not isinstance(owner, np.ndarray) or owner.flags.writeable:
+        return pack_weights(np.ascontiguousarray(w, np.float32))
+    key = (id(owner), w.ctypes.data, w.shape, w.strides)
+    hit = _PACKED.get(key)
+    if hit is not None and hit[0]() is owner:
+        return hit[1]
+    packed = pack_weights(np.ascontiguousarray(w, np.float32))
+    _PACKED[key] = (weakref.ref(owner, lambda _ref, k=key: _PACKED.pop(k, None)), packed)
+    return packed
 
 
 @subkernel

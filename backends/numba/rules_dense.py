@@ -12,7 +12,7 @@ from . import k_microkernel
 from .epilogue import Epilogue, empty_epilogue, is_gemm_like
 from .jit import cdiv
 from .k_gemm import bmm_loops, bmm_sgemm, gemm
-from .k_microkernel import gemm_packed, pack_weights, scratch_per_tile
+from .k_microkernel import gemm_packed, scratch_per_tile, shared_packed
 from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -45,9 +45,9 @@ def packed_tiles(m: int, panels: int, threads: int, parallel: bool) -> tuple[int
 
 def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[int, int, int],
                  epi: Epilogue, res: int, name: str) -> None:
-    """The micro-kernel GEMM with weights packed now, at compile time."""
+    """The micro-kernel GEMM with weights packed at compile time (once per constant, shared between plans)."""
     m, n_out, k = dims
-    packed = ctx.const(pack_weights(np.ascontiguousarray(w_nk, np.float32)), f"{name}.packed")
+    packed = ctx.const(shared_packed(w_nk), f"{name}.packed")
     panels = ctx.slots[packed].shape[0]
     work = 2 * m * n_out * max(k, 1) // FLOPS_PER_UNIT
     par = ctx.parallel(work)

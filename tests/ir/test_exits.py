@@ -240,3 +240,36 @@ def test_onnx_export_refuses_exits_naming_the_nodes() -> None:
     with pytest.raises(OnnxExportError, match=r"early exits \(%fire0, %fire1, %y\) have no ONNX form"):
         to_onnx(exit_mlp(2))
     to_onnx(exit_mlp(2, exits=False))
+
+
+# ---- batch rows ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["mlp", "cnn", "transformer-block", "bert-base-layer", "mlp-digits"])
+def test_every_node_of_the_zoo_models_keeps_batch_rows_apart(model: str) -> None:
+    from tensorsmith.bench.models import load_model
+    from tensorsmith.ir.exit_rows import batch_rows
+    from tensorsmith.passes import run_pipeline
+
+    g = load_model(model).graph
+    for graph in (g, run_pipeline(g, "fuse")):
+        rows = batch_rows(graph, graph.inputs[0].type.shape[0])
+        assert not rows.reasons and not rows.mixed
+        assert all(id(v) in rows.rows for v in graph.outputs)
+
+
+@pytest.mark.parametrize("build,reason", [
+    (lambda b, x: b.transpose(x, [1, 0]), "it moves the batch axis"),
+    (lambda b, x: b.concat([x, x], axis=0), "it joins along the batch axis"),
+    (lambda b, x: b.add(x, np.ones((4, 6), np.float32)), "does not carry the batch but spans axis 0"),
+    (lambda b, x: b.op_multi("quantize-dynamic", x)[0], "per-tensor dynamic quantization"),
+    (lambda b, x: b.softmax(x, axis=0), "axis 0 is the batch axis"),
+    (lambda b, x: b.slice(x, [1], [3], axes=[0]), "it slices the batch axis"),
+])
+def test_nodes_that_mix_rows_say_why(build, reason: str) -> None:  # type: ignore[no-untyped-def]
+    from tensorsmith.ir.exit_rows import batch_rows
+
+    b = GraphBuilder("mix")
+    x = b.input("x", f32[4, 6])
+    y = build(b, x)
+    b.output(y)
+    rows = batch_rows(b.build(), 4)
+    assert any(reason in why for why in rows.reasons.values()), rows.reasons

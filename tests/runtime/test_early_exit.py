@@ -14,10 +14,11 @@ from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.ir import Graph, GraphBuilder, f32
 from tensorsmith.ir.exit_rows import RowError
+from tensorsmith.runtime.numba_exec import NumbaExecutable
 from tensorsmith.runtime.numba_exits import NumbaExitExecutable, bucket_rows
 from tensorsmith.runtime.reference_exec import ReferenceExecutable
 
-from tests.ir.sample_exits import exit_mlp
+from tests.ir.sample_exits import encoder_exits, exit_mlp
 
 BACKENDS = ["reference", "numba"]
 NEVER = ("entropy", 0.0, 1)  # entropy 0 needs a softmax exactly one-hot in f32: never with these heads
@@ -234,6 +235,11 @@ def test_concurrent_numba_runs_stay_correct() -> None:
 
 def test_bucket_rows_are_powers_of_two_capped_at_the_batch() -> None:
     assert [bucket_rows(r, 48) for r in (1, 2, 3, 5, 16, 17, 33, 48)] == [1, 2, 4, 8, 16, 32, 48, 48]
+    exe = runtime.compile(exit_mlp(6), backend="numba")
+    assert isinstance(exe, NumbaExitExecutable)
+    assert exe.buckets() == {0: [6], 1: [6], 2: [6]}  # the path where no row leaves, compiled up front
+    exe.compile_buckets()
+    assert exe.buckets() == {0: [6], 1: [1, 2, 4, 6], 2: [1, 2, 4, 6]}
 
 
 def test_numba_runs_allocate_no_activation_sized_array_once_buckets_are_compiled() -> None:
@@ -249,3 +255,46 @@ def test_numba_runs_allocate_no_activation_sized_array_once_buckets_are_compiled
     activation = 64 * 512 * 4  # one hidden activation of the whole batch
     assert min(exe.stats["exits"]["last"]) > 0  # rows left at both exits and ran to the end
     assert peak < activation // 8, peak  # outputs, fire masks and row indices: a few hundred bytes each
+
+
+def test_numba_runs_each_segment_it_reaches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = exit_mlp(16, (("max-prob", 0.7, 1), ("max-prob", 0.7, 1)))
+    exe = runtime.compile(g, backend="numba")
+    x = _x(16, seed=4, scale=2.0)
+    exe.run(x)
+    calls: list[str] = []
+    real = NumbaExecutable.run_views
+
+    def counted(self: NumbaExecutable, inputs: dict) -> dict:
+        calls.append(self.graph.name)
+        return real(self, inputs)
+
+    monkeypatch.setattr(NumbaExecutable, "run_views", counted)
+    exe.run(x)
+    left = exe.stats["exits"]["last"]
+    reached = [16, 16 - left[0], left[2]]
+    assert len(calls) == sum(1 for r in reached if r) and len(set(calls)) == len(calls)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_encoder_with_a_key_mask_stops_rows_between_blocks(backend: str) -> None:
+    g = encoder_exits(12, threshold0=0.65, threshold1=0.0)
+    rng = np.random.default_rng(0)
+    x = {"x": rng.standard_normal((12, 5, 8)).astype(np.float32),
+         "mask": np.where(rng.random((12, 1, 1, 5)) < 0.2, -1e4, 0).astype(np.float32)}
+    exe = runtime.compile(g, backend=backend)
+    out, want = exe.run(x), reference.run(g, x)
+    assert min(exe.stats["exits"]["last"]) > 0  # rows leave at both exits and run to the end
+    assert_array_equal(out["y.1"], want["y.1"])
+    _close(out["y"], want["y"], exact=False)
+
+
+def test_the_buckets_of_a_segment_share_its_packed_weights() -> None:
+    exe = runtime.compile(exit_mlp(16, hidden=64), backend="numba")
+    assert isinstance(exe, NumbaExitExecutable)
+    exe.compile_buckets()
+    plans = [e.plan for rows, e in exe.segments[1].by_rows.items() if rows >= 4]  # packed GEMMs take >= 4 rows
+    packed = [{s.name: s.array for s in p.slots if s.name.endswith(".packed")} for p in plans]
+    assert len(plans) >= 2 and packed[0]
+    for other in packed[1:]:
+        assert other.keys() == packed[0].keys() and all(other[k] is packed[0][k] for k in other)
