@@ -276,6 +276,20 @@ def insert_exits(graph: Graph, specs: Sequence[ExitSpec], final: str = "", mask:
     return g
 
 
+@dataclass(frozen=True)
+class FittedExits:
+    """What the pass learned from calibration: exit points, heads, the heads' and final outputs and labels on
+    the held-out rows (as the graph computes them), and the threshold plan."""
+
+    points: list[str]
+    heads: list[LinearHead]
+    outputs: list[np.ndarray]
+    final: np.ndarray
+    labels: np.ndarray | None
+    quality: Quality
+    plan: ExitPlan
+
+
 # ---- the pass -------------------------------------------------------------------------------
 @register_pass
 class EarlyExit(Pass):
@@ -348,9 +362,9 @@ class EarlyExit(Pass):
                                  "calibration feed")
         return Quality(self.quality)
 
-    def fit(self, graph: Graph, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[str], list[LinearHead],
-                                                                                       ExitPlan]:
-        """Exit points, their fitted heads and the threshold plan on the calibration `feeds`."""
+    def fit(self, graph: Graph, feeds: Sequence[Mapping[str, np.ndarray]]) -> FittedExits:
+        """Exit points, their fitted heads, their held-out outputs and the threshold plan on the calibration
+        `feeds`."""
         if not feeds:
             raise EarlyExitError(f"pass {self}: needs calibration data: PassContext(calibration=[feed, ...]), "
                                  f"each feed the graph's inputs (and labels under {self.labels!r})")
@@ -375,7 +389,7 @@ class EarlyExit(Pass):
         else:
             plan = choose_thresholds(outs, held.final, self.criterion, self.budget, quality, held.labels,
                                      self.patience)
-        return points, heads, plan
+        return FittedExits(points, heads, outs, held.final, held.labels, quality, plan)
 
     def head_outputs(self, graph: Graph, points: Sequence[str], heads: Sequence[LinearHead],
                      feeds: Sequence[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
@@ -386,9 +400,10 @@ class EarlyExit(Pass):
         acts = collect_activations(probe, names, final_value(probe, self.final).name, feeds, self.labels, self.mask)
         return [split_rows(acts, self.holdout)[1].features[n] for n in names]
 
-    def specs(self, points: Sequence[str], heads: Sequence[LinearHead], plan: ExitPlan) -> tuple[list[ExitSpec],
-                                                                                                  list[str]]:
-        """The exits to insert for a plan, and a note for each exit point left out or kept head-only."""
+    def specs(self, fitted: FittedExits, plan: ExitPlan | None = None) -> tuple[list[ExitSpec], list[str]]:
+        """The exits to insert for `plan` (default: the fitted one), and a note per exit point left out or kept
+        head-only."""
+        points, heads, plan = fitted.points, fitted.heads, plan or fitted.plan
         specs, notes = [], []
         chained = self.criterion in (PATIENCE, "cosine")
         for p, h, c in zip(points, heads, plan.exits):
@@ -412,8 +427,9 @@ class EarlyExit(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Fit heads and thresholds on ctx.calibration and insert the exits."""
-        points, heads, plan = self.fit(graph, ctx.calibration or [])
-        specs, notes = self.specs(points, heads, plan)
+        fitted = self.fit(graph, ctx.calibration or [])
+        points, plan = fitted.points, fitted.plan
+        specs, notes = self.specs(fitted)
         lines = [f"at {p}: {line}" for p, line in zip(points, plan.report().splitlines())]
         lines += plan.report().splitlines()[len(points):] + notes
         if not specs:

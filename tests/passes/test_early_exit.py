@@ -90,9 +90,10 @@ def test_heads_are_fitted() -> None:
 def test_thresholds_meet_the_budget_on_the_calibration_data(criterion: str, budget: float) -> None:
     g, feeds, _, _ = _setup()
     p = EarlyExit(every=2, criterion=criterion, budget=budget, holdout=HOLDOUT)  # type: ignore[call-arg]
-    points, heads, plan = p.fit(g, feeds)
+    fitted = p.fit(g, feeds)
+    plan = fitted.plan
     assert plan.quality_without - plan.quality_with <= budget / 100 + 1e-12
-    specs, _ = p.specs(points, heads, plan)
+    specs, _ = p.specs(fitted)
     if not specs:
         return
     from tensorsmith.passes.early_exit import insert_exits
