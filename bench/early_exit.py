@@ -9,7 +9,8 @@ fraction of inputs leaving at each exit, the accuracy with exits and without, th
 per input at batch 1 (the inputs one at a time) and at batch 64 (the inputs in batches of 64, the last one
 padded by wrapping around): the sum over batches of each batch's median of `repeats` runs after warm-up, over
 the number of inputs (compile time apart), and
-`estimate(graph, "cpu-host")`'s expected speed-up next to the measured one.
+`estimate(graph, "cpu-host")`'s expected speed-up next to the measured one. With --minilm, MiniLM with exits
+after layers 2 and 4: inputs leaving and cosine to the full model's embedding per cosine budget.
 """
 
 from __future__ import annotations
@@ -135,6 +136,43 @@ def measure(st: Setup, name: str, plan: ExitPlan, repeats: int, base: dict[int, 
     return row
 
 
+def minilm_rows(budgets: tuple[float, ...], batch: int = 32, seq: int = 20) -> list[dict[str, str]]:
+    """MiniLM with exits after layers 2 and 4 (cosine agreement), fitted on 192 template sentences: per budget,
+    inputs leaving per exit and cosine to the full model's embedding on 64 other sentences (reference backend,
+    which stops rows), and the cost model's expected speed-up on cpu-host."""
+    from ..backends import reference
+    from ..passes import PassContext, run_pipeline
+    from .models import minilm
+
+    g = minilm.minilm_graph(batch, seq)
+    calib = minilm.tokenize(minilm.calibration_sentences(6 * batch), seq=seq)
+    test = minilm.tokenize(minilm.calibration_sentences(2 * batch, seed=1), seq=seq)
+    parts = [{k: v[i : i + batch] for k, v in test.items()} for i in range(0, 2 * batch, batch)]
+    full = np.concatenate([reference.run(g, f)["embedding"] for f in parts])
+    rows = []
+    for budget in budgets:
+        g2 = run_pipeline(g, minilm.exit_pipeline(budget), ctx=PassContext(calibration=[calib]))
+        exe = runtime.compile(g2, backend="reference")
+        got = np.concatenate([exe.run(f)["embedding"] for f in parts])
+        left = exe.stats["exits"]["total"]
+        cos = minilm.cosines(got, full)
+        plain = estimate(g, "cpu-host").total.latency_s
+        rows.append({"budget (cosine)": f"{budget:g}",
+                     "left per exit %": " ".join(f"{100 * k / sum(left):.1f}" for k in left[:-1]),
+                     "mean cosine": f"{cos.mean():.4f}", "min cosine": f"{cos.min():.4f}",
+                     "predicted x": f"{plain / estimate(g2, 'cpu-host').total.expected_latency_s:.2f}"})
+    return rows
+
+
+def print_table(rows: list[dict[str, str]]) -> None:
+    """Rows of strings as right-aligned columns."""
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in cols]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for r in rows:
+        print("  ".join(r.get(c, "").rjust(w) for c, w in zip(cols, widths)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the sweep: one row per configuration, ratios > 1 mean exits are faster than the model without."""
     from .models.digits_resmlp import graph_from_resmlp
@@ -144,7 +182,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--at", default="block0.out+block1.out+block3.out", help="exit points (value names or globs)")
     ap.add_argument("--budget", type=float, default=DEFAULT_BUDGETS[0], help="accuracy points the pass may lose")
     ap.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_THRESHOLDS))
+    ap.add_argument("--minilm", default="", help="also MiniLM with exits, at these cosine budgets (e.g. 0.01,0.02)")
+    ap.add_argument("--threads", type=int, default=0, help="Numba threads (0: Numba's default)")
     args = ap.parse_args(argv)
+    if args.threads:
+        numba.set_num_threads(args.threads)
     print(f"host {binding.get_host_cpu_name()} ({host_path()}), {numba.get_num_threads()} Numba threads; "
           f"repeats {args.repeats}, medians after warm-up, compile apart")
     st = setup(args.at, args.budget)
@@ -154,12 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"without exits: accuracy {acc0:.4f}; " + ", ".join(f"batch {b} {base[b].per_input_s * 1e6:.1f} us/input"
                                                           for b in BATCHES))
     thresholds = tuple(float(t) for t in args.thresholds.split(",") if t.strip())
-    rows = [measure(st, name, plan, args.repeats, base) for name, plan in plans(st, thresholds)]
-    cols = list(dict.fromkeys(c for r in rows for c in r))
-    widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in cols]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(r.get(c, "").rjust(w) for c, w in zip(cols, widths)))
+    print_table([measure(st, name, plan, args.repeats, base) for name, plan in plans(st, thresholds)])
+    if args.minilm:
+        budgets = tuple(float(b) for b in args.minilm.split(",") if b.strip())
+        print("all-MiniLM-L6-v2, exits after layers 2 and 4 (cosine agreement), batch 32, sequence 20:")
+        print_table(minilm_rows(budgets))
 
 
 if __name__ == "__main__":
