@@ -265,6 +265,9 @@ def insert_exits(graph: Graph, specs: Sequence[ExitSpec], final: str = "", mask:
     name = fin.name
     if outputs:  # the graph output keeps its name: the value without exits is renamed
         fin.name = g.fresh_name(f"{name}.full")
+    late = [x.name for x in exits if g.nodes.index(x) > g.nodes.index(fin.producer)]
+    if late:
+        raise EarlyExitError(f"early-exit: {', '.join(late)} come after final %{name}: exits go before it")
     e = _Emitter(g, g.nodes.index(fin.producer) + 1)
     out, _taken = e.op("exit_select", [fin, *[v for h, x in zip(heads, exits) for v in (h, x.outputs[0])]],
                        name if outputs else f"{name}.exit")

@@ -158,6 +158,9 @@ def test_errors_name_the_fault() -> None:
         EarlyExit(criterion="vote")  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="patience=2 is for criterion=patience"):
         EarlyExit(patience=2)  # type: ignore[call-arg]
+    with pytest.raises(EarlyExitError, match=r"exit0.fire come after final %block2.out: exits go before it"):
+        run_pipeline(g, f"early-exit{{at=block3.out,final=block2.out,holdout={HOLDOUT}}}",
+                     ctx=PassContext(calibration=_setup()[1]))
     with pytest.raises(EarlyExitError, match=r"calibration feed 0 lacks input\(s\) x"):
         run_pipeline(g, "early-exit{every=2}", ctx=PassContext(calibration=[{"y": np.zeros(3)}]))
 
