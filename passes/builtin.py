@@ -3,6 +3,7 @@
 from . import (  # noqa: F401  (registers the built-in passes)
     cse,
     dce,
+    early_exit,
     fold_batchnorm,
     fold_constants,
     fuse,
@@ -19,5 +20,5 @@ from . import (  # noqa: F401  (registers the built-in passes)
 BUILTIN_PASSES = ("dce", "cse", "fold-constants", "simplify", "fold-batchnorm", "fuse", "schedule")
 """Names of the passes that ship with tensorsmith."""
 
-LOSSY_PASSES = ("quantize", "prune", "prune-channels", "prune-heads")
+LOSSY_PASSES = ("quantize", "prune", "prune-channels", "prune-heads", "early-exit")
 """Built-in passes that change outputs within a bound they state (not preserved exactly)."""

@@ -116,3 +116,33 @@ def minilm_l6() -> Model:
 
     return Model("minilm-l6", graph, inputs, DESC, "cosine", quality,
                  info={"sentences": len(sentences), "seq": inputs["input_ids"].shape[1]})
+
+
+# ---- early exits ----------------------------------------------------------------------------
+EXIT_LAYERS = (2, 4)
+"""Layers (1-based) after which the MiniLM heads predict the final pooled embedding."""
+
+_SUBJECTS = ("A man", "A woman", "The child", "Two dogs", "A chef", "The old farmer", "A student", "The band",
+             "A cat", "The pilot", "Some tourists", "A nurse")
+_VERBS = ("is eating", "is painting", "is watching", "is carrying", "is playing with", "is cleaning",
+          "is looking for", "is selling", "is repairing", "is photographing")
+_OBJECTS = ("a red apple", "the kitchen table", "an old guitar", "a small boat", "the evening news",
+            "a bowl of soup", "a broken bicycle", "the city map", "a wooden chair", "a loaf of bread",
+            "the garden fence", "a paper kite")
+_PLACES = ("", " in the park", " at the station", " near the river", " on a rainy morning", " in a busy market")
+
+
+def calibration_sentences(n: int, seed: int = 0) -> list[str]:
+    """`n` simple English sentences (subject, verb, object, place) drawn with a fixed seed, for fitting exits."""
+    rng = np.random.default_rng(seed)
+    return [f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}{rng.choice(_PLACES)}."
+            for _ in range(n)]
+
+
+def exit_pipeline(budget: float = 0.02, holdout: float = 0.5) -> str:
+    """The early-exit pass for MiniLM: heads after EXIT_LAYERS on the masked mean of the hidden state predict
+    `pooled` (the embedding before L2 normalization); the later exit fires when its prediction agrees with the
+    earlier one (cosine) within a budget of mean cosine to the full model's embedding."""
+    at = "+".join(f"layer{k - 1}.ln2" for k in EXIT_LAYERS)
+    return (f"early-exit{{at={at},criterion=cosine,budget={budget},final=pooled,mask=attention_mask,"
+            f"holdout={holdout}}}")

@@ -145,7 +145,7 @@ def _load_builtin_modules() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from . import builtin, digits, minilm, onnx_light  # noqa: F401
+    from . import builtin, digits, digits_resmlp, minilm, onnx_light  # noqa: F401
 
 
 def max_abs_err_quality(graph: Graph, inputs: dict[str, np.ndarray]) -> QualityFn:

@@ -10,7 +10,8 @@ from tensorsmith.bench.models import list_models, load_model, model_names, regis
 from tensorsmith.bench.models import registry as reg
 from tensorsmith.ir import verify
 
-EXPECTED = {"mlp", "cnn", "transformer-block", "bert-base-layer", "mlp-digits", "cnn-digits", "minilm-l6",
+EXPECTED = {"mlp", "cnn", "transformer-block", "bert-base-layer", "mlp-digits", "cnn-digits", "resmlp-digits",
+            "minilm-l6",
             "onnx-bvlc-alexnet", "onnx-densenet121", "onnx-inception-v1", "onnx-inception-v2", "onnx-resnet50",
             "onnx-shufflenet", "onnx-squeezenet", "onnx-vgg19", "onnx-zfnet512"}
 

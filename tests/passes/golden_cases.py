@@ -31,10 +31,16 @@ def random_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     return {v.name: rng.standard_normal(v.type.shape).astype(v.type.dtype.np_dtype) for v in g.inputs}
 
 
+def calibration_feeds(g: Graph) -> list[dict[str, np.ndarray]]:
+    """Calibration feeds for passes that learn from data (early-exit): random inputs, seeds 1 to 4."""
+    return [random_inputs(g, seed) for seed in range(1, 5)]
+
+
 if __name__ == "__main__":  # regenerate the .after.ir files; review the diff before committing
-    from tensorsmith.passes import run_pipeline
+    from tensorsmith.passes import PassContext, run_pipeline
 
     for pipeline, before in cases():
-        out = run_pipeline(load_before(before), pipeline)
+        g = load_before(before)
+        out = run_pipeline(g, pipeline, ctx=PassContext(calibration=calibration_feeds(g)))
         after_path(before).write_text(out.to_text())
         print("wrote", after_path(before))

@@ -8,7 +8,7 @@ import pytest
 from tensorsmith.ir import graphs_equal, parse
 from tensorsmith.passes import NumericCheck, PassContext, parse_pipeline, run_pipeline
 
-from .golden_cases import after_path, cases, load_before, random_inputs
+from .golden_cases import after_path, calibration_feeds, cases, load_before, random_inputs
 
 CASES = cases()
 
@@ -17,7 +17,7 @@ CASES = cases()
 def test_golden(pipeline: str, before: Path) -> None:
     g = load_before(before)
     check = NumericCheck(random_inputs(g))
-    ctx = PassContext(instruments=[check])
+    ctx = PassContext(instruments=[check], calibration=calibration_feeds(g))
     out = run_pipeline(g, pipeline, ctx=ctx)
     expected = after_path(before).read_text()
     assert out.to_text() == expected
