@@ -73,11 +73,10 @@ def fit_rows(ws: Workspace, v: Value, a: np.ndarray, rows: int, bucket: int, m: 
     n = bucket * m
     if a.shape[0] == n:
         return a
-    if a.shape[0] > n and ws.is_staged(v, a):
-        view = a[:n]
-    else:  # not reached by the plans built here: values fed on fewer rows are always compacted first
-        view = np.empty((n,) + a.shape[1:], a.dtype)
-        view[: rows * m] = a[: rows * m]
+    if a.shape[0] < n or not ws.is_staged(v, a):  # a value fed on fewer rows is compacted into a buffer first
+        raise RuntimeError(f"early exit: %{v.name} holds {a.shape[0]} entries, not a buffer of B * m rows to fill "
+                           f"{bucket} rows in place")
+    view = a[:n]
     blocks = view.reshape((bucket, m) + a.shape[1:])
     blocks[rows:] = blocks[0]
     return view
