@@ -1,10 +1,12 @@
 """Hold a BLAS library at one thread around a backend's own calls and restore it after (threadpoolctl).
 
 Nothing happens at import: the libraries are looked up on first use, so importing a backend never
-changes how the rest of the process runs numpy. A hold is process-wide (a BLAS thread count is
-global in the library) and nesting- and thread-safe: the first hold saves the counts and sets one
-thread, the last release restores them. Where threadpoolctl or the library is missing, holds do nothing
-and `controlled()` is False.
+changes how the rest of the process runs numpy. A BLAS thread count is global in the library, and
+OpenBLAS (0.3.30, 0.3.31) ignores a raise from another thread after the main thread lowered it, so
+the count is set and restored by one thread only: the thread that takes the first hold owns it
+(its nested holds count up), restores the saved count when its outermost hold ends, and holds taken
+by other threads meanwhile run at the owner's count without touching it. Where threadpoolctl or the
+library is missing, holds do nothing and `controlled()` is False.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class BlasThreads:
         self._find = find
         self._libs: list[Any] | None = None
         self._lock = threading.Lock()
+        self._owner: int | None = None
         self._depth = 0
         self._saved: list[int] = []
 
@@ -43,25 +46,27 @@ class BlasThreads:
 
     @contextlib.contextmanager
     def single_threaded(self) -> Iterator[None]:
-        """Run the body with the library at one thread; the count it had is restored when the last hold ends."""
+        """Run the body with the library at one thread, restored by the owning thread (see the module docstring)."""
         libs = self.controllers()
-        if not libs:
-            yield
-            return
+        me = threading.get_ident()
         with self._lock:
-            if self._depth == 0:
-                self._saved = [lib.num_threads for lib in libs]
-                for lib in libs:
-                    lib.set_num_threads(1)
-            self._depth += 1
+            owns = bool(libs) and self._owner in (None, me)
+            if owns:
+                if self._owner is None:
+                    self._owner, self._saved = me, [lib.num_threads for lib in libs]
+                    for lib in libs:
+                        lib.set_num_threads(1)
+                self._depth += 1
         try:
             yield
         finally:
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0:
-                    for lib, n in zip(libs, self._saved):
-                        lib.set_num_threads(n)
+            if owns:
+                with self._lock:
+                    self._depth -= 1
+                    if self._depth == 0:
+                        for lib, n in zip(libs, self._saved):
+                            lib.set_num_threads(n)
+                        self._owner = None
 
 
 def blas_libraries(numpy_own: bool) -> list[Any]:

@@ -3,6 +3,7 @@ CPUs and hold BLAS libraries at one thread only around their own calls, restorin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -68,24 +69,32 @@ def test_free_cpus_counts_the_other_runnable_tasks(tmp_path: Path, monkeypatch: 
     assert cpu_load.free_cpus(0) == cpus  # no probe: the machine counts as free
 
 
-def test_numpy_blas_hold_is_nested_thread_safe_and_restored() -> None:
+@pytest.mark.parametrize("main_holds", [False, True])
+def test_numpy_blas_hold_is_nested_thread_safe_and_restored(main_holds: bool) -> None:
+    """Holds from 4 threads (and the main thread first, the case OpenBLAS cannot undo from another thread)."""
     libs = NUMPY_BLAS.controllers()
     if not libs:
         pytest.skip("threadpoolctl cannot control numpy's BLAS here")
     before = [lib.num_threads for lib in libs]
+    if max(before) == 1:
+        pytest.skip("numpy's BLAS runs one thread already")
     seen: list[list[int]] = []
-    barrier = threading.Barrier(4)
+    inside, leave = threading.Barrier(4 + main_holds), threading.Barrier(4 + main_holds)
 
     def hold() -> None:
         with NUMPY_BLAS.single_threaded():
-            barrier.wait(timeout=30)
+            inside.wait(timeout=30)
             with NUMPY_BLAS.single_threaded():
                 seen.append([lib.num_threads for lib in libs])
-            barrier.wait(timeout=30)
+            leave.wait(timeout=30)
 
     threads = [threading.Thread(target=hold) for _ in range(4)]
-    for t in threads:
-        t.start()
+    with NUMPY_BLAS.single_threaded() if main_holds else contextlib.nullcontext():
+        for t in threads:
+            t.start()
+        if main_holds:
+            inside.wait(timeout=30)
+            leave.wait(timeout=30)
     for t in threads:
         t.join(timeout=60)
     assert seen == [[1] * len(libs)] * 4
