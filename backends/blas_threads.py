@@ -1,12 +1,12 @@
 """Hold a BLAS library at one thread around a backend's own calls and restore it after (threadpoolctl).
 
 Nothing happens at import: the libraries are looked up on first use, so importing a backend never
-changes how the rest of the process runs numpy. A BLAS thread count is global in the library, and
-OpenBLAS (0.3.30, 0.3.31) ignores a raise from another thread after the main thread lowered it, so
-the count is set and restored by one thread only: the thread that takes the first hold owns it
-(its nested holds count up), restores the saved count when its outermost hold ends, and holds taken
-by other threads meanwhile run at the owner's count without touching it. Where threadpoolctl or the
-library is missing, holds do nothing and `controlled()` is False.
+changes how the rest of the process runs numpy. How a count set in one thread shows in others differs
+between OpenBLAS builds (0.3.30 and 0.3.31 here: a count the main thread lowered cannot be raised from
+another thread, and one set by another thread afterwards stays that thread's own), so every thread
+sets its own: its outermost hold sets one thread and, when it ends, sets back the count the process
+had when the first of the current holds began. Nesting is counted per thread. Where threadpoolctl or
+the library is missing, holds do nothing and `controlled()` is False.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ class BlasThreads:
         self._find = find
         self._libs: list[Any] | None = None
         self._lock = threading.Lock()
-        self._owner: int | None = None
-        self._depth = 0
-        self._saved: list[int] = []
+        self._holders = 0
+        self._baseline: list[int] = []
+        self._local = threading.local()
 
     def controllers(self) -> list[Any]:
         """The controllers, found on the first call (empty when threadpoolctl or the library is missing)."""
@@ -46,27 +46,27 @@ class BlasThreads:
 
     @contextlib.contextmanager
     def single_threaded(self) -> Iterator[None]:
-        """Run the body with the library at one thread, restored by the owning thread (see the module docstring)."""
+        """Run the body with the library at one thread in this thread; the count is set back when it ends."""
         libs = self.controllers()
-        me = threading.get_ident()
-        with self._lock:
-            owns = bool(libs) and self._owner in (None, me)
-            if owns:
-                if self._owner is None:
-                    self._owner, self._saved = me, [lib.num_threads for lib in libs]
-                    for lib in libs:
-                        lib.set_num_threads(1)
-                self._depth += 1
+        depth = getattr(self._local, "depth", 0)
+        outermost = bool(libs) and depth == 0
+        if outermost:
+            with self._lock:
+                if self._holders == 0:
+                    self._baseline = [lib.num_threads for lib in libs]
+                self._holders += 1
+                for lib in libs:
+                    lib.set_num_threads(1)
+        self._local.depth = depth + 1
         try:
             yield
         finally:
-            if owns:
+            self._local.depth = depth
+            if outermost:
                 with self._lock:
-                    self._depth -= 1
-                    if self._depth == 0:
-                        for lib, n in zip(libs, self._saved):
-                            lib.set_num_threads(n)
-                        self._owner = None
+                    self._holders -= 1
+                    for lib, n in zip(libs, self._baseline):
+                        lib.set_num_threads(n)
 
 
 def blas_libraries(numpy_own: bool) -> list[Any]:
