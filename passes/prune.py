@@ -23,6 +23,7 @@ from .prune_patterns import (
     row_scores,
     unstructured_mask,
 )
+from .target_guard import LayerChange, graph_latency, revert_until_not_worse
 
 PRUNABLE_OPS = ("linear", "conv2d", "matmul")
 PATTERNS = ("unstructured", "block", "nm", "channel", "auto")
@@ -51,6 +52,12 @@ def _detached(node: Node, weight: Value) -> Node:
     ins = [weight if i == 1 else v for i, v in enumerate(node.inputs)]
     out = node.outputs[0]
     return Node(node.op, ins, dict(node.attrs), [Value(out.name, out.type)])
+
+
+def _restore(node: Node, weight: Value) -> None:
+    """Put the dense `weight` back as `node`'s weight and forget the pruning record."""
+    node.inputs[1] = weight
+    node.meta.pop("prune", None)
 
 
 @register_pass
@@ -145,19 +152,37 @@ class Prune(Pass):
                 continue
             nodes.append(node)
         fractions = self._global_fractions(nodes, uses) if self.budget == "global" else {}
+        guard = self.pattern == "auto" and target is not None
+        before_s = graph_latency(graph, target) if guard and target is not None else None
+        changes: list[LayerChange] = []
         for node in nodes:
             old = node.inputs[1]
             out = self._prune_node(node, target, uses, fractions.get(id(node)))
             if isinstance(out, str):
                 kept.append(out)
                 continue
-            done.append(out)
             if target is not None:
                 try:
-                    lat[0] += node_cost(_detached(node, old), target).latency_s
-                    lat[1] += node_cost(_detached(node, node.inputs[1]), target).latency_s
+                    was = node_cost(_detached(node, old), target).latency_s
+                    now = node_cost(_detached(node, node.inputs[1]), target).latency_s
                 except CostError:
-                    pass
+                    was = now = 0.0
+                if guard and now >= was:
+                    _restore(node, old)
+                    kept.append(f"{node.name} (left dense: the pruned weight is predicted no faster on "
+                                f"{target.name}, {was * 1e6:.2f} -> {now * 1e6:.2f} us)")
+                    continue
+                lat[0] += was
+                lat[1] += now
+                changes.append(LayerChange(node.name, was - now, lambda node=node, old=old: _restore(node, old)))
+            done.append(out)
+        if guard and target is not None:
+            undone = set(revert_until_not_worse(graph, target, before_s, changes))
+            if undone:
+                kept += [f"{d.name} (restored dense: the whole graph was predicted slower on {target.name})"
+                         for d in done if d.name in undone]
+                done = [d for d in done if d.name not in undone]
+                lat[0] = lat[1] = 0.0  # the per-layer sum no longer describes what stays pruned
         return PassResult(graph, bool(done), self._report(done, kept, target, lat))
 
     def _pattern(self, node: Node, target: Target | None) -> dict[str, Any] | str:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..backends.cost import load_target
 from ..ir.dtypes import f32
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
@@ -27,6 +28,7 @@ from .quantize_numeric import (
 from .quantize_report import format_mixed, format_report, format_smoothing, layer_bound
 from .sensitivity import LayerSensitivity, agreement, choose_fp32, rank_layers, run_outputs
 from .smoothquant import Smoothed, smooth, smoothable
+from .target_guard import LayerChange, graph_latency, nodes_latency, remove_if_unused, revert_until_not_worse
 
 WEIGHT_OPS = ("linear", "conv2d", "matmul")
 """The matrix ops whose constant weight the pass quantizes."""
@@ -54,6 +56,16 @@ def _emit(graph: Graph, anchor: Node, op: str, inputs: list[Value], name: str, *
     out = Value(graph.fresh_name(name), t)
     graph.insert_before(anchor, Node(op, inputs, attrs, [out]))
     return out
+
+
+def _undo(graph: Graph, n: Node, x: Value, w: Value) -> None:
+    """Give `n` back its activation `x` and f32 weight `w`; drop the widening and activation steps left unread."""
+    added = [v.producer for v in n.inputs[:2] if v is not x and v is not w and v.producer is not None]
+    n.inputs[0], n.inputs[1] = x, w
+    n.meta.pop("quantize", None)
+    for node in added:
+        for src in [node] + [u.producer for u in node.inputs if u.producer is not None]:
+            remove_if_unused(graph, src)
 
 
 @register_pass
@@ -299,20 +311,37 @@ class Quantize(Pass):
         acts: dict[int, tuple[Value, dict[str, Any]]] = {}
         done: list[Node] = []
         bytes_before = bytes_after = 0
+        guarded = self.precision == "auto" and self.scheme == "weight" and ctx.target is not None
+        target = load_target(ctx.target) if guarded else None  # type: ignore[arg-type]
+        before_s = graph_latency(graph, target) if target is not None else None
+        changes: list[LayerChange] = []
         for p in plans:
-            n, w = p.node, p.node.inputs[1]
+            n, w, x0 = p.node, p.node.inputs[1], p.node.inputs[0]
+            was = nodes_latency([n], target) if target is not None else None
             axis = self._axis(n)
             key = (id(w), p.precision, axis)
-            if key not in weights:
+            fresh = key not in weights
+            if fresh:
                 made = self._store(graph, n, p.precision, axis)
                 if made is None:
                     skipped.append(("overflow", f"{n.name} (weight overflows {p.precision})"))
                     continue
                 weights[key] = made
-                bytes_before += w.type.nbytes
-                bytes_after += made[1].type.nbytes
             dq, sw = weights[key]
             n.inputs[1] = dq
+            if target is not None and was is not None:
+                now = nodes_latency([n] + ([dq.producer] if fresh and dq.producer is not None else []), target)
+                if now is not None and now >= was:
+                    _undo(graph, n, x0, w)
+                    if fresh:
+                        del weights[key]
+                    skipped.append((f"kept for {target.name}", f"{n.name} ({p.precision} as emitted, the weight "
+                                    f"widened before the {n.op}, is predicted {was * 1e6:.2f} -> {now * 1e6:.2f} us)"))
+                    continue
+                changes.append(LayerChange(n.name, was - (now or was), lambda n=n, x0=x0, w=w: _undo(graph, n, x0, w)))
+            if fresh:
+                bytes_before += w.type.nbytes
+                bytes_after += sw.type.nbytes
             meta: dict[str, Any] = {"precision": p.precision, "scheme": "dynamic" if self.scheme == "dynamic" else
                                     "weight", "axis": axis,
                                     "max_weight_error": sw.max_error, "channel_error": sw.channel_error}
@@ -331,6 +360,11 @@ class Quantize(Pass):
             meta["bound"] = layer_bound(n.op, meta)
             n.meta["quantize"] = meta
             done.append(n)
+        if target is not None:
+            undone = set(revert_until_not_worse(graph, target, before_s, changes))
+            skipped += [(f"kept for {target.name}", f"{n.name} (quantized, the whole graph was predicted slower)")
+                        for n in done if n.name in undone]
+            done = [n for n in done if n.name not in undone]
         report = format_report(self, done, skipped, bytes_before, bytes_after, len(ctx.calibration or ()))
         if smoothed:
             report += "; " + format_smoothing(smoothed)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from ..backends.arena import ALIGNMENT, ArenaPlan, Buffer, plan_arena
 from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
 from ..backends.numba.jit import cache_stats, num_threads
+from ..backends.numba.threads import start_pool
 from ..ir.graph import Graph
 from ..ir.interpreter import ExecutionError, check_inputs
+from .cpu_load import free_cpus
 from .executable import Executable, NodeProfile, Profile
 
 CALL, CALL_DYN, VIEW = 0, 1, 2
@@ -58,6 +62,7 @@ class NumbaExecutable(Executable):
     def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD,
                  warmup: bool = True, int8_path: str | None = None, outputs_in_arena: bool = False) -> None:
         t0 = time.perf_counter()
+        layer = start_pool()
         self.plan = lower(graph, parallel_threshold, int8_path, outputs_in_arena)
         t1 = time.perf_counter()
         buffers = lifetimes(self.plan)
@@ -65,6 +70,7 @@ class NumbaExecutable(Executable):
         self._inputs = [(name, slot) for name, slot in self.plan.inputs]
         self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
         self._uses_blas = any(s.blas for s in self.plan.steps)
+        self._parallel = any(s.kernel.endswith("[par]") for s in self.plan.steps)
         self._owner = threading.get_ident()
         self._main = self._bind()
         self._local = threading.local()
@@ -88,6 +94,7 @@ class NumbaExecutable(Executable):
             "fused": [list(g) for g in self.plan.fused],
             "parallel_kernels": sum(1 for s in kernels if s.kernel.endswith("[par]")),
             "threads": num_threads(),
+            "threading_layer": layer,
             "int8_path": self.plan.int8_path,
             "lower_seconds": t1 - t0,
             "plan_seconds": t2 - t1,
@@ -191,17 +198,17 @@ class NumbaExecutable(Executable):
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once; outputs are fresh arrays (never views into the arena). Safe to call from several threads:
-        each thread runs in an arena of its own (made on its first run)."""
+        each thread runs in an arena of its own (made on its first run).
+
+        Parallel kernels use at most as many threads as CPUs no other task wants (`cpu_load.free_cpus`):
+        with one free CPU they run on the calling thread and wake no worker."""
         return self._results(self._run_env(inputs))
 
     def _run_env(self, inputs: Mapping[str, Any]) -> list[Any]:
         """Run once in this thread's arena; returns the slot arrays."""
         bound = self._binding()
         env = self._env(inputs, bound)
-        if self._uses_blas:
-            with single_threaded_blas():
-                self._execute(env, bound)
-        else:
+        with self._sized_pool(), (single_threaded_blas() if self._uses_blas else contextlib.nullcontext()):
             self._execute(env, bound)
         return env
 
@@ -213,6 +220,20 @@ class NumbaExecutable(Executable):
         env = self._run_env(inputs)
         return {name: env[slot] for name, slot in self.plan.outputs}
 
+    @contextlib.contextmanager
+    def _sized_pool(self) -> Iterator[None]:
+        """Numba's thread count for this thread (thread-local) cut to the free CPUs while the body runs."""
+        limit = num_threads() if self._parallel else 1
+        threads = min(limit, free_cpus())
+        if threads >= limit:
+            yield
+            return
+        numba.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(limit)
+
     def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
         """Median time of each kernel step (fused nodes appear as one entry) and of the whole run."""
         bound = self._binding()
@@ -221,7 +242,7 @@ class NumbaExecutable(Executable):
         for _ in range(max(repeats, 1)):
             timings = [0.0] * len(bound.program)
             env = self._env(inputs, bound)
-            with single_threaded_blas():
+            with self._sized_pool(), single_threaded_blas():
                 self._execute(env, bound, timings)
             runs.append(timings)
         med = np.median(np.array(runs), axis=0)

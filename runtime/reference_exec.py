@@ -1,21 +1,49 @@
-"""The reference backend wrapped as an Executable (numpy, one node at a time)."""
+"""The reference backend wrapped as an Executable (numpy, one node at a time).
+
+numpy's BLAS is held at one thread around a run (threadpoolctl, restored after) when the graph's
+largest product is below BLAS_PARALLEL_MACS or fewer than two CPUs are free: a small product split
+over threads gains microseconds and, when a worker waits behind another process, loses a scheduler
+tick (milliseconds). Large products on a free machine keep numpy's own setting.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ..backends.blas_threads import NUMPY_BLAS
+from ..backends.cost import CostError, node_work
 from ..backends.reference import REFERENCE_RULES
 from ..backends.reference.early_exit import EarlyExitRunner
 from ..ir.exit_plan import plan_exits
 from ..ir.exits import has_exits
 from ..ir.graph import Graph, Node
 from ..ir.interpreter import Interpreter
+from ..ir.regions import region_body
+from .cpu_load import free_cpus
 from .executable import Executable, NodeProfile, Profile
 from .exit_stats import ExitCounters
+
+BLAS_PARALLEL_MACS = 1 << 24
+"""A product of fewer multiply-accumulates (about a third of a millisecond on one core) runs on one BLAS thread."""
+
+
+def largest_product_macs(graph: Graph) -> int:
+    """The multiply-accumulates of the graph's largest node (fused regions looked into)."""
+    best = 0
+    for n in graph.nodes:
+        if n.op == "fused":
+            best = max(best, largest_product_macs(region_body(n)))
+            continue
+        try:
+            best = max(best, node_work(n).macs)
+        except CostError:
+            continue
+    return best
 
 
 class ReferenceExecutable(Executable):
@@ -26,14 +54,22 @@ class ReferenceExecutable(Executable):
         self._interp = Interpreter(graph, REFERENCE_RULES)
         self.exits = EarlyExitRunner(plan_exits(graph), REFERENCE_RULES) if has_exits(graph) else None
         """The runner that stops rows at their exit (None for a graph without exits)."""
+        self._small = largest_product_macs(graph) < BLAS_PARALLEL_MACS
         super().__init__(graph, "reference", time.perf_counter() - t0)
         self._counters = ExitCounters(self.stats, len(self.exits.plan.exits)) if self.exits else None
 
+    def blas_hold(self) -> contextlib.AbstractContextManager[None]:
+        """numpy's BLAS held at one thread for small graphs or a busy machine, else left as it is."""
+        if self._small or free_cpus() < 2:
+            return NUMPY_BLAS.single_threaded()
+        return contextlib.nullcontext()
+
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once on the reference backend."""
-        if self.exits is None or self._counters is None:
-            return self._interp.run(inputs)
-        out, done = self.exits.run(inputs)
+        with self.blas_hold():
+            if self.exits is None or self._counters is None:
+                return self._interp.run(inputs)
+            out, done = self.exits.run(inputs)
         self._counters.record(done.left, done.nodes_run)
         return out
 
@@ -53,5 +89,6 @@ class ReferenceExecutable(Executable):
 
             return run
 
-        Interpreter(self.graph, {k: timed(r) for k, r in rules.items()}).run(inputs)
+        with self.blas_hold():
+            Interpreter(self.graph, {k: timed(r) for k, r in rules.items()}).run(inputs)
         return Profile(rows, self.median_seconds(inputs, repeats), repeats)

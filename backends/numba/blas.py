@@ -2,69 +2,38 @@
 
 The GEMM and convolution kernels call np.dot from inside an outer `prange`, so the parallelism
 must be Numba's alone: `single_threaded_blas()` sets scipy's BLAS to one thread and restores
-the previous count afterwards (two cheap calls through threadpoolctl). numpy's own BLAS is a
-separate library and is not touched. Where threadpoolctl is missing, `controlled()` is False
-and the GEMM kernels run serially, leaving the parallelism to BLAS.
+the previous count afterwards (two cheap calls through threadpoolctl, see backends/blas_threads.py).
+numpy's own BLAS is a separate library and is not touched. Where threadpoolctl is missing,
+`controlled()` is False and the GEMM kernels run serially, leaving the parallelism to BLAS.
+Nothing is loaded at import: scipy's BLAS is found when a plan first asks for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-_LOCK = threading.Lock()
-_STATE: dict[str, Any] = {}
+from ..blas_threads import BlasThreads, blas_libraries
 
 
-def _controllers() -> list[Any]:
-    """threadpoolctl controllers of the BLAS libraries scipy.linalg.cython_blas loaded."""
-    if "libs" in _STATE:
-        return _STATE["libs"]
-    libs: list[Any] = []
-    try:
-        import numpy as np
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that numba's np.dot uses)
-        from threadpoolctl import ThreadpoolController
+def _scipy_blas_libraries() -> list[Any]:
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that numba's np.dot uses)
 
-        numpy_dir = np.__file__.rsplit("/", 2)[0]
-        for lib in ThreadpoolController().lib_controllers:
-            if lib.user_api == "blas" and "numpy" not in lib.filepath.replace(numpy_dir, ""):
-                libs.append(lib)
-    except Exception:  # noqa: BLE001 - any failure means: no control, fall back to serial GEMM
-        libs = []
-    _STATE["libs"] = libs
-    return libs
+    return blas_libraries(numpy_own=False)
+
+
+SCIPY_BLAS = BlasThreads("scipy", _scipy_blas_libraries)
+"""The BLAS Numba's np.dot and `sgemm` call (scipy's)."""
 
 
 def controlled() -> bool:
     """True when scipy's BLAS thread count can be set (so tiles may run in parallel)."""
-    return bool(_controllers())
+    return SCIPY_BLAS.controlled()
 
 
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
+def single_threaded_blas() -> contextlib.AbstractContextManager[None]:
     """Run the body with scipy's BLAS at one thread (nesting-safe, restores on exit)."""
-    libs = _controllers()
-    if not libs:
-        yield
-        return
-    with _LOCK:
-        depth = _STATE.get("depth", 0)
-        if depth == 0:
-            _STATE["saved"] = [lib.num_threads for lib in libs]
-            for lib in libs:
-                lib.set_num_threads(1)
-        _STATE["depth"] = depth + 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _STATE["depth"] -= 1
-            if _STATE["depth"] == 0:
-                for lib, n in zip(libs, _STATE["saved"]):
-                    lib.set_num_threads(n)
+    return SCIPY_BLAS.single_threaded()
 
 
 # ---- a BLAS sgemm callable from kernels, with explicit leading dimensions ---------------------
@@ -73,8 +42,6 @@ from numba import types as _types  # noqa: E402
 from numba.core import cgutils as _cgutils  # noqa: E402
 from numba.extending import intrinsic as _intrinsic  # noqa: E402
 from numba.np.linalg import ensure_blas as _ensure_blas  # noqa: E402
-
-_ensure_blas()
 
 
 @_intrinsic
@@ -89,6 +56,7 @@ def sgemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, 
     for arr in (a, b, c):
         if not isinstance(arr, _types.Array) or arr.dtype != _types.float32:
             return None
+    _ensure_blas()  # scipy's BLAS, checked when a kernel using it compiles (never at import)
     sig = _types.int32(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]

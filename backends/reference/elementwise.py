@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-from scipy import special
 
 from ...ir.graph import Node
 from ...ir.ops.elementwise import integer_clip_bounds
 
 Arrays = list[np.ndarray]
+
+
+def scipy_special(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """scipy.special.`name`, imported on the first call: importing the backend loads no second BLAS library
+    (scipy brings its own OpenBLAS and thread pool) into a process that only does numpy work."""
+
+    def call(x: np.ndarray) -> np.ndarray:
+        from scipy import special
+
+        return getattr(special, name)(x)
+
+    return call
+
+
+_erf = scipy_special("erf")
 
 
 def compute_dtype(x: np.ndarray) -> np.dtype:
@@ -58,7 +74,7 @@ def _gelu(node: Node, xs: Arrays) -> np.ndarray:
     if node.attrs.get("approximate", "none") == "tanh":
         y = 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
     else:
-        y = 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0)))
+        y = 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
     return y.astype(out_dtype(node))
 
 
@@ -116,9 +132,9 @@ ELEMENTWISE_RULES = {
     "minimum": _binary(np.minimum),
     "relu": lambda n, xs: np.maximum(xs[0], xs[0].dtype.type(0)),
     "gelu": _gelu,
-    "sigmoid": _float_unary(special.expit),
+    "sigmoid": _float_unary(scipy_special("expit")),
     "tanh": _float_unary(np.tanh),
-    "erf": _float_unary(special.erf),
+    "erf": _float_unary(_erf),
     "sqrt": _float_unary(np.sqrt),
     "exp": _float_unary(np.exp),
     "log": _float_unary(np.log),

@@ -110,7 +110,7 @@ def test_thread_count_follows_numba_and_blas_threads_are_restored() -> None:
     g = _chain(2, 256)
     x = RNG.uniform(-1, 1, (64, 256)).astype(np.float32)
     want = reference.run(g, {"x": x})[g.outputs[0].name]
-    before = [lib.num_threads for lib in blas._controllers()]
+    before = [lib.num_threads for lib in blas.SCIPY_BLAS.controllers()]
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -121,7 +121,7 @@ def test_thread_count_follows_numba_and_blas_threads_are_restored() -> None:
         numba.set_num_threads(saved)
     exe = NumbaExecutable(g, parallel_threshold=0)
     np.testing.assert_allclose(exe.run({"x": x})[g.outputs[0].name], want, rtol=1e-4, atol=1e-5)
-    assert [lib.num_threads for lib in blas._controllers()] == before
+    assert [lib.num_threads for lib in blas.SCIPY_BLAS.controllers()] == before
 
 
 SCRIPT = textwrap.dedent("""

@@ -1,0 +1,51 @@
+"""How many CPUs a run could use right now: a cheap probe of the machine's runnable tasks.
+
+Parallel work pays only when every thread of the pool gets a core at once: a worker that waits behind
+another process's time slice stalls the whole kernel for a scheduler tick (4-8 ms, against kernels
+of microseconds). The probe reads the kernel's count of runnable tasks (the 4th field of
+/proc/loadavg, which counts the probing thread itself) at most once per PROBE_INTERVAL_S and says
+how many of this process's CPUs no other task wants. Where the file is missing (not Linux) every
+allowed CPU counts as free.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+LOADAVG = "/proc/loadavg"
+PROBE_INTERVAL_S = 0.02
+"""A reading is reused for this long: a probe costs a few microseconds, a run of a small model tens."""
+
+_LAST: dict[str, float] = {"at": -1.0, "free": 0.0}
+
+
+def allowed_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def runnable_tasks() -> int | None:
+    """Tasks runnable on the machine now, the caller included (None where the OS does not say)."""
+    try:
+        with open(LOADAVG, "rb") as f:
+            return int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def free_cpus(max_age_s: float = PROBE_INTERVAL_S) -> int:
+    """CPUs not taken by other runnable tasks (the calling thread's own CPU counts as free); at least 1.
+
+    A reading younger than `max_age_s` is reused (0 reads the machine now)."""
+    now = time.monotonic()
+    if max_age_s > 0 and now - _LAST["at"] < max_age_s:
+        return int(_LAST["free"])
+    cpus = allowed_cpus()
+    running = runnable_tasks()
+    free = cpus if running is None else max(1, min(cpus, cpus - (running - 1)))
+    _LAST["at"], _LAST["free"] = now, free
+    return free
