@@ -45,7 +45,8 @@ def write_outputs(runs: Sequence[ModelRun], env: dict[str, Any], settings: dict[
         if plot_dir:
             console.print(f"figures: {len(images)} PNG in {plot_dir}")
         if html_path:
-            write_html(html_path, title, html_tables(rows, targets), images, failures(rows), env)
+            notes = [*(extra or {}).get("verdicts", []), *(f"failed: {f}" for f in failures(rows))]
+            write_html(html_path, title, html_tables(rows, targets), images, notes, env)
             console.print(f"report: {html_path}")
     if json_path:
         write_json(to_json(rows, env, settings, extra), json_path)

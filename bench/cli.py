@@ -6,20 +6,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numba
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .configs import Config, select, suite_configs, user_config
-
-DEFAULT_MODELS = ("mlp", "cnn", "transformer-block")
-"""What plain `bench` runs: the built-in models, which need no optional package."""
+from .options import DEFAULT_MODELS, progress_bar, split_csv, unknown_targets
 
 
 def _cmd_list(console: Console) -> int:
@@ -53,34 +48,17 @@ def _cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _split(csv: str) -> list[str]:
-    return [x.strip() for x in csv.split(",") if x.strip()]
-
-
-def _unknown_targets(targets: list[str]) -> str | None:
-    """None when every target loads, else one message naming those that do not."""
-    from ..backends.cost import TargetError, load_target
-
-    bad = []
-    for t in targets:
-        try:
-            load_target(t)
-        except (TargetError, OSError) as e:
-            bad.append(f"{t}: {e}")
-    return "; ".join(bad) or None
-
-
 def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
     """`bench cost`: the per-node cost table of each model on each target (no kernel runs)."""
     from ..backends.cost import CostError, estimate
     from ..passes import run_pipeline
     from .models import load_model
 
-    bad = _unknown_targets(_split(args.targets))
+    bad = unknown_targets(split_csv(args.targets))
     if bad:
         console.print(f"[red]{escape(bad)}[/red]")
         return 2
-    for name in _split(args.models or ",".join(DEFAULT_MODELS)):
+    for name in split_csv(args.models or ",".join(DEFAULT_MODELS)):
         try:
             g = load_model(name).graph
         except (KeyError, ValueError, ImportError) as e:
@@ -88,7 +66,7 @@ def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
             return 2
         for pipeline in args.pipelines or [""]:
             g2 = run_pipeline(g, pipeline, target=args.pass_target) if pipeline else g
-            for tg in _split(args.targets):
+            for tg in split_csv(args.targets):
                 try:
                     console.print(estimate(g2, tg).to_rich())
                 except CostError as e:
@@ -141,26 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = ("run", "list", "cost", "calibrate")
+COMMANDS = ("run", "list", "cost", "calibrate", "case-study", "sweep")
 """Subcommands of `bench`."""
-
-
-@contextmanager
-def progress_bar(console: Console, total: int) -> Iterator[Any]:
-    """A rich progress bar on a terminal (nothing elsewhere); yields `advance(label)`."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
-    with bar:
-        task = bar.add_task("starting", total=total)
-        first = [True]
-
-        def advance(label: str) -> None:
-            if not first[0]:
-                bar.advance(task)
-            first[0] = False
-            bar.update(task, description=label)
-
-        yield advance
 
 
 def chosen_configs(args: argparse.Namespace) -> list[Config]:
@@ -171,7 +131,7 @@ def chosen_configs(args: argparse.Namespace) -> list[Config]:
     if args.pipelines:
         configs = [c for c in configs if c.name in ("reference fp32", BASELINE)] + [user_config(p)
                                                                                  for p in args.pipelines]
-    return select(configs, _split(args.backends))
+    return select(configs, split_csv(args.backends))
 
 
 def _check_backends(backends: list[str]) -> str | None:
@@ -187,24 +147,87 @@ def _check_backends(backends: list[str]) -> str | None:
     return f"backend(s) not installed: {', '.join(missing)} (pip install -e '.[compare]')" if missing else None
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """The measurement settings `args` ask for; sets Numba's thread count."""
+    from .suite import Settings
+
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(threads)
+    return Settings(args.repeats, args.warmup, threads, tuple(split_csv(args.targets)), args.int8_path,
+                    args.pass_target)
+
+
+def _bad_arguments(args: argparse.Namespace) -> str | None:
+    """One message naming what is wrong with the targets or backends, or None."""
+    return unknown_targets(split_csv(args.targets)) or _check_backends(split_csv(args.backends))
+
+
+def _report(runs: list[Any], args: argparse.Namespace, console: Console, wall: float, title: str,
+            extra: dict[str, Any] | None = None) -> None:
+    """Print the measured and the emulated tables, then write the JSON, figures and page asked for."""
+    from .artifacts import write_outputs
+    from .report import environment, estimate_table, failures, measured_table
+
+    targets = split_csv(args.targets)
+    threads = numba.get_num_threads()
+    rows = [r for run in runs for r in run.rows]
+    jit_s = sum(r.jit_ms or 0.0 for r in rows) / 1e3
+    console.print(measured_table(rows, f"{title}: median ms after warm-up ({args.repeats} runs, spread = IQR), "
+                                       f"speed-up vs numba fp32 (unfused), threads {threads}"))
+    for line in failures(rows):
+        console.print(f"[red]failed: {escape(line)}[/red]")
+    if targets:
+        console.print(estimate_table(rows, targets))
+    for line in (extra or {}).get("verdicts", []):
+        console.print(escape(line))
+    int8 = sorted({r.int8_path for r in rows if r.int8_path})
+    console.print(f"int8 path: {', '.join(int8) or 'none used'}; wall {wall:.1f} s, of which kernel compilation "
+                  f"{jit_s:.1f} s (first runs compile, later ones load the disk cache)")
+    settings_json = {"models": [run.model for run in runs], "configs": list(dict.fromkeys(r.config for r in rows)),
+                     "targets": targets, "repeats": args.repeats, "warmup": args.warmup, "threads": threads,
+                     "wall_s": wall, "jit_s": jit_s}
+    write_outputs(runs, environment(threads, rows), settings_json, args.json_path, args.plot_dir, args.html_path,
+                  console, title, extra)
+
+
+def _cmd_case_study(args: argparse.Namespace, console: Console) -> int:
+    """`bench case-study`: each technique alone then stacked on MiniLM and a BERT-base layer, with the verdicts."""
+    from .case_study import CASE_STUDY_CONFIGS, case_models, verdicts
+    from .peers import available_peers
+    from .suite import run_model
+
+    bad = _bad_arguments(args)
+    if bad:
+        console.print(f"[red]{escape(bad)}[/red]")
+        return 2
+    configs = [c for c in select(CASE_STUDY_CONFIGS, split_csv(args.backends))
+               if not c.is_peer or c.backend in available_peers()]
+    settings = _settings(args)
+    t0 = time.perf_counter()
+    models = case_models()
+    runs = []
+    with progress_bar(console, len(models) * len(configs)) as advance:
+        for m in models:
+            runs.append(run_model(m.name, m.graph, m.inputs, configs, settings, progress=advance))
+    rows = [r for run in runs for r in run.rows]
+    _report(runs, args, console, time.perf_counter() - t0, "tensorsmith case study",
+            {"verdicts": verdicts(rows)})
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     """`bench` / `bench run`: every model under every configuration, then the tables and the outputs asked for."""
-    from .artifacts import write_outputs
     from .models import load_model
     from .peers import available_peers
-    from .report import environment, estimate_table, failures, measured_table
-    from .suite import Settings, run_model
+    from .suite import run_model
 
-    targets = _split(args.targets)
-    bad = _unknown_targets(targets) or _check_backends(_split(args.backends))
+    bad = _bad_arguments(args)
     if bad:
         console.print(f"[red]{escape(bad)}[/red]")
         return 2
     configs = [c for c in chosen_configs(args) if not c.is_peer or c.backend in available_peers()]
-    threads = args.threads or numba.config.NUMBA_NUM_THREADS
-    numba.set_num_threads(threads)
-    settings = Settings(args.repeats, args.warmup, threads, tuple(targets), args.int8_path, args.pass_target)
-    names = _split(args.models or ",".join(DEFAULT_MODELS))
+    settings = _settings(args)
+    names = split_csv(args.models or ",".join(DEFAULT_MODELS))
     runs = []
     t0 = time.perf_counter()
     with progress_bar(console, len(names) * len(configs)) as advance:
@@ -216,23 +239,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                 return 2
             runs.append(run_model(name, model.graph, model.inputs, configs, settings, model.quality, model.metric_name,
                                   advance))
-    wall = time.perf_counter() - t0
-    rows = [r for run in runs for r in run.rows]
-    jit_s = sum(r.jit_ms or 0.0 for r in rows) / 1e3
-    console.print(measured_table(rows, f"tensorsmith bench: median ms after warm-up ({args.repeats} runs, spread = "
-                                       f"IQR), speed-up vs numba fp32 (unfused), threads {threads}"))
-    for line in failures(rows):
-        console.print(f"[red]failed: {escape(line)}[/red]")
-    if targets:
-        console.print(estimate_table(rows, targets))
-    int8 = sorted({r.int8_path for r in rows if r.int8_path})
-    console.print(f"int8 path: {', '.join(int8) or 'none used'}; wall {wall:.1f} s, of which kernel compilation "
-                  f"{jit_s:.1f} s (first runs compile, later ones load the disk cache)")
-    settings_json = {"models": names, "configs": [c.name for c in configs], "targets": targets,
-                     "repeats": args.repeats, "warmup": args.warmup, "threads": threads, "wall_s": wall,
-                     "jit_s": jit_s}
-    write_outputs(runs, environment(threads, rows), settings_json, args.json_path, args.plot_dir, args.html_path,
-                  console)
+    _report(runs, args, console, time.perf_counter() - t0, "tensorsmith bench")
     return 0
 
 
@@ -248,10 +255,14 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_calibrate(args, console)
     if args.command == "cost":
         return _cmd_cost(args, console)
+    if args.command == "sweep":
+        from .sweep import cmd_sweep
+
+        return cmd_sweep(args, console)
     if args.repeats < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         console.print("[red]--repeats must be >= 1, --warmup >= 0 and --threads >= 1[/red]")
         return 2
-    return _cmd_run(args, console)
+    return _cmd_case_study(args, console) if args.command == "case-study" else _cmd_run(args, console)
 
 
 def _message(e: Exception) -> str:

@@ -12,15 +12,18 @@ import numpy as np
 
 from ..backends.cost import CostError, estimate
 from ..ir import Graph
+from ..ir.regions import region_anchor, region_body
 from ..ir.sparsity import gemm_view
-from ..ir.sparsity_detect import compressed_bytes
+from ..ir.sparsity_detect import compressed_bytes, detect_sparsity
 from .configs import Config, Runner
 
 OutputsFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
-MATRIX_READERS = {"linear": "linear", "conv2d": "conv2d", "matmul": "matmul", "qlinear": "linear",
-                  "qconv2d": "conv2d", "qmatmul": "matmul"}
-"""Ops whose second input is a weight, and the op whose GEMM view that weight takes."""
+MATRIX_READERS: dict[str, tuple[str, int]] = {
+    "linear": ("linear", 1), "conv2d": ("conv2d", 1), "matmul": ("matmul", 1),
+    "qlinear": ("linear", 3), "qconv2d": ("conv2d", 3), "qmatmul": ("matmul", 3),
+}
+"""Ops that read a weight: the op whose GEMM view the weight takes, and the weight's input index."""
 
 
 @dataclass
@@ -114,16 +117,29 @@ def compare(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> Qu
 
 
 def stored_bytes(graph: Graph) -> int:
-    """Bytes of the graph's constants: dense at their dtype, or compressed where a weight is annotated sparse."""
+    """Bytes of the graph's constants at their dtype; a matrix weight whose zeros form a pattern (annotated, or
+    found as `sparsity-report` finds it) counts in that pattern's compressed format, whether or not the kernel
+    that runs it reads that format (the int8 kernels read dense)."""
     readers: dict[int, str] = {}
     for n in graph.nodes:
-        if n.op in MATRIX_READERS and len(n.inputs) > 1:
-            readers.setdefault(id(n.inputs[1]), MATRIX_READERS[n.op])
+        if n.op in MATRIX_READERS and len(n.inputs) > MATRIX_READERS[n.op][1]:
+            view_op, i = MATRIX_READERS[n.op]
+            readers.setdefault(id(n.inputs[i]), view_op)
+        elif n.op == "fused":
+            anchor = region_anchor(region_body(n))
+            body_inputs = [id(v) for v in region_body(n).inputs]
+            if anchor is None or anchor.op not in MATRIX_READERS:
+                continue
+            view_op, i = MATRIX_READERS[anchor.op]
+            if len(anchor.inputs) > i and id(anchor.inputs[i]) in body_inputs:
+                readers.setdefault(id(n.inputs[body_inputs.index(id(anchor.inputs[i]))]), view_op)
     total = 0
     for v in graph.constants:
         op = readers.get(id(v))
-        if v.type.sparsity is not None and op is not None and v.data is not None:
-            total += compressed_bytes(gemm_view(v.data, op), v.type.sparsity, v.type.dtype.bits).bytes
+        if op is not None and v.data is not None:
+            view = gemm_view(v.data, op)
+            info = v.type.sparsity or detect_sparsity(view)
+            total += compressed_bytes(view, info, v.type.dtype.bits).bytes
         else:
             total += v.type.nbytes
     return total
