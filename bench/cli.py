@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="sweep: address of a running Dask scheduler (default: a "
                                                       "local cluster)")
     p.add_argument("--workers", type=int, default=2, help="sweep: workers of the local cluster")
-    p.add_argument("--sparsities", default="", help="sweep: comma-separated sparsity levels; each one makes every "
-                                                    "pipeline containing {sparsity} a separate trial")
+    p.add_argument("--sparsities", default="0.5",
+                   help="sweep: comma-separated sparsity levels (default 0.5); each makes every pipeline holding "
+                        "@sparsity a separate trial")
     return p
 
 

@@ -161,8 +161,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                                    "quantize{scheme=dynamic},fuse"]
     threads = args.threads or 1
     try:
-        trials = grid(models, pipelines, targets, split_csv(args.sparsities) or ["0.5"], args.repeats, args.warmup,
-                      threads)
+        trials = grid(models, pipelines, targets, split_csv(args.sparsities), args.repeats, args.warmup, threads)
     except ValueError as e:
         console.print(f"[red]{escape(str(e))}[/red]")
         return 2
