@@ -33,17 +33,13 @@ def unknown_targets(targets: list[str]) -> str | None:
 
 @contextmanager
 def progress_bar(console: Console, total: int) -> Iterator[Any]:
-    """A rich progress bar on a terminal (nothing elsewhere); yields `advance(label)`."""
+    """A rich progress bar on a terminal (nothing elsewhere); yields `advance(label)`: one more step done."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
     with bar:
         task = bar.add_task("starting", total=total)
-        first = [True]
 
         def advance(label: str) -> None:
-            if not first[0]:
-                bar.advance(task)
-            first[0] = False
-            bar.update(task, description=label)
+            bar.update(task, advance=1, description=label)
 
         yield advance

@@ -15,7 +15,7 @@ from ..ir import Graph, to_onnx
 from ..passes import run_pipeline
 from .configs import BASELINE, Config, Runner
 from .measure import Row, compare, fill_estimates, new_row, peak_run_bytes, stored_bytes, time_runs
-from .peer_process import PeerError, time_onnx_in_subprocess
+from .peer_process import time_onnx_in_subprocess
 
 PEER_MODELS: dict[str, Callable[[bytes], bytes]] = {}
 """ONNX Runtime model variants by `Config.peer_variant`, from our exported fp32 ONNX model (filled below)."""
@@ -126,30 +126,36 @@ def run_model(name: str, graph: Graph, inputs: Mapping[str, np.ndarray], configs
     want = reference.run(graph, dict(inputs))
     out = ModelRun(name, [], graph)
     for cfg in configs:
-        if progress:
-            progress(f"{name}: {cfg.name}")
         row = new_row(name, cfg)
         out.rows.append(row)
         try:
-            if cfg.is_peer:
-                _peer(row, graph, cfg, inputs, want, s)
-                continue
-            g, exe = _ours(row, graph, cfg, inputs, want, s)
-            out.graphs[cfg.name] = g
-            fill_estimates(row, g, list(s.targets))
-            if exe is None:
-                continue
-            feeds = dict(inputs)
-            row.median_ms, row.spread_ms = time_runs(lambda exe=exe, feeds=feeds: exe.run(feeds), s.repeats, s.warmup)
-            row.repeats = s.repeats
-            if quality is not None:
-                row.metric, row.metric_value = metric, float(quality(exe.run))
-        except (PeerError, ValueError, KeyError, TypeError, RuntimeError, NotImplementedError, ImportError,
-                ArithmeticError, MemoryError) as e:
+            _measure(out, row, cfg, inputs, want, s, quality, metric)
+        except Exception as e:  # one configuration's failure is its row's error, never the end of the run
             row.error = _first_line(e)
             row.median_ms = row.spread_ms = None
+        if progress:
+            progress(f"{name}: {cfg.name}")
     _relate(out.rows)
     return out
+
+
+def _measure(out: ModelRun, row: Row, cfg: Config, inputs: Mapping[str, np.ndarray],
+             want: Mapping[str, np.ndarray], s: Settings, quality: Callable[[Callable[..., Any]], float] | None,
+             metric: str) -> None:
+    """Fill `row` for `cfg`: checks first, then timing, the model's metric and the estimates."""
+    if cfg.is_peer:
+        _peer(row, out.fp32_graph, cfg, inputs, want, s)
+        return
+    g, exe = _ours(row, out.fp32_graph, cfg, inputs, want, s)
+    out.graphs[cfg.name] = g
+    fill_estimates(row, g, list(s.targets))
+    if exe is None:
+        return
+    feeds = dict(inputs)
+    row.median_ms, row.spread_ms = time_runs(lambda: exe.run(feeds), s.repeats, s.warmup)
+    row.repeats = s.repeats
+    if quality is not None:
+        row.metric, row.metric_value = metric, float(quality(exe.run))
 
 
 def _relate(rows: list[Row]) -> None:
