@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .configs import Config, select, suite_configs, user_config
-from .options import DEFAULT_MODELS, progress_bar, split_csv, unknown_targets
+from .options import DEFAULT_MODELS, DEFAULT_TARGETS, progress_bar, split_csv, unknown_targets
 
 
 def _cmd_list(console: Console) -> int:
@@ -76,8 +76,6 @@ def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `bench`."""
-    from .estimates import DEFAULT_TARGETS
-
     p = argparse.ArgumentParser(
         prog="bench",
         description="Run models of the zoo under configurations (reference, Numba fp32 unfused and fused, "

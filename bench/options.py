@@ -12,6 +12,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 DEFAULT_MODELS = ("mlp", "cnn", "transformer-block")
 """What plain `bench` runs: the built-in models, which need no optional package."""
 
+DEFAULT_TARGETS = ("cpu-host", "gpu-a100", "tpu-v4", "npu-edge", "fpga-u250")
+"""What plain `bench` estimates: this CPU (to compare with the measurement) and one target per family."""
+
 
 def split_csv(csv: str) -> list[str]:
     """The non-empty, stripped items of a comma-separated string."""
