@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .configs import Config, select, suite_configs, user_config
+from .configs import Config, Runner, select, suite_configs, user_config
 from .options import DEFAULT_MODELS, DEFAULT_TARGETS, progress_bar, split_csv, unknown_targets
 
 
@@ -32,7 +32,8 @@ def _cmd_list(console: Console) -> int:
         c.add_column(col)
     for cfg in suite_configs():
         floor = f"cosine >= {cfg.min_cosine}" if cfg.min_cosine else f"rel err <= {cfg.max_rel_err:g}"
-        c.add_row(cfg.name, cfg.backend, escape(cfg.pipeline or "-"), "yes" if cfg.fuse else "no", floor)
+        fuses = "-" if cfg.runner is not Runner.NUMBA else "yes" if cfg.fuse else "no"
+        c.add_row(cfg.name, cfg.backend, escape(cfg.pipeline or "-"), fuses, floor)
     console.print(c)
     return 0
 
@@ -135,7 +136,6 @@ def chosen_configs(args: argparse.Namespace) -> list[Config]:
 
 def _check_backends(backends: list[str]) -> str | None:
     """None when every backend is known and installed, else one message saying which is not."""
-    from .configs import Runner
     from .peers import available_peers
 
     known = [r.value for r in Runner]
