@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -146,12 +147,16 @@ def _check_backends(backends: list[str]) -> str | None:
     return f"backend(s) not installed: {', '.join(missing)} (pip install -e '.[compare]')" if missing else None
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    """The measurement settings `args` ask for; sets Numba's thread count."""
+def _settings(args: argparse.Namespace, console: Console) -> Any:
+    """The measurement settings `args` ask for; sets Numba's thread count (and warns when the machine is busy)."""
     from .suite import Settings
 
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if threads > 1 and load > cores:
+        console.print(f"[yellow]load average {load:.1f} on {cores} cores: timings with {threads} threads will "
+                      f"include waits for descheduled workers; --threads 1 measures more steadily[/yellow]")
     return Settings(args.repeats, args.warmup, threads, tuple(split_csv(args.targets)), args.int8_path,
                     args.pass_target)
 
@@ -201,7 +206,7 @@ def _cmd_case_study(args: argparse.Namespace, console: Console) -> int:
         return 2
     configs = [c for c in select(CASE_STUDY_CONFIGS, split_csv(args.backends))
                if not c.is_peer or c.backend in available_peers()]
-    settings = _settings(args)
+    settings = _settings(args, console)
     t0 = time.perf_counter()
     models = case_models()
     runs = []
@@ -225,7 +230,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]{escape(bad)}[/red]")
         return 2
     configs = [c for c in chosen_configs(args) if not c.is_peer or c.backend in available_peers()]
-    settings = _settings(args)
+    settings = _settings(args, console)
     names = split_csv(args.models or ",".join(DEFAULT_MODELS))
     runs = []
     t0 = time.perf_counter()
