@@ -67,7 +67,7 @@ class Row:
     compile_ms: float | None = None  # passes + lowering + kernel compilation (the peer's session creation)
     jit_ms: float | None = None  # kernel compilation alone (Numba)
     int8_path: str | None = None
-    kernels: dict[str, str] = field(default_factory=dict)  # layer -> kernel the backend chose
+    kernels: dict[str, Any] = field(default_factory=dict)  # layer -> the kernel the backend chose and why
     error: str | None = None
     estimate_ms: dict[str, float] = field(default_factory=dict)
     estimate_mj: dict[str, float] = field(default_factory=dict)

@@ -79,7 +79,7 @@ def _ours(row: Row, graph: Graph, cfg: Config, inputs: Mapping[str, np.ndarray],
     if "jit_seconds" in stats:
         row.jit_ms = stats["jit_seconds"] * 1e3
         row.int8_path = stats.get("int8_path")
-        row.kernels = {k: str(v) for k, v in stats.get("kernels_by_layer", {}).items()}
+        row.kernels = dict(stats.get("kernels_by_layer", {}))
     row.model_bytes = stored_bytes(g)
     got = exe.run(dict(inputs))
     if cfg.runner is not Runner.REFERENCE:
