@@ -18,10 +18,15 @@ from ..ir import Graph
 from .measure import Row
 from .suite import ModelRun
 
-SPARSE_CONFIG = "block-sparse"
-QDQ_CONFIG = "int4 weight-only"
-ROOFLINE_CONFIG = "numba fused"
-"""Configurations whose graphs the weight plots and the rooflines read."""
+SPARSE_CONFIGS = ("block-sparse", "pruning alone")
+QDQ_CONFIGS = ("int4 weight-only",)
+ROOFLINE_CONFIGS = ("numba fused", "fusion alone")
+"""Configurations (of `bench` and of `bench case-study`) whose graphs the weight plots and the rooflines read."""
+
+
+def _graph(run: ModelRun, names: tuple[str, ...]) -> tuple[str, Graph] | None:
+    """The first of `names` that ran on `run`'s model, with its graph."""
+    return next(((n, run.graphs[n]) for n in names if n in run.graphs), None)
 
 
 def _pyplot() -> Any:
@@ -81,8 +86,9 @@ def speedup_vs_quality(rows: Sequence[Row], path: Path) -> Path:
 
 
 def rooflines(run: ModelRun, targets: Sequence[str], folder: Path) -> list[Path]:
-    """One roofline per target with the nodes of the model's fused fp32 graph placed on it (emulated)."""
-    g = run.graphs.get(ROOFLINE_CONFIG) or run.fp32_graph
+    """One roofline per target with the nodes of the model's fused fp32 graph (else its fp32 graph) on it (emulated)."""
+    found = _graph(run, ROOFLINE_CONFIGS)
+    g = found[1] if found else run.fp32_graph
     plt = _pyplot()
     out = []
     for t in targets:
@@ -98,7 +104,8 @@ def rooflines(run: ModelRun, targets: Sequence[str], folder: Path) -> list[Path]
 
 def sparsity_heatmap(run: ModelRun, path: Path) -> Path | None:
     """|w| of the largest pruned weight of the block-sparse graph, zeros white; None when nothing was pruned."""
-    g = run.graphs.get(SPARSE_CONFIG)
+    found = _graph(run, SPARSE_CONFIGS)
+    g = found[1] if found else None
     weights = [v for v in (g.constants if g else []) if v.type.sparsity is not None and v.data is not None]
     if not weights:
         return None
@@ -135,9 +142,9 @@ def quantization_errors(fp32: Graph, quantized: Graph) -> tuple[str, np.ndarray]
 
 def quantization_histogram(run: ModelRun, path: Path) -> Path | None:
     """Histogram of one layer's weight error after weight-only quantization; None without such a graph."""
-    g = run.graphs.get(QDQ_CONFIG)
-    found = quantization_errors(run.fp32_graph, g) if g is not None else None
-    if found is None:
+    config = _graph(run, QDQ_CONFIGS)
+    found = quantization_errors(run.fp32_graph, config[1]) if config is not None else None
+    if config is None or found is None:
         return None
     layer, err = found
     plt = _pyplot()
@@ -145,7 +152,7 @@ def quantization_histogram(run: ModelRun, path: Path) -> Path | None:
     ax.hist(err.ravel(), bins=80, color="tab:purple")
     ax.set_xlabel("dequantized - fp32 weight")
     ax.set_ylabel("weights")
-    ax.set_title(f"{run.model}: {QDQ_CONFIG} error of layer {layer} (max {np.max(np.abs(err)):.3g})")
+    ax.set_title(f"{run.model}: {config[0]} error of layer {layer} (max {np.max(np.abs(err)):.3g})")
     return _save(fig, path)
 
 
