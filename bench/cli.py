@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .configs import Config, Runner, select, suite_configs, user_config
+from .configs import BASELINE, REFERENCE, Config, Runner, select, suite_configs, user_config
 from .options import DEFAULT_MODELS, DEFAULT_TARGETS, progress_bar, split_csv, unknown_targets
 
 
@@ -126,12 +126,9 @@ COMMANDS = ("run", "list", "cost", "calibrate", "case-study", "sweep")
 
 def chosen_configs(args: argparse.Namespace) -> list[Config]:
     """The configurations `args` ask for: the defaults, or the baselines plus one per `--pipelines` string."""
-    from .configs import BASELINE
-
     configs = suite_configs()
     if args.pipelines:
-        configs = [c for c in configs if c.name in ("reference fp32", BASELINE)] + [user_config(p)
-                                                                                 for p in args.pipelines]
+        configs = [c for c in configs if c.name in (REFERENCE, BASELINE)] + [user_config(p) for p in args.pipelines]
     return select(configs, split_csv(args.backends))
 
 

@@ -66,11 +66,14 @@ BLOCK_PRUNE = "prune{pattern=block,sparsity=0.5}"
 INT8 = "quantize{scheme=dynamic}"
 INT4 = "quantize{precision=int4}"
 
+REFERENCE = "reference fp32"
+"""The golden row: the numpy reference backend on the original graph."""
+
 BASELINE = "numba fp32"
 """The configuration every speed-up is measured against: our fp32 without fusion."""
 
 DEFAULT_CONFIGS: tuple[Config, ...] = (
-    Config("reference fp32", Runner.REFERENCE, max_rel_err=0.0),
+    Config(REFERENCE, Runner.REFERENCE, max_rel_err=0.0),
     Config(BASELINE, Runner.NUMBA, fuse=False, max_rel_err=EXACT_REL_ERR),
     Config("numba fused", Runner.NUMBA, max_rel_err=EXACT_REL_ERR),
     Config("block-sparse", Runner.NUMBA, BLOCK_PRUNE, fuse=False, min_cosine=LOSSY_MIN_COSINE),
