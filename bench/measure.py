@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import tracemalloc
 from collections.abc import Callable, Mapping
@@ -17,13 +18,15 @@ from ..ir.sparsity import gemm_view
 from ..ir.sparsity_detect import compressed_bytes, detect_sparsity
 from .configs import Config, Runner
 
-OutputsFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
-
 MATRIX_READERS: dict[str, tuple[str, int]] = {
     "linear": ("linear", 1), "conv2d": ("conv2d", 1), "matmul": ("matmul", 1),
     "qlinear": ("linear", 3), "qconv2d": ("conv2d", 3), "qmatmul": ("matmul", 3),
 }
 """Ops that read a weight: the op whose GEMM view the weight takes, and the weight's input index."""
+
+
+FUSE_IN_PIPELINE = re.compile(r"(?:^|,)\s*fuse\s*(?:\{|,|$)")
+"""Matches a pipeline string that runs the `fuse` pass itself."""
 
 
 @dataclass
@@ -173,5 +176,5 @@ def fill_estimates(row: Row, graph: Graph, targets: list[str]) -> None:
 
 def new_row(model: str, cfg: Config) -> Row:
     """An empty row for `cfg` on `model`."""
-    fused = cfg.fuse and cfg.runner is Runner.NUMBA or "fuse" in cfg.pipeline.split(",")
+    fused = cfg.fuse and cfg.runner is Runner.NUMBA or FUSE_IN_PIPELINE.search(cfg.pipeline) is not None
     return Row(model, cfg.name, cfg.backend, cfg.pipeline, fused)
