@@ -4,115 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numba
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-DEFAULT_MODELS = ("mlp", "cnn", "transformer-block")
-"""What plain `bench` runs: the built-in models, which need no optional package."""
-
-
-@dataclass
-class BenchRow:
-    """One (model, backend) measurement."""
-
-    model: str
-    backend: str
-    nodes_before: int
-    nodes_after: int
-    parameters: int
-    param_bytes: int
-    compile_ms: float
-    median_ms: float
-    repeats: int
-    metric: str
-    quality: float
-    ratio_vs_reference: float | None = None
-    ratio_vs_peer: float | None = None  # peer median / this median (> 1: faster than the peer)
-
-
-def _available_backends() -> list[str]:
-    from .. import runtime
-
-    runtime._load_optional_backends()
-    return sorted(runtime.BACKENDS, key=lambda b: (b != "reference", b))
-
-
-def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
-    """Median milliseconds of `fn`; a short pause first lets other thread pools' spinning workers sleep."""
-    from .calibrate import median_time
-
-    time.sleep(0.1)
-    return median_time(fn, repeats, warmup) * 1e3
-
-
-def bench_model(name: str, backends: list[str], pipeline: str, repeats: int, warmup: int,
-                peers: list[str] | None = None, pass_target: str | None = None) -> tuple[list[BenchRow], Any]:
-    """Load `name`, run `pipeline` on it, and time it on each backend and peer (median of `repeats`).
-
-    Returns the rows and the optimized graph (for the cost model).
-    """
-    from .. import runtime
-    from ..passes import run_pipeline
-    from .models import load_model
-    from .peers import peer_runner
-
-    model = load_model(name)
-    g = model.graph
-    g2 = run_pipeline(g, pipeline, target=pass_target) if pipeline else g
-    runners: list[tuple[str, float, Callable[[Mapping[str, np.ndarray]], Any]]] = []
-    for backend in backends:
-        t0 = time.perf_counter()
-        exe = runtime.compile(g2, backend=backend)
-        runners.append((backend, (time.perf_counter() - t0) * 1e3, exe.run))
-    for peer in peers or []:
-        t0 = time.perf_counter()
-        try:
-            fn = peer_runner(peer, g2, numba.get_num_threads())
-        except Exception as e:  # noqa: BLE001 - a peer that cannot load the model is reported, not fatal
-            print(f"{name}: {peer} cannot run it ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
-            continue
-        runners.append((f"{peer} (peer)", (time.perf_counter() - t0) * 1e3, fn))
-    rows: list[BenchRow] = []
-    for label, compile_ms, run in runners:
-        median = _median_ms(lambda run=run: run(model.inputs), repeats, warmup)
-        rows.append(BenchRow(
-            model=name, backend=label, nodes_before=len(g.nodes), nodes_after=len(g2.nodes),
-            parameters=g2.num_parameters(), param_bytes=g2.parameter_bytes(), compile_ms=compile_ms,
-            median_ms=median, repeats=repeats, metric=model.metric_name, quality=float(model.quality(run)),
-        ))
-    ref = next((r.median_ms for r in rows if r.backend == "reference"), None)
-    peer_ms = next((r.median_ms for r in rows if r.backend.endswith("(peer)")), None)
-    for r in rows:
-        r.ratio_vs_reference = ref / r.median_ms if ref else None
-        r.ratio_vs_peer = peer_ms / r.median_ms if peer_ms and not r.backend.endswith("(peer)") else None
-    return rows, g2
-
-
-def render(rows: list[BenchRow], console: Console) -> None:
-    """Print `rows` as a table."""
-    t = Table(title="tensorsmith bench (latency: median after warm-up; speed-up vs the reference backend and "
-                    "vs the peer, > 1 is faster)")
-    for col in ("model", "backend", "nodes", "params", "MB", "compile ms", "median ms", "vs reference", "vs peer",
-                "quality"):
-        t.add_column(col, justify="left" if col in ("model", "backend") else "right")
-    for r in rows:
-        t.add_row(
-            r.model, r.backend, f"{r.nodes_before} -> {r.nodes_after}", f"{r.parameters:,}",
-            f"{r.param_bytes / 1e6:.2f}", f"{r.compile_ms:.1f}", f"{r.median_ms:.3f}",
-            f"{r.ratio_vs_reference:.2f}x" if r.ratio_vs_reference else "-",
-            f"{r.ratio_vs_peer:.2f}x" if r.ratio_vs_peer else "-",
-            f"{r.metric}={r.quality:.4g}",
-        )
-    console.print(t)
+from .configs import BASELINE, REFERENCE, Config, Runner, select, suite_configs, user_config
+from .options import DEFAULT_MODELS, DEFAULT_TARGETS, progress_bar, split_csv, unknown_targets
 
 
 def _cmd_list(console: Console) -> int:
@@ -125,6 +28,14 @@ def _cmd_list(console: Console) -> int:
         avail = "yes" if m.available else f"no: {m.reason}" if getattr(m, "reason", "") else "no"
         t.add_row(m.name, escape(avail), escape(m.description))
     console.print(t)
+    c = Table(title="configurations (rows of each model; --pipelines adds or replaces them)")
+    for col in ("configuration", "backend", "pipeline", "backend fuses", "quality floor"):
+        c.add_column(col)
+    for cfg in suite_configs():
+        floor = f"cosine >= {cfg.min_cosine}" if cfg.min_cosine else f"rel err <= {cfg.max_rel_err:g}"
+        fuses = "-" if cfg.runner is not Runner.NUMBA else "yes" if cfg.fuse else "no"
+        c.add_row(cfg.name, cfg.backend, escape(cfg.pipeline or "-"), fuses, floor)
+    console.print(c)
     return 0
 
 
@@ -139,149 +50,225 @@ def _cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _split(csv: str) -> list[str]:
-    return [x.strip() for x in csv.split(",") if x.strip()]
-
-
-def _unknown_targets(targets: list[str]) -> str | None:
-    """None when every target loads, else one message naming those that do not."""
-    from ..backends.cost import TargetError, load_target
-
-    bad = []
-    for t in targets:
-        try:
-            load_target(t)
-        except (TargetError, OSError) as e:
-            bad.append(f"{t}: {e}")
-    return "; ".join(bad) or None
-
-
-def _unknown_peers(peers: list[str]) -> str | None:
-    """None when every peer is known and installed, else one message saying which is not."""
-    from .peers import PEERS, available_peers
-
-    unknown = [p for p in peers if p not in PEERS]
-    if unknown:
-        return f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}"
-    missing = [p for p in peers if p not in available_peers()]
-    return f"peer(s) not installed: {', '.join(missing)} (pip install -e '.[compare]')" if missing else None
-
-
 def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
     """`bench cost`: the per-node cost table of each model on each target (no kernel runs)."""
     from ..backends.cost import CostError, estimate
     from ..passes import run_pipeline
     from .models import load_model
 
-    bad = _unknown_targets(_split(args.targets))
+    bad = unknown_targets(split_csv(args.targets))
     if bad:
         console.print(f"[red]{escape(bad)}[/red]")
         return 2
-    for name in _split(args.models):
+    for name in split_csv(args.models or ",".join(DEFAULT_MODELS)):
         try:
             g = load_model(name).graph
         except (KeyError, ValueError, ImportError) as e:
             console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
             return 2
-        g = run_pipeline(g, args.pipeline, target=args.pass_target) if args.pipeline else g
-        for tg in _split(args.targets):
-            try:
-                console.print(estimate(g, tg).to_rich())
-            except CostError as e:
-                console.print(f"[red]{escape(name)} on {escape(tg)}: {escape(str(e))}[/red]")
+        for pipeline in args.pipelines or [""]:
+            g2 = run_pipeline(g, pipeline, target=args.pass_target) if pipeline else g
+            for tg in split_csv(args.targets):
+                try:
+                    console.print(estimate(g2, tg).to_rich())
+                except CostError as e:
+                    console.print(f"[red]{escape(name)} on {escape(tg)}: {escape(str(e))}[/red]")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `bench`."""
-    from ..passes import DEFAULT_CLEANUP
-    from .estimates import DEFAULT_TARGETS
-
     p = argparse.ArgumentParser(
         prog="bench",
-        description="Run models of the zoo through a pass pipeline and backends; print a table of measured "
-                    "latencies (with ONNX Runtime as a peer when installed) and the cost model's estimates per target.",
+        description="Run models of the zoo under configurations (reference, Numba fp32 unfused and fused, "
+                    "block-sparse, int8, int4, stacked; ONNX Runtime fp32 and int8 as peers in their own process); "
+                    "print measured latency, speed-up, quality, bytes, memory and compile time, and the cost "
+                    "model's estimate per target.",
     )
-    p.add_argument("command", nargs="?", default="run", choices=("run", "list", "cost", "calibrate"),
-                   help="run (default): benchmark models; list: show the zoo; cost: per-node cost tables per "
-                        "target; calibrate: measure this CPU")
+    p.add_argument("command", nargs="?", default="run", choices=COMMANDS,
+                   help="run (default): benchmark models; list: the zoo and configurations; cost: per-node cost "
+                        "tables per target; calibrate: measure this CPU; case-study: the BERT optimization case "
+                        "study on MiniLM and a BERT-base layer; sweep: models x pipelines x targets on Dask")
     p.add_argument("--list", action="store_true", help="same as `bench list`")
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+    p.add_argument("--models", default=None,
                    help=f"comma-separated zoo names (default: {','.join(DEFAULT_MODELS)})")
-    p.add_argument("--backends", default="", help="comma-separated backends (default: all available)")
-    p.add_argument("--peers", default=None,
-                   help="peers timed in the same run (default: onnxruntime when installed; '' for none)")
+    p.add_argument("--pipelines", nargs="+", default=None, metavar="PIPELINE",
+                   help="one configuration per pipeline string on the Numba backend (the string says whether to "
+                        "fuse), e.g. --pipelines fuse \"prune{sparsity=0.5},quantize,fuse\"; replaces the default "
+                        "configurations except the reference fp32 and numba fp32 rows")
+    p.add_argument("--backends", default="",
+                   help="comma-separated: reference, numba, onnxruntime (default: all available)")
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
-                   help=f"cost-model targets to estimate on (default: {','.join(DEFAULT_TARGETS)}; '' for none)")
-    p.add_argument("--pipeline", default=DEFAULT_CLEANUP, help=f"pass pipeline (default: {DEFAULT_CLEANUP!r})")
+                   help=f"cost-model targets (default: {','.join(DEFAULT_TARGETS)}; '' for none)")
     p.add_argument("--pass-target", default=None,
-                   help="target the pipeline's hardware-aware passes ask (e.g. for prune{pattern=auto})")
-    p.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median is reported)")
+                   help="target the pipelines' hardware-aware passes ask (e.g. for prune{pattern=auto})")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median and IQR reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
-    p.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"threads for Numba and the peers (default: {numba.config.NUMBA_NUM_THREADS}, all cores)")
+    p.add_argument("--int8-path", default=None, help="force the int8 kernel path (default: the host's best)")
+    p.add_argument("--json", dest="json_path", default=None, help="write everything, with the environment, here")
+    p.add_argument("--plot", dest="plot_dir", default=None, help="write PNG figures into this folder (matplotlib)")
+    p.add_argument("--html", dest="html_path", default=None, help="write one self-contained HTML report here")
     p.add_argument("--out", default=None, help="calibrate: where to write the cpu-host TOML")
+    p.add_argument("--scheduler", default=None, help="sweep: address of a running Dask scheduler (default: a "
+                                                      "local cluster)")
+    p.add_argument("--workers", type=int, default=2, help="sweep: workers of the local cluster")
+    p.add_argument("--sparsities", default="0.5",
+                   help="sweep: comma-separated sparsity levels (default 0.5); each makes every pipeline holding "
+                        "@sparsity a separate trial")
     return p
+
+
+COMMANDS = ("run", "list", "cost", "calibrate", "case-study", "sweep")
+"""Subcommands of `bench`."""
+
+
+def chosen_configs(args: argparse.Namespace) -> list[Config]:
+    """The configurations `args` ask for: the defaults, or the baselines plus one per `--pipelines` string."""
+    configs = suite_configs()
+    if args.pipelines:
+        configs = [c for c in configs if c.name in (REFERENCE, BASELINE)] + [user_config(p) for p in args.pipelines]
+    return select(configs, split_csv(args.backends))
+
+
+def _check_backends(backends: list[str]) -> str | None:
+    """None when every backend is known and installed, else one message saying which is not."""
+    from .peers import available_peers
+
+    known = [r.value for r in Runner]
+    unknown = [b for b in backends if b not in known]
+    if unknown:
+        return f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(known)}"
+    missing = [b for b in backends if b in ("onnxruntime",) and b not in available_peers()]
+    return f"backend(s) not installed: {', '.join(missing)} (pip install -e '.[compare]')" if missing else None
+
+
+def _settings(args: argparse.Namespace, console: Console) -> Any:
+    """The measurement settings `args` ask for; sets Numba's thread count (and warns when the machine is busy)."""
+    from .suite import Settings
+
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(threads)
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if threads > 1 and load > cores:
+        console.print(f"[yellow]load average {load:.1f} on {cores} cores: timings with {threads} threads will "
+                      f"include waits for descheduled workers; --threads 1 measures more steadily[/yellow]")
+    return Settings(args.repeats, args.warmup, threads, tuple(split_csv(args.targets)), args.int8_path,
+                    args.pass_target)
+
+
+def _bad_arguments(args: argparse.Namespace) -> str | None:
+    """One message naming what is wrong with the targets or backends, or None."""
+    return unknown_targets(split_csv(args.targets)) or _check_backends(split_csv(args.backends))
+
+
+def _report(runs: list[Any], args: argparse.Namespace, console: Console, wall: float, title: str,
+            extra: dict[str, Any] | None = None) -> None:
+    """Print the measured and the emulated tables, then write the JSON, figures and page asked for."""
+    from .artifacts import write_outputs
+    from .report import environment, estimate_table, failures, measured_table
+
+    targets = split_csv(args.targets)
+    threads = numba.get_num_threads()
+    rows = [r for run in runs for r in run.rows]
+    jit_s = sum(r.jit_ms or 0.0 for r in rows) / 1e3
+    console.print(measured_table(rows, f"{title}: median ms after warm-up ({args.repeats} runs, spread = IQR), "
+                                       f"speed-up vs numba fp32 (unfused), threads {threads}"))
+    for line in failures(rows):
+        console.print(f"[red]failed: {escape(line)}[/red]")
+    if targets:
+        console.print(estimate_table(rows, targets))
+    for line in (extra or {}).get("verdicts", []):
+        console.print(escape(line))
+    int8 = sorted({r.int8_path for r in rows if r.int8_path})
+    console.print(f"int8 path: {', '.join(int8) or 'none used'}; wall {wall:.1f} s, of which kernel compilation "
+                  f"{jit_s:.1f} s (first runs compile, later ones load the disk cache)")
+    settings_json = {"models": [run.model for run in runs], "configs": list(dict.fromkeys(r.config for r in rows)),
+                     "targets": targets, "repeats": args.repeats, "warmup": args.warmup, "threads": threads,
+                     "wall_s": wall, "jit_s": jit_s}
+    write_outputs(runs, environment(threads, rows), settings_json, args.json_path, args.plot_dir, args.html_path,
+                  console, title, extra)
+
+
+def _cmd_case_study(args: argparse.Namespace, console: Console) -> int:
+    """`bench case-study`: each technique alone then stacked on MiniLM and a BERT-base layer, with the verdicts."""
+    from .case_study import CASE_STUDY_CONFIGS, case_models, verdicts
+    from .peers import available_peers
+    from .suite import run_model
+
+    bad = _bad_arguments(args)
+    if bad:
+        console.print(f"[red]{escape(bad)}[/red]")
+        return 2
+    configs = [c for c in select(CASE_STUDY_CONFIGS, split_csv(args.backends))
+               if not c.is_peer or c.backend in available_peers()]
+    settings = _settings(args, console)
+    t0 = time.perf_counter()
+    models = case_models()
+    runs = []
+    with progress_bar(console, len(models) * len(configs)) as advance:
+        for m in models:
+            runs.append(run_model(m.name, m.graph, m.inputs, configs, settings, progress=advance))
+    rows = [r for run in runs for r in run.rows]
+    _report(runs, args, console, time.perf_counter() - t0, "tensorsmith case study",
+            {"verdicts": verdicts(rows)})
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    """`bench` / `bench run`: every model under every configuration, then the tables and the outputs asked for."""
+    from .models import load_model
+    from .peers import available_peers
+    from .suite import run_model
+
+    bad = _bad_arguments(args)
+    if bad:
+        console.print(f"[red]{escape(bad)}[/red]")
+        return 2
+    configs = [c for c in chosen_configs(args) if not c.is_peer or c.backend in available_peers()]
+    settings = _settings(args, console)
+    names = split_csv(args.models or ",".join(DEFAULT_MODELS))
+    runs = []
+    t0 = time.perf_counter()
+    with progress_bar(console, len(names) * len(configs)) as advance:
+        for name in names:
+            try:
+                model = load_model(name)
+            except (KeyError, ValueError, ImportError) as e:
+                console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
+                return 2
+            runs.append(run_model(name, model.graph, model.inputs, configs, settings, model.quality, model.metric_name,
+                                  advance))
+    _report(runs, args, console, time.perf_counter() - t0, "tensorsmith bench")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bench` console script."""
-    from .estimates import EstimateRow, estimate_model, render_estimates
-    from .peers import available_peers
-
     args = build_parser().parse_args(argv)
     console = Console()
     if not console.is_terminal:
-        console.width = 200  # pipes and CI logs: keep table rows on one line
+        console.width = 220  # pipes and CI logs: keep table rows on one line
     if args.list or args.command == "list":
         return _cmd_list(console)
     if args.command == "calibrate":
         return _cmd_calibrate(args, console)
     if args.command == "cost":
         return _cmd_cost(args, console)
-    if args.repeats < 1 or args.warmup < 0:
-        console.print("[red]--repeats must be >= 1 and --warmup >= 0[/red]")
+    if args.command == "sweep":
+        from .sweep import cmd_sweep
+
+        return cmd_sweep(args, console)
+    if args.repeats < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        console.print("[red]--repeats must be >= 1, --warmup >= 0 and --threads >= 1[/red]")
         return 2
-    backends = _split(args.backends) or _available_backends()
-    peers = available_peers() if args.peers is None else _split(args.peers)
-    targets = _split(args.targets)
-    bad = _unknown_targets(targets) or _unknown_peers(peers)
-    if bad:
-        console.print(f"[red]{escape(bad)}[/red]")
-        return 2
-    rows: list[BenchRow] = []
-    estimates: list[EstimateRow] = []
-    for name in _split(args.models):
-        try:
-            model_rows, g2 = bench_model(name, backends, args.pipeline, args.repeats, args.warmup, peers,
-                                         pass_target=args.pass_target)
-        except (KeyError, ValueError, ImportError) as e:
-            console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
-            return 2
-        rows += model_rows
-        if targets:
-            ours = [r for r in model_rows if not r.backend.endswith("(peer)")]
-            fastest = min(ours, key=lambda r: r.median_ms) if ours else None
-            estimates.append(estimate_model(name, g2, targets, fastest.backend if fastest else None,
-                                            fastest.median_ms if fastest else None))
-    render(rows, console)
-    if estimates:
-        console.print(render_estimates(estimates, targets))
-    if args.json_path:
-        with open(args.json_path, "w") as f:
-            json.dump({"runs": [asdict(r) for r in rows], "estimates": [asdict(e) for e in estimates]}, f,
-                      indent=2, default=_jsonable)
-    return 0
+    return _cmd_case_study(args, console) if args.command == "case-study" else _cmd_run(args, console)
 
 
 def _message(e: Exception) -> str:
     """The text of `e` (a KeyError's own str() adds quotes)."""
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(type(x))
 
 
 if __name__ == "__main__":

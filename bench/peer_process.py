@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,9 @@ class PeerTiming:
     version: str
     median_s: float
     spread_s: float
+    session_s: float = 0.0  # creating the session (the peer's compile time)
+    peak_rss_bytes: int = 0  # the child's resident memory after the runs above what it held before loading the model
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
 
 class PeerError(RuntimeError):
@@ -36,8 +40,12 @@ class PeerError(RuntimeError):
 
 
 def time_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray], *, peer: str = "onnxruntime",
-                            repeats: int = 11, warmup: int = 3, threads: int = 2, timeout_s: float = 600) -> PeerTiming:
-    """Median run time of the ONNX model on `peer` (only "onnxruntime" today), measured in a child process."""
+                            repeats: int = 11, warmup: int = 3, threads: int = 2, timeout_s: float = 600,
+                            keep_outputs: bool = False) -> PeerTiming:
+    """Median run time of the ONNX model on `peer` (only "onnxruntime" today), measured in a child process.
+
+    With `keep_outputs` the outputs of the first run come back too (to check the peer's quality).
+    """
     if peer != "onnxruntime":
         raise ValueError(f"unknown ONNX peer {peer!r}; known: onnxruntime")
     with tempfile.TemporaryDirectory(prefix="tensorsmith-peer-") as tmp:
@@ -46,13 +54,26 @@ def time_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray]
         np.savez(inputs_path, **{k: np.asarray(v) for k, v in inputs.items()})
         cmd = [sys.executable, "-m", "tensorsmith.bench.peer_process", str(model_path), str(inputs_path),
                "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+        outputs_path = Path(tmp, "outputs.npz")
+        if keep_outputs:
+            cmd += ["--outputs", str(outputs_path)]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-        raise PeerError(f"{peer} failed on the model (exit {proc.returncode}):\n{tail}")
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+            raise PeerError(f"{peer} failed on the model (exit {proc.returncode}):\n{tail}")
+        outputs = dict(np.load(outputs_path)) if keep_outputs else {}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return PeerTiming(peer, out["version"], out["median_s"], out["spread_s"])
+    return PeerTiming(peer, out["version"], out["median_s"], out["spread_s"], out["session_s"],
+                      out["peak_rss_bytes"], outputs)
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now (/proc/self/statm; its peak so far where /proc is absent)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _main(argv: list[str] | None = None) -> None:
@@ -62,16 +83,24 @@ def _main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=11)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--outputs", default=None, help="write the first run's outputs here (.npz)")
     args = p.parse_args(argv)
     import onnxruntime as ort
+
+    rss0 = _rss_bytes()
+    t0 = time.perf_counter()
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+    session_s = time.perf_counter() - t0
     data = np.load(args.inputs)
     feeds = {i.name: data[i.name] for i in sess.get_inputs()}
+    if args.outputs:
+        names = [o.name for o in sess.get_outputs()]
+        np.savez(args.outputs, **dict(zip(names, sess.run(None, feeds))))
     for _ in range(args.warmup):
         sess.run(None, feeds)
     times = []
@@ -80,7 +109,8 @@ def _main(argv: list[str] | None = None) -> None:
         sess.run(None, feeds)
         times.append(time.perf_counter() - t0)
     q1, med, q3 = np.percentile(times, [25, 50, 75])
-    print(json.dumps({"version": ort.__version__, "median_s": float(med), "spread_s": float(q3 - q1)}))
+    print(json.dumps({"version": ort.__version__, "median_s": float(med), "spread_s": float(q3 - q1),
+                      "session_s": session_s, "peak_rss_bytes": max(0, _rss_bytes() - rss0)}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The `bench` command: measured rows, peers, cost-model estimates, subcommands and errors."""
+"""The `bench` command end to end on a tiny suite: arguments, the JSON schema, figures, the HTML page, errors."""
 
 from __future__ import annotations
 
@@ -8,47 +8,102 @@ from pathlib import Path
 
 import pytest
 from tensorsmith.bench.cli import main
+from tensorsmith.bench.report import MEASURED_COLUMNS, SCHEMA_VERSION
 
-FAST = ["--repeats", "1", "--warmup", "0"]
+FAST = ["--repeats", "1", "--warmup", "0", "--threads", "1"]
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+HAS_MPL = importlib.util.find_spec("matplotlib") is not None
+
+ROW_KEYS = {"model", "config", "backend", "pipeline", "fused", "median_ms", "spread_ms", "repeats", "speedup",
+            "predicted_speedup", "cosine", "max_rel_err", "max_abs_err", "metric", "metric_value", "model_bytes",
+            "peak_memory_bytes", "compile_ms", "jit_ms", "int8_path", "kernels", "error", "estimate_ms",
+            "estimate_mj", "estimate_bound", "estimate_errors"}
 
 
-def test_run_writes_measurements_and_estimates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "bench.json"
-    rc = main(["--models", "mlp", "--backends", "reference", "--peers", "", "--targets", "cpu-host,gpu-a100",
-               *FAST, "--json", str(out)])
-    assert rc == 0
-    data = json.loads(out.read_text())
-    (run,) = data["runs"]
-    assert run["model"] == "mlp" and run["backend"] == "reference"
-    assert run["median_ms"] > 0 and run["ratio_vs_reference"] == pytest.approx(1.0)
-    assert run["quality"] == 0.0  # the reference backend is its own golden output
-    (est,) = data["estimates"]
-    assert set(est["latency_ms"]) == {"cpu-host", "gpu-a100"} and all(v > 0 for v in est["latency_ms"].values())
-    assert est["measured_backend"] == "reference" and est["measured_ms"] == run["median_ms"]
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One run of the default configurations on mlp, with every output written."""
+    d = tmp_path_factory.mktemp("bench")
+    argv = ["--models", "mlp", "--targets", "cpu-host,gpu-a100", *FAST, "--json", str(d / "out.json"),
+            "--html", str(d / "report.html")]
+    if HAS_MPL:
+        argv += ["--plot", str(d / "plots")]
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    return d, buf.getvalue()
+
+
+def test_json_has_every_configuration_with_the_environment(full_run: tuple[Path, str]) -> None:
+    d, _ = full_run
+    data = json.loads((d / "out.json").read_text())
+    assert data["schema"] == SCHEMA_VERSION
+    env = data["environment"]
+    assert env["cpu"] and env["threads"] == 1 and "numba" in env["versions"] and env["cpu_flags"]
+    assert set(env["int8_paths_used"]) <= set(env["int8_paths_available"])
+    rows = {r["config"]: r for r in data["rows"]}
+    assert all(set(r) == ROW_KEYS for r in data["rows"])
+    expected = {"reference fp32", "numba fp32", "numba fused", "block-sparse", "int8", "int4 weight-only",
+                "int8+sparse+fused"} | ({"ORT fp32", "ORT int8 dynamic"} if HAS_ORT else set())
+    assert set(rows) == expected
+    assert rows["numba fp32"]["speedup"] == pytest.approx(1.0) and rows["numba fp32"]["cosine"] > 0.9999
+    assert rows["int8"]["int8_path"] in env["int8_paths_available"]
+    assert rows["int8"]["model_bytes"] < rows["numba fp32"]["model_bytes"] / 3  # int8 weights: a quarter
+    for r in data["rows"]:
+        assert (r["median_ms"] is None) == (r["error"] is not None)  # a failure carries no timing
+        assert set(r["estimate_ms"]) | set(r["estimate_errors"]) == ({"cpu-host", "gpu-a100"}
+                                                                    if r["backend"] != "onnxruntime" else set())
+    assert data["failures"] == [f"mlp / {r['config']}: {r['error']}" for r in data["rows"] if r["error"]]
+
+
+def test_tables_are_printed(full_run: tuple[Path, str]) -> None:
+    _, printed = full_run
+    for col in MEASURED_COLUMNS:
+        assert col in printed
+    assert "emulated" in printed and "int8 path:" in printed and "kernel compilation" in printed
+
+
+@pytest.mark.skipif(not HAS_MPL, reason="matplotlib is not installed")
+def test_plots_are_written_and_not_empty(full_run: tuple[Path, str]) -> None:
+    d, _ = full_run
+    names = {p.name for p in (d / "plots").glob("*.png")}
+    for want in ("latency.png", "speedup-vs-quality.png", "roofline-mlp-cpu-host.png", "roofline-mlp-gpu-a100.png",
+                 "sparsity-mlp.png", "quant-error-mlp.png"):
+        assert want in names
+    assert all((d / "plots" / n).stat().st_size > 2000 for n in names)
+
+
+def test_html_embeds_the_tables_and_figures(full_run: tuple[Path, str]) -> None:
+    d, _ = full_run
+    page = (d / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page
+    assert "measured on this CPU" in page and "cost model per target (emulated" in page
+    for col in MEASURED_COLUMNS:
+        assert f">{col}</th>" in page
+    assert ("data:image/png;base64," in page) == HAS_MPL and "src=\"http" not in page  # self-contained
+
+
+def test_a_configuration_outside_its_bound_is_a_failure_without_timing(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.json"
+    assert main(["--models", "mlp", "--backends", "numba", "--targets", "", *FAST, "--json", str(out),
+                 "--pipelines", "fuse", "prune{sparsity=0.9}"]) == 0
+    rows = {r["config"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"numba fp32", "fuse", "prune{sparsity=0.9}"}
+    assert rows["fuse"]["error"] is None and rows["fuse"]["fused"] and rows["fuse"]["median_ms"] > 0
+    bad = rows["prune{sparsity=0.9}"]
+    assert bad["median_ms"] is None and "below the bound" in bad["error"] and bad["cosine"] < 0.8
+    assert "failed: mlp / prune{sparsity=0.9}: cosine" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_list_shows_the_zoo_and_the_configurations(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list"]) == 0
     printed = capsys.readouterr().out
-    assert "emulated" in printed and "gpu-a100" in printed and "err vs measured" in printed
-
-
-def test_numba_row_reports_its_speed_up_over_the_reference(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    assert main(["--models", "mlp", "--backends", "reference,numba", "--peers", "", "--targets", "", *FAST,
-                 "--json", str(out)]) == 0
-    data = json.loads(out.read_text())
-    rows = {r["backend"]: r for r in data["runs"]}
-    assert rows["numba"]["ratio_vs_reference"] == pytest.approx(rows["reference"]["median_ms"]
-                                                                / rows["numba"]["median_ms"])
-    assert rows["numba"]["quality"] < 1e-4 and data["estimates"] == []
-
-
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed")
-def test_onnxruntime_is_timed_as_a_peer(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    assert main(["--models", "mlp", "--backends", "reference", "--peers", "onnxruntime", "--targets", "", *FAST,
-                 "--json", str(out)]) == 0
-    rows = {r["backend"]: r for r in json.loads(out.read_text())["runs"]}
-    peer, ref = rows["onnxruntime (peer)"], rows["reference"]
-    assert peer["quality"] < 1e-4  # the peer computes the same outputs
-    assert ref["ratio_vs_peer"] == pytest.approx(peer["median_ms"] / ref["median_ms"])
+    for name in ("mlp-digits", "minilm-l6", "bert-base-layer", "int8+sparse+fused", "int4 weight-only"):
+        assert name in printed
 
 
 def test_cost_subcommand_prints_per_node_tables(capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,19 +112,14 @@ def test_cost_subcommand_prints_per_node_tables(capsys: pytest.CaptureFixture[st
     assert "mlp on tpu-v4" in printed and "mlp on npu-edge" in printed and "fc0" in printed
 
 
-def test_list_shows_the_zoo(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--list"]) == 0
-    printed = capsys.readouterr().out
-    for name in ("mlp-digits", "minilm-l6", "bert-base-layer", "onnx-resnet50"):
-        assert name in printed
-
-
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--models", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--models", "no-such-model", "--backends", "reference"], "unknown model 'no-such-model'"),
     (["--models", "mlp", "--targets", "no-such-target"], "unknown target 'no-such-target'"),
     (["cost", "--models", "mlp", "--targets", "no-such-target"], "unknown target 'no-such-target'"),
     (["--models", "mlp", "--repeats", "0"], "--repeats must be >= 1"),
-    (["--models", "mlp", "--peers", "tvm"], "unknown peer(s) tvm"),
+    (["--models", "mlp", "--backends", "tvm"], "unknown backend(s) tvm"),
+    (["sweep", "--models", "mlp", "--pipelines", "prune{sparsity=@sparsity}", "--sparsities", ""],
+     "but --sparsities is empty"),
 ])
 def test_bad_arguments_name_what_is_wrong(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
