@@ -55,23 +55,17 @@ def _lossless(a: np.ndarray, want: DType) -> str | None:
             return "NaN or infinity has no integer value"
         if a.dtype.kind == "f" and not np.all(a == np.trunc(a)):
             return "fractions would be cut off"
-        info = np.iinfo(target) if target.kind in "iu" else None
-        lo, hi = (info.min, info.max) if info is not None else (-(1 << (want.bits - 1)), (1 << (want.bits - 1)) - 1)
-        if a.dtype.kind == "f":
-            bad = (a < lo) | (a > hi)
-        else:
-            wide = a.astype(np.int64) if a.dtype.kind != "u" or a.dtype.itemsize < 8 else a
-            bad = (wide < lo) | (wide > hi) if wide.dtype.kind == "i" else (wide > hi)
+        lo, hi = (-(1 << (want.bits - 1)), (1 << (want.bits - 1)) - 1) if want.is_signed else (0, (1 << want.bits) - 1)
+        bad = (a < lo) | (a > hi)
         if np.any(bad):
-            first = a[bad].reshape(-1)[0]
-            return f"{first!r} is outside {want.name}'s range [{lo}, {hi}]"
+            return f"{a[bad].reshape(-1)[0].item()!r} is outside {want.name}'s range [{lo}, {hi}]"
         return None
     with np.errstate(over="ignore", invalid="ignore"):
         converted = a.astype(target)
         finite = np.isfinite(a.astype(np.float64)) if a.dtype.kind in "fiub" else np.ones(a.shape, bool)
         overflow = finite & ~np.isfinite(converted.astype(np.float64))
     if np.any(overflow):
-        return f"{a[overflow].reshape(-1)[0]!r} overflows {want.name}"
+        return f"{a[overflow].reshape(-1)[0].item()!r} overflows {want.name}"
     return None
 
 
@@ -86,7 +80,8 @@ def _from_python(graph: Graph, v: Value, given: Any) -> np.ndarray:
     kind = a.dtype.kind
     fits = (kind in "fiu" if want.is_float else kind == "b" if want.name == "bool" else kind in "iu")
     if not fits:
-        raise InputError(f"{where}: a {type(given).__name__} of {a.dtype} values cannot become {_describe(v)} "
+        held = {"U": "text", "S": "bytes", "O": "Python object"}.get(kind, str(a.dtype))
+        raise InputError(f"{where}: a {type(given).__name__} of {held} values cannot become {_describe(v)} "
                          f"without choosing a conversion; pass a numpy array of dtype {want.np_dtype}")
     why = _lossless(a, want)
     if why:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +15,9 @@ from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
 from ..backends.numba.jit import cache_stats, num_threads
 from ..ir.graph import Graph
-from ..ir.interpreter import ExecutionError, check_inputs
-from .executable import Executable, NodeProfile, Profile
+from ..ir.input_check import check_inputs
+from ..ir.interpreter import ExecutionError
+from .executable import Executable, Inputs, NodeProfile, Profile
 
 CALL, CALL_DYN, VIEW = 0, 1, 2
 
@@ -147,12 +147,11 @@ class NumbaExecutable(Executable):
         return Binding(memory, arrays, program, steps)
 
     # ---- running -------------------------------------------------------------------------
-    def _env(self, inputs: Mapping[str, Any], bound: Binding) -> list[Any]:
-        env_in = check_inputs(self.graph, inputs)
+    def _env(self, inputs: Inputs, bound: Binding, cast: bool = False) -> list[Any]:
+        env_in = check_inputs(self.graph, inputs, cast)  # C-contiguous arrays of the declared dtypes and shapes
         env = list(bound.template)
         for v, (_, slot) in zip(self.graph.inputs, self._inputs):
-            a = env_in[id(v)]
-            env[slot] = a if a.flags.c_contiguous else np.array(a, order="C")
+            env[slot] = env_in[id(v)]
         for slot, shape, dt in self._allocs:
             env[slot] = np.empty(shape, dt)
         return env
@@ -189,11 +188,11 @@ class NumbaExecutable(Executable):
             if timings is not None:
                 timings[i] += time.perf_counter() - t0
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once; outputs are fresh arrays (never views into the arena). Safe to call from several threads:
-        each thread runs in an arena of its own (made on its first run)."""
+    def run(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
+        """Run once (inputs checked as `Executable.run` says); outputs are fresh arrays (never views into the
+        arena). Safe to call from several threads: each thread runs in an arena of its own (made on its first run)."""
         bound = self._binding()
-        env = self._env(inputs, bound)
+        env = self._env(inputs, bound, cast)
         if self._uses_blas:
             with single_threaded_blas():
                 self._execute(env, bound)
@@ -201,7 +200,7 @@ class NumbaExecutable(Executable):
             self._execute(env, bound)
         return self._results(env)
 
-    def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
+    def profile(self, inputs: Inputs, repeats: int = 5) -> Profile:
         """Median time of each kernel step (fused nodes appear as one entry) and of the whole run."""
         bound = self._binding()
         steps = bound.steps

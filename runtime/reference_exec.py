@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ import numpy as np
 from ..backends.reference import REFERENCE_RULES
 from ..ir.graph import Graph, Node
 from ..ir.interpreter import Interpreter
-from .executable import Executable, NodeProfile, Profile
+from .executable import Executable, Inputs, NodeProfile, Profile
 
 
 class ReferenceExecutable(Executable):
@@ -22,11 +21,11 @@ class ReferenceExecutable(Executable):
         self._interp = Interpreter(graph, REFERENCE_RULES)
         super().__init__(graph, "reference", time.perf_counter() - t0)
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once on the reference backend."""
-        return self._interp.run(inputs)
+    def run(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
+        """Run once on the reference backend (inputs checked as `Executable.run` says)."""
+        return self._interp.run(inputs, cast=cast)
 
-    def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
+    def profile(self, inputs: Inputs, repeats: int = 5) -> Profile:
         """Time each node in one run, and the whole graph over `repeats` runs."""
         rows: list[NodeProfile] = []
         rules = dict(REFERENCE_RULES)
