@@ -11,6 +11,7 @@ from typing import Any, Literal
 from ..ir.graph import Graph
 from .base import PASSES, Pass, PassContext, PassRecord
 from .instruments import Instrument, VerifyEach
+from .report_table import summarize
 
 
 class PipelineError(ValueError):
@@ -149,15 +150,19 @@ def run_pipeline(
     g = graph.copy()
     for p in passes:
         if not all(i.should_run(g, p, ctx) for i in insts):
-            ctx.records.append(PassRecord(str(p), False, "skipped by an instrument", 0.0))
+            ctx.records.append(PassRecord(str(p), False, "skipped by an instrument", 0.0,
+                                          summary="skipped by an instrument"))
             continue
         for i in insts:
             i.before_pass(g, p, ctx)
+        before = {"nodes_before": len(g.nodes), "constant_bytes_before": g.parameter_bytes()}
         t0 = time.perf_counter()
         result = p.run(g, ctx)
         dt = time.perf_counter() - t0
         for i in insts:
             i.after_pass(g, p, result, ctx)
-        ctx.records.append(PassRecord(str(p), result.changed, result.report, dt))
         g = result.graph
+        stats = {**before, "nodes_after": len(g.nodes), "constant_bytes_after": g.parameter_bytes(), **result.stats}
+        ctx.records.append(PassRecord(str(p), result.changed, result.report, dt, stats,
+                                      result.summary or summarize(result.report)))
     return g

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -158,7 +159,17 @@ class Prune(Pass):
                     lat[1] += node_cost(_detached(node, node.inputs[1]), target).latency_s
                 except CostError:
                     pass
-        return PassResult(graph, bool(done), self._report(done, kept, target, lat))
+        stats = {"layers": len(done), "kept_dense": len(kept), "zeroed": sum(d.zeroed for d in done)}
+        summary = f"pruned {len(done)} layer(s)" if done else "nothing pruned"
+        if done:
+            kinds = Counter(d.label.split(",")[0] for d in done)
+            summary += " " + ", ".join(f"{k} x{v}" for k, v in kinds.items()) + f", {stats['zeroed']} weights zeroed"
+        if kept:
+            summary += f"; {len(kept)} kept dense"
+        if target is not None and done and lat[1] > 0:
+            stats["predicted_speedup"] = lat[0] / lat[1]
+            summary += f"; predicted {lat[0] / lat[1]:.2f}x on {target.name} (emulated)"
+        return PassResult(graph, bool(done), self._report(done, kept, target, lat), stats, summary)
 
     def _pattern(self, node: Node, target: Target | None) -> dict[str, Any] | str:
         """pattern, sparsity, block, n, m (and the cost model's note) for this node, or why it is skipped."""

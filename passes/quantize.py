@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -282,7 +283,8 @@ class Quantize(Pass):
         fp32, cos = choose_fp32(ranking, self.keep_fp32, self.min_cosine,
                                 lambda kept: agreement(ref, run_outputs(self._only(graph, ctx, kept), batches)).cosine)
         result = self._quantize(graph, ctx, fp32)
-        return PassResult(graph, result.changed, result.report + "; " + format_mixed(ranking, fp32, cos))
+        return PassResult(graph, result.changed, result.report + "; " + format_mixed(ranking, fp32, cos),
+                          {**result.stats, "kept_fp32": len(fp32)}, result.summary + f"; {len(fp32)} kept f32")
 
     def _quantize(self, graph: Graph, ctx: PassContext, fp32: set[str]) -> PassResult:
         """Quantize the planned layers but those named in `fp32`, in place."""
@@ -337,4 +339,12 @@ class Quantize(Pass):
         if self.fold and self.scheme != "weight" and done:
             folded = QuantizeFold(dynamic=self.scheme == "dynamic", weight_bits=self.weight_bits).run(graph, ctx)
             report += "\n" + folded.report
-        return PassResult(graph, bool(done) or bool(smoothed), report)
+        kinds = Counter(n.meta["quantize"]["precision"] for n in done)
+        summary = (f"quantized {len(done)} layer(s) " + ", ".join(f"{k} x{v}" for k, v in kinds.items())
+                   + (f", weights {bytes_before / bytes_after:.2f}x smaller" if bytes_after else "")) if done \
+            else "nothing quantized"
+        if skipped:
+            summary += f"; {len(skipped)} skipped"
+        stats = {"layers": len(done), "skipped": len(skipped), "smoothed": len(smoothed),
+                 "weight_bytes_before": bytes_before, "weight_bytes_after": bytes_after}
+        return PassResult(graph, bool(done) or bool(smoothed), report, stats, summary)

@@ -27,7 +27,7 @@ def test_readme_examples_run() -> None:
             exec(compile(block, str(README), "exec"), ns)  # noqa: S102 - the README is ours
     finally:
         FUSION_PATTERNS[:] = registered  # the README registers a pattern of its own
-    assert "recognized: attention x1" in ns["fctx"].report() and ns["exe"].stats["fused"]
+    assert "recognized attention x1" in ns["fctx"].report() and ns["exe"].stats["fused"]
     y = ns["y"]
     assert y.shape == (1, 10) and np.all(np.isfinite(y))
     from tensorsmith.backends import reference
@@ -38,6 +38,7 @@ def test_readme_examples_run() -> None:
     stored = [v for n in ns["g4"].nodes for v in n.inputs if v.is_constant and v.type.sparsity is not None]
     assert stored and all(v.type.sparsity.pattern == "nm" and v.type.dtype.name == "i8" for v in stored)
     assert "2:4" in ns["hw"].report() and "int8" in ns["hw"].report()
+    assert [r["layers"] for r in ns["hw"].stats()] == [6, 6]
 
 
 def test_readme_commands_match_ci() -> None:
