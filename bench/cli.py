@@ -134,8 +134,24 @@ def _cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     except ImportError as e:
         console.print(f"[red]calibration is not available: {e}[/red]")
         return 2
-    result = calibrate(out_path=args.out)
-    console.print_json(json.dumps(result, default=str))
+    from .calibrate import CalibrationUnstableError, summary_rows, undo_text
+
+    try:
+        result = calibrate(out_path=args.out, force=args.force)
+    except CalibrationUnstableError as e:
+        console.print(f"[bold red]calibration refused:[/bold red] {escape(str(e))}")
+        return 1
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+    table = Table(title=f"cpu-host calibration: {escape(result['machine'])}")
+    table.add_column("measured")
+    table.add_column("value", justify="right")
+    for what, value in summary_rows(result):
+        table.add_row(escape(what), escape(value))
+    console.print(table)
+    style = "bold yellow" if result["unstable"] else "green"
+    console.print(f"[{style}]{escape(undo_text(result))}[/{style}]")
     return 0
 
 
@@ -180,10 +196,10 @@ def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
     for name in _split(args.models):
         try:
             g = load_model(name).graph
+            g = run_pipeline(g, args.pipeline, target=args.pass_target) if args.pipeline else g
         except (KeyError, ValueError, ImportError) as e:
             console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
             return 2
-        g = run_pipeline(g, args.pipeline, target=args.pass_target) if args.pipeline else g
         for tg in _split(args.targets):
             try:
                 console.print(estimate(g, tg).to_rich())
@@ -219,7 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     p.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
-    p.add_argument("--out", default=None, help="calibrate: where to write the cpu-host TOML")
+    p.add_argument("--out", default=None, help="calibrate: where to write the cpu-host TOML (default: the user "
+                                                "config folder, ~/.config/tensorsmith/cpu-host.toml)")
+    p.add_argument("--force", action="store_true", help="calibrate: write even when repeated timings disagree "
+                                                        "beyond the limit (a busy machine)")
     return p
 
 
@@ -274,7 +293,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _message(e: Exception) -> str:
-    """The text of `e` (a KeyError's own str() adds quotes)."""
+    """The text of `e` as a command-line user reads it: flags named instead of Python arguments."""
+    from ..backends.cost import list_targets
+    from ..passes import PipelineError, TargetRequiredError
+
+    if isinstance(e, TargetRequiredError):
+        return (f"{e.pass_text} in --pipeline needs a target: add --pass-target NAME "
+                f"(one of {', '.join(list_targets())})")
+    if isinstance(e, PipelineError):
+        return f"--pipeline: {e}"
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 

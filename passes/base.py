@@ -32,6 +32,15 @@ class PassResult:
     summary: str = ""
 
 
+class TargetRequiredError(ValueError):
+    """A pass with these options asks the cost model and no target was given; `pass_text` names the pass."""
+
+    def __init__(self, pass_text: str, why: str) -> None:
+        super().__init__(f"{pass_text} needs a target{why}: run_pipeline(..., target='gpu-a100') or "
+                         "PassContext(target=...); see tensorsmith.backends.cost.list_targets()")
+        self.pass_text = pass_text
+
+
 class Pass:
     """Base of all passes: subclasses set `name` and implement `run`; options are fields.
 

@@ -14,7 +14,7 @@ from ..backends.cost import CostError, Target, choose_sparsity, load_target, nod
 from ..ir.graph import Graph, Node, Value
 from ..ir.sparsity import from_gemm_view, gemm_view
 from ..ir.types import SparsityInfo
-from .base import Pass, PassContext, PassResult, register_pass
+from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .prune_patterns import (
     block_mask,
     block_scores,
@@ -127,8 +127,7 @@ class Prune(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Prune every eligible layer; report layers, removed norms, skips and the predicted gain."""
         if self.pattern == "auto" and ctx.target is None:
-            raise ValueError("prune{pattern=auto} needs a target: run_pipeline(..., target='gpu-a100') or "
-                             "PassContext(target=...); see tensorsmith.backends.cost.list_targets()")
+            raise TargetRequiredError(str(self), " (pattern=auto picks the pattern the target runs fastest)")
         target = load_target(ctx.target) if ctx.target is not None else None
         uses: dict[int, int] = {}
         for v in [v for n in graph.nodes for v in n.inputs] + list(graph.outputs):

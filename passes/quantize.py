@@ -14,7 +14,7 @@ import numpy as np
 from ..ir.dtypes import f32
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
-from .base import Pass, PassContext, PassResult, register_pass
+from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .calibration import CalibrationStats, activation_range, gather_stats
 from .quantize_fold import QuantizeFold
 from .quantize_numeric import (
@@ -37,7 +37,7 @@ _TOLERANCE = {"fp16": (1e-2, 1e-3), "bf16": (5e-2, 1e-2), "int8": (5e-2, 5e-2), 
 
 
 class QuantizeError(ValueError):
-    """The quantize pass cannot run as asked (no target for precision=auto, no calibration data...)."""
+    """The quantize pass cannot run as asked (no calibration data, ...)."""
 
 
 @dataclass
@@ -273,8 +273,7 @@ class Quantize(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Quantize every eligible matrix op; the report lists each layer's error and every skip."""
         if self.precision == "auto" and ctx.target is None:
-            raise QuantizeError(f"pass {self}: precision=auto needs a target (run_pipeline(..., target='gpu-a100') "
-                                "or PassContext(target=...))")
+            raise TargetRequiredError(str(self), " (precision=auto picks the precision the target runs fastest)")
         if not (self.keep_fp32 or self.min_cosine):
             return self._quantize(graph, ctx, set())
         batches = self._batches(ctx, f"keep_fp32={self.keep_fp32}, min_cosine={self.min_cosine}")
