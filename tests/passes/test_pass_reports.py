@@ -57,3 +57,28 @@ def test_summarize_cuts_at_clauses() -> None:
     assert summarize("first line\nsecond") == "first line"
     assert len(summarize("x" * 500)) == SUMMARY_WIDTH
     assert detail_lines(long)[0] == "pruned 6 layer(s): layer0 (2:4, density 0.50)" and len(detail_lines(long)) == 20
+
+
+def test_verify_each_accepts_a_pass_that_leaves_dead_nodes_for_dce() -> None:
+    from tensorsmith.ir import Node, Value, lint
+    from tensorsmith.passes import PASSES, Pass, PassResult, VerifyEach, register_pass
+
+    @register_pass
+    class LeaveDead(Pass):
+        """Adds an unused tanh of the first input (a later dce removes it)."""
+
+        name = "test-leave-dead"
+
+        def run(self, graph, ctx):  # type: ignore[no-untyped-def]
+            x = graph.inputs[0]
+            graph.nodes.insert(0, Node("tanh", [x], {}, [Value(graph.fresh_name("left"), x.type)]))
+            return PassResult(graph, True, "added 1 dead node", {"added": 1})
+
+    ctx = PassContext(instruments=[VerifyEach()])
+    try:
+        mid = run_pipeline(_mlp(), "dce,test-leave-dead", ctx=ctx)
+    finally:
+        PASSES.pop(LeaveDead.name)
+    assert [n.op for n in mid.nodes].count("tanh") == 1 and len(lint(mid)) == 1
+    out = run_pipeline(mid, "dce", ctx=ctx)
+    assert lint(out) == [] and ctx.stats()[-1]["removed"] == 1
