@@ -24,9 +24,17 @@ import numpy as np
 
 from ..backends.cost import config_dir, load_target
 
+MAX_SPREAD = 0.25
+"""Largest spread (90th over 10th percentile of repeated timings, minus 1) a calibration accepts: beyond it
+the machine is busy and the figures would mislead the cost model, so nothing is written unless forced."""
 
-def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> float:
-    """Median seconds of `fn` over `repeats` calls after `warmup` untimed calls."""
+
+class CalibrationUnstableError(RuntimeError):
+    """Repeated measurements disagree by more than the allowed spread; nothing was written."""
+
+
+def time_samples(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn` after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     ts = []
@@ -34,7 +42,29 @@ def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> flo
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+    return ts
+
+
+def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> float:
+    """Median seconds of `fn` over `repeats` calls after `warmup` untimed calls."""
+    return float(np.median(time_samples(fn, repeats, warmup)))
+
+
+def spread(samples: list[float]) -> float:
+    """How much repeated timings disagree: 90th over 10th percentile, minus 1 (0.25 = 25%)."""
+    lo, hi = np.percentile(samples, [10, 90])
+    return float(hi / lo - 1.0)
+
+
+def measure_spreads(quick: bool = False, repeats: int = 11) -> dict[str, float]:
+    """The spread of repeated timings of a compute-bound GEMM and a memory-bound copy on this machine now."""
+    n, mbytes = (256, 16) if quick else (768, 128)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    src, dst = np.ones(mbytes * 2**20 // 8), np.zeros(mbytes * 2**20 // 8)
+    return {f"gemm {n}^3": spread(time_samples(lambda: np.matmul(a, a, out=c), repeats)),
+            f"copy {mbytes} MB": spread(time_samples(lambda: np.copyto(dst, src), repeats))}
 
 
 def measure_gemm_gflops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> dict[int, float]:
@@ -234,13 +264,13 @@ def _toml_override(m: dict[str, Any]) -> str:
     if m.get("clock_ghz"):
         lines.append(f"clock_ghz = {m['clock_ghz']}   # /proc/cpuinfo")
     lines += ["", "[peak_tops]",
-              f"fp32 = {m['fp32_gflops'] / 1e3:.5f}   # measured numpy fp32 GEMM, best of {m['gemm_sizes']}",
-              f"int8 = {m['int8_gops'] / 1e3:.5f}   # " + (f"measured {m['dispatch_backend']} int8 GEMM"
+              f"fp32 = {m['fp32_gflops'] / 1e3:.6g}   # measured numpy fp32 GEMM, best of {m['gemm_sizes']}",
+              f"int8 = {m['int8_gops'] / 1e3:.6g}   # " + (f"measured {m['dispatch_backend']} int8 GEMM"
                                                       if m["int8_measured"] else
                                                       "shipped int8/fp32 ratio x measured fp32 (not measured)"),
               "", "[vector_tops]",
-              f"fp32 = {m['vector_gops'] / 1e3:.5f}   # measured jitted add loop on cache-resident arrays",
-              f"int8 = {m['vector_gops'] / 1e3:.5f}", "",
+              f"fp32 = {m['vector_gops'] / 1e3:.6g}   # measured jitted add loop on cache-resident arrays",
+              f"int8 = {m['vector_gops'] / 1e3:.6g}", "",
               f"[op_weights]   # {m['dispatch_backend']} kernel time / (COST_RULES' op count at the rate above)"]
     lines += [f"{op} = {w}" for op, w in m["op_weights"].items()] + [""]
     if m.get("bsr_breakeven"):
@@ -286,9 +316,12 @@ def thread_limit(threads: int | None) -> Iterator[None]:
 
 
 def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
-              threads: int | None = None, backend: str | None = None) -> dict[str, Any]:
+              threads: int | None = None, backend: str | None = None, force: bool = False,
+              max_spread: float = MAX_SPREAD) -> dict[str, Any]:
     """Measure this CPU and write the cpu-host override TOML (default: config_dir()/cpu-host.toml).
 
+    First times a GEMM and a copy repeatedly: when either spread exceeds `max_spread` (the machine is busy)
+    it raises CalibrationUnstableError and writes nothing, unless `force` (then `m["unstable"]` says so).
     Returns the measurements and the path written. `quick` uses smaller problems (for tests);
     `threads` measures with that many threads and records them as the target's units; `backend`
     is the runtime backend whose dispatch, op weights and int8 GEMM are measured (default: numba
@@ -298,6 +331,14 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
     units = threads or shipped.units
     sizes = (256, 512) if quick else (1024, 2048)
     with thread_limit(threads):
+        spreads = measure_spreads(quick)
+        unstable = {k: v for k, v in spreads.items() if v > max_spread}
+        if unstable and not force:
+            shown = ", ".join(f"{k} {v:.0%}" for k, v in unstable.items())
+            raise CalibrationUnstableError(
+                f"repeated timings disagree by more than {max_spread:.0%} ({shown}): the machine is busy, and a "
+                "calibration taken now would mislead the cpu-host predictions. Nothing was written; run again on a "
+                "quiet machine, or force it (bench calibrate --force)")
         gemm = measure_gemm_gflops(sizes, repeats=3 if quick else 5)
         bw = measure_bandwidth_gbs(16 if quick else 256, repeats=3 if quick else 5)
         caches = measure_cache_bandwidth_gbs([(lv.name, lv.total_capacity(units)) for lv in shipped.on_chip],
@@ -319,6 +360,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
         "cache_gbs": {k: round(v, 2) for k, v in caches.items()},
         "vector_gops": vec, "op_weights": weights,
         "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(), "bsr_breakeven": bsr,
+        "spread": {k: round(v, 4) for k, v in spreads.items()}, "max_spread": max_spread, "unstable": bool(unstable),
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -334,9 +376,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller problems, fewer repeats")
     p.add_argument("--threads", type=int, default=None, help="measure with this many threads (default: all)")
     p.add_argument("--backend", default=None, help="runtime backend to measure (default: numba if available)")
+    p.add_argument("--force", action="store_true", help=f"write even when repeated timings spread more than "
+                                                        f"{MAX_SPREAD:.0%} (a busy machine)")
+    p.add_argument("--json", action="store_true", help="print every measurement as JSON instead of the summary")
     args = p.parse_args(argv)
-    print(json.dumps(calibrate(args.out, quick=args.quick, threads=args.threads, backend=args.backend), indent=2))
+    try:
+        m = calibrate(args.out, quick=args.quick, threads=args.threads, backend=args.backend, force=args.force)
+    except CalibrationUnstableError as e:
+        print(f"calibration refused: {e}")
+        return 1
+    print(json.dumps(m, indent=2) if args.json else summary_text(m))
     return 0
+
+
+def summary_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
+    """The calibration's headline figures as (what, value) rows."""
+    rows = [("fp32 GEMM", f"{m['fp32_gflops']:.1f} GFLOP/s"),
+            ("int8 GEMM", f"{m['int8_gops']:.1f} GOP/s" + ("" if m["int8_measured"] else " (shipped ratio)")),
+            ("DRAM", f"{m['dram_gbs']:.1f} GB/s")]
+    rows += [(f"{k} bandwidth", f"{v:.1f} GB/s") for k, v in m["cache_gbs"].items()]
+    rows += [("vector", f"{m['vector_gops']:.1f} GOP/s"),
+             ("dispatch", f"{m['dispatch_us']:.2f} us per kernel ({m['dispatch_backend']})")]
+    rows += [(f"spread, {k}", f"{v:.0%} (limit {m['max_spread']:.0%})") for k, v in m["spread"].items()]
+    return rows
+
+
+def summary_text(m: dict[str, Any]) -> str:
+    """A short table of what was measured, where it was written and how to undo it."""
+    rows = summary_rows(m)
+    width = max(len(k) for k, _ in rows)
+    lines = [f"cpu-host calibration, {m['machine']}, {m['units']} unit(s)"]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    lines += [undo_text(m)]
+    return "\n".join(lines)
+
+
+def undo_text(m: dict[str, Any]) -> str:
+    """Where the override was written, what reads it, and how to undo it."""
+    warn = ("WARNING: written although repeated timings disagreed beyond the limit (--force); predictions may be off\n"
+            if m.get("unstable") else "")
+    return (f"{warn}wrote {m['path']}: load_target('cpu-host') now merges it over the shipped cpu-host.toml. "
+            f"To undo: rm {m['path']}")
 
 
 if __name__ == "__main__":

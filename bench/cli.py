@@ -45,8 +45,24 @@ def _cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     except ImportError as e:
         console.print(f"[red]calibration is not available: {e}[/red]")
         return 2
-    result = calibrate(out_path=args.out)
-    console.print_json(json.dumps(result, default=str))
+    from .calibrate import CalibrationUnstableError, summary_rows, undo_text
+
+    try:
+        result = calibrate(out_path=args.out, force=args.force)
+    except CalibrationUnstableError as e:
+        console.print(f"[bold red]calibration refused:[/bold red] {escape(str(e))}")
+        return 1
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+    table = Table(title=f"cpu-host calibration: {escape(result['machine'])}")
+    table.add_column("measured")
+    table.add_column("value", justify="right")
+    for what, value in summary_rows(result):
+        table.add_row(escape(what), escape(value))
+    console.print(table)
+    style = "bold yellow" if result["unstable"] else "green"
+    console.print(f"[{style}]{escape(undo_text(result))}[/{style}]")
     return 0
 
 
@@ -67,7 +83,11 @@ def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
             return 2
         for pipeline in args.pipelines or [""]:
-            g2 = run_pipeline(g, pipeline, target=args.pass_target) if pipeline else g
+            try:
+                g2 = run_pipeline(g, pipeline, target=args.pass_target) if pipeline else g
+            except ValueError as e:
+                console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
+                return 2
             for tg in split_csv(args.targets):
                 try:
                     console.print(estimate(g2, tg).to_rich())
@@ -110,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_path", default=None, help="write everything, with the environment, here")
     p.add_argument("--plot", dest="plot_dir", default=None, help="write PNG figures into this folder (matplotlib)")
     p.add_argument("--html", dest="html_path", default=None, help="write one self-contained HTML report here")
-    p.add_argument("--out", default=None, help="calibrate: where to write the cpu-host TOML")
+    p.add_argument("--out", default=None, help="calibrate: where to write the cpu-host TOML (default: the user "
+                                                "config folder, ~/.config/tensorsmith/cpu-host.toml)")
+    p.add_argument("--force", action="store_true", help="calibrate: write even when repeated timings disagree "
+                                                        "beyond the limit (a busy machine)")
     p.add_argument("--scheduler", default=None, help="sweep: address of a running Dask scheduler (default: a "
                                                       "local cluster)")
     p.add_argument("--workers", type=int, default=2, help="sweep: workers of the local cluster")
@@ -159,8 +182,21 @@ def _settings(args: argparse.Namespace, console: Console) -> Any:
 
 
 def _bad_arguments(args: argparse.Namespace) -> str | None:
-    """One message naming what is wrong with the targets or backends, or None."""
-    return unknown_targets(split_csv(args.targets)) or _check_backends(split_csv(args.backends))
+    """One message naming what is wrong with the targets, backends or pipelines, or None."""
+    return (unknown_targets(split_csv(args.targets)) or _check_backends(split_csv(args.backends))
+            or _bad_pipelines(args.pipelines or []))
+
+
+def _bad_pipelines(pipelines: list[str]) -> str | None:
+    """The first pipeline string that does not parse, as a message naming --pipelines, or None."""
+    from ..passes import PipelineError, parse_pipeline
+
+    for text in pipelines:
+        try:
+            parse_pipeline(text)
+        except PipelineError as e:
+            return _message(e)
+    return None
 
 
 def _report(runs: list[Any], args: argparse.Namespace, console: Console, wall: float, title: str,
@@ -267,7 +303,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _message(e: Exception) -> str:
-    """The text of `e` (a KeyError's own str() adds quotes)."""
+    """The text of `e` as a command-line user reads it: flags named instead of Python arguments."""
+    from ..backends.cost import list_targets
+    from ..passes import PipelineError, TargetRequiredError
+
+    if isinstance(e, TargetRequiredError):
+        return (f"{e.pass_text} in --pipelines needs a target: add --pass-target NAME "
+                f"(one of {', '.join(list_targets())})")
+    if isinstance(e, PipelineError):
+        return f"--pipelines: {e}"
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 

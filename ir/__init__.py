@@ -5,20 +5,21 @@ from .builder import BuildError, GraphBuilder
 from .dtypes import DTYPES, DType, bf16, boolean, dtype_from_name, dtype_from_numpy, f16, f32, i4, i8, i32, i64, u8
 from .equality import assert_graphs_equal, graph_difference, graphs_equal
 from .graph import Graph, Node, Value
-from .interpreter import ExecutionError, InputError, Interpreter
+from .input_check import InputError
+from .interpreter import ExecutionError, Interpreter
 from .onnx_export import to_onnx
 from .onnx_import import from_onnx
 from .ops import OPS, Attr, OpDef, TypeInferenceError, get_op, infer_types, register_op
 from .parser import ParseError, parse
 from .text import format_node, format_type, print_graph
 from .types import QuantInfo, SparsityInfo, TensorType
-from .verify import VerificationError, verify
+from .verify import VerificationError, dead_nodes, lint, verify
 
 __all__ = [
     "DTYPES", "OPS", "Attr", "BuildError", "DType", "ExecutionError", "Graph", "GraphBuilder",
     "InputError", "Interpreter", "Node", "OpDef", "ParseError", "QuantInfo", "SparsityInfo",
     "TensorType", "TypeInferenceError", "Value", "VerificationError", "assert_graphs_equal",
-    "bf16", "boolean", "dtype_from_name", "dtype_from_numpy", "f16", "f32", "format_node",
+    "bf16", "boolean", "dead_nodes", "dtype_from_name", "dtype_from_numpy", "f16", "f32", "format_node",
     "format_type", "from_onnx", "get_op", "graph_difference", "graphs_equal", "i4", "i8", "i32", "i64",
-    "infer_types", "load_bert", "parse", "print_graph", "register_op", "to_onnx", "u8", "verify",
+    "infer_types", "lint", "load_bert", "parse", "print_graph", "register_op", "to_onnx", "u8", "verify",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .builder_methods import make_op_method, method_name
 from .dtypes import DType, dtype_from_numpy
 from .graph import Graph, Node, Value
 from .ops import OPS, TypeInferenceError, get_op
@@ -31,45 +32,99 @@ def as_constant_array(arr: Any, like: DType | None = None) -> np.ndarray:
     return a
 
 
-class GraphBuilder:
-    """Builds a Graph op by op; each op is type-checked as it is added."""
+def type_error(where: str, given: Any) -> str | None:
+    """Why `given` is not a TensorType (with the spelling to use instead), or None when it is one."""
+    if isinstance(given, TensorType):
+        return None
+    hint = "write the type as dtype[shape], e.g. f32[1, 64] (from tensorsmith.ir import f32)"
+    if isinstance(given, (tuple, list)):
+        shape = ", ".join(map(str, given))
+        return f"{where}: got the shape {given!r} where a tensor type is expected; {hint.replace('1, 64', shape)}"
+    if isinstance(given, str):
+        return f"{where}: got the string {given!r} where a tensor type is expected; {hint}"
+    if isinstance(given, DType):
+        return f"{where}: got the element type {given.name} without a shape; {hint.replace('f32', given.name)}"
+    if isinstance(given, (np.dtype, type)):
+        try:
+            np_name = np.dtype(given).name
+            ir = dtype_from_numpy(np.dtype(given)).name
+        except (TypeError, ValueError):
+            return f"{where}: got {given!r} where a tensor type is expected; {hint}"
+        return f"{where}: got the numpy element type {np_name} without a shape; {hint.replace('f32', ir)}"
+    return f"{where}: got {type(given).__name__} {given!r} where a tensor type is expected; {hint}"
 
-    def __init__(self, name: str) -> None:
+
+class GraphBuilder:
+    """Builds a Graph op by op; each op is type-checked as it is added.
+
+    Every op in the registry is a method (`b.relu(x)`, `b.reduce_mean(x, axes=[1])`), generated from its
+    declaration with its signature and doc; `GraphBuilder.op_methods()` lists them. A name given twice
+    (`name="h"` on two nodes) is an error naming both uses, unless `rename_duplicates=True`, which makes
+    the second `h_1`.
+    """
+
+    def __init__(self, name: str, *, rename_duplicates: bool = False) -> None:
         self.name = name
+        self.rename_duplicates = rename_duplicates
         self.inputs: list[Value] = []
         self.nodes: list[Node] = []
         self.outputs: list[Value] = []
-        self._names: set[str] = set()
+        self._names: dict[str, str] = {}
         self._count = 0
 
+    @staticmethod
+    def op_methods() -> dict[str, str]:
+        """Every op's builder method: method name -> op name (for ops registered so far)."""
+        return {method_name(op): op for op in OPS}
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self.op_methods()))
+
     # ---- values --------------------------------------------------------------------------
-    def _unique(self, base: str) -> str:
+    def _unique(self, base: str, use: str) -> str:
         name, k = base, 1
         while name in self._names:
             name, k = f"{base}_{k}", k + 1
-        self._names.add(name)
+        self._names[name] = use
         return name
+
+    def _claim(self, name: str | None, auto: str, use: str) -> str:
+        """`name` if free (or renamed when asked for), else an error naming both uses; `auto` when None."""
+        if name is None:
+            return self._unique(auto, use)
+        if name in self._names and not self.rename_duplicates:
+            raise BuildError(f"graph {self.name}: name {name!r} is already taken by {self._names[name]}; "
+                             f"cannot use it again for {use} (pick another name, or build with "
+                             "GraphBuilder(..., rename_duplicates=True) to get a suffixed one)")
+        return self._unique(name, use)
 
     def input(self, name: str, type: TensorType) -> Value:
         """Declare a graph input called `name` of `type` (e.g. `f32[1, 64]`)."""
+        why = type_error(f"graph {self.name}, input {name!r}", type)
+        if why:
+            raise BuildError(why)
         if name in self._names:
-            raise BuildError(f"graph {self.name}: name {name!r} is already taken")
-        v = Value(self._unique(name), type)
+            raise BuildError(f"graph {self.name}: input name {name!r} is already taken by {self._names[name]}")
+        v = Value(self._unique(name, f"input {name!r}"), type)
         self.inputs.append(v)
         return v
 
-    def const(self, array: Any, name: str = "c", dtype: DType | None = None) -> Value:
+    def const(self, array: Any, name: str | None = None, dtype: DType | None = None) -> Value:
         """A constant holding `array` (float64 becomes f32; `dtype` casts explicitly)."""
+        return self._constant(array, name, "c", dtype)
+
+    def _constant(self, array: Any, name: str | None, auto: str, dtype: DType | None = None) -> Value:
         a = as_constant_array(array)
         if dtype is not None:
             a = a.astype(dtype.np_dtype)
         a = np.array(a, copy=True, order="C")
-        return Value(self._unique(name), TensorType(a.shape, dtype_from_numpy(a.dtype)), a)
+        label = f"a constant {dtype_from_numpy(a.dtype)}{list(a.shape)}"
+        return Value(self._claim(name, auto, label), TensorType(a.shape, dtype_from_numpy(a.dtype)), a)
 
     def _value(self, x: ArrayLike, name: str, like: DType | None) -> Value:
         if isinstance(x, Value):
             return x
-        return self.const(as_constant_array(x, like), name)
+        return self._constant(as_constant_array(x, like), None, name)
 
     # ---- generic op ----------------------------------------------------------------------
     def op(self, op: str, *inputs: ArrayLike, name: str | None = None, **attrs: Any) -> Value:
@@ -79,7 +134,7 @@ class GraphBuilder:
     def op_multi(self, op: str, *inputs: ArrayLike, name: str | None = None, **attrs: Any) -> list[Value]:
         """Add `op` and return all its outputs."""
         opdef = get_op(op)
-        out_name = self._unique(name or f"{op.replace('-', '_')}{self._count}")
+        out_name = self._claim(name, f"{op.replace('-', '_')}{self._count}", f"the output of a {op} node")
         self._count += 1
         like = next((x.type.dtype for x in inputs if isinstance(x, Value)), None)
         slots = [s.rstrip("?*") for s in opdef.inputs]
@@ -94,7 +149,7 @@ class GraphBuilder:
         except TypeInferenceError as e:
             args = ", ".join(f"{v.name}: {v.type}" for v in vals)
             raise BuildError(f"%{out_name} = {op}({args}): {e}") from None
-        outs = [Value(out_name if i == 0 else self._unique(f"{out_name}.{i}"), t)
+        outs = [Value(out_name if i == 0 else self._unique(f"{out_name}.{i}", f"output {i} of a {op} node"), t)
                 for i, t in enumerate(types)]
         self.nodes.append(Node(op, vals, attrs, outs))
         return outs
@@ -225,11 +280,31 @@ class GraphBuilder:
         return out, taken
 
     def __getattr__(self, attr: str) -> Any:
-        """`b.relu(x)`, `b.add(x, y)`, `b.reduce_mean(x, axes=[1])`... for every registered op."""
-        op = attr.replace("_", "-")
-        if op in OPS:
-            return lambda *args, **kw: self.op(op, *args, **kw)
-        raise AttributeError(f"GraphBuilder has no method {attr!r} and there is no op {op!r}")
+        """The method of an op registered after this module was imported (installed on first use)."""
+        op = OPS_BY_METHOD.get(attr) or next((o for o in OPS if method_name(o) == attr), None)
+        if op is None:
+            raise AttributeError(f"GraphBuilder has no method {attr!r} and there is no op "
+                                 f"{attr.replace('_', '-')!r}; ops: {', '.join(sorted(OPS))}")
+        install_op_methods()
+        return getattr(self, attr)
+
+
+OPS_BY_METHOD: dict[str, str] = {}
+"""Method name -> op name of the generated methods installed on GraphBuilder so far."""
+
+
+def install_op_methods() -> None:
+    """Give GraphBuilder a generated method for every registered op that has neither one nor a hand-written helper."""
+    for op, opdef in OPS.items():
+        name = method_name(op)
+        if name not in OPS_BY_METHOD and name not in GraphBuilder.__dict__:
+            setattr(GraphBuilder, name, make_op_method(opdef, BuildError))
+            OPS_BY_METHOD[name] = op
+        elif name in GraphBuilder.__dict__ and name not in OPS_BY_METHOD:
+            OPS_BY_METHOD[name] = op
+
+
+install_op_methods()
 
 
 def _pads(p: Sequence[int] | int) -> tuple[int, ...]:

@@ -131,6 +131,10 @@ class Graph:
                 out.setdefault(id(v), []).append(n)
         return out
 
+    def users_of(self, value: Value) -> list[Node]:
+        """The nodes that read `value`, in graph order (each once)."""
+        return [n for n in self.nodes if any(v is value for v in n.inputs)]
+
     def nodes_of(self, op: str) -> list[Node]:
         """All nodes whose op is `op`."""
         return [n for n in self.nodes if n.op == op]

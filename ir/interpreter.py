@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .graph import Graph, Node, Value
+from .input_check import check_inputs
 from .text import format_node
 
 Rule = Callable[[Node, list[np.ndarray]], Any]
@@ -16,34 +17,6 @@ Hook = Callable[[Node, list[np.ndarray]], None]
 
 class ExecutionError(RuntimeError):
     """A node failed while running; the message names the node and its input shapes."""
-
-
-class InputError(ValueError):
-    """Inputs given to a graph do not match its declared inputs."""
-
-
-def check_inputs(graph: Graph, inputs: Mapping[str, Any]) -> dict[int, np.ndarray]:
-    """Match `inputs` to the graph's inputs by name, casting within a kind (f64 -> f32)."""
-    names = [v.name for v in graph.inputs]
-    unknown = sorted(set(inputs) - set(names))
-    if unknown:
-        raise InputError(f"graph {graph.name}: unknown input(s) {unknown}; inputs are {names}")
-    env: dict[int, np.ndarray] = {}
-    for v in graph.inputs:
-        if v.name not in inputs:
-            raise InputError(f"graph {graph.name}: missing input {v.name!r} ({v.type})")
-        a = np.asarray(inputs[v.name])
-        want = v.type.dtype.np_dtype
-        if a.dtype != want:
-            if not np.can_cast(a.dtype, want, casting="same_kind"):
-                raise InputError(f"graph {graph.name}: input {v.name!r} has dtype {a.dtype}, expected "
-                                 f"{v.type.dtype.name} ({want})")
-            a = a.astype(want)
-        if a.shape != v.type.shape:
-            raise InputError(f"graph {graph.name}: input {v.name!r} has shape {list(a.shape)}, "
-                             f"expected {list(v.type.shape)}")
-        env[id(v)] = a
-    return env
 
 
 class Interpreter:
@@ -72,10 +45,13 @@ class Interpreter:
                     raise ExecutionError(f"{format_node(node)}\n  rule returned {a.dtype}{list(a.shape)}")
         return outs
 
-    def run(self, inputs: Mapping[str, Any], hook: Hook | None = None,
-            keep: bool = False) -> dict[str, np.ndarray]:
-        """Run the graph; returns outputs by name (every value's array too when `keep`)."""
-        env = check_inputs(self.graph, inputs)
+    def run(self, inputs: Mapping[str, Any] | Any, hook: Hook | None = None,
+            keep: bool = False, cast: bool = False) -> dict[str, np.ndarray]:
+        """Run the graph; returns outputs by name (every value's array too when `keep`).
+
+        `inputs` are checked by `check_inputs` (a dict by name, or one array for a one-input graph;
+        `cast=True` converts other dtypes when no value changes)."""
+        env = check_inputs(self.graph, inputs, cast)
         last_use: dict[int, int] = {}
         for i, n in enumerate(self.graph.nodes):
             for v in n.inputs:

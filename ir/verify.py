@@ -146,13 +146,14 @@ def _check_region(g: Graph, node: Node, key: str, body: Graph) -> None:
         raise _fail(g, e.kind, node, f"in {key} {body.name}: {e}") from None
 
 
-def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
+def verify(g: Graph, *, allow_dead: bool = True) -> Graph:
     """Check `g` and return it; raises VerificationError naming the node and the fault.
 
     Checks names are unique, constants match their types, there is no cycle, every op is
     known with valid arity and attributes, every value is defined before use, types agree
-    with each op's type rule, early exits are well formed (ir/exits.py), outputs are defined,
-    and (unless `allow_dead`) no node is dead.
+    with each op's type rule, early exits are well formed (ir/exits.py), and outputs are defined.
+    A dead node (no output used or returned) is valid IR, left for `dce` to remove: `lint(g)`
+    reports it as a warning, and `allow_dead=False` makes it an error of kind "unused".
     """
     _check_constants(g)  # first: an input carrying data would otherwise read as a duplicate name
     _check_names(g)
@@ -189,12 +190,21 @@ def verify(g: Graph, *, allow_dead: bool = False) -> Graph:
     if fault is not None:
         raise _fail(g, "exit", *fault)
     if not allow_dead:
-        used = {id(v) for n in g.nodes for v in n.inputs} | {id(v) for v in g.outputs}
-        for node in g.nodes:
-            if not any(id(v) in used for v in node.outputs):
-                raise _fail(g, "unused", node,
-                            "no output of this node is used or returned (run the 'dce' pass)")
+        for node in dead_nodes(g)[:1]:
+            raise _fail(g, "unused", node, "no output of this node is used or returned (run the 'dce' pass)")
     return g
+
+
+def dead_nodes(g: Graph) -> list[Node]:
+    """Nodes none of whose outputs is read by another node or returned (what `dce` removes first)."""
+    used = {id(v) for n in g.nodes for v in n.inputs} | {id(v) for v in g.outputs}
+    return [n for n in g.nodes if not any(id(v) in used for v in n.outputs)]
+
+
+def lint(g: Graph) -> list[str]:
+    """Warnings about a valid graph: one line per dead node (the 'dce' pass removes them)."""
+    return [f"warning: graph {g.name}, node {format_ref(n.outputs[0]) if n.outputs else n.op} ({n.op}): dead, "
+            "no output is used or returned (the 'dce' pass removes it)" for n in dead_nodes(g)]
 
 
 def check_array(v: Value, arr: np.ndarray) -> str | None:

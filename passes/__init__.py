@@ -1,7 +1,7 @@
 """Passes: the pass manager, instruments, the rewrite engine and the built-in passes."""
 
 from . import builtin  # noqa: F401  (registers the built-in passes)
-from .base import PASSES, Pass, PassContext, PassRecord, PassResult, register_pass
+from .base import PASSES, Pass, PassContext, PassRecord, PassResult, TargetRequiredError, register_pass
 from .fuse_epilogue import EPILOGUE_RULES, EpilogueRule
 from .fuse_patterns import FUSION_PATTERNS, fusion_pattern
 from .instruments import DumpIR, Instrument, NumericCheck, PassCheckError, PrintIRAfter, Timing, VerifyEach
@@ -14,6 +14,7 @@ DEFAULT_CLEANUP = "simplify,fold-constants,cse,fold-batchnorm,dce"
 __all__ = [
     "DEFAULT_CLEANUP", "EPILOGUE_RULES", "FUSION_PATTERNS", "PASSES", "Const", "DumpIR", "EpilogueRule", "Instrument",
     "NumericCheck", "Op", "Pass", "PassCheckError", "PassContext", "PassRecord", "PassResult", "PipelineError",
-    "PrintIRAfter", "RewriteError", "Rewriter", "Rule", "RuleSet", "Timing", "Var", "VerifyEach", "apply_rules",
-    "commutations", "fusion_pattern", "make_pass", "op", "parse_pipeline", "register_pass", "rules", "run_pipeline",
+    "PrintIRAfter", "RewriteError", "Rewriter", "Rule", "RuleSet", "TargetRequiredError", "Timing", "Var",
+    "VerifyEach", "apply_rules", "commutations", "fusion_pattern", "make_pass", "op", "parse_pipeline", "register_pass",
+    "rules", "run_pipeline",
 ]

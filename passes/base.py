@@ -19,11 +19,26 @@ if TYPE_CHECKING:
 
 @dataclass
 class PassResult:
-    """What a pass returns: the graph, whether it changed, and a report a person can read."""
+    """What a pass returns: the graph, whether it changed, a report a person can read, and counters.
+
+    `report` is the full text (every layer, every reason); `summary` is one short line for the report
+    table (derived from `report` when empty); `stats` holds counters by name (`removed`, `layers`, ...).
+    """
 
     graph: Graph
     changed: bool
     report: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+    summary: str = ""
+
+
+class TargetRequiredError(ValueError):
+    """A pass with these options asks the cost model and no target was given; `pass_text` names the pass."""
+
+    def __init__(self, pass_text: str, why: str) -> None:
+        super().__init__(f"{pass_text} needs a target{why}: run_pipeline(..., target='gpu-a100') or "
+                         "PassContext(target=...); see tensorsmith.backends.cost.list_targets()")
+        self.pass_text = pass_text
 
 
 class Pass:
@@ -89,12 +104,23 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
 
 @dataclass
 class PassRecord:
-    """One pass run as the context logged it."""
+    """One pass run as the context logged it: full report, one-line summary and counters.
+
+    `stats` holds the pass's own counters plus `nodes_before` / `nodes_after` and `constant_bytes_before` /
+    `constant_bytes_after`, which the driver measures for every pass.
+    """
 
     name: str
     changed: bool
     report: str
     seconds: float
+    stats: dict[str, float] = field(default_factory=dict)
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain data (pass, changed, seconds, summary, report, and the counters)."""
+        return {"pass": self.name, "changed": self.changed, "seconds": self.seconds, "summary": self.summary,
+                "report": self.report, **self.stats}
 
 
 @dataclass
@@ -114,10 +140,13 @@ class PassContext:
     records: list[PassRecord] = field(default_factory=list)
     calibration_stats: CalibrationStats | None = None
 
-    def report(self) -> str:
-        """Every pass run so far, one line each: name, changed, time, report."""
-        lines = []
-        for r in self.records:
-            mark = "*" if r.changed else " "
-            lines.append(f"{mark} {r.name:<18} {r.seconds * 1e3:8.2f} ms  {r.report}")
-        return "\n".join(lines)
+    def report(self, details: bool = False) -> str:
+        """Every pass run so far as a table: pass, changed, ms and a one-line summary; `details=True` adds each
+        pass's full report (short lines) and its counters beneath its row."""
+        from .report_table import format_records
+
+        return format_records(self.records, details)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Every pass run so far as a dict (pass, changed, seconds, summary, report, counters): for scripts."""
+        return [r.to_dict() for r in self.records]

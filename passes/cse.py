@@ -53,4 +53,5 @@ class CommonSubexpressionElimination(Pass):
                 seen[key] = n.outputs
         graph.remove_dead_nodes()
         changed = merged + merged_consts > 0
-        return PassResult(graph, changed, f"merged {merged} node(s) and {merged_consts} constant(s)")
+        return PassResult(graph, changed, f"merged {merged} node(s) and {merged_consts} constant(s)",
+                          {"merged_nodes": merged, "merged_constants": merged_consts})

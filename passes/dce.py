@@ -18,4 +18,4 @@ class DeadCodeElimination(Pass):
         removed = graph.remove_dead_nodes()
         gone = sorted(before - {n.op for n in graph.nodes})
         extra = f" (no {', '.join(gone)} left)" if gone else ""
-        return PassResult(graph, removed > 0, f"removed {removed} dead node(s){extra}")
+        return PassResult(graph, removed > 0, f"removed {removed} dead node(s){extra}", {"removed": removed})

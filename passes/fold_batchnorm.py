@@ -79,4 +79,4 @@ class FoldBatchNorm(Pass):
                 why = "the linear output is not 2-D, or weights are not float"
             left.append(f"%{n.name} kept: {why}")
         report = format_hits(hits) + ("; " + "; ".join(left) if left else "")
-        return PassResult(graph, bool(hits), report)
+        return PassResult(graph, bool(hits), report, {"folded": sum(hits.values()), "kept": len(left)})

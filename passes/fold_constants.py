@@ -58,4 +58,4 @@ class FoldConstants(Pass):
         if kept:
             report += (f"; kept {len(kept)} node(s) that widen low-precision constant storage "
                        "(dequantize, or cast to a wider float): " + ", ".join(kept[:5]))
-        return PassResult(graph, folded > 0, report)
+        return PassResult(graph, folded > 0, report, {"folded": folded, "skipped": len(skipped), "kept": len(kept)})

@@ -186,5 +186,7 @@ class Fuse(Pass):
             lines += [f"  {m}" for m in misses[:20]]
             if len(misses) > 20:
                 lines.append(f"  ... and {len(misses) - 20} more")
-        return PassResult(graph, total + sum(recognized.values()) > 0, "\n".join(lines))
+        summary = lines[0] + (f"; recognized {format_hits(recognized)}" if recognized else "")
+        stats = {"regions": total, "recognized": sum(recognized.values()), "not_fused": len(misses)}
+        return PassResult(graph, total + sum(recognized.values()) > 0, "\n".join(lines), stats, summary)
 

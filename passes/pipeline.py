@@ -11,6 +11,7 @@ from typing import Any, Literal
 from ..ir.graph import Graph
 from .base import PASSES, Pass, PassContext, PassRecord
 from .instruments import Instrument, VerifyEach
+from .report_table import summarize
 
 
 class PipelineError(ValueError):
@@ -71,6 +72,21 @@ def _convert(cls: type[Pass], fname: str, ftype: Any, raw: str) -> Any:
     return raw
 
 
+def describe_option_type(ftype: Any) -> str:
+    """An option's type as a user writes it: `one of none|tensor|channel`, `int`, `float or none`, `true|false`."""
+    origin, args = typing.get_origin(ftype), typing.get_args(ftype)
+    if origin is Literal:
+        return "one of " + "|".join(map(str, args))
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        shown = [describe_option_type(a) for a in args if a is not type(None)]
+        return " or ".join(shown) + (" or none" if type(None) in args else "")
+    if ftype is bool:
+        return "true|false"
+    if origin is tuple:
+        return "AxB (e.g. 32x32 or 2:4)"
+    return getattr(ftype, "__name__", str(ftype))
+
+
 def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
     """Instantiate the registered pass `name` from string options, checking every option."""
     if name not in PASSES:
@@ -82,7 +98,7 @@ def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
     kwargs = {}
     for key, raw in (options or {}).items():
         if key not in fields:
-            opts = ", ".join(f"{f}: {getattr(hints.get(f), '__name__', hints.get(f))}" for f in fields) or "none"
+            opts = ", ".join(f"{f}: {describe_option_type(hints.get(f))}" for f in fields) or "none"
             raise PipelineError(f"pass {name!r} has no option {key!r}; its options: {opts}")
         kwargs[key] = _convert(cls, key, hints[key], raw.strip())
     try:
@@ -149,15 +165,19 @@ def run_pipeline(
     g = graph.copy()
     for p in passes:
         if not all(i.should_run(g, p, ctx) for i in insts):
-            ctx.records.append(PassRecord(str(p), False, "skipped by an instrument", 0.0))
+            ctx.records.append(PassRecord(str(p), False, "skipped by an instrument", 0.0,
+                                          summary="skipped by an instrument"))
             continue
         for i in insts:
             i.before_pass(g, p, ctx)
+        before = {"nodes_before": len(g.nodes), "constant_bytes_before": g.parameter_bytes()}
         t0 = time.perf_counter()
         result = p.run(g, ctx)
         dt = time.perf_counter() - t0
         for i in insts:
             i.after_pass(g, p, result, ctx)
-        ctx.records.append(PassRecord(str(p), result.changed, result.report, dt))
         g = result.graph
+        stats = {**before, "nodes_after": len(g.nodes), "constant_bytes_after": g.parameter_bytes(), **result.stats}
+        ctx.records.append(PassRecord(str(p), result.changed, result.report, dt, stats,
+                                      result.summary or summarize(result.report)))
     return g

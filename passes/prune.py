@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from ..backends.cost import CostError, Target, choose_sparsity, load_target, nod
 from ..ir.graph import Graph, Node, Value
 from ..ir.sparsity import from_gemm_view, gemm_view
 from ..ir.types import SparsityInfo
-from .base import Pass, PassContext, PassResult, register_pass
+from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .prune_patterns import (
     block_mask,
     block_scores,
@@ -133,8 +134,7 @@ class Prune(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Prune every eligible layer; report layers, removed norms, skips and the predicted gain."""
         if self.pattern == "auto" and ctx.target is None:
-            raise ValueError("prune{pattern=auto} needs a target: run_pipeline(..., target='gpu-a100') or "
-                             "PassContext(target=...); see tensorsmith.backends.cost.list_targets()")
+            raise TargetRequiredError(str(self), " (pattern=auto picks the pattern the target runs fastest)")
         target = load_target(ctx.target) if ctx.target is not None else None
         uses: dict[int, int] = {}
         for v in [v for n in graph.nodes for v in n.inputs] + list(graph.outputs):
@@ -183,7 +183,17 @@ class Prune(Pass):
                          for d in done if d.name in undone]
                 done = [d for d in done if d.name not in undone]
                 lat[0] = lat[1] = 0.0  # the per-layer sum no longer describes what stays pruned
-        return PassResult(graph, bool(done), self._report(done, kept, target, lat))
+        stats = {"layers": len(done), "kept_dense": len(kept), "zeroed": sum(d.zeroed for d in done)}
+        summary = f"pruned {len(done)} layer(s)" if done else "nothing pruned"
+        if done:
+            kinds = Counter(d.label.split(",")[0] for d in done)
+            summary += " " + ", ".join(f"{k} x{v}" for k, v in kinds.items()) + f", {stats['zeroed']} weights zeroed"
+        if kept:
+            summary += f"; {len(kept)} kept dense"
+        if target is not None and done and lat[1] > 0:
+            stats["predicted_speedup"] = lat[0] / lat[1]
+            summary += f"; predicted {lat[0] / lat[1]:.2f}x on {target.name} (emulated)"
+        return PassResult(graph, bool(done), self._report(done, kept, target, lat), stats, summary)
 
     def _pattern(self, node: Node, target: Target | None) -> dict[str, Any] | str:
         """pattern, sparsity, block, n, m (and the cost model's note) for this node, or why it is skipped."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -14,7 +15,7 @@ from ..backends.cost import load_target
 from ..ir.dtypes import f32
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
-from .base import Pass, PassContext, PassResult, register_pass
+from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .calibration import CalibrationStats, activation_range, gather_stats
 from .quantize_fold import QuantizeFold
 from .quantize_numeric import (
@@ -38,7 +39,7 @@ _TOLERANCE = {"fp16": (1e-2, 1e-3), "bf16": (5e-2, 1e-2), "int8": (5e-2, 5e-2), 
 
 
 class QuantizeError(ValueError):
-    """The quantize pass cannot run as asked (no target for precision=auto, no calibration data...)."""
+    """The quantize pass cannot run as asked (no calibration data, ...)."""
 
 
 @dataclass
@@ -284,8 +285,7 @@ class Quantize(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Quantize every eligible matrix op; the report lists each layer's error and every skip."""
         if self.precision == "auto" and ctx.target is None:
-            raise QuantizeError(f"pass {self}: precision=auto needs a target (run_pipeline(..., target='gpu-a100') "
-                                "or PassContext(target=...))")
+            raise TargetRequiredError(str(self), " (precision=auto picks the precision the target runs fastest)")
         if not (self.keep_fp32 or self.min_cosine):
             return self._quantize(graph, ctx, set())
         batches = self._batches(ctx, f"keep_fp32={self.keep_fp32}, min_cosine={self.min_cosine}")
@@ -294,7 +294,8 @@ class Quantize(Pass):
         fp32, cos = choose_fp32(ranking, self.keep_fp32, self.min_cosine,
                                 lambda kept: agreement(ref, run_outputs(self._only(graph, ctx, kept), batches)).cosine)
         result = self._quantize(graph, ctx, fp32)
-        return PassResult(graph, result.changed, result.report + "; " + format_mixed(ranking, fp32, cos))
+        return PassResult(graph, result.changed, result.report + "; " + format_mixed(ranking, fp32, cos),
+                          {**result.stats, "kept_fp32": len(fp32)}, result.summary + f"; {len(fp32)} kept f32")
 
     def _quantize(self, graph: Graph, ctx: PassContext, fp32: set[str]) -> PassResult:
         """Quantize the planned layers but those named in `fp32`, in place."""
@@ -371,4 +372,12 @@ class Quantize(Pass):
         if self.fold and self.scheme != "weight" and done:
             folded = QuantizeFold(dynamic=self.scheme == "dynamic", weight_bits=self.weight_bits).run(graph, ctx)
             report += "\n" + folded.report
-        return PassResult(graph, bool(done) or bool(smoothed), report)
+        kinds = Counter(n.meta["quantize"]["precision"] for n in done)
+        summary = (f"quantized {len(done)} layer(s) " + ", ".join(f"{k} x{v}" for k, v in kinds.items())
+                   + (f", weights {bytes_before / bytes_after:.2f}x smaller" if bytes_after else "")) if done \
+            else "nothing quantized"
+        if skipped:
+            summary += f"; {len(skipped)} skipped"
+        stats = {"layers": len(done), "skipped": len(skipped), "smoothed": len(smoothed),
+                 "weight_bytes_before": bytes_before, "weight_bytes_after": bytes_after}
+        return PassResult(graph, bool(done) or bool(smoothed), report, stats, summary)

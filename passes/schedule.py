@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..backends.cost import load_target
 from ..ir.graph import Graph
-from .base import Pass, PassContext, PassResult, register_pass
+from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .schedule_latency import apply_streams, schedule_for_latency
 from .schedule_memory import MemoryModel
 from .schedule_search import IMPROVE_STEPS, schedule_for_memory
@@ -77,8 +77,7 @@ class Schedule(Pass):
 
     def _latency(self, graph: Graph, ctx: PassContext) -> PassResult:
         if ctx.target is None:
-            raise ValueError("schedule{objective=latency} needs a target: run_pipeline(..., target='gpu-a100') or "
-                             "PassContext(target=...); see tensorsmith.backends.cost.list_targets()")
+            raise TargetRequiredError(str(self), " (objective=latency schedules onto the target's parallel units)")
         t0 = time.perf_counter()
         target = load_target(ctx.target)
         found = schedule_for_latency(graph, target)

@@ -96,4 +96,4 @@ class Simplify(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Rewrite to a fixed point and report hits per rule."""
         hits = apply_rules(graph, SIMPLIFY_RULES)
-        return PassResult(graph, bool(hits), format_hits(hits))
+        return PassResult(graph, bool(hits), format_hits(hits), {"rewrites": sum(hits.values())})

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..ir.graph import Graph
+
+Inputs = Mapping[str, Any] | np.ndarray | Any
+"""What `run` takes: arrays by input name, or one array (or list) for a graph with one input."""
 
 
 @dataclass
@@ -43,6 +46,17 @@ class Profile:
         lines.append(f"total (median of {self.repeats} runs): {self.total_seconds * 1e3:.3f} ms")
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One dict per node (name, op, kernel, seconds, bytes, note), in run order: ready for pandas or JSON."""
+        return [asdict(p) for p in self.nodes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole profile as plain data: total seconds, repeats and the nodes."""
+        return {"total_seconds": self.total_seconds, "repeats": self.repeats, "nodes": self.to_dicts()}
+
 
 @dataclass
 class Executable:
@@ -53,15 +67,25 @@ class Executable:
     compile_seconds: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once on `inputs` (a dict of arrays by input name)."""
+    def run(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
+        """Run once on `inputs`: a dict of arrays by input name, or the array itself when the graph has one input.
+
+        Inputs are checked on every backend alike (`tensorsmith.ir.input_check`): a dtype other than the
+        input's is an InputError unless `cast=True` (which still refuses a cast that changes a value), lists
+        are converted only when their values fit the input's dtype, non-contiguous arrays are copied.
+        Returns the outputs by name.
+        """
         raise NotImplementedError
 
-    def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
-        """Per-node times (from one instrumented run) and the median end-to-end time."""
+    def __call__(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
+        """`exe(x)` is `exe.run(x)`."""
+        return self.run(inputs, cast=cast)
+
+    def profile(self, inputs: Inputs, repeats: int = 5) -> Profile:
+        """Per-node times (from one instrumented run) and the median end-to-end time; prints as a table."""
         raise NotImplementedError
 
-    def median_seconds(self, inputs: Mapping[str, Any], repeats: int = 5, warmup: int = 1) -> float:
+    def median_seconds(self, inputs: Inputs, repeats: int = 5, warmup: int = 1) -> float:
         """Median wall time of `run` over `repeats` runs after `warmup` runs."""
         for _ in range(warmup):
             self.run(inputs)

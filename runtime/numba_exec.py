@@ -19,9 +19,10 @@ from ..backends.numba.blas import single_threaded_blas
 from ..backends.numba.jit import cache_stats, num_threads
 from ..backends.numba.threads import start_pool
 from ..ir.graph import Graph
-from ..ir.interpreter import ExecutionError, check_inputs
+from ..ir.input_check import check_inputs
+from ..ir.interpreter import ExecutionError
 from .cpu_load import free_cpus
-from .executable import Executable, NodeProfile, Profile
+from .executable import Executable, Inputs, NodeProfile, Profile
 
 CALL, CALL_DYN, VIEW = 0, 1, 2
 
@@ -154,12 +155,11 @@ class NumbaExecutable(Executable):
         return Binding(memory, arrays, program, steps)
 
     # ---- running -------------------------------------------------------------------------
-    def _env(self, inputs: Mapping[str, Any], bound: Binding) -> list[Any]:
-        env_in = check_inputs(self.graph, inputs)
+    def _env(self, inputs: Inputs, bound: Binding, cast: bool = False) -> list[Any]:
+        env_in = check_inputs(self.graph, inputs, cast)  # C-contiguous arrays of the declared dtypes and shapes
         env = list(bound.template)
         for v, (_, slot) in zip(self.graph.inputs, self._inputs):
-            a = env_in[id(v)]
-            env[slot] = a if a.flags.c_contiguous else np.array(a, order="C")
+            env[slot] = env_in[id(v)]
         for slot, shape, dt in self._allocs:
             env[slot] = np.empty(shape, dt)
         return env
@@ -196,18 +196,19 @@ class NumbaExecutable(Executable):
             if timings is not None:
                 timings[i] += time.perf_counter() - t0
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once; outputs are fresh arrays (never views into the arena). Safe to call from several threads:
+    def run(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
+        """Run once (inputs checked as `Executable.run` says); outputs are fresh arrays (never views into the
+        arena). Safe to call from several threads:
         each thread runs in an arena of its own (made on its first run).
 
         Parallel kernels use at most as many threads as CPUs no other task wants (`cpu_load.free_cpus`):
         with one free CPU they run on the calling thread and wake no worker."""
-        return self._results(self._run_env(inputs))
+        return self._results(self._run_env(inputs, cast))
 
-    def _run_env(self, inputs: Mapping[str, Any]) -> list[Any]:
+    def _run_env(self, inputs: Inputs, cast: bool = False) -> list[Any]:
         """Run once in this thread's arena; returns the slot arrays."""
         bound = self._binding()
-        env = self._env(inputs, bound)
+        env = self._env(inputs, bound, cast)
         with self._sized_pool(), (single_threaded_blas() if self._uses_blas else contextlib.nullcontext()):
             self._execute(env, bound)
         return env
@@ -234,7 +235,7 @@ class NumbaExecutable(Executable):
         finally:
             numba.set_num_threads(limit)
 
-    def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
+    def profile(self, inputs: Inputs, repeats: int = 5) -> Profile:
         """Median time of each kernel step (fused nodes appear as one entry) and of the whole run."""
         bound = self._binding()
         steps = bound.steps

@@ -20,8 +20,8 @@ import numpy as np
 from ..ir.exit_plan import ExitPlan, Segment, plan_exits, plan_segments, segment_graph
 from ..ir.exits import has_exits
 from ..ir.graph import Graph, Value
-from ..ir.interpreter import check_inputs
-from .executable import Executable, NodeProfile, Profile
+from ..ir.input_check import check_inputs
+from .executable import Executable, Inputs, NodeProfile, Profile
 from .exit_stats import ExitCounters
 from .numba_exec import NumbaExecutable
 
@@ -134,9 +134,9 @@ class NumbaExitExecutable(Executable):
         """Per segment index, the row counts compiled so far."""
         return {p.seg.index: sorted(p.by_rows) for p in self.segments}
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
         """Run once; rows stop at the first exit that fires for them. Safe to call from several threads."""
-        out, left, kernels = self._run(inputs)
+        out, left, kernels = self._run(inputs, cast=cast)
         self._counters.record(left, kernels)
         return out
 
@@ -146,11 +146,11 @@ class NumbaExitExecutable(Executable):
             ws = self._local.ws = Workspace(self.plan)
         return ws
 
-    def _run(self, inputs: Mapping[str, Any], timings: list[NodeProfile] | None = None
+    def _run(self, inputs: Inputs, timings: list[NodeProfile] | None = None, cast: bool = False
              ) -> tuple[dict[str, np.ndarray], list[int], int]:
         plan, batch, n = self.plan, self.plan.batch, len(self.plan.exits)
         ws = self._workspace()
-        env: dict[int, np.ndarray] = dict(check_inputs(plan.graph, inputs))
+        env: dict[int, np.ndarray] = dict(check_inputs(plan.graph, inputs, cast))
         t = plan.select.outputs[0].type
         out, taken = np.empty(t.shape, t.dtype.np_dtype), np.empty(batch, np.int32)  # the fresh outputs
         env[id(plan.select.outputs[0])], env[id(plan.select.outputs[1])] = out, taken

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from ..ir.graph import Graph, Node
 from ..ir.interpreter import Interpreter
 from ..ir.regions import region_body
 from .cpu_load import free_cpus
-from .executable import Executable, NodeProfile, Profile
+from .executable import Executable, Inputs, NodeProfile, Profile
 from .exit_stats import ExitCounters
 
 BLAS_PARALLEL_MACS = 1 << 24
@@ -64,16 +63,16 @@ class ReferenceExecutable(Executable):
             return NUMPY_BLAS.single_threaded()
         return contextlib.nullcontext()
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once on the reference backend."""
+    def run(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
+        """Run once on the reference backend (inputs checked as `Executable.run` says)."""
         with self.blas_hold():
             if self.exits is None or self._counters is None:
-                return self._interp.run(inputs)
-            out, done = self.exits.run(inputs)
+                return self._interp.run(inputs, cast=cast)
+            out, done = self.exits.run(inputs, cast=cast)
         self._counters.record(done.left, done.nodes_run)
         return out
 
-    def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
+    def profile(self, inputs: Inputs, repeats: int = 5) -> Profile:
         """Time each node in one run, and the whole graph over `repeats` runs."""
         rows: list[NodeProfile] = []
         rules = dict(REFERENCE_RULES)

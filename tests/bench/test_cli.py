@@ -124,3 +124,14 @@ def test_cost_subcommand_prints_per_node_tables(capsys: pytest.CaptureFixture[st
 def test_bad_arguments_name_what_is_wrong(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().out.replace("\n", "")
+
+
+def test_command_line_errors_name_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--models", "mlp", "--targets", "tpu-v4", "--pipelines", "prune{pattern=auto}"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "prune{pattern=auto} in --pipelines needs a target: add --pass-target NAME (one of cpu-host," in out
+    assert "run_pipeline" not in out
+    assert main(["cost", "--models", "mlp", "--targets", "tpu-v4", "--pipelines", "prune{patern=auto}"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--pipelines: pass 'prune' has no option 'patern'" in out
+    assert "pattern: one of unstructured|block|nm|channel|auto" in out and "Literal" not in out

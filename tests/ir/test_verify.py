@@ -21,7 +21,7 @@ from tensorsmith.ir import (
     i64,
     verify,
 )
-from tensorsmith.ir.verify import ERROR_KINDS
+from tensorsmith.ir.verify import ERROR_KINDS, dead_nodes, lint
 
 W = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
 
@@ -107,8 +107,12 @@ def test_unused_node() -> None:
     g = base()
     dead = Node("tanh", [g.inputs[0]], {}, [Value("dead", f32[2, 4])])
     g.nodes.insert(1, dead)
-    fails(g, "unused", "%dead", "tanh", node=dead)
-    assert verify(g, allow_dead=True) is g
+    fails(g, "unused", "%dead", "tanh", node=dead, allow_dead=False)
+    assert verify(g) is g  # dead code is valid IR: only `dce` removes it
+    assert dead_nodes(g) == [dead]
+    assert lint(g) == [f"warning: graph {g.name}, node %dead (tanh): dead, no output is used or returned "
+                       "(the 'dce' pass removes it)"]
+    assert lint(base()) == []
 
 
 def test_unknown_op() -> None:
@@ -256,7 +260,10 @@ def test_input_errors_name_the_input(feeds: dict, words: tuple[str, ...]) -> Non
         assert w in str(info.value), (w, str(info.value))
 
 
-def test_inputs_cast_within_their_kind() -> None:
-    out = reference.run(_two_inputs(), {"x": np.ones((2, 3)), "ids": np.array([1, -1], np.int32)})
+def test_inputs_cast_only_when_asked() -> None:
+    feeds = {"x": np.ones((2, 3)), "ids": np.array([1, -1], np.int32)}
+    with pytest.raises(InputError, match=r"input 'x' has dtype float64, expected f32"):
+        reference.run(_two_inputs(), feeds)
+    out = reference.run(_two_inputs(), feeds, cast=True)
     (y,) = out.values()
     assert y.dtype == np.float32 and y.shape == (2, 3)

@@ -8,6 +8,7 @@ from tensorsmith.backends import reference
 from tensorsmith.backends.cost import choose_precision, estimate
 from tensorsmith.ir import Graph, GraphBuilder, f32, graphs_equal, parse, verify
 from tensorsmith.passes import PassContext, PipelineError, run_pipeline
+from tensorsmith.passes.base import TargetRequiredError
 from tensorsmith.passes.quantize import QuantizeError
 
 RNG = np.random.default_rng(5)
@@ -191,7 +192,7 @@ def test_shared_weight_is_stored_once() -> None:
 
 def test_errors_name_the_pass_and_option() -> None:
     g = _linear_graph()
-    with pytest.raises(QuantizeError, match=r"quantize\{precision=auto\}: precision=auto needs a target"):
+    with pytest.raises(TargetRequiredError, match=r"quantize\{precision=auto\} needs a target"):
         _quantized(g, "quantize{precision=auto}")
     with pytest.raises(QuantizeError, match="scheme=static needs calibration data"):
         _quantized(g, "quantize{scheme=static}")

@@ -54,7 +54,7 @@ def test_static_folds_every_pair_and_matches_the_qdq_form() -> None:
     ops = _ops(folded)
     assert ops["qlinear"] == 2 and ops["qmatmul"] == 1
     assert ops["quantize"] == 2 and ops["dequantize"] == 0  # x and relu(fc1); fc2 requantizes its own output
-    assert "folded 3 matrix op(s)" in ctx.report()
+    assert "folded 3 matrix op(s)" in ctx.report(details=True)
     feeds = cal[0]
     want, got = reference.run(qdq, feeds), reference.run(folded, feeds)
     for k in want:  # the same integers but for a requantization rounding that float order may flip
@@ -69,7 +69,7 @@ def test_requantization_folds_a_quantize_that_reads_the_product() -> None:
     b = run_pipeline(g, "quantize{scheme=static,weight_bits=8}", ctx=ctx)
     fc2 = next(n for n in b.nodes if n.name == "fc2")
     assert fc2.op == "qlinear" and fc2.attrs["dtype"] == "u8" and fc2.outputs[0].type.dtype.name == "u8"
-    assert "1 requantize their output" in ctx.report()
+    assert "1 requantize their output" in ctx.report(details=True)
     mm = next(n for n in b.nodes if n.op == "qmatmul")
     assert mm.inputs[0] is fc2.outputs[0]
 
@@ -81,7 +81,7 @@ def test_dynamic_inserts_run_time_quantization_and_reports_what_stays() -> None:
     ops = _ops(q)
     assert ops["quantize-dynamic"] == 3 and ops["qlinear"] == 2 and ops["qmatmul"] == 1
     assert ops["conv2d"] == 1 and ops["dequantize"] == 1
-    report = ctx.report()
+    report = ctx.report(details=True)
     assert "dw (conv2d): it is a grouped conv2d (groups=2)" in report
     assert "dequantize %" in report and "read by conv2d" in report
     feeds = _feeds(g)

