@@ -90,6 +90,10 @@ class Namer:
     def __init__(self) -> None:
         self.taken: set[str] = set()
 
+    def reserve(self, name: str) -> None:
+        """Take `name` exactly as given (an ONNX graph input or output name)."""
+        self.taken.add(name)
+
     def fresh(self, base: str) -> str:
         """A name not yet handed out, `base` sanitized, with a `_k` suffix when needed."""
         base = sanitize(base)

@@ -136,22 +136,33 @@ class _Importer:
         if g.sparse_initializer:
             raise OnnxImportError("sparse initializers are not supported")
         for t in g.initializer:
+            if t.name in self.env:
+                raise OnnxImportError(f"initializer {t.name!r} is defined twice")
             self._bind(t.name, numpy_helper.to_array(t))
         names = [vi.name for vi in g.input if vi.name not in self.env]
         unknown = sorted(set(self.input_shapes) - set(names))
         if unknown:
             raise OnnxImportError(f"input_shapes names unknown input(s) {unknown}; the model's inputs are {names}")
         values = []
-        for vi in g.input:
+        for k, vi in enumerate(g.input):
             if vi.name in self.env:
+                if isinstance(self.env[vi.name], Value):
+                    raise OnnxImportError(f"graph input #{k} {vi.name!r}: the name is used by two graph inputs")
                 continue  # an initializer listed as an input (older exporters): a constant
-            v = Value(self.em.namer.fresh(vi.name), _input_type(vi, self.input_shapes.get(vi.name)))
+            if not vi.name:
+                raise OnnxImportError(f"graph input #{k} has no name")
+            self.em.namer.reserve(vi.name)
+            v = Value(vi.name, _input_type(vi, self.input_shapes.get(vi.name)))
             self.env[vi.name] = v
             values.append(v)
-        for vi in g.output:  # graph outputs keep their (sanitized) names: reserve them now
-            if vi.name not in self.output_names:
-                clash = isinstance(self.env.get(vi.name), Value)
-                self.output_names[vi.name] = sanitize(vi.name) if clash else self.em.namer.fresh(vi.name)
+        for k, vi in enumerate(g.output):  # graph outputs keep their ONNX names: reserve them now
+            if not vi.name:
+                raise OnnxImportError(f"graph output #{k} has no name")
+            if vi.name in self.output_names:
+                raise OnnxImportError(f"graph output #{k} {vi.name!r}: the model lists this output twice")
+            self.output_names[vi.name] = vi.name
+            if not isinstance(self.env.get(vi.name), Value):
+                self.em.namer.reserve(vi.name)
         return values
 
     def _schema_too_new(self, op_type: str) -> int | None:
@@ -202,9 +213,15 @@ class _Importer:
                     blocked = True
                 else:
                     args.append(h)
+            for k, o in enumerate(node.output):
+                if o and (o in self.env or o in node.output[:k]):
+                    self.problems.append(f"{_where(i, node)}: output {o!r} is already defined (by a graph input, "
+                                         "an initializer or an earlier node)")
+                    blocked = True
             if blocked:
                 for o in node.output:
-                    self.env[o] = _Missing(None)
+                    if o not in self.env:
+                        self.env[o] = _Missing(None)
                 continue
             self._convert_node(i, node, args)
 
@@ -238,7 +255,7 @@ class _Importer:
             self.env[o] = _Missing(None)
 
     def outputs(self) -> list[Value]:
-        """The IR values of the graph outputs, named as in the model."""
+        """The IR values of the graph outputs, carrying the model's output names."""
         outs: list[Value] = []
         for vi in self.model.graph.output:
             h = self.env.get(vi.name)

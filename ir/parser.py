@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
@@ -22,7 +23,7 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>[ \t\r\n]+|\#[^\n]*)
   | (?P<arrow>->)
-  | (?P<value>[%@][A-Za-z0-9_.\-]+)
+  | (?P<value>[%@](?:[A-Za-z0-9_.\-]+|"(?:[^"\\\n]|\\.)*"))
   | (?P<number>-?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf\b|nan\b))
   | (?P<string>"(?:[^"\\]|\\.)*")
   | (?P<ident>[A-Za-z_][A-Za-z0-9_.\-]*)
@@ -41,10 +42,21 @@ class _Tokens:
             m = _TOKEN.match(text, pos)
             if not m:
                 raise self._error(pos, f"unexpected character {text[pos]!r}")
-            if m.lastgroup != "ws":
+            if m.lastgroup == "value":
+                self.toks.append(("value", self._value_name(m.group(), pos), pos))
+            elif m.lastgroup != "ws":
                 self.toks.append((m.lastgroup or "", m.group(), pos))
             pos = m.end()
         self.i = 0
+
+    def _value_name(self, tok: str, pos: int) -> str:
+        """`%name` / `@name` with a quoted name decoded, so both spellings of a name are one token."""
+        if tok[1] != '"':
+            return tok
+        try:
+            return tok[0] + json.loads(tok[1:])
+        except ValueError as e:
+            raise self._error(pos, f"bad quoted name {tok}: {e}") from None
 
     def _error(self, pos: int, msg: str) -> ParseError:
         line = self.text.count("\n", 0, pos) + 1
