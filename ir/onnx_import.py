@@ -22,12 +22,15 @@ from . import onnx_ops_logic, onnx_ops_math, onnx_ops_nn, onnx_ops_quant, onnx_o
 from .graph import Graph, Node, Value
 from .onnx_context import (
     CONVERTERS,
+    MAX_TENSOR_BYTES,
     Emitter,
     Handle,
     NodeContext,
     OnnxImportError,
     UnsupportedError,
     ir_dtype_of_onnx,
+    np_dtype_of_onnx,
+    onnx_dtype_name,
     sanitize,
 )
 from .ops import TypeInferenceError
@@ -58,7 +61,10 @@ def _load(model: str | os.PathLike | onnx.ModelProto | bytes) -> onnx.ModelProto
     if isinstance(model, onnx.ModelProto):
         return model
     if isinstance(model, bytes):
-        return onnx.load_from_string(model)
+        try:
+            return onnx.load_from_string(model)
+        except Exception as e:  # noqa: BLE001 - protobuf decode errors become one clear error
+            raise OnnxImportError(f"cannot parse ONNX model bytes: {type(e).__name__}: {e}") from e
     path = Path(model)
     if not path.is_file():
         raise OnnxImportError(f"ONNX model file {str(path)!r} does not exist")
@@ -66,6 +72,23 @@ def _load(model: str | os.PathLike | onnx.ModelProto | bytes) -> onnx.ModelProto
         return onnx.load(str(path))
     except Exception as e:  # noqa: BLE001 - protobuf/IO errors become one clear error
         raise OnnxImportError(f"cannot read ONNX model {str(path)!r}: {type(e).__name__}: {e}") from e
+
+
+def _check_text(model: onnx.ModelProto) -> None:
+    """OnnxImportError when a name in the model is not valid UTF-8 (protobuf then hands out bytes)."""
+    g = model.graph
+    named = [("graph", [g.name])]
+    named += [(f"graph input #{k}", [vi.name]) for k, vi in enumerate(g.input)]
+    named += [(f"graph output #{k}", [vi.name]) for k, vi in enumerate(g.output)]
+    named += [(f"initializer #{k}", [t.name]) for k, t in enumerate(g.initializer)]
+    named += [(f"opset import #{k}", [imp.domain]) for k, imp in enumerate(model.opset_import)]
+    for i, node in enumerate(g.node):
+        texts = [node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)]
+        named.append((f"node #{i}", texts))
+    for where, texts in named:
+        bad = [t for t in texts if not isinstance(t, str)]
+        if bad:
+            raise OnnxImportError(f"{where}: name {bad[0]!r} is not valid UTF-8")
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -76,7 +99,17 @@ def model_opset(model: onnx.ModelProto) -> int:
     raise OnnxImportError("the model imports no default-domain opset")
 
 
-def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorType:
+def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None, em: Emitter) -> TensorType:
+    """The IR type of graph input `vi` (its shape fixed by `given` when set), checked against the byte limit."""
+    t = _declared_input_type(vi, given)
+    try:
+        em.check_size(t.shape, t.dtype, f"graph input {vi.name!r}")
+    except UnsupportedError as e:
+        raise OnnxImportError(str(e)) from None
+    return t
+
+
+def _declared_input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorType:
     tt = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
         raise OnnxImportError(f"graph input {vi.name!r} is not a tensor (sequences, maps and optionals "
@@ -100,6 +133,8 @@ def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorT
         raise OnnxImportError(f"graph input {vi.name!r} has no shape; pass input_shapes={{{vi.name!r}: (...)}}")
     shape = []
     for k, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value < 0:
+            raise OnnxImportError(f"graph input {vi.name!r}: dimension {k} is negative ({d.dim_value})")
         if not d.HasField("dim_value"):
             sym = d.dim_param or "?"
             raise OnnxImportError(f"graph input {vi.name!r}: dimension {k} is symbolic ({sym!r}); pass "
@@ -111,13 +146,13 @@ def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorT
 class _Importer:
     """One import: the environment of ONNX tensor names and the emitted IR."""
 
-    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]], max_bytes: int) -> None:
         self.model = model
         self.opset = model_opset(model)
         if self.opset < MIN_OPSET:
             raise OnnxImportError(f"opset {self.opset} is older than the oldest supported opset {MIN_OPSET}; "
                                   "convert it with onnx.version_converter.convert_version first")
-        self.em = Emitter()
+        self.em = Emitter(max_bytes)
         self.env: dict[str, Handle | _Missing] = {}
         self.input_shapes = dict(input_shapes)
         self.problems: list[str] = []
@@ -130,6 +165,17 @@ class _Importer:
             self.em.hints.setdefault(id(h), (h, onnx_name))
         self.env[onnx_name] = h
 
+    def _initializer(self, t: onnx.TensorProto) -> np.ndarray:
+        """The array of initializer `t`, its declared size checked against the byte limit before reading it."""
+        try:
+            self.em.check_size(t.dims, np_dtype_of_onnx(t.data_type), f"initializer {t.name!r}")
+            return numpy_helper.to_array(t)
+        except UnsupportedError as e:
+            raise OnnxImportError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - malformed tensor data (numpy, protobuf or onnx errors)
+            raise OnnxImportError(f"initializer {t.name!r} ({onnx_dtype_name(t.data_type)}{list(t.dims)}): "
+                                  f"cannot read its data: {type(e).__name__}: {e}") from None
+
     def inputs(self) -> list[Value]:
         """Bind initializers as constants and make IR inputs for the others (outputs' names reserved)."""
         g = self.model.graph
@@ -138,7 +184,7 @@ class _Importer:
         for t in g.initializer:
             if t.name in self.env:
                 raise OnnxImportError(f"initializer {t.name!r} is defined twice")
-            self._bind(t.name, numpy_helper.to_array(t))
+            self._bind(t.name, self._initializer(t))
         names = [vi.name for vi in g.input if vi.name not in self.env]
         unknown = sorted(set(self.input_shapes) - set(names))
         if unknown:
@@ -152,7 +198,7 @@ class _Importer:
             if not vi.name:
                 raise OnnxImportError(f"graph input #{k} has no name")
             self.em.namer.reserve(vi.name)
-            v = Value(vi.name, _input_type(vi, self.input_shapes.get(vi.name)))
+            v = Value(vi.name, _input_type(vi, self.input_shapes.get(vi.name), self.em))
             self.env[vi.name] = v
             values.append(v)
         for k, vi in enumerate(g.output):  # graph outputs keep their ONNX names: reserve them now
@@ -236,6 +282,9 @@ class _Importer:
         except (ValueError, TypeInferenceError, IndexError, TypeError) as e:
             self._fail(node, f"{_where(i, node)}: {e}")
             return
+        except Exception as e:  # noqa: BLE001 - any other failure of a converter is reported with its node
+            self._fail(node, f"{_where(i, node)}: {type(e).__name__}: {e}")
+            return
         new_values = {id(v) for n in self.em.nodes[first_new:] for v in n.outputs}
         outs = list(outs) + [None] * (len(node.output) - len(outs))
         for k, (name, h) in enumerate(zip(node.output, outs)):
@@ -288,14 +337,17 @@ class _Importer:
 
 def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes,
               input_shapes: Mapping[str, Sequence[int]] | None = None,
-              name: str | None = None) -> Graph:
+              name: str | None = None, max_bytes: int = MAX_TENSOR_BYTES) -> Graph:
     """Import an ONNX model (file path, bytes or ModelProto) as a verified IR graph.
 
     `input_shapes` maps input names to concrete shapes for inputs whose ONNX shape has
-    symbolic dimensions. Raises OnnxImportError listing every problem found.
+    symbolic dimensions. A tensor (input, weight, folded constant or intermediate value) over
+    `max_bytes` is refused before anything is allocated. Raises OnnxImportError listing every
+    problem found.
     """
     proto = _load(model)
-    imp = _Importer(proto, input_shapes or {})
+    _check_text(proto)
+    imp = _Importer(proto, input_shapes or {}, max_bytes)
     inputs = imp.inputs()
     imp.prescan()
     imp.convert()

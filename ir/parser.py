@@ -14,6 +14,9 @@ from .graph import Graph, Node, Value
 from .ops import OPS
 from .types import QuantInfo, SparsityInfo, TensorType
 
+MAX_DIM = 2**63 - 1
+"""The largest dimension the text form accepts (a signed 64-bit size)."""
+
 
 class ParseError(ValueError):
     """The text is not a valid graph; the message gives line and column."""
@@ -121,7 +124,11 @@ def _parse_value(t: _Tokens) -> Any:
     if kind == "number":
         return _number(tok)
     if kind == "string":
-        return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+        try:
+            return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+        except UnicodeDecodeError as e:
+            t.i -= 1
+            raise t.error(f"bad string {tok}: {e.reason}") from None
     if kind == "ident":
         if tok in ("true", "false"):
             return tok == "true"
@@ -144,9 +151,9 @@ def _parse_type(t: _Tokens) -> TensorType:
     shape: list[int] = []
     while not t.accept("]"):
         dim = t.expect_kind("number")
-        if not dim.isdigit():
+        if not dim.isdigit() or int(dim) > MAX_DIM:
             t.i -= 1
-            raise t.error(f"a dimension must be a non-negative integer, found {dim!r}")
+            raise t.error(f"a dimension must be an integer in [0, {MAX_DIM}], found {dim!r}")
         shape.append(int(dim))
         if not t.accept(","):
             t.expect("]")
