@@ -192,6 +192,56 @@ def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def random_inputs(graph: Any, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for `graph`: standard normal floats, small non-negative integers, random booleans."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for v in graph.inputs:
+        dt = v.type.dtype.np_dtype
+        if dt.kind == "f" or v.type.dtype.is_float:
+            out[v.name] = rng.standard_normal(v.type.shape).astype(dt)
+        elif dt.kind == "b":
+            out[v.name] = rng.random(v.type.shape) < 0.5
+        else:
+            out[v.name] = rng.integers(0, 4, v.type.shape).astype(dt)
+    return out
+
+
+def load_source(source: str) -> tuple[Any, dict[str, np.ndarray]]:
+    """The graph and inputs of `source`: a zoo model name (its own inputs), or a .onnx / .ir file (seeded
+    random inputs)."""
+    from pathlib import Path
+
+    from ..ir import from_onnx, parse
+    from .models import load_model
+
+    if source.endswith((".onnx", ".ir")):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError("no such file")
+        graph = from_onnx(path) if source.endswith(".onnx") else parse(path.read_text())
+        return graph, random_inputs(graph)
+    model = load_model(source)
+    return model.graph, dict(model.inputs)
+
+
+def _cmd_bisect(args: argparse.Namespace, console: Console) -> int:
+    """`bench bisect SOURCE --pipeline P --tol T`: the first pass, and node, where outputs leave the tolerance."""
+    from ..passes import bisect
+
+    if not args.source:
+        console.print("[red]bench bisect needs a zoo model name or a .onnx / .ir file[/red]")
+        return 2
+    try:
+        graph, inputs = load_source(args.source)
+        result = bisect(graph, args.pipeline, inputs, args.tol)
+    except (KeyError, ValueError, ImportError) as e:
+        console.print(f"[red]{escape(args.source)}: {escape(_message(e))}[/red]")
+        return 2
+    console.print(escape(str(result)), highlight=False)
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `bench`."""
     from ..passes import DEFAULT_CLEANUP
@@ -202,9 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run models of the zoo through a pass pipeline and backends; print a table of measured "
                     "latencies (with ONNX Runtime as a peer when installed) and the cost model's estimates per target.",
     )
-    p.add_argument("command", nargs="?", default="run", choices=("run", "list", "cost", "calibrate"),
+    p.add_argument("command", nargs="?", default="run", choices=("run", "list", "cost", "calibrate", "bisect"),
                    help="run (default): benchmark models; list: show the zoo; cost: per-node cost tables per "
-                        "target; calibrate: measure this CPU")
+                        "target; calibrate: measure this CPU; bisect: find the pass (and node) where outputs "
+                        "leave --tol")
+    p.add_argument("source", nargs="?", default=None,
+                   help="bisect: a zoo model name or a .onnx / .ir file (files get seeded random inputs)")
     p.add_argument("--list", action="store_true", help="same as `bench list`")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
                    help=f"comma-separated zoo names (default: {','.join(DEFAULT_MODELS)})")
@@ -220,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     p.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
     p.add_argument("--out", default=None, help="calibrate: where to write the cpu-host TOML")
+    p.add_argument("--tol", type=float, default=1e-5,
+                   help="bisect: largest allowed |difference| of an output from the original graph's")
     return p
 
 
@@ -238,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_calibrate(args, console)
     if args.command == "cost":
         return _cmd_cost(args, console)
+    if args.command == "bisect":
+        return _cmd_bisect(args, console)
     if args.repeats < 1 or args.warmup < 0:
         console.print("[red]--repeats must be >= 1 and --warmup >= 0[/red]")
         return 2
