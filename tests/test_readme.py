@@ -35,6 +35,9 @@ def test_readme_examples_run() -> None:
     want = reference.run(ns["g"], {"x": np.ones((1, 64), np.float32)})["y"]
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
     assert "drop-dropout" in ns["ctx"].report()
+    found = ns["found"]
+    assert (found.pass_name, found.pass_index, found.node_op) == ("relu-to-sigmoid", 3, "sigmoid")
+    assert found.node == next(n for n in ns["g"].nodes if n.op == "relu").outputs[0].name
     stored = [v for n in ns["g4"].nodes for v in n.inputs if v.is_constant and v.type.sparsity is not None]
     assert stored and all(v.type.sparsity.pattern == "nm" and v.type.dtype.name == "i8" for v in stored)
     assert "2:4" in ns["hw"].report() and "int8" in ns["hw"].report()
