@@ -274,6 +274,17 @@ def _arity(m: onnx.ModelProto, rng: random.Random) -> onnx.ModelProto:
     return m
 
 
+def _outputs(m: onnx.ModelProto, rng: random.Random) -> onnx.ModelProto:
+    """A graph output becomes (or is joined by) an input, an initializer or an intermediate tensor."""
+    g = m.graph
+    vi = onnx.helper.make_tensor_value_info(rng.choice(_names(m)), rng.choice(ELEM_TYPES[:-1]), None)
+    if g.output and rng.random() < 0.5:
+        g.output[rng.randrange(len(g.output))].CopyFrom(vi)
+    else:
+        g.output.append(vi)
+    return m
+
+
 def _opset(m: onnx.ModelProto, rng: random.Random) -> onnx.ModelProto:
     for imp in m.opset_import:
         imp.version = rng.choice([0, 1, 5, 7, 11, 13, 17, 22, 99])
@@ -283,7 +294,7 @@ def _opset(m: onnx.ModelProto, rng: random.Random) -> onnx.ModelProto:
 ONNX_MUTATIONS: dict[str, Mutator] = {
     "bit-flip": _bit_flip, "truncate": _truncate, "dims": _dims, "huge-dims": _huge_dims, "dtype": _dtype,
     "dangling": _dangling, "duplicate": _duplicate, "cycle": _cycle, "attr-type": _attr_type,
-    "attr-value": _attr_value, "arity": _arity, "opset": _opset,
+    "attr-value": _attr_value, "arity": _arity, "outputs": _outputs, "opset": _opset,
 }
 """Mutation name -> function of (a copy of the model, rng) -> mutated model or serialized bytes."""
 

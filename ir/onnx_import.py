@@ -23,6 +23,7 @@ from .graph import Graph, Node, Value
 from .onnx_context import (
     CONVERTERS,
     MAX_TENSOR_BYTES,
+    ONNX_TO_IR,
     Emitter,
     Handle,
     NodeContext,
@@ -35,7 +36,7 @@ from .onnx_context import (
 )
 from .ops import TypeInferenceError
 from .types import TensorType
-from .verify import verify
+from .verify import VerificationError, verify
 
 MIN_OPSET = 6
 MAX_SCHEMA = 28
@@ -313,7 +314,16 @@ class _Importer:
                     why = h.reason if isinstance(h, _Missing) else "it is never computed"
                     self.problems.append(f"graph output {vi.name!r}: {why}")
                 continue
-            outs.append(self._output_value(vi.name, h, outs))
+            try:
+                v = self._output_value(vi.name, h, outs)
+            except UnsupportedError as e:
+                self.problems.append(f"graph output {vi.name!r}: {e}")
+                continue
+            declared = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+            if declared and ONNX_TO_IR.get(declared) != v.type.dtype:
+                self.problems.append(f"graph output {vi.name!r} is declared {onnx_dtype_name(declared)}, but the "
+                                     f"model computes {v.type.dtype.name} for it")
+            outs.append(v)
         return outs
 
     def _output_value(self, name: str, h: Handle, taken: list[Value]) -> Value:
@@ -360,4 +370,8 @@ def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes,
                                                   else "onnx_model"))
     graph = Graph(gname, inputs, outputs, imp.em.nodes)
     graph.remove_dead_nodes()
-    return verify(graph)
+    try:
+        return verify(graph)
+    except VerificationError as e:
+        raise OnnxImportError(f"cannot import ONNX model {gname!r}: the imported graph does not verify: {e}",
+                              [str(e)]) from e

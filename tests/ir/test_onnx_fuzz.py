@@ -22,7 +22,7 @@ from tensorsmith.bench.fuzz_import import (
 from tensorsmith.ir import from_onnx
 from tensorsmith.ir.onnx_context import OnnxImportError
 
-CASES = 12 * 80
+CASES = 13 * 80
 """Seeded cases per run: 80 per mutation (about 4 s on one idle core)."""
 CASE_LIMIT_S = 5.0
 
@@ -127,3 +127,13 @@ def test_every_mutation_is_named_and_seeded(models: list[tuple[str, onnx.ModelPr
     assert [(o.source, o.mutation, o.kind, o.message) for o in a] == [(o.source, o.mutation, o.kind, o.message)
                                                                       for o in b]
     assert {o.mutation for o in a} == set(ONNX_MUTATIONS)
+
+
+def test_a_graph_output_that_is_an_unsupported_constant_is_reported() -> None:
+    w = numpy_helper.from_array(np.ones(3, np.float64), "w")
+    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": [3]}, ["y", "w"], [w])
+    e = refused_fast(m, r"graph output 'w': constant 'w' has numpy dtype float64, which has no IR dtype")
+    assert len(e.problems) == 1
+    m.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    e = refused_fast(m, r"graph output 'y' is declared FLOAT16, but the model computes f32 for it")
+    assert len(e.problems) == 2
