@@ -5,6 +5,7 @@ anything is allocated."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -33,7 +34,7 @@ def models() -> list[tuple[str, onnx.ModelProto]]:
 
 
 def test_mutated_models_fail_only_with_import_errors(models: list[tuple[str, onnx.ModelProto]],
-                                                     record_property: pytest.RecordProperty) -> None:
+                                                     record_property: Callable[[str, object], None]) -> None:
     assert len(models) > 30 and models[0][0] == "light_squeezenet"
     outcomes = onnx_cases(models, CASES, seed=20261201, limit=CASE_LIMIT_S)
     print(report("ONNX import", outcomes))

@@ -3,6 +3,8 @@ ParseError with a line and column, nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from tensorsmith.bench.fuzz_import import POSITION, TEXT_MUTATIONS, base_models, base_texts, counts, report, text_cases
 from tensorsmith.ir.parser import ParseError, parse
@@ -16,7 +18,7 @@ def texts() -> list[tuple[str, str]]:
 
 
 def test_mutated_texts_fail_only_with_parse_errors(texts: list[tuple[str, str]],
-                                                   record_property: pytest.RecordProperty) -> None:
+                                                   record_property: Callable[[str, object], None]) -> None:
     assert len(texts) >= 20
     for _, text in texts:
         parse(text)  # the unmutated texts parse
