@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import numba
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -96,6 +97,63 @@ def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def random_inputs(graph: Any, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for `graph`: standard normal floats, small non-negative integers, random booleans."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for v in graph.inputs:
+        dt = v.type.dtype.np_dtype
+        if dt.kind == "f" or v.type.dtype.is_float:
+            out[v.name] = rng.standard_normal(v.type.shape).astype(dt)
+        elif dt.kind == "b":
+            out[v.name] = rng.random(v.type.shape) < 0.5
+        else:
+            out[v.name] = rng.integers(0, 4, v.type.shape).astype(dt)
+    return out
+
+
+def load_source(source: str) -> tuple[Any, dict[str, np.ndarray]]:
+    """The graph and inputs of `source`: a zoo model name (its own inputs), or a .onnx / .ir file (seeded
+    random inputs)."""
+    from pathlib import Path
+
+    from ..ir import from_onnx, parse
+    from .models import load_model
+
+    if source.endswith((".onnx", ".ir")):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError("no such file")
+        graph = from_onnx(path) if source.endswith(".onnx") else parse(path.read_text())
+        return graph, random_inputs(graph)
+    model = load_model(source)
+    return model.graph, dict(model.inputs)
+
+
+def _cmd_bisect(args: argparse.Namespace, console: Console) -> int:
+    """`bench bisect SOURCE --pipelines P --tol T`: the first pass, and node, where outputs leave the tolerance
+    (P defaults to the cleanup pipeline)."""
+    from ..passes import bisect
+
+    if not args.source:
+        console.print("[red]bench bisect needs a zoo model name or a .onnx / .ir file[/red]")
+        return 2
+    if args.pipelines and len(args.pipelines) != 1:
+        console.print("[red]bench bisect takes one pipeline: --pipelines \"PASS,PASS,...\"[/red]")
+        return 2
+    from ..passes import DEFAULT_CLEANUP
+
+    pipeline = args.pipelines[0] if args.pipelines else DEFAULT_CLEANUP
+    try:
+        graph, inputs = load_source(args.source)
+        result = bisect(graph, pipeline, inputs, args.tol)
+    except (KeyError, ValueError, ImportError) as e:
+        console.print(f"[red]{escape(args.source)}: {escape(_message(e))}[/red]")
+        return 2
+    console.print(escape(str(result)), highlight=False)
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `bench`."""
     p = argparse.ArgumentParser(
@@ -108,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs="?", default="run", choices=COMMANDS,
                    help="run (default): benchmark models; list: the zoo and configurations; cost: per-node cost "
                         "tables per target; calibrate: measure this CPU; case-study: the BERT optimization case "
-                        "study on MiniLM and a BERT-base layer; sweep: models x pipelines x targets on Dask")
+                        "study on MiniLM and a BERT-base layer; sweep: models x pipelines x targets on Dask; "
+                        "bisect: the first pass (and node) where outputs leave --tol")
+    p.add_argument("source", nargs="?", default=None,
+                   help="bisect: a zoo model name or a .onnx / .ir file (files get seeded random inputs)")
     p.add_argument("--list", action="store_true", help="same as `bench list`")
     p.add_argument("--models", default=None,
                    help=f"comma-separated zoo names (default: {','.join(DEFAULT_MODELS)})")
@@ -140,10 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsities", default="0.5",
                    help="sweep: comma-separated sparsity levels (default 0.5); each makes every pipeline holding "
                         "@sparsity a separate trial")
+    p.add_argument("--tol", type=float, default=1e-5,
+                   help="bisect: largest allowed |difference| of an output from the original graph's")
     return p
 
 
-COMMANDS = ("run", "list", "cost", "calibrate", "case-study", "sweep")
+COMMANDS = ("run", "list", "cost", "calibrate", "case-study", "sweep", "bisect")
 """Subcommands of `bench`."""
 
 
@@ -292,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_calibrate(args, console)
     if args.command == "cost":
         return _cmd_cost(args, console)
+    if args.command == "bisect":
+        return _cmd_bisect(args, console)
     if args.command == "sweep":
         from .sweep import cmd_sweep
 

@@ -8,6 +8,7 @@ rules of `onnx_fold` and emits an IR node otherwise, so one converter serves bot
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,10 @@ from .types import TensorType
 
 Handle = Value | np.ndarray
 """What a converter works on: an IR value, or an array known at import time."""
+
+MAX_TENSOR_BYTES = 4 << 30
+"""Default limit on the size of any one tensor of an imported model (inputs, weights, folded constants,
+intermediate values): larger ones are refused before anything is allocated."""
 
 
 class OnnxImportError(ValueError):
@@ -50,6 +55,8 @@ ONNX_TO_IR: dict[int, DType] = {
     onnx.TensorProto.BOOL: boolean,
 }
 IR_TO_ONNX: dict[str, int] = {d.name: k for k, d in ONNX_TO_IR.items()}
+NUMPY_IR_DTYPES: frozenset[np.dtype] = frozenset(d.np_dtype for d in ONNX_TO_IR.values())
+"""Numpy dtypes of arrays that have an IR dtype (folds on these are sized before they run)."""
 
 
 def onnx_dtype_name(elem_type: int) -> str:
@@ -90,6 +97,10 @@ class Namer:
     def __init__(self) -> None:
         self.taken: set[str] = set()
 
+    def reserve(self, name: str) -> None:
+        """Take `name` exactly as given (an ONNX graph input or output name)."""
+        self.taken.add(name)
+
     def fresh(self, base: str) -> str:
         """A name not yet handed out, `base` sanitized, with a `_k` suffix when needed."""
         base = sanitize(base)
@@ -129,10 +140,20 @@ def attribute_value(a: onnx.AttributeProto) -> Any:
     return v
 
 
+def tensor_bytes(shape: Sequence[int], dtype: np.dtype | DType) -> int:
+    """Bytes a dense tensor of `shape` and `dtype` takes (ValueError for a negative dimension)."""
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        raise ValueError(f"shape {dims} has a negative dimension")
+    itemsize = dtype.np_dtype.itemsize if isinstance(dtype, DType) else np.dtype(dtype).itemsize
+    return math.prod(dims) * itemsize
+
+
 class Emitter:
     """Owns the IR nodes and names of one import; turns arrays into IR constants on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_TENSOR_BYTES) -> None:
+        self.max_bytes = max_bytes
         self.namer = Namer()
         self.nodes: list[Node] = []
         self.hints: dict[int, tuple[np.ndarray, str]] = {}
@@ -154,6 +175,14 @@ class Emitter:
         self._consts[key] = (arr, v)
         return v
 
+    def check_size(self, shape: Sequence[int], dtype: np.dtype | DType, what: str) -> None:
+        """UnsupportedError when a tensor of `shape` and `dtype` would exceed the import's byte limit."""
+        n = tensor_bytes(shape, dtype)
+        if n > self.max_bytes:
+            name = dtype.name if isinstance(dtype, DType) else np.dtype(dtype).name
+            raise UnsupportedError(f"{what} of shape {[int(d) for d in shape]} ({name}) would take {n} bytes, over "
+                                   f"the limit of {self.max_bytes} bytes per tensor (from_onnx(max_bytes=...))")
+
     def has_constant(self, arr: np.ndarray) -> bool:
         """True when `arr` already became an IR constant."""
         return id(arr) in self._consts
@@ -168,6 +197,8 @@ class Emitter:
         except TypeInferenceError as e:
             args = ", ".join(describe(v) for v in inputs)
             raise ValueError(f"IR op {op}({args}): {e}") from None
+        for t in types:
+            self.check_size(t.shape, t.dtype, f"the result of IR op {op}")
         outs = [Value(self.namer.fresh(f"{base}.{op.replace('-', '_')}"), t) for t in types]
         self.nodes.append(Node(op, inputs, attrs, outs))
         return outs[0]
@@ -225,6 +256,9 @@ class NodeContext:
             try:
                 opdef.check_arity(len(args))
                 norm = opdef.normalize_attrs(attrs)
+                if all(a.dtype in NUMPY_IR_DTYPES for a in args):  # sized before numpy allocates the result
+                    for t in opdef.infer([TensorType(a.shape, dtype_from_numpy(a.dtype)) for a in args], norm):
+                        self.emitter.check_size(t.shape, t.dtype, f"the folded result of IR op {op}")
             except TypeInferenceError as e:
                 raise ValueError(f"IR op {op}: {e}") from None
             out = np.asarray(FOLD_RULES[op](list(args), norm))
@@ -255,6 +289,10 @@ class NodeContext:
         if id(source) in self.emitter.hints and id(new) not in self.emitter.hints:
             self.emitter.hints[id(new)] = (new, self.emitter.hints[id(source)][1] + suffix)
         return new
+
+    def check_size(self, shape: Sequence[int], dtype: np.dtype | DType, what: str) -> None:
+        """UnsupportedError when a tensor this node would make exceeds the import's byte limit."""
+        self.emitter.check_size(shape, dtype, what)
 
     def scalar(self, value: float, like: Handle) -> np.ndarray:
         """A 0-d array holding `value` in the dtype of `like`."""

@@ -22,17 +22,21 @@ from . import onnx_ops_logic, onnx_ops_math, onnx_ops_nn, onnx_ops_quant, onnx_o
 from .graph import Graph, Node, Value
 from .onnx_context import (
     CONVERTERS,
+    MAX_TENSOR_BYTES,
+    ONNX_TO_IR,
     Emitter,
     Handle,
     NodeContext,
     OnnxImportError,
     UnsupportedError,
     ir_dtype_of_onnx,
+    np_dtype_of_onnx,
+    onnx_dtype_name,
     sanitize,
 )
 from .ops import TypeInferenceError
 from .types import TensorType
-from .verify import verify
+from .verify import VerificationError, verify
 
 MIN_OPSET = 6
 MAX_SCHEMA = 28
@@ -58,7 +62,10 @@ def _load(model: str | os.PathLike | onnx.ModelProto | bytes) -> onnx.ModelProto
     if isinstance(model, onnx.ModelProto):
         return model
     if isinstance(model, bytes):
-        return onnx.load_from_string(model)
+        try:
+            return onnx.load_from_string(model)
+        except Exception as e:  # noqa: BLE001 - protobuf decode errors become one clear error
+            raise OnnxImportError(f"cannot parse ONNX model bytes: {type(e).__name__}: {e}") from e
     path = Path(model)
     if not path.is_file():
         raise OnnxImportError(f"ONNX model file {str(path)!r} does not exist")
@@ -66,6 +73,23 @@ def _load(model: str | os.PathLike | onnx.ModelProto | bytes) -> onnx.ModelProto
         return onnx.load(str(path))
     except Exception as e:  # noqa: BLE001 - protobuf/IO errors become one clear error
         raise OnnxImportError(f"cannot read ONNX model {str(path)!r}: {type(e).__name__}: {e}") from e
+
+
+def _check_text(model: onnx.ModelProto) -> None:
+    """OnnxImportError when a name in the model is not valid UTF-8 (protobuf then hands out bytes)."""
+    g = model.graph
+    named = [("graph", [g.name])]
+    named += [(f"graph input #{k}", [vi.name]) for k, vi in enumerate(g.input)]
+    named += [(f"graph output #{k}", [vi.name]) for k, vi in enumerate(g.output)]
+    named += [(f"initializer #{k}", [t.name]) for k, t in enumerate(g.initializer)]
+    named += [(f"opset import #{k}", [imp.domain]) for k, imp in enumerate(model.opset_import)]
+    for i, node in enumerate(g.node):
+        texts = [node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)]
+        named.append((f"node #{i}", texts))
+    for where, texts in named:
+        bad = [t for t in texts if not isinstance(t, str)]
+        if bad:
+            raise OnnxImportError(f"{where}: name {bad[0]!r} is not valid UTF-8")
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -76,7 +100,17 @@ def model_opset(model: onnx.ModelProto) -> int:
     raise OnnxImportError("the model imports no default-domain opset")
 
 
-def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorType:
+def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None, em: Emitter) -> TensorType:
+    """The IR type of graph input `vi` (its shape fixed by `given` when set), checked against the byte limit."""
+    t = _declared_input_type(vi, given)
+    try:
+        em.check_size(t.shape, t.dtype, f"graph input {vi.name!r}")
+    except UnsupportedError as e:
+        raise OnnxImportError(str(e)) from None
+    return t
+
+
+def _declared_input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorType:
     tt = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
         raise OnnxImportError(f"graph input {vi.name!r} is not a tensor (sequences, maps and optionals "
@@ -100,6 +134,8 @@ def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorT
         raise OnnxImportError(f"graph input {vi.name!r} has no shape; pass input_shapes={{{vi.name!r}: (...)}}")
     shape = []
     for k, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value < 0:
+            raise OnnxImportError(f"graph input {vi.name!r}: dimension {k} is negative ({d.dim_value})")
         if not d.HasField("dim_value"):
             sym = d.dim_param or "?"
             raise OnnxImportError(f"graph input {vi.name!r}: dimension {k} is symbolic ({sym!r}); pass "
@@ -111,13 +147,13 @@ def _input_type(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorT
 class _Importer:
     """One import: the environment of ONNX tensor names and the emitted IR."""
 
-    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]], max_bytes: int) -> None:
         self.model = model
         self.opset = model_opset(model)
         if self.opset < MIN_OPSET:
             raise OnnxImportError(f"opset {self.opset} is older than the oldest supported opset {MIN_OPSET}; "
                                   "convert it with onnx.version_converter.convert_version first")
-        self.em = Emitter()
+        self.em = Emitter(max_bytes)
         self.env: dict[str, Handle | _Missing] = {}
         self.input_shapes = dict(input_shapes)
         self.problems: list[str] = []
@@ -130,28 +166,50 @@ class _Importer:
             self.em.hints.setdefault(id(h), (h, onnx_name))
         self.env[onnx_name] = h
 
+    def _initializer(self, t: onnx.TensorProto) -> np.ndarray:
+        """The array of initializer `t`, its declared size checked against the byte limit before reading it."""
+        try:
+            self.em.check_size(t.dims, np_dtype_of_onnx(t.data_type), f"initializer {t.name!r}")
+            return numpy_helper.to_array(t)
+        except UnsupportedError as e:
+            raise OnnxImportError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - malformed tensor data (numpy, protobuf or onnx errors)
+            raise OnnxImportError(f"initializer {t.name!r} ({onnx_dtype_name(t.data_type)}{list(t.dims)}): "
+                                  f"cannot read its data: {type(e).__name__}: {e}") from None
+
     def inputs(self) -> list[Value]:
         """Bind initializers as constants and make IR inputs for the others (outputs' names reserved)."""
         g = self.model.graph
         if g.sparse_initializer:
             raise OnnxImportError("sparse initializers are not supported")
         for t in g.initializer:
-            self._bind(t.name, numpy_helper.to_array(t))
+            if t.name in self.env:
+                raise OnnxImportError(f"initializer {t.name!r} is defined twice")
+            self._bind(t.name, self._initializer(t))
         names = [vi.name for vi in g.input if vi.name not in self.env]
         unknown = sorted(set(self.input_shapes) - set(names))
         if unknown:
             raise OnnxImportError(f"input_shapes names unknown input(s) {unknown}; the model's inputs are {names}")
         values = []
-        for vi in g.input:
+        for k, vi in enumerate(g.input):
             if vi.name in self.env:
+                if isinstance(self.env[vi.name], Value):
+                    raise OnnxImportError(f"graph input #{k} {vi.name!r}: the name is used by two graph inputs")
                 continue  # an initializer listed as an input (older exporters): a constant
-            v = Value(self.em.namer.fresh(vi.name), _input_type(vi, self.input_shapes.get(vi.name)))
+            if not vi.name:
+                raise OnnxImportError(f"graph input #{k} has no name")
+            self.em.namer.reserve(vi.name)
+            v = Value(vi.name, _input_type(vi, self.input_shapes.get(vi.name), self.em))
             self.env[vi.name] = v
             values.append(v)
-        for vi in g.output:  # graph outputs keep their (sanitized) names: reserve them now
-            if vi.name not in self.output_names:
-                clash = isinstance(self.env.get(vi.name), Value)
-                self.output_names[vi.name] = sanitize(vi.name) if clash else self.em.namer.fresh(vi.name)
+        for k, vi in enumerate(g.output):  # graph outputs keep their ONNX names: reserve them now
+            if not vi.name:
+                raise OnnxImportError(f"graph output #{k} has no name")
+            if vi.name in self.output_names:
+                raise OnnxImportError(f"graph output #{k} {vi.name!r}: the model lists this output twice")
+            self.output_names[vi.name] = vi.name
+            if not isinstance(self.env.get(vi.name), Value):
+                self.em.namer.reserve(vi.name)
         return values
 
     def _schema_too_new(self, op_type: str) -> int | None:
@@ -202,9 +260,15 @@ class _Importer:
                     blocked = True
                 else:
                     args.append(h)
+            for k, o in enumerate(node.output):
+                if o and (o in self.env or o in node.output[:k]):
+                    self.problems.append(f"{_where(i, node)}: output {o!r} is already defined (by a graph input, "
+                                         "an initializer or an earlier node)")
+                    blocked = True
             if blocked:
                 for o in node.output:
-                    self.env[o] = _Missing(None)
+                    if o not in self.env:
+                        self.env[o] = _Missing(None)
                 continue
             self._convert_node(i, node, args)
 
@@ -218,6 +282,9 @@ class _Importer:
             return
         except (ValueError, TypeInferenceError, IndexError, TypeError) as e:
             self._fail(node, f"{_where(i, node)}: {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - any other failure of a converter is reported with its node
+            self._fail(node, f"{_where(i, node)}: {type(e).__name__}: {e}")
             return
         new_values = {id(v) for n in self.em.nodes[first_new:] for v in n.outputs}
         outs = list(outs) + [None] * (len(node.output) - len(outs))
@@ -238,7 +305,7 @@ class _Importer:
             self.env[o] = _Missing(None)
 
     def outputs(self) -> list[Value]:
-        """The IR values of the graph outputs, named as in the model."""
+        """The IR values of the graph outputs, carrying the model's output names."""
         outs: list[Value] = []
         for vi in self.model.graph.output:
             h = self.env.get(vi.name)
@@ -247,7 +314,16 @@ class _Importer:
                     why = h.reason if isinstance(h, _Missing) else "it is never computed"
                     self.problems.append(f"graph output {vi.name!r}: {why}")
                 continue
-            outs.append(self._output_value(vi.name, h, outs))
+            try:
+                v = self._output_value(vi.name, h, outs)
+            except UnsupportedError as e:
+                self.problems.append(f"graph output {vi.name!r}: {e}")
+                continue
+            declared = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+            if declared and ONNX_TO_IR.get(declared) != v.type.dtype:
+                self.problems.append(f"graph output {vi.name!r} is declared {onnx_dtype_name(declared)}, but the "
+                                     f"model computes {v.type.dtype.name} for it")
+            outs.append(v)
         return outs
 
     def _output_value(self, name: str, h: Handle, taken: list[Value]) -> Value:
@@ -271,14 +347,17 @@ class _Importer:
 
 def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes,
               input_shapes: Mapping[str, Sequence[int]] | None = None,
-              name: str | None = None) -> Graph:
+              name: str | None = None, max_bytes: int = MAX_TENSOR_BYTES) -> Graph:
     """Import an ONNX model (file path, bytes or ModelProto) as a verified IR graph.
 
     `input_shapes` maps input names to concrete shapes for inputs whose ONNX shape has
-    symbolic dimensions. Raises OnnxImportError listing every problem found.
+    symbolic dimensions. A tensor (input, weight, folded constant or intermediate value) over
+    `max_bytes` is refused before anything is allocated. Raises OnnxImportError listing every
+    problem found.
     """
     proto = _load(model)
-    imp = _Importer(proto, input_shapes or {})
+    _check_text(proto)
+    imp = _Importer(proto, input_shapes or {}, max_bytes)
     inputs = imp.inputs()
     imp.prescan()
     imp.convert()
@@ -291,4 +370,8 @@ def from_onnx(model: str | os.PathLike | onnx.ModelProto | bytes,
                                                   else "onnx_model"))
     graph = Graph(gname, inputs, outputs, imp.em.nodes)
     graph.remove_dead_nodes()
-    return verify(graph)
+    try:
+        return verify(graph)
+    except VerificationError as e:
+        raise OnnxImportError(f"cannot import ONNX model {gname!r}: the imported graph does not verify: {e}",
+                              [str(e)]) from e

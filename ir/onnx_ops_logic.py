@@ -8,6 +8,8 @@ one gather with a constant index picks each element from its branch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, norm_axis, np_dtype, shape_of
@@ -28,6 +30,9 @@ def _fold_only(ctx: NodeContext) -> list[Handle | None]:
     args = [h for h in ctx.inputs if h is not None]
     if op == "Range":
         start, limit, delta = (a.reshape(()) for a in args)
+        if delta == 0:
+            raise ValueError("Range with delta 0")
+        ctx.check_size([max(math.ceil((limit - start) / delta), 0)], args[0].dtype, "the output")
         return [np.arange(start, limit, delta, dtype=args[0].dtype)]
     if op == "ReduceProd":
         x = args[0]
@@ -47,10 +52,12 @@ def _where(ctx: NodeContext) -> list[Handle | None]:
         raise UnsupportedError(f"Where with a condition computed at run time ({describe(cond)}); only constant "
                                "conditions (masks) are supported")
     if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
+        ctx.check_size(np.broadcast_shapes(cond.shape, x.shape, y.shape), x.dtype, "the output")
         return [np.where(cond, x, y)]
     if np_dtype(x) != np_dtype(y):
         raise ValueError(f"X {describe(x)} and Y {describe(y)} have different dtypes")
     out = np.broadcast_shapes(cond.shape, shape_of(x), shape_of(y))
+    ctx.check_size(out, np.int64, "the output (and its gather indices)")
     c = np.broadcast_to(cond.astype(bool), out)
     if c.all():
         return [broadcast_to(ctx, x, out)]

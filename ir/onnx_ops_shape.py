@@ -45,6 +45,9 @@ def _constant_of_shape(ctx: NodeContext) -> list[Handle | None]:
     shape = _ints(ctx.const(0, "shape")) or []
     value = ctx.attr("value")
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+    if fill.size != 1:
+        raise ValueError(f"value must hold one element, it holds {fill.size}")
+    ctx.check_size(shape, fill.dtype, "the output")
     return [np.full(shape, fill[0], dtype=fill.dtype)]
 
 
@@ -277,6 +280,7 @@ def _expand(ctx: NodeContext) -> list[Handle | None]:
 
 def broadcast_to(ctx: NodeContext, x: Handle, out: tuple[int, ...]) -> Handle:
     """`x` broadcast to shape `out` (numpy rules) by exact data movement: unit axes are gathered."""
+    ctx.check_size(out, np_dtype(x), f"{describe(x)} broadcast")
     if isinstance(x, np.ndarray):
         return np.broadcast_to(x, out).copy()
     y = ctx.reshape(x, (1,) * (len(out) - len(shape_of(x))) + shape_of(x))
@@ -293,6 +297,7 @@ def _tile(ctx: NodeContext) -> list[Handle | None]:
     shape = shape_of(x)
     if reps is None or len(reps) != len(shape) or any(r < 0 for r in reps):
         raise ValueError(f"repeats {reps} must hold {len(shape)} non-negative values")
+    ctx.check_size([d * r for d, r in zip(shape, reps)], np_dtype(x), "the output")
     for ax, r in enumerate(reps):
         x = _repeat_axis(ctx, x, ax, np.tile(np.arange(shape[ax]), r))
     return [x]
@@ -316,6 +321,10 @@ def _pad(ctx: NodeContext) -> list[Handle | None]:
         raise ValueError(f"pads {pads} must hold 2 values per padded axis ({len(axes)} axes)")
     if mode not in ("constant", "reflect", "edge", "wrap"):
         raise UnsupportedError(f"Pad mode {mode!r}")
+    grown = list(shape)
+    for i, ax in enumerate(axes):
+        grown[ax] += max(pads[i], 0) + max(pads[i + len(axes)], 0)
+    ctx.check_size(grown, np_dtype(x), "the padded output")
     for i, ax in enumerate(axes):
         lo, hi = pads[i], pads[i + len(axes)]
         if lo < 0 or hi < 0:  # negative pads crop

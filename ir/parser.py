@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
@@ -13,6 +14,9 @@ from .graph import Graph, Node, Value
 from .ops import OPS
 from .types import QuantInfo, SparsityInfo, TensorType
 
+MAX_DIM = 2**63 - 1
+"""The largest dimension the text form accepts (a signed 64-bit size)."""
+
 
 class ParseError(ValueError):
     """The text is not a valid graph; the message gives line and column."""
@@ -22,7 +26,7 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>[ \t\r\n]+|\#[^\n]*)
   | (?P<arrow>->)
-  | (?P<value>[%@][A-Za-z0-9_.\-]+)
+  | (?P<value>[%@](?:[A-Za-z0-9_.\-]+|"(?:[^"\\\n]|\\.)*"))
   | (?P<number>-?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf\b|nan\b))
   | (?P<string>"(?:[^"\\]|\\.)*")
   | (?P<ident>[A-Za-z_][A-Za-z0-9_.\-]*)
@@ -41,10 +45,21 @@ class _Tokens:
             m = _TOKEN.match(text, pos)
             if not m:
                 raise self._error(pos, f"unexpected character {text[pos]!r}")
-            if m.lastgroup != "ws":
+            if m.lastgroup == "value":
+                self.toks.append(("value", self._value_name(m.group(), pos), pos))
+            elif m.lastgroup != "ws":
                 self.toks.append((m.lastgroup or "", m.group(), pos))
             pos = m.end()
         self.i = 0
+
+    def _value_name(self, tok: str, pos: int) -> str:
+        """`%name` / `@name` with a quoted name decoded, so both spellings of a name are one token."""
+        if tok[1] != '"':
+            return tok
+        try:
+            return tok[0] + json.loads(tok[1:])
+        except ValueError as e:
+            raise self._error(pos, f"bad quoted name {tok}: {e}") from None
 
     def _error(self, pos: int, msg: str) -> ParseError:
         line = self.text.count("\n", 0, pos) + 1
@@ -109,7 +124,11 @@ def _parse_value(t: _Tokens) -> Any:
     if kind == "number":
         return _number(tok)
     if kind == "string":
-        return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+        try:
+            return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+        except UnicodeDecodeError as e:
+            t.i -= 1
+            raise t.error(f"bad string {tok}: {e.reason}") from None
     if kind == "ident":
         if tok in ("true", "false"):
             return tok == "true"
@@ -132,9 +151,9 @@ def _parse_type(t: _Tokens) -> TensorType:
     shape: list[int] = []
     while not t.accept("]"):
         dim = t.expect_kind("number")
-        if not dim.isdigit():
+        if not dim.isdigit() or int(dim) > MAX_DIM:
             t.i -= 1
-            raise t.error(f"a dimension must be a non-negative integer, found {dim!r}")
+            raise t.error(f"a dimension must be an integer in [0, {MAX_DIM}], found {dim!r}")
         shape.append(int(dim))
         if not t.accept(","):
             t.expect("]")

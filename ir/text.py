@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,9 @@ from .types import QuantInfo, SparsityInfo, TensorType
 
 INLINE_LIMIT = 64
 """Constants with at most this many elements print their values inline."""
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+"""Value names written bare after % or @; any other name (e.g. ONNX's `gpu_0/data_0`) is quoted."""
 
 
 def format_float(x: float) -> str:
@@ -88,9 +93,14 @@ def format_type(t: TensorType) -> str:
     return s
 
 
+def format_name(name: str) -> str:
+    """A value name as written after its sigil: bare when plain, else a JSON string (`"gpu_0/data_0"`)."""
+    return name if PLAIN_NAME.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+
+
 def format_ref(v: Value) -> str:
-    """`%name` for a computed value, `@name` for a constant."""
-    return ("@" if v.is_constant else "%") + v.name
+    """`%name` for a computed value, `@name` for a constant (names that are not plain are quoted)."""
+    return ("@" if v.is_constant else "%") + format_name(v.name)
 
 
 def format_node(n: Node) -> str:
@@ -120,7 +130,7 @@ def _same_attr(a: Any, b: Any) -> bool:
 def format_constant(v: Value, constants: str = "full") -> str:
     """`const @w: f32[2,2] = [...]` (small), `= blob"<base64>"` (large), or an elided marker."""
     assert v.data is not None
-    head = f"const @{v.name}: {format_type(v.type)} = "
+    head = f"const {format_ref(v)}: {format_type(v.type)} = "
     flat = np.asarray(v.data).reshape(-1)
     if flat.size <= INLINE_LIMIT:
         if v.type.dtype.is_float:
@@ -138,7 +148,7 @@ def print_graph(g: Graph, constants: str = "full") -> str:
     """The whole graph as text; `constants` is "full" (round-trips) or "elide" (for reading)."""
     if constants not in ("full", "elide"):
         raise ValueError(f"constants must be 'full' or 'elide', got {constants!r}")
-    ins = ", ".join(f"%{v.name}: {format_type(v.type)}" for v in g.inputs)
+    ins = ", ".join(f"{format_ref(v)}: {format_type(v.type)}" for v in g.inputs)
     out_types = [format_type(v.type) for v in g.outputs]
     ret = out_types[0] if len(out_types) == 1 else "(" + ", ".join(out_types) + ")"
     lines = [f"graph {g.name}({ins}) -> {ret} {{"]

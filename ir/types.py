@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -95,8 +96,8 @@ class TensorType:
 
     @property
     def numel(self) -> int:
-        """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        """Number of elements (exact: no int64 wrap-around for huge shapes)."""
+        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:

@@ -2,6 +2,7 @@
 
 from . import builtin  # noqa: F401  (registers the built-in passes)
 from .base import PASSES, Pass, PassContext, PassRecord, PassResult, TargetRequiredError, register_pass
+from .bisect import BisectResult, PassStep, bisect
 from .fuse_epilogue import EPILOGUE_RULES, EpilogueRule
 from .fuse_patterns import FUSION_PATTERNS, fusion_pattern
 from .instruments import DumpIR, Instrument, NumericCheck, PassCheckError, PrintIRAfter, Timing, VerifyEach
@@ -12,9 +13,9 @@ DEFAULT_CLEANUP = "simplify,fold-constants,cse,fold-batchnorm,dce"
 """The default cleanup pipeline that `bench` and `runtime` use."""
 
 __all__ = [
-    "DEFAULT_CLEANUP", "EPILOGUE_RULES", "FUSION_PATTERNS", "PASSES", "Const", "DumpIR", "EpilogueRule", "Instrument",
-    "NumericCheck", "Op", "Pass", "PassCheckError", "PassContext", "PassRecord", "PassResult", "PipelineError",
-    "PrintIRAfter", "RewriteError", "Rewriter", "Rule", "RuleSet", "TargetRequiredError", "Timing", "Var",
-    "VerifyEach", "apply_rules", "commutations", "fusion_pattern", "make_pass", "op", "parse_pipeline", "register_pass",
-    "rules", "run_pipeline",
+    "DEFAULT_CLEANUP", "EPILOGUE_RULES", "FUSION_PATTERNS", "PASSES", "BisectResult", "Const", "DumpIR", "EpilogueRule",
+    "Instrument", "NumericCheck", "Op", "Pass", "PassCheckError", "PassContext", "PassRecord", "PassResult",
+    "PassStep", "PipelineError", "PrintIRAfter", "RewriteError", "Rewriter", "Rule", "RuleSet", "TargetRequiredError",
+    "Timing", "Var", "VerifyEach", "apply_rules", "bisect", "commutations", "fusion_pattern", "make_pass", "op",
+    "parse_pipeline", "register_pass", "rules", "run_pipeline",
 ]

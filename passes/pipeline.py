@@ -87,6 +87,11 @@ def describe_option_type(ftype: Any) -> str:
     return getattr(ftype, "__name__", str(ftype))
 
 
+def _option_fields(cls: type[Pass]) -> dict[str, dataclasses.Field]:
+    """The options of pass class `cls` (its dataclass fields) by name."""
+    return {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+
+
 def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
     """Instantiate the registered pass `name` from string options, checking every option."""
     if name not in PASSES:
@@ -94,7 +99,9 @@ def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
         raise PipelineError(f"unknown pass {name!r}; registered passes: {known}")
     cls = PASSES[name]
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    fields = _option_fields(cls)
+    if options and not fields:
+        raise PipelineError(f"pass {name!r} takes no options, but was given {', '.join(sorted(options))}")
     kwargs = {}
     for key, raw in (options or {}).items():
         if key not in fields:
@@ -125,7 +132,11 @@ def parse_pipeline(text: str) -> list[Pass]:
             if not item.endswith("}"):
                 raise PipelineError(f"pipeline item {item!r}: options must end with '}}'")
             name, body = item[:-1].split("{", 1)
-            opts = {}
+            if not name.strip():
+                raise PipelineError(f"pipeline {text!r}: pass {pos} has options {{{body}}} but no pass name")
+            if name.strip() in PASSES and not _option_fields(PASSES[name.strip()]):
+                raise PipelineError(f"pass {name.strip()!r} takes no options, but was given {{{body}}}")
+            opts: dict[str, str] = {}
             kvs = _split_top(body, ",")
             if len(kvs) > 1 and not kvs[-1].strip():
                 kvs = kvs[:-1]  # a trailing comma, as between passes
@@ -135,6 +146,8 @@ def parse_pipeline(text: str) -> list[Pass]:
                 if "=" not in kv:
                     raise PipelineError(f"pass {name.strip()!r}: option {kv.strip()!r} must be key=value")
                 k, v = kv.split("=", 1)
+                if k.strip() in opts:
+                    raise PipelineError(f"pass {name.strip()!r}: option {k.strip()!r} is given twice in {item!r}")
                 opts[k.strip()] = v.strip()
             passes.append(make_pass(name.strip(), opts))
         else:

@@ -50,6 +50,9 @@ def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert [n.op for n in ns["g5"].nodes] == [n.op for n in ns["g"].nodes]  # the ONNX round trip
     if minilm_ready:
         assert ns["cos"] > 0.9999
+    found = ns["found"]
+    assert (found.pass_name, found.pass_index, found.node_op) == ("relu-to-sigmoid", 3, "sigmoid")
+    assert found.node == next(n for n in ns["g"].nodes if n.op == "relu").outputs[0].name
 
 
 def test_readme_commands_match_ci() -> None:

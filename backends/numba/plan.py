@@ -142,8 +142,8 @@ class LowerCtx:
         return s.index
 
     def const(self, array: np.ndarray, name: str) -> int:
-        """A constant slot holding (a contiguous copy if needed of) `array`."""
-        a = np.ascontiguousarray(array)
+        """A constant slot holding (a contiguous copy if needed of) `array`, of the same shape (0-d stays 0-d)."""
+        a = np.ascontiguousarray(array).reshape(np.shape(array))
         return self._new("const", a.shape, a.dtype, name, array=a)
 
     def slot(self, v: Value) -> int:

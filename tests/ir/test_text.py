@@ -153,7 +153,7 @@ BAD_TEXTS = {
     "value count": (HEADER + "  return %x\n}\nconst @c: f32[3] = [1.0, 2.0]\n", 4, 20, "2 values"),
     "int range": (HEADER + "  return %x\n}\nconst @c: i8[2] = [1, 128]\n", 4, 19, "out of range"),
     "bad blob": (HEADER + '  return %x\n}\nconst @c: f32[2] = blob"AAA"\n', 4, 20, "bad blob"),
-    "bad dimension": ("graph g(%x: f32[2.5]) -> f32[2] {\n  return %x\n}\n", 1, 17, "non-negative integer"),
+    "bad dimension": ("graph g(%x: f32[2.5]) -> f32[2] {\n  return %x\n}\n", 1, 17, "an integer in [0, "),
     "twice defined": (HEADER + "  %y = relu(%x) : f32[2]\n  %y = relu(%x) : f32[2]\n  return %y\n}\n", 3, 3,
                       "defined twice"),
 }

@@ -133,3 +133,23 @@ def test_empty_pipeline_items_are_refused(text: str) -> None:
 
 def test_an_empty_pipeline_is_no_pass() -> None:
     assert parse_pipeline("") == [] and parse_pipeline("  ") == []
+
+
+@pytest.mark.parametrize("text", ["test-scale-outputs{times=2,times=3}",
+                                  "test-scale-outputs{factor=1, times=2 ,factor=1}"])
+def test_a_duplicated_option_is_refused(text: str) -> None:
+    with pytest.raises(PipelineError, match=r"option '(times|factor)' is given twice"):
+        parse_pipeline(text)
+
+
+@pytest.mark.parametrize("text", ["dce{x=1}", "cse,dce{}", "dce{ }"])
+def test_options_for_a_pass_without_options_are_refused(text: str) -> None:
+    with pytest.raises(PipelineError, match=r"pass 'dce' takes no options, but was given"):
+        parse_pipeline(text)
+    with pytest.raises(PipelineError, match=r"pass 'dce' takes no options, but was given x"):
+        make_pass("dce", {"x": "1"})
+
+
+def test_options_without_a_pass_name_are_refused() -> None:
+    with pytest.raises(PipelineError, match=r"pass 2 has options \{a=1\} but no pass name"):
+        parse_pipeline("dce,{a=1}")
