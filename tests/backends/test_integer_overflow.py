@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 from tensorsmith.backends import reference
-from tensorsmith.ir import GraphBuilder, TypeInferenceError, dtype_from_numpy, i32, u8
+from tensorsmith.ir import GraphBuilder, TypeInferenceError, dtype_from_numpy, f32, i32, u8
 from tensorsmith.ir.ops.integer import MAX_ACC_K
 from tensorsmith.ir.regions import make_region
 from tensorsmith.runtime.numba_exec import NumbaExecutable
@@ -127,3 +127,15 @@ def test_reduction_length_that_could_overflow_int32_is_refused() -> None:
     w = g.const(np.zeros((1, MAX_ACC_K + 1), np.int8), "w")
     with pytest.raises((TypeInferenceError, ValueError), match="int32 accumulator may overflow"):
         g.op("qlinear", v, xs, xz, w, g.const(np.ones(1, np.float32), "ws"))
+
+
+@pytest.mark.parametrize("dt", ["i32", "i64", "i8", "u8"])
+def test_float_to_integer_cast_of_nan_inf_and_out_of_range_matches_the_reference(dt: str) -> None:
+    """Not defined by the IR (C's conversion): both backends give the host's conversion, numpy's astype."""
+    x = np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 1e20, 2.7, -2.7, 300, -300] * 3, np.float32)
+    g = GraphBuilder("cast")
+    g.output(g.op("cast", g.input("x", f32[x.shape]), dtype=dt))
+    graph = g.build()
+    ref, got = _both(graph, {"x": x})
+    for k in ref:
+        assert_array_equal(got[k], ref[k])
