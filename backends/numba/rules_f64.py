@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...backends.reference import evaluate_node
 from ...ir.graph import Node
 from ...ir.regions import region_anchor, region_body
+from ..reference import evaluate_node
 from .plan import LowerCtx
 from .registry import NUMBA_LOWERINGS
 
