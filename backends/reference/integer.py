@@ -85,6 +85,7 @@ def finish(node: Node, acc: np.ndarray, x_scale: np.ndarray, w_scale: np.ndarray
     if s_out.size > 1:
         s_out, zp_out = s_out.reshape(shape), zp_out.reshape(shape)
     q = np.rint((y / s_out).astype(np.float32)) + zp_out
+    q = np.where(np.isnan(q), zp_out, q)  # a NaN y (from a NaN bias or scale) requantizes to the zero point
     return np.clip(q, info.min, info.max).astype(dt)
 
 

@@ -79,6 +79,19 @@ def _attention(b: GraphBuilder, x: Value) -> Value:
     return b.attention(x, b.const(_w(2, 6, 16), "k"), b.const(_w(2, 6, 16), "v"), b.const(mask, "mask"), heads=2)
 
 
+def _dynamic_qlinear(out: str) -> Build:
+    """quantize-dynamic then qlinear, whose bias holds NaN and infinities (a requantized or f32 output)."""
+    def build(b: GraphBuilder, x: Value) -> Value:
+        q, s, z = b.op_multi("quantize-dynamic", x, granularity="row")
+        w = b.const(RNG.integers(-128, 128, (12, 16), dtype=np.int8), "w")
+        bias = _w(12)
+        bias[[1, 5, 9]] = FAULTS
+        attrs = {} if out == "f32" else {"out_scale": [0.05], "out_zero_point": [100]}
+        return b.op("qlinear", q, s, z, w, b.const(np.full(12, 0.01, np.float32), "ws"), b.const(bias, "bias"),
+                    dtype=out, **attrs)
+    return build
+
+
 NCHW = (2, 3, 6, 6)
 ROWS = (8, 16)
 CASES: dict[str, tuple[str, Callable[[], Graph], tuple[int, ...], str]] = {
@@ -135,6 +148,8 @@ CASES: dict[str, tuple[str, Callable[[], Graph], tuple[int, ...], str]] = {
     "quantize-u8": ("integer", _one(lambda b, x: b.quantize(x, 0.05, 128, dtype="u8"), ROWS), ROWS, "spread"),
     "quantize-dynamic": ("integer", _one(lambda b, x: b.op_multi("quantize-dynamic", x, granularity="row")[0],
                                          ROWS), ROWS, "row"),
+    "qlinear-f32": ("integer", _one(_dynamic_qlinear("f32"), ROWS), ROWS, "row"),
+    "qlinear-requantized": ("integer", _one(_dynamic_qlinear("u8"), ROWS), ROWS, "row"),
 }
 
 
