@@ -2,7 +2,7 @@
 
 from .bert_loader import load_bert
 from .builder import BuildError, GraphBuilder
-from .dtypes import DTYPES, DType, bf16, boolean, dtype_from_name, dtype_from_numpy, f16, f32, i4, i8, i32, i64, u8
+from .dtypes import DTYPES, DType, bf16, boolean, dtype_from_name, dtype_from_numpy, f16, f32, f64, i4, i8, i32, i64, u8
 from .equality import assert_graphs_equal, graph_difference, graphs_equal
 from .graph import Graph, Node, Value
 from .input_check import InputError
@@ -19,7 +19,7 @@ __all__ = [
     "DTYPES", "OPS", "Attr", "BuildError", "DType", "ExecutionError", "Graph", "GraphBuilder",
     "InputError", "Interpreter", "Node", "OpDef", "ParseError", "QuantInfo", "SparsityInfo",
     "TensorType", "TypeInferenceError", "Value", "VerificationError", "assert_graphs_equal",
-    "bf16", "boolean", "dead_nodes", "dtype_from_name", "dtype_from_numpy", "f16", "f32", "format_node",
+    "bf16", "boolean", "dead_nodes", "dtype_from_name", "dtype_from_numpy", "f16", "f32", "f64", "format_node",
     "format_type", "from_onnx", "get_op", "graph_difference", "graphs_equal", "i4", "i8", "i32", "i64",
     "infer_types", "lint", "load_bert", "parse", "print_graph", "register_op", "to_onnx", "u8", "verify",
 ]

@@ -22,11 +22,11 @@ class BuildError(ValueError):
 
 
 def as_constant_array(arr: Any, like: DType | None = None) -> np.ndarray:
-    """`arr` as an array with an IR dtype: float64 becomes f32, Python scalars take `like`."""
+    """`arr` as an array with an IR dtype: float64 becomes f32 (unless `like` is f64), Python scalars take `like`."""
     if isinstance(arr, (int, float)) and not isinstance(arr, bool) and like is not None:
         return np.asarray(arr, dtype=like.np_dtype)
     a = np.asarray(arr)
-    if a.dtype == np.float64:
+    if a.dtype == np.float64 and (like is None or like.name != "f64"):
         a = a.astype(np.float32)
     dtype_from_numpy(a.dtype)  # raises for dtypes without an IR dtype
     return a
@@ -110,13 +110,11 @@ class GraphBuilder:
         return v
 
     def const(self, array: Any, name: str | None = None, dtype: DType | None = None) -> Value:
-        """A constant holding `array` (float64 becomes f32; `dtype` casts explicitly)."""
+        """A constant holding `array` (float64 becomes f32; `dtype` casts explicitly, from the array as given)."""
         return self._constant(array, name, "c", dtype)
 
     def _constant(self, array: Any, name: str | None, auto: str, dtype: DType | None = None) -> Value:
-        a = as_constant_array(array)
-        if dtype is not None:
-            a = a.astype(dtype.np_dtype)
+        a = as_constant_array(array) if dtype is None else np.asarray(array).astype(dtype.np_dtype)
         a = np.array(a, copy=True, order="C")
         label = f"a constant {dtype_from_numpy(a.dtype)}{list(a.shape)}"
         return Value(self._claim(name, auto, label), TensorType(a.shape, dtype_from_numpy(a.dtype)), a)

@@ -41,6 +41,7 @@ class DType:
         return self.bits
 
 
+f64 = DType("f64", np.dtype(np.float64), 64, True, True)
 f32 = DType("f32", np.dtype(np.float32), 32, True, True)
 f16 = DType("f16", np.dtype(np.float16), 16, True, True)
 bf16 = DType("bf16", np.dtype(ml_dtypes.bfloat16), 16, True, True)
@@ -51,7 +52,7 @@ u8 = DType("u8", np.dtype(np.uint8), 8, False, False)
 i4 = DType("i4", np.dtype(ml_dtypes.int4), 4, False, True)
 boolean = DType("bool", np.dtype(np.bool_), 8, False, False)
 
-DTYPES: dict[str, DType] = {d.name: d for d in (f32, f16, bf16, i64, i32, i8, u8, i4, boolean)}
+DTYPES: dict[str, DType] = {d.name: d for d in (f64, f32, f16, bf16, i64, i32, i8, u8, i4, boolean)}
 _BY_NUMPY: dict[np.dtype, DType] = {d.np_dtype: d for d in DTYPES.values()}
 
 
@@ -64,7 +65,7 @@ def dtype_from_name(name: str) -> DType:
 
 
 def dtype_from_numpy(dt: np.dtype | type) -> DType:
-    """The DType stored as numpy dtype `dt`; float64 and int64 are not narrowed here."""
+    """The DType stored as numpy dtype `dt` (float64 is f64 here; GraphBuilder.const narrows it to f32)."""
     dt = np.dtype(dt)
     if dt in _BY_NUMPY:
         return _BY_NUMPY[dt]

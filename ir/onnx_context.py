@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .dtypes import DType, bf16, boolean, dtype_from_numpy, f16, f32, i4, i8, i32, i64, u8
+from .dtypes import DType, bf16, boolean, dtype_from_numpy, f16, f32, f64, i4, i8, i32, i64, u8
 from .graph import Node, Value
 from .onnx_fold import FOLD_RULES
 from .ops import TypeInferenceError, get_op
@@ -44,6 +44,7 @@ class UnsupportedError(Exception):
 
 
 ONNX_TO_IR: dict[int, DType] = {
+    onnx.TensorProto.DOUBLE: f64,
     onnx.TensorProto.FLOAT: f32,
     onnx.TensorProto.FLOAT16: f16,
     onnx.TensorProto.BFLOAT16: bf16,

@@ -52,7 +52,7 @@ def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, sw, bias, out):  # t
 
 @subkernel(fastmath=False)
 def requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untyped-def]
-    """q[m0:m1, c0:c1] = clamp(rint(y / s_out[n]) + zp_out[n]) to q's integer range (half to even)."""
+    """q[m0:m1, c0:c1] = clamp(rint(y / s_out[n]) + zp_out[n]) to q's integer range (half to even); NaN to zp_out."""
     lo, hi = qbounds(q)
     flo, fhi = np.float32(lo), np.float32(hi)
     for r in range(m0, m1):
@@ -60,6 +60,7 @@ def requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untype
         qr = q[r]
         for n in range(c0, c1):
             v = np.float32(np.rint(np.float32(yr[n] / s_out[n]))) + np.float32(zp_out[n])
+            v = np.float32(zp_out[n]) if v != v else v
             qr[n] = min(max(v, flo), fhi)
 
 

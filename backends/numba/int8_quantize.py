@@ -5,7 +5,8 @@ lo = min(0, min x), hi = max(0, max x); scale = (hi - lo) / 255, or 1 when hi ==
 zero_point = round(clamp(0 - lo / scale, 0, 255)); q = clamp(round(x / scale) + zero_point, 0, 255).
 Rounding is half to even (np.rint), saturation clamps to [0, 255]; the division is a true
 division (the kernels are compiled without fast-math, so it never becomes a reciprocal multiply).
-NaN inputs are not defined. Columns K..Kp (padding to the micro-kernel's K multiple) are written 0.
+The range is that of the finite values (NaN and infinities left out); NaN quantizes to the zero point and
+infinities saturate to 0 or 255. Columns K..Kp (padding to the micro-kernel's K multiple) are written 0.
 Scales (f32) and zero points (i32) are always per row: the per-tensor kernel repeats its one pair.
 """
 
@@ -32,22 +33,25 @@ def qparams(lo, hi):  # type: ignore[no-untyped-def]
 
 @helper(fastmath=False)
 def row_range(row):  # type: ignore[no-untyped-def]
-    """(min(0, min row), max(0, max row)) in float32."""
+    """(min(0, min row), max(0, max row)) in float32, over the finite values (NaN and infinities left out)."""
     lo = np.float32(0.0)
     hi = np.float32(0.0)
     for j in range(row.shape[0]):
-        lo = min(lo, row[j])
-        hi = max(hi, row[j])
+        v = row[j]
+        if v - v == 0:  # finite
+            lo = min(lo, v)
+            hi = max(hi, v)
     return lo, hi
 
 
 @helper(fastmath=False)
 def quantize_row(row, q, scale, zp):  # type: ignore[no-untyped-def]
-    """q[:K] = clamp(rint(row / scale) + zp, 0, 255); q[K:] = 0."""
+    """q[:K] = clamp(rint(row / scale) + zp, 0, 255), NaN to zp (infinities saturate); q[K:] = 0."""
     k = row.shape[0]
     fz = np.float32(zp)
     for j in range(k):
         v = np.float32(np.rint(np.float32(row[j] / scale))) + fz
+        v = fz if v != v else v
         q[j] = np.uint8(min(max(v, np.float32(QMIN)), np.float32(QMAX)))
     for j in range(k, q.shape[0]):
         q[j] = 0

@@ -22,8 +22,8 @@ FASTMATH = frozenset({"contract", "reassoc", "nsz", "arcp"})
 
 JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-SUPPORTED_DTYPES = frozenset({"f32", "i64", "i32", "i8", "u8", "bool"})
-"""IR dtypes the Numba kernels compute with."""
+SUPPORTED_DTYPES = frozenset({"f64", "f32", "i64", "i32", "i8", "u8", "bool"})
+"""IR dtypes the Numba kernels compute with (f64 on dtype-generic kernels, else the reference rule: rules_f64)."""
 
 STORAGE_DTYPES = frozenset({"f16", "bf16"})
 """IR dtypes that are only stored and moved (as 16-bit patterns) and converted by cast."""

@@ -70,7 +70,7 @@ def gather(data, idx, out):  # type: ignore[no-untyped-def]
 
 @twin
 def quantize(x, scale, zp, lo, hi, out):  # type: ignore[no-untyped-def]
-    """out[a, c, b] = clip(rint(x / scale[c]) + zp[c], lo, hi) on [A, C, B] arrays."""
+    """out[a, c, b] = clip(rint(x / scale[c]) + zp[c], lo, hi) on [A, C, B] arrays; NaN becomes zp[c]."""
     na, nc, nb = x.shape
     for t in prange(na * nc):
         a = t // nc
@@ -81,6 +81,7 @@ def quantize(x, scale, zp, lo, hi, out):  # type: ignore[no-untyped-def]
         o = out[a, c]
         for j in range(nb):
             q = np.float64(np.rint(xr[j] / s)) + z
+            q = z if q != q else q
             q = lo if q < lo else q
             o[j] = hi if q > hi else q
 

@@ -26,7 +26,7 @@ INT_UNARY_CODES = {"relu": 0, "neg": 1, "abs": 2, "clip": 3, "copy": 4}
 
 
 def ir_div(a, b):  # type: ignore[no-untyped-def]
-    """The IR's division: true division for floats, truncation toward zero for integers."""
+    """The IR's division: true division for floats, truncation toward zero for integers (min / -1 wraps to min)."""
     raise NotImplementedError("only callable from Numba kernels")
 
 
@@ -36,6 +36,8 @@ def _ir_div(a, b):  # type: ignore[no-untyped-def]
         def impl(a, b):  # type: ignore[no-untyped-def]
             if b == 0:
                 return a - a
+            if b == -1:  # min // -1 overflows: numpy wraps it to min, as negation does
+                return -a
             q = a // b
             return q + 1 if (q * b != a and (a < 0) != (b < 0)) else q
         return impl

@@ -20,6 +20,7 @@ from .cpu_features import best_int8_path, check_int8_path
 from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
 from .registry import NUMBA_LOWERINGS
+from .rules_f64 import lower_node
 
 DEFAULT_PARALLEL_THRESHOLD = 1 << 14
 """Kernels doing less work than this (about one unit per element; products count flops / 32) run their
@@ -73,7 +74,7 @@ def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, in
     for node in graph.nodes:
         ctx.node = node
         try:
-            NUMBA_LOWERINGS[node.op](ctx, node)
+            lower_node(ctx, node)
         except NumbaLoweringError:
             raise
         except Exception as e:  # noqa: BLE001 - re-raised naming the node

@@ -45,8 +45,8 @@ def _unary(ctx: LowerCtx, node: Node) -> None:
     fx, fo = ctx.flat_of(ctx.arg(x)), ctx.flat_of(out)
     name = "gelu_tanh" if node.op == "gelu" and node.attrs.get("approximate") == "tanh" else node.op
     if dt.kind == "f":
-        lo = np.float32(node.attrs.get("min", -np.inf))
-        hi = np.float32(node.attrs.get("max", np.inf))
+        lo = dt.type(node.attrs.get("min", -np.inf))
+        hi = dt.type(node.attrs.get("max", np.inf))
         ctx.emit(f"unary_{name}", float_unary, Lit(FLOAT_UNARY_CODES[name]), fx, fo, Lit(lo), Lit(hi),
                  writes=(out,), work=n * (8 if name in FLOAT_ONLY else 1))
         return

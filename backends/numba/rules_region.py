@@ -16,9 +16,10 @@ from ...ir.graph import Node, Value
 from ...ir.regions import region_anchor, region_body
 from .epilogue import Epilogue, accepts_epilogue, epilogue_from_region
 from .plan import LowerCtx
-from .registry import NUMBA_LOWERINGS, lowers
+from .registry import lowers
 from .rules_conv import lower_conv
 from .rules_dense import lower_product
+from .rules_f64 import lower_node
 from .rules_integer import lower_qconv, lower_qproduct
 from .rules_region_elementwise import lower_elementwise_region
 
@@ -49,7 +50,7 @@ def lower_equations(ctx: LowerCtx, equations: list[Node]) -> None:
     """Lower body equations one by one through their own rules."""
     for eq in equations:
         ctx.node = eq
-        NUMBA_LOWERINGS[eq.op](ctx, eq)
+        lower_node(ctx, eq)
 
 
 def lower_body_equations(ctx: LowerCtx, node: Node) -> None:

@@ -38,10 +38,12 @@ def _quantize_dynamic(node: Node, xs: Arrays) -> list[np.ndarray]:
     flat = x.reshape(rows, -1)
     if flat.shape[1] == 0:
         lo = hi = np.zeros(rows, np.float32)
-    else:
-        lo, hi = flat.min(axis=1), flat.max(axis=1)
+    else:  # the range of the finite values: NaN and infinities left out (the range includes 0 anyway)
+        finite = np.where(np.isfinite(flat), flat, np.float32(0))
+        lo, hi = finite.min(axis=1), finite.max(axis=1)
     scale, zp = dynamic_qparams(lo, hi)
     q = np.rint((flat / scale[:, None]).astype(np.float32)) + zp[:, None].astype(np.float32)
+    q = np.where(np.isnan(q), zp[:, None].astype(np.float32), q)  # NaN to the zero point; infinities saturate
     return [np.clip(q, 0, U8_MAX).astype(np.uint8).reshape(x.shape), scale, zp]
 
 
@@ -83,6 +85,7 @@ def finish(node: Node, acc: np.ndarray, x_scale: np.ndarray, w_scale: np.ndarray
     if s_out.size > 1:
         s_out, zp_out = s_out.reshape(shape), zp_out.reshape(shape)
     q = np.rint((y / s_out).astype(np.float32)) + zp_out
+    q = np.where(np.isnan(q), zp_out, q)  # a NaN y (from a NaN bias or scale) requantizes to the zero point
     return np.clip(q, info.min, info.max).astype(dt)
 
 

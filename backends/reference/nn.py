@@ -217,6 +217,7 @@ def _quantize(node: Node, xs: Arrays) -> np.ndarray:
     dt = out_dtype(node)
     info = np.iinfo(dt)
     q = np.rint(x / scale) + zp
+    q = np.where(np.isnan(q), zp, q)  # NaN quantizes to the zero point; infinities saturate
     return np.clip(q, info.min, info.max).astype(dt)
 
 
