@@ -143,7 +143,9 @@ class LowerCtx:
 
     def const(self, array: np.ndarray, name: str) -> int:
         """A constant slot holding (a contiguous copy if needed of) `array`, of the same shape (0-d stays 0-d)."""
-        a = np.ascontiguousarray(array).reshape(np.shape(array))
+        a = np.ascontiguousarray(array)
+        if a.shape != np.shape(array):  # ascontiguousarray makes a 0-d array 1-d
+            a = a.reshape(np.shape(array))
         return self._new("const", a.shape, a.dtype, name, array=a)
 
     def slot(self, v: Value) -> int:

@@ -24,6 +24,7 @@ from tensorsmith.ir import (
 from tensorsmith.ir.exits import exit_nodes, exit_segments, select_node
 from tensorsmith.ir.onnx_export import OnnxExportError
 
+from .refcase import covers, mark_ran
 from .sample_exits import exit_mlp
 
 GOLDEN = Path(__file__).parent / "golden" / "early_exit.ir"
@@ -40,28 +41,34 @@ def one_exit(head: np.ndarray, criterion: str, threshold: float = 0.0, patience:
     out, taken = b.exit_select(h, list(zip([*es, h], fires)), name="y")
     b.output(out, taken)
     ins = {"h": head, **{f"e{i}": e for i, e in enumerate(earlier)}}
-    return reference.run(b.build(), ins, keep=True)["fire"]
+    g = b.build()
+    mark_ran(g)
+    return reference.run(g, ins, keep=True)["fire"]
 
 
 # ---- reference semantics, worked by hand -----------------------------------------------------------------
+@covers("exit")
 def test_max_prob_fires_where_the_largest_softmax_reaches_the_threshold() -> None:
     head = np.array([[0.0, 0.0], [np.log(3.0), 0.0], [5.0, -5.0]], np.float32)  # max prob 0.5, 0.75, ~1
     assert_array_equal(one_exit(head, "max-prob", 0.75), [False, True, True])
     assert_array_equal(one_exit(head, "max-prob", 0.0), [True, True, True])
 
 
+@covers("exit")
 def test_entropy_fires_at_or_below_the_threshold_in_nats() -> None:
     head = np.array([[0.0, 0.0, 0.0, 0.0], [30.0, 0.0, 0.0, 0.0]], np.float32)  # ln 4 = 1.386, ~0
     assert_array_equal(one_exit(head, "entropy", 1.38), [False, True])
     assert_array_equal(one_exit(head, "entropy", 1.39), [True, True])
 
 
+@covers("exit")
 def test_margin_is_top1_minus_top2_of_the_softmax() -> None:
     head = np.array([[np.log(6.0), np.log(3.0), 0.0], [0.0, 0.0, 0.0]], np.float32)  # 0.6 - 0.3, 0
     assert_array_equal(one_exit(head, "margin", 0.29), [True, False])
     assert_array_equal(one_exit(head, "margin", 0.31), [False, False])
 
 
+@covers("exit")
 def test_patience_needs_the_argmax_of_the_last_heads_to_agree() -> None:
     e0 = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
     e1 = np.array([[1, 0], [0, 1], [0, 1]], np.float32)
@@ -71,6 +78,7 @@ def test_patience_needs_the_argmax_of_the_last_heads_to_agree() -> None:
     assert_array_equal(one_exit(h, "patience", patience=1), [True, True, True])
 
 
+@covers("exit")
 def test_cosine_compares_with_the_last_earlier_head() -> None:
     e = np.array([[1, 0], [1, 0], [0, 0]], np.float32)
     h = np.array([[2, 0], [1, 1], [1, 1]], np.float32)  # cosine 1, 0.707, 0 (zero vector)
@@ -78,8 +86,10 @@ def test_cosine_compares_with_the_last_earlier_head() -> None:
     assert_array_equal(one_exit(h, "cosine", 0.8, earlier=(e,)), [True, False, False])
 
 
+@covers("exit_select")
 def test_exit_select_takes_the_first_exit_that_fired() -> None:
     g = exit_mlp(6)
+    mark_ran(g)
     vals = reference.run(g, {"x": np.random.default_rng(1).standard_normal((6, 8)).astype(np.float32)}, keep=True)
     f0, f1 = vals["fire0"], vals["fire1"]
     want_taken = np.where(f0, 0, np.where(f1, 1, 2))

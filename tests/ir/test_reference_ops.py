@@ -5,6 +5,7 @@ from __future__ import annotations
 from tensorsmith.ir import OPS
 
 from . import (  # noqa: F401  (importing the modules registers their tests in COVERED)
+    test_exits,
     test_reference_attention,
     test_reference_conv_pool,
     test_reference_elementwise,

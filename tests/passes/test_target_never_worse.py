@@ -35,4 +35,4 @@ def test_a_layer_the_target_would_run_slower_quantized_stays_f32() -> None:
     out = run_pipeline(graph, "quantize{precision=auto}", ctx=ctx)
     assert estimate(out, "npu-edge").total.latency_s <= estimate(graph, "npu-edge").total.latency_s
     assert [n.op for n in out.nodes] == [n.op for n in graph.nodes]
-    assert "kept for npu-edge" in ctx.report()
+    assert "kept for npu-edge" in ctx.report(details=True)
