@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,7 @@ class NumbaExecutable(Executable):
         self.arena: ArenaPlan = plan_arena(buffers)
         self._inputs = [(name, slot) for name, slot in self.plan.inputs]
         self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
+        self._output_slots = [slot for _, slot in self.plan.outputs]
         self._uses_blas = any(s.blas for s in self.plan.steps)
         self._owner = threading.get_ident()
         self._main = self._bind()
@@ -204,6 +205,24 @@ class NumbaExecutable(Executable):
         else:
             self._execute(env, bound)
         return env
+
+    def run_checked(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run once on inputs already checked: one C-contiguous array of the declared dtype and shape per graph
+        input, in the graph's input order (not verified here). Returns the outputs in `plan.outputs` order as
+        views into this thread's arena, valid until its next run: the lean call of a runtime feeding its own
+        arrays (the early-exit segments)."""
+        bound = self._binding()
+        env = list(bound.template)
+        for (_, slot), a in zip(self._inputs, arrays):
+            env[slot] = a
+        for slot, shape, dt in self._allocs:
+            env[slot] = np.empty(shape, dt)
+        if self._uses_blas:
+            with single_threaded_blas():
+                self._execute(env, bound)
+        else:
+            self._execute(env, bound)
+        return [env[slot] for slot in self._output_slots]
 
     def run_views(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once; outputs are views into this thread's arena, valid until its next run (no copy).
