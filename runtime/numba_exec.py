@@ -65,7 +65,9 @@ class NumbaExecutable(Executable):
         self._inputs = [(name, slot) for name, slot in self.plan.inputs]
         self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
         self._output_slots = [slot for _, slot in self.plan.outputs]
-        self._uses_blas = any(s.blas for s in self.plan.steps)
+        # scipy's BLAS is held at one thread while kernels may spread BLAS calls over Numba's threads: never for a
+        # plan lowered with one thread (serial twins only), where the hold would cost ~10 us per run
+        self._uses_blas = num_threads() > 1 and any(s.blas for s in self.plan.steps)
         self._owner = threading.get_ident()
         self._main = self._bind()
         self._local = threading.local()

@@ -14,8 +14,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import numba
-
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
 
@@ -47,13 +45,9 @@ def controlled() -> bool:
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Run the body with scipy's BLAS at one thread (nesting-safe, restores on exit).
-
-    Nothing to hold where this thread runs Numba with one thread: no `prange` then spreads BLAS calls over
-    threads, and setting BLAS's thread count twice costs about 10 us, as much as a small model's whole run.
-    """
+    """Run the body with scipy's BLAS at one thread (nesting-safe, restores on exit)."""
     libs = _controllers()
-    if not libs or numba.get_num_threads() == 1:
+    if not libs:
         yield
         return
     with _LOCK:
