@@ -5,7 +5,10 @@ still needed (numpy fancy indexing) and segment k + 1 runs on the rows left, pad
 power of two, at most B. Each (segment, bucket) is lowered and planned once, lazily on first use, and cached,
 with an arena of its own (per thread, as every NumbaExecutable). The compacted rows occupy the first r rows of
 the bucket's input; the padding rows repeat the first of them and their results are dropped (every node run
-on part of the batch keeps rows apart: `ir/exit_rows.py`). See docs/early-exit.md.
+on part of the batch keeps rows apart: `ir/exit_rows.py`). While every row is still in, nothing is copied: when no
+row fires at an exit the next segment reads the previous one's arena outputs in place on the whole batch, and when
+every row fires the run stops there. The per-segment feeds are precomputed (`Program`), and segments are called
+through `NumbaExecutable.run_checked`, which skips the input checks. See docs/early-exit.md.
 """
 
 from __future__ import annotations
