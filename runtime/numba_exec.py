@@ -6,7 +6,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,10 @@ class NumbaExecutable(Executable):
         self.arena: ArenaPlan = plan_arena(buffers)
         self._inputs = [(name, slot) for name, slot in self.plan.inputs]
         self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
-        self._uses_blas = any(s.blas for s in self.plan.steps)
+        self._output_slots = [slot for _, slot in self.plan.outputs]
+        # scipy's BLAS is held at one thread while kernels may spread BLAS calls over Numba's threads: never for a
+        # plan lowered with one thread (serial twins only), where the hold would cost ~10 us per run
+        self._uses_blas = num_threads() > 1 and any(s.blas for s in self.plan.steps)
         self._parallel = any(s.kernel.endswith("[par]") for s in self.plan.steps)
         self._owner = threading.get_ident()
         self._main = self._bind()
@@ -213,13 +216,20 @@ class NumbaExecutable(Executable):
             self._execute(env, bound)
         return env
 
-    def run_views(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once; outputs are views into this thread's arena, valid until its next run (no copy).
-
-        With `outputs_in_arena` the run allocates no array: inputs are read in place when C-contiguous.
-        """
-        env = self._run_env(inputs)
-        return {name: env[slot] for name, slot in self.plan.outputs}
+    def run_checked(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run once on inputs already checked: one C-contiguous array of the declared dtype and shape per graph
+        input, in the graph's input order (not verified here). Returns the outputs in `plan.outputs` order as
+        views into this thread's arena, valid until its next run: the lean call of a runtime feeding its own
+        arrays (the early-exit segments)."""
+        bound = self._binding()
+        env = list(bound.template)
+        for (_, slot), a in zip(self._inputs, arrays):
+            env[slot] = a
+        for slot, shape, dt in self._allocs:
+            env[slot] = np.empty(shape, dt)
+        with self._sized_pool(), (single_threaded_blas() if self._uses_blas else contextlib.nullcontext()):
+            self._execute(env, bound)
+        return [env[slot] for slot in self._output_slots]
 
     @contextlib.contextmanager
     def _sized_pool(self) -> Iterator[None]:

@@ -5,7 +5,10 @@ still needed (numpy fancy indexing) and segment k + 1 runs on the rows left, pad
 power of two, at most B. Each (segment, bucket) is lowered and planned once, lazily on first use, and cached,
 with an arena of its own (per thread, as every NumbaExecutable). The compacted rows occupy the first r rows of
 the bucket's input; the padding rows repeat the first of them and their results are dropped (every node run
-on part of the batch keeps rows apart: `ir/exit_rows.py`). See docs/early-exit.md.
+on part of the batch keeps rows apart: `ir/exit_rows.py`). While every row is still in, nothing is copied: when no
+row fires at an exit the next segment reads the previous one's arena outputs in place on the whole batch, and when
+every row fires the run stops there. The per-segment feeds are precomputed (`Program`), and segments are called
+through `NumbaExecutable.run_checked`, which skips the input checks. See docs/early-exit.md.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,30 +86,65 @@ def fit_rows(ws: Workspace, v: Value, a: np.ndarray, rows: int, bucket: int, m: 
     return view
 
 
+@dataclass(frozen=True)
+class Program:
+    """One segment compiled for one bucket of rows, with its inputs and outputs as positions in a run's values."""
+
+    exe: NumbaExecutable
+    feed: list[tuple[int, int | None, Value]]
+    """Per input of the executable, in its order: position in the run's values, m (None: not batch-carrying)."""
+    outputs: list[int]
+    """Per output of the executable, in its order: position in the run's values."""
+    kernels: int
+
+
 class SegmentPrograms:
     """One segment's executables, one per bucket of rows, compiled on first use and cached."""
 
-    def __init__(self, plan: ExitPlan, seg: Segment, options: dict[str, Any]) -> None:
+    def __init__(self, plan: ExitPlan, seg: Segment, options: dict[str, Any], positions: dict[str, int]) -> None:
         self.plan = plan
         self.seg = seg
         self.options = options
+        self.positions = positions
         self.by_rows: dict[int, NumbaExecutable] = {}
+        self.programs: dict[int, Program] = {}
         self.compile_seconds: dict[int, float] = {}
+        self._values = {v.name: v for v in seg.inputs}
         self._lock = threading.Lock()
 
     def get(self, rows: int) -> NumbaExecutable:
         """The executable for `rows` batch rows (compiled now if it is the first run with that many)."""
-        exe = self.by_rows.get(rows)
-        if exe is None:
+        return self.program(rows).exe
+
+    def program(self, rows: int) -> Program:
+        """The Program for `rows` batch rows (compiled now if it is the first run with that many)."""
+        got = self.programs.get(rows)
+        if got is None:
             with self._lock:
-                exe = self.by_rows.get(rows)
-                if exe is None:
-                    t0 = time.perf_counter()
-                    exe = NumbaExecutable(segment_graph(self.plan, self.seg, rows), outputs_in_arena=True,
-                                          **self.options)
-                    self.compile_seconds[rows] = time.perf_counter() - t0
-                    self.by_rows[rows] = exe
-        return exe
+                got = self.programs.get(rows)
+                if got is None:
+                    got = self.programs[rows] = self._compile(rows)
+        return got
+
+    def _compile(self, rows: int) -> Program:
+        t0 = time.perf_counter()
+        exe = NumbaExecutable(segment_graph(self.plan, self.seg, rows), outputs_in_arena=True, **self.options)
+        self.compile_seconds[rows] = time.perf_counter() - t0
+        self.by_rows[rows] = exe
+        feed = [(self.positions[v.name], self.plan.rows.rows.get(id(self._values[v.name])), self._values[v.name])
+                for v in exe.graph.inputs]
+        outs = [self.positions[name] for name, _ in exe.plan.outputs]
+        return Program(exe, feed, outs, exe.stats["kernels"])
+
+
+def value_positions(plan: ExitPlan, segments: list[Segment]) -> dict[str, int]:
+    """A position in a run's list of values for every value passed between segments, the runtime and the caller."""
+    names: dict[str, int] = {}
+    values = [v for s in segments for v in s.inputs + s.outputs] + list(plan.graph.inputs) + list(plan.select.inputs)
+    values += list(plan.select.outputs) + [v for v in plan.graph.outputs if v.data is None]
+    for v in values:
+        names.setdefault(v.name, len(names))
+    return names
 
 
 class NumbaExitExecutable(Executable):
@@ -114,13 +153,27 @@ class NumbaExitExecutable(Executable):
     def __init__(self, graph: Graph, **options: Any) -> None:
         t0 = time.perf_counter()
         self.plan = plan_exits(graph)
-        self.segments = [SegmentPrograms(self.plan, s, options) for s in plan_segments(self.plan)]
+        segments = plan_segments(self.plan)
+        self._pos = value_positions(self.plan, segments)
+        self.segments = [SegmentPrograms(self.plan, s, options, self._pos) for s in segments]
         for programs in self.segments:  # the path where no row leaves early is compiled up front
             programs.get(self.plan.batch)
         super().__init__(graph, "numba", time.perf_counter() - t0)
         self._counters = ExitCounters(self.stats, len(self.plan.exits))
         self._local = threading.local()
-        self.stats["segments"] = [len(s.nodes) for s in plan_segments(self.plan)]
+        self.stats["segments"] = [len(s.nodes) for s in segments]
+        n = len(self.plan.exits)
+        pos = self._pos
+        self._main = [p for p in self.segments if p.seg.index <= n]
+        self._post = next((p for p in self.segments if p.seg.index == n + 1), None)
+        self._fire_head = [(pos[ex.outputs[0].name], pos[ex.inputs[0].name]) for ex in self.plan.exits]
+        self._compact = [[(pos[v.name], self.plan.rows_of(v), v) for v in vs] for vs in self.plan.compact_after]
+        self._inputs = [(v, pos[v.name]) for v in graph.inputs]
+        self._final = pos[self.plan.select.inputs[0].name]
+        self._select = (pos[self.plan.select.outputs[0].name], pos[self.plan.select.outputs[1].name])
+        self._outputs = [(v.name, v.data, pos.get(v.name)) for v in graph.outputs]
+        t = self.plan.select.outputs[0].type
+        self._out_type = (t.shape, t.dtype.np_dtype)
 
     def compile_buckets(self) -> None:
         """Compile every bucket of every later segment now (else each compiles on the first run that needs it)."""
@@ -148,58 +201,82 @@ class NumbaExitExecutable(Executable):
 
     def _run(self, inputs: Inputs, timings: list[NodeProfile] | None = None, cast: bool = False
              ) -> tuple[dict[str, np.ndarray], list[int], int]:
+        """One run. While every row is still in (`live` is None) nothing is compacted or padded: the later segments
+        run on the whole batch in place; rows are compacted only at an exit where some but not all of them fire."""
         plan, batch, n = self.plan, self.plan.batch, len(self.plan.exits)
-        ws = self._workspace()
-        env: dict[int, np.ndarray] = dict(check_inputs(plan.graph, inputs, cast))
-        t = plan.select.outputs[0].type
-        out, taken = np.empty(t.shape, t.dtype.np_dtype), np.empty(batch, np.int32)  # the fresh outputs
-        env[id(plan.select.outputs[0])], env[id(plan.select.outputs[1])] = out, taken
-        live, spare = ws.live
-        live[:] = ws.rows
+        checked = check_inputs(plan.graph, inputs, cast)
+        env: list[Any] = [None] * len(self._pos)
+        for v, i in self._inputs:
+            a = checked[id(v)]
+            env[i] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+        out, taken = np.empty(*self._out_type), np.empty(batch, np.int32)  # the fresh outputs
+        env[self._select[0]], env[self._select[1]] = out, taken
+        ws: Workspace | None = None
+        live: np.ndarray | None = None  # original row of each row left; None: every row, in order
         r, left, kernels = batch, [0] * (n + 1), 0
-        for programs in self.segments:
-            seg = programs.seg
-            if seg.index == n + 1 or (seg.index > 0 and not r):
+        for programs in self._main:
+            k = programs.seg.index
+            if not r:
                 break
-            rows = r if seg.index > 0 else batch
-            bucket = bucket_rows(rows, batch)
-            exe = programs.get(bucket)
-            feed = {}
-            for v in seg.inputs:
-                m = plan.rows.rows.get(id(v))
-                feed[v.name] = env[id(v)] if m is None else fit_rows(ws, v, env[id(v)], rows, bucket, m)
-            t0 = time.perf_counter()
-            got = exe.run_views(feed)
-            env.update((id(v), got[v.name]) for v in seg.outputs)
+            bucket = batch if live is None else bucket_rows(r, batch)
+            prog = programs.program(bucket)
+            if live is None:
+                args = [env[i] for i, _, _ in prog.feed]
+            else:
+                args = [env[i] if m is None else fit_rows(ws, v, env[i], r, bucket, m)  # type: ignore[arg-type]
+                        for i, m, v in prog.feed]
+            t0 = time.perf_counter() if timings is not None else 0.0
+            for i, a in zip(prog.outputs, prog.exe.run_checked(args)):
+                env[i] = a
             if timings is not None:
-                timings.append(NodeProfile(f"segment{seg.index}", "segment", f"rows{bucket}",
-                                           time.perf_counter() - t0, 0, f"{rows} rows in a bucket of {bucket}"))
-            kernels += exe.stats["kernels"]
-            if seg.index == n:
+                timings.append(NodeProfile(f"segment{k}", "segment", f"rows{bucket}", time.perf_counter() - t0, 0,
+                                           f"{r} rows in a bucket of {bucket}"))
+            kernels += prog.kernels
+            if k == n:
                 break
-            ex = plan.exits[seg.index]
-            fire = env[id(ex.outputs[0])][:r]
+            fire_at, head_at = self._fire_head[k]
+            fire, head = env[fire_at][:r], env[head_at]
+            gone_count = int(np.count_nonzero(fire))
+            left[k] = gone_count
+            if not gone_count:
+                continue
+            if gone_count == r:  # every row left: no compaction, nothing runs after
+                if live is None:
+                    out[...], taken[...] = head.reshape(out.shape), k
+                else:
+                    out[live[:r]], taken[live[:r]] = head[:r], k
+                r = 0
+                break
+            if ws is None:
+                ws = self._workspace()
+            if live is None:
+                live = ws.live[0]
+                live[:] = ws.rows
+            spare = ws.live[1] if live is ws.live[0] else ws.live[0]
             gone = live[:r][fire]
-            out[gone], taken[gone] = env[id(ex.inputs[0])][:r][fire], seg.index
-            left[seg.index] = len(gone)
-            if len(gone):
-                kept = np.flatnonzero(np.logical_not(fire, out=ws.keep[:r]))
-                for v in plan.compact_after[seg.index]:
-                    env[id(v)] = compact(env[id(v)], kept, r, plan.rows_of(v), ws.target(v, env[id(v)]))
-                np.take(live, kept, out=spare[: len(kept)], mode="clip")
-                live, spare, r = spare, live, r - len(gone)
+            out[gone], taken[gone] = head[:r][fire], k
+            kept = np.flatnonzero(np.logical_not(fire, out=ws.keep[:r]))
+            for i, m, v in self._compact[k]:
+                env[i] = compact(env[i], kept, r, m, ws.target(v, env[i]))
+            np.take(live, kept, out=spare[: len(kept)], mode="clip")
+            live, r = spare, r - gone_count
         if r:
-            final = env[id(plan.select.inputs[0])]
-            out[live[:r]], taken[live[:r]] = final[:r], n
+            final = env[self._final]
+            if live is None:
+                out[...], taken[...] = final.reshape(out.shape), n
+            else:
+                out[live[:r]], taken[live[:r]] = final[:r], n
         left[n] = r
-        post = next((p for p in self.segments if p.seg.index == n + 1), None)
-        if post is not None:
-            got = post.get(batch).run_views({v.name: env[id(v)] for v in post.seg.inputs})
-            env.update((id(v), got[v.name]) for v in post.seg.outputs)
-            kernels += post.get(batch).stats["kernels"]
-        fresh = {id(out), id(taken)}
-        results = {v.name: (v.data if v.data is not None else env[id(v)]) for v in plan.graph.outputs}
-        return {k: a if id(a) in fresh else np.array(a, copy=True) for k, a in results.items()}, left, kernels
+        if self._post is not None:
+            prog = self._post.program(batch)
+            for i, a in zip(prog.outputs, prog.exe.run_checked([env[i] for i, _, _ in prog.feed])):
+                env[i] = a
+            kernels += prog.kernels
+        results = {}
+        for name, data, i in self._outputs:
+            a = data if data is not None else env[i]
+            results[name] = a if a is out or a is taken else np.array(a, copy=True)
+        return results, left, kernels
 
     def profile(self, inputs: Mapping[str, Any], repeats: int = 5) -> Profile:
         """Time of each segment that ran (one instrumented run) and the median of whole runs."""

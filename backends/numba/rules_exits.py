@@ -1,8 +1,9 @@
-"""Lowering of the early-exit ops: each is one step calling the reference's numpy code on the arena arrays.
+"""Lowering of the early-exit ops: an exit is one compiled criterion kernel (`k_exits.py`) where its criterion
+has one, else one step calling the reference's numpy code; exit_select calls the reference's numpy code.
 
-An exit decides on a few values per row, so its cost is negligible next to the layers it skips; calling the
-reference's function keeps the fire decisions identical on both backends (a row on a threshold's boundary
-fires on both or on neither).
+The compiled criteria repeat the reference's arithmetic step by step (see `k_exits.py` for the one place they
+may differ: a row on a threshold's boundary, within the math libraries' last-place differences of exp and log);
+patience and cosine call the reference's function, so both backends fire on exactly the same rows.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import numpy as np
 
 from ...ir.graph import Node
 from ..reference.exits import exit_fire, select_rows
-from .plan import LowerCtx
+from .k_exits import FIRE_KERNELS
+from .plan import Lit, LowerCtx
 from .registry import lowers
 
 
 @dataclass(frozen=True)
 class ExitStep:
-    """Kernel of one exit: fire mask of `head` (and its earlier heads) written into `out`."""
+    """Kernel of one exit by the reference's code: fire mask of `head` (and its earlier heads) written into `out`."""
 
     node: Node
 
@@ -38,7 +40,12 @@ def select_step(final: np.ndarray, *rest: np.ndarray) -> None:
 def _exit(ctx: LowerCtx, node: Node) -> None:
     ins = [ctx.arg(v) for v in node.inputs]
     out = ctx.out(node.outputs[0])
-    ctx.emit("exit", ExitStep(node), *ins, out, writes=(out,))
+    kernel = FIRE_KERNELS.get(node.attrs["criterion"])
+    if kernel is not None:
+        ctx.emit(f"exit-{node.attrs['criterion']}", kernel, ins[0], Lit(float(node.attrs["threshold"])), out,
+                 writes=(out,))
+    else:
+        ctx.emit("exit", ExitStep(node), *ins, out, writes=(out,))
 
 
 @lowers("exit_select")

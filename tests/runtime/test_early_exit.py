@@ -263,13 +263,13 @@ def test_numba_runs_each_segment_it_reaches_once(monkeypatch: pytest.MonkeyPatch
     x = _x(16, seed=4, scale=2.0)
     exe.run(x)
     calls: list[str] = []
-    real = NumbaExecutable.run_views
+    real = NumbaExecutable.run_checked
 
-    def counted(self: NumbaExecutable, inputs: dict) -> dict:
+    def counted(self: NumbaExecutable, arrays: list) -> list:
         calls.append(self.graph.name)
-        return real(self, inputs)
+        return real(self, arrays)
 
-    monkeypatch.setattr(NumbaExecutable, "run_views", counted)
+    monkeypatch.setattr(NumbaExecutable, "run_checked", counted)
     exe.run(x)
     left = exe.stats["exits"]["last"]
     reached = [16, 16 - left[0], left[2]]
