@@ -220,7 +220,7 @@ def int_unary(op, x, out, lo, hi):  # type: ignore[no-untyped-def]
 
 @twin
 def cast(x, out):  # type: ignore[no-untyped-def]
-    """out = x converted to out's dtype (C conversion rules, as numpy's astype)."""
+    """out = x converted to out's dtype: float to float, integer to integer (wrapping), integer to float."""
     n = out.shape[0]
     nchunk = (n + CHUNK - 1) // CHUNK
     for t in prange(nchunk):
@@ -230,6 +230,22 @@ def cast(x, out):  # type: ignore[no-untyped-def]
         o = out[j0:j1]
         for i in range(j1 - j0):
             o[i] = xs[i]
+
+
+@twin
+def cast_saturating(x, out, lo, hi_excl, lo_i, hi_i):  # type: ignore[no-untyped-def]
+    """out = float x to out's integer dtype: truncated, lo_i below lo, hi_i from hi_excl up, 0 for NaN."""
+    n = out.shape[0]
+    nchunk = (n + CHUNK - 1) // CHUNK
+    for t in prange(nchunk):
+        j0 = t * CHUNK
+        j1 = min(n, j0 + CHUNK)
+        xs = x[j0:j1]
+        o = out[j0:j1]
+        for i in range(j1 - j0):
+            v = xs[i]
+            edge = lo_i if v < lo else (hi_i if v >= hi_excl else 0)  # an int64 either way, never a float
+            o[i] = np.int64(v) if v >= lo and v < hi_excl else edge
 
 
 @twin

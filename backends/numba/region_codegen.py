@@ -28,7 +28,7 @@ import numpy as np
 
 from ...ir.dtypes import DTYPES
 from ...ir.graph import Graph, Node, Value
-from ...ir.ops.elementwise import integer_clip_bounds
+from ...ir.ops.elementwise import float_to_int_bounds, integer_clip_bounds
 
 CHUNK = 4096
 """Columns per work item of a generated kernel."""
@@ -81,8 +81,11 @@ INT_RULES: dict[str, tuple[str, ...]] = {
 CAST_RULES: dict[str, tuple[str, ...]] = {
     "bool": ("{o} = {a} != 0",),
     "numeric": ("{o} = {T}({a})",),
+    "saturate": ("{o} = {T}({a}) if {a} >= {lo} and {a} < {hi} else "
+                 "({T}({lo_i}) if {a} < {lo} else ({T}({hi_i}) if {a} >= {hi} else {T}(0)))",),
 }
-"""cast by target dtype: C conversion (as numpy's astype) to numbers, != 0 to bool."""
+"""cast by target dtype: != 0 to bool; float to integer truncated and saturated (NaN to 0, bounds from
+`float_to_int_bounds`); other conversions as numpy's astype."""
 
 WORK_PER_ELEMENT = {"gelu": 8, "gelu_tanh": 8, "sigmoid": 8, "tanh": 8, "erf": 8, "sqrt": 8, "exp": 8, "log": 8,
                     "pow": 8}
@@ -116,7 +119,8 @@ class Equation:
     dtype: str
     operands: tuple[str, ...]
     result: str
-    bounds: tuple[float | int, float | int] | None = None
+    bounds: tuple[float | int, ...] | None = None
+    """clip: (lo, hi) in the result type; a saturating cast: (lo, hi_excl) as floats, then (min, max)."""
 
 
 def rule_key(node: Node) -> str:
@@ -124,7 +128,10 @@ def rule_key(node: Node) -> str:
     if node.op == "gelu" and node.attrs.get("approximate", "none") == "tanh":
         return "gelu_tanh"
     if node.op == "cast":
-        return "bool" if node.attrs["dtype"] == "bool" else "numeric"
+        if node.attrs["dtype"] == "bool":
+            return "bool"
+        to_int = not node.outputs[0].type.dtype.is_float
+        return "saturate" if to_int and node.inputs[0].type.dtype.is_float else "numeric"
     return node.op
 
 
@@ -174,7 +181,8 @@ def region_equations(body: Graph) -> list[Equation]:
             raise UnsupportedBody(f"%{v.name}: {node.op} on {[x.type.dtype.name for x in node.inputs]}")
         if any(id(x) not in names for x in node.inputs):
             raise UnsupportedBody(f"%{v.name} ({node.op}) reads a value the body does not define")
-        bounds = clip_bounds(node, dtype) if node.op == "clip" else None
+        bounds = clip_bounds(node, dtype) if node.op == "clip" else \
+            float_to_int_bounds(np.iinfo(DTYPES[dtype].np_dtype)) if key == "saturate" else None
         names[id(v)] = f"t{k}"
         out.append(Equation(key, dtype, tuple(names[id(x)] for x in node.inputs), f"t{k}", bounds))
     if id(body.outputs[0]) not in names:
@@ -198,6 +206,8 @@ def region_fastmath(equations: list[Equation]) -> frozenset[str] | bool:
 
 
 def _literal(value: float | int, dtype: str) -> str:
+    if dtype == "f64":
+        return f"np.float64({float(value)!r})"
     if dtype == "f32":
         return "np.float32(np.inf)" if value == math.inf else "np.float32(-np.inf)" if value == -math.inf \
             else f"np.float32({float(value)!r})"
@@ -226,9 +236,10 @@ def region_source(body: Graph, equations: list[Equation], inner: list[InnerStep]
         fields = {"o": e.result, "T": SCALAR_TYPES[e.dtype]}
         fields.update(zip("ab", e.operands))
         if e.bounds is not None:
-            for key, value in zip(("lo", "hi"), e.bounds):
+            for key, value in zip(("lo", "hi", "lo_i", "hi_i"), e.bounds):
                 fields[key] = f"K{len(consts)}"
-                consts.append(f"K{len(consts)} = {_literal(value, e.dtype)}")
+                kind = "f64" if e.rule == "saturate" and key in ("lo", "hi") else e.dtype
+                consts.append(f"K{len(consts)} = {_literal(value, kind)}")
         table = CAST_RULES if e.rule in CAST_RULES else FLOAT_RULES if e.dtype == "f32" else INT_RULES
         for template in table[e.rule]:
             statements.append((template.format(**fields), set(e.operands)))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.graph import Node
-from ...ir.ops.elementwise import integer_clip_bounds
+from ...ir.ops.elementwise import float_to_int_bounds, integer_clip_bounds
 from .k_elementwise import (
     BINARY_CODES,
     FLOAT_UNARY_CODES,
     INT_UNARY_CODES,
     binary_rows,
     cast,
+    cast_saturating,
     cast_to_bool,
     float_unary,
     int_unary,
@@ -86,6 +87,10 @@ def emit_cast(ctx: LowerCtx, src: int, dst: int) -> None:
     fx, fo = ctx.flat_of(ctx.arg(src)), ctx.flat_of(dst)
     if d_name == "bool":
         ctx.emit("cast_bool", cast_to_bool, fx, fo, writes=(dst,), work=n)
+    elif s_name in ("f32", "f64") and d_name not in ("f32", "f64"):
+        lo, hi_excl, lo_i, hi_i = float_to_int_bounds(np.iinfo(d_dt))
+        ctx.emit(f"cast_{d_name}", cast_saturating, fx, fo, Lit(lo), Lit(hi_excl), Lit(lo_i), Lit(hi_i),
+                 writes=(dst,), work=n)
     else:
         ctx.emit(f"cast_{d_name}", cast, fx, fo, writes=(dst,), work=n)
 

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ...ir.dtypes import dtype_from_numpy
 from ...ir.graph import Node
-from ...ir.ops.elementwise import integer_clip_bounds
+from ...ir.ops.elementwise import float_to_int_bounds, integer_clip_bounds
 
 Arrays = list[np.ndarray]
 
@@ -88,7 +89,16 @@ def _clip(node: Node, xs: Arrays) -> np.ndarray:
 
 
 def _cast(node: Node, xs: Arrays) -> np.ndarray:
-    return xs[0].astype(out_dtype(node))
+    x, dt = xs[0], out_dtype(node)
+    if not (np.issubdtype(dt, np.integer) and dtype_from_numpy(x.dtype).is_float):
+        return x.astype(dt)
+    x = x.astype(np.float64)  # exact for every float type the IR has, and for the bounds
+    lo, hi_excl, lo_i, hi_i = float_to_int_bounds(np.iinfo(dt))
+    inside = (x >= lo) & (x < hi_excl)  # False for NaN
+    out = np.where(inside, x, 0).astype(dt)  # only values in range are converted
+    out[x < lo] = lo_i
+    out[x >= hi_excl] = hi_i
+    return out
 
 
 def _reshape(node: Node, xs: Arrays) -> np.ndarray:

@@ -64,6 +64,15 @@ def integer_clip_bounds(lo: float, hi: float, info: Any) -> tuple[int, int]:
     return min(max(lo_i, info.min), info.max), min(max(hi_i, info.min), info.max)
 
 
+def float_to_int_bounds(info: Any) -> tuple[float, float, int, int]:
+    """(lo, hi_excl, min, max) of a saturating float -> integer cast to `info` (np.iinfo)'s dtype.
+
+    x < lo gives min, x >= hi_excl gives max, NaN gives 0, anything else truncates toward zero; lo and
+    hi_excl (the range's ends as powers of two) are exact in every float type the IR has.
+    """
+    return float(info.min), float(info.max) + 1.0, int(info.min), int(info.max)
+
+
 def _unary(name: str, doc: str, attrs: tuple[Attr, ...] = (), floating: bool = True) -> None:
     @register_op(name, ("x",), attrs, doc=doc, elementwise=True)
     def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -97,7 +106,9 @@ _unary(
 )
 
 
-@register_op("cast", ("x",), (Attr("dtype", "str", choices=tuple(DTYPES)),), doc="Convert dtype.",
+@register_op("cast", ("x",), (Attr("dtype", "str", choices=tuple(DTYPES)),),
+             doc="Convert dtype. Float to integer truncates toward zero and saturates to the integer range "
+                 "(NaN gives 0); integer to integer wraps; anything to bool is x != 0.",
              elementwise=True)
 def _cast(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [TensorType(ts[0].shape, DTYPES[a["dtype"]])]

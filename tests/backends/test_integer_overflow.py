@@ -129,13 +129,29 @@ def test_reduction_length_that_could_overflow_int32_is_refused() -> None:
         g.op("qlinear", v, xs, xz, w, g.const(np.ones(1, np.float32), "ws"))
 
 
+SATURATING_CASES = np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 1e20, 2.7, -2.7, 300, -300, 127.9, -128.9,
+                             255.5, -0.9, 2147483520.0, -2147483648.0], np.float32)
+
+
+def _saturated(x: np.ndarray, dt: str) -> np.ndarray:
+    """The defined float -> integer cast, element by element: truncate, saturate, NaN to 0."""
+    info = np.iinfo(np.dtype({"i32": np.int32, "i64": np.int64, "i8": np.int8, "u8": np.uint8}[dt]))
+    out = [0 if np.isnan(v) else info.min if v < info.min else info.max if v > info.max else int(v) for v in x]
+    return np.array(out, info.dtype)
+
+
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("dt", ["i32", "i64", "i8", "u8"])
-def test_float_to_integer_cast_of_nan_inf_and_out_of_range_matches_the_reference(dt: str) -> None:
-    """Not defined by the IR (C's conversion): both backends give the host's conversion, numpy's astype."""
-    x = np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 1e20, 2.7, -2.7, 300, -300] * 3, np.float32)
+def test_float_to_integer_cast_truncates_and_saturates_on_both_backends(dt: str, fused: bool) -> None:
+    """NaN gives 0, out-of-range values the integer's min or max, in-range values truncate toward zero."""
+    x = np.tile(SATURATING_CASES, 5)  # long enough for the vectorized loop body as well as its remainder
     g = GraphBuilder("cast")
-    g.output(g.op("cast", g.input("x", f32[x.shape]), dtype=dt))
+    g.output(g.op("cast", g.op("add", g.input("x", f32[x.shape]), g.const(np.zeros(1, np.float32), "z")), dtype=dt))
     graph = g.build()
+    if fused:
+        make_region(graph, list(graph.nodes))
     ref, got = _both(graph, {"x": x})
+    want = _saturated(x, dt)
     for k in ref:
-        assert_array_equal(got[k], ref[k])
+        assert_array_equal(ref[k], want)
+        assert_array_equal(got[k], want)
