@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from ..backends.numba import int8_gemm as ig
-from ..backends.numba.cpu_features import amx_reported, int8_paths
+from ..backends.numba.cpu_features import amx_reported, int8_paths, unavailable_int8_paths
 from ..backends.numba.int8_gemm import NO_PARAMS
 from ..backends.numba.int8_ukernel import WEIGHT_RANGE
 from ..backends.numba.jit import EMPTY_F32
@@ -131,8 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     paths = [p for p in args.paths.split(",") if p]
     for p in paths:
         ig.int8_kernels(p)  # refuses a path this host lacks before anything is timed
+    why_not = "; ".join(f"{p}: {why}" for p, why in unavailable_int8_paths().items()) or "none"
     print(f"int8 paths this host executes: {', '.join(int8_paths())} (best first); timed: {', '.join(paths)}; "
-          f"AMX reported: {amx_reported()} (no AMX path yet); threads: {args.threads}")
+          f"AMX reported: {amx_reported()}; paths it cannot run: {why_not}; threads: {args.threads}")
     ort_before = ort_figures(SHAPES, args.threads, args.repeats)
     rows = []
     names: list[str] = []

@@ -16,6 +16,7 @@ import numpy as np
 from ..backends.arena import ALIGNMENT, ArenaPlan, Buffer, plan_arena
 from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
+from ..backends.numba.cpu_features import unavailable_int8_paths
 from ..backends.numba.jit import cache_stats, num_threads
 from ..backends.numba.threads import start_pool
 from ..ir.graph import Graph
@@ -100,6 +101,7 @@ class NumbaExecutable(Executable):
             "threads": num_threads(),
             "threading_layer": layer,
             "int8_path": self.plan.int8_path,
+            "int8_paths_unavailable": unavailable_int8_paths() if self.plan.int8_path else {},
             "lower_seconds": t1 - t0,
             "plan_seconds": t2 - t1,
             "jit_seconds": t3 - t2,

@@ -4,14 +4,17 @@ A path names the instructions the int8 micro-kernel is built from (see `int8_uke
 
 | path | instructions | vectors |
 |---|---|---|
+| amx | tdpbusd on 16 x 64-byte tiles (u8 x s8, 64 products per i32), VNNI for tails | tiles + zmm |
 | avx512vnni | vpdpbusd (u8 x s8, four products summed into i32, no saturation) | zmm |
 | avx512bw | vpmaddubsw + vpmaddwd (pairs summed in saturating i16, then i32) | zmm |
 | avx2 | vpmaddubsw + vpmaddwd | ymm |
 
-AMX (tdpbusd on tiles, features amx-int8 and amx-tile) has no path yet: `amx_reported` says
-whether the host has it, but no AMX kernel is written, so it is never offered.
+AMX also needs the operating system: Linux grants a process the tile state only on request
+(`int8_amx.request_tile_state`), so the host's amx path is offered only once that request succeeds;
+`unavailable_int8_paths()` says why a known path cannot run here.
 
 The features are read on every call, never fixed at import: a plan picks its path when it is built.
+Passing `features` explicitly asks about a CPU with those features (no operating-system check).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from collections.abc import Mapping
 
 import llvmlite.binding as llvm
 
+from .int8_amx import request_tile_state
+
 INT8_PATH_FEATURES: dict[str, tuple[str, ...]] = {
+    "amx": ("amx-int8", "amx-tile", "avx512f", "avx512bw", "avx512vnni"),
     "avx512vnni": ("avx512f", "avx512bw", "avx512vnni"),
     "avx512bw": ("avx512f", "avx512bw"),
     "avx2": ("avx2",),
@@ -28,7 +34,7 @@ INT8_PATH_FEATURES: dict[str, tuple[str, ...]] = {
 """LLVM feature names each int8 path needs, best path first."""
 
 AMX_INT8_FEATURES = ("amx-int8", "amx-tile")
-"""Features an AMX int8 path would need (no AMX kernel is written yet)."""
+"""The CPU features that report AMX int8."""
 
 
 class Int8PathError(ValueError):
@@ -40,10 +46,30 @@ def host_features() -> Mapping[str, bool]:
     return dict(llvm.get_host_cpu_features())
 
 
+def _os_refusal(path: str, features: Mapping[str, bool] | None) -> str | None:
+    """Why this host's operating system cannot run `path` (None when it can, or when asked about `features`)."""
+    if path != "amx" or features is not None:
+        return None
+    return request_tile_state()  # asked only of a host that reports AMX
+
+
+def unavailable_int8_paths(features: Mapping[str, bool] | None = None) -> dict[str, str]:
+    """Every known int8 path that `features` (default: this host) cannot execute, with the reason."""
+    feats = host_features() if features is None else features
+    out: dict[str, str] = {}
+    for path, need in INT8_PATH_FEATURES.items():
+        missing = [f for f in need if not feats.get(f)]
+        why = f"needs CPU features {', '.join(missing)}" if missing else _os_refusal(path, features)
+        if why:
+            out[path] = why
+    return out
+
+
 def int8_paths(features: Mapping[str, bool] | None = None) -> tuple[str, ...]:
     """The int8 paths `features` (default: this host) can execute, best first."""
     feats = host_features() if features is None else features
-    return tuple(p for p, need in INT8_PATH_FEATURES.items() if all(feats.get(f) for f in need))
+    return tuple(p for p, need in INT8_PATH_FEATURES.items()
+                 if all(feats.get(f) for f in need) and _os_refusal(p, features) is None)
 
 
 def best_int8_path(features: Mapping[str, bool] | None = None) -> str | None:
@@ -53,7 +79,7 @@ def best_int8_path(features: Mapping[str, bool] | None = None) -> str | None:
 
 
 def amx_reported(features: Mapping[str, bool] | None = None) -> bool:
-    """Whether `features` (default: this host) report AMX int8 (no AMX path uses it yet)."""
+    """Whether `features` (default: this host) report AMX int8."""
     feats = host_features() if features is None else features
     return all(feats.get(f) for f in AMX_INT8_FEATURES)
 
@@ -66,4 +92,8 @@ def check_int8_path(path: str, features: Mapping[str, bool] | None = None) -> No
     missing = [f for f in INT8_PATH_FEATURES[path] if not feats.get(f)]
     if missing:
         raise Int8PathError(f"int8 GEMM path {path!r} needs CPU features {', '.join(missing)}, which this host "
-                            f"lacks; paths it can execute: {', '.join(int8_paths(feats)) or 'none'}")
+                            f"lacks; paths it can execute: {', '.join(int8_paths(features)) or 'none'}")
+    refusal = _os_refusal(path, features)
+    if refusal:
+        raise Int8PathError(f"int8 GEMM path {path!r} cannot run here: {refusal}; paths it can execute: "
+                            f"{', '.join(int8_paths(features)) or 'none'}")

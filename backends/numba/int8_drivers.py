@@ -1,9 +1,11 @@
 """Per-path templates of the int8 GEMM kernels: `int8_gemm._for_path` binds each path's names into a copy.
 
 The names MR, NR, KC (micro-kernel rows, panel columns, K block), UK_FULL, UK_ONE (the MR-row and
-one-row micro-kernels) and, in the drivers, acc_panel (the path's compiled `acc_panel`) are not
-module globals: each path's copy of a template gets them in its own globals, and its own name, so
-that every path compiles to separate code and separate cache entries.
+one-row micro-kernels), in `acc_panel_tiles` ACC_ROWS (the path's compiled `acc_rows`), TILE_32 and
+TILE_16 (the AMX tile blocks), and, in the drivers, acc_panel (the path's compiled `acc_panel` or
+`acc_panel_tiles`) and TILES_BEGIN / TILES_END (load and release the tile state around a work item;
+no-ops off AMX) are not module globals: each path's copy of a template gets them in its own globals,
+and its own name, so that every path compiles to separate code and separate cache entries.
 """
 
 # ruff: noqa: F821
@@ -64,22 +66,56 @@ def requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untype
             qr[n] = min(max(v, flo), fhi)
 
 
+@helper
+def no_tile_state():  # type: ignore[no-untyped-def]
+    """Nothing: the tile-state hooks of the paths that have no tiles."""
+
+
+def acc_rows(xq, wp, mb, r0, r1, p, acc, k0, add):  # type: ignore[no-untyped-def]
+    """acc[(r - mb) * NR + c] (+)= sum over k >= k0 of xq[r, k] * w[p * NR + c, k], rows r0..r1, on vectors.
+
+    The first K block adds to acc when `add`, else overwrites it; later blocks always add.
+    """
+    kp = xq.shape[1]
+    for pc in range(k0, kp, KC):
+        kg = min(KC, kp - pc) // 4
+        boff = (p * kp + pc) * NR
+        more = add or pc != k0
+        r = r0
+        while r + MR <= r1:
+            UK_FULL(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            r += MR
+        while r < r1:
+            UK_ONE(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            r += 1
+
+
 def acc_panel(xq, wp, m0, m1, p, acc):  # type: ignore[no-untyped-def]
     """acc[(r - m0) * NR + c] = sum_k xq[r, k] * w[p * NR + c, k] for rows m0..m1 and panel p."""
+    if xq.shape[1] == 0:
+        acc[:(m1 - m0) * NR] = 0
+    ACC_ROWS(xq, wp, m0, m0, m1, p, acc, 0, False)
+
+
+def acc_panel_tiles(xq, wp, m0, m1, p, acc):  # type: ignore[no-untyped-def]
+    """`acc_panel` on AMX tiles: blocks of 32 and 16 rows over whole 64s of K, vectors for the rest."""
     kp = xq.shape[1]
     if kp == 0:
         acc[:(m1 - m0) * NR] = 0
-    for pc in range(0, kp, KC):
-        kg = min(KC, kp - pc) // 4
-        boff = (p * kp + pc) * NR
-        first = pc == 0
-        r = m0
-        while r + MR <= m1:
-            UK_FULL(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - m0) * NR, NR, not first)
-            r += MR
-        while r < m1:
-            UK_ONE(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - m0) * NR, NR, not first)
-            r += 1
+    kt = kp // 64
+    r = m0
+    if kt > 0:
+        boff = p * kp * NR
+        while r + 32 <= m1:
+            TILE_32(kt, xq, r * kp, kp, wp, boff, acc, (r - m0) * NR)
+            r += 32
+        if r + 16 <= m1:
+            TILE_16(kt, xq, r * kp, kp, wp, boff, acc, (r - m0) * NR)
+            r += 16
+        if kt * 64 < kp and r > m0:
+            ACC_ROWS(xq, wp, m0, m0, r, p, acc, kt * 64, True)
+    if r < m1:
+        ACC_ROWS(xq, wp, m0, r, m1, p, acc, 0, False)
 
 
 def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
@@ -96,6 +132,7 @@ def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
         m1 = min(m_all, m0 + tm)
         p0 = (t - i * gn) * tnp
         acc = scratch[t * per:(t + 1) * per]
+        TILES_BEGIN()
         for p in range(p0, min(panels, p0 + tnp)):
             acc_panel(xq, wp, m0, m1, p, acc)
             n0 = p * NR
@@ -105,6 +142,7 @@ def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
                 a = acc[(r - m0) * NR:(r - m0) * NR + nw]
                 for c in range(nw):
                     o[n0 + c] = a[c]
+        TILES_END()
 
 
 def gemm_dequant(xq, sx, zpx, wp, colsum, sw, bias, out, tm, tnp, scratch,  # type: ignore[no-untyped-def]
@@ -123,9 +161,11 @@ def gemm_dequant(xq, sx, zpx, wp, colsum, sw, bias, out, tm, tnp, scratch,  # ty
         p0 = (t - i * gn) * tnp
         p1 = min(panels, p0 + tnp)
         acc = scratch[t * per:(t + 1) * per]
+        TILES_BEGIN()
         for p in range(p0, p1):
             acc_panel(xq, wp, m0, m1, p, acc)
             dequant_block(acc, NR, m0, m1, p * NR, min(NR, n_all - p * NR), sx, zpx, colsum, sw, bias, out)
+        TILES_END()
         c1 = min(n_all, p1 * NR)
         if stages.shape[0] > 0:
             epi_tile(out, m0, m1, p0 * NR, c1, stages, vecs, params, res)

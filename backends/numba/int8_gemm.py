@@ -31,10 +31,11 @@ import numpy as np
 
 from .cpu_features import check_int8_path
 from .epilogue import PARAMS_PER_STAGE
-from .int8_drivers import acc_panel, gemm_dequant, gemm_i32
+from .int8_amx import TILE_BLOCK_16, TILE_BLOCK_32, tiles_begin, tiles_end
+from .int8_drivers import acc_panel, acc_panel_tiles, acc_rows, gemm_dequant, gemm_i32, no_tile_state
 from .int8_quantize import quantize_rows, quantize_tensor
 from .int8_ukernel import K_GROUP, SHAPES, UKERNELS, WEIGHT_RANGE
-from .jit import EMPTY_F32, Twin, cdiv, num_threads, subkernel, twin
+from .jit import EMPTY_F32, Twin, cdiv, helper, num_threads, subkernel, twin
 
 L1_WEIGHT_BLOCK = 16384
 """Bytes of one K block of a weight panel (KC x NR): it stays in L1 while the tile's rows pass."""
@@ -120,10 +121,17 @@ def _build(path: str) -> Int8Kernels:
     shape = SHAPES[path]
     full, one = UKERNELS[path]
     sizes = {"MR": shape.mr, "NR": shape.nr, "KC": L1_WEIGHT_BLOCK // shape.nr}
-    panel = subkernel(_for_path(acc_panel, path, UK_FULL=full, UK_ONE=one, **sizes))
-    return Int8Kernels(path, twin(_for_path(gemm_i32, path, acc_panel=panel, **sizes)),
-                       twin(_for_path(gemm_dequant, path, acc_panel=panel, **sizes), fastmath=False), shape.mr,
-                       shape.nr)
+    rows = helper(_for_path(acc_rows, path, UK_FULL=full, UK_ONE=one, **sizes))
+    if shape.tile_rows:
+        panel = subkernel(_for_path(acc_panel_tiles, path, ACC_ROWS=rows, TILE_32=TILE_BLOCK_32,
+                                    TILE_16=TILE_BLOCK_16, **sizes))
+        hooks = {"TILES_BEGIN": tiles_begin, "TILES_END": tiles_end}
+    else:
+        panel = subkernel(_for_path(acc_panel, path, ACC_ROWS=rows, **sizes))
+        hooks = {"TILES_BEGIN": no_tile_state, "TILES_END": no_tile_state}
+    return Int8Kernels(path, twin(_for_path(gemm_i32, path, acc_panel=panel, **hooks, **sizes)),
+                       twin(_for_path(gemm_dequant, path, acc_panel=panel, **hooks, **sizes), fastmath=False),
+                       shape.mr, shape.nr)
 
 
 _KERNELS = {path: _build(path) for path in SHAPES}
@@ -143,7 +151,8 @@ def int8_tiles(m: int, n: int, path: str, threads: int, parallel: bool) -> tuple
         return max(1, min(m, MAX_TILE_ROWS)), panels
     if m <= MAX_TILE_ROWS and panels >= threads:
         return max(m, 1), cdiv(panels, threads)
-    return max(1, min(cdiv(cdiv(m, threads), shape.mr) * shape.mr, MAX_TILE_ROWS)), panels
+    rows = shape.block_rows
+    return max(1, min(cdiv(cdiv(m, threads), rows) * rows, MAX_TILE_ROWS)), panels
 
 
 def scratch_size(m: int, n: int, path: str, tm: int, tnp: int) -> int:

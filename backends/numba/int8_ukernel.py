@@ -42,20 +42,30 @@ class UkernelShape:
     nrv: int
     dot: str
     weight_range: tuple[int, int]
+    tile_rows: int = 0
+    """Rows computed together on tiles (AMX: 32), or 0 when the vector micro-kernel does every row."""
 
     @property
     def nr(self) -> int:
         """Columns of one packed weight panel."""
         return self.vw * self.nrv
 
+    @property
+    def block_rows(self) -> int:
+        """The row multiple a work item should have: the tile rows, else MR."""
+        return self.tile_rows or self.mr
+
 
 SHAPES: dict[str, UkernelShape] = {
+    "amx": UkernelShape(vw=16, mr=6, nrv=2, dot="vpdpbusd", weight_range=FULL_S8, tile_rows=32),
     "avx512vnni": UkernelShape(vw=16, mr=6, nrv=4, dot="vpdpbusd", weight_range=FULL_S8),
     "avx512bw": UkernelShape(vw=16, mr=4, nrv=4, dot="pmaddubsw", weight_range=MADDUBS_S8),
     "avx2": UkernelShape(vw=8, mr=4, nrv=2, dot="pmaddubsw", weight_range=MADDUBS_S8),
 }
 """Micro-kernel shape per path: 24 zmm accumulators with vpdpbusd; 16 zmm / 8 ymm where each
-product needs two temporaries (vpmaddubsw, vpmaddwd) besides the accumulators."""
+product needs two temporaries (vpmaddubsw, vpmaddwd) besides the accumulators. The amx path's
+vector micro-kernel (vpdpbusd on 32-column panels) computes only what its tiles leave: the K beyond
+the last whole 64 and the rows below a 16-row tile (`int8_amx.py`)."""
 
 WEIGHT_RANGE = {path: s.weight_range for path, s in SHAPES.items()}
 """Inclusive s8 weight range each path computes exactly (activations: the full u8 range)."""

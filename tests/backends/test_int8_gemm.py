@@ -12,6 +12,7 @@ from tensorsmith.backends.numba.cpu_features import (
     best_int8_path,
     check_int8_path,
     int8_paths,
+    unavailable_int8_paths,
 )
 from tensorsmith.backends.numba.epilogue import Epilogue, Stage, StageKind
 from tensorsmith.backends.numba.int8_ukernel import WEIGHT_RANGE
@@ -20,8 +21,10 @@ from tensorsmith.backends.numba.mathfn import F0
 PATHS = int8_paths()
 pytestmark = pytest.mark.skipif(not PATHS, reason="this host executes no int8 path")
 RNG = np.random.default_rng(5)
-SHAPES = [(1, 1, 1), (3, 5, 33), (17, 767, 33), (1, 767, 1), (17, 1, 33), (3, 5, 1), (17, 767, 130)]
-"""(M, K, N): ragged in every dimension, N above and below one panel."""
+SHAPES = [(1, 1, 1), (3, 5, 33), (17, 767, 33), (1, 767, 1), (17, 1, 33), (3, 5, 1), (17, 767, 130),
+          (70, 200, 70), (48, 130, 33), (33, 63, 100), (64, 64, 32)]
+"""(M, K, N): ragged in every dimension, N above and below one panel; on AMX, rows in 32- and 16-row
+tiles with vector rows below them, K in whole 64s with and without a vector tail, K below one tile."""
 
 
 def _weights(path: str, n: int, k: int) -> np.ndarray:
@@ -123,7 +126,11 @@ def test_dequantized_f32(path: str, mkn: tuple[int, int, int]) -> None:
     acc = _ref_acc(xq, w) - zp[:, None].astype(np.int64) * packed.colsum[None, :]
     ref = (sx[:, None] * sw[None, :]) * acc.astype(np.float32) + bias
     assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
-    assert_allclose(y, x @ (w.astype(np.float32) * sw[:, None]).T + bias, rtol=0.05, atol=0.05 * np.abs(ref).max())
+    # each activation moves by at most half its scale when quantized: that bounds the distance to fp32
+    w_real = w.astype(np.float64) * sw[:, None]
+    bound = (sx[:, None].astype(np.float64) / 2) * np.abs(w_real).sum(axis=1)[None, :]
+    exact = x.astype(np.float64) @ w_real.T + bias
+    assert np.all(np.abs(y - exact) <= bound * (1 + 1e-4) + 1e-5)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -195,14 +202,21 @@ def test_path_choice() -> None:
     assert int8_paths({"avx2": True}) == ("avx2",)
     assert int8_paths({"avx512f": True, "avx512bw": True, "avx2": True}) == ("avx512bw", "avx2")
     assert best_int8_path({}) is None
+    amx_host = dict.fromkeys(("amx-int8", "amx-tile", "avx512f", "avx512bw", "avx512vnni", "avx2"), True)
+    assert int8_paths(amx_host) == ("amx", "avx512vnni", "avx512bw", "avx2")
+    without_vnni = {**amx_host, "avx512vnni": False}
+    assert int8_paths(without_vnni) == ("avx512bw", "avx2")  # AMX tails run on VNNI
+    assert unavailable_int8_paths({"avx2": True})["amx"].startswith("needs CPU features amx-int8, amx-tile")
+    assert "avx2" not in unavailable_int8_paths({"avx2": True})
+    assert set(unavailable_int8_paths()) | set(PATHS) == set(INT8_PATH_FEATURES)
     assert set(PATHS) <= set(INT8_PATH_FEATURES)
 
 
 def test_missing_path_is_refused() -> None:
     with pytest.raises(Int8PathError, match="avx512vnni.*lacks"):
         check_int8_path("avx512vnni", {"avx2": True})
-    with pytest.raises(Int8PathError, match="unknown int8 GEMM path 'amx'"):
-        ig.int8_kernels("amx")
+    with pytest.raises(Int8PathError, match="unknown int8 GEMM path 'sse2'"):
+        ig.int8_kernels("sse2")
     lacking = [p for p in INT8_PATH_FEATURES if p not in PATHS]
     for p in lacking:
         with pytest.raises(Int8PathError, match="lacks"):

@@ -54,6 +54,7 @@ def _check(g: Graph, path: str, feeds: dict[str, np.ndarray], close: tuple[str, 
     for fuse in (True, False):
         exe = runtime.compile(g, backend="numba", int8_path=path, fuse=fuse)
         assert exe.stats["int8_path"] == path
+        assert path not in exe.stats["int8_paths_unavailable"]
         got = exe.run(feeds)
         for name, want in ref.items():
             if name in close:
