@@ -13,13 +13,16 @@ AMX also needs the operating system: Linux grants a process the tile state only 
 (`int8_amx.request_tile_state`), so the host's amx path is offered only once that request succeeds;
 `unavailable_int8_paths()` says why a known path cannot run here.
 
-The features are read on every call, never fixed at import: a plan picks its path when it is built.
+The host's features are read once per process, on first use (LLVM's query costs about 0.25 ms, too much
+for every GEMM call), never at import: a plan picks its path when it is built.
 Passing `features` explicitly asks about a CPU with those features (no operating-system check).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import llvmlite.binding as llvm
 
@@ -41,9 +44,10 @@ class Int8PathError(ValueError):
     """An int8 GEMM path that is unknown or that this host cannot execute."""
 
 
+@functools.cache
 def host_features() -> Mapping[str, bool]:
-    """LLVM's feature flags of the host CPU, read now."""
-    return dict(llvm.get_host_cpu_features())
+    """LLVM's feature flags of the host CPU (read on the first call; a read-only mapping)."""
+    return MappingProxyType(dict(llvm.get_host_cpu_features()))
 
 
 def _os_refusal(path: str, features: Mapping[str, bool] | None) -> str | None:

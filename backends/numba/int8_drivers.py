@@ -42,14 +42,16 @@ def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, sw, bias, out):  # t
     fast-math: no multiply-add contraction, so the result is the IR's dequantization bit for bit.
     """
     per_row = sx.shape[0] > 1
+    swv = sw[n0:n0 + nw]
+    csv = colsum[n0:n0 + nw]
+    bv = bias[n0:n0 + nw]
     for r in range(m0, m1):
         s = sx[r if per_row else 0]
         z = zpx[r if per_row else 0]
-        o = out[r]
+        o = out[r, n0:n0 + nw]
         a = acc[(r - m0) * ld:(r - m0) * ld + nw]
-        for c in range(nw):
-            n = n0 + c
-            o[n] = (s * sw[n]) * np.float32(a[c] - z * colsum[n]) + bias[n]
+        for c in range(nw):  # slices, not indices offset by n0: the loop vectorizes
+            o[c] = (s * swv[c]) * np.float32(a[c] - z * csv[c]) + bv[c]
 
 
 @subkernel(fastmath=False)
@@ -138,10 +140,10 @@ def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
             n0 = p * NR
             nw = min(NR, n_all - n0)
             for r in range(m0, m1):
-                o = out[r]
+                o = out[r, n0:n0 + nw]
                 a = acc[(r - m0) * NR:(r - m0) * NR + nw]
                 for c in range(nw):
-                    o[n0 + c] = a[c]
+                    o[c] = a[c]
         TILES_END()
 
 
