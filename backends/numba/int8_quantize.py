@@ -16,6 +16,7 @@ import numpy as np
 from numba import prange
 
 from .jit import helper, twin
+from .mathfn import is_finite_bits, key_value, order_key
 
 QMIN, QMAX = 0, 255
 
@@ -32,35 +33,19 @@ def qparams(lo, hi):  # type: ignore[no-untyped-def]
 
 
 @helper(fastmath=False)
-def order_key(b):  # type: ignore[no-untyped-def]
-    """The i32 whose signed order is the float order of the f32 with bits `b` (its own inverse)."""
-    return b ^ ((b >> 31) & np.int32(0x7FFFFFFF))
+def row_range(row):  # type: ignore[no-untyped-def]
+    """(min(0, min row), max(0, max row)) in float32, over the finite values (NaN and infinities left out).
 
-
-@helper(fastmath=False)
-def row_range_keys(bits):  # type: ignore[no-untyped-def]
-    """`order_key`s of (min(0, min row), max(0, max row)) over the finite values of a row given as i32 bits.
-
-    Integer min / max reductions vectorize without fast-math, where float ones (NaN-aware) do not.
+    Reduced over `order_key`s: integer min / max vectorize without fast-math, where float ones do not.
     """
     lo = np.int32(0)
     hi = np.int32(0)
-    for j in range(bits.shape[0]):
-        b = bits[j]
-        key = order_key(b) if (b & 0x7F800000) != 0x7F800000 else np.int32(0)  # +0.0 for NaN and infinities
+    for j in range(row.shape[0]):
+        v = row[j]
+        key = order_key(v) if is_finite_bits(v) else np.int32(0)  # +0.0 for NaN and infinities
         lo = min(lo, key)
         hi = max(hi, key)
-    return lo, hi
-
-
-@helper(fastmath=False)
-def row_ranges(x, r, keys):  # type: ignore[no-untyped-def]
-    """(min(0, min x[r]), max(0, max x[r])) in float32 over the finite values; keys [M, 2] i32 is scratch."""
-    lo, hi = row_range_keys(x[r].view(np.int32))
-    keys[r, 0] = order_key(lo)
-    keys[r, 1] = order_key(hi)
-    vals = keys[r].view(np.float32)
-    return vals[0], vals[1]
+    return key_value(lo), key_value(hi)
 
 
 @helper(fastmath=False)
@@ -79,9 +64,8 @@ def quantize_row(row, q, scale, zp):  # type: ignore[no-untyped-def]
 @twin(fastmath=False)
 def quantize_rows(x, xq, scale, zp):  # type: ignore[no-untyped-def]
     """Per-row dynamic quantization of x [M, K] f32 into xq [M, Kp] u8, scale [M] f32, zp [M] i32."""
-    keys = np.empty((x.shape[0], 2), np.int32)
     for r in prange(x.shape[0]):
-        lo, hi = row_ranges(x, r, keys)
+        lo, hi = row_range(x[r])
         s, z = qparams(lo, hi)
         scale[r] = s
         zp[r] = z
@@ -94,9 +78,8 @@ def quantize_tensor(x, xq, scale, zp):  # type: ignore[no-untyped-def]
     m = x.shape[0]
     los = np.zeros(m, np.float32)
     his = np.zeros(m, np.float32)
-    keys = np.empty((m, 2), np.int32)
     for r in prange(m):
-        los[r], his[r] = row_ranges(x, r, keys)
+        los[r], his[r] = row_range(x[r])
     lo = np.float32(0.0)
     hi = np.float32(0.0)
     for r in range(m):

@@ -16,7 +16,7 @@ from numba import prange
 
 from .blas import sgemm
 from .jit import twin
-from .mathfn import F0, F1, fexp
+from .mathfn import F0, F1, fexp, key_value, order_key
 
 NEG_INF = np.float32(-np.inf)
 DIMS = ("batch", "heads", "sq", "skv", "head_dim", "embed", "tq", "tk")
@@ -69,9 +69,10 @@ def attention_tiles(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, c
                         else:  # one mask value for the whole row
                             srow += mask[mo]
                     m_old = scratch[m_off + r]
-                    mx = m_old
-                    for j in range(cols):  # max() vectorizes; a NaN score still makes its row NaN via exp
-                        mx = max(mx, srow[j])
+                    mk = order_key(m_old)
+                    for j in range(cols):  # an integer max vectorizes; a NaN score makes its row NaN via exp
+                        mk = max(mk, order_key(srow[j]))
+                    mx = key_value(mk)
                     if mx == NEG_INF:  # nothing but -inf so far: no weight yet, keep acc, l at zero
                         srow[:] = F0
                         continue

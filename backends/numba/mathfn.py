@@ -38,6 +38,28 @@ def _f32_to_bits(typingctx, v):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@helper(fastmath=False)
+def order_key(x: np.float32) -> np.int32:
+    """An int32 whose signed order is the float order of x (NaN with the sign bit clear sorts above +inf).
+
+    Integer min / max reductions vectorize without fast-math; float ones (NaN-aware selects) do not.
+    """
+    b = _f32_to_bits(x)
+    return b ^ ((b >> 31) & np.int32(0x7FFFFFFF))
+
+
+@helper(fastmath=False)
+def key_value(k: np.int32) -> np.float32:
+    """The float32 whose `order_key` is k."""
+    return _bits_to_f32(k ^ ((k >> 31) & np.int32(0x7FFFFFFF)))
+
+
+@helper(fastmath=False)
+def is_finite_bits(x: np.float32) -> bool:
+    """Whether x is finite, read from its exponent bits (immune to fast-math's no-NaN assumptions)."""
+    return (_f32_to_bits(x) & np.int32(0x7F800000)) != np.int32(0x7F800000)
+
+
 F0 = np.float32(0.0)
 F1 = np.float32(1.0)
 HALF = np.float32(0.5)
