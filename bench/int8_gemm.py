@@ -5,10 +5,12 @@
 
 Each int8 figure is f32 in, f32 out, as ONNX Runtime's DynamicQuantizeLinear + MatMulInteger
 graph: per-tensor dynamic quantization of the activations, then the GEMM with dequantization
-(`int8 total`); `int8 gemm` is the GEMM with dequantization alone on already quantized
-activations. GOP/s = 2*M*N*K / median time. The fp32 Numba micro-kernel GEMM and numpy run in this
-process; ONNX Runtime runs in its own process (its spinning threads would slow Numba's), once
-before and once after them, so that a change of machine load between the two shows.
+(`int8 total`); `int8 row total` the same with one scale per activation row (what
+`quantize{scheme=dynamic}` writes: one pass per row, one parallel region); `int8 gemm` is the GEMM
+with dequantization alone on already quantized activations. GOP/s = 2*M*N*K / median time. The
+fp32 Numba micro-kernel GEMM and numpy run in this process; ONNX Runtime runs in its own process
+(its spinning threads would slow Numba's), once before and once after them, so that a change of
+machine load between the two shows.
 Weights are packed before timing, as at compile time.
 """
 
@@ -109,6 +111,8 @@ def bench_shape(m: int, k: int, n: int, paths: list[str], repeats: int, threads:
         xq, sx, zp = ig.quantize_dynamic(x, per_row=False, parallel=True)
         fns[f"{path} total"] = (lambda p=packed, pa=path: ig.int8_gemm_dequant(
             *ig.quantize_dynamic(x, per_row=False, parallel=True), p, pa, parallel=True))
+        fns[f"{path} row total"] = (lambda p=packed, pa=path: ig.int8_gemm_dequant(
+            *ig.quantize_dynamic(x, per_row=True, parallel=True), p, pa, parallel=True))
         fns[f"{path} gemm"] = (lambda p=packed, pa=path, a=(xq, sx, zp): ig.int8_gemm_dequant(
             *a, p, pa, parallel=True))
     for f in fns.values():  # JIT compile time stays out of the timings

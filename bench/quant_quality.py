@@ -25,6 +25,7 @@ DIGITS_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
                ("int8 static, percentile 99.99", "quantize{scheme=static,calibration=percentile}"),
                ("int8 static, entropy", "quantize{scheme=static,calibration=entropy}"),
                ("int8 static, mse", "quantize{scheme=static,calibration=mse}"),
+               ("int8 dynamic, per row", "quantize{scheme=dynamic}"),
                ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}")]
 """(row label, pipeline) for the digits models."""
 
@@ -37,6 +38,8 @@ MINILM_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
                ("int8 static, mse, smooth=0.5", "quantize{scheme=static,calibration=mse,smooth=0.5}"),
                ("int8 static, minmax, keep_fp32=3", "quantize{scheme=static,keep_fp32=3}"),
                ("int8 static, minmax, min_cosine=0.99", "quantize{scheme=static,min_cosine=0.99}"),
+               ("int8 dynamic, per row", "quantize{scheme=dynamic}"),
+               ("int8 dynamic, per tensor", "quantize,quantize-fold{dynamic=true,granularity=tensor}"),
                ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}")]
 """(row label, pipeline) for MiniLM."""
 
