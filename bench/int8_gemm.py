@@ -10,7 +10,8 @@ graph: per-tensor dynamic quantization of the activations, then the GEMM with de
 with dequantization alone on already quantized activations. GOP/s = 2*M*N*K / median time. The
 fp32 Numba micro-kernel GEMM and numpy run in this process; ONNX Runtime runs in its own process
 (its spinning threads would slow Numba's), once before and once after them, so that a change of
-machine load between the two shows.
+machine load between the two shows; PyTorch's dynamically quantized Linear (when torch is installed)
+runs in a process of its own too.
 Weights are packed before timing, as at compile time.
 """
 
@@ -77,15 +78,38 @@ def ort_child(shapes: list[tuple[int, int, int]], threads: int, repeats: int) ->
     print(json.dumps(out))
 
 
-def ort_figures(shapes: tuple[tuple[int, int, int], ...], threads: int, repeats: int) -> dict[str, float]:
-    """GOP/s of ONNX Runtime's dynamic int8 MatMul per shape, measured in a child process (empty without it)."""
-    if not (has("onnxruntime") and has("onnx")):
+def torch_child(shapes: list[tuple[int, int, int]], threads: int, repeats: int) -> None:
+    """In a child process: PyTorch's dynamically quantized Linear (int8 weights, f32 in and out) per shape."""
+    import warnings
+
+    import torch
+
+    warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"engine": torch.backends.quantized.engine}
+    for m, k, n in shapes:
+        lin = torch.nn.Linear(k, n, bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(rng.standard_normal((n, k), dtype=np.float32)))
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+        x = torch.from_numpy(rng.standard_normal((m, k), dtype=np.float32))
+        with torch.inference_mode():
+            t = medians({"torch": lambda mod=q, a=x: mod(a)}, repeats)["torch"]
+        out[f"{m}x{k}x{n}"] = _gops(m, k, n, t)
+    print(json.dumps(out))
+
+
+def peer_figures(peer: str, shapes: tuple[tuple[int, int, int], ...], threads: int, repeats: int) -> dict[str, Any]:
+    """GOP/s of a peer's dynamic int8 product per shape ("ort" or "torch"), measured in a child process
+    (empty when the peer is not installed)."""
+    if not all(has(mod) for mod in ({"ort": ("onnxruntime", "onnx"), "torch": ("torch",)}[peer])):
         return {}
     arg = json.dumps([list(s) for s in shapes])
-    r = subprocess.run([sys.executable, "-m", "tensorsmith.bench.int8_gemm", "--ort-child", arg,
+    r = subprocess.run([sys.executable, "-m", "tensorsmith.bench.int8_gemm", f"--{peer}-child", arg,
                         "--threads", str(threads), "--repeats", str(repeats)], capture_output=True, text=True)
     if r.returncode:
-        print(f"ONNX Runtime child failed: {r.stderr[-1000:]}")
+        print(f"{peer} child failed: {r.stderr[-1000:]}")
         return {}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -127,10 +151,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=numba.get_num_threads())
     ap.add_argument("--paths", default=",".join(int8_paths()), help="int8 paths, comma separated")
     ap.add_argument("--ort-child", help=argparse.SUPPRESS)
+    ap.add_argument("--torch-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.ort_child:
-        ort_child([tuple(s) for s in json.loads(args.ort_child)], args.threads, args.repeats)
-        return
+    for child, fn in ((args.ort_child, ort_child), (args.torch_child, torch_child)):
+        if child:
+            fn([tuple(s) for s in json.loads(child)], args.threads, args.repeats)
+            return
     numba.set_num_threads(args.threads)
     paths = [p for p in args.paths.split(",") if p]
     for p in paths:
@@ -138,18 +164,21 @@ def main(argv: list[str] | None = None) -> None:
     why_not = "; ".join(f"{p}: {why}" for p, why in unavailable_int8_paths().items()) or "none"
     print(f"int8 paths this host executes: {', '.join(int8_paths())} (best first); timed: {', '.join(paths)}; "
           f"AMX reported: {amx_reported()}; paths it cannot run: {why_not}; threads: {args.threads}")
-    ort_before = ort_figures(SHAPES, args.threads, args.repeats)
+    ort_before = peer_figures("ort", SHAPES, args.threads, args.repeats)
+    torch_figs = peer_figures("torch", SHAPES, args.threads, args.repeats)
     rows = []
     names: list[str] = []
     for m, k, n in SHAPES:
         t = bench_shape(m, k, n, paths, args.repeats, args.threads)
         names = names or list(t)
         rows.append([f"{m}x{k}x{n}"] + [_gops(m, k, n, t[c]) for c in names])
-    ort_after = ort_figures(SHAPES, args.threads, args.repeats)
+    ort_after = peer_figures("ort", SHAPES, args.threads, args.repeats)
     for row, (m, k, n) in zip(rows, SHAPES):
-        row += [ort.get(f"{m}x{k}x{n}", float("nan")) for ort in (ort_before, ort_after)]
-    table("GOP/s (GFLOP/s for fp32), M x K x N, median of --repeats; ONNX Runtime before and after the others",
-          ["shape"] + names + ["ORT int8 before", "ORT int8 after"], rows)
+        row += [peer.get(f"{m}x{k}x{n}", float("nan")) for peer in (ort_before, ort_after, torch_figs)]
+    engine = torch_figs.get("engine", "not installed")
+    table(f"GOP/s (GFLOP/s for fp32), M x K x N, median of --repeats; ONNX Runtime before and after the others; "
+          f"PyTorch dynamic quantized Linear (engine {engine})",
+          ["shape"] + names + ["ORT int8 before", "ORT int8 after", "torch int8"], rows)
 
 
 if __name__ == "__main__":
