@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fuse), e.g. --pipelines fuse \"prune{sparsity=0.5},quantize,fuse\"; replaces the default "
                         "configurations except the reference fp32 and numba fp32 rows")
     p.add_argument("--backends", default="",
-                   help="comma-separated: reference, numba, onnxruntime (default: all available)")
+                   help="comma-separated: reference, numba, onnxruntime, torch (default: all available)")
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                    help=f"cost-model targets (default: {','.join(DEFAULT_TARGETS)}; '' for none)")
     p.add_argument("--pass-target", default=None,
@@ -220,14 +220,16 @@ def chosen_configs(args: argparse.Namespace) -> list[Config]:
 
 def _check_backends(backends: list[str]) -> str | None:
     """None when every backend is known and installed, else one message saying which is not."""
-    from .peers import available_peers
+    from .peers import PEERS, available_peers
 
     known = [r.value for r in Runner]
     unknown = [b for b in backends if b not in known]
     if unknown:
         return f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(known)}"
-    missing = [b for b in backends if b in ("onnxruntime",) and b not in available_peers()]
-    return f"backend(s) not installed: {', '.join(missing)} (pip install -e '.[compare]')" if missing else None
+    missing = [b for b in backends if b in PEERS and b not in available_peers()]
+    how = {"onnxruntime": "pip install -e '.[compare]'", "torch": "pip install torch (the CPU build)"}
+    return (f"backend(s) not installed: {', '.join(missing)} ({'; '.join(how[b] for b in missing)})"
+            if missing else None)
 
 
 def _settings(args: argparse.Namespace, console: Console) -> Any:

@@ -12,9 +12,10 @@ class Runner(str, Enum):
     REFERENCE = "reference"
     NUMBA = "numba"
     ONNXRUNTIME = "onnxruntime"
+    TORCH = "torch"
 
 
-PEER_RUNNERS = (Runner.ONNXRUNTIME,)
+PEER_RUNNERS = (Runner.ONNXRUNTIME, Runner.TORCH)
 """Runners that are peer libraries (each timed in a child process)."""
 
 
@@ -83,6 +84,7 @@ DEFAULT_CONFIGS: tuple[Config, ...] = (
            backend_rel_err=INT8_BACKEND_REL_ERR),
     Config("ORT fp32", Runner.ONNXRUNTIME, max_rel_err=EXACT_REL_ERR),
     Config("ORT int8 dynamic", Runner.ONNXRUNTIME, peer_variant="int8-dynamic", min_cosine=INT8_MIN_COSINE),
+    Config("torch eager fp32", Runner.TORCH, max_rel_err=EXACT_REL_ERR),
 )
 """What `bench` runs per model, in this order."""
 

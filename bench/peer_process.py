@@ -1,25 +1,30 @@
-"""Time a peer runtime on an ONNX model in its own process, so its thread pool never competes with Numba's.
+"""Time a peer runtime in its own process, so its thread pool never competes with Numba's.
 
-`time_onnx_in_subprocess(model, inputs, peer="onnxruntime")` writes the model and inputs to a
-temporary folder, runs `python -m tensorsmith.bench.peer_process` there and returns the median
-seconds (warm-up first, then `repeats` timed runs) with the peer's version.
+`time_onnx_in_subprocess(model, inputs)` writes an ONNX model and the inputs to a temporary folder,
+runs ONNX Runtime there (`python -m tensorsmith.bench.peer_process`) and returns the median seconds
+(warm-up first, then `repeats` timed runs) with the peer's version; `time_graph_in_subprocess(graph,
+inputs)` does the same with PyTorch eager running the IR graph op by op (`bench/torch_peer.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import pickle
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..ir.graph import Graph
 
 
 @dataclass(frozen=True)
@@ -39,20 +44,14 @@ class PeerError(RuntimeError):
     """The peer's process failed; the message carries its last lines of output."""
 
 
-def time_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray], *, peer: str = "onnxruntime",
-                            repeats: int = 11, warmup: int = 3, threads: int = 2, timeout_s: float = 600,
-                            keep_outputs: bool = False) -> PeerTiming:
-    """Median run time of the ONNX model on `peer` (only "onnxruntime" today), measured in a child process.
-
-    With `keep_outputs` the outputs of the first run come back too (to check the peer's quality).
-    """
-    if peer != "onnxruntime":
-        raise ValueError(f"unknown ONNX peer {peer!r}; known: onnxruntime")
+def _time_child(peer: str, module: str, model_name: str, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
+                repeats: int, warmup: int, threads: int, timeout_s: float, keep_outputs: bool) -> PeerTiming:
+    """Run `python -m module MODEL INPUTS ...` in a temporary folder and read its JSON timing line."""
     with tempfile.TemporaryDirectory(prefix="tensorsmith-peer-") as tmp:
-        model_path, inputs_path = Path(tmp, "model.onnx"), Path(tmp, "inputs.npz")
+        model_path, inputs_path = Path(tmp, model_name), Path(tmp, "inputs.npz")
         model_path.write_bytes(model_bytes)
         np.savez(inputs_path, **{k: np.asarray(v) for k, v in inputs.items()})
-        cmd = [sys.executable, "-m", "tensorsmith.bench.peer_process", str(model_path), str(inputs_path),
+        cmd = [sys.executable, "-m", module, str(model_path), str(inputs_path),
                "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
         outputs_path = Path(tmp, "outputs.npz")
         if keep_outputs:
@@ -68,7 +67,57 @@ def time_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray]
                       out["peak_rss_bytes"], outputs)
 
 
-def _rss_bytes() -> int:
+def time_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray], *, peer: str = "onnxruntime",
+                            repeats: int = 11, warmup: int = 3, threads: int = 2, timeout_s: float = 600,
+                            keep_outputs: bool = False) -> PeerTiming:
+    """Median run time of the ONNX model on `peer` (only "onnxruntime" today), measured in a child process.
+
+    With `keep_outputs` the outputs of the first run come back too (to check the peer's quality).
+    """
+    if peer != "onnxruntime":
+        raise ValueError(f"unknown ONNX peer {peer!r}; known: onnxruntime")
+    return _time_child(peer, "tensorsmith.bench.peer_process", "model.onnx", model_bytes, inputs, repeats, warmup,
+                       threads, timeout_s, keep_outputs)
+
+
+def time_graph_in_subprocess(graph: Graph, inputs: Mapping[str, np.ndarray], *, repeats: int = 11, warmup: int = 3,
+                             threads: int = 2, timeout_s: float = 600, keep_outputs: bool = False) -> PeerTiming:
+    """Median run time of `graph` in PyTorch eager mode (`torch_peer.TorchGraph`), measured in a child process."""
+    return _time_child("torch", "tensorsmith.bench.torch_peer", "graph.pkl", pickle_graph(graph), inputs, repeats,
+                       warmup, threads, timeout_s, keep_outputs)
+
+
+PICKLE_RECURSION_LIMIT = 50_000
+"""Python frames pickle may use: a graph's values and nodes refer to each other, so pickle recurses about
+as deep as the graph is long."""
+
+
+def pickle_graph(graph: Graph) -> bytes:
+    """`graph` pickled (with the recursion limit raised for the call)."""
+    with _recursion_limit(PICKLE_RECURSION_LIMIT):
+        return pickle.dumps(graph)
+
+
+def unpickle_graph(data: bytes) -> Graph:
+    """The graph `pickle_graph` wrote."""
+    with _recursion_limit(PICKLE_RECURSION_LIMIT):
+        graph = pickle.loads(data)
+    if not isinstance(graph, Graph):
+        raise TypeError(f"expected a pickled Graph, got {type(graph).__name__}")
+    return graph
+
+
+@contextlib.contextmanager
+def _recursion_limit(limit: int) -> Iterator[None]:
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def rss_bytes() -> int:
     """This process's resident memory now (/proc/self/statm; its peak so far where /proc is absent)."""
     try:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -87,7 +136,7 @@ def _main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import onnxruntime as ort
 
-    rss0 = _rss_bytes()
+    rss0 = rss_bytes()
     t0 = time.perf_counter()
 
     opts = ort.SessionOptions()
@@ -110,7 +159,7 @@ def _main(argv: list[str] | None = None) -> None:
         times.append(time.perf_counter() - t0)
     q1, med, q3 = np.percentile(times, [25, 50, 75])
     print(json.dumps({"version": ort.__version__, "median_s": float(med), "spread_s": float(q3 - q1),
-                      "session_s": session_s, "peak_rss_bytes": max(0, _rss_bytes() - rss0)}))
+                      "session_s": session_s, "peak_rss_bytes": max(0, rss_bytes() - rss0)}))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Peers `bench` times beside our backends, each in its own process: ONNX Runtime (CPU) when installed."""
+"""Peers `bench` times beside our backends, each in its own process: ONNX Runtime (CPU) and PyTorch eager,
+each when installed."""
 
 from __future__ import annotations
 
 import importlib.util
 
-PEERS = ("onnxruntime",)
+PEERS = ("onnxruntime", "torch")
 """Peers `bench` knows; each is optional and only timed when its package imports."""
 
 

@@ -15,7 +15,7 @@ from ..ir import Graph, to_onnx
 from ..passes import run_pipeline
 from .configs import BASELINE, Config, Runner
 from .measure import Row, compare, fill_estimates, new_row, peak_run_bytes, stored_bytes, time_runs
-from .peer_process import time_onnx_in_subprocess
+from .peer_process import time_graph_in_subprocess, time_onnx_in_subprocess
 
 PEER_MODELS: dict[str, Callable[[bytes], bytes]] = {}
 """ONNX Runtime model variants by `Config.peer_variant`, from our exported fp32 ONNX model (filled below)."""
@@ -102,10 +102,14 @@ def _ours(row: Row, graph: Graph, cfg: Config, inputs: Mapping[str, np.ndarray],
 def _peer(row: Row, graph: Graph, cfg: Config, inputs: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
           s: Settings) -> None:
     """Time `cfg`'s peer in its own process and check its outputs; fills the row."""
-    model = PEER_MODELS[cfg.peer_variant](to_onnx(graph).SerializeToString())
-    row.model_bytes = len(model)
-    timing = time_onnx_in_subprocess(model, inputs, repeats=s.repeats, warmup=s.warmup, threads=s.threads,
-                                     keep_outputs=True)
+    if cfg.runner is Runner.TORCH:
+        timing = time_graph_in_subprocess(graph, inputs, repeats=s.repeats, warmup=s.warmup, threads=s.threads,
+                                          keep_outputs=True)
+    else:
+        model = PEER_MODELS[cfg.peer_variant](to_onnx(graph).SerializeToString())
+        row.model_bytes = len(model)
+        timing = time_onnx_in_subprocess(model, inputs, repeats=s.repeats, warmup=s.warmup, threads=s.threads,
+                                         keep_outputs=True)
     row.compile_ms = timing.session_s * 1e3
     q = compare(timing.outputs, want)
     row.cosine, row.max_rel_err, row.max_abs_err = q.cosine, q.max_rel_err, q.max_abs_err

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from tensorsmith.bench.cli import main
+from tensorsmith.bench.peers import PEERS
 from tensorsmith.bench.report import MEASURED_COLUMNS, SCHEMA_VERSION
 
 FAST = ["--repeats", "1", "--warmup", "0", "--threads", "1"]
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
 ROW_KEYS = {"model", "config", "backend", "pipeline", "fused", "median_ms", "spread_ms", "repeats", "speedup",
@@ -47,7 +49,8 @@ def test_json_has_every_configuration_with_the_environment(full_run: tuple[Path,
     rows = {r["config"]: r for r in data["rows"]}
     assert all(set(r) == ROW_KEYS for r in data["rows"])
     expected = {"reference fp32", "numba fp32", "numba fused", "block-sparse", "int8", "int4 weight-only",
-                "int8+sparse+fused"} | ({"ORT fp32", "ORT int8 dynamic"} if HAS_ORT else set())
+                "int8+sparse+fused"} | ({"ORT fp32", "ORT int8 dynamic"} if HAS_ORT else set()) | \
+        ({"torch eager fp32"} if HAS_TORCH else set())
     assert set(rows) == expected
     assert rows["numba fp32"]["speedup"] == pytest.approx(1.0) and rows["numba fp32"]["cosine"] > 0.9999
     assert rows["int8"]["int8_path"] in env["int8_paths_available"]
@@ -55,7 +58,7 @@ def test_json_has_every_configuration_with_the_environment(full_run: tuple[Path,
     for r in data["rows"]:
         assert (r["median_ms"] is None) == (r["error"] is not None)  # a failure carries no timing
         assert set(r["estimate_ms"]) | set(r["estimate_errors"]) == ({"cpu-host", "gpu-a100"}
-                                                                    if r["backend"] != "onnxruntime" else set())
+                                                                    if r["backend"] not in PEERS else set())
     assert data["failures"] == [f"mlp / {r['config']}: {r['error']}" for r in data["rows"] if r["error"]]
 
 
