@@ -14,8 +14,8 @@ import numpy as np
 from ..backends.cost import load_target
 from ..ir.dtypes import f32
 from ..ir.graph import Graph, Node, Value
-from ..ir.types import TensorType
 from ..ir.ops.registry import get_op
+from ..ir.types import TensorType
 from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .calibration import CalibrationStats, activation_range, gather_stats
 from .quantize_fold import QuantizeFold
