@@ -59,8 +59,12 @@ def format_report(p: Quantize, done: list[Node], skipped: list[tuple[str, str]],
         ints = [k for k in kinds if k not in ("fp16", "bf16")]
         moves = (["by at most scale/2"] if ints else []) + (
             ["by at most half an ulp"] if len(ints) < len(kinds) else [])
-        parts.append(f"bound: each weight moves {' or '.join(moves)}, so |dy_i| <= max|dW_i| * sum|x| "
-                     "per output channel")
+        if p.group_size:
+            parts.append(f"bound: each weight moves by at most its group's scale/2, so |dy_i| <= sum_g scale_ig/2 * "
+                         f"sum_(k in g) |x_k| per output channel (groups of {p.group_size} along K)")
+        else:
+            parts.append(f"bound: each weight moves {' or '.join(moves)}, so |dy_i| <= max|dW_i| * sum|x| "
+                         "per output channel")
         shown = sorted(done, key=lambda n: -n.meta["quantize"]["max_weight_error"])[:_SHOWN]
         more = f" (+{len(done) - len(shown)} more)" if len(done) > len(shown) else ""
         parts.append("; ".join(_layer(n) for n in shown) + more)
