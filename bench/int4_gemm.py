@@ -35,7 +35,8 @@ def cpu_line() -> str:
     """The CPU Numba compiles for and its vector extensions that matter here."""
     feats = llvm.get_host_cpu_features()
     isa = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vnni") if feats.get(f)]
-    return f"CPU: {platform.processor() or platform.machine()}, LLVM target {llvm.get_host_cpu_name()} ({', '.join(isa)})"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU: {cpu}, LLVM target {llvm.get_host_cpu_name()} ({', '.join(isa)})"
 
 
 def linear_graph(m: int, k: int, n: int, seed: int = 0) -> Graph:
