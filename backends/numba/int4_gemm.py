@@ -22,7 +22,8 @@ import numpy as np
 
 from .epilogue import PARAMS_PER_STAGE
 from .jit import EMPTY_F32, Twin, cdiv, num_threads, twin
-from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm
+from .k_int4_vec import vector_groups
+from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm, wgemm_i4v
 
 MAX_ROWS = 16
 """Rows (M) up to which a linear with int4 / int8 weight-only weights runs on this kernel; above it the
@@ -115,7 +116,14 @@ KERNELS: dict[int, Twin] = {
     4: twin(_bind(wgemm, "i4", GROUP_DOT=full_i4, TAIL_DOT=tail_i4, GROUP_BYTES=bytes_i4)),
     8: twin(_bind(wgemm, "i8", GROUP_DOT=dot_i8, TAIL_DOT=dot_i8, GROUP_BYTES=bytes_i8)),
 }
-"""The weight-only GEMM kernel per weight bits (serial/parallel twins)."""
+"""The weight-only GEMM kernel per weight bits (serial/parallel twins), loops in Numba."""
+VECTOR_KERNEL = twin(wgemm_i4v)
+"""The int4 kernel on the LLVM IR vector loop (k_int4_vec.py), for groups it supports (`vector_groups`)."""
+
+
+def kernel_for(packed: PackedWeights) -> Twin:
+    """The kernel that runs `packed`: the vector int4 kernel where its groups allow, else the Numba loops."""
+    return VECTOR_KERNEL if packed.bits == 4 and vector_groups(packed.group_size) else KERNELS[packed.bits]
 
 
 def column_block(n: int, threads: int, parallel: bool) -> int:
@@ -143,6 +151,6 @@ def weight_gemm(x: np.ndarray, packed: PackedWeights, parallel: bool = False, st
         raise ValueError(f"weight-only GEMM: x must be f32 [M, {packed.k}], got {x.shape}")
     out = np.empty((x.shape[0], packed.n), np.float32)
     tn = column_block(packed.n, num_threads(), parallel)
-    KERNELS[packed.bits].pick(parallel)(x, packed.data, packed.scales, out, packed.group_size, tn, stages, vecs,
+    kernel_for(packed).pick(parallel)(x, packed.data, packed.scales, out, packed.group_size, tn, stages, vecs,
                                         params, res)
     return out

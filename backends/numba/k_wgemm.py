@@ -21,6 +21,12 @@ from numba import prange
 
 from .jit import helper
 from .k_epilogue import epi_tile
+from .k_int4_vec import VW, col_dot_1, col_dot_2, col_dot_4
+
+X_CHUNK_BYTES = 32768
+"""Bytes of x (all rows) one K chunk of the vector int4 kernel reads: they stay in L1 while its columns pass."""
+SUB_COLUMNS = 64
+"""Columns that pass over one K chunk of x before the next chunk (their weights, 64 x K/2 bytes, span few pages)."""
 
 
 @helper
@@ -107,5 +113,52 @@ def wgemm(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type: ig
                 if tail > 0:
                     acc += sn[nfull] * TAIL_DOT(xr, nfull * gsize, pn, nfull * gb, tail)
                 out[r, n] = acc
+        if stages.shape[0] > 0:
+            epi_tile(out, 0, m_all, c0, c1, stages, vecs, params, res)
+
+
+def wgemm_i4v(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type: ignore[no-untyped-def]
+    """`wgemm` for int4 weights whose half groups are whole vectors (k_int4_vec.py): the full groups of each
+    column run on the LLVM IR intrinsic, four rows at a time (each load of nibbles unpacked once for the four),
+    K in chunks whose rows of x stay in L1 (X_CHUNK_BYTES), a short last group on `tail_i4`."""
+    m_all, k = x.shape
+    n_all = out.shape[1]
+    nfull = k // gsize
+    tail = k - nfull * gsize
+    gb = gsize // 2
+    nvec = gb // VW
+    chunk = max(1, X_CHUNK_BYTES // (4 * max(m_all, 1) * gsize))  # groups per K chunk
+    xf = x.reshape(-1)
+    pf = wp.reshape(-1)
+    sf = scales.reshape(-1)
+    of = out.reshape(-1)
+    bpc = wp.shape[1]
+    ns = scales.shape[1]
+    blocks = (n_all + tn - 1) // tn
+    for t in prange(blocks):
+        c0 = t * tn
+        c1 = min(n_all, c0 + tn)
+        for s0 in range(c0, c1, SUB_COLUMNS):
+            for g0 in range(0, max(nfull, 1), chunk):
+                ng = min(chunk, nfull - g0)
+                more = g0 > 0
+                for n in range(s0, min(c1, s0 + SUB_COLUMNS)):
+                    po = n * bpc + g0 * gb
+                    so = n * ns + g0
+                    r = 0
+                    while r + 4 <= m_all:
+                        col_dot_4(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        r += 4
+                    if r + 2 <= m_all:
+                        col_dot_2(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        r += 2
+                    if r < m_all:
+                        col_dot_1(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+        if tail > 0:
+            for n in range(c0, c1):
+                pn = wp[n]
+                s = scales[n, nfull]
+                for rr in range(m_all):
+                    out[rr, n] += s * tail_i4(x[rr], nfull * gsize, pn, nfull * gb, tail)
         if stages.shape[0] > 0:
             epi_tile(out, 0, m_all, c0, c1, stages, vecs, params, res)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from .epilogue import Epilogue
-from .int4_gemm import KERNELS, MAX_ROWS, column_block, kernel_name, pack_int4_weights, pack_int8_rows
+from .int4_gemm import MAX_ROWS, column_block, kernel_for, kernel_name, pack_int4_weights, pack_int8_rows
 from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .rules_elementwise import emit_binary
@@ -107,7 +107,7 @@ def lower_weight_gemm(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value
         par = ctx.parallel(work)
         tn = column_block(n, ctx.threads, par)
         o2 = ctx.reshaped(out, (m, n))
-        step = ctx.emit(kernel_label(label, epi), KERNELS[sw.bits], ctx.reshaped(ctx.arg(x), (m, k)), data, scales,
+        step = ctx.emit(kernel_label(label, epi), kernel_for(packed), ctx.reshaped(ctx.arg(x), (m, k)), data, scales,
                         o2, Lit(packed.group_size), Lit(tn), codes, vecs, params, res, writes=(o2,), work=work)
         step.note = f"weight-only GEMM on {sw.describe()} (M = {m} <= {MAX_ROWS})"
         ctx.layer_kernels[node.name] = {"kernel": step.kernel, "reason": step.note}
