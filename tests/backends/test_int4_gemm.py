@@ -126,3 +126,13 @@ def test_the_int4_kernel_holds_no_f32_copy_of_the_weight() -> None:
     consts = {s.name: s for s in exe.plan.slots if s.kind == "const"}
     assert not any(s.dtype == np.float32 and s.shape == (64, 256) for s in consts.values()), sorted(consts)
     assert any(s.dtype == np.uint8 and s.shape == (64, 128) for s in consts.values())
+
+
+def test_groups_of_whole_vectors_run_on_the_vector_kernel() -> None:
+    from tensorsmith.backends.numba.int4_gemm import KERNELS, VECTOR_KERNEL, kernel_for
+    from tensorsmith.backends.numba.k_int4_vec import AVAILABLE
+
+    _, q, s, _ = _problem(1, 128, 4, 32, 4)
+    assert kernel_for(pack_int4_weights(q, s, 32)) is (VECTOR_KERNEL if AVAILABLE else KERNELS[4])
+    _, q, s, _ = _problem(1, 128, 4, 0, 8)
+    assert kernel_for(pack_int8_rows(q, s)) is KERNELS[8]

@@ -61,3 +61,24 @@ def test_grouped_text_form_round_trips_with_the_scale_as_a_constant() -> None:
     text = g.to_text()
     assert "dequantize(@w.i8, @w.scale) {axis=1, group_size=4}" in text
     assert graphs_equal(verify(parse(text)), g)
+
+
+def test_grouped_dequantize_exports_as_blocked_dequantize_linear_and_imports_back() -> None:
+    from tensorsmith.backends import reference
+    from tensorsmith.ir import from_onnx, to_onnx
+    from tensorsmith.ir.onnx_export import OnnxExportError
+
+    rng = np.random.default_rng(2)
+    b = GraphBuilder("g")
+    x = b.input("x", f32[2, 10])
+    q = b.const(rng.integers(-7, 8, (3, 10)).astype(np.int8), "w.i8")
+    s = b.const(rng.uniform(0.1, 1.0, (3, 3)).astype(np.float32), "w.scale")
+    b.output(b.linear(x, b.op("dequantize", q, s, axis=1, group_size=4), name="y"))
+    g = b.build()
+    model = to_onnx(g, opset=21)
+    node = next(n for n in model.graph.node if n.op_type == "DequantizeLinear")
+    assert {a.name: a.i for a in node.attribute} == {"axis": 1, "block_size": 4}
+    feeds = {"x": rng.standard_normal((2, 10)).astype(np.float32)}
+    np.testing.assert_allclose(reference.run(from_onnx(model), feeds)["y"], reference.run(g, feeds)["y"], rtol=1e-6)
+    with pytest.raises((OnnxExportError, ValueError), match="needs opset 21"):
+        to_onnx(g, opset=20)

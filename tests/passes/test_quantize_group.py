@@ -111,3 +111,10 @@ def test_report_names_the_groups() -> None:
 def test_bad_options_name_the_option(options: str, match: str) -> None:
     with pytest.raises((ValueError, PipelineError), match=match):
         run_pipeline(_linear(4, 32), f"quantize{{{options}}}")
+
+
+def test_quantize_fold_leaves_grouped_weights_and_says_why() -> None:
+    ctx = PassContext()
+    q = run_pipeline(_linear(8, 64), "quantize{precision=int8,group_size=32},quantize-fold{dynamic=true}", ctx=ctx)
+    assert any(n.op == "linear" for n in q.nodes) and not any(n.op == "qlinear" for n in q.nodes)
+    assert "quantized in groups of 32" in ctx.records[-1].report
