@@ -22,8 +22,8 @@ import numpy as np
 
 from .epilogue import PARAMS_PER_STAGE
 from .jit import EMPTY_F32, Twin, cdiv, num_threads, twin
-from .k_int4_vec import vector_groups
-from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm, wgemm_i4v
+from .k_int4_vec import col_dot8_1, col_dot8_2, col_dot8_4, col_dot_1, col_dot_2, col_dot_4, vector_groups
+from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm, wgemm_vec
 
 MAX_ROWS = 16
 """Rows (M) up to which a linear with int4 / int8 weight-only weights runs on this kernel; above it the
@@ -117,13 +117,19 @@ KERNELS: dict[int, Twin] = {
     8: twin(_bind(wgemm, "i8", GROUP_DOT=dot_i8, TAIL_DOT=dot_i8, GROUP_BYTES=bytes_i8)),
 }
 """The weight-only GEMM kernel per weight bits (serial/parallel twins), loops in Numba."""
-VECTOR_KERNEL = twin(wgemm_i4v)
-"""The int4 kernel on the LLVM IR vector loop (k_int4_vec.py), for groups it supports (`vector_groups`)."""
+VECTOR_KERNELS: dict[int, Twin] = {
+    4: twin(_bind(wgemm_vec, "i4", COL_DOT_4=col_dot_4, COL_DOT_2=col_dot_2, COL_DOT_1=col_dot_1, TAIL_DOT=tail_i4,
+                  GROUP_BYTES=bytes_i4)),
+    8: twin(_bind(wgemm_vec, "i8", COL_DOT_4=col_dot8_4, COL_DOT_2=col_dot8_2, COL_DOT_1=col_dot8_1, TAIL_DOT=dot_i8,
+                  GROUP_BYTES=bytes_i8)),
+}
+"""The kernels on the LLVM IR vector loop (k_int4_vec.py), for groups it supports (`vector_groups`)."""
 
 
 def kernel_for(packed: PackedWeights) -> Twin:
-    """The kernel that runs `packed`: the vector int4 kernel where its groups allow, else the Numba loops."""
-    return VECTOR_KERNEL if packed.bits == 4 and vector_groups(packed.group_size) else KERNELS[packed.bits]
+    """The kernel that runs `packed`: the vector kernel where its groups allow, else the Numba loops."""
+    fast = vector_groups(packed.group_size, packed.bits)
+    return VECTOR_KERNELS[packed.bits] if fast else KERNELS[packed.bits]
 
 
 def column_block(n: int, threads: int, parallel: bool) -> int:

@@ -1,4 +1,4 @@
-"""The vector inner loop of the INT4 weight-only GEMM, written in LLVM IR (as k_microkernel.py's micro-kernel).
+"""The vector inner loop of the weight-only GEMM (int4, and int8), in LLVM IR (as k_microkernel.py's micro-kernel).
 
 `col_dot_rows(R)` makes an intrinsic that computes, for R rows of x and one output column,
 sum over the column's full groups g of scale[g] * sum_{k in g} x[r, k] * q[k], reading the packed
@@ -8,6 +8,7 @@ into two vector accumulators per row with FMAs; each group's sum is scaled into 
 accumulator, reduced once per column. The nibbles of one load are unpacked once for all R rows.
 Numba's own loops do not vectorize these short groups (16 bytes for G = 32) nor keep the lanes in
 i32, so the kernel spells the vectors out. It needs G / 2 to be a multiple of VW (`vector_groups`).
+`col_dot8_rows` does the same for int8 weights (one signed byte per weight, k order; G a multiple of VW).
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATUR
 """Whether this host has the vector FMA the intrinsic is written for."""
 
 
-def vector_groups(group_size: int) -> bool:
-    """Whether groups of `group_size` weights run on the vector intrinsic (half a group is whole vectors)."""
-    return AVAILABLE and group_size >= 2 * VW and group_size % (2 * VW) == 0
+def vector_groups(group_size: int, bits: int = 4) -> bool:
+    """Whether groups of `group_size` weights run on the vector intrinsic (a group's bytes are whole vectors)."""
+    step = 2 * VW if bits == 4 else VW
+    return AVAILABLE and group_size >= step and group_size % step == 0
 
 
-def _make(rows: int):  # type: ignore[no-untyped-def]
-    """The intrinsic for `rows` rows of x."""
+def _make(rows: int, bits: int = 4):  # type: ignore[no-untyped-def]
+    """The intrinsic for `rows` rows of x and weights of `bits` (4: nibbles, nvec vectors per half group;
+    8: signed bytes in k order, nvec vectors per group)."""
 
     def col_dot_typer(typingctx, x, xo, ldx, p, po, s, so, ngroups, nvec, out, oo, ldo, accumulate):  # type: ignore
         """out[oo + r*ldo] (+)= sum_g s[so + g] * dot(x[xo + r*ldx + g*G:...], nibbles of p[po + g*G/2:...]),
@@ -60,8 +63,8 @@ def _make(rows: int):  # type: ignore[no-untyped-def]
         undef = ir.Constant(vt, ir.Undefined)
         splat0 = ir.Constant(ir.VectorType(i32, VW), [0] * VW)
         fifteen, four, eight = (ir.Constant(vi, [c] * VW) for c in (15, 4, 8))
-        half = builder.mul(nv, ir.Constant(i64, VW))  # G / 2
-        group = builder.mul(half, ir.Constant(i64, 2))
+        half = builder.mul(nv, ir.Constant(i64, VW))  # bytes per group: G / 2 for int4, G for int8
+        group = builder.mul(half, ir.Constant(i64, 2 if bits == 4 else 1))
         acc = [cgutils.alloca_once_value(builder, zero) for _ in range(rows)]
         gl = [cgutils.alloca_once_value(builder, zero) for _ in range(rows)]
         gh = [cgutils.alloca_once_value(builder, zero) for _ in range(rows)]
@@ -76,16 +79,22 @@ def _make(rows: int):  # type: ignore[no-untyped-def]
             with cgutils.for_range(builder, nv) as vloop:
                 j = builder.mul(vloop.index, ir.Constant(i64, VW))
                 raw = builder.load(builder.bitcast(builder.gep(gbytes, [j]), vb.as_pointer()), align=1)
-                w = builder.zext(raw, vi)
-                lo = builder.sitofp(builder.sub(builder.and_(w, fifteen), eight), vt)
-                hi = builder.sitofp(builder.sub(builder.lshr(w, four), eight), vt)
                 kl = builder.add(goff, j)
-                kh = builder.add(kl, half)
-                for r in range(rows):
-                    xl = builder.load(builder.bitcast(builder.gep(rowx[r], [kl]), vt.as_pointer()), align=4)
-                    xh = builder.load(builder.bitcast(builder.gep(rowx[r], [kh]), vt.as_pointer()), align=4)
-                    builder.store(builder.call(fma, [xl, lo, builder.load(gl[r])]), gl[r])
-                    builder.store(builder.call(fma, [xh, hi, builder.load(gh[r])]), gh[r])
+                if bits == 8:  # one signed weight per byte, k = j
+                    wv = builder.sitofp(builder.sext(raw, vi), vt)
+                    for r in range(rows):
+                        xl = builder.load(builder.bitcast(builder.gep(rowx[r], [kl]), vt.as_pointer()), align=4)
+                        builder.store(builder.call(fma, [xl, wv, builder.load(gl[r])]), gl[r])
+                else:
+                    w = builder.zext(raw, vi)
+                    lo = builder.sitofp(builder.sub(builder.and_(w, fifteen), eight), vt)
+                    hi = builder.sitofp(builder.sub(builder.lshr(w, four), eight), vt)
+                    kh = builder.add(kl, half)
+                    for r in range(rows):
+                        xl = builder.load(builder.bitcast(builder.gep(rowx[r], [kl]), vt.as_pointer()), align=4)
+                        xh = builder.load(builder.bitcast(builder.gep(rowx[r], [kh]), vt.as_pointer()), align=4)
+                        builder.store(builder.call(fma, [xl, lo, builder.load(gl[r])]), gl[r])
+                        builder.store(builder.call(fma, [xh, hi, builder.load(gh[r])]), gh[r])
             sc = builder.load(builder.gep(ps, [builder.add(so, g)]), align=4)
             sv = builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)), undef, splat0)
             for r in range(rows):
@@ -107,7 +116,7 @@ def _make(rows: int):  # type: ignore[no-untyped-def]
             builder.store(builder.select(flag, builder.fadd(old, total), total), ptr, align=4)
         return context.get_dummy_value()
 
-    col_dot_typer.__name__ = col_dot_typer.__qualname__ = f"i4_col_dot_{rows}"
+    col_dot_typer.__name__ = col_dot_typer.__qualname__ = f"i{bits}_col_dot_{rows}"
     return intrinsic(col_dot_typer)
 
 
@@ -117,3 +126,9 @@ col_dot_2 = _make(2)
 """Two rows."""
 col_dot_1 = _make(1)
 """One row."""
+col_dot8_4 = _make(4, 8)
+"""Four rows of x against one int8 column."""
+col_dot8_2 = _make(2, 8)
+"""Two rows, int8."""
+col_dot8_1 = _make(1, 8)
+"""One row, int8."""

@@ -1,8 +1,9 @@
 """Kernel templates of the weight-only GEMM (int4_gemm.py): f32 x [M, K] times narrow weights with group scales.
 
-`wgemm` is a template: `int4_gemm._bind` makes one copy per weight format whose globals bind
-GROUP_DOT and TAIL_DOT (the format's dot products of one group of x with one group of packed
-weights), so that each format compiles to its own code and its own cache entries.
+`wgemm` and `wgemm_vec` are templates: `int4_gemm._bind` makes one copy per weight format whose
+globals bind GROUP_DOT, TAIL_DOT, GROUP_BYTES (the format's dot products of one group of x with one
+group of packed weights, its bytes per group) and, for `wgemm_vec`, COL_DOT_4 / _2 / _1 (the
+format's vector intrinsics), so that each format compiles to its own code and its own cache entries.
 
 Formats (one row of bytes per output channel n, groups of G consecutive k, one f32 scale each):
 - int4: two weights per byte, stored + 8 (0..15). In a full group the low nibble of byte j is
@@ -21,7 +22,7 @@ from numba import prange
 
 from .jit import helper
 from .k_epilogue import epi_tile
-from .k_int4_vec import VW, col_dot_1, col_dot_2, col_dot_4
+from .k_int4_vec import VW
 
 X_CHUNK_BYTES = 32768
 """Bytes of x (all rows) one K chunk of the vector int4 kernel reads: they stay in L1 while its columns pass."""
@@ -117,15 +118,15 @@ def wgemm(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type: ig
             epi_tile(out, 0, m_all, c0, c1, stages, vecs, params, res)
 
 
-def wgemm_i4v(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type: ignore[no-untyped-def]
-    """`wgemm` for int4 weights whose half groups are whole vectors (k_int4_vec.py): the full groups of each
-    column run on the LLVM IR intrinsic, four rows at a time (each load of nibbles unpacked once for the four),
-    K in chunks whose rows of x stay in L1 (X_CHUNK_BYTES), a short last group on `tail_i4`."""
+def wgemm_vec(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type: ignore[no-untyped-def]
+    """`wgemm` for weights whose groups are whole vectors (k_int4_vec.py): the full groups of each column run
+    on the LLVM IR intrinsic (COL_DOT_4 / _2 / _1), four rows at a time (each load of weights unpacked once for
+    the four), K in chunks whose rows of x stay in L1 (X_CHUNK_BYTES), a short last group on TAIL_DOT."""
     m_all, k = x.shape
     n_all = out.shape[1]
     nfull = k // gsize
     tail = k - nfull * gsize
-    gb = gsize // 2
+    gb = GROUP_BYTES(gsize)
     nvec = gb // VW
     chunk = max(1, X_CHUNK_BYTES // (4 * max(m_all, 1) * gsize))  # groups per K chunk
     xf = x.reshape(-1)
@@ -147,18 +148,18 @@ def wgemm_i4v(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type
                     so = n * ns + g0
                     r = 0
                     while r + 4 <= m_all:
-                        col_dot_4(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        COL_DOT_4(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
                         r += 4
                     if r + 2 <= m_all:
-                        col_dot_2(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        COL_DOT_2(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
                         r += 2
                     if r < m_all:
-                        col_dot_1(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        COL_DOT_1(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
         if tail > 0:
             for n in range(c0, c1):
                 pn = wp[n]
                 s = scales[n, nfull]
                 for rr in range(m_all):
-                    out[rr, n] += s * tail_i4(x[rr], nfull * gsize, pn, nfull * gb, tail)
+                    out[rr, n] += s * TAIL_DOT(x[rr], nfull * gsize, pn, nfull * gb, tail)
         if stages.shape[0] > 0:
             epi_tile(out, 0, m_all, c0, c1, stages, vecs, params, res)

@@ -129,10 +129,11 @@ def test_the_int4_kernel_holds_no_f32_copy_of_the_weight() -> None:
 
 
 def test_groups_of_whole_vectors_run_on_the_vector_kernel() -> None:
-    from tensorsmith.backends.numba.int4_gemm import KERNELS, VECTOR_KERNEL, kernel_for
+    from tensorsmith.backends.numba.int4_gemm import KERNELS, VECTOR_KERNELS, kernel_for
     from tensorsmith.backends.numba.k_int4_vec import AVAILABLE
 
     _, q, s, _ = _problem(1, 128, 4, 32, 4)
-    assert kernel_for(pack_int4_weights(q, s, 32)) is (VECTOR_KERNEL if AVAILABLE else KERNELS[4])
+    assert kernel_for(pack_int4_weights(q, s, 32)) is (VECTOR_KERNELS[4] if AVAILABLE else KERNELS[4])
     _, q, s, _ = _problem(1, 128, 4, 0, 8)
-    assert kernel_for(pack_int8_rows(q, s)) is KERNELS[8]
+    assert kernel_for(pack_int8_rows(q, s)) is (VECTOR_KERNELS[8] if AVAILABLE else KERNELS[8])
+    assert kernel_for(pack_int4_weights(q[:, :9] % 8, s, 0)) is KERNELS[4]  # K = 9: one short group
