@@ -12,13 +12,22 @@ The fused epilogue (the layer's own constant bias first) runs per block of outpu
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...ir.graph import Node, Value
 from .epilogue import Epilogue
-from .int4_gemm import MAX_ROWS, column_block, kernel_for, kernel_name, pack_int4_weights, pack_int8_rows
+from .int4_gemm import (
+    MAX_ROWS,
+    PackedWeights,
+    column_block,
+    kernel_for,
+    kernel_name,
+    pack_int4_weights,
+    pack_int8_rows,
+)
 from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .rules_elementwise import emit_binary
@@ -78,6 +87,29 @@ def stored_weight(node: Node) -> StoredWeight | None:
     return StoredWeight(_BITS[q.type.dtype.name], w_nk, np.ascontiguousarray(scales), 0, q.name)
 
 
+_PACKED: dict[tuple[int, int, str, int, int], tuple[weakref.ref, PackedWeights]] = {}
+"""Packed weights by the constant they were packed from (dropped when that array is freed)."""
+
+
+def shared_packing(node: Node, sw: StoredWeight) -> PackedWeights:
+    """`sw` packed for the weight-only GEMM, once per stored constant and layout: every plan that reads it (the
+    row buckets of an early-exit segment) shares one packed copy."""
+    dq = node.inputs[1].producer
+    assert dq is not None
+    owner = dq.inputs[0].data
+    scales = id(dq.inputs[1].data) if len(dq.inputs) > 1 else hash(dq.attrs["scale"])
+    key = (id(owner), scales, node.op, sw.bits, sw.group_size)
+    hit = _PACKED.get(key)
+    if hit is not None and hit[0]() is owner:
+        return hit[1]
+    packed = (pack_int4_weights if sw.bits == 4 else pack_int8_rows)(sw.w_nk, sw.scales, sw.group_size)
+    try:
+        _PACKED[key] = (weakref.ref(owner, lambda _ref, k=key: _PACKED.pop(k, None)), packed)  # type: ignore[arg-type]
+    except TypeError:  # an array that takes no weak reference: packed per plan
+        pass
+    return packed
+
+
 def _rows(node: Node) -> tuple[int, int, int]:
     """(M, N, K) of a linear / 2-D matmul."""
     x, wv = node.inputs[0], node.inputs[1]
@@ -97,7 +129,7 @@ def lower_weight_gemm(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value
     x = node.inputs[0]
     out = ctx.out(out_value)
     if m * n:
-        packed = (pack_int4_weights if sw.bits == 4 else pack_int8_rows)(sw.w_nk, sw.scales, sw.group_size)
+        packed = shared_packing(node, sw)
         label = kernel_name(packed, sw.group_size == 0)
         data = ctx.const(packed.data, f"{sw.name}.packed_{label}")
         scales = ctx.const(packed.scales, f"{sw.name}.group_scales")

@@ -137,3 +137,12 @@ def test_groups_of_whole_vectors_run_on_the_vector_kernel() -> None:
     _, q, s, _ = _problem(1, 128, 4, 0, 8)
     assert kernel_for(pack_int8_rows(q, s)) is (VECTOR_KERNELS[8] if AVAILABLE else KERNELS[8])
     assert kernel_for(pack_int4_weights(q[:, :9] % 8, s, 0)) is KERNELS[4]  # K = 9: one short group
+
+
+def test_plans_of_one_graph_share_the_packed_weight() -> None:
+    q = run_pipeline(_model(2, 128, 32, "relu"), "quantize{precision=int4,group_size=32}")
+    packed = []
+    for _ in range(2):
+        exe = runtime.compile(q, backend="numba")
+        packed.append(next(s.array for s in exe.plan.slots if s.kind == "const" and "packed" in s.name))
+    assert packed[0] is packed[1]
