@@ -4,7 +4,7 @@
 sum over the column's full groups g of scale[g] * sum_{k in g} x[r, k] * q[k], reading the packed
 nibbles of k_wgemm.py's int4 layout: VW bytes at a time are widened to i32 lanes, split into the low
 (k = j) and high (k = G/2 + j) nibbles, converted to f32 (minus the stored offset 8) and multiplied
-into two vector accumulators per row with FMAs; each group's sum is scaled into a per-row vector
+into one vector accumulator per row (two FMAs); each group's sum is scaled into a per-row vector
 accumulator, reduced once per column. The nibbles of one load are unpacked once for all R rows.
 Numba's own loops do not vectorize these short groups (16 bytes for G = 32) nor keep the lanes in
 i32, so the kernel spells the vectors out. It needs G / 2 to be a multiple of VW (`vector_groups`).
@@ -67,13 +67,11 @@ def _make(rows: int, bits: int = 4):  # type: ignore[no-untyped-def]
         group = builder.mul(half, ir.Constant(i64, 2 if bits == 4 else 1))
         acc = [cgutils.alloca_once_value(builder, zero) for _ in range(rows)]
         gl = [cgutils.alloca_once_value(builder, zero) for _ in range(rows)]
-        gh = [cgutils.alloca_once_value(builder, zero) for _ in range(rows)]
         rowx = [builder.gep(px, [builder.add(xo, builder.mul(ldx, ir.Constant(i64, r)))]) for r in range(rows)]
         with cgutils.for_range(builder, ng) as gloop:
             g = gloop.index
             for r in range(rows):
                 builder.store(zero, gl[r])
-                builder.store(zero, gh[r])
             gbytes = builder.gep(pp, [builder.add(po, builder.mul(g, half))])
             goff = builder.mul(g, group)
             with cgutils.for_range(builder, nv) as vloop:
@@ -93,13 +91,12 @@ def _make(rows: int, bits: int = 4):  # type: ignore[no-untyped-def]
                     for r in range(rows):
                         xl = builder.load(builder.bitcast(builder.gep(rowx[r], [kl]), vt.as_pointer()), align=4)
                         xh = builder.load(builder.bitcast(builder.gep(rowx[r], [kh]), vt.as_pointer()), align=4)
-                        builder.store(builder.call(fma, [xl, lo, builder.load(gl[r])]), gl[r])
-                        builder.store(builder.call(fma, [xh, hi, builder.load(gh[r])]), gh[r])
+                        part = builder.call(fma, [xl, lo, builder.load(gl[r])])
+                        builder.store(builder.call(fma, [xh, hi, part]), gl[r])
             sc = builder.load(builder.gep(ps, [builder.add(so, g)]), align=4)
             sv = builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)), undef, splat0)
             for r in range(rows):
-                both = builder.fadd(builder.load(gl[r]), builder.load(gh[r]))
-                builder.store(builder.call(fma, [sv, both, builder.load(acc[r])]), acc[r])
+                builder.store(builder.call(fma, [sv, builder.load(gl[r]), builder.load(acc[r])]), acc[r])
         for r in range(rows):
             v = builder.load(acc[r])
             width = VW
