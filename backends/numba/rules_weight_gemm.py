@@ -78,8 +78,6 @@ def stored_weight(node: Node) -> StoredWeight | None:
         g = a["group_size"]
         if g >= k:  # one group: per channel
             return StoredWeight(_BITS[q.type.dtype.name], w_nk, np.ascontiguousarray(s[:, 0]), 0, q.name)
-        if g % 2 and q.type.dtype.name == "i4":
-            return None  # two int4 weights per byte: odd groups stay on the f32 path
         return StoredWeight(_BITS[q.type.dtype.name], w_nk, np.ascontiguousarray(s), g, q.name)
     if any(a["zero_point"]) or (a["axis"] is not None and a["axis"] % 2 == k_axis):
         return None  # asymmetric, or scales along K: the f32 path
@@ -123,7 +121,7 @@ def lower_weight_gemm(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value
     it does not apply (the caller lowers it as fp32, see `note_f32_fallback`)."""
     sw = stored_weight(node)
     m, n, k = _rows(node)
-    if sw is None or m > MAX_ROWS or k == 0:
+    if sw is None or _f32_reason(sw, m) or k == 0:
         return False
     epi, bias_value = own_bias(node, epi)
     x = node.inputs[0]
@@ -148,14 +146,25 @@ def lower_weight_gemm(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value
     return True
 
 
+def _f32_reason(sw: StoredWeight, m: int) -> str:
+    """Why a stored weight runs as f32 (dequantized at compile time) instead of on the weight-only GEMM, or ''."""
+    if m > MAX_ROWS:
+        return f"M = {m} > {MAX_ROWS}: fp32 GEMM"
+    if sw.bits == 4 and sw.group_size % 2:
+        return "groups of odd length: two int4 weights per byte need even groups"
+    return ""
+
+
 def note_f32_fallback(ctx: LowerCtx, node: Node, first_step: int) -> None:
     """Note on the steps since `first_step`, and in the layer's kernel record, that a stored int4 / int8 weight
-    was dequantized to f32 at compile time because the product has more than MAX_ROWS rows."""
+    was dequantized to f32 at compile time, and why (more than MAX_ROWS rows, odd int4 groups)."""
     sw = stored_weight(node)
     if sw is None:
         return
-    m = _rows(node)[0]
-    why = f"{sw.describe()} dequantized to f32 at compile time (M = {m} > {MAX_ROWS}: fp32 GEMM)"
+    reason = _f32_reason(sw, _rows(node)[0])
+    if not reason:
+        return
+    why = f"{sw.describe()} dequantized to f32 at compile time ({reason})"
     kernels = [s for s in ctx.steps[first_step:] if not s.is_view]
     for s in kernels:
         s.note = why

@@ -146,3 +146,9 @@ def test_plans_of_one_graph_share_the_packed_weight() -> None:
         exe = runtime.compile(q, backend="numba")
         packed.append(next(s.array for s in exe.plan.slots if s.kind == "const" and "packed" in s.name))
     assert packed[0] is packed[1]
+
+
+def test_odd_int4_groups_run_as_f32_and_say_why() -> None:
+    q = run_pipeline(_model(2, 50, 7, "relu"), "quantize{precision=int4,group_size=5}")
+    rec = _check(q, 2, 50, SERIAL)["fc"]
+    assert "groups of odd length" in rec["reason"] and not rec["kernel"].startswith("gemm_w4")
