@@ -40,10 +40,18 @@ class StoredWeight:
     """The integer weight [N, K] behind a product's `dequantize`, with its scales and group length (0: per channel)."""
 
     bits: int
-    w_nk: np.ndarray
+    stored: np.ndarray
+    """The constant as stored: [N, K] for a linear, [K, N] for a matmul (`transposed`)."""
+    transposed: bool
     scales: np.ndarray
     group_size: int
     name: str
+
+    @property
+    def w_nk(self) -> np.ndarray:
+        """The integer weights [N, K] as int8."""
+        w = np.asarray(self.stored).astype(np.int8)
+        return np.ascontiguousarray(w.T) if self.transposed else w
 
     def describe(self) -> str:
         """'int4 weights in groups of 32 along K' / 'int8 weights per channel'."""
@@ -66,9 +74,8 @@ def stored_weight(node: Node) -> StoredWeight | None:
     if node.op == "matmul" and x.type.rank < 2:
         return None
     k_axis = 1 if node.op == "linear" else 0
-    w_nk = np.asarray(q.data).astype(np.int8)
-    w_nk = w_nk if node.op == "linear" else np.ascontiguousarray(w_nk.T)
-    n, k = w_nk.shape
+    k, n = (q.type.shape[1], q.type.shape[0]) if node.op == "linear" else q.type.shape
+    bits, tr = _BITS[q.type.dtype.name], node.op == "matmul"
     a = dq.attrs
     if len(dq.inputs) > 1:
         if dq.inputs[1].data is None or a["axis"] % 2 != k_axis:
@@ -77,12 +84,12 @@ def stored_weight(node: Node) -> StoredWeight | None:
         s = s if node.op == "linear" else s.T
         g = a["group_size"]
         if g >= k:  # one group: per channel
-            return StoredWeight(_BITS[q.type.dtype.name], w_nk, np.ascontiguousarray(s[:, 0]), 0, q.name)
-        return StoredWeight(_BITS[q.type.dtype.name], w_nk, np.ascontiguousarray(s), g, q.name)
+            return StoredWeight(bits, q.data, tr, np.ascontiguousarray(s[:, 0]), 0, q.name)
+        return StoredWeight(bits, q.data, tr, np.ascontiguousarray(s), g, q.name)
     if any(a["zero_point"]) or (a["axis"] is not None and a["axis"] % 2 == k_axis):
         return None  # asymmetric, or scales along K: the f32 path
     scales = np.broadcast_to(np.asarray(a["scale"], np.float32), (n,))
-    return StoredWeight(_BITS[q.type.dtype.name], w_nk, np.ascontiguousarray(scales), 0, q.name)
+    return StoredWeight(bits, q.data, tr, np.ascontiguousarray(scales), 0, q.name)
 
 
 _PACKED: dict[tuple[int, int, str, int, int], tuple[weakref.ref, PackedWeights]] = {}
