@@ -28,6 +28,8 @@ X_CHUNK_BYTES = 32768
 """Bytes of x (all rows) one K chunk of the vector int4 kernel reads: they stay in L1 while its columns pass."""
 SUB_COLUMNS = 64
 """Columns that pass over one K chunk of x before the next chunk (their weights, 64 x K/2 bytes, span few pages)."""
+ROW_PAD = 16
+"""Floats between the rows of the kernel's copy of x (64 bytes: consecutive rows land in different L1 sets)."""
 
 
 @helper
@@ -129,7 +131,13 @@ def wgemm_vec(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type
     gb = GROUP_BYTES(gsize)
     nvec = gb // VW
     chunk = max(1, X_CHUNK_BYTES // (4 * max(m_all, 1) * gsize))  # groups per K chunk
-    xf = x.reshape(-1)
+    # rows of x at a stride of K floats fall in the same L1 sets when K is a multiple of 1024 (16 KiB apart):
+    # more rows than the cache has ways would evict each other, so they are copied ROW_PAD floats apart
+    ldx = k + ROW_PAD if m_all > 1 else k
+    xp = np.empty((m_all, ldx), np.float32)
+    for r in range(m_all):
+        xp[r, :k] = x[r]
+    xf = xp.reshape(-1)
     pf = wp.reshape(-1)
     sf = scales.reshape(-1)
     of = out.reshape(-1)
@@ -145,16 +153,17 @@ def wgemm_vec(x, wp, scales, out, gsize, tn, stages, vecs, params, res):  # type
                 more = g0 > 0
                 for n in range(s0, min(c1, s0 + SUB_COLUMNS)):
                     po = n * bpc + g0 * gb
+                    xo = g0 * gsize
                     so = n * ns + g0
                     r = 0
                     while r + 4 <= m_all:
-                        COL_DOT_4(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        COL_DOT_4(xf, r * ldx + xo, ldx, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
                         r += 4
                     if r + 2 <= m_all:
-                        COL_DOT_2(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        COL_DOT_2(xf, r * ldx + xo, ldx, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
                         r += 2
                     if r < m_all:
-                        COL_DOT_1(xf, r * k + g0 * gsize, k, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
+                        COL_DOT_1(xf, r * ldx + xo, ldx, pf, po, sf, so, ng, nvec, of, r * n_all + n, n_all, more)
         if tail > 0:
             for n in range(c0, c1):
                 pn = wp[n]
