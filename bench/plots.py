@@ -136,7 +136,7 @@ def quantization_errors(fp32: Graph, quantized: Graph) -> tuple[str, np.ndarray]
     if best is None:
         return None
     node, dq = best
-    (w_hat,) = reference.evaluate_node(dq, [dq.inputs[0].data])
+    (w_hat,) = reference.evaluate_node(dq, [v.data for v in dq.inputs])
     return node.name, np.asarray(w_hat, np.float64) - np.asarray(fp32_weights[node.name].data, np.float64)
 
 

@@ -279,6 +279,12 @@ def _dequantize(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     dt = n.inputs[0].type.dtype
     if dt.name == "i4" and w.opset < 21:
         raise ValueError("dequantize of i4 needs opset 21")
+    if len(n.inputs) > 1:  # grouped: ONNX's blocked dequantization, the scale a tensor input
+        if w.opset < 21:
+            raise ValueError(f"dequantize %{n.outputs[0].name} in groups of {n.attrs['group_size']} needs opset 21 "
+                             "(DequantizeLinear's block_size)")
+        w.add("DequantizeLinear", ins[:2], [out], axis=n.attrs["axis"], block_size=n.attrs["group_size"])
+        return
     params, axis = _qparams(w, n, out, dt.np_dtype)
     w.add("DequantizeLinear", [ins[0]] + params, [out], axis=axis)
 

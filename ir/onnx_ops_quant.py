@@ -1,6 +1,7 @@
 """ONNX converters for quantization: QuantizeLinear, DequantizeLinear, MatMulInteger, ConvInteger.
 
-Scales and zero points must be constants (per tensor or per axis). Integer products map to the
+Scales and zero points must be constants (per tensor or per axis; DequantizeLinear also blocked, with
+block_size and symmetric scales: the IR's grouped dequantize). Integer products map to the
 IR's 8-bit matmul/linear/conv2d, which accumulate in i32 as MatMulInteger and ConvInteger do;
 non-zero zero points are subtracted in i32 first.
 """
@@ -65,9 +66,24 @@ def _quantize(ctx: NodeContext) -> list[Handle | None]:
                    dtype=names[np.dtype(dt)])]
 
 
+def _blocked_dequantize(ctx: NodeContext, x: Handle, block: int) -> Handle:
+    """DequantizeLinear with block_size: the IR's grouped dequantize (symmetric: zero points must be 0)."""
+    scale = ctx.const(1, "scale")
+    if scale is None:
+        raise ValueError("input 1 (scale) is required")
+    zp = ctx.const(2, "zero_point")
+    if zp is not None and np.any(zp):
+        raise UnsupportedError("blocked dequantization with non-zero zero points (only symmetric)")
+    axis = norm_axis(ctx.attr("axis", 1), len(shape_of(x)))
+    y = ctx.op("dequantize", x, np.asarray(scale, np.float32), axis=axis, group_size=int(block))
+    return match_dtype(ctx, y, np.zeros(0, scale.dtype))
+
+
 @converter("DequantizeLinear")
 def _dequantize(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "x")
+    if ctx.attr("block_size", 0):
+        return [_blocked_dequantize(ctx, x, ctx.attr("block_size"))]
     scales, zp, axis = _qparams(ctx, x)
     y = ctx.op("dequantize", x, scale=scales, zero_point=[int(z) for z in zp], axis=axis)
     scale_dt = ctx.input(1).dtype  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ from ..backends.cost import load_target
 from ..ir.dtypes import f32
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
+from ..ir.types import TensorType
 from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .calibration import CalibrationStats, activation_range, gather_stats
 from .quantize_fold import QuantizeFold
@@ -24,6 +25,7 @@ from .quantize_numeric import (
     StoredWeight,
     activation_params,
     half_weight,
+    quantize_grouped,
     quantize_weight,
 )
 from .quantize_report import format_mixed, format_report, format_smoothing, layer_bound
@@ -88,9 +90,16 @@ class Quantize(Pass):
     leaves the QDQ form): the int8 ops become qlinear / qmatmul / qconv2d, and with scheme=dynamic
     their activations are quantized at run time (quantize-dynamic) instead of from calibration.
     precision=auto asks the cost model (`choose_precision`) per node for `ctx.target`.
+    group_size=G (scheme=weight, precision=int4 or int8; 0 = off) gives a linear's W [N, K] (a matmul's
+    2-D B [K, N]) one scale per output channel and group of G consecutive k, scale = max|w| / qmax over
+    the group, held in an f32 constant [N, ceil(K/G)] ([ceil(K/G), N]) that `dequantize` reads as its
+    second input (`group_size=G`, `axis` = the K axis; ONNX DequantizeLinear's block_size). When K is not
+    a multiple of G the last group is shorter (as in ONNX); conv2d weights and matmuls with a B of rank
+    > 2 keep `granularity`. The Numba backend runs int4 linears of up to 16 rows on an INT4 GEMM kernel.
 
     Stated bound: every weight moves by at most scale/2 (its own channel's scale), so for a linear
-    layer |y - y'|_i <= (scale_i / 2) * sum_k |x_k|; with scheme=static and x inside the calibrated
+    layer |y - y'|_i <= (scale_i / 2) * sum_k |x_k| (grouped: sum over groups g of (scale_ig / 2) *
+    sum_{k in g} |x_k|); with scheme=static and x inside the calibrated
     range, + (scale_x / 2) * sum_k |W'_ik|. fp16/bf16 move each weight by at most half an ulp. The
     measured per-layer figures are in node.meta["quantize"] and in the report. `tolerance` is a
     coarse end-to-end guard for the numeric-check instrument, not the bound.
@@ -112,6 +121,7 @@ class Quantize(Pass):
     min_params: int = 16
     fold: bool = True
     weight_bits: Literal["auto", "8", "7"] = "auto"
+    group_size: int = 0
 
     def __post_init__(self) -> None:
         """Check the options; errors name the option at fault."""
@@ -129,6 +139,11 @@ class Quantize(Pass):
             raise ValueError(f"quantize: smooth={self.smooth} (alpha) must lie in [0, 1]")
         if self.smooth > 0 and self.scheme != "static":
             raise ValueError(f"quantize: smooth={self.smooth} needs scheme=static (it balances activation and weight)")
+        if self.group_size < 0:
+            raise ValueError(f"quantize: group_size={self.group_size} must be >= 0 (0: no groups)")
+        if self.group_size and (self.scheme != "weight" or self.precision not in ("int4", "int8")):
+            raise ValueError(f"quantize: group_size={self.group_size} needs scheme=weight and precision=int4 or "
+                             f"int8, not scheme={self.scheme}, precision={self.precision}")
         if self.keep_fp32 < 0 or not 0.0 <= self.min_cosine <= 1.0:
             raise ValueError(f"quantize: keep_fp32={self.keep_fp32} must be >= 0 and min_cosine={self.min_cosine} "
                              "in [0, 1]")
@@ -173,6 +188,12 @@ class Quantize(Pass):
             return w.type.rank - 1 if w.type.rank >= 2 else None
         return 0
 
+    def _group_axis(self, n: Node) -> int | None:
+        """The K axis `n`'s weight is grouped along (group_size set, linear or matmul with a 2-D B), else None."""
+        if not self.group_size or n.inputs[1].type.rank != 2 or n.op not in ("linear", "matmul"):
+            return None
+        return 1 if n.op == "linear" else 0
+
     def _plan(self, graph: Graph, ctx: PassContext) -> tuple[list[_Plan], list[tuple[str, str]]]:
         plans: list[_Plan] = []
         skipped: list[tuple[str, str]] = []
@@ -209,7 +230,10 @@ class Quantize(Pass):
         """The narrow constant for `n`'s weight and the dequantize / cast that widens it (before `n`)."""
         w = n.inputs[1]
         assert w.data is not None
-        if precision in INT_PRECISIONS:
+        gaxis = self._group_axis(n)
+        if precision in INT_PRECISIONS and gaxis is not None:
+            sw = quantize_grouped(w.data, INT_PRECISIONS[precision], gaxis, self.group_size)
+        elif precision in INT_PRECISIONS:
             sw = quantize_weight(w.data, INT_PRECISIONS[precision], axis)
         else:
             hw = half_weight(w.data, HALF_PRECISIONS[precision], axis)
@@ -219,6 +243,10 @@ class Quantize(Pass):
         # zeros stay zeros (symmetric scales, round to nearest), so a pruned weight keeps its sparsity
         stored_type = sw.type.replace(sparsity=w.type.sparsity)
         const = Value(graph.fresh_name(f"{w.name}.{sw.type.dtype.name}"), stored_type, sw.data)
+        if sw.group_scale is not None:
+            scale = Value(graph.fresh_name(f"{w.name}.scale"), TensorType(sw.group_scale.shape, f32), sw.group_scale)
+            return _emit(graph, n, "dequantize", [const, scale], f"{w.name}.dq", axis=sw.axis,
+                         group_size=sw.group_size), sw
         if sw.scale is None:
             return _emit(graph, n, "cast", [const], f"{w.name}.f32", dtype="f32"), sw
         return _emit(graph, n, "dequantize", [const], f"{w.name}.dq", scale=list(sw.scale),
@@ -308,7 +336,7 @@ class Quantize(Pass):
         skipped += [("kept f32 (sensitive)", p.node.name) for p in plans if p.node.name in fp32]
         plans = [p for p in plans if p.node.name not in fp32]
         static_ids = {id(p) for p in static}
-        weights: dict[tuple[int, str, int | None], tuple[Value, StoredWeight]] = {}
+        weights: dict[tuple[int, str, int | None, int | None], tuple[Value, StoredWeight]] = {}
         acts: dict[int, tuple[Value, dict[str, Any]]] = {}
         done: list[Node] = []
         bytes_before = bytes_after = 0
@@ -320,7 +348,7 @@ class Quantize(Pass):
             n, w, x0 = p.node, p.node.inputs[1], p.node.inputs[0]
             was = nodes_latency([n], target) if target is not None else None
             axis = self._axis(n)
-            key = (id(w), p.precision, axis)
+            key = (id(w), p.precision, axis, self._group_axis(n))
             fresh = key not in weights
             if fresh:
                 made = self._store(graph, n, p.precision, axis)
@@ -342,11 +370,14 @@ class Quantize(Pass):
                 changes.append(LayerChange(n.name, was - (now or was), lambda n=n, x0=x0, w=w: _undo(graph, n, x0, w)))
             if fresh:
                 bytes_before += w.type.nbytes
-                bytes_after += sw.type.nbytes
+                bytes_after += sw.type.nbytes + (sw.group_scale.nbytes if sw.group_scale is not None else 0)
             meta: dict[str, Any] = {"precision": p.precision, "scheme": "dynamic" if self.scheme == "dynamic" else
                                     "weight", "axis": axis,
                                     "max_weight_error": sw.max_error, "channel_error": sw.channel_error}
-            if sw.scale is not None:
+            if sw.group_scale is not None:
+                meta.update(axis=sw.axis, group_size=sw.group_size, scale_min=float(sw.group_scale.min()),
+                            scale_max=float(sw.group_scale.max()), weight_bound="scale/2 of its group")
+            elif sw.scale is not None:
                 meta.update(scale_min=min(sw.scale), scale_max=max(sw.scale), weight_bound="scale/2")
             else:
                 meta.update(weight_bound=f"half an ulp of {sw.type.dtype.name}")

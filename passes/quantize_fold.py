@@ -89,6 +89,8 @@ def integer_weight(n: Node, bits: int) -> tuple[IntWeight | None, str]:
         return None, "its weight is not dequantize of a constant"
     q = dq.inputs[0]
     name = q.type.dtype.name
+    if len(dq.inputs) > 1:
+        return None, f"its weight is quantized in groups of {dq.attrs['group_size']} (no integer op has group scales)"
     if name not in WEIGHT_ZERO_POINT:
         return None, f"its weight is stored as {name}"
     axis_c = _channel_axis(n.op, q.type.rank)

@@ -33,6 +33,12 @@ class StoredWeight:
     zero_point: tuple[int, ...] | None
     axis: int | None
     channel_error: np.ndarray
+    group_size: int = 0
+    """Length of each scale's group along `axis` (0: per axis or per tensor, the scales in `scale`)."""
+    group_scale: np.ndarray | None = None
+    """f32, shaped like the weight but ceil(K / group_size) along `axis`: one scale per group (grouped only)."""
+    group_error: np.ndarray | None = None
+    """max |W - W'| per group, shaped like `group_scale` (grouped only)."""
 
     @property
     def max_error(self) -> float:
@@ -65,6 +71,38 @@ def quantize_weight(w: np.ndarray, dtype: DType, axis: int | None) -> StoredWeig
     zps = (zp,) * len(scales)
     qi = QuantInfo(scales, zps, dtype.bits, axis)
     return StoredWeight(stored, TensorType(w.shape, dtype, quant=qi), scales, zps, axis, err)
+
+
+def quantize_grouped(w: np.ndarray, dtype: DType, axis: int, group_size: int) -> StoredWeight:
+    """Symmetric round-to-nearest quantization of `w` to `dtype` (i8 or i4) with one scale per group of
+    `group_size` consecutive elements along `axis` (K), per position of the other axes (output channels).
+
+    When w.shape[axis] is not a multiple of group_size the last group is shorter (as ONNX's block_size).
+    scale = max|W| / qmax over the group (a group of zeros gets 1), q = clip(rint(W / scale)): each element
+    moves by at most its group's scale / 2. `channel_error` is max |W - W'| over each output channel.
+    """
+    if dtype.name not in ("i8", "i4"):
+        raise ValueError(f"grouped quantization is symmetric: i8 or i4, not {dtype.name}")
+    qmax = _QMAX[dtype.name]
+    k = w.shape[axis]
+    groups = -(-k // group_size)
+    wm = np.moveaxis(w.astype(np.float64), axis, -1)  # [..., K]
+    padded = np.zeros(wm.shape[:-1] + (groups * group_size,), np.float64)
+    padded[..., :k] = wm
+    amax = np.abs(padded).reshape(wm.shape[:-1] + (groups, group_size)).max(axis=-1)
+    scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)  # [..., groups], the scale the graph holds
+    full = np.repeat(scale, group_size, axis=-1)[..., :k]
+    q = np.clip(np.rint(wm / full.astype(np.float64)), -qmax, qmax)
+    stored = np.moveaxis(q, -1, axis).astype(dtype.np_dtype)
+    # exactly what the reference dequantize computes from the stored integers
+    back = np.moveaxis(stored, axis, -1).astype(np.int32).astype(np.float32) * full
+    diff = np.abs(wm - back.astype(np.float64))
+    dpad = np.zeros(padded.shape, np.float64)
+    dpad[..., :k] = diff
+    gerr = dpad.reshape(wm.shape[:-1] + (groups, group_size)).max(axis=-1)
+    cerr = diff.max(axis=-1, initial=0.0).reshape(-1)
+    return StoredWeight(stored, TensorType(w.shape, dtype), None, None, axis, cerr, group_size,
+                        np.ascontiguousarray(np.moveaxis(scale, -1, axis)), np.moveaxis(gerr, -1, axis))
 
 
 def half_weight(w: np.ndarray, dtype: DType, axis: int | None) -> StoredWeight | None:

@@ -20,6 +20,8 @@ def layer_bound(op: str, meta: dict[str, Any]) -> str:
     over = {"linear": "sum_k |x_k|", "matmul": "sum_k |a_k|", "conv2d": "sum |x| over the receptive field"}[op]
     ch = "j" if op == "matmul" else "i"
     bound = f"|dy_{ch}| <= max|dW_{ch}| * {over}"
+    if meta.get("group_size"):
+        bound = f"|dy_{ch}| <= sum_g scale_{ch}g/2 * sum_(k in g) |x_k| (groups of {meta['group_size']} along K)"
     if "activation" in meta:
         bound += f" + scale_x/2 * sum |W'_{ch}| (x in the calibrated range)"
     return bound
@@ -46,7 +48,8 @@ def format_report(p: Quantize, done: list[Node], skipped: list[tuple[str, str]],
         scheme = {"static": "weights and activations (static)", "dynamic": "weights, activations at run time (dynamic)"
                   }.get(p.scheme, "weight-only")
         head = f"quantized {len(done)} layer(s) " + ", ".join(f"{k} x{v}" for k, v in kinds.items())
-        head += f", per {p.granularity}, {scheme}"
+        head += f", per {p.granularity}, {scheme}" if not p.group_size else \
+            f", per group of {p.group_size} along K (conv2d per {p.granularity}), {scheme}"
         if any("activation" in n.meta["quantize"] for n in done):
             head += f"; activations asymmetric u8 per tensor from {p.calibration} over {batches} calibration batch(es)"
         parts.append(head)
@@ -56,8 +59,12 @@ def format_report(p: Quantize, done: list[Node], skipped: list[tuple[str, str]],
         ints = [k for k in kinds if k not in ("fp16", "bf16")]
         moves = (["by at most scale/2"] if ints else []) + (
             ["by at most half an ulp"] if len(ints) < len(kinds) else [])
-        parts.append(f"bound: each weight moves {' or '.join(moves)}, so |dy_i| <= max|dW_i| * sum|x| "
-                     "per output channel")
+        if p.group_size:
+            parts.append(f"bound: each weight moves by at most its group's scale/2, so |dy_i| <= sum_g scale_ig/2 * "
+                         f"sum_(k in g) |x_k| per output channel (groups of {p.group_size} along K)")
+        else:
+            parts.append(f"bound: each weight moves {' or '.join(moves)}, so |dy_i| <= max|dW_i| * sum|x| "
+                         "per output channel")
         shown = sorted(done, key=lambda n: -n.meta["quantize"]["max_weight_error"])[:_SHOWN]
         more = f" (+{len(done) - len(shown)} more)" if len(done) > len(shown) else ""
         parts.append("; ".join(_layer(n) for n in shown) + more)

@@ -125,6 +125,8 @@ class LowerCtx:
         self.slots: list[Slot] = []
         self.steps: list[Step] = []
         self.value_slot: dict[int, int] = {}
+        self.deferred: dict[int, Callable[[], int]] = {}
+        """Values whose slot is made on first use (`defer`)."""
         self.materialized: dict[int, int] = {}
         self.flat: dict[int, int] = {}
         self.twins: dict[str, Twin] = {}
@@ -148,8 +150,18 @@ class LowerCtx:
             a = a.reshape(np.shape(array))
         return self._new("const", a.shape, a.dtype, name, array=a)
 
+    def defer(self, v: Value, make: Callable[[], int]) -> None:
+        """Bind `v` to the slot `make()` returns, made when `v` is first used (never if no kernel reads it)."""
+        self.deferred[id(v)] = make
+
+    def is_deferred(self, v: Value) -> bool:
+        """Whether `v`'s slot is still to be made on first use."""
+        return id(v) in self.deferred
+
     def slot(self, v: Value) -> int:
-        """The slot holding value `v` (constants get one on first use)."""
+        """The slot holding value `v` (constants and deferred values get one on first use)."""
+        if id(v) not in self.value_slot and id(v) in self.deferred:
+            self.value_slot[id(v)] = self.deferred.pop(id(v))()
         if id(v) not in self.value_slot:
             if v.data is None:
                 raise NumbaLoweringError(f"value %{v.name} is used before it is defined")

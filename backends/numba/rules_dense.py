@@ -19,6 +19,7 @@ from .registry import lowers
 from .rules_elementwise import emit_binary
 from .rules_shape import Transpose
 from .rules_sparse import emit_sparse_product, layer_choice, record_choice
+from .rules_weight_gemm import lower_weight_gemm, note_f32_fallback
 
 
 def gemm_tiles(m: int, n: int, threads: int, parallel: bool, w_is_nk: bool) -> tuple[int, int]:
@@ -60,7 +61,14 @@ def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[
 
 
 def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
-    """linear(x, W, b) or a 2-D-operand matmul, with epilogue `epi` applied to its [M, N] output `out_value`."""
+    """linear(x, W, b) or a 2-D-operand matmul, with epilogue `epi` applied to its [M, N] output `out_value`.
+
+    A weight stored int4 / int8 behind a `dequantize` runs on the weight-only GEMM for M <= 16
+    (rules_weight_gemm.py), else dequantized to f32 at compile time (the steps' note says so).
+    """
+    first_step = len(ctx.steps)
+    if lower_weight_gemm(ctx, node, epi, out_value):
+        return
     x, wv = node.inputs[0], node.inputs[1]
     epi, bias_value = own_bias(node, epi)
     if node.op == "linear":
@@ -100,6 +108,7 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
             record_choice(ctx, node, choice, first)
     if bias_value is not None:
         emit_binary(ctx, "add", out, ctx.arg(bias_value), out)
+    note_f32_fallback(ctx, node, first_step)
 
 
 def _int_product(ctx: LowerCtx, x: Value, w: int, w_is_nk: bool, out: int, dims: tuple[int, int, int]) -> None:

@@ -218,9 +218,14 @@ def _quantize(ctx: LowerCtx, node: Node) -> None:
 
 
 def _dequantized_constant(node: Node, q: np.ndarray) -> np.ndarray:
-    """float32(int32(q) - zero_point) * scale along the node's axis, computed like the dequantize kernel."""
+    """float32(int32(q) - zero_point) * scale along the node's axis, computed like the dequantize kernel
+    (grouped: float32(q) times the scale input repeated group_size times along the axis)."""
     a = node.attrs
     shape = q.shape
+    if len(node.inputs) > 1:
+        ax = a["axis"] % len(shape)
+        scale = np.repeat(np.asarray(node.inputs[1].data, np.float32), a["group_size"], axis=ax)
+        return q.astype(np.int32).astype(np.float32) * np.take(scale, np.arange(shape[ax]), axis=ax)
     ax = None if a["axis"] is None else a["axis"] % len(shape)
     bshape = (1,) * len(shape) if ax is None else tuple(shape[ax] if i == ax else 1 for i in range(len(shape)))
     zp = np.asarray(a["zero_point"], np.int32).reshape(bshape)
@@ -236,9 +241,18 @@ def _dequantize(ctx: LowerCtx, node: Node) -> None:
         raise ctx.fail("dequantize of i4 is supported for constant weights only (the kernels hold no i4 activations)")
     if name not in ("i8", "u8", "i32", "i4"):
         raise ctx.fail(f"dequantize of {name} is not supported (i8, u8, i32, constant i4)")
-    if x.data is not None and id(v) not in ctx.out_ids:
-        # a constant weight: dequantized once, at compile time, as the kernel would (no INT8 GEMM yet)
-        ctx.value_slot[id(v)] = ctx.const(_dequantized_constant(node, x.data), v.name)
+    grouped = len(node.inputs) > 1
+    if grouped and (x.data is None or node.inputs[1].data is None):
+        raise ctx.fail("grouped dequantize (a scale input) is supported for a constant weight and constant scales "
+                       "only (dequantized at compile time or read packed by the weight-only GEMM)")
+    if x.data is not None and (id(v) not in ctx.out_ids or grouped):
+        # a constant weight: dequantized once, at compile time, as the kernel would, when a kernel reads it as
+        # f32; a linear on the weight-only GEMM (rules_weight_gemm.py) reads the stored integers instead
+        make = lambda: ctx.const(_dequantized_constant(node, x.data), v.name)  # type: ignore[arg-type] # noqa: E731
+        if id(v) in ctx.out_ids:  # a graph output gets its own array each run: copied from the constant
+            ctx.copy_view(make(), ctx.out(v))
+        else:
+            ctx.defer(v, make)
         return
     out = ctx.out(v)
     if v.type.numel == 0:

@@ -35,7 +35,10 @@ def bind_parameters(ctx: LowerCtx, node: Node) -> None:
     """Bind the body's parameters to the node's input slots (and its result to the node's output kind)."""
     body = region_body(node)
     for param, arg in zip(body.inputs, node.inputs):
-        ctx.value_slot[id(param)] = ctx.slot(arg)
+        if ctx.is_deferred(arg):  # e.g. a widened int4 weight that the anchor may read packed instead
+            ctx.defer(param, lambda arg=arg: ctx.slot(arg))  # type: ignore[misc]
+        else:
+            ctx.value_slot[id(param)] = ctx.slot(arg)
     if id(node.outputs[0]) in ctx.out_ids:
         ctx.out_ids.add(id(body.outputs[0]))
 

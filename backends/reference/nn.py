@@ -221,8 +221,17 @@ def _quantize(node: Node, xs: Arrays) -> np.ndarray:
     return np.clip(q, info.min, info.max).astype(dt)
 
 
+def group_scales(scale: np.ndarray, axis: int, group_size: int, length: int) -> np.ndarray:
+    """A grouped dequantize's scale repeated group_size times along `axis`, cut to `length` (short last group)."""
+    return np.take(np.repeat(scale, group_size, axis=axis), np.arange(length), axis=axis)
+
+
 def _dequantize(node: Node, xs: Arrays) -> np.ndarray:
     x = xs[0]
+    if len(xs) > 1:  # grouped: an f32 scale per group of group_size along axis, symmetric
+        ax = node.attrs["axis"] % x.ndim
+        scale = group_scales(np.asarray(xs[1], np.float32), ax, node.attrs["group_size"], x.shape[ax])
+        return (x.astype(np.int32).astype(np.float32) * scale).astype(np.float32)
     scale, zp = _qparams(node, x)
     return ((x.astype(np.int32) - zp).astype(np.float32) * scale).astype(np.float32)
 

@@ -1,4 +1,11 @@
-"""Quantization ops: quantize (float -> int8/uint8) and dequantize (int -> f32)."""
+"""Quantization ops: quantize (float -> int8/uint8) and dequantize (int -> f32).
+
+dequantize has two forms. With scales as attributes (`scale`, `zero_point`, `axis`): per tensor or per
+axis. With a second input, an f32 scale tensor, and `group_size` G >= 1 (ONNX DequantizeLinear opset 21
+with `block_size`): the scale is shaped like x except along `axis`, where it has ceil(x.shape[axis] / G)
+entries, and each entry is repeated over G consecutive elements of that axis (the last group may be
+shorter); symmetric only (no zero point), so y = f32(x) * repeat(scale, G, axis)[..., :x.shape[axis]].
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from typing import Any
 
 from ..dtypes import DTYPES, f32
 from ..types import QuantInfo, TensorType
-from .registry import Attr, attr_error, dtype_error, register_op
+from .registry import Attr, attr_error, dtype_error, register_op, shape_error
 from .shape_ops import norm_axis
 
 _QATTRS = (
@@ -48,10 +55,54 @@ def _quantize(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [TensorType(x.shape, dt, quant=quant_info("quantize", x, a, 8))]
 
 
-@register_op("dequantize", ("x",), _QATTRS, doc="x_real = (x - zero_point) * scale as f32, per tensor or per axis.")
+_DQ_ATTRS = (
+    Attr("scale", "floats", ()),
+    Attr("zero_point", "ints", ()),
+    Attr("axis", "int?", None),
+    Attr("group_size", "int", 0),
+)
+
+
+def group_scale_shape(x: tuple[int, ...], axis: int, group_size: int) -> tuple[int, ...]:
+    """The shape of the scale tensor of a grouped dequantize of `x`: ceil(x[axis] / group_size) along axis."""
+    return tuple(-(-d // group_size) if i == axis else d for i, d in enumerate(x))
+
+
+def _grouped(x: TensorType, s: TensorType, a: dict[str, Any]) -> None:
+    """Check the grouped form: a scale tensor input, group_size >= 1, an axis, no attribute scales."""
+    g = a["group_size"]
+    if g < 1:
+        raise attr_error(f"dequantize: a scale input needs group_size >= 1 (the group length along axis), got {g}")
+    if a["scale"] or a["zero_point"]:
+        raise attr_error("dequantize: with a scale input, the scale and zero_point attributes must be empty "
+                         "(grouped dequantization is symmetric)")
+    if x.rank == 0:
+        raise shape_error("dequantize: grouped dequantization needs x of rank >= 1")
+    if a["axis"] is None:
+        raise attr_error("dequantize: group_size needs the axis the groups run along")
+    if s.dtype != f32:
+        raise dtype_error(f"dequantize: the scale input must be f32, got {s.dtype.name}")
+    axis = norm_axis("dequantize", a["axis"], x.rank)
+    want = group_scale_shape(x.shape, axis, g)
+    if s.shape != want:
+        raise shape_error(f"dequantize: x {list(x.shape)} in groups of {g} along axis {axis} needs a scale of "
+                          f"shape {list(want)}, got {list(s.shape)}")
+
+
+@register_op("dequantize", ("x", "scale?"), _DQ_ATTRS,
+             doc="x_real = (x - zero_point) * scale as f32, per tensor or per axis; or x * scale repeated in "
+                 "groups of group_size along axis, the scale an f32 input.")
 def _dequantize(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x = ts[0]
     if x.dtype.name not in ("i8", "u8", "i32", "i4"):
         raise dtype_error(f"dequantize: input must be i8, u8, i4 or i32, got {x.dtype.name}")
-    quant_info("dequantize", x, a, x.dtype.bits)
+    if len(ts) > 1:
+        _grouped(x, ts[1], a)
+    elif a["group_size"]:
+        raise attr_error(f"dequantize: group_size={a['group_size']} needs the scale as a second input "
+                         "(an f32 tensor, one scale per group)")
+    elif not a["scale"]:
+        raise attr_error("dequantize: no scale: give the scale attribute (per tensor or per axis) or a scale input")
+    else:
+        quant_info("dequantize", x, a, x.dtype.bits)
     return [TensorType(x.shape, f32)]

@@ -1,0 +1,162 @@
+"""The weight-only GEMM for few rows: f32 x [M, K] times int4 (or int8) weights with group scales, f32 out.
+
+For M up to `MAX_ROWS` a linear layer is memory-bound: it reads every weight once per call and does
+little arithmetic with it. With int4 weights packed two to a byte (`pack_int4_weights`, once, at
+compile time) the kernel reads 8x fewer weight bytes than the fp32 GEMV and unpacks the nibbles in
+registers: there is no dequantized copy of the weights. Each output channel n has one f32 scale per
+group of G consecutive k (G = K: per channel); the kernel accumulates sum_k x[m, k] * q[n, k] per
+group in f32, multiplies by the group's scale and sums the groups, then runs the fused epilogue
+(bias, activation, ... : `k_epilogue.epi_tile`) on each block of output columns. Work items are
+blocks of output columns (parallel over columns). int8 weights (one byte each, `pack_int8_rows`)
+run on the same kernel design. Layout of the packed bytes: k_wgemm.py.
+"""
+
+from __future__ import annotations
+
+import types as pytypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .epilogue import PARAMS_PER_STAGE
+from .jit import EMPTY_F32, Twin, cdiv, num_threads, twin
+from .k_int4_vec import col_dot8_1, col_dot8_2, col_dot8_4, col_dot_1, col_dot_2, col_dot_4, vector_groups
+from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm, wgemm_vec
+
+MAX_ROWS = 16
+"""Rows (M) up to which a linear with int4 / int8 weight-only weights runs on this kernel; above it the
+product is compute-bound and the weights are dequantized to f32 at compile time for the fp32 GEMM."""
+PER_CHANNEL_GROUP = 256
+"""The group length a per-channel (or per-tensor) weight is packed in: its scale repeated per group."""
+COLUMN_BLOCK = 16
+"""Output columns per work item are a multiple of this (a block's epilogue runs while it is in cache)."""
+NO_STAGES = np.zeros(0, np.int64)
+NO_PARAMS = np.zeros((1, PARAMS_PER_STAGE), np.float32)
+
+
+@dataclass(frozen=True)
+class PackedWeights:
+    """Weights [N, K] packed for the weight-only GEMM: `data` one byte row per output channel, `scales`
+    f32 [N, ceil(K / group_size)]."""
+
+    bits: int
+    data: np.ndarray
+    scales: np.ndarray
+    group_size: int
+    n: int
+    k: int
+
+
+def _group_scales(scales: np.ndarray, n: int, k: int, group_size: int) -> np.ndarray:
+    """Scales as f32 [N, ceil(K / group_size)]: a grid as is, or one per channel / one value broadcast."""
+    groups = cdiv(k, group_size)
+    s = np.asarray(scales, np.float32)
+    if s.ndim == 2:
+        if s.shape != (n, groups):
+            raise ValueError(f"weights [{n}, {k}] in groups of {group_size} need scales of shape ({n}, {groups}), "
+                             f"got {s.shape}")
+        return np.ascontiguousarray(s)
+    if s.size not in (1, n):
+        raise ValueError(f"per-channel scales of weights [{n}, {k}] must have {n} values (or one), got {s.shape}")
+    return np.ascontiguousarray(np.broadcast_to(s.reshape(-1, 1), (n, groups)))
+
+
+def _check(w_q: np.ndarray, group_size: int, lo: int, hi: int, what: str) -> tuple[int, int, int]:
+    """(N, K, group size) of 2-D integer weights in [lo, hi]; group_size 0 means per channel."""
+    if w_q.ndim != 2 or w_q.dtype.kind not in "iu":
+        raise ValueError(f"{what} weights must be a 2-D integer array [N, K], got {w_q.dtype} {w_q.shape}")
+    n, k = w_q.shape
+    if w_q.size and (int(w_q.min()) < lo or int(w_q.max()) > hi):
+        raise ValueError(f"{what} weights must lie in [{lo}, {hi}]; these span [{int(w_q.min())}, {int(w_q.max())}]")
+    g = group_size or min(2 * cdiv(max(k, 1), 2), PER_CHANNEL_GROUP)  # even: a short K is one short group
+    if g < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    return n, k, g
+
+
+def pack_int4_weights(w_q: np.ndarray, scales: np.ndarray, group_size: int = 0) -> PackedWeights:
+    """Pack int4 weights [N, K] (integers in [-8, 7]) two per byte in groups of `group_size` along K (k_wgemm.py's
+    layout), with scales f32 [N, ceil(K / group_size)], or per channel [N] / one value with group_size 0."""
+    n, k, g = _check(np.asarray(w_q), group_size, -8, 7, "int4")
+    if g % 2:
+        raise ValueError(f"int4 groups must have an even length (two weights per byte), got group_size {g}")
+    groups = cdiv(k, g)
+    q = np.asarray(w_q).astype(np.int16) + 8  # 0..15
+    cols: list[np.ndarray] = []
+    for gi in range(groups):
+        blk = q[:, gi * g:min(k, (gi + 1) * g)]
+        h = cdiv(blk.shape[1], 2)
+        hi = np.full((n, h), 8, np.int16)  # an odd group's last byte: high nibble 8, i.e. zero
+        hi[:, :blk.shape[1] - h] = blk[:, h:]
+        cols.append((blk[:, :h] | (hi << 4)).astype(np.uint8))
+    data = np.ascontiguousarray(np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), np.uint8))
+    return PackedWeights(4, data, _group_scales(scales, n, k, g), g, n, k)
+
+
+def pack_int8_rows(w_q: np.ndarray, scales: np.ndarray, group_size: int = 0) -> PackedWeights:
+    """int8 weights [N, K] for the weight-only GEMM (one byte each), scales as in `pack_int4_weights`."""
+    n, k, g = _check(np.asarray(w_q), group_size, -128, 127, "int8")
+    return PackedWeights(8, np.ascontiguousarray(w_q, np.int8), _group_scales(scales, n, k, g), g, n, k)
+
+
+def _bind(fn: Callable[..., Any], fmt: str, **names: Any) -> Callable[..., Any]:
+    """A copy of template `fn` named for weight format `fmt`, whose globals bind `names`."""
+    glb = dict(fn.__globals__)
+    glb.update(names)
+    f = pytypes.FunctionType(fn.__code__, glb, f"{fn.__name__}__{fmt}", fn.__defaults__, fn.__closure__)
+    f.__qualname__ = f"{fn.__qualname__}__{fmt}"
+    f.__module__ = fn.__module__
+    f.__doc__ = fn.__doc__
+    return f
+
+
+KERNELS: dict[int, Twin] = {
+    4: twin(_bind(wgemm, "i4", GROUP_DOT=full_i4, TAIL_DOT=tail_i4, GROUP_BYTES=bytes_i4)),
+    8: twin(_bind(wgemm, "i8", GROUP_DOT=dot_i8, TAIL_DOT=dot_i8, GROUP_BYTES=bytes_i8)),
+}
+"""The weight-only GEMM kernel per weight bits (serial/parallel twins), loops in Numba."""
+VECTOR_KERNELS: dict[int, Twin] = {
+    4: twin(_bind(wgemm_vec, "i4", COL_DOT_4=col_dot_4, COL_DOT_2=col_dot_2, COL_DOT_1=col_dot_1, TAIL_DOT=tail_i4,
+                  GROUP_BYTES=bytes_i4)),
+    8: twin(_bind(wgemm_vec, "i8", COL_DOT_4=col_dot8_4, COL_DOT_2=col_dot8_2, COL_DOT_1=col_dot8_1, TAIL_DOT=dot_i8,
+                  GROUP_BYTES=bytes_i8)),
+}
+"""The kernels on the LLVM IR vector loop (k_int4_vec.py), for groups it supports (`vector_groups`)."""
+
+
+def kernel_for(packed: PackedWeights) -> Twin:
+    """The kernel that runs `packed`: the vector kernel where its groups allow, else the Numba loops."""
+    fast = vector_groups(packed.group_size, packed.bits)
+    return VECTOR_KERNELS[packed.bits] if fast else KERNELS[packed.bits]
+
+
+def column_block(n: int, threads: int, parallel: bool) -> int:
+    """Output columns per work item: about four items per thread, a multiple of COLUMN_BLOCK."""
+    if not parallel or threads <= 1:
+        return max(n, 1)
+    return max(COLUMN_BLOCK, cdiv(cdiv(max(n, 1), 4 * threads), COLUMN_BLOCK) * COLUMN_BLOCK)
+
+
+def kernel_name(packed: PackedWeights, per_channel: bool) -> str:
+    """The kernel's label: 'gemm_w4g32' (int4, groups of 32) or 'gemm_w8c' (int8 per channel)."""
+    return f"gemm_w{packed.bits}" + ("c" if per_channel else f"g{packed.group_size}")
+
+
+def weight_gemm(x: np.ndarray, packed: PackedWeights, parallel: bool = False, stages: np.ndarray = NO_STAGES,
+                vecs: np.ndarray = EMPTY_F32, params: np.ndarray = NO_PARAMS,
+                res: np.ndarray = EMPTY_F32) -> np.ndarray:
+    """epilogue(x [M, K] f32 @ W^T) as f32 [M, N], W the packed weights times their group scales.
+
+    `stages`, `vecs`, `params`, `res`: the epilogue (`Epilogue.codes()`, `vectors()`, `params()`, the
+    residual rows; see epilogue.py), e.g. a bias as an ADD stage.
+    """
+    x = np.ascontiguousarray(x, np.float32)
+    if x.ndim != 2 or x.shape[1] != packed.k:
+        raise ValueError(f"weight-only GEMM: x must be f32 [M, {packed.k}], got {x.shape}")
+    out = np.empty((x.shape[0], packed.n), np.float32)
+    tn = column_block(packed.n, num_threads(), parallel)
+    kernel_for(packed).pick(parallel)(x, packed.data, packed.scales, out, packed.group_size, tn, stages, vecs,
+                                        params, res)
+    return out
