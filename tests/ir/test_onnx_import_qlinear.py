@@ -156,6 +156,41 @@ def test_matmul_integer_with_a_computed_zero_point() -> None:
     assert got.dtype == np.int32 and np.abs(got).max() > 100  # real i32 accumulations, not all zero
 
 
+def test_qlinear_matmul_per_row_a_scale() -> None:
+    """A 1-D a_scale / a_zero_point is one per row of a 2-D a (ONNX's definition; ONNX Runtime takes only one)."""
+    a, b = ints(np.uint8, 3, 8), ints(np.int8, 8, 4, lo=-127)
+    a_scale, a_zp = np.array([0.01, 0.02, 0.04], np.float32), np.array([0, 5, 200], np.uint8)
+    m = qlinear_matmul(a, b, a_scale, a_zp, scalar(0.005, np.float32), scalar(0, np.int8), 0.1, scalar(128, np.uint8))
+    got = reference.run(from_onnx(m), {"a": a})["y"]
+    acc = (a.astype(np.int64) - a_zp[:, None]) @ b.astype(np.int64)
+    want = np.clip(np.rint(acc * (a_scale[:, None] * np.float32(0.005)) / np.float32(0.1)) + 128, 0, 255)
+    assert_within_one_step(got, want.astype(np.uint8))
+    assert np.sum((want > 0) & (want < 255)) >= 8  # mostly not saturated: the per-row scales matter
+
+
+def test_qlinear_matmul_reads_a_computed_activation_quantization() -> None:
+    """DynamicQuantizeLinear's scale and zero point (computed at run time) feeding QLinearMatMul."""
+    x = RNG.normal(size=(4, 12)).astype(np.float32)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
+             helper.make_node("QLinearMatMul", ["q", "s", "z", "b", "bs", "bz", "ys", "yz"], ["y"])]
+    inits = {"b": ints(np.int8, 12, 5, lo=-127), "bs": scalar(0.01, np.float32), "bz": scalar(0, np.int8),
+             "ys": scalar(0.05, np.float32), "yz": scalar(128, np.uint8)}
+    g = check_quantized(make_model(nodes, {"x": x}, ["y"], inits, opset=13), {"x": x})
+    assert [n.op for n in g.nodes if n.op in ("quantize-dynamic", "qmatmul")] == ["quantize-dynamic", "qmatmul"]
+
+
+def test_dynamic_quantize_linear_of_zeros_has_scale_one() -> None:
+    """All zeros: ONNX Runtime's scale 1 (ONNX's reference evaluator says 1/255); q and the zero point are 0."""
+    x = np.zeros((2, 3), np.float32)
+    m = make_model([helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])], {"x": x}, ["y", "s", "z"],
+                   opset=11)
+    got = reference.run(from_onnx(m), {"x": x})
+    assert float(got["s"]) == 1.0 and int(got["z"]) == 0 and not got["y"].any()
+    theirs = _ort_outputs(m, {"x": x})
+    if theirs is not None:
+        assert float(theirs[1]) == 1.0
+
+
 REFUSED = [
     ("b is computed at run time", lambda: qlinear_matmul(
         ints(np.uint8, 2, 4), ints(np.int8, 4, 3), scalar(1, np.float32), scalar(0, np.uint8), scalar(1, np.float32),
