@@ -54,20 +54,31 @@ def _activation_params(ctx: NodeContext, i: int, x: Handle, rows: int, what: str
     return s, ctx.reshape(ctx.op("cast", zp, dtype="i32"), (n,))
 
 
-def _weight(ctx: NodeContext, i: int, channels: int, axis: int, what: str) -> tuple[np.ndarray, np.ndarray, int]:
+def _weight_scale(ctx: NodeContext, i: int, channels: int, axis: int, what: str) -> Handle:
+    """Input i (a weight's scale, constant or computed) as f32 [channels]."""
+    scale = ctx.need(i, f"{what}_scale")
+    n = _size(scale)
+    if len(shape_of(scale)) > 1 or n not in (1, channels):
+        raise UnsupportedError(f"{what}_scale {describe(scale)}: the integer ops take one scale per tensor or per "
+                               f"output channel ({channels}, axis {axis} of {what})")
+    if not np.issubdtype(np_dtype(scale), np.floating):
+        raise ValueError(f"{what}_scale {describe(scale)} must be floating point")
+    if isinstance(scale, np.ndarray):
+        if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+            raise ValueError(f"{what}_scale must be positive and finite, got {scale.reshape(-1)[:4].tolist()}")
+        return np.broadcast_to(scale.astype(np.float32).reshape(-1), (channels,)).copy()
+    s = ctx.reshape(match_dtype(ctx, scale, _F32), (n,))
+    return s if n == channels else ctx.op("mul", s, np.ones(channels, np.float32))
+
+
+def _weight(ctx: NodeContext, i: int, channels: int, axis: int, what: str) -> tuple[np.ndarray, Handle, int]:
     """Inputs i..i+2 (w, w_scale, w_zero_point) as (w - w_zero_point in s8, f32 scale per channel, weight_bits)."""
     h = _int8_input(ctx, i, what)
     if not isinstance(h, np.ndarray):
         raise UnsupportedError(f"{what} is computed at run time ({describe(h)}); the integer ops take a constant "
                                "weight")
-    scale, zp = ctx.const(i + 1, f"{what}_scale"), ctx.const(i + 2, f"{what}_zero_point")
-    if scale is None:
-        raise ValueError(f"input {i + 1} ({what}_scale) is required")
-    if scale.ndim > 1 or scale.size not in (1, channels):
-        raise UnsupportedError(f"{what}_scale of shape {list(scale.shape)}: the integer ops take one scale per "
-                               f"tensor or per output channel ({channels}, axis {axis} of {what})")
-    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
-        raise ValueError(f"{what}_scale must be positive and finite, got {scale.reshape(-1)[:4].tolist()}")
+    ws = _weight_scale(ctx, i + 1, channels, axis, what)
+    zp = ctx.const(i + 2, f"{what}_zero_point")
     zp = np.zeros(1, h.dtype) if zp is None else zp
     if zp.dtype != h.dtype or zp.ndim > 1 or zp.size not in (1, channels):
         raise ValueError(f"{what}_zero_point (constant {zp.dtype}{list(zp.shape)}) must be {h.dtype} with one "
@@ -81,7 +92,6 @@ def _weight(ctx: NodeContext, i: int, channels: int, axis: int, what: str) -> tu
                                "with zero point 0, [-128, 127]")
     lo7, hi7 = WEIGHT_BITS[7]
     bits = 7 if lo >= lo7 and hi <= hi7 else 8
-    ws = np.broadcast_to(scale.astype(np.float32).reshape(-1), (channels,)).copy()
     return ctx.derived(w.astype(np.int8), h, ".s8"), ws, bits
 
 

@@ -179,6 +179,19 @@ def test_qlinear_matmul_reads_a_computed_activation_quantization() -> None:
     assert [n.op for n in g.nodes if n.op in ("quantize-dynamic", "qmatmul")] == ["quantize-dynamic", "qmatmul"]
 
 
+@pytest.mark.parametrize("n_scales", [1, 5])
+def test_qlinear_matmul_with_a_computed_b_scale(n_scales: int) -> None:
+    """b_scale is an input of qmatmul, so it may be computed (here: a graph input); B itself must be constant."""
+    a, b = ints(np.uint8, 3, 12), ints(np.int8, 12, 5, lo=-127)
+    bs = RNG.uniform(0.005, 0.02, n_scales).astype(np.float32)
+    node = helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"])
+    inits = {"as": scalar(0.02, np.float32), "az": scalar(9, np.uint8), "b": b, "bz": scalar(0, np.int8),
+             "ys": scalar(0.1, np.float32), "yz": scalar(100, np.uint8)}
+    g = check_quantized(make_model([node], {"a": a, "bs": bs}, ["y"], inits, opset=13), {"a": a, "bs": bs})
+    (q,) = [n for n in g.nodes if n.op == "qmatmul"]
+    assert not q.inputs[4].is_constant and q.inputs[4].type.shape == (5,)
+
+
 def test_dynamic_quantize_linear_of_zeros_has_scale_one() -> None:
     """All zeros: ONNX Runtime's scale 1 (ONNX's reference evaluator says 1/255); q and the zero point are 0."""
     x = np.zeros((2, 3), np.float32)
