@@ -123,6 +123,8 @@ def _scalar_zero_point(w: Writer, z: Value, dt: np.dtype, hint: str) -> str | No
     """ONNX scalar of dtype `dt` equal to i32 one-element `z`: a constant, or an 8-bit value widened by cast."""
     while z.type.numel == 1 and z.producer is not None and z.producer.op == "reshape":
         z = z.producer.inputs[0]
+    if z.producer is not None and z.producer.op == "cast" and z.producer.inputs[0].is_constant:
+        z = z.producer.inputs[0]  # a widened constant: its value
     if z.type.numel != 1:
         return None
     if z.is_constant:
@@ -143,7 +145,10 @@ def narrow_operand(w: Writer, v: Value, hint: str) -> tuple[str, str, np.dtype] 
         return None if c is None else (c[0], "", c[1])
     p = v.producer
     if p is not None and p.op == "cast" and p.inputs[0].type.dtype.np_dtype in _INT8_TYPES:
-        return p.inputs[0].name, "", p.inputs[0].type.dtype.np_dtype
+        src = p.inputs[0]
+        if src.is_constant:  # written as an initializer here: the writer has not seen it
+            return w.const(np.asarray(src.data), f"{hint}.{src.type.dtype.name}"), "", src.type.dtype.np_dtype
+        return src.name, "", src.type.dtype.np_dtype
     if p is not None and p.op == "sub" and not p.inputs[0].is_constant:
         base = narrow_operand(w, p.inputs[0], hint)
         if base is not None and not base[1]:

@@ -267,6 +267,25 @@ def test_widened_8bit_products_export_as_integer_ops_again() -> None:
             np.testing.assert_array_equal(t, want[name])
 
 
+def test_widened_constants_are_written_as_8bit_initializers() -> None:
+    """cast(constant u8 zero point) and an i32 weight within int8 (built, not imported) go out as 8-bit tensors."""
+    b = GraphBuilder("wide_consts")
+    x = b.input("x", u8[2, 6])
+    zp = b.cast(b.const(np.array([9], np.uint8), "zp"), dtype="i32")
+    xi = b.sub(b.cast(x, dtype="i32"), zp)
+    b.output(b.linear(xi, RNG.integers(-128, 128, (3, 6)).astype(np.int32)))
+    g = b.build()
+    model = to_onnx(g)
+    (mmi,) = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert len(mmi.input) == 3  # A, B and A's zero point
+    feeds = {"x": RNG.integers(0, 255, (2, 6)).astype(np.uint8)}
+    theirs = _ort_outputs(model, feeds)
+    want = reference.run(g, feeds)[g.outputs[0].name]
+    assert np.abs(want).max() > 100
+    if theirs is not None:
+        np.testing.assert_array_equal(theirs[0], want)
+
+
 def test_i32_products_without_8bit_operands() -> None:
     """An i32 linear on i32 data exports as MatMul (ONNX Runtime has no int32 Gemm); an i32 conv2d is refused."""
     b = GraphBuilder("wide")
