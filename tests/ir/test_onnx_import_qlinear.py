@@ -211,6 +211,9 @@ REFUSED = [
     ("b - b_zero_point spans \\[250, 250\\]", lambda: qlinear_matmul(
         ints(np.uint8, 2, 4), np.full((4, 3), 250, np.uint8), scalar(1, np.float32), scalar(0, np.uint8),
         scalar(1, np.float32), scalar(0, np.uint8), 1.0, scalar(0, np.uint8))),
+    ("one scale per tensor or per output channel \\(3, axis 1 of b\\)", lambda: qlinear_matmul(
+        ints(np.uint8, 2, 4), ints(np.int8, 4, 3), scalar(1, np.float32), scalar(0, np.uint8),
+        np.full(4, 0.1, np.float32), np.zeros(4, np.int8), 1.0, scalar(0, np.uint8))),
     ("per-row output scales", lambda: make_model(
         [helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"])],
         {"a": ints(np.uint8, 2, 4)}, ["y"],
@@ -226,7 +229,8 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("why,make", REFUSED, ids=["computed-b", "shifted-b-out-of-s8", "per-row-y", "conv1d"])
+@pytest.mark.parametrize("why,make", REFUSED,
+                         ids=["computed-b", "shifted-b-out-of-s8", "b-scale-per-row-of-b", "per-row-y", "conv1d"])
 def test_unexpressible_forms_are_refused_with_the_reason(why: str, make: object) -> None:
     model = make()  # type: ignore[operator]
     with pytest.raises(OnnxImportError, match=why) as e:
