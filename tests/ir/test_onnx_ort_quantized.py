@@ -175,7 +175,8 @@ def test_imported_model_matches_onnx_runtime_on_both_backends(setup: dict, model
     logits_fp32 = run_ref(setup["graphs"][model], feeds)[1]
     assert np.abs(ours[1] - logits_fp32).max() > FLOAT_TOL  # really quantized: it differs from the fp32 model
     assert (ours[1].argmax(1) == logits_fp32.argmax(1)).mean() >= 0.75
-    assert_agree(run_numba(g, feeds), ours, bound)
+    if form != "qdq":  # the QDQ form runs on Numba folded into integer ops (below): f32 Q/DQ kernels cost JIT time
+        assert_agree(run_numba(g, feeds), ours, bound)
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", "mlp-gemm"])
