@@ -190,6 +190,10 @@ class Emitter:
 
     def emit(self, op: str, inputs: list[Value], attrs: dict[str, Any], base: str) -> Value:
         """Append IR node `op(inputs){attrs}` and return its output (type-checked)."""
+        return self.emit_all(op, inputs, attrs, base)[0]
+
+    def emit_all(self, op: str, inputs: list[Value], attrs: dict[str, Any], base: str) -> list[Value]:
+        """Append IR node `op(inputs){attrs}` and return all its outputs (type-checked)."""
         opdef = get_op(op)
         try:
             opdef.check_arity(len(inputs))
@@ -202,7 +206,7 @@ class Emitter:
             self.check_size(t.shape, t.dtype, f"the result of IR op {op}")
         outs = [Value(self.namer.fresh(f"{base}.{op.replace('-', '_')}"), t) for t in types]
         self.nodes.append(Node(op, inputs, attrs, outs))
-        return outs[0]
+        return outs
 
 
 class NodeContext:
@@ -265,6 +269,10 @@ class NodeContext:
             out = np.asarray(FOLD_RULES[op](list(args), norm))
             return self.derived(out, args[0], f".{op.replace('-', '_')}")  # type: ignore[arg-type]
         return self.emitter.emit(op, [self.value(a) for a in args], attrs, self.base)
+
+    def op_outputs(self, op: str, *args: Handle, **attrs: Any) -> list[Value]:
+        """Emit IR op `op` (never folded) and return all its outputs: for ops with several."""
+        return self.emitter.emit_all(op, [self.value(a) for a in args], attrs, self.base)
 
     def reshape(self, x: Handle, shape: Sequence[int]) -> Handle:
         """`x` reshaped (one -1 allowed); a no-op when the shape is unchanged."""

@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from .graph import Graph, Node, Value
 from .onnx_context import IR_TO_ONNX, Namer
-from .onnx_export_integer import INTEGER_EXPORTERS
+from .onnx_export_integer import INTEGER_EXPORTERS, integer_product, narrow_operand
 from .ops.attention import attention_scale
 from .regions import inline_regions
 
@@ -95,6 +95,14 @@ def _int_bias(w: _Writer, y: str, bias: str, out: str, shape: list[int] | None =
     w.add("Add", [y, b], [out])
 
 
+def _int_out(w: _Writer, acc: str, ins: list[str], out: str, shape: list[int] | None = None) -> None:
+    """out = acc, plus the bias (ins[2]) when the node has one."""
+    if len(ins) == 3:
+        _int_bias(w, acc, ins[2], out, shape)
+    else:
+        w.add("Identity", [acc], [out])
+
+
 def _linear(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     x, weight = n.inputs[0], n.inputs[1]
     if _is_int8(x):  # 8-bit products accumulate in i32: MatMulInteger
@@ -104,7 +112,12 @@ def _linear(w: _Writer, n: Node, ins: list[str], out: str) -> None:
         else:
             w.add("MatMulInteger", [ins[0], wt], [out])
         return
-    if x.type.rank == 2:
+    if x.type.dtype.name == "i32":  # 8-bit operands widened (as MatMulInteger imports): MatMulInteger again
+        acc = integer_product(w, "MatMulInteger", x, np.asarray(weight.data).T, out) if weight.is_constant else None
+        if acc is not None:
+            _int_out(w, acc, ins, out)
+            return
+    if x.type.rank == 2 and x.type.dtype.is_float:
         w.add("Gemm", [ins[0], ins[1]] + ins[2:], [out], transB=1)
         return
     if weight.is_constant:
@@ -124,7 +137,15 @@ def _window(n: Node) -> dict[str, Any]:
 
 def _conv2d(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     attrs = dict(kernel_shape=list(n.inputs[1].type.shape[2:]), group=n.attrs["groups"], **_window(n))
-    if not _is_int8(n.inputs[0]):
+    if n.inputs[0].type.dtype.name == "i32":  # 8-bit operands widened (as ConvInteger imports): ConvInteger again
+        x8 = narrow_operand(w, n.inputs[0], f"{out}.x")
+        w8 = narrow_operand(w, n.inputs[1], f"{out}.w")
+        if x8 is None or w8 is None or w8[1]:
+            raise ValueError("a conv2d of i32 operands has an ONNX form only as ConvInteger of 8-bit tensors "
+                             "widened (cast, minus one zero point)")
+        acc = w.add("ConvInteger", [x8[0], w8[0], x8[1]] if x8[1] else [x8[0], w8[0]], **attrs)
+        _int_out(w, acc, ins, out, [1, -1, 1, 1])
+    elif not _is_int8(n.inputs[0]):
         w.add("Conv", ins, [out], **attrs)
     elif len(ins) == 3:  # 8-bit: ConvInteger (i32 out), the bias added after
         _int_bias(w, w.add("ConvInteger", ins[:2], **attrs), ins[2], out, [1, -1, 1, 1])

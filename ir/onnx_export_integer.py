@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from onnx import TensorProto
 
-from .graph import Node
+from .graph import Node, Value
 
 
 class Writer(Protocol):
@@ -105,6 +105,73 @@ def _qconv2d(w: Writer, n: Node, ins: list[str], out: str) -> None:
                 group=a["groups"])
     nb = n.outputs[0].type.shape[0]
     _scale_and_requantize(w, n, ins, acc, [nb, 1, 1], 1, out)
+
+
+_INT8_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))
+
+
+def narrow_constant(w: Writer, data: np.ndarray, hint: str) -> tuple[str, np.dtype] | None:
+    """An int8 (else uint8) initializer holding integer `data` when its values fit, with that dtype; else None."""
+    for dt in _INT8_TYPES:
+        info = np.iinfo(dt)
+        if data.size == 0 or (info.min <= int(data.min()) and int(data.max()) <= info.max):
+            return w.const(np.ascontiguousarray(data.astype(dt)), f"{hint}.{dt.name}"), dt
+    return None
+
+
+def _scalar_zero_point(w: Writer, z: Value, dt: np.dtype, hint: str) -> str | None:
+    """ONNX scalar of dtype `dt` equal to i32 one-element `z`: a constant, or an 8-bit value widened by cast."""
+    while z.type.numel == 1 and z.producer is not None and z.producer.op == "reshape":
+        z = z.producer.inputs[0]
+    if z.producer is not None and z.producer.op == "cast" and z.producer.inputs[0].is_constant:
+        z = z.producer.inputs[0]  # a widened constant: its value
+    if z.type.numel != 1:
+        return None
+    if z.is_constant:
+        v = int(np.asarray(z.data).reshape(-1)[0])
+        info = np.iinfo(dt)
+        return w.const(np.asarray(v, dt), f"{hint}.zero_point") if info.min <= v <= info.max else None
+    p = z.producer
+    if p is None or p.op != "cast" or p.inputs[0].type.dtype.np_dtype != dt:
+        return None
+    return w.add("Reshape", [p.inputs[0].name, w.ints([], f"{hint}.scalar")])
+
+
+def narrow_operand(w: Writer, v: Value, hint: str) -> tuple[str, str, np.dtype] | None:
+    """(8-bit operand, its scalar zero point or "", dtype) when i32 `v` is an 8-bit tensor widened: `cast(q)`,
+    `cast(q) - z` with one z, or a constant within int8 / uint8 (what MatMulInteger / ConvInteger import to)."""
+    if v.is_constant:
+        c = narrow_constant(w, np.asarray(v.data), hint)
+        return None if c is None else (c[0], "", c[1])
+    p = v.producer
+    if p is not None and p.op == "cast" and p.inputs[0].type.dtype.np_dtype in _INT8_TYPES:
+        src = p.inputs[0]
+        if src.is_constant:  # written as an initializer here: the writer has not seen it
+            return w.const(np.asarray(src.data), f"{hint}.{src.type.dtype.name}"), "", src.type.dtype.np_dtype
+        return src.name, "", src.type.dtype.np_dtype
+    if p is not None and p.op == "sub" and not p.inputs[0].is_constant:
+        base = narrow_operand(w, p.inputs[0], hint)
+        if base is not None and not base[1]:
+            z = _scalar_zero_point(w, p.inputs[1], base[2], hint)
+            return None if z is None else (base[0], z, base[2])
+    return None
+
+
+def integer_product(w: Writer, op_type: str, a: Value, b: Value | np.ndarray, hint: str) -> str | None:
+    """`op_type` (MatMulInteger / ConvInteger) of i32 operands that are 8-bit tensors widened, on the 8-bit
+    tensors and their zero points; None when either operand is not (`b` an array: a constant weight as laid out)."""
+    na = narrow_operand(w, a, f"{hint}.a")
+    if isinstance(b, np.ndarray):
+        c = narrow_constant(w, b, f"{hint}.b")
+        nb = None if c is None else (c[0], "", c[1])
+    else:
+        nb = narrow_operand(w, b, f"{hint}.b")
+    if na is None or nb is None:
+        return None
+    ins = [na[0], nb[0], na[1], nb[1]]
+    while not ins[-1]:
+        ins.pop()
+    return w.add(op_type, ins)
 
 
 INTEGER_EXPORTERS: dict[str, Callable[[Any, Node, list[str], str], None]] = {

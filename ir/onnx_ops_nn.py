@@ -45,11 +45,16 @@ def _gemm(ctx: NodeContext) -> list[Handle | None]:
             and (c.ndim < 2 or c.shape[0] == 1):
         bias = c if c.shape == (n,) else ctx.derived(np.broadcast_to(c.reshape(-1), (n,)).copy(), c)
         c = None
-    if isinstance(b, np.ndarray):
-        w = b if trans_b else ctx.derived(np.ascontiguousarray(b.T), b, ".T")
+    as_linear = isinstance(b, np.ndarray) or trans_b  # a computed B^T (e.g. DequantizeLinear's) is a linear weight
+    if as_linear and bias is None and c is not None and alpha == 1.0 and beta == 1.0 and shape_of(c) == (n,):
+        bias, c = c, None  # a computed bias (e.g. DequantizeLinear of an int32 bias) stays the linear's
+    if as_linear:
+        w = b if trans_b else ctx.derived(np.ascontiguousarray(b.T), b, ".T")  # type: ignore[union-attr]
         y = ctx.op("linear", a, w) if bias is None else ctx.op("linear", a, w, bias)
     else:
-        y = ctx.op("matmul", a, ctx.transpose(b, [1, 0]) if trans_b else b)
+        y = ctx.op("matmul", a, b)
+        if bias is not None:
+            y = ctx.op("add", y, bias)
     if alpha != 1.0:
         y = ctx.op("mul", y, ctx.scalar(alpha, y))
     if c is not None:

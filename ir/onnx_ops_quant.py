@@ -1,12 +1,16 @@
 """ONNX converters for quantization: QuantizeLinear, DequantizeLinear, MatMulInteger, ConvInteger.
 
-Scales and zero points must be constants (per tensor or per axis; DequantizeLinear also blocked, with
-block_size and symmetric scales: the IR's grouped dequantize). Integer products map to the
-IR's 8-bit matmul/linear/conv2d, which accumulate in i32 as MatMulInteger and ConvInteger do;
-non-zero zero points are subtracted in i32 first.
+Quantize/DequantizeLinear scales and zero points must be constants (per tensor or per axis;
+DequantizeLinear also blocked, with block_size and symmetric scales: the IR's grouped dequantize); the
+zero points of MatMulInteger and ConvInteger may be computed (DynamicQuantizeLinear's, as ONNX
+Runtime's dynamic quantizer writes them). Integer products map to the IR's 8-bit matmul/linear/conv2d,
+which accumulate in i32 as MatMulInteger and ConvInteger do; non-zero zero points are subtracted in
+i32 first. QLinearMatMul, QLinearConv and DynamicQuantizeLinear are in onnx_ops_qlinear.py.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -90,13 +94,25 @@ def _dequantize(ctx: NodeContext) -> list[Handle | None]:
     return [match_dtype(ctx, y, np.zeros(0, scale_dt))]
 
 
-def _shifted(ctx: NodeContext, h: Handle, zp: np.ndarray | None, shape: tuple[int, ...]) -> Handle:
+def _zero_point(ctx: NodeContext, i: int, x: Handle, what: str) -> Handle | None:
+    """Input `i`, the zero point of `x`: a constant, or computed (as DynamicQuantizeLinear's), in x's dtype."""
+    zp = ctx.input(i)
+    if zp is not None and np_dtype(zp) != np_dtype(x):
+        raise ValueError(f"{what} {describe(zp)} must have the dtype of {describe(x)}")
+    return zp
+
+
+def _is_zero(zp: Handle | None) -> bool:
+    return zp is None or (isinstance(zp, np.ndarray) and not np.any(zp))
+
+
+def _shifted(ctx: NodeContext, h: Handle, zp: Handle | None, shape: tuple[int, ...]) -> Handle:
     """`h` - zero point, in i32 (the zero point reshaped to `shape` when it has one value per row/channel)."""
     h32 = ctx.op("cast", h, dtype="i32")
-    if zp is None or not np.any(zp):
+    if _is_zero(zp):
         return h32
-    z = zp.astype(np.int32)
-    return ctx.op("sub", h32, z.reshape(shape) if z.size > 1 else z.reshape(()))
+    z = ctx.op("cast", zp, dtype="i32")  # type: ignore[arg-type]
+    return ctx.op("sub", h32, ctx.reshape(z, shape if math.prod(shape_of(z)) > 1 else ()))
 
 
 def _int8(ctx: NodeContext, i: int, what: str) -> Handle:
@@ -109,8 +125,8 @@ def _int8(ctx: NodeContext, i: int, what: str) -> Handle:
 @converter("MatMulInteger")
 def _matmul_integer(ctx: NodeContext) -> list[Handle | None]:
     a, b = _int8(ctx, 0, "A"), _int8(ctx, 1, "B")
-    azp, bzp = ctx.const(2, "a_zero_point"), ctx.const(3, "b_zero_point")
-    if (azp is None or not np.any(azp)) and (bzp is None or not np.any(bzp)) and np_dtype(a) == np_dtype(b):
+    azp, bzp = _zero_point(ctx, 2, a, "a_zero_point"), _zero_point(ctx, 3, b, "b_zero_point")
+    if _is_zero(azp) and _is_zero(bzp) and np_dtype(a) == np_dtype(b):
         return [matmul(ctx, a, b)]  # 8-bit products accumulate in i32 in the IR
     rank_a = len(shape_of(a))
     return [matmul(ctx, _shifted(ctx, a, azp, (-1, 1) if rank_a > 1 else (-1,)), _shifted(ctx, b, bzp, (-1,)))]
@@ -119,8 +135,8 @@ def _matmul_integer(ctx: NodeContext) -> list[Handle | None]:
 @converter("ConvInteger")
 def _conv_integer(ctx: NodeContext) -> list[Handle | None]:
     x, w = _int8(ctx, 0, "x"), _int8(ctx, 1, "w")
-    xzp, wzp = ctx.const(2, "x_zero_point"), ctx.const(3, "w_zero_point")
-    if (xzp is None or not np.any(xzp)) and (wzp is None or not np.any(wzp)) and np_dtype(x) == np_dtype(w):
+    xzp, wzp = _zero_point(ctx, 2, x, "x_zero_point"), _zero_point(ctx, 3, w, "w_zero_point")
+    if _is_zero(xzp) and _is_zero(wzp) and np_dtype(x) == np_dtype(w):
         return [conv(ctx, x, w, None)]
     per_channel = (-1,) + (1,) * (len(shape_of(w)) - 1)
     return [conv(ctx, _shifted(ctx, x, xzp, ()), _shifted(ctx, w, wzp, per_channel), None)]

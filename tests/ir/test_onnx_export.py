@@ -241,6 +241,70 @@ def test_integer_products_export_as_matmul_and_conv_integer() -> None:
             np.testing.assert_array_equal(t, want[v.name])
 
 
+def test_widened_8bit_products_export_as_integer_ops_again() -> None:
+    """MatMulInteger / ConvInteger with zero points import as i32 products of cast(q) - zero point; they go
+    back to ONNX as MatMulInteger / ConvInteger on the 8-bit tensors (ONNX has no int32 Conv)."""
+    x, w = RNG.integers(0, 255, (2, 3, 5, 5)).astype(np.uint8), RNG.integers(-127, 127, (4, 3, 3, 3)).astype(np.int8)
+    a, wm = RNG.integers(0, 255, (3, 6)).astype(np.uint8), RNG.integers(-127, 127, (6, 5)).astype(np.int8)
+    nodes = [onnx.helper.make_node("ConvInteger", ["x", "w", "xz"], ["c"], pads=[1, 1, 1, 1]),
+             onnx.helper.make_node("MatMulInteger", ["a", "wm", "az"], ["m"])]
+    inits = [onnx.numpy_helper.from_array(v, k) for k, v in
+             {"w": w, "wm": wm, "xz": np.array(131, np.uint8), "az": np.array(7, np.uint8)}.items()]
+    graph = onnx.helper.make_graph(nodes, "wide", [onnx.helper.make_tensor_value_info(k, onnx.TensorProto.UINT8, s)
+                                                   for k, s in (("x", x.shape), ("a", a.shape))],
+                                   [onnx.helper.make_empty_tensor_value_info(k) for k in ("c", "m")], inits)
+    g = from_onnx(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)]))
+    assert {n.inputs[0].type.dtype.name for n in g.nodes if n.op in ("conv2d", "linear")} == {"i32"}
+    model = to_onnx(g)
+    assert sorted(n.op_type for n in model.graph.node if "Integer" in n.op_type) == ["ConvInteger", "MatMulInteger"]
+    assert "Conv" not in {n.op_type for n in model.graph.node}
+    feeds = {"x": x, "a": a}
+    want = reference.run(g, feeds)
+    np.testing.assert_array_equal(want["m"], (a.astype(np.int32) - 7) @ wm.astype(np.int32))
+    theirs = _ort_outputs(model, feeds)
+    if theirs is not None:
+        for name, t in zip(("c", "m"), theirs):
+            np.testing.assert_array_equal(t, want[name])
+
+
+def test_widened_constants_are_written_as_8bit_initializers() -> None:
+    """cast(constant u8 zero point) and an i32 weight within int8 (built, not imported) go out as 8-bit tensors."""
+    b = GraphBuilder("wide_consts")
+    x = b.input("x", u8[2, 6])
+    zp = b.cast(b.const(np.array([9], np.uint8), "zp"), dtype="i32")
+    xi = b.sub(b.cast(x, dtype="i32"), zp)
+    b.output(b.linear(xi, RNG.integers(-128, 128, (3, 6)).astype(np.int32)))
+    g = b.build()
+    model = to_onnx(g)
+    (mmi,) = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert len(mmi.input) == 3  # A, B and A's zero point
+    feeds = {"x": RNG.integers(0, 255, (2, 6)).astype(np.uint8)}
+    theirs = _ort_outputs(model, feeds)
+    want = reference.run(g, feeds)[g.outputs[0].name]
+    assert np.abs(want).max() > 100
+    if theirs is not None:
+        np.testing.assert_array_equal(theirs[0], want)
+
+
+def test_i32_products_without_8bit_operands() -> None:
+    """An i32 linear on i32 data exports as MatMul (ONNX Runtime has no int32 Gemm); an i32 conv2d is refused."""
+    b = GraphBuilder("wide")
+    x = b.input("x", i32[3, 4])
+    b.output(b.linear(x, RNG.integers(-1000, 1000, (2, 4)).astype(np.int32)))
+    g = b.build()
+    model = to_onnx(g)
+    assert [n.op_type for n in model.graph.node] == ["MatMul"]
+    feeds = {"x": RNG.integers(-1000, 1000, (3, 4)).astype(np.int32)}
+    theirs = _ort_outputs(model, feeds)
+    if theirs is not None:
+        np.testing.assert_array_equal(theirs[0], reference.run(g, feeds)[g.outputs[0].name])
+    b = GraphBuilder("wide_conv")
+    x = b.input("x", i32[1, 2, 4, 4])
+    b.output(b.conv2d(x, RNG.integers(-1000, 1000, (3, 2, 3, 3)).astype(np.int32)))
+    with pytest.raises(OnnxExportError, match="conv2d.*only as ConvInteger of 8-bit tensors"):
+        to_onnx(b.build())
+
+
 @pytest.mark.parametrize("name", ["mlp", "cnn", "transformer-block"])
 def test_zoo_models_roundtrip(name: str) -> None:
     from tensorsmith.bench.models.registry import load_model

@@ -84,7 +84,7 @@ def one_node(op: str, inputs: dict[str, np.ndarray], inits: dict[str, np.ndarray
 @pytest.mark.parametrize("trans_a,trans_b,alpha,beta,c_shape,b_const", [
     (0, 0, 1.0, 1.0, (5,), True), (0, 1, 1.0, 1.0, (1, 5), True), (1, 0, 0.5, 2.0, (3, 5), True),
     (1, 1, 2.0, 0.0, (3, 5), False), (0, 0, 1.0, 1.0, (3, 1), False), (0, 1, 1.5, 1.0, (), True),
-    (0, 0, 1.0, 1.0, None, True),
+    (0, 0, 1.0, 1.0, None, True), (0, 0, 1.0, 1.0, (5,), False), (0, 1, 1.0, 1.0, (5,), False),
 ])
 def test_gemm(trans_a: int, trans_b: int, alpha: float, beta: float, c_shape: tuple | None, b_const: bool) -> None:
     a = rand(4, 3) if trans_a else rand(3, 4)
@@ -94,7 +94,7 @@ def test_gemm(trans_a: int, trans_b: int, alpha: float, beta: float, c_shape: tu
     if c_shape is not None:
         inits["c"] = rand(*c_shape)
     g = check(one_node("Gemm", ins, inits, transA=trans_a, transB=trans_b, alpha=alpha, beta=beta), ins, atol=1e-5)
-    if b_const:
+    if b_const or trans_b:  # a computed B^T is the linear's weight as it is
         assert any(n.op == "linear" for n in g.nodes)
 
 
