@@ -26,7 +26,8 @@ DIGITS_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
                ("int8 static, entropy", "quantize{scheme=static,calibration=entropy}"),
                ("int8 static, mse", "quantize{scheme=static,calibration=mse}"),
                ("int8 dynamic, per row", "quantize{scheme=dynamic}"),
-               ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}")]
+               ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}"),
+               ("int4 weight-only, group 32", "quantize{precision=int4,group_size=32}")]
 """(row label, pipeline) for the digits models."""
 
 MINILM_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
@@ -40,7 +41,10 @@ MINILM_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
                ("int8 static, minmax, min_cosine=0.99", "quantize{scheme=static,min_cosine=0.99}"),
                ("int8 dynamic, per row", "quantize{scheme=dynamic}"),
                ("int8 dynamic, per tensor", "quantize,quantize-fold{dynamic=true,granularity=tensor}"),
-               ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}")]
+               ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}"),
+               ("int4 weight-only, group 32", "quantize{precision=int4,group_size=32}"),
+               ("int4 weight-only, group 64", "quantize{precision=int4,group_size=64}"),
+               ("int4 weight-only, group 128", "quantize{precision=int4,group_size=128}")]
 """(row label, pipeline) for MiniLM."""
 
 
