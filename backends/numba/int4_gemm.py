@@ -25,9 +25,12 @@ from .jit import EMPTY_F32, Twin, cdiv, num_threads, twin
 from .k_int4_vec import col_dot8_1, col_dot8_2, col_dot8_4, col_dot_1, col_dot_2, col_dot_4, vector_groups
 from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm, wgemm_vec
 
-MAX_ROWS = 16
+MAX_ROWS = 12
 """Rows (M) up to which a linear with int4 / int8 weight-only weights runs on this kernel; above it the
-product is compute-bound and the weights are dequantized to f32 at compile time for the fp32 GEMM."""
+product is compute-bound and the weights are dequantized to f32 at compile time for the fp32 GEMM.
+Measured (bench/int4_gemm.py, K = N = 4096, one thread, AVX-512 host): groups of 32 / 128 ran 1.8x /
+2.1x our fp32 at M = 8, 1.3x / 2.9x at M = 12 and 0.87x / 0.93x at M = 16 (every row re-reads x per
+unpacked vector, so the kernel stops being bound by the weight bytes)."""
 PER_CHANNEL_GROUP = 256
 """The group length a per-channel (or per-tensor) weight is packed in: its scale repeated per group."""
 COLUMN_BLOCK = 16

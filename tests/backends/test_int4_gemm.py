@@ -91,7 +91,7 @@ def _check(q: Graph, m: int, k: int, threshold: int) -> dict[str, dict[str, str]
     return exe.stats["kernels_by_layer"]
 
 
-@pytest.mark.parametrize("m", [1, 3, 16])
+@pytest.mark.parametrize("m", [1, 3, MAX_ROWS])
 @pytest.mark.parametrize("k,n,group,act", [(100, 33, 32, "relu"), (64, 20, 0, "gelu"), (130, 17, 64, "gelu"),
                                            (256, 48, 128, "relu")])
 def test_quantized_linear_through_compile_matches_the_reference(m: int, k: int, n: int, group: int, act: str) -> None:
