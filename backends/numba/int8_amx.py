@@ -117,13 +117,14 @@ def _check_c_array(arr: Any, what: str, dtype: Any) -> None:
         raise TypingError(f"AMX kernel: {what} must be a C-contiguous {dtype} array, got {arr}")
 
 
-def make_tile_block(row_tiles: int) -> Any:
+def make_tile_block(row_tiles: int, interleaved: bool = True) -> Any:
     """The intrinsic computing a (16 * row_tiles) x 32 i32 block over kt * 64 k on tiles.
 
     blk(kt, a, a_off, lda, b, b_off, c, c_off): c[c_off + i*32 + n] = sum over k < 64 kt of
     a[a_off + i*lda + k] * w[k, n], for i < 16 row_tiles, n < 32, with w read from the packed panel
     at b[b_off:] (layout [Kp / 4][32][4]); offsets in elements of the flat C-contiguous a (u8),
-    b (s8) and c (i32). Needs kt >= 1 and the tile configuration loaded (`tiles_begin`).
+    b (s8) and c (i32). Needs kt >= 1 and the tile configuration loaded (`tiles_begin`). `interleaved`
+    issues each tile load just before the first product that reads it, else every load first.
     """
     c_tiles = _C_TILES[:2 * row_tiles]
 
@@ -160,16 +161,37 @@ def make_tile_block(row_tiles: int) -> Any:
         k = builder.phi(_I64)
         k.add_incoming(ir.Constant(_I64, 0), pre)
         a_k = builder.gep(pa, [builder.mul(k, ir.Constant(_I64, TILE_K))])
-        for i in range(row_tiles):
+        b_k = builder.gep(pb, [builder.mul(k, ir.Constant(_I64, TILE_K * AMX_NR))])
+
+        def load_a(i: int) -> None:
             rows = builder.gep(a_k, [builder.mul(lda, ir.Constant(_I64, TILE_ROWS * i))])
             builder.call(load_fn, [_tile(_A_TILES[i]), builder.bitcast(rows, _PTR), lda])
-        b_k = builder.gep(pb, [builder.mul(k, ir.Constant(_I64, TILE_K * AMX_NR))])
-        for j in range(2):
+
+        def load_b(j: int) -> None:
             half = builder.gep(b_k, [ir.Constant(_I64, 64 * j)])
             builder.call(load_fn, [_tile(_B_TILES[j]), builder.bitcast(half, _PTR), ir.Constant(_I64, 4 * AMX_NR)])
-        for i in range(row_tiles):
+
+        def dot(i: int, j: int) -> None:
+            builder.call(dot_fn, [_tile(c_tiles[2 * i + j]), _tile(_A_TILES[i]), _tile(_B_TILES[j])])
+
+        if interleaved:  # each load just before its first reader: the next loads overlap the products
+            load_a(0)
+            load_b(0)
+            dot(0, 0)
+            load_b(1)
+            dot(0, 1)
+            for i in range(1, row_tiles):
+                load_a(i)
+                dot(i, 0)
+                dot(i, 1)
+        else:
+            for i in range(row_tiles):
+                load_a(i)
             for j in range(2):
-                builder.call(dot_fn, [_tile(c_tiles[2 * i + j]), _tile(_A_TILES[i]), _tile(_B_TILES[j])])
+                load_b(j)
+            for i in range(row_tiles):
+                for j in range(2):
+                    dot(i, j)
         k_next = builder.add(k, ir.Constant(_I64, 1))
         k.add_incoming(k_next, builder.block)
         builder.cbranch(builder.icmp_signed("<", k_next, kt), loop, done)
@@ -181,7 +203,7 @@ def make_tile_block(row_tiles: int) -> Any:
                 builder.call(store_fn, [_tile(c_tiles[2 * i + j]), builder.bitcast(p, _PTR), row_bytes])
         return context.get_dummy_value()
 
-    typer.__name__ = typer.__qualname__ = f"amx_block_{TILE_ROWS * row_tiles}x{AMX_NR}"
+    typer.__name__ = typer.__qualname__ = f"amx_block_{TILE_ROWS * row_tiles}x{AMX_NR}{'_il' if interleaved else ''}"
     return intrinsic(typer)
 
 
