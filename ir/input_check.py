@@ -92,6 +92,9 @@ def _from_python(graph: Graph, v: Value, given: Any) -> np.ndarray:
 def check_input(graph: Graph, v: Value, given: Any, cast: bool = False) -> np.ndarray:
     """The array to feed input `v`: dtype, shape and layout checked by the rules of this module."""
     want = v.type.dtype
+    if type(given) is np.ndarray and given.dtype == want.np_dtype and given.shape == v.type.shape \
+            and given.flags.c_contiguous:
+        return given  # the common case, checked before anything is formatted
     where = f"graph {graph.name}: input {v.name!r}"
     if isinstance(given, np.ndarray | np.generic):
         a = np.asarray(given)
@@ -114,13 +117,11 @@ def check_input(graph: Graph, v: Value, given: Any, cast: bool = False) -> np.nd
 def check_inputs(graph: Graph, inputs: Any, cast: bool = False) -> dict[int, np.ndarray]:
     """Match `inputs` (a dict by name, or one array for a one-input graph) to the graph's inputs; id -> array."""
     inputs = as_input_mapping(graph, inputs)
-    names = [v.name for v in graph.inputs]
-    unknown = sorted(set(inputs) - set(names))
-    if unknown:
-        raise InputError(f"graph {graph.name}: unknown input(s) {unknown}; inputs are {names}")
-    env: dict[int, np.ndarray] = {}
-    for v in graph.inputs:
-        if v.name not in inputs:
-            raise InputError(f"graph {graph.name}: missing input {v.name!r} ({v.type})")
-        env[id(v)] = check_input(graph, v, inputs[v.name], cast)
-    return env
+    if len(inputs) != len(graph.inputs) or any(v.name not in inputs for v in graph.inputs):
+        names = [v.name for v in graph.inputs]
+        unknown = sorted(set(inputs) - set(names))
+        if unknown:
+            raise InputError(f"graph {graph.name}: unknown input(s) {unknown}; inputs are {names}")
+        missing = next(v for v in graph.inputs if v.name not in inputs)
+        raise InputError(f"graph {graph.name}: missing input {missing.name!r} ({missing.type})")
+    return {id(v): check_input(graph, v, inputs[v.name], cast) for v in graph.inputs}

@@ -179,9 +179,12 @@ class NumbaExecutable(Executable):
         return out
 
     def _execute(self, env: list[Any], bound: Binding, timings: list[float] | None = None) -> None:
-        for i, entry in enumerate(bound.program):
-            t0 = time.perf_counter() if timings is not None else 0.0
-            try:
+        if timings is not None:
+            self._execute_timed(env, bound, timings)
+            return
+        i = 0
+        try:
+            for i, entry in enumerate(bound.program):  # noqa: B007 - i names the failing step below
                 kind = entry[0]
                 if kind == CALL:
                     entry[1]()
@@ -192,14 +195,19 @@ class NumbaExecutable(Executable):
                     entry[1](*vals)
                 else:
                     env[entry[3]] = entry[1](env[entry[2]])
-            except IndexError:
-                raise
-            except Exception as e:  # noqa: BLE001 - re-raised naming the step
-                step = bound.steps[i]
-                raise ExecutionError(f"numba backend: step {step.name} ({step.op}, kernel {step.kernel}) failed: "
-                                     f"{type(e).__name__}: {e}") from e
-            if timings is not None:
-                timings[i] += time.perf_counter() - t0
+        except IndexError:
+            raise
+        except Exception as e:  # noqa: BLE001 - re-raised naming the step
+            step = bound.steps[i]
+            raise ExecutionError(f"numba backend: step {step.name} ({step.op}, kernel {step.kernel}) failed: "
+                                 f"{type(e).__name__}: {e}") from e
+
+    def _execute_timed(self, env: list[Any], bound: Binding, timings: list[float]) -> None:
+        """`_execute`, adding each step's seconds to timings[step]."""
+        for i, entry in enumerate(bound.program):
+            t0 = time.perf_counter()
+            self._execute(env, Binding(bound.memory, bound.template, [entry], [bound.steps[i]]))
+            timings[i] += time.perf_counter() - t0
 
     def run(self, inputs: Inputs, *, cast: bool = False) -> dict[str, np.ndarray]:
         """Run once (inputs checked as `Executable.run` says); outputs are fresh arrays (never views into the
@@ -214,8 +222,7 @@ class NumbaExecutable(Executable):
         """Run once in this thread's arena; returns the slot arrays."""
         bound = self._binding()
         env = self._env(inputs, bound, cast)
-        with self._sized_pool(), (single_threaded_blas() if self._uses_blas else contextlib.nullcontext()):
-            self._execute(env, bound)
+        self._execute_sized(env, bound)
         return env
 
     def run_checked(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -229,9 +236,17 @@ class NumbaExecutable(Executable):
             env[slot] = a
         for slot, shape, dt in self._allocs:
             env[slot] = np.empty(shape, dt)
+        self._execute_sized(env, bound)
+        return [env[slot] for slot in self._output_slots]
+
+    def _execute_sized(self, env: list[Any], bound: Binding) -> None:
+        """`_execute` with the thread count cut to the free CPUs and scipy's BLAS held, where either applies
+        (a plan of serial kernels without BLAS calls runs straight: no context to enter on the hot path)."""
+        if not self._uses_blas and (not self._parallel or num_threads() == 1):
+            self._execute(env, bound)
+            return
         with self._sized_pool(), (single_threaded_blas() if self._uses_blas else contextlib.nullcontext()):
             self._execute(env, bound)
-        return [env[slot] for slot in self._output_slots]
 
     @contextlib.contextmanager
     def _sized_pool(self) -> Iterator[None]:
