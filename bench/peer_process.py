@@ -18,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -125,20 +126,39 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="time ONNX Runtime on a model (run by time_onnx_in_subprocess)")
+def child_arguments(what: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of a peer's child process: MODEL INPUTS --repeats --warmup --threads [--outputs]."""
+    p = argparse.ArgumentParser(description=f"time {what} (run by bench.peer_process in a child process)")
     p.add_argument("model")
     p.add_argument("inputs")
     p.add_argument("--repeats", type=int, default=11)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--outputs", default=None, help="write the first run's outputs here (.npz)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def report_timing(run: Callable[[], Any], version: str, session_s: float, rss0: int, repeats: int,
+                  warmup: int) -> None:
+    """In a peer's child: warm `run` up, time `repeats` runs, print the JSON line `_time_child` reads."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    print(json.dumps({"version": version, "median_s": float(med), "spread_s": float(q3 - q1),
+                      "session_s": session_s, "peak_rss_bytes": max(0, rss_bytes() - rss0)}))
+
+
+def _main(argv: list[str] | None = None) -> None:
+    args = child_arguments("ONNX Runtime on a model", argv)
     import onnxruntime as ort
 
     rss0 = rss_bytes()
     t0 = time.perf_counter()
-
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = args.threads
@@ -150,16 +170,7 @@ def _main(argv: list[str] | None = None) -> None:
     if args.outputs:
         names = [o.name for o in sess.get_outputs()]
         np.savez(args.outputs, **dict(zip(names, sess.run(None, feeds))))
-    for _ in range(args.warmup):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t0)
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    print(json.dumps({"version": ort.__version__, "median_s": float(med), "spread_s": float(q3 - q1),
-                      "session_s": session_s, "peak_rss_bytes": max(0, rss_bytes() - rss0)}))
+    report_timing(lambda: sess.run(None, feeds), ort.__version__, session_s, rss0, args.repeats, args.warmup)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ the node: that row of `bench` then carries the error instead of a timing.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -184,36 +182,20 @@ class TorchGraph:
 
 
 def _main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="time PyTorch eager on a pickled graph (run by time_graph_in_subprocess)")
-    p.add_argument("graph")
-    p.add_argument("inputs")
-    p.add_argument("--repeats", type=int, default=11)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--outputs", default=None, help="write the first run's outputs here (.npz)")
-    args = p.parse_args(argv)
-    from .peer_process import rss_bytes, unpickle_graph
+    from .peer_process import child_arguments, report_timing, rss_bytes, unpickle_graph
 
+    args = child_arguments("PyTorch eager on a pickled graph", argv)
     torch.set_num_threads(args.threads)
     rss0 = rss_bytes()
     t0 = time.perf_counter()
-    with open(args.graph, "rb") as f:
+    with open(args.model, "rb") as f:
         run = TorchGraph(unpickle_graph(f.read()))
     session_s = time.perf_counter() - t0
     feeds = dict(np.load(args.inputs))
     first = run(feeds)
     if args.outputs:
         np.savez(args.outputs, **first)
-    for _ in range(args.warmup):
-        run(feeds)
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        run(feeds)
-        times.append(time.perf_counter() - t0)
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    print(json.dumps({"version": torch.__version__, "median_s": float(med), "spread_s": float(q3 - q1),
-                      "session_s": session_s, "peak_rss_bytes": max(0, rss_bytes() - rss0)}))
+    report_timing(lambda: run(feeds), torch.__version__, session_s, rss0, args.repeats, args.warmup)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ run on the same kernel design. Layout of the packed bytes: k_wgemm.py.
 
 from __future__ import annotations
 
-import types as pytypes
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from .epilogue import PARAMS_PER_STAGE
-from .jit import EMPTY_F32, Twin, cdiv, num_threads, twin
+from .jit import EMPTY_F32, Twin, cdiv, num_threads, specialized, twin
 from .k_int4_vec import col_dot8_1, col_dot8_2, col_dot8_4, col_dot_1, col_dot_2, col_dot_4, vector_groups
 from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm, wgemm_vec
 
@@ -104,27 +101,16 @@ def pack_int8_rows(w_q: np.ndarray, scales: np.ndarray, group_size: int = 0) -> 
     return PackedWeights(8, np.ascontiguousarray(w_q, np.int8), _group_scales(scales, n, k, g), g, n, k)
 
 
-def _bind(fn: Callable[..., Any], fmt: str, **names: Any) -> Callable[..., Any]:
-    """A copy of template `fn` named for weight format `fmt`, whose globals bind `names`."""
-    glb = dict(fn.__globals__)
-    glb.update(names)
-    f = pytypes.FunctionType(fn.__code__, glb, f"{fn.__name__}__{fmt}", fn.__defaults__, fn.__closure__)
-    f.__qualname__ = f"{fn.__qualname__}__{fmt}"
-    f.__module__ = fn.__module__
-    f.__doc__ = fn.__doc__
-    return f
-
-
 KERNELS: dict[int, Twin] = {
-    4: twin(_bind(wgemm, "i4", GROUP_DOT=full_i4, TAIL_DOT=tail_i4, GROUP_BYTES=bytes_i4)),
-    8: twin(_bind(wgemm, "i8", GROUP_DOT=dot_i8, TAIL_DOT=dot_i8, GROUP_BYTES=bytes_i8)),
+    4: twin(specialized(wgemm, "i4", GROUP_DOT=full_i4, TAIL_DOT=tail_i4, GROUP_BYTES=bytes_i4)),
+    8: twin(specialized(wgemm, "i8", GROUP_DOT=dot_i8, TAIL_DOT=dot_i8, GROUP_BYTES=bytes_i8)),
 }
 """The weight-only GEMM kernel per weight bits (serial/parallel twins), loops in Numba."""
 VECTOR_KERNELS: dict[int, Twin] = {
-    4: twin(_bind(wgemm_vec, "i4", COL_DOT_4=col_dot_4, COL_DOT_2=col_dot_2, COL_DOT_1=col_dot_1, TAIL_DOT=tail_i4,
-                  GROUP_BYTES=bytes_i4)),
-    8: twin(_bind(wgemm_vec, "i8", COL_DOT_4=col_dot8_4, COL_DOT_2=col_dot8_2, COL_DOT_1=col_dot8_1, TAIL_DOT=dot_i8,
-                  GROUP_BYTES=bytes_i8)),
+    4: twin(specialized(wgemm_vec, "i4", COL_DOT_4=col_dot_4, COL_DOT_2=col_dot_2, COL_DOT_1=col_dot_1,
+                        TAIL_DOT=tail_i4, GROUP_BYTES=bytes_i4)),
+    8: twin(specialized(wgemm_vec, "i8", COL_DOT_4=col_dot8_4, COL_DOT_2=col_dot8_2, COL_DOT_1=col_dot8_1,
+                        TAIL_DOT=dot_i8, GROUP_BYTES=bytes_i8)),
 }
 """The kernels on the LLVM IR vector loop (k_int4_vec.py), for groups it supports (`vector_groups`)."""
 

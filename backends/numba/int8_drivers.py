@@ -1,4 +1,4 @@
-"""Per-path templates of the int8 GEMM kernels: `int8_gemm._for_path` binds each path's names into a copy.
+"""Per-path templates of the int8 GEMM kernels: `jit.specialized` binds each path's names into a copy.
 
 The names MR, NR, KC (micro-kernel rows, panel columns, K block), UK_FULL, UK_ONE (the MR-row and
 one-row micro-kernels), in `acc_panel_tiles` ACC_ROWS (the path's compiled `acc_rows`), TILE_32 and

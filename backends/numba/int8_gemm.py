@@ -22,8 +22,6 @@ tm rows x tnp panels; each tile is computed panel by panel, K blocked so that a 
 
 from __future__ import annotations
 
-import types as pytypes
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -35,7 +33,7 @@ from .int8_amx import TILE_BLOCK_16, TILE_BLOCK_32, tiles_begin, tiles_end
 from .int8_drivers import acc_panel, acc_panel_tiles, acc_rows, gemm_dequant, gemm_i32, no_tile_state
 from .int8_quantize import quantize_rows, quantize_tensor
 from .int8_ukernel import K_GROUP, SHAPES, UKERNELS, WEIGHT_RANGE
-from .jit import EMPTY_F32, Twin, cdiv, helper, num_threads, subkernel, twin
+from .jit import EMPTY_F32, Twin, cdiv, helper, num_threads, specialized, subkernel, twin
 
 L1_WEIGHT_BLOCK = 16384
 """Bytes of one K block of a weight panel (KC x NR): it stays in L1 while the tile's rows pass."""
@@ -96,17 +94,6 @@ def pack_int8_weights(w_q: np.ndarray, scales: np.ndarray, path: str) -> PackedI
     return PackedInt8Weights(path, data, colsum, np.ascontiguousarray(sc), n, k)
 
 
-def _for_path(fn: Callable[..., Any], path: str, **constants: Any) -> Callable[..., Any]:
-    """A copy of `fn` named for `path` whose globals bind `constants` (the path's kernels and sizes)."""
-    glb = dict(fn.__globals__)
-    glb.update(constants)
-    f = pytypes.FunctionType(fn.__code__, glb, f"{fn.__name__}__{path}", fn.__defaults__, fn.__closure__)
-    f.__qualname__ = f"{fn.__qualname__}__{path}"
-    f.__module__ = fn.__module__
-    f.__doc__ = fn.__doc__
-    return f
-
-
 class Int8Kernels(NamedTuple):
     """The int8 GEMM kernels of one path (serial/parallel twins) and its micro-kernel sizes."""
 
@@ -121,16 +108,16 @@ def _build(path: str) -> Int8Kernels:
     shape = SHAPES[path]
     full, one = UKERNELS[path]
     sizes = {"MR": shape.mr, "NR": shape.nr, "KC": L1_WEIGHT_BLOCK // shape.nr}
-    rows = helper(_for_path(acc_rows, path, UK_FULL=full, UK_ONE=one, **sizes))
+    rows = helper(specialized(acc_rows, path, UK_FULL=full, UK_ONE=one, **sizes))
     if shape.tile_rows:
-        panel = subkernel(_for_path(acc_panel_tiles, path, ACC_ROWS=rows, TILE_32=TILE_BLOCK_32,
+        panel = subkernel(specialized(acc_panel_tiles, path, ACC_ROWS=rows, TILE_32=TILE_BLOCK_32,
                                     TILE_16=TILE_BLOCK_16, **sizes))
         hooks = {"TILES_BEGIN": tiles_begin, "TILES_END": tiles_end}
     else:
-        panel = subkernel(_for_path(acc_panel, path, ACC_ROWS=rows, **sizes))
+        panel = subkernel(specialized(acc_panel, path, ACC_ROWS=rows, **sizes))
         hooks = {"TILES_BEGIN": no_tile_state, "TILES_END": no_tile_state}
-    return Int8Kernels(path, twin(_for_path(gemm_i32, path, acc_panel=panel, **hooks, **sizes)),
-                       twin(_for_path(gemm_dequant, path, acc_panel=panel, **hooks, **sizes), fastmath=False),
+    return Int8Kernels(path, twin(specialized(gemm_i32, path, acc_panel=panel, **hooks, **sizes)),
+                       twin(specialized(gemm_dequant, path, acc_panel=panel, **hooks, **sizes), fastmath=False),
                        shape.mr, shape.nr)
 
 

@@ -46,9 +46,15 @@ class Twin:
         return self.parallel if parallel else self.serial
 
 
-def _renamed(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
-    f = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
-    f.__qualname__ = fn.__qualname__ + suffix
+def specialized(fn: Callable[..., Any], suffix: str, **names: Any) -> Callable[..., Any]:
+    """A copy of `fn` named `<name>__<suffix>` whose globals also bind `names` (a template's free names).
+
+    Numba compiles and caches each copy apart (its own name), so one template serves several kernels:
+    per int8 path, per weight format, serial and parallel.
+    """
+    glb = {**fn.__globals__, **names} if names else fn.__globals__
+    f = types.FunctionType(fn.__code__, glb, f"{fn.__name__}__{suffix}", fn.__defaults__, fn.__closure__)
+    f.__qualname__ = f"{fn.__qualname__}__{suffix}"
     f.__module__ = fn.__module__
     f.__doc__ = fn.__doc__
     return f
@@ -59,9 +65,9 @@ def twin(fn: Callable[..., Any] | None = None, *, fastmath: frozenset[str] | boo
 
     def make(f: Callable[..., Any]) -> Twin:
         ser = numba.njit(parallel=False, fastmath=set(fastmath) if fastmath else False, **JIT_OPTIONS)(
-            _renamed(f, "__serial"))
+            specialized(f, "serial"))
         par = numba.njit(parallel=True, fastmath=set(fastmath) if fastmath else False, **JIT_OPTIONS)(
-            _renamed(f, "__parallel"))
+            specialized(f, "parallel"))
         return Twin(f.__name__, ser, par)
 
     return make(fn) if fn is not None else make

@@ -1,6 +1,6 @@
 """Kernel templates of the weight-only GEMM (int4_gemm.py): f32 x [M, K] times narrow weights with group scales.
 
-`wgemm` and `wgemm_vec` are templates: `int4_gemm._bind` makes one copy per weight format whose
+`wgemm` and `wgemm_vec` are templates: `jit.specialized` makes one copy per weight format whose
 globals bind GROUP_DOT, TAIL_DOT, GROUP_BYTES (the format's dot products of one group of x with one
 group of packed weights, its bytes per group) and, for `wgemm_vec`, COL_DOT_4 / _2 / _1 (the
 format's vector intrinsics), so that each format compiles to its own code and its own cache entries.
