@@ -59,7 +59,7 @@ def _path(ctx: LowerCtx, node: Node) -> str:
     """The plan's int8 path, checked to compute this op's weight range exactly."""
     path = ctx.int8_path
     if path is None:
-        raise ctx.fail("this host executes no int8 GEMM path (avx2, avx512bw or avx512vnni)")
+        raise ctx.fail("this host executes no int8 GEMM path (amx, avx512vnni, avx512bw or avx2)")
     lo, hi = WEIGHT_BITS[node.attrs["weight_bits"]]
     plo, phi = WEIGHT_RANGE[path]
     if lo < plo or hi > phi:
