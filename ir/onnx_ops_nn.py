@@ -85,7 +85,8 @@ def window_attrs(ctx: NodeContext, spatial: tuple[int, ...], kernel: tuple[int, 
     return strides, dil, pads
 
 
-def _conv_kernel(ctx: NodeContext, w: Handle) -> tuple[int, ...]:
+def conv_kernel(ctx: NodeContext, w: Handle) -> tuple[int, ...]:
+    """The spatial kernel shape of a Conv-like node: its weight's, checked against `kernel_shape` if given."""
     k = tuple(ctx.attr("kernel_shape", shape_of(w)[2:]))
     if k != shape_of(w)[2:]:
         raise ValueError(f"kernel_shape {list(k)} does not match weight {describe(w)}")
@@ -100,7 +101,7 @@ def _conv(ctx: NodeContext) -> list[Handle | None]:
 def conv(ctx: NodeContext, x: Handle, w: Handle, b: Handle | None) -> Handle:
     """An ONNX Conv (attributes from the node) of `x` with weight `w` and optional bias `b`."""
     xs = shape_of(x)
-    kernel = _conv_kernel(ctx, w)
+    kernel = conv_kernel(ctx, w)
     strides, dil, pads = window_attrs(ctx, xs[2:], kernel)
     g = int(ctx.attr("group", 1))
     r = len(xs) - 2

@@ -17,7 +17,7 @@ import numpy as np
 
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, np_dtype, shape_of
 from .onnx_ops_math import match_dtype
-from .onnx_ops_nn import _conv_kernel, window_attrs
+from .onnx_ops_nn import conv_kernel, window_attrs
 from .ops.integer import WEIGHT_BITS
 
 _INT8 = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "i8"}
@@ -141,7 +141,7 @@ def _qlinear_conv(ctx: NodeContext) -> list[Handle | None]:
     xs, xz = _activation_params(ctx, 1, x, 1, "x")
     w, ws, bits = _weight(ctx, 3, co, 0, "w")
     out = _output_params(ctx, 6, np_dtype(x))
-    strides, dil, pads = window_attrs(ctx, shape_of(x)[2:], _conv_kernel(ctx, w_in))
+    strides, dil, pads = window_attrs(ctx, shape_of(x)[2:], conv_kernel(ctx, w_in))
     bias: tuple[Handle, ...] = ()
     b = ctx.input(8)
     if b is not None:
