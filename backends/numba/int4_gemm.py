@@ -23,11 +23,31 @@ from .k_int4_vec import col_dot8_1, col_dot8_2, col_dot8_4, col_dot_1, col_dot_2
 from .k_wgemm import bytes_i4, bytes_i8, dot_i8, full_i4, tail_i4, wgemm, wgemm_vec
 
 MAX_ROWS = 12
-"""Rows (M) up to which a linear with int4 / int8 weight-only weights runs on this kernel; above it the
-product is compute-bound and the weights are dequantized to f32 at compile time for the fp32 GEMM.
-Measured (bench/int4_gemm.py, K = N = 4096, one thread, AVX-512 host): groups of 32 / 128 ran 1.8x /
-2.1x our fp32 at M = 8, 1.3x / 2.9x at M = 12 and 0.87x / 0.93x at M = 16 (every row re-reads x per
-unpacked vector, so the kernel stops being bound by the weight bytes)."""
+"""Rows (M) up to which a linear with int4 / int8 weight-only weights may run on this kernel (`max_rows` says
+for which weights); above it the product is compute-bound and the weights are dequantized to f32 at compile
+time for the fp32 GEMM."""
+CACHED_WEIGHT_BYTES = 1 << 20
+"""fp32 weight bytes below which the fp32 GEMM reads its weight from cache, so the weight-only GEMM never pays."""
+DRAM_WEIGHT_BYTES = 48 << 20
+"""fp32 weight bytes from which the fp32 GEMM streams its weight from memory at every row count up to MAX_ROWS."""
+CACHE_ROWS = 4
+"""Rows up to which the weight-only GEMM pays for weights between the two sizes above."""
+
+
+def max_rows(n: int, k: int) -> int:
+    """Rows up to which the weight-only GEMM beats the fp32 GEMM for a weight of N x K (0: never).
+
+    Measured (bench/int4_gemm.py, one thread, AVX-512 host, groups of 32 / 128, x our fp32): 256 x 512
+    (0.5 MiB in fp32) 0.78x / 0.98x at M = 1; 384 x 1536 2.1x / 2.4x at M = 1, 1.15x / 1.29x at M = 4, 0.66x /
+    0.75x at M = 8; 2048 x 2048 (16 MiB) 2.9x / 3.6x at M = 1, 1.3x / 1.5x at M = 4, 0.57x / 0.67x at M = 8;
+    4096 x 4096 (64 MiB) 1.8x / 2.1x at M = 8 and 1.3x / 2.9x at M = 12 (0.87x / 0.93x at 16).
+    """
+    fp32_bytes = 4 * n * k
+    if fp32_bytes < CACHED_WEIGHT_BYTES:
+        return 0
+    return CACHE_ROWS if fp32_bytes < DRAM_WEIGHT_BYTES else MAX_ROWS
+
+
 PER_CHANNEL_GROUP = 256
 """The group length a per-channel (or per-tensor) weight is packed in: its scale repeated per group."""
 COLUMN_BLOCK = 16

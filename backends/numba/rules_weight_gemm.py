@@ -2,10 +2,11 @@
 
 A `linear` (or a `matmul` with a 2-D B) whose weight is `dequantize` of a constant i4 or i8 weight
 (symmetric: per output channel, per tensor, or in groups along K read from a constant scale input)
-and whose activation has at most `MAX_ROWS` rows runs on `gemm_w4g<G>` / `gemm_w8g<G>` (`c` for per
-channel): the weights are packed now, at compile time, and the f32 copy of the weight is never made.
-With more rows the product is compute-bound: the weight is dequantized to f32 once, at compile time
-(rules_nn.py), and the fp32 GEMM runs; the step's note and `exe.stats["kernels_by_layer"]` say so.
+and whose activation has at most `int4_gemm.max_rows(N, K)` rows runs on `gemm_w4g<G>` / `gemm_w8g<G>`
+(`c` for per channel): the weights are packed now, at compile time, and the f32 copy of the weight is never
+made. With more rows, or a weight small enough that the fp32 GEMM reads it from cache, the weight-only GEMM
+does not pay: the weight is dequantized to f32 once, at compile time (rules_nn.py), and the fp32 GEMM runs;
+the step's note and `exe.stats["kernels_by_layer"]` say so.
 The fused epilogue (the layer's own constant bias first) runs per block of output columns.
 """
 
@@ -20,11 +21,11 @@ import numpy as np
 from ...ir.graph import Node, Value
 from .epilogue import Epilogue
 from .int4_gemm import (
-    MAX_ROWS,
     PackedWeights,
     column_block,
     kernel_for,
     kernel_name,
+    max_rows,
     pack_int4_weights,
     pack_int8_rows,
 )
@@ -124,11 +125,11 @@ def _rows(node: Node) -> tuple[int, int, int]:
 
 
 def lower_weight_gemm(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> bool:
-    """Emit `node` on the weight-only GEMM when its weight is stored int4 / int8 and M <= MAX_ROWS; False when
+    """Emit `node` on the weight-only GEMM when its weight is stored int4 / int8 and M <= max_rows(N, K); False when
     it does not apply (the caller lowers it as fp32, see `note_f32_fallback`)."""
     sw = stored_weight(node)
     m, n, k = _rows(node)
-    if sw is None or _f32_reason(sw, m) or k == 0:
+    if sw is None or _f32_reason(sw, m, n, k) or k == 0:
         return False
     epi, bias_value = own_bias(node, epi)
     x = node.inputs[0]
@@ -146,17 +147,20 @@ def lower_weight_gemm(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value
         o2 = ctx.reshaped(out, (m, n))
         step = ctx.emit(kernel_label(label, epi), kernel_for(packed), ctx.reshaped(ctx.arg(x), (m, k)), data, scales,
                         o2, Lit(packed.group_size), Lit(tn), codes, vecs, params, res, writes=(o2,), work=work)
-        step.note = f"weight-only GEMM on {sw.describe()} (M = {m} <= {MAX_ROWS})"
+        step.note = f"weight-only GEMM on {sw.describe()} (M = {m} <= {max_rows(n, k)} for a {n}x{k} weight)"
         ctx.layer_kernels[node.name] = {"kernel": step.kernel, "reason": step.note}
     if bias_value is not None:
         emit_binary(ctx, "add", out, ctx.arg(bias_value), out)
     return True
 
 
-def _f32_reason(sw: StoredWeight, m: int) -> str:
+def _f32_reason(sw: StoredWeight, m: int, n: int, k: int) -> str:
     """Why a stored weight runs as f32 (dequantized at compile time) instead of on the weight-only GEMM, or ''."""
-    if m > MAX_ROWS:
-        return f"M = {m} > {MAX_ROWS}: fp32 GEMM"
+    limit = max_rows(n, k)
+    if not limit:
+        return f"a {n}x{k} weight is read from cache in fp32: fp32 GEMM"
+    if m > limit:
+        return f"M = {m} > {limit} for a {n}x{k} weight: fp32 GEMM"
     if sw.bits == 4 and sw.group_size % 2:
         return "groups of odd length: two int4 weights per byte need even groups"
     return ""
@@ -164,11 +168,11 @@ def _f32_reason(sw: StoredWeight, m: int) -> str:
 
 def note_f32_fallback(ctx: LowerCtx, node: Node, first_step: int) -> None:
     """Note on the steps since `first_step`, and in the layer's kernel record, that a stored int4 / int8 weight
-    was dequantized to f32 at compile time, and why (more than MAX_ROWS rows, odd int4 groups)."""
+    was dequantized to f32 at compile time, and why (a cached weight, more rows than `max_rows`, odd int4 groups)."""
     sw = stored_weight(node)
     if sw is None:
         return
-    reason = _f32_reason(sw, _rows(node)[0])
+    reason = _f32_reason(sw, *_rows(node))
     if not reason:
         return
     why = f"{sw.describe()} dequantized to f32 at compile time ({reason})"

@@ -7,8 +7,9 @@ import pytest
 from numpy.testing import assert_allclose
 from tensorsmith import runtime
 from tensorsmith.backends import reference
+from tensorsmith.backends.numba import rules_weight_gemm
 from tensorsmith.backends.numba.epilogue import Epilogue, Stage, StageKind
-from tensorsmith.backends.numba.int4_gemm import MAX_ROWS, pack_int4_weights, pack_int8_rows, weight_gemm
+from tensorsmith.backends.numba.int4_gemm import MAX_ROWS, max_rows, pack_int4_weights, pack_int8_rows, weight_gemm
 from tensorsmith.ir import Graph, GraphBuilder, f32
 from tensorsmith.passes import run_pipeline
 
@@ -82,6 +83,12 @@ def _model(m: int, k: int, n: int, act: str, matmul: bool = False) -> Graph:
     return b.build()
 
 
+@pytest.fixture(autouse=True)
+def _every_weight_on_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The small weights of these tests run on the weight-only GEMM (the real rule keeps cached ones f32)."""
+    monkeypatch.setattr(rules_weight_gemm, "max_rows", lambda n, k: MAX_ROWS)
+
+
 def _check(q: Graph, m: int, k: int, threshold: int) -> dict[str, dict[str, str]]:
     exe = runtime.compile(q, backend="numba", parallel_threshold=threshold)
     x = RNG.standard_normal((m, k)).astype(np.float32)
@@ -118,6 +125,19 @@ def test_more_rows_dequantize_at_compile_time_and_say_so() -> None:
     rec = _check(q, m, 64, SERIAL)["fc"]
     assert not rec["kernel"].startswith("gemm_w4") and "dequantized to f32 at compile time" in rec["reason"]
     assert f"M = {m} > {MAX_ROWS}" in rec["reason"]
+
+
+def test_the_rule_keeps_cached_weights_f32_and_sends_large_ones_to_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rules_weight_gemm, "max_rows", max_rows)
+    assert (max_rows(512, 256), max_rows(1536, 384), max_rows(2048, 2048), max_rows(4096, 4096)) == (0, 4, 4, 12)
+    q = run_pipeline(_model(1, 256, 64, "relu"), "quantize{precision=int4,group_size=32}")
+    rec = _check(q, 1, 256, SERIAL)["fc"]
+    assert not rec["kernel"].startswith("gemm_w4") and "read from cache in fp32" in rec["reason"]
+    for m, on_kernel in ((4, True), (5, False)):
+        q = run_pipeline(_model(m, 512, 1024, "relu"), "quantize{precision=int4,group_size=32}")
+        rec = _check(q, m, 512, SERIAL)["fc"]
+        assert rec["kernel"].startswith("gemm_w4g32") == on_kernel, rec
+        assert on_kernel or "M = 5 > 4 for a 1024x512 weight" in rec["reason"]
 
 
 def test_the_int4_kernel_holds_no_f32_copy_of_the_weight() -> None:
