@@ -71,14 +71,15 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
         return
     x, wv = node.inputs[0], node.inputs[1]
     epi, bias_value = own_bias(node, epi)
+    w_data = constant_data(ctx, wv)  # a constant, or a weight dequantized at compile time
     if node.op == "linear":
         n_out, k = wv.type.shape
         w_is_nk = True
-        w = ctx.slot(wv) if wv.is_constant else ctx.arg(wv)
+        w = ctx.slot(wv) if w_data is not None else ctx.arg(wv)
     else:
         k, n_out = wv.type.shape
-        w_is_nk = wv.is_constant
-        w = ctx.const(np.ascontiguousarray(wv.data.T), f"{wv.name}.T") if wv.is_constant else ctx.arg(wv)
+        w_is_nk = w_data is not None
+        w = ctx.const(np.ascontiguousarray(w_data.T), f"{wv.name}.T") if w_data is not None else ctx.arg(wv)
     m = x.type.numel // max(k, 1) if k else math.prod(x.type.shape[:-1])
     out = ctx.out(out_value)
     if out_value.type.dtype.name != "f32":
@@ -87,13 +88,13 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
         _int_product(ctx, x, w, w_is_nk, out, (m, n_out, k))
     elif m * n_out:
         res = residual_arg(ctx, epi, (m, n_out))
-        w_nk = (wv.data if node.op == "linear" else wv.data.T) if wv.is_constant else None
-        choice = layer_choice(node, w_nk) if wv.is_constant else None
+        w_nk = (w_data if node.op == "linear" else w_data.T) if w_data is not None else None
+        choice = layer_choice(node, w_nk) if w_data is not None else None
         first = len(ctx.steps)
         if choice is not None and choice.kernel != DENSE and k > 0:
             emit_sparse_product(ctx, choice, ctx.reshaped(ctx.arg(x), (m, k)), np.asarray(w_nk, np.float32),
                                 ctx.reshaped(out, (m, n_out)), epi, res, wv.name)
-        elif k_microkernel.AVAILABLE and wv.is_constant and m >= 4 and k > 0:
+        elif k_microkernel.AVAILABLE and w_nk is not None and m >= 4 and k > 0:
             _emit_packed(ctx, ctx.reshaped(ctx.arg(x), (m, k)), w_nk, ctx.reshaped(out, (m, n_out)),
                          (m, n_out, k), epi, res, wv.name)
         else:
@@ -109,6 +110,17 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
     if bias_value is not None:
         emit_binary(ctx, "add", out, ctx.arg(bias_value), out)
     note_f32_fallback(ctx, node, first_step)
+
+
+def constant_data(ctx: LowerCtx, v: Value) -> np.ndarray | None:
+    """The array of `v` when it is known at compile time: a constant, or a value the lowering made a constant
+    (a weight dequantized once, at compile time); None when it is computed at run time."""
+    if v.is_constant:
+        return np.asarray(v.data)
+    if v.producer is None or v.producer.op != "dequantize" or not all(i.is_constant for i in v.producer.inputs):
+        return None
+    slot = ctx.slots[ctx.slot(v)]
+    return slot.array if slot.kind == "const" else None
 
 
 def _int_product(ctx: LowerCtx, x: Value, w: int, w_is_nk: bool, out: int, dims: tuple[int, int, int]) -> None:

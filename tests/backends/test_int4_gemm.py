@@ -125,6 +125,7 @@ def test_more_rows_dequantize_at_compile_time_and_say_so() -> None:
     rec = _check(q, m, 64, SERIAL)["fc"]
     assert not rec["kernel"].startswith("gemm_w4") and "dequantized to f32 at compile time" in rec["reason"]
     assert f"M = {m} > {MAX_ROWS}" in rec["reason"]
+    assert rec["kernel"].startswith("gemm_uk"), "the weight dequantized at compile time is packed like a constant"
 
 
 def test_the_rule_keeps_cached_weights_f32_and_sends_large_ones_to_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
