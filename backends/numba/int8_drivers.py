@@ -1,7 +1,7 @@
 """Per-path templates of the int8 GEMM kernels: `jit.specialized` binds each path's names into a copy.
 
-The names MR, NR, KC (micro-kernel rows, panel columns, K block), UK_FULL, UK_ONE (the MR-row and
-one-row micro-kernels), in `acc_panel_tiles` ACC_ROWS (the path's compiled `acc_rows`), TILE_32 and
+The names MR, NR, KC (micro-kernel rows, panel columns, K block), UK_FULL, UK_FOUR, UK_TWO, UK_ONE (the
+MR-, 4-, 2- and one-row micro-kernels), in `acc_panel_tiles` ACC_ROWS (the path's compiled `acc_rows`), TILE_32 and
 TILE_16 (the AMX tile blocks), and, in the drivers, acc_panel (the path's compiled `acc_panel` or
 `acc_panel_tiles`) and TILES_BEGIN / TILES_END (load and release the tile state around a work item;
 no-ops off AMX) are not module globals: each path's copy of a template gets them in its own globals,
@@ -87,9 +87,14 @@ def acc_rows(xq, wp, mb, r0, r1, p, acc, k0, add):  # type: ignore[no-untyped-de
         while r + MR <= r1:
             UK_FULL(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
             r += MR
-        while r < r1:
+        if MR > 4 and r + 4 <= r1:
+            UK_FOUR(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            r += 4
+        while r + 2 <= r1:
+            UK_TWO(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            r += 2
+        if r < r1:
             UK_ONE(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
-            r += 1
 
 
 def acc_panel(xq, wp, m0, m1, p, acc):  # type: ignore[no-untyped-def]

@@ -106,9 +106,10 @@ class Int8Kernels(NamedTuple):
 
 def _build(path: str) -> Int8Kernels:
     shape = SHAPES[path]
-    full, one = UKERNELS[path]
+    kernels = UKERNELS[path]
     sizes = {"MR": shape.mr, "NR": shape.nr, "KC": L1_WEIGHT_BLOCK // shape.nr}
-    rows = helper(specialized(acc_rows, path, UK_FULL=full, UK_ONE=one, **sizes))
+    rows = helper(specialized(acc_rows, path, UK_FULL=kernels[shape.mr], UK_FOUR=kernels[4], UK_TWO=kernels[2],
+                              UK_ONE=kernels[1], **sizes))
     if shape.tile_rows:
         panel = subkernel(specialized(acc_panel_tiles, path, ACC_ROWS=rows, TILE_32=TILE_BLOCK_32,
                                     TILE_16=TILE_BLOCK_16, **sizes))

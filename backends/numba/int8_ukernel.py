@@ -187,5 +187,10 @@ def make_ukernel(path: str, rows: int) -> Any:
     return intrinsic(typer)
 
 
-UKERNELS: dict[str, tuple[Any, Any]] = {p: (make_ukernel(p, s.mr), make_ukernel(p, 1)) for p, s in SHAPES.items()}
-"""Per path: (the MR-row micro-kernel, the one-row micro-kernel)."""
+ROW_COUNTS = (4, 2, 1)
+"""Row counts of the micro-kernels for the rows below a full MR (a remainder, or M < MR): each call reads
+its weight panel once for all its rows, so M = 4 costs one pass over the weights, not four."""
+
+UKERNELS: dict[str, dict[int, Any]] = {
+    p: {rows: make_ukernel(p, rows) for rows in sorted({s.mr, *ROW_COUNTS}, reverse=True)} for p, s in SHAPES.items()}
+"""Per path: the micro-kernel of each row count (MR and ROW_COUNTS)."""

@@ -22,7 +22,8 @@ PATHS = int8_paths()
 pytestmark = pytest.mark.skipif(not PATHS, reason="this host executes no int8 path")
 RNG = np.random.default_rng(5)
 SHAPES = [(1, 1, 1), (3, 5, 33), (17, 767, 33), (1, 767, 1), (17, 1, 33), (3, 5, 1), (17, 767, 130),
-          (70, 200, 70), (48, 130, 33), (33, 63, 100), (64, 64, 32)]
+          (70, 200, 70), (48, 130, 33), (33, 63, 100), (64, 64, 32), (4, 130, 70), (5, 64, 33), (2, 100, 40),
+          (11, 67, 20)]
 """(M, K, N): ragged in every dimension, N above and below one panel; on AMX, rows in 32- and 16-row
 tiles with vector rows below them, K in whole 64s with and without a vector tail, K below one tile."""
 
