@@ -244,3 +244,18 @@ def test_paths_compile_apart() -> None:
             assert p in d.py_func.__qualname__
             names.add(d.py_func.__qualname__)
     assert len(names) == 4 * len(PATHS)
+
+
+def test_amx_is_offered_only_when_linux_grants_the_tile_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host reporting AMX whose kernel refuses the tile state runs the next path and says why AMX does not."""
+    from tensorsmith.backends.numba import cpu_features
+
+    amx_host = dict.fromkeys(("amx-int8", "amx-tile", "avx512f", "avx512bw", "avx512vnni", "avx2"), True)
+    monkeypatch.setattr(cpu_features, "host_features", lambda: amx_host)
+    monkeypatch.setattr(cpu_features, "request_tile_state", lambda: "Linux refused the AMX tile state (test)")
+    assert cpu_features.int8_paths() == ("avx512vnni", "avx512bw", "avx2")
+    assert cpu_features.unavailable_int8_paths() == {"amx": "Linux refused the AMX tile state (test)"}
+    with pytest.raises(Int8PathError, match="'amx' cannot run here: Linux refused the AMX tile state"):
+        check_int8_path("amx")
+    monkeypatch.setattr(cpu_features, "request_tile_state", lambda: None)
+    assert cpu_features.best_int8_path() == "amx"
