@@ -60,8 +60,12 @@ LOSSY_MIN_COSINE = 0.8
 """Quality floors of the lossy configurations, as output cosine to reference fp32 (min over batch rows).
 Random-weight models have no redundancy to prune: 50% block sparsity can fall below the floor there."""
 
-INT8_BACKEND_REL_ERR = 2e-2
-"""int8 outputs vs the reference backend's integer semantics: a rounding tie may land one step apart."""
+INT8_BACKEND_REL_ERR = 5e-2
+"""int8 outputs vs the reference backend on the same graph. The integer products are exact on both, but the
+f32 ops between them (GEMM reassociation, the polynomial exp / erf / tanh) differ by a few ulps, and a dynamic
+quantization downstream can round such a value one step the other way; through six MiniLM layers that
+compounds to 0.029 of the output's largest element (identical on the amx and avx512vnni paths, so no kernel
+fault), above the 0.02 this bound was. A wrong kernel shows as errors of the output's own size."""
 
 BLOCK_PRUNE = "prune{pattern=block,sparsity=0.5}"
 INT8 = "quantize{scheme=dynamic}"
