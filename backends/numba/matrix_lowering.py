@@ -43,3 +43,14 @@ def kernel_label(base: str, epi: Epilogue) -> str:
     """The kernel's label: `base` and the epilogue's stages, e.g. 'gemm_uk+add+gelu'."""
     stages = epi.label()
     return f"{base}+{stages}" if stages else base
+
+
+def constant_data(ctx: LowerCtx, v: Value) -> np.ndarray | None:
+    """The array of `v` when it is known at compile time: a constant, or a value the lowering made a constant
+    (a weight dequantized once, at compile time); None when it is computed at run time."""
+    if v.is_constant:
+        return np.asarray(v.data)
+    if v.producer is None or v.producer.op != "dequantize" or not all(i.is_constant for i in v.producer.inputs):
+        return None
+    slot = ctx.slots[ctx.slot(v)]
+    return slot.array if slot.kind == "const" else None

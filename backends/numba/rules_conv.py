@@ -16,7 +16,7 @@ from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
 from .k_conv_pixels import conv_pixels, pixel_ext_floats
 from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
-from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, own_bias, residual_arg
+from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
@@ -189,21 +189,22 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
     src = ctx.arg(x)
     groups = a["groups"]
     one_by_one = kh == kw == 1 and not any(a["pads"])
-    choice = layer_choice(node, wv.data.reshape(co, -1)) if wv.is_constant else None
+    w_data = constant_data(ctx, wv)  # a constant, or a weight dequantized at compile time
+    choice = layer_choice(node, w_data.reshape(co, -1)) if wv.is_constant else None  # sparse: the IR constant
     first = len(ctx.steps)
     if choice is not None and choice.kernel != DENSE:
         lower_sparse_conv(ctx, node, choice, src, o3, (ho, wo), epi)
-    elif is_float and groups == 1 and wv.is_constant and k_microkernel.AVAILABLE:
+    elif is_float and groups == 1 and w_data is not None and k_microkernel.AVAILABLE:
         if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
             sh, sw = a["strides"]
             sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
                                        slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
             src = ctx.arg(sub)
-        _emit_conv_shift(ctx, node, src, wv.data, o3, (ho, wo), epi, res, work, one_by_one)
+        _emit_conv_shift(ctx, node, src, w_data, o3, (ho, wo), epi, res, work, one_by_one)
     elif is_float and (groups == 1 or cg >= 4):
         codes, vecs, params = epilogue_args(ctx, epi)
         rows = cg * kh * kw
-        wm = (ctx.const(wv.data.reshape(co, rows), f"{wv.name}.mat") if wv.is_constant
+        wm = (ctx.const(w_data.reshape(co, rows), f"{wv.name}.mat") if w_data is not None
               else ctx.reshaped(ctx.arg(wv), (co, rows)))
         par = ctx.parallel(work, needs_blas=True)
         pb, cb = conv_tiles(nb * groups, co // groups, p, ctx.threads, par)

@@ -13,7 +13,7 @@ from .epilogue import Epilogue, empty_epilogue, is_gemm_like
 from .jit import cdiv
 from .k_gemm import bmm_loops, bmm_sgemm, gemm
 from .k_microkernel import gemm_packed, scratch_per_tile, shared_packed
-from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, own_bias, residual_arg
+from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
@@ -89,7 +89,7 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
     elif m * n_out:
         res = residual_arg(ctx, epi, (m, n_out))
         w_nk = (w_data if node.op == "linear" else w_data.T) if w_data is not None else None
-        choice = layer_choice(node, w_nk) if w_data is not None else None
+        choice = layer_choice(node, w_nk) if wv.is_constant else None  # sparse kernels read the IR constant
         first = len(ctx.steps)
         if choice is not None and choice.kernel != DENSE and k > 0:
             emit_sparse_product(ctx, choice, ctx.reshaped(ctx.arg(x), (m, k)), np.asarray(w_nk, np.float32),
@@ -110,17 +110,6 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
     if bias_value is not None:
         emit_binary(ctx, "add", out, ctx.arg(bias_value), out)
     note_f32_fallback(ctx, node, first_step)
-
-
-def constant_data(ctx: LowerCtx, v: Value) -> np.ndarray | None:
-    """The array of `v` when it is known at compile time: a constant, or a value the lowering made a constant
-    (a weight dequantized once, at compile time); None when it is computed at run time."""
-    if v.is_constant:
-        return np.asarray(v.data)
-    if v.producer is None or v.producer.op != "dequantize" or not all(i.is_constant for i in v.producer.inputs):
-        return None
-    slot = ctx.slots[ctx.slot(v)]
-    return slot.array if slot.kind == "const" else None
 
 
 def _int_product(ctx: LowerCtx, x: Value, w: int, w_is_nk: bool, out: int, dims: tuple[int, int, int]) -> None:

@@ -173,3 +173,16 @@ def test_odd_int4_groups_run_as_f32_and_say_why() -> None:
     q = run_pipeline(_model(2, 50, 7, "relu"), "quantize{precision=int4,group_size=5}")
     rec = _check(q, 2, 50, SERIAL)["fc"]
     assert "groups of odd length" in rec["reason"] and not rec["kernel"].startswith("gemm_w4")
+
+
+def test_a_convolution_with_a_weight_dequantized_at_compile_time_runs_the_packed_kernel() -> None:
+    from tensorsmith.bench.models import load_model
+
+    m = load_model("cnn")
+    q = run_pipeline(m.graph, "quantize{precision=int4}")
+    exe = runtime.compile(q, backend="numba", fuse=False)
+    conv_kernels = {s.name: s.kernel for s in exe.plan.steps if s.op == "conv2d" and not s.is_view}
+    assert conv_kernels and all(k.startswith("conv_uk") for k in conv_kernels.values()), conv_kernels
+    got, want = exe.run(m.inputs), reference.run(q, dict(m.inputs))
+    for name in want:
+        assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4 * float(np.abs(want[name]).max() + 1))
