@@ -30,7 +30,7 @@ from ..ir.dtypes import dtype_from_numpy
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.integer import WEIGHT_BITS
 from ..ir.ops.registry import get_op
-from ..ir.types import TensorType
+from ..ir.types import SparsityInfo, TensorType
 from .base import Pass, PassContext, PassResult, register_pass
 
 FOLD_OPS = {"linear": "qlinear", "matmul": "qmatmul", "conv2d": "qconv2d"}
@@ -76,6 +76,8 @@ class IntWeight:
     data: np.ndarray
     scale: np.ndarray
     extra_error: float
+    sparsity: SparsityInfo | None = None
+    """The stored weight's annotation: symmetric zero points keep pruned zeros zero, so it still holds."""
 
 
 def _channel_axis(op: str, rank: int) -> int:
@@ -104,7 +106,7 @@ def integer_weight(n: Node, bits: int) -> tuple[IntWeight | None, str]:
     w = np.asarray(q.data).astype(np.int32) - WEIGHT_ZERO_POINT[name]
     lo, hi = WEIGHT_BITS[bits]
     if w.min(initial=0) >= lo and w.max(initial=0) <= hi:
-        return IntWeight(w.astype(np.int8), scale, 0.0), ""
+        return IntWeight(w.astype(np.int8), scale, 0.0, q.type.sparsity), ""
     shape = [1] * w.ndim
     shape[axis_c] = -1
     real = w.astype(np.float64) * scale.reshape(shape)
@@ -113,7 +115,7 @@ def integer_weight(n: Node, bits: int) -> tuple[IntWeight | None, str]:
     s7 = np.where(amax > 0, amax / hi, 1.0).astype(np.float32)
     w7 = np.clip(np.rint(real / s7.reshape(shape)), lo, hi)
     extra = float(np.abs(w7 * s7.reshape(shape) - real).max(initial=0.0))
-    return IntWeight(w7.astype(np.int8), s7, extra), ""
+    return IntWeight(w7.astype(np.int8), s7, extra, q.type.sparsity), ""
 
 
 @register_pass
@@ -181,6 +183,7 @@ class QuantizeFold(Pass):
             if src is not None and src.op == "quantize-dynamic":
                 dyn[key] = act
         wv = _const(graph, w.data, f"{n.inputs[1].name}.s8")
+        wv = Value(wv.name, wv.type.replace(sparsity=w.sparsity), wv.data)
         ws = _const(graph, w.scale, f"{n.inputs[1].name}.scale")
         bias = [n.inputs[2]] if n.op in ("linear", "conv2d") and len(n.inputs) > 2 else []
         attrs = {k: n.attrs[k] for k in ("strides", "pads", "dilations", "groups")} if n.op == "conv2d" else {}

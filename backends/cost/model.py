@@ -17,6 +17,7 @@ from .precision import (
     tensor_precision,
 )
 from .rules import CostError, Work, node_work
+from .sparse_kernels import QUANTIZED_PRODUCTS, product_weight
 from .systolic import systolic_cycles
 from .target import Target
 
@@ -203,11 +204,13 @@ def weight_layer(node: Node) -> Node | None:
     reading the region's inputs (a detached copy); None for other nodes."""
     if node.op in ("linear", "matmul", "conv2d"):
         return node if len(node.inputs) > 1 else None
+    if node.op in QUANTIZED_PRODUCTS:
+        return node
     if node.op != "fused":
         return None
     body = region_body(node)
     anchor = region_anchor(body)
-    if anchor is None or len(anchor.inputs) < 2:
+    if anchor is None or len(anchor.inputs) < (4 if anchor.op in QUANTIZED_PRODUCTS else 2):
         return None
     outer = {id(p): a for p, a in zip(body.inputs, node.inputs)}
     out = anchor.outputs[0]
@@ -240,7 +243,7 @@ def node_cost(node: Node, target: Target, *, wlevel: int | None = None,
     if work.weight is None:
         eff = SparseEffect()
     elif target.sparse_kernels == "measured" and (layer := weight_layer(node)) is not None:
-        eff = kernel_sparse_effect(layer, layer.inputs[1].type, prec)
+        eff = kernel_sparse_effect(layer, product_weight(layer).type, prec)
     else:
         eff = sparse_effect(work.weight.type, target, prec)
     if eff.note:

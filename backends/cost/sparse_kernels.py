@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...ir.graph import Node
+from ...ir.graph import Node, Value
 from ...ir.types import SparsityInfo
 from .loader import config_dir
 
@@ -27,6 +27,9 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 TABLE = "bsr_breakeven"
 """Name of the TOML table in the cpu-host override that holds the measured break-even densities."""
+INT8_TABLE = "bsr_int8_breakeven"
+"""Name of the TOML table that holds the block-sparse int8 kernel's break-even densities against the dense int8
+GEMM."""
 NM_TABLE = "nm_speedup"
 """Name of the TOML table in the cpu-host override that holds the N:M kernel's measured speed-ups."""
 SHIPPED_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.5, (16, 16): 0.6, (32, 32): 0.6, (64, 64): 0.6}
@@ -34,6 +37,9 @@ SHIPPED_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.5, (16, 16): 0.6, (
 noisy: see docs/numba-backend.md). BSR still measured faster than the dense micro-kernel at 0.7 for every
 block and at 0.85 for most, but the runs disagreed; 0.6 (0.5 for 8x8, whose AVX-512 panels merge two block
 rows) is a conservative reading. `bench calibrate` replaces them with this host's figures."""
+SHIPPED_INT8_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.15, (16, 16): 0.2, (32, 32): 0.3, (64, 64): 0.3}
+"""Block densities below which the block-sparse int8 kernel is taken over the dense int8 GEMM (AMD EPYC with
+AVX-512 VNNI, 128x768x3072, 2 threads, docs/numba-backend.md); `bench calibrate` replaces them."""
 SHIPPED_NM_SPEEDUP: dict[tuple[int, int], float] = {(2, 4): 0.97, (4, 8): 0.99, (1, 4): 2.1}
 """Speed-up of the N:M kernel over the dense micro-kernel on the development machine (same shape and run)."""
 MAX_BLOCK = 64
@@ -91,8 +97,11 @@ def _override(path: str | os.PathLike | None, table: str) -> dict[tuple[int, int
     return out
 
 
-def load_breakeven(path: str | os.PathLike | None = None) -> dict[tuple[int, int], float]:
-    """Break-even densities by block: the shipped ones, overridden by the calibrated cpu-host override."""
+def load_breakeven(path: str | os.PathLike | None = None, precision: str = "fp32") -> dict[tuple[int, int], float]:
+    """Break-even densities by block of the `precision` (fp32 or int8) kernel: the shipped ones, overridden by the
+    calibrated cpu-host override."""
+    if precision == "int8":
+        return SHIPPED_INT8_BREAKEVEN | _override(path, INT8_TABLE)
     return SHIPPED_BREAKEVEN | _override(path, TABLE)
 
 
@@ -136,38 +145,57 @@ class KernelChoice:
     nm: tuple[int, int] | None = None
     density: float = 1.0
     speedup: float = 1.0
+    precision: str = "fp32"
 
     @property
     def label(self) -> str:
         """'bsr 32x32', 'nm 2:4' or 'dense'."""
         if self.kernel == BSR and self.block is not None:
-            return f"bsr {block_key(self.block)}"
+            return f"bsr {block_key(self.block)}" + (" int8" if self.precision == "int8" else "")
         if self.kernel == NM and self.nm is not None:
             return f"nm {self.nm[0]}:{self.nm[1]}"
         return DENSE
 
 
+QUANTIZED_PRODUCTS = frozenset({"qlinear", "qmatmul", "qconv2d"})
+"""Integer products: their weight is input 3 and their sparse kernel is the block-sparse int8 one."""
+
+
+def product_weight(node: Node) -> Value:
+    """The weight operand of a product: input 3 of qlinear / qmatmul / qconv2d, else input 1."""
+    return node.inputs[3] if node.op in QUANTIZED_PRODUCTS else node.inputs[1]
+
+
+def kernel_precision(node: Node) -> str:
+    """The precision of `node`'s sparse kernels: int8 for the integer products, else fp32."""
+    return "int8" if node.op in QUANTIZED_PRODUCTS else "fp32"
+
+
 def weight_k(node: Node) -> int:
     """Reduction length K of the GEMM view of `node`'s weight (linear [N, K], conv [O, I*kh*kw], matmul B [K, N])."""
-    shape = node.inputs[1].type.shape
-    if node.op == "matmul":
+    shape = product_weight(node).type.shape
+    if node.op in ("matmul", "qmatmul"):
         return shape[-2] if len(shape) >= 2 else shape[0]
     return math.prod(shape[1:])
 
 
 def sparse_blocker(node: Node) -> str | None:
-    """Why `node` (linear, matmul, conv2d) cannot run on a sparse kernel whatever its weight's density, or None."""
-    w = node.inputs[1]
+    """Why `node` (linear, matmul, conv2d or their integer forms) cannot run on a sparse kernel whatever its weight's
+    density, or None."""
+    w = product_weight(node)
     info = w.type.sparsity
     if info is None or info.pattern == "dense":
         return None
-    if w.type.dtype.name != "f32" or node.outputs[0].type.dtype.name != "f32":
+    if node.op in QUANTIZED_PRODUCTS:
+        if info.pattern == "nm":
+            return "the N:M kernel is fp32; int8 weights have the block-sparse kernel only"
+    elif w.type.dtype.name != "f32" or node.outputs[0].type.dtype.name != "f32":
         return f"the sparse kernels are fp32, the weight is {w.type.dtype.name}"
-    if w.type.quant is not None:
+    elif w.type.quant is not None:
         return "the weight is quantized"
-    if node.op == "matmul" and (w.type.rank != 2 or node.inputs[0].type.rank < 2):
+    if node.op in ("matmul", "qmatmul") and (w.type.rank != 2 or node.inputs[0].type.rank < 2):
         return "only a 2-D constant B of a matmul has a sparse kernel"
-    if node.op == "conv2d" and int(node.attrs.get("groups", 1)) != 1:
+    if node.op in ("conv2d", "qconv2d") and int(node.attrs.get("groups", 1)) != 1:
         return f"conv2d with groups={node.attrs.get('groups')} has no single GEMM view"
     if info.pattern == "nm" and info.m and weight_k(node) % info.m:
         return f"K={weight_k(node)} is not a multiple of m={info.m}"
@@ -175,18 +203,19 @@ def sparse_blocker(node: Node) -> str | None:
 
 
 def _block_choice(block: tuple[int, int], density: float, table: Mapping[tuple[int, int], float],
-                  what: str = "density") -> KernelChoice:
+                  what: str = "density", precision: str = "fp32") -> KernelChoice:
     be = breakeven_for(block, table)
-    name = f"bsr {block_key(block)}"
+    name = f"bsr {block_key(block)}" + (" int8" if precision == "int8" else "")
     if density < be:
         return KernelChoice(BSR, f"{name}: {what} {density:.2f} below break-even {be:.2f}", tuple(block),
-                            density=density, speedup=be / max(density, 1e-6))
+                            density=density, speedup=be / max(density, 1e-6), precision=precision)
     return KernelChoice(DENSE, f"dense: {what} {density:.2f} above break-even {be:.2f} ({name})")
 
 
 def choose_sparse_kernel(info: SparsityInfo | None, block_density: Callable[[tuple[int, int]], float] | None = None,
                          blocked: str | None = None, table: Mapping[tuple[int, int], float] | None = None,
-                         nm_table: Mapping[tuple[int, int], float] | None = None) -> KernelChoice:
+                         nm_table: Mapping[tuple[int, int], float] | None = None,
+                         precision: str = "fp32") -> KernelChoice:
     """The kernel a weight annotated `info` runs on, and why.
 
     `block_density(block)` gives the weight's fraction of nonzero blocks of that shape: measured on
@@ -194,19 +223,23 @@ def choose_sparse_kernel(info: SparsityInfo | None, block_density: Callable[[tup
     density is used (block patterns only). `blocked` is a reason the layer cannot use a sparse kernel.
     Block sparsity runs on BSR when its block density is below the block's break-even; N:M on its
     kernel when the measured speed-up is above 1; unstructured on BSR over the candidate block (of
-    UNSTRUCTURED_BLOCKS) that wins most, if any does; anything else dense.
+    UNSTRUCTURED_BLOCKS) that wins most, if any does; anything else dense. `precision` "int8" takes the
+    block-sparse int8 kernel's break-evens (against the dense int8 GEMM) and has no N:M kernel.
     """
     if info is None or info.pattern == "dense":
         return KernelChoice(DENSE, "dense: no sparsity annotation")
     if blocked:
         return KernelChoice(DENSE, f"dense: {blocked}")
-    be_table = load_breakeven() if table is None else table
+    be_table = load_breakeven(precision=precision) if table is None else table
     if info.pattern == "block" and info.block is not None:
         block = (int(info.block[0]), int(info.block[1]))
         if max(block) > MAX_BLOCK:
             return KernelChoice(DENSE, f"dense: block {block_key(block)} has a side above the BSR kernel's "
                                        f"{MAX_BLOCK}")
-        return _block_choice(block, block_density(block) if block_density else info.density, be_table)
+        return _block_choice(block, block_density(block) if block_density else info.density, be_table,
+                             precision=precision)
+    if info.pattern == "nm" and precision == "int8":
+        return KernelChoice(DENSE, "dense: the N:M kernel is fp32; int8 weights have the block-sparse kernel only")
     if info.pattern == "nm" and info.n and info.m:
         speeds = load_nm_speedups() if nm_table is None else nm_table
         sp = speeds.get((info.n, info.m))
@@ -219,7 +252,7 @@ def choose_sparse_kernel(info: SparsityInfo | None, block_density: Callable[[tup
     if info.pattern == "unstructured":
         if block_density is None:
             return KernelChoice(DENSE, "dense: unstructured, no block density known")
-        options = [_block_choice(b, block_density(b), be_table, "unstructured, block density")
+        options = [_block_choice(b, block_density(b), be_table, "unstructured, block density", precision)
                    for b in UNSTRUCTURED_BLOCKS]
         wins = [c for c in options if c.kernel == BSR]
         return max(wins, key=lambda c: c.speedup) if wins else options[0]

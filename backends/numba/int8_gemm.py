@@ -185,6 +185,16 @@ def int8_gemm_i32(xq: np.ndarray, packed: PackedInt8Weights, path: str, parallel
     return out
 
 
+def requant_operands(requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | None, m: int, n: int) \
+        -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(q_out [M, N], s_out [N], zp_out [N]) for a kernel's requantization, or the stand-ins when `requant` is None."""
+    if requant is None:
+        return NO_QUANT_OUT, np.zeros(0, np.float32), np.zeros(0, np.int32)
+    return (np.empty((m, n), requant[2]),
+            np.ascontiguousarray(np.broadcast_to(np.asarray(requant[0], np.float32), (n,))),
+            np.ascontiguousarray(np.broadcast_to(np.asarray(requant[1], np.int32), (n,))))
+
+
 def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: PackedInt8Weights, path: str,
                       bias: np.ndarray | None = None, parallel: bool = False, stages: np.ndarray = NO_STAGES,
                       vecs: np.ndarray = EMPTY_F32, params: np.ndarray = NO_PARAMS, res: np.ndarray = EMPTY_F32,
@@ -200,12 +210,7 @@ def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: P
     tm, tnp, scratch = _tiling(m, packed, parallel)
     out = np.empty((m, n), np.float32)
     b = np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
-    if requant is None:
-        q, s_out, zp_out = NO_QUANT_OUT, np.zeros(0, np.float32), np.zeros(0, np.int32)
-    else:
-        q = np.empty((m, n), requant[2])
-        s_out = np.ascontiguousarray(np.broadcast_to(np.asarray(requant[0], np.float32), (n,)))
-        zp_out = np.ascontiguousarray(np.broadcast_to(np.asarray(requant[1], np.int32), (n,)))
+    q, s_out, zp_out = requant_operands(requant, m, n)
     kernels.gemm_dequant.pick(parallel)(xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
                                         packed.data, packed.colsum, packed.scales, b, out, tm, tnp, scratch,
                                         stages, vecs, params, res, q, s_out, zp_out)

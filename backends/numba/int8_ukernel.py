@@ -111,15 +111,39 @@ def make_ukernel(path: str, rows: int) -> Any:
     c[c_off + i*ldc + n] (+)= sum over g < kg, j < 4 of a[a_off + i*lda + 4g + j] * b[b_off + (g*NR + n)*4 + j],
     with offsets in elements of the flat C-contiguous arrays a (u8), b (s8) and c (i32).
     """
-    shape = SHAPES[path]
+    return ukernel_intrinsic(SHAPES[path], rows, False, f"i8uk_{path}_{rows}x{SHAPES[path].nr}")
+
+
+def make_gather_ukernel(shape: UkernelShape, rows: int, name: str) -> Any:
+    """A micro-kernel of `shape` for `rows` rows that reads its K groups through an index list (block-sparse).
+
+    uk(kg, gidx, g_off, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate): as `make_ukernel`'s, but packed
+    group g (< kg) of b meets the activation bytes a[a_off + i*lda + 4*gidx[g_off + g] + j].
+    """
+    return ukernel_intrinsic(shape, rows, True, name)
+
+
+def ukernel_intrinsic(shape: UkernelShape, rows: int, gathered: bool, name: str) -> Any:
+    """The LLVM-IR micro-kernel of `shape` for `rows` rows: dense K groups, or `gathered` through an index list."""
     vw, nrv, nr = shape.vw, shape.nrv, shape.nr
+    first = 3 if gathered else 1  # position of the activations: the index list and its offset come first
+
+    def check(args: tuple[Any, ...]) -> Any:
+        if gathered:
+            _check_c_array(args[1], "group indices", types.int32)
+        _check_c_array(args[first], "activations", types.uint8)
+        _check_c_array(args[first + 3], "packed weights", types.int8)
+        _check_c_array(args[first + 5], "accumulators", types.int32)
+        return types.void(*args), codegen
 
     def typer(typingctx, kg, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
         """Type an int8 micro-kernel call."""
-        _check_c_array(a, "activations", types.uint8)
-        _check_c_array(b, "packed weights", types.int8)
-        _check_c_array(c, "accumulators", types.int32)
-        return types.void(kg, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate), codegen
+        return check((kg, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate))
+
+    def gather_typer(typingctx, kg, gidx, g_off, a, a_off, lda, b, b_off, c, c_off, ldc,  # type: ignore[no-untyped-def]
+                     accumulate):
+        """Type a gathering int8 micro-kernel call."""
+        return check((kg, gidx, g_off, a, a_off, lda, b, b_off, c, c_off, ldc, accumulate))
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
@@ -132,8 +156,9 @@ def make_ukernel(path: str, rows: int) -> Any:
             return builder.gep(arr.data, [as_intp(off_idx)])
 
         vi32, vi8 = ir.VectorType(_I32, vw), ir.VectorType(_I8, 4 * vw)
-        pa, pb, pc = base(1, 2), base(4, 5), base(6, 7)
-        kg, lda, ldc = as_intp(0), as_intp(3), as_intp(8)
+        pa, pb, pc = base(first, first + 1), base(first + 3, first + 4), base(first + 5, first + 6)
+        pg = base(1, 2) if gathered else None
+        kg, lda, ldc = as_intp(0), as_intp(first + 2), as_intp(first + 7)
         zero = ir.Constant(vi32, [0] * vw)
         undef = ir.Constant(vi32, ir.Undefined)
         splat = ir.Constant(ir.VectorType(_I32, vw), [0] * vw)
@@ -151,7 +176,8 @@ def make_ukernel(path: str, rows: int) -> Any:
         bptr = builder.gep(pb, [builder.mul(g, ir.Constant(_I64, nr * 4))])
         bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(_I64, j * vw * 4)]), vi8.as_pointer()),
                              align=1) for j in range(nrv)]
-        aoff = builder.mul(g, ir.Constant(_I64, 4))
+        col = builder.sext(builder.load(builder.gep(pg, [g])), _I64) if pg is not None else g
+        aoff = builder.mul(col, ir.Constant(_I64, 4))
         new = []
         for i in range(rows):
             ap = builder.gep(pa, [builder.add(builder.mul(lda, ir.Constant(_I64, i)), aoff)])
@@ -173,7 +199,7 @@ def make_ukernel(path: str, rows: int) -> Any:
             fin.add_incoming(zero, pre)
             fin.add_incoming(new[idx], last)
             fins.append(fin)
-        acc_flag = context.cast(builder, args[9], st[9], types.boolean)
+        acc_flag = context.cast(builder, args[first + 8], st[first + 8], types.boolean)
         for i in range(rows):
             row = builder.gep(pc, [builder.mul(ldc, ir.Constant(_I64, i))])
             for j in range(nrv):
@@ -183,8 +209,9 @@ def make_ukernel(path: str, rows: int) -> Any:
                               align=4)
         return context.get_dummy_value()
 
-    typer.__name__ = typer.__qualname__ = f"i8uk_{path}_{rows}x{nr}"
-    return intrinsic(typer)
+    chosen = gather_typer if gathered else typer
+    chosen.__name__ = chosen.__qualname__ = name
+    return intrinsic(chosen)
 
 
 ROW_COUNTS = (4, 2, 1)

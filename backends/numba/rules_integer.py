@@ -14,6 +14,8 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.integer import WEIGHT_BITS
+from ..cost.sparse_kernels import BSR
+from .bsr_int8 import SPARSE_PATH, bsr_int8_from_dense, bsr_int8_schedule, sparse_int8_kernel
 from .epilogue import Epilogue, empty_epilogue
 from .geometry import DH, DW, GEOMETRY_SIZE, KH, KW, PL, PT, SH, SW, W_OUT
 from .int8_gemm import NO_QUANT_OUT, int8_kernels, int8_tiles, pack_int8_weights, padded_k, scratch_size
@@ -23,6 +25,7 @@ from .k_integer import SIGN_FLIP, activations_u8, im2col_u8, pixels_to_nchw, shi
 from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
+from .rules_sparse import int8_layer_choice, record_choice
 
 OPS_PER_QUANTIZED_ELEMENT = 4
 """Work units of dynamic quantization per element (min/max pass, divide, round, clamp)."""
@@ -102,24 +105,40 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
     path = _path(ctx, node)
     m, n, k = ctx.slots[out2].shape[0], w_nk.shape[0], w_nk.shape[1]
     ws, sx = node.inputs[4], node.inputs[1]
-    packed = pack_int8_weights(np.ascontiguousarray(w_nk, np.int8), np.ones(n, np.float32), path)
+    w_q = np.ascontiguousarray(w_nk, np.int8)
     name = node.inputs[3].name
-    data = ctx.const(packed.data, f"{name}.packed_{path}")
-    colsum = ctx.const(packed.colsum, f"{name}.colsum")
     bias = ctx.arg(node.inputs[5]) if len(node.inputs) > 5 else ctx.const(np.zeros(n, np.float32), "zero_bias")
-    work = 2 * m * n * max(k, 1) // FLOPS_PER_UNIT
-    par = ctx.parallel(work)
-    tm, tnp = int8_tiles(m, n, path, ctx.threads, par)
-    scratch = ctx.buffer((scratch_size(m, n, path, tm, tnp),), np.dtype(np.int32), f"{node.name}.acc")
+    choice = int8_layer_choice(node, w_q)
+    work = max(1, int(2 * m * n * max(k, 1) * choice.density) // FLOPS_PER_UNIT)
+    threads = ctx.threads if ctx.parallel(work) else 1
     s_out, zp_out = _requant_args(ctx, node, n)
     if node.attrs["dtype"] == "f32":
         y, q = out2, ctx.const(NO_QUANT_OUT, "no_quant_out")
     else:
         y, q = ctx.buffer((m, n), np.dtype(np.float32), f"{node.name}.f32"), out2
     codes, vecs, params = epilogue_args(ctx, epi)
-    ctx.emit(kernel_label(f"{label}_{path}", epi), int8_kernels(path).gemm_dequant, xu, ctx.arg(sx), zp, data,
-             colsum, ctx.arg(ws), bias, y, Lit(tm), Lit(tnp), scratch, codes, vecs, params, res, q,
-             ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch), work=work)
+    first_step = len(ctx.steps)
+    if choice.kernel == BSR and choice.block is not None:
+        bsr = bsr_int8_from_dense(w_q, choice.block, path, name=name)
+        sched = bsr_int8_schedule(bsr, m, threads)
+        scratch = ctx.buffer((sched.scratch,), np.dtype(np.int32), f"{node.name}.acc")
+        ctx.emit(kernel_label(f"{label}_bsr{choice.block[0]}x{choice.block[1]}_{SPARSE_PATH[path]}", epi),
+                 sparse_int8_kernel(path, bsr.tile).driver, xu, ctx.arg(sx), zp, ctx.const(bsr.gidx, f"{name}.gidx"),
+                 ctx.const(bsr.pptr, f"{name}.pptr"), ctx.const(bsr.data, f"{name}.bsr_{SPARSE_PATH[path]}"),
+                 ctx.const(bsr.colsum, f"{name}.colsum"), ctx.arg(ws), bias, y,
+                 ctx.const(sched.groups, f"{name}.groups"), Lit(sched.tm), scratch, codes, vecs, params, res, q,
+                 ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch), work=work)
+    else:
+        packed = pack_int8_weights(w_q, np.ones(n, np.float32), path)
+        tm, tnp = int8_tiles(m, n, path, ctx.threads, threads > 1)
+        scratch = ctx.buffer((scratch_size(m, n, path, tm, tnp),), np.dtype(np.int32), f"{node.name}.acc")
+        ctx.emit(kernel_label(f"{label}_{path}", epi), int8_kernels(path).gemm_dequant, xu, ctx.arg(sx), zp,
+                 ctx.const(packed.data, f"{name}.packed_{path}"), ctx.const(packed.colsum, f"{name}.colsum"),
+                 ctx.arg(ws), bias, y, Lit(tm), Lit(tnp), scratch, codes, vecs, params, res, q,
+                 ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch),
+                 work=work)
+    if node.inputs[3].type.sparsity is not None:
+        record_choice(ctx, node, choice, first_step)
 
 
 def _constant_weight(ctx: LowerCtx, node: Node) -> np.ndarray:

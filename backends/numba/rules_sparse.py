@@ -54,6 +54,13 @@ def layer_choice(node: Node, w_nk: np.ndarray | None) -> KernelChoice:
     return choose_sparse_kernel(info, measured, blocked)
 
 
+def int8_layer_choice(node: Node, w_q: np.ndarray) -> KernelChoice:
+    """The kernel an integer product's constant s8 weight (GEMM view `w_q` [N, K]) runs on: block-sparse int8 when
+    its annotation and measured block density beat the int8 break-even, else the dense int8 GEMM."""
+    return choose_sparse_kernel(node.inputs[3].type.sparsity, lambda b: measured_block_density(w_q, b),
+                                sparse_blocker(node), precision="int8")
+
+
 def record_choice(ctx: LowerCtx, node: Node, choice: KernelChoice, first_step: int) -> None:
     """File `choice` under the layer's name and note its reason on the kernel steps emitted since `first_step`."""
     ctx.layer_kernels[node.name] = {"kernel": choice.label, "reason": choice.reason}
