@@ -245,6 +245,23 @@ def measure_bsr_breakevens(quick: bool = False) -> dict[str, Any] | None:
     return out
 
 
+def measure_bsr_int8_breakevens(quick: bool = False) -> dict[str, Any] | None:
+    """Per block of BSR_BLOCKS, the density below which the block-sparse int8 kernel beats the dense int8 GEMM on the
+    host's best int8 path (128x3072x768), or None when this host has no int8 path."""
+    from ..backends.cost.sparse_kernels import block_key
+    from .sparse_int8_gemm import measure_bsr_int8_breakeven
+
+    shape, dens = ((64, 256, 512), (0.1, 0.5)) if quick else ((128, 768, 3072), (0.1, 0.2, 0.3, 0.5))
+    out: dict[str, Any] = {"shape_mnk": list(shape), "densities": list(dens), "speedups": {}, "density": {}}
+    for block in BSR_BLOCKS:
+        be = measure_bsr_int8_breakeven(*shape, block, densities=dens, repeats=3 if quick else 7)
+        if be is None:
+            return None
+        out["speedups"][block_key(block)] = [round(s, 3) for s in be.speedups]
+        out["density"][block_key(block)] = round(be.density, 3)
+    return out
+
+
 def _clock_ghz() -> float | None:
     try:
         mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -277,6 +294,12 @@ def _toml_override(m: dict[str, Any]) -> str:
         be = m["bsr_breakeven"]
         lines.append(f"[bsr_breakeven]   # block density below which the BSR kernel beats the dense GEMM (MxNxK "
                      f"{'x'.join(map(str, be['shape_mnk']))}; read by backends/cost/sparse_kernels.py)")
+        lines += [f"{key} = {d}   # speed-ups {be['speedups'][key]} at densities {be['densities']}"
+                  for key, d in be["density"].items()] + [""]
+    if m.get("bsr_int8_breakeven"):
+        be = m["bsr_int8_breakeven"]
+        lines.append(f"[bsr_int8_breakeven]   # block density below which the block-sparse int8 kernel beats the dense "
+                     f"int8 GEMM (MxNxK {'x'.join(map(str, be['shape_mnk']))})")
         lines += [f"{key} = {d}   # speed-ups {be['speedups'][key]} at densities {be['densities']}"
                   for key, d in be["density"].items()] + [""]
     for lvl in base.memory:
@@ -348,6 +371,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
         weights = measure_op_weights(backend, vec, disp, repeats=5 if quick else 15)
         int8 = measure_int8_gops(backend, 128 if quick else 384, repeats=3 if quick else 7)
         bsr = measure_bsr_breakevens(quick) if backend == "numba" else None
+        bsr_int8 = measure_bsr_int8_breakevens(quick) if backend == "numba" and int8 is not None else None
     fp32 = max(gemm.values())
     m: dict[str, Any] = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -360,6 +384,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
         "cache_gbs": {k: round(v, 2) for k, v in caches.items()},
         "vector_gops": vec, "op_weights": weights,
         "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(), "bsr_breakeven": bsr,
+        "bsr_int8_breakeven": bsr_int8,
         "spread": {k: round(v, 4) for k, v in spreads.items()}, "max_spread": max_spread, "unstable": bool(unstable),
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"

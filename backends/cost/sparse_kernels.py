@@ -37,9 +37,11 @@ SHIPPED_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.5, (16, 16): 0.6, (
 noisy: see docs/numba-backend.md). BSR still measured faster than the dense micro-kernel at 0.7 for every
 block and at 0.85 for most, but the runs disagreed; 0.6 (0.5 for 8x8, whose AVX-512 panels merge two block
 rows) is a conservative reading. `bench calibrate` replaces them with this host's figures."""
-SHIPPED_INT8_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.15, (16, 16): 0.2, (32, 32): 0.3, (64, 64): 0.3}
-"""Block densities below which the block-sparse int8 kernel is taken over the dense int8 GEMM (AMD EPYC with
-AVX-512 VNNI, 128x768x3072, 2 threads, docs/numba-backend.md); `bench calibrate` replaces them."""
+SHIPPED_INT8_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.08, (16, 16): 0.2, (32, 32): 0.35, (64, 64): 0.4}
+"""Block densities below which the block-sparse int8 kernel is taken over the dense int8 GEMM, from the development
+machine (AMD EPYC, AVX-512 VNNI, 2 threads, `python -m tensorsmith.bench.sparse_int8_gemm`: 32x32 blocks 1.05-1.9x
+at 0.3, 0.75-1.07x at 0.5; 16x16 1.7-2.2x and 8x8 0.9-1.4x at 0.1; docs/numba-backend.md), read a little below the
+crossings. On an AMX host the dense int8 GEMM runs on tiles and these move lower: `bench calibrate` replaces them."""
 SHIPPED_NM_SPEEDUP: dict[tuple[int, int], float] = {(2, 4): 0.97, (4, 8): 0.99, (1, 4): 2.1}
 """Speed-up of the N:M kernel over the dense micro-kernel on the development machine (same shape and run)."""
 MAX_BLOCK = 64

@@ -8,6 +8,7 @@ import pytest
 from tensorsmith.backends.cost import load_target
 from tensorsmith.backends.cost.sparse_kernels import (
     SHIPPED_BREAKEVEN,
+    SHIPPED_INT8_BREAKEVEN,
     breakeven_density,
     breakeven_for,
     bsr_beats_dense,
@@ -15,6 +16,7 @@ from tensorsmith.backends.cost.sparse_kernels import (
     load_breakeven,
     predict_bsr_speedup,
 )
+from tensorsmith.backends.numba.cpu_features import best_int8_path
 from tensorsmith.backends.numba.sparse_ukernels import HOST_ISAS
 from tensorsmith.ir.types import SparsityInfo
 
@@ -55,6 +57,36 @@ def test_calibrate_stores_breakeven_and_the_target_still_loads(tmp_path: Path) -
     p.write_text(_toml_override(m))
     assert load_breakeven(p)[(32, 32)] == be["density"]["32x32"]
     assert load_target("cpu-host", overrides=p).peak["fp32"] == pytest.approx(100e9)
+
+
+def test_int8_table_is_apart_from_the_fp32_one(tmp_path: Path) -> None:
+    p = tmp_path / "cpu-host.toml"
+    p.write_text("[bsr_breakeven]\n32x32 = 0.42\n\n[bsr_int8_breakeven]\n32x32 = 0.25\n")
+    assert load_breakeven(p)[(32, 32)] == 0.42 and load_breakeven(p, precision="int8")[(32, 32)] == 0.25
+    assert load_breakeven(p, precision="int8")[(16, 16)] == SHIPPED_INT8_BREAKEVEN[(16, 16)]
+    info = SparsityInfo("block", 0.3, block=(32, 32))
+    table = {(32, 32): 0.25}
+    assert choose_sparse_kernel(info, table=table, precision="int8").reason == \
+        "dense: density 0.30 above break-even 0.25 (bsr 32x32 int8)"
+    picked = choose_sparse_kernel(SparsityInfo("block", 0.1, block=(32, 32)), table=table, precision="int8")
+    assert picked.label == "bsr 32x32 int8" and picked.speedup == pytest.approx(2.5)
+    assert choose_sparse_kernel(SparsityInfo("nm", 0.5, n=2, m=4), precision="int8").kernel == "dense"
+
+
+@pytest.mark.skipif(best_int8_path() is None, reason="this host executes no int8 path")
+def test_calibrate_stores_the_int8_breakeven(tmp_path: Path) -> None:
+    from tensorsmith.bench.calibrate import _toml_override, measure_bsr_int8_breakevens
+
+    be = measure_bsr_int8_breakevens(quick=True)
+    assert be is not None and set(be["density"]) == {"32x32", "16x16"}
+    assert all(0.0 <= d <= 1.0 for d in be["density"].values())
+    m = {"date": "d", "machine": "m", "dispatch_us": 3.0, "dispatch_backend": "numba", "threads": None,
+         "fp32_gflops": 100.0, "int8_gops": 200.0, "int8_measured": True, "gemm_sizes": [256], "vector_gops": 10.0,
+         "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, "bsr_int8_breakeven": be}
+    p = tmp_path / "cpu-host.toml"
+    p.write_text(_toml_override(m))
+    assert load_breakeven(p, precision="int8")[(16, 16)] == be["density"]["16x16"]
+    assert load_breakeven(p)[(16, 16)] == SHIPPED_BREAKEVEN[(16, 16)]
 
 
 def test_choose_sparse_kernel_per_pattern() -> None:
