@@ -32,18 +32,19 @@ INT8_TABLE = "bsr_int8_breakeven"
 GEMM."""
 NM_TABLE = "nm_speedup"
 """Name of the TOML table in the cpu-host override that holds the N:M kernel's measured speed-ups."""
-SHIPPED_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.5, (16, 16): 0.6, (32, 32): 0.6, (64, 64): 0.6}
-"""Block densities below which BSR is taken, from the development machine (128x768x3072, 1 thread, shared and
-noisy: see docs/numba-backend.md). BSR still measured faster than the dense micro-kernel at 0.7 for every
-block and at 0.85 for most, but the runs disagreed; 0.6 (0.5 for 8x8, whose AVX-512 panels merge two block
-rows) is a conservative reading. `bench calibrate` replaces them with this host's figures."""
-SHIPPED_INT8_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.08, (16, 16): 0.2, (32, 32): 0.35, (64, 64): 0.4}
-"""Block densities below which the block-sparse int8 kernel is taken over the dense int8 GEMM, from the development
-machine (AMD EPYC, AVX-512 VNNI, 2 threads, `python -m tensorsmith.bench.sparse_int8_gemm`: 32x32 blocks 1.05-1.9x
-at 0.3, 0.75-1.07x at 0.5; 16x16 1.7-2.2x and 8x8 0.9-1.4x at 0.1; docs/numba-backend.md), read a little below the
-crossings. On an AMX host the dense int8 GEMM runs on tiles and these move lower: `bench calibrate` replaces them."""
-SHIPPED_NM_SPEEDUP: dict[tuple[int, int], float] = {(2, 4): 0.97, (4, 8): 0.99, (1, 4): 2.1}
-"""Speed-up of the N:M kernel over the dense micro-kernel on the development machine (same shape and run)."""
+SHIPPED_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.5, (16, 16): 0.6, (32, 32): 0.75, (64, 64): 0.75}
+"""Block densities below which BSR is taken over the dense micro-kernel GEMM, from the development machine (AMD
+EPYC, AVX-512, 2 threads, quiet, FFN shapes 128x768x3072 and 128x3072x768: crossings 8x8 0.58-0.60, 16x16
+0.67-0.85, 32x32 and 64x64 above 0.85, BSR 1.1-1.4x faster still at 0.85), read conservatively (docs/numba-backend.md).
+`bench calibrate` replaces them with this host's figures."""
+SHIPPED_INT8_BREAKEVEN: dict[tuple[int, int], float] = {(8, 8): 0.3, (16, 16): 0.5, (32, 32): 0.7, (64, 64): 0.6}
+"""Block densities below which the block-sparse int8 kernel is taken over the dense int8 GEMM, from the same machine
+(avx512vnni, 2 threads, `python -m tensorsmith.bench.sparse_int8_gemm`; crossings on the FFN shapes and 1024^3:
+8x8 0.34-0.48, 16x16 0.56-0.62, 32x32 0.84 and above, 64x64 0.54-0.85), read conservatively. On an AMX host the
+dense int8 GEMM runs on tiles and the crossings move lower: `bench calibrate` measures them."""
+SHIPPED_NM_SPEEDUP: dict[tuple[int, int], float] = {(2, 4): 0.85, (4, 8): 1.0, (1, 4): 1.35}
+"""Speed-up of the N:M kernel over the dense micro-kernel on the development machine (2 threads, FFN shapes:
+2:4 0.69-1.02, 4:8 1.02-1.15, 1:4 1.38-1.40); 4:8 is read as no gain, so it stays dense."""
 MAX_BLOCK = 64
 """Largest block side the BSR kernel takes."""
 UNSTRUCTURED_BLOCKS = ((8, 8), (16, 16))
