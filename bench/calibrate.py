@@ -50,6 +50,18 @@ def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> flo
     return float(np.median(time_samples(fn, repeats, warmup)))
 
 
+BLAS_SPIN_SECONDS = 0.2
+"""How long numpy's OpenBLAS workers keep spinning after a call (about 0.1 s by default; docs/reliability.md)."""
+
+
+def blas_median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> float:
+    """`median_time` of a numpy (OpenBLAS) call, then a pause until its spinning workers sleep, so that they do not
+    take the cores from the next measurement in this process."""
+    t = median_time(fn, repeats, warmup)
+    time.sleep(BLAS_SPIN_SECONDS)
+    return t
+
+
 def spread(samples: list[float]) -> float:
     """How much repeated timings disagree: 90th over 10th percentile, minus 1 (0.25 = 25%)."""
     lo, hi = np.percentile(samples, [10, 90])

@@ -38,7 +38,7 @@ from ..backends.numba.nm_gemm import nm_from_dense, nm_gemm, nm_schedule
 from ..backends.numba.rules_dense import packed_tiles
 from ..backends.numba.sparse_ukernels import HOST_ISA, resolve_isa
 from ..ir.types import SparsityInfo
-from .calibrate import median_time
+from .calibrate import blas_median_time, median_time
 
 SHAPES = ((1024, 1024, 1024), (128, 768, 3072), (128, 3072, 768))
 """(M, K, N): a square product and the two FFN products of a BERT-base layer at 128 tokens."""
@@ -189,7 +189,7 @@ def run(threads: int, repeats: int, isa: str | None, torch: bool, shapes: tuple 
         flops = 2 * m * n * k
         w0 = rng.standard_normal((n, k), dtype=np.float32)
         wt = np.ascontiguousarray(w0.T)
-        t_np = median_time(lambda x=x, wt=wt: x @ wt, repeats)
+        t_np = blas_median_time(lambda x=x, wt=wt: x @ wt, repeats)
         t_dense = median_time(dense_runner(x, w0, threads), repeats)
         rows.append({"shape": (m, k, n), "kernel": "dense", "density": 1.0, "seconds": t_dense, "vs_dense": 1.0})
         print(f"\n{m}x{k}x{n} (MxKxN): numpy {flops / t_np / 1e9:.1f} GFLOP/s ({t_np * 1e3:.3f} ms), dense Numba "

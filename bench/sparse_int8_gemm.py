@@ -36,7 +36,7 @@ from ..backends.numba.int8_gemm import (
 from ..backends.numba.int8_ukernel import WEIGHT_RANGE
 from ..backends.numba.jit import EMPTY_F32
 from ..ir.types import SparsityInfo
-from .calibrate import median_time
+from .calibrate import blas_median_time, median_time
 from .sparse_gemm import SHAPES, block_weight, bsr_runner, dense_runner
 
 SWEEP_DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05)
@@ -118,7 +118,7 @@ def run(threads: int, repeats: int, shapes: tuple = SHAPES) -> list[dict[str, An
         ops = 2 * m * n * k
         w0 = rng.standard_normal((n, k), dtype=np.float32)
         wt = np.ascontiguousarray(w0.T)
-        t_np = median_time(lambda x=x, wt=wt: x @ wt, repeats)
+        t_np = blas_median_time(lambda x=x, wt=wt: x @ wt, repeats)
         t_f32 = median_time(dense_runner(x, w0, threads), repeats)
         t_i8 = median_time(int8_dense_runner(xq, sx, zp, int8_weight(w0, path), path, threads), repeats)
         print(f"\n{m}x{k}x{n} (MxKxN): numpy fp32 {ops / t_np / 1e9:.0f} GFLOP/s ({t_np * 1e3:.3f} ms), Numba fp32 "
