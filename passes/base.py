@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -139,6 +139,9 @@ class PassContext:
     verify_each: bool = True
     records: list[PassRecord] = field(default_factory=list)
     calibration_stats: CalibrationStats | None = None
+    measure: Callable[[Graph], float] | None = None
+    """Seconds one run of a graph takes on this machine (`runtime.graph_timer(backend)` makes one): passes that
+    predict a speed-up (prune) time the layers they change with it and report the measured speed-up beside."""
 
     def report(self, details: bool = False) -> str:
         """Every pass run so far as a table: pass, changed, ms and a one-line summary; `details=True` adds each

@@ -51,4 +51,7 @@ def compile(graph: Graph, backend: str = "reference", *, fuse: bool = True, **op
     return BACKENDS[backend](graph, **options)
 
 
-__all__ = ["BACKENDS", "BACKEND_PIPELINES", "Executable", "NodeProfile", "Profile", "compile", "register_backend"]
+from .timing import graph_timer  # noqa: E402  (it compiles through `compile` above)
+
+__all__ = ["BACKENDS", "BACKEND_PIPELINES", "Executable", "NodeProfile", "Profile", "compile", "graph_timer",
+           "register_backend"]
