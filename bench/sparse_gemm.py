@@ -27,6 +27,7 @@ import scipy.sparse
 from ..backends.cost.sparse_kernels import (
     BreakEven,
     block_key,
+    breakeven_density,
     choose_sparse_kernel,
     load_breakeven,
     load_nm_speedups,
@@ -42,7 +43,7 @@ from .calibrate import blas_median_time, median_time
 
 SHAPES = ((1024, 1024, 1024), (128, 768, 3072), (128, 3072, 768))
 """(M, K, N): a square product and the two FFN products of a BERT-base layer at 128 tokens."""
-SWEEP_DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05)
+SWEEP_DENSITIES = (0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
 SWEEP_BLOCK = (32, 32)
 BLOCK_SIZES = (8, 16, 32, 64)
 """Square block sides timed at density 0.1."""
@@ -166,6 +167,17 @@ def _scipy_runner(x: np.ndarray, w: np.ndarray, block: tuple[int, int]) -> Any:
     return lambda: wb @ xt
 
 
+def crossing_line(rows: list[dict[str, Any]], shape: tuple[int, int, int], kernel: str, key: str,
+                  against: str) -> str:
+    """The break-even density measured by this shape's sweep of `kernel` (speed-up column `key`), as a line."""
+    pts = sorted((r["density"], r[key]) for r in rows if r["shape"] == shape and r["kernel"] == kernel)
+    be = breakeven_density(tuple(d for d, _ in pts), tuple(v for _, v in pts))
+    if pts and be >= pts[-1][0] and pts[-1][1] >= 1.0:
+        return f"{'':>16} measured break-even of {kernel} against {against}: above {pts[-1][0]:.2f} " \
+               f"({pts[-1][1]:.2f}x there)"
+    return f"{'':>16} measured break-even of {kernel} against {against}: {be:.2f}"
+
+
 def _row(name: str, d: float, t: float, flops: int, t_dense: float) -> str:
     return f"{name:>16} {d:>8.2f} {t * 1e3:>9.3f} {flops / t / 1e9:>12.1f} {t_dense / t:>14.2f}"
 
@@ -209,6 +221,7 @@ def run(threads: int, repeats: int, isa: str | None, torch: bool, shapes: tuple 
             cases[f"{si}/{block[0]}/{d}"] = (m, k, n, block[0], block[1], d, seed)
             print(_row(f"bsr {block_key(block)}", d, t, flops, t_dense) + f"   scipy bsr {t_sp * 1e3:8.3f} ms "
                   f"({t_dense / t_sp:5.2f}x)   lowering picks {choice.label}")
+        print(crossing_line(rows, (m, k, n), "bsr " + block_key(SWEEP_BLOCK), "vs_dense", "our dense GEMM"))
         for pn, pm in NM_PATTERNS:
             g = rng.standard_normal((n, k // pm, pm), dtype=np.float32)
             keep = np.argsort(-np.abs(g), axis=2)[:, :, :pn]

@@ -37,9 +37,9 @@ from ..backends.numba.int8_ukernel import WEIGHT_RANGE
 from ..backends.numba.jit import EMPTY_F32
 from ..ir.types import SparsityInfo
 from .calibrate import blas_median_time, median_time
-from .sparse_gemm import SHAPES, block_weight, bsr_runner, dense_runner
+from .sparse_gemm import SHAPES, block_weight, bsr_runner, crossing_line, dense_runner
 
-SWEEP_DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05)
+SWEEP_DENSITIES = (0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
 SWEEP_BLOCK = (32, 32)
 BLOCK_SIZES = (8, 16, 32, 64)
 _NO_REQUANT = (NO_QUANT_OUT, np.zeros(0, np.float32), np.zeros(0, np.int32))
@@ -138,6 +138,7 @@ def run(threads: int, repeats: int, shapes: tuple = SHAPES) -> list[dict[str, An
                          "lowering": choice.label})
             print(f"{'bsr ' + block_key(block) + ' int8':>16} {d:>8.2f} {t * 1e3:>8.3f} {ops / t / 1e9:>10.0f} "
                   f"{t_i8 / t:>7.2f} {t_f32 / t:>7.2f} {t_np / t:>8.2f} {t_bsr / t:>10.2f}  {choice.label}")
+        print(crossing_line(rows, (m, k, n), f"bsr {block_key(SWEEP_BLOCK)} int8", "vs_int8", "the dense int8 GEMM"))
     return rows
 
 
