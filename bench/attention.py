@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from ..backends.numba.jit import num_threads
-from ..backends.numba.rules_attention import attention_tiles_for
+from ..backends.numba.k_microkernel import MR, NR
+from ..backends.numba.rules_attention import attention_tiles_for, packed_path
 from ..ir import Graph, GraphBuilder, f32
 from ..runtime.numba_exec import NumbaExecutable
 from .calibrate import median_time
@@ -118,13 +119,18 @@ def main(argv: list[str] | None = None) -> None:
         cu, tu_s, yu = time_numba(unfused_graph(seq, a.heads, a.head_dim), feeds, a.repeats)
         err = float(np.abs(yk - yu).max())
         tt = torch_in_child(seq, a.heads, a.head_dim, threads, a.repeats)
-        tq, tk = attention_tiles_for(seq, seq)
+        tq, tk = attention_tiles_for(seq, seq, a.head_dim)
         torch_ms = f"{tt * 1e3:9.3f}" if tt else f"{'-':>9}"
         ratio = f"{tk_s / tt:12.2f}" if tt else f"{'-':>12}"
         print(f"{seq:>6} {f'{tq}x{tk}':>9} {tk_s * 1e3:10.3f} {tu_s * 1e3:11.3f} {tu_s / tk_s:8.2f} {torch_ms} "
               f"{ratio} {f'{ck:.2f} / {cu:.2f}':>27}   max|diff| {err:.1e}")
-    print("kernel path: BLAS sgemm per score tile and per P @ V tile (single-threaded BLAS inside prange), "
-          "online softmax with the vectorized float32 exp")
+    if packed_path(a.head_dim):
+        print(f"kernel path: both products of each tile on the {MR}x{NR} fp32 GEMM micro-kernel (K^T and P packed per "
+              "tile, V read in place), online softmax with the vectorized float32 exp")
+    else:
+        print(f"kernel path: BLAS sgemm per score tile and per P @ V tile (single-threaded BLAS inside prange; head "
+              f"dimension {a.head_dim} is not a multiple of the micro-kernel's {NR}), online softmax with the "
+              "vectorized float32 exp")
 
 
 if __name__ == "__main__":

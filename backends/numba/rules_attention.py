@@ -1,4 +1,5 @@
-"""Lowering of `attention` to the tiled kernel of k_attention.py (no score matrix in memory)."""
+"""Lowering of `attention` to a tiled kernel (no score matrix in memory): on the fp32 GEMM micro-kernel
+(k_attention_packed.py), or with BLAS per tile (k_attention.py) on hosts without the micro-kernel (no FMA)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import numpy as np
 
 from ...ir.graph import Node
 from ...ir.ops.attention import attention_scale
+from . import k_microkernel
 from .jit import EMPTY_F32, cdiv
 from .k_attention import attention_tiles, scratch_per_chunk
+from .k_attention_packed import attention_packed, packed_scratch_per_chunk
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_dense import FLOPS_PER_UNIT
@@ -18,12 +21,23 @@ QUERY_TILE = 128
 128 rows 14.8 / 56.2, 256 rows 14.5 / 54.4 (256 leaves fewer items to spread over threads)."""
 KEY_TILE = 256
 """Keys per score tile: a 128 x 256 float tile (128 KiB) and the 128 x D accumulator stay in L2."""
+PACKED_QUERY_TILE = 4 * k_microkernel.NR
+"""Queries per block on the micro-kernel path: four NR-column panels of the transposed score tile (128 on AVX-512)."""
+PACKED_KEY_TILE = 20 * k_microkernel.MR
+"""Keys per score tile on the micro-kernel path, a multiple of MR (240 on AVX-512): a 240 x 128 tile, 120 KiB."""
 EXP_UNITS = 4
 """Work units per score (scale, mask, max, exp, sum) in the estimate that picks the parallel twin."""
 
 
-def attention_tiles_for(sq: int, skv: int) -> tuple[int, int]:
+def packed_path(head_dim: int) -> bool:
+    """Whether attention runs on the GEMM micro-kernel (else BLAS per tile): wherever the host has it."""
+    return k_microkernel.AVAILABLE and head_dim > 0
+
+
+def attention_tiles_for(sq: int, skv: int, head_dim: int = 1) -> tuple[int, int]:
     """(query tile, key tile) for `sq` queries and `skv` keys (never larger than the sequences)."""
+    if packed_path(head_dim):
+        return max(1, min(PACKED_QUERY_TILE, sq)), max(1, min(PACKED_KEY_TILE, skv))
     return max(1, min(QUERY_TILE, sq)), max(1, min(KEY_TILE, skv))
 
 
@@ -49,22 +63,29 @@ def _attention(ctx: LowerCtx, node: Node) -> None:
         return
     if skv == 0:
         raise ctx.fail("attention over zero keys has no softmax")
-    tq, tk = attention_tiles_for(sq, skv)
+    tq, tk = attention_tiles_for(sq, skv, d)
+    packed = packed_path(d)
     scores = nb * heads * sq * skv
     work = 4 * scores * d // FLOPS_PER_UNIT + EXP_UNITS * scores
-    par = ctx.parallel(work, needs_blas=True)
+    par = ctx.parallel(work, needs_blas=not packed)
     items = nb * heads * cdiv(sq, tq)
     chunks = min(items, ctx.threads) if par else 1
-    scratch = ctx.buffer((chunks * scratch_per_chunk(tq, tk, d),), np.dtype(np.float32), f"{y.name}.tiles")
+    splits = 1
+    if packed:  # items are (batch, head, share of the query blocks): enough of them for the threads
+        splits = min(cdiv(sq, tq), max(1, cdiv(2 * ctx.threads, nb * heads))) if par else 1
+        items = nb * heads * splits
+        chunks = min(items, ctx.threads) if par else 1
+    per_chunk = packed_scratch_per_chunk(tq, tk, d, skv) if packed else scratch_per_chunk(tq, tk, d)
+    scratch = ctx.buffer((chunks * per_chunk,), np.dtype(np.float32), f"{y.name}.tiles")
     if len(node.inputs) == 4:
         mask = ctx.flat_of(ctx.arg(node.inputs[3]))
         strides = ctx.const(mask_strides(node.inputs[3].type.shape), "mask_strides")
     else:
         mask = ctx.const(EMPTY_F32.reshape(-1), "no_mask")
         strides = ctx.const(np.zeros(4, np.int64), "mask_strides")
-    dims = ctx.const(np.array([nb, heads, sq, skv, d, e, tq, tk], np.int64), "dims")
+    dims = ctx.const(np.array([nb, heads, sq, skv, d, e, tq, tk, splits], np.int64), "dims")
     scale = np.float32(attention_scale(node.attrs["scale"], e, heads))
     flat = [ctx.flat_of(ctx.arg(x)) for x in (q, k, v)]
-    ctx.emit("attention_tiles", attention_tiles, *flat, ctx.flat_of(out), mask, strides,
-             Lit(len(node.inputs) == 4), Lit(scale), dims, scratch, Lit(chunks), writes=(out, scratch), work=work,
-             needs_blas=True)
+    kernel = attention_packed if packed else attention_tiles
+    ctx.emit(kernel.name, kernel, *flat, ctx.flat_of(out), mask, strides, Lit(len(node.inputs) == 4), Lit(scale), dims,
+             scratch, Lit(chunks), writes=(out, scratch), work=work, needs_blas=not packed)

@@ -14,7 +14,16 @@ import pytest
 from numpy.testing import assert_allclose
 from tensorsmith.backends import reference
 from tensorsmith.backends.numba.jit import num_threads
-from tensorsmith.backends.numba.rules_attention import KEY_TILE, QUERY_TILE, attention_tiles_for, mask_strides
+from tensorsmith.backends.numba.k_attention_packed import packed_scratch_per_chunk
+from tensorsmith.backends.numba.rules_attention import (
+    KEY_TILE,
+    PACKED_KEY_TILE,
+    PACKED_QUERY_TILE,
+    QUERY_TILE,
+    attention_tiles_for,
+    mask_strides,
+    packed_path,
+)
 from tensorsmith.ir import GraphBuilder, f32
 from tensorsmith.runtime.numba_exec import NumbaExecutable
 
@@ -95,13 +104,16 @@ def test_attention_reads_views_and_writes_into_a_graph() -> None:
 
 
 def test_attention_scratch_is_tile_sized() -> None:
-    """No buffer of the plan holds a score matrix: the largest is the per-thread tiles."""
+    """No buffer of the plan holds a score matrix: the largest is the per-thread tiles (and, on the micro-kernel
+    path, one head's packed K and V)."""
     shape = (1, 512, 512, 4, 16, (512, 512))
     exe = NumbaExecutable(attention_graph(*shape), parallel_threshold=PARALLEL)
-    tq, tk = attention_tiles_for(512, 512)
+    tq, tk = attention_tiles_for(512, 512, 16)
     buffers = [s for s in exe.plan.slots if s.kind == "buffer"]
     assert [s.name for s in buffers] == ["y.tiles"]
-    assert buffers[0].nbytes <= num_threads() * (tq * tk + tq * 16 + 2 * tq) * 4 < 4 * 512 * 512 * 4
+    per_chunk = packed_scratch_per_chunk(tq, tk, 16, 512) if packed_path(16) else tq * tk + tq * 16 + 2 * tq
+    assert buffers[0].nbytes <= num_threads() * per_chunk * 4
+    assert per_chunk <= tq * tk + 2 * 16 * 512 + 16 * tq * 4 + 16 * 512 < 512 * 512  # far below one head's scores
 
 
 def test_mask_strides_broadcast_with_zeros() -> None:
@@ -118,3 +130,27 @@ def test_attention_nan_scores_make_their_rows_nan() -> None:
     _check(shape, feeds)
     got = NumbaExecutable(attention_graph(*shape)).run(feeds)["y"]
     assert np.isnan(got[0, :, :3]).all() and np.isnan(got[0, 2, 3:]).all() and not np.isnan(got[0, 3, 3:]).any()
+
+
+@pytest.mark.parametrize("shape", [
+    (1, PACKED_QUERY_TILE + 5, PACKED_KEY_TILE + 7, 2, 64, None),  # ragged query block and key tile, D = 64
+    (2, 2 * PACKED_QUERY_TILE, 2 * PACKED_KEY_TILE, 3, 32, (2, 1, 1, 2 * PACKED_KEY_TILE)),  # whole tiles, key mask
+    (1, 3 * PACKED_QUERY_TILE + 1, 50, 12, 13, (3 * PACKED_QUERY_TILE + 1, 50)),  # 12 heads of an odd D, full mask
+])
+def test_micro_kernel_path_on_whole_and_ragged_tiles(shape: tuple) -> None:
+    _check(shape, attention_inputs(RNG, *shape))
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_both_kernel_paths_run_where_the_host_has_them(packed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The micro-kernel path where the host has FMA, BLAS per tile otherwise: both run and match here."""
+    if packed and not packed_path(16):
+        pytest.skip("this host has no fp32 micro-kernel (FMA)")
+    from tensorsmith.backends.numba import rules_attention
+
+    monkeypatch.setattr(rules_attention, "packed_path", lambda head_dim: packed)
+    shape = (2, 70, 300, 3, 16, (2, 1, 1, 300))
+    _check(shape, attention_inputs(RNG, *shape))
+    exe = NumbaExecutable(attention_graph(*shape), parallel_threshold=PARALLEL)
+    kernels = [s.kernel.split("[")[0] for s in exe.plan.steps if not s.is_view]
+    assert kernels == ["attention_packed" if packed else "attention_tiles"], kernels
