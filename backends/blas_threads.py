@@ -65,8 +65,9 @@ class BlasThreads:
             if outermost:
                 with self._lock:
                     self._holders -= 1
-                    for lib, n in zip(libs, self._baseline):
-                        lib.set_num_threads(n)
+                    if self._holders == 0:  # the last holder gives the count back; others still run at one
+                        for lib, n in zip(libs, self._baseline):
+                            lib.set_num_threads(n)
 
 
 def blas_libraries(numpy_own: bool) -> list[Any]:

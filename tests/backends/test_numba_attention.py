@@ -1,10 +1,13 @@
 """The tiled attention kernel against the reference backend: tiles, masks, stability, serial and parallel twins.
 
-Tolerance: the kernel's score tiles come from other BLAS calls than numpy's batched matmul, its
-softmax is online (rescaled per key tile) with a float32 exp within 1.2 ulp, and its sums run in
-another order, so outputs (convex combinations of rows of v) differ by float32 rounding of the
-size of v: atol = 4e-6 * max|v| (about 30 ulps of the largest v; measured up to 1.3e-7 * max|v|,
-scores up to 6e4 included), rtol = 1e-5.
+Tolerance: the kernel's score tiles are summed in another order than numpy's batched matmul (the GEMM
+micro-kernel's FMA chain, or other BLAS calls), its softmax is online (rescaled per key tile) with a float32
+exp within 1.2 ulp, and its sums run in another order, so outputs (convex combinations of rows of v) differ by
+float32 rounding: atol = 4e-6 * max|v| (about 30 ulps of the largest v) plus what the scores' rounding moves
+the weights by. A dot product of length D rounds by at most gamma_D = D * eps / (1 - D * eps) times
+sum |q_t k_t| (Higham), each side's, so the weights move by at most 2 * gamma_D * scale * max sum |q_t k_t|
+relative, and the output by that times max|v|: the second term of the bound, which matters only for large
+scores (measured up to 1.4e-5 * max|v| with scores of about 400). rtol = 1e-5.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tensorsmith.backends.numba.rules_attention import (
     packed_path,
 )
 from tensorsmith.ir import GraphBuilder, f32
+from tensorsmith.ir.ops.attention import attention_scale
 from tensorsmith.runtime.numba_exec import NumbaExecutable
 
 from tests.ir.sample_attention import attention_graph, attention_inputs
@@ -34,10 +38,23 @@ from .numba_check import PARALLEL, SERIAL
 RNG = np.random.default_rng(11)
 
 
+def _score_rounding(shape: tuple, feeds: dict[str, np.ndarray], scale: float) -> float:
+    """2 * gamma_D * scale * max over heads, queries and keys of sum_t |q_t| |k_t| (see the module docstring)."""
+    b, sq, skv, heads, d = shape[:5]
+    finite = {n: np.nan_to_num(np.abs(feeds[n]).astype(np.float64), nan=0.0) for n in ("q", "k")}  # NaN rows: NaN
+    qa = finite["q"].reshape(b, sq, heads, d).transpose(0, 2, 1, 3)
+    ka = finite["k"].reshape(b, skv, heads, d).transpose(0, 2, 3, 1)
+    eps = float(np.finfo(np.float32).eps)
+    gamma = d * eps / (1 - d * eps)
+    s = attention_scale(scale, heads * d, heads)
+    return 2 * gamma * s * float((qa @ ka).max(initial=0.0))
+
+
 def _check(shape: tuple, feeds: dict[str, np.ndarray], scale: float = 0.0) -> None:
     graph = attention_graph(*shape, scale=scale)
     want = reference.run(graph, feeds)["y"]
-    atol = 4e-6 * float(np.abs(feeds["v"]).max())
+    vmax = float(np.nanmax(np.abs(feeds["v"])))
+    atol = 4e-6 * vmax + _score_rounding(shape, feeds, scale) * vmax
     for threshold in (SERIAL, PARALLEL):
         got = NumbaExecutable(graph, parallel_threshold=threshold).run(feeds)["y"]
         assert got.dtype == np.float32 and got.shape == want.shape

@@ -97,6 +97,7 @@ def test_numpy_blas_hold_sets_one_thread_and_gives_back_the_count_with_holds_fro
         leave.wait(timeout=30)
         for t in threads:
             t.join(timeout=60)
+        assert [lib.num_threads for lib in libs] == [1] * len(libs)  # the others ended; this hold still runs at one
     probe = threading.Thread(target=lambda: after.append([lib.num_threads for lib in libs]))
     probe.start()
     probe.join(timeout=30)
