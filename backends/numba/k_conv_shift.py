@@ -14,9 +14,9 @@ import numpy as np
 from numba import prange
 
 from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, PT, SH, SW, W_OUT
-from .jit import helper, subkernel, twin
+from .jit import subkernel, twin
 from .k_epilogue import epi_row
-from .k_microkernel import MR, NR, ukernel, ukernel_third, ukernel_two_thirds
+from .k_microkernel import MR, NR, microkernel_rows, ukernel
 
 KC_CONV = 256
 
@@ -79,17 +79,6 @@ def phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-un
                 row[b] = s[b * sw + pw - pl]
         for b in range(hi, wq):
             row[b] = 0.0
-
-
-@helper
-def microkernel_rows(cw, kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
-    """The micro-kernel on the first cw rows of an A panel: MR/3, 2*MR/3 or all MR rows, the fewest that cover cw."""
-    if cw <= MR // 3:
-        ukernel_third(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
-    elif cw <= 2 * MR // 3:
-        ukernel_two_thirds(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
-    else:
-        ukernel(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
 
 
 @subkernel

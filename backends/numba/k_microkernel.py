@@ -19,7 +19,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from .jit import subkernel, twin
+from .jit import helper, subkernel, twin
 from .k_epilogue import epi_tile
 
 _FEATURES = llvm.get_host_cpu_features()
@@ -113,6 +113,22 @@ ukernel_third = _make_ukernel(MR // 3)
 """The same for the first MR/3 rows of the A panel (a ragged last panel of channels)."""
 ukernel_two_thirds = _make_ukernel(2 * MR // 3)
 """The same for the first 2*MR/3 rows of the A panel."""
+ukernel_one = _make_ukernel(1)
+"""The same for the first row only (a product of one row: batch-1 inference)."""
+
+
+@helper
+def microkernel_rows(cw, kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
+    """The micro-kernel on the first cw rows of an A panel: 1, MR/3, 2*MR/3 or all MR rows, the fewest that cover
+    cw."""
+    if cw == 1:
+        ukernel_one(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+    elif cw <= MR // 3:
+        ukernel_third(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+    elif cw <= 2 * MR // 3:
+        ukernel_two_thirds(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+    else:
+        ukernel(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
@@ -202,7 +218,7 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # typ
                         ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0, n_all,
                                 pc > 0)
                     else:
-                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
+                        microkernel_rows(mw, kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
                         for r in range(mw):
                             o = out[r0 + r]
                             for c in range(nw):

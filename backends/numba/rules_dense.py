@@ -94,7 +94,7 @@ def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> 
         if choice is not None and choice.kernel != DENSE and k > 0:
             emit_sparse_product(ctx, choice, ctx.reshaped(ctx.arg(x), (m, k)), np.asarray(w_nk, np.float32),
                                 ctx.reshaped(out, (m, n_out)), epi, res, wv.name)
-        elif k_microkernel.AVAILABLE and w_nk is not None and m >= 4 and k > 0:
+        elif k_microkernel.AVAILABLE and w_nk is not None and k > 0:
             _emit_packed(ctx, ctx.reshaped(ctx.arg(x), (m, k)), w_nk, ctx.reshaped(out, (m, n_out)),
                          (m, n_out, k), epi, res, wv.name)
         else:
