@@ -32,8 +32,9 @@ KC = 256
 AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATURES.get("avx512f"))
 
 
-def _make_ukernel(rows: int):  # type: ignore[no-untyped-def]
-    """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an MR-row A panel."""
+def _make_ukernel(rows: int, a_stride: int = MR):  # type: ignore[no-untyped-def]
+    """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an A panel whose k-th values are
+    `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place)."""
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
         """C[rows, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] (first rows) @ B rows [kc][NR]."""
@@ -73,7 +74,7 @@ def _make_ukernel(rows: int):  # type: ignore[no-untyped-def]
         bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
         bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()), align=4)
                 for j in range(2)]
-        aptr = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
+        aptr = builder.gep(pa, [builder.mul(k, ir.Constant(i64, a_stride))])
         new = []
         for i in range(rows):
             s = builder.load(builder.gep(aptr, [ir.Constant(i64, i)]), align=4)
@@ -103,7 +104,7 @@ def _make_ukernel(rows: int):  # type: ignore[no-untyped-def]
                 builder.store(builder.select(acc_flag, builder.fadd(fin, old), fin), ptr, align=4)
         return context.get_dummy_value()
 
-    ukernel_typer.__name__ = ukernel_typer.__qualname__ = f"ukernel_{rows}x{NR}"
+    ukernel_typer.__name__ = ukernel_typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_stride}"
     return intrinsic(ukernel_typer)
 
 
@@ -114,7 +115,10 @@ ukernel_third = _make_ukernel(MR // 3)
 ukernel_two_thirds = _make_ukernel(2 * MR // 3)
 """The same for the first 2*MR/3 rows of the A panel."""
 ukernel_one = _make_ukernel(1)
-"""The same for the first row only (a product of one row: batch-1 inference)."""
+"""The same for the first row only of a packed panel."""
+ukernel_row = _make_ukernel(1, a_stride=1)
+"""C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
+no packed A panel."""
 
 
 @helper
@@ -205,7 +209,17 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # typ
         if k_all == 0:
             for r in range(m0, m1):
                 out[r][p0 * NR:min(n_all, p1 * NR)] = 0
-        for pc in range(0, k_all, KC):
+        if m1 - m0 == 1 and x.flags.c_contiguous:  # one row (batch-1 inference): x read in place, weights once
+            for p in range(p0, p1):
+                n0 = p * NR
+                nw = min(NR, n_all - n0)
+                if nw == NR:
+                    ukernel_row(k_all, x, m0 * k_all, bp, p * k_all * NR, NR, out, m0 * n_all + n0, n_all, False)
+                else:
+                    ukernel_row(k_all, x, m0 * k_all, bp, p * k_all * NR, NR, ctmp, 0, NR, False)
+                    out[m0][n0:n0 + nw] = ctmp[:nw]
+            nmp = 0
+        for pc in range(0, k_all if nmp > 0 else 0, KC):
             kc = min(KC, k_all - pc)
             pack_rows(x, m0, m1, pc, kc, ap)
             for p in range(p0, p1):

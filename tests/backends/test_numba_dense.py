@@ -152,8 +152,10 @@ def test_conv2d_on_the_micro_kernel(xs: tuple, ws: tuple, strides: tuple, pads: 
     check(g, {"x": _u(*xs)}, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(37, 613, 45), (130, 300, 70), (4, 257, 33), (300, 512, 1)])
+@pytest.mark.parametrize(("m", "k", "n"), [(37, 613, 45), (130, 300, 70), (4, 257, 33), (300, 512, 1), (1, 613, 45),
+                                            (1, 300, 64), (2, 257, 33), (3, 100, 97)])
 def test_linear_with_several_k_blocks_and_partial_tiles(m: int, k: int, n: int) -> None:
+    """Several K blocks, partial row and column panels; one row (read in place, no packing) and 2-3 rows too."""
     b = GraphBuilder("deep")
     x = b.input("x", f32[m, k])
     r = b.input("r", f32[m, n])
@@ -163,7 +165,7 @@ def test_linear_with_several_k_blocks_and_partial_tiles(m: int, k: int, n: int) 
     check(g, {"x": _u(m, k), "r": _u(m, n)}, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(450, 64, 10), (37, 20, 300), (129, 33, 64), (1, 8, 3)])
+@pytest.mark.parametrize(("m", "k", "n"), [(450, 64, 10), (37, 20, 300), (129, 33, 64), (1, 8, 3), (1, 200, 300)])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_linear_epilogue_stages_on_short_and_long_rows(m: int, k: int, n: int, parallel: bool) -> None:
     """Bias, per-column mul and div, residual and relu after a linear: short rows run in one call."""
