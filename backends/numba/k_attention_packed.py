@@ -70,17 +70,23 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, 
             bi = bh // nh
             h = bh - bi * nh
             if bh != packed_head:  # K as A panels [D][MR keys], V as A panels [keys][MR of D]
-                for j in range(skp):
+                for j in range(skv):
                     dst = k_at + (j // MR) * d * MR + j % MR
                     src = (bi * skv + j) * e + h * d
                     for t in range(d):
-                        scratch[dst + t * MR] = k[src + t] if j < skv else F0
+                        scratch[dst + t * MR] = k[src + t]
+                for j in range(skv, skp):  # keys past the sequence: zero rows of the last panel
+                    dst = k_at + (j // MR) * d * MR + j % MR
+                    for t in range(d):
+                        scratch[dst + t * MR] = F0
                 for pd in range(dp // MR):
-                    for j in range(skp):
+                    n = min(MR, d - pd * MR)
+                    for j in range(skv):
                         dst = v_at + (pd * skp + j) * MR
                         src = (bi * skv + j) * e + h * d + pd * MR
-                        for i in range(MR):
-                            scratch[dst + i] = v[src + i] if j < skv and pd * MR + i < d else F0
+                        scratch[dst:dst + n] = v[src:src + n]
+                        scratch[dst + n:dst + MR] = F0
+                    scratch[v_at + (pd * skp + skv) * MR:v_at + (pd + 1) * skp * MR] = F0
                 packed_head = bh
             s = it - bh * splits
             for g in range(s * per_split, min(gq, (s + 1) * per_split)):
@@ -88,10 +94,15 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, 
                 qw = min(tq, sq - i0)
                 nqp = (qw + NR - 1) // NR
                 cw = nqp * NR
-                for t in range(d):  # Q^T panels [D][NR queries]
-                    for qi in range(cw):
-                        dst = q_at + ((qi // NR) * d + t) * NR + qi % NR
-                        scratch[dst] = q[(bi * sq + i0 + qi) * e + h * d + t] if qi < qw else F0
+                for qi in range(qw):  # Q^T panels [D][NR queries]
+                    dst = q_at + (qi // NR) * d * NR + qi % NR
+                    src = (bi * sq + i0 + qi) * e + h * d
+                    for t in range(d):
+                        scratch[dst + t * NR] = q[src + t]
+                for qi in range(qw, cw):  # queries past the last: zero columns
+                    dst = q_at + (qi // NR) * d * NR + qi % NR
+                    for t in range(d):
+                        scratch[dst + t * NR] = F0
                 scratch[a_at:a_at + dp * tqp] = F0
                 scratch[m_at:m_at + tqp] = NEG_INF
                 scratch[l_at:l_at + tqp] = F0
