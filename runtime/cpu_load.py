@@ -3,9 +3,11 @@
 Parallel work pays only when every thread of the pool gets a core at once: a worker that waits behind
 another process's time slice stalls the whole kernel for a scheduler tick (4-8 ms, against kernels
 of microseconds). The probe reads the kernel's count of runnable tasks (the 4th field of
-/proc/loadavg, which counts the probing thread itself) at most once per PROBE_INTERVAL_S and says
-how many of this process's CPUs no other task wants. Where the file is missing (not Linux) every
-allowed CPU counts as free.
+/proc/loadavg, which counts the probing thread itself) at most once per PROBE_INTERVAL_S, takes away
+this process's own runnable threads (its thread pool's workers still spin for a moment after a
+parallel kernel: counted as other tasks, they made the next run halve its threads), and says how many
+of this process's CPUs no other task wants. Where the files are missing (not Linux) every allowed CPU
+counts as free.
 """
 
 from __future__ import annotations
@@ -37,6 +39,26 @@ def runnable_tasks() -> int | None:
         return None
 
 
+TASKS = "/proc/self/task"
+
+
+def own_runnable_threads() -> int:
+    """Threads of this process in the running state now, the caller included (0 where the OS does not say)."""
+    try:
+        names = os.listdir(TASKS)
+    except OSError:
+        return 0
+    count = 0
+    for name in names:
+        try:
+            with open(f"{TASKS}/{name}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        count += state == b"R"
+    return count
+
+
 def free_cpus(max_age_s: float = PROBE_INTERVAL_S) -> int:
     """CPUs not taken by other runnable tasks (the calling thread's own CPU counts as free); at least 1.
 
@@ -46,6 +68,7 @@ def free_cpus(max_age_s: float = PROBE_INTERVAL_S) -> int:
         return int(_LAST["free"])
     cpus = allowed_cpus()
     running = runnable_tasks()
-    free = cpus if running is None else max(1, min(cpus, cpus - (running - 1)))
+    others = None if running is None else running - max(1, own_runnable_threads())
+    free = cpus if others is None else max(1, min(cpus, cpus - others))
     _LAST["at"], _LAST["free"] = now, free
     return free

@@ -53,10 +53,19 @@ def test_compiling_for_numba_leaves_the_environment_as_it_was(monkeypatch: pytes
     assert exe.stats["threading_layer"] == numba.threading_layer()
 
 
+def _fake_tasks(folder: Path, states: str) -> None:
+    """A /proc/self/task look-alike: one thread per letter of `states` (R running, S sleeping)."""
+    for i, state in enumerate(states):
+        (folder / str(100 + i)).mkdir(parents=True)
+        (folder / str(100 + i) / "stat").write_text(f"{100 + i} (python3 (worker)) {state} 1 2 3 4\n")
+
+
 def test_free_cpus_counts_the_other_runnable_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cpus = cpu_load.allowed_cpus()
     fake = tmp_path / "loadavg"
     monkeypatch.setattr(cpu_load, "LOADAVG", str(fake))
+    _fake_tasks(tmp_path / "tasks", "RSS")  # the caller runs, two threads of this process sleep
+    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "tasks"))
     fake.write_text("0.50 0.40 0.30 1/120 4242\n")  # only the caller runs
     assert cpu_load.free_cpus(0) == cpus
     fake.write_text(f"3.00 2.00 1.00 {cpus + 5}/300 4242\n")  # more runnable tasks than CPUs
@@ -66,6 +75,25 @@ def test_free_cpus_counts_the_other_runnable_tasks(tmp_path: Path, monkeypatch: 
     assert cpu_load.free_cpus() == max(1, cpus - 1)  # a fresh reading is reused
     fake.unlink()
     assert cpu_load.free_cpus(0) == cpus  # no probe: the machine counts as free
+
+
+def test_free_cpus_leaves_this_process_own_running_threads_out(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parallel kernel's workers still spin a moment after it: runnable, but ours, so not another task."""
+    cpus = cpu_load.allowed_cpus()
+    fake = tmp_path / "loadavg"
+    fake.write_text("1.00 1.00 1.00 3/300 4242\n")
+    monkeypatch.setattr(cpu_load, "LOADAVG", str(fake))
+    _fake_tasks(tmp_path / "own", "RRR")  # the caller and two of its workers: nothing else runs
+    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "own"))
+    assert cpu_load.own_runnable_threads() == 3
+    assert cpu_load.free_cpus(0) == cpus
+    _fake_tasks(tmp_path / "one", "RSS")  # one of the three runnable tasks is ours: two others
+    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "one"))
+    assert cpu_load.free_cpus(0) == max(1, cpus - 2)
+    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "missing"))
+    assert cpu_load.own_runnable_threads() == 0
+    assert cpu_load.free_cpus(0) == max(1, cpus - 2)  # no task list: only the caller is taken away
 
 
 def test_numpy_blas_hold_sets_one_thread_and_gives_back_the_count_with_holds_from_several_threads() -> None:
