@@ -4,10 +4,12 @@ Parallel work pays only when every thread of the pool gets a core at once: a wor
 another process's time slice stalls the whole kernel for a scheduler tick (4-8 ms, against kernels
 of microseconds). The probe reads the kernel's count of runnable tasks (the 4th field of
 /proc/loadavg, which counts the probing thread itself) at most once per PROBE_INTERVAL_S, takes away
-this process's own runnable threads (its thread pool's workers still spin for a moment after a
-parallel kernel: counted as other tasks, they made the next run halve its threads), and says how many
-of this process's CPUs no other task wants. Where the files are missing (not Linux) every allowed CPU
-counts as free.
+the running workers of the kernels' own thread pool (registered by the runtime: they still spin for a
+moment after a parallel kernel, and counted as other tasks they made the next run halve its threads,
+in about half the runs of a model on 2 cores), and says how many of this process's CPUs no other task
+wants. Other threads of the process, numpy's BLAS workers spinning after a product among them, do
+count: they compete for the cores. Where the files are missing (not Linux) every allowed CPU counts as
+free.
 """
 
 from __future__ import annotations
@@ -40,18 +42,21 @@ def runnable_tasks() -> int | None:
 
 
 TASKS = "/proc/self/task"
+POOL_THREADS: set[int] = set()
+"""OS thread ids of the kernels' own thread pool (not the calling thread), as `register_pool_threads` got them."""
 
 
-def own_runnable_threads() -> int:
-    """Threads of this process in the running state now, the caller included (0 where the OS does not say)."""
-    try:
-        names = os.listdir(TASKS)
-    except OSError:
-        return 0
+def register_pool_threads(tids: frozenset[int] | set[int]) -> None:
+    """Tell the probe which threads of this process are the kernels' pool workers."""
+    POOL_THREADS.update(tids)
+
+
+def pool_threads_running() -> int:
+    """Registered pool workers in the running state now (0 where the OS does not say)."""
     count = 0
-    for name in names:
+    for tid in POOL_THREADS:
         try:
-            with open(f"{TASKS}/{name}/stat", "rb") as f:
+            with open(f"{TASKS}/{tid}/stat", "rb") as f:
                 state = f.read().rsplit(b")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
@@ -68,7 +73,7 @@ def free_cpus(max_age_s: float = PROBE_INTERVAL_S) -> int:
         return int(_LAST["free"])
     cpus = allowed_cpus()
     running = runnable_tasks()
-    others = None if running is None else running - max(1, own_runnable_threads())
+    others = None if running is None else running - 1 - pool_threads_running()
     free = cpus if others is None else max(1, min(cpus, cpus - others))
     _LAST["at"], _LAST["free"] = now, free
     return free

@@ -18,11 +18,11 @@ from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
 from ..backends.numba.cpu_features import unavailable_int8_paths
 from ..backends.numba.jit import cache_stats, num_threads
-from ..backends.numba.threads import start_pool
+from ..backends.numba.threads import pool_thread_ids, start_pool
 from ..ir.graph import Graph
 from ..ir.input_check import check_inputs
 from ..ir.interpreter import ExecutionError
-from .cpu_load import free_cpus
+from .cpu_load import free_cpus, register_pool_threads
 from .executable import Executable, Inputs, NodeProfile, Profile
 
 CALL, CALL_DYN, VIEW = 0, 1, 2
@@ -76,6 +76,8 @@ class NumbaExecutable(Executable):
         # plan lowered with one thread (serial twins only), where the hold would cost ~10 us per run
         self._uses_blas = num_threads() > 1 and any(s.blas for s in self.plan.steps)
         self._parallel = any(s.kernel.endswith("[par]") for s in self.plan.steps)
+        if self._parallel:  # the free-CPU probe must know this pool's workers from other threads
+            register_pool_threads(pool_thread_ids())
         self._owner = threading.get_ident()
         self._main = self._bind()
         self._local = threading.local()

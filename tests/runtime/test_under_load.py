@@ -53,19 +53,20 @@ def test_compiling_for_numba_leaves_the_environment_as_it_was(monkeypatch: pytes
     assert exe.stats["threading_layer"] == numba.threading_layer()
 
 
-def _fake_tasks(folder: Path, states: str) -> None:
-    """A /proc/self/task look-alike: one thread per letter of `states` (R running, S sleeping)."""
-    for i, state in enumerate(states):
-        (folder / str(100 + i)).mkdir(parents=True)
-        (folder / str(100 + i) / "stat").write_text(f"{100 + i} (python3 (worker)) {state} 1 2 3 4\n")
+def _fake_tasks(folder: Path, states: dict[int, str]) -> None:
+    """A /proc/self/task look-alike: one thread per id, in state R (running) or S (sleeping)."""
+    for tid, state in states.items():
+        (folder / str(tid)).mkdir(parents=True)
+        (folder / str(tid) / "stat").write_text(f"{tid} (python3 (worker)) {state} 1 2 3 4\n")
 
 
 def test_free_cpus_counts_the_other_runnable_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cpus = cpu_load.allowed_cpus()
     fake = tmp_path / "loadavg"
     monkeypatch.setattr(cpu_load, "LOADAVG", str(fake))
-    _fake_tasks(tmp_path / "tasks", "RSS")  # the caller runs, two threads of this process sleep
+    _fake_tasks(tmp_path / "tasks", {100: "R", 101: "S", 102: "S"})  # the caller runs, two pool workers sleep
     monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "tasks"))
+    monkeypatch.setattr(cpu_load, "POOL_THREADS", {101, 102})
     fake.write_text("0.50 0.40 0.30 1/120 4242\n")  # only the caller runs
     assert cpu_load.free_cpus(0) == cpus
     fake.write_text(f"3.00 2.00 1.00 {cpus + 5}/300 4242\n")  # more runnable tasks than CPUs
@@ -77,23 +78,37 @@ def test_free_cpus_counts_the_other_runnable_tasks(tmp_path: Path, monkeypatch: 
     assert cpu_load.free_cpus(0) == cpus  # no probe: the machine counts as free
 
 
-def test_free_cpus_leaves_this_process_own_running_threads_out(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """A parallel kernel's workers still spin a moment after it: runnable, but ours, so not another task."""
+def test_free_cpus_leaves_the_pool_own_running_workers_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parallel kernel's workers still spin a moment after it: runnable, but the pool's own, so not another
+    task; any other running thread of the process (numpy's BLAS workers) still counts."""
     cpus = cpu_load.allowed_cpus()
     fake = tmp_path / "loadavg"
     fake.write_text("1.00 1.00 1.00 3/300 4242\n")
     monkeypatch.setattr(cpu_load, "LOADAVG", str(fake))
-    _fake_tasks(tmp_path / "own", "RRR")  # the caller and two of its workers: nothing else runs
-    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "own"))
-    assert cpu_load.own_runnable_threads() == 3
+    _fake_tasks(tmp_path / "tasks", {100: "R", 101: "R", 102: "R", 103: "S"})
+    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "tasks"))
+    monkeypatch.setattr(cpu_load, "POOL_THREADS", {101, 102, 103})  # the caller and two spinning workers
+    assert cpu_load.pool_threads_running() == 2
     assert cpu_load.free_cpus(0) == cpus
-    _fake_tasks(tmp_path / "one", "RSS")  # one of the three runnable tasks is ours: two others
-    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "one"))
-    assert cpu_load.free_cpus(0) == max(1, cpus - 2)
+    monkeypatch.setattr(cpu_load, "POOL_THREADS", {101})  # 102 runs but is not the pool's: a BLAS worker
+    assert cpu_load.free_cpus(0) == max(1, cpus - 1)
     monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "missing"))
-    assert cpu_load.own_runnable_threads() == 0
+    assert cpu_load.pool_threads_running() == 0
     assert cpu_load.free_cpus(0) == max(1, cpus - 2)  # no task list: only the caller is taken away
+
+
+def test_the_pool_workers_are_found_and_registered_by_a_parallel_plan() -> None:
+    from tensorsmith.backends.numba.threads import pool_thread_ids
+
+    model = load_model("cnn")
+    runtime.compile(model.graph, backend="numba")
+    tids = pool_thread_ids()
+    assert threading.get_native_id() not in tids
+    assert len(tids) <= numba.config.NUMBA_NUM_THREADS - 1
+    if numba.config.NUMBA_NUM_THREADS > 1 and any(s.kernel.endswith("[par]") for s in
+                                                   runtime.compile(model.graph, backend="numba").plan.steps):
+        assert tids and tids <= cpu_load.POOL_THREADS
+        assert all(str(t) in __import__("os").listdir("/proc/self/task") for t in tids)
 
 
 def test_numpy_blas_hold_sets_one_thread_and_gives_back_the_count_with_holds_from_several_threads() -> None:
