@@ -283,6 +283,13 @@ def _clock_ghz() -> float | None:
         return None
 
 
+def _breakeven_lines(table: str, what: str, be: dict[str, Any]) -> list[str]:
+    """The TOML lines of one measured break-even table (read by backends/cost/sparse_kernels.py)."""
+    head = f"[{table}]   # block density below which {what} (MxNxK {'x'.join(map(str, be['shape_mnk']))})"
+    return [head, *(f"{key} = {d}   # speed-ups {be['speedups'][key]} at densities {be['densities']}"
+                    for key, d in be["density"].items()), ""]
+
+
 def _toml_override(m: dict[str, Any]) -> str:
     base = load_target("cpu-host", overrides=False)
     lines = [f"# cpu-host override written by `bench calibrate` on {m['date']} ({m['machine']}).",
@@ -302,18 +309,10 @@ def _toml_override(m: dict[str, Any]) -> str:
               f"int8 = {m['vector_gops'] / 1e3:.6g}", "",
               f"[op_weights]   # {m['dispatch_backend']} kernel time / (COST_RULES' op count at the rate above)"]
     lines += [f"{op} = {w}" for op, w in m["op_weights"].items()] + [""]
-    if m.get("bsr_breakeven"):
-        be = m["bsr_breakeven"]
-        lines.append(f"[bsr_breakeven]   # block density below which the BSR kernel beats the dense GEMM (MxNxK "
-                     f"{'x'.join(map(str, be['shape_mnk']))}; read by backends/cost/sparse_kernels.py)")
-        lines += [f"{key} = {d}   # speed-ups {be['speedups'][key]} at densities {be['densities']}"
-                  for key, d in be["density"].items()] + [""]
-    if m.get("bsr_int8_breakeven"):
-        be = m["bsr_int8_breakeven"]
-        lines.append(f"[bsr_int8_breakeven]   # block density below which the block-sparse int8 kernel beats the dense "
-                     f"int8 GEMM (MxNxK {'x'.join(map(str, be['shape_mnk']))})")
-        lines += [f"{key} = {d}   # speed-ups {be['speedups'][key]} at densities {be['densities']}"
-                  for key, d in be["density"].items()] + [""]
+    for table, what in (("bsr_breakeven", "the BSR kernel beats the dense GEMM"),
+                        ("bsr_int8_breakeven", "the block-sparse int8 kernel beats the dense int8 GEMM")):
+        if m.get(table):
+            lines += _breakeven_lines(table, what, m[table])
     for lvl in base.memory:
         if not lvl.on_chip:
             bw, src = m["dram_gbs"], "   # measured (max of copy and triad)"

@@ -43,18 +43,26 @@ def test_load_breakeven_reads_the_override(tmp_path: Path) -> None:
     assert load_breakeven(tmp_path / "missing.toml") == SHIPPED_BREAKEVEN
 
 
-@pytest.mark.skipif(not HOST_ISAS, reason="sparse kernels need AVX2 + FMA")
-def test_calibrate_stores_breakeven_and_the_target_still_loads(tmp_path: Path) -> None:
-    from tensorsmith.bench.calibrate import _toml_override, measure_bsr_breakevens
+def _written_override(folder: Path, table: str, be: dict | None) -> Path:
+    """A cpu-host override written by calibrate's writer around one measured break-even table `be`."""
+    from tensorsmith.bench.calibrate import _toml_override
 
-    be = measure_bsr_breakevens(quick=True)
     assert be is not None and set(be["density"]) == {"32x32", "16x16"}
     assert all(0.0 <= d <= 1.0 for d in be["density"].values())
     m = {"date": "d", "machine": "m", "dispatch_us": 3.0, "dispatch_backend": "numba", "threads": None,
          "fp32_gflops": 100.0, "int8_gops": 200.0, "int8_measured": True, "gemm_sizes": [256], "vector_gops": 10.0,
-         "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, "bsr_breakeven": be}
-    p = tmp_path / "cpu-host.toml"
+         "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, table: be}
+    p = folder / "cpu-host.toml"
     p.write_text(_toml_override(m))
+    return p
+
+
+@pytest.mark.skipif(not HOST_ISAS, reason="sparse kernels need AVX2 + FMA")
+def test_calibrate_stores_breakeven_and_the_target_still_loads(tmp_path: Path) -> None:
+    from tensorsmith.bench.calibrate import measure_bsr_breakevens
+
+    be = measure_bsr_breakevens(quick=True)
+    p = _written_override(tmp_path, "bsr_breakeven", be)
     assert load_breakeven(p)[(32, 32)] == be["density"]["32x32"]
     assert load_target("cpu-host", overrides=p).peak["fp32"] == pytest.approx(100e9)
 
@@ -75,16 +83,10 @@ def test_int8_table_is_apart_from_the_fp32_one(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(best_int8_path() is None, reason="this host executes no int8 path")
 def test_calibrate_stores_the_int8_breakeven(tmp_path: Path) -> None:
-    from tensorsmith.bench.calibrate import _toml_override, measure_bsr_int8_breakevens
+    from tensorsmith.bench.calibrate import measure_bsr_int8_breakevens
 
     be = measure_bsr_int8_breakevens(quick=True)
-    assert be is not None and set(be["density"]) == {"32x32", "16x16"}
-    assert all(0.0 <= d <= 1.0 for d in be["density"].values())
-    m = {"date": "d", "machine": "m", "dispatch_us": 3.0, "dispatch_backend": "numba", "threads": None,
-         "fp32_gflops": 100.0, "int8_gops": 200.0, "int8_measured": True, "gemm_sizes": [256], "vector_gops": 10.0,
-         "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, "bsr_int8_breakeven": be}
-    p = tmp_path / "cpu-host.toml"
-    p.write_text(_toml_override(m))
+    p = _written_override(tmp_path, "bsr_int8_breakeven", be)
     assert load_breakeven(p, precision="int8")[(16, 16)] == be["density"]["16x16"]
     assert load_breakeven(p)[(16, 16)] == SHIPPED_BREAKEVEN[(16, 16)]
 
