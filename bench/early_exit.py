@@ -8,7 +8,8 @@ everything printed is measured on the second half of the test split, which neith
 fraction of inputs leaving at each exit, the accuracy with exits and without, the Numba backend's mean latency
 per input at batch 1 (the inputs one at a time) and at batch 64 (the inputs in batches of 64, the last one
 padded by wrapping around): the sum over batches of each batch's median of `repeats` runs after warm-up, over
-the number of inputs (compile time apart), and
+the number of inputs (compile time apart; the model without exits and every configuration run in turn on each
+batch, so that a machine slowing down over the minutes weighs on all of them alike), and
 `estimate(graph, "cpu-host")`'s expected speed-up next to the measured one. With --minilm, MiniLM with exits
 after layers 2 and 4: inputs leaving and cosine to the full model's embedding per cosine budget.
 """
@@ -28,7 +29,7 @@ from ..backends.cost import estimate
 from ..ir import Graph
 from ..passes.early_exit import EarlyExit, FittedExits, insert_exits
 from ..passes.early_exit_fit import ExitPlan, evaluate_thresholds
-from .calibrate import median_time
+from ..runtime.executable import Executable
 from .regions import host_path
 
 DEFAULT_THRESHOLDS = (0.9, 0.99, 0.999, 0.9999)
@@ -72,19 +73,21 @@ def batches_of(x: np.ndarray, batch: int) -> list[np.ndarray]:
 
 
 @dataclass
-class Timed:
-    """One graph at one batch size: mean seconds per input, outputs on the evaluation inputs, exit counts."""
+class Compiled:
+    """One graph at one batch size on Numba: its outputs on the evaluation inputs and exit counts."""
 
-    per_input_s: float
+    graph: Graph
+    """The graph as given (before the backend's default pipeline), for the cost model."""
+    exe: Executable
+    parts: list[np.ndarray]
     probs: np.ndarray
     left: list[int]
     compile_s: float
+    per_input_s: float = 0.0
 
 
-def time_graph(graph: Graph, x: np.ndarray, batch: int, repeats: int) -> Timed:
-    """Compile `graph` (batch `batch`) on Numba, run every evaluation batch once (outputs, exit counts), then
-    time each batch alone (median of `repeats` runs after a warm-up run: a run is short next to the time
-    slices of a shared machine, so medians of single runs leave other processes out), summed, per input."""
+def compile_graph(graph: Graph, x: np.ndarray, batch: int) -> Compiled:
+    """Compile `graph` (batch `batch`) on Numba and run every evaluation batch once (outputs, exit counts)."""
     t0 = time.perf_counter()
     exe = runtime.compile(graph, backend="numba")
     parts = batches_of(x, batch)
@@ -96,9 +99,29 @@ def time_graph(graph: Graph, x: np.ndarray, batch: int, repeats: int) -> Timed:
         if "exits" in exe.stats:
             last = exe.stats["exits"]["last"]
             left = list(last) if left is None else [a + b for a, b in zip(left, last)]
+    return Compiled(graph, exe, parts, np.concatenate(outs)[: len(x)], left or [], compile_s)
 
-    t = sum(median_time(lambda f={"x": part}: exe.run(f), repeats, warmup=1) for part in parts)
-    return Timed(t / (len(parts) * batch), np.concatenate(outs)[: len(x)], left or [], compile_s)
+
+def time_interleaved(runs: list[Compiled], repeats: int) -> None:
+    """Set each run's mean seconds per input: per evaluation batch, every executable in turn once per round
+    (`repeats` rounds after a warm-up one), so that a machine slowing down over the minutes weighs on every
+    configuration alike; each batch's median, summed over the batches, over the number of inputs."""
+    n_parts = len(runs[0].parts)
+    totals = [0.0] * len(runs)
+    for p in range(n_parts):
+        feeds = [{"x": r.parts[p]} for r in runs]
+        samples: list[list[float]] = [[] for _ in runs]
+        for round_ in range(repeats + 1):
+            for i, (r, feed) in enumerate(zip(runs, feeds)):
+                t0 = time.perf_counter()
+                r.exe.run(feed)
+                if round_:
+                    samples[i].append(time.perf_counter() - t0)
+        for i, s in enumerate(samples):
+            totals[i] += float(np.median(s))
+    batch = runs[0].parts[0].shape[0]
+    for r, total in zip(runs, totals):
+        r.per_input_s = total / (n_parts * batch)
 
 
 def plans(st: Setup, thresholds: tuple[float, ...]) -> list[tuple[str, ExitPlan]]:
@@ -111,29 +134,39 @@ def plans(st: Setup, thresholds: tuple[float, ...]) -> list[tuple[str, ExitPlan]
     return out
 
 
-def measure(st: Setup, name: str, plan: ExitPlan, repeats: int, base: dict[int, Timed]) -> dict[str, str]:
-    """One configuration's row."""
+def measure(st: Setup, configs: list[tuple[str, ExitPlan]], repeats: int) -> tuple[dict[int, Compiled],
+                                                                                    list[dict[str, str]]]:
+    """Per batch size, the model without exits and every configuration timed together (interleaved); returns the
+    runs without exits and one row per configuration."""
     from .models.digits_resmlp import graph_from_resmlp
 
-    specs, _ = st.exits.specs(st.fitted, plan)
-    row = {"config": name, "exits at": " ".join(s.at.split(".")[0] for s in specs if s.probability > 0) or "-"}
-    thr = {s.at: s.threshold for s in specs}
-    row["thresholds"] = " ".join(f"{thr[p]:.4g}" if p in thr else "-" for p in st.fitted.points)
+    base: dict[int, Compiled] = {}
+    rows = []
+    specs_of = [st.exits.specs(st.fitted, plan)[0] for _, plan in configs]
+    for name, specs in zip((c[0] for c in configs), specs_of):
+        row = {"config": name, "exits at": " ".join(s.at.split(".")[0] for s in specs if s.probability > 0) or "-"}
+        thr = {s.at: s.threshold for s in specs}
+        row["thresholds"] = " ".join(f"{thr[p]:.4g}" if p in thr else "-" for p in st.fitted.points)
+        rows.append(row)
     for b in BATCHES:
-        if not specs:
-            row[f"b{b} x"] = "1"
-            continue
-        g = insert_exits(graph_from_resmlp(st.params, b), specs)
-        tm = time_graph(g, st.x_eval, b, repeats)
-        if b == BATCHES[0]:
-            n = sum(tm.left)
-            row["left per exit %"] = " ".join(f"{100 * k / n:.1f}" for k in tm.left[:-1])
-            row["acc"] = f"{np.mean(np.argmax(tm.probs, 1) == st.y_eval):.4f}"
-            plain = estimate(graph_from_resmlp(st.params, b), "cpu-host").total.latency_s
-            row["predicted x"] = f"{plain / estimate(g, 'cpu-host').total.expected_latency_s:.2f}"
-        row[f"b{b} us/input"] = f"{tm.per_input_s * 1e6:.1f}"
-        row[f"b{b} x"] = f"{base[b].per_input_s / tm.per_input_s:.2f}"
-    return row
+        base[b] = compile_graph(graph_from_resmlp(st.params, b), st.x_eval, b)
+        runs = {i: compile_graph(insert_exits(graph_from_resmlp(st.params, b), specs), st.x_eval, b)
+                for i, specs in enumerate(specs_of) if specs}
+        time_interleaved([base[b], *runs.values()], repeats)
+        for i, row in enumerate(rows):
+            tm = runs.get(i)
+            if tm is None:
+                row[f"b{b} x"] = "1"
+                continue
+            if b == BATCHES[0]:
+                n = sum(tm.left)
+                row["left per exit %"] = " ".join(f"{100 * k / n:.1f}" for k in tm.left[:-1])
+                row["acc"] = f"{np.mean(np.argmax(tm.probs, 1) == st.y_eval):.4f}"
+                plain = estimate(graph_from_resmlp(st.params, b), "cpu-host").total.latency_s
+                row["predicted x"] = f"{plain / estimate(tm.graph, 'cpu-host').total.expected_latency_s:.2f}"
+            row[f"b{b} us/input"] = f"{tm.per_input_s * 1e6:.1f}"
+            row[f"b{b} x"] = f"{base[b].per_input_s / tm.per_input_s:.2f}"
+    return base, rows
 
 
 def minilm_rows(budgets: tuple[float, ...], batch: int = 32, seq: int = 20) -> list[dict[str, str]]:
@@ -175,7 +208,6 @@ def print_table(rows: list[dict[str, str]]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the sweep: one row per configuration, ratios > 1 mean exits are faster than the model without."""
-    from .models.digits_resmlp import graph_from_resmlp
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
@@ -191,12 +223,12 @@ def main(argv: list[str] | None = None) -> None:
           f"repeats {args.repeats}, medians after warm-up, compile apart")
     st = setup(args.at, args.budget)
     print(f"resmlp-digits; exit points {', '.join(st.fitted.points)}; evaluation: {len(st.x_eval)} test images")
-    base = {b: time_graph(graph_from_resmlp(st.params, b), st.x_eval, b, args.repeats) for b in BATCHES}
+    thresholds = tuple(float(t) for t in args.thresholds.split(",") if t.strip())
+    base, rows = measure(st, plans(st, thresholds), args.repeats)
     acc0 = np.mean(np.argmax(base[1].probs, 1) == st.y_eval)
     print(f"without exits: accuracy {acc0:.4f}; " + ", ".join(f"batch {b} {base[b].per_input_s * 1e6:.1f} us/input"
                                                           for b in BATCHES))
-    thresholds = tuple(float(t) for t in args.thresholds.split(",") if t.strip())
-    print_table([measure(st, name, plan, args.repeats, base) for name, plan in plans(st, thresholds)])
+    print_table(rows)
     if args.minilm:
         budgets = tuple(float(b) for b in args.minilm.split(",") if b.strip())
         print("all-MiniLM-L6-v2, exits after layers 2 and 4 (cosine agreement), batch 32, sequence 20:")

@@ -116,6 +116,16 @@ def check_input(graph: Graph, v: Value, given: Any, cast: bool = False) -> np.nd
 
 def check_inputs(graph: Graph, inputs: Any, cast: bool = False) -> dict[int, np.ndarray]:
     """Match `inputs` (a dict by name, or one array for a one-input graph) to the graph's inputs; id -> array."""
+    if type(inputs) is dict and len(inputs) == len(graph.inputs):  # the common case, checked first
+        fast = {}
+        for v in graph.inputs:
+            a = inputs.get(v.name)
+            if type(a) is not np.ndarray or a.dtype != v.type.dtype.np_dtype or a.shape != v.type.shape \
+                    or not a.flags.c_contiguous:
+                break
+            fast[id(v)] = a
+        else:
+            return fast
     inputs = as_input_mapping(graph, inputs)
     if len(inputs) != len(graph.inputs) or any(v.name not in inputs for v in graph.inputs):
         names = [v.name for v in graph.inputs]

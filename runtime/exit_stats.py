@@ -18,14 +18,17 @@ class ExitCounters:
     def __init__(self, stats: dict[str, Any], exits: int) -> None:
         self.stats = stats
         self._lock = threading.Lock()
-        stats[EXITS_KEY] = {"last": [0] * (exits + 1), "total": [0] * (exits + 1)}
-        stats[NODES_RUN_KEY] = {"last": 0, "total": 0}
+        self._exits = stats[EXITS_KEY] = {"last": [0] * (exits + 1), "total": [0] * (exits + 1)}
+        self._nodes = stats[NODES_RUN_KEY] = {"last": 0, "total": 0}
 
     def record(self, left: list[int], nodes_run: int) -> None:
-        """Add one run: rows that left at each exit (and ran to the end), and nodes that ran."""
+        """Add one run: rows that left at each exit (and ran to the end), and nodes that ran. `left` is kept as
+        stats' "last" list, not copied: the caller hands over a list of its own."""
         with self._lock:
-            ex, nr = self.stats[EXITS_KEY], self.stats[NODES_RUN_KEY]
-            ex["last"] = list(left)
-            ex["total"] = [a + b for a, b in zip(ex["total"], left)]
+            ex, nr = self._exits, self._nodes
+            ex["last"] = left
+            total = ex["total"]
+            for i, count in enumerate(left):
+                total[i] += count
             nr["last"] = nodes_run
             nr["total"] += nodes_run

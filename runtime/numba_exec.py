@@ -76,6 +76,8 @@ class NumbaExecutable(Executable):
         # plan lowered with one thread (serial twins only), where the hold would cost ~10 us per run
         self._uses_blas = num_threads() > 1 and any(s.blas for s in self.plan.steps)
         self._parallel = any(s.kernel.endswith("[par]") for s in self.plan.steps)
+        self._straight = not self._uses_blas and not self._parallel
+        """Serial kernels without BLAS calls: a run enters no context (thread count, BLAS hold)."""
         if self._parallel:  # the free-CPU probe must know this pool's workers from other threads
             register_pool_threads(pool_thread_ids())
         self._owner = threading.get_ident()
@@ -184,9 +186,9 @@ class NumbaExecutable(Executable):
         if timings is not None:
             self._execute_timed(env, bound, timings)
             return
-        i = 0
+        entry: tuple[Any, ...] = ()
         try:
-            for i, entry in enumerate(bound.program):  # noqa: B007 - i names the failing step below
+            for entry in bound.program:
                 kind = entry[0]
                 if kind == CALL:
                     entry[1]()
@@ -200,7 +202,7 @@ class NumbaExecutable(Executable):
         except IndexError:
             raise
         except Exception as e:  # noqa: BLE001 - re-raised naming the step
-            step = bound.steps[i]
+            step = bound.steps[next(i for i, done in enumerate(bound.program) if done is entry)]
             raise ExecutionError(f"numba backend: step {step.name} ({step.op}, kernel {step.kernel}) failed: "
                                  f"{type(e).__name__}: {e}") from e
 
@@ -244,7 +246,7 @@ class NumbaExecutable(Executable):
     def _execute_sized(self, env: list[Any], bound: Binding) -> None:
         """`_execute` with the thread count cut to the free CPUs and scipy's BLAS held, where either applies
         (a plan of serial kernels without BLAS calls runs straight: no context to enter on the hot path)."""
-        if not self._uses_blas and (not self._parallel or num_threads() == 1):
+        if self._straight or num_threads() == 1 and not self._uses_blas:
             self._execute(env, bound)
             return
         with self._sized_pool(), (single_threaded_blas() if self._uses_blas else contextlib.nullcontext()):

@@ -174,6 +174,13 @@ class NumbaExitExecutable(Executable):
         self._outputs = [(v.name, v.data, pos.get(v.name)) for v in graph.outputs]
         t = self.plan.select.outputs[0].type
         self._out_type = (t.shape, t.dtype.np_dtype)
+        self._taken_at = [np.full(self.plan.batch, k, np.int32) for k in range(n + 1)]
+        """Per exit (and the end): exit_select's second output when every row leaves there (copied per run)."""
+
+    def _whole(self, head: np.ndarray) -> np.ndarray:
+        """exit_select's first output when every row takes `head` (a fresh copy in the output's shape)."""
+        out = head.copy()
+        return out if out.shape == self._out_type[0] else out.reshape(self._out_type[0])
 
     def compile_buckets(self) -> None:
         """Compile every bucket of every later segment now (else each compiles on the first run that needs it)."""
@@ -202,49 +209,53 @@ class NumbaExitExecutable(Executable):
     def _run(self, inputs: Inputs, timings: list[NodeProfile] | None = None, cast: bool = False
              ) -> tuple[dict[str, np.ndarray], list[int], int]:
         """One run. While every row is still in (`live` is None) nothing is compacted or padded: the later segments
-        run on the whole batch in place; rows are compacted only at an exit where some but not all of them fire."""
+        run on the whole batch in place; rows are compacted only at an exit where some but not all of them fire.
+        The outputs of exit_select are made where the rows' results are known: a copy of the head when every row
+        left at one exit, else filled row by row."""
         plan, batch, n = self.plan, self.plan.batch, len(self.plan.exits)
         checked = check_inputs(plan.graph, inputs, cast)
         env: list[Any] = [None] * len(self._pos)
         for v, i in self._inputs:
-            a = checked[id(v)]
-            env[i] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
-        out, taken = np.empty(*self._out_type), np.empty(batch, np.int32)  # the fresh outputs
-        env[self._select[0]], env[self._select[1]] = out, taken
+            env[i] = checked[id(v)]  # C-contiguous, of the declared dtype and shape
+        out: np.ndarray | None = None
+        taken: np.ndarray | None = None
         ws: Workspace | None = None
         live: np.ndarray | None = None  # original row of each row left; None: every row, in order
         r, left, kernels = batch, [0] * (n + 1), 0
         for programs in self._main:
             k = programs.seg.index
-            if not r:
-                break
-            bucket = batch if live is None else bucket_rows(r, batch)
-            prog = programs.program(bucket)
+            prog = programs.program(batch if live is None else bucket_rows(r, batch))
             if live is None:
                 args = [env[i] for i, _, _ in prog.feed]
             else:
+                bucket = bucket_rows(r, batch)
                 args = [env[i] if m is None else fit_rows(ws, v, env[i], r, bucket, m)  # type: ignore[arg-type]
                         for i, m, v in prog.feed]
             t0 = time.perf_counter() if timings is not None else 0.0
             for i, a in zip(prog.outputs, prog.exe.run_checked(args)):
                 env[i] = a
             if timings is not None:
-                timings.append(NodeProfile(f"segment{k}", "segment", f"rows{bucket}", time.perf_counter() - t0, 0,
-                                           f"{r} rows in a bucket of {bucket}"))
+                rows = batch if live is None else bucket_rows(r, batch)
+                timings.append(NodeProfile(f"segment{k}", "segment", f"rows{rows}", time.perf_counter() - t0, 0,
+                                           f"{r} rows in a bucket of {rows}"))
             kernels += prog.kernels
             if k == n:
                 break
             fire_at, head_at = self._fire_head[k]
-            fire, head = env[fire_at][:r], env[head_at]
-            gone_count = int(np.count_nonzero(fire))
+            fire = env[fire_at]
+            gone_count = (1 if fire[0] else 0) if r == 1 else int(np.count_nonzero(fire[:r]))
             left[k] = gone_count
             if not gone_count:
                 continue
-            if gone_count == r:  # every row left: no compaction, nothing runs after
-                if live is None:
-                    out[...], taken[...] = head.reshape(out.shape), k
-                else:
-                    out[live[:r]], taken[live[:r]] = head[:r], k
+            head = env[head_at]
+            if gone_count == r and live is None:  # every row left here: the head is the output, nothing runs after
+                out, taken = self._whole(head), self._taken_at[k].copy()
+                r = 0
+                break
+            if out is None:
+                out, taken = np.empty(*self._out_type), np.empty(batch, np.int32)
+            if gone_count == r:
+                out[live[:r]], taken[live[:r]] = head[:r], k  # type: ignore[index]
                 r = 0
                 break
             if ws is None:
@@ -252,9 +263,10 @@ class NumbaExitExecutable(Executable):
             if live is None:
                 live = ws.live[0]
                 live[:] = ws.rows
+            fire = fire[:r]
             spare = ws.live[1] if live is ws.live[0] else ws.live[0]
             gone = live[:r][fire]
-            out[gone], taken[gone] = head[:r][fire], k
+            out[gone], taken[gone] = head[:r][fire], k  # type: ignore[index]
             kept = np.flatnonzero(np.logical_not(fire, out=ws.keep[:r]))
             for i, m, v in self._compact[k]:
                 env[i] = compact(env[i], kept, r, m, ws.target(v, env[i]))
@@ -263,10 +275,11 @@ class NumbaExitExecutable(Executable):
         if r:
             final = env[self._final]
             if live is None:
-                out[...], taken[...] = final.reshape(out.shape), n
+                out, taken = self._whole(final), self._taken_at[n].copy()
             else:
-                out[live[:r]], taken[live[:r]] = final[:r], n
+                out[live[:r]], taken[live[:r]] = final[:r], n  # type: ignore[index]
         left[n] = r
+        env[self._select[0]], env[self._select[1]] = out, taken
         if self._post is not None:
             prog = self._post.program(batch)
             for i, a in zip(prog.outputs, prog.exe.run_checked([env[i] for i, _, _ in prog.feed])):

@@ -69,7 +69,7 @@ class ReferenceExecutable(Executable):
             if self.exits is None or self._counters is None:
                 return self._interp.run(inputs, cast=cast)
             out, done = self.exits.run(inputs, cast=cast)
-        self._counters.record(done.left, done.nodes_run)
+        self._counters.record(list(done.left), done.nodes_run)
         return out
 
     def profile(self, inputs: Inputs, repeats: int = 5) -> Profile:
