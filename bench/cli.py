@@ -33,7 +33,8 @@ def _cmd_list(console: Console) -> int:
     for col in ("configuration", "backend", "pipeline", "backend fuses", "quality floor"):
         c.add_column(col)
     for cfg in suite_configs():
-        floor = f"cosine >= {cfg.min_cosine}" if cfg.min_cosine else f"rel err <= {cfg.max_rel_err:g}"
+        floor = ("metric drop <= the model's exit bound (models with exits only)" if cfg.exits
+                 else f"cosine >= {cfg.min_cosine}" if cfg.min_cosine else f"rel err <= {cfg.max_rel_err:g}")
         fuses = "-" if cfg.runner is not Runner.NUMBA else "yes" if cfg.fuse else "no"
         c.add_row(cfg.name, cfg.backend, escape(cfg.pipeline or "-"), fuses, floor)
     console.print(c)
@@ -340,7 +341,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"[red]{escape(name)}: {escape(_message(e))}[/red]")
                 return 2
             runs.append(run_model(name, model.graph, model.inputs, configs, settings, model.quality, model.metric_name,
-                                  advance))
+                                  advance, exits=model.exits))
     _report(runs, args, console, time.perf_counter() - t0, "tensorsmith bench")
     return 0
 

@@ -40,6 +40,10 @@ class Config:
     max_rel_err: float = float("inf")
     backend_rel_err: float = 1e-3
     peer_variant: str = "fp32"
+    exits: bool = False
+    """Run the model's `early-exit` pass (`Model.exits`) before `pipeline`; the row exists only for models that
+    have exits, and its bound is the model's metric drop (`ExitSetup.max_metric_drop`), not the cosine: a row
+    that leaves early is the head's answer, not the final one."""
 
     @property
     def is_peer(self) -> bool:
@@ -92,12 +96,12 @@ DEFAULT_CONFIGS: tuple[Config, ...] = (
 )
 """What `bench` runs per model, in this order."""
 
-EXIT_CONFIGS: tuple[Config, ...] = ()
-"""Early-exit configurations, appended after DEFAULT_CONFIGS (see `suite_configs`).
-
-Empty until the passes offer early exits; an entry is a Config whose pipeline inserts the exits,
-with its quality bound.
-"""
+EXIT_CONFIGS: tuple[Config, ...] = (
+    Config("early exit", Runner.NUMBA, exits=True),
+    Config("int8+early exit", Runner.NUMBA, INT8, exits=True, backend_rel_err=INT8_BACKEND_REL_ERR),
+)
+"""Early-exit configurations, appended after DEFAULT_CONFIGS (see `suite_configs`): the model's `early-exit` pass
+(heads and thresholds fitted on its calibration feeds), then `pipeline`, fused. Rows only for models with exits."""
 
 
 def suite_configs() -> list[Config]:

@@ -159,15 +159,16 @@ def peak_run_bytes(run: Callable[[], Any]) -> int:
 
 
 def fill_estimates(row: Row, graph: Graph, targets: list[str]) -> None:
-    """Price `graph` on every target into `row` (latency, energy, the bound of most of the latency)."""
+    """Price `graph` on every target into `row` (latency, energy, the bound of most of the latency); for a graph with
+    early exits, the expected latency and energy over the exit probabilities its `early-exit` pass wrote."""
     for t in targets:
         try:
             table = estimate(graph, t)
         except CostError as e:
             row.estimate_errors[t] = str(e)
             continue
-        row.estimate_ms[t] = table.total.latency_s * 1e3
-        row.estimate_mj[t] = table.total.energy_j * 1e3
+        row.estimate_ms[t] = table.total.expected_latency_s * 1e3  # the latency itself for a graph without exits
+        row.estimate_mj[t] = table.total.expected_energy_j * 1e3
         by_bound: dict[str, float] = {}
         for r in table.rows:
             by_bound[r.bound] = by_bound.get(r.bound, 0.0) + r.latency_s

@@ -12,9 +12,10 @@ import numpy as np
 from .. import runtime
 from ..backends import reference
 from ..ir import Graph, to_onnx
-from ..passes import run_pipeline
+from ..passes import PassContext, run_pipeline
 from .configs import BASELINE, Config, Runner
 from .measure import Row, compare, fill_estimates, new_row, peak_run_bytes, stored_bytes, time_runs
+from .models.registry import ExitSetup
 from .peer_process import time_graph_in_subprocess, time_onnx_in_subprocess
 
 PEER_MODELS: dict[str, Callable[[bytes], bytes]] = {}
@@ -42,6 +43,9 @@ class ModelRun:
     rows: list[Row]
     fp32_graph: Graph
     graphs: dict[str, Graph] = field(default_factory=dict)
+    exits: ExitSetup | None = None
+    reference_metric: float | None = None
+    """The model's metric on the reference backend, fp32 (computed for the early-exit rows' bound)."""
 
 
 @dataclass(frozen=True)
@@ -61,17 +65,22 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[-1] if text else ''}"[:400]
 
 
-def compiled_graph(graph: Graph, cfg: Config, pass_target: str | None = None) -> Graph:
-    """The graph `cfg` runs: its pipeline, then the Numba backend's `fuse` when the configuration fuses."""
+def compiled_graph(graph: Graph, cfg: Config, pass_target: str | None = None, exits: ExitSetup | None = None) -> Graph:
+    """The graph `cfg` runs: the model's `early-exit` pass when the configuration has exits (fitted on the model's
+    calibration feeds), its pipeline, then the Numba backend's `fuse` when the configuration fuses."""
+    if cfg.exits:
+        if exits is None:
+            raise ValueError(f"configuration {cfg.name!r} needs a model with early exits")
+        graph = run_pipeline(graph, exits.pipeline, ctx=PassContext(calibration=list(exits.calibration)))
     g = run_pipeline(graph, cfg.pipeline, target=pass_target) if cfg.pipeline else graph
     return run_pipeline(g, "fuse") if cfg.runner is Runner.NUMBA and cfg.fuse else g
 
 
 def _ours(row: Row, graph: Graph, cfg: Config, inputs: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
-          s: Settings) -> tuple[Graph, Any | None]:
+          s: Settings, exits: ExitSetup | None = None) -> tuple[Graph, Any | None]:
     """Compile and check `cfg`; fills the row's static columns. Returns the graph and the executable (None if wrong)."""
     t0 = time.perf_counter()
-    g = compiled_graph(graph, cfg, s.pass_target)
+    g = compiled_graph(graph, cfg, s.pass_target, exits)
     options = {"int8_path": s.int8_path} if cfg.runner is Runner.NUMBA and s.int8_path else {}
     exe = runtime.compile(g, backend=cfg.backend, fuse=False, **options)
     row.compile_ms = (time.perf_counter() - t0) * 1e3
@@ -121,18 +130,25 @@ def _peer(row: Row, graph: Graph, cfg: Config, inputs: Mapping[str, np.ndarray],
 
 def run_model(name: str, graph: Graph, inputs: Mapping[str, np.ndarray], configs: list[Config], s: Settings,
               quality: Callable[[Callable[..., Any]], float] | None = None, metric: str = "",
-              progress: Callable[[str], None] | None = None) -> ModelRun:
+              progress: Callable[[str], None] | None = None, exits: ExitSetup | None = None) -> ModelRun:
     """Measure every configuration on one model; a configuration that fails is a row with its error.
 
     `quality` (the zoo model's own metric, given a run function) is computed for each configuration
-    that passes its bound.
+    that passes its bound. Early-exit configurations run only when the model has `exits`, and need `quality`.
     """
     # the golden outputs come from the reference Executable, as the reference row's do: numpy's BLAS rounds
     # differently with one and with two threads on some CPUs (OpenBLAS on AMD Zen), and that Executable holds
     # small graphs at one thread
-    want = runtime.compile(graph, backend="reference").run(dict(inputs))
-    out = ModelRun(name, [], graph)
+    golden = runtime.compile(graph, backend="reference")
+    want = golden.run(dict(inputs))
+    out = ModelRun(name, [], graph, exits=exits)
+    if exits is not None and quality is not None and any(c.exits for c in configs):
+        out.reference_metric = float(quality(golden.run))
     for cfg in configs:
+        if cfg.exits and out.reference_metric is None:
+            if progress:  # no row: the model has no exits (or no metric to bound them by)
+                progress(f"{name}: {cfg.name} (no exits)")
+            continue
         row = new_row(name, cfg)
         out.rows.append(row)
         try:
@@ -153,15 +169,22 @@ def _measure(out: ModelRun, row: Row, cfg: Config, inputs: Mapping[str, np.ndarr
     if cfg.is_peer:
         _peer(row, out.fp32_graph, cfg, inputs, want, s)
         return
-    g, exe = _ours(row, out.fp32_graph, cfg, inputs, want, s)
+    g, exe = _ours(row, out.fp32_graph, cfg, inputs, want, s, out.exits)
     out.graphs[cfg.name] = g
     fill_estimates(row, g, list(s.targets))
     if exe is None:
         return
+    if cfg.exits and quality is not None and out.exits is not None and out.reference_metric is not None:
+        row.metric, row.metric_value = metric, float(quality(exe.run))
+        drop = out.reference_metric - row.metric_value
+        if drop > out.exits.max_metric_drop:
+            row.error = (f"{metric} {row.metric_value:.4f} is {drop:.4f} below reference fp32's "
+                         f"{out.reference_metric:.4f}, more than the bound {out.exits.max_metric_drop:g}")
+            return
     feeds = dict(inputs)
     row.median_ms, row.spread_ms = time_runs(lambda: exe.run(feeds), s.repeats, s.warmup)
     row.repeats = s.repeats
-    if quality is not None:
+    if quality is not None and not cfg.exits:
         row.metric, row.metric_value = metric, float(quality(exe.run))
 
 

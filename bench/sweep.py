@@ -83,7 +83,10 @@ def run_trial(trial: Trial) -> dict[str, Any]:
         targets = tuple(dict.fromkeys((COST_HOST, trial.target)))
         settings = Settings(trial.repeats, trial.warmup, trial.threads, targets, pass_target=trial.target)
         run = run_model(trial.model, model.graph, model.inputs, [trial.config], settings, model.quality,
-                        model.metric_name)
+                        model.metric_name, exits=model.exits)
+        if not run.rows:
+            raise ValueError(f"configuration {trial.config.name!r} needs early exits, which model {trial.model!r} "
+                             "does not have")
         (row,) = run.rows
         return {"trial": asdict(trial), "row": asdict(row), "error": row.error, "seconds": time.perf_counter() - t0}
     except Exception as e:  # a trial's failure is data, never the end of the sweep

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +101,10 @@ class Program:
 class SegmentPrograms:
     """One segment's executables, one per bucket of rows, compiled on first use and cached."""
 
-    def __init__(self, plan: ExitPlan, seg: Segment, options: dict[str, Any], positions: dict[str, int]) -> None:
+    def __init__(self, plan: ExitPlan, seg: Segment, options: dict[str, Any], positions: dict[str, int],
+                 on_compile: Callable[[], None] | None = None) -> None:
         self.plan = plan
+        self.on_compile = on_compile
         self.seg = seg
         self.options = options
         self.positions = positions
@@ -124,6 +126,8 @@ class SegmentPrograms:
                 got = self.programs.get(rows)
                 if got is None:
                     got = self.programs[rows] = self._compile(rows)
+                    if self.on_compile is not None:
+                        self.on_compile()
         return got
 
     def _compile(self, rows: int) -> Program:
@@ -162,6 +166,9 @@ class NumbaExitExecutable(Executable):
         self._counters = ExitCounters(self.stats, len(self.plan.exits))
         self._local = threading.local()
         self.stats["segments"] = [len(s.nodes) for s in segments]
+        for programs in self.segments:  # buckets compiled on later runs add their arenas
+            programs.on_compile = self._count_arenas
+        self._count_arenas()
         n = len(self.plan.exits)
         pos = self._pos
         self._main = [p for p in self.segments if p.seg.index <= n]
@@ -189,6 +196,11 @@ class NumbaExitExecutable(Executable):
             if 0 < programs.seg.index <= len(self.plan.exits):
                 for rows in sorted(sizes):
                     programs.get(rows)
+
+    def _count_arenas(self) -> None:
+        """stats["arena_bytes"]: the arenas of every (segment, bucket) compiled so far (one thread's: each thread
+        that runs the executable has its own)."""
+        self.stats["arena_bytes"] = sum(exe.arena.size for p in self.segments for exe in list(p.by_rows.values()))
 
     def buckets(self) -> dict[int, list[int]]:
         """Per segment index, the row counts compiled so far."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...ir import Graph, GraphBuilder, f32
 from .digits import SEED, accuracy_of, digits_split
-from .registry import Model, register_model
+from .registry import ExitSetup, Model, register_model
 
 WIDTH = 64
 HIDDEN = 128
@@ -58,6 +58,14 @@ def graph_from_resmlp(params: dict[str, np.ndarray], batch: int, name: str = "re
     return b.build()
 
 
+EXIT_PIPELINE = "early-exit{at=block0.out+block1.out+block3.out,budget=0.5}"
+"""Where `bench`'s early-exit rows put exits on this model, and the accuracy points the pass may spend: heads and
+thresholds are fitted on the training split (its held-out part chooses the thresholds), never on the test images."""
+
+EXIT_MAX_ACCURACY_DROP = 0.01
+"""The bound of the early-exit rows: test accuracy at most one point below the model's without exits (the pass's
+half-point budget holds on held-out training images, which the trained model fits better than test images)."""
+
 DESC = (f"residual MLP ({BLOCKS} blocks {WIDTH}-{HIDDEN}-{WIDTH}) trained in numpy on sklearn digits, "
         "450 test images; accuracy")
 
@@ -76,4 +84,5 @@ def resmlp_digits(batch: int | None = None) -> Model:
     labels = s.y_test[:n]
     np_acc = float(np.mean(ResMLP(dict(params)).predict(inputs["x"]) == labels))
     return Model("resmlp-digits", graph_from_resmlp(params, n), inputs, DESC, "accuracy",
-                 lambda run: accuracy_of(run, inputs, labels), info={"numpy_test_accuracy": np_acc})
+                 lambda run: accuracy_of(run, inputs, labels), info={"numpy_test_accuracy": np_acc},
+                 exits=ExitSetup(EXIT_PIPELINE, [{"x": s.x_train, "labels": s.y_train}], EXIT_MAX_ACCURACY_DROP))

@@ -15,6 +15,17 @@ RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 QualityFn = Callable[[RunFn], float]
 
 
+@dataclass(frozen=True)
+class ExitSetup:
+    """How a zoo model takes early exits in `bench`: the `early-exit` pass with its options, the labelled feeds it
+    fits heads and thresholds on (never the model's evaluation inputs), and how far the model's metric may fall."""
+
+    pipeline: str
+    calibration: list[dict[str, np.ndarray]] = field(repr=False)
+    max_metric_drop: float
+    """The metric with exits may be at most this much below the reference fp32 metric (else the row fails)."""
+
+
 @dataclass
 class Model:
     """A zoo model: a verified IR graph, a sample batch and a quality metric."""
@@ -26,6 +37,8 @@ class Model:
     metric_name: str
     quality_fn: QualityFn = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
+    exits: ExitSetup | None = None
+    """Set when the model has a place for early exits: `bench`'s early-exit rows run it."""
 
     def quality(self, run: RunFn) -> float:
         """The model's quality metric computed with `run` (an Executable.run or reference.run)."""

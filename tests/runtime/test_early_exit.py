@@ -238,8 +238,11 @@ def test_bucket_rows_are_powers_of_two_capped_at_the_batch() -> None:
     exe = runtime.compile(exit_mlp(6), backend="numba")
     assert isinstance(exe, NumbaExitExecutable)
     assert exe.buckets() == {0: [6], 1: [6], 2: [6]}  # the path where no row leaves, compiled up front
+    first = exe.stats["arena_bytes"]
+    assert first == sum(p.get(6).arena.size for p in exe.segments) > 0
     exe.compile_buckets()
     assert exe.buckets() == {0: [6], 1: [1, 2, 4, 6], 2: [1, 2, 4, 6]}
+    assert exe.stats["arena_bytes"] == sum(x.arena.size for p in exe.segments for x in p.by_rows.values()) > first
 
 
 def test_numba_runs_allocate_no_activation_sized_array_once_buckets_are_compiled() -> None:
