@@ -145,7 +145,8 @@ def plan_segments(plan: ExitPlan) -> list[Segment]:
     return out
 
 
-def segment_graph(plan: ExitPlan, seg: Segment, rows: int) -> Graph:
-    """Segment `seg` as a graph of its own, for `rows` batch rows (its batch-carrying values resized)."""
+def segment_graph(plan: ExitPlan, seg: Segment, rows: int, ms: dict[int, int] | None = None) -> Graph:
+    """Segment `seg` as a graph of its own, for `rows` batch rows (its batch-carrying values resized; `ms`: m of
+    every batch-carrying value when the segment holds values the plan has not, else the plan's)."""
     name = f"{plan.graph.name}.segment{seg.index}" + (f".rows{rows}" if rows != plan.batch else "")
-    return subgraph(name, seg.inputs, seg.nodes, seg.outputs, plan.rows.rows, rows, plan.batch)
+    return subgraph(name, seg.inputs, seg.nodes, seg.outputs, plan.rows.rows if ms is None else ms, rows, plan.batch)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..ir.exit_plan import ExitPlan, Segment, plan_exits, plan_segments, segment_graph
+from ..ir.exit_sink import sink_post
 from ..ir.exits import has_exits
 from ..ir.graph import Graph, Value
 from ..ir.input_check import check_inputs
@@ -102,8 +103,9 @@ class SegmentPrograms:
     """One segment's executables, one per bucket of rows, compiled on first use and cached."""
 
     def __init__(self, plan: ExitPlan, seg: Segment, options: dict[str, Any], positions: dict[str, int],
-                 on_compile: Callable[[], None] | None = None) -> None:
+                 on_compile: Callable[[], None] | None = None, ms: dict[int, int] | None = None) -> None:
         self.plan = plan
+        self.ms = ms
         self.on_compile = on_compile
         self.seg = seg
         self.options = options
@@ -132,7 +134,7 @@ class SegmentPrograms:
 
     def _compile(self, rows: int) -> Program:
         t0 = time.perf_counter()
-        exe = NumbaExecutable(segment_graph(self.plan, self.seg, rows), outputs_in_arena=True, **self.options)
+        exe = NumbaExecutable(segment_graph(self.plan, self.seg, rows, self.ms), outputs_in_arena=True, **self.options)
         self.compile_seconds[rows] = time.perf_counter() - t0
         self.by_rows[rows] = exe
         feed = [(self.positions[v.name], self.plan.rows.rows.get(id(self._values[v.name])), self._values[v.name])
@@ -158,8 +160,12 @@ class NumbaExitExecutable(Executable):
         t0 = time.perf_counter()
         self.plan = plan_exits(graph)
         segments = plan_segments(self.plan)
+        sunk = sink_post(self.plan, segments)
+        if sunk is not None:  # what follows exit_select runs in every segment on its own head
+            segments = sunk.segments
         self._pos = value_positions(self.plan, segments)
-        self.segments = [SegmentPrograms(self.plan, s, options, self._pos) for s in segments]
+        ms = sunk.rows if sunk is not None else None
+        self.segments = [SegmentPrograms(self.plan, s, options, self._pos, ms=ms) for s in segments]
         for programs in self.segments:  # the path where no row leaves early is compiled up front
             programs.get(self.plan.batch)
         super().__init__(graph, "numba", time.perf_counter() - t0)
@@ -173,13 +179,17 @@ class NumbaExitExecutable(Executable):
         pos = self._pos
         self._main = [p for p in self.segments if p.seg.index <= n]
         self._post = next((p for p in self.segments if p.seg.index == n + 1), None)
-        self._fire_head = [(pos[ex.outputs[0].name], pos[ex.inputs[0].name]) for ex in self.plan.exits]
+        heads = [ex.inputs[0] for ex in self.plan.exits] + [self.plan.select.inputs[0]]
+        chosen = self.plan.select.outputs[0]
+        if sunk is not None:
+            heads, chosen = sunk.results, sunk.output
+        self._fire_head = [(pos[ex.outputs[0].name], pos[head.name]) for ex, head in zip(self.plan.exits, heads)]
         self._compact = [[(pos[v.name], self.plan.rows_of(v), v) for v in vs] for vs in self.plan.compact_after]
         self._inputs = [(v, pos[v.name]) for v in graph.inputs]
-        self._final = pos[self.plan.select.inputs[0].name]
-        self._select = (pos[self.plan.select.outputs[0].name], pos[self.plan.select.outputs[1].name])
+        self._final = pos[heads[-1].name]
+        self._select = (pos[chosen.name], pos[self.plan.select.outputs[1].name])
         self._outputs = [(v.name, v.data, pos.get(v.name)) for v in graph.outputs]
-        t = self.plan.select.outputs[0].type
+        t = chosen.type
         self._out_type = (t.shape, t.dtype.np_dtype)
         self._taken_at = [np.full(self.plan.batch, k, np.int32) for k in range(n + 1)]
         """Per exit (and the end): exit_select's second output when every row leaves there (copied per run)."""

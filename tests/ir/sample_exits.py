@@ -14,11 +14,13 @@ DEFAULT_CRITERIA: tuple[Criterion, Criterion] = (("max-prob", 0.9, 1), ("patienc
 
 
 def exit_mlp(batch: int = 4, criteria: Sequence[Criterion] = DEFAULT_CRITERIA, *, exits: bool = True,
-             features: int = 8, hidden: int = 16, classes: int = 3, seed: int = 0) -> Graph:
+             features: int = 8, hidden: int = 16, classes: int = 3, seed: int = 0, tail: str = "") -> Graph:
     """x -> fc1 -> relu -> [head0, exit 0] -> fc2 -> relu -> [head1, exit 1] -> fc3 -> relu -> final -> exit_select.
 
     The same seed gives the same weights at any batch size; `exits=False` returns the network with only `final`
-    as output. Exit 1 reads head0 as its earlier head when its criterion is patience or cosine.
+    as output. Exit 1 reads head0 as its earlier head when its criterion is patience or cosine. `tail` adds nodes
+    after exit_select: "softmax" (probabilities of the selected logits, output "probs"), "batch-sum" (a sum over
+    the batch axis added to them, which mixes rows) or "by-exit" (the logits plus the exit index, which reads it).
     """
     rng = np.random.default_rng(seed)
 
@@ -43,6 +45,12 @@ def exit_mlp(batch: int = 4, criteria: Sequence[Criterion] = DEFAULT_CRITERIA, *
         g.remove_dead_nodes()  # the heads, without their exits
         return verify(g)
     out, taken = b.exit_select(final, [(head0, fire0), (head1, fire1)], name="y")
+    if tail == "softmax":
+        out = b.softmax(b.mul(out, b.const(np.float32(0.5), "half")), axis=-1, name="probs")
+    elif tail == "batch-sum":
+        out = b.add(out, b.reduce_sum(out, axes=[0], keepdims=True), name="probs")
+    elif tail == "by-exit":
+        out = b.add(out, b.reshape(b.cast(taken, dtype="f32"), [batch, 1]), name="probs")
     b.output(out, taken)
     return b.build()
 

@@ -13,7 +13,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.ir import Graph, GraphBuilder, f32
+from tensorsmith.ir.exit_plan import plan_exits, plan_segments
 from tensorsmith.ir.exit_rows import RowError
+from tensorsmith.ir.exit_sink import sink_post
 from tensorsmith.runtime.numba_exec import NumbaExecutable
 from tensorsmith.runtime.numba_exits import NumbaExitExecutable, bucket_rows
 from tensorsmith.runtime.reference_exec import ReferenceExecutable
@@ -301,3 +303,27 @@ def test_the_buckets_of_a_segment_share_its_packed_weights() -> None:
     assert len(plans) >= 2 and packed[0]
     for other in packed[1:]:
         assert other.keys() == packed[0].keys() and all(other[k] is packed[0][k] for k in other)
+
+
+@pytest.mark.parametrize(("tail", "sunk"), [("softmax", True), ("batch-sum", False), ("by-exit", False)])
+def test_nodes_after_exit_select_run_in_the_segments_where_that_is_exact(tail: str, sunk: bool) -> None:
+    crit = (("max-prob", 0.8, 1), ("patience", 0.0, 2))
+    x = _x(24, seed=3, scale=1.5)
+    g = exit_mlp(24, crit, tail=tail)
+    plan = plan_exits(g)
+    moved = sink_post(plan, plan_segments(plan))
+    assert (moved is not None) == sunk
+    if moved is not None:  # segments 0, 1 and 2 end with their own copy of the tail, on their own head
+        assert [s.outputs[-1].name for s in moved.segments] == ["probs.exit0", "probs.exit1", "probs.exit2"]
+        assert moved.output is g.outputs[0]
+    exe = runtime.compile(g, backend="numba")
+    assert len(exe.stats["segments"]) == (3 if sunk else 4)  # no segment after exit_select once sunk
+    out, want = exe.run(x), reference.run(g, x)
+    assert_array_equal(out["y.1"], want["y.1"])
+    _close(out["probs"], want["probs"], exact=False)
+    left = exe.stats["exits"]["last"]
+    assert min(left) > 0  # every path taken by some row
+    for rows in (1, 3):  # every row leaving at one exit, and one row
+        one = {"x": x["x"][:rows]}
+        small = exit_mlp(rows, crit, tail=tail)
+        _close(runtime.compile(small, backend="numba").run(one)["probs"], reference.run(small, one)["probs"], False)
