@@ -72,7 +72,9 @@ compounds to 0.029 of the output's largest element (identical on the amx and avx
 fault), above the 0.02 this bound was. A wrong kernel shows as errors of the output's own size."""
 
 BLOCK_PRUNE = "prune{pattern=block,sparsity=0.5}"
-INT8 = "quantize{scheme=dynamic}"
+INT8 = "quantize{scheme=dynamic,ops=linear+conv2d+matmul+gather}"
+"""int8 everywhere the pass can: matrix weights (activations quantized at run time) and embedding tables, as ONNX
+Runtime's dynamic quantizer does (it quantizes Gather too)."""
 INT4 = "quantize{precision=int4}"
 
 REFERENCE = "reference fp32"

@@ -29,11 +29,14 @@ from .quantize_numeric import (
     quantize_weight,
 )
 from .quantize_report import format_mixed, format_report, format_smoothing, layer_bound
+from .quantize_tables import quantize_tables
 from .sensitivity import LayerSensitivity, agreement, choose_fp32, rank_layers, run_outputs
 from .smoothquant import Smoothed, smooth, smoothable
 from .target_guard import LayerChange, graph_latency, nodes_latency, remove_if_unused, revert_until_not_worse
 
 WEIGHT_OPS = ("linear", "conv2d", "matmul")
+TABLE_OP = "gather"
+"""`ops=...+gather` also quantizes constant lookup tables (embeddings) to int8 per row (quantize_tables.py)."""
 """The matrix ops whose constant weight the pass quantizes."""
 
 _TOLERANCE = {"fp16": (1e-2, 1e-3), "bf16": (5e-2, 1e-2), "int8": (5e-2, 5e-2), "uint8": (5e-2, 5e-2),
@@ -125,9 +128,10 @@ class Quantize(Pass):
 
     def __post_init__(self) -> None:
         """Check the options; errors name the option at fault."""
-        bad = [o for o in self.ops.split("+") if o not in WEIGHT_OPS]
+        bad = [o for o in self.ops.split("+") if o not in (*WEIGHT_OPS, TABLE_OP)]
         if bad or not self.ops:
-            raise ValueError(f"quantize: ops={self.ops!r} may only name {'+'.join(WEIGHT_OPS)} (joined by '+')")
+            raise ValueError(f"quantize: ops={self.ops!r} may only name {'+'.join((*WEIGHT_OPS, TABLE_OP))} "
+                             "(joined by '+')")
         if not 0.0 < self.percentile <= 100.0:
             raise ValueError(f"quantize: percentile={self.percentile} must lie in (0, 100]")
         if self.scheme != "weight" and self.precision in HALF_PRECISIONS:
@@ -397,7 +401,19 @@ class Quantize(Pass):
             skipped += [(f"kept for {target.name}", f"{n.name} (quantized, the whole graph was predicted slower)")
                         for n in done if n.name in undone]
             done = [n for n in done if n.name not in undone]
+        tables = []
+        if TABLE_OP in self.ops.split("+"):
+            if self.precision in INT_PRECISIONS:
+                tables, table_skips = quantize_tables(graph, self.min_params, [p for p in self.skip.split("+") if p])
+                skipped += table_skips
+                bytes_before += sum(t.bytes_before for t in tables)
+                bytes_after += sum(t.bytes_after for t in tables)
+            else:
+                skipped.append(("tables kept f32", f"precision={self.precision} (lookup tables go to int8 only)"))
         report = format_report(self, done, skipped, bytes_before, bytes_after, len(ctx.calibration or ()))
+        if tables:
+            report += "; " + "; ".join(f"table {t.name} int8 per row, {t.bytes_before / t.bytes_after:.2f}x smaller, "
+                                       f"max error {t.max_error:.3g}" for t in tables)
         if smoothed:
             report += "; " + format_smoothing(smoothed)
         if self.fold and self.scheme != "weight" and done:
@@ -407,8 +423,10 @@ class Quantize(Pass):
         summary = (f"quantized {len(done)} layer(s) " + ", ".join(f"{k} x{v}" for k, v in kinds.items())
                    + (f", weights {bytes_before / bytes_after:.2f}x smaller" if bytes_after else "")) if done \
             else "nothing quantized"
+        if tables:
+            summary += f"; {len(tables)} table(s) int8"
         if skipped:
             summary += f"; {len(skipped)} skipped"
-        stats = {"layers": len(done), "skipped": len(skipped), "smoothed": len(smoothed),
+        stats = {"layers": len(done), "tables": len(tables), "skipped": len(skipped), "smoothed": len(smoothed),
                  "weight_bytes_before": bytes_before, "weight_bytes_after": bytes_after}
-        return PassResult(graph, bool(done) or bool(smoothed), report, stats, summary)
+        return PassResult(graph, bool(done) or bool(smoothed) or bool(tables), report, stats, summary)
