@@ -8,7 +8,8 @@ the bucket's input; the padding rows repeat the first of them and their results 
 on part of the batch keeps rows apart: `ir/exit_rows.py`). While every row is still in, nothing is copied: when no
 row fires at an exit the next segment reads the previous one's arena outputs in place on the whole batch, and when
 every row fires the run stops there. The per-segment feeds are precomputed (`Program`), and segments are called
-through `NumbaExecutable.run_checked`, which skips the input checks. See docs/early-exit.md.
+through `NumbaExecutable.run_checked`, which skips the input checks. What follows exit_select runs inside the
+segments on each head where that is exact (`ir/exit_sink.py`). See docs/early-exit.md.
 """
 
 from __future__ import annotations
@@ -246,20 +247,19 @@ class NumbaExitExecutable(Executable):
         r, left, kernels = batch, [0] * (n + 1), 0
         for programs in self._main:
             k = programs.seg.index
-            prog = programs.program(batch if live is None else bucket_rows(r, batch))
+            bucket = batch if live is None else bucket_rows(r, batch)
+            prog = programs.program(bucket)
             if live is None:
                 args = [env[i] for i, _, _ in prog.feed]
             else:
-                bucket = bucket_rows(r, batch)
                 args = [env[i] if m is None else fit_rows(ws, v, env[i], r, bucket, m)  # type: ignore[arg-type]
                         for i, m, v in prog.feed]
             t0 = time.perf_counter() if timings is not None else 0.0
             for i, a in zip(prog.outputs, prog.exe.run_checked(args)):
                 env[i] = a
             if timings is not None:
-                rows = batch if live is None else bucket_rows(r, batch)
-                timings.append(NodeProfile(f"segment{k}", "segment", f"rows{rows}", time.perf_counter() - t0, 0,
-                                           f"{r} rows in a bucket of {rows}"))
+                timings.append(NodeProfile(f"segment{k}", "segment", f"rows{bucket}", time.perf_counter() - t0, 0,
+                                           f"{r} rows in a bucket of {bucket}"))
             kernels += prog.kernels
             if k == n:
                 break
