@@ -91,6 +91,7 @@ def quantize_tables(graph: Graph, min_params: int, skip: list[str]) -> tuple[lis
         if n.op != "gather":
             continue
         if any(fnmatch(n.name, p) for p in skip):
+            skipped.append(("excluded", f"{n.name} (skip={'+'.join(skip)})"))
             continue
         why = table_problem(n, min_params)
         if why is not None:
@@ -98,6 +99,5 @@ def quantize_tables(graph: Graph, min_params: int, skip: list[str]) -> tuple[lis
                 skipped.append(("table kept f32", f"{n.name} ({why})"))
             continue
         done.append(quantize_table(graph, n))
-    graph.remove_dead_nodes()
     return done, skipped
 

@@ -67,6 +67,9 @@ def test_tables_that_are_not_row_lookups_or_not_int8_stay_f32_with_the_reason() 
     ctx = PassContext()
     run_pipeline(embedding()[0], "quantize{precision=fp16,ops=linear+gather}", ctx=ctx)
     assert "lookup tables go to int8 only" in ctx.records[-1].report
+    ctx = PassContext()
+    run_pipeline(embedding()[0], "quantize{ops=linear+gather,skip=tok}", ctx=ctx)
+    assert "tok (skip=tok)" in ctx.records[-1].report and ctx.records[-1].stats["tables"] == 0
     b = GraphBuilder("dynamic-table")
     x = b.input("x", f32[5, 3])
     b.output(b.gather(x, b.input("ids", i64[2]), name="picked"))
