@@ -131,27 +131,44 @@ def epi_tile(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no
 def epi_block(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """Apply epilogue `stages` to out[m0:m1, c0:c1] (vectors run along the columns).
 
-    The same arithmetic as `epi_row` per row. Short rows run with the row loop inside one call: a
-    call per row would cost more than the row's arithmetic.
+    The same arithmetic on every element as `epi_row`, stage by stage over the whole block: short rows
+    cost a loop start per row and stage, not a row view and a stage switch per row (a 64 x 10 tile with a
+    bias: 2.4 -> under 1 us).
     """
-    n = c1 - c0
-    for r in range(m0, m1):
-        o = out[r][c0:c1]
-        rr = res[min(r, res.shape[0] - 1)][c0:c1]
-        vi = 0
-        for s in range(stages.shape[0]):
-            code = stages[s]
-            if is_vector_stage(code):
-                vv = vecs[vi][c0:c1]
-                if code == ADD:
-                    for j in range(n):
-                        o[j] += vv[j]
-                elif code == MUL:
-                    for j in range(n):
-                        o[j] *= vv[j]
-                else:
-                    for j in range(n):
-                        o[j] /= vv[j]
-                vi += 1
-            else:
-                apply_stage(o, n, code, params[s, 0], params[s, 1], rr)
+    last = res.shape[0] - 1
+    vi = 0
+    for s in range(stages.shape[0]):
+        code = stages[s]
+        if code == ADD:
+            for r in range(m0, m1):
+                for j in range(c0, c1):
+                    out[r, j] += vecs[vi, j]
+        elif code == MUL:
+            for r in range(m0, m1):
+                for j in range(c0, c1):
+                    out[r, j] *= vecs[vi, j]
+        elif code == DIV:
+            for r in range(m0, m1):
+                for j in range(c0, c1):
+                    out[r, j] /= vecs[vi, j]
+        elif code == RESIDUAL:
+            for r in range(m0, m1):
+                rr = min(r, last)
+                for j in range(c0, c1):
+                    out[r, j] += res[rr, j]
+        elif code == RELU:
+            for r in range(m0, m1):
+                for j in range(c0, c1):
+                    out[r, j] = frelu(out[r, j])
+        elif code == CLIP:
+            lo, hi = params[s, 0], params[s, 1]
+            for r in range(m0, m1):
+                for j in range(c0, c1):
+                    x = out[r, j]
+                    x = lo if x < lo else x
+                    out[r, j] = hi if x > hi else x
+        else:  # the costly activations take the per-row path (`short_cheap_rows`); kept exact here too
+            for r in range(m0, m1):
+                apply_stage(out[r, c0:c1], c1 - c0, code, params[s, 0], params[s, 1], res[min(r, last), c0:c1])
+        if is_vector_stage(code):
+            vi += 1
