@@ -15,7 +15,7 @@ Weights are re-expressed in the range `weight_bits` holds: 8 keeps them ([-128, 
 AVX2 and AVX-512BW kernels compute exactly) re-quantizes each channel from its dequantized values,
 w7 = rint(w * s / s7) with s7 = max|w * s| / 63, which moves each weight by at most s7 / 2 more.
 `weight_bits=auto` is 8 for a target other than this CPU, and for this CPU 8 when it reports
-avx512vnni, 7 otherwise. Every matrix op or Q/DQ pair left unfolded is listed with its reason.
+avx512vnni or avxvnni, 7 otherwise. Every matrix op or Q/DQ pair left unfolded is listed with its reason.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ FOLD_OPS = {"linear": "qlinear", "matmul": "qmatmul", "conv2d": "qconv2d"}
 """Matrix op -> the integer op it folds into."""
 WEIGHT_ZERO_POINT = {"i8": 0, "i4": 0, "u8": 128}
 """Zero point of each symmetric weight storage the quantize pass writes."""
-FULL_RANGE_FEATURE = "avx512vnni"
-"""The host feature whose int8 kernel (vpdpbusd) computes full-range s8 weights exactly."""
+FULL_RANGE_FEATURES = ("avx512vnni", "avxvnni")
+"""Host features whose int8 kernels (vpdpbusd on zmm or ymm) compute full-range s8 weights exactly."""
 HOST_TARGET = "cpu-host"
 
 
 def host_weight_bits() -> int:
     """8 when this CPU's int8 kernels take full-range weights, else 7 (vpmaddubsw's exact range)."""
-    return 8 if llvm.get_host_cpu_features().get(FULL_RANGE_FEATURE) else 7
+    features = llvm.get_host_cpu_features()
+    return 8 if any(features.get(f) for f in FULL_RANGE_FEATURES) else 7
 
 
 def _producer(v: Value, op: str) -> Node | None:

@@ -12,8 +12,8 @@ panel's groups start. Pruned blocks of width >= 4 drop whole groups, so the work
 (`int8_ukernel.make_gather_ukernel`: the activation word of each kept group is read through `gidx`,
 activations stay in place), K cut in chunks whose weights stay in L1, then the same dequantization,
 fused epilogue and requantization as the dense int8 GEMM (int8_drivers), so that the two agree bit for
-bit. The sparse kernels run vector dot products (vpdpbusd, or vpmaddubsw on avx512bw / avx2): on an AMX
-host they take the avx512vnni micro-kernels (AMX tiles need 64 contiguous K bytes per row).
+bit. The sparse kernels run vector dot products (vpdpbusd on zmm, or on ymm for avxvnni; vpmaddubsw on
+avx512bw / avx2): on an AMX host they take the avx512vnni micro-kernels (AMX tiles need 64 contiguous K bytes per row).
 """
 
 # ruff: noqa: F821
@@ -40,11 +40,13 @@ A_BLOCK_BYTES = 512 * 1024
 """Row blocks are sized so that their activation rows (rows x Kp bytes) fit in this much of L2."""
 MAX_TILE_ROWS = 256
 """Rows of one work item at most."""
-SPARSE_PATH = {"amx": "avx512vnni", "avx512vnni": "avx512vnni", "avx512bw": "avx512bw", "avx2": "avx2"}
+SPARSE_PATH = {"amx": "avx512vnni", "avx512vnni": "avx512vnni", "avxvnni": "avxvnni", "avx512bw": "avx512bw",
+               "avx2": "avx2"}
 """The micro-kernel family the block-sparse kernel runs for each int8 GEMM path."""
 TILES: dict[str, tuple[UkernelShape, ...]] = {
     "avx512vnni": (UkernelShape(16, 6, 4, "vpdpbusd", FULL_S8), UkernelShape(16, 8, 2, "vpdpbusd", FULL_S8),
                    UkernelShape(16, 8, 1, "vpdpbusd", FULL_S8)),
+    "avxvnni": (UkernelShape(8, 6, 2, "vpdpbusd", FULL_S8), UkernelShape(8, 8, 1, "vpdpbusd", FULL_S8)),
     "avx512bw": (UkernelShape(16, 4, 4, "pmaddubsw", MADDUBS_S8), UkernelShape(16, 8, 2, "pmaddubsw", MADDUBS_S8),
                  UkernelShape(16, 8, 1, "pmaddubsw", MADDUBS_S8)),
     "avx2": (UkernelShape(8, 4, 2, "pmaddubsw", MADDUBS_S8), UkernelShape(8, 8, 1, "pmaddubsw", MADDUBS_S8)),

@@ -6,6 +6,7 @@ A path names the instructions the int8 micro-kernel is built from (see `int8_uke
 |---|---|---|
 | amx | tdpbusd on 16 x 64-byte tiles (u8 x s8, 64 products per i32), VNNI for tails | tiles + zmm |
 | avx512vnni | vpdpbusd (u8 x s8, four products summed into i32, no saturation) | zmm |
+| avxvnni | vpdpbusd, VEX encoding (AVX-VNNI: AVX2-only CPUs with VNNI) | ymm |
 | avx512bw | vpmaddubsw + vpmaddwd (pairs summed in saturating i16, then i32) | zmm |
 | avx2 | vpmaddubsw + vpmaddwd | ymm |
 
@@ -31,6 +32,7 @@ from .int8_amx import request_tile_state
 INT8_PATH_FEATURES: dict[str, tuple[str, ...]] = {
     "amx": ("amx-int8", "amx-tile", "avx512f", "avx512bw", "avx512vnni"),
     "avx512vnni": ("avx512f", "avx512bw", "avx512vnni"),
+    "avxvnni": ("avx2", "avxvnni"),
     "avx512bw": ("avx512f", "avx512bw"),
     "avx2": ("avx2",),
 }

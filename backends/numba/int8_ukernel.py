@@ -6,7 +6,8 @@ of K_GROUP = 4 consecutive k per output column: panel [K/4][NR][4], so one 32-bi
 weight vector holds the 4 weights of one column that meet the 4 bytes a[m, 4g:4g+4], which are
 broadcast to every lane. Per group and lane the kernel adds sum_j a[m, 4g+j] * w[4g+j, n]:
 
-- avx512vnni: one vpdpbusd (exact for all u8 x s8 values);
+- avx512vnni, avxvnni: one vpdpbusd (exact for all u8 x s8 values; on zmm, or on ymm with the VEX
+  encoding of AVX-VNNI, which AVX2-only CPUs such as Intel's Alder Lake and Sierra Forest have);
 - avx512bw, avx2: vpmaddubsw (adds the two products of each byte pair into an i16, saturating),
   then vpmaddwd against ones (adds the two i16 into the i32 lane), then an i32 add. The i16 sum
   of two products is exact only while it fits: with activations in [0, 255] this needs weights
@@ -59,11 +60,12 @@ class UkernelShape:
 SHAPES: dict[str, UkernelShape] = {
     "amx": UkernelShape(vw=16, mr=6, nrv=2, dot="vpdpbusd", weight_range=FULL_S8, tile_rows=32),
     "avx512vnni": UkernelShape(vw=16, mr=6, nrv=4, dot="vpdpbusd", weight_range=FULL_S8),
+    "avxvnni": UkernelShape(vw=8, mr=6, nrv=2, dot="vpdpbusd", weight_range=FULL_S8),
     "avx512bw": UkernelShape(vw=16, mr=4, nrv=4, dot="pmaddubsw", weight_range=MADDUBS_S8),
     "avx2": UkernelShape(vw=8, mr=4, nrv=2, dot="pmaddubsw", weight_range=MADDUBS_S8),
 }
-"""Micro-kernel shape per path: 24 zmm accumulators with vpdpbusd; 16 zmm / 8 ymm where each
-product needs two temporaries (vpmaddubsw, vpmaddwd) besides the accumulators. The amx path's
+"""Micro-kernel shape per path: 24 zmm accumulators with vpdpbusd on zmm, 12 of the 16 ymm on ymm; 16 zmm /
+8 ymm where each product needs two temporaries (vpmaddubsw, vpmaddwd) besides the accumulators. The amx path's
 vector micro-kernel (vpdpbusd on 32-column panels) computes only what its tiles leave: the K beyond
 the last whole 64 and the rows below a 16-row tile (`int8_amx.py`)."""
 
@@ -84,8 +86,8 @@ def _dot_step(builder: ir.IRBuilder, shape: UkernelShape, acc: ir.Value, a: ir.V
     vi32, vi8 = ir.VectorType(_I32, vw), ir.VectorType(_I8, 4 * vw)
     vi16 = ir.VectorType(_I16, 2 * vw)
     mod = builder.module
-    if shape.dot == "vpdpbusd":
-        fn = _declare(mod, "llvm.x86.avx512.vpdpbusd.512", vi32, [vi32, vi8, vi8])
+    if shape.dot == "vpdpbusd":  # the 256-bit intrinsic selects the VEX (AVX-VNNI) form where AVX-512 VL is absent
+        fn = _declare(mod, f"llvm.x86.avx512.vpdpbusd.{32 * vw}", vi32, [vi32, vi8, vi8])
         return builder.call(fn, [acc, a, b])
     if vw == 16:
         mub = _declare(mod, "llvm.x86.avx512.pmaddubs.w.512", vi16, [vi8, vi8])

@@ -16,6 +16,7 @@ from ...ir.graph import Node, Value
 from ...ir.ops.integer import WEIGHT_BITS
 from ..cost.sparse_kernels import BSR
 from .bsr_int8 import SPARSE_PATH, bsr_int8_from_dense, bsr_int8_schedule, sparse_int8_kernel
+from .cpu_features import INT8_PATH_FEATURES
 from .epilogue import Epilogue, empty_epilogue
 from .geometry import DH, DW, GEOMETRY_SIZE, KH, KW, PL, PT, SH, SW, W_OUT
 from .int8_gemm import NO_QUANT_OUT, int8_kernels, int8_tiles, pack_int8_weights, padded_k, scratch_size
@@ -62,13 +63,13 @@ def _path(ctx: LowerCtx, node: Node) -> str:
     """The plan's int8 path, checked to compute this op's weight range exactly."""
     path = ctx.int8_path
     if path is None:
-        raise ctx.fail("this host executes no int8 GEMM path (amx, avx512vnni, avx512bw or avx2)")
+        raise ctx.fail(f"this host executes no int8 GEMM path ({', '.join(INT8_PATH_FEATURES)})")
     lo, hi = WEIGHT_BITS[node.attrs["weight_bits"]]
     plo, phi = WEIGHT_RANGE[path]
     if lo < plo or hi > phi:
         raise ctx.fail(f"weight_bits={node.attrs['weight_bits']} holds weights in [{lo}, {hi}], but int8 path "
                        f"{path!r} computes exactly only [{plo}, {phi}]: quantize with weight_bits=7 for this "
-                       f"path (quantize{{weight_bits=7}}), or run on a host with avx512vnni")
+                       f"path (quantize{{weight_bits=7}}), or run on a host with avx512vnni or avxvnni")
     ctx.int8_used = True
     return path
 

@@ -207,6 +207,9 @@ def test_path_choice() -> None:
     assert int8_paths(amx_host) == ("amx", "avx512vnni", "avx512bw", "avx2")
     without_vnni = {**amx_host, "avx512vnni": False}
     assert int8_paths(without_vnni) == ("avx512bw", "avx2")  # AMX tails run on VNNI
+    avx2_vnni = {"avx2": True, "avxvnni": True}  # AVX2-only CPUs with AVX-VNNI (Alder Lake, Sierra Forest)
+    assert int8_paths(avx2_vnni) == ("avxvnni", "avx2")
+    assert int8_paths({**amx_host, "avxvnni": True}) == ("amx", "avx512vnni", "avxvnni", "avx512bw", "avx2")
     assert unavailable_int8_paths({"avx2": True})["amx"].startswith("needs CPU features amx-int8, amx-tile")
     assert "avx2" not in unavailable_int8_paths({"avx2": True})
     assert set(unavailable_int8_paths()) | set(PATHS) == set(INT8_PATH_FEATURES)
@@ -250,10 +253,10 @@ def test_amx_is_offered_only_when_linux_grants_the_tile_state(monkeypatch: pytes
     """A host reporting AMX whose kernel refuses the tile state runs the next path and says why AMX does not."""
     from tensorsmith.backends.numba import cpu_features
 
-    amx_host = dict.fromkeys(("amx-int8", "amx-tile", "avx512f", "avx512bw", "avx512vnni", "avx2"), True)
+    amx_host = dict.fromkeys(("amx-int8", "amx-tile", "avx512f", "avx512bw", "avx512vnni", "avxvnni", "avx2"), True)
     monkeypatch.setattr(cpu_features, "host_features", lambda: amx_host)
     monkeypatch.setattr(cpu_features, "request_tile_state", lambda: "Linux refused the AMX tile state (test)")
-    assert cpu_features.int8_paths() == ("avx512vnni", "avx512bw", "avx2")
+    assert cpu_features.int8_paths() == ("avx512vnni", "avxvnni", "avx512bw", "avx2")
     assert cpu_features.unavailable_int8_paths() == {"amx": "Linux refused the AMX tile state (test)"}
     with pytest.raises(Int8PathError, match="'amx' cannot run here: Linux refused the AMX tile state"):
         check_int8_path("amx")
