@@ -160,6 +160,7 @@ ROW_RULES: dict[str, RowRule] = {
     "qlinear": _first_only,
     "qmatmul": _first_only,
     "qconv2d": _first_only,
+    "qadd": _rank_aligned,
     "quantize": _axis_not_0("axis"),
     "dequantize": _axis_not_0("axis"),
     "exit": _all_rows,

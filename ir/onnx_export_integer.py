@@ -4,7 +4,8 @@
 Round, Clip, Cast), which also covers the per-row form DynamicQuantizeLinear lacks. `qlinear` /
 `qmatmul` become MatMulInteger on the raw operands, minus x_zero_point * column sums of the weight (an
 i32 constant), then (x_scale * weight_scale) * acc + bias in float, and QuantizeLinear for a u8/i8
-output. `qconv2d` becomes ConvInteger with the zero point, then the same scaling along axis 1.
+output. `qconv2d` becomes ConvInteger with the zero point, then the same scaling along axis 1. `qadd`
+becomes its float32 steps (Cast, Sub, Cast, Mul per operand, Add) and QuantizeLinear.
 """
 
 from __future__ import annotations
@@ -174,9 +175,25 @@ def integer_product(w: Writer, op_type: str, a: Value, b: Value | np.ndarray, hi
     return w.add(op_type, ins)
 
 
+def _qadd(w: Writer, n: Node, ins: list[str], out: str) -> None:
+    def scalar(name: str, hint: str) -> str:
+        return w.add("Reshape", [name, w.ints([], f"{out}.{hint}.scalar")])
+
+    def dequantized(x: str, scale: str, zp: str, tag: str) -> str:
+        centered = w.add("Sub", [w.add("Cast", [x], to=TensorProto.INT32), scalar(zp, f"{tag}_zp")])
+        return w.add("Mul", [w.add("Cast", [centered], to=TensorProto.FLOAT), scalar(scale, f"{tag}_scale")])
+
+    y = w.add("Add", [dequantized(*ins[:3], "a"), dequantized(*ins[3:], "b")])
+    a = n.attrs
+    dt = np.uint8 if a["dtype"] == "u8" else np.int8
+    w.add("QuantizeLinear", [y, w.const(np.float32(a["out_scale"]), f"{out}.out_scale"),
+                             w.const(np.asarray(a["out_zero_point"]).astype(dt), f"{out}.out_zero_point")], [out])
+
+
 INTEGER_EXPORTERS: dict[str, Callable[[Any, Node, list[str], str], None]] = {
     "quantize-dynamic": _quantize_dynamic,
     "qlinear": _qlinear,
     "qmatmul": _qlinear,
     "qconv2d": _qconv2d,
+    "qadd": _qadd,
 }

@@ -9,7 +9,9 @@ or per tensor):
 2. `dynamic=true` and an f32 activation: `quantize-dynamic(x)` is inserted (per row, or per tensor
    with `granularity=tensor`; conv2d per tensor) and the op folds as in 1;
 3. the folded op's f32 result read only by a per-tensor (or output-channel) `quantize`: that
-   quantize folds into the op, which then writes u8/i8 itself (requantization).
+   quantize folds into the op, which then writes u8/i8 itself (requantization);
+4. `quantize(add(dequantize(a), dequantize(b)))`, all per tensor: one `qadd` (exact;
+   `quantize_fold_add.py`).
 
 Weights are re-expressed in the range `weight_bits` holds: 8 keeps them ([-128, 127]); 7 (what the
 AVX2 and AVX-512BW kernels compute exactly) re-quantizes each channel from its dequantized values,
@@ -32,6 +34,7 @@ from ..ir.ops.integer import WEIGHT_BITS
 from ..ir.ops.registry import get_op
 from ..ir.types import SparsityInfo, TensorType
 from .base import Pass, PassContext, PassResult, register_pass
+from .quantize_fold_add import fold_adds
 
 FOLD_OPS = {"linear": "qlinear", "matmul": "qmatmul", "conv2d": "qconv2d"}
 """Matrix op -> the integer op it folds into."""
@@ -245,6 +248,8 @@ class QuantizeFold(Pass):
         for n in list(graph.nodes):
             if n.op in FOLD_OPS.values() and self._requantize(graph, n):
                 requant += 1
+        adds, adds_kept = fold_adds(graph)
+        kept += adds_kept
         graph.remove_dead_nodes()
         users = graph.users()
         for n in graph.nodes:
@@ -254,7 +259,9 @@ class QuantizeFold(Pass):
         lines = [f"folded {len(folded)} matrix op(s) into integer ops (weight_bits={bits}"
                  + (f", activations quantized at run time per {self.granularity})" if self.dynamic else ")")
                  + (f"; {requant} requantize their output" if requant else "")]
+        if adds:
+            lines.append(f"folded {len(adds)} add(s) of dequantized tensors into qadd: {', '.join(adds)}")
         if kept:
             lines.append(f"not folded ({len(kept)}):")
             lines += [f"  {k}" for k in kept]
-        return PassResult(graph, bool(folded), "\n".join(lines))
+        return PassResult(graph, bool(folded or adds), "\n".join(lines))

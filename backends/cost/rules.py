@@ -226,6 +226,12 @@ def dequantize_rule(node: Node) -> Work:
     return Work("convert", ops=2 * n, operands=_reads(node), out_elements=n)
 
 
+def qadd_rule(node: Node) -> Work:
+    """qadd: two dequantizations, an add and a requantization (8 ops per element), on 1-byte operands."""
+    n = _out(node)
+    return Work("convert", ops=8 * n, operands=_reads(node), out_elements=n)
+
+
 def cast_rule(node: Node) -> Work:
     """cast: one conversion per element."""
     n = _out(node)
@@ -306,6 +312,7 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "qlinear": qlinear_rule,
     "qmatmul": qlinear_rule,
     "qconv2d": qconv2d_rule,
+    "qadd": qadd_rule,
     "dequantize": dequantize_rule,
     "cast": cast_rule,
     "reshape": view_rule,

@@ -80,3 +80,29 @@ def pixels_to_nchw(src, dst):  # type: ignore[no-untyped-def]
         s = src[n]
         for p in range(p_all):
             d[p] = s[p, c]
+
+
+QADD_CHUNK = 4096
+"""Elements of one `qadd` work item."""
+
+
+@twin(fastmath=False)
+def qadd(a, za, sa, b, zb, sb, s_out, z_out, lo, hi, out):  # type: ignore[no-untyped-def]
+    """out = clip(rint((sa * f32(a - za) + sb * f32(b - zb)) / s_out) + z_out, lo, hi) on flat arrays.
+
+    za, sa, zb, sb are one-element arrays (i32, f32, i32, f32), s_out an f32 and z_out, lo, hi integers.
+    Compiled without fast-math (no multiply-add contraction, a true division): the reference's float32 steps bit
+    for bit. A NaN (from a NaN scale) becomes z_out.
+    """
+    n = a.shape[0]
+    fz = np.float32(z_out)
+    flo = np.float32(lo)
+    fhi = np.float32(hi)
+    so = np.float32(s_out)
+    for c in prange((n + QADD_CHUNK - 1) // QADD_CHUNK):
+        for i in range(c * QADD_CHUNK, min(n, (c + 1) * QADD_CHUNK)):
+            fa = np.float32(np.int32(a[i]) - za[0]) * sa[0]
+            fb = np.float32(np.int32(b[i]) - zb[0]) * sb[0]
+            q = np.float32(np.rint(np.float32((fa + fb) / so))) + fz
+            q = fz if q != q else q
+            out[i] = min(max(q, flo), fhi)

@@ -22,7 +22,7 @@ from .geometry import DH, DW, GEOMETRY_SIZE, KH, KW, PL, PT, SH, SW, W_OUT
 from .int8_gemm import NO_QUANT_OUT, int8_kernels, int8_tiles, pack_int8_weights, padded_k, scratch_size
 from .int8_quantize import quantize_rows, quantize_tensor
 from .int8_ukernel import WEIGHT_RANGE
-from .k_integer import SIGN_FLIP, activations_u8, im2col_u8, pixels_to_nchw, shift_zero_points
+from .k_integer import SIGN_FLIP, activations_u8, im2col_u8, pixels_to_nchw, qadd, shift_zero_points
 from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -215,3 +215,18 @@ def lower_qproduct_alone(ctx: LowerCtx, node: Node) -> None:
 def lower_qconv_alone(ctx: LowerCtx, node: Node) -> None:
     """qconv2d on its own."""
     lower_qconv(ctx, node, empty_epilogue(node), node.outputs[0])
+
+
+@lowers("qadd")
+def lower_qadd(ctx: LowerCtx, node: Node) -> None:
+    """qadd: one elementwise pass over both int8 tensors (dequantize, add, requantize)."""
+    a, sa, za, b, sb, zb = node.inputs
+    v = node.outputs[0]
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    info = np.iinfo(v.type.dtype.np_dtype)
+    flat = lambda slot: ctx.reshaped(slot, (v.type.numel,))  # noqa: E731
+    ctx.emit("qadd", qadd, flat(ctx.arg(a)), ctx.arg(za), ctx.arg(sa), flat(ctx.arg(b)), ctx.arg(zb), ctx.arg(sb),
+             Lit(float(node.attrs["out_scale"])), Lit(int(node.attrs["out_zero_point"])), Lit(int(info.min)),
+             Lit(int(info.max)), flat(out), writes=(out,), work=v.type.numel)

@@ -107,9 +107,22 @@ def _qconv2d(node: Node, xs: Arrays) -> np.ndarray:
     return finish(node, acc, sx, sw, xs[5] if len(xs) > 5 else None, 1)
 
 
+def _qadd(node: Node, xs: Arrays) -> np.ndarray:
+    """clip(rint((sa * f32(a - za) + sb * f32(b - zb)) / out_scale) + out_zero_point): dequantize, add, quantize."""
+    a, sa, za, b, sb, zb = xs
+    fa = (a.astype(np.int32) - np.int32(za.reshape(-1)[0])).astype(np.float32) * np.float32(sa.reshape(-1)[0])
+    fb = (b.astype(np.int32) - np.int32(zb.reshape(-1)[0])).astype(np.float32) * np.float32(sb.reshape(-1)[0])
+    dt = np.dtype(np.uint8 if node.attrs["dtype"] == "u8" else np.int8)
+    info = np.iinfo(dt)
+    q = np.rint((fa + fb) / np.float32(node.attrs["out_scale"])) + np.float32(node.attrs["out_zero_point"])
+    q = np.where(np.isnan(q), np.float32(node.attrs["out_zero_point"]), q)  # a NaN scale requantizes to the zero point
+    return np.clip(q, info.min, info.max).astype(dt)
+
+
 INTEGER_RULES = {
     "quantize-dynamic": _quantize_dynamic,
     "qlinear": _qlinear,
     "qmatmul": _qlinear,
     "qconv2d": _qconv2d,
+    "qadd": _qadd,
 }

@@ -7,6 +7,7 @@ accumulate acc = sum (x - x_zero_point) * w exactly in int32, and either dequant
 y = (x_scale * weight_scale) * acc + bias in f32, or requantize y to u8/s8 with per-channel
 `out_scale` / `out_zero_point` (round half to even, saturating). `weight_bits` says which weight range
 the op holds: 8 is [-128, 127], 7 is [-64, 63] (what the AVX2 and AVX-512BW kernels compute exactly).
+`qadd` adds two quantized tensors and requantizes (a residual add that stays in int8).
 See docs/ir.md, "Integer ops".
 """
 
@@ -121,3 +122,30 @@ def _qconv2d(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     shape = get_op("conv2d").infer([TensorType(x.shape, f32), TensorType(w.shape, f32)], conv_attrs)[0].shape
     _check_qoperands("qconv2d", ts, a, 1, w.shape[0], math.prod(w.shape[1:]))
     return [TensorType(shape, DTYPES[a["dtype"]])]
+
+
+_QADD_INPUTS = ("a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point")
+
+
+@register_op("qadd", _QADD_INPUTS,
+             (Attr("dtype", "str", "u8", ("u8", "i8")), Attr("out_scale", "float", 1.0),
+              Attr("out_zero_point", "int", 0)),
+             doc="int8 add of two quantized tensors of one shape (per-tensor scales): y = clip(round((a_scale * "
+                 "float32(a - a_zero_point) + b_scale * float32(b - b_zero_point)) / out_scale) + out_zero_point) "
+                 "in u8 / i8, float32 in that order: dequantize, add, quantize as one op.")
+def _qadd(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, xs, xz, y, ys, yz = ts
+    for name, t in (("a", x), ("b", y)):
+        if t.dtype.name not in ("u8", "i8"):
+            raise dtype_error(f"qadd: {name} must be u8 or i8, got {t.dtype.name}")
+    if x.shape != y.shape:
+        raise shape_error(f"qadd: a {list(x.shape)} and b {list(y.shape)} must have one shape")
+    for name, s, z in (("a", xs, xz), ("b", ys, yz)):
+        if s.dtype != f32 or z.dtype != i32 or s.shape != (1,) or z.shape != (1,):
+            raise dtype_error(f"qadd: {name}_scale must be f32[1] and {name}_zero_point i32[1], got {s} and {z}")
+    if not a["out_scale"] > 0:
+        raise attr_error(f"qadd: out_scale must be positive, got {a['out_scale']}")
+    lo, hi = (-128, 127) if a["dtype"] == "i8" else (0, 255)
+    if not lo <= a["out_zero_point"] <= hi:
+        raise attr_error(f"qadd: out_zero_point must lie in [{lo}, {hi}] for {a['dtype']}, got {a['out_zero_point']}")
+    return [TensorType(x.shape, DTYPES[a["dtype"]])]

@@ -98,7 +98,7 @@ GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (cnn, mlp3d, el
 
 
 def integer() -> Graph:
-    """The integer ops: per-row and per-tensor dynamic quantization, f32 and requantized products, a conv."""
+    """The integer ops: per-row and per-tensor dynamic quantization, f32 and requantized products, a conv, a qadd."""
     b = GraphBuilder("integer")
     x, img = b.input("x", f32[2, 5, 32]), b.input("img", f32[1, 3, 8, 8])
     q, s, z = b.op_multi("quantize-dynamic", x, granularity="row")
@@ -110,7 +110,12 @@ def integer() -> Graph:
     c = b.op("qconv2d", qi, si, zi, RNG.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8),
              RNG.uniform(0.005, 0.01, 4).astype(np.float32), pads=[1, 1, 1, 1], strides=[2, 2], dtype="i8",
              out_scale=[0.02, 0.03, 0.04, 0.05], out_zero_point=[0, 1, -1, 2])
-    b.output(y, u, c, s, z)
+    u2 = b.op("qmatmul", q, s, z, np.ascontiguousarray(w.T[:, ::-1]), ws, dtype="i8", out_scale=[0.04],
+              out_zero_point=[-5])
+    r = b.op("qadd", u, b.const(np.array([0.05], np.float32), "us"), b.const(np.array([100], np.int32), "uz"), u2,
+             b.const(np.array([0.04], np.float32), "u2s"), b.const(np.array([-5], np.int32), "u2z"), dtype="i8",
+             out_scale=0.07, out_zero_point=3)
+    b.output(y, u, c, s, z, r)
     return b.build()
 
 

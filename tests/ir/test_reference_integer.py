@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tensorsmith.ir import BuildError, ExecutionError, GraphBuilder, f32, u8
+from tensorsmith.ir import BuildError, ExecutionError, GraphBuilder, f32, i8, u8
 
 from .refcase import covers, run_graph, run_op
 
@@ -101,3 +101,49 @@ def test_integer_ops_check_their_operands() -> None:
         b.op("qlinear", x, np.ones(1, F), np.zeros(1, np.int32), np.ones((5, 4), np.uint8), np.ones(5, F))
     with pytest.raises(BuildError, match="out_scale"):
         b.op("qlinear", x, np.ones(1, F), np.zeros(1, np.int32), np.ones((5, 4), np.int8), np.ones(5, F), dtype="u8")
+
+
+def _qadd(a: np.ndarray, sa: float, za: int, b: np.ndarray, sb: float, zb: int, **attrs: object) -> np.ndarray:
+    return run_op("qadd", a, np.array([sa], F), np.array([za], np.int32), b, np.array([sb], F),
+                  np.array([zb], np.int32), **attrs)
+
+
+@covers("qadd")
+def test_qadd_rounds_half_to_even_and_saturates() -> None:
+    a = np.array([10, 11, 12, 0, 255, 128], np.uint8)  # zero point 10, scale 0.5: 0, 0.5, 1, -5, 122.5, 59
+    b = np.array([0, 0, 1, 0, 127, -128], np.int8)  # zero point 0, scale 0.5: 0, 0, 0.5, 0, 63.5, -64
+    y = _qadd(a, 0.5, 10, b, 0.5, 0, dtype="u8", out_scale=1.0, out_zero_point=3)
+    # sums 0, 0.5, 1.5, -5, 186, -5 -> rint 0, 0, 2, -5, 186, -5 -> +3 -> 3, 3, 5, -2 (saturates to 0), 189, -2 -> 0
+    assert y.dtype == np.uint8 and y.tolist() == [3, 3, 5, 0, 189, 0]
+    s8 = _qadd(a, 0.5, 10, b, 0.5, 0, dtype="i8", out_scale=0.5, out_zero_point=-100)
+    assert s8.dtype == np.int8 and s8.tolist() == [-100, -99, -97, -110, 127, -110]
+
+
+@covers("qadd")
+def test_qadd_equals_dequantize_add_quantize() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (3, 50)).astype(np.uint8)
+    b = rng.integers(-128, 128, (3, 50)).astype(np.int8)
+    bld = GraphBuilder("qdq")
+    va, vb = bld.input("a", u8[3, 50]), bld.input("b", i8[3, 50])
+    s = bld.add(bld.dequantize(va, 0.031, 121), bld.dequantize(vb, 0.0173, -7))
+    bld.output(bld.quantize(s, 0.047, -3, dtype="i8"))
+    want = next(iter(run_graph(bld.build(), {"a": a, "b": b}).values()))
+    got = _qadd(a, 0.031, 121, b, 0.0173, -7, dtype="i8", out_scale=0.047, out_zero_point=-3)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_qadd_type_errors_name_the_operand() -> None:
+    bld = GraphBuilder("bad")
+    a, b = bld.input("a", u8[2, 3]), bld.input("b", u8[3, 2])
+    s, z = bld.const(np.array([1.0], F), "s"), bld.const(np.array([0], np.int32), "z")
+    with pytest.raises(BuildError, match=r"qadd: a \[2, 3\] and b \[3, 2\] must have one shape"):
+        bld.op("qadd", a, s, z, b, s, z)
+    with pytest.raises(BuildError, match="qadd: b must be u8 or i8, got f32"):
+        bld.op("qadd", a, s, z, bld.input("c", f32[2, 3]), s, z)
+    with pytest.raises(BuildError, match="out_zero_point must lie in"):
+        bld.op("qadd", a, s, z, a, s, z, dtype="i8", out_zero_point=200)
+    with pytest.raises(BuildError, match="out_scale must be positive"):
+        bld.op("qadd", a, s, z, a, s, z, out_scale=0.0)
+    with pytest.raises(BuildError, match=r"a_scale must be f32\[1\]"):
+        bld.op("qadd", a, z, z, a, s, z)

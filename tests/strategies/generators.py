@@ -352,6 +352,24 @@ def g_integer(s: State) -> tuple[Value, float]:
     return b.op("dequantize", y, scale=[bound / 127], zero_point=[zp]), bound * 1.1
 
 
+def g_qadd(s: State) -> tuple[Value, float]:
+    """Two values of one shape quantized per tensor (u8 or i8), added by qadd into u8 or i8, dequantized."""
+    x = s.pick()
+    y = s.pick(lambda v: v.type.shape == x.type.shape)
+    b = s.b
+    args: list[Value | np.ndarray] = []
+    for v in (x, y):
+        bv = max(s.bnd(v), 1e-2)
+        dtype = s.choice(("i8", "u8"))
+        zp = 0 if dtype == "i8" else 128
+        args += [b.quantize(v, bv / 127, zp, dtype=dtype), np.array([bv / 127], np.float32), np.array([zp], np.int32)]
+    bound = (max(s.bnd(x), 1e-2) + max(s.bnd(y), 1e-2)) * 1.02
+    dtype = s.choice(("u8", "i8"))
+    zp = 128 if dtype == "u8" else 0
+    q = b.op("qadd", *args, dtype=dtype, out_scale=bound / 127, out_zero_point=zp)
+    return b.op("dequantize", q, scale=[bound / 127], zero_point=[zp]), bound * 1.02
+
+
 def g_cast(s: State) -> tuple[Value, float]:
     """A cast to f16, bf16 or i32 and back to f32."""
     x = s.pick()
@@ -391,7 +409,7 @@ def g_fused(s: State) -> tuple[Value, float]:
 GENERATORS = (
     g_unary, g_unary, g_binary, g_binary, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
     g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
-    g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_cast, g_const_node, g_duplicate, g_fused,
+    g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node, g_duplicate, g_fused,
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms, g_integer)
 """Drawn more often while the graph holds a 4-D value."""
