@@ -68,9 +68,12 @@ def gather(data, idx, out):  # type: ignore[no-untyped-def]
     return -1
 
 
-@twin
+@twin(fastmath=False)
 def quantize(x, scale, zp, lo, hi, out):  # type: ignore[no-untyped-def]
-    """out[a, c, b] = clip(rint(x / scale[c]) + zp[c], lo, hi) on [A, C, B] arrays; NaN becomes zp[c]."""
+    """out[a, c, b] = clip(rint(x / scale[c]) + zp[c], lo, hi) on [A, C, B] arrays; NaN becomes zp[c].
+
+    Without fast-math: x / scale is a true division (a reciprocal multiply rounds some quotients near a half to
+    the other side), so the result is the reference's bit for bit."""
     na, nc, nb = x.shape
     for t in prange(na * nc):
         a = t // nc

@@ -54,3 +54,20 @@ def test_both_twins_round_like_numpy(parallel: bool) -> None:
         q = np.rint((fa + fb) / np.float32(so)) + np.float32(7)
         want = np.clip(np.where(np.isnan(q), np.float32(7), q), 0, 255).astype(np.uint8)
         assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_unfolded_dequantize_add_quantize_equals_the_reference(fuse: bool) -> None:
+    """The QDQ form that qadd replaces: quantize divides truly (no reciprocal), so both forms give the same bytes."""
+    b = GraphBuilder("qdq")
+    x, y = b.input("a", u8[128, 768]), b.input("b", i8[128, 768])
+    s = b.add(b.dequantize(x, 0.031, 121), b.dequantize(y, 0.0173, -7))
+    b.output(b.quantize(s, 0.047, 130, dtype="u8", name="q"), b.quantize(s, [0.03] * 768, [3] * 768, axis=1,
+                                                                          dtype="i8", name="qc"))
+    g = b.build()
+    feeds = {"a": RNG.integers(0, 256, (128, 768)).astype(np.uint8),
+             "b": RNG.integers(-128, 128, (128, 768)).astype(np.int8)}
+    want = reference.run(g, feeds)
+    got = runtime.compile(g, backend="numba", fuse=fuse).run(feeds)
+    for name in ("q", "qc"):
+        assert_array_equal(got[name], want[name])
