@@ -126,6 +126,10 @@ def check_inputs(graph: Graph, inputs: Any, cast: bool = False) -> dict[int, np.
             fast[id(v)] = a
         else:
             return fast
+    elif type(inputs) is np.ndarray and len(graph.inputs) == 1:  # `exe(x)` on a one-input graph
+        v = graph.inputs[0]
+        if inputs.dtype == v.type.dtype.np_dtype and inputs.shape == v.type.shape and inputs.flags.c_contiguous:
+            return {id(v): inputs}
     inputs = as_input_mapping(graph, inputs)
     if len(inputs) != len(graph.inputs) or any(v.name not in inputs for v in graph.inputs):
         names = [v.name for v in graph.inputs]

@@ -42,11 +42,12 @@ def test_one_input_graph_takes_the_array_and_is_callable(exes) -> None:  # type:
 
 
 @pytest.mark.parametrize("given", [X.astype(np.float64), X.astype(np.int32), X.astype(np.float16)])
-def test_a_wrong_dtype_names_input_given_and_expected(exes, given) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("bare", [False, True], ids=["dict", "array"])
+def test_a_wrong_dtype_names_input_given_and_expected(exes, given, bare) -> None:  # type: ignore[no-untyped-def]
     exe, _ = exes
     with pytest.raises(InputError, match=rf"graph fg: input 'x' has dtype {given.dtype}, expected f32 \(float32\);"
                                          r" .*cast=True"):
-        exe.run({"x": given})
+        exe.run(given if bare else {"x": given})
 
 
 def test_cast_opt_in_converts_when_no_value_changes(exes) -> None:  # type: ignore[no-untyped-def]
