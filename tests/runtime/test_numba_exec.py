@@ -16,7 +16,7 @@ from tensorsmith.backends import reference
 from tensorsmith.backends.numba import blas
 from tensorsmith.ir import Graph, GraphBuilder, InputError, f32
 from tensorsmith.ir.regions import make_region
-from tensorsmith.runtime.numba_exec import NumbaExecutable
+from tensorsmith.runtime.numba_exec import CALL, NumbaExecutable, compiled_entry
 
 RNG = np.random.default_rng(17)
 
@@ -78,6 +78,23 @@ def test_bad_inputs_are_reported_and_other_dtypes_or_layouts_are_accepted() -> N
         exe.run({"x": x64})
     np.testing.assert_allclose(exe.run({"x": x64}, cast=True)[g.outputs[0].name],
                                reference.run(g, {"x": x64}, cast=True)[g.outputs[0].name], rtol=1e-4, atol=1e-5)
+
+
+def test_bound_kernel_calls_skip_type_dispatch_and_stay_exact() -> None:
+    """Static steps call the kernel's compiled entry point for their argument types, not the dispatcher."""
+    g = _chain(4, 128)
+    exe = NumbaExecutable(g)
+    calls = [entry[1].func for entry in exe._main.program if entry[0] == CALL]
+    assert calls and not any(isinstance(f, numba.core.dispatcher.Dispatcher) for f in calls)
+    x = RNG.uniform(-1, 1, (64, 128)).astype(np.float32)
+    y = g.outputs[0].name
+    np.testing.assert_allclose(exe.run({"x": x})[y], reference.run(g, {"x": x})[y], rtol=1e-5, atol=1e-6)
+
+    add_one = numba.njit(lambda a, out: np.add(a, 1.0, out))
+    a, out = np.arange(4.0), np.empty(4)
+    compiled_entry(add_one, (a, out))(a, out)
+    np.testing.assert_array_equal(out, [1.0, 2.0, 3.0, 4.0])
+    assert compiled_entry(print, (a,)) is print  # not a dispatcher: unchanged
 
 
 def test_run_allocates_only_the_outputs() -> None:
