@@ -8,7 +8,8 @@ The rules, the same on every backend:
 - a Python list, tuple or scalar has no dtype of its own: it is converted to the input's dtype when
   its elements are of that kind (numbers for a float input, integers for an integer one, booleans for a
   bool one) and the conversion keeps every value; otherwise it is refused;
-- a non-contiguous array (a transposed or strided view) is copied into a C-contiguous one, never refused;
+- a non-contiguous array (a transposed or strided view) or a misaligned one is copied into a C-contiguous,
+  aligned one, never refused;
 - a graph with one input also takes the array itself instead of a dict.
 """
 
@@ -93,7 +94,7 @@ def check_input(graph: Graph, v: Value, given: Any, cast: bool = False) -> np.nd
     """The array to feed input `v`: dtype, shape and layout checked by the rules of this module."""
     want = v.type.dtype
     if type(given) is np.ndarray and given.dtype == want.np_dtype and given.shape == v.type.shape \
-            and given.flags.c_contiguous:
+            and _laid_out(given):
         return given  # the common case, checked before anything is formatted
     where = f"graph {graph.name}: input {v.name!r}"
     if isinstance(given, np.ndarray | np.generic):
@@ -111,7 +112,12 @@ def check_input(graph: Graph, v: Value, given: Any, cast: bool = False) -> np.nd
         a = _from_python(graph, v, given)
     if a.shape != v.type.shape:
         raise InputError(f"{where} has shape {list(a.shape)}, expected {list(v.type.shape)}")
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    return a if _laid_out(a) else np.array(a, order="C")
+
+
+def _laid_out(a: np.ndarray) -> bool:
+    """C-contiguous and aligned: the layout every backend's kernels are compiled for (else the input is copied)."""
+    return a.flags.c_contiguous and a.flags.aligned
 
 
 def check_inputs(graph: Graph, inputs: Any, cast: bool = False) -> dict[int, np.ndarray]:
@@ -121,14 +127,14 @@ def check_inputs(graph: Graph, inputs: Any, cast: bool = False) -> dict[int, np.
         for v in graph.inputs:
             a = inputs.get(v.name)
             if type(a) is not np.ndarray or a.dtype != v.type.dtype.np_dtype or a.shape != v.type.shape \
-                    or not a.flags.c_contiguous:
+                    or not _laid_out(a):
                 break
             fast[id(v)] = a
         else:
             return fast
     elif type(inputs) is np.ndarray and len(graph.inputs) == 1:  # `exe(x)` on a one-input graph
         v = graph.inputs[0]
-        if inputs.dtype == v.type.dtype.np_dtype and inputs.shape == v.type.shape and inputs.flags.c_contiguous:
+        if inputs.dtype == v.type.dtype.np_dtype and inputs.shape == v.type.shape and _laid_out(inputs):
             return {id(v): inputs}
     inputs = as_input_mapping(graph, inputs)
     if len(inputs) != len(graph.inputs) or any(v.name not in inputs for v in graph.inputs):

@@ -66,7 +66,7 @@ class Binding:
 
     memory: np.ndarray
     template: list[Any]
-    program: list[tuple[Any, ...]]
+    program: list[Any]
     steps: list[Step]
 
 
@@ -170,7 +170,7 @@ class NumbaExecutable(Executable):
             vals = [arrays[a] if isinstance(a, int) else a.value for a in step.args]
             dyn = [(i, a) for i, a in enumerate(step.args) if isinstance(a, int) and not static[a]]
             if dyn:
-                program.append((CALL_DYN, step.fn, vals, dyn))
+                program.append([CALL_DYN, step.fn, vals, dyn, False])  # entry point resolved on its first call
             else:
                 program.append((CALL, functools.partial(compiled_entry(step.fn, vals), *vals)))
         return Binding(memory, arrays, program, steps)
@@ -208,6 +208,8 @@ class NumbaExecutable(Executable):
                     vals = list(entry[2])
                     for pos, slot in entry[3]:
                         vals[pos] = env[slot]
+                    if not entry[4]:  # inputs are checked to their declared dtype, shape and C order, outputs
+                        entry[1], entry[4] = compiled_entry(entry[1], vals), True  # fresh: the types stay fixed
                     entry[1](*vals)
                 else:
                     env[entry[3]] = entry[1](env[entry[2]])

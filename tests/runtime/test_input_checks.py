@@ -107,6 +107,21 @@ def test_non_contiguous_inputs_are_copied(exes) -> None:  # type: ignore[no-unty
     np.testing.assert_array_equal(exe.run(strided)["y"], want)
 
 
+def test_misaligned_and_read_only_inputs_run(exes) -> None:  # type: ignore[no-untyped-def]
+    """A misaligned array is copied; a read-only one is read in place; both give the reference's result."""
+    exe, _ = exes
+    want = reference.run(exe.graph, {"x": X})["y"]
+    raw = np.zeros(X.nbytes + 1, np.uint8)
+    misaligned = raw[1:].view(np.float32).reshape(2, 3)
+    misaligned[...] = X
+    assert not misaligned.flags.aligned
+    read_only = np.frombuffer(X.tobytes(), np.float32).reshape(2, 3)
+    assert not read_only.flags.writeable
+    for given in (X, misaligned, read_only, X):  # the first call fixes a step's entry point on the Numba backend
+        np.testing.assert_array_equal(exe.run(given)["y"], want)
+        np.testing.assert_array_equal(exe.run({"x": given})["y"], want)
+
+
 def test_a_bare_array_needs_a_one_input_graph() -> None:
     b = GraphBuilder("two")
     b.output(b.add(b.input("a", f32[1]), b.input("b", f32[1]), name="y"))
