@@ -93,11 +93,11 @@ class NumbaExecutable(Executable):
         if self._parallel:  # the free-CPU probe must know this pool's workers from other threads
             register_pool_threads(pool_thread_ids())
         self._owner = threading.get_ident()
-        self._main = self._bind()
-        self._local = threading.local()
         t2 = time.perf_counter()
-        super().__init__(graph, "numba", 0.0)
         before = cache_stats(self.plan.twins)
+        self._main = self._bind()  # compiles (or loads) the kernels of steps whose arguments are all fixed
+        self._local = threading.local()
+        super().__init__(graph, "numba", 0.0)
         if warmup:
             self.run({v.name: np.zeros(v.type.shape, v.type.dtype.np_dtype) for v in graph.inputs})
         t3 = time.perf_counter()
