@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 
 import numba
@@ -95,6 +96,26 @@ def test_bound_kernel_calls_skip_type_dispatch_and_stay_exact() -> None:
     compiled_entry(add_one, (a, out))(a, out)
     np.testing.assert_array_equal(out, [1.0, 2.0, 3.0, 4.0])
     assert compiled_entry(print, (a,)) is print  # not a dispatcher: unchanged
+
+
+def test_binding_compiles_count_as_jit_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entry points resolved while binding (kernel compiles or cache loads) are in jit_seconds, not plan_seconds."""
+    from tensorsmith.runtime import numba_exec
+
+    calls = []
+
+    def slow_entry(fn, args):  # type: ignore[no-untyped-def]
+        calls.append(fn)
+        time.sleep(0.25)
+        return numba_exec.compiled_entry.__wrapped__(fn, args)  # type: ignore[attr-defined]
+
+    slow_entry.__wrapped__ = numba_exec.compiled_entry  # type: ignore[attr-defined]
+    monkeypatch.setattr(numba_exec, "compiled_entry", slow_entry)
+    exe = NumbaExecutable(_chain(4, 64))
+    bound = sum(1 for entry in exe._main.program if entry[0] == CALL)  # resolved while binding, the rest on use
+    assert bound >= 4 and len(calls) > bound
+    assert exe.stats["jit_seconds"] >= 0.25 * len(calls)
+    assert exe.stats["plan_seconds"] < 0.25 * bound
 
 
 def test_run_allocates_only_the_outputs() -> None:
