@@ -123,41 +123,71 @@ def epi_block(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[n
 
 @helper
 def epi_rows(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
-    """`epi_block` on rows m0..m1, stage by stage."""
+    """`epi_block` on rows m0..m1, stage by stage.
+
+    Loops index row views from 0 (`out[r, c0:c1]`, `vecs[k, c0:c1]`) so that they vectorize: indexing
+    out[r, j] from j = c0 keeps numpy's negative-index handling in the loop, which stops vectorization
+    (a 64 x 512 tile with a bias: 43 -> 4.7 us).
+    """
     last = res.shape[0] - 1
+    w = c1 - c0
     vi = 0
     for s in range(stages.shape[0]):
         code = stages[s]
-        if code == ADD:
-            for r in range(m0, m1):
-                for j in range(c0, c1):
-                    out[r, j] += vecs[vi, j]
-        elif code == MUL:
-            for r in range(m0, m1):
-                for j in range(c0, c1):
-                    out[r, j] *= vecs[vi, j]
-        elif code == DIV:
-            for r in range(m0, m1):
-                for j in range(c0, c1):
-                    out[r, j] /= vecs[vi, j]
-        elif code == RESIDUAL:
-            for r in range(m0, m1):
-                rr = min(r, last)
-                for j in range(c0, c1):
-                    out[r, j] += res[rr, j]
-        elif code == RELU:
-            for r in range(m0, m1):
-                for j in range(c0, c1):
-                    out[r, j] = frelu(out[r, j])
-        elif code == CLIP:
-            lo, hi = params[s, 0], params[s, 1]
-            for r in range(m0, m1):
-                for j in range(c0, c1):
-                    x = out[r, j]
-                    x = lo if x < lo else x
-                    out[r, j] = hi if x > hi else x
-        else:  # GELU, GELU_TANH, SIGMOID, TANH: their row loops vectorize as they are
-            for r in range(m0, m1):
-                apply_stage(out[r, c0:c1], c1 - c0, code, params[s, 0], params[s, 1], res[min(r, last), c0:c1])
+        lo, hi = params[s, 0], params[s, 1]
+        for r in range(m0, m1):
+            row = out[r, c0:c1]
+            if code == ADD:
+                vv = vecs[vi, c0:c1]
+                for j in range(w):
+                    row[j] += vv[j]
+            elif code == MUL:
+                vv = vecs[vi, c0:c1]
+                for j in range(w):
+                    row[j] *= vv[j]
+            elif code == DIV:
+                vv = vecs[vi, c0:c1]
+                for j in range(w):
+                    row[j] /= vv[j]
+            else:
+                apply_stage(row, w, code, lo, hi, res[min(r, last), c0:c1])
+        if is_vector_stage(code):
+            vi += 1
+
+
+@subkernel
+def epi_channel_rows(t, j0, w, c0, stages, vecs, params, res, n, lo):  # type: ignore[no-untyped-def]
+    """Apply epilogue `stages` to t[:, j0:j0 + w], a 2-D tile whose row r is channel c0 + r.
+
+    The same arithmetic on every element as `epi_row` with one channel per row, stage by stage over the
+    whole tile (in L1 while its stages run; a row costs a loop start per stage): vector stages read
+    vecs[k, c]; RESIDUAL adds res[n, c, lo:lo + w] (res holds the output's [N, C, pixels]); CLIP reads
+    params[s]. Loops index row views from 0 so that they vectorize (an offset index of unknown sign
+    would not).
+    """
+    vi = 0
+    for s in range(stages.shape[0]):
+        code = stages[s]
+        lo_v, hi_v = params[s, 0], params[s, 1]
+        for r in range(t.shape[0]):
+            row = t[r, j0:j0 + w]
+            if code == ADD:
+                v = vecs[vi, c0 + r]
+                for j in range(w):
+                    row[j] += v
+            elif code == MUL:
+                v = vecs[vi, c0 + r]
+                for j in range(w):
+                    row[j] *= v
+            elif code == DIV:
+                v = vecs[vi, c0 + r]
+                for j in range(w):
+                    row[j] /= v
+            elif code == RESIDUAL:
+                rr = res[n, c0 + r, lo:lo + w]
+                for j in range(w):
+                    row[j] += rr[j]
+            else:
+                apply_stage(row, w, code, lo_v, hi_v, row)
         if is_vector_stage(code):
             vi += 1
