@@ -6,22 +6,40 @@ channel) pairs form one K dimension (weights from pack_conv_weights(w, merged=Tr
 NR pixels is gathered from the zero-padded stride-phase planes (as conv_shift builds them) in runs
 of consecutive output columns, so neither the padding columns of the "wide" layout nor a ragged
 last panel per image is computed (an 8x8 output of a 3x3 conv: 64 pixels, not 3 panels of 80).
+The C tile (the item's channels x a few panels, in L1) is finished over all of K before the next one
+starts, so its epilogue runs and it is stored into the output while it is in cache.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
-from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT
+from .geometry import KH, KW, PL, PT, SH, SW, W_OUT
 from .jit import subkernel, twin
 from .k_conv_shift import KC_CONV, microkernel_rows, phase_plane
-from .k_epilogue import epi_row
+from .k_epilogue import CHUNK_FLOATS, epi_channel_rows
 from .k_microkernel import MR, NR
 
 
-def pixel_ext_floats(items: int, pb: int, cb: int) -> int:
-    """Floats of conv_pixels' C tiles: per work item cb rows of pb pixels rounded up to NR."""
-    return items * cb * (-(-pb // NR) * NR)
+def pixel_ext_floats(items: int, cb: int, sb: int) -> int:
+    """Floats of conv_pixels' C tiles: per work item cb channels of sb pixels."""
+    return items * cb * sb
+
+
+def store_block_pixels(pb: int, cb: int) -> int:
+    """Pixels of conv_pixels' C tile (whole NR panels): about CHUNK_FLOATS floats with cb channels, in L1."""
+    return max(NR, min(-(-pb // NR), CHUNK_FLOATS // (cb * NR)) * NR)
+
+
+def merged_row_offsets(ci: int, kh: int, kw: int, strides: tuple[int, int], dilations: tuple[int, int],
+                       hq: int, wq: int) -> np.ndarray:
+    """Per K row k = tap * ci + channel, where its B row starts in one image's phase planes (output pixel 0, 0)."""
+    (sh, sw), (dh, dw) = strides, dilations
+    plane = hq * wq
+    tap, chan = np.divmod(np.arange(kh * kw * ci), ci)
+    ri, cj = (tap // kw) * dh, (tap % kw) * dw
+    return (chan * sh * sw * plane + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw).astype(np.int64)
 
 
 @subkernel
@@ -49,20 +67,43 @@ def _pack_pixels(xpad, offs, kc, p, pw, p_img, w_out, wq, img, bp):  # type: ign
                 row[z] = 0.0
 
 
+@subkernel
+def _store_tile(out, tile, c0, p, w, stages, vecs, params, res):  # type: ignore[no-untyped-def]
+    """The epilogue of one finished C tile (row r: channel c0 + r, columns: pixels p..p+w of all images in a
+    row), then the tile into out [N, C, pixels], one image's part at a time."""
+    p_img = out.shape[2]
+    rows = tile.shape[0]
+    c1 = min(out.shape[1], c0 + rows)
+    q = p
+    while q < p + w:
+        n = q // p_img
+        lo = q - n * p_img
+        span = min(p_img - lo, p + w - q)
+        if stages.shape[0] > 0:
+            epi_channel_rows(tile[:c1 - c0], q - p, span, c0, stages, vecs, params, res, min(n, res.shape[0] - 1), lo)
+        for c in range(c0, c1):
+            src = tile[c - c0, q - p:q - p + span]
+            dst = out[n, c, lo:lo + span]
+            for z in range(span):
+                dst[z] = src[z]
+        q += span
+
+
 @twin
-def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stages,  # type: ignore[no-untyped-def]
+def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stages,  # type: ignore[no-untyped-def]
                 vecs, params, res):
     """conv2d, groups 1, f32, any stride/dilation, K = (tap, channel) pairs: out [N, Co, Ho*Wo].
 
     ap from pack_conv_weights(w, merged=True); xpad: N images of phase planes (padded_image_floats
-    each); ext: pixel_ext_floats(...); bpan: KC_CONV*NR floats and offsets: KC_CONV int64 per work
-    item. Work items are (block of pb output pixels over all images, block of cb output channels);
-    pb and cb are multiples of NR and MR (or pb covers every pixel).
+    each); rows: merged_row_offsets(...); ext: pixel_ext_floats(...), per work item a C tile of cb channels x
+    sb pixels (store_block_pixels); bpan: KC_CONV*NR floats per work item. Work items are (block of pb
+    output pixels over all images, block of cb output channels); pb and cb are multiples of NR and MR
+    (or pb covers every pixel).
     """
     nb, ci_all, h_in, w_in = x.shape
     co_all = out.shape[1]
     kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
-    pt, pl, dh, dw = geo[PT], geo[PL], geo[DH], geo[DW]
+    pt, pl = geo[PT], geo[PL]
     w_out = geo[W_OUT]
     p_img = out.shape[2]
     plane = hq * wq
@@ -79,7 +120,6 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stage
     p_all = nb * p_img
     gp = (p_all + pb - 1) // pb
     gc = (co_all + cb - 1) // cb
-    ldx = (pb + NR - 1) // NR * NR
     k_total = kh * kw * ci_all
     for t in prange(gp * gc):
         ip = t // gc
@@ -89,34 +129,15 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, offsets, geo, hq, wq, pb, cb, stage
         c0 = ic * cb
         c1 = min(co_all, c0 + cb)
         bp = bpan[t * KC_CONV * NR:(t + 1) * KC_CONV * NR]
-        offs = offsets[t * KC_CONV:(t + 1) * KC_CONV]
-        c_base = t * cb * ldx - c0 * ldx - p0  # channel c, pixel p of this item's C tile: c_base + c*ldx + p
-        for pc in range(0, k_total, KC_CONV):
-            kc = min(KC_CONV, k_total - pc)
-            for kk in range(kc):  # start of B row kk in the phase planes of image 0, output pixel (0, 0)
-                tap = (pc + kk) // ci_all
-                ci = pc + kk - tap * ci_all
-                ri = (tap // kw) * dh
-                cj = (tap % kw) * dw
-                offs[kk] = ci * chan + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw
-            for p in range(p0, p1, NR):
-                _pack_pixels(xpad, offs, kc, p, min(NR, p1 - p), p_img, w_out, wq, img, bp)
-                for mp in range(c0 // MR, (c1 + MR - 1) // MR):
-                    microkernel_rows(c1 - mp * MR, kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, ext,
-                             c_base + mp * MR * ldx + p, ldx, pc > 0)
-        for c in range(c0, c1):  # per image the item's pixels are one contiguous span of the output
-            rc = min(c, res.shape[1] - 1)
-            p = p0
-            while p < p1:
-                n = p // p_img
-                lo = p - n * p_img
-                hi = min(p_img, lo + p1 - p)
-                span = out[n, c, lo:hi]
-                src = ext[c_base + c * ldx + p:c_base + c * ldx + p + hi - lo]
-                for z in range(hi - lo):
-                    span[z] = src[z]
-                if stages.shape[0] > 0:
-                    rn = min(n, res.shape[0] - 1)
-                    rrow = res[rn, rc][lo:hi] if res.shape[2] > 1 else res[rn, rc]
-                    epi_row(span, span, False, stages, vecs, params, 0, c, rrow)
-                p += hi - lo
+        tile = ext[t * cb * sb:(t + 1) * cb * sb]
+        for ps in range(p0, p1, sb):
+            pe = min(p1, ps + sb)
+            for p in range(ps, pe, NR):
+                pw = min(NR, pe - p)
+                for pc in range(0, k_total, KC_CONV):
+                    kc = min(KC_CONV, k_total - pc)
+                    _pack_pixels(xpad, rows[pc:pc + kc], kc, p, pw, p_img, w_out, wq, img, bp)
+                    for mp in range(c0 // MR, (c1 + MR - 1) // MR):
+                        microkernel_rows(c1 - mp * MR, kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, tile,
+                                         (mp * MR - c0) * sb + p - ps, sb, pc > 0)
+            _store_tile(out, tile.reshape((cb, sb)), c0, ps, pe - ps, stages, vecs, params, res)

@@ -14,7 +14,7 @@ from .epilogue import Epilogue, empty_epilogue
 from .geometry import B_IN_PLACE, B_MERGED, B_PACKED, SH, SW, window_geometry
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
-from .k_conv_pixels import conv_pixels, pixel_ext_floats
+from .k_conv_pixels import conv_pixels, merged_row_offsets, pixel_ext_floats, store_block_pixels
 from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
@@ -114,13 +114,15 @@ def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: in
     f32 = np.dtype(np.float32)
     packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=True), f"{node.name}.packed")
     xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
-    ext = ctx.buffer((pixel_ext_floats(items, pb, cb),), f32, f"{node.name}.tiles")
+    sb = store_block_pixels(pb, cb)
+    ext = ctx.buffer((pixel_ext_floats(items, cb, sb),), f32, f"{node.name}.tiles")
     bpan = ctx.buffer((items * KC_CONV * k_microkernel.NR,), f32, f"{node.name}.panel")
-    offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
+    rows = ctx.const(merged_row_offsets(ci, kh, kw, (sh, sw), tuple(node.attrs["dilations"]), hq, wq),
+                     f"{node.name}.rows")
     codes, vecs, params = epilogue_args(ctx, epi)
-    ctx.emit(kernel_label("conv_uk_im2col", epi), conv_pixels, src, packed, o3, xpad, ext, bpan, offsets,
-             Lit(window_geometry(node, wo)), Lit(hq), Lit(wq), Lit(pb), Lit(cb), codes, vecs, params, res,
-             writes=(o3, xpad, ext, bpan, offsets), work=work)
+    ctx.emit(kernel_label("conv_uk_im2col", epi), conv_pixels, src, packed, o3, xpad, ext, bpan, rows,
+             Lit(window_geometry(node, wo)), Lit(hq), Lit(wq), Lit(pb), Lit(cb), Lit(sb), codes, vecs, params,
+             res, writes=(o3, xpad, ext, bpan), work=work)
 
 
 def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],
