@@ -46,3 +46,36 @@ def test_the_tile_epilogue_equals_the_row_epilogue_bit_for_bit(stages: list[int]
     _rows(want, 1, m, c0, c1, codes, vecs, params, res)
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(got[0], out[0]) and np.array_equal(got[:, :c0], out[:, :c0])
+
+
+@numba.njit(cache=False)
+def _channel_tile(t, j0, w, c0, stages, vecs, params, res, n, lo):  # type: ignore[no-untyped-def]
+    k.epi_channel_rows(t, j0, w, c0, stages, vecs, params, res, n, lo)
+
+
+@numba.njit(cache=False)
+def _channel_rows(t, j0, w, c0, stages, vecs, params, res, n, lo):  # type: ignore[no-untyped-def]
+    for r in range(t.shape[0]):
+        row = t[r][j0:j0 + w]
+        epi_row(row, row, False, stages, vecs, params, 0, c0 + r, res[n, c0 + r][lo:lo + w])
+
+
+@pytest.mark.parametrize("stages", STAGE_LISTS, ids=["-".join(map(str, s)) for s in STAGE_LISTS])
+@pytest.mark.parametrize(("rows", "cols", "j0", "w"), [(16, 320, 0, 320), (24, 96, 32, 40), (5, 33, 1, 31)])
+def test_the_channel_row_epilogue_equals_the_row_epilogue_bit_for_bit(stages: list[int], rows: int, cols: int,
+                                                                      j0: int, w: int) -> None:
+    """Rows of the tile are channels c0.. (conv_pixels' C tile); the residual is read from image n at pixel lo."""
+    rng = np.random.default_rng(rows * cols + len(stages))
+    t = (rng.standard_normal((rows, cols)) * 3).astype(np.float32)
+    c0, n, lo = 3, 1, 7
+    vecs = (rng.standard_normal((sum(s in VECTOR for s in stages), c0 + rows)) + 2).astype(np.float32)
+    params = np.tile(np.array([[-1.5, 2.0]], np.float32), (len(stages), 1))
+    res = (rng.standard_normal((2, c0 + rows, lo + w)) if RESIDUAL in stages else np.zeros((2, c0 + rows, lo + w)))
+    res = res.astype(np.float32)
+    codes = np.array(stages, np.int64)
+    got, want = t.copy(), t.copy()
+    _channel_tile(got, j0, w, c0, codes, vecs, params, res, n, lo)
+    _channel_rows(want, j0, w, c0, codes, vecs, params, res, n, lo)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(got[:, :j0], t[:, :j0]) and np.array_equal(got[:, j0 + w:], t[:, j0 + w:])
+    assert not np.array_equal(got[:, j0:j0 + w], t[:, j0:j0 + w])
