@@ -1,11 +1,13 @@
-"""Convolution with few input channels on the GEMM micro-kernel: im2col one B panel at a time over real pixels.
+"""Convolution with few input channels on the GEMM micro-kernel, over the real output pixels.
 
 With few input channels per tap a shifted GEMM per tap would have a K of Ci alone, so the (tap,
 channel) pairs form one K dimension (weights from pack_conv_weights(w, merged=True)). The pixel
-(N) dimension is the output pixels of all images in a row, (n, oh, ow) flattened: a B panel of
-NR pixels is gathered from the zero-padded stride-phase planes (as conv_shift builds them) in runs
-of consecutive output columns, so neither the padding columns of the "wide" layout nor a ragged
-last panel per image is computed (an 8x8 output of a 3x3 conv: 64 pixels, not 3 panels of 80).
+(N) dimension is the output pixels of all images in a row, (n, oh, ow) flattened, so neither the
+padding columns of the "wide" layout nor a ragged last panel per image is computed (an 8x8 output
+of a 3x3 conv: 64 pixels, not 3 panels of 80). A B panel of NR pixels is made of runs of consecutive
+output columns in the zero-padded stride-phase planes (as conv_shift builds them): where each run of
+VW / 2 (or VW) pixels lies in one output row, the micro-kernel reads them in place through the K
+rows' offsets; otherwise the panel is gathered first (im2col one panel at a time).
 The C tile (the item's channels x a few panels, in L1) is finished over all of K before the next one
 starts, so its epilogue runs and it is stored into the output while it is in cache.
 """
@@ -15,11 +17,16 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .geometry import KH, KW, PL, PT, SH, SW, W_OUT
-from .jit import subkernel, twin
-from .k_conv_shift import KC_CONV, microkernel_rows, phase_plane
+from .geometry import B_IN_PLACE, B_PANELS, KH, KW, PL, PT, SH, SW, W_OUT
+from .jit import helper, subkernel, twin
+from .k_conv_shift import KC_CONV, phase_plane
 from .k_epilogue import CHUNK_FLOATS, epi_channel_rows
-from .k_microkernel import MR, NR
+from .k_microkernel import MR, NR, VW, microkernel_offsets_rows, microkernel_rows
+
+
+def reads_in_place(w_out: int) -> bool:
+    """Whether conv_pixels reads its B rows in place: output rows of whole runs of VW / 2 (or VW) pixels."""
+    return w_out % (VW // 2) == 0
 
 
 def pixel_ext_floats(items: int, cb: int, sb: int) -> int:
@@ -40,6 +47,15 @@ def merged_row_offsets(ci: int, kh: int, kw: int, strides: tuple[int, int], dila
     tap, chan = np.divmod(np.arange(kh * kw * ci), ci)
     ri, cj = (tap // kw) * dh, (tap % kw) * dw
     return (chan * sh * sw * plane + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw).astype(np.int64)
+
+
+@helper
+def _pixel_offset(g, p_img, w_out, wq, img):  # type: ignore[no-untyped-def]
+    """Where output pixel g (of all images in a row) starts in the phase planes, relative to a K row's offset."""
+    n = g // p_img
+    r = g - n * p_img
+    oh = r // w_out
+    return n * img + oh * wq + r - oh * w_out
 
 
 @subkernel
@@ -98,7 +114,9 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
     each); rows: merged_row_offsets(...); ext: pixel_ext_floats(...), per work item a C tile of cb channels x
     sb pixels (store_block_pixels); bpan: KC_CONV*NR floats per work item. Work items are (block of pb
     output pixels over all images, block of cb output channels); pb and cb are multiples of NR and MR
-    (or pb covers every pixel).
+    (or pb covers every pixel). geo[B_PANELS] == B_IN_PLACE (only when the output width is a multiple of
+    VW / 2, see reads_in_place) reads B rows in place from the phase planes through `rows` (bpan unused),
+    B_PACKED gathers each panel first.
     """
     nb, ci_all, h_in, w_in = x.shape
     co_all = out.shape[1]
@@ -121,6 +139,10 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
     gp = (p_all + pb - 1) // pb
     gc = (co_all + cb - 1) // cb
     k_total = kh * kw * ci_all
+    in_place = geo[B_PANELS] == B_IN_PLACE
+    halves = w_out % VW != 0  # in place: runs of VW / 2 pixels (two per vector) unless rows hold whole vectors
+    run = VW // 2 if halves else VW
+    runs = NR // run
     for t in prange(gp * gc):
         ip = t // gc
         ic = t - ip * gc
@@ -130,10 +152,18 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
         c1 = min(co_all, c0 + cb)
         bp = bpan[t * KC_CONV * NR:(t + 1) * KC_CONV * NR]
         tile = ext[t * cb * sb:(t + 1) * cb * sb]
+        starts = np.empty(runs, np.int64)
         for ps in range(p0, p1, sb):
             pe = min(p1, ps + sb)
             for p in range(ps, pe, NR):
                 pw = min(NR, pe - p)
+                if in_place:  # each run of the panel lies in one output row: read B rows in place, no packing
+                    for i in range(runs):  # runs past the last pixel read the first run again (junk, not stored)
+                        starts[i] = _pixel_offset(p + i * run if i * run < pw else p, p_img, w_out, wq, img)
+                    for mp in range(c0 // MR, (c1 + MR - 1) // MR):
+                        microkernel_offsets_rows(c1 - mp * MR, halves, k_total, ap, mp * k_total * MR, xpad, rows,
+                                                 starts, tile, (mp * MR - c0) * sb + p - ps, sb, False)
+                    continue
                 for pc in range(0, k_total, KC_CONV):
                     kc = min(KC_CONV, k_total - pc)
                     _pack_pixels(xpad, rows[pc:pc + kc], kc, p, pw, p_img, w_out, wq, img, bp)

@@ -32,13 +32,23 @@ KC = 256
 AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATURES.get("avx512f"))
 
 
-def _make_ukernel(rows: int, a_stride: int = MR):  # type: ignore[no-untyped-def]
+def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0):  # type: ignore[no-untyped-def]
     """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an A panel whose k-th values are
-    `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place)."""
+    `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place).
+
+    With `b_pieces` > 0 the B rows are read in place through a table instead of a packed panel: row k is
+    2 * b_pieces runs of VW / b_pieces floats, run i at b[offs[k] + starts[i]] (a convolution's K rows in
+    the padded input planes, each run a run of output pixels of one row).
+    """
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
         """C[rows, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] (first rows) @ B rows [kc][NR]."""
         sig = types.void(kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+        return sig, _codegen
+
+    def ukernel_offsets_typer(typingctx, kc, a, a_off, b, offs, starts, c, c_off, ldc, accumulate):  # type: ignore
+        """C[rows, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] (first rows) @ B rows read through offs."""
+        sig = types.void(kc, a, a_off, b, offs, starts, c, c_off, ldc, accumulate)
         return sig, _codegen
 
     def _codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -46,14 +56,21 @@ def _make_ukernel(rows: int, a_stride: int = MR):  # type: ignore[no-untyped-def
         f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
         vt = ir.VectorType(f32, VW)
 
-        def base(idx):  # type: ignore[no-untyped-def]
-            arr = context.make_array(st[idx])(context, builder, args[idx])
-            return builder.gep(arr.data, [context.cast(builder, args[idx + 1], st[idx + 1], types.intp)])
+        def data(idx):  # type: ignore[no-untyped-def]
+            return context.make_array(st[idx])(context, builder, args[idx]).data
 
-        pa, pb, pc = base(1), base(3), base(6)
-        kcv = context.cast(builder, args[0], st[0], types.intp)
-        ldb_v = context.cast(builder, args[5], st[5], types.intp)
-        ldc_v = context.cast(builder, args[8], st[8], types.intp)
+        def scalar(idx):  # type: ignore[no-untyped-def]
+            return context.cast(builder, args[idx], st[idx], types.intp)
+
+        pa = builder.gep(data(1), [scalar(2)])
+        kcv = scalar(0)
+        if b_pieces:
+            pb, p_offs = data(3), data(4)
+            starts = [builder.load(builder.gep(data(5), [ir.Constant(i64, i)]), align=8) for i in range(2 * b_pieces)]
+            pc, ldc_v, acc_arg = builder.gep(data(6), [scalar(7)]), scalar(8), 9
+        else:
+            pb, ldb_v = builder.gep(data(3), [scalar(4)]), scalar(5)
+            pc, ldc_v, acc_arg = builder.gep(data(6), [scalar(7)]), scalar(8), 9
         name = f"llvm.fma.v{VW}f32"
         fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
                                                               name=name)
@@ -71,9 +88,13 @@ def _make_ukernel(rows: int, a_stride: int = MR):  # type: ignore[no-untyped-def
             p = builder.phi(vt)
             p.add_incoming(zero, pre)
             accs.append(p)
-        bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
-        bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()), align=4)
-                for j in range(2)]
+        if b_pieces:
+            bptr = builder.gep(pb, [builder.load(builder.gep(p_offs, [k]), align=8)])
+            bvec = [_load_pieces(builder, bptr, starts[j * b_pieces:(j + 1) * b_pieces]) for j in range(2)]
+        else:
+            bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
+            bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()),
+                                 align=4) for j in range(2)]
         aptr = builder.gep(pa, [builder.mul(k, ir.Constant(i64, a_stride))])
         new = []
         for i in range(rows):
@@ -94,7 +115,7 @@ def _make_ukernel(rows: int, a_stride: int = MR):  # type: ignore[no-untyped-def
             fin.add_incoming(zero, pre)
             fin.add_incoming(new[idx], last)
             fins.append(fin)
-        acc_flag = context.cast(builder, args[9], st[9], types.boolean)
+        acc_flag = context.cast(builder, args[acc_arg], st[acc_arg], types.boolean)
         for i in range(rows):
             row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
             for j in range(2):
@@ -104,8 +125,21 @@ def _make_ukernel(rows: int, a_stride: int = MR):  # type: ignore[no-untyped-def
                 builder.store(builder.select(acc_flag, builder.fadd(fin, old), fin), ptr, align=4)
         return context.get_dummy_value()
 
-    ukernel_typer.__name__ = ukernel_typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_stride}"
-    return intrinsic(ukernel_typer)
+    typer = ukernel_offsets_typer if b_pieces else ukernel_typer
+    typer.__name__ = typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_stride}{f'_b{b_pieces}' if b_pieces else ''}"
+    return intrinsic(typer)
+
+
+def _load_pieces(builder: ir.IRBuilder, ptr: ir.Value, starts: list[ir.Value]) -> ir.Value:
+    """One VW-float vector from len(starts) equal runs of floats, run i at ptr + starts[i] (concatenated)."""
+    width = VW // len(starts)
+    parts = [builder.load(builder.bitcast(builder.gep(ptr, [s]), ir.VectorType(ir.FloatType(), width).as_pointer()),
+                          align=4) for s in starts]
+    while len(parts) > 1:  # concatenate pairs: a vector of twice the width each round
+        n = parts[0].type.count
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * n), list(range(2 * n)))
+        parts = [builder.shuffle_vector(parts[i], parts[i + 1], mask) for i in range(0, len(parts), 2)]
+    return parts[0]
 
 
 ukernel = _make_ukernel(MR)
@@ -116,9 +150,40 @@ ukernel_two_thirds = _make_ukernel(2 * MR // 3)
 """The same for the first 2*MR/3 rows of the A panel."""
 ukernel_one = _make_ukernel(1)
 """The same for the first row only of a packed panel."""
+_B1 = [_make_ukernel(r, b_pieces=1) for r in (1, MR // 3, 2 * MR // 3, MR)]
+_B2 = [_make_ukernel(r, b_pieces=2) for r in (1, MR // 3, 2 * MR // 3, MR)]
+ukernel_offsets_one, ukernel_offsets_third, ukernel_offsets_two_thirds, ukernel_offsets = _B1
+"""C[rows, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] (its first 1, MR/3, 2*MR/3 or MR rows) @ B rows
+read in place: row k's two vectors at b[offs[k] + starts[0]] and b[offs[k] + starts[1]]."""
+ukernel_halves_one, ukernel_halves_third, ukernel_halves_two_thirds, ukernel_halves = _B2
+"""The same with each B vector from two runs of VW / 2 floats, at offs[k] + starts[2j] and offs[k] + starts[2j + 1]."""
 ukernel_row = _make_ukernel(1, a_stride=1)
 """C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
 no packed A panel."""
+
+
+@helper
+def microkernel_offsets_rows(cw, halves, kc, ap, a_off, b, offs, starts, c, c_off, ldc,  # type: ignore[no-untyped-def]
+                             accumulate):
+    """The in-place-B micro-kernel (B vectors of whole runs, or of two halves with `halves`) on the first cw rows of
+    an A panel: 1, MR/3, 2*MR/3 or all MR rows, the fewest that cover cw."""
+    if halves:
+        if cw == 1:
+            ukernel_halves_one(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+        elif cw <= MR // 3:
+            ukernel_halves_third(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+        elif cw <= 2 * MR // 3:
+            ukernel_halves_two_thirds(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+        else:
+            ukernel_halves(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+    elif cw == 1:
+        ukernel_offsets_one(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+    elif cw <= MR // 3:
+        ukernel_offsets_third(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+    elif cw <= 2 * MR // 3:
+        ukernel_offsets_two_thirds(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+    else:
+        ukernel_offsets(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
 
 
 @helper

@@ -14,7 +14,7 @@ from .epilogue import Epilogue, empty_epilogue
 from .geometry import B_IN_PLACE, B_MERGED, B_PACKED, SH, SW, window_geometry
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
-from .k_conv_pixels import conv_pixels, merged_row_offsets, pixel_ext_floats, store_block_pixels
+from .k_conv_pixels import conv_pixels, merged_row_offsets, pixel_ext_floats, reads_in_place, store_block_pixels
 from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
@@ -105,9 +105,10 @@ def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: in
     co, _, kh, kw = w.shape
     ho, wo = out_hw
     sh, sw, hq, wq = phases
+    in_place = reads_in_place(wo)
     # besides the flops: phase planes and the epilogue's copy touch every pixel once, packed B panels
     # every (tap, channel, pixel); with few channels (K of 27 for an RGB 3x3) these dominate
-    work += nb * (ci * sh * sw * hq * wq + co * ho * wo + kh * kw * ci * ho * wo)
+    work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (0 if in_place else kh * kw * ci * ho * wo))
     par = ctx.parallel(work)
     pb, cb = pixel_tiles(nb * ho * wo, co, ctx.threads, par)
     items = cdiv(nb * ho * wo, pb) * cdiv(co, cb)
@@ -116,13 +117,14 @@ def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: in
     xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
     sb = store_block_pixels(pb, cb)
     ext = ctx.buffer((pixel_ext_floats(items, cb, sb),), f32, f"{node.name}.tiles")
-    bpan = ctx.buffer((items * KC_CONV * k_microkernel.NR,), f32, f"{node.name}.panel")
+    bpan = ctx.buffer((1 if in_place else items * KC_CONV * k_microkernel.NR,), f32, f"{node.name}.panel")
     rows = ctx.const(merged_row_offsets(ci, kh, kw, (sh, sw), tuple(node.attrs["dilations"]), hq, wq),
                      f"{node.name}.rows")
     codes, vecs, params = epilogue_args(ctx, epi)
-    ctx.emit(kernel_label("conv_uk_im2col", epi), conv_pixels, src, packed, o3, xpad, ext, bpan, rows,
-             Lit(window_geometry(node, wo)), Lit(hq), Lit(wq), Lit(pb), Lit(cb), Lit(sb), codes, vecs, params,
-             res, writes=(o3, xpad, ext, bpan), work=work)
+    geo = window_geometry(node, wo, b_panels=B_IN_PLACE if in_place else B_PACKED)
+    ctx.emit(kernel_label("conv_uk_pixels" if in_place else "conv_uk_im2col", epi), conv_pixels, src, packed, o3,
+             xpad, ext, bpan, rows, Lit(geo), Lit(hq), Lit(wq), Lit(pb), Lit(cb), Lit(sb), codes, vecs, params, res,
+             writes=(o3, xpad, ext, bpan), work=work)
 
 
 def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int, out_hw: tuple[int, int],

@@ -69,6 +69,12 @@ CASES = [  # x shape, w shape, strides, pads, dilations
     ((1, 5, 1, 31), (7, 5, 1, 3), (1, 1), (0, 1, 0, 1), (1, 1)),          # one input row
     ((4, 3, 10, 10), (16, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),        # last channel panel: exactly MR/3 rows
     ((1, 64, 6, 5), (20, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),        # last channel panel: exactly 2*MR/3 rows
+    ((3, 5, 3, 16), (13, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),         # B in place: panels across images, ragged
+    ((2, 3, 33, 64), (20, 3, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),        # B in place from stride phases (32 wide)
+    ((1, 7, 12, 16), (9, 7, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),         # B in place, dilated taps
+    ((2, 6, 8, 8), (11, 6, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),          # B in place from half vectors (AVX-512)
+    ((1, 3, 5, 24), (14, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),         # half-vector runs across output rows
+    ((3, 4, 5, 4), (7, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),           # 4 wide: half vectors (AVX2) or packed
 ]
 
 
