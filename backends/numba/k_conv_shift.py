@@ -17,6 +17,7 @@ from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, PT, SH,
 from .jit import subkernel, twin
 from .k_epilogue import epi_row
 from .k_microkernel import MR, NR, microkernel_rows, ukernel
+from .vector_runs import copy_run, zero_run
 
 KC_CONV = 256
 
@@ -56,22 +57,19 @@ def ext_floats(items: int, rb: int, wq: int, cb: int) -> int:
 def padded_plane(src, dst, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
     """dst[a*wq + b] = zero-padded src[a - pt, b - pl]: the plane of a stride-1 convolution (wq = pl + width + pr)."""
     h, w = src.shape
-    for a in range(hq):
-        row = dst[a * wq:(a + 1) * wq]
-        ih = a - pt
-        if ih < 0 or ih >= h:
-            for b in range(wq):
-                row[b] = 0.0
-            continue
-        s = src[ih]
-        for b in range(pl):
-            row[b] = 0.0
-        seg = row[pl:pl + w]
-        for b in range(w):
-            seg[b] = s[b]
-        tail = row[pl + w:]
-        for b in range(tail.shape[0]):
-            tail[b] = 0.0
+    if src.strides[1] != 4 or dst.strides[0] != 4:  # not float32 runs (a strided view): element by element
+        for a in range(hq * wq):
+            ih, iw = a // wq - pt, a % wq - pl
+            dst[a] = src[ih, iw] if 0 <= ih < h and 0 <= iw < w else 0.0
+        return
+    row = src.strides[0] // 4
+    zero_run(dst, 0, pt * wq + pl)  # the top rows and the first row's left pad
+    for ih in range(h):
+        o = (ih + pt) * wq + pl
+        copy_run(dst, o, src, ih * row, w)
+        zero_run(dst, o + w, wq - w if ih < h - 1 else wq - w - pl)  # right pad (and the next row's left pad)
+    end = (h + pt) * wq
+    zero_run(dst, end, hq * wq - end)  # the bottom rows
 
 
 @subkernel
