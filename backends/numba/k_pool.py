@@ -10,7 +10,8 @@ import numpy as np
 from numba import prange
 
 from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT, ow_range
-from .jit import helper, twin
+from .jit import twin
+from .mathfn import maximum
 
 
 @twin
@@ -35,15 +36,7 @@ def maxpool(x, out, geo, init):  # type: ignore[no-untyped-def]
                     lo, hi = ow_range(j, geo, w_in, w_out)
                     off = j * geo[DW] - geo[PL]
                     for q in range(lo, hi):
-                        v = xrow[q * geo[SW] + off]
-                        m = orow[q]
-                        orow[q] = v if (v > m or v != v) else m
-
-
-@helper
-def _max_nan(a, b):  # type: ignore[no-untyped-def]
-    """max(a, b) where a NaN wins, as in the reference."""
-    return a if (a > b or a != a) else b
+                        orow[q] = maximum(orow[q], xrow[q * geo[SW] + off])
 
 
 @twin
@@ -59,7 +52,7 @@ def maxpool2x2(x, out):  # type: ignore[no-untyped-def]
             r1 = x[n, c, 2 * oh + 1]
             o = out[n, c, oh]
             for q in range(w_out):
-                o[q] = _max_nan(_max_nan(r0[2 * q], r0[2 * q + 1]), _max_nan(r1[2 * q], r1[2 * q + 1]))
+                o[q] = maximum(maximum(r0[2 * q], r0[2 * q + 1]), maximum(r1[2 * q], r1[2 * q + 1]))
 
 
 @twin

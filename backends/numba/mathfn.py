@@ -38,6 +38,26 @@ def _f32_to_bits(typingctx, v):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@intrinsic
+def maximum(typingctx, a, b):  # type: ignore[no-untyped-def]
+    """The larger of two numbers of one type, a NaN winning (llvm.maximum for floats, which loops vectorize)."""
+    if a != b or not isinstance(a, (types.Float, types.Integer)):
+        return None
+    sig = a(a, a)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        x, y = args
+        if isinstance(a, types.Integer):
+            greater = builder.icmp_signed(">", x, y) if a.signed else builder.icmp_unsigned(">", x, y)
+            return builder.select(greater, x, y)
+        name = f"llvm.maximum.f{a.bitwidth}"
+        fn = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(x.type, [x.type, x.type]),
+                                                             name=name)
+        return builder.call(fn, [x, y])
+
+    return sig, codegen
+
+
 @helper(fastmath=False)
 def order_key(x: np.float32) -> np.int32:
     """An int32 whose signed order is the float order of x (NaN with the sign bit clear sorts above +inf).

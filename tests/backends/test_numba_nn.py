@@ -55,6 +55,22 @@ def test_plain_2x2_maxpool(shape: tuple[int, ...], ceil_mode: bool) -> None:
         x.reshape(-1)[::7] = np.nan  # NaN wins, as in the reference
     check_op("maxpool2d", x, kernel=(2, 2), strides=(2, 2), ceil_mode=ceil_mode, exact=True)
     check_op("maxpool2d", RNG.integers(-100, 100, shape).astype(np.int8), kernel=(2, 2), strides=(2, 2), exact=True)
+    check_op("maxpool2d", RNG.integers(0, 256, shape).astype(np.uint8), kernel=(2, 2), strides=(2, 2), exact=True)
+
+
+def test_maximum_lets_a_nan_win_and_orders_integers_by_their_sign() -> None:
+    from numba import njit
+    from tensorsmith.backends.numba.mathfn import maximum
+
+    pair_max = njit(lambda a, b: maximum(a, b))
+    for dt in (np.float32, np.float64):
+        values = [dt(v) for v in (-np.inf, -1.5, 0.0, 2.0, np.inf, np.nan)]
+        for a in values:
+            for b in values:
+                got = pair_max(a, b)
+                assert np.isnan(got) if np.isnan(a) or np.isnan(b) else got == max(a, b)
+    assert pair_max(np.int8(-3), np.int8(2)) == 2 and pair_max(np.uint8(200), np.uint8(3)) == 200
+    assert pair_max(np.int64(-(2**40)), np.int64(-1)) == -1
 
 
 def test_plain_2x2_maxpool_takes_its_own_kernel() -> None:
