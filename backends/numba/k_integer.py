@@ -12,6 +12,7 @@ from numba import prange
 
 from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT
 from .jit import twin
+from .vector_runs import copy_run, fill_run
 
 SIGN_FLIP = 128
 """What an s8 value and its zero point gain on the way to u8."""
@@ -67,6 +68,56 @@ def im2col_u8(x, geo, zp, flip, cols):  # type: ignore[no-untyped-def]
                         else:
                             row[col] = pad
                         col += 1
+
+
+@twin
+def padded_nhwc_u8(x, zp, flip, pt, pl, xp):  # type: ignore[no-untyped-def]
+    """xp[n, pt + h, pl + w, c] = x[n, c, h, w] as u8 (+128 when `flip`: x is s8), every other cell zp[0].
+
+    x [N, C, H, W] u8 or s8, xp [N, Hq, Wq, C] u8 (contiguous): im2col_nhwc_u8 then copies whole runs of it.
+    """
+    n_img, c_in, h_in, w_in = x.shape
+    hq, wq = xp.shape[1], xp.shape[2]
+    pad = np.uint8(zp[0])
+    shift = np.int32(SIGN_FLIP if flip else 0)
+    for t in prange(n_img * hq):
+        n = t // hq
+        ih = t - n * hq - pt
+        row = xp[n, t - n * hq]
+        if ih < 0 or ih >= h_in:
+            fill_run(row, 0, pad, wq * c_in)
+            continue
+        fill_run(row, 0, pad, pl * c_in)
+        fill_run(row, (pl + w_in) * c_in, pad, (wq - pl - w_in) * c_in)
+        for c in range(c_in):
+            src = x[n, c, ih]
+            for w in range(w_in):
+                row[pl + w, c] = np.uint8(np.int32(src[w]) + shift)
+
+
+@twin
+def im2col_nhwc_u8(xp, geo, cols):  # type: ignore[no-untyped-def]
+    """cols[(n, oh, ow), (i, j, c)] = xp[n, oh*sh + i*dh, ow*sw + j*dw, c]: K ordered (tap row, tap column, channel).
+
+    xp from padded_nhwc_u8 (the padding is in it), cols [N * Ho * Wo, Kp] u8 (columns from K on are not
+    written: they meet zero weights). With dw == 1 each tap row is one run of kw * C bytes.
+    """
+    n_img, hq, wq, c_in = xp.shape
+    kh, kw, w_out = geo[KH], geo[KW], geo[W_OUT]
+    sh, sw, dh, dw = geo[SH], geo[SW], geo[DH], geo[DW]
+    h_out = cols.shape[0] // max(n_img * w_out, 1)
+    kp = cols.shape[1]
+    runs = 1 if dw == 1 else kw
+    run = kw * c_in if dw == 1 else c_in
+    for t in prange(n_img * h_out):
+        n = t // h_out
+        oh = t - n * h_out
+        for ow in range(w_out):
+            d = (t * w_out + ow) * kp
+            for i in range(kh):
+                s = ((n * hq + oh * sh + i * dh) * wq + ow * sw) * c_in
+                for j in range(runs):
+                    copy_run(cols, d + (i * kw + j) * c_in, xp, s + j * dw * c_in, run)
 
 
 @twin

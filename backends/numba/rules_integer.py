@@ -22,7 +22,16 @@ from .geometry import DH, DW, GEOMETRY_SIZE, KH, KW, PL, PT, SH, SW, W_OUT
 from .int8_gemm import NO_QUANT_OUT, int8_kernels, int8_tiles, pack_int8_weights, padded_k, scratch_size
 from .int8_quantize import quantize_rows, quantize_tensor
 from .int8_ukernel import WEIGHT_RANGE
-from .k_integer import SIGN_FLIP, activations_u8, im2col_u8, pixels_to_nchw, qadd, shift_zero_points
+from .k_integer import (
+    SIGN_FLIP,
+    activations_u8,
+    im2col_nhwc_u8,
+    im2col_u8,
+    padded_nhwc_u8,
+    pixels_to_nchw,
+    qadd,
+    shift_zero_points,
+)
 from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -196,11 +205,22 @@ def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> N
         zs = ctx.buffer((1,), np.dtype(np.int32), f"{node.name}.zp_u8")
         ctx.emit("shift_zero_points", shift_zero_points, zp, zs, Lit(SIGN_FLIP), writes=(zs,), work=1)
         zp = zs
-    ctx.emit("im2col_u8", im2col_u8, ctx.arg(x), ctx.const(_geometry(node, wo), "geometry"), zp, Lit(flip), cols,
-             writes=(cols,), work=rows * k)
+    geo = ctx.const(_geometry(node, wo), "geometry")
+    w_nk = w.reshape(co, k)
+    if int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8)).kernel == BSR:
+        # block-sparse weights keep their K order (channel, tap row, tap column): the blocks were pruned in it
+        ctx.emit("im2col_u8", im2col_u8, ctx.arg(x), geo, zp, Lit(flip), cols, writes=(cols,), work=rows * k)
+    else:  # K as (tap row, tap column, channel) over an NHWC copy: each tap row is one run of bytes
+        pt, pl, pb, pr = node.attrs["pads"]
+        h, w_in = x.type.shape[2:]
+        xp = ctx.buffer((nb, h + pt + pb, w_in + pl + pr, ci), np.dtype(np.uint8), f"{node.name}.nhwc")
+        ctx.emit("padded_nhwc_u8", padded_nhwc_u8, ctx.arg(x), zp, Lit(flip), Lit(pt), Lit(pl), xp, writes=(xp,),
+                 work=nb * ci * h * w_in)
+        ctx.emit("im2col_nhwc_u8", im2col_nhwc_u8, xp, geo, cols, writes=(cols,), work=rows * k // 8)
+        w_nk = w.transpose(0, 2, 3, 1).reshape(co, k)
     pix = ctx.buffer((rows, co), ctx.slots[out].dtype, f"{node.name}.pixels")
-    emit_int8_gemm(ctx, node, cols, zp, w.reshape(co, k), pix, epi, ctx.const(np.zeros((1, 1), np.float32),
-                   "no_residual"), "qconv2d")
+    emit_int8_gemm(ctx, node, cols, zp, w_nk, pix, epi, ctx.const(np.zeros((1, 1), np.float32), "no_residual"),
+                   "qconv2d")
     ctx.emit("pixels_to_nchw", pixels_to_nchw, ctx.reshaped(pix, (nb, ho * wo, co)),
              ctx.reshaped(out, (nb, co, ho * wo)), writes=(out,), work=rows * co)
 

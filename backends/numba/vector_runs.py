@@ -1,9 +1,10 @@
-"""Copies and fills of short float32 runs one vector at a time, the last one masked.
+"""Copies and fills of short runs (float32 or uint8) one vector at a time, the last one masked.
 
 LLVM vectorizes a loop of unknown trip count only for runs of several vectors (and checks at run
 time that source and destination do not overlap); rows of 8-32 floats, as in a convolution's padded
-planes, then run its scalar remainder. These helpers move one VW-float vector per step with a
-masked load and store for the tail, so a row of 16 floats is one load and one store.
+planes, or of a few dozen bytes, as in a u8 im2col, then run its scalar remainder. These helpers move
+one vector per step (16 floats or 64 bytes with AVX-512, half that otherwise) with a masked load and
+store for the tail, so a row of 16 floats is one load and one store.
 """
 
 from __future__ import annotations
@@ -15,89 +16,116 @@ from numba.extending import intrinsic
 
 from .jit import helper
 
-VW = 16 if llvm.get_host_cpu_features().get("avx512f") else 8
-"""Floats per vector: 16 with AVX-512, 8 otherwise."""
+VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f") else 32
+"""Bytes per vector: 64 with AVX-512, 32 otherwise."""
+VW = VECTOR_BYTES // 4
+"""Floats per vector."""
+_RUN_DTYPES = {types.float32: ir.FloatType(), types.uint8: ir.IntType(8)}
+
+
+def _lanes(arr_type: types.Array) -> int:
+    """Elements per vector of an array of one of _RUN_DTYPES."""
+    return VECTOR_BYTES // arr_type.dtype.bitwidth * 8
+
+
+def _vector_type(arr_type: types.Array) -> ir.VectorType:
+    """The LLVM vector of one vector's worth of the array's elements."""
+    return ir.VectorType(_RUN_DTYPES[arr_type.dtype], _lanes(arr_type))
 
 
 def _vector_pointer(context, builder, arr_type, arr, off_type, off):  # type: ignore[no-untyped-def]
-    """Pointer to arr.data + off as a pointer to a VW-float vector."""
+    """Pointer to arr.data + off (elements) as a pointer to one vector."""
     data = context.make_array(arr_type)(context, builder, arr).data
     elem = builder.gep(data, [context.cast(builder, off, off_type, types.intp)])
-    return builder.bitcast(elem, ir.VectorType(ir.FloatType(), VW).as_pointer())
+    return builder.bitcast(elem, _vector_type(arr_type).as_pointer())
 
 
-def _lane_mask(context, builder, count_type, count):  # type: ignore[no-untyped-def]
-    """<VW x i1>: lane i < count."""
-    i32 = ir.IntType(32)
-    n = builder.trunc(context.cast(builder, count, count_type, types.intp), i32)
-    lanes = ir.Constant(ir.VectorType(i32, VW), list(range(VW)))
-    splat = builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i32, VW), ir.Undefined), n,
-                                                          ir.Constant(i32, 0)),
-                                   ir.Constant(ir.VectorType(i32, VW), ir.Undefined),
-                                   ir.Constant(ir.VectorType(i32, VW), [0] * VW))
-    return builder.icmp_unsigned("<", lanes, splat)
+def _lane_mask(context, builder, lanes, count_type, count):  # type: ignore[no-untyped-def]
+    """<lanes x i1>: lane i < count (0 <= count < lanes), as the bits of (1 << count) - 1."""
+    i64 = ir.IntType(64)
+    n = context.cast(builder, count, count_type, types.intp)
+    bits = builder.sub(builder.shl(ir.Constant(i64, 1), n), ir.Constant(i64, 1))
+    return builder.bitcast(builder.trunc(bits, ir.IntType(lanes)), ir.VectorType(ir.IntType(1), lanes))
 
 
-def _masked(builder, name, ret, args):  # type: ignore[no-untyped-def]
-    """Declare (once) and call llvm.masked.load / llvm.masked.store on VW floats."""
-    full = f"llvm.masked.{name}.v{VW}f32.p0v{VW}f32"
+def _masked(builder, name, vt, ret, args):  # type: ignore[no-untyped-def]
+    """Declare (once) and call llvm.masked.load / llvm.masked.store on vectors of type vt."""
+    elem = "f32" if isinstance(vt.element, ir.FloatType) else f"i{vt.element.width}"
+    full = f"llvm.masked.{name}.v{vt.count}{elem}.p0v{vt.count}{elem}"
     fn = builder.module.globals.get(full) or ir.Function(
         builder.module, ir.FunctionType(ret, [a.type for a in args]), name=full)
     return builder.call(fn, args)
 
 
-def _f32_array(arr) -> bool:  # type: ignore[no-untyped-def]
-    """Whether a Numba type is an array of float32."""
-    return isinstance(arr, types.Array) and arr.dtype == types.float32
+def _run_array(arr) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a Numba type is an array these helpers move (float32 or uint8)."""
+    return isinstance(arr, types.Array) and arr.dtype in _RUN_DTYPES
+
+
+@intrinsic
+def _vector_lanes(typingctx, arr):  # type: ignore[no-untyped-def]
+    """Elements per vector step for this array (a compile-time constant)."""
+    if not _run_array(arr):
+        return None
+    sig = types.intp(arr)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return ir.Constant(ir.IntType(64), _lanes(arr))
+
+    return sig, codegen
 
 
 @intrinsic
 def _copy_vector(typingctx, dst, d_off, src, s_off, count):  # type: ignore[no-untyped-def]
-    """dst[d_off:d_off + count] = src[s_off:s_off + count] for count <= VW: one (masked when short) vector."""
-    if not (_f32_array(dst) and _f32_array(src)):
+    """dst[d_off:d_off + count] = src[s_off:s_off + count] for count <= lanes: one (masked when short) vector."""
+    if not (_run_array(dst) and _run_array(src) and dst.dtype == src.dtype):
         return None
     sig = types.void(dst, d_off, src, s_off, count)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
-        vt = ir.VectorType(ir.FloatType(), VW)
+        vt = _vector_type(st[0])
         dp = _vector_pointer(context, builder, st[0], args[0], st[1], args[1])
         sp = _vector_pointer(context, builder, st[2], args[2], st[3], args[3])
         full = builder.icmp_signed(">=", context.cast(builder, args[4], st[4], types.intp),
-                                   ir.Constant(ir.IntType(64), VW))
+                                   ir.Constant(ir.IntType(64), vt.count))
         with builder.if_else(full) as (whole, part):
             with whole:
-                builder.store(builder.load(sp, align=4), dp, align=4)
+                builder.store(builder.load(sp, align=1), dp, align=1)
             with part:
-                mask = _lane_mask(context, builder, st[4], args[4])
-                align = ir.Constant(ir.IntType(32), 4)
-                v = _masked(builder, "load", vt, [sp, align, mask, ir.Constant(vt, [0.0] * VW)])
-                _masked(builder, "store", ir.VoidType(), [v, dp, align, mask])
+                mask = _lane_mask(context, builder, vt.count, st[4], args[4])
+                align = ir.Constant(ir.IntType(32), 1)
+                v = _masked(builder, "load", vt, vt, [sp, align, mask, ir.Constant(vt, None)])
+                _masked(builder, "store", vt, ir.VoidType(), [v, dp, align, mask])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def _zero_vector(typingctx, dst, d_off, count):  # type: ignore[no-untyped-def]
-    """dst[d_off:d_off + count] = 0 for count <= VW: one (masked when short) vector store."""
-    if not _f32_array(dst):
+def _fill_vector(typingctx, dst, d_off, value, count):  # type: ignore[no-untyped-def]
+    """dst[d_off:d_off + count] = value for count <= lanes: one (masked when short) vector store."""
+    if not _run_array(dst):
         return None
-    sig = types.void(dst, d_off, count)
+    sig = types.void(dst, d_off, dst.dtype, count)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
-        vt = ir.VectorType(ir.FloatType(), VW)
+        vt = _vector_type(st[0])
         dp = _vector_pointer(context, builder, st[0], args[0], st[1], args[1])
-        zero = ir.Constant(vt, [0.0] * VW)
-        full = builder.icmp_signed(">=", context.cast(builder, args[2], st[2], types.intp),
-                                   ir.Constant(ir.IntType(64), VW))
+        i32 = ir.IntType(32)
+        splat = builder.shuffle_vector(builder.insert_element(ir.Constant(vt, ir.Undefined), args[2],
+                                                              ir.Constant(i32, 0)),
+                                       ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, vt.count),
+                                                                                  [0] * vt.count))
+        full = builder.icmp_signed(">=", context.cast(builder, args[3], st[3], types.intp),
+                                   ir.Constant(ir.IntType(64), vt.count))
         with builder.if_else(full) as (whole, part):
             with whole:
-                builder.store(zero, dp, align=4)
+                builder.store(splat, dp, align=1)
             with part:
-                mask = _lane_mask(context, builder, st[2], args[2])
-                _masked(builder, "store", ir.VoidType(), [zero, dp, ir.Constant(ir.IntType(32), 4), mask])
+                mask = _lane_mask(context, builder, vt.count, st[3], args[3])
+                _masked(builder, "store", vt, ir.VoidType(), [splat, dp, ir.Constant(i32, 1), mask])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -105,17 +133,26 @@ def _zero_vector(typingctx, dst, d_off, count):  # type: ignore[no-untyped-def]
 
 @helper
 def copy_run(dst, d_off, src, s_off, n):  # type: ignore[no-untyped-def]
-    """dst.flat[d_off:d_off + n] = src.flat[s_off:s_off + n] (float32, both contiguous over the run, no overlap)."""
+    """dst.flat[d_off:d_off + n] = src.flat[s_off:s_off + n] (float32 or uint8, contiguous over the run, no
+    overlap)."""
+    step = _vector_lanes(dst)
     i = 0
     while i < n:
-        _copy_vector(dst, d_off + i, src, s_off + i, min(VW, n - i))
-        i += VW
+        _copy_vector(dst, d_off + i, src, s_off + i, min(step, n - i))
+        i += step
+
+
+@helper
+def fill_run(dst, d_off, value, n):  # type: ignore[no-untyped-def]
+    """dst.flat[d_off:d_off + n] = value (float32 or uint8, contiguous over the run)."""
+    step = _vector_lanes(dst)
+    i = 0
+    while i < n:
+        _fill_vector(dst, d_off + i, value, min(step, n - i))
+        i += step
 
 
 @helper
 def zero_run(dst, d_off, n):  # type: ignore[no-untyped-def]
-    """dst.flat[d_off:d_off + n] = 0 (float32, contiguous over the run)."""
-    i = 0
-    while i < n:
-        _zero_vector(dst, d_off + i, min(VW, n - i))
-        i += VW
+    """dst.flat[d_off:d_off + n] = 0."""
+    fill_run(dst, d_off, 0, n)

@@ -104,6 +104,23 @@ def test_qconv2d_bit_exact(path: str, pads: tuple[int, ...], strides: tuple[int,
     _check(b.build(), path, {"x": RNG.standard_normal((2, 5, 9, 8)).astype(np.float32)})
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_qconv2d_of_static_s8_activations_flips_them_exactly(path: str) -> None:
+    """An s8 input (zero point -7) through the NHWC im2col: the padding reads the flipped zero point."""
+    b = GraphBuilder("qconv_s8")
+    x = b.input("x", f32[2, 4, 6, 5])
+    q = b.quantize(x, 0.05, -7, dtype="i8")
+    w = _weights((6, 4, 3, 3), _bits(path))
+    ws = (RNG.uniform(0.5, 1.0, 6) / 100).astype(np.float32)
+    b.output(b.op("qconv2d", q, np.array([0.05], np.float32), np.array([-7], np.int32), w, ws, name="y",
+                  pads=(1, 1, 2, 0), strides=(1, 2), dilations=(1, 1), weight_bits=_bits(path)))
+    g = b.build()
+    _check(g, path, {"x": RNG.standard_normal((2, 4, 6, 5)).astype(np.float32) * 3})
+    kernels = [p.kernel for p in runtime.compile(g, backend="numba", int8_path=path).profile(
+        {"x": np.zeros((2, 4, 6, 5), np.float32)}).nodes]
+    assert "padded_nhwc_u8" in kernels and "im2col_nhwc_u8" in kernels
+
+
 def test_full_range_weights_are_refused_on_the_7_bit_paths() -> None:
     paths = [p for p in PATHS if p != "avx512vnni"]
     if not paths:

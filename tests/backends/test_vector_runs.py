@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 from tensorsmith.backends.numba.k_conv_shift import padded_plane
-from tensorsmith.backends.numba.vector_runs import VW, copy_run, zero_run
+from tensorsmith.backends.numba.vector_runs import VECTOR_BYTES, VW, copy_run, fill_run, zero_run
 
 
 @njit(cache=False)
@@ -19,16 +19,29 @@ def _zero(dst, d_off, n):  # type: ignore[no-untyped-def]
     zero_run(dst, d_off, n)
 
 
-@pytest.mark.parametrize("n", range(3 * VW + 2))
-def test_runs_of_every_length_touch_exactly_their_floats(n: int) -> None:
-    src = np.arange(1, 4 * VW + 8, dtype=np.float32)
-    dst = np.full(4 * VW + 8, -1.0, np.float32)
+@njit(cache=False)
+def _fill(dst, d_off, value, n):  # type: ignore[no-untyped-def]
+    fill_run(dst, d_off, value, n)
+
+
+LENGTHS = [*range(2 * VW + 2), VECTOR_BYTES - 1, VECTOR_BYTES, VECTOR_BYTES + 1, 3 * VECTOR_BYTES + 5]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_runs_of_every_length_touch_exactly_their_elements(dtype: type, n: int) -> None:
+    size = 4 * VECTOR_BYTES + 8
+    src = (np.arange(size) % 250 + 1).astype(dtype)
+    dst = np.full(size, 255, dtype)
     _copy(dst, 3, src, 5, n)
-    expect = np.full_like(dst, -1.0)
+    expect = np.full_like(dst, 255)
     expect[3:3 + n] = src[5:5 + n]
     np.testing.assert_array_equal(dst, expect)
     _zero(dst, 1, n)
-    expect[1:1 + n] = 0.0
+    expect[1:1 + n] = 0
+    np.testing.assert_array_equal(dst, expect)
+    _fill(dst, 2, dtype(7), n)
+    expect[2:2 + n] = 7
     np.testing.assert_array_equal(dst, expect)
 
 
