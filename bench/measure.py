@@ -17,6 +17,7 @@ from ..ir.regions import region_anchor, region_body
 from ..ir.sparsity import gemm_view
 from ..ir.sparsity_detect import compressed_bytes, detect_sparsity
 from .configs import Config, Runner
+from .warmup import warm_up
 
 MATRIX_READERS: dict[str, tuple[str, int]] = {
     "linear": ("linear", 1), "conv2d": ("conv2d", 1), "matmul": ("matmul", 1),
@@ -81,11 +82,11 @@ class Row:
 def time_runs(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[float, float]:
     """(median, interquartile range) in milliseconds of `fn` after `warmup` untimed calls.
 
-    A short pause first lets other thread pools' spinning workers sleep.
+    A short pause first lets other thread pools' spinning workers sleep; the warm-up lasts at least
+    WARMUP_SECONDS (warmup.py), as in the peers' processes.
     """
     time.sleep(0.05)
-    for _ in range(warmup):
-        fn()
+    warm_up(fn, warmup)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..ir.graph import Graph
+from .warmup import warm_up
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,9 @@ def child_arguments(what: str, argv: list[str] | None = None) -> argparse.Namesp
 
 def report_timing(run: Callable[[], Any], version: str, session_s: float, rss0: int, repeats: int,
                   warmup: int) -> None:
-    """In a peer's child: warm `run` up, time `repeats` runs, print the JSON line `_time_child` reads."""
-    for _ in range(warmup):
-        run()
+    """In a peer's child: warm `run` up (warmup.warm_up), time `repeats` runs, print the JSON line `_time_child`
+    reads."""
+    warm_up(run, warmup)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
