@@ -26,6 +26,7 @@ from ..ir import Graph, from_onnx, to_onnx
 from ..passes import DEFAULT_CLEANUP, run_pipeline
 from .calibrate import median_time
 from .peer_process import PeerError, time_onnx_in_subprocess
+from .warmup import warm_up
 
 VIEW_OPS = frozenset({"reshape", "flatten", "identity", "dropout"})
 """Ops that relabel memory: they write nothing."""
@@ -114,7 +115,9 @@ def measure(case: Case, repeats: int, threads: int, peer: bool) -> dict[str, flo
     want = unfused.run(case.inputs)
     got = fused.run(case.inputs)
     err = max(float(np.max(np.abs(got[k] - want[k]))) if want[k].size else 0.0 for k in want)
+    warm_up(lambda: unfused.run(case.inputs), 2)  # as long as the peer's (warmup.py)
     t_unfused = median_time(lambda: unfused.run(case.inputs), repeats)
+    warm_up(lambda: fused.run(case.inputs), 2)
     t_fused = median_time(lambda: fused.run(case.inputs), repeats)
     predicted = estimate(case.graph, "cpu-host").total.latency_s / estimate(fused_graph, "cpu-host").total.latency_s
     row: dict[str, float | str] = {
