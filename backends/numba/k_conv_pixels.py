@@ -19,7 +19,7 @@ from numba import prange
 
 from .geometry import B_IN_PLACE, B_PANELS, KH, KW, PL, PT, SH, SW, W_OUT
 from .jit import helper, subkernel, twin
-from .k_conv_shift import KC_CONV, phase_plane
+from .k_conv_shift import KC_CONV, padded_plane, phase_plane
 from .k_epilogue import CHUNK_FLOATS, epi_channel_rows
 from .k_microkernel import MR, NR, VW, microkernel_offsets_rows, microkernel_rows
 
@@ -47,6 +47,21 @@ def merged_row_offsets(ci: int, kh: int, kw: int, strides: tuple[int, int], dila
     tap, chan = np.divmod(np.arange(kh * kw * ci), ci)
     ri, cj = (tap // kw) * dh, (tap % kw) * dw
     return (chan * sh * sw * plane + ((ri % sh) * sw + cj % sw) * plane + (ri // sh) * wq + cj // sw).astype(np.int64)
+
+
+@helper
+def _fill_plane(x, xpad, t, ci_all, phases, img, chan, plane, geo, hq, wq):  # type: ignore[no-untyped-def]
+    """Phase plane t of (image, channel, phase) into its place in xpad (stride 1: padded_plane directly)."""
+    sh, sw = geo[SH], geo[SW]
+    n = t // (ci_all * phases)
+    c = (t // phases) % ci_all
+    ph = (t % phases) // sw
+    pw = t % sw
+    o = n * img + c * chan + (ph * sw + pw) * plane
+    if phases == 1:
+        padded_plane(x[n, c], xpad[o:o + plane], geo[PT], geo[PL], hq, wq)
+    else:
+        phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, geo[PT], geo[PL], hq, wq)
 
 
 @helper
@@ -121,7 +136,6 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
     nb, ci_all, h_in, w_in = x.shape
     co_all = out.shape[1]
     kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
-    pt, pl = geo[PT], geo[PL]
     w_out = geo[W_OUT]
     p_img = out.shape[2]
     plane = hq * wq
@@ -129,12 +143,7 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
     img = ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
     phases = sh * sw
     for t in prange(nb * ci_all * phases):
-        n = t // (ci_all * phases)
-        c = (t // phases) % ci_all
-        ph = (t % phases) // sw
-        pw = t % sw
-        o = n * img + c * chan + (ph * sw + pw) * plane
-        phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, pt, pl, hq, wq)
+        _fill_plane(x, xpad, t, ci_all, phases, img, chan, plane, geo, hq, wq)
     p_all = nb * p_img
     gp = (p_all + pb - 1) // pb
     gc = (co_all + cb - 1) // cb
