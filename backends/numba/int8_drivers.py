@@ -18,7 +18,7 @@ from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from .jit import helper, subkernel
-from .k_epilogue import epi_tile
+from .k_epilogue import epi_tile, repeated_rows, rows_as_flat
 
 
 def qbounds(arr):  # type: ignore[no-untyped-def]
@@ -56,16 +56,36 @@ def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, sw, bias, out):  # t
 
 @subkernel(fastmath=False)
 def requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untyped-def]
-    """q[m0:m1, c0:c1] = clamp(rint(y / s_out[n]) + zp_out[n]) to q's integer range (half to even); NaN to zp_out."""
+    """q[m0:m1, c0:c1] = clamp(rint(y / s_out[n]) + zp_out[n]) to q's integer range (half to even); NaN to zp_out.
+
+    Whole rows of C-contiguous y and q run as one flat run with the scales and zero points repeated over whole
+    rows (`requant_run`), so that narrow rows (a convolution's 16 channels) vectorize; other tiles row by row.
+    """
+    if c0 == 0 and c1 == y.shape[1] and m1 > m0:
+        ok_y, flat_y = rows_as_flat(y, m0, m1)
+        ok_q, flat_q = rows_as_flat(q, m0, m1)
+        if ok_y and ok_q:
+            requant_run(flat_y, repeated_rows(s_out, c1), repeated_rows(zp_out, c1), flat_q)
+            return
+    for r in range(m0, m1):
+        requant_run(y[r, c0:c1], s_out[c0:c1], zp_out[c0:c1], q[r, c0:c1])
+
+
+@helper(fastmath=False)
+def requant_run(y, s_out, zp_out, q):  # type: ignore[no-untyped-def]
+    """q = requantized y, with s_out / zp_out repeated along y every s_out.shape[0] elements."""
     lo, hi = qbounds(q)
     flo, fhi = np.float32(lo), np.float32(hi)
-    for r in range(m0, m1):
-        yr = y[r]
-        qr = q[r]
-        for n in range(c0, c1):
-            v = np.float32(np.rint(np.float32(yr[n] / s_out[n]))) + np.float32(zp_out[n])
-            v = np.float32(zp_out[n]) if v != v else v
-            qr[n] = min(max(v, flo), fhi)
+    step = s_out.shape[0]
+    for s0 in range(0, y.shape[0], step):
+        n = min(step, y.shape[0] - s0)
+        yr = y[s0:s0 + n]
+        qr = q[s0:s0 + n]
+        for j in range(n):
+            z = np.float32(zp_out[j])
+            v = np.float32(np.rint(np.float32(yr[j] / s_out[j]))) + z
+            v = z if v != v else v
+            qr[j] = min(max(v, flo), fhi)
 
 
 @helper

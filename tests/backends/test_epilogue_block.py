@@ -1,5 +1,6 @@
-"""The tile epilogue (`epi_tile`, stage by stage over chunks of rows) equals `epi_row` applied row by row, bit for
-bit, for every stage kind, tile shape and column window."""
+"""The tile epilogue (`epi_tile`: whole rows of a C-contiguous output as one flat run, other tiles stage by stage
+over chunks of rows) equals `epi_row` applied row by row, bit for bit, for every stage kind, tile shape and column
+window; so does the requantization of a tile (`requant_tile`) equal numpy's."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numba
 import numpy as np
 import pytest
 from tensorsmith.backends.numba import k_epilogue as k
+from tensorsmith.backends.numba.int8_drivers import requant_tile
 from tensorsmith.backends.numba.k_epilogue import epi_row, epi_tile
 
 ADD, MUL, DIV, RESIDUAL, RELU, CLIP = k.ADD, k.MUL, k.DIV, k.RESIDUAL, k.RELU, k.CLIP
@@ -46,6 +48,54 @@ def test_the_tile_epilogue_equals_the_row_epilogue_bit_for_bit(stages: list[int]
     _rows(want, 1, m, c0, c1, codes, vecs, params, res)
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(got[0], out[0]) and np.array_equal(got[:, :c0], out[:, :c0])
+
+
+@pytest.mark.parametrize("stages", STAGE_LISTS[1:3], ids=["-".join(map(str, s)) for s in STAGE_LISTS[1:3]])
+@pytest.mark.parametrize("view", ["strided-output", "one-row-residual"])
+def test_whole_rows_that_cannot_run_flat_run_row_by_row(stages: list[int], view: str) -> None:
+    """An output whose rows are not one run (a column slice of a wider array), or a residual of one broadcast row,
+    takes the row path, with the same result."""
+    rng = np.random.default_rng(len(stages))
+    m, n = 40, 12
+    wide = (rng.standard_normal((m, n + 4)) * 3).astype(np.float32)
+    vecs = (rng.standard_normal((sum(s in VECTOR for s in stages), n)) + 2).astype(np.float32)
+    params = np.tile(np.array([[-1.5, 2.0]], np.float32), (len(stages), 1))
+    res = rng.standard_normal((1 if view == "one-row-residual" else m, n)).astype(np.float32)
+    codes = np.array(stages, np.int64)
+    got = wide.copy()[:, :n] if view == "strided-output" else wide[:, :n].copy()
+    want = np.ascontiguousarray(got)
+    _tile(got, 0, m, 0, n, codes, vecs, params, res)
+    _rows(want, 0, m, 0, n, codes, vecs, params, res)
+    np.testing.assert_array_equal(got, want)
+
+
+@numba.njit(cache=False, error_model="numpy")
+def _requant(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untyped-def]
+    requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q)
+
+
+@pytest.mark.parametrize("qtype", [np.uint8, np.int8])
+@pytest.mark.parametrize(("m", "n", "window"), [(300, 16, (0, 16)), (7, 700, (0, 700)), (30, 40, (8, 33))])
+def test_requantizing_a_tile_rounds_half_to_even_saturates_and_maps_nan_to_the_zero_point(
+        qtype: type, m: int, n: int, window: tuple[int, int]) -> None:
+    rng = np.random.default_rng(m + n)
+    y = (rng.standard_normal((m, n)) * 2).astype(np.float32)
+    y[1, :4] = [0.5, 1.5, -2.5, np.nan]
+    s_out = rng.uniform(0.005, 0.02, n).astype(np.float32)
+    s_out[:4] = 1
+    zp_out = rng.integers(0, 30, n).astype(np.int32)
+    q = np.full((m, n), 7, qtype)
+    c0, c1 = window
+    _requant(y, 1, m, c0, c1, s_out, zp_out, q)
+    info = np.iinfo(qtype)
+    scaled = np.rint(y / s_out).astype(np.float32) + zp_out
+    ref = np.clip(np.where(np.isnan(scaled), zp_out.astype(np.float32), scaled), info.min, info.max).astype(qtype)
+    np.testing.assert_array_equal(q[1:, c0:c1], ref[1:, c0:c1])
+    assert (q[0] == 7).all() and (q[:, :c0] == 7).all() and (q[:, c1:] == 7).all()
+    if c0 == 0:
+        assert list(q[1, :3]) == list(np.clip(np.array([0, 2, -2]) + zp_out[:3], info.min, info.max))
+        assert q[1, 3] == zp_out[3]
+    assert (q[1:, c0:c1] == info.max).any() and (q[1:, c0:c1] == info.min).any()
 
 
 @numba.njit(cache=False)
