@@ -120,17 +120,28 @@ def im2col_nhwc_u8(xp, geo, cols):  # type: ignore[no-untyped-def]
                     copy_run(cols, d + (i * kw + j) * c_in, xp, s + j * dw * c_in, run)
 
 
+TRANSPOSE_PIXELS = 64
+"""Pixels of one `pixels_to_nchw` work item: their rows of every channel stay in L1 while it gathers."""
+
+
 @twin
 def pixels_to_nchw(src, dst):  # type: ignore[no-untyped-def]
-    """dst [N, C, P] = src [N, P, C] transposed per image (the GEMM writes one row per output pixel)."""
+    """dst [N, C, P] = src [N, P, C] transposed per image (the GEMM writes one row per output pixel).
+
+    Work items are blocks of TRANSPOSE_PIXELS pixels, each gathered channel by channel (a [4, 1024, 16] transpose
+    38 -> 21 us against one item per channel over all pixels, whose strided reads left L1 for every channel).
+    """
     n_img, p_all, c_all = src.shape
-    for t in prange(n_img * c_all):
-        n = t // c_all
-        c = t - n * c_all
-        d = dst[n, c]
-        s = src[n]
-        for p in range(p_all):
-            d[p] = s[p, c]
+    blocks = (p_all + TRANSPOSE_PIXELS - 1) // TRANSPOSE_PIXELS
+    for t in prange(n_img * blocks):
+        n = t // blocks
+        p0 = (t - n * blocks) * TRANSPOSE_PIXELS
+        p1 = min(p_all, p0 + TRANSPOSE_PIXELS)
+        s = src[n, p0:p1]
+        for c in range(c_all):
+            d = dst[n, c, p0:p1]
+            for p in range(p1 - p0):
+                d[p] = s[p, c]
 
 
 QADD_CHUNK = 4096
