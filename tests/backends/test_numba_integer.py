@@ -141,3 +141,30 @@ def test_the_plan_names_no_path_without_integer_ops() -> None:
     x = b.input("x", f32[2, 3])
     b.output(b.relu(x))
     assert runtime.compile(b.build(), backend="numba").stats["int8_path"] is None
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_small_int8_products_and_quantizations_run_serially_large_ones_in_parallel(path: str) -> None:
+    """Int8 flops count at the path's speed: 8 rows of a 256 -> 128 linear stay on one thread (a parallel region
+    would cost more than it saves), 1024 rows of a 256 -> 512 one go parallel; dynamic quantization alike."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only")
+    kernels = {}
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        for rows, n in ((8, 128), (1024, 512)):
+            b = GraphBuilder("q")
+            x = b.input("x", f32[rows, 256])
+            q, s, z = b.op_multi("quantize-dynamic", x, granularity="row")
+            w = _weights((n, 256), _bits(path))
+            b.output(b.op("qlinear", q, s, z, w, np.full(n, 0.01, np.float32), weight_bits=_bits(path), name="y"))
+            exe = runtime.compile(b.build(), backend="numba", int8_path=path)
+            kernels[rows] = [st.kernel for st in exe.plan.steps]
+    finally:
+        numba.set_num_threads(before)
+    for rows, parallel in ((8, False), (1024, True)):
+        for prefix in ("quantize_dynamic_row", f"qlinear_{path}"):
+            (kernel,) = [k for k in kernels[rows] if k.startswith(prefix)]
+            assert kernel.endswith("[par]") == parallel, (rows, kernel)
