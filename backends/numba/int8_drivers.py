@@ -61,7 +61,9 @@ def requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untype
     Whole rows of C-contiguous y and q run as one flat run with the scales and zero points repeated over whole
     rows (`requant_run`), so that narrow rows (a convolution's 16 channels) vectorize; other tiles row by row.
     """
-    if c0 == 0 and c1 == y.shape[1] and m1 > m0:
+    if c1 <= c0 or m1 <= m0:
+        return
+    if c0 == 0 and c1 == y.shape[1]:
         ok_y, flat_y = rows_as_flat(y, m0, m1)
         ok_q, flat_q = rows_as_flat(q, m0, m1)
         if ok_y and ok_q:

@@ -33,7 +33,9 @@ PATTERN_FLOATS = 512
 
 def rows_as_flat(a, m0, m1):  # type: ignore[no-untyped-def]
     """(True, a[m0:m1] as one 1-D run) when `a` is a C-contiguous matrix, else (False, an empty run)."""
-    return True, a[m0:m1].reshape(-1)
+    if a.ndim == 2 and a.flags.c_contiguous:
+        return True, a[m0:m1].reshape(-1)
+    return False, np.empty(0, a.dtype)
 
 
 @overload(rows_as_flat)
@@ -153,7 +155,7 @@ def epi_row(dst, src, copy, stages, vecs, params, c0, chan, res):  # type: ignor
 def epi_tile(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """The epilogue of the tile out[m0:m1, c0:c1]: on whole rows of a C-contiguous `out` as one flat run
     (`epi_flat`), else row by row (`epi_block`)."""
-    if c0 == 0 and c1 == out.shape[1] and m1 > m0:
+    if c0 == 0 and c1 == out.shape[1] and c1 > 0 and m1 > m0:
         ok, flat = rows_as_flat(out, m0, m1)
         ok_res, flat_res = rows_as_flat(res, m0, m1)
         residual = False

@@ -129,3 +129,21 @@ def test_the_channel_row_epilogue_equals_the_row_epilogue_bit_for_bit(stages: li
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(got[:, :j0], t[:, :j0]) and np.array_equal(got[:, j0 + w:], t[:, j0 + w:])
     assert not np.array_equal(got[:, j0:j0 + w], t[:, j0:j0 + w])
+
+
+def test_rows_as_flat_outside_kernels_matches_its_compiled_form() -> None:
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ok, flat = k.rows_as_flat(a, 1, 3)
+    assert ok and np.array_equal(flat, np.arange(4, 12, dtype=np.float32))
+    ok, flat = k.rows_as_flat(a[:, ::2], 1, 3)
+    assert not ok and flat.size == 0
+
+
+def test_empty_tiles_leave_everything_as_it_was() -> None:
+    out = np.ones((4, 6), np.float32)
+    q = np.full((4, 6), 9, np.uint8)
+    codes = np.array([ADD, RELU], np.int64)
+    params, res = np.zeros((2, 2), np.float32), np.zeros((1, 1), np.float32)
+    _tile(out, 2, 2, 0, 6, codes, np.ones((1, 6), np.float32), params, res)
+    _requant(out, 0, 4, 3, 3, np.ones(6, np.float32), np.zeros(6, np.int32), q)
+    assert (out == 1).all() and (q == 9).all()
