@@ -174,7 +174,7 @@ def epi_flat(flat, w, stages, vecs, params, flat_res):  # type: ignore[no-untype
     The same arithmetic on every element as `epi_row`, stage by stage over chunks of whole rows (in L1 while
     their stages run). A vector stage reads its vector repeated over whole rows (`repeated_rows`), so that every
     loop runs over hundreds of elements however narrow the rows: a tile of 4096 rows of 16 channels (a
-    convolution's pixels) took 600 us row by row with three stages, 24 us flat.
+    convolution's pixels) took 600 us row by row with three stages, 32 us flat in tiles of 256 rows.
     """
     size = flat.shape[0]
     vector_stages = 0
