@@ -34,6 +34,7 @@ from ..backends.cost.sparse_kernels import (
 )
 from ..backends.numba import k_microkernel
 from ..backends.numba.bsr_gemm import bsr_from_dense, bsr_gemm, bsr_schedule
+from ..backends.numba.jit import kernel_args
 from ..backends.numba.k_microkernel import gemm_packed, pack_weights, scratch_per_tile
 from ..backends.numba.nm_gemm import nm_from_dense, nm_gemm, nm_schedule
 from ..backends.numba.rules_dense import packed_tiles
@@ -92,7 +93,8 @@ def dense_runner(x: np.ndarray, w: np.ndarray, threads: int) -> Any:
     out = np.empty((m, n), np.float32)
     vecs = np.zeros((1, n), np.float32)
     kern = gemm_packed.pick(threads > 1)
-    return lambda: kern(x, bp, out, tm, tnp, scratch, _NO_STAGES, vecs, _NO_PARAMS, _NO_RES)
+    args = kernel_args((x, bp, out, tm, tnp, scratch, _NO_STAGES, vecs, _NO_PARAMS, _NO_RES), writes=(out, scratch))
+    return lambda: kern(*args)
 
 
 def bsr_runner(x: np.ndarray, w: np.ndarray, block: tuple[int, int], threads: int, isa: str | None = None) -> Any:
@@ -103,8 +105,9 @@ def bsr_runner(x: np.ndarray, w: np.ndarray, block: tuple[int, int], threads: in
     out = np.empty((x.shape[0], w.shape[0]), np.float32)
     vecs = np.zeros((1, w.shape[0]), np.float32)
     c, kern = b.config, bsr_gemm.pick(threads > 1)
-    return lambda: kern(x, c.code, c.mr, c.np_, b.pptr, b.kidx, b.vals, s.groups, out, s.tm, scratch, _NO_STAGES,
-                        vecs, _NO_PARAMS, _NO_RES)
+    args = kernel_args((x, c.code, c.mr, c.np_, b.pptr, b.kidx, b.vals, s.groups, out, s.tm, scratch, _NO_STAGES,
+                        vecs, _NO_PARAMS, _NO_RES), writes=(out, scratch))
+    return lambda: kern(*args)
 
 
 def nm_runner(x: np.ndarray, w: np.ndarray, n: int, m: int, threads: int, isa: str | None = None) -> Any:
@@ -115,8 +118,9 @@ def nm_runner(x: np.ndarray, w: np.ndarray, n: int, m: int, threads: int, isa: s
     out = np.empty((x.shape[0], w.shape[0]), np.float32)
     vecs = np.zeros((1, w.shape[0]), np.float32)
     c, kern = nm.config, nm_gemm.pick(threads > 1)
-    return lambda: kern(x, c.code, c.r, c.mv, nm.pidx, nm.pvals, s.groups, out, s.tm, scratch, _NO_STAGES, vecs,
-                        _NO_PARAMS, _NO_RES)
+    args = kernel_args((x, c.code, c.r, c.mv, nm.pidx, nm.pvals, s.groups, out, s.tm, scratch, _NO_STAGES, vecs,
+                        _NO_PARAMS, _NO_RES), writes=(out, scratch))
+    return lambda: kern(*args)
 
 
 def measure_bsr_breakeven(m: int, n: int, k: int, block: tuple[int, int],

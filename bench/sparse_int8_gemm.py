@@ -34,7 +34,7 @@ from ..backends.numba.int8_gemm import (
     scratch_size,
 )
 from ..backends.numba.int8_ukernel import WEIGHT_RANGE
-from ..backends.numba.jit import EMPTY_F32
+from ..backends.numba.jit import EMPTY_F32, kernel_args
 from ..ir.types import SparsityInfo
 from .calibrate import blas_median_time, median_time
 from .sparse_gemm import SHAPES, block_weight, bsr_runner, crossing_line, dense_runner
@@ -62,8 +62,9 @@ def int8_dense_runner(xq: np.ndarray, sx: np.ndarray, zp: np.ndarray, w_q: np.nd
     scratch = np.empty(scratch_size(m, n, path, tm, tnp), np.int32)
     out, bias = np.empty((m, n), np.float32), np.zeros(n, np.float32)
     kern = int8_kernels(path).gemm_dequant.pick(threads > 1)
-    return lambda: kern(xq, sx, zp, packed.data, packed.colsum, packed.scales, bias, out, tm, tnp, scratch,
-                        NO_STAGES, EMPTY_F32, NO_PARAMS, EMPTY_F32, *_NO_REQUANT)
+    args = kernel_args((xq, sx, zp, packed.data, packed.colsum, packed.scales, bias, out, tm, tnp, scratch,
+                        NO_STAGES, EMPTY_F32, NO_PARAMS, EMPTY_F32, *_NO_REQUANT), writes=(out, scratch, NO_QUANT_OUT))
+    return lambda: kern(*args)
 
 
 def int8_bsr_runner(xq: np.ndarray, sx: np.ndarray, zp: np.ndarray, w_q: np.ndarray, block: tuple[int, int],
@@ -75,8 +76,10 @@ def int8_bsr_runner(xq: np.ndarray, sx: np.ndarray, zp: np.ndarray, w_q: np.ndar
     scratch = np.empty(sched.scratch, np.int32)
     out, bias = np.empty((m, n), np.float32), np.zeros(n, np.float32)
     kern = sparse_int8_kernel(path, bsr.tile).driver.pick(threads > 1)
-    return lambda: kern(xq, sx, zp, bsr.gidx, bsr.pptr, bsr.data, bsr.colsum, bsr.scales, bias, out, sched.groups,
-                        sched.tm, scratch, NO_STAGES, EMPTY_F32, NO_PARAMS, EMPTY_F32, *_NO_REQUANT)
+    args = kernel_args((xq, sx, zp, bsr.gidx, bsr.pptr, bsr.data, bsr.colsum, bsr.scales, bias, out, sched.groups,
+                        sched.tm, scratch, NO_STAGES, EMPTY_F32, NO_PARAMS, EMPTY_F32, *_NO_REQUANT),
+                       writes=(out, scratch, NO_QUANT_OUT))
+    return lambda: kern(*args)
 
 
 def measure_bsr_int8_breakeven(m: int, n: int, k: int, block: tuple[int, int],

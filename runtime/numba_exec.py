@@ -15,10 +15,10 @@ import numpy as np
 from numba.core.dispatcher import Dispatcher
 
 from ..backends.arena import ALIGNMENT, ArenaPlan, Buffer, plan_arena
-from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Plan, Step, lower
+from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Lit, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
 from ..backends.numba.cpu_features import unavailable_int8_paths
-from ..backends.numba.jit import cache_stats, num_threads
+from ..backends.numba.jit import cache_stats, num_threads, read_only
 from ..backends.numba.threads import pool_thread_ids, start_pool
 from ..ir.graph import Graph
 from ..ir.input_check import check_inputs
@@ -159,6 +159,7 @@ class NumbaExecutable(Executable):
                 arrays[s.index], static[s.index] = s.view(arrays[s.base]), True  # type: ignore[index,misc]
         program: list[tuple[Any, ...]] = []
         steps: list[Step] = []
+        readable: dict[int, np.ndarray] = {}
         for step in plan.steps:
             if step.is_view:
                 out = step.writes[0]
@@ -167,8 +168,11 @@ class NumbaExecutable(Executable):
                     steps.append(step)
                 continue
             steps.append(step)
-            vals = [arrays[a] if isinstance(a, int) else a.value for a in step.args]
-            dyn = [(i, a) for i, a in enumerate(step.args) if isinstance(a, int) and not static[a]]
+            written = {plan.root(w) for w in step.writes}
+            vals = [a.value if isinstance(a, Lit) else arrays[a] if plan.root(a) in written
+                    else readable.setdefault(a, read_only(arrays[a])) if static[a] else None for a in step.args]
+            dyn = [(i, a, plan.root(a) not in written) for i, a in enumerate(step.args)
+                   if isinstance(a, int) and not static[a]]
             if dyn:
                 program.append([CALL_DYN, step.fn, vals, dyn, False])  # entry point resolved on its first call
             else:
@@ -180,7 +184,7 @@ class NumbaExecutable(Executable):
         env_in = check_inputs(self.graph, inputs, cast)  # C-contiguous arrays of the declared dtypes and shapes
         env = list(bound.template)
         for v, (_, slot) in zip(self.graph.inputs, self._inputs):
-            env[slot] = env_in[id(v)]
+            env[slot] = read_only(env_in[id(v)])
         for slot, shape, dt in self._allocs:
             env[slot] = np.empty(shape, dt)
         return env
@@ -206,8 +210,8 @@ class NumbaExecutable(Executable):
                     entry[1]()
                 elif kind == CALL_DYN:
                     vals = list(entry[2])
-                    for pos, slot in entry[3]:
-                        vals[pos] = env[slot]
+                    for pos, slot, only_read in entry[3]:
+                        vals[pos] = read_only(env[slot]) if only_read else env[slot]
                     if not entry[4]:  # inputs are checked to their declared dtype, shape and C order, outputs
                         entry[1], entry[4] = compiled_entry(entry[1], vals), True  # fresh: the types stay fixed
                     entry[1](*vals)
@@ -251,7 +255,7 @@ class NumbaExecutable(Executable):
         bound = self._binding()
         env = list(bound.template)
         for (_, slot), a in zip(self._inputs, arrays):
-            env[slot] = a
+            env[slot] = read_only(a)
         for slot, shape, dt in self._allocs:
             env[slot] = np.empty(shape, dt)
         self._execute_sized(env, bound)

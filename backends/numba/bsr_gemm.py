@@ -249,6 +249,6 @@ def run_bsr(x: np.ndarray, bsr: BSRWeight, out: np.ndarray | None = None, thread
     params = np.zeros((max(stages.shape[0], 1), PARAMS_PER_STAGE), np.float32) if params is None else params
     res = np.zeros((1, 1), np.float32) if res is None else res
     c = bsr.config
-    bsr_gemm.pick(threads > 1)(x, c.code, c.mr, c.np_, bsr.pptr, bsr.kidx, bsr.vals, sched.groups, out, sched.tm,
-                               scratch, stages, vecs, params, res)
+    bsr_gemm.call(threads > 1, x, c.code, c.mr, c.np_, bsr.pptr, bsr.kidx, bsr.vals, sched.groups, out, sched.tm,
+                  scratch, stages, vecs, params, res, writes=(out, scratch))
     return out

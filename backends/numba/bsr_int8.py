@@ -259,7 +259,8 @@ def run_bsr_int8(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, w: BSRInt8Weig
     out = np.empty((m, n), np.float32)
     b = np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     q, s_out, zp_out = requant_operands(requant, m, n)
-    kernel.driver.pick(threads > 1)(xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
-                                    w.gidx, w.pptr, w.data, w.colsum, w.scales, b, out, sched.groups, sched.tm,
-                                    np.empty(sched.scratch, np.int32), stages, vecs, params, res, q, s_out, zp_out)
+    scratch = np.empty(sched.scratch, np.int32)
+    kernel.driver.call(threads > 1, xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
+                       w.gidx, w.pptr, w.data, w.colsum, w.scales, b, out, sched.groups, sched.tm,
+                       scratch, stages, vecs, params, res, q, s_out, zp_out, writes=(out, scratch, q))
     return out if requant is None else q

@@ -166,6 +166,6 @@ def weight_gemm(x: np.ndarray, packed: PackedWeights, parallel: bool = False, st
         raise ValueError(f"weight-only GEMM: x must be f32 [M, {packed.k}], got {x.shape}")
     out = np.empty((x.shape[0], packed.n), np.float32)
     tn = column_block(packed.n, num_threads(), parallel)
-    kernel_for(packed).pick(parallel)(x, packed.data, packed.scales, out, packed.group_size, tn, stages, vecs,
-                                        params, res)
+    kernel_for(packed).call(parallel, x, packed.data, packed.scales, out, packed.group_size, tn, stages, vecs,
+                            params, res, writes=(out,))
     return out

@@ -157,7 +157,8 @@ def quantize_dynamic(x: np.ndarray, per_row: bool = True, parallel: bool = False
     m, k = x.shape
     xq = np.empty((m, padded_k(k)), np.uint8)
     scale, zp = np.empty(m, np.float32), np.empty(m, np.int32)
-    (quantize_rows if per_row else quantize_tensor).pick(parallel)(np.ascontiguousarray(x), xq, scale, zp)
+    (quantize_rows if per_row else quantize_tensor).call(parallel, np.ascontiguousarray(x), xq, scale, zp,
+                                                         writes=(xq, scale, zp))
     return xq, scale, zp
 
 
@@ -181,7 +182,7 @@ def int8_gemm_i32(xq: np.ndarray, packed: PackedInt8Weights, path: str, parallel
     kernels = _check_operands(xq, packed, path)
     tm, tnp, scratch = _tiling(xq.shape[0], packed, parallel)
     out = np.empty((xq.shape[0], packed.n), np.int32)
-    kernels.gemm_i32.pick(parallel)(xq, packed.data, out, tm, tnp, scratch)
+    kernels.gemm_i32.call(parallel, xq, packed.data, out, tm, tnp, scratch, writes=(out, scratch))
     return out
 
 
@@ -211,7 +212,7 @@ def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: P
     out = np.empty((m, n), np.float32)
     b = np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     q, s_out, zp_out = requant_operands(requant, m, n)
-    kernels.gemm_dequant.pick(parallel)(xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
-                                        packed.data, packed.colsum, packed.scales, b, out, tm, tnp, scratch,
-                                        stages, vecs, params, res, q, s_out, zp_out)
+    kernels.gemm_dequant.call(parallel, xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
+                              packed.data, packed.colsum, packed.scales, b, out, tm, tnp, scratch,
+                              stages, vecs, params, res, q, s_out, zp_out, writes=(out, scratch, q))
     return out if requant is None else q

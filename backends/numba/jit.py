@@ -45,6 +45,16 @@ class Twin:
         """The parallel twin when `parallel`, else the serial one."""
         return self.parallel if parallel else self.serial
 
+    def call(self, parallel: bool, *args: Any, writes: tuple[np.ndarray, ...]) -> Any:
+        """Run the twin `pick(parallel)` on `args`, every array among them but those in `writes` passed read-only,
+        as the runtime passes them (so that a direct call and a compiled graph share the compiled code)."""
+        return self.pick(parallel)(*kernel_args(args, writes))
+
+
+def kernel_args(args: tuple[Any, ...], writes: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
+    """`args` with every array but those in `writes` made read-only (`read_only`), as the runtime passes them."""
+    return tuple(read_only(a) if isinstance(a, np.ndarray) and not any(a is w for w in writes) else a for a in args)
+
 
 def specialized(fn: Callable[..., Any], suffix: str, **names: Any) -> Callable[..., Any]:
     """A copy of `fn` named `<name>__<suffix>` whose globals also bind `names` (a template's free names).
@@ -94,6 +104,20 @@ def subkernel(fn: Callable[..., Any] | None = None, *, fastmath: frozenset[str] 
         return numba.njit(fastmath=set(fastmath) if fastmath else False, **JIT_OPTIONS)(f)
 
     return make(fn) if fn is not None else make
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """`a` itself when it is read-only, else a read-only view of it.
+
+    Numba types a read-only array apart from a writable one and compiles a kernel once per combination;
+    every array a kernel only reads is passed read-only (constants, whose arrays are, and activations alike),
+    so a kernel compiles once per layout and a write to an input fails when the kernel is typed.
+    """
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def cdiv(a: int, b: int) -> int:

@@ -145,8 +145,8 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
     work item a C tile of cb channels x (rb*wq rounded up to NR) pixels, so every micro-kernel call
     writes a whole tile; ctmp: MR*NR + KC*NR floats per work item (a partial C tile and a packed B
     panel). Work items are (image, block of rb output rows, block of cb output channels); cb must be
-    a multiple of MR. A pointwise convolution (geo[POINTWISE] == 1) passes x itself (flat) as xpad and the
-    output (flat) as ext (partial micro-tiles then go through ctmp).
+    a multiple of MR. A pointwise convolution (geo[POINTWISE] == 1) reads x itself (flat) instead of xpad
+    (then unused) and passes the output (flat) as ext (partial micro-tiles then go through ctmp).
     geo[B_PANELS] == B_PACKED packs every B panel before use; 0 reads B rows in place (row stride one channel)
     and packs only partial panels. Few input channels, where the taps form one K, go to
     k_conv_pixels.conv_pixels instead. offsets: KC int64 per work item.
@@ -174,6 +174,7 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
         for n in range(nb):
             for q in range(n * img + ci_all * chan, (n + 1) * img):
                 xpad[q] = 0.0
+    planes = x.reshape(-1) if pointwise else xpad
     wide = h_out * wq
     npm = ap.shape[1]
     gr = (h_out + rb - 1) // rb
@@ -210,13 +211,13 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
                 first = tap == 0 and pc == 0
                 for q in range(q0, q1, NR):
                     qw = min(NR, q1 - q)
-                    b_src = xpad
+                    b_src = planes
                     b_off = n * img + pc * chan + shift + q
                     b_ld = chan
                     if pack or qw < NR:  # pack the B panel: kc rows of NR pixels, contiguous
                         for kk in range(kc):
                             offs[kk] = b_off + kk * chan
-                        _pack_panel(xpad, offs, 0, kc, qw, bp)
+                        _pack_panel(planes, offs, 0, kc, qw, bp)
                         b_src = bp
                         b_off = 0
                         b_ld = NR

@@ -190,6 +190,6 @@ def run_nm(x: np.ndarray, nm: NMWeight, out: np.ndarray | None = None, threads: 
     params = np.zeros((max(stages.shape[0], 1), PARAMS_PER_STAGE), np.float32) if params is None else params
     res = np.zeros((1, 1), np.float32) if res is None else res
     c = nm.config
-    nm_gemm.pick(threads > 1)(x, c.code, c.r, c.mv, nm.pidx, nm.pvals, sched.groups, out, sched.tm, scratch,
-                              stages, vecs, params, res)
+    nm_gemm.call(threads > 1, x, c.code, c.r, c.mv, nm.pidx, nm.pvals, sched.groups, out, sched.tm, scratch,
+                 stages, vecs, params, res, writes=(out, scratch))
     return out

@@ -154,8 +154,8 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     f32 = np.dtype(np.float32)
     packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=False),
                        f"{node.name}.packed")
-    if pointwise:
-        xpad, ext = ctx.flat_of(src), ctx.flat_of(o3)
+    if pointwise:  # the kernel reads the input in place of phase planes
+        xpad, ext = ctx.buffer((1,), f32, f"{node.name}.no_phases"), ctx.flat_of(o3)
     else:
         xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
         ext = ctx.buffer((ext_floats(items, rb, wq, cb),), f32, f"{node.name}.wide")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tensorsmith.backends.numba import k_epilogue as k
 from tensorsmith.backends.numba.int8_drivers import requant_tile
+from tensorsmith.backends.numba.jit import kernel_args
 from tensorsmith.backends.numba.k_epilogue import epi_row, epi_tile
 
 ADD, MUL, DIV, RESIDUAL, RELU, CLIP = k.ADD, k.MUL, k.DIV, k.RESIDUAL, k.RELU, k.CLIP
@@ -20,15 +21,25 @@ VECTOR = (ADD, MUL, DIV)
 
 
 @numba.njit(cache=False)
-def _tile(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
+def _tile_kernel(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     epi_tile(out, m0, m1, c0, c1, stages, vecs, params, res)
 
 
 @numba.njit(cache=False)
-def _rows(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
+def _rows_kernel(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     for r in range(m0, m1):
         row = out[r][c0:c1]
         epi_row(row, row, False, stages, vecs, params, c0, -1, res[min(r, res.shape[0] - 1)][c0:c1])
+
+
+def _tile(out: np.ndarray, *args: object) -> None:
+    """epi_tile on `out`, its operands read-only as kernels pass them (the compiled helpers are shared)."""
+    _tile_kernel(*kernel_args((out, *args), writes=(out,)))
+
+
+def _rows(out: np.ndarray, *args: object) -> None:
+    """epi_row on each row of the window."""
+    _rows_kernel(*kernel_args((out, *args), writes=(out,)))
 
 
 @pytest.mark.parametrize("stages", STAGE_LISTS, ids=["-".join(map(str, s)) for s in STAGE_LISTS])
@@ -70,8 +81,14 @@ def test_whole_rows_that_cannot_run_flat_run_row_by_row(stages: list[int], view:
 
 
 @numba.njit(cache=False, error_model="numpy")
-def _requant(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untyped-def]
+def _requant_kernel(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untyped-def]
     requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q)
+
+
+def _requant(y: np.ndarray, m0: int, m1: int, c0: int, c1: int, s_out: np.ndarray, zp_out: np.ndarray,
+             q: np.ndarray) -> None:
+    """requant_tile of y (written by the GEMM, so writable) into q, the scales read-only as kernels pass them."""
+    _requant_kernel(y, m0, m1, c0, c1, *kernel_args((s_out, zp_out), writes=()), q)
 
 
 @pytest.mark.parametrize("qtype", [np.uint8, np.int8])
