@@ -32,9 +32,13 @@ KC = 256
 AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATURES.get("avx512f"))
 
 
-def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0):  # type: ignore[no-untyped-def]
+def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ignore[no-untyped-def]
+                  strided_a: bool = False):
     """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an A panel whose k-th values are
     `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place).
+
+    With `strided_a` the strides of A are arguments instead: A[i, k] at a[a_off + k * a_k + i * a_i], so that
+    A is read in place from any matrix (attention's K rows, a_k = 1, and V^T, a_i = 1).
 
     With `b_pieces` > 0 the B rows are read in place through a table instead of a packed panel: row k is
     2 * b_pieces runs of VW / b_pieces floats, run i at b[offs[k] + starts[i]] (a convolution's K rows in
@@ -51,8 +55,16 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0):  # type: ig
         sig = types.void(kc, a, a_off, b, offs, starts, c, c_off, ldc, accumulate)
         return sig, _codegen
 
+    def ukernel_strided_typer(typingctx, kc, a, a_off, a_k, a_i, b, b_off, ldb, c, c_off, ldc,  # type: ignore
+                              accumulate):
+        """C[rows, NR] (row stride ldc, at c_off) (+)= A [rows, kc] (A[i, k] at a_off + k * a_k + i * a_i) @ B rows
+        [kc][NR]."""
+        sig = types.void(kc, a, a_off, a_k, a_i, b, b_off, ldb, c, c_off, ldc, accumulate)
+        return sig, _codegen
+
     def _codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
+        sh = 2 if strided_a else 0  # the B and C arguments follow A's two strides
         f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
         vt = ir.VectorType(f32, VW)
 
@@ -69,8 +81,11 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0):  # type: ig
             starts = [builder.load(builder.gep(data(5), [ir.Constant(i64, i)]), align=8) for i in range(2 * b_pieces)]
             pc, ldc_v, acc_arg = builder.gep(data(6), [scalar(7)]), scalar(8), 9
         else:
-            pb, ldb_v = builder.gep(data(3), [scalar(4)]), scalar(5)
-            pc, ldc_v, acc_arg = builder.gep(data(6), [scalar(7)]), scalar(8), 9
+            pb, ldb_v = builder.gep(data(3 + sh), [scalar(4 + sh)]), scalar(5 + sh)
+            pc, ldc_v, acc_arg = builder.gep(data(6 + sh), [scalar(7 + sh)]), scalar(8 + sh), 9 + sh
+        a_k = scalar(3) if strided_a else ir.Constant(i64, a_stride)
+        a_i = scalar(4) if strided_a else ir.Constant(i64, 1)
+        a_rows = [builder.mul(a_i, ir.Constant(i64, i)) for i in range(rows)]  # offsets of A's rows
         name = f"llvm.fma.v{VW}f32"
         fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
                                                               name=name)
@@ -95,10 +110,10 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0):  # type: ig
             bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
             bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()),
                                  align=4) for j in range(2)]
-        aptr = builder.gep(pa, [builder.mul(k, ir.Constant(i64, a_stride))])
+        aptr = builder.gep(pa, [builder.mul(k, a_k)])
         new = []
         for i in range(rows):
-            s = builder.load(builder.gep(aptr, [ir.Constant(i64, i)]), align=4)
+            s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)
             sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
             for j in range(2):
                 new.append(builder.call(fma, [sv, bvec[j], accs[i * 2 + j]]))
@@ -125,8 +140,9 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0):  # type: ig
                 builder.store(builder.select(acc_flag, builder.fadd(fin, old), fin), ptr, align=4)
         return context.get_dummy_value()
 
-    typer = ukernel_offsets_typer if b_pieces else ukernel_typer
-    typer.__name__ = typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_stride}{f'_b{b_pieces}' if b_pieces else ''}"
+    typer = ukernel_offsets_typer if b_pieces else ukernel_strided_typer if strided_a else ukernel_typer
+    a_name = "strided" if strided_a else a_stride
+    typer.__name__ = typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_name}{f'_b{b_pieces}' if b_pieces else ''}"
     return intrinsic(typer)
 
 
@@ -157,6 +173,9 @@ ukernel_offsets_one, ukernel_offsets_third, ukernel_offsets_two_thirds, ukernel_
 read in place: row k's two vectors at b[offs[k] + starts[0]] and b[offs[k] + starts[1]]."""
 ukernel_halves_one, ukernel_halves_third, ukernel_halves_two_thirds, ukernel_halves = _B2
 """The same with each B vector from two runs of VW / 2 floats, at offs[k] + starts[2j] and offs[k] + starts[2j + 1]."""
+ukernel_strided = _make_ukernel(MR, strided_a=True)
+"""C[MR, NR] (row stride ldc, at c_off) (+)= A [MR, kc] read in place, A[i, k] at a[a_off + k * a_k + i * a_i], @ B
+rows [kc][NR] (row stride ldb)."""
 ukernel_row = _make_ukernel(1, a_stride=1)
 """C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
 no packed A panel."""

@@ -10,7 +10,7 @@ from ...ir.ops.attention import attention_scale
 from . import k_microkernel
 from .jit import EMPTY_F32, cdiv
 from .k_attention import attention_tiles, scratch_per_chunk
-from .k_attention_packed import attention_packed, packed_scratch_per_chunk
+from .k_attention_packed import attention_packed, packed_scratch
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_dense import FLOPS_PER_UNIT
@@ -75,8 +75,12 @@ def _attention(ctx: LowerCtx, node: Node) -> None:
         splits = min(cdiv(sq, tq), max(1, cdiv(2 * ctx.threads, nb * heads))) if par else 1
         items = nb * heads * splits
         chunks = min(items, ctx.threads) if par else 1
-    per_chunk = packed_scratch_per_chunk(tq, tk, d, skv) if packed else scratch_per_chunk(tq, tk, d)
-    scratch = ctx.buffer((chunks * per_chunk,), np.dtype(np.float32), f"{y.name}.tiles")
+    f32 = np.dtype(np.float32)
+    if packed:
+        sizes = packed_scratch(tq, tk, d, skv)
+        scratch = [ctx.buffer((chunks * size,), f32, f"{y.name}.{part}") for part, size in sizes._asdict().items()]
+    else:
+        scratch = [ctx.buffer((chunks * scratch_per_chunk(tq, tk, d),), f32, f"{y.name}.tiles")]
     if len(node.inputs) == 4:
         mask = ctx.flat_of(ctx.arg(node.inputs[3]))
         strides = ctx.const(mask_strides(node.inputs[3].type.shape), "mask_strides")
@@ -88,4 +92,4 @@ def _attention(ctx: LowerCtx, node: Node) -> None:
     flat = [ctx.flat_of(ctx.arg(x)) for x in (q, k, v)]
     kernel = attention_packed if packed else attention_tiles
     ctx.emit(kernel.name, kernel, *flat, ctx.flat_of(out), mask, strides, Lit(len(node.inputs) == 4), Lit(scale), dims,
-             scratch, Lit(chunks), writes=(out, scratch), work=work, needs_blas=not packed)
+             *scratch, Lit(chunks), writes=(out, *scratch), work=work, needs_blas=not packed)

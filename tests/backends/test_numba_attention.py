@@ -17,7 +17,8 @@ import pytest
 from numpy.testing import assert_allclose
 from tensorsmith.backends import reference
 from tensorsmith.backends.numba.jit import num_threads
-from tensorsmith.backends.numba.k_attention_packed import packed_scratch_per_chunk
+from tensorsmith.backends.numba.k_attention_packed import packed_scratch
+from tensorsmith.backends.numba.k_microkernel import NR
 from tensorsmith.backends.numba.rules_attention import (
     KEY_TILE,
     PACKED_KEY_TILE,
@@ -121,16 +122,21 @@ def test_attention_reads_views_and_writes_into_a_graph() -> None:
 
 
 def test_attention_scratch_is_tile_sized() -> None:
-    """No buffer of the plan holds a score matrix: the largest is the per-thread tiles (and, on the micro-kernel
-    path, one head's packed K and V)."""
+    """No buffer of the plan holds a score matrix: the scratch is per-thread tiles (and, on the micro-kernel path,
+    the packed Q^T panels and one head's last panel of V)."""
     shape = (1, 512, 512, 4, 16, (512, 512))
     exe = NumbaExecutable(attention_graph(*shape), parallel_threshold=PARALLEL)
     tq, tk = attention_tiles_for(512, 512, 16)
     buffers = [s for s in exe.plan.slots if s.kind == "buffer"]
-    assert [s.name for s in buffers] == ["y.tiles"]
-    per_chunk = packed_scratch_per_chunk(tq, tk, 16, 512) if packed_path(16) else tq * tk + tq * 16 + 2 * tq
-    assert buffers[0].nbytes <= num_threads() * per_chunk * 4
-    assert per_chunk <= tq * tk + 2 * 16 * 512 + 16 * tq * 4 + 16 * 512 < 512 * 512  # far below one head's scores
+    if packed_path(16):
+        sizes = packed_scratch(tq, tk, 16, 512)
+        assert [s.name for s in buffers] == [f"y.{part}" for part in sizes._fields]
+        per_chunk = sum(sizes)
+    else:
+        assert [s.name for s in buffers] == ["y.tiles"]
+        per_chunk = tq * tk + tq * 16 + 2 * tq
+    assert sum(s.nbytes for s in buffers) <= num_threads() * per_chunk * 4
+    assert per_chunk <= 2 * tq * tk + 16 * 512 + 16 * tq * 4 + 16 * 512 < 512 * 512  # far below one head's scores
 
 
 def test_mask_strides_broadcast_with_zeros() -> None:
@@ -153,6 +159,7 @@ def test_attention_nan_scores_make_their_rows_nan() -> None:
     (1, PACKED_QUERY_TILE + 5, PACKED_KEY_TILE + 7, 2, 64, None),  # ragged query block and key tile, D = 64
     (2, 2 * PACKED_QUERY_TILE, 2 * PACKED_KEY_TILE, 3, 32, (2, 1, 1, 2 * PACKED_KEY_TILE)),  # whole tiles, key mask
     (1, 3 * PACKED_QUERY_TILE + 1, 50, 12, 13, (3 * PACKED_QUERY_TILE + 1, 50)),  # 12 heads of an odd D, full mask
+    (1, 37, 29, 3, NR + 8, None),  # D: a panel of V read in place and a narrower one packed
 ])
 def test_micro_kernel_path_on_whole_and_ragged_tiles(shape: tuple) -> None:
     _check(shape, attention_inputs(RNG, *shape))
