@@ -29,6 +29,7 @@ from numba import prange
 from .jit import cdiv, twin
 from .k_microkernel import MR, NR, ukernel, ukernel_strided
 from .mathfn import F0, F1, fexp
+from .vector_exp import exp_minus_accumulate
 
 NEG_INF = np.float32(-np.inf)
 DIMS = ("batch", "heads", "sq", "skv", "head_dim", "embed", "tq", "tk", "splits")
@@ -143,32 +144,30 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                             ukernel(d, pan, k_at, pan, qp * d * NR, NR, sc, full * MR * tw + qp * NR, tw, False)
                     tm = tmax[:cw]
                     tm[:] = NEG_INF
-                    for r in range(cols):
+                    for r in range(cols):  # scaled after the product, as the reference scales (Q K^T) * scale
                         row = sc[r * tw:r * tw + cw]
-                        for qi in range(cw):  # after the product, as the reference scales (Q K^T) * scale
-                            row[qi] *= scale
                         if has_mask:
                             mo = bi * m_str[0] + h * m_str[1] + i0 * m_str[2] + (j0 + r) * m_str[3]
+                            for qi in range(cw):
+                                row[qi] *= scale
                             for qi in range(qw):
                                 row[qi] += mask[mo + qi * m_str[2]]
-                        for qi in range(cw):
-                            x = row[qi]
-                            tm[qi] = x if x > tm[qi] else tm[qi]
+                            for qi in range(cw):
+                                x = row[qi]
+                                tm[qi] = x if x > tm[qi] else tm[qi]
+                        else:  # one pass
+                            for qi in range(cw):
+                                x = row[qi] * scale
+                                row[qi] = x
+                                tm[qi] = x if x > tm[qi] else tm[qi]
                     for qi in range(cw):  # tmax becomes the max to subtract: 0 where all is -inf so far
                         mn = tmax[qi] if tmax[qi] > mrun[qi] else mrun[qi]
                         fac[qi] = F1 if mn == NEG_INF else fexp(mrun[qi] - mn)
                         tmax[qi] = F0 if mn == NEG_INF else mn
                         mrun[qi] = mn
                         lsum[qi] *= fac[qi]
-                    for r in range(cols):  # exp(-inf - 0) = 0 and NaN stays NaN: no branch, so it vectorizes
-                        row = sc[r * tw:r * tw + cw]
-                        for qi in range(cw):
-                            row[qi] = fexp(row[qi] - tm[qi])
-                    ls = lsum[:cw]
-                    for r in range(cols):
-                        row = sc[r * tw:r * tw + cw]
-                        for qi in range(cw):
-                            ls[qi] += row[qi]
+                    for r in range(cols):  # p = exp(s - max) at full vector width (exp(-inf - 0) = 0), summed
+                        exp_minus_accumulate(sc, r * tw, tmax, 0, lsum, 0, cw)
                     for qi in range(qw):
                         f = fac[qi]
                         if f != F1:
