@@ -146,8 +146,14 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                     tm[:] = NEG_INF
                     for r in range(cols):  # scaled after the product, as the reference scales (Q K^T) * scale
                         row = sc[r * tw:r * tw + cw]
-                        if has_mask:
-                            mo = bi * m_str[0] + h * m_str[1] + i0 * m_str[2] + (j0 + r) * m_str[3]
+                        mo = bi * m_str[0] + h * m_str[1] + i0 * m_str[2] + (j0 + r) * m_str[3]
+                        if has_mask and m_str[2] == 0:  # one mask value per key (a padding mask): one pass
+                            mv = mask[mo]
+                            for qi in range(cw):
+                                x = row[qi] * scale + mv
+                                row[qi] = x
+                                tm[qi] = x if x > tm[qi] else tm[qi]
+                        elif has_mask:
                             for qi in range(cw):
                                 row[qi] *= scale
                             for qi in range(qw):
