@@ -111,15 +111,15 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                 nqp = (qw + NR - 1) // NR
                 cw = nqp * NR
                 nmp = (qw + MR - 1) // MR  # MR-query panels of the PV product
-                for qi in range(qw):  # Q^T panels [D][NR queries]
-                    dst = (qi // NR) * d * NR + qi % NR
-                    src = (bi * sq + i0 + qi) * e + h * d
+                for qp in range(nqp):  # Q^T panels [D][NR queries]: rows of NR gathered at stride E
+                    nq = min(NR, qw - qp * NR)
+                    q0 = (bi * sq + i0 + qp * NR) * e + h * d
                     for t in range(d):
-                        pan[dst + t * NR] = q[src + t]
-                for qi in range(qw, cw):  # queries past the last: zero columns
-                    dst = (qi // NR) * d * NR + qi % NR
-                    for t in range(d):
-                        pan[dst + t * NR] = F0
+                        prow = pan[(qp * d + t) * NR:(qp * d + t + 1) * NR]
+                        qcol = q[q0 + t:q0 + t + (nq - 1) * e + 1:e]
+                        for j in range(nq):
+                            prow[j] = qcol[j]
+                        prow[nq:] = F0  # queries past the last: zero columns
                 acc[:nmp * MR * dn] = F0
                 mrun[:cw] = NEG_INF
                 lsum[:cw] = F0
