@@ -160,6 +160,19 @@ class NumbaExecutable(Executable):
         program: list[tuple[Any, ...]] = []
         steps: list[Step] = []
         readable: dict[int, np.ndarray] = {}
+
+        def value(a: Any, written: set[int]) -> Any:
+            """A literal's value, or the array of a slot bound now: read-only unless the step writes its root."""
+            if isinstance(a, Lit):
+                return a.value
+            if not static[a]:
+                return None  # bound on each run
+            if plan.root(a) in written:
+                return arrays[a]
+            if a not in readable:
+                readable[a] = read_only(arrays[a])
+            return readable[a]
+
         for step in plan.steps:
             if step.is_view:
                 out = step.writes[0]
@@ -169,8 +182,7 @@ class NumbaExecutable(Executable):
                 continue
             steps.append(step)
             written = {plan.root(w) for w in step.writes}
-            vals = [a.value if isinstance(a, Lit) else arrays[a] if plan.root(a) in written
-                    else readable.setdefault(a, read_only(arrays[a])) if static[a] else None for a in step.args]
+            vals = [value(a, written) for a in step.args]
             dyn = [(i, a, plan.root(a) not in written) for i, a in enumerate(step.args)
                    if isinstance(a, int) and not static[a]]
             if dyn:
