@@ -11,6 +11,7 @@ vectorized along output columns.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from .blas import sgemm
@@ -109,7 +110,7 @@ def conv_gemm(x, wm, out, scratch, geo, groups, pb, cb, stages, vecs, params, re
             rn = min(n, res.shape[0] - 1)
             for c in range(c0, c1):
                 row = out[n, c][p0:p1]
-                epi_row(row, row, False, stages, vecs, params, 0, c, res[rn, min(c, res.shape[1] - 1)][p0:p1])
+                epi_row(row, row, False, stages, vecs, params, np.int64(0), c, res[rn, min(c, res.shape[1] - 1)][p0:p1])
 
 
 @twin
@@ -152,4 +153,4 @@ def conv_direct(x, w, out, geo, groups, zero, stages, vecs, params, res):  # typ
         if stages.shape[0] > 0:
             rn = min(n, res.shape[0] - 1)
             rc = min(co, res.shape[1] - 1)
-            epi_row(out[n, co], out[n, co], False, stages, vecs, params, 0, co, res[rn, rc])
+            epi_row(out[n, co], out[n, co], False, stages, vecs, params, np.int64(0), co, res[rn, rc])

@@ -243,4 +243,4 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
             if stages.shape[0] > 0:
                 rc = min(c, res.shape[1] - 1)
                 rrow = res[rn, rc][r0 * w_out:r1 * w_out] if res.shape[2] > 1 else res[rn, rc]
-                epi_row(span, span, False, stages, vecs, params, 0, c, rrow)
+                epi_row(span, span, False, stages, vecs, params, np.int64(0), c, rrow)

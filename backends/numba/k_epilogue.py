@@ -114,7 +114,8 @@ def epi_row(dst, src, copy, stages, vecs, params, c0, chan, res):  # type: ignor
 
     dst = src (when `copy`), then each stage in order: vector stages read vecs[k, c0 + j]
     (row layout: the channel is the column) or vecs[k, chan] when chan >= 0 (one channel per
-    row); RESIDUAL adds the row `res`; CLIP reads its bounds from params[s].
+    row); RESIDUAL adds the row `res`; CLIP reads its bounds from params[s]. Callers pass c0 and chan as
+    int64 values (`np.int64(0)`), not literals: Numba compiles a routine again for each literal argument.
     """
     n = dst.shape[0]
     if copy:
@@ -164,7 +165,8 @@ def epi_tile(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no
         if ok and (not residual or (ok_res and res.shape[0] >= m1 and res.shape[1] == c1)):
             epi_flat(flat, c1, stages, vecs, params, flat_res)
             return
-    epi_block(out, m0, m1, c0, c1, stages, vecs, params, res)
+    # int64 bounds, never literals: a constant bound (wgemm's m0 = 0) would compile epi_block once more
+    epi_block(out, np.int64(m0), np.int64(m1), np.int64(c0), np.int64(c1), stages, vecs, params, res)
 
 
 @subkernel

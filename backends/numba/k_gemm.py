@@ -11,6 +11,7 @@ integer dtypes.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from .blas import sgemm
@@ -125,7 +126,7 @@ def bmm_loops(a, a_off, a_rs, b, b_off, b_rs, b_nk, c, c_off, c_rs, dims, zero, 
                     k += 1
             if stages.shape[0] > 0:
                 rrow = res[min(bi, res.shape[0] - 1), min(m, res.shape[1] - 1)]
-                epi_row(crow, crow, False, stages, vecs, params, 0, -1, rrow)
+                epi_row(crow, crow, False, stages, vecs, params, np.int64(0), np.int64(-1), rrow)
 
 
 @twin
@@ -154,4 +155,5 @@ def bmm_sgemm(a, a_off, a_ld, a_t, b, b_off, b_ld, b_t, c, c_off, c_ld, dims, tm
             rb = res[min(bi, res.shape[0] - 1)]
             for r in range(m1 - m0):
                 row = c[co + r * c_ld:co + r * c_ld + n_all]
-                epi_row(row, row, False, stages, vecs, params, 0, -1, rb[min(m0 + r, rb.shape[0] - 1)])
+                rrow = rb[min(m0 + r, rb.shape[0] - 1)]
+                epi_row(row, row, False, stages, vecs, params, np.int64(0), np.int64(-1), rrow)

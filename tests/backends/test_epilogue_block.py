@@ -29,7 +29,7 @@ def _tile_kernel(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignor
 def _rows_kernel(out, m0, m1, c0, c1, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     for r in range(m0, m1):
         row = out[r][c0:c1]
-        epi_row(row, row, False, stages, vecs, params, c0, -1, res[min(r, res.shape[0] - 1)][c0:c1])
+        epi_row(row, row, False, stages, vecs, params, c0, np.int64(-1), res[min(r, res.shape[0] - 1)][c0:c1])
 
 
 def _tile(out: np.ndarray, *args: object) -> None:
@@ -124,7 +124,7 @@ def _channel_tile(t, j0, w, c0, stages, vecs, params, res, n, lo):  # type: igno
 def _channel_rows(t, j0, w, c0, stages, vecs, params, res, n, lo):  # type: ignore[no-untyped-def]
     for r in range(t.shape[0]):
         row = t[r][j0:j0 + w]
-        epi_row(row, row, False, stages, vecs, params, 0, c0 + r, res[n, c0 + r][lo:lo + w])
+        epi_row(row, row, False, stages, vecs, params, np.int64(0), c0 + r, res[n, c0 + r][lo:lo + w])
 
 
 @pytest.mark.parametrize("stages", STAGE_LISTS, ids=["-".join(map(str, s)) for s in STAGE_LISTS])
@@ -141,8 +141,8 @@ def test_the_channel_row_epilogue_equals_the_row_epilogue_bit_for_bit(stages: li
     res = res.astype(np.float32)
     codes = np.array(stages, np.int64)
     got, want = t.copy(), t.copy()
-    _channel_tile(got, j0, w, c0, codes, vecs, params, res, n, lo)
-    _channel_rows(want, j0, w, c0, codes, vecs, params, res, n, lo)
+    _channel_tile(*kernel_args((got, j0, w, c0, codes, vecs, params, res, n, lo), writes=(got,)))
+    _channel_rows(*kernel_args((want, j0, w, c0, codes, vecs, params, res, n, lo), writes=(want,)))
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(got[:, :j0], t[:, :j0]) and np.array_equal(got[:, j0 + w:], t[:, j0 + w:])
     assert not np.array_equal(got[:, j0:j0 + w], t[:, j0:j0 + w])

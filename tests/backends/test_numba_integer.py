@@ -12,11 +12,14 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from tensorsmith import runtime
 from tensorsmith.backends import reference
-from tensorsmith.backends.numba import NumbaLoweringError
-from tensorsmith.backends.numba.cpu_features import Int8PathError, int8_paths
+from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD, NumbaLoweringError
+from tensorsmith.backends.numba.cpu_features import Int8PathError, best_int8_path, int8_paths
 from tensorsmith.ir import Graph, GraphBuilder, f32
 
+from .numba_check import SERIAL
+
 PATHS = int8_paths()
+NATIVE = best_int8_path()
 pytestmark = pytest.mark.skipif(not PATHS, reason="this host executes no int8 path")
 RNG = np.random.default_rng(11)
 
@@ -49,10 +52,20 @@ def _linear_graph(op: str, shape: tuple[int, ...], n: int, bits: int, gran: str)
     return b.build()
 
 
+def threshold(path: str) -> int:
+    """The runtime's parallel threshold on the native path; serial twins only on a narrower one.
+
+    The twins of a kernel differ only in the outermost loop: their parallel split is tested on the path
+    `compile` picks here, each path's arithmetic on its serial twins (a parallel twin of an int8 kernel
+    costs about 10 s of compilation per path).
+    """
+    return DEFAULT_PARALLEL_THRESHOLD if path == NATIVE else SERIAL
+
+
 def _check(g: Graph, path: str, feeds: dict[str, np.ndarray], close: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     ref = reference.run(g, feeds)
     for fuse in (True, False):
-        exe = runtime.compile(g, backend="numba", int8_path=path, fuse=fuse)
+        exe = runtime.compile(g, backend="numba", int8_path=path, fuse=fuse, parallel_threshold=threshold(path))
         assert exe.stats["int8_path"] == path
         assert path not in exe.stats["int8_paths_unavailable"]
         got = exe.run(feeds)
