@@ -1,7 +1,8 @@
 """Reference semantics of the integer ops (see ir/ops/integer.py and docs/ir.md, "Integer ops").
 
 Integer-exact: the accumulators are int64 sums of (x - x_zero_point) * w, equal to the int32 the
-kernels keep (the type rule bounds K so that they cannot overflow). Dequantization is float32:
+kernels keep (the type rule bounds K so that they cannot overflow); they are computed as float64 products
+(BLAS), exact while every partial sum stays below 2**53 (`exact_in_f64`), else in int64. Dequantization is float32:
 y = float32(x_scale * weight_scale) * float32(acc) + bias; requantization rounds half to even and
 saturates to the output type.
 """
@@ -89,11 +90,27 @@ def finish(node: Node, acc: np.ndarray, x_scale: np.ndarray, w_scale: np.ndarray
     return np.clip(q, info.min, info.max).astype(dt)
 
 
+def exact_in_f64(xc: np.ndarray, w: np.ndarray, k: int) -> bool:
+    """Whether sums of `k` products of xc's and w's entries stay below 2**53 in magnitude.
+
+    Then a float64 product (BLAS) of the integer operands is exact in any summation order: every product and
+    partial sum is an integer that float64 represents exactly. With 8-bit operands that holds up to
+    K = 2**53 / (255 * 128), about 2.7e11.
+    """
+    if xc.size == 0 or w.size == 0:
+        return True
+    return k * int(np.abs(xc).max()) * int(np.abs(w.astype(np.int64)).max()) < 2**53
+
+
 def _qlinear(node: Node, xs: Arrays) -> np.ndarray:
     x, sx, zx, w, sw = xs[:5]
     _check_weights(node, w)
     w_nk = w if node.op == "qlinear" else w.T
-    acc = _centered(node, x, zx, x.shape[:-1]) @ w_nk.astype(np.int64).T
+    xc = _centered(node, x, zx, x.shape[:-1])
+    if exact_in_f64(xc, w_nk, w_nk.shape[1]):
+        acc = (xc.astype(np.float64) @ w_nk.astype(np.float64).T).astype(np.int64)
+    else:
+        acc = xc @ w_nk.astype(np.int64).T
     return finish(node, acc, sx, sw, xs[5] if len(xs) > 5 else None, acc.ndim - 1)
 
 
@@ -103,7 +120,9 @@ def _qconv2d(node: Node, xs: Arrays) -> np.ndarray:
     conv_attrs: dict[str, Any] = {k: node.attrs[k] for k in ("strides", "pads", "dilations", "groups")}
     out = Value(f"{node.name}.acc", TensorType(node.outputs[0].type.shape, i64))
     conv = Node("conv2d", [], conv_attrs, [out])
-    acc = NN_RULES["conv2d"](conv, [_centered(node, x, zx, ()), w.astype(np.int64)])
+    xc = _centered(node, x, zx, ())
+    dt = np.float64 if exact_in_f64(xc, w, int(np.prod(w.shape[1:]))) else np.int64
+    acc = NN_RULES["conv2d"](conv, [xc.astype(dt), w.astype(dt)])
     return finish(node, acc, sx, sw, xs[5] if len(xs) > 5 else None, 1)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
+from tensorsmith.backends.reference.integer import exact_in_f64
 from tensorsmith.ir import BuildError, ExecutionError, GraphBuilder, f32, i8, u8
 
 from .refcase import covers, run_graph, run_op
@@ -90,6 +92,31 @@ def test_qconv2d_pads_with_the_zero_point() -> None:
                np.array([0.5], F), pads=[1, 1, 1, 1])
     acc = np.array([[0, -1, -2, 0], [-3, -4, -4, 2], [-6, -4, -4, 5], [0, 6, 7, 8]], F)
     assert y.tolist() == [[(acc + 0.5).tolist()]]
+
+
+@covers("qlinear")
+def test_qlinear_of_extreme_operands_equals_the_int64_product() -> None:
+    """The float64 product of the integer operands is exact: 255 - 0 against -128 over 4096 terms, and mixed."""
+    rng = np.random.default_rng(3)
+    k = 4096
+    x = np.where(rng.random((3, k)) < 0.9, 255, 0).astype(np.uint8)
+    x[0] = 255
+    w = np.where(rng.random((4, k)) < 0.5, -128, 127).astype(np.int8)
+    w[0] = -128
+    acc = x.astype(np.int64) @ w.astype(np.int64).T
+    assert acc[0, 0] == -255 * 128 * k
+    operands = (x, np.array([1.0], F), np.array([0], np.int32), w, np.ones(4, F))
+    y = run_op("qlinear", *operands, dtype="i8", out_scale=[1.0], out_zero_point=[0])
+    assert_array_equal(y, np.clip(acc, -128, 127))
+    assert_array_equal(run_op("qlinear", *operands), acc.astype(F))
+
+
+def test_float64_products_are_used_only_where_they_are_exact() -> None:
+    xc = np.full((1, 8), 255, np.int64)
+    w = np.full((1, 8), -128, np.int8)
+    assert exact_in_f64(xc, w, 2**53 // (255 * 128) - 1)
+    assert not exact_in_f64(xc, w, 2**53 // (255 * 128) + 1)
+    assert exact_in_f64(np.zeros((0, 8), np.int64), w, 8)
 
 
 def test_integer_ops_check_their_operands() -> None:
