@@ -127,12 +127,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{seq:>6} {f'{tq}x{tk}':>9} {tk_s * 1e3:10.3f} {tu_s * 1e3:11.3f} {tu_s / tk_s:8.2f} {torch_ms} "
               f"{ratio} {f'{ck:.2f} / {cu:.2f}':>27}   max|diff| {err:.1e}")
     if packed_path(a.head_dim):
-        print(f"kernel path: both products of each tile on the {MR}x{NR} fp32 GEMM micro-kernel (K^T and P packed per "
-              "tile, V read in place), online softmax with the vectorized float32 exp")
+        print(f"kernel path: both products of each tile on the {MR}x{NR} fp32 GEMM micro-kernel (K and V read in "
+              "place, P read from the score tile, Q^T packed per head), online softmax with the vectorized float32 exp")
     else:
-        print(f"kernel path: BLAS sgemm per score tile and per P @ V tile (single-threaded BLAS inside prange; head "
-              f"dimension {a.head_dim} is not a multiple of the micro-kernel's {NR}), online softmax with the "
-              "vectorized float32 exp")
+        print("kernel path: BLAS sgemm per score tile and per P @ V tile (single-threaded BLAS inside prange; this "
+              "host lacks the micro-kernel's AVX2 + FMA), online softmax with the vectorized float32 exp")
 
 
 if __name__ == "__main__":
