@@ -11,7 +11,7 @@ from tensorsmith.bench.cli import main
 from tensorsmith.bench.peers import PEERS
 from tensorsmith.bench.report import MEASURED_COLUMNS, SCHEMA_VERSION
 
-FAST = ["--repeats", "1", "--warmup", "0", "--threads", "1"]
+FAST = ["--repeats", "1", "--warmup", "0", "--threads", "1", "--compile-workers", "1"]
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
@@ -26,8 +26,8 @@ ROW_KEYS = {"model", "config", "backend", "pipeline", "fused", "median_ms", "spr
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One run of the default configurations on mlp, with every output written."""
     d = tmp_path_factory.mktemp("bench")
-    argv = ["--models", "mlp", "--targets", "cpu-host,gpu-a100", *FAST, "--json", str(d / "out.json"),
-            "--html", str(d / "report.html")]
+    argv = ["--models", "mlp", "--targets", "cpu-host,gpu-a100", *FAST, "--compile-workers", "2",
+            "--json", str(d / "out.json"), "--html", str(d / "report.html")]
     if HAS_MPL:
         argv += ["--plot", str(d / "plots")]
     import contextlib
@@ -60,6 +60,9 @@ def test_json_has_every_configuration_with_the_environment(full_run: tuple[Path,
         assert set(r["estimate_ms"]) | set(r["estimate_errors"]) == ({"cpu-host", "gpu-a100"}
                                                                     if r["backend"] not in PEERS else set())
     assert data["failures"] == [f"mlp / {r['config']}: {r['error']}" for r in data["rows"] if r["error"]]
+    settings = data["settings"]
+    assert settings["compile_workers"] == 2 and 0 < settings["prebuild_wall_s"] < settings["wall_s"]
+    assert settings["jit_s"] == pytest.approx(sum(r["jit_ms"] or 0.0 for r in data["rows"]) / 1e3)
 
 
 def test_tables_are_printed(full_run: tuple[Path, str]) -> None:
@@ -67,6 +70,7 @@ def test_tables_are_printed(full_run: tuple[Path, str]) -> None:
     for col in MEASURED_COLUMNS:
         assert col in printed
     assert "emulated" in printed and "int8 path:" in printed and "kernel compilation" in printed
+    assert "in 2 processes at once" in printed
 
 
 @pytest.mark.skipif(not HAS_MPL, reason="matplotlib is not installed")
@@ -120,6 +124,7 @@ def test_cost_subcommand_prints_per_node_tables(capsys: pytest.CaptureFixture[st
     (["--models", "mlp", "--targets", "no-such-target"], "unknown target 'no-such-target'"),
     (["cost", "--models", "mlp", "--targets", "no-such-target"], "unknown target 'no-such-target'"),
     (["--models", "mlp", "--repeats", "0"], "--repeats must be >= 1"),
+    (["--models", "mlp", "--compile-workers", "0"], "--compile-workers >= 1"),
     (["--models", "mlp", "--backends", "tvm"], "unknown backend(s) tvm"),
     (["sweep", "--models", "mlp", "--pipelines", "prune{sparsity=@sparsity}", "--sparsities", ""],
      "but --sparsities is empty"),
