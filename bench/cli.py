@@ -276,7 +276,7 @@ def _prebuild(models: list[tuple[str, Any, Any, Any]], configs: list[Config], se
     jobs = numba_jobs(models, configs)
     if args.compile_workers < 2 or len(jobs) < 2:
         return None
-    with progress_bar(console, min(args.compile_workers, len(jobs))) as advance:
+    with progress_bar(console, len(jobs)) as advance:
         return prebuild(jobs, settings, args.compile_workers, advance)
 
 

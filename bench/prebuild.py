@@ -191,7 +191,7 @@ def compile_group(jobs: list[CompileJob], s: Settings) -> list[JobResult]:
 
 def prebuild(jobs: list[CompileJob], s: Settings, workers: int,
              progress: Callable[[str], None] | None = None) -> PrebuildReport:
-    """Compile `jobs` in up to `workers` spawned processes at once; `progress` is told of each finished group.
+    """Compile `jobs` in up to `workers` spawned processes at once; `progress` is told of each job done.
 
     Nothing is spawned (`workers` 0 in the report) when the jobs fit one group: their kernels are all shared."""
     report = PrebuildReport(workers)
@@ -206,19 +206,19 @@ def prebuild(jobs: list[CompileJob], s: Settings, workers: int,
     report.workers = len(groups)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited Numba thread pool
     with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
-        futures = [pool.submit(compile_group, [jobs[i] for i in g], s) for g in groups]
+        futures = {pool.submit(compile_group, [jobs[i] for i in g], s): g for g in groups}
         for done in as_completed(futures):
             try:
                 results = done.result()
             except Exception as e:  # a worker that died: the timed loop compiles what it left
-                results = []
-                if progress:
-                    progress(f"compile worker failed: {type(e).__name__}")
+                results = [JobResult(jobs[i].model, jobs[i].config.name, 0.0, f"compile worker failed: {e!r}")
+                           for i in futures[done]]
             for r in results:
-                report.jit_s[(r.model, r.config)] = r.jit_s
                 if r.error:
                     report.errors[(r.model, r.config)] = r.error
-            if progress:
-                progress(f"compiled {len(results)} configurations")
+                else:
+                    report.jit_s[(r.model, r.config)] = r.jit_s
+                if progress:
+                    progress(f"compiled {r.model}: {r.config}")
     report.wall_s = time.perf_counter() - t0
     return report

@@ -87,10 +87,13 @@ def test_prebuilt_kernels_load_from_the_disk_cache_in_a_fresh_process(tmp_path: 
     cache = tmp_path / "numba-cache"
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))  # the spawned workers and the checking process use it
     graphs = elementwise_graphs()
-    jobs = numba_jobs([(name, g, feeds, None) for name, g, feeds in graphs], [FP32])
+    bad = Config("bad", Runner.NUMBA, "prune{sparsity=1.5}", fuse=False)
+    jobs = numba_jobs([(name, g, feeds, None) for name, g, feeds in graphs], [FP32, bad])
     report = prebuild(jobs, Settings(threads=1), workers=2)
-    assert report.workers == 2 and not report.errors and report.wall_s > 0
+    assert report.workers == 2 and report.wall_s > 0
     assert set(report.jit_s) == {("act", BASELINE), ("norm", BASELINE)} and report.compiler_s > 0
+    assert set(report.errors) == {("act", "bad"), ("norm", "bad")}  # the timed loop reports it in the row
+    assert all("sparsity" in e for e in report.errors.values())
     check = (
         "import json, sys, numba\n"
         "numba.set_num_threads(1)\n"
