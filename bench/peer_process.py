@@ -9,7 +9,6 @@ inputs)` does the same with PyTorch eager running the IR graph op by op (`bench/
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import pickle
@@ -18,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,34 +88,17 @@ def time_graph_in_subprocess(graph: Graph, inputs: Mapping[str, np.ndarray], *, 
                        warmup, threads, timeout_s, keep_outputs)
 
 
-PICKLE_RECURSION_LIMIT = 50_000
-"""Python frames pickle may use: a graph's values and nodes refer to each other, so pickle recurses about
-as deep as the graph is long."""
-
-
 def pickle_graph(graph: Graph) -> bytes:
-    """`graph` pickled (with the recursion limit raised for the call)."""
-    with _recursion_limit(PICKLE_RECURSION_LIMIT):
-        return pickle.dumps(graph)
+    """`graph` pickled (its state is flat: any depth pickles)."""
+    return pickle.dumps(graph)
 
 
 def unpickle_graph(data: bytes) -> Graph:
     """The graph `pickle_graph` wrote."""
-    with _recursion_limit(PICKLE_RECURSION_LIMIT):
-        graph = pickle.loads(data)
+    graph = pickle.loads(data)
     if not isinstance(graph, Graph):
         raise TypeError(f"expected a pickled Graph, got {type(graph).__name__}")
     return graph
-
-
-@contextlib.contextmanager
-def _recursion_limit(limit: int) -> Iterator[None]:
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 def rss_bytes() -> int:

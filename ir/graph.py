@@ -80,6 +80,10 @@ class Node:
         return format_node(self)
 
 
+GRAPH_FIELDS = ("name", "inputs", "outputs", "nodes")
+"""The attributes every Graph has (its pickled state flattens them; any other attribute travels as it is)."""
+
+
 class Graph:
     """A dataflow graph: named inputs, outputs, and nodes in topological order."""
 
@@ -218,6 +222,35 @@ class Graph:
         return Graph(self.name, inputs, outputs, nodes)
 
     # ---- views ---------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """A flat state: values by index, nodes as (op, input indices, attrs, output indices, meta). Pickle then
+        follows no value -> producer -> input chain, so a graph of any depth pickles without deep recursion."""
+        index: dict[int, int] = {}
+        values: list[tuple[str, TensorType, np.ndarray | None]] = []
+
+        def ref(v: Value) -> int:
+            if id(v) not in index:
+                index[id(v)] = len(values)
+                values.append((v.name, v.type, v.data))
+            return index[id(v)]
+
+        inputs = [ref(v) for v in self.inputs]
+        nodes = [(n.op, [ref(v) for v in n.inputs], n.attrs, [ref(v) for v in n.outputs], n.meta) for n in self.nodes]
+        outputs = [ref(v) for v in self.outputs]
+        rest = {k: v for k, v in self.__dict__.items() if k not in GRAPH_FIELDS}
+        return {"name": self.name, "values": values, "inputs": inputs, "nodes": nodes, "outputs": outputs,
+                "rest": rest}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the graph `__getstate__` flattened: one Value per index, so sharing is kept."""
+        values = [Value(name, t, data) for name, t, data in state["values"]]
+        self.name = state["name"]
+        self.inputs = [values[i] for i in state["inputs"]]
+        self.nodes = [Node(op, [values[i] for i in ins], attrs, [values[i] for i in outs], meta)
+                      for op, ins, attrs, outs, meta in state["nodes"]]
+        self.outputs = [values[i] for i in state["outputs"]]
+        self.__dict__.update(state["rest"])
+
     def to_networkx(self) -> nx.MultiDiGraph:
         """The dataflow as a networkx MultiDiGraph over nodes (edge attr `value`, `index`)."""
         g = nx.MultiDiGraph()
