@@ -2,9 +2,10 @@
 
 Numba compiles one kernel at a time on one core. Before anything is timed, `prebuild` runs every (model,
 configuration) pair of the Numba backend through the passes and the backend's compile in `workers` child
-processes; the timed loop that follows loads the kernels from the disk cache. Pairs that need the same
-kernels go to the same worker (each pair's kernel set comes from lowering its graph here, which compiles
-nothing), so a kernel is compiled once wherever the split allows. Nothing is timed while the workers run.
+processes; the timed loop that follows loads the kernels from the disk cache. The passes and the lowering run
+here (lowering compiles nothing) and tell each pair's kernels; pairs that need the same kernels go to the same
+worker, so a kernel is compiled once wherever the split allows, and the workers get the graphs after the
+passes. Nothing is timed while the workers run.
 """
 
 from __future__ import annotations
@@ -79,16 +80,25 @@ def numba_jobs(models: Sequence[tuple[str, Graph, Mapping[str, np.ndarray], Exit
             if cfg.runner is Runner.NUMBA and (not cfg.exits or exits is not None)]
 
 
-def kernel_set(job: CompileJob, s: Settings) -> frozenset[str]:
-    """The kernels `job`'s graph lowers to (nothing is compiled); empty when the passes or the lowering fail."""
+@dataclass(frozen=True)
+class LoweredJob:
+    """A job after its passes, as a worker compiles it: the graph the backend gets and the kernels it lowers to."""
+
+    model: str
+    config: str
+    graph: Graph
+    inputs: Mapping[str, np.ndarray]
+    kernels: frozenset[str]
+
+
+def lower_job(job: CompileJob, s: Settings) -> LoweredJob:
+    """Run `job`'s passes and lower its graph (nothing is compiled); raises what they raise."""
     from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, lower
 
-    try:
-        g = compiled_graph(job.graph, job.config, s.pass_target, job.exits)
-        plan = lower(g, DEFAULT_PARALLEL_THRESHOLD, s.int8_path)
-    except Exception:  # the timed loop meets the same failure and reports it in the row
-        return frozenset()
-    return frozenset(compiled_kernel(step.kernel) for step in plan.steps if not step.is_view)
+    g = compiled_graph(job.graph, job.config, s.pass_target, job.exits)
+    plan = lower(g, DEFAULT_PARALLEL_THRESHOLD, s.int8_path)
+    kernels = frozenset(compiled_kernel(step.kernel) for step in plan.steps if not step.is_view)
+    return LoweredJob(job.model, job.config.name, g, job.inputs, kernels)
 
 
 PARALLEL_SUFFIX = "[par]"
@@ -173,19 +183,18 @@ def _improve(assign: list[int], bins: int, cost: Callable[[list[int]], tuple[int
     return assign, best
 
 
-def compile_group(jobs: list[CompileJob], s: Settings) -> list[JobResult]:
+def compile_group(jobs: list[LoweredJob], s: Settings) -> list[JobResult]:
     """In a worker: compile and run each job once, so its kernels land in the disk cache."""
     numba.set_num_threads(min(s.threads, numba.config.NUMBA_NUM_THREADS))  # the plan's twins depend on it
     out = []
     for job in jobs:
         try:
-            g = compiled_graph(job.graph, job.config, s.pass_target, job.exits)
             options = {"int8_path": s.int8_path} if s.int8_path else {}
-            exe = runtime.compile(g, backend="numba", fuse=False, **options)
+            exe = runtime.compile(job.graph, backend="numba", fuse=False, **options)
             exe.run(dict(job.inputs))
-            out.append(JobResult(job.model, job.config.name, float(exe.stats.get("jit_seconds", 0.0))))
+            out.append(JobResult(job.model, job.config, float(exe.stats.get("jit_seconds", 0.0))))
         except Exception as e:  # reported by the timed loop, which meets it again
-            out.append(JobResult(job.model, job.config.name, 0.0, f"{type(e).__name__}: {e}"[:400]))
+            out.append(JobResult(job.model, job.config, 0.0, f"{type(e).__name__}: {e}"[:400]))
     return out
 
 
@@ -199,19 +208,27 @@ def prebuild(jobs: list[CompileJob], s: Settings, workers: int,
         report.workers = 0
         return report
     t0 = time.perf_counter()
-    groups = split_jobs([kernel_set(j, s) for j in jobs], workers)
+    lowered = []
+    for job in jobs:
+        try:
+            lowered.append(lower_job(job, s))
+        except Exception as e:  # not shipped: the timed loop meets the same failure and reports it in the row
+            report.errors[(job.model, job.config.name)] = f"{type(e).__name__}: {e}"[:400]
+            if progress:
+                progress(f"{job.model}: {job.config.name} (fails)")
+    groups = split_jobs([j.kernels for j in lowered], workers)
     if len(groups) < 2:  # one process's work: the timed loop compiles it as it comes, without a spawn
         report.workers = 0
         return report
     report.workers = len(groups)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited Numba thread pool
     with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
-        futures = {pool.submit(compile_group, [jobs[i] for i in g], s): g for g in groups}
+        futures = {pool.submit(compile_group, [lowered[i] for i in g], s): g for g in groups}
         for done in as_completed(futures):
             try:
                 results = done.result()
             except Exception as e:  # a worker that died: the timed loop compiles what it left
-                results = [JobResult(jobs[i].model, jobs[i].config.name, 0.0, f"compile worker failed: {e!r}")
+                results = [JobResult(lowered[i].model, lowered[i].config, 0.0, f"compile worker failed: {e!r}")
                            for i in futures[done]]
             for r in results:
                 if r.error:

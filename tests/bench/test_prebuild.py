@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorsmith.bench.configs import BASELINE, Config, Runner
-from tensorsmith.bench.prebuild import compile_weight, compiled_kernel, numba_jobs, prebuild, split_jobs
+from tensorsmith.bench.prebuild import compile_weight, compiled_kernel, lower_job, numba_jobs, prebuild, split_jobs
 from tensorsmith.bench.suite import Settings
 from tensorsmith.ir import GraphBuilder, f32
 
@@ -69,6 +69,15 @@ def test_only_the_numba_configurations_are_jobs() -> None:
     exits = Config("early exit", Runner.NUMBA, exits=True)
     jobs = numba_jobs([("tiny", graph, inputs, None)], [FP32, peer, FUSED, exits])
     assert [j.config.name for j in jobs] == [BASELINE, "numba fused"]  # no exits: no early-exit job
+
+
+def test_a_lowered_job_carries_the_graph_after_its_passes_and_its_compiled_kernels() -> None:
+    graph, inputs = tiny_mlp()
+    jobs = numba_jobs([("tiny", graph, inputs, None)], [FP32, FUSED])
+    fp32, fused = (lower_job(j, Settings(threads=1)) for j in jobs)
+    assert "fused" in [n.op for n in fused.graph.nodes] and "fused" not in [n.op for n in fp32.graph.nodes]
+    assert fused.kernels and fused.kernels <= fp32.kernels  # the fused epilogues are data of the same GEMM
+    assert not any("+" in k for k in fp32.kernels | fused.kernels)
 
 
 def elementwise_graphs() -> list[tuple[str, object, dict[str, np.ndarray]]]:
