@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help=f"threads for Numba and the peers (default: {numba.config.NUMBA_NUM_THREADS}, all cores)")
     p.add_argument("--int8-path", default=None, help="force the int8 kernel path (default: the host's best)")
-    p.add_argument("--compile-workers", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--compile-workers", type=int, default=usable_cores(),
                    help="processes that compile the Numba rows' kernels at once into the disk cache before "
                         "anything is timed (default: one per core; 1: each row compiles its own as it comes)")
     p.add_argument("--json", dest="json_path", default=None, help="write everything, with the environment, here")
@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-5,
                    help="bisect: largest allowed |difference| of an output from the original graph's")
     return p
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, else all)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity else os.cpu_count() or 1)
 
 
 COMMANDS = ("run", "list", "cost", "calibrate", "case-study", "sweep", "bisect")
