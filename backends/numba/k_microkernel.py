@@ -312,14 +312,20 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # typ
                 for mp in range(nmp):
                     r0 = m0 + mp * MR
                     mw = min(MR, m1 - r0)
-                    if mw == MR and nw == NR:
-                        ukernel(kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0, n_all,
-                                pc > 0)
-                    else:
+                    if nw == NR and (mw == MR or mw == 2 * MR // 3 or mw == MR // 3 or mw == 1):
+                        # the micro-kernel writes exactly these rows: straight into out, adding after the first K block
+                        microkernel_rows(mw, kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0,
+                                         n_all, pc > 0)
+                    else:  # rows or columns past out's edge: through ctmp
                         microkernel_rows(mw, kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
                         for r in range(mw):
-                            o = out[r0 + r]
-                            for c in range(nw):
-                                o[n0 + c] = o[n0 + c] + ctmp[r * NR + c] if pc > 0 else ctmp[r * NR + c]
+                            o = out[r0 + r, n0:n0 + nw]
+                            t = ctmp[r * NR:r * NR + nw]
+                            if pc > 0:
+                                for c in range(nw):
+                                    o[c] += t[c]
+                            else:
+                                for c in range(nw):
+                                    o[c] = t[c]
         if stages.shape[0] > 0:
             epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages, vecs, params, res)
