@@ -153,9 +153,11 @@ def test_conv2d_on_the_micro_kernel(xs: tuple, ws: tuple, strides: tuple, pads: 
 
 
 @pytest.mark.parametrize(("m", "k", "n"), [(37, 613, 45), (130, 300, 70), (4, 257, 33), (300, 512, 1), (1, 613, 45),
-                                            (1, 300, 64), (2, 257, 33), (3, 100, 97)])
+                                            (1, 300, 64), (2, 257, 33), (3, 100, 97), (8, 600, 64), (20, 300, 40)])
 def test_linear_with_several_k_blocks_and_partial_tiles(m: int, k: int, n: int) -> None:
-    """Several K blocks, partial row and column panels; one row (read in place, no packing) and 2-3 rows too."""
+    """Several K blocks, partial row and column panels; one row (read in place, no packing) and 2-3 rows too.
+    A last row panel of exactly 1, 4 or 8 rows (MR = 12) is written straight into the output, adding from the
+    second K block on (37, 4, 8 and 20 rows)."""
     b = GraphBuilder("deep")
     x = b.input("x", f32[m, k])
     r = b.input("r", f32[m, n])
