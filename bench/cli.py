@@ -283,7 +283,12 @@ def _prebuild(models: list[tuple[str, Any, Any, Any]], configs: list[Config], se
     if args.compile_workers < 2 or len(jobs) < 2:
         return None
     with progress_bar(console, len(jobs)) as advance:
-        return prebuild(jobs, settings, args.compile_workers, advance)
+        report = prebuild(jobs, settings, args.compile_workers, advance)
+    failed = report.worker_failures()
+    if failed:
+        console.print(f"[yellow]{len(failed)} configurations were not compiled ahead ({escape(failed[0])}); "
+                      f"they compile in this process as they come[/yellow]")
+    return report
 
 
 def _report(runs: list[Any], args: argparse.Namespace, console: Console, wall: float, title: str,

@@ -26,6 +26,9 @@ from .measure import Row
 from .models.registry import ExitSetup
 from .suite import Settings, compiled_graph
 
+WORKER_FAILED = "compile worker failed"
+"""How the error of a job whose worker process died (or never started) begins."""
+
 
 @dataclass(frozen=True)
 class CompileJob:
@@ -61,6 +64,10 @@ class PrebuildReport:
     def compiler_s(self) -> float:
         """Compile seconds summed over the workers (more than `wall_s` when they overlapped)."""
         return sum(self.jit_s.values())
+
+    def worker_failures(self) -> list[str]:
+        """The errors of jobs whose worker process failed (not those whose passes or kernels failed)."""
+        return [e for e in self.errors.values() if e.startswith(WORKER_FAILED)]
 
     def credit(self, rows: Sequence[Row]) -> None:
         """Add each row's compile seconds in a worker to its `jit_ms` and `compile_ms` (this process only loaded
@@ -228,7 +235,7 @@ def prebuild(jobs: list[CompileJob], s: Settings, workers: int,
             try:
                 results = done.result()
             except Exception as e:  # a worker that died: the timed loop compiles what it left
-                results = [JobResult(lowered[i].model, lowered[i].config, 0.0, f"compile worker failed: {e!r}")
+                results = [JobResult(lowered[i].model, lowered[i].config, 0.0, f"{WORKER_FAILED}: {e!r}")
                            for i in futures[done]]
             for r in results:
                 if r.error:

@@ -13,7 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorsmith.bench.configs import BASELINE, Config, Runner
-from tensorsmith.bench.prebuild import compile_weight, compiled_kernel, lower_job, numba_jobs, prebuild, split_jobs
+from tensorsmith.bench.prebuild import (
+    WORKER_FAILED,
+    PrebuildReport,
+    compile_weight,
+    compiled_kernel,
+    lower_job,
+    numba_jobs,
+    prebuild,
+    split_jobs,
+)
 from tensorsmith.bench.suite import Settings
 from tensorsmith.ir import GraphBuilder, f32
 
@@ -123,3 +132,9 @@ def test_jobs_that_share_every_kernel_spawn_nothing() -> None:
     same = Config("again", Runner.NUMBA, fuse=False)
     report = prebuild(numba_jobs([(name, graph, feeds, None)], [FP32, same]), Settings(threads=1), workers=2)
     assert report.workers == 0 and report.jit_s == {}
+
+
+def test_worker_failures_are_told_apart_from_failing_configurations() -> None:
+    report = PrebuildReport(2, errors={("a", "x"): f"{WORKER_FAILED}: BrokenProcessPool()",
+                                       ("a", "y"): "ValueError: prune: sparsity must be in [0, 1)"})
+    assert report.worker_failures() == [f"{WORKER_FAILED}: BrokenProcessPool()"]
