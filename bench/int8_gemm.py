@@ -32,7 +32,8 @@ from ..backends.numba.cpu_features import amx_reported, int8_paths, unavailable_
 from ..backends.numba.int8_gemm import NO_PARAMS
 from ..backends.numba.int8_ukernel import WEIGHT_RANGE
 from ..backends.numba.jit import EMPTY_F32
-from ..backends.numba.k_microkernel import AVAILABLE, gemm_packed, pack_weights, scratch_per_tile
+from ..backends.numba.k_gemm_packed import gemm_packed, pack_weights, scratch_per_tile
+from ..backends.numba.k_microkernel import AVAILABLE
 from ..backends.numba.rules_dense import packed_tiles
 from .kernels import has, medians, table
 

@@ -35,7 +35,7 @@ from ..backends.cost.sparse_kernels import (
 from ..backends.numba import k_microkernel
 from ..backends.numba.bsr_gemm import bsr_from_dense, bsr_gemm, bsr_schedule
 from ..backends.numba.jit import kernel_args
-from ..backends.numba.k_microkernel import gemm_packed, pack_weights, scratch_per_tile
+from ..backends.numba.k_gemm_packed import gemm_packed, pack_weights, scratch_per_tile
 from ..backends.numba.nm_gemm import nm_from_dense, nm_gemm, nm_schedule
 from ..backends.numba.rules_dense import packed_tiles
 from ..backends.numba.sparse_ukernels import HOST_ISA, resolve_isa

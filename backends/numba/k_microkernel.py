@@ -1,26 +1,20 @@
-"""A register-blocked fp32 GEMM micro-kernel in LLVM IR, and the packed GEMM built on it.
+"""A register-blocked fp32 GEMM micro-kernel in LLVM IR, in variants by rows and by how A and B are read.
 
-The micro-kernel computes an MR x NR block of C from a packed A panel (MR values per k) and a
-packed B panel (NR values per k) with vector FMAs held in registers: 12 x 32 on AVX-512 hosts
-(24 zmm accumulators), 6 x 16 on AVX2 + FMA hosts (12 ymm). Weights (constant B) are packed once
-at compile time; activations (A) are packed per K block into scratch by each work item. The
-driver follows BLIS's loop order (K block, then N panels, then M panels) inside an outer
-`prange` over (row block, column block) tiles, with the fused epilogue applied per row of a tile.
-On hosts without FMA, `AVAILABLE` is False and GEMMs go through BLAS instead.
+The micro-kernel computes an MR x NR block of C from A (a packed panel of MR values per k, or rows
+read in place) and B (a packed panel of NR values per k, or rows read in place through an offset
+table) with vector FMAs held in registers: 12 x 32 on AVX-512 hosts (24 zmm accumulators), 6 x 16
+on AVX2 + FMA hosts (12 ymm). The packed GEMM built on it is k_gemm_packed.py; convolutions and
+attention call it too. On hosts without FMA, `AVAILABLE` is False and GEMMs go through BLAS instead.
 """
 
 from __future__ import annotations
 
-import weakref
-
 import llvmlite.binding as llvm
-import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.extending import intrinsic
 
-from .jit import helper, subkernel, twin
-from .k_epilogue import epi_tile
+from .jit import helper
 
 _FEATURES = llvm.get_host_cpu_features()
 VW = 16 if _FEATURES.get("avx512f") else 8
@@ -176,6 +170,10 @@ ukernel_halves_one, ukernel_halves_third, ukernel_halves_two_thirds, ukernel_hal
 ukernel_strided = _make_ukernel(MR, strided_a=True)
 """C[MR, NR] (row stride ldc, at c_off) (+)= A [MR, kc] read in place, A[i, k] at a[a_off + k * a_k + i * a_i], @ B
 rows [kc][NR] (row stride ldb)."""
+ukernel_strided_third = _make_ukernel(MR // 3, strided_a=True)
+"""The same for MR/3 rows of A read in place."""
+ukernel_strided_two_thirds = _make_ukernel(2 * MR // 3, strided_a=True)
+"""The same for 2*MR/3 rows of A read in place."""
 ukernel_row = _make_ukernel(1, a_stride=1)
 """C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
 no packed A panel."""
@@ -219,113 +217,22 @@ def microkernel_rows(cw, kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate
         ukernel(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
 
 
-def pack_weights(w: np.ndarray) -> np.ndarray:
-    """W [N, K] (a linear weight, B = W^T) as NR-column panels [ceil(N/NR), K, NR], zero-padded."""
-    n, k = w.shape
-    panels = -(-n // NR)
-    out = np.zeros((panels, k, NR), np.float32)
-    for p in range(panels):
-        blk = w[p * NR:(p + 1) * NR]
-        out[p, :, :blk.shape[0]] = blk.T
-    return out
+@helper
+def exact_rows(cw):  # type: ignore[no-untyped-def]
+    """Whether a micro-kernel variant computes exactly cw rows (1, MR/3, 2*MR/3 or MR): it then reads and writes no
+    row past them."""
+    return cw == 1 or cw == MR // 3 or cw == 2 * MR // 3 or cw == MR
 
 
-_PACKED: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], tuple[weakref.ref, np.ndarray]] = {}
-"""Packed weights by the read-only array they were packed from (dropped when that array is freed)."""
-
-
-def shared_packed(w: np.ndarray) -> np.ndarray:
-    """pack_weights(w), computed once per read-only constant array (or view of one) and shared by every plan
-    that packs it: the plans of one segment for several row counts hold one packed copy."""
-    owner = w if w.base is None else w.base
-    if not isinstance(owner, np.ndarray) or owner.flags.writeable:
-        return pack_weights(np.ascontiguousarray(w, np.float32))
-    key = (id(owner), w.ctypes.data, w.shape, w.strides)
-    hit = _PACKED.get(key)
-    if hit is not None and hit[0]() is owner:
-        return hit[1]
-    packed = pack_weights(np.ascontiguousarray(w, np.float32))
-    _PACKED[key] = (weakref.ref(owner, lambda _ref, k=key: _PACKED.pop(k, None)), packed)
-    return packed
-
-
-@subkernel
-def pack_rows(x, m0, m1, k0, kc, ap):  # type: ignore[no-untyped-def]
-    """Pack rows m0..m1 (zero-padded to MR) and columns k0..k0+kc of x into MR-row panels ap[p][k][i]."""
-    panels = (m1 - m0 + MR - 1) // MR
-    for mp in range(panels):
-        for i in range(MR):
-            r = m0 + mp * MR + i
-            base = mp * kc * MR + i
-            if r < m1:
-                xr = x[r, k0:k0 + kc]
-                for kk in range(kc):
-                    ap[base + kk * MR] = xr[kk]
-            else:
-                for kk in range(kc):
-                    ap[base + kk * MR] = 0.0
-
-
-def scratch_per_tile(tm: int) -> int:
-    """Floats of scratch one work item of `gemm_packed` needs for tiles of tm rows."""
-    return -(-tm // MR) * MR * KC + MR * NR
-
-
-@twin
-def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
-    """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns."""
-    m_all, k_all = x.shape
-    n_all = out.shape[1]
-    panels = bp.shape[0]
-    gm = (m_all + tm - 1) // tm
-    gn = (panels + tnp - 1) // tnp
-    per = ((tm + MR - 1) // MR) * MR * KC + MR * NR
-    for t in prange(gm * gn):
-        i = t // gn
-        jj = t - i * gn
-        m0 = i * tm
-        m1 = min(m_all, m0 + tm)
-        p0 = jj * tnp
-        p1 = min(panels, p0 + tnp)
-        ap = scratch[t * per:t * per + per - MR * NR]
-        ctmp = scratch[t * per + per - MR * NR:t * per + per]
-        nmp = (m1 - m0 + MR - 1) // MR
-        if k_all == 0:
-            for r in range(m0, m1):
-                out[r][p0 * NR:min(n_all, p1 * NR)] = 0
-        if m1 - m0 == 1 and x.flags.c_contiguous:  # one row (batch-1 inference): x read in place, weights once
-            for p in range(p0, p1):
-                n0 = p * NR
-                nw = min(NR, n_all - n0)
-                if nw == NR:
-                    ukernel_row(k_all, x, m0 * k_all, bp, p * k_all * NR, NR, out, m0 * n_all + n0, n_all, False)
-                else:
-                    ukernel_row(k_all, x, m0 * k_all, bp, p * k_all * NR, NR, ctmp, 0, NR, False)
-                    out[m0][n0:n0 + nw] = ctmp[:nw]
-            nmp = 0
-        for pc in range(0, k_all if nmp > 0 else 0, KC):
-            kc = min(KC, k_all - pc)
-            pack_rows(x, m0, m1, pc, kc, ap)
-            for p in range(p0, p1):
-                n0 = p * NR
-                nw = min(NR, n_all - n0)
-                for mp in range(nmp):
-                    r0 = m0 + mp * MR
-                    mw = min(MR, m1 - r0)
-                    if nw == NR and (mw == MR or mw == 2 * MR // 3 or mw == MR // 3 or mw == 1):
-                        # the micro-kernel writes exactly these rows: straight into out, adding after the first K block
-                        microkernel_rows(mw, kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0,
-                                         n_all, pc > 0)
-                    else:  # rows or columns past out's edge: through ctmp
-                        microkernel_rows(mw, kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
-                        for r in range(mw):
-                            o = out[r0 + r, n0:n0 + nw]
-                            t = ctmp[r * NR:r * NR + nw]
-                            if pc > 0:
-                                for c in range(nw):
-                                    o[c] += t[c]
-                            else:
-                                for c in range(nw):
-                                    o[c] = t[c]
-        if stages.shape[0] > 0:
-            epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages, vecs, params, res)
+@helper
+def microkernel_in_place(cw, kc, x, x_off, ldx, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore[no-untyped-def]
+    """The micro-kernel on cw rows of a matrix read in place, row i's k-th value at x[x_off + i * ldx + k]: cw is 1,
+    MR/3, 2*MR/3 or MR (`exact_rows`), so no row past them is read."""
+    if cw == 1:
+        ukernel_row(kc, x, x_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+    elif cw == MR // 3:
+        ukernel_strided_third(kc, x, x_off, 1, ldx, b, b_off, ldb, c, c_off, ldc, accumulate)
+    elif cw == 2 * MR // 3:
+        ukernel_strided_two_thirds(kc, x, x_off, 1, ldx, b, b_off, ldb, c, c_off, ldc, accumulate)
+    else:
+        ukernel_strided(kc, x, x_off, 1, ldx, b, b_off, ldb, c, c_off, ldc, accumulate)

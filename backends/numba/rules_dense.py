@@ -12,7 +12,7 @@ from . import k_microkernel
 from .epilogue import Epilogue, empty_epilogue, is_gemm_like
 from .jit import cdiv
 from .k_gemm import bmm_loops, bmm_sgemm, gemm
-from .k_microkernel import gemm_packed, scratch_per_tile, shared_packed
+from .k_gemm_packed import gemm_packed, scratch_per_tile, shared_packed
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers

@@ -1,0 +1,62 @@
+"""The packed fp32 GEMM driver: rows read in place (small tiles of exact row groups) or packed, both twins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tensorsmith.backends.numba import k_microkernel
+from tensorsmith.backends.numba.int8_gemm import NO_PARAMS
+from tensorsmith.backends.numba.jit import EMPTY_F32
+from tensorsmith.backends.numba.k_gemm_packed import IN_PLACE_ROWS, gemm_packed, pack_weights, scratch_per_tile
+from tensorsmith.backends.numba.k_microkernel import MR, NR, exact_rows
+from tensorsmith.backends.numba.rules_dense import packed_tiles
+
+pytestmark = pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: GEMMs go through BLAS")
+
+
+def _product(x: np.ndarray, w: np.ndarray, parallel: bool, threads: int = 2) -> np.ndarray:
+    """gemm_packed's twin on x @ w.T, tiled as the lowering tiles it, over an output full of NaN."""
+    m, n = x.shape[0], w.shape[0]
+    bp = pack_weights(w)
+    tm, tnp = packed_tiles(m, bp.shape[0], threads, parallel)
+    scratch = np.full(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm), np.nan, np.float32)
+    out = np.full((m, n), np.nan, np.float32)
+    gemm_packed.pick(parallel)(x, bp, out, tm, tnp, scratch, np.zeros(0, np.int64), EMPTY_F32, NO_PARAMS, EMPTY_F32)
+    return out
+
+
+def _reads_in_place(m: int) -> bool:
+    """Whether a tile of m rows reads them in place: few rows, every row group of an exact micro-kernel height."""
+    return m <= IN_PLACE_ROWS and exact_rows(m - (-(-m // MR) - 1) * MR)
+
+
+@pytest.mark.parametrize("m", range(1, IN_PLACE_ROWS + 3))
+@pytest.mark.parametrize("parallel", [False, True])
+def test_every_row_count_up_to_past_the_in_place_limit(m: int, parallel: bool) -> None:
+    """Each row count, read in place or packed, over two K blocks and a ragged last panel of columns."""
+    rng = np.random.default_rng(m)
+    k, n = k_microkernel.KC + 44, 2 * NR + 13
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    np.testing.assert_allclose(_product(x, w, parallel), x.astype(np.float64) @ w.T.astype(np.float64),
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_both_ways_of_reading_rows_are_exercised() -> None:
+    """Row counts of both kinds exist below the limit, and a row count past it always packs."""
+    kinds = {_reads_in_place(m) for m in range(1, IN_PLACE_ROWS + 1)}
+    assert kinds == {True, False}
+    assert _reads_in_place(1) and _reads_in_place(MR) and _reads_in_place(MR + MR // 3)
+    assert not _reads_in_place(IN_PLACE_ROWS + 1)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_rows_of_a_strided_view_are_packed(parallel: bool) -> None:
+    """A non-contiguous x (every other row of a matrix) is packed, never read with the wrong row stride."""
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((2 * MR, 300), dtype=np.float32)
+    x = base[::2]
+    w = rng.standard_normal((70, 300), dtype=np.float32)
+    assert not x.flags.c_contiguous and _reads_in_place(x.shape[0])
+    np.testing.assert_allclose(_product(x, w, parallel), x.astype(np.float64) @ w.T.astype(np.float64),
+                               rtol=1e-4, atol=1e-3)
