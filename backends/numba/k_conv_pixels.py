@@ -19,7 +19,7 @@ from numba import prange
 
 from .geometry import B_IN_PLACE, B_PANELS, KH, KW, PL, PT, SH, SW, W_OUT
 from .jit import helper, subkernel, twin
-from .k_conv_shift import KC_CONV, padded_plane, phase_plane
+from .k_conv_shift import KC_CONV, fill_plane
 from .k_epilogue import CHUNK_FLOATS, epi_channel_rows
 from .k_microkernel import MR, NR, VW, microkernel_offsets_rows, microkernel_rows
 
@@ -51,17 +51,14 @@ def merged_row_offsets(ci: int, kh: int, kw: int, strides: tuple[int, int], dila
 
 @helper
 def _fill_plane(x, xpad, t, ci_all, phases, img, chan, plane, geo, hq, wq):  # type: ignore[no-untyped-def]
-    """Phase plane t of (image, channel, phase) into its place in xpad (stride 1: padded_plane directly)."""
+    """Phase plane t of (image, channel, phase) into its place in xpad."""
     sh, sw = geo[SH], geo[SW]
     n = t // (ci_all * phases)
     c = (t // phases) % ci_all
     ph = (t % phases) // sw
     pw = t % sw
     o = n * img + c * chan + (ph * sw + pw) * plane
-    if phases == 1:
-        padded_plane(x[n, c], xpad[o:o + plane], geo[PT], geo[PL], hq, wq)
-    else:
-        phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, geo[PT], geo[PL], hq, wq)
+    fill_plane(x, n, c, xpad, o, ph, pw, sh, sw, geo[PT], geo[PL], hq, wq)
 
 
 @helper

@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, PT, SH, SW, W_OUT
-from .jit import subkernel, twin
+from .jit import helper, subkernel, twin
 from .k_epilogue import epi_row
 from .k_microkernel import MR, NR, microkernel_rows, ukernel
 from .vector_runs import copy_run, zero_run
@@ -53,31 +53,35 @@ def ext_floats(items: int, rb: int, wq: int, cb: int) -> int:
     return items * cb * (-(-(rb * wq) // NR) * NR)
 
 
-@subkernel
-def padded_plane(src, dst, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
-    """dst[a*wq + b] = zero-padded src[a - pt, b - pl]: the plane of a stride-1 convolution (wq = pl + width + pr)."""
-    h, w = src.shape
-    if src.strides[1] != 4 or dst.strides[0] != 4:  # not float32 runs (a strided view): element by element
+@helper
+def padded_plane(x, n, c, xpad, o, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
+    """xpad[o + a*wq + b] = zero-padded x[n, c, a - pt, b - pl]: the plane of a stride-1 convolution
+    (wq = pl + width + pr).
+
+    Rows move as vector runs at flat offsets into x and xpad (no views: a view per plane cost about 100 ns, as much
+    as copying a plane of 8 x 8); an x whose rows are not runs of float32 goes element by element."""
+    h, w = x.shape[2], x.shape[3]
+    st = x.strides
+    if st[3] != 4 or st[2] < 0 or st[1] < 0 or st[0] < 0:
         for a in range(hq * wq):
             ih, iw = a // wq - pt, a % wq - pl
-            dst[a] = src[ih, iw] if 0 <= ih < h and 0 <= iw < w else 0.0
+            xpad[o + a] = x[n, c, ih, iw] if 0 <= ih < h and 0 <= iw < w else 0.0
         return
-    row = src.strides[0] // 4
-    zero_run(dst, 0, pt * wq + pl)  # the top rows and the first row's left pad
+    row = st[2] // 4
+    src = (n * st[0] + c * st[1]) // 4
+    zero_run(xpad, o, pt * wq + pl)  # the top rows and the first row's left pad
     for ih in range(h):
-        o = (ih + pt) * wq + pl
-        copy_run(dst, o, src, ih * row, w)
-        zero_run(dst, o + w, wq - w if ih < h - 1 else wq - w - pl)  # right pad (and the next row's left pad)
+        d = o + (ih + pt) * wq + pl
+        copy_run(xpad, d, x, src + ih * row, w)
+        zero_run(xpad, d + w, wq - w if ih < h - 1 else wq - w - pl)  # right pad (and the next row's left pad)
     end = (h + pt) * wq
-    zero_run(dst, end, hq * wq - end)  # the bottom rows
+    zero_run(xpad, o + end, hq * wq - end)  # the bottom rows
 
 
 @subkernel
 def phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
-    """dst[a*wq + b] = zero-padded src[a*sh + ph - pt, b*sw + pw - pl]: one stride phase of one channel."""
-    if sh == 1 and sw == 1:  # the general loops below cost about 3x as much per row (measured)
-        padded_plane(src, dst, pt - ph, pl - pw, hq, wq)
-        return
+    """dst[a*wq + b] = zero-padded src[a*sh + ph - pt, b*sw + pw - pl]: one stride phase of one channel (a
+    strided convolution's; stride 1 is `padded_plane`, about 3x faster per row)."""
     h, w = src.shape
     for a in range(hq):
         row = dst[a * wq:(a + 1) * wq]
@@ -102,6 +106,15 @@ def phase_plane(src, dst, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-un
                 row[b] = s[b * sw + pw - pl]
         for b in range(hi, wq):
             row[b] = 0.0
+
+
+@helper
+def fill_plane(x, n, c, xpad, o, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignore[no-untyped-def]
+    """Stride phase (ph, pw) of channel c of image n, zero-padded, at xpad[o:o + hq*wq]."""
+    if sh == 1 and sw == 1:
+        padded_plane(x, n, c, xpad, o, pt, pl, hq, wq)
+    else:
+        phase_plane(x[n, c], xpad[o:o + hq * wq], ph, pw, sh, sw, pt, pl, hq, wq)
 
 
 @subkernel
@@ -170,7 +183,7 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
             ph = (t % phases) // sw
             pw = t % sw
             o = n * img + c * chan + (ph * sw + pw) * plane
-            phase_plane(x[n, c], xpad[o:o + plane], ph, pw, sh, sw, pt, pl, hq, wq)
+            fill_plane(x, n, c, xpad, o, ph, pw, sh, sw, pt, pl, hq, wq)
         for n in range(nb):
             for q in range(n * img + ci_all * chan, (n + 1) * img):
                 xpad[q] = 0.0

@@ -51,14 +51,17 @@ def test_runs_refuse_other_dtypes() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(h=st.integers(1, 9), w=st.integers(1, 40), pads=st.tuples(*[st.integers(0, 4)] * 4), strided=st.booleans())
+@given(h=st.integers(1, 9), w=st.integers(1, 40), pads=st.tuples(*[st.integers(0, 4)] * 4), strided=st.booleans(),
+       at=st.integers(0, 5))
 def test_padded_plane_equals_numpy_pad_and_writes_nothing_else(h: int, w: int, pads: tuple[int, int, int, int],
-                                                               strided: bool) -> None:
+                                                               strided: bool, at: int) -> None:
+    """Channel 2 of image 1 of an [N, C, H, W] input (contiguous, or every other column) padded at offset `at`."""
     pt, pl, pb, pr = pads
     rng = np.random.default_rng(h * 100 + w)
-    x = rng.random((h, 2 * w), dtype=np.float32)[:, ::2] if strided else rng.random((h, w), dtype=np.float32)
+    x = rng.random((2, 3, h, 2 * w), dtype=np.float32)[..., ::2] if strided else rng.random((2, 3, h, w),
+                                                                                              dtype=np.float32)
     hq, wq = h + pt + pb, w + pl + pr
-    buf = np.full(hq * wq + 2 * VW, 7.0, np.float32)
-    padded_plane(x, buf[:hq * wq], pt, pl, hq, wq)
-    np.testing.assert_array_equal(buf[:hq * wq].reshape(hq, wq), np.pad(x, ((pt, pb), (pl, pr))))
-    assert (buf[hq * wq:] == 7.0).all()
+    buf = np.full(at + hq * wq + 2 * VW, 7.0, np.float32)
+    padded_plane(x, 1, 2, buf, at, pt, pl, hq, wq)
+    np.testing.assert_array_equal(buf[at:at + hq * wq].reshape(hq, wq), np.pad(x[1, 2], ((pt, pb), (pl, pr))))
+    assert (buf[:at] == 7.0).all() and (buf[at + hq * wq:] == 7.0).all()
