@@ -3,21 +3,25 @@
     python -m tensorsmith.bench.int8_gemm                    # every path this host executes
     python -m tensorsmith.bench.int8_gemm --repeats 21 --paths avx2
 
-Each int8 figure is f32 in, f32 out, as ONNX Runtime's DynamicQuantizeLinear + MatMulInteger
-graph: per-tensor dynamic quantization of the activations, then the GEMM with dequantization
-(`int8 total`); `int8 row total` the same with one scale per activation row (what
-`quantize{scheme=dynamic}` writes: one pass per row, one parallel region); `int8 gemm` is the GEMM
-with dequantization alone on already quantized activations. GOP/s = 2*M*N*K / median time. The
-fp32 Numba micro-kernel GEMM and numpy run in this process; ONNX Runtime runs in its own process
-(its spinning threads would slow Numba's), once before and once after them, so that a change of
-machine load between the two shows; PyTorch's dynamically quantized Linear (when torch is installed)
-runs in a process of its own too.
+`<path> graph` is f32 in, f32 out, as ONNX Runtime's DynamicQuantizeLinear + MatMulInteger graph:
+a linear quantized by `quantize{scheme=dynamic,fold=false},quantize-fold{dynamic=true,granularity=tensor}`
+(int8 weights per output channel, the activations quantized at run time per tensor), compiled for that
+path and timed through `run` (input check and output allocation included, as ONNX Runtime's `run`);
+`<path> graph row` the same with one scale per activation row (what `quantize{scheme=dynamic}` writes);
+`<path> gemm` is the GEMM with dequantization alone on already quantized activations, called through
+its compiled entry point as a compiled graph calls it. GOP/s = 2*M*N*K / median time. The
+fp32 Numba micro-kernel GEMM runs in this process. The peers run in processes of their own, their
+spinning threads kept away from Numba's: numpy's fp32 product (its OpenBLAS workers spin for about
+0.1 s after each product, and the Numba runtime, seeing a CPU taken, halves its threads), ONNX
+Runtime once before and once after the rest, so that a change of machine load between the two
+shows, and PyTorch's dynamically quantized Linear (when torch is installed).
 Weights are packed before timing, as at compile time.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -27,6 +31,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from .. import runtime
 from ..backends.numba import int8_gemm as ig
 from ..backends.numba.cpu_features import amx_reported, int8_paths, unavailable_int8_paths
 from ..backends.numba.int8_gemm import NO_PARAMS
@@ -35,6 +40,9 @@ from ..backends.numba.jit import EMPTY_F32
 from ..backends.numba.k_gemm_packed import gemm_packed, pack_weights, scratch_per_tile
 from ..backends.numba.k_microkernel import AVAILABLE
 from ..backends.numba.rules_dense import packed_tiles
+from ..ir import GraphBuilder, f32
+from ..passes import run_pipeline
+from ..runtime.numba_exec import compiled_entry
 from .kernels import has, medians, table
 
 SHAPES = ((1024, 1024, 1024), (128, 768, 768), (128, 768, 3072), (128, 3072, 768), (1, 4096, 4096),
@@ -79,6 +87,17 @@ def ort_child(shapes: list[tuple[int, int, int]], threads: int, repeats: int) ->
     print(json.dumps(out))
 
 
+def numpy_child(shapes: list[tuple[int, int, int]], threads: int, repeats: int) -> None:
+    """In a child process: numpy's fp32 product (its bundled OpenBLAS) per shape, GFLOP/s as JSON on stdout."""
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for m, k, n in shapes:
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        w = rng.standard_normal((n, k), dtype=np.float32)
+        out[f"{m}x{k}x{n}"] = _gops(m, k, n, medians({"numpy": lambda a=x, b=w: a @ b.T}, repeats)["numpy"])
+    print(json.dumps(out))
+
+
 def torch_child(shapes: list[tuple[int, int, int]], threads: int, repeats: int) -> None:
     """In a child process: PyTorch's dynamically quantized Linear (int8 weights, f32 in and out) per shape."""
     import warnings
@@ -102,47 +121,72 @@ def torch_child(shapes: list[tuple[int, int, int]], threads: int, repeats: int) 
 
 
 def peer_figures(peer: str, shapes: tuple[tuple[int, int, int], ...], threads: int, repeats: int) -> dict[str, Any]:
-    """GOP/s of a peer's dynamic int8 product per shape ("ort" or "torch"), measured in a child process
-    (empty when the peer is not installed)."""
-    if not all(has(mod) for mod in ({"ort": ("onnxruntime", "onnx"), "torch": ("torch",)}[peer])):
+    """GOP/s of a peer's product per shape ("ort" or "torch": dynamic int8; "numpy": fp32), measured in a child
+    process, whose threads then cannot spin against ours (empty when the peer is not installed)."""
+    if not all(has(mod) for mod in ({"ort": ("onnxruntime", "onnx"), "torch": ("torch",), "numpy": ()}[peer])):
         return {}
     arg = json.dumps([list(s) for s in shapes])
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads)) if peer == "numpy" else None
     r = subprocess.run([sys.executable, "-m", "tensorsmith.bench.int8_gemm", f"--{peer}-child", arg,
-                        "--threads", str(threads), "--repeats", str(repeats)], capture_output=True, text=True)
+                        "--threads", str(threads), "--repeats", str(repeats)], capture_output=True, text=True,
+                       env=env)
     if r.returncode:
         print(f"{peer} child failed: {r.stderr[-1000:]}")
         return {}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def quantized_linear(w: np.ndarray, m: int, path: str, granularity: str) -> Any:
+    """y = x @ w.T for x f32 [m, K] as a user compiles it: int8 weights per output channel, activations quantized
+    at run time per `granularity` ("tensor", as ONNX Runtime's DynamicQuantizeLinear, or "row"), on the Numba
+    backend's int8 `path`; returns the executable (its `run` is f32 in, f32 out)."""
+    b = GraphBuilder("int8_linear")
+    x = b.input("x", f32[m, w.shape[1]])
+    b.output(b.linear(x, b.const(w, "w"), name="fc"))
+    q = run_pipeline(b.build(), "quantize{scheme=dynamic,fold=false},"
+                                f"quantize-fold{{dynamic=true,granularity={granularity}}}")
+    exe = runtime.compile(q, backend="numba", int8_path=path)
+    if not any(s.op == "qlinear" for s in exe.plan.steps):
+        raise RuntimeError(f"int8 linear {m}x{w.shape[1]}x{w.shape[0]} on {path}: no qlinear kernel in the plan")
+    return exe
+
+
 def bench_shape(m: int, k: int, n: int, paths: list[str], repeats: int, threads: int) -> dict[str, float]:
-    """Median seconds of every implementation on one shape (all in this process)."""
+    """Median seconds of every implementation on one shape (all in this process). Kernels are called through
+    their compiled entry points, as a compiled graph calls them (no per-call type resolution)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((m, k), dtype=np.float32)
     w = rng.standard_normal((n, k), dtype=np.float32)
-    fns: dict[str, Any] = {"numpy fp32": lambda: x @ w.T}
+    fns: dict[str, Any] = {}
     if AVAILABLE:
         bp = pack_weights(w)
         tm, tnp = packed_tiles(m, bp.shape[0], threads, True)
         scratch = np.empty(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm), np.float32)
         y = np.empty((m, n), np.float32)
-        stages = np.zeros(0, np.int64)
-        fns["numba fp32"] = lambda: gemm_packed.parallel(x, bp, y, tm, tnp, scratch, stages, EMPTY_F32, NO_PARAMS,
-                                                               EMPTY_F32)
+        fns["numba fp32"] = _entry(gemm_packed.parallel, x, bp, y, tm, tnp, scratch, np.zeros(0, np.int64),
+                                   EMPTY_F32, NO_PARAMS, EMPTY_F32)
     for path in paths:
         lo, hi = WEIGHT_RANGE[path]
         sw = np.abs(w).max(axis=1) / hi
         packed = ig.pack_int8_weights(np.clip(np.rint(w / sw[:, None]), lo, hi).astype(np.int8), sw, path)
+        for gran, label in (("tensor", "graph"), ("row", "graph row")):
+            fns[f"{path} {label}"] = functools.partial(quantized_linear(w, m, path, gran).run, {"x": x})
         xq, sx, zp = ig.quantize_dynamic(x, per_row=False, parallel=True)
-        fns[f"{path} total"] = (lambda p=packed, pa=path: ig.int8_gemm_dequant(
-            *ig.quantize_dynamic(x, per_row=False, parallel=True), p, pa, parallel=True))
-        fns[f"{path} row total"] = (lambda p=packed, pa=path: ig.int8_gemm_dequant(
-            *ig.quantize_dynamic(x, per_row=True, parallel=True), p, pa, parallel=True))
-        fns[f"{path} gemm"] = (lambda p=packed, pa=path, a=(xq, sx, zp): ig.int8_gemm_dequant(
-            *a, p, pa, parallel=True))
+        tm, tnp = ig.int8_tiles(m, n, path, threads, True)
+        out = np.empty((m, n), np.float32)
+        q, s_out, zp_out = ig.requant_operands(None, m, n)
+        fns[f"{path} gemm"] = _entry(ig.int8_kernels(path).gemm_dequant.parallel, xq, sx, zp, packed.data,
+                                     packed.colsum, packed.scales, np.zeros(n, np.float32), out, tm, tnp,
+                                     np.empty(ig.scratch_size(m, n, path, tm, tnp), np.int32), ig.NO_STAGES,
+                                     EMPTY_F32, NO_PARAMS, EMPTY_F32, q, s_out, zp_out)
     for f in fns.values():  # JIT compile time stays out of the timings
         f()
     return medians(fns, repeats)
+
+
+def _entry(kernel: Any, *args: Any) -> Any:
+    """A call of `kernel` on `args` through its compiled entry point for their types."""
+    return functools.partial(compiled_entry(kernel, args), *args)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,8 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paths", default=",".join(int8_paths()), help="int8 paths, comma separated")
     ap.add_argument("--ort-child", help=argparse.SUPPRESS)
     ap.add_argument("--torch-child", help=argparse.SUPPRESS)
+    ap.add_argument("--numpy-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    for child, fn in ((args.ort_child, ort_child), (args.torch_child, torch_child)):
+    for child, fn in ((args.ort_child, ort_child), (args.torch_child, torch_child), (args.numpy_child, numpy_child)):
         if child:
             fn([tuple(s) for s in json.loads(child)], args.threads, args.repeats)
             return
@@ -165,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     why_not = "; ".join(f"{p}: {why}" for p, why in unavailable_int8_paths().items()) or "none"
     print(f"int8 paths this host executes: {', '.join(int8_paths())} (best first); timed: {', '.join(paths)}; "
           f"AMX reported: {amx_reported()}; paths it cannot run: {why_not}; threads: {args.threads}")
+    numpy_figs = peer_figures("numpy", SHAPES, args.threads, args.repeats)
     ort_before = peer_figures("ort", SHAPES, args.threads, args.repeats)
     torch_figs = peer_figures("torch", SHAPES, args.threads, args.repeats)
     rows = []
@@ -172,14 +218,15 @@ def main(argv: list[str] | None = None) -> None:
     for m, k, n in SHAPES:
         t = bench_shape(m, k, n, paths, args.repeats, args.threads)
         names = names or list(t)
-        rows.append([f"{m}x{k}x{n}"] + [_gops(m, k, n, t[c]) for c in names])
+        rows.append([f"{m}x{k}x{n}", numpy_figs.get(f"{m}x{k}x{n}", float("nan"))]
+                    + [_gops(m, k, n, t[c]) for c in names])
     ort_after = peer_figures("ort", SHAPES, args.threads, args.repeats)
     for row, (m, k, n) in zip(rows, SHAPES):
         row += [peer.get(f"{m}x{k}x{n}", float("nan")) for peer in (ort_before, ort_after, torch_figs)]
     engine = torch_figs.get("engine", "not installed")
     table(f"GOP/s (GFLOP/s for fp32), M x K x N, median of --repeats; ONNX Runtime before and after the others; "
           f"PyTorch dynamic quantized Linear (engine {engine})",
-          ["shape"] + names + ["ORT int8 before", "ORT int8 after", "torch int8"], rows)
+          ["shape", "numpy fp32"] + names + ["ORT int8 before", "ORT int8 after", "torch int8"], rows)
 
 
 if __name__ == "__main__":

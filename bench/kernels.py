@@ -28,6 +28,7 @@ from ..backends import reference
 from ..ir import Graph, GraphBuilder, f32
 from ..ir.regions import make_region
 from ..runtime.numba_exec import NumbaExecutable
+from .warmup import warm_up
 
 SECTIONS = ("gemm", "conv", "dispatch", "arena", "models")
 GEMM_SHAPES = ((1024, 1024, 1024), (128, 768, 768), (128, 768, 3072), (128, 3072, 768))
@@ -44,7 +45,9 @@ def has(module: str) -> bool:
 
 
 def medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each callable over `repeats` runs after warm-up.
+    """Median seconds of each callable over `repeats` runs after warm-up (at least `warmup` calls and
+    WARMUP_SECONDS, as `bench` gives every configuration: two calls after the pause left sub-millisecond
+    kernels timed on a CPU still raising its clock, 1.3-1.5x slower).
 
     Each implementation is timed in its own block (two rounds, the second in reverse order, a
     short pause before each block): numpy's OpenBLAS, ONNX Runtime, PyTorch and Numba each keep
@@ -56,8 +59,7 @@ def medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) ->
     for rnd in range(2):
         for k in order if rnd == 0 else order[::-1]:
             time.sleep(0.2)
-            for _ in range(warmup):
-                fns[k]()
+            warm_up(fns[k], warmup)
             for _ in range(max(1, (repeats + 1 - rnd) // 2)):
                 t0 = time.perf_counter()
                 fns[k]()
