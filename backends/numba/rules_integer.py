@@ -25,8 +25,8 @@ from .int8_ukernel import WEIGHT_RANGE
 from .k_integer import (
     SIGN_FLIP,
     activations_u8,
+    im2col_channel_major_u8,
     im2col_nhwc_u8,
-    im2col_u8,
     padded_nhwc_u8,
     pixels_to_nchw,
     qadd,
@@ -217,15 +217,15 @@ def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> N
         zp = zs
     geo = ctx.const(_geometry(node, wo), "geometry")
     w_nk = w.reshape(co, k)
+    pt, pl, pb, pr = node.attrs["pads"]
+    h, w_in = x.type.shape[2:]
+    xp = ctx.buffer((nb, h + pt + pb, w_in + pl + pr, ci), np.dtype(np.uint8), f"{node.name}.nhwc")
+    ctx.emit("padded_nhwc_u8", padded_nhwc_u8, ctx.arg(x), zp, Lit(flip), Lit(pt), Lit(pl), xp, writes=(xp,),
+             work=TRANSPOSE_WORK * nb * ci * h * w_in)
     if int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8)).kernel == BSR:
         # block-sparse weights keep their K order (channel, tap row, tap column): the blocks were pruned in it
-        ctx.emit("im2col_u8", im2col_u8, ctx.arg(x), geo, zp, Lit(flip), cols, writes=(cols,), work=rows * k)
-    else:  # K as (tap row, tap column, channel) over an NHWC copy: each tap row is one run of bytes
-        pt, pl, pb, pr = node.attrs["pads"]
-        h, w_in = x.type.shape[2:]
-        xp = ctx.buffer((nb, h + pt + pb, w_in + pl + pr, ci), np.dtype(np.uint8), f"{node.name}.nhwc")
-        ctx.emit("padded_nhwc_u8", padded_nhwc_u8, ctx.arg(x), zp, Lit(flip), Lit(pt), Lit(pl), xp, writes=(xp,),
-                 work=TRANSPOSE_WORK * nb * ci * h * w_in)
+        ctx.emit("im2col_channel_major_u8", im2col_channel_major_u8, xp, geo, cols, writes=(cols,), work=rows * k)
+    else:  # K as (tap row, tap column, channel): each tap row is one run of bytes of the NHWC copy
         runs = w.shape[2] * (1 if node.attrs["dilations"][1] == 1 else w.shape[3])
         ctx.emit("im2col_nhwc_u8", im2col_nhwc_u8, xp, geo, cols, writes=(cols,),
                  work=rows * (k // 8 + runs * RUN_WORK))

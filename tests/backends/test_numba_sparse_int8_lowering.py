@@ -81,12 +81,18 @@ def test_static_requantized_chain_on_the_sparse_kernel(tmp_path: Path, monkeypat
         assert_array_equal(sparse.run(feeds)[name], want, err_msg=name)
 
 
-def test_pruned_quantized_conv_runs_block_sparse_int8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("pads", "strides", "dilations"), [((1, 1, 1, 1), (1, 1), (1, 1)),
+                                                            ((0, 2, 1, 0), (2, 1), (1, 2)),
+                                                            ((2, 0, 0, 1), (1, 2), (2, 1))])
+def test_pruned_quantized_conv_runs_block_sparse_int8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      pads: tuple[int, ...], strides: tuple[int, int],
+                                                      dilations: tuple[int, int]) -> None:
+    """The block-sparse conv's im2col (channel-major K over the NHWC copy) under padding, strides and dilation."""
     rng = np.random.default_rng(4)
     b = GraphBuilder("sparse_int8_conv")
     x = b.input("x", f32[2, 16, 9, 10])
     y = b.conv2d(x, rng.standard_normal((32, 16, 3, 3)).astype(np.float32), rng.standard_normal(32).astype(np.float32),
-                 pads=(1, 1, 1, 1), name="conv")
+                 pads=pads, strides=strides, dilations=dilations, name="conv")
     b.output(b.relu(y))
     q = run_pipeline(b.build(), f"prune{{pattern=block,block=16x16,sparsity=0.75,min_params=0}},{QUANTIZE}")
     feeds = {"x": rng.standard_normal((2, 16, 9, 10)).astype(np.float32)}
