@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -76,6 +77,30 @@ def test_free_cpus_counts_the_other_runnable_tasks(tmp_path: Path, monkeypatch: 
     assert cpu_load.free_cpus() == max(1, cpus - 1)  # a fresh reading is reused
     fake.unlink()
     assert cpu_load.free_cpus(0) == cpus  # no probe: the machine counts as free
+
+
+def test_a_busy_reading_is_read_again_sooner_than_a_free_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another task runnable for a moment costs the runs of BUSY_PROBE_INTERVAL_S their threads, not of
+    PROBE_INTERVAL_S; a free reading is kept for PROBE_INTERVAL_S."""
+    cpus = cpu_load.allowed_cpus()
+    fake = tmp_path / "loadavg"
+    monkeypatch.setattr(cpu_load, "LOADAVG", str(fake))
+    monkeypatch.setattr(cpu_load, "TASKS", str(tmp_path / "missing"))
+    clock = [100.0]
+    monkeypatch.setattr(cpu_load, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    busy, idle = f"3.00 2.00 1.00 {cpus + 5}/300 4242\n", "0.50 0.40 0.30 1/120 4242\n"
+    fake.write_text(busy)
+    assert cpu_load.free_cpus(0) == 1
+    fake.write_text(idle)
+    clock[0] += cpu_load.BUSY_PROBE_INTERVAL_S / 2
+    assert cpu_load.free_cpus() == 1  # still fresh
+    clock[0] += cpu_load.BUSY_PROBE_INTERVAL_S
+    assert cpu_load.free_cpus() == cpus  # read again, long before PROBE_INTERVAL_S
+    fake.write_text(busy)
+    clock[0] += cpu_load.PROBE_INTERVAL_S / 2
+    assert cpu_load.free_cpus() == cpus  # a free reading is kept
+    clock[0] += cpu_load.PROBE_INTERVAL_S
+    assert cpu_load.free_cpus() == 1
 
 
 def test_free_cpus_leaves_the_pool_own_running_workers_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
