@@ -17,6 +17,8 @@ float32 (where 1 / scale may overflow) must not come here (`quantize_row` divide
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -31,21 +33,31 @@ MIN_SCALE = float(np.finfo(np.float32).tiny)
 """Smallest scale `quantize_vectors` takes: 1 / scale stays finite and exact to half an ulp above it."""
 
 
-def _vector_fn(builder: ir.IRBuilder, name: str, args: int) -> ir.Function:
-    """The LLVM intrinsic llvm.<name>.v<VW>f32 taking `args` vectors."""
-    vt = ir.VectorType(ir.FloatType(), VW)
-    full = f"llvm.{name}.v{VW}f32"
+def _vector_fn(builder: ir.IRBuilder, name: str, args: int, width: int) -> ir.Function:
+    """The LLVM intrinsic llvm.<name>.v<width>f32 taking `args` vectors."""
+    vt = ir.VectorType(ir.FloatType(), width)
+    full = f"llvm.{name}.v{width}f32"
     return builder.module.globals.get(full) or ir.Function(builder.module, ir.FunctionType(vt, [vt] * args),
                                                            name=full)
 
 
-@intrinsic
-def quantize_vectors(typingctx, x, q, n, inv, scale, zp):  # type: ignore[no-untyped-def]
-    """q[i] = clamp(rint(x[i] / scale) + zp, 0, 255) as u8, NaN to zp, for i < n (n a multiple of VW).
+def make_quantize_vectors(width: int) -> Any:
+    """The intrinsic quantize_vectors(x, q, n, inv, scale, zp) on vectors of `width` floats: q[i] = clamp(rint(x[i] /
+    scale) + zp, 0, 255) as u8, NaN to zp, for i < n (n a multiple of width).
 
     x f32 and q u8 are C-contiguous 1-D arrays, inv = float32(1 / scale), zp the zero point as float32,
-    scale >= MIN_SCALE.
+    scale >= MIN_SCALE. `quantize_vectors` is the host's full width (VW); an AVX-512 host runs width 8 too.
     """
+
+    def typer(typingctx, x, q, n, inv, scale, zp):  # type: ignore[no-untyped-def]
+        """Type a quantize_vectors call."""
+        return _typer(x, q, n, inv, scale, zp, width)
+
+    typer.__name__ = typer.__qualname__ = f"quantize_vectors_{width}"
+    return intrinsic(typer)
+
+
+def _typer(x, q, n, inv, scale, zp, width):  # type: ignore[no-untyped-def]
     if not (isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1 and x.layout == "C"
             and isinstance(q, types.Array) and q.dtype == types.uint8 and q.ndim == 1 and q.layout == "C"):
         return None
@@ -54,23 +66,23 @@ def quantize_vectors(typingctx, x, q, n, inv, scale, zp):  # type: ignore[no-unt
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
         i64, f32 = ir.IntType(64), ir.FloatType()
-        vt, bt = ir.VectorType(f32, VW), ir.VectorType(ir.IntType(8), VW)
+        vt, bt = ir.VectorType(f32, width), ir.VectorType(ir.IntType(8), width)
 
         def splat(idx: int) -> ir.Value:
             v = context.cast(builder, args[idx], st[idx], types.float32)
             return builder.shuffle_vector(builder.insert_element(ir.Constant(vt, ir.Undefined), v,
                                                                  ir.Constant(ir.IntType(32), 0)),
                                           ir.Constant(vt, ir.Undefined),
-                                          ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
+                                          ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width))
 
         def const(v: float) -> ir.Constant:
-            return ir.Constant(vt, [float(np.float32(v))] * VW)
+            return ir.Constant(vt, [float(np.float32(v))] * width)
 
         px = context.make_array(st[0])(context, builder, args[0]).data
         pq = context.make_array(st[1])(context, builder, args[1]).data
         count = context.cast(builder, args[2], st[2], types.intp)
         inv_v, scale_v, zp_v = splat(3), splat(4), splat(5)
-        rint, fabs = _vector_fn(builder, "rint", 1), _vector_fn(builder, "fabs", 1)
+        rint, fabs = _vector_fn(builder, "rint", 1, width), _vector_fn(builder, "fabs", 1, width)
         pre = builder.block
         loop = builder.append_basic_block("vq_loop")
         exact = builder.append_basic_block("vq_divide")
@@ -85,7 +97,8 @@ def quantize_vectors(typingctx, x, q, n, inv, scale, zp):  # type: ignore[no-unt
         t = builder.fmul(xv, inv_v)
         r = builder.call(rint, [t])
         near = builder.fcmp_ordered(">=", builder.call(fabs, [builder.fsub(t, r)]), const(0.5 - NEAR_TIE))
-        any_near = builder.icmp_unsigned("!=", builder.bitcast(near, ir.IntType(VW)), ir.Constant(ir.IntType(VW), 0))
+        mask_t = ir.IntType(width)
+        any_near = builder.icmp_unsigned("!=", builder.bitcast(near, mask_t), ir.Constant(mask_t, 0))
         from_loop = builder.block
         builder.cbranch(any_near, exact, store)
 
@@ -102,13 +115,17 @@ def quantize_vectors(typingctx, x, q, n, inv, scale, zp):  # type: ignore[no-unt
         v = builder.select(builder.fcmp_ordered("<", v, const(0.0)), const(0.0), v)
         v = builder.select(builder.fcmp_ordered(">", v, const(255.0)), const(255.0), v)
         builder.store(builder.fptoui(v, bt), builder.bitcast(builder.gep(pq, [i]), bt.as_pointer()), align=1)
-        nxt = builder.add(i, ir.Constant(i64, VW))
+        nxt = builder.add(i, ir.Constant(i64, width))
         i.add_incoming(nxt, builder.block)
         builder.cbranch(builder.icmp_signed("<", nxt, count), loop, done)
         builder.position_at_end(done)
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+quantize_vectors = make_quantize_vectors(VW)
+"""`make_quantize_vectors` at the host's full vector width."""
 
 
 def quantize_run(x, q, inv, scale, zp):  # type: ignore[no-untyped-def]

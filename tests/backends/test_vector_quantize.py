@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorsmith.backends.numba.int8_quantize import quantize_row
 from tensorsmith.backends.numba.k_microkernel import VW
-from tensorsmith.backends.numba.vector_quantize import MIN_SCALE, quantize_run
+from tensorsmith.backends.numba.vector_quantize import MIN_SCALE, make_quantize_vectors, quantize_run
 
 
 @numba.njit
@@ -76,3 +76,25 @@ def test_a_subnormal_scale_and_a_strided_row_take_the_division() -> None:
     np.testing.assert_array_equal(q[0], _division(x, tiny, 7))
     wide = np.repeat(x, 2)[::2]  # a strided view: no vector path for it
     assert _run(wide, np.zeros(wide.size, np.uint8), np.float32(0.5), 7) == 0
+
+
+QUANTIZE_8 = make_quantize_vectors(8)
+"""The AVX2 width, which an AVX-512 host executes too."""
+
+
+@numba.njit
+def _run_8(x, q, scale, zp):  # type: ignore[no-untyped-def]
+    n = x.shape[0] - x.shape[0] % 8
+    QUANTIZE_8(x, q, n, np.float32(np.float32(1.0) / scale), scale, np.float32(zp))
+    return n
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_8_wide_kernel_equals_the_division(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scale = np.float32(10.0 ** rng.uniform(-5, 3))
+    x = _near_ties(rng, scale, 8 * 200)
+    x[:4] = [np.nan, np.inf, -np.inf, -0.0]
+    q = np.zeros(x.size, np.uint8)
+    assert _run_8(x, q, scale, 31) == x.size
+    np.testing.assert_array_equal(q, _division(x, scale, 31))
