@@ -18,7 +18,7 @@ from numba import prange
 
 from .jit import helper, twin
 from .mathfn import is_finite_bits, key_value, order_key
-from .vector_quantize import quantize_run
+from .vector_quantize import quantize_run, range_run
 
 QMIN, QMAX = 0, 255
 
@@ -38,11 +38,13 @@ def qparams(lo, hi):  # type: ignore[no-untyped-def]
 def row_range(row):  # type: ignore[no-untyped-def]
     """(min(0, min row), max(0, max row)) in float32, over the finite values (NaN and infinities left out).
 
-    Reduced over `order_key`s: integer min / max vectorize without fast-math, where float ones do not.
+    Whole vectors go through `vector_quantize.range_run` (full vector width), the rest is reduced over
+    `order_key`s: integer min / max vectorize without fast-math, where float ones do not.
     """
-    lo = np.int32(0)
-    hi = np.int32(0)
-    for j in range(row.shape[0]):
+    lo_v, hi_v, done = range_run(row)
+    lo = order_key(lo_v)
+    hi = order_key(hi_v)
+    for j in range(done, row.shape[0]):
         v = row[j]
         key = order_key(v) if is_finite_bits(v) else np.int32(0)  # +0.0 for NaN and infinities
         lo = min(lo, key)

@@ -128,6 +128,108 @@ quantize_vectors = make_quantize_vectors(VW)
 """`make_quantize_vectors` at the host's full vector width."""
 
 
+RANGE_LANES = 4
+"""Independent (min, max) accumulators of `finite_range`: one pair waits on its compare and select (about 5
+cycles) each vector, so four run at once."""
+
+
+def make_finite_range(width: int) -> Any:
+    """The intrinsic finite_range(x, n) -> (lo, hi) on vectors of `width` floats: the min and max of 0 and the finite
+    values among x[:n] (n a multiple of RANGE_LANES * width), NaN and infinities left out, as float32.
+
+    Each vector's non-finite values become 0 (which the range holds anyway), then lane-wise min / max run over
+    plain floats (no NaN left for their ordering to matter), in RANGE_LANES independent accumulator pairs reduced
+    once at the end.
+    """
+
+    def typer(typingctx, x, n):  # type: ignore[no-untyped-def]
+        """Type a finite_range call."""
+        if not (isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1 and x.layout == "C"):
+            return None
+        return types.UniTuple(types.float32, 2)(x, n), _range_codegen(width)
+
+    typer.__name__ = typer.__qualname__ = f"finite_range_{width}"
+    return intrinsic(typer)
+
+
+def _range_codegen(width: int) -> Any:
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        st = signature.args
+        i64, i32, f32 = ir.IntType(64), ir.IntType(32), ir.FloatType()
+        vt = ir.VectorType(f32, width)
+        zero = ir.Constant(vt, [0.0] * width)
+        inf = ir.Constant(vt, [float("inf")] * width)
+        px = context.make_array(st[0])(context, builder, args[0]).data
+        count = context.cast(builder, args[1], st[1], types.intp)
+        fabs = _vector_fn(builder, "fabs", 1, width)
+
+        def smaller(a: ir.Value, b: ir.Value) -> ir.Value:
+            return builder.select(builder.fcmp_ordered("<", a, b), a, b)
+
+        def larger(a: ir.Value, b: ir.Value) -> ir.Value:
+            return builder.select(builder.fcmp_ordered(">", a, b), a, b)
+
+        pre = builder.block
+        loop, done = builder.append_basic_block("vr_loop"), builder.append_basic_block("vr_done")
+        builder.cbranch(builder.icmp_signed(">", count, ir.Constant(i64, 0)), loop, done)
+        builder.position_at_end(loop)
+        i = builder.phi(i64)
+        i.add_incoming(ir.Constant(i64, 0), pre)
+        acc = [(builder.phi(vt), builder.phi(vt)) for _ in range(RANGE_LANES)]
+        new = []
+        for lane, (lo, hi) in enumerate(acc):
+            lo.add_incoming(zero, pre)
+            hi.add_incoming(zero, pre)
+            at = builder.add(i, ir.Constant(i64, lane * width))
+            xv = builder.load(builder.bitcast(builder.gep(px, [at]), vt.as_pointer()), align=4)
+            v = builder.select(builder.fcmp_ordered("<", builder.call(fabs, [xv]), inf), xv, zero)
+            new.append((smaller(v, lo), larger(v, hi)))
+        nxt = builder.add(i, ir.Constant(i64, RANGE_LANES * width))
+        i.add_incoming(nxt, loop)
+        for (lo, hi), (lo_n, hi_n) in zip(acc, new):
+            lo.add_incoming(lo_n, loop)
+            hi.add_incoming(hi_n, loop)
+        builder.cbranch(builder.icmp_signed("<", nxt, count), loop, done)
+        builder.position_at_end(done)
+        finals = []
+        for lo_n, hi_n in new:  # every phi first: LLVM wants them at the top of the block
+            lo_p, hi_p = builder.phi(vt), builder.phi(vt)
+            lo_p.add_incoming(zero, pre)
+            lo_p.add_incoming(lo_n, loop)
+            hi_p.add_incoming(zero, pre)
+            hi_p.add_incoming(hi_n, loop)
+            finals.append((lo_p, hi_p))
+        lo_v, hi_v = zero, zero
+        for lo_p, hi_p in finals:
+            lo_v, hi_v = smaller(lo_p, lo_v), larger(hi_p, hi_v)
+        lo_s, hi_s = (builder.extract_element(v, ir.Constant(i32, 0)) for v in (lo_v, hi_v))
+        for k in range(1, width):
+            lo_s = smaller(builder.extract_element(lo_v, ir.Constant(i32, k)), lo_s)
+            hi_s = larger(builder.extract_element(hi_v, ir.Constant(i32, k)), hi_s)
+        return context.make_tuple(builder, signature.return_type, [lo_s, hi_s])
+
+    return codegen
+
+
+finite_range = make_finite_range(VW)
+"""`make_finite_range` at the host's full vector width."""
+
+
+def range_run(x):  # type: ignore[no-untyped-def]
+    """(lo, hi, n): `finite_range` over the first n values of a C-contiguous x, n its largest multiple of
+    RANGE_LANES * VW (n = 0 for other layouts: the caller reduces the rest)."""
+    n = x.shape[0] - x.shape[0] % (RANGE_LANES * VW)
+    lo, hi = finite_range(x, n)
+    return lo, hi, n
+
+
+@overload(range_run)
+def _range_run_overload(x):  # type: ignore[no-untyped-def]
+    if x.layout == "C":
+        return range_run
+    return lambda x: (np.float32(0.0), np.float32(0.0), 0)
+
+
 def quantize_run(x, q, inv, scale, zp):  # type: ignore[no-untyped-def]
     """`quantize_vectors` over the whole vectors of x when x and q are C-contiguous and scale >= MIN_SCALE;
     returns how many values it quantized (the caller does the rest; 0 for other layouts)."""

@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tensorsmith.backends.numba.int8_quantize import quantize_row
+from tensorsmith.backends.numba.int8_quantize import quantize_row, row_range
 from tensorsmith.backends.numba.k_microkernel import VW
-from tensorsmith.backends.numba.vector_quantize import MIN_SCALE, make_quantize_vectors, quantize_run
+from tensorsmith.backends.numba.vector_quantize import (
+    MIN_SCALE,
+    RANGE_LANES,
+    make_finite_range,
+    make_quantize_vectors,
+    quantize_run,
+)
 
 
 @numba.njit
@@ -98,3 +104,35 @@ def test_the_8_wide_kernel_equals_the_division(seed: int) -> None:
     q = np.zeros(x.size, np.uint8)
     assert _run_8(x, q, scale, 31) == x.size
     np.testing.assert_array_equal(q, _division(x, scale, 31))
+
+
+RANGE_8 = make_finite_range(8)
+
+
+@numba.njit
+def _row_range(x):  # type: ignore[no-untyped-def]
+    return row_range(x)
+
+
+@numba.njit
+def _range_8(x, n):  # type: ignore[no-untyped-def]
+    return RANGE_8(x, n)
+
+
+def _finite_range(x: np.ndarray) -> tuple[float, float]:
+    """numpy's (min(0, min), max(0, max)) over the finite values."""
+    f = x[np.isfinite(x)]
+    return float(min(0.0, f.min(initial=0.0))), float(max(0.0, f.max(initial=0.0)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(0, 9 * RANGE_LANES * VW), specials=st.integers(0, 6),
+       shift=st.floats(-1e3, 1e3))
+def test_the_row_range_leaves_non_finite_values_out(seed: int, k: int, specials: int, shift: float) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(k) * 10 + shift).astype(np.float32)
+    if k:
+        x[rng.integers(0, k, specials)] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), specials)
+    assert _row_range(x) == _finite_range(x)
+    n = k - k % (RANGE_LANES * 8)
+    assert _range_8(x, n) == _finite_range(x[:n])
