@@ -3,10 +3,11 @@
 Weights (B = W^T) are packed once per constant into NR-column panels. The driver follows BLIS's loop
 order (K block, then N panels, then M row groups) inside an outer `prange` over (row block, panel
 block) tiles, and applies the fused epilogue to each finished tile while it is in cache. Tiles
-of at most IN_PLACE_ROWS rows (a few rows of batch inference, where packing cost as much as the
-products, and every thread of a split by columns packed the same rows) whose row groups each have a
-micro-kernel of exactly their height (`exact_rows`) read the activations (A) in place, panel by
-panel; other tiles pack their rows per K block into MR-row panels.
+whose row groups each have a micro-kernel of exactly their height (`exact_rows`) read the activations
+(A) in place where packing would not pay: tiles of at most IN_PLACE_ROWS rows (a few rows of batch
+inference, where packing cost as much as the products, and every thread of a split by columns packed
+the same rows), panel by panel, and tiles of at most IN_PLACE_COLUMNS columns (packing amortized over
+too few panels), K block by K block. Other tiles pack their rows per K block into MR-row panels.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from .k_microkernel import KC, MR, NR, exact_rows, microkernel_in_place, microke
 
 IN_PLACE_ROWS = 2 * MR
 """Tiles of at most this many rows read A in place (when A is C-contiguous): packing them does not pay."""
+IN_PLACE_COLUMNS = 384
+"""Tiles of at most this many columns read A in place too: packing a K block of A is amortized over the tile's
+panels, and over 12 panels of 32 it cost 4-14% (MiniLM's 128 x 384 x 384 products), over 24 or more it pays."""
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
@@ -90,6 +94,25 @@ def _edge_into(out, ctmp, r0, mw, n0, nw, accumulate):  # type: ignore[no-untype
                 o[z] = c[z]
 
 
+@helper
+def _groups_in_place(x, bp, out, ctmp, m0, m1, nmp, p, nw, pc, kc):  # type: ignore[no-untyped-def]
+    """The nmp row groups from m0 (to m1) of panel p (nw columns of out) over K block pc..pc+kc, A read in place
+    (every row group of an exact height)."""
+    k_all = x.shape[1]
+    n_all = out.shape[1]
+    n0 = p * NR
+    for mp in range(nmp):
+        r0 = m0 + mp * MR
+        mw = min(MR, m1 - r0)
+        if nw == NR:
+            microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, out,
+                                 r0 * n_all + n0, n_all, pc > 0)
+        else:  # columns past out's edge: through ctmp
+            microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR,
+                                 False)
+            _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
+
+
 @twin
 def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns."""
@@ -99,7 +122,8 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # typ
     gm = (m_all + tm - 1) // tm
     gn = (panels + tnp - 1) // tnp
     per = ((tm + MR - 1) // MR) * MR * KC + MR * NR
-    rows_in_place = x.flags.c_contiguous and tm <= IN_PLACE_ROWS
+    few_rows = tm <= IN_PLACE_ROWS
+    rows_in_place = x.flags.c_contiguous and (few_rows or tnp * NR <= IN_PLACE_COLUMNS)
     for t in prange(gm * gn):
         i = t // gn
         jj = t - i * gn
@@ -113,22 +137,29 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # typ
         if k_all == 0:
             for r in range(m0, m1):
                 out[r][p0 * NR:min(n_all, p1 * NR)] = 0
-        if rows_in_place and exact_rows(m1 - m0 - (nmp - 1) * MR):  # every row group read in place, panel by panel
-            for p in range(p0, p1):
-                n0 = p * NR
-                nw = min(NR, n_all - n0)
+        if rows_in_place and exact_rows(m1 - m0 - (nmp - 1) * MR):
+            if few_rows:  # panel by panel over all of K, C hot (the loop spelled out: through _groups_in_place
+                # 4-8-row products ran 3-6% slower, A/B in one process)
+                for p in range(p0, p1):
+                    n0 = p * NR
+                    nw = min(NR, n_all - n0)
+                    for pc in range(0, k_all, KC):
+                        kc = min(KC, k_all - pc)
+                        for mp in range(nmp):
+                            r0 = m0 + mp * MR
+                            mw = min(MR, m1 - r0)
+                            if nw == NR:
+                                microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR,
+                                                     out, r0 * n_all + n0, n_all, pc > 0)
+                            else:  # columns past out's edge: through ctmp
+                                microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR,
+                                                     ctmp, 0, NR, False)
+                                _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
+            else:  # K block by K block: each panel's block of B stays in L1 across the row groups
                 for pc in range(0, k_all, KC):
-                    kc = min(KC, k_all - pc)
-                    for mp in range(nmp):
-                        r0 = m0 + mp * MR
-                        mw = min(MR, m1 - r0)
-                        if nw == NR:
-                            microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR,
-                                                 out, r0 * n_all + n0, n_all, pc > 0)
-                        else:  # columns past out's edge: through ctmp
-                            microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR,
-                                                 ctmp, 0, NR, False)
-                            _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
+                    for p in range(p0, p1):
+                        _groups_in_place(x, bp, out, ctmp, m0, m1, nmp, p, min(NR, n_all - p * NR), pc,
+                                         min(KC, k_all - pc))
             nmp = 0
         for pc in range(0, k_all if nmp > 0 else 0, KC):  # rows packed per K block
             kc = min(KC, k_all - pc)

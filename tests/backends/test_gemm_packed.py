@@ -7,7 +7,13 @@ import pytest
 from tensorsmith.backends.numba import k_microkernel
 from tensorsmith.backends.numba.int8_gemm import NO_PARAMS
 from tensorsmith.backends.numba.jit import EMPTY_F32
-from tensorsmith.backends.numba.k_gemm_packed import IN_PLACE_ROWS, gemm_packed, pack_weights, scratch_per_tile
+from tensorsmith.backends.numba.k_gemm_packed import (
+    IN_PLACE_COLUMNS,
+    IN_PLACE_ROWS,
+    gemm_packed,
+    pack_weights,
+    scratch_per_tile,
+)
 from tensorsmith.backends.numba.k_microkernel import MR, NR, exact_rows
 from tensorsmith.backends.numba.rules_dense import packed_tiles
 
@@ -25,9 +31,10 @@ def _product(x: np.ndarray, w: np.ndarray, parallel: bool, threads: int = 2) -> 
     return out
 
 
-def _reads_in_place(m: int) -> bool:
-    """Whether a tile of m rows reads them in place: few rows, every row group of an exact micro-kernel height."""
-    return m <= IN_PLACE_ROWS and exact_rows(m - (-(-m // MR) - 1) * MR)
+def _reads_in_place(m: int, columns: int) -> bool:
+    """Whether a tile of m rows and `columns` columns reads them in place: few rows or few columns, every row
+    group of an exact micro-kernel height."""
+    return (m <= IN_PLACE_ROWS or columns <= IN_PLACE_COLUMNS) and exact_rows(m - (-(-m // MR) - 1) * MR)
 
 
 @pytest.mark.parametrize("m", range(1, IN_PLACE_ROWS + 3))
@@ -43,11 +50,24 @@ def test_every_row_count_up_to_past_the_in_place_limit(m: int, parallel: bool) -
 
 
 def test_both_ways_of_reading_rows_are_exercised() -> None:
-    """Row counts of both kinds exist below the limit, and a row count past it always packs."""
-    kinds = {_reads_in_place(m) for m in range(1, IN_PLACE_ROWS + 1)}
+    """Row counts of both kinds exist below the row limit, and past it the columns decide."""
+    kinds = {_reads_in_place(m, 10 * IN_PLACE_COLUMNS) for m in range(1, IN_PLACE_ROWS + 1)}
     assert kinds == {True, False}
-    assert _reads_in_place(1) and _reads_in_place(MR) and _reads_in_place(MR + MR // 3)
-    assert not _reads_in_place(IN_PLACE_ROWS + 1)
+    assert _reads_in_place(1, 10 * IN_PLACE_COLUMNS) and _reads_in_place(MR + MR // 3, 10 * IN_PLACE_COLUMNS)
+    assert not _reads_in_place(4 * MR + 1, IN_PLACE_COLUMNS + NR) and _reads_in_place(4 * MR + 1, IN_PLACE_COLUMNS)
+
+
+@pytest.mark.parametrize("m", [3 * MR + MR // 3, 5 * MR + 1, 4 * MR + 2])
+@pytest.mark.parametrize("n", [IN_PLACE_COLUMNS - 7, IN_PLACE_COLUMNS + NR + 5])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_many_rows_in_place_by_k_blocks_or_packed(m: int, n: int, parallel: bool) -> None:
+    """Past the row limit: few columns read the rows in place K block by K block, many columns pack them."""
+    rng = np.random.default_rng(m + n)
+    k = 2 * k_microkernel.KC + 9
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    np.testing.assert_allclose(_product(x, w, parallel), x.astype(np.float64) @ w.T.astype(np.float64),
+                               rtol=1e-4, atol=2e-3)
 
 
 @pytest.mark.parametrize("parallel", [False, True])
@@ -57,6 +77,6 @@ def test_rows_of_a_strided_view_are_packed(parallel: bool) -> None:
     base = rng.standard_normal((2 * MR, 300), dtype=np.float32)
     x = base[::2]
     w = rng.standard_normal((70, 300), dtype=np.float32)
-    assert not x.flags.c_contiguous and _reads_in_place(x.shape[0])
+    assert not x.flags.c_contiguous and _reads_in_place(x.shape[0], 70)
     np.testing.assert_allclose(_product(x, w, parallel), x.astype(np.float64) @ w.T.astype(np.float64),
                                rtol=1e-4, atol=1e-3)
