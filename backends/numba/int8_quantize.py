@@ -60,7 +60,7 @@ def quantize_row(row, q, scale, zp):  # type: ignore[no-untyped-def]
     could round apart: the division's result, 1.4x faster), the rest here."""
     k = row.shape[0]
     fz = np.float32(zp)
-    done = quantize_run(row, q, np.float32(np.float32(1.0) / scale), scale, fz)
+    done = quantize_run(row, q, np.float32(np.float32(1.0) / scale), scale, fz, np.float32(QMIN), np.float32(QMAX))
     for j in range(done, k):
         v = np.float32(np.rint(np.float32(row[j] / scale))) + fz
         v = fz if v != v else v

@@ -6,6 +6,7 @@ import numpy as np
 from numba import prange
 
 from .jit import twin
+from .vector_quantize import quantize_run
 
 
 @twin
@@ -68,21 +69,33 @@ def gather(data, idx, out):  # type: ignore[no-untyped-def]
     return -1
 
 
+QUANTIZE_CHUNK = 4096
+"""Values per work item of `quantize` along a channel's run: a per-tensor quantize is one run, split for the threads."""
+
+
 @twin(fastmath=False)
 def quantize(x, scale, zp, lo, hi, out):  # type: ignore[no-untyped-def]
     """out[a, c, b] = clip(rint(x / scale[c]) + zp[c], lo, hi) on [A, C, B] arrays; NaN becomes zp[c].
 
     Without fast-math: x / scale is a true division (a reciprocal multiply rounds some quotients near a half to
-    the other side), so the result is the reference's bit for bit."""
+    the other side), so the result is the reference's bit for bit. Runs of f32 into u8 / i8 go through
+    `vector_quantize.quantize_run` (by the reciprocal, and by division wherever the two could round apart), the
+    rest here."""
     na, nc, nb = x.shape
-    for t in prange(na * nc):
-        a = t // nc
-        c = t - a * nc
+    chunks = (nb + QUANTIZE_CHUNK - 1) // QUANTIZE_CHUNK
+    for t in prange(na * nc * chunks):
+        ac = t // chunks
+        j0 = (t - ac * chunks) * QUANTIZE_CHUNK
+        j1 = min(nb, j0 + QUANTIZE_CHUNK)
+        a = ac // nc
+        c = ac - a * nc
         s = scale[c]
         z = np.float64(zp[c])
-        xr = x[a, c]
-        o = out[a, c]
-        for j in range(nb):
+        xr = x[a, c, j0:j1]
+        o = out[a, c, j0:j1]
+        done = quantize_run(xr, o, np.float32(np.float32(1.0) / s), np.float32(s), np.float32(zp[c]), np.float32(lo),
+                            np.float32(hi))
+        for j in range(done, j1 - j0):
             q = np.float64(np.rint(xr[j] / s)) + z
             q = z if q != q else q
             q = lo if q < lo else q

@@ -30,6 +30,9 @@ NEAR_TIE = 2.0 ** -11
 """Distance from a half-integer within which a vector is quantized again by division: at least twice the
 largest |t - RN(x / scale)| for |t| <= 1024; beyond, q saturates the same way both ways."""
 MIN_SCALE = float(np.finfo(np.float32).tiny)
+BYTE_TYPES = (types.uint8, types.int8)
+"""Outputs the vector path writes: bounds within 255 of each other, so that values it may round otherwise than
+the division (|t| > 1024) saturate alike."""
 """Smallest scale `quantize_vectors` takes: 1 / scale stays finite and exact to half an ulp above it."""
 
 
@@ -42,26 +45,28 @@ def _vector_fn(builder: ir.IRBuilder, name: str, args: int, width: int) -> ir.Fu
 
 
 def make_quantize_vectors(width: int) -> Any:
-    """The intrinsic quantize_vectors(x, q, n, inv, scale, zp) on vectors of `width` floats: q[i] = clamp(rint(x[i] /
-    scale) + zp, 0, 255) as u8, NaN to zp, for i < n (n a multiple of width).
+    """The intrinsic quantize_vectors(x, q, n, inv, scale, zp, lo, hi) on vectors of `width` floats: q[i] =
+    clamp(rint(x[i] / scale) + zp, lo, hi), NaN to zp, for i < n (n a multiple of width).
 
-    x f32 and q u8 are C-contiguous 1-D arrays, inv = float32(1 / scale), zp the zero point as float32,
-    scale >= MIN_SCALE. `quantize_vectors` is the host's full width (VW); an AVX-512 host runs width 8 too.
+    x f32 and q u8 or i8 are C-contiguous 1-D arrays, inv = float32(1 / scale), zp the zero point and lo, hi the
+    bounds (within q's range) as float32, scale >= MIN_SCALE. `quantize_vectors` is the host's full width (VW);
+    an AVX-512 host runs width 8 too.
     """
 
-    def typer(typingctx, x, q, n, inv, scale, zp):  # type: ignore[no-untyped-def]
+    def typer(typingctx, x, q, n, inv, scale, zp, lo, hi):  # type: ignore[no-untyped-def]
         """Type a quantize_vectors call."""
-        return _typer(x, q, n, inv, scale, zp, width)
+        return _typer(x, q, n, inv, scale, zp, lo, hi, width)
 
     typer.__name__ = typer.__qualname__ = f"quantize_vectors_{width}"
     return intrinsic(typer)
 
 
-def _typer(x, q, n, inv, scale, zp, width):  # type: ignore[no-untyped-def]
+def _typer(x, q, n, inv, scale, zp, lo, hi, width):  # type: ignore[no-untyped-def]
     if not (isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1 and x.layout == "C"
-            and isinstance(q, types.Array) and q.dtype == types.uint8 and q.ndim == 1 and q.layout == "C"):
+            and isinstance(q, types.Array) and q.dtype in BYTE_TYPES and q.ndim == 1 and q.layout == "C"):
         return None
-    sig = types.void(x, q, n, inv, scale, zp)
+    sig = types.void(x, q, n, inv, scale, zp, lo, hi)
+    signed = q.dtype == types.int8
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
@@ -81,7 +86,7 @@ def _typer(x, q, n, inv, scale, zp, width):  # type: ignore[no-untyped-def]
         px = context.make_array(st[0])(context, builder, args[0]).data
         pq = context.make_array(st[1])(context, builder, args[1]).data
         count = context.cast(builder, args[2], st[2], types.intp)
-        inv_v, scale_v, zp_v = splat(3), splat(4), splat(5)
+        inv_v, scale_v, zp_v, lo_v, hi_v = splat(3), splat(4), splat(5), splat(6), splat(7)
         rint, fabs = _vector_fn(builder, "rint", 1, width), _vector_fn(builder, "fabs", 1, width)
         pre = builder.block
         loop = builder.append_basic_block("vq_loop")
@@ -112,9 +117,10 @@ def _typer(x, q, n, inv, scale, zp, width):  # type: ignore[no-untyped-def]
         rv.add_incoming(r_div, exact)
         v = builder.fadd(rv, zp_v)
         v = builder.select(builder.fcmp_unordered("uno", v, v), zp_v, v)
-        v = builder.select(builder.fcmp_ordered("<", v, const(0.0)), const(0.0), v)
-        v = builder.select(builder.fcmp_ordered(">", v, const(255.0)), const(255.0), v)
-        builder.store(builder.fptoui(v, bt), builder.bitcast(builder.gep(pq, [i]), bt.as_pointer()), align=1)
+        v = builder.select(builder.fcmp_ordered("<", v, lo_v), lo_v, v)
+        v = builder.select(builder.fcmp_ordered(">", v, hi_v), hi_v, v)
+        byte = builder.fptosi(v, bt) if signed else builder.fptoui(v, bt)
+        builder.store(byte, builder.bitcast(builder.gep(pq, [i]), bt.as_pointer()), align=1)
         nxt = builder.add(i, ir.Constant(i64, width))
         i.add_incoming(nxt, builder.block)
         builder.cbranch(builder.icmp_signed("<", nxt, count), loop, done)
@@ -230,16 +236,16 @@ def _range_run_overload(x):  # type: ignore[no-untyped-def]
     return lambda x: (np.float32(0.0), np.float32(0.0), 0)
 
 
-def quantize_run(x, q, inv, scale, zp):  # type: ignore[no-untyped-def]
-    """`quantize_vectors` over the whole vectors of x when x and q are C-contiguous and scale >= MIN_SCALE;
-    returns how many values it quantized (the caller does the rest; 0 for other layouts)."""
+def quantize_run(x, q, inv, scale, zp, lo, hi):  # type: ignore[no-untyped-def]
+    """`quantize_vectors` over the whole vectors of x when x (f32) and q (u8 or i8) are C-contiguous and scale >=
+    MIN_SCALE; returns how many values it quantized (the caller does the rest; 0 for other arrays)."""
     n = x.shape[0] - x.shape[0] % VW if scale >= MIN_SCALE else 0
-    quantize_vectors(x, q, n, inv, scale, zp)
+    quantize_vectors(x, q, n, inv, scale, zp, lo, hi)
     return n
 
 
 @overload(quantize_run)
-def _quantize_run_overload(x, q, inv, scale, zp):  # type: ignore[no-untyped-def]
-    if x.layout == "C" and q.layout == "C":
+def _quantize_run_overload(x, q, inv, scale, zp, lo, hi):  # type: ignore[no-untyped-def]
+    if x.layout == "C" and q.layout == "C" and x.dtype == types.float32 and q.dtype in BYTE_TYPES:
         return quantize_run
-    return lambda x, q, inv, scale, zp: 0
+    return lambda x, q, inv, scale, zp, lo, hi: 0

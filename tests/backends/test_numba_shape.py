@@ -114,6 +114,21 @@ def test_quantize_dequantize_exact(axis: int | None, dtype: str, zp: int) -> Non
     check_op("dequantize", q, scale=scale, zero_point=zps, axis=axis, exact=True)
 
 
+@pytest.mark.parametrize(("axis", "dtype", "zp"), [(None, "i8", -3), (1, "u8", 200), (None, "u8", 0)])
+def test_quantize_of_long_runs_near_rounding_ties_is_exact(axis: int | None, dtype: str, zp: int) -> None:
+    """Runs longer than a work item (QUANTIZE_CHUNK) through the vector path: values at and next to every
+    x / scale = m + 1/2 quantize as the reference's true division does."""
+    scale = [0.0137] if axis is None else [0.0137, 0.25, 3.0]
+    m = RNG.integers(-300, 300, (2, 3, 5003)).astype(np.float32) + np.float32(0.5)
+    per = np.asarray(scale, np.float32).reshape((1, -1, 1)) if axis is not None else np.float32(scale[0])
+    x = (m * per).astype(np.float32)
+    x = np.where(RNG.random(x.shape) < 0.3, np.nextafter(x, np.float32(np.inf)), x)
+    x = np.where(RNG.random(x.shape) < 0.3, np.nextafter(x, np.float32(-np.inf)), x).astype(np.float32)
+    x[0, 0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    c = 1 if axis is None else 3
+    check_op("quantize", x, scale=scale[:c], zero_point=[zp] * c, axis=axis, dtype=dtype, exact=True)
+
+
 def test_every_small_permutation_of_a_rank4_tensor() -> None:
     x = _u(2, 3, 1, 4)
     b = GraphBuilder("perms")

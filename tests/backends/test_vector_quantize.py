@@ -26,13 +26,15 @@ def _rows(x, q, scale, zp):  # type: ignore[no-untyped-def]
 
 @numba.njit
 def _run(x, q, scale, zp):  # type: ignore[no-untyped-def]
-    return quantize_run(x, q, np.float32(np.float32(1.0) / scale), scale, np.float32(zp))
+    return quantize_run(x, q, np.float32(np.float32(1.0) / scale), scale, np.float32(zp), np.float32(0),
+                        np.float32(255))
 
 
-def _division(x: np.ndarray, scale: np.float32, zp: int) -> np.ndarray:
+def _division(x: np.ndarray, scale: np.float32, zp: int, dtype: type = np.uint8) -> np.ndarray:
     """DynamicQuantizeLinear's bytes in numpy: a float32 true division, half to even, NaN to zp, saturated."""
     v = np.rint(x / scale).astype(np.float32) + np.float32(zp)
-    return np.clip(np.where(np.isnan(v), np.float32(zp), v), 0, 255).astype(np.uint8)
+    info = np.iinfo(dtype)
+    return np.clip(np.where(np.isnan(v), np.float32(zp), v), info.min, info.max).astype(dtype)
 
 
 def _near_ties(rng: np.random.Generator, scale: np.float32, n: int) -> np.ndarray:
@@ -91,7 +93,7 @@ QUANTIZE_8 = make_quantize_vectors(8)
 @numba.njit
 def _run_8(x, q, scale, zp):  # type: ignore[no-untyped-def]
     n = x.shape[0] - x.shape[0] % 8
-    QUANTIZE_8(x, q, n, np.float32(np.float32(1.0) / scale), scale, np.float32(zp))
+    QUANTIZE_8(x, q, n, np.float32(np.float32(1.0) / scale), scale, np.float32(zp), np.float32(0), np.float32(255))
     return n
 
 
@@ -136,3 +138,20 @@ def test_the_row_range_leaves_non_finite_values_out(seed: int, k: int, specials:
     assert _row_range(x) == _finite_range(x)
     n = k - k % (RANGE_LANES * 8)
     assert _range_8(x, n) == _finite_range(x[:n])
+
+
+@numba.njit
+def _run_signed(x, q, scale, zp):  # type: ignore[no-untyped-def]
+    return quantize_run(x, q, np.float32(np.float32(1.0) / scale), scale, np.float32(zp), np.float32(-128),
+                        np.float32(127))
+
+
+@pytest.mark.parametrize("zp", [-128, -5, 0, 127])
+def test_signed_bytes_equal_the_division(zp: int) -> None:
+    """s8 output (a static quantize's), bounds -128..127: the vector path writes the division's values."""
+    rng = np.random.default_rng(zp + 500)
+    scale = np.float32(0.0173)
+    x = np.concatenate([np.array([np.nan, np.inf, -np.inf, 0.0], np.float32), _near_ties(rng, scale, 32 * VW - 4)])
+    q = np.zeros(x.size, np.int8)
+    assert _run_signed(x, q, scale, zp) == x.size
+    np.testing.assert_array_equal(q, _division(x, scale, zp, np.int8))
