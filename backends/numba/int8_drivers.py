@@ -19,6 +19,7 @@ from numba.np.numpy_support import as_dtype
 
 from .jit import helper, subkernel
 from .k_epilogue import epi_tile, repeated_rows, rows_as_flat
+from .vector_quantize import MIN_SCALE, requantize_run
 
 
 def qbounds(arr):  # type: ignore[no-untyped-def]
@@ -63,28 +64,36 @@ def requant_tile(y, m0, m1, c0, c1, s_out, zp_out, q):  # type: ignore[no-untype
     """
     if c1 <= c0 or m1 <= m0:
         return
+    s = s_out[c0:c1]
+    inv = np.float32(1.0) / s
+    zf = zp_out[c0:c1].astype(np.float32)
     if c0 == 0 and c1 == y.shape[1]:
         ok_y, flat_y = rows_as_flat(y, m0, m1)
         ok_q, flat_q = rows_as_flat(q, m0, m1)
         if ok_y and ok_q:
-            requant_run(flat_y, repeated_rows(s_out, c1), repeated_rows(zp_out, c1), flat_q)
+            w = c1 - c0
+            requant_run(flat_y, repeated_rows(s, w), repeated_rows(inv, w), repeated_rows(zf, w), flat_q)
             return
     for r in range(m0, m1):
-        requant_run(y[r, c0:c1], s_out[c0:c1], zp_out[c0:c1], q[r, c0:c1])
+        requant_run(y[r, c0:c1], s, inv, zf, q[r, c0:c1])
 
 
 @helper(fastmath=False)
-def requant_run(y, s_out, zp_out, q):  # type: ignore[no-untyped-def]
-    """q = requantized y, with s_out / zp_out repeated along y every s_out.shape[0] elements."""
+def requant_run(y, s_out, inv, zf, q):  # type: ignore[no-untyped-def]
+    """q = requantized y, with the scales s_out, their reciprocals inv and the zero points zf (f32) repeated along y
+    every s_out.shape[0] elements: whole vectors through `vector_quantize.requantize_run` when every scale is
+    normal (the division's bytes), the rest divided here."""
     lo, hi = qbounds(q)
     flo, fhi = np.float32(lo), np.float32(hi)
     step = s_out.shape[0]
+    vector = step > 0 and s_out.min() >= MIN_SCALE
     for s0 in range(0, y.shape[0], step):
         n = min(step, y.shape[0] - s0)
         yr = y[s0:s0 + n]
         qr = q[s0:s0 + n]
-        for j in range(n):
-            z = np.float32(zp_out[j])
+        done = requantize_run(yr, qr, inv[:n], s_out[:n], zf[:n], flo, fhi) if vector else 0
+        for j in range(done, n):
+            z = zf[j]
             v = np.float32(np.rint(np.float32(yr[j] / s_out[j]))) + z
             v = z if v != v else v
             qr[j] = min(max(v, flo), fhi)

@@ -44,24 +44,28 @@ def _vector_fn(builder: ir.IRBuilder, name: str, args: int, width: int) -> ir.Fu
                                                            name=full)
 
 
-def make_quantize_vectors(width: int) -> Any:
+def make_quantize_vectors(width: int, per_element: bool = False) -> Any:
     """The intrinsic quantize_vectors(x, q, n, inv, scale, zp, lo, hi) on vectors of `width` floats: q[i] =
     clamp(rint(x[i] / scale) + zp, lo, hi), NaN to zp, for i < n (n a multiple of width).
 
     x f32 and q u8 or i8 are C-contiguous 1-D arrays, inv = float32(1 / scale), zp the zero point and lo, hi the
     bounds (within q's range) as float32, scale >= MIN_SCALE. `quantize_vectors` is the host's full width (VW);
-    an AVX-512 host runs width 8 too.
+    an AVX-512 host runs width 8 too. With `per_element`, inv, scale and zp are f32 arrays of one value per
+    element of x (a GEMM output's scales per column, repeated over its rows), each scale >= MIN_SCALE.
     """
 
     def typer(typingctx, x, q, n, inv, scale, zp, lo, hi):  # type: ignore[no-untyped-def]
         """Type a quantize_vectors call."""
-        return _typer(x, q, n, inv, scale, zp, lo, hi, width)
+        if per_element and not all(isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1
+                                   and a.layout == "C" for a in (inv, scale, zp)):
+            return None
+        return _typer(x, q, n, inv, scale, zp, lo, hi, width, per_element)
 
-    typer.__name__ = typer.__qualname__ = f"quantize_vectors_{width}"
+    typer.__name__ = typer.__qualname__ = f"quantize_vectors_{width}{'_per_element' if per_element else ''}"
     return intrinsic(typer)
 
 
-def _typer(x, q, n, inv, scale, zp, lo, hi, width):  # type: ignore[no-untyped-def]
+def _typer(x, q, n, inv, scale, zp, lo, hi, width, per_element):  # type: ignore[no-untyped-def]
     if not (isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1 and x.layout == "C"
             and isinstance(q, types.Array) and q.dtype in BYTE_TYPES and q.ndim == 1 and q.layout == "C"):
         return None
@@ -86,7 +90,9 @@ def _typer(x, q, n, inv, scale, zp, lo, hi, width):  # type: ignore[no-untyped-d
         px = context.make_array(st[0])(context, builder, args[0]).data
         pq = context.make_array(st[1])(context, builder, args[1]).data
         count = context.cast(builder, args[2], st[2], types.intp)
-        inv_v, scale_v, zp_v, lo_v, hi_v = splat(3), splat(4), splat(5), splat(6), splat(7)
+        lo_v, hi_v = splat(6), splat(7)
+        if not per_element:
+            inv_v, scale_v, zp_v = splat(3), splat(4), splat(5)
         rint, fabs = _vector_fn(builder, "rint", 1, width), _vector_fn(builder, "fabs", 1, width)
         pre = builder.block
         loop = builder.append_basic_block("vq_loop")
@@ -99,6 +105,10 @@ def _typer(x, q, n, inv, scale, zp, lo, hi, width):  # type: ignore[no-untyped-d
         i = builder.phi(i64)
         i.add_incoming(ir.Constant(i64, 0), pre)
         xv = builder.load(builder.bitcast(builder.gep(px, [i]), vt.as_pointer()), align=4)
+        if per_element:
+            inv_v, scale_v, zp_v = (builder.load(builder.bitcast(builder.gep(
+                context.make_array(st[k])(context, builder, args[k]).data, [i]), vt.as_pointer()), align=4)
+                for k in (3, 4, 5))
         t = builder.fmul(xv, inv_v)
         r = builder.call(rint, [t])
         near = builder.fcmp_ordered(">=", builder.call(fabs, [builder.fsub(t, r)]), const(0.5 - NEAR_TIE))
@@ -132,6 +142,8 @@ def _typer(x, q, n, inv, scale, zp, lo, hi, width):  # type: ignore[no-untyped-d
 
 quantize_vectors = make_quantize_vectors(VW)
 """`make_quantize_vectors` at the host's full vector width."""
+requantize_vectors = make_quantize_vectors(VW, per_element=True)
+"""`make_quantize_vectors` with per-element scales, at the host's full vector width."""
 
 
 RANGE_LANES = 4
@@ -249,3 +261,19 @@ def _quantize_run_overload(x, q, inv, scale, zp, lo, hi):  # type: ignore[no-unt
     if x.layout == "C" and q.layout == "C" and x.dtype == types.float32 and q.dtype in BYTE_TYPES:
         return quantize_run
     return lambda x, q, inv, scale, zp, lo, hi: 0
+
+
+def requantize_run(y, q, inv, scale, zp, lo, hi):  # type: ignore[no-untyped-def]
+    """`requantize_vectors` (per-element f32 inv, scale and zero point, every scale >= MIN_SCALE) over the whole
+    vectors of y when y, q and the per-element arrays are C-contiguous; returns how many values it quantized."""
+    n = y.shape[0] - y.shape[0] % VW
+    requantize_vectors(y, q, n, inv, scale, zp, lo, hi)
+    return n
+
+
+@overload(requantize_run)
+def _requantize_run_overload(y, q, inv, scale, zp, lo, hi):  # type: ignore[no-untyped-def]
+    arrays = (y, inv, scale, zp)
+    if q.layout == "C" and q.dtype in BYTE_TYPES and all(a.layout == "C" and a.dtype == types.float32 for a in arrays):
+        return requantize_run
+    return lambda y, q, inv, scale, zp, lo, hi: 0

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tensorsmith.backends.numba.int8_drivers import requant_tile
 from tensorsmith.backends.numba.int8_quantize import quantize_row, row_range
 from tensorsmith.backends.numba.k_microkernel import VW
 from tensorsmith.backends.numba.vector_quantize import (
@@ -155,3 +156,25 @@ def test_signed_bytes_equal_the_division(zp: int) -> None:
     q = np.zeros(x.size, np.int8)
     assert _run_signed(x, q, scale, zp) == x.size
     np.testing.assert_array_equal(q, _division(x, scale, zp, np.int8))
+
+
+@pytest.mark.parametrize(("rows", "cols", "c0", "c1"),
+                         [(5, 16, 0, 16), (3, 70, 0, 70), (4, 96, 32, 64), (2, 40, 8, 37)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_requantized_tiles_equal_the_division_per_column(rows: int, cols: int, c0: int, c1: int, dtype: type) -> None:
+    """A GEMM output tile requantized with a scale and zero point per column (flat whole rows, or row by row for
+    part of the columns): values at and next to every tie give the division's bytes."""
+    rng = np.random.default_rng(rows * cols + c0)
+    scales = (10.0 ** rng.uniform(-3, 1, cols)).astype(np.float32)
+    info = np.iinfo(dtype)
+    zps = rng.integers(info.min, info.max + 1, cols).astype(np.int32)
+    m = rng.integers(-400, 400, (rows, cols)).astype(np.float32) + np.float32(0.5)
+    y = (m * scales).astype(np.float32)
+    y = np.where(rng.random(y.shape) < 0.3, np.nextafter(y, np.float32(np.inf)), y).astype(np.float32)
+    y[0, c0] = np.nan
+    q = np.full((rows, cols), 7, dtype)
+    requant_tile(y, 0, rows, c0, c1, scales, zps, q)
+    v = np.rint(y[:, c0:c1] / scales[c0:c1]).astype(np.float32) + zps[c0:c1].astype(np.float32)
+    want = np.clip(np.where(np.isnan(v), zps[c0:c1].astype(np.float32), v), info.min, info.max).astype(dtype)
+    np.testing.assert_array_equal(q[:, c0:c1], want)
+    assert (q[:, :c0] == 7).all() and (q[:, c1:] == 7).all()
