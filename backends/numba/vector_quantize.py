@@ -1,18 +1,21 @@
-"""Dynamic quantization of a run of float32 values at the host's full vector width, in LLVM IR.
+"""Quantization of runs of float32 values to 8 bits at the host's full vector width, in LLVM IR.
 
-q = clamp(rint(x / scale) + zp, 0, 255) (NaN to zp) is DynamicQuantizeLinear's arithmetic, and the true
-division bounds Numba's loop over it (vdivps on 8 floats: 0.22 ns a value of the 0.27 the whole loop
-costs). Here each vector of VW floats (16 on AVX-512, 8 on AVX2) multiplies by inv = RN(1 / scale)
-instead, and divides only when some value of the vector lies near a rounding tie:
+q = clamp(rint(x / scale) + zp, lo, hi) (NaN to zp) is DynamicQuantizeLinear's (and QuantizeLinear's)
+arithmetic, and the true division bounds Numba's loop over it (vdivps on 8 floats: 0.22 ns a value of
+the 0.27 the whole loop costs). Here each vector of VW floats (16 on AVX-512, 8 on AVX2) multiplies by
+inv = RN(1 / scale) instead, and divides only when some value of the vector lies near a rounding tie:
 
 t = RN(x * inv) is within |t| * 2^-22 of RN(x / scale) (two roundings of 2^-24 each, and RN(x / scale)
 within 2^-24 of x / scale), so rint(t) and rint(RN(x / scale)) can differ only if a half-integer lies
 that close to t. A vector in which some t lies within NEAR_TIE of a half-integer (|t - rint(t)| >=
 0.5 - NEAR_TIE: one subtraction, one comparison) is done again by division, so the result is the
 division's, bit for bit: for |t| <= 1024 that margin is at least twice the one needed, and above,
-where it may not be, both ways saturate alike (the zero point is in [0, 255]). NaN and infinities take the
-same path as the division's (NaN to zp, infinities saturate); a scale below the smallest normal
-float32 (where 1 / scale may overflow) must not come here (`quantize_row` divides).
+where it may not be, both ways saturate alike (8-bit outputs: the zero point and the bounds lie
+within 255 of each other). NaN and infinities take the same path as the division's (NaN to zp,
+infinities saturate); a scale below the smallest normal float32 (where 1 / scale may overflow) must
+not come here (the callers divide). Users: dynamic quantization (`int8_quantize`), the static
+`quantize` op (`k_data`) and the int8 GEMM's requantized outputs (`int8_drivers.requant_tile`, a scale
+per element); `finite_range` is dynamic quantization's range pass.
 """
 
 from __future__ import annotations
