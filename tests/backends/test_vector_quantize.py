@@ -141,6 +141,31 @@ def test_the_row_range_leaves_non_finite_values_out(seed: int, k: int, specials:
     assert _range_8(x, n) == _finite_range(x[:n])
 
 
+VALUE_RANGE_8 = make_finite_range(8, skip_infinities=False)
+
+
+@numba.njit
+def _value_range_8(x, n):  # type: ignore[no-untyped-def]
+    return VALUE_RANGE_8(x, n)
+
+
+@pytest.mark.parametrize("width_8", [False, True])
+def test_the_unselected_range_leaves_nan_out_in_every_lane_and_keeps_infinities(width_8: bool) -> None:
+    n = 4 * RANGE_LANES * (8 if width_8 else VW)
+    rng = np.random.default_rng(3)
+    for lane in range(n):  # NaN first in its accumulator, last, and everywhere between
+        x = rng.uniform(-2, 3, n).astype(np.float32)
+        x[lane] = np.nan
+        x[(lane + 7) % n] = np.float32(-1e30)
+        got = _value_range_8(x, n) if width_8 else _row_range(x)
+        assert got == _finite_range(x), lane
+    x = np.full(n, np.nan, np.float32)
+    assert _row_range(x) == (0.0, 0.0)
+    x[5], x[9] = np.inf, -np.inf
+    assert _value_range_8(x, n) == (-np.inf, np.inf)
+    assert _row_range(x) == (0.0, 0.0)
+
+
 @numba.njit
 def _run_signed(x, q, scale, zp):  # type: ignore[no-untyped-def]
     return quantize_run(x, q, np.float32(np.float32(1.0) / scale), scale, np.float32(zp), np.float32(-128),
