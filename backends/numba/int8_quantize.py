@@ -17,6 +17,7 @@ import numpy as np
 from numba import prange
 
 from .jit import helper, twin
+from .k_epilogue import rows_as_flat
 from .mathfn import is_finite_bits, key_value, order_key
 from .vector_quantize import quantize_run, range_run
 
@@ -80,12 +81,43 @@ def quantize_rows(x, xq, scale, zp):  # type: ignore[no-untyped-def]
         quantize_row(x[r], xq[r], s, z)
 
 
+TENSOR_CHUNK = 4096
+"""Values per work item of a per-tensor quantization without padding: the tensor is one run, whatever its rows
+(an NCHW activation's rows are its 8-32 pixels wide lines, each too short for a whole vector pass)."""
+
+
 @twin(fastmath=False)
 def quantize_tensor(x, xq, scale, zp):  # type: ignore[no-untyped-def]
-    """Per-tensor dynamic quantization of x [M, K] f32 into xq [M, Kp] u8; scale/zp [M] repeat one pair."""
+    """Per-tensor dynamic quantization of x [M, K] f32 into xq [M, Kp] u8; scale/zp [M] repeat one pair.
+
+    Where Kp == K and both are C-contiguous the tensor is quantized as one flat run in TENSOR_CHUNK pieces; else
+    row by row (padding columns written 0)."""
     m = x.shape[0]
-    los = np.zeros(m, np.float32)
-    his = np.zeros(m, np.float32)
+    ok_x, flat_x = rows_as_flat(x, 0, m)
+    ok_q, flat_q = rows_as_flat(xq, 0, m)
+    if ok_x and ok_q and x.shape[1] == xq.shape[1]:
+        n = flat_x.shape[0]
+        chunks = (n + TENSOR_CHUNK - 1) // TENSOR_CHUNK
+        los = np.empty(chunks, np.float32)  # np.empty, not np.zeros: no parallel region of its own
+        his = np.empty(chunks, np.float32)
+        for c in prange(chunks):
+            los[c], his[c] = row_range(flat_x[c * TENSOR_CHUNK:min(n, (c + 1) * TENSOR_CHUNK)])
+        lo = np.float32(0.0)
+        hi = np.float32(0.0)
+        for c in range(chunks):
+            lo = min(lo, los[c])
+            hi = max(hi, his[c])
+        s, z = qparams(lo, hi)
+        for r in range(m):  # a loop, not a slice assignment (which would be a parallel region)
+            scale[r] = s
+            zp[r] = z
+        for c in prange(chunks):
+            j0 = c * TENSOR_CHUNK
+            j1 = min(n, j0 + TENSOR_CHUNK)
+            quantize_row(flat_x[j0:j1], flat_q[j0:j1], s, z)
+        return
+    los = np.empty(m, np.float32)
+    his = np.empty(m, np.float32)
     for r in prange(m):
         los[r], his[r] = row_range(x[r])
     lo = np.float32(0.0)

@@ -37,9 +37,11 @@ from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_sparse import int8_layer_choice, record_choice
 
-OPS_PER_QUANTIZED_ELEMENT = 2
-"""Work units of dynamic quantization per element (a range pass, then divide, round, clamp): about 0.5 ns an
-element on one core (128 x 768 in 53 us, AMX host), where the parallel threshold's 16384 units are a few us."""
+QUANTIZED_VALUES_PER_UNIT = {"row": 2, "tensor": 4}
+"""Values of dynamic quantization per work unit, by granularity: about 0.2 ns a value on one core (128 x 768 in
+21 us, AMX host), and each parallel region costs 1-1.5 us to start. Per row is one region (two threads pay from
+about 32k values: 32 x 768 in 6.3 -> 4.8 us); per tensor two, a range pass and then the quantization (from about
+64k values: 64 x 768 level, 128 x 768 in 20.6 -> 13.7 us, 16 x 768 in 3.0 -> 5.6 us)."""
 INT8_SPEEDUP = {"amx": 8, "avx512vnni": 4, "avxvnni": 4, "avx512bw": 2, "avx2": 2}
 """About how many times faster than the fp32 GEMM each int8 path multiplies (its flops are that much less work):
 measured 5-11x on the AMX path, aimed at 3x on VNNI and 2x on AVX2 hosts."""
@@ -71,7 +73,7 @@ def lower_quantize_dynamic(ctx: LowerCtx, node: Node) -> None:
     if m * k:
         ctx.emit(f"quantize_dynamic_{node.attrs['granularity']}", kernel, ctx.reshaped(ctx.arg(x), (m, k)),
                  ctx.reshaped(q_slot, (m, k)), ctx.reshaped(s_slot, (m,)), ctx.reshaped(z_slot, (m,)),
-                 writes=(q_slot, s_slot, z_slot), work=m * k * OPS_PER_QUANTIZED_ELEMENT)
+                 writes=(q_slot, s_slot, z_slot), work=m * k // QUANTIZED_VALUES_PER_UNIT[node.attrs["granularity"]])
     if node.attrs["granularity"] == "tensor":
         ctx.view(s_slot, _first, scale.name, scale)
         ctx.view(z_slot, _first, zp.name, zp)

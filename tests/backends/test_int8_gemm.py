@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from tensorsmith.backends.numba import int8_gemm as ig
+from tensorsmith.backends.numba import int8_quantize as iq
 from tensorsmith.backends.numba.cpu_features import (
     INT8_PATH_FEATURES,
     Int8PathError,
@@ -210,6 +211,28 @@ def test_dynamic_quantization_per_tensor() -> None:
     q, s, z = np_quantize(x)
     assert_array_equal(xq[:, :13], q)
     assert (scale == s).all() and (zp == z).all()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("shape", [(1024, 16), (3, 5000), (1, 64), (2, 4096)])
+def test_unpadded_per_tensor_quantization_runs_flat_across_chunks(parallel: bool, shape: tuple[int, int]) -> None:
+    """Without padding columns the tensor is one run cut into TENSOR_CHUNK pieces: its range spans every piece
+    (the extremes in the last, partial one), and NaN / infinities in other pieces quantize as the reference's."""
+    m, k = shape
+    x = RNG.standard_normal((m, k)).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[-1], flat[-2] = 7.5, -3.25  # the range lies in the last piece
+    if flat.size > 8:
+        flat[[1, 3, 5]] = [np.nan, np.inf, -np.inf]
+    xq = np.empty((m, k), np.uint8)
+    scale, zp = np.empty(m, np.float32), np.empty(m, np.int32)
+    iq.quantize_tensor.call(parallel, x, xq, scale, zp, writes=(xq, scale, zp))
+    finite = x[np.isfinite(x)]
+    q, s, z = np_quantize(finite)
+    assert (scale == s).all() and (zp == z).all()
+    assert_array_equal(xq[np.isfinite(x)], q)
+    assert_array_equal(xq[np.isnan(x)], z)
+    assert (xq[x == np.inf] == 255).all() and (xq[x == -np.inf] == 0).all()
 
 
 def test_path_choice() -> None:
