@@ -276,11 +276,24 @@ class NumbaExecutable(Executable):
     def _execute_sized(self, env: list[Any], bound: Binding) -> None:
         """`_execute` with the thread count cut to the free CPUs and scipy's BLAS held, where either applies
         (a plan of serial kernels without BLAS calls runs straight: no context to enter on the hot path)."""
-        if self._straight or num_threads() == 1 and not self._uses_blas:
+        if self._straight:
             self._execute(env, bound)
             return
-        with self._sized_pool(), (single_threaded_blas() if self._uses_blas else contextlib.nullcontext()):
+        if self._uses_blas:
+            with self._sized_pool(), single_threaded_blas():
+                self._execute(env, bound)
+            return
+        # parallel kernels, no BLAS: `_sized_pool` spelled out (its generator costs about 2 us of a 30 us model)
+        limit = num_threads()
+        threads = min(limit, free_cpus())
+        if threads >= limit:
             self._execute(env, bound)
+            return
+        numba.set_num_threads(threads)
+        try:
+            self._execute(env, bound)
+        finally:
+            numba.set_num_threads(limit)
 
     @contextlib.contextmanager
     def _sized_pool(self) -> Iterator[None]:
