@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
+import numba
 import numpy as np
 import pytest
+from tensorsmith.backends.numba.jit import num_threads
+from tensorsmith.backends.numba.threads import start_pool
 from tensorsmith.ir import Graph, GraphBuilder, f32, i32
 
 from .numba_check import PARALLEL, SERIAL, check
@@ -96,3 +101,23 @@ def test_kernels_that_call_blas_need_more_work_to_go_parallel() -> None:
     assert ctx.parallel(work) and not ctx.parallel(work, needs_blas=True)
     assert ctx.parallel(BLAS_WORK_FACTOR * DEFAULT_PARALLEL_THRESHOLD, needs_blas=True) == blas.controlled()
     assert not ctx.parallel(DEFAULT_PARALLEL_THRESHOLD - 1)
+
+
+def test_the_thread_count_read_follows_set_num_threads_per_thread() -> None:
+    """`jit.num_threads` (read from the threading layer without its launch locks) agrees with
+    `numba.get_num_threads` after a change in this thread, and another thread keeps its own count."""
+    start_pool()
+    saved = numba.get_num_threads()
+    seen: list[tuple[int, int]] = []
+    try:
+        for n in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(n)
+            assert num_threads() == numba.get_num_threads() == n
+        numba.set_num_threads(1)
+        worker = threading.Thread(target=lambda: seen.append((num_threads(), numba.get_num_threads())))
+        worker.start()
+        worker.join()
+        assert num_threads() == 1
+    finally:
+        numba.set_num_threads(saved)
+    assert seen == [(numba.config.NUMBA_NUM_THREADS,) * 2]
