@@ -84,6 +84,10 @@ class NumbaExecutable(Executable):
         self._inputs = [(name, slot) for name, slot in self.plan.inputs]
         self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
         self._output_slots = [slot for _, slot in self.plan.outputs]
+        self._input_specs = tuple((v.name, v.type.dtype.np_dtype, v.type.shape, slot)
+                                  for v, (_, slot) in zip(graph.inputs, self._inputs))
+        """(name, dtype, shape, slot) per graph input: what `_env`'s fast path checks."""
+        self._result_specs = self._results_plan()
         # scipy's BLAS is held at one thread while kernels may spread BLAS calls over Numba's threads: never for a
         # plan lowered with one thread (serial twins only), where the hold would cost ~10 us per run
         self._uses_blas = num_threads() > 1 and any(s.blas for s in self.plan.steps)
@@ -125,6 +129,16 @@ class NumbaExecutable(Executable):
             "cache_misses": after[1] - before[1],
             "kernels_by_layer": dict(self.plan.layer_kernels),
         }
+
+    def _results_plan(self) -> tuple[tuple[str, int, bool], ...]:
+        """(name, slot, fresh) per graph output: fresh when the run's own output array can be handed out (an
+        output slot, first named), else the value is copied out of the arena or out of an output given already."""
+        given: set[int] = set()
+        specs = []
+        for name, slot in self.plan.outputs:
+            specs.append((name, slot, self.plan.slots[slot].kind == "output" and slot not in given))
+            given.add(slot)
+        return tuple(specs)
 
     # ---- binding -------------------------------------------------------------------------
     @property
@@ -193,8 +207,21 @@ class NumbaExecutable(Executable):
 
     # ---- running -------------------------------------------------------------------------
     def _env(self, inputs: Inputs, bound: Binding, cast: bool = False) -> list[Any]:
-        env_in = check_inputs(self.graph, inputs, cast)  # C-contiguous arrays of the declared dtypes and shapes
         env = list(bound.template)
+        if type(inputs) is dict and len(inputs) == len(self._input_specs):
+            # the common case, checked against tuples made once: a run after a kernel that streamed megabytes
+            # finds the graph's objects out of cache (check_inputs took 15.6 us there, this 10.4)
+            for name, dtype, shape, slot in self._input_specs:
+                a = inputs.get(name)
+                if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous \
+                        or not a.flags.aligned:
+                    break
+                env[slot] = read_only(a)
+            else:
+                for slot, shape, dt in self._allocs:
+                    env[slot] = np.empty(shape, dt)
+                return env
+        env_in = check_inputs(self.graph, inputs, cast)  # C-contiguous arrays of the declared dtypes and shapes
         for v, (_, slot) in zip(self.graph.inputs, self._inputs):
             env[slot] = read_only(env_in[id(v)])
         for slot, shape, dt in self._allocs:
@@ -202,13 +229,8 @@ class NumbaExecutable(Executable):
         return env
 
     def _results(self, env: list[Any]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        given: set[int] = set()
-        for name, slot in self.plan.outputs:
-            fresh = self.plan.slots[slot].kind == "output" and slot not in given
-            out[name] = env[slot] if fresh else np.array(env[slot], copy=True)
-            given.add(slot)
-        return out
+        return {name: env[slot] if fresh else np.array(env[slot], copy=True)
+                for name, slot, fresh in self._result_specs}
 
     def _execute(self, env: list[Any], bound: Binding, timings: list[float] | None = None) -> None:
         if timings is not None:
