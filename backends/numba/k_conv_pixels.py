@@ -139,11 +139,13 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
     chan = sh * sw * plane
     img = ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
     phases = sh * sw
-    for t in prange(nb * ci_all * phases):
-        _fill_plane(x, xpad, t, ci_all, phases, img, chan, plane, geo, hq, wq)
     p_all = nb * p_img
     gp = (p_all + pb - 1) // pb
     gc = (co_all + cb - 1) // cb
+    own_images = gc == 1 and pb % p_img == 0  # each item alone reads whole images: it fills their planes itself
+    if not own_images:
+        for t in prange(nb * ci_all * phases):
+            _fill_plane(x, xpad, t, ci_all, phases, img, chan, plane, geo, hq, wq)
     k_total = kh * kw * ci_all
     in_place = geo[B_PANELS] == B_IN_PLACE
     halves = w_out % VW != 0  # in place: runs of VW / 2 pixels (two per vector) unless rows hold whole vectors
@@ -154,6 +156,9 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
         ic = t - ip * gc
         p0 = ip * pb
         p1 = min(p_all, p0 + pb)
+        if own_images:  # one parallel region, not two (a plane-fill region then the products)
+            for u in range(p0 // p_img * ci_all * phases, min(nb, p1 // p_img) * ci_all * phases):
+                _fill_plane(x, xpad, u, ci_all, phases, img, chan, plane, geo, hq, wq)
         c0 = ic * cb
         c1 = min(co_all, c0 + cb)
         bp = bpan[t * KC_CONV * NR:(t + 1) * KC_CONV * NR]

@@ -107,3 +107,18 @@ def test_grouped_conv_next_to_conv_uk() -> None:
     h = b.conv2d(x, _u(6, 2, 3, 3), _u(6), pads=1, groups=3, strides=(2, 1))
     b.output(b.relu(b.conv2d(h, _u(11, 6, 3, 3), _u(11), pads=(1, 0, 2, 1), dilations=(2, 1))))
     check(b.build(), {"x": _u(2, 6, 13, 11)}, rtol=1e-4, atol=1e-4, thresholds=(SERIAL, PARALLEL))
+
+
+@pytest.mark.parametrize(("xs", "ws", "own"), [
+    ((4, 16, 16, 16), (32, 16, 3, 3), True),    # two images per item, one channel block: planes filled per item
+    ((1, 16, 32, 32), (16, 16, 3, 3), False),   # one image split over the items: a fill region first
+    ((2, 8, 8, 8), (300, 8, 3, 3), False),      # two channel blocks read each image
+])
+def test_pixel_items_that_own_whole_images_fill_their_planes_themselves(xs: tuple, ws: tuple, own: bool) -> None:
+    """conv_pixels fills the phase planes inside its work items (one parallel region) when each item alone reads
+    whole images; both that and the two-region form equal the reference."""
+    p_img = xs[2] * xs[3]
+    pb, cb = pixel_tiles(xs[0] * p_img, ws[0], 2, True)
+    assert (cdiv(ws[0], cb) == 1 and pb % p_img == 0) == own
+    g, feeds = _graph(xs, ws, (1, 1), (1, 1, 1, 1), (1, 1))
+    check(g, feeds, rtol=1e-4, atol=1e-4, thresholds=(SERIAL, PARALLEL))
