@@ -21,7 +21,7 @@ from ..backends.numba.cpu_features import unavailable_int8_paths
 from ..backends.numba.jit import cache_stats, num_threads, read_only
 from ..backends.numba.threads import pool_thread_ids, start_pool
 from ..ir.graph import Graph
-from ..ir.input_check import check_inputs
+from ..ir.input_check import check_inputs, input_specs, matched_inputs
 from ..ir.interpreter import ExecutionError
 from .cpu_load import free_cpus, register_pool_threads
 from .executable import Executable, Inputs, NodeProfile, Profile
@@ -84,9 +84,7 @@ class NumbaExecutable(Executable):
         self._inputs = [(name, slot) for name, slot in self.plan.inputs]
         self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
         self._output_slots = [slot for _, slot in self.plan.outputs]
-        self._input_specs = tuple((v.name, v.type.dtype.np_dtype, v.type.shape, slot)
-                                  for v, (_, slot) in zip(graph.inputs, self._inputs))
-        """(name, dtype, shape, slot) per graph input: what `_env`'s fast path checks."""
+        self._input_specs = input_specs(graph)
         self._result_specs = self._results_plan()
         # scipy's BLAS is held at one thread while kernels may spread BLAS calls over Numba's threads: never for a
         # plan lowered with one thread (serial twins only), where the hold would cost ~10 us per run
@@ -208,22 +206,12 @@ class NumbaExecutable(Executable):
     # ---- running -------------------------------------------------------------------------
     def _env(self, inputs: Inputs, bound: Binding, cast: bool = False) -> list[Any]:
         env = list(bound.template)
-        if type(inputs) is dict and len(inputs) == len(self._input_specs):
-            # the common case, checked against tuples made once: a run after a kernel that streamed megabytes
-            # finds the graph's objects out of cache (check_inputs took 15.6 us there, this 10.4)
-            for name, dtype, shape, slot in self._input_specs:
-                a = inputs.get(name)
-                if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous \
-                        or not a.flags.aligned:
-                    break
-                env[slot] = read_only(a)
-            else:
-                for slot, shape, dt in self._allocs:
-                    env[slot] = np.empty(shape, dt)
-                return env
-        env_in = check_inputs(self.graph, inputs, cast)  # C-contiguous arrays of the declared dtypes and shapes
-        for v, (_, slot) in zip(self.graph.inputs, self._inputs):
-            env[slot] = read_only(env_in[id(v)])
+        arrays = matched_inputs(self._input_specs, inputs)
+        if arrays is None:  # C-contiguous arrays of the declared dtypes and shapes, or a clear error
+            checked = check_inputs(self.graph, inputs, cast)
+            arrays = [checked[id(v)] for v in self.graph.inputs]
+        for a, (_, slot) in zip(arrays, self._inputs):
+            env[slot] = read_only(a)
         for slot, shape, dt in self._allocs:
             env[slot] = np.empty(shape, dt)
         return env
@@ -307,7 +295,7 @@ class NumbaExecutable(Executable):
             return
         # parallel kernels, no BLAS: `_sized_pool` spelled out (its generator costs about 2 us of a 30 us model)
         limit = num_threads()
-        threads = min(limit, free_cpus())
+        threads = min(limit, free_cpus()) if limit > 1 else 1
         if threads >= limit:
             self._execute(env, bound)
             return

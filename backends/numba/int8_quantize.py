@@ -81,6 +81,17 @@ def quantize_rows(x, xq, scale, zp):  # type: ignore[no-untyped-def]
         quantize_row(x[r], xq[r], s, z)
 
 
+@helper(fastmath=False)
+def joint_qparams(los, his):  # type: ignore[no-untyped-def]
+    """`qparams` of the union of the ranges [los[i], his[i]] (a tensor's parts, ranged apart)."""
+    lo = np.float32(0.0)
+    hi = np.float32(0.0)
+    for i in range(los.shape[0]):
+        lo = min(lo, los[i])
+        hi = max(hi, his[i])
+    return qparams(lo, hi)
+
+
 TENSOR_CHUNK = 4096
 """Values per work item of a per-tensor quantization without padding: the tensor is one run, whatever its rows
 (an NCHW activation's rows are its 8-32 pixels wide lines, each too short for a whole vector pass)."""
@@ -102,12 +113,7 @@ def quantize_tensor(x, xq, scale, zp):  # type: ignore[no-untyped-def]
         his = np.empty(chunks, np.float32)
         for c in prange(chunks):
             los[c], his[c] = row_range(flat_x[c * TENSOR_CHUNK:min(n, (c + 1) * TENSOR_CHUNK)])
-        lo = np.float32(0.0)
-        hi = np.float32(0.0)
-        for c in range(chunks):
-            lo = min(lo, los[c])
-            hi = max(hi, his[c])
-        s, z = qparams(lo, hi)
+        s, z = joint_qparams(los, his)
         for r in range(m):  # a loop, not a slice assignment (which would be a parallel region)
             scale[r] = s
             zp[r] = z
@@ -120,12 +126,7 @@ def quantize_tensor(x, xq, scale, zp):  # type: ignore[no-untyped-def]
     his = np.empty(m, np.float32)
     for r in prange(m):
         los[r], his[r] = row_range(x[r])
-    lo = np.float32(0.0)
-    hi = np.float32(0.0)
-    for r in range(m):
-        lo = min(lo, los[r])
-        hi = max(hi, his[r])
-    s, z = qparams(lo, hi)
+    s, z = joint_qparams(los, his)
     for r in prange(m):
         scale[r] = s
         zp[r] = z

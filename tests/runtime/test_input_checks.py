@@ -7,6 +7,7 @@ import pytest
 from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.ir import GraphBuilder, InputError, f32, i32, u8
+from tensorsmith.ir.input_check import input_specs, matched_inputs
 
 BACKENDS = ["reference", "numba"]
 
@@ -147,3 +148,19 @@ def test_profile_prints_a_table_and_converts_to_dicts(exes) -> None:  # type: ig
     assert {r["op"] for r in rows} & {"relu", "add", "fused"}
     d = prof.to_dict()
     assert d["repeats"] == 2 and d["total_seconds"] > 0 and d["nodes"] == rows
+
+
+def test_the_common_case_matches_without_the_graph_and_anything_else_goes_to_the_full_check() -> None:
+    """`matched_inputs` takes exactly the declared names, dtypes and shapes in C order, aligned; every other
+    mapping is left to `check_inputs` (None), which copies, casts or names the fault."""
+    b = GraphBuilder("two")
+    x, y = b.input("x", f32[2, 3]), b.input("y", i32[3])
+    b.output(b.add(x, b.op("cast", y, dtype="f32")))
+    specs = input_specs(b.build())
+    xa, ya = np.ones((2, 3), np.float32), np.arange(3, dtype=np.int32)
+    got = matched_inputs(specs, {"y": ya, "x": xa})
+    assert got is not None and got[0] is xa and got[1] is ya
+    for bad in ({"x": xa}, {"x": xa, "y": ya, "z": ya}, {"x": xa, "z": ya}, {"x": xa.astype(np.float64), "y": ya},
+                {"x": xa.T.copy().T, "y": ya}, {"x": np.ones((3, 2), np.float32), "y": ya}, {"x": xa.tolist(), "y": ya},
+                (xa, ya)):
+        assert matched_inputs(specs, bad) is None
