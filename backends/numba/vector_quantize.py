@@ -245,8 +245,9 @@ value_range = make_finite_range(VW, skip_infinities=False)
 
 
 def range_run(x):  # type: ignore[no-untyped-def]
-    """(lo, hi, n): `finite_range` over the first n values of a C-contiguous x, n its largest multiple of
-    RANGE_LANES * VW (n = 0 for other layouts: the caller reduces the rest)."""
+    """(lo, hi, n): the range `finite_range` gives over the first n values of a C-contiguous x, n its largest
+    multiple of RANGE_LANES * VW (n = 0 for other layouts: the caller reduces the rest). `value_range` first, and
+    `finite_range` only when that range holds an infinity."""
     n = x.shape[0] - x.shape[0] % (RANGE_LANES * VW)
     lo, hi = value_range(x, n)
     if lo == -np.inf or hi == np.inf:  # an infinity among them: again, leaving the infinities out
