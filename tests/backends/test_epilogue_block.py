@@ -164,3 +164,50 @@ def test_empty_tiles_leave_everything_as_it_was() -> None:
     _tile(out, 2, 2, 0, 6, codes, np.ones((1, 6), np.float32), params, res)
     _requant(out, 0, 4, 3, 3, np.ones(6, np.float32), np.zeros(6, np.int32), q)
     assert (out == 1).all() and (q == 9).all()
+
+
+@pytest.mark.parametrize(("codes", "fused"), [
+    ([k.ADD, k.MUL, k.ADD, k.RELU], 4), ([k.ADD, k.RELU], 2), ([k.MUL, k.ADD], 2), ([k.ADD, k.CLIP], 2),
+    ([k.ADD, k.MUL, k.ADD], 3), ([k.ADD], 0), ([k.RELU], 0), ([k.ADD, k.RESIDUAL, k.RELU], 0),
+    ([k.ADD, k.MUL, k.ADD, k.MUL], 0), ([k.DIV, k.RELU], 0), ([k.ADD, k.GELU], 0), ([k.ADD, k.RELU, k.ADD], 0),
+])
+def test_which_channel_row_epilogues_run_in_one_pass(codes: list[int], fused: int) -> None:
+    assert k.leading_affine(np.array(codes, np.int64)) == fused
+
+
+def _stage_by_stage(t: np.ndarray, codes: list[int], vecs: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """numpy float32, one stage at a time, row r being channel r."""
+    y = t.copy()
+    for s, code in enumerate(codes):
+        v = vecs[s][:, None]
+        if code == k.ADD:
+            y = y + v
+        elif code == k.MUL:
+            y = y * v
+        elif code == k.RELU:
+            y = np.where((y > 0) | np.isnan(y), y, np.float32(0))
+        elif code == k.CLIP:
+            y = np.minimum(np.maximum(y, params[s, 0]), params[s, 1])
+    return y.astype(np.float32)
+
+
+@pytest.mark.parametrize("codes", [[k.ADD, k.MUL, k.ADD, k.RELU], [k.MUL, k.ADD], [k.ADD, k.CLIP],
+                                   [k.MUL, k.MUL, k.ADD, k.RELU], [k.ADD, k.RELU]])
+def test_one_pass_channel_rows_equal_the_stages_one_by_one(codes: list[int]) -> None:
+    """The one-pass epilogue of conv tiles (channel per row) against numpy's stage-by-stage float32, on a part of
+    the tile's columns, with NaN, infinities and signed zeros among the values (a multiply-add may round once
+    where two stages rounded twice: a few ulps)."""
+    rng = np.random.default_rng(5)
+    t = rng.standard_normal((7, 45)).astype(np.float32)
+    t.flat[[0, 9, 17, 30]] = [np.nan, np.inf, -np.inf, -0.0]
+    vecs = rng.uniform(-2, 2, (4, 9)).astype(np.float32)
+    params = np.zeros((4, 2), np.float32)
+    params[len(codes) - 1] = (-0.5, 0.75)
+    stages = np.array(codes, np.int64)
+    assert k.leading_affine(stages) == len(codes)
+    got = t.copy()
+    k.epi_channel_rows(got, 3, 40, 2, stages, vecs, params, np.zeros((1, 1, 1), np.float32), 0, 0)
+    want = t.copy()
+    want[:, 3:43] = _stage_by_stage(t[:, 3:43], codes, vecs[:, 2:9], params)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
