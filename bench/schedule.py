@@ -7,7 +7,9 @@ Three tables: every zoo model (the ONNX light models among them) as loaded, the 
 `schedule` (peak live bytes, arena bytes from the runtime's planner, method, time); randomly wired
 graphs (SERENITY's benchmark: Watts-Strogatz and Erdos-Renyi DAGs of convolutions, adds and concats)
 against the median and the best of `--orders` random topological orders, the heuristic alone, the pass
-as configured by default, and the exact optimum where a search of `--optimum-states` states finishes;
+as configured by default, the exact optimum where a search of `--optimum-states` states finishes, and
+`schedule{rewrite=true}` (which also rewrites the graph: convolutions of concatenations partitioned, sums
+re-chained);
 and the latency schedule's makespan per target for Inception v1 and the BERT-base
 layer against the serial sum and the critical path (emulated by the cost model). Times are the
 process's CPU time (the pass is single-threaded), which a shared machine inflates less than wall time.
@@ -56,8 +58,9 @@ def _kb(n: int) -> str:
 
 def bench_models(names: list[str]) -> None:
     """Peak live and arena bytes of each model, original order vs scheduled, and the pass's time."""
-    print("| model | nodes | peak live KB before | after | arena KB before | after | method | schedule CPU ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | nodes | peak live KB before | after | arena KB before | after | method | schedule CPU ms | "
+          "with rewrite | rewrite CPU ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         g = load_model(name).graph
         model = MemoryModel.of(g)
@@ -65,12 +68,16 @@ def bench_models(names: list[str]) -> None:
         out = run_pipeline(g, "schedule", ctx=PassContext(verify_each=False))
         seconds = time.process_time() - t0
         found = schedule_for_memory(g)
+        t1 = time.process_time()
+        rewritten = run_pipeline(g, "schedule{rewrite=true}", ctx=PassContext(verify_each=False))
+        rewrite_seconds = time.process_time() - t1
         position = {n.name: i for i, n in enumerate(g.nodes)}
         order = [position[n.name] for n in out.nodes]
         original = range(len(g.nodes))
         print(f"| {name} | {len(g.nodes)} | {_kb(model.peak(original))} | {_kb(model.peak(order))} | "
               f"{_kb(model.arena(original).size)} | {_kb(model.arena(order).size)} | "
-              f"{found.method}{'' if found.optimal else ' (not proven)'} | {seconds * 1e3:.0f} |")
+              f"{found.method}{'' if found.optimal else ' (not proven)'} | {seconds * 1e3:.0f} | "
+              f"{_kb(MemoryModel.of(rewritten).peak(range(len(rewritten.nodes))))} | {rewrite_seconds * 1e3:.0f} |")
 
 
 def bench_random(sizes: list[int], seeds: int, orders: int, optimum_states: int) -> None:
@@ -78,9 +85,9 @@ def bench_random(sizes: list[int], seeds: int, orders: int, optimum_states: int)
     exact optimum where the search finishes within `optimum_states` states."""
     print(f"| graph | nodes | original KB | median random | best of {orders} random | heuristic | schedule | "
           "optimum | original / schedule | best random / schedule | arena KB before | after | heuristic CPU ms | "
-          "schedule CPU ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    ratios, beaten, gaps = [], 0, []
+          "schedule CPU ms | with rewrite | original / rewrite | rewrite CPU ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ratios, beaten, gaps, rewritten = [], 0, [], []
     for kind in ("ws", "er"):
         for n in sizes:
             for seed in range(seeds):
@@ -99,15 +106,22 @@ def bench_random(sizes: list[int], seeds: int, orders: int, optimum_states: int)
                 beaten += found.peak_after > peaks[0]
                 if optimum.optimal:
                     gaps.append(heuristic.peak_after / optimum.peak_after)
+                t3 = time.process_time()
+                out = run_pipeline(g, "schedule{rewrite=true}", ctx=PassContext(verify_each=False))
+                t4 = time.process_time()
+                rewrite_peak = MemoryModel.of(out).peak(range(len(out.nodes)))
+                rewritten.append(found.peak_before / rewrite_peak)
                 print(f"| {kind}{n} seed {seed} | {len(g.nodes)} | {_kb(found.peak_before)} | "
                       f"{_kb(peaks[len(peaks) // 2])} | {_kb(peaks[0])} | {_kb(heuristic.peak_after)} | "
                       f"{_kb(found.peak_after)} | {_kb(optimum.peak_after) if optimum.optimal else 'not found'} | "
                       f"{ratios[-1]:.2f}x | {peaks[0] / found.peak_after:.2f}x | {_kb(model.arena(original).size)} | "
-                      f"{_kb(model.arena(found.order).size)} | {(t1 - t0) * 1e3:.0f} | {(t2 - t1) * 1e3:.0f} |",
-                      flush=True)
+                      f"{_kb(model.arena(found.order).size)} | {(t1 - t0) * 1e3:.0f} | {(t2 - t1) * 1e3:.0f} | "
+                      f"{_kb(rewrite_peak)} | {rewritten[-1]:.2f}x | {(t4 - t3) * 1e3:.0f} |", flush=True)
     print(f"\nmean original / schedule: {sum(ratios) / len(ratios):.2f}x over {len(ratios)} graphs "
           f"({min(ratios):.2f}x-{max(ratios):.2f}x); schedule above the best random order on {beaten}; "
-          f"optimum found on {len(gaps)}, where the heuristic is {max(gaps, default=1.0):.2f}x above it at most")
+          f"optimum found on {len(gaps)}, where the heuristic is {max(gaps, default=1.0):.2f}x above it at most; "
+          f"with rewrite=true: mean original / schedule {sum(rewritten) / len(rewritten):.2f}x "
+          f"({min(rewritten):.2f}x-{max(rewritten):.2f}x)")
 
 
 def bench_latency(names: tuple[str, ...]) -> None:
