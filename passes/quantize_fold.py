@@ -11,7 +11,10 @@ or per tensor):
 3. the folded op's f32 result read only by a per-tensor (or output-channel) `quantize`: that
    quantize folds into the op, which then writes u8/i8 itself (requantization);
 4. `quantize(add(dequantize(a), dequantize(b)))`, all per tensor: one `qadd` (exact;
-   `quantize_fold_add.py`).
+   `quantize_fold_add.py`);
+5. an i32 linear / matmul / conv2d of `quantize-dynamic`'s u8 minus its zero point, converted to f32 and
+   scaled by x_scale * w_scale (ONNX Runtime's dynamic form as imported): the integer op reading the u8
+   (exact; `quantize_fold_integer.py`).
 
 Weights are re-expressed in the range `weight_bits` holds: 8 keeps them ([-128, 127]); 7 (what the
 AVX2 and AVX-512BW kernels compute exactly) re-quantizes each channel from its dequantized values,
@@ -22,22 +25,18 @@ avx512vnni or avxvnni, 7 otherwise. Every matrix op or Q/DQ pair left unfolded i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import llvmlite.binding as llvm
 import numpy as np
 
-from ..ir.dtypes import dtype_from_numpy
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops.integer import WEIGHT_BITS
 from ..ir.ops.registry import get_op
-from ..ir.types import SparsityInfo, TensorType
 from .base import Pass, PassContext, PassResult, register_pass
+from .integer_weights import FOLD_OPS, IntWeight, channel_axis, fit_weight, new_const
 from .quantize_fold_add import fold_adds
+from .quantize_fold_integer import fold_integer_products
 
-FOLD_OPS = {"linear": "qlinear", "matmul": "qmatmul", "conv2d": "qconv2d"}
-"""Matrix op -> the integer op it folds into."""
 WEIGHT_ZERO_POINT = {"i8": 0, "i4": 0, "u8": 128}
 """Zero point of each symmetric weight storage the quantize pass writes."""
 FULL_RANGE_FEATURES = ("avx512vnni", "avxvnni")
@@ -67,27 +66,6 @@ def _emit(graph: Graph, anchor: Node, op: str, inputs: list[Value], name: str, *
     return outs
 
 
-def _const(graph: Graph, data: np.ndarray, name: str) -> Value:
-    """A new constant value holding `data` (named after `name`)."""
-    arr = np.ascontiguousarray(data)
-    return Value(graph.fresh_name(name), TensorType(arr.shape, dtype_from_numpy(arr.dtype)), arr)
-
-
-@dataclass(frozen=True)
-class IntWeight:
-    """A weight as the integer ops hold it: s8 data and per-output-channel scales."""
-
-    data: np.ndarray
-    scale: np.ndarray
-    extra_error: float
-    sparsity: SparsityInfo | None = None
-    """The stored weight's annotation: symmetric zero points keep pruned zeros zero, so it still holds."""
-
-
-def _channel_axis(op: str, rank: int) -> int:
-    return rank - 1 if op == "matmul" else 0
-
-
 def integer_weight(n: Node, bits: int) -> tuple[IntWeight | None, str]:
     """The s8 weight and per-channel scales of `n`'s `dequantize`d weight, or (None, why not)."""
     dq = _producer(n.inputs[1], "dequantize")
@@ -99,7 +77,7 @@ def integer_weight(n: Node, bits: int) -> tuple[IntWeight | None, str]:
         return None, f"its weight is quantized in groups of {dq.attrs['group_size']} (no integer op has group scales)"
     if name not in WEIGHT_ZERO_POINT:
         return None, f"its weight is stored as {name}"
-    axis_c = _channel_axis(n.op, q.type.rank)
+    axis_c = channel_axis(n.op, q.type.rank)
     a = dq.attrs
     if any(z != WEIGHT_ZERO_POINT[name] for z in a["zero_point"]):
         return None, f"its weight's zero point {list(a['zero_point'])[:4]} is not symmetric"
@@ -108,18 +86,7 @@ def integer_weight(n: Node, bits: int) -> tuple[IntWeight | None, str]:
     channels = q.type.shape[axis_c]
     scale = np.broadcast_to(np.asarray(a["scale"], np.float32), (channels,)).copy()
     w = np.asarray(q.data).astype(np.int32) - WEIGHT_ZERO_POINT[name]
-    lo, hi = WEIGHT_BITS[bits]
-    if w.min(initial=0) >= lo and w.max(initial=0) <= hi:
-        return IntWeight(w.astype(np.int8), scale, 0.0, q.type.sparsity), ""
-    shape = [1] * w.ndim
-    shape[axis_c] = -1
-    real = w.astype(np.float64) * scale.reshape(shape)
-    axes = tuple(i for i in range(w.ndim) if i != axis_c)
-    amax = np.abs(real).max(axis=axes, initial=0.0)
-    s7 = np.where(amax > 0, amax / hi, 1.0).astype(np.float32)
-    w7 = np.clip(np.rint(real / s7.reshape(shape)), lo, hi)
-    extra = float(np.abs(w7 * s7.reshape(shape) - real).max(initial=0.0))
-    return IntWeight(w7.astype(np.int8), s7, extra, q.type.sparsity), ""
+    return fit_weight(w, scale, axis_c, bits, q.type.sparsity), ""
 
 
 @register_pass
@@ -149,8 +116,8 @@ class QuantizeFold(Pass):
             a = dq.attrs
             if a["axis"] is not None:
                 return None, "its activation is quantized per axis (the integer ops take one scale per tensor or row)"
-            return [dq.inputs[0], _const(graph, np.asarray(a["scale"], np.float32), f"{x.name}.scale"),
-                    _const(graph, np.asarray(a["zero_point"], np.int32), f"{x.name}.zero_point")], ""
+            return [dq.inputs[0], new_const(graph, np.asarray(a["scale"], np.float32), f"{x.name}.scale"),
+                    new_const(graph, np.asarray(a["zero_point"], np.int32), f"{x.name}.zero_point")], ""
         if x.type.dtype.name != "f32":
             return None, f"its activation is {x.type.dtype.name}"
         if not self.dynamic:
@@ -186,9 +153,9 @@ class QuantizeFold(Pass):
             src = act[0].producer
             if src is not None and src.op == "quantize-dynamic":
                 dyn[key] = act
-        wv = _const(graph, w.data, f"{n.inputs[1].name}.s8")
+        wv = new_const(graph, w.data, f"{n.inputs[1].name}.s8")
         wv = Value(wv.name, wv.type.replace(sparsity=w.sparsity), wv.data)
-        ws = _const(graph, w.scale, f"{n.inputs[1].name}.scale")
+        ws = new_const(graph, w.scale, f"{n.inputs[1].name}.scale")
         bias = [n.inputs[2]] if n.op in ("linear", "conv2d") and len(n.inputs) > 2 else []
         attrs = {k: n.attrs[k] for k in ("strides", "pads", "dilations", "groups")} if n.op == "conv2d" else {}
         opdef = get_op(FOLD_OPS[n.op])
@@ -248,6 +215,8 @@ class QuantizeFold(Pass):
         for n in list(graph.nodes):
             if n.op in FOLD_OPS.values() and self._requantize(graph, n):
                 requant += 1
+        products, products_kept = fold_integer_products(graph, bits)
+        kept += products_kept
         adds, adds_kept = fold_adds(graph)
         kept += adds_kept
         graph.remove_dead_nodes()
@@ -259,9 +228,12 @@ class QuantizeFold(Pass):
         lines = [f"folded {len(folded)} matrix op(s) into integer ops (weight_bits={bits}"
                  + (f", activations quantized at run time per {self.granularity})" if self.dynamic else ")")
                  + (f"; {requant} requantize their output" if requant else "")]
+        if products:
+            lines.append(f"folded {len(products)} i32 product(s) of dynamically quantized activations (ONNX Runtime's "
+                         f"dynamic form) into integer ops: {', '.join(products)}")
         if adds:
             lines.append(f"folded {len(adds)} add(s) of dequantized tensors into qadd: {', '.join(adds)}")
         if kept:
             lines.append(f"not folded ({len(kept)}):")
             lines += [f"  {k}" for k in kept]
-        return PassResult(graph, bool(folded or adds), "\n".join(lines))
+        return PassResult(graph, bool(folded or products or adds), "\n".join(lines))

@@ -196,6 +196,23 @@ def test_qdq_model_folds_into_integer_ops(setup: dict, model: str) -> None:
     assert_agree(run_numba(g, feeds), ours, step(g))
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_dynamic_model_folds_into_integer_ops_exactly(setup: dict, model: str) -> None:
+    path, feeds = setup["files"][model, "dynamic"], setup["inputs"][model]
+    imported = from_onnx(path)
+    ctx = PassContext()
+    g = run_pipeline(imported, "quantize-fold{weight_bits=8}", ctx=ctx)
+    ops = Counter(n.op for n in g.nodes)
+    assert ops["qlinear"] + ops["qconv2d"] == 3 and ops["qconv2d"] == (2 if model == "cnn" else 0)
+    assert ops["linear"] == ops["conv2d"] == ops["cast"] == ops["sub"] == 0
+    assert "3 i32 product(s) of dynamically quantized activations" in ctx.records[-1].report
+    ours = run_ref(g, feeds)
+    for a, b in zip(ours, run_ref(imported, feeds), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same float32 steps on the same accumulators
+    assert_agree(ours, ort_run(path, feeds), 0.0)
+    assert_agree(run_numba(g, feeds), ours, 0.0)
+
+
 @pytest.mark.parametrize("model,form", [("mlp", "dynamic"), ("cnn", "dynamic"), ("cnn", "qdq"),
                                         ("mlp", "qoperator"), ("cnn", "qoperator"), ("mlp-gemm", "qdq")])
 @pytest.mark.parametrize("fold", [False, True])
