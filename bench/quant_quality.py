@@ -1,11 +1,13 @@
 """Quality after quantization on the model zoo (reference backend): markdown tables for docs/passes.md.
 
-`python -m tensorsmith.bench.quant_quality [--models mlp-digits,cnn-digits,minilm-l6] [--top 10]`
+`python -m tensorsmith.bench.quant_quality [--models mlp-digits,cnn-digits,minilm-l6] [--top 10] [--gptq]`
 
 Digits models: test accuracy for fp32, int8 static with each calibration method (calibrated on
 training images), int8 and int4 weight-only. MiniLM: min cosine to sentence-transformers for int8
 static with and without SmoothQuant and with mixed precision, int8 / int4 weight-only, and the most
 sensitive layers. Each model shares one PassContext, so activations are observed once per graph.
+`--gptq`: int4 / int8 weight-only with round to nearest against `rounding=gptq`, calibrated on data the
+metric does not see (MiniLM: other running text, `calibration_text`; digits: training images).
 """
 
 from __future__ import annotations
@@ -47,9 +49,23 @@ MINILM_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
                ("int4 weight-only, group 128", "quantize{precision=int4,group_size=128}")]
 """(row label, pipeline) for MiniLM."""
 
+GPTQ_ROWS = [("int4 weight-only", "quantize{precision=int4}"),
+             ("int4 weight-only, GPTQ", "quantize{precision=int4,rounding=gptq}"),
+             ("int4 weight-only, group 32", "quantize{precision=int4,group_size=32}"),
+             ("int4 weight-only, group 32, GPTQ", "quantize{precision=int4,group_size=32,rounding=gptq}"),
+             ("int4 weight-only, group 128", "quantize{precision=int4,group_size=128}"),
+             ("int4 weight-only, group 128, GPTQ", "quantize{precision=int4,group_size=128,rounding=gptq}"),
+             ("int8 weight-only, GPTQ", "quantize{rounding=gptq}")]
+"""(row label, pipeline) for GPTQ against round to nearest, calibrated on data the metric does not use."""
 
-def _calibration(name: str, inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Training images for the digits models (never the test split); the model's own sentences for MiniLM."""
+
+def _calibration(name: str, inputs: dict[str, np.ndarray], held_out: bool = False) -> list[dict[str, np.ndarray]]:
+    """Training images for the digits models (never the test split); the model's own sentences for MiniLM, or
+    with `held_out` four batches of other running text (`calibration_text`)."""
+    if name == "minilm-l6" and held_out:
+        from .models.minilm import calibration_text
+
+        return [calibration_text(*inputs["input_ids"].shape, seed=seed) for seed in range(4)]
     if name.endswith("digits"):
         from .models.digits import digits_split
 
@@ -58,10 +74,11 @@ def _calibration(name: str, inputs: dict[str, np.ndarray]) -> list[dict[str, np.
     return [inputs]
 
 
-def quality_table(name: str, rows: list[tuple[str, str]]) -> list[tuple[str, float, float, str]]:
+def quality_table(name: str, rows: list[tuple[str, str]],
+                  held_out: bool = False) -> list[tuple[str, float, float, str]]:
     """(label, quality, seconds, the pass's report) per row."""
     m = load_model(name)
-    ctx = PassContext(calibration=_calibration(name, m.inputs))
+    ctx = PassContext(calibration=_calibration(name, m.inputs, held_out))
     out = []
     for label, pipeline in rows:
         t0 = time.perf_counter()
@@ -78,10 +95,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mlp-digits,cnn-digits,minilm-l6")
     ap.add_argument("--top", type=int, default=10, help="sensitive layers listed for MiniLM")
+    ap.add_argument("--gptq", action="store_true", help="only the GPTQ rows, calibrated on held-out data")
     args = ap.parse_args()
     for name in args.models.split(","):
-        rows = MINILM_ROWS if name == "minilm-l6" else DIGITS_ROWS
-        table = quality_table(name, rows)
+        rows = GPTQ_ROWS if args.gptq else MINILM_ROWS if name == "minilm-l6" else DIGITS_ROWS
+        table = quality_table(name, rows, held_out=args.gptq)
         metric = "min cosine to sentence-transformers" if name == "minilm-l6" else "test accuracy"
         print(f"\n| {name} | {metric} | seconds (pass + eval) |\n|---|---|---|")
         for label, q, secs, _ in table:
@@ -89,7 +107,7 @@ def main() -> None:
         for label, _, _, report in table:
             if "smooth=" in label or "keep_fp32" in label or "min_cosine" in label:
                 print(f"\n{label}: ...{report[-600:]}")
-        if name == "minilm-l6":
+        if name == "minilm-l6" and not args.gptq:
             m = load_model(name)
             ctx = PassContext(calibration=_calibration(name, m.inputs))
             t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from ..ir.ops.registry import get_op
 from ..ir.types import TensorType
 from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .calibration import CalibrationStats, activation_range, gather_stats
+from .gptq import GptqChoice, gptq_applies, gptq_or_nearest, gram_key, input_gram
 from .quantize_fold import QuantizeFold
 from .quantize_numeric import (
     HALF_PRECISIONS,
@@ -99,8 +100,14 @@ class Quantize(Pass):
     second input (`group_size=G`, `axis` = the K axis; ONNX DequantizeLinear's block_size). When K is not
     a multiple of G the last group is shorter (as in ONNX); conv2d weights and matmuls with a B of rank
     > 2 keep `granularity`. The Numba backend runs int4 linears of up to 16 rows on an INT4 GEMM kernel.
+    rounding=gptq (integer precisions, per channel or in groups; needs `ctx.calibration`) rounds the weights
+    of linears and matmuls with a 2-D B by GPTQ (`gptq.py`: each rounding error spread over the weights not
+    yet rounded, through the inverse Gram matrix of the layer's f32 inputs on the calibration data), and
+    keeps it per layer only where its output error on those inputs is below round to nearest's; conv2d
+    weights round to nearest. GPTQ moves a weight by more than scale/2, so those layers state the bound
+    with their measured max|dW| (below).
 
-    Stated bound: every weight moves by at most scale/2 (its own channel's scale), so for a linear
+    Stated bound: every weight rounded to nearest moves by at most scale/2 (its own channel's scale), so for a linear
     layer |y - y'|_i <= (scale_i / 2) * sum_k |x_k| (grouped: sum over groups g of (scale_ig / 2) *
     sum_{k in g} |x_k|); with scheme=static and x inside the calibrated
     range, + (scale_x / 2) * sum_k |W'_ik|. fp16/bf16 move each weight by at most half an ulp. The
@@ -125,6 +132,7 @@ class Quantize(Pass):
     fold: bool = True
     weight_bits: Literal["auto", "8", "7"] = "auto"
     group_size: int = 0
+    rounding: Literal["nearest", "gptq"] = "nearest"
 
     def __post_init__(self) -> None:
         """Check the options; errors name the option at fault."""
@@ -148,6 +156,9 @@ class Quantize(Pass):
         if self.group_size and (self.scheme != "weight" or self.precision not in ("int4", "int8")):
             raise ValueError(f"quantize: group_size={self.group_size} needs scheme=weight and precision=int4 or "
                              f"int8, not scheme={self.scheme}, precision={self.precision}")
+        if self.rounding == "gptq" and (self.precision not in INT_PRECISIONS or self.granularity != "channel"):
+            raise ValueError(f"quantize: rounding=gptq needs an integer precision and granularity=channel, not "
+                             f"precision={self.precision}, granularity={self.granularity}")
         if self.keep_fp32 < 0 or not 0.0 <= self.min_cosine <= 1.0:
             raise ValueError(f"quantize: keep_fp32={self.keep_fp32} must be >= 0 and min_cosine={self.min_cosine} "
                              "in [0, 1]")
@@ -230,31 +241,39 @@ class Quantize(Pass):
         return plans, skipped
 
     # ---- rewriting ---------------------------------------------------------------------------
-    def _store(self, graph: Graph, n: Node, precision: str, axis: int | None) -> tuple[Value, StoredWeight] | None:
-        """The narrow constant for `n`'s weight and the dequantize / cast that widens it (before `n`)."""
+    def _store(self, graph: Graph, n: Node, precision: str, axis: int | None,
+               gram: np.ndarray | None) -> tuple[Value, StoredWeight, GptqChoice | None] | None:
+        """The narrow constant for `n`'s weight and the dequantize / cast that widens it (before `n`), and the
+        GPTQ comparison when `gram` (its input's Gram matrix) is given."""
         w = n.inputs[1]
         assert w.data is not None
         gaxis = self._group_axis(n)
-        if precision in INT_PRECISIONS and gaxis is not None:
-            sw = quantize_grouped(w.data, INT_PRECISIONS[precision], gaxis, self.group_size)
-        elif precision in INT_PRECISIONS:
-            sw = quantize_weight(w.data, INT_PRECISIONS[precision], axis)
-        else:
+        choice = None
+        if precision in HALF_PRECISIONS:
             hw = half_weight(w.data, HALF_PRECISIONS[precision], axis)
             if hw is None:
                 return None
             sw = hw
-        # zeros stay zeros (symmetric scales, round to nearest), so a pruned weight keeps its sparsity
+        elif gaxis is not None:
+            sw = quantize_grouped(w.data, INT_PRECISIONS[precision], gaxis, self.group_size)
+        else:
+            sw = quantize_weight(w.data, INT_PRECISIONS[precision], axis)
+        if gram is not None and precision in INT_PRECISIONS:
+            choice = gptq_or_nearest(n.op, w.data, sw, gram, INT_PRECISIONS[precision],
+                                     self.group_size if gaxis is not None else 0)
+            sw = choice.weight
+        # zeros stay zeros (symmetric scales, round to nearest; GPTQ is not given sparse weights), so a pruned
+        # weight keeps its sparsity
         stored_type = sw.type.replace(sparsity=w.type.sparsity)
         const = Value(graph.fresh_name(f"{w.name}.{sw.type.dtype.name}"), stored_type, sw.data)
         if sw.group_scale is not None:
             scale = Value(graph.fresh_name(f"{w.name}.scale"), TensorType(sw.group_scale.shape, f32), sw.group_scale)
             return _emit(graph, n, "dequantize", [const, scale], f"{w.name}.dq", axis=sw.axis,
-                         group_size=sw.group_size), sw
+                         group_size=sw.group_size), sw, choice
         if sw.scale is None:
-            return _emit(graph, n, "cast", [const], f"{w.name}.f32", dtype="f32"), sw
+            return _emit(graph, n, "cast", [const], f"{w.name}.f32", dtype="f32"), sw, choice
         return _emit(graph, n, "dequantize", [const], f"{w.name}.dq", scale=list(sw.scale),
-                     zero_point=list(sw.zero_point or ()), axis=axis), sw
+                     zero_point=list(sw.zero_point or ()), axis=axis), sw, choice
 
     def _activation(self, graph: Graph, n: Node, lo: float, hi: float) -> tuple[Value, dict[str, Any]]:
         """quantize -> dequantize (asymmetric u8, per tensor) over [lo, hi] on `n`'s activation input."""
@@ -300,36 +319,55 @@ class Quantize(Pass):
             raise QuantizeError(f"pass {self}: {why} needs calibration inputs: PassContext(calibration=[...])")
         return list(ctx.calibration)
 
-    def _only(self, graph: Graph, ctx: PassContext, fp32: set[str]) -> Graph:
+    def _only(self, graph: Graph, ctx: PassContext, fp32: set[str], grams: dict[str, np.ndarray]) -> Graph:
         """A copy of `graph` quantized by this pass's options except the layers named in `fp32`."""
         g = graph.copy()
-        dataclasses.replace(self, keep_fp32=0, min_cosine=0.0)._quantize(g, ctx, fp32)
+        dataclasses.replace(self, keep_fp32=0, min_cosine=0.0)._quantize(g, ctx, fp32, grams)
         return g
 
-    def sensitivity(self, graph: Graph, ctx: PassContext) -> list[LayerSensitivity]:
+    def sensitivity(self, graph: Graph, ctx: PassContext,
+                    grams: dict[str, np.ndarray] | None = None) -> list[LayerSensitivity]:
         """Each layer this pass would quantize, quantized alone: output SQNR and cosine on ctx.calibration,
         most sensitive first (`sensitivity.format_sensitivity` makes a table)."""
         batches = self._batches(ctx, "sensitivity")
         names = [p.node.name for p in self._plan(graph, ctx)[0]]
         ref = run_outputs(graph, batches)
-        return rank_layers(names, lambda name: self._only(graph, ctx, set(names) - {name}), batches, ref)
+        grams = {} if grams is None else grams
+        return rank_layers(names, lambda name: self._only(graph, ctx, set(names) - {name}, grams), batches, ref)
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Quantize every eligible matrix op; the report lists each layer's error and every skip."""
         if self.precision == "auto" and ctx.target is None:
             raise TargetRequiredError(str(self), " (precision=auto picks the precision the target runs fastest)")
+        grams: dict[str, np.ndarray] = {}  # GPTQ's Gram matrices, observed once for every trial below
         if not (self.keep_fp32 or self.min_cosine):
-            return self._quantize(graph, ctx, set())
+            return self._quantize(graph, ctx, set(), grams)
         batches = self._batches(ctx, f"keep_fp32={self.keep_fp32}, min_cosine={self.min_cosine}")
-        ranking = self.sensitivity(graph, ctx)
+        ranking = self.sensitivity(graph, ctx, grams)
         ref = run_outputs(graph, batches)
         fp32, cos = choose_fp32(ranking, self.keep_fp32, self.min_cosine,
-                                lambda kept: agreement(ref, run_outputs(self._only(graph, ctx, kept), batches)).cosine)
-        result = self._quantize(graph, ctx, fp32)
+                                lambda kept: agreement(ref, run_outputs(self._only(graph, ctx, kept, grams),
+                                                                        batches)).cosine)
+        result = self._quantize(graph, ctx, fp32, grams)
         return PassResult(graph, result.changed, result.report + "; " + format_mixed(ranking, fp32, cos),
                           {**result.stats, "kept_fp32": len(fp32)}, result.summary + f"; {len(fp32)} kept f32")
 
-    def _quantize(self, graph: Graph, ctx: PassContext, fp32: set[str]) -> PassResult:
+    def _gptq_grams(self, graph: Graph, ctx: PassContext, plans: list[_Plan],
+                    grams: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """With rounding=gptq, the Gram matrix of each GPTQ layer's input (observed now where `grams` lacks it)."""
+        if self.rounding != "gptq":
+            return {}
+        names = {gram_key(p.node) for p in plans if gptq_applies(p.node)}
+        missing = names - set(grams)
+        if missing:
+            batches = self._batches(ctx, "rounding=gptq")
+            try:
+                grams.update(input_gram(graph, batches, missing))
+            except Exception as e:  # noqa: BLE001 - re-raised with the pass named
+                raise QuantizeError(f"pass {self}: the calibration run for GPTQ failed: {e}") from e
+        return grams
+
+    def _quantize(self, graph: Graph, ctx: PassContext, fp32: set[str], grams: dict[str, np.ndarray]) -> PassResult:
         """Quantize the planned layers but those named in `fp32`, in place."""
         plans, skipped = self._plan(graph, ctx)
         static = [p for p in plans if self.scheme == "static" and p.precision in INT_PRECISIONS]
@@ -339,8 +377,9 @@ class Quantize(Pass):
             ranges, smoothed = self._ranges(graph, ctx, static)
         skipped += [("kept f32 (sensitive)", p.node.name) for p in plans if p.node.name in fp32]
         plans = [p for p in plans if p.node.name not in fp32]
+        grams = self._gptq_grams(graph, ctx, plans, grams)
         static_ids = {id(p) for p in static}
-        weights: dict[tuple[int, str, int | None, int | None], tuple[Value, StoredWeight]] = {}
+        weights: dict[tuple[int, str, int | None, int | None], tuple[Value, StoredWeight, GptqChoice | None]] = {}
         acts: dict[int, tuple[Value, dict[str, Any]]] = {}
         done: list[Node] = []
         bytes_before = bytes_after = 0
@@ -355,12 +394,13 @@ class Quantize(Pass):
             key = (id(w), p.precision, axis, self._group_axis(n))
             fresh = key not in weights
             if fresh:
-                made = self._store(graph, n, p.precision, axis)
+                gram = grams.get(gram_key(n)) if gptq_applies(n) else None
+                made = self._store(graph, n, p.precision, axis, gram)
                 if made is None:
                     skipped.append(("overflow", f"{n.name} (weight overflows {p.precision})"))
                     continue
                 weights[key] = made
-            dq, sw = weights[key]
+            dq, sw, choice = weights[key]
             n.inputs[1] = dq
             if target is not None and was is not None:
                 now = nodes_latency([n] + ([dq.producer] if fresh and dq.producer is not None else []), target)
@@ -385,6 +425,11 @@ class Quantize(Pass):
                 meta.update(scale_min=min(sw.scale), scale_max=max(sw.scale), weight_bound="scale/2")
             else:
                 meta.update(weight_bound=f"half an ulp of {sw.type.dtype.name}")
+            if choice is not None:
+                meta.update(rounding="gptq" if choice.gptq else "nearest", output_error={
+                    "kept": choice.error, "nearest": choice.nearest_error})
+                if choice.gptq:
+                    meta["weight_bound"] = "max|dW| as measured (GPTQ moves weights past scale/2)"
             if id(p) in static_ids:
                 x = n.inputs[0]
                 if id(x) not in acts:

@@ -15,8 +15,10 @@ INT_PRECISIONS: dict[str, DType] = {"int8": i8, "uint8": u8, "int4": i4}
 HALF_PRECISIONS: dict[str, DType] = {"fp16": f16, "bf16": bf16}
 """Half-precision weight storage (widened back to f32 by a cast)."""
 
-_QMAX = {"i8": 127, "u8": 127, "i4": 7}
-_ZERO = {"i8": 0, "u8": 128, "i4": 0}  # u8 weights stay symmetric around 128
+QMAX = {"i8": 127, "u8": 127, "i4": 7}
+"""Largest |q| of each symmetric weight storage."""
+WEIGHT_ZERO = {"i8": 0, "u8": 128, "i4": 0}
+"""Zero point of each weight storage: u8 weights stay symmetric around 128."""
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,22 @@ def quantize_weight(w: np.ndarray, dtype: DType, axis: int | None) -> StoredWeig
     scale = max|W| / qmax per channel (127 for 8 bits, 7 for 4), q = clip(rint(W / scale)), so each
     element moves by at most scale/2. u8 stores q + 128. A channel of zeros gets scale 1.
     """
-    qmax, zp = _QMAX[dtype.name], _ZERO[dtype.name]
+    qmax = QMAX[dtype.name]
     w64 = w.astype(np.float64)
     amax = _per_channel(np.abs(w64), axis)
     scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)  # the scale the graph will hold
     q = np.clip(np.rint(w64 / scale.astype(np.float64)), -qmax, qmax)
+    return stored_weight(w, q, scale, dtype, axis)
+
+
+def stored_weight(w: np.ndarray, q: np.ndarray, scale: np.ndarray, dtype: DType, axis: int | None) -> StoredWeight:
+    """The StoredWeight of integers `q` (shaped like `w`, in [-qmax, qmax]) with f32 `scale` per `axis` (kept
+    broadcastable) or per tensor, and how far it moved from `w`. u8 stores q + 128."""
+    zp = WEIGHT_ZERO[dtype.name]
     stored = (q + zp).astype(dtype.np_dtype)
     # exactly what the reference dequantize computes from the stored integers
     back = ((stored.astype(np.int32) - zp).astype(np.float32) * scale).astype(np.float32)
-    err = _per_channel(np.abs(w64 - back.astype(np.float64)), axis).reshape(-1)
+    err = _per_channel(np.abs(w.astype(np.float64) - back.astype(np.float64)), axis).reshape(-1)
     scales = tuple(float(s) for s in scale.reshape(-1))
     zps = (zp,) * len(scales)
     qi = QuantInfo(scales, zps, dtype.bits, axis)
@@ -83,7 +92,7 @@ def quantize_grouped(w: np.ndarray, dtype: DType, axis: int, group_size: int) ->
     """
     if dtype.name not in ("i8", "i4"):
         raise ValueError(f"grouped quantization is symmetric: i8 or i4, not {dtype.name}")
-    qmax = _QMAX[dtype.name]
+    qmax = QMAX[dtype.name]
     k = w.shape[axis]
     groups = -(-k // group_size)
     wm = np.moveaxis(w.astype(np.float64), axis, -1)  # [..., K]
@@ -93,7 +102,20 @@ def quantize_grouped(w: np.ndarray, dtype: DType, axis: int, group_size: int) ->
     scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)  # [..., groups], the scale the graph holds
     full = np.repeat(scale, group_size, axis=-1)[..., :k]
     q = np.clip(np.rint(wm / full.astype(np.float64)), -qmax, qmax)
-    stored = np.moveaxis(q, -1, axis).astype(dtype.np_dtype)
+    return stored_grouped(w, np.moveaxis(q, -1, axis), np.moveaxis(scale, -1, axis), dtype, axis, group_size)
+
+
+def stored_grouped(w: np.ndarray, q: np.ndarray, scale: np.ndarray, dtype: DType, axis: int,
+                   group_size: int) -> StoredWeight:
+    """The StoredWeight of integers `q` (shaped like `w`) with f32 group scales `scale` (like `w`, but
+    ceil(K / group_size) along `axis`), and how far it moved from `w`."""
+    k = w.shape[axis]
+    groups = scale.shape[axis]
+    wm = np.moveaxis(w.astype(np.float64), axis, -1)  # [..., K]
+    padded = np.zeros(wm.shape[:-1] + (groups * group_size,), np.float64)
+    scale = np.moveaxis(scale.astype(np.float32), axis, -1)
+    full = np.repeat(scale, group_size, axis=-1)[..., :k]
+    stored = q.astype(dtype.np_dtype)
     # exactly what the reference dequantize computes from the stored integers
     back = np.moveaxis(stored, axis, -1).astype(np.int32).astype(np.float32) * full
     diff = np.abs(wm - back.astype(np.float64))
@@ -103,6 +125,21 @@ def quantize_grouped(w: np.ndarray, dtype: DType, axis: int, group_size: int) ->
     cerr = diff.max(axis=-1, initial=0.0).reshape(-1)
     return StoredWeight(stored, TensorType(w.shape, dtype), None, None, axis, cerr, group_size,
                         np.ascontiguousarray(np.moveaxis(scale, -1, axis)), np.moveaxis(gerr, -1, axis))
+
+
+def dequantized(sw: StoredWeight) -> np.ndarray:
+    """The f32 weight the graph computes with after `dequantize` of an integer StoredWeight."""
+    q = sw.data.astype(np.int32) - WEIGHT_ZERO[sw.type.dtype.name]
+    if sw.group_scale is not None:
+        k = sw.data.shape[sw.axis]  # type: ignore[index]
+        scale = np.repeat(sw.group_scale, sw.group_size, axis=sw.axis).take(np.arange(k), axis=sw.axis)
+    else:
+        assert sw.scale is not None
+        shape = [1] * sw.data.ndim
+        if sw.axis is not None:
+            shape[sw.axis] = -1
+        scale = np.asarray(sw.scale, np.float32).reshape(shape)
+    return (q.astype(np.float32) * scale).astype(np.float32)
 
 
 def half_weight(w: np.ndarray, dtype: DType, axis: int | None) -> StoredWeight | None:

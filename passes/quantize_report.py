@@ -20,7 +20,7 @@ def layer_bound(op: str, meta: dict[str, Any]) -> str:
     over = {"linear": "sum_k |x_k|", "matmul": "sum_k |a_k|", "conv2d": "sum |x| over the receptive field"}[op]
     ch = "j" if op == "matmul" else "i"
     bound = f"|dy_{ch}| <= max|dW_{ch}| * {over}"
-    if meta.get("group_size"):
+    if meta.get("group_size") and meta.get("rounding") != "gptq":
         bound = f"|dy_{ch}| <= sum_g scale_{ch}g/2 * sum_(k in g) |x_k| (groups of {meta['group_size']} along K)"
     if "activation" in meta:
         bound += f" + scale_x/2 * sum |W'_{ch}| (x in the calibrated range)"
@@ -57,14 +57,24 @@ def format_report(p: Quantize, done: list[Node], skipped: list[tuple[str, str]],
             parts.append(f"weights {bytes_before / 1e6:.3g} MB -> {bytes_after / 1e6:.3g} MB "
                          f"({bytes_before / bytes_after:.2f}x smaller)")
         ints = [k for k in kinds if k not in ("fp16", "bf16")]
+        who = "each weight rounded to nearest" if p.rounding == "gptq" else "each weight"
         moves = (["by at most scale/2"] if ints else []) + (
             ["by at most half an ulp"] if len(ints) < len(kinds) else [])
         if p.group_size:
-            parts.append(f"bound: each weight moves by at most its group's scale/2, so |dy_i| <= sum_g scale_ig/2 * "
+            parts.append(f"bound: {who} moves by at most its group's scale/2, so |dy_i| <= sum_g scale_ig/2 * "
                          f"sum_(k in g) |x_k| per output channel (groups of {p.group_size} along K)")
         else:
-            parts.append(f"bound: each weight moves {' or '.join(moves)}, so |dy_i| <= max|dW_i| * sum|x| "
+            parts.append(f"bound: {who} moves {' or '.join(moves)}, so |dy_i| <= max|dW_i| * sum|x| "
                          "per output channel")
+        gptq = [n.meta["quantize"] for n in done if "rounding" in n.meta["quantize"]]
+        if gptq:
+            kept = [m for m in gptq if m["rounding"] == "gptq"]
+            near = sum(m["output_error"]["nearest"] for m in gptq)
+            now = sum(m["output_error"]["kept"] for m in gptq)
+            parts.append(f"rounding=gptq: GPTQ kept on {len(kept)} of {len(gptq)} layer(s) (the rest round to nearest: "
+                         f"GPTQ was not better there); squared output error on the calibration inputs summed over "
+                         f"them {near:.4g} -> {now:.4g} ({now / near if near else 1.0:.2f}x); a GPTQ layer's weights "
+                         "move past scale/2, its bound is |dy_i| <= max|dW_i| * sum|x| with max|dW_i| as measured")
         shown = sorted(done, key=lambda n: -n.meta["quantize"]["max_weight_error"])[:_SHOWN]
         more = f" (+{len(done) - len(shown)} more)" if len(done) > len(shown) else ""
         parts.append("; ".join(_layer(n) for n in shown) + more)

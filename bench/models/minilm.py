@@ -140,6 +140,23 @@ def calibration_sentences(n: int, seed: int = 0) -> list[str]:
             for _ in range(n)]
 
 
+SEP_ID = 102
+"""BERT's [SEP] token id, which ends every tokenized row."""
+
+
+def calibration_text(batch: int, seq: int, seed: int = 0, per_row: int = 8) -> dict[str, np.ndarray]:
+    """A calibration batch of running text: `per_row` sentences of `calibration_sentences` per row, cut to
+    `seq` tokens (the last one [SEP]), no padding; text the stored reference sentences are not part of."""
+    sentences = calibration_sentences(batch * per_row, seed)
+    rows = [" ".join(sentences[i * per_row:(i + 1) * per_row]) for i in range(batch)]
+    ids = tokenize(rows)["input_ids"]
+    if ids.shape[1] < seq:
+        raise ValueError(f"calibration_text: {per_row} sentences per row make {ids.shape[1]} tokens, fewer than {seq}")
+    ids = ids[:, :seq].copy()
+    ids[:, -1] = SEP_ID
+    return {"input_ids": ids, "attention_mask": np.ones((batch, seq), np.float32)}
+
+
 def exit_pipeline(budget: float = 0.02, holdout: float = 0.5) -> str:
     """The early-exit pass for MiniLM: heads after EXIT_LAYERS on the masked mean of the hidden state predict
     `pooled` (the embedding before L2 normalization); the later exit fires when its prediction agrees with the

@@ -1,0 +1,146 @@
+"""GPTQ (Frantar et al., ICLR 2023): weight rounding that compensates each rounding error on the weights not yet
+rounded, weighted by the layer's inputs.
+
+For a linear layer y = W x, the squared output error over calibration inputs X (rows) is
+tr(dW H dW^T) with H = X^T X, the sum of x x^T over every input row. GPTQ rounds the columns of W (input
+features) one at a time; after rounding column k, it spreads the error over the columns after k through
+the inverse of H restricted to them (a row of its upper Cholesky factor), so later roundings absorb it. The
+result is the symmetric grid of round to nearest (scale = max|w| / qmax per output channel, or per group
+of `group_size` columns, taken when the group is reached, from the weights as updated so far), with
+different grid points chosen. Columns go in their own order (GPTQ's act-order, tried here with static
+groups, gave lower MiniLM cosines).
+
+`input_gram` streams H per layer from calibration batches on the reference backend (one K x K float64
+matrix per layer input, nothing kept per batch). `output_error` gives tr(dW H dW^T), which the quantize
+pass uses to keep GPTQ only where it beats round to nearest on the calibration inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir.dtypes import DType
+from ..ir.graph import Graph, Node
+from .quantize_numeric import QMAX, StoredWeight, dequantized, stored_grouped, stored_weight
+
+DAMPING = 0.01
+"""Added to H's diagonal, as a fraction of its mean, before inverting (GPTQ's percdamp)."""
+
+BLOCK = 128
+"""Columns rounded between two updates of the rest of the matrix (lazy batch updates, as GPTQ does)."""
+
+
+def gptq_applies(n: Node) -> bool:
+    """Whether GPTQ rounds `n`'s weight: a linear's, or a matmul's 2-D B, dense (GPTQ would fill pruned zeros)."""
+    w = n.inputs[1] if len(n.inputs) > 1 else None
+    return (n.op in ("linear", "matmul") and w is not None and w.type.rank == 2 and n.inputs[0].type.rank >= 1
+            and w.type.sparsity is None and (n.op == "linear" or n.inputs[0].type.rank >= 2))
+
+
+def gram_key(n: Node) -> str:
+    """The name of the value whose Gram matrix a layer's GPTQ uses: its activation input."""
+    return n.inputs[0].name
+
+
+def input_gram(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]],
+               names: Iterable[str]) -> dict[str, np.ndarray]:
+    """H = sum over rows r of x_r x_r^T (float64, K x K) for each named value, rows over its last axis."""
+    from ..backends.reference import REFERENCE_RULES  # the golden semantics (numpy)
+    from ..ir.interpreter import Interpreter
+
+    wanted = set(names)
+    gram: dict[str, np.ndarray] = {}
+
+    def see(name: str, a: np.ndarray) -> None:
+        if name in wanted:
+            x = np.asarray(a, np.float64).reshape(-1, a.shape[-1])
+            gram[name] = gram.get(name, 0.0) + x.T @ x
+
+    def hook(node: Node, outs: list[np.ndarray]) -> None:
+        for v, a in zip(node.outputs, outs):
+            see(v.name, a)
+
+    interp = Interpreter(graph, REFERENCE_RULES)
+    for batch in batches:
+        for v in graph.inputs:
+            if v.name in batch:
+                see(v.name, batch[v.name])
+        interp.run(batch, hook=hook)
+    return gram
+
+
+def output_error(dw: np.ndarray, gram: np.ndarray) -> float:
+    """Squared output error summed over the calibration rows, tr(dW H dW^T), for dW [N, K]."""
+    return float(np.einsum("nk,kl,nl->", dw, gram, dw))
+
+
+def _inverse_cholesky(gram: np.ndarray) -> np.ndarray:
+    """The upper Cholesky factor of (H + damping)^-1, as GPTQ uses it."""
+    h = gram.copy()
+    k = h.shape[0]
+    h[np.arange(k), np.arange(k)] += DAMPING * max(float(np.mean(np.diag(h))), 1e-12)
+    inverse = np.linalg.inv(np.linalg.cholesky(h))  # L^-1, so H^-1 = L^-T L^-1
+    return np.linalg.cholesky(inverse.T @ inverse).T
+
+
+def gptq_round(w: np.ndarray, gram: np.ndarray, qmax: int, group_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(q [N, K] integers in [-qmax, qmax], scales [N, G] f32) for w [N, K]: one scale per output channel
+    (G = 1) or per group of `group_size` columns (G = ceil(K / group_size)); w ~ q * scale of its group."""
+    n, k = w.shape
+    w = w.astype(np.float64).copy()
+    dead = np.diag(gram) == 0  # an input that is always zero: its weights do not matter
+    gram = gram.copy()
+    gram[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    u = _inverse_cholesky(gram)
+    size = group_size or k
+    scales = np.ones((n, -(-k // size)), np.float32)
+    q = np.zeros((n, k), np.float64)
+    for b0 in range(0, k, BLOCK):
+        b1 = min(b0 + BLOCK, k)
+        errors = np.zeros((n, b1 - b0))
+        for j in range(b0, b1):
+            if j % size == 0:  # the group's scale, from its weights as updated so far
+                amax = np.abs(w[:, j:j + size]).max(axis=1)
+                scales[:, j // size] = np.where(amax > 0, amax / qmax, 1.0)
+            s = scales[:, j // size].astype(np.float64)
+            q[:, j] = np.clip(np.rint(w[:, j] / s), -qmax, qmax)
+            err = (w[:, j] - q[:, j] * s) / u[j, j]
+            w[:, j + 1:b1] -= np.outer(err, u[j, j + 1:b1])
+            errors[:, j - b0] = err
+        w[:, b1:] -= errors @ u[b0:b1, b1:]
+    return q, scales
+
+
+@dataclass(frozen=True)
+class GptqChoice:
+    """The rounding kept for one weight: GPTQ's when it beats round to nearest on the calibration inputs."""
+
+    weight: StoredWeight
+    gptq: bool
+    error: float  # squared output error over the calibration rows, tr(dW H dW^T), of the rounding kept
+    nearest_error: float  # the same for round to nearest
+
+
+def gptq_or_nearest(op: str, w: np.ndarray, nearest: StoredWeight, gram: np.ndarray, dtype: DType,
+                    group_size: int = 0) -> GptqChoice:
+    """GPTQ's rounding of a linear's W [N, K] or a matmul's B [K, N] (per output channel, or in groups of
+    `group_size` along K) when its output error on the calibration inputs is below `nearest`'s, else `nearest`."""
+    linear = op == "linear"
+    w_nk = (w if linear else w.T).astype(np.float64)
+    q, scale = gptq_round(w_nk, gram, QMAX[dtype.name], group_size)
+    if group_size:
+        made = stored_grouped(w, q if linear else q.T, scale if linear else scale.T, dtype, 1 if linear else 0,
+                              group_size)
+    else:
+        made = stored_weight(w, q if linear else q.T, scale if linear else scale.T, dtype, 0 if linear else 1)
+
+    def error(sw: StoredWeight) -> float:
+        back = dequantized(sw).astype(np.float64)
+        return output_error(w_nk - (back if linear else back.T), gram)
+
+    mine, theirs = error(made), error(nearest)
+    return GptqChoice(made, True, mine, theirs) if mine < theirs else GptqChoice(nearest, False, theirs, theirs)
