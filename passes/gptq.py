@@ -34,30 +34,52 @@ BLOCK = 128
 
 
 def gptq_applies(n: Node) -> bool:
-    """Whether GPTQ rounds `n`'s weight: a linear's, or a matmul's 2-D B, dense (GPTQ would fill pruned zeros)."""
+    """Whether GPTQ rounds `n`'s weight: a linear's, a matmul's 2-D B or an ungrouped conv2d's, when dense
+    (GPTQ would fill pruned zeros)."""
     w = n.inputs[1] if len(n.inputs) > 1 else None
-    return (n.op in ("linear", "matmul") and w is not None and w.type.rank == 2 and n.inputs[0].type.rank >= 1
-            and w.type.sparsity is None and (n.op == "linear" or n.inputs[0].type.rank >= 2))
+    if w is None or w.type.sparsity is not None:
+        return False
+    if n.op == "conv2d":
+        return n.attrs["groups"] == 1 and n.inputs[0].type.rank == 4
+    return n.op in ("linear", "matmul") and w.type.rank == 2 and n.inputs[0].type.rank >= (1 if n.op == "linear" else 2)
 
 
 def gram_key(n: Node) -> str:
-    """The name of the value whose Gram matrix a layer's GPTQ uses: its activation input."""
-    return n.inputs[0].name
+    """What a layer's Gram matrix is of: its input's rows, or for a conv2d its input's patches under its window."""
+    if n.op != "conv2d":
+        return n.inputs[0].name
+    a = n.attrs
+    kernel = "x".join(str(d) for d in n.inputs[1].type.shape[2:])
+    return f"{n.inputs[0].name}@{kernel}/{a['strides']}/{a['pads']}/{a['dilations']}"
+
+
+def conv_patches(x: np.ndarray, n: Node) -> np.ndarray:
+    """The rows conv2d `n` multiplies its weight [O, C*kh*kw] with: one (c, i, j)-ordered patch per output pixel."""
+    a = n.attrs
+    kh, kw = n.inputs[1].type.shape[2:]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["strides"], a["dilations"], a["pads"]
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # [N, C, Ho, Wo, kh, kw]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
 
 
 def input_gram(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]],
-               names: Iterable[str]) -> dict[str, np.ndarray]:
-    """H = sum over rows r of x_r x_r^T (float64, K x K) for each named value, rows over its last axis."""
+               layers: Iterable[Node]) -> dict[str, np.ndarray]:
+    """H = sum over rows r of x_r x_r^T (float64) per `gram_key` of each layer: rows of its input over the last
+    axis (linear, matmul), or its conv2d patches."""
     from ..backends.reference import REFERENCE_RULES  # the golden semantics (numpy)
     from ..ir.interpreter import Interpreter
 
-    wanted = set(names)
+    readers: dict[str, dict[str, Node]] = {}
+    for n in layers:
+        readers.setdefault(n.inputs[0].name, {})[gram_key(n)] = n
     gram: dict[str, np.ndarray] = {}
 
     def see(name: str, a: np.ndarray) -> None:
-        if name in wanted:
-            x = np.asarray(a, np.float64).reshape(-1, a.shape[-1])
-            gram[name] = gram.get(name, 0.0) + x.T @ x
+        for key, n in readers.get(name, {}).items():
+            rows = conv_patches(a, n) if n.op == "conv2d" else np.asarray(a, np.float64).reshape(-1, a.shape[-1])
+            gram[key] = gram.get(key, 0.0) + rows.T @ rows
 
     def hook(node: Node, outs: list[np.ndarray]) -> None:
         for v, a in zip(node.outputs, outs):
@@ -127,20 +149,24 @@ class GptqChoice:
 
 def gptq_or_nearest(op: str, w: np.ndarray, nearest: StoredWeight, gram: np.ndarray, dtype: DType,
                     group_size: int = 0) -> GptqChoice:
-    """GPTQ's rounding of a linear's W [N, K] or a matmul's B [K, N] (per output channel, or in groups of
-    `group_size` along K) when its output error on the calibration inputs is below `nearest`'s, else `nearest`."""
-    linear = op == "linear"
-    w_nk = (w if linear else w.T).astype(np.float64)
+    """GPTQ's rounding of a linear's W [N, K], a matmul's B [K, N] or a conv2d's W [O, C, kh, kw] (per output
+    channel, or in groups of `group_size` along K) when its output error on the calibration inputs is below
+    `nearest`'s, else `nearest`."""
+    as_nk = {"linear": lambda a: a, "matmul": lambda a: a.T, "conv2d": lambda a: a.reshape(a.shape[0], -1)}[op]
+    w_nk = as_nk(w).astype(np.float64)
     q, scale = gptq_round(w_nk, gram, QMAX[dtype.name], group_size)
-    if group_size:
+    if op == "conv2d":
+        made = stored_weight(w, q.reshape(w.shape), scale.reshape((-1,) + (1,) * (w.ndim - 1)), dtype, 0)
+    elif group_size:
+        linear = op == "linear"
         made = stored_grouped(w, q if linear else q.T, scale if linear else scale.T, dtype, 1 if linear else 0,
                               group_size)
     else:
-        made = stored_weight(w, q if linear else q.T, scale if linear else scale.T, dtype, 0 if linear else 1)
+        made = stored_weight(w, q if op == "linear" else q.T, scale if op == "linear" else scale.T, dtype,
+                             0 if op == "linear" else 1)
 
     def error(sw: StoredWeight) -> float:
-        back = dequantized(sw).astype(np.float64)
-        return output_error(w_nk - (back if linear else back.T), gram)
+        return output_error(w_nk - as_nk(dequantized(sw)).astype(np.float64), gram)
 
     mine, theirs = error(made), error(nearest)
     return GptqChoice(made, True, mine, theirs) if mine < theirs else GptqChoice(nearest, False, theirs, theirs)

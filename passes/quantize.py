@@ -101,10 +101,10 @@ class Quantize(Pass):
     a multiple of G the last group is shorter (as in ONNX); conv2d weights and matmuls with a B of rank
     > 2 keep `granularity`. The Numba backend runs int4 linears of up to 16 rows on an INT4 GEMM kernel.
     rounding=gptq (integer precisions, per channel or in groups; needs `ctx.calibration`) rounds the weights
-    of linears and matmuls with a 2-D B by GPTQ (`gptq.py`: each rounding error spread over the weights not
-    yet rounded, through the inverse Gram matrix of the layer's f32 inputs on the calibration data), and
-    keeps it per layer only where its output error on those inputs is below round to nearest's; conv2d
-    weights round to nearest. GPTQ moves a weight by more than scale/2, so those layers state the bound
+    of linears, matmuls with a 2-D B and ungrouped conv2d by GPTQ (`gptq.py`: each rounding error spread over
+    the weights not yet rounded, through the inverse Gram matrix of the layer's f32 inputs (conv2d: its
+    patches) on the calibration data), and keeps it per layer only where its output error on those inputs is
+    below round to nearest's. GPTQ moves a weight by more than scale/2, so those layers state the bound
     with their measured max|dW| (below).
 
     Stated bound: every weight rounded to nearest moves by at most scale/2 (its own channel's scale), so for a linear
@@ -357,8 +357,8 @@ class Quantize(Pass):
         """With rounding=gptq, the Gram matrix of each GPTQ layer's input (observed now where `grams` lacks it)."""
         if self.rounding != "gptq":
             return {}
-        names = {gram_key(p.node) for p in plans if gptq_applies(p.node)}
-        missing = names - set(grams)
+        layers = {gram_key(p.node): p.node for p in plans if gptq_applies(p.node)}
+        missing = [n for key, n in layers.items() if key not in grams]
         if missing:
             batches = self._batches(ctx, "rounding=gptq")
             try:

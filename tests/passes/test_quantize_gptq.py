@@ -9,7 +9,7 @@ from tensorsmith.backends import reference
 from tensorsmith.ir import Graph, GraphBuilder, f32, parse, verify
 from tensorsmith.ir.dtypes import i4, i8
 from tensorsmith.passes import PassContext, run_pipeline
-from tensorsmith.passes.gptq import gptq_or_nearest, gptq_round, output_error
+from tensorsmith.passes.gptq import conv_patches, gptq_or_nearest, gptq_round, output_error
 from tensorsmith.passes.quantize import QuantizeError
 from tensorsmith.passes.quantize_numeric import dequantized, quantize_grouped, quantize_weight
 
@@ -51,6 +51,37 @@ def test_gptq_rounding_lowers_the_output_error_on_correlated_inputs(dtype, group
     as_b = gptq_or_nearest("matmul", w.T.copy(), quantize_grouped(w.T.copy(), dtype, 0, group) if group else
                            quantize_weight(w.T.copy(), dtype, 1), gram, dtype, group)
     np.testing.assert_array_equal(as_b.weight.data, choice.weight.data.T)
+
+
+@pytest.mark.parametrize(("strides", "pads", "dilations"), [((1, 1), (1, 1, 1, 1), (1, 1)),
+                                                            ((2, 1), (0, 1, 2, 0), (1, 2))])
+def test_conv_patches_times_the_weight_are_the_convolution(strides, pads, dilations) -> None:  # type: ignore[no-untyped-def]
+    b = GraphBuilder("conv")
+    x = b.input("x", f32[2, 3, 9, 8])
+    w = RNG.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    b.output(b.conv2d(x, w, None, strides=list(strides), pads=list(pads), dilations=list(dilations), name="cv"))
+    g = b.build()
+    xv = RNG.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    want = reference.run(g, {"x": xv})[g.outputs[0].name]
+    rows = conv_patches(xv, g.nodes[0]) @ w.reshape(4, -1).T.astype(np.float64)
+    n, o, ho, wo = want.shape
+    np.testing.assert_allclose(rows.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_convolution_is_rounded_by_gptq_from_its_patches() -> None:
+    b = GraphBuilder("cnn")
+    x = b.input("x", f32[8, 6, 10, 10])
+    w = RNG.standard_normal((12, 6, 3, 3)).astype(np.float32) / 7
+    b.output(b.conv2d(x, w, np.zeros(12, np.float32), pads=1, name="cv"))
+    g = b.build()
+    smooth = np.cumsum(RNG.standard_normal((8, 6, 10, 10)), axis=3).astype(np.float32)  # neighbouring pixels correlate
+    ctx = PassContext(calibration=[{"x": smooth}])
+    q = run_pipeline(g, "quantize{precision=int4,rounding=gptq}", ctx=ctx)
+    meta = next(n for n in q.nodes if n.op == "conv2d").meta["quantize"]
+    assert meta["rounding"] == "gptq" and meta["output_error"]["kept"] < 0.9 * meta["output_error"]["nearest"]
+    nearest = run_pipeline(g, "quantize{precision=int4}", ctx=PassContext())
+    feeds = [{"x": smooth}]
+    assert _calibration_error(g, q, feeds) < _calibration_error(g, nearest, feeds)
 
 
 def test_with_uncorrelated_inputs_of_equal_energy_nearest_is_kept() -> None:
