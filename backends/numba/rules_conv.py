@@ -16,6 +16,7 @@ from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
 from .k_conv_pixels import conv_pixels, merged_row_offsets, pixel_ext_floats, reads_in_place, store_block_pixels
 from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
+from .k_depthwise import conv_depthwise, depthwise_scratch
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -169,9 +170,25 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
              Lit(wq), Lit(rb), Lit(cb), codes, vecs, params, res, writes=(o3, xpad, ext, ctmp, offsets), work=work)
 
 
+def _emit_depthwise(ctx: LowerCtx, node: Node, src: int, w_data: np.ndarray, o3: int, ho: int, epi: Epilogue,
+                    res: int) -> None:
+    """A depthwise conv2d (one input channel per output channel) on k_depthwise.conv_depthwise."""
+    nb, co = ctx.slots[o3].shape[:2]
+    geo = window_geometry(node, ctx.slots[o3].shape[2] // max(ho, 1))
+    wt = ctx.const(np.ascontiguousarray(w_data.reshape(co, -1), np.float32), f"{node.inputs[1].name}.taps")
+    per_channel = depthwise_scratch(geo, ho)
+    scratch = ctx.buffer((nb * co, per_channel), np.dtype(np.float32), f"{node.name}.phases")
+    # elements touched, not flops: each tap is a run over the whole wide output plane
+    work = nb * co * (per_channel + w_data[0].size * (per_channel - ctx.slots[o3].shape[2]))
+    codes, vecs, params = epilogue_args(ctx, epi)
+    ctx.emit(kernel_label("conv_depthwise", epi), conv_depthwise, src, wt, o3, Lit(geo), scratch, codes, vecs, params,
+             res, writes=(o3, scratch), work=work)
+
+
 def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
     """conv2d with epilogue `epi` writing `out_value`: shifted GEMMs on the micro-kernel (f32, groups 1, constant
-    weights), tiled im2col + BLAS per group (f32, at least 4 input channels per group) or direct loops."""
+    weights), channel blocks laid out channels-last (f32 depthwise, constant weights), tiled im2col + BLAS per
+    group (f32, at least 4 input channels per group) or direct loops."""
     x, wv = node.inputs[0], node.inputs[1]
     epi, bias_value = own_bias(node, epi)
     a = node.attrs
@@ -205,6 +222,8 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
                                        slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
             src = ctx.arg(sub)
         _emit_conv_shift(ctx, node, src, w_data, o3, (ho, wo), epi, res, work, one_by_one)
+    elif is_float and cg == 1 and co == groups and w_data is not None:
+        _emit_depthwise(ctx, node, src, w_data, o3, ho, epi, res)
     elif is_float and (groups == 1 or cg >= 4):
         codes, vecs, params = epilogue_args(ctx, epi)
         rows = cg * kh * kw

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD
 from tensorsmith.ir import GraphBuilder, f32
+from tensorsmith.runtime.numba_exec import NumbaExecutable
 
-from .numba_check import check, check_op, region
+from .numba_check import PARALLEL, SERIAL, check, check_op, region
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIZE = st.sampled_from([1, 2, 3, 5, 7, 13, 16, 31, 64, 97])
@@ -150,6 +151,32 @@ def test_conv2d_on_the_micro_kernel(xs: tuple, ws: tuple, strides: tuple, pads: 
     g = b.build()
     region(g, "conv", "bn", "act")
     check(g, {"x": _u(*xs)}, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("xs", "k", "strides", "pads", "dil"), [
+    ((1, 32, 14, 14), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((2, 24, 15, 13), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((1, 17, 9, 9), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
+    ((1, 8, 12, 10), (3, 3), (2, 1), (0, 1, 2, 0), (2, 1)),
+    ((1, 5, 7, 7), (3, 2), (3, 2), (2, 0, 0, 3), (1, 2)),
+])
+@pytest.mark.parametrize("threshold", [SERIAL, PARALLEL])
+def test_depthwise_conv2d_with_its_epilogue(xs: tuple, k: tuple, strides: tuple, pads: tuple, dil: tuple,
+                                            threshold: int) -> None:
+    """Depthwise convolutions (MobileNet / ShuffleNet) run on k_depthwise's phase planes, with a batch norm,
+    residual add and ReLU fused after them, strides and dilations along either axis."""
+    c = xs[1]
+    b = GraphBuilder("depthwise")
+    x = b.input("x", f32[xs])
+    conv = b.conv2d(x, _u(c, 1, *k), _u(c), strides=strides, pads=pads, dilations=dil, groups=c, name="conv")
+    r = b.input("r", f32[conv.type.shape])
+    bn = b.batchnorm(conv, _u(c) + 2, _u(c), _u(c), np.abs(_u(c)) + 0.5, name="bn")
+    b.output(b.relu(b.add(bn, r, name="res"), name="act"))
+    g = b.build()
+    region(g, "conv", "bn", "res", "act")
+    exe = NumbaExecutable(g, parallel_threshold=threshold)
+    assert any("conv_depthwise" in s.kernel for s in exe.plan.steps)
+    check(g, {"x": _u(*xs), "r": _u(*conv.type.shape)}, rtol=1e-4, atol=1e-5, thresholds=(threshold,))
 
 
 @pytest.mark.parametrize(("m", "k", "n"), [(37, 613, 45), (130, 300, 70), (4, 257, 33), (300, 512, 1), (1, 613, 45),
