@@ -16,7 +16,7 @@ from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
 from .k_conv_pixels import conv_pixels, merged_row_offsets, pixel_ext_floats, reads_in_place, store_block_pixels
 from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
-from .k_depthwise import conv_depthwise, depthwise_scratch
+from .k_phase_planes import conv_depthwise, plane_scratch
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -172,11 +172,11 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
 
 def _emit_depthwise(ctx: LowerCtx, node: Node, src: int, w_data: np.ndarray, o3: int, ho: int, epi: Epilogue,
                     res: int) -> None:
-    """A depthwise conv2d (one input channel per output channel) on k_depthwise.conv_depthwise."""
+    """A depthwise conv2d (one input channel per output channel) on k_phase_planes.conv_depthwise."""
     nb, co = ctx.slots[o3].shape[:2]
     geo = window_geometry(node, ctx.slots[o3].shape[2] // max(ho, 1))
     wt = ctx.const(np.ascontiguousarray(w_data.reshape(co, -1), np.float32), f"{node.inputs[1].name}.taps")
-    per_channel = depthwise_scratch(geo, ho)
+    per_channel = plane_scratch(geo, ho)
     scratch = ctx.buffer((nb * co, per_channel), np.dtype(np.float32), f"{node.name}.phases")
     # elements touched, not flops: each tap is a run over the whole wide output plane
     work = nb * co * (per_channel + w_data[0].size * (per_channel - ctx.slots[o3].shape[2]))

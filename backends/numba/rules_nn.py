@@ -11,6 +11,7 @@ from .geometry import window_geometry
 from .k_data import dequantize, quantize
 from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
+from .k_phase_planes import avgpool_planes, maxpool_planes, plane_scratch, pool_divisors
 from .k_pool import avgpool, maxpool, maxpool2x2, mean_rows
 from .k_reduce import MAX, SUM, reduce_mid, reduce_rows
 from .plan import Lit, LowerCtx
@@ -103,6 +104,10 @@ def _is_plain_2x2(node: Node, hw_in: tuple[int, ...], hw_out: tuple[int, int]) -
             and tuple(a["dilations"]) == (1, 1) and 2 * hw_out[0] <= hw_in[0] and 2 * hw_out[1] <= hw_in[1])
 
 
+MIN_PLANE_OUTPUTS = 8
+"""Fewest output pixels per channel for which pooling runs on phase planes (each tap is one run over them)."""
+
+
 @lowers("maxpool2d", "avgpool2d")
 def _pool(ctx: LowerCtx, node: Node) -> None:
     x, v = node.inputs[0], node.outputs[0]
@@ -117,8 +122,24 @@ def _pool(ctx: LowerCtx, node: Node) -> None:
     src = ctx.arg(x)
     kh, kw = node.attrs["kernel"]
     work = v.type.numel * kh * kw
+    # f32 windows over outputs of a few rows run on phase planes (k_phase_planes); other dtypes, and windows
+    # with a handful of outputs (a global average written as a window), on row loops
+    planes = dt == np.float32 and ho * wo >= MIN_PLANE_OUTPUTS
     if node.op == "maxpool2d" and _is_plain_2x2(node, x.type.shape[2:], (ho, wo)):
         ctx.emit("maxpool2x2", maxpool2x2, src, out, writes=(out,), work=v.type.numel * 4)
+    elif planes:
+        per_channel = plane_scratch(geo.value, ho)
+        scratch = ctx.buffer((n * c, per_channel), np.dtype(np.float32), f"{node.name}.phases")
+        work = n * c * per_channel * (1 + kh * kw)
+        if node.op == "maxpool2d":
+            ctx.emit("maxpool_planes", maxpool_planes, src, ctx.reshaped(out, (n, c, ho * wo)), geo, scratch,
+                     writes=(out, scratch), work=work)
+        else:
+            pads = node.attrs["pads"]
+            div = pool_divisors(geo.value, x.type.shape[2:], (ho, wo), (pads[2], pads[3]),
+                                bool(node.attrs["count_include_pad"]))
+            ctx.emit("avgpool_planes", avgpool_planes, src, ctx.reshaped(out, (n, c, ho * wo)), geo, scratch,
+                     ctx.const(div, f"{node.name}.divisors"), writes=(out, scratch), work=work)
     elif node.op == "maxpool2d":
         init = dt.type(-np.inf) if dt.kind == "f" else dt.type(np.iinfo(dt).min)
         ctx.emit("maxpool", maxpool, src, ctx.reshaped(out, (n, c, ho * wo)), geo, Lit(init), writes=(out,), work=work)

@@ -83,6 +83,23 @@ def test_plain_2x2_maxpool_takes_its_own_kernel() -> None:
     assert kernels == ["maxpool2x2"]
 
 
+@pytest.mark.parametrize("op", ["maxpool2d", "avgpool2d"])
+def test_f32_windows_run_on_phase_planes_with_nan_and_infinities(op: str) -> None:
+    """Max and average pooling of f32 run on k_phase_planes; a NaN in a window wins a max, -inf padding never
+    does, and +-inf pass through both as the reference has them."""
+    from tensorsmith import runtime
+    from tensorsmith.ir import GraphBuilder, f32
+
+    x = _u(2, 3, 11, 9)
+    x[0, 0, 2, 3], x[1, 2, 5, 5], x[0, 1, 0, 0] = np.nan, np.inf, -np.inf
+    b = GraphBuilder("pool")
+    b.output(b.op(op, b.input("x", f32[x.shape]), kernel=(3, 3), strides=(2, 1), pads=(1, 1, 1, 1), name="y"))
+    g = b.build()
+    kernels = [p.kernel for p in runtime.compile(g, backend="numba").profile({"x": x}).nodes]
+    assert op.replace("2d", "_planes") in kernels
+    check_op(op, x, kernel=(3, 3), strides=(2, 1), pads=(1, 1, 1, 1), exact=op == "maxpool2d", rtol=1e-6)
+
+
 def test_integer_maxpool() -> None:
     x = RNG.integers(-100, 100, (1, 2, 5, 5)).astype(np.int8)
     check_op("maxpool2d", x, kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), exact=True)
