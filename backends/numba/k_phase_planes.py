@@ -81,9 +81,11 @@ def tap_offset(a, ro, j, dw, sw, wq, plane):  # type: ignore[no-untyped-def]
 
 @twin
 def conv_depthwise(x, wt, out, geo, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
-    """out[n, c] = sum over taps of wt[c, tap] * x[n, c] at the tap's offset, then the epilogue; out is
-    [N, C, Ho*Wo], wt [C, kh*kw], scratch [N*C, plane_scratch(...)]."""
+    """out[n, c] = sum over taps of wt[c, tap] * x[n, c // m] at the tap's offset, then the epilogue, with m
+    = C / C_in output channels per input channel; out is [N, C, Ho*Wo], wt [C, kh*kw], scratch [N*C,
+    plane_scratch(...)]."""
     nb, c_all, _ = out.shape
+    per_input = c_all // x.shape[1]
     kh, kw, sh, sw, dh, dw = geo[KH], geo[KW], geo[SH], geo[SW], geo[DH], geo[DW]
     pt, pl, w_out = geo[PT], geo[PL], geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
@@ -95,7 +97,7 @@ def conv_depthwise(x, wt, out, geo, scratch, stages, vecs, params, res):  # type
         n = t // c_all
         c = t - n * c_all
         buf = scratch[t]
-        fill_phase_planes(x[n, c], buf, sh, sw, pt, pl, hq, wq, np.float32(0.0))
+        fill_phase_planes(x[n, c // per_input], buf, sh, sw, pt, pl, hq, wq, np.float32(0.0))
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for q in range(acc.shape[0]):
             acc[q] = 0.0

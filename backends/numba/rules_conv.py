@@ -172,7 +172,8 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
 
 def _emit_depthwise(ctx: LowerCtx, node: Node, src: int, w_data: np.ndarray, o3: int, ho: int, epi: Epilogue,
                     res: int) -> None:
-    """A depthwise conv2d (one input channel per output channel) on k_phase_planes.conv_depthwise."""
+    """A depthwise conv2d (one input channel per group, any number of output channels each) on
+    k_phase_planes.conv_depthwise."""
     nb, co = ctx.slots[o3].shape[:2]
     geo = window_geometry(node, ctx.slots[o3].shape[2] // max(ho, 1))
     wt = ctx.const(np.ascontiguousarray(w_data.reshape(co, -1), np.float32), f"{node.inputs[1].name}.taps")
@@ -222,7 +223,7 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
                                        slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
             src = ctx.arg(sub)
         _emit_conv_shift(ctx, node, src, w_data, o3, (ho, wo), epi, res, work, one_by_one)
-    elif is_float and cg == 1 and co == groups and w_data is not None:
+    elif is_float and cg == 1 and groups > 1 and w_data is not None:
         _emit_depthwise(ctx, node, src, w_data, o3, ho, epi, res)
     elif is_float and (groups == 1 or cg >= 4):
         codes, vecs, params = epilogue_args(ctx, epi)

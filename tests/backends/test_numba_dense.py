@@ -160,15 +160,17 @@ def test_conv2d_on_the_micro_kernel(xs: tuple, ws: tuple, strides: tuple, pads: 
     ((1, 8, 12, 10), (3, 3), (2, 1), (0, 1, 2, 0), (2, 1)),
     ((1, 5, 7, 7), (3, 2), (3, 2), (2, 0, 0, 3), (1, 2)),
 ])
+@pytest.mark.parametrize("multiplier", [1, 3])
 @pytest.mark.parametrize("threshold", [SERIAL, PARALLEL])
 def test_depthwise_conv2d_with_its_epilogue(xs: tuple, k: tuple, strides: tuple, pads: tuple, dil: tuple,
-                                            threshold: int) -> None:
-    """Depthwise convolutions (MobileNet / ShuffleNet) run on k_depthwise's phase planes, with a batch norm,
-    residual add and ReLU fused after them, strides and dilations along either axis."""
-    c = xs[1]
+                                            threshold: int, multiplier: int) -> None:
+    """Depthwise convolutions (MobileNet / ShuffleNet; `multiplier` output channels per input channel) run on
+    k_phase_planes, with a batch norm, residual add and ReLU fused after them, strides and dilations along
+    either axis."""
+    c = xs[1] * multiplier
     b = GraphBuilder("depthwise")
     x = b.input("x", f32[xs])
-    conv = b.conv2d(x, _u(c, 1, *k), _u(c), strides=strides, pads=pads, dilations=dil, groups=c, name="conv")
+    conv = b.conv2d(x, _u(c, 1, *k), _u(c), strides=strides, pads=pads, dilations=dil, groups=xs[1], name="conv")
     r = b.input("r", f32[conv.type.shape])
     bn = b.batchnorm(conv, _u(c) + 2, _u(c), _u(c), np.abs(_u(c)) + 0.5, name="bn")
     b.output(b.relu(b.add(bn, r, name="res"), name="act"))
