@@ -131,8 +131,8 @@ class QuantizeFold(Pass):
     def _why_not(self, n: Node) -> str | None:
         if n.op == "matmul" and (n.inputs[1].type.rank != 2 or n.inputs[0].type.rank < 2):
             return "it is not a matmul by a 2-D B"
-        if n.op == "conv2d" and n.attrs["groups"] != 1:
-            return f"it is a grouped conv2d (groups={n.attrs['groups']})"
+        if n.op == "conv2d" and n.attrs["groups"] != 1 and n.inputs[1].type.shape[1] != 1:
+            return f"it is a grouped conv2d (groups={n.attrs['groups']}) with more than one input channel per group"
         if n.op in ("linear", "conv2d") and len(n.inputs) > 2 and n.inputs[2].type.dtype.name != "f32":
             return "its bias is not f32"
         return None

@@ -35,8 +35,8 @@ def plane_scratch(geo: np.ndarray, h_out: int) -> int:
 
 
 @helper
-def fill_phase_planes(xc, buf, sh, sw, pt, pl, hq, wq, pad):  # type: ignore[no-untyped-def]
-    """buf[(a*sw + b)*hq*wq + r*wq + q] = xc[r*sh + a - pt, q*sw + b - pl], or `pad` outside the image."""
+def fill_phase_planes(xc, buf, sh, sw, pt, pl, hq, wq, pad, shift):  # type: ignore[no-untyped-def]
+    """buf[(a*sw + b)*hq*wq + r*wq + q] = xc[r*sh + a - pt, q*sw + b - pl] - shift, or `pad` outside the image."""
     h_in, w_in = xc.shape
     plane = hq * wq
     for a in range(sh):
@@ -57,7 +57,7 @@ def fill_phase_planes(xc, buf, sh, sw, pt, pl, hq, wq, pad):  # type: ignore[no-
                 dst = prow[q_lo:q_hi]
                 src = xc[ih, q_lo * sw + b - pl::sw]  # one loop for every stride: a branch here cost 2x
                 for q in range(q_hi - q_lo):
-                    dst[q] = src[q]
+                    dst[q] = src[q] - shift
                 for q in range(q_hi, wq):
                     prow[q] = pad
 
@@ -79,6 +79,29 @@ def tap_offset(a, ro, j, dw, sw, wq, plane):  # type: ignore[no-untyped-def]
     return (a * sw + b) * plane + ro * wq + qo
 
 
+@helper
+def multiply_add_taps(buf, acc, wt, c, kh, kw, sh, sw, dh, dw, wq, plane, run):  # type: ignore[no-untyped-def]
+    """acc[q] += wt[c, tap] * (the tap's phase plane)[q] for every tap, three taps of a window row per run."""
+    for i in range(kh):
+        a, ro = (i * dh) % sh, (i * dh) // sh
+        j = 0
+        while j < kw:  # three taps of a row per pass over the output: a third of the accumulator traffic
+            if j + 3 <= kw:
+                w0, w1, w2 = wt[c, i * kw + j], wt[c, i * kw + j + 1], wt[c, i * kw + j + 2]
+                s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
+                s1 = buf[tap_offset(a, ro, j + 1, dw, sw, wq, plane):]
+                s2 = buf[tap_offset(a, ro, j + 2, dw, sw, wq, plane):]
+                for q in range(run):
+                    acc[q] += w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
+                j += 3
+            else:
+                w0 = wt[c, i * kw + j]
+                s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
+                for q in range(run):
+                    acc[q] += w0 * s0[q]
+                j += 1
+
+
 @twin
 def conv_depthwise(x, wt, out, geo, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out[n, c] = sum over taps of wt[c, tap] * x[n, c // m] at the tap's offset, then the epilogue, with m
@@ -97,33 +120,64 @@ def conv_depthwise(x, wt, out, geo, scratch, stages, vecs, params, res):  # type
         n = t // c_all
         c = t - n * c_all
         buf = scratch[t]
-        fill_phase_planes(x[n, c // per_input], buf, sh, sw, pt, pl, hq, wq, np.float32(0.0))
+        fill_phase_planes(x[n, c // per_input], buf, sh, sw, pt, pl, hq, wq, np.float32(0.0), np.float32(0.0))
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for q in range(acc.shape[0]):
             acc[q] = 0.0
-        for i in range(kh):
-            a, ro = (i * dh) % sh, (i * dh) // sh
-            j = 0
-            while j < kw:  # three taps of a row per pass over the output: a third of the accumulator traffic
-                if j + 3 <= kw:
-                    w0, w1, w2 = wt[c, i * kw + j], wt[c, i * kw + j + 1], wt[c, i * kw + j + 2]
-                    s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
-                    s1 = buf[tap_offset(a, ro, j + 1, dw, sw, wq, plane):]
-                    s2 = buf[tap_offset(a, ro, j + 2, dw, sw, wq, plane):]
-                    for q in range(run):
-                        acc[q] += w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
-                    j += 3
-                else:
-                    w0 = wt[c, i * kw + j]
-                    s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
-                    for q in range(run):
-                        acc[q] += w0 * s0[q]
-                    j += 1
+        multiply_add_taps(buf, acc, wt, c, kh, kw, sh, sw, dh, dw, wq, plane, run)
         orow = out[n, c]
         copy_valid_columns(acc, orow, h_out, w_out, wq)
         if stages.shape[0] > 0:
             epi_row(orow, orow, False, stages, vecs, params, np.int64(0), c,
                     res[min(n, res.shape[0] - 1), min(c, res.shape[1] - 1)])
+
+
+MAX_EXACT_TAPS = (1 << 24) // (255 * 128)
+"""Most taps whose int8 products (|x - zero point| <= 255, |w| <= 128) sum exactly in f32, in any order."""
+
+
+@twin(fastmath=False)
+def qconv_depthwise(x, sx, zp, wt, ws, bias, y, q, geo, scratch, stages, vecs, params, res, s_out, zp_out, lo,
+                    hi):  # type: ignore[no-untyped-def]
+    """An int8 depthwise qconv2d: acc = sum over taps of wt[c, tap] * (x[n, c // m] - zp), exact in f32 (at most
+    MAX_EXACT_TAPS taps, integers below 2**24), then y[n, c] = f32(sx * ws[c]) * acc + bias[c] and the
+    epilogue, as the reference computes them (no contraction); with out scales, q[n, c] = y requantized
+    (y / s_out[c], rounded half to even, + zp_out[c], NaN to zp_out[c], clipped to [lo, hi])."""
+    nb, c_all, _ = y.shape
+    per_input = c_all // x.shape[1]
+    kh, kw, sh, sw, dh, dw = geo[KH], geo[KW], geo[SH], geo[SW], geo[DH], geo[DW]
+    pt, pl, w_out = geo[PT], geo[PL], geo[W_OUT]
+    h_out = y.shape[2] // max(w_out, 1)
+    hq = h_out + ((kh - 1) * dh) // sh
+    wq = w_out + ((kw - 1) * dw) // sw
+    plane = hq * wq
+    run = (h_out - 1) * wq + w_out
+    shift = np.float32(zp[0])
+    requantize = s_out.shape[0] > 0
+    for t in prange(nb * c_all):
+        n = t // c_all
+        c = t - n * c_all
+        buf = scratch[t]
+        fill_phase_planes(x[n, c // per_input], buf, sh, sw, pt, pl, hq, wq, np.float32(0.0), shift)
+        acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
+        for p in range(acc.shape[0]):
+            acc[p] = 0.0
+        multiply_add_taps(buf, acc, wt, c, kh, kw, sh, sw, dh, dw, wq, plane, run)
+        yrow = y[n, c]
+        copy_valid_columns(acc, yrow, h_out, w_out, wq)
+        scale = np.float32(sx[0]) * np.float32(ws[c])
+        b = np.float32(bias[c])
+        for p in range(yrow.shape[0]):
+            yrow[p] = np.float32(yrow[p] * scale) + b
+        if stages.shape[0] > 0:
+            epi_row(yrow, yrow, False, stages, vecs, params, np.int64(0), c,
+                    res[min(n, res.shape[0] - 1), min(c, res.shape[1] - 1)])
+        if requantize:
+            qrow = q[n, c]
+            so, zo = np.float32(s_out[c]), np.float32(zp_out[c])
+            for p in range(yrow.shape[0]):
+                v = np.rint(np.float32(yrow[p] / so)) + zo
+                qrow[p] = zo if v != v else min(max(v, lo), hi)
 
 
 @twin
@@ -141,7 +195,7 @@ def maxpool_planes(x, out, geo, scratch):  # type: ignore[no-untyped-def]
         n = t // c_all
         c = t - n * c_all
         buf = scratch[t]
-        fill_phase_planes(x[n, c], buf, sh, sw, pt, pl, hq, wq, np.float32(-np.inf))
+        fill_phase_planes(x[n, c], buf, sh, sw, pt, pl, hq, wq, np.float32(-np.inf), np.float32(0.0))
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for q in range(acc.shape[0]):
             acc[q] = -np.inf
@@ -179,7 +233,7 @@ def avgpool_planes(x, out, geo, scratch, divisors):  # type: ignore[no-untyped-d
         n = t // c_all
         c = t - n * c_all
         buf = scratch[t]
-        fill_phase_planes(x[n, c], buf, sh, sw, pt, pl, hq, wq, np.float32(0.0))
+        fill_phase_planes(x[n, c], buf, sh, sw, pt, pl, hq, wq, np.float32(0.0), np.float32(0.0))
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for q in range(acc.shape[0]):
             acc[q] = 0.0

@@ -32,6 +32,7 @@ from .k_integer import (
     qadd,
     shift_zero_points,
 )
+from .k_phase_planes import MAX_EXACT_TAPS, plane_scratch, qconv_depthwise
 from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -194,10 +195,46 @@ def _geometry(node: Node, out_w: int) -> np.ndarray:
     return geo
 
 
+def _lower_qconv_depthwise(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
+    """A depthwise qconv2d (one input channel per group) on k_phase_planes.qconv_depthwise, exact in f32."""
+    w = _constant_weight(ctx, node)
+    co, _, kh, kw = w.shape
+    if kh * kw > MAX_EXACT_TAPS:
+        raise ctx.fail(f"depthwise qconv2d with {kh}x{kw} taps: more than {MAX_EXACT_TAPS} do not sum exactly in f32")
+    nb, _, ho, wo = out_value.type.shape
+    out = ctx.out(out_value)
+    if out_value.type.numel == 0:
+        return
+    y3 = ctx.reshaped(out, (nb, co, ho * wo))
+    geo = _geometry(node, wo)  # the kernel's size is the weight's, input 3
+    per_channel = plane_scratch(geo, ho)
+    scratch = ctx.buffer((nb * co, per_channel), np.dtype(np.float32), f"{node.name}.phases")
+    if node.attrs["dtype"] == "f32":
+        y, q = y3, ctx.const(np.zeros((1, 1, 1), np.uint8), "no_quant_out")
+    else:
+        y, q = ctx.buffer((nb, co, ho * wo), np.dtype(np.float32), f"{node.name}.f32"), y3
+    s_out, zp_out = _requant_args(ctx, node, co)
+    lo, hi = (-128.0, 127.0) if node.attrs["dtype"] == "i8" else (0.0, 255.0)
+    bias = ctx.arg(node.inputs[5]) if len(node.inputs) > 5 else ctx.const(np.zeros(co, np.float32), "zero_bias")
+    codes, vecs, params = epilogue_args(ctx, epi)
+    res = residual_arg(ctx, epi, (nb, co, ho * wo))
+    work = nb * co * (per_channel + kh * kw * (per_channel - ho * wo))
+    ctx.emit(kernel_label("qconv_depthwise", epi), qconv_depthwise, ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1]),
+             ctx.arg(node.inputs[2]), ctx.const(w.reshape(co, -1).astype(np.float32), f"{node.inputs[3].name}.taps"),
+             ctx.arg(node.inputs[4]), bias, y, q, Lit(geo), scratch, codes, vecs, params, res,
+             ctx.const(s_out, "out_scale"), ctx.const(zp_out.astype(np.float32), "out_zero_point"),
+             Lit(np.float32(lo)), Lit(np.float32(hi)), writes=(y, q, scratch), work=work)
+
+
 def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
-    """qconv2d (groups 1) as u8 im2col + the int8 GEMM + a transpose to NCHW; `epi` has no residual."""
+    """qconv2d (groups 1) as u8 im2col + the int8 GEMM + a transpose to NCHW; `epi` has no residual. A depthwise
+    qconv2d (one input channel per group) runs on phase planes instead; other groups have no lowering."""
     if node.attrs["groups"] != 1:
-        raise ctx.fail(f"qconv2d with groups={node.attrs['groups']} has no int8 lowering (groups=1 only)")
+        if node.inputs[3].type.shape[1] == 1:
+            _lower_qconv_depthwise(ctx, node, epi, out_value)
+            return
+        raise ctx.fail(f"qconv2d with groups={node.attrs['groups']} has no int8 lowering (groups 1, or depthwise: one "
+                       "input channel per group)")
     if epi.residual is not None:
         raise ctx.fail("qconv2d takes no residual epilogue (its GEMM writes pixels x channels)")
     w = _constant_weight(ctx, node)

@@ -134,6 +134,51 @@ def test_qconv2d_of_static_s8_activations_flips_them_exactly(path: str) -> None:
     assert "padded_nhwc_u8" in kernels and "im2col_nhwc_u8" in kernels
 
 
+@pytest.mark.parametrize(("xs", "k", "pads", "strides", "dil", "multiplier", "act"), [
+    ((2, 6, 9, 8), (3, 3), (1, 1, 1, 1), (1, 1), (1, 1), 1, "u8"),
+    ((1, 5, 11, 10), (3, 2), (1, 2, 0, 1), (2, 1), (1, 2), 2, "u8"),
+    ((1, 4, 7, 7), (5, 5), (2, 2, 2, 2), (2, 2), (1, 1), 1, "i8"),
+])
+def test_depthwise_qconv2d_bit_exact(xs: tuple, k: tuple, pads: tuple, strides: tuple, dil: tuple, multiplier: int,
+                                     act: str) -> None:
+    """Depthwise qconv2d (one input channel per group) on k_phase_planes: f32 out with bias and a fused ReLU, and
+    requantized u8 out, equal to the reference bit for bit, for u8 (dynamic) and s8 (static) activations."""
+    c = xs[1] * multiplier
+    b = GraphBuilder("qdepthwise")
+    x = b.input("x", f32[xs])
+    if act == "u8":
+        q, s, z = b.op_multi("quantize-dynamic", x)
+    else:
+        q, s, z = b.quantize(x, 0.05, -7, dtype="i8"), np.array([0.05], np.float32), np.array([-7], np.int32)
+    w = _weights((c, 1, *k), 8)
+    ws = (RNG.uniform(0.5, 1.0, c) / 100).astype(np.float32)
+    attrs = {"pads": pads, "strides": strides, "dilations": dil, "groups": xs[1]}
+    y = b.op("qconv2d", q, s, z, w, ws, RNG.standard_normal(c).astype(np.float32), name="y", **attrs)
+    r = b.relu(y, name="r")
+    u = b.op("qconv2d", q, s, z, w, ws, name="u", dtype="u8", out_scale=[0.02], out_zero_point=[100], **attrs)
+    b.output(y, r, u)
+    g = b.build()
+    feeds = {"x": (RNG.standard_normal(xs) * 3).astype(np.float32)}
+    ref = reference.run(g, feeds)
+    assert ((ref["u"] == 0) | (ref["u"] == 255)).any()  # saturation is exercised
+    for threshold in (SERIAL, 0):
+        for fuse in (True, False):
+            exe = runtime.compile(g, backend="numba", fuse=fuse, parallel_threshold=threshold)
+            assert any(p.kernel.startswith("qconv_depthwise") for p in exe.profile(feeds).nodes)
+            got = exe.run(feeds)
+            for name, want in ref.items():
+                assert_array_equal(got[name], want, err_msg=f"{name} (fuse={fuse}, threshold {threshold})")
+
+
+def test_grouped_qconv2d_with_several_input_channels_per_group_is_refused_by_name() -> None:
+    b = GraphBuilder("qgrouped")
+    x = b.input("x", f32[1, 4, 5, 5])
+    q, s, z = b.op_multi("quantize-dynamic", x)
+    b.output(b.op("qconv2d", q, s, z, _weights((4, 2, 3, 3), 8), np.full(4, 0.01, np.float32), groups=2, name="y"))
+    with pytest.raises(NumbaLoweringError, match="groups=2 has no int8 lowering"):
+        runtime.compile(b.build(), backend="numba")
+
+
 def test_full_range_weights_are_refused_on_the_7_bit_paths() -> None:
     paths = [p for p in PATHS if p != "avx512vnni"]
     if not paths:

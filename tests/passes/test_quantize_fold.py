@@ -122,3 +122,24 @@ def test_quantized_bert_layer_is_predicted_3x_faster_on_a100(scheme: str) -> Non
     assert fp32 / int8 >= 3.0
     rows = [r for r in estimate(q, "cpu-host").rows if r.op == "qlinear"]
     assert rows and all(r.precision == "int8" for r in rows)
+
+
+@pytest.mark.parametrize("scheme", ["static", "dynamic"])
+def test_depthwise_convolutions_fold_into_grouped_qconv2d(scheme: str) -> None:
+    """A depthwise conv2d (MobileNet / ShuffleNet) folds; the Numba backend runs it on its phase-plane kernel."""
+    b = GraphBuilder("dw")
+    x = b.input("x", f32[2, 8, 10, 10])
+    h = b.relu(b.conv2d(x, RNG.standard_normal((8, 1, 3, 3)).astype(np.float32) / 3, np.zeros(8, np.float32),
+                        pads=1, groups=8, name="dw"))
+    b.output(b.conv2d(h, RNG.standard_normal((16, 8, 1, 1)).astype(np.float32) / 3, name="pw"))
+    g = b.build()
+    ctx = PassContext(calibration=[_feeds(g) for _ in range(2)])
+    q = run_pipeline(g, f"quantize{{scheme={scheme}}}", ctx=ctx)  # weight_bits for this host's int8 kernels
+    dw = next(n for n in q.nodes if n.name == "dw")
+    assert dw.op == "qconv2d" and dw.attrs["groups"] == 8 and _ops(q)["qconv2d"] == 2
+    feeds = _feeds(g)
+    want = reference.run(q, feeds)[q.outputs[0].name]
+    assert _cos(want, reference.run(g, feeds)[g.outputs[0].name]) > 0.99
+    if int8_paths():
+        got = runtime.compile(q, backend="numba").run(feeds)[q.outputs[0].name]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
