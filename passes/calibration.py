@@ -224,18 +224,33 @@ class CalibrationStats(dict[str, TensorStats]):
             raise ValueError(f"calibration statistics file {str(path)!r} cannot be read: {e}") from e
 
 
+def observe_values(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]],
+                   see: Callable[[str, np.ndarray], None]) -> None:
+    """Run the reference interpreter on each batch, calling `see(name, array)` on every graph input the batch
+    holds and every node output as it is computed (nothing is kept between calls)."""
+    from ..backends.reference import REFERENCE_RULES  # the golden semantics (numpy)
+    from ..ir.interpreter import Interpreter
+
+    def hook(node: Node, outs: list[np.ndarray]) -> None:
+        for v, a in zip(node.outputs, outs):
+            see(v.name, a)
+
+    interp = Interpreter(graph, REFERENCE_RULES)
+    for batch in batches:
+        for v in graph.inputs:
+            if v.name in batch:
+                see(v.name, batch[v.name])
+        interp.run(batch, hook=hook)
+
+
 def observe_graph(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]], wanted: Mapping[str, str],
                   channels: Iterable[str] = ()) -> CalibrationStats:
     """Run the reference interpreter on each batch and stream the values named in `wanted` (name -> key).
 
     Values in `channels` also keep max|x| per channel of the last axis. Nothing is stored per batch.
     """
-    from ..backends.reference import REFERENCE_RULES  # the golden semantics (numpy)
-    from ..ir.interpreter import Interpreter
-
     stats = CalibrationStats({key: TensorStats() for key in wanted.values()})
     per_channel = set(channels)
-    interp = Interpreter(graph, REFERENCE_RULES)
 
     def see(name: str, a: np.ndarray) -> None:
         if name in wanted:
@@ -244,15 +259,7 @@ def observe_graph(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]], wan
             except ValueError as e:
                 raise ValueError(f"value {name!r}: {e}") from None
 
-    def hook(node: Node, outs: list[np.ndarray]) -> None:
-        for v, a in zip(node.outputs, outs):
-            see(v.name, a)
-
-    for batch in batches:
-        for v in graph.inputs:
-            if v.name in batch:
-                see(v.name, batch[v.name])
-        interp.run(batch, hook=hook)
+    observe_values(graph, batches, see)
     return stats
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..ir.dtypes import DType
 from ..ir.graph import Graph, Node
+from .calibration import observe_values
 from .quantize_numeric import QMAX, StoredWeight, dequantized, stored_grouped, stored_weight
 
 DAMPING = 0.01
@@ -68,9 +69,6 @@ def input_gram(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]],
                layers: Iterable[Node]) -> dict[str, np.ndarray]:
     """H = sum over rows r of x_r x_r^T (float64) per `gram_key` of each layer: rows of its input over the last
     axis (linear, matmul), or its conv2d patches."""
-    from ..backends.reference import REFERENCE_RULES  # the golden semantics (numpy)
-    from ..ir.interpreter import Interpreter
-
     readers: dict[str, dict[str, Node]] = {}
     for n in layers:
         readers.setdefault(n.inputs[0].name, {})[gram_key(n)] = n
@@ -81,16 +79,7 @@ def input_gram(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]],
             rows = conv_patches(a, n) if n.op == "conv2d" else np.asarray(a, np.float64).reshape(-1, a.shape[-1])
             gram[key] = gram.get(key, 0.0) + rows.T @ rows
 
-    def hook(node: Node, outs: list[np.ndarray]) -> None:
-        for v, a in zip(node.outputs, outs):
-            see(v.name, a)
-
-    interp = Interpreter(graph, REFERENCE_RULES)
-    for batch in batches:
-        for v in graph.inputs:
-            if v.name in batch:
-                see(v.name, batch[v.name])
-        interp.run(batch, hook=hook)
+    observe_values(graph, batches, see)
     return gram
 
 

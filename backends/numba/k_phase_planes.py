@@ -79,26 +79,54 @@ def tap_offset(a, ro, j, dw, sw, wq, plane):  # type: ignore[no-untyped-def]
     return (a * sw + b) * plane + ro * wq + qo
 
 
+MULTIPLY_ADD, MAXIMUM, SUM = range(3)
+"""How `accumulate_taps` combines each tap's run into the accumulator: weighted sum, max, plain sum."""
+
+
 @helper
-def multiply_add_taps(buf, acc, wt, c, kh, kw, sh, sw, dh, dw, wq, plane, run):  # type: ignore[no-untyped-def]
-    """acc[q] += wt[c, tap] * (the tap's phase plane)[q] for every tap, three taps of a window row per run."""
+def plane_dims(geo, h_out):  # type: ignore[no-untyped-def]
+    """(rows, columns, elements of one phase plane, length of a tap's run) for an output of h_out rows."""
+    hq = h_out + ((geo[KH] - 1) * geo[DH]) // geo[SH]
+    wq = geo[W_OUT] + ((geo[KW] - 1) * geo[DW]) // geo[SW]
+    return hq, wq, hq * wq, (h_out - 1) * wq + geo[W_OUT]
+
+
+@helper
+def accumulate_taps(buf, acc, wt, c, geo, wq, plane, run, mode):  # type: ignore[no-untyped-def]
+    """Every tap's run of the phase planes into acc (`mode`: MULTIPLY_ADD by wt[c, tap], MAXIMUM or SUM), three
+    taps of a window row per pass over the output: a third of the accumulator traffic."""
+    kh, kw, sh, sw, dh, dw = geo[KH], geo[KW], geo[SH], geo[SW], geo[DH], geo[DW]
     for i in range(kh):
         a, ro = (i * dh) % sh, (i * dh) // sh
         j = 0
-        while j < kw:  # three taps of a row per pass over the output: a third of the accumulator traffic
+        while j < kw:
             if j + 3 <= kw:
-                w0, w1, w2 = wt[c, i * kw + j], wt[c, i * kw + j + 1], wt[c, i * kw + j + 2]
                 s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
                 s1 = buf[tap_offset(a, ro, j + 1, dw, sw, wq, plane):]
                 s2 = buf[tap_offset(a, ro, j + 2, dw, sw, wq, plane):]
-                for q in range(run):
-                    acc[q] += w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
+                if mode == MULTIPLY_ADD:
+                    w0, w1, w2 = wt[c, i * kw + j], wt[c, i * kw + j + 1], wt[c, i * kw + j + 2]
+                    for q in range(run):
+                        acc[q] += w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
+                elif mode == MAXIMUM:
+                    for q in range(run):
+                        acc[q] = maximum(acc[q], maximum(maximum(s0[q], s1[q]), s2[q]))
+                else:
+                    for q in range(run):
+                        acc[q] += s0[q] + s1[q] + s2[q]
                 j += 3
             else:
-                w0 = wt[c, i * kw + j]
                 s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
-                for q in range(run):
-                    acc[q] += w0 * s0[q]
+                if mode == MULTIPLY_ADD:
+                    w0 = wt[c, i * kw + j]
+                    for q in range(run):
+                        acc[q] += w0 * s0[q]
+                elif mode == MAXIMUM:
+                    for q in range(run):
+                        acc[q] = maximum(acc[q], s0[q])
+                else:
+                    for q in range(run):
+                        acc[q] += s0[q]
                 j += 1
 
 
@@ -109,13 +137,9 @@ def conv_depthwise(x, wt, out, geo, scratch, stages, vecs, params, res):  # type
     plane_scratch(...)]."""
     nb, c_all, _ = out.shape
     per_input = c_all // x.shape[1]
-    kh, kw, sh, sw, dh, dw = geo[KH], geo[KW], geo[SH], geo[SW], geo[DH], geo[DW]
-    pt, pl, w_out = geo[PT], geo[PL], geo[W_OUT]
+    sh, sw, pt, pl, w_out = geo[SH], geo[SW], geo[PT], geo[PL], geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
-    hq = h_out + ((kh - 1) * dh) // sh
-    wq = w_out + ((kw - 1) * dw) // sw
-    plane = hq * wq
-    run = (h_out - 1) * wq + w_out
+    hq, wq, plane, run = plane_dims(geo, h_out)
     for t in prange(nb * c_all):
         n = t // c_all
         c = t - n * c_all
@@ -124,7 +148,7 @@ def conv_depthwise(x, wt, out, geo, scratch, stages, vecs, params, res):  # type
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for q in range(acc.shape[0]):
             acc[q] = 0.0
-        multiply_add_taps(buf, acc, wt, c, kh, kw, sh, sw, dh, dw, wq, plane, run)
+        accumulate_taps(buf, acc, wt, c, geo, wq, plane, run, MULTIPLY_ADD)
         orow = out[n, c]
         copy_valid_columns(acc, orow, h_out, w_out, wq)
         if stages.shape[0] > 0:
@@ -145,13 +169,9 @@ def qconv_depthwise(x, sx, zp, wt, ws, bias, y, q, geo, scratch, stages, vecs, p
     (y / s_out[c], rounded half to even, + zp_out[c], NaN to zp_out[c], clipped to [lo, hi])."""
     nb, c_all, _ = y.shape
     per_input = c_all // x.shape[1]
-    kh, kw, sh, sw, dh, dw = geo[KH], geo[KW], geo[SH], geo[SW], geo[DH], geo[DW]
-    pt, pl, w_out = geo[PT], geo[PL], geo[W_OUT]
+    sh, sw, pt, pl, w_out = geo[SH], geo[SW], geo[PT], geo[PL], geo[W_OUT]
     h_out = y.shape[2] // max(w_out, 1)
-    hq = h_out + ((kh - 1) * dh) // sh
-    wq = w_out + ((kw - 1) * dw) // sw
-    plane = hq * wq
-    run = (h_out - 1) * wq + w_out
+    hq, wq, plane, run = plane_dims(geo, h_out)
     shift = np.float32(zp[0])
     requantize = s_out.shape[0] > 0
     for t in prange(nb * c_all):
@@ -162,7 +182,7 @@ def qconv_depthwise(x, sx, zp, wt, ws, bias, y, q, geo, scratch, stages, vecs, p
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for p in range(acc.shape[0]):
             acc[p] = 0.0
-        multiply_add_taps(buf, acc, wt, c, kh, kw, sh, sw, dh, dw, wq, plane, run)
+        accumulate_taps(buf, acc, wt, c, geo, wq, plane, run, MULTIPLY_ADD)
         yrow = y[n, c]
         copy_valid_columns(acc, yrow, h_out, w_out, wq)
         scale = np.float32(sx[0]) * np.float32(ws[c])
@@ -184,13 +204,9 @@ def qconv_depthwise(x, sx, zp, wt, ws, bias, y, q, geo, scratch, stages, vecs, p
 def maxpool_planes(x, out, geo, scratch):  # type: ignore[no-untyped-def]
     """out[n, c, oh*Wo + ow] = max over the window (cells outside the input never win: -inf); f32."""
     nb, c_all, _ = out.shape
-    kh, kw, sh, sw, dh, dw = geo[KH], geo[KW], geo[SH], geo[SW], geo[DH], geo[DW]
-    pt, pl, w_out = geo[PT], geo[PL], geo[W_OUT]
+    sh, sw, pt, pl, w_out = geo[SH], geo[SW], geo[PT], geo[PL], geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
-    hq = h_out + ((kh - 1) * dh) // sh
-    wq = w_out + ((kw - 1) * dw) // sw
-    plane = hq * wq
-    run = (h_out - 1) * wq + w_out
+    hq, wq, plane, run = plane_dims(geo, h_out)
     for t in prange(nb * c_all):
         n = t // c_all
         c = t - n * c_all
@@ -199,22 +215,7 @@ def maxpool_planes(x, out, geo, scratch):  # type: ignore[no-untyped-def]
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for q in range(acc.shape[0]):
             acc[q] = -np.inf
-        for i in range(kh):
-            a, ro = (i * dh) % sh, (i * dh) // sh
-            j = 0
-            while j < kw:
-                if j + 3 <= kw:
-                    s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
-                    s1 = buf[tap_offset(a, ro, j + 1, dw, sw, wq, plane):]
-                    s2 = buf[tap_offset(a, ro, j + 2, dw, sw, wq, plane):]
-                    for q in range(run):
-                        acc[q] = maximum(acc[q], maximum(maximum(s0[q], s1[q]), s2[q]))
-                    j += 3
-                else:
-                    s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
-                    for q in range(run):
-                        acc[q] = maximum(acc[q], s0[q])
-                    j += 1
+        accumulate_taps(buf, acc, scratch, c, geo, wq, plane, run, MAXIMUM)  # no weights: scratch stands in
         copy_valid_columns(acc, out[n, c], h_out, w_out, wq)
 
 
@@ -222,13 +223,9 @@ def maxpool_planes(x, out, geo, scratch):  # type: ignore[no-untyped-def]
 def avgpool_planes(x, out, geo, scratch, divisors):  # type: ignore[no-untyped-def]
     """out[n, c, p] = (sum over the window, cells outside the input 0) / divisors[p]; f32."""
     nb, c_all, _ = out.shape
-    kh, kw, sh, sw, dh, dw = geo[KH], geo[KW], geo[SH], geo[SW], geo[DH], geo[DW]
-    pt, pl, w_out = geo[PT], geo[PL], geo[W_OUT]
+    sh, sw, pt, pl, w_out = geo[SH], geo[SW], geo[PT], geo[PL], geo[W_OUT]
     h_out = out.shape[2] // max(w_out, 1)
-    hq = h_out + ((kh - 1) * dh) // sh
-    wq = w_out + ((kw - 1) * dw) // sw
-    plane = hq * wq
-    run = (h_out - 1) * wq + w_out
+    hq, wq, plane, run = plane_dims(geo, h_out)
     for t in prange(nb * c_all):
         n = t // c_all
         c = t - n * c_all
@@ -237,22 +234,7 @@ def avgpool_planes(x, out, geo, scratch, divisors):  # type: ignore[no-untyped-d
         acc = buf[sh * sw * plane:sh * sw * plane + h_out * wq]
         for q in range(acc.shape[0]):
             acc[q] = 0.0
-        for i in range(kh):
-            a, ro = (i * dh) % sh, (i * dh) // sh
-            j = 0
-            while j < kw:
-                if j + 3 <= kw:
-                    s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
-                    s1 = buf[tap_offset(a, ro, j + 1, dw, sw, wq, plane):]
-                    s2 = buf[tap_offset(a, ro, j + 2, dw, sw, wq, plane):]
-                    for q in range(run):
-                        acc[q] += s0[q] + s1[q] + s2[q]
-                    j += 3
-                else:
-                    s0 = buf[tap_offset(a, ro, j, dw, sw, wq, plane):]
-                    for q in range(run):
-                        acc[q] += s0[q]
-                    j += 1
+        accumulate_taps(buf, acc, scratch, c, geo, wq, plane, run, SUM)  # no weights: scratch stands in
         orow = out[n, c]
         copy_valid_columns(acc, orow, h_out, w_out, wq)
         for q in range(orow.shape[0]):
