@@ -179,6 +179,15 @@ def test_grouped_qconv2d_with_several_input_channels_per_group_is_refused_by_nam
         runtime.compile(b.build(), backend="numba")
 
 
+def test_a_depthwise_qconv2d_too_wide_to_sum_exactly_in_f32_is_refused_by_name() -> None:
+    b = GraphBuilder("qwide")
+    x = b.input("x", f32[1, 2, 24, 24])
+    q, s, z = b.op_multi("quantize-dynamic", x)
+    b.output(b.op("qconv2d", q, s, z, _weights((2, 1, 23, 23), 8), np.full(2, 0.01, np.float32), groups=2, name="y"))
+    with pytest.raises(NumbaLoweringError, match="23x23 taps: more than 514 do not sum exactly"):
+        runtime.compile(b.build(), backend="numba")
+
+
 def test_full_range_weights_are_refused_on_the_7_bit_paths() -> None:
     paths = [p for p in PATHS if p != "avx512vnni"]
     if not paths:
