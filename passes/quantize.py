@@ -92,7 +92,8 @@ class Quantize(Pass):
     in sensitivity order, until the output cosine on the calibration inputs reaches C (`sensitivity.py`).
     With scheme=static or dynamic the pass ends with `quantize-fold` (quantize_fold.py; fold=false
     leaves the QDQ form): the int8 ops become qlinear / qmatmul / qconv2d, and with scheme=dynamic
-    their activations are quantized at run time (quantize-dynamic) instead of from calibration.
+    their activations are quantized at run time (quantize-dynamic) instead of from calibration;
+    grouped_conv=true also folds grouped conv2d with several input channels per group (see quantize_fold.py).
     precision=auto asks the cost model (`choose_precision`) per node for `ctx.target`.
     group_size=G (scheme=weight, precision=int4 or int8; 0 = off) gives a linear's W [N, K] (a matmul's
     2-D B [K, N]) one scale per output channel and group of G consecutive k, scale = max|w| / qmax over
@@ -130,6 +131,7 @@ class Quantize(Pass):
     skip: str = ""
     min_params: int = 16
     fold: bool = True
+    grouped_conv: bool = False
     weight_bits: Literal["auto", "8", "7"] = "auto"
     group_size: int = 0
     rounding: Literal["nearest", "gptq"] = "nearest"
@@ -462,7 +464,8 @@ class Quantize(Pass):
         if smoothed:
             report += "; " + format_smoothing(smoothed)
         if self.fold and self.scheme != "weight" and done:
-            folded = QuantizeFold(dynamic=self.scheme == "dynamic", weight_bits=self.weight_bits).run(graph, ctx)
+            folded = QuantizeFold(dynamic=self.scheme == "dynamic", weight_bits=self.weight_bits,
+                                  grouped_conv=self.grouped_conv).run(graph, ctx)
             report += "\n" + folded.report
         kinds = Counter(n.meta["quantize"]["precision"] for n in done)
         summary = (f"quantized {len(done)} layer(s) " + ", ".join(f"{k} x{v}" for k, v in kinds.items())

@@ -1,6 +1,6 @@
 """quantize-fold: Q/DQ around matrix ops folded into the integer ops (ir/ops/integer.py).
 
-Rules, per linear / matmul (2-D constant B) / conv2d (groups 1) whose weight is `dequantize` of an
+Rules, per linear / matmul (2-D constant B) / conv2d (any groups) whose weight is `dequantize` of an
 integer constant (symmetric: i8 or i4 with zero point 0, u8 with zero point 128; per output channel
 or per tensor):
 
@@ -21,6 +21,12 @@ AVX2 and AVX-512BW kernels compute exactly) re-quantizes each channel from its d
 w7 = rint(w * s / s7) with s7 = max|w * s| / 63, which moves each weight by at most s7 / 2 more.
 `weight_bits=auto` is 8 for a target other than this CPU, and for this CPU 8 when it reports
 avx512vnni or avxvnni, 7 otherwise. Every matrix op or Q/DQ pair left unfolded is listed with its reason.
+
+A grouped conv2d with more than one input channel per group folds only with `grouped_conv=true`: the Numba
+backend runs it exactly, as one int8 GEMM per group between NHWC and NCHW copies, but on small groups that is
+slower than the f32 grouped convolution it replaces (ShuffleNet's 4-group 1x1 convolutions of 34-136 channels
+per group: the whole model 6.6 ms int8 dynamic against 3.8 ms with them left f32). Depthwise convolutions (one
+input channel per group) always fold: their int8 kernel pays.
 """
 
 from __future__ import annotations
@@ -99,6 +105,7 @@ class QuantizeFold(Pass):
     dynamic: bool = False
     granularity: Literal["row", "tensor"] = "row"
     weight_bits: Literal["auto", "8", "7"] = "auto"
+    grouped_conv: bool = False
 
     def bits(self, ctx: PassContext) -> int:
         """The weight_bits the folded ops hold: the option, or for auto the target's / host's."""
@@ -131,8 +138,10 @@ class QuantizeFold(Pass):
     def _why_not(self, n: Node) -> str | None:
         if n.op == "matmul" and (n.inputs[1].type.rank != 2 or n.inputs[0].type.rank < 2):
             return "it is not a matmul by a 2-D B"
-        if n.op == "conv2d" and n.attrs["groups"] != 1 and n.inputs[1].type.shape[1] != 1:
-            return f"it is a grouped conv2d (groups={n.attrs['groups']}) with more than one input channel per group"
+        if (n.op == "conv2d" and n.attrs["groups"] != 1 and n.inputs[1].type.shape[1] != 1
+                and not self.grouped_conv):
+            return (f"it is a grouped conv2d (groups={n.attrs['groups']}) with more than one input channel per group "
+                    "(kept f32, faster here than an int8 GEMM per group; grouped_conv=true folds it)")
         if n.op in ("linear", "conv2d") and len(n.inputs) > 2 and n.inputs[2].type.dtype.name != "f32":
             return "its bias is not f32"
         return None

@@ -85,8 +85,6 @@ def _why_not_product(acc: Node) -> str | None:
         return "it is not an i32 product"
     if acc.op == "matmul" and (acc.inputs[1].type.rank != 2 or acc.inputs[0].type.rank < 2):
         return "it is not a matmul by a 2-D B"
-    if acc.op == "conv2d" and acc.attrs["groups"] != 1:
-        return f"it is a grouped conv2d (groups={acc.attrs['groups']})"
     return None
 
 

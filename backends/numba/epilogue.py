@@ -103,6 +103,13 @@ class Epilogue:
         vec = np.ascontiguousarray(np.asarray(bias, np.float32).reshape(self.channels))
         return replace(self, stages=[Stage(StageKind.ADD, vec)] + self.stages)
 
+    def channel_slice(self, c0: int, c1: int) -> Epilogue:
+        """This epilogue over channels c0..c1 only (a grouped convolution's group): vectors sliced; no residual."""
+        if self.residual is not None:
+            raise ValueError("an epilogue with a residual cannot be cut into channel slices")
+        stages = [replace(s, vec=np.ascontiguousarray(s.vec[c0:c1])) if s.vec is not None else s for s in self.stages]
+        return replace(self, channels=c1 - c0, stages=stages)
+
 
 def channel_axis(anchor: Node) -> int:
     """The axis of the anchor's output that the epilogue's vectors run along."""

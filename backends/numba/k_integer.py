@@ -42,25 +42,32 @@ def shift_zero_points(zp, out, delta):  # type: ignore[no-untyped-def]
 
 @twin
 def padded_nhwc_u8(x, zp, flip, pt, pl, xp):  # type: ignore[no-untyped-def]
-    """xp[n, pt + h, pl + w, c] = x[n, c, h, w] as u8 (+128 when `flip`: x is s8), every other cell zp[0].
+    """xp[g, n, pt + h, pl + w, c] = x[n, g * Cg + c, h, w] as u8 (+128 when `flip`: x is s8), every other cell zp[0].
 
-    x [N, C, H, W] u8 or s8, xp [N, Hq, Wq, C] u8 (contiguous): im2col_nhwc_u8 then copies whole runs of it.
+    x [N, C, H, W] u8 or s8; xp [G, N, Hq, Wq, Cp] u8 (contiguous), group-major: the channels of each of the G
+    groups (Cg = C / G of them, Cp >= Cg, the channels from Cg on padding) are one NHWC image set, whose runs
+    im2col_nhwc_u8 copies (or which a pointwise product reads as its rows).
     """
     n_img, c_in, h_in, w_in = x.shape
-    hq, wq = xp.shape[1], xp.shape[2]
+    groups, hq, wq, cp = xp.shape[0], xp.shape[2], xp.shape[3], xp.shape[4]
+    cg = c_in // groups
     pad = np.uint8(zp[0])
     shift = np.int32(SIGN_FLIP if flip else 0)
-    for t in prange(n_img * hq):
-        n = t // hq
-        ih = t - n * hq - pt
-        row = xp[n, t - n * hq]
+    for t in prange(groups * n_img * hq):
+        g = t // (n_img * hq)
+        n = t // hq - g * n_img
+        ih = t % hq - pt
+        row = xp[g, n, t % hq]
         if ih < 0 or ih >= h_in:
-            fill_run(row, 0, pad, wq * c_in)
+            fill_run(row, 0, pad, wq * cp)
             continue
-        fill_run(row, 0, pad, pl * c_in)
-        fill_run(row, (pl + w_in) * c_in, pad, (wq - pl - w_in) * c_in)
-        for c in range(c_in):
-            src = x[n, c, ih]
+        fill_run(row, 0, pad, pl * cp)
+        fill_run(row, (pl + w_in) * cp, pad, (wq - pl - w_in) * cp)
+        if cp > cg:
+            for w in range(w_in):
+                fill_run(row[pl + w], cg, pad, cp - cg)
+        for c in range(cg):
+            src = x[n, g * cg + c, ih]
             for w in range(w_in):
                 row[pl + w, c] = np.uint8(np.int32(src[w]) + shift)
 
@@ -126,20 +133,22 @@ TRANSPOSE_PIXELS = 64
 
 @twin
 def pixels_to_nchw(src, dst):  # type: ignore[no-untyped-def]
-    """dst [N, C, P] = src [N, P, C] transposed per image (the GEMM writes one row per output pixel).
+    """dst [N, G*Cg, P] = src [G, N, P, Cg] transposed per image and group (the GEMM of each group writes one row
+    per output pixel).
 
     Work items are blocks of TRANSPOSE_PIXELS pixels, each gathered channel by channel (a [4, 1024, 16] transpose
     38 -> 21 us against one item per channel over all pixels, whose strided reads left L1 for every channel).
     """
-    n_img, p_all, c_all = src.shape
+    groups, n_img, p_all, c_group = src.shape
     blocks = (p_all + TRANSPOSE_PIXELS - 1) // TRANSPOSE_PIXELS
-    for t in prange(n_img * blocks):
-        n = t // blocks
-        p0 = (t - n * blocks) * TRANSPOSE_PIXELS
+    for t in prange(groups * n_img * blocks):
+        g = t // (n_img * blocks)
+        n = t // blocks - g * n_img
+        p0 = (t % blocks) * TRANSPOSE_PIXELS
         p1 = min(p_all, p0 + TRANSPOSE_PIXELS)
-        s = src[n, p0:p1]
-        for c in range(c_all):
-            d = dst[n, c, p0:p1]
+        s = src[g, n, p0:p1]
+        for c in range(c_group):
+            d = dst[n, g * c_group + c, p0:p1]
             for p in range(p1 - p0):
                 d[p] = s[p, c]
 

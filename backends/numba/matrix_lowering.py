@@ -46,10 +46,14 @@ def kernel_label(base: str, epi: Epilogue) -> str:
 
 
 def constant_data(ctx: LowerCtx, v: Value) -> np.ndarray | None:
-    """The array of `v` when it is known at compile time: a constant, or a value the lowering made a constant
-    (a weight dequantized once, at compile time); None when it is computed at run time."""
+    """The array of `v` when it is known at compile time: a constant, a region parameter bound to one, or a value
+    the lowering made a constant (a weight dequantized once, at compile time); None when it is computed at run
+    time."""
     if v.is_constant:
         return np.asarray(v.data)
+    bound = ctx.value_slot.get(id(v))
+    if bound is not None and ctx.slots[bound].kind == "const":
+        return ctx.slots[bound].array
     if v.producer is None or v.producer.op != "dequantize" or not all(i.is_constant for i in v.producer.inputs):
         return None
     slot = ctx.slots[ctx.slot(v)]

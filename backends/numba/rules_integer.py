@@ -33,9 +33,10 @@ from .k_integer import (
     shift_zero_points,
 )
 from .k_phase_planes import MAX_EXACT_TAPS, plane_scratch, qconv_depthwise
-from .matrix_lowering import FLOPS_PER_UNIT, epilogue_args, kernel_label, residual_arg
+from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
+from .rules_shape import Index
 from .rules_sparse import int8_layer_choice, record_choice
 
 QUANTIZED_VALUES_PER_UNIT = {"row": 2, "tensor": 4}
@@ -112,29 +113,45 @@ def _activations(ctx: LowerCtx, x: int, zp: Value, rows: int, k: int) -> tuple[i
     return x2, z
 
 
-def _requant_args(ctx: LowerCtx, node: Node, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _requant_args(node: Node, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+    """The output scales and zero points of channels c0..c1 (empty for an f32 output)."""
     a = node.attrs
     if a["dtype"] == "f32":
         return np.zeros(0, np.float32), np.zeros(0, np.int32)
-    return (np.ascontiguousarray(np.broadcast_to(np.asarray(a["out_scale"], np.float32), (n,))),
-            np.ascontiguousarray(np.broadcast_to(np.asarray(a["out_zero_point"], np.int32), (n,))))
+    n = node.outputs[0].type.shape[1 if node.op == "qconv2d" else -1]
+    return (np.ascontiguousarray(np.broadcast_to(np.asarray(a["out_scale"], np.float32), (n,))[c0:c1]),
+            np.ascontiguousarray(np.broadcast_to(np.asarray(a["out_zero_point"], np.int32), (n,))[c0:c1]))
+
+
+def _channel_args(ctx: LowerCtx, node: Node, channels: tuple[int, int]) -> tuple[int, int]:
+    """Slots of the weight scales and the bias (zeros when none) of output channels c0..c1."""
+    c0, c1 = channels
+    part = Index((slice(c0, c1),))
+    ws = node.inputs[4]
+    scales = ctx.arg(ws) if ws.type.shape == (c1 - c0,) else ctx.view(ctx.arg(ws), part, f"{ws.name}[{c0}:{c1}]")
+    if len(node.inputs) <= 5:
+        return scales, ctx.const(np.zeros(c1 - c0, np.float32), "zero_bias")
+    b = node.inputs[5]
+    return scales, ctx.arg(b) if b.type.shape == (c1 - c0,) else ctx.view(ctx.arg(b), part, f"{b.name}[{c0}:{c1}]")
 
 
 def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray, out2: int,
-                   epi: Epilogue, res: int, label: str) -> None:
+                   epi: Epilogue, res: int, label: str, channels: tuple[int, int] | None = None) -> None:
     """gemm_dequant of u8 activations xu [M, Kp] with s8 weights w_nk [N, K] packed now, writing out2 [M, N]
-    (f32, or u8/s8 requantized through an f32 work buffer)."""
+    (f32, or u8/s8 requantized through an f32 work buffer). `channels` (c0, c1): the node's output channels
+    these N are (a grouped convolution's group; all of them by default); `epi` is over these channels."""
     path = _path(ctx, node)
     m, n, k = ctx.slots[out2].shape[0], w_nk.shape[0], w_nk.shape[1]
-    ws, sx = node.inputs[4], node.inputs[1]
+    c0, c1 = channels if channels is not None else (0, n)
+    sx = node.inputs[1]
     w_q = np.ascontiguousarray(w_nk, np.int8)
-    name = node.inputs[3].name
-    bias = ctx.arg(node.inputs[5]) if len(node.inputs) > 5 else ctx.const(np.zeros(n, np.float32), "zero_bias")
+    name = node.inputs[3].name if channels is None else f"{node.inputs[3].name}[{c0}:{c1}]"
+    ws, bias = _channel_args(ctx, node, (c0, c1))
     choice = int8_layer_choice(node, w_q)
     # the products, at the path's speed, and the dequantization and epilogue of every output element
     work = max(1, m * n + int(2 * m * n * max(k, 1) * choice.density) // (FLOPS_PER_UNIT * INT8_SPEEDUP[path]))
     threads = ctx.threads if ctx.parallel(work) else 1
-    s_out, zp_out = _requant_args(ctx, node, n)
+    s_out, zp_out = _requant_args(node, c0, c1)
     if node.attrs["dtype"] == "f32":
         y, q = out2, ctx.const(NO_QUANT_OUT, "no_quant_out")
     else:
@@ -148,7 +165,7 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
         ctx.emit(kernel_label(f"{label}_bsr{choice.block[0]}x{choice.block[1]}_{SPARSE_PATH[path]}", epi),
                  sparse_int8_kernel(path, bsr.tile).driver, xu, ctx.arg(sx), zp, ctx.const(bsr.gidx, f"{name}.gidx"),
                  ctx.const(bsr.pptr, f"{name}.pptr"), ctx.const(bsr.data, f"{name}.bsr_{SPARSE_PATH[path]}"),
-                 ctx.const(bsr.colsum, f"{name}.colsum"), ctx.arg(ws), bias, y,
+                 ctx.const(bsr.colsum, f"{name}.colsum"), ws, bias, y,
                  ctx.const(sched.groups, f"{name}.groups"), Lit(sched.tm), scratch, codes, vecs, params, res, q,
                  ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch), work=work)
     else:
@@ -157,7 +174,7 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
         scratch = ctx.buffer((scratch_size(m, n, path, tm, tnp),), np.dtype(np.int32), f"{node.name}.acc")
         ctx.emit(kernel_label(f"{label}_{path}", epi), int8_kernels(path).gemm_dequant, xu, ctx.arg(sx), zp,
                  ctx.const(packed.data, f"{name}.packed_{path}"), ctx.const(packed.colsum, f"{name}.colsum"),
-                 ctx.arg(ws), bias, y, Lit(tm), Lit(tnp), scratch, codes, vecs, params, res, q,
+                 ws, bias, y, Lit(tm), Lit(tnp), scratch, codes, vecs, params, res, q,
                  ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch),
                  work=work)
     if node.inputs[3].type.sparsity is not None:
@@ -166,9 +183,10 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
 
 def _constant_weight(ctx: LowerCtx, node: Node) -> np.ndarray:
     w = node.inputs[3]
-    if not w.is_constant:
+    data = constant_data(ctx, w)
+    if data is None:
         raise ctx.fail(f"{node.op} needs a constant weight (packed at compile time); %{w.name} is computed")
-    return np.asarray(w.data)
+    return data
 
 
 def lower_qproduct(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
@@ -213,7 +231,7 @@ def _lower_qconv_depthwise(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: 
         y, q = y3, ctx.const(np.zeros((1, 1, 1), np.uint8), "no_quant_out")
     else:
         y, q = ctx.buffer((nb, co, ho * wo), np.dtype(np.float32), f"{node.name}.f32"), y3
-    s_out, zp_out = _requant_args(ctx, node, co)
+    s_out, zp_out = _requant_args(node, 0, co)
     lo, hi = (-128.0, 127.0) if node.attrs["dtype"] == "i8" else (0.0, 255.0)
     bias = ctx.arg(node.inputs[5]) if len(node.inputs) > 5 else ctx.const(np.zeros(co, np.float32), "zero_bias")
     codes, vecs, params = epilogue_args(ctx, epi)
@@ -226,53 +244,73 @@ def _lower_qconv_depthwise(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: 
              Lit(np.float32(lo)), Lit(np.float32(hi)), writes=(y, q, scratch), work=work)
 
 
+def _reads_pixels_as_rows(node: Node) -> bool:
+    """Whether each output pixel's K values are one run of the group-major NHWC copy: a 1x1 kernel, stride 1, no
+    padding (the GEMM then reads that copy as its activation rows, with no im2col)."""
+    a = node.attrs
+    return node.inputs[3].type.shape[2:] == (1, 1) and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
+
+
 def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
-    """qconv2d (groups 1) as u8 im2col + the int8 GEMM + a transpose to NCHW; `epi` has no residual. A depthwise
-    qconv2d (one input channel per group) runs on phase planes instead; other groups have no lowering."""
-    if node.attrs["groups"] != 1:
-        if node.inputs[3].type.shape[1] == 1:
-            _lower_qconv_depthwise(ctx, node, epi, out_value)
-            return
-        raise ctx.fail(f"qconv2d with groups={node.attrs['groups']} has no int8 lowering (groups 1, or depthwise: one "
-                       "input channel per group)")
+    """qconv2d as a group-major u8 NHWC copy, then per group u8 im2col + the int8 GEMM, and one transpose of every
+    group's pixels x channels to NCHW; `epi` has no residual. A depthwise qconv2d (one input channel per group) runs
+    on phase planes instead."""
+    groups = node.attrs["groups"]
+    if groups != 1 and node.inputs[3].type.shape[1] == 1:
+        _lower_qconv_depthwise(ctx, node, epi, out_value)
+        return
     if epi.residual is not None:
         raise ctx.fail("qconv2d takes no residual epilogue (its GEMM writes pixels x channels)")
     w = _constant_weight(ctx, node)
     x = node.inputs[0]
-    nb, ci, _, _ = x.type.shape
-    co = w.shape[0]
+    nb, ci, h, w_in = x.type.shape
+    co, cg, kh, kw = w.shape
+    cog = co // groups
     _, _, ho, wo = out_value.type.shape
-    k = math.prod(w.shape[1:])
     rows = nb * ho * wo
     out = ctx.out(out_value)
     if rows * co == 0:
         return
     flip = x.type.dtype.name == "i8"
-    cols = ctx.buffer((rows, padded_k(k)), np.dtype(np.uint8), f"{node.name}.cols")
     zp = ctx.arg(node.inputs[2])
     if flip:
         zs = ctx.buffer((1,), np.dtype(np.int32), f"{node.name}.zp_u8")
         ctx.emit("shift_zero_points", shift_zero_points, zp, zs, Lit(SIGN_FLIP), writes=(zs,), work=1)
         zp = zs
-    geo = ctx.const(_geometry(node, wo), "geometry")
-    w_nk = w.reshape(co, k)
+    pointwise = _reads_pixels_as_rows(node)
+    cp = padded_k(cg) if pointwise else cg  # a pointwise product's rows are the copy's pixels, K padded in place
+    kp = padded_k(kh * kw * cg)
     pt, pl, pb, pr = node.attrs["pads"]
-    h, w_in = x.type.shape[2:]
-    xp = ctx.buffer((nb, h + pt + pb, w_in + pl + pr, ci), np.dtype(np.uint8), f"{node.name}.nhwc")
+    hq, wq = h + pt + pb, w_in + pl + pr
+    xp = ctx.buffer((groups, nb, hq, wq, cp), np.dtype(np.uint8), f"{node.name}.nhwc")
     ctx.emit("padded_nhwc_u8", padded_nhwc_u8, ctx.arg(x), zp, Lit(flip), Lit(pt), Lit(pl), xp, writes=(xp,),
-             work=TRANSPOSE_WORK * nb * ci * h * w_in)
-    if int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8)).kernel == BSR:
-        # block-sparse weights keep their K order (channel, tap row, tap column): the blocks were pruned in it
-        ctx.emit("im2col_channel_major_u8", im2col_channel_major_u8, xp, geo, cols, writes=(cols,), work=rows * k)
-    else:  # K as (tap row, tap column, channel): each tap row is one run of bytes of the NHWC copy
-        runs = w.shape[2] * (1 if node.attrs["dilations"][1] == 1 else w.shape[3])
-        ctx.emit("im2col_nhwc_u8", im2col_nhwc_u8, xp, geo, cols, writes=(cols,),
-                 work=rows * (k // 8 + runs * RUN_WORK))
-        w_nk = w.transpose(0, 2, 3, 1).reshape(co, k)
-    pix = ctx.buffer((rows, co), ctx.slots[out].dtype, f"{node.name}.pixels")
-    emit_int8_gemm(ctx, node, cols, zp, w_nk, pix, epi, ctx.const(np.zeros((1, 1), np.float32), "no_residual"),
-                   "qconv2d")
-    ctx.emit("pixels_to_nchw", pixels_to_nchw, ctx.reshaped(pix, (nb, ho * wo, co)),
+             work=TRANSPOSE_WORK * groups * nb * hq * wq * cp)
+    geo = ctx.const(_geometry(node, wo), "geometry")
+    cols = None if pointwise else ctx.buffer((rows, kp), np.dtype(np.uint8), f"{node.name}.cols")
+    pix = ctx.buffer((groups, rows, cog), ctx.slots[out].dtype, f"{node.name}.pixels")
+    no_residual = ctx.const(np.zeros((1, 1), np.float32), "no_residual")
+    for g in range(groups):
+        part = Index((slice(g, g + 1),))
+        xg = ctx.view(xp, part, f"{node.name}.nhwc[{g}]") if groups > 1 else xp
+        w_nk = w[g * cog:(g + 1) * cog].reshape(cog, kh * kw * cg)
+        if pointwise:
+            src = ctx.reshaped(xg, (rows, cp))
+        elif int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8)).kernel == BSR:
+            # block-sparse weights keep their K order (channel, tap row, tap column): the blocks were pruned in it
+            ctx.emit("im2col_channel_major_u8", im2col_channel_major_u8, ctx.reshaped(xg, (nb, hq, wq, cp)), geo,
+                     cols, writes=(cols,), work=rows * kp)
+            src = cols
+        else:  # K as (tap row, tap column, channel): each tap row is one run of bytes of the NHWC copy
+            runs = kh * (1 if node.attrs["dilations"][1] == 1 else kw)
+            ctx.emit("im2col_nhwc_u8", im2col_nhwc_u8, ctx.reshaped(xg, (nb, hq, wq, cp)), geo, cols,
+                     writes=(cols,), work=rows * (kp // 8 + runs * RUN_WORK))
+            w_nk = w[g * cog:(g + 1) * cog].transpose(0, 2, 3, 1).reshape(cog, kh * kw * cg)
+            src = cols
+        pg = ctx.reshaped(ctx.view(pix, part, f"{node.name}.pixels[{g}]") if groups > 1 else pix, (rows, cog))
+        channels = (g * cog, (g + 1) * cog)
+        emit_int8_gemm(ctx, node, src, zp, w_nk, pg, epi.channel_slice(*channels) if groups > 1 else epi,
+                       no_residual, "qconv2d", channels if groups > 1 else None)
+    ctx.emit("pixels_to_nchw", pixels_to_nchw, ctx.reshaped(pix, (groups, nb, ho * wo, cog)),
              ctx.reshaped(out, (nb, co, ho * wo)), writes=(out,), work=rows * co)
 
 

@@ -170,13 +170,39 @@ def test_depthwise_qconv2d_bit_exact(xs: tuple, k: tuple, pads: tuple, strides: 
                 assert_array_equal(got[name], want, err_msg=f"{name} (fuse={fuse}, threshold {threshold})")
 
 
-def test_grouped_qconv2d_with_several_input_channels_per_group_is_refused_by_name() -> None:
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(("xs", "groups", "k", "pads", "strides", "act"), [
+    ((2, 12, 5, 6), 2, (1, 1), (0, 0, 0, 0), (1, 1), "u8"),  # pointwise: rows read in place, 6 channels padded to 8
+    ((1, 5, 4, 4), 1, (1, 1), (0, 0, 0, 0), (1, 1), "i8"),  # pointwise, groups 1, K 5 padded to 8
+    ((2, 6, 7, 6), 3, (3, 3), (1, 0, 1, 2), (2, 1), "u8"),  # im2col per group
+    ((1, 8, 6, 6), 4, (1, 1), (0, 0, 0, 0), (2, 2), "i8"),  # strided 1x1: im2col per group
+])
+def test_grouped_qconv2d_bit_exact(path: str, xs: tuple, groups: int, k: tuple, pads: tuple, strides: tuple,
+                                   act: str) -> None:
+    """Grouped qconv2d (several input channels per group) on one int8 GEMM per group: f32 out with bias and a fused
+    per-channel scale and ReLU, per-channel u8 and saturating s8 outputs, equal to the reference bit for bit."""
+    co = 3 * groups
     b = GraphBuilder("qgrouped")
-    x = b.input("x", f32[1, 4, 5, 5])
-    q, s, z = b.op_multi("quantize-dynamic", x)
-    b.output(b.op("qconv2d", q, s, z, _weights((4, 2, 3, 3), 8), np.full(4, 0.01, np.float32), groups=2, name="y"))
-    with pytest.raises(NumbaLoweringError, match="groups=2 has no int8 lowering"):
-        runtime.compile(b.build(), backend="numba")
+    x = b.input("x", f32[xs])
+    if act == "u8":
+        q, s, z = b.op_multi("quantize-dynamic", x)
+    else:
+        q, s, z = b.quantize(x, 0.05, -7, dtype="i8"), np.array([0.05], np.float32), np.array([-7], np.int32)
+    w = _weights((co, xs[1] // groups, *k), _bits(path))
+    ws = (RNG.uniform(0.5, 1.0, co) / 100).astype(np.float32)
+    attrs = {"pads": pads, "strides": strides, "dilations": (1, 1), "groups": groups, "weight_bits": _bits(path)}
+    y = b.op("qconv2d", q, s, z, w, ws, RNG.standard_normal(co).astype(np.float32), name="y", **attrs)
+    r = b.relu(b.mul(y, RNG.uniform(0.5, 2.0, (co, 1, 1)).astype(np.float32), name="m"), name="r")
+    u = b.op("qconv2d", q, s, z, w, ws, name="u", dtype="u8", out_scale=list(RNG.uniform(0.01, 0.03, co)),
+             out_zero_point=[int(v) for v in RNG.integers(0, 256, co)], **attrs)
+    i = b.op("qconv2d", q, s, z, w, ws, name="i", dtype="i8", out_scale=[0.002], out_zero_point=[3], **attrs)
+    b.output(y, r, u, i)
+    g = b.build()
+    feeds = {"x": (RNG.standard_normal(xs) * 3).astype(np.float32)}
+    ref = _check(g, path, feeds, close=("r",))
+    assert ((ref["i"] == -128) | (ref["i"] == 127)).any()  # saturation is exercised
+    kernels = [p.kernel for p in runtime.compile(g, backend="numba", int8_path=path).profile(feeds).nodes]
+    assert ("im2col_nhwc_u8" in kernels) == (k != (1, 1) or strides != (1, 1))
 
 
 def test_a_depthwise_qconv2d_too_wide_to_sum_exactly_in_f32_is_refused_by_name() -> None:
@@ -235,3 +261,21 @@ def test_small_int8_products_and_quantizations_run_serially_large_ones_in_parall
         for prefix in ("quantize_dynamic_row", f"qlinear_{path}"):
             (kernel,) = [k for k in kernels[rows] if k.startswith(prefix)]
             assert kernel.endswith("[par]") == parallel, (rows, kernel)
+
+
+def test_a_qconv2d_region_with_a_residual_runs_equation_by_equation_on_its_packed_weight() -> None:
+    """qconv2d -> batchnorm -> residual add -> relu fuses into one region; the pixel-major int8 kernel takes no
+    residual, so the body runs equation by equation, the qconv2d still reading its constant weight."""
+    b = GraphBuilder("qres")
+    x = b.input("x", f32[1, 8, 6, 6])
+    q, s, z = b.op_multi("quantize-dynamic", x)
+    y = b.op("qconv2d", q, s, z, _weights((8, 8, 3, 3), 7), np.full(8, 0.01, np.float32), pads=(1, 1, 1, 1),
+             weight_bits=7, name="y")
+    ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)
+    h = b.batchnorm(y, 2 * ones, zeros + 0.5, zeros, ones, name="bn")
+    b.output(b.relu(b.add(h, x, name="res"), name="r"))
+    g = b.build()
+    exe = runtime.compile(g, backend="numba")
+    assert any(n.op == "fused" for n in exe.graph.nodes)
+    feeds = {"x": RNG.standard_normal((1, 8, 6, 6)).astype(np.float32)}
+    assert_allclose(exe.run(feeds)["r"], reference.run(g, feeds)["r"], rtol=1e-5, atol=1e-5)

@@ -27,7 +27,9 @@ def _mlp(with_conv: bool = False) -> Graph:
     out = [b.matmul(y, RNG.standard_normal((10, 6)).astype(np.float32), name="mm")]
     if with_conv:
         img = b.input("img", f32[1, 4, 6, 6])
-        out.append(b.conv2d(img, RNG.standard_normal((4, 2, 3, 3)).astype(np.float32), groups=2, name="dw"))
+        out.append(b.conv2d(img, RNG.standard_normal((4, 2, 3, 3)).astype(np.float32), groups=2, name="gc"))
+        seq = b.input("seq", f32[2, 4, 32])
+        out.append(b.matmul(seq, RNG.standard_normal((2, 32, 6)).astype(np.float32), name="bmm"))
     b.output(*out)
     return b.build()
 
@@ -80,14 +82,23 @@ def test_dynamic_inserts_run_time_quantization_and_reports_what_stays() -> None:
     q = run_pipeline(g, "quantize{scheme=dynamic,weight_bits=8}", ctx=ctx)
     ops = _ops(q)
     assert ops["quantize-dynamic"] == 3 and ops["qlinear"] == 2 and ops["qmatmul"] == 1
-    assert ops["conv2d"] == 1 and ops["dequantize"] == 1
+    assert ops["conv2d"] == 1 and ops["matmul"] == 1 and ops["dequantize"] == 2
     report = ctx.report(details=True)
-    assert "dw (conv2d): it is a grouped conv2d (groups=2)" in report
-    assert "dequantize %" in report and "read by conv2d" in report
+    assert "gc (conv2d): it is a grouped conv2d (groups=2) with more than one input channel per group" in report
+    assert "bmm (matmul): it is not a matmul by a 2-D B" in report
+    assert "dequantize %" in report and "read by matmul" in report and "read by conv2d" in report
     feeds = _feeds(g)
     want, got = reference.run(g, feeds), reference.run(q, feeds)
     for k in want:
         assert _cos(got[k], want[k]) > 0.99
+    grouped = run_pipeline(g, "quantize{scheme=dynamic,weight_bits=8,grouped_conv=true}")
+    (gc,) = [n for n in grouped.nodes if n.op == "qconv2d"]
+    assert gc.attrs["groups"] == 2 and "conv2d" not in _ops(grouped)
+    want_gc = reference.run(grouped, feeds)[gc.outputs[0].name]
+    assert _cos(want_gc, want[gc.outputs[0].name]) > 0.99
+    if "avx512vnni" in int8_paths():
+        got_gc = runtime.compile(grouped, backend="numba", int8_path="avx512vnni").run(feeds)[gc.outputs[0].name]
+        np.testing.assert_allclose(got_gc, want_gc, rtol=1e-5, atol=1e-5)
 
 
 def test_fold_alone_with_row_granularity_and_seven_bit_weights() -> None:

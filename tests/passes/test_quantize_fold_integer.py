@@ -19,16 +19,17 @@ RNG = np.random.default_rng(7)
 def dynamic_model(kind: str = "matmul", w_dtype: type = np.int8, w_zero_point: int = 0, per_channel: bool = False,
                   extra_output: bool = False) -> Graph:
     """x -> DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul(x_scale * w_scale), imported."""
+    groups = 2 if kind == "grouped-conv" else 1
     if kind == "matmul":
         x_shape, w_shape, y_shape, channels = [2, 5, 16], [16, 6], [2, 5, 6], 6
     else:
-        x_shape, w_shape, y_shape, channels = [1, 3, 6, 6], [4, 3, 3, 3], [1, 4, 6, 6], 4
+        x_shape, w_shape, y_shape, channels = [1, 3 * groups, 6, 6], [4, 3, 3, 3], [1, 4, 6, 6], 4
     info = np.iinfo(w_dtype)
     w = RNG.integers(info.min, info.max + 1, w_shape).astype(w_dtype)
-    scale_shape = [channels] if per_channel else []
+    scale_shape = ([channels] if kind == "matmul" else [channels, 1, 1]) if per_channel else []
     w_scale = (RNG.uniform(0.01, 0.05, scale_shape) if per_channel else np.float32(0.02)).astype(np.float32)
     product = (helper.make_node("MatMulInteger", ["q", "w", "z", "wz"], ["acc"]) if kind == "matmul" else
-               helper.make_node("ConvInteger", ["q", "w", "z", "wz"], ["acc"], pads=[1, 1, 1, 1]))
+               helper.make_node("ConvInteger", ["q", "w", "z", "wz"], ["acc"], pads=[1, 1, 1, 1], group=groups))
     nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
              helper.make_node("Mul", ["s", "w_scale"], ["ss"]), product,
              helper.make_node("Cast", ["acc"], ["f"], to=TensorProto.FLOAT),
@@ -54,13 +55,13 @@ def _fold(g: Graph, bits: int = 8) -> tuple[Graph, str]:
 
 @pytest.mark.parametrize(("kind", "w_dtype", "w_zero_point", "per_channel"), [
     ("matmul", np.int8, 0, False), ("matmul", np.int8, 0, True), ("matmul", np.uint8, 128, False),
-    ("conv", np.int8, 0, False)])
+    ("conv", np.int8, 0, False), ("grouped-conv", np.int8, 0, True)])
 def test_the_dynamic_form_folds_into_one_integer_op_exactly(kind: str, w_dtype: type, w_zero_point: int,
                                                           per_channel: bool) -> None:
     g = dynamic_model(kind, w_dtype, w_zero_point, per_channel)
     folded, report = _fold(g)
     ops = Counter(n.op for n in folded.nodes)
-    want = "qconv2d" if kind == "conv" else "qlinear"
+    want = "qlinear" if kind == "matmul" else "qconv2d"
     assert ops == {"quantize-dynamic": 1, want: 1}, ops
     assert "folded 1 i32 product(s) of dynamically quantized activations" in report
     (q,) = folded.nodes_of(want)
