@@ -103,6 +103,14 @@ class Epilogue:
         vec = np.ascontiguousarray(np.asarray(bias, np.float32).reshape(self.channels))
         return replace(self, stages=[Stage(StageKind.ADD, vec)] + self.stages)
 
+    def split_at_residual(self) -> tuple[Epilogue, Epilogue]:
+        """(the stages before the residual add, the residual add and the stages after it); all stages and an
+        empty tail without a residual."""
+        kinds = [s.kind for s in self.stages]
+        cut = kinds.index(StageKind.RESIDUAL) if StageKind.RESIDUAL in kinds else len(kinds)
+        return (replace(self, stages=self.stages[:cut], residual=None),
+                replace(self, stages=self.stages[cut:], equations=[]))
+
     def channel_slice(self, c0: int, c1: int) -> Epilogue:
         """This epilogue over channels c0..c1 only (a grouped convolution's group): vectors sliced; no residual."""
         if self.residual is not None:

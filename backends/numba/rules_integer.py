@@ -253,14 +253,14 @@ def _reads_pixels_as_rows(node: Node) -> bool:
 
 def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
     """qconv2d as a group-major u8 NHWC copy, then per group u8 im2col + the int8 GEMM, and one transpose of every
-    group's pixels x channels to NCHW; `epi` has no residual. A depthwise qconv2d (one input channel per group) runs
-    on phase planes instead."""
+    group's pixels x channels to NCHW; `epi`'s stages run in the GEMM up to a residual add, which and whatever
+    follows it run in the transpose. A depthwise qconv2d (one input channel per group) runs on phase planes
+    instead."""
     groups = node.attrs["groups"]
     if groups != 1 and node.inputs[3].type.shape[1] == 1:
         _lower_qconv_depthwise(ctx, node, epi, out_value)
         return
-    if epi.residual is not None:
-        raise ctx.fail("qconv2d takes no residual epilogue (its GEMM writes pixels x channels)")
+    epi, tail = epi.split_at_residual()  # the GEMM writes pixels x channels: a residual (NCHW) joins the transpose
     w = _constant_weight(ctx, node)
     x = node.inputs[0]
     nb, ci, h, w_in = x.type.shape
@@ -289,6 +289,8 @@ def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> N
     cols = None if pointwise else ctx.buffer((rows, kp), np.dtype(np.uint8), f"{node.name}.cols")
     pix = ctx.buffer((groups, rows, cog), ctx.slots[out].dtype, f"{node.name}.pixels")
     no_residual = ctx.const(np.zeros((1, 1), np.float32), "no_residual")
+    tail_codes, tail_vecs, tail_params = epilogue_args(ctx, tail)
+    res = residual_arg(ctx, tail, (nb, co, ho * wo))
     for g in range(groups):
         part = Index((slice(g, g + 1),))
         xg = ctx.view(xp, part, f"{node.name}.nhwc[{g}]") if groups > 1 else xp
@@ -310,8 +312,9 @@ def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> N
         channels = (g * cog, (g + 1) * cog)
         emit_int8_gemm(ctx, node, src, zp, w_nk, pg, epi.channel_slice(*channels) if groups > 1 else epi,
                        no_residual, "qconv2d", channels if groups > 1 else None)
-    ctx.emit("pixels_to_nchw", pixels_to_nchw, ctx.reshaped(pix, (groups, nb, ho * wo, cog)),
-             ctx.reshaped(out, (nb, co, ho * wo)), writes=(out,), work=rows * co)
+    ctx.emit(kernel_label("pixels_to_nchw", tail), pixels_to_nchw, ctx.reshaped(pix, (groups, nb, ho * wo, cog)),
+             ctx.reshaped(out, (nb, co, ho * wo)), tail_codes, tail_vecs, tail_params, res, writes=(out,),
+             work=rows * co * (1 + len(tail.stages)))
 
 
 @lowers("qlinear", "qmatmul")

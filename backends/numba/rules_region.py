@@ -23,8 +23,6 @@ from .rules_f64 import lower_node
 from .rules_integer import lower_qconv, lower_qproduct
 from .rules_region_elementwise import lower_elementwise_region
 
-PIXEL_MAJOR_ANCHORS = ("qconv2d",)
-"""Anchors whose kernel writes pixels x channels before a final transpose: a residual (NCHW) cannot join."""
 MATRIX_LOWERINGS: dict[str, Callable[[LowerCtx, Node, Epilogue, Value], None]] = {
     "linear": lower_product, "matmul": lower_product, "conv2d": lower_conv,
     "qlinear": lower_qproduct, "qmatmul": lower_qproduct, "qconv2d": lower_qconv}
@@ -66,7 +64,7 @@ def lower_body_equations(ctx: LowerCtx, node: Node) -> None:
 def lower_matrix_region(ctx: LowerCtx, node: Node) -> None:
     """A matrix region: the anchor and its epilogue in one kernel, then any leftover equations."""
     anchor, epi, leftover = epilogue_from_region(node)
-    if not accepts_epilogue(anchor) or (anchor.op in PIXEL_MAJOR_ANCHORS and epi.residual is not None):
+    if not accepts_epilogue(anchor):
         lower_body_equations(ctx, node)
         return
     bind_parameters(ctx, node)

@@ -263,19 +263,23 @@ def test_small_int8_products_and_quantizations_run_serially_large_ones_in_parall
             assert kernel.endswith("[par]") == parallel, (rows, kernel)
 
 
-def test_a_qconv2d_region_with_a_residual_runs_equation_by_equation_on_its_packed_weight() -> None:
-    """qconv2d -> batchnorm -> residual add -> relu fuses into one region; the pixel-major int8 kernel takes no
-    residual, so the body runs equation by equation, the qconv2d still reading its constant weight."""
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_qconv2d_region_with_a_residual_adds_it_in_the_transpose(groups: int) -> None:
+    """qconv2d -> batchnorm -> residual add -> relu is one region: batchnorm in the GEMM's epilogue, the residual
+    and the ReLU in the transpose to NCHW (the GEMM writes pixels x channels)."""
     b = GraphBuilder("qres")
     x = b.input("x", f32[1, 8, 6, 6])
     q, s, z = b.op_multi("quantize-dynamic", x)
-    y = b.op("qconv2d", q, s, z, _weights((8, 8, 3, 3), 7), np.full(8, 0.01, np.float32), pads=(1, 1, 1, 1),
-             weight_bits=7, name="y")
+    y = b.op("qconv2d", q, s, z, _weights((8, 8 // groups, 3, 3), 7), np.full(8, 0.01, np.float32),
+             pads=(1, 1, 1, 1), groups=groups, weight_bits=7, name="y")
     ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)
     h = b.batchnorm(y, 2 * ones, zeros + 0.5, zeros, ones, name="bn")
     b.output(b.relu(b.add(h, x, name="res"), name="r"))
     g = b.build()
-    exe = runtime.compile(g, backend="numba")
-    assert any(n.op == "fused" for n in exe.graph.nodes)
     feeds = {"x": RNG.standard_normal((1, 8, 6, 6)).astype(np.float32)}
-    assert_allclose(exe.run(feeds)["r"], reference.run(g, feeds)["r"], rtol=1e-5, atol=1e-5)
+    for threshold in (SERIAL, 0):
+        exe = runtime.compile(g, backend="numba", parallel_threshold=threshold)
+        kernels = [p.kernel for p in exe.profile(feeds).nodes]
+        assert any(k.startswith("qconv2d_") and k.split("[")[0].endswith("+mul+add") for k in kernels), kernels
+        assert any(k.startswith("pixels_to_nchw+residual+relu") for k in kernels), kernels
+        assert_allclose(exe.run(feeds)["r"], reference.run(g, feeds)["r"], rtol=1e-5, atol=1e-5)
