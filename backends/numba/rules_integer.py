@@ -233,13 +233,13 @@ def _lower_qconv_depthwise(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: 
         y, q = ctx.buffer((nb, co, ho * wo), np.dtype(np.float32), f"{node.name}.f32"), y3
     s_out, zp_out = _requant_args(node, 0, co)
     lo, hi = (-128.0, 127.0) if node.attrs["dtype"] == "i8" else (0.0, 255.0)
-    bias = ctx.arg(node.inputs[5]) if len(node.inputs) > 5 else ctx.const(np.zeros(co, np.float32), "zero_bias")
+    ws, bias = _channel_args(ctx, node, (0, co))
     codes, vecs, params = epilogue_args(ctx, epi)
     res = residual_arg(ctx, epi, (nb, co, ho * wo))
     work = nb * co * (per_channel + kh * kw * (per_channel - ho * wo))
     ctx.emit(kernel_label("qconv_depthwise", epi), qconv_depthwise, ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1]),
              ctx.arg(node.inputs[2]), ctx.const(w.reshape(co, -1).astype(np.float32), f"{node.inputs[3].name}.taps"),
-             ctx.arg(node.inputs[4]), bias, y, q, Lit(geo), scratch, codes, vecs, params, res,
+             ws, bias, y, q, Lit(geo), scratch, codes, vecs, params, res,
              ctx.const(s_out, "out_scale"), ctx.const(zp_out.astype(np.float32), "out_zero_point"),
              Lit(np.float32(lo)), Lit(np.float32(hi)), writes=(y, q, scratch), work=work)
 

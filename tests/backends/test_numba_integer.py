@@ -14,7 +14,7 @@ from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.backends.numba import DEFAULT_PARALLEL_THRESHOLD, NumbaLoweringError
 from tensorsmith.backends.numba.cpu_features import Int8PathError, best_int8_path, int8_paths
-from tensorsmith.ir import Graph, GraphBuilder, f32
+from tensorsmith.ir import Graph, GraphBuilder, Value, f32
 
 from .numba_check import SERIAL
 
@@ -134,6 +134,15 @@ def test_qconv2d_of_static_s8_activations_flips_them_exactly(path: str) -> None:
     assert "padded_nhwc_u8" in kernels and "im2col_nhwc_u8" in kernels
 
 
+def _quantized_input(b: GraphBuilder, x: Value, act: str) -> tuple[Value, Value, Value]:
+    """(q, scale, zero point) of x: u8 quantized at run time, or s8 by a static quantize (zero point -7)."""
+    if act == "u8":
+        q, s, z = b.op_multi("quantize-dynamic", x)
+        return q, s, z
+    return (b.quantize(x, 0.05, -7, dtype="i8"), b.const(np.array([0.05], np.float32), "x_scale"),
+            b.const(np.array([-7], np.int32), "x_zero_point"))
+
+
 @pytest.mark.parametrize(("xs", "k", "pads", "strides", "dil", "multiplier", "act"), [
     ((2, 6, 9, 8), (3, 3), (1, 1, 1, 1), (1, 1), (1, 1), 1, "u8"),
     ((1, 5, 11, 10), (3, 2), (1, 2, 0, 1), (2, 1), (1, 2), 2, "u8"),
@@ -146,10 +155,7 @@ def test_depthwise_qconv2d_bit_exact(xs: tuple, k: tuple, pads: tuple, strides: 
     c = xs[1] * multiplier
     b = GraphBuilder("qdepthwise")
     x = b.input("x", f32[xs])
-    if act == "u8":
-        q, s, z = b.op_multi("quantize-dynamic", x)
-    else:
-        q, s, z = b.quantize(x, 0.05, -7, dtype="i8"), np.array([0.05], np.float32), np.array([-7], np.int32)
+    q, s, z = _quantized_input(b, x, act)
     w = _weights((c, 1, *k), 8)
     ws = (RNG.uniform(0.5, 1.0, c) / 100).astype(np.float32)
     attrs = {"pads": pads, "strides": strides, "dilations": dil, "groups": xs[1]}
@@ -184,10 +190,7 @@ def test_grouped_qconv2d_bit_exact(path: str, xs: tuple, groups: int, k: tuple, 
     co = 3 * groups
     b = GraphBuilder("qgrouped")
     x = b.input("x", f32[xs])
-    if act == "u8":
-        q, s, z = b.op_multi("quantize-dynamic", x)
-    else:
-        q, s, z = b.quantize(x, 0.05, -7, dtype="i8"), np.array([0.05], np.float32), np.array([-7], np.int32)
+    q, s, z = _quantized_input(b, x, act)
     w = _weights((co, xs[1] // groups, *k), _bits(path))
     ws = (RNG.uniform(0.5, 1.0, co) / 100).astype(np.float32)
     attrs = {"pads": pads, "strides": strides, "dilations": (1, 1), "groups": groups, "weight_bits": _bits(path)}
