@@ -74,6 +74,34 @@ def padded_nhwc_u8(x, zp, flip, pt, pl, xp):  # type: ignore[no-untyped-def]
 
 
 @twin
+def pad_nhwc_u8(xn, zp, pt, pl, xp):  # type: ignore[no-untyped-def]
+    """xp[0, n, pt + h, pl + w, :C] = xn[n, h, w, :] for u8 activations already channels last, every other cell zp[0].
+
+    xn [N, H, W, C] u8 (contiguous), xp [1, N, Hq, Wq, Cp] u8 as padded_nhwc_u8 writes it (Cp >= C): whole rows
+    are single runs when Cp == C.
+    """
+    n_img, h_in, w_in, c_in = xn.shape
+    hq, wq, cp = xp.shape[2], xp.shape[3], xp.shape[4]
+    pad = np.uint8(zp[0])
+    for t in prange(n_img * hq):
+        n = t // hq
+        ih = t - n * hq - pt
+        row = xp[0, n, t - n * hq]
+        if ih < 0 or ih >= h_in:
+            fill_run(row, 0, pad, wq * cp)
+            continue
+        fill_run(row, 0, pad, pl * cp)
+        fill_run(row, (pl + w_in) * cp, pad, (wq - pl - w_in) * cp)
+        src = xn[n, ih]
+        if cp == c_in:
+            copy_run(row, pl * cp, src, 0, w_in * c_in)
+        else:
+            for w in range(w_in):
+                copy_run(row, (pl + w) * cp, src, w * c_in, c_in)
+                fill_run(row, (pl + w) * cp + c_in, pad, cp - c_in)
+
+
+@twin
 def im2col_nhwc_u8(xp, geo, cols):  # type: ignore[no-untyped-def]
     """cols[(n, oh, ow), (i, j, c)] = xp[n, oh*sh + i*dh, ow*sw + j*dw, c]: K ordered (tap row, tap column, channel).
 

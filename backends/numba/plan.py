@@ -134,6 +134,10 @@ class LowerCtx:
         self.taken_outputs: set[int] = set()
         self.node: Node | None = None
         self.layer_kernels: dict[str, dict[str, str]] = {}
+        self.channels_last: dict[int, int] = {}
+        """Values (NCHW in the IR) whose slot is a transposed view of a contiguous NHWC slot, by value id: that
+        slot. A kernel that reads channels last takes it as is; any other reader materializes NCHW (`arg`)."""
+        self._readers: dict[int, list[Node]] | None = None
         for v in graph.inputs:
             self.value_slot[id(v)] = self._new("input", v.type.shape, v.type.dtype.np_dtype, v.name)
 
@@ -179,6 +183,15 @@ class LowerCtx:
             self.copy_view(s, out)
             self.materialized[s] = out
         return self.materialized[s]
+
+    def readers(self, v: Value) -> list[Node]:
+        """The graph's nodes that read `v` (not the equations inside regions)."""
+        if self._readers is None:
+            self._readers = {}
+            for n in self.graph.nodes:
+                for i in {id(x): x for x in n.inputs}.values():
+                    self._readers.setdefault(id(i), []).append(n)
+        return self._readers.get(id(v), [])
 
     def writable_const(self, v: Value) -> int:
         """A slot for constant `v` as a writable contiguous copy (kernels type read-only arrays apart)."""

@@ -16,6 +16,7 @@ from ...ir.graph import Node, Value
 from ...ir.ops.integer import WEIGHT_BITS
 from ..cost.sparse_kernels import BSR
 from .bsr_int8 import SPARSE_PATH, bsr_int8_from_dense, bsr_int8_schedule, sparse_int8_kernel
+from .channels_last import read_channels_last, result_channels_last
 from .cpu_features import INT8_PATH_FEATURES
 from .epilogue import Epilogue, empty_epilogue
 from .geometry import DH, DW, GEOMETRY_SIZE, KH, KW, PL, PT, SH, SW, W_OUT
@@ -27,6 +28,7 @@ from .k_integer import (
     activations_u8,
     im2col_channel_major_u8,
     im2col_nhwc_u8,
+    pad_nhwc_u8,
     padded_nhwc_u8,
     pixels_to_nchw,
     qadd,
@@ -36,7 +38,7 @@ from .k_phase_planes import MAX_EXACT_TAPS, plane_scratch, qconv_depthwise
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
-from .rules_shape import Index
+from .rules_shape import Index, Transpose
 from .rules_sparse import int8_layer_choice, record_choice
 
 QUANTIZED_VALUES_PER_UNIT = {"row": 2, "tensor": 4}
@@ -65,7 +67,18 @@ def lower_quantize_dynamic(ctx: LowerCtx, node: Node) -> None:
     q, scale, zp = node.outputs
     k = x.type.shape[-1]
     m = math.prod(x.type.shape[:-1])
-    q_slot = ctx.out(q)
+    nhwc = ctx.channels_last.get(id(x)) if node.attrs["granularity"] == "tensor" else None
+    if nhwc is not None and read_channels_last(ctx, q):  # one range and one rounding for all: any element order
+        nb, c, h, w = x.type.shape
+        m, k = nb * h * w, c
+        x_rows = ctx.reshaped(nhwc, (m, k))
+        q_nhwc = ctx.buffer((nb, h, w, c), np.dtype(np.uint8), f"{q.name}.nhwc")
+        ctx.view(q_nhwc, Transpose((0, 3, 1, 2)), q.name, q)
+        ctx.channels_last[id(q)] = q_nhwc
+        q_slot = q_nhwc
+    else:
+        x_rows = ctx.reshaped(ctx.arg(x), (m, k))
+        q_slot = ctx.out(q)
     if node.attrs["granularity"] == "row":
         s_slot, z_slot, kernel = ctx.out(scale), ctx.out(zp), quantize_rows
     else:
@@ -73,7 +86,7 @@ def lower_quantize_dynamic(ctx: LowerCtx, node: Node) -> None:
         z_slot = ctx.buffer((max(m, 1),), np.dtype(np.int32), f"{zp.name}.rows")
         kernel = quantize_tensor
     if m * k:
-        ctx.emit(f"quantize_dynamic_{node.attrs['granularity']}", kernel, ctx.reshaped(ctx.arg(x), (m, k)),
+        ctx.emit(f"quantize_dynamic_{node.attrs['granularity']}", kernel, x_rows,
                  ctx.reshaped(q_slot, (m, k)), ctx.reshaped(s_slot, (m,)), ctx.reshaped(z_slot, (m,)),
                  writes=(q_slot, s_slot, z_slot), work=m * k // QUANTIZED_VALUES_PER_UNIT[node.attrs["granularity"]])
     if node.attrs["granularity"] == "tensor":
@@ -251,25 +264,51 @@ def _reads_pixels_as_rows(node: Node) -> bool:
     return node.inputs[3].type.shape[2:] == (1, 1) and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
 
 
-def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
+def _nhwc_rows(ctx: LowerCtx, node: Node, zp: int, flip: bool, cp: int, pointwise: bool) -> tuple[int | None, int]:
+    """(the activation rows a pointwise groups-1 product reads in place, or None; else the slot of the group-major
+    zero-point-padded NHWC copy [groups, N, Hq, Wq, Cp] that im2col reads), from a channels-last input when
+    there is one (`channels_last.py`), else transposed from NCHW."""
+    x, groups = node.inputs[0], node.attrs["groups"]
+    nb, ci, h, w_in = x.type.shape
+    pt, pl, pb, pr = node.attrs["pads"]
+    hq, wq = h + pt + pb, w_in + pl + pr
+    nhwc = ctx.channels_last.get(id(x)) if groups == 1 and not flip else None
+    if nhwc is not None and pointwise and cp == ci:
+        return ctx.reshaped(nhwc, (nb * h * w_in, ci)), -1
+    xp = ctx.buffer((groups, nb, hq, wq, cp), np.dtype(np.uint8), f"{node.name}.nhwc")
+    if nhwc is not None:
+        ctx.emit("pad_nhwc_u8", pad_nhwc_u8, nhwc, zp, Lit(pt), Lit(pl), xp, writes=(xp,), work=nb * hq * wq * cp)
+    else:
+        ctx.emit("padded_nhwc_u8", padded_nhwc_u8, ctx.arg(x), zp, Lit(flip), Lit(pt), Lit(pl), xp, writes=(xp,),
+                 work=TRANSPOSE_WORK * groups * nb * hq * wq * cp)
+    return None, xp
+
+
+def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value, result: Value | None = None) -> None:
     """qconv2d as a group-major u8 NHWC copy, then per group u8 im2col + the int8 GEMM, and one transpose of every
     group's pixels x channels to NCHW; `epi`'s stages run in the GEMM up to a residual add, which and whatever
     follows it run in the transpose. A depthwise qconv2d (one input channel per group) runs on phase planes
-    instead."""
+    instead. `result`: the graph value `out_value` becomes (`out_value` itself when None); when its readers take
+    it channels last (`channels_last.result_channels_last`), groups 1 and no residual, the transpose is left out
+    and `out_value` is bound to a transposed view of the pixels."""
     groups = node.attrs["groups"]
     if groups != 1 and node.inputs[3].type.shape[1] == 1:
         _lower_qconv_depthwise(ctx, node, epi, out_value)
         return
-    epi, tail = epi.split_at_residual()  # the GEMM writes pixels x channels: a residual (NCHW) joins the transpose
+    residual_nhwc = ctx.channels_last.get(id(epi.residual)) if epi.residual is not None and groups == 1 else None
+    if residual_nhwc is None:  # the GEMM writes pixels x channels: a residual (NCHW) joins the transpose
+        epi, tail = epi.split_at_residual()
+    else:  # a channels-last residual is pixels x channels too: the GEMM's epilogue adds it
+        tail = empty_epilogue(node)
     w = _constant_weight(ctx, node)
     x = node.inputs[0]
-    nb, ci, h, w_in = x.type.shape
+    nb = x.type.shape[0]
     co, cg, kh, kw = w.shape
     cog = co // groups
     _, _, ho, wo = out_value.type.shape
     rows = nb * ho * wo
-    out = ctx.out(out_value)
     if rows * co == 0:
+        ctx.out(out_value)
         return
     flip = x.type.dtype.name == "i8"
     zp = ctx.arg(node.inputs[2])
@@ -280,38 +319,47 @@ def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> N
     pointwise = _reads_pixels_as_rows(node)
     cp = padded_k(cg) if pointwise else cg  # a pointwise product's rows are the copy's pixels, K padded in place
     kp = padded_k(kh * kw * cg)
-    pt, pl, pb, pr = node.attrs["pads"]
-    hq, wq = h + pt + pb, w_in + pl + pr
-    xp = ctx.buffer((groups, nb, hq, wq, cp), np.dtype(np.uint8), f"{node.name}.nhwc")
-    ctx.emit("padded_nhwc_u8", padded_nhwc_u8, ctx.arg(x), zp, Lit(flip), Lit(pt), Lit(pl), xp, writes=(xp,),
-             work=TRANSPOSE_WORK * groups * nb * hq * wq * cp)
+    in_place, xp = _nhwc_rows(ctx, node, zp, flip, cp, pointwise)
     geo = ctx.const(_geometry(node, wo), "geometry")
     cols = None if pointwise else ctx.buffer((rows, kp), np.dtype(np.uint8), f"{node.name}.cols")
-    pix = ctx.buffer((groups, rows, cog), ctx.slots[out].dtype, f"{node.name}.pixels")
-    no_residual = ctx.const(np.zeros((1, 1), np.float32), "no_residual")
-    tail_codes, tail_vecs, tail_params = epilogue_args(ctx, tail)
-    res = residual_arg(ctx, tail, (nb, co, ho * wo))
+    pix = ctx.buffer((groups, rows, cog), out_value.type.dtype.np_dtype, f"{node.name}.pixels")
+    if residual_nhwc is not None:
+        gemm_residual = ctx.reshaped(residual_nhwc, (rows, co))
+    else:
+        gemm_residual = ctx.const(np.zeros((1, 1), np.float32), "no_residual")
     for g in range(groups):
         part = Index((slice(g, g + 1),))
-        xg = ctx.view(xp, part, f"{node.name}.nhwc[{g}]") if groups > 1 else xp
         w_nk = w[g * cog:(g + 1) * cog].reshape(cog, kh * kw * cg)
-        if pointwise:
-            src = ctx.reshaped(xg, (rows, cp))
-        elif int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8)).kernel == BSR:
-            # block-sparse weights keep their K order (channel, tap row, tap column): the blocks were pruned in it
-            ctx.emit("im2col_channel_major_u8", im2col_channel_major_u8, ctx.reshaped(xg, (nb, hq, wq, cp)), geo,
-                     cols, writes=(cols,), work=rows * kp)
-            src = cols
-        else:  # K as (tap row, tap column, channel): each tap row is one run of bytes of the NHWC copy
-            runs = kh * (1 if node.attrs["dilations"][1] == 1 else kw)
-            ctx.emit("im2col_nhwc_u8", im2col_nhwc_u8, ctx.reshaped(xg, (nb, hq, wq, cp)), geo, cols,
-                     writes=(cols,), work=rows * (kp // 8 + runs * RUN_WORK))
-            w_nk = w[g * cog:(g + 1) * cog].transpose(0, 2, 3, 1).reshape(cog, kh * kw * cg)
-            src = cols
+        if in_place is not None:
+            src = in_place
+        else:
+            xg = ctx.reshaped(ctx.view(xp, part, f"{node.name}.nhwc[{g}]") if groups > 1 else xp,
+                              ctx.slots[xp].shape[1:])
+            if pointwise:
+                src = ctx.reshaped(xg, (rows, cp))
+            elif int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8)).kernel == BSR:
+                # block-sparse weights keep their K order (channel, tap row, tap column): the blocks were pruned in it
+                ctx.emit("im2col_channel_major_u8", im2col_channel_major_u8, xg, geo, cols, writes=(cols,),
+                         work=rows * kp)
+                src = cols
+            else:  # K as (tap row, tap column, channel): each tap row is one run of bytes of the NHWC copy
+                runs = kh * (1 if node.attrs["dilations"][1] == 1 else kw)
+                ctx.emit("im2col_nhwc_u8", im2col_nhwc_u8, xg, geo, cols, writes=(cols,),
+                         work=rows * (kp // 8 + runs * RUN_WORK))
+                w_nk = w[g * cog:(g + 1) * cog].transpose(0, 2, 3, 1).reshape(cog, kh * kw * cg)
+                src = cols
         pg = ctx.reshaped(ctx.view(pix, part, f"{node.name}.pixels[{g}]") if groups > 1 else pix, (rows, cog))
         channels = (g * cog, (g + 1) * cog)
         emit_int8_gemm(ctx, node, src, zp, w_nk, pg, epi.channel_slice(*channels) if groups > 1 else epi,
-                       no_residual, "qconv2d", channels if groups > 1 else None)
+                       gemm_residual, "qconv2d", channels if groups > 1 else None)
+    if groups == 1 and not tail.stages and result_channels_last(ctx, result if result is not None else out_value):
+        nhwc = ctx.reshaped(pix, (nb, ho, wo, co))
+        ctx.view(nhwc, Transpose((0, 3, 1, 2)), out_value.name, out_value)
+        ctx.channels_last[id(out_value)] = nhwc
+        return
+    out = ctx.out(out_value)
+    tail_codes, tail_vecs, tail_params = epilogue_args(ctx, tail)
+    res = residual_arg(ctx, tail, (nb, co, ho * wo))
     ctx.emit(kernel_label("pixels_to_nchw", tail), pixels_to_nchw, ctx.reshaped(pix, (groups, nb, ho * wo, cog)),
              ctx.reshaped(out, (nb, co, ho * wo)), tail_codes, tail_vecs, tail_params, res, writes=(out,),
              work=rows * co * (1 + len(tail.stages)))

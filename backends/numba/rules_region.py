@@ -37,6 +37,8 @@ def bind_parameters(ctx: LowerCtx, node: Node) -> None:
             ctx.defer(param, lambda arg=arg: ctx.slot(arg))  # type: ignore[misc]
         else:
             ctx.value_slot[id(param)] = ctx.slot(arg)
+        if id(arg) in ctx.channels_last:
+            ctx.channels_last[id(param)] = ctx.channels_last[id(arg)]
     if id(node.outputs[0]) in ctx.out_ids:
         ctx.out_ids.add(id(body.outputs[0]))
 
@@ -44,7 +46,10 @@ def bind_parameters(ctx: LowerCtx, node: Node) -> None:
 def bind_result(ctx: LowerCtx, node: Node) -> None:
     """Bind the node's output to the slot of the body's result."""
     ctx.node = node
-    ctx.value_slot[id(node.outputs[0])] = ctx.slot(region_body(node).outputs[0])
+    result = region_body(node).outputs[0]
+    ctx.value_slot[id(node.outputs[0])] = ctx.slot(result)
+    if id(result) in ctx.channels_last:
+        ctx.channels_last[id(node.outputs[0])] = ctx.channels_last[id(result)]
 
 
 def lower_equations(ctx: LowerCtx, equations: list[Node]) -> None:
@@ -70,7 +75,10 @@ def lower_matrix_region(ctx: LowerCtx, node: Node) -> None:
     bind_parameters(ctx, node)
     first = len(ctx.steps)
     ctx.node = anchor
-    MATRIX_LOWERINGS[anchor.op](ctx, anchor, epi, epi.equations[-1].outputs[0])
+    if anchor.op == "qconv2d":  # its result may stay channels last when the region's readers take it so
+        lower_qconv(ctx, anchor, epi, epi.equations[-1].outputs[0], None if leftover else node.outputs[0])
+    else:
+        MATRIX_LOWERINGS[anchor.op](ctx, anchor, epi, epi.equations[-1].outputs[0])
     for step in ctx.steps[first:]:
         if not step.is_view:
             step.name = "+".join(eq.name for eq in epi.equations)
