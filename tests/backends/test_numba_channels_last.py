@@ -7,6 +7,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 from tensorsmith import runtime
 from tensorsmith.backends import reference
@@ -105,3 +107,27 @@ def test_requantized_u8_results_feed_the_next_convolution_channels_last() -> Non
     assert_array_equal(exe.run(feeds)["y"], reference.run(g, feeds)["y"])
     kernels = _kernels(exe, feeds)
     assert kernels["pixels_to_nchw"] == 1 and kernels["padded_nhwc_u8"] == 1 and not kernels["pad_nhwc_u8"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_chains_of_int8_convolutions_match_the_reference(data: st.DataObject) -> None:
+    """Chains of 2-3 dynamically quantized convolutions (1x1 or 3x3, stride 1 or 2, any channel count), each with
+    or without a ReLU (without, the zero points that pad are not 0) and, where shapes allow, a residual of the
+    previous result: bit-identical to the reference, whatever the layouts chosen between them."""
+    b = GraphBuilder("chain")
+    c0 = data.draw(st.integers(1, 9), "channels in")
+    h = data.draw(st.integers(3, 9), "height")
+    x = b.input("x", f32[1, c0, h, data.draw(st.integers(3, 9), "width")])
+    prev = x
+    for i in range(data.draw(st.integers(2, 3), "convolutions")):
+        k, stride = data.draw(st.sampled_from([(1, 1), (3, 1), (1, 2), (3, 2)]), f"conv {i}")
+        co = data.draw(st.integers(1, 13), f"channels {i}")
+        y = _qconv(b, prev, co, k, f"q{i}", strides=(stride, stride))
+        if y.type.shape == prev.type.shape and prev is not x and data.draw(st.booleans(), f"residual {i}"):
+            y = b.add(y, prev, name=f"res{i}")
+        prev = b.relu(y, name=f"r{i}") if data.draw(st.booleans(), f"relu {i}") else y
+    b.output(prev)
+    g = b.build()
+    feeds = {"x": RNG.standard_normal(x.type.shape).astype(np.float32) * 2}
+    assert_array_equal(runtime.compile(g, backend="numba").run(feeds)[prev.name], reference.run(g, feeds)[prev.name])
