@@ -9,7 +9,7 @@ graphs (SERENITY's benchmark: Watts-Strogatz and Erdos-Renyi DAGs of convolution
 against the median and the best of `--orders` random topological orders, the heuristic alone, the pass
 as configured by default, the exact optimum where a search of `--optimum-states` states finishes, and
 `schedule{rewrite=true}` (which also rewrites the graph: convolutions of concatenations partitioned, sums
-re-chained);
+re-chained), and that with `recompute=true` too (values read far apart computed twice where the peak drops);
 and the latency schedule's makespan per target for Inception v1 and the BERT-base
 layer against the serial sum and the critical path (emulated by the cost model). Times are the
 process's CPU time (the pass is single-threaded), which a shared machine inflates less than wall time.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
 
 from ..backends.cost import estimate, list_targets, load_target
@@ -85,9 +86,10 @@ def bench_random(sizes: list[int], seeds: int, orders: int, optimum_states: int)
     exact optimum where the search finishes within `optimum_states` states."""
     print(f"| graph | nodes | original KB | median random | best of {orders} random | heuristic | schedule | "
           "optimum | original / schedule | best random / schedule | arena KB before | after | heuristic CPU ms | "
-          "schedule CPU ms | with rewrite | original / rewrite | rewrite CPU ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    ratios, beaten, gaps, rewritten = [], 0, [], []
+          "schedule CPU ms | with rewrite | original / rewrite | rewrite CPU ms | with rewrite and recompute | "
+          "original / both | values computed twice | both CPU ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ratios, beaten, gaps, rewritten, recomputed = [], 0, [], [], []
     for kind in ("ws", "er"):
         for n in sizes:
             for seed in range(seeds):
@@ -111,17 +113,26 @@ def bench_random(sizes: list[int], seeds: int, orders: int, optimum_states: int)
                 t4 = time.process_time()
                 rewrite_peak = MemoryModel.of(out).peak(range(len(out.nodes)))
                 rewritten.append(found.peak_before / rewrite_peak)
+                both_ctx = PassContext(verify_each=False)
+                both = run_pipeline(g, "schedule{rewrite=true,recompute=true}", ctx=both_ctx)
+                copies = re.search(r"recompute: (\d+) value", both_ctx.records[-1].report)
+                t5 = time.process_time()
+                both_peak = MemoryModel.of(both).peak(range(len(both.nodes)))
+                recomputed.append(found.peak_before / both_peak)
                 print(f"| {kind}{n} seed {seed} | {len(g.nodes)} | {_kb(found.peak_before)} | "
                       f"{_kb(peaks[len(peaks) // 2])} | {_kb(peaks[0])} | {_kb(heuristic.peak_after)} | "
                       f"{_kb(found.peak_after)} | {_kb(optimum.peak_after) if optimum.optimal else 'not found'} | "
                       f"{ratios[-1]:.2f}x | {peaks[0] / found.peak_after:.2f}x | {_kb(model.arena(original).size)} | "
                       f"{_kb(model.arena(found.order).size)} | {(t1 - t0) * 1e3:.0f} | {(t2 - t1) * 1e3:.0f} | "
-                      f"{_kb(rewrite_peak)} | {rewritten[-1]:.2f}x | {(t4 - t3) * 1e3:.0f} |", flush=True)
+                      f"{_kb(rewrite_peak)} | {rewritten[-1]:.2f}x | {(t4 - t3) * 1e3:.0f} | {_kb(both_peak)} | "
+                      f"{recomputed[-1]:.2f}x | {copies.group(1) if copies else 0} | {(t5 - t4) * 1e3:.0f} |",
+                      flush=True)
     print(f"\nmean original / schedule: {sum(ratios) / len(ratios):.2f}x over {len(ratios)} graphs "
           f"({min(ratios):.2f}x-{max(ratios):.2f}x); schedule above the best random order on {beaten}; "
           f"optimum found on {len(gaps)}, where the heuristic is {max(gaps, default=1.0):.2f}x above it at most; "
           f"with rewrite=true: mean original / schedule {sum(rewritten) / len(rewritten):.2f}x "
-          f"({min(rewritten):.2f}x-{max(rewritten):.2f}x)")
+          f"({min(rewritten):.2f}x-{max(rewritten):.2f}x); with rewrite=true,recompute=true "
+          f"{sum(recomputed) / len(recomputed):.2f}x ({min(recomputed):.2f}x-{max(recomputed):.2f}x)")
 
 
 def bench_latency(names: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ from ..ir.graph import Graph
 from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .schedule_latency import apply_streams, schedule_for_latency
 from .schedule_memory import MemoryModel
+from .schedule_recompute import recompute_for_memory
 from .schedule_rewrite import REWRITE_ROUNDS, MemoryRewrite, rewrite_for_memory
 from .schedule_search import IMPROVE_STEPS, MemorySchedule, schedule_for_memory
 
@@ -30,7 +31,10 @@ class Schedule(Pass):
     identity rewriting (`schedule_rewrite.py`: convolutions of concatenations as sums of convolutions of the
     parts, sums re-chained in the order their terms are made, up to `rewrite_rounds` rounds of the heuristic)
     and keeps the rewritten graph only where its peak is lower; that changes results by float reassociation
-    (bound rtol 1e-4, atol 1e-5), so it is off by default.
+    (bound rtol 1e-4, atol 1e-5), so it is off by default. With `recompute=true` (after the rewrite, if on) it
+    computes the largest values read far apart a second time near their later readers where that lowers the
+    peak (`schedule_recompute.py`: more work, same results bit for bit), and keeps that only where the peak
+    is lower too.
     The memory model is `passes/schedule_memory.py`'s. `objective=latency` needs `ctx.target`: nodes go
     critical path first onto the unit that finishes them first, and `node.meta["stream"]` records the
     unit (what `estimate` reads). A `fused` region is one node to either. Dead nodes are dropped first
@@ -46,6 +50,7 @@ class Schedule(Pass):
     improve: int = IMPROVE_STEPS  # heuristic: node steps each local improvement may price (0: none)
     rewrite: bool = False  # peak-memory: also try partitioning concat convolutions and re-chaining sums
     rewrite_rounds: int = REWRITE_ROUNDS  # rewrite: rounds of re-chaining sums and scheduling again
+    recompute: bool = False  # peak-memory: also try computing values of far-apart readers twice
 
     @property
     def exact(self) -> bool:  # type: ignore[override]
@@ -76,7 +81,7 @@ class Schedule(Pass):
     def _memory(self, graph: Graph) -> PassResult:
         t0 = time.perf_counter()
         model = MemoryModel.of(graph)
-        as_given = graph.copy() if self.rewrite else None  # the rewrite starts from the given order
+        as_given = graph.copy() if self.rewrite or self.recompute else None  # the rewrites start from the given order
         found = self._search(graph, self.method == "auto")
         original = list(range(len(graph.nodes)))
         arena_before, arena_after = model.arena(original), model.arena(found.order)
@@ -109,11 +114,22 @@ class Schedule(Pass):
         return PassResult(graph, changed, report)
 
     def _rewrite(self, candidate: Graph, peak: int) -> tuple[Graph | None, str]:
-        """`candidate` rewritten for memory when that lowers `peak` (else None), and what the rewrite did."""
-        done: MemoryRewrite = rewrite_for_memory(candidate, lambda g: self._search(g, False), self.rewrite_rounds)
-        what = (f"; rewrite: {sum(done.partitioned.values())} concat convolution(s) partitioned, {done.chains} sum "
-                f"chain(s), wiring of round {done.rounds} kept, peak {_mb(done.peak)}")
-        if done.peak < peak:
+        """`candidate` rewritten (`rewrite`) and with values computed twice (`recompute`) for memory when that
+        lowers `peak` (else None), and what was done."""
+        heuristic = lambda g: self._search(g, False)  # noqa: E731
+        what, reached = "", peak
+        if self.rewrite:
+            done: MemoryRewrite = rewrite_for_memory(candidate, heuristic, self.rewrite_rounds)
+            what += (f"; rewrite: {sum(done.partitioned.values())} concat convolution(s) partitioned, {done.chains} "
+                     f"sum chain(s), wiring of round {done.rounds} kept, peak {_mb(done.peak)}")
+            reached = done.peak
+        if self.recompute:
+            candidate, again = recompute_for_memory(candidate, heuristic)
+            what += (f"; recompute: {len(again.copies)} value(s) computed twice"
+                     f"{' (' + ', '.join(again.copies) + ')' if again.copies else ''}, {again.extra_work} "
+                     f"multiply-adds more, peak {_mb(again.peak)}")
+            reached = again.peak
+        if reached < peak:
             return candidate, what
         return None, what + f", not below {_mb(peak)}: not kept"
 
