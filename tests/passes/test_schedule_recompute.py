@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.bench.random_wired import random_wired_graph
 from tensorsmith.ir import GraphBuilder, f32, verify
 from tensorsmith.passes import PASSES, PassContext, run_pipeline
+from tensorsmith.passes.instruments import NumericCheck
 from tensorsmith.passes.schedule_memory import MemoryModel
 from tensorsmith.passes.schedule_recompute import recompute_for_memory, with_copy
 from tensorsmith.passes.schedule_search import schedule_for_memory
@@ -88,3 +91,15 @@ def test_a_random_wired_graph_goes_lower_with_recomputation_after_the_rewrite() 
     x = {"x": RNG.standard_normal(g.inputs[0].type.shape).astype(np.float32)}
     np.testing.assert_allclose(reference.run(both, x)[both.outputs[0].name], reference.run(g, x)[g.outputs[0].name],
                                rtol=1e-4, atol=1e-5)  # the rewrite's bound; the copies add nothing to it
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(5, 14), kind=st.sampled_from(["ws", "er"]), seed=st.integers(0, 10_000))
+def test_recomputation_never_peaks_above_the_plain_schedule_and_is_exact(n: int, kind: str, seed: int) -> None:
+    g = random_wired_graph(n, kind, seed=seed, channels=2, size=3)
+    x = {"x": np.random.default_rng(seed).standard_normal((1, 2, 3, 3)).astype(np.float32)}
+    out = run_pipeline(g, "schedule{recompute=true}", ctx=PassContext(instruments=[NumericCheck(x)]))
+    verify(out)
+    assert MemoryModel.of(out).is_topological(range(len(out.nodes)))
+    assert _peak(out) <= _peak(run_pipeline(g, "schedule"))
+    np.testing.assert_array_equal(reference.run(out, x)[out.outputs[0].name], reference.run(g, x)[g.outputs[0].name])
