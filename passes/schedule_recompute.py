@@ -3,8 +3,9 @@
 A value read early and again much later stays live all the time between. Computed a second time near its
 later readers, it dies after its first reader, at the price of the operator's work once more and of keeping
 its inputs live instead (the peak drops where they are smaller or live then anyway). `recompute_for_memory`
-tries the largest values of several readers first (`RECOMPUTE_CANDIDATES` per round), one copy each, read by
-every reader after the first in the current order, and keeps a copy only where the schedule's peak drops;
+tries the values of several readers with the most bytes times the distance between their first and last
+readers first (`RECOMPUTE_CANDIDATES` per round), one copy each, read by every reader after the first in the
+current order, and keeps a copy only where the schedule's peak drops;
 rounds repeat (up to `RECOMPUTE_ROUNDS`) while one does. Bit for bit: the copy is the same op on the same
 inputs. Regions (`fused`) and multi-output ops are not copied.
 """
@@ -20,7 +21,7 @@ from .schedule_search import MemorySchedule
 RECOMPUTE_ROUNDS = 3
 """Rounds of trying candidates (a round that keeps no copy ends the search)."""
 RECOMPUTE_CANDIDATES = 8
-"""Values tried per round, the most bytes first (each trial is one heuristic schedule)."""
+"""Values tried per round, the most bytes times reader distance first (each trial is one heuristic schedule)."""
 
 
 @dataclass
@@ -43,13 +44,18 @@ def _readers(graph: Graph) -> dict[int, list[int]]:
 
 
 def _candidates(graph: Graph, limit: int) -> list[int]:
-    """Positions of the nodes whose one output (no graph output) has several readers, the most bytes first."""
+    """Positions of the nodes whose one output (no graph output) has several readers, the most bytes times the
+    distance between its first and last readers first."""
     readers = _readers(graph)
     outputs = {id(v) for v in graph.outputs}
     found = [i for i, n in enumerate(graph.nodes)
              if n.op != "fused" and len(n.outputs) == 1 and id(n.outputs[0]) not in outputs
              and len(readers.get(id(n.outputs[0]), [])) >= 2]
-    return sorted(found, key=lambda i: -graph.nodes[i].outputs[0].type.nbytes)[:limit]
+    def span(i: int) -> int:
+        at = readers[id(graph.nodes[i].outputs[0])]
+        return at[-1] - at[0]
+
+    return sorted(found, key=lambda i: -graph.nodes[i].outputs[0].type.nbytes * span(i))[:limit]
 
 
 def _work(node: Node) -> int:
