@@ -3,10 +3,11 @@
 A groups-1 `qconv2d` computes [pixels, channels], NHWC, and transposes it to the IR's NCHW; the next one copies
 its u8 input back to NHWC. When every reader of a convolution's result is a per-tensor `quantize-dynamic`
 (whose range and rounding ignore element order) feeding only groups-1 qconv2d activations, or such a qconv2d
-region adding it as its residual, or, for a requantized u8 result, such qconv2d directly, the result stays
-NHWC: its slot is a transposed view of the NHWC buffer (`LowerCtx.channels_last`), which those readers take
-as is (a channels-last residual is added in the GEMM's epilogue, per [pixels, channels] tile) and any other
-reader would materialize. A ResNet's trunk then stays NHWC from its first convolution to its pooling.
+region adding it as its residual, or a max-pool whose result qualifies in turn (`maxpool_nhwc` pools channels
+last), or, for a requantized u8 result, such qconv2d directly, the result stays NHWC: its slot is a transposed
+view of the NHWC buffer (`LowerCtx.channels_last`), which those readers take as is (a channels-last residual
+is added in the GEMM's epilogue, per [pixels, channels] tile) and any other reader would materialize. A
+ResNet's or a VGG's trunk then stays NHWC from its first convolution to its global pooling.
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ def read_channels_last(ctx: LowerCtx, v: Value) -> bool:
 
 def result_channels_last(ctx: LowerCtx, v: Value) -> bool:
     """Whether a convolution's result `v` may stay NHWC: its readers are per-tensor quantize-dynamic nodes whose
-    u8 output `read_channels_last` accepts (f32 `v`), or themselves such convolutions (u8 `v`)."""
+    u8 output `read_channels_last` accepts, qconv2d regions adding it as their residual, or max-pools whose result
+    may stay NHWC in turn (f32 `v`); or themselves such convolutions (u8 `v`)."""
     if v.type.dtype.name == "u8":
         return read_channels_last(ctx, v)
     readers = ctx.readers(v)
-    return (v.type.rank == 4 and id(v) not in ctx.out_ids and bool(readers)
+    return (v.type.rank == 4 and v.type.dtype.name == "f32" and id(v) not in ctx.out_ids and bool(readers)
             and all((r.op == "quantize-dynamic" and r.attrs["granularity"] == "tensor" and r.inputs[0] is v
-                     and read_channels_last(ctx, r.outputs[0])) or _reads_as_residual(r, v) for r in readers))
+                     and read_channels_last(ctx, r.outputs[0])) or _reads_as_residual(r, v)
+                    or (r.op == "maxpool2d" and r.inputs[0] is v and result_channels_last(ctx, r.outputs[0]))
+                    for r in readers))

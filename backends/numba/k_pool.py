@@ -102,3 +102,30 @@ def mean_rows(x, out):  # type: ignore[no-untyped-def]
         for j in range(length):
             s += xr[j]
         out[r] = s / length
+
+
+@twin
+def maxpool_nhwc(x, geo, out):  # type: ignore[no-untyped-def]
+    """out[n, oh, ow, :] = the max over the window of x[n, ih, iw, :], channels last (a NaN wins); cells outside x
+    (padding, a window past the edge) count as -inf. x [N, H, W, C] and out [N, Ho, Wo, C] float32."""
+    nb, h_in, w_in, nc = x.shape
+    h_out, w_out = out.shape[1], out.shape[2]
+    kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
+    pt, pl, dh, dw = geo[PT], geo[PL], geo[DH], geo[DW]
+    for t in prange(nb * h_out):
+        n = t // h_out
+        oh = t - n * h_out
+        for ow in range(w_out):
+            o = out[n, oh, ow]
+            for c in range(nc):
+                o[c] = -np.inf
+            for i in range(kh):
+                ih = oh * sh - pt + i * dh
+                if ih < 0 or ih >= h_in:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - pl + j * dw
+                    if 0 <= iw < w_in:
+                        s = x[n, ih, iw]
+                        for c in range(nc):
+                            o[c] = maximum(o[c], s[c])

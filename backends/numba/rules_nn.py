@@ -7,15 +7,17 @@ import math
 import numpy as np
 
 from ...ir.graph import Node, Value
+from .channels_last import result_channels_last
 from .geometry import window_geometry
 from .k_data import dequantize, quantize
 from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
 from .k_phase_planes import avgpool_planes, maxpool_planes, plane_scratch, pool_divisors
-from .k_pool import avgpool, maxpool, maxpool2x2, mean_rows
+from .k_pool import avgpool, maxpool, maxpool2x2, maxpool_nhwc, mean_rows
 from .k_reduce import MAX, SUM, reduce_mid, reduce_rows
 from .plan import Lit, LowerCtx
 from .registry import lowers
+from .rules_shape import Transpose
 
 
 def _float(ctx: LowerCtx, v: Value) -> None:
@@ -115,6 +117,14 @@ def _pool(ctx: LowerCtx, node: Node) -> None:
     if dt.kind not in "fiu":
         raise ctx.fail(f"{node.op} of dtype {dt} is not supported")
     n, c, ho, wo = v.type.shape
+    nhwc = ctx.channels_last.get(id(x)) if node.op == "maxpool2d" and dt == np.float32 else None
+    if nhwc is not None and v.type.numel and result_channels_last(ctx, v):  # stays channels last (channels_last.py)
+        pooled = ctx.buffer((n, ho, wo, c), dt, f"{v.name}.nhwc")
+        ctx.emit("maxpool_nhwc", maxpool_nhwc, nhwc, Lit(window_geometry(node, wo)), pooled, writes=(pooled,),
+                 work=v.type.numel * node.attrs["kernel"][0] * node.attrs["kernel"][1])
+        ctx.view(pooled, Transpose((0, 3, 1, 2)), v.name, v)
+        ctx.channels_last[id(v)] = pooled
+        return
     out = ctx.out(v)
     if v.type.numel == 0:
         return

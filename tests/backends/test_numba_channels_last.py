@@ -87,6 +87,20 @@ def test_a_result_with_another_reader_is_written_nchw() -> None:
     assert kernels["pixels_to_nchw"] == 2 and kernels["padded_nhwc_u8"] == 2 and not kernels["pad_nhwc_u8"]
 
 
+def test_a_max_pool_between_two_convolutions_pools_channels_last() -> None:
+    """conv -> ReLU -> 3x3/2 max-pool (padded, as a ResNet's stem) -> conv: the pool reads and writes NHWC."""
+    b = GraphBuilder("pooled")
+    x = b.input("x", f32[2, 4, 9, 8])
+    h = b.maxpool2d(b.relu(_qconv(b, x, 8, 3, "a"), name="ra"), (3, 3), (2, 2), 1, name="pool")
+    b.output(_qconv(b, h, 4, 1, "c"))
+    g = b.build()
+    exe = runtime.compile(g, backend="numba")
+    feeds = {"x": RNG.standard_normal((2, 4, 9, 8)).astype(np.float32)}
+    assert_array_equal(exe.run(feeds)["c"], reference.run(g, feeds)["c"])
+    kernels = _kernels(exe, feeds)
+    assert kernels["maxpool_nhwc"] == 1 and kernels["pixels_to_nchw"] == 1 and kernels["padded_nhwc_u8"] == 1
+
+
 def test_requantized_u8_results_feed_the_next_convolution_channels_last() -> None:
     """Static int8: a qconv2d that requantizes to u8 feeds the next one directly, channels last."""
     b = GraphBuilder("static")
@@ -113,8 +127,9 @@ def test_requantized_u8_results_feed_the_next_convolution_channels_last() -> Non
 @given(st.data())
 def test_random_chains_of_int8_convolutions_match_the_reference(data: st.DataObject) -> None:
     """Chains of 2-3 dynamically quantized convolutions (1x1 or 3x3, stride 1 or 2, any channel count), each with
-    or without a ReLU (without, the zero points that pad are not 0) and, where shapes allow, a residual of the
-    previous result: bit-identical to the reference, whatever the layouts chosen between them."""
+    or without a ReLU (without, the zero points that pad are not 0), where shapes allow a residual of the
+    previous result, and a max-pool or none after it: bit-identical to the reference, whatever the layouts
+    chosen between them."""
     b = GraphBuilder("chain")
     c0 = data.draw(st.integers(1, 9), "channels in")
     h = data.draw(st.integers(3, 9), "height")
@@ -127,6 +142,10 @@ def test_random_chains_of_int8_convolutions_match_the_reference(data: st.DataObj
         if y.type.shape == prev.type.shape and prev is not x and data.draw(st.booleans(), f"residual {i}"):
             y = b.add(y, prev, name=f"res{i}")
         prev = b.relu(y, name=f"r{i}") if data.draw(st.booleans(), f"relu {i}") else y
+        k, stride, pad, ceil = data.draw(st.tuples(st.integers(2, 3), st.integers(1, 2), st.integers(0, 1),
+                                                   st.booleans()), f"maxpool {i}")
+        if min(prev.type.shape[2:]) >= k and data.draw(st.booleans(), f"pooled {i}"):
+            prev = b.maxpool2d(prev, (k, k), (stride, stride), pad, ceil_mode=ceil, name=f"p{i}")
     b.output(prev)
     g = b.build()
     feeds = {"x": RNG.standard_normal(x.type.shape).astype(np.float32) * 2}
