@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..aligned import aligned_copy
 from .epilogue import PARAMS_PER_STAGE
 from .jit import EMPTY_F32, Twin, cdiv, num_threads, specialized, twin
 from .k_int4_vec import col_dot8_1, col_dot8_2, col_dot8_4, col_dot_1, col_dot_2, col_dot_4, vector_groups
@@ -77,10 +78,10 @@ def _group_scales(scales: np.ndarray, n: int, k: int, group_size: int) -> np.nda
         if s.shape != (n, groups):
             raise ValueError(f"weights [{n}, {k}] in groups of {group_size} need scales of shape ({n}, {groups}), "
                              f"got {s.shape}")
-        return np.ascontiguousarray(s)
+        return aligned_copy(s)
     if s.size not in (1, n):
         raise ValueError(f"per-channel scales of weights [{n}, {k}] must have {n} values (or one), got {s.shape}")
-    return np.ascontiguousarray(np.broadcast_to(s.reshape(-1, 1), (n, groups)))
+    return aligned_copy(np.broadcast_to(s.reshape(-1, 1), (n, groups)))
 
 
 def _check(w_q: np.ndarray, group_size: int, lo: int, hi: int, what: str) -> tuple[int, int, int]:
@@ -111,14 +112,14 @@ def pack_int4_weights(w_q: np.ndarray, scales: np.ndarray, group_size: int = 0) 
         hi = np.full((n, h), 8, np.int16)  # an odd group's last byte: high nibble 8, i.e. zero
         hi[:, :blk.shape[1] - h] = blk[:, h:]
         cols.append((blk[:, :h] | (hi << 4)).astype(np.uint8))
-    data = np.ascontiguousarray(np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), np.uint8))
+    data = aligned_copy(np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), np.uint8))
     return PackedWeights(4, data, _group_scales(scales, n, k, g), g, n, k)
 
 
 def pack_int8_rows(w_q: np.ndarray, scales: np.ndarray, group_size: int = 0) -> PackedWeights:
     """int8 weights [N, K] for the weight-only GEMM (one byte each), scales as in `pack_int4_weights`."""
     n, k, g = _check(np.asarray(w_q), group_size, -128, 127, "int8")
-    return PackedWeights(8, np.ascontiguousarray(w_q, np.int8), _group_scales(scales, n, k, g), g, n, k)
+    return PackedWeights(8, aligned_copy(np.asarray(w_q, np.int8)), _group_scales(scales, n, k, g), g, n, k)
 
 
 KERNELS: dict[int, Twin] = {

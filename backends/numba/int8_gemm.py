@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..aligned import aligned_copy
 from .cpu_features import check_int8_path
 from .epilogue import PARAMS_PER_STAGE
 from .int8_amx import TILE_BLOCK_16, TILE_BLOCK_32, tiles_begin, tiles_end
@@ -89,7 +90,7 @@ def pack_int8_weights(w_q: np.ndarray, scales: np.ndarray, path: str) -> PackedI
     panels = cdiv(n, nr)
     full = np.zeros((panels * nr, kp), np.int8)
     full[:n, :k] = w_q
-    data = np.ascontiguousarray(full.reshape(panels, nr, kp // K_GROUP, K_GROUP).transpose(0, 2, 1, 3))
+    data = aligned_copy(full.reshape(panels, nr, kp // K_GROUP, K_GROUP).transpose(0, 2, 1, 3))
     colsum = w_q.astype(np.int32).sum(axis=1, dtype=np.int32)
     return PackedInt8Weights(path, data, colsum, np.ascontiguousarray(sc), n, k)
 

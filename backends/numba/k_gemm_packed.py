@@ -17,6 +17,7 @@ import weakref
 import numpy as np
 from numba import prange
 
+from ..aligned import aligned_empty
 from .jit import helper, subkernel, twin
 from .k_epilogue import epi_tile
 from .k_microkernel import KC, MR, NR, exact_rows, microkernel_in_place, microkernel_rows
@@ -32,7 +33,8 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     """W [N, K] (a linear weight, B = W^T) as NR-column panels [ceil(N/NR), K, NR], zero-padded."""
     n, k = w.shape
     panels = -(-n // NR)
-    out = np.zeros((panels, k, NR), np.float32)
+    out = aligned_empty((panels, k, NR), np.float32)
+    out[...] = 0
     for p in range(panels):
         blk = w[p * NR:(p + 1) * NR]
         out[p, :, :blk.shape[0]] = blk.T

@@ -16,6 +16,7 @@ import numpy as np
 
 from ...ir.graph import Graph, Node, Value
 from ...ir.text import format_node
+from ..aligned import aligned_copy
 from . import blas
 from .jit import Twin, num_threads
 
@@ -148,9 +149,11 @@ class LowerCtx:
         return s.index
 
     def const(self, array: np.ndarray, name: str) -> int:
-        """A constant slot holding (a contiguous copy if needed of) `array`, of the same shape (0-d stays 0-d)."""
-        a = np.ascontiguousarray(array)
-        if a.shape != np.shape(array):  # ascontiguousarray makes a 0-d array 1-d
+        """A constant slot holding `array` (or a C-contiguous, cache-line aligned copy of it), of the same shape
+        (0-d stays 0-d). Packers that share one packed array between plans return it aligned, so that it is
+        kept as it is, not copied per plan."""
+        a = aligned_copy(np.asarray(array))
+        if a.shape != np.shape(array):
             a = a.reshape(np.shape(array))
         return self._new("const", a.shape, a.dtype, name, array=a)
 
