@@ -10,7 +10,7 @@ from ..ir.graph import Graph
 from .base import Pass, PassContext, PassResult, TargetRequiredError, register_pass
 from .schedule_latency import apply_streams, schedule_for_latency
 from .schedule_memory import MemoryModel
-from .schedule_recompute import recompute_for_memory
+from .schedule_recompute import RECOMPUTE_WORK, recompute_for_memory
 from .schedule_rewrite import REWRITE_ROUNDS, MemoryRewrite, rewrite_for_memory
 from .schedule_search import IMPROVE_STEPS, MemorySchedule, schedule_for_memory
 
@@ -33,8 +33,8 @@ class Schedule(Pass):
     and keeps the rewritten graph only where its peak is lower; that changes results by float reassociation
     (bound rtol 1e-4, atol 1e-5), so it is off by default. With `recompute=true` (after the rewrite, if on) it
     computes the largest values read far apart a second time near their later readers where that lowers the
-    peak (`schedule_recompute.py`: more work, same results bit for bit), and keeps that only where the peak
-    is lower too.
+    peak (`schedule_recompute.py`: more work, at most `recompute_work` times the graph's multiply-adds, same
+    results bit for bit), and keeps that only where the peak is lower too.
     The memory model is `passes/schedule_memory.py`'s. `objective=latency` needs `ctx.target`: nodes go
     critical path first onto the unit that finishes them first, and `node.meta["stream"]` records the
     unit (what `estimate` reads). A `fused` region is one node to either. Dead nodes are dropped first
@@ -51,6 +51,7 @@ class Schedule(Pass):
     rewrite: bool = False  # peak-memory: also try partitioning concat convolutions and re-chaining sums
     rewrite_rounds: int = REWRITE_ROUNDS  # rewrite: rounds of re-chaining sums and scheduling again
     recompute: bool = False  # peak-memory: also try computing values of far-apart readers twice
+    recompute_work: float = RECOMPUTE_WORK  # recompute: most extra multiply-adds, a fraction of the graph's
 
     @property
     def exact(self) -> bool:  # type: ignore[override]
@@ -64,9 +65,11 @@ class Schedule(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         """Reorder `graph.nodes` for the objective and report what was gained."""
-        if self.max_states < 1 or self.beam < 1 or self.improve < 0 or self.rewrite_rounds < 0:
-            raise ValueError(f"schedule: max_states and beam must be positive, improve and rewrite_rounds not "
-                             f"negative, got {self.max_states}, {self.beam}, {self.improve}, {self.rewrite_rounds}")
+        if self.max_states < 1 or self.beam < 1 or self.improve < 0 or self.rewrite_rounds < 0 \
+                or not self.recompute_work >= 0:
+            raise ValueError(f"schedule: max_states and beam must be positive, improve, rewrite_rounds and "
+                             f"recompute_work not negative, got {self.max_states}, {self.beam}, {self.improve}, "
+                             f"{self.rewrite_rounds}, {self.recompute_work}")
         dead = graph.remove_dead_nodes()
         result = self._latency(graph, ctx) if self.objective == "latency" else self._memory(graph)
         if dead:
@@ -124,7 +127,7 @@ class Schedule(Pass):
                      f"sum chain(s), wiring of round {done.rounds} kept, peak {_mb(done.peak)}")
             reached = done.peak
         if self.recompute:
-            candidate, again = recompute_for_memory(candidate, heuristic)
+            candidate, again = recompute_for_memory(candidate, heuristic, work_budget=self.recompute_work)
             what += (f"; recompute: {len(again.copies)} value(s) computed twice"
                      f"{' (' + ', '.join(again.copies) + ')' if again.copies else ''}, {again.extra_work} "
                      f"multiply-adds more, peak {_mb(again.peak)}")

@@ -70,11 +70,16 @@ class MemoryModel:
 
     def peak(self, order: Sequence[int]) -> int:
         """The most bytes live at one step when the nodes run in `order` (node indices)."""
+        return max(self.live_bytes(order), default=0)
+
+    def live_bytes(self, order: Sequence[int]) -> list[int]:
+        """The bytes live at each step when the nodes run in `order` (node indices)."""
         remaining = [len(r) for r in self.readers]
-        live = peak = 0
+        live = 0
+        out = []
         for i in order:
             live += sum(self.sizes[b] for b in self.produces[i])
-            peak = max(peak, live)
+            out.append(live)
             for b in self.reads[i]:
                 remaining[b] -= 1
                 if remaining[b] == 0 and not self.pinned[b]:
@@ -82,7 +87,7 @@ class MemoryModel:
             for b in self.produces[i]:
                 if not self.readers[b] and not self.pinned[b]:
                     live -= self.sizes[b]
-        return peak
+        return out
 
     def buffers(self, order: Sequence[int]) -> list[Buffer]:
         """Arena buffers (key = buffer index) with lifetimes as steps of `order`."""
