@@ -14,7 +14,6 @@ import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from ..backends.aligned import aligned_empty
 from ..backends.arena import ALIGNMENT, ArenaPlan, Buffer, plan_arena
 from ..backends.numba import DEFAULT_PARALLEL_THRESHOLD, Lit, Plan, Step, lower
 from ..backends.numba.blas import single_threaded_blas
@@ -28,10 +27,6 @@ from .cpu_load import free_cpus, register_pool_threads
 from .executable import Executable, Inputs, NodeProfile, Profile
 
 CALL, CALL_DYN, VIEW = 0, 1, 2
-
-ALIGNED_OUTPUT_BYTES = 65536
-"""Graph outputs of at least this many bytes are allocated cache-line aligned (`aligned_empty`, about 1.2 us more
-than numpy's 16-byte aligned `np.empty`): kernels store whole vectors, and a misaligned one spans two lines."""
 
 
 def lifetimes(plan: Plan) -> list[Buffer]:
@@ -87,8 +82,7 @@ class NumbaExecutable(Executable):
         buffers = lifetimes(self.plan)
         self.arena: ArenaPlan = plan_arena(buffers)
         self._inputs = [(name, slot) for name, slot in self.plan.inputs]
-        self._allocs = [(s.index, s.shape, s.dtype, s.nbytes >= ALIGNED_OUTPUT_BYTES)
-                        for s in self.plan.slots if s.kind == "output"]
+        self._allocs = [(s.index, s.shape, s.dtype) for s in self.plan.slots if s.kind == "output"]
         self._output_slots = [slot for _, slot in self.plan.outputs]
         self._input_specs = input_specs(graph)
         self._result_specs = self._results_plan()
@@ -218,8 +212,8 @@ class NumbaExecutable(Executable):
             arrays = [checked[id(v)] for v in self.graph.inputs]
         for a, (_, slot) in zip(arrays, self._inputs):
             env[slot] = read_only(a)
-        for slot, shape, dt, aligned in self._allocs:
-            env[slot] = aligned_empty(shape, dt) if aligned else np.empty(shape, dt)
+        for slot, shape, dt in self._allocs:
+            env[slot] = np.empty(shape, dt)
         return env
 
     def _results(self, env: list[Any]) -> dict[str, np.ndarray]:
@@ -284,8 +278,8 @@ class NumbaExecutable(Executable):
         env = list(bound.template)
         for (_, slot), a in zip(self._inputs, arrays):
             env[slot] = read_only(a)
-        for slot, shape, dt, aligned in self._allocs:
-            env[slot] = aligned_empty(shape, dt) if aligned else np.empty(shape, dt)
+        for slot, shape, dt in self._allocs:
+            env[slot] = np.empty(shape, dt)
         self._execute_sized(env, bound)
         return [env[slot] for slot in self._output_slots]
 

@@ -1,4 +1,4 @@
-"""Cache-line aligned arrays: the helpers, the Numba plan's constants and packed weights, and large outputs."""
+"""Cache-line aligned arrays: the helpers, the Numba plan's constants and packed weights."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from tensorsmith.backends.numba import int8_gemm as ig
 from tensorsmith.backends.numba.cpu_features import int8_paths
 from tensorsmith.ir import GraphBuilder, f32
 from tensorsmith.passes import run_pipeline
-from tensorsmith.runtime.numba_exec import ALIGNED_OUTPUT_BYTES
 
 
 @pytest.mark.parametrize("shape", [(), (1,), (3, 5), (2, 3, 7), (0, 4)])
@@ -64,17 +63,3 @@ def test_packed_int8_weights_are_aligned() -> None:
     w = np.random.default_rng(0).integers(-64, 64, size=(40, 70), dtype=np.int8)  # every path's range
     for path in int8_paths():
         assert is_aligned(ig.pack_int8_weights(w, np.ones(40, np.float32), path).data), path
-
-
-def test_large_outputs_are_aligned_and_small_ones_plain() -> None:
-    rows = ALIGNED_OUTPUT_BYTES // (4 * 64) + 1  # [rows, 64] f32 just above the threshold
-    for m, big in ((rows, True), (2, False)):
-        g, x = _linear_graph(m, 32, 64)
-        exe = runtime.compile(g, backend="numba")
-        for _ in range(3):
-            y = exe.run({"x": x})["act"]
-            assert y.flags.c_contiguous and y.flags.writeable and y.shape == (m, 64)
-            if big:
-                assert is_aligned(y)
-        np.testing.assert_allclose(y, runtime.compile(g, backend="reference").run({"x": x})["act"], rtol=1e-4,
-                                   atol=1e-4)
