@@ -3,10 +3,11 @@
 A value read early and again much later stays live all the time between. Computed a second time near its
 later readers, it dies after its early ones, at the price of the operator's work once more and of keeping
 its inputs live instead (the peak drops where they are smaller or live then anyway). `recompute_for_memory`
-tries the values of several readers with the most bytes times the widest gap between two of their readers
-first (`RECOMPUTE_CANDIDATES` per round), one copy each, read by every reader after that gap in the current
-order (the readers before it keep the original), and keeps a copy only where the schedule's peak drops;
-rounds repeat (up to `RECOMPUTE_ROUNDS`) while one does. Bit for bit: the copy is the same op on the same
+works round by round from the peak of the current order: it tries values live across the peak step without a
+reader there, largest first, then those with the most bytes times the widest gap between two readers
+(`RECOMPUTE_CANDIDATES` in all), each copy read by the readers after the peak or that gap (the readers before
+keep the original), and keeps the first copy that lowers the peak or the number of steps at it, up to
+`RECOMPUTE_ROUNDS` copies within a budget of extra work. Bit for bit: the copy is the same op on the same
 inputs. Regions (`fused`) and multi-output ops are not copied.
 """
 
@@ -25,7 +26,7 @@ search)."""
 RECOMPUTE_WORK = 0.5
 """Extra multiply-adds the copies may add, as a fraction of the graph's (the `schedule` option `recompute_work`)."""
 RECOMPUTE_CANDIDATES = 8
-"""Values tried per round, the most bytes times reader distance first (each trial is one heuristic schedule)."""
+"""Values tried per round, those live across the peak first (each trial is one heuristic schedule)."""
 
 
 @dataclass
