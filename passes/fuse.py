@@ -21,7 +21,7 @@ from ..ir.ops import OPS
 from ..ir.regions import INTEGER_MATRIX_OPS, MATRIX_OPS, make_region
 from . import fuse_attention  # noqa: F401  (registers the attention pattern)
 from .base import Pass, PassContext, PassResult, register_pass
-from .fuse_epilogue import EPILOGUE_RULES, Candidate, EpilogueRule
+from .fuse_epilogue import EPILOGUE_RULES, TAIL_RULES, Candidate, EpilogueRule
 from .fuse_layout import LAYOUT_CLEANUP
 from .fuse_patterns import FUSION_PATTERNS
 from .rewrite import apply_rules, format_hits
@@ -87,7 +87,8 @@ def _grow(anchor: Node, users: dict[int, list[Node]], outputs: set[int], taken: 
         node = readers[0]
         if id(node) in taken or sum(1 for v in node.inputs if v is cur) != 1 or len(node.outputs) != 1:
             break
-        cand = Candidate(node, cur, anchor, "residual" in chain.rules, chain.rules[-1:] == ["layout"])
+        ends_in_tail = bool(chain.rules) and chain.rules[-1] in TAIL_RULES
+        cand = Candidate(node, cur, anchor, "residual" in chain.rules, ends_in_tail)
         rule, why = _rule_for(cand)
         if rule is None:
             if node.op in epilogue_ops:

@@ -3,8 +3,9 @@
 A check sees the candidate equation, the value it reads from the chain, and the anchor; it returns
 None when the equation joins the region, else the reason it does not (shown in the fuse report).
 The kinds are those every matrix kernel applies per output tile: per-channel affine by a constant
-vector (bias, scale, shift), inference batchnorm, one residual add, activations, and for a batched
-matmul a final transpose that keeps the last axis (the kernel writes straight into that layout).
+vector (bias, scale, shift), inference batchnorm, one residual add, activations; and as the region's last
+equation (a tail), for a batched matmul a transpose that keeps the last axis (the kernel writes straight into
+that layout), for a convolution a 2x2 max pool at stride 2 (the kernel pools each finished tile).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..ir.graph import Node, Value
+from ..ir.ops.nn import is_plain_2x2_pool
 from ..ir.regions import CONV_OPS
 
 
@@ -24,7 +26,7 @@ class Candidate:
     cur: Value
     anchor: Node
     has_residual: bool
-    after_layout: bool
+    after_tail: bool
 
     @property
     def channel_axis(self) -> int:
@@ -60,8 +62,8 @@ def per_channel(shape: tuple[int, ...], out_shape: tuple[int, ...], axis: int) -
 
 
 def _common(c: Candidate) -> str | None:
-    if c.after_layout:
-        return "the region already ends in a layout transpose"
+    if c.after_tail:
+        return "the region already ends in a tail (a layout transpose or a pool)"
     if c.node.outputs[0].type.dtype.name != "f32":
         return f"its output is {c.node.outputs[0].type.dtype.name}, not f32"
     if c.node.outputs[0].type.shape != c.cur.type.shape:
@@ -121,13 +123,28 @@ def check_activation(c: Candidate) -> str | None:
 
 def check_layout(c: Candidate) -> str | None:
     """A transpose after a batched matmul that keeps the last axis last: the product writes in that order."""
-    if c.after_layout:
-        return "the region already ends in a layout transpose"
+    if c.after_tail:
+        return "the region already ends in a tail (a layout transpose or a pool)"
     if not is_batched_matmul(c.anchor):
         return "only a batched matmul writes a transposed layout"
     perm = c.node.attrs["perm"]
     if perm[-1] != len(perm) - 1:
         return f"perm {list(perm)} moves the last axis"
+    return None
+
+
+def check_pool(c: Candidate) -> str | None:
+    """A 2x2 max pool at stride 2 after a convolution: the kernel pools each tile before it stores it."""
+    if c.after_tail:
+        return "the region already ends in a tail (a layout transpose or a pool)"
+    if c.anchor.op != "conv2d":
+        return f"only a conv2d pools its tiles, not {c.anchor.op}"
+    if c.node.outputs[0].type.dtype.name != "f32":
+        return f"its output is {c.node.outputs[0].type.dtype.name}, not f32"
+    if not is_plain_2x2_pool(c.node):
+        a = c.node.attrs
+        return (f"only 2x2 windows at stride 2 without padding fuse (kernel {list(a['kernel'])}, "
+                f"strides {list(a['strides'])}, pads {list(a['pads'])})")
     return None
 
 
@@ -138,5 +155,8 @@ EPILOGUE_RULES: tuple[EpilogueRule, ...] = (
     EpilogueRule("batchnorm", ("batchnorm",), check_batchnorm),
     EpilogueRule("activation", ("relu", "gelu", "sigmoid", "tanh", "clip"), check_activation),
     EpilogueRule("layout", ("transpose",), check_layout),
+    EpilogueRule("pool", ("maxpool2d",), check_pool),
 )
 """Tried in order; the first rule whose ops include the equation's op and whose check passes takes it."""
+TAIL_RULES = ("layout", "pool")
+"""Rules whose equation ends the region: nothing joins after it."""

@@ -1,8 +1,9 @@
 """The epilogue of a matrix kernel as data: stages applied to each output tile while it is in cache.
 
 An `Epilogue` is a list of `Stage`s (per-channel add / mul / div by a vector, a residual add, an
-activation, a clip), the residual value if any, and for a batched matmul the permutation of the
-layout the product is written into. `epilogue_from_region(node)` builds one from a `fused` matrix
+activation, a clip), the residual value if any, for a batched matmul the permutation of the layout the
+product is written into, and for a convolution whether it max-pools each finished tile in 2x2 windows.
+`epilogue_from_region(node)` builds one from a `fused` matrix
 region (see ir/regions.py): it translates the body's epilogue equations into stages and returns
 those it cannot express as a leftover suffix. The construction knows nothing of the kernel that
 consumes it; kernels read `codes()`, `vectors()` and `params()` (see k_epilogue.py).
@@ -16,6 +17,7 @@ from enum import IntEnum
 import numpy as np
 
 from ...ir.graph import Graph, Node, Value
+from ...ir.ops.nn import is_plain_2x2_pool
 from ...ir.regions import CONV_OPS, INTEGER_MATRIX_OPS, region_anchor, region_body
 
 
@@ -66,13 +68,15 @@ class Epilogue:
 
     `residual` is the graph value a RESIDUAL stage adds (shaped like the product); `out_perm`, for a
     batched matmul, the permutation (last axis kept last) of the layout its result is written in;
-    `equations` the body equations the epilogue stands for.
+    `pool_2x2`, for a conv2d, that the result after the stages is max-pooled in 2x2 windows at stride 2
+    (the region ends in such a maxpool2d); `equations` the body equations the epilogue stands for.
     """
 
     channels: int
     stages: list[Stage] = field(default_factory=list)
     residual: Value | None = None
     out_perm: tuple[int, ...] | None = None
+    pool_2x2: bool = False
     equations: list[Node] = field(default_factory=list)
 
     def codes(self) -> np.ndarray:
@@ -94,9 +98,13 @@ class Epilogue:
         return out
 
     def label(self) -> str:
-        """'add+gelu'-style name of the stages (and a final transpose); '' when empty."""
+        """'add+gelu'-style name of the stages (and a final transpose or pool); '' when empty."""
         parts = [STAGE_LABELS[s.kind] for s in self.stages] + (["transpose"] if self.out_perm is not None else [])
-        return "+".join(parts)
+        return "+".join(parts + (["maxpool2x2"] if self.pool_2x2 else []))
+
+    def without_pool(self) -> Epilogue:
+        """This epilogue without its pool tail (the stages write the unpooled product)."""
+        return replace(self, pool_2x2=False, equations=self.equations[:-1] if self.pool_2x2 else self.equations)
 
     def with_bias(self, bias: np.ndarray) -> Epilogue:
         """This epilogue with a per-channel bias added first (a linear's or conv's own bias)."""
@@ -241,6 +249,11 @@ def _is_layout_transpose(eq: Node, anchor: Node) -> bool:
             and tuple(eq.attrs["perm"])[-1] == rank - 1)
 
 
+def _is_pool_tail(eq: Node, anchor: Node) -> bool:
+    """A final 2x2 max pool a convolution can apply to its finished tiles."""
+    return eq.op == "maxpool2d" and anchor.op == "conv2d" and is_plain_2x2_pool(eq)
+
+
 def bound_anchor(anchor: Node, outer: dict[int, Value]) -> Node:
     """The anchor equation reading the region's input values (so `is_constant` / `data` tell what its body
     parameters are bound to) and writing the body's value; the body itself is left untouched."""
@@ -280,6 +293,10 @@ def epilogue_from_region(node: Node) -> tuple[Node, Epilogue, list[Node]]:
             break
         if _is_layout_transpose(eq, bound):
             chain.epilogue.out_perm = tuple(eq.attrs["perm"])
+            taken += 1
+            break
+        if _is_pool_tail(eq, bound):
+            chain.epilogue.pool_2x2 = True
             taken += 1
             break
         stages = _stages_for(eq, cur, chain) if eq.outputs[0].type.shape == out.type.shape else None

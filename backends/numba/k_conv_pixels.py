@@ -9,19 +9,23 @@ output columns in the zero-padded stride-phase planes (as conv_shift builds them
 VW / 2 (or VW) pixels lies in one output row, the micro-kernel reads them in place through the K
 rows' offsets; otherwise the panel is gathered first (im2col one panel at a time).
 The C tile (the item's channels x a few panels, in L1) is finished over all of K before the next one
-starts, so its epilogue runs and it is stored into the output while it is in cache.
+starts, so its epilogue runs and it is stored into the output while it is in cache; with geo[POOL_2X2]
+(a region ending in a 2x2 max pool) tiles hold whole pairs of output rows and are stored pooled.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
-from .geometry import B_IN_PLACE, B_PANELS, KH, KW, PL, PT, SH, SW, W_OUT
+from .geometry import B_IN_PLACE, B_PANELS, KH, KW, PL, POOL_2X2, PT, SH, SW, W_OUT
 from .jit import helper, subkernel, twin
 from .k_conv_shift import KC_CONV, fill_plane
 from .k_epilogue import CHUNK_FLOATS, epi_channel_rows
 from .k_microkernel import MR, NR, VW, microkernel_offsets_rows, microkernel_rows
+from .mathfn import maximum
 
 
 def reads_in_place(w_out: int) -> bool:
@@ -37,6 +41,23 @@ def pixel_ext_floats(items: int, cb: int, sb: int) -> int:
 def store_block_pixels(pb: int, cb: int) -> int:
     """Pixels of conv_pixels' C tile (whole NR panels): about CHUNK_FLOATS floats with cb channels, in L1."""
     return max(NR, min(-(-pb // NR), CHUNK_FLOATS // (cb * NR)) * NR)
+
+
+MAX_POOL_BLOCK_PIXELS = 512
+"""Most pixels of the smallest pooled block (pool_block_pixels): wider output rows pool in a kernel of their own."""
+
+
+def pool_block_pixels(w_out: int) -> int:
+    """The pixel blocks of a pooling conv_pixels are multiples of this: whole NR panels of whole pairs of rows."""
+    return math.lcm(NR, 2 * w_out)
+
+
+def pooled_blocks(pb: int, sb: int, w_out: int, pixels: int) -> tuple[int, int]:
+    """(pixel block, store block) rounded up to whole pairs of output rows (pool_block_pixels): the pixel block at
+    most all pixels, the store block (a C tile's width) whole NR panels."""
+    unit = pool_block_pixels(w_out)
+    pb = min(pixels, -(-pb // unit) * unit)
+    return pb, min(-(-pb // NR) * NR, -(-sb // unit) * unit)
 
 
 def merged_row_offsets(ci: int, kh: int, kw: int, strides: tuple[int, int], dilations: tuple[int, int],
@@ -96,10 +117,27 @@ def _pack_pixels(xpad, offs, kc, p, pw, p_img, w_out, wq, img, bp):  # type: ign
 
 
 @subkernel
-def _store_tile(out, tile, c0, p, w, stages, vecs, params, res):  # type: ignore[no-untyped-def]
+def _pool_rows(tile, col, span, c0, c1, out, n, lo, w_out):  # type: ignore[no-untyped-def]
+    """Max of each 2x2 window of tile columns col..col+span (whole pairs of output rows from pixel lo of image n)
+    into out [N, C, pooled pixels]."""
+    half = w_out // 2
+    for c in range(c0, c1):
+        src = tile[c - c0]
+        for r in range(span // (2 * w_out)):
+            top = src[col + 2 * r * w_out:col + (2 * r + 1) * w_out]
+            bottom = src[col + (2 * r + 1) * w_out:col + (2 * r + 2) * w_out]
+            o = lo // 4 + r * half
+            dst = out[n, c, o:o + half]
+            for z in range(half):
+                dst[z] = maximum(maximum(top[2 * z], top[2 * z + 1]), maximum(bottom[2 * z], bottom[2 * z + 1]))
+
+
+@subkernel
+def _store_tile(out, tile, c0, p, w, stages, vecs, params, res, p_img, pool_w):  # type: ignore[no-untyped-def]
     """The epilogue of one finished C tile (row r: channel c0 + r, columns: pixels p..p+w of all images in a
-    row), then the tile into out [N, C, pixels], one image's part at a time."""
-    p_img = out.shape[2]
+    row, p_img per image), then the tile into out [N, C, pixels], one image's part at a time; with pool_w > 0
+    (the output width, the tile holding whole pairs of its rows) max-pooled in 2x2 windows into out [N, C,
+    p_img / 4]."""
     rows = tile.shape[0]
     c1 = min(out.shape[1], c0 + rows)
     q = p
@@ -109,18 +147,22 @@ def _store_tile(out, tile, c0, p, w, stages, vecs, params, res):  # type: ignore
         span = min(p_img - lo, p + w - q)
         if stages.shape[0] > 0:
             epi_channel_rows(tile[:c1 - c0], q - p, span, c0, stages, vecs, params, res, min(n, res.shape[0] - 1), lo)
-        for c in range(c0, c1):
-            src = tile[c - c0, q - p:q - p + span]
-            dst = out[n, c, lo:lo + span]
-            for z in range(span):
-                dst[z] = src[z]
+        if pool_w > 0:
+            _pool_rows(tile, q - p, span, c0, c1, out, n, lo, pool_w)
+        else:
+            for c in range(c0, c1):
+                src = tile[c - c0, q - p:q - p + span]
+                dst = out[n, c, lo:lo + span]
+                for z in range(span):
+                    dst[z] = src[z]
         q += span
 
 
 @twin
 def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stages,  # type: ignore[no-untyped-def]
                 vecs, params, res):
-    """conv2d, groups 1, f32, any stride/dilation, K = (tap, channel) pairs: out [N, Co, Ho*Wo].
+    """conv2d, groups 1, f32, any stride/dilation, K = (tap, channel) pairs: out [N, Co, Ho*Wo] (with geo[POOL_2X2]
+    [N, Co, Ho*Wo / 4], max-pooled in 2x2 windows; pb and sb are then whole pairs of output rows, pooled_blocks).
 
     ap from pack_conv_weights(w, merged=True); xpad: N images of phase planes (padded_image_floats
     each); rows: merged_row_offsets(...); ext: pixel_ext_floats(...), per work item a C tile of cb channels x
@@ -134,7 +176,8 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
     co_all = out.shape[1]
     kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
     w_out = geo[W_OUT]
-    p_img = out.shape[2]
+    pool_w = w_out if geo[POOL_2X2] else 0
+    p_img = out.shape[2] * 4 if pool_w else out.shape[2]  # output pixels per image before the pool
     plane = hq * wq
     chan = sh * sw * plane
     img = ci_all * chan + 2 * wq + 2 * NR  # as padded_image_floats
@@ -181,4 +224,4 @@ def conv_pixels(x, ap, out, xpad, ext, bpan, rows, geo, hq, wq, pb, cb, sb, stag
                     for mp in range(c0 // MR, (c1 + MR - 1) // MR):
                         microkernel_rows(c1 - mp * MR, kc, ap, (mp * k_total + pc) * MR, bp, 0, NR, tile,
                                          (mp * MR - c0) * sb + p - ps, sb, pc > 0)
-            _store_tile(out, tile.reshape((cb, sb)), c0, ps, pe - ps, stages, vecs, params, res)
+            _store_tile(out, tile.reshape((cb, sb)), c0, ps, pe - ps, stages, vecs, params, res, p_img, pool_w)

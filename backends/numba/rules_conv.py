@@ -8,13 +8,22 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.nn import conv_out
-from ..cost.sparse_kernels import DENSE
+from ..cost.sparse_kernels import DENSE, KernelChoice
 from . import k_microkernel
 from .epilogue import Epilogue, empty_epilogue
 from .geometry import B_IN_PLACE, B_MERGED, B_PACKED, SH, SW, window_geometry
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
-from .k_conv_pixels import conv_pixels, merged_row_offsets, pixel_ext_floats, reads_in_place, store_block_pixels
+from .k_conv_pixels import (
+    MAX_POOL_BLOCK_PIXELS,
+    conv_pixels,
+    merged_row_offsets,
+    pixel_ext_floats,
+    pool_block_pixels,
+    pooled_blocks,
+    reads_in_place,
+    store_block_pixels,
+)
 from .k_conv_shift import KC_CONV, conv_shift, ext_floats, pack_conv_weights, padded_image_floats
 from .k_phase_planes import conv_depthwise, plane_scratch
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
@@ -112,17 +121,19 @@ def _emit_conv_pixels(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: in
     work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (0 if in_place else kh * kw * ci * ho * wo))
     par = ctx.parallel(work)
     pb, cb = pixel_tiles(nb * ho * wo, co, ctx.threads, par)
+    sb = store_block_pixels(pb, cb)
+    if epi.pool_2x2:  # blocks of whole pairs of output rows
+        pb, sb = pooled_blocks(pb, sb, wo, nb * ho * wo)
     items = cdiv(nb * ho * wo, pb) * cdiv(co, cb)
     f32 = np.dtype(np.float32)
     packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=True), f"{node.name}.packed")
     xpad = ctx.buffer((nb * padded_image_floats(ci, sh, sw, hq, wq),), f32, f"{node.name}.phases")
-    sb = store_block_pixels(pb, cb)
     ext = ctx.buffer((pixel_ext_floats(items, cb, sb),), f32, f"{node.name}.tiles")
     bpan = ctx.buffer((1 if in_place else items * KC_CONV * k_microkernel.NR,), f32, f"{node.name}.panel")
     rows = ctx.const(merged_row_offsets(ci, kh, kw, (sh, sw), tuple(node.attrs["dilations"]), hq, wq),
                      f"{node.name}.rows")
     codes, vecs, params = epilogue_args(ctx, epi)
-    geo = window_geometry(node, wo, b_panels=B_IN_PLACE if in_place else B_PACKED)
+    geo = window_geometry(node, wo, b_panels=B_IN_PLACE if in_place else B_PACKED, pool_2x2=epi.pool_2x2)
     ctx.emit(kernel_label("conv_uk_pixels" if in_place else "conv_uk_im2col", epi), conv_pixels, src, packed, o3,
              xpad, ext, bpan, rows, Lit(geo), Lit(hq), Lit(wq), Lit(pb), Lit(cb), Lit(sb), codes, vecs, params, res,
              writes=(o3, xpad, ext, bpan), work=work)
@@ -186,10 +197,48 @@ def _emit_depthwise(ctx: LowerCtx, node: Node, src: int, w_data: np.ndarray, o3:
              res, writes=(o3, scratch), work=work)
 
 
+def _conv_path(ctx: LowerCtx, node: Node, w_data: np.ndarray | None, choice: KernelChoice | None) -> str:
+    """Which kernel lower_conv runs `node` on: 'sparse', 'pixels' (conv_pixels: taps merged into one K, few input
+    channels), 'shift' (conv_shift), 'depthwise', 'gemm' (im2col + BLAS) or 'direct'."""
+    co, cg, kh, kw = node.inputs[1].type.shape
+    groups, ci = node.attrs["groups"], node.inputs[0].type.shape[1]
+    is_float = node.outputs[0].type.dtype.name == "f32"
+    if choice is not None and choice.kernel != DENSE:
+        return "sparse"
+    if is_float and groups == 1 and w_data is not None and k_microkernel.AVAILABLE:
+        one_by_one = kh == kw == 1 and not any(node.attrs["pads"])
+        return "pixels" if not one_by_one and ci < MERGED_TAPS_BELOW_CHANNELS else "shift"
+    if is_float and cg == 1 and groups > 1 and w_data is not None:
+        return "depthwise"
+    return "gemm" if is_float and (groups == 1 or cg >= 4) else "direct"
+
+
+MERGED_TAPS_BELOW_CHANNELS = 64
+"""Convolutions with fewer input channels than this merge their (tap, channel) pairs into one K (conv_pixels)."""
+
+
+def _weights(ctx: LowerCtx, node: Node) -> tuple[np.ndarray | None, KernelChoice | None]:
+    """The convolution's weight when known at compile time, and its sparse kernel choice when it is a constant."""
+    wv = node.inputs[1]
+    w_data = constant_data(ctx, wv)  # a constant, or a weight dequantized at compile time
+    choice = layer_choice(node, w_data.reshape(wv.type.shape[0], -1)) if wv.is_constant else None
+    return w_data, choice
+
+
+def pools_in_kernel(ctx: LowerCtx, node: Node) -> bool:
+    """Whether the kernel of conv2d `node` can max-pool its tiles in 2x2 windows (a region's pool tail): conv_pixels
+    does, for an even output height and width whose pooled C tile (two output rows per image) stays small."""
+    _, _, ho, wo = node.outputs[0].type.shape
+    constant_bias = len(node.inputs) < 3 or node.inputs[2].is_constant
+    return (_conv_path(ctx, node, *_weights(ctx, node)) == "pixels" and constant_bias and ho % 2 == 0
+            and wo % 2 == 0 and pool_block_pixels(wo) <= MAX_POOL_BLOCK_PIXELS)
+
+
 def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
-    """conv2d with epilogue `epi` writing `out_value`: shifted GEMMs on the micro-kernel (f32, groups 1, constant
-    weights), channel blocks laid out channels-last (f32 depthwise, constant weights), tiled im2col + BLAS per
-    group (f32, at least 4 input channels per group) or direct loops."""
+    """conv2d with epilogue `epi` writing `out_value` (pooled when `epi.pool_2x2`, see pools_in_kernel): shifted
+    GEMMs on the micro-kernel (f32, groups 1, constant weights), channel blocks laid out channels-last (f32
+    depthwise, constant weights), tiled im2col + BLAS per group (f32, at least 4 input channels per group) or
+    direct loops."""
     x, wv = node.inputs[0], node.inputs[1]
     epi, bias_value = own_bias(node, epi)
     a = node.attrs
@@ -201,35 +250,39 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
     out = ctx.out(out_value)
     if out_value.type.numel == 0:
         return
-    o3 = ctx.reshaped(out, (nb, co, p))
+    w_data, choice = _weights(ctx, node)
+    path = _conv_path(ctx, node, w_data, choice)
+    if epi.pool_2x2 and (path != "pixels" or bias_value is not None):
+        raise ctx.fail("only conv_pixels pools its tiles (check pools_in_kernel first)")
+    o3 = ctx.reshaped(out, (nb, co, p // 4 if epi.pool_2x2 else p))
     res = residual_arg(ctx, epi, (nb, co, p))
     is_float = out_value.type.dtype.name == "f32"
     if epi.stages and not is_float:
         raise ctx.fail("epilogues need f32")
     work = 2 * nb * co * p * cg * kh * kw // FLOPS_PER_UNIT
-    pointwise = kh == kw == 1 and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
+    one_by_one = kh == kw == 1 and not any(a["pads"])
     src = ctx.arg(x)
     groups = a["groups"]
-    one_by_one = kh == kw == 1 and not any(a["pads"])
-    w_data = constant_data(ctx, wv)  # a constant, or a weight dequantized at compile time
-    choice = layer_choice(node, w_data.reshape(co, -1)) if wv.is_constant else None  # sparse: the IR constant
     first = len(ctx.steps)
-    if choice is not None and choice.kernel != DENSE:
+    if path == "sparse":
         lower_sparse_conv(ctx, node, choice, src, o3, (ho, wo), epi)
-    elif is_float and groups == 1 and w_data is not None and k_microkernel.AVAILABLE:
+    elif path in ("pixels", "shift"):
+        assert w_data is not None
         if one_by_one and tuple(a["strides"]) != (1, 1):  # reads every s-th pixel: copy those, then pointwise
             sh, sw = a["strides"]
             sub = ctx.view(src, Index((slice(None), slice(None), slice(0, sh * (ho - 1) + 1, sh),
                                        slice(0, sw * (wo - 1) + 1, sw))), f"{node.name}.subsample")
             src = ctx.arg(sub)
         _emit_conv_shift(ctx, node, src, w_data, o3, (ho, wo), epi, res, work, one_by_one)
-    elif is_float and cg == 1 and groups > 1 and w_data is not None:
+    elif path == "depthwise":
+        assert w_data is not None
         _emit_depthwise(ctx, node, src, w_data, o3, ho, epi, res)
-    elif is_float and (groups == 1 or cg >= 4):
+    elif path == "gemm":
         codes, vecs, params = epilogue_args(ctx, epi)
         rows = cg * kh * kw
         wm = (ctx.const(w_data.reshape(co, rows), f"{wv.name}.mat") if w_data is not None
               else ctx.reshaped(ctx.arg(wv), (co, rows)))
+        pointwise = one_by_one and tuple(a["strides"]) == (1, 1)
         par = ctx.parallel(work, needs_blas=True)
         pb, cb = conv_tiles(nb * groups, co // groups, p, ctx.threads, par)
         items = nb * groups * cdiv(p, pb) * cdiv(co // groups, cb)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ...ir.graph import Node, Value
+from ...ir.ops.nn import is_plain_2x2_pool
 from .channels_last import result_channels_last
 from .geometry import window_geometry
 from .k_data import dequantize, quantize
@@ -101,9 +102,7 @@ def _lrn(ctx: LowerCtx, node: Node) -> None:
 
 def _is_plain_2x2(node: Node, hw_in: tuple[int, ...], hw_out: tuple[int, int]) -> bool:
     """2x2 windows at stride 2, no padding, no dilation, every window inside the input."""
-    a = node.attrs
-    return (tuple(a["kernel"]) == (2, 2) and tuple(a["strides"]) == (2, 2) and not any(a["pads"])
-            and tuple(a["dilations"]) == (1, 1) and 2 * hw_out[0] <= hw_in[0] and 2 * hw_out[1] <= hw_in[1])
+    return is_plain_2x2_pool(node) and 2 * hw_out[0] <= hw_in[0] and 2 * hw_out[1] <= hw_in[1]
 
 
 MIN_PLANE_OUTPUTS = 8

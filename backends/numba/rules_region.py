@@ -17,7 +17,7 @@ from ...ir.regions import region_anchor, region_body
 from .epilogue import Epilogue, accepts_epilogue, epilogue_from_region
 from .plan import LowerCtx
 from .registry import lowers
-from .rules_conv import lower_conv
+from .rules_conv import lower_conv, pools_in_kernel
 from .rules_dense import lower_product
 from .rules_f64 import lower_node
 from .rules_integer import lower_qconv, lower_qproduct
@@ -73,6 +73,9 @@ def lower_matrix_region(ctx: LowerCtx, node: Node) -> None:
         lower_body_equations(ctx, node)
         return
     bind_parameters(ctx, node)
+    if epi.pool_2x2 and not pools_in_kernel(ctx, anchor):  # the pool runs as its own kernel after the product
+        leftover = [epi.equations[-1], *leftover]
+        epi = epi.without_pool()
     first = len(ctx.steps)
     ctx.node = anchor
     if anchor.op == "qconv2d":  # its result may stay channels last when the region's readers take it so

@@ -64,6 +64,14 @@ def conv_out(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int,
     return out
 
 
+def is_plain_2x2_pool(node: Any) -> bool:
+    """A pooling node with 2x2 windows at stride 2, no padding or dilation: no two windows overlap (on an input of
+    even height and width every window lies inside it, whatever its ceil_mode)."""
+    a = node.attrs
+    return (tuple(a["kernel"]) == (2, 2) and tuple(a["strides"]) == (2, 2) and not any(a["pads"])
+            and tuple(a["dilations"]) == (1, 1))
+
+
 def _check_window(op: str, a: dict[str, Any], keys: tuple[str, ...]) -> None:
     for k, n in (("strides", 2), ("dilations", 2), ("pads", 4), ("kernel", 2)):
         if k in keys and len(a[k]) != n:
