@@ -5,7 +5,8 @@ With the input zero-padded (stride 1), output pixel (oh, ow) of tap (i, j) reads
 (i, j) is a GEMM whose B rows are channel planes of the padded input shifted by i*dh*Wp + j*dw.
 Strides are handled by splitting each padded plane into stride phases, each again a shifted GEMM.
 The kernel accumulates the kh*kw taps per output tile with pre-packed weights, packing one B panel
-(KC x NR) at a time, then the epilogue writes the valid columns into the output.
+(KC x NR) at a time, then the epilogue writes the valid columns into the output (with geo[POOL_2X2],
+the max of each 2x2 window of them: tiles then hold whole pairs of output rows).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, PT, SH, SW, W_OUT
+from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, POOL_2X2, PT, SH, SW, W_OUT
 from .jit import helper, subkernel, twin
-from .k_epilogue import epi_row
+from .k_epilogue import RESIDUAL, epi_row
 from .k_microkernel import MR, NR, microkernel_rows, ukernel
+from .mathfn import maximum
 from .vector_runs import copy_run, zero_run
 
 KC_CONV = 256
@@ -147,6 +149,33 @@ def _pack_panel(xpad, offs, q, kc, qw, bp):  # type: ignore[no-untyped-def]
             row[z] = 0.0
 
 
+@subkernel
+def _pool_tile_rows(ext, base, out, n, c, r0, r1, w_out, wq, stages, vecs, params, res, rn):  # type: ignore
+    """Channel c's rows r0..r1 (whole pairs) of a wide C tile at ext[base + oh * wq]: the epilogue on them (one run
+    over the wide rows, junk columns too, unless a residual is added row by row), then the max of each 2x2 window
+    into out [N, C, Ho*Wo / 4]."""
+    if stages.shape[0] > 0:
+        residual = False
+        for s in range(stages.shape[0]):
+            residual = residual or stages[s] == RESIDUAL
+        if residual:
+            rc = min(c, res.shape[1] - 1)
+            for oh in range(r0, r1):
+                row = ext[base + oh * wq:base + oh * wq + w_out]
+                rrow = res[rn, rc][oh * w_out:(oh + 1) * w_out] if res.shape[2] > 1 else res[rn, rc]
+                epi_row(row, row, False, stages, vecs, params, np.int64(0), c, rrow)
+        else:
+            span = ext[base + r0 * wq:base + r1 * wq]
+            epi_row(span, span, False, stages, vecs, params, np.int64(0), c, res[rn, min(c, res.shape[1] - 1)])
+    half = w_out // 2
+    for oh in range(r0, r1, 2):
+        top = ext[base + oh * wq:base + oh * wq + w_out]
+        bottom = ext[base + (oh + 1) * wq:base + (oh + 1) * wq + w_out]
+        dst = out[n, c, oh // 2 * half:(oh // 2 + 1) * half]
+        for z in range(half):
+            dst[z] = maximum(maximum(top[2 * z], top[2 * z + 1]), maximum(bottom[2 * z], bottom[2 * z + 1]))
+
+
 @twin
 def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages,  # type: ignore[no-untyped-def]
                vecs, params, res):
@@ -169,7 +198,8 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
     kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
     pt, pl, dh, dw = geo[PT], geo[PL], geo[DH], geo[DW]
     w_out = geo[W_OUT]
-    h_out = out.shape[2] // max(w_out, 1)
+    pool = geo[POOL_2X2] == 1
+    h_out = out.shape[2] * (4 if pool else 1) // max(w_out, 1)
     plane = hq * wq
     chan = sh * sw * plane
     pointwise = geo[POINTWISE] == 1
@@ -245,6 +275,10 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
         if pointwise and stages.shape[0] == 0:
             continue
         rn = min(n, res.shape[0] - 1)
+        if pool:
+            for c in range(c0, c1):
+                _pool_tile_rows(ext, c_base + c * c_ld, out, n, c, r0, r1, w_out, wq, stages, vecs, params, res, rn)
+            continue
         for c in range(c0, c1):  # valid columns of the C tile into the output, then the epilogue on the span
             span = out[n, c, r0 * w_out:r1 * w_out]
             if not pointwise:

@@ -151,7 +151,8 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
     hq, wq = (h, w_in) if pointwise else (cdiv(h + pt + pb, sh), cdiv(w_in + pl + pr, sw))
     # few input channels per tap merge the taps into one K (a K of Ci alone would waste the micro-kernel);
     # many output channels reuse each B panel, worth packing
-    mode = B_IN_PLACE if pointwise else (B_MERGED if ci < 64 else (B_PACKED if co >= 192 else B_IN_PLACE))
+    mode = (B_IN_PLACE if pointwise else B_MERGED if ci < MERGED_TAPS_BELOW_CHANNELS
+            else B_PACKED if co >= 192 else B_IN_PLACE)
     if mode == B_MERGED:
         _emit_conv_pixels(ctx, node, src, w, o3, out_hw, epi, res, work, (sh, sw, hq, wq))
         return
@@ -162,6 +163,8 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
         work += nb * (ci * sh * sw * hq * wq + co * ho * wo + (kh * kw * ci * ho * wq if mode == B_PACKED else 0))
     par = ctx.parallel(work)
     rb, cb = shift_tiles(nb, co, ho, wq, ctx.threads, par, mode == B_PACKED)
+    if epi.pool_2x2:  # whole pairs of output rows per tile
+        rb = min(ho, rb + rb % 2)
     items = nb * cdiv(ho, rb) * cdiv(co, cb)
     f32 = np.dtype(np.float32)
     packed = ctx.const(pack_conv_weights(np.ascontiguousarray(w, np.float32), merged=False),
@@ -173,7 +176,7 @@ def _emit_conv_shift(ctx: LowerCtx, node: Node, src: int, w: np.ndarray, o3: int
         ext = ctx.buffer((ext_floats(items, rb, wq, cb),), f32, f"{node.name}.wide")
     ctmp = ctx.buffer((items * k_microkernel.NR * (k_microkernel.MR + KC_CONV),), f32, f"{node.name}.tile")
     codes, vecs, params = epilogue_args(ctx, epi)
-    geo = window_geometry(node, wo, pointwise, mode)
+    geo = window_geometry(node, wo, pointwise, mode, pool_2x2=epi.pool_2x2)
     if pointwise:  # a strided 1x1 convolution reads its subsampled input at stride 1
         geo[SH] = geo[SW] = 1
     offsets = ctx.buffer((items * KC_CONV,), np.dtype(np.int64), f"{node.name}.rows")
@@ -226,12 +229,16 @@ def _weights(ctx: LowerCtx, node: Node) -> tuple[np.ndarray | None, KernelChoice
 
 
 def pools_in_kernel(ctx: LowerCtx, node: Node) -> bool:
-    """Whether the kernel of conv2d `node` can max-pool its tiles in 2x2 windows (a region's pool tail): conv_pixels
-    does, for an even output height and width whose pooled C tile (two output rows per image) stays small."""
+    """Whether the kernel of conv2d `node` can max-pool its tiles in 2x2 windows (a region's pool tail), for an even
+    output height and width: conv_pixels does where its pooled C tile (two output rows per image) stays small,
+    conv_shift unless the convolution is 1x1 (written straight into the output)."""
     _, _, ho, wo = node.outputs[0].type.shape
-    constant_bias = len(node.inputs) < 3 or node.inputs[2].is_constant
-    return (_conv_path(ctx, node, *_weights(ctx, node)) == "pixels" and constant_bias and ho % 2 == 0
-            and wo % 2 == 0 and pool_block_pixels(wo) <= MAX_POOL_BLOCK_PIXELS)
+    if ho % 2 or wo % 2 or not (len(node.inputs) < 3 or node.inputs[2].is_constant):
+        return False
+    path = _conv_path(ctx, node, *_weights(ctx, node))
+    one_by_one = node.inputs[1].type.shape[2:] == (1, 1) and not any(node.attrs["pads"])
+    return ((path == "pixels" and pool_block_pixels(wo) <= MAX_POOL_BLOCK_PIXELS)
+            or (path == "shift" and not one_by_one))
 
 
 def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
@@ -252,8 +259,8 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
         return
     w_data, choice = _weights(ctx, node)
     path = _conv_path(ctx, node, w_data, choice)
-    if epi.pool_2x2 and (path != "pixels" or bias_value is not None):
-        raise ctx.fail("only conv_pixels pools its tiles (check pools_in_kernel first)")
+    if epi.pool_2x2 and not pools_in_kernel(ctx, node):
+        raise ctx.fail("this convolution's kernel does not pool its tiles (check pools_in_kernel first)")
     o3 = ctx.reshaped(out, (nb, co, p // 4 if epi.pool_2x2 else p))
     res = residual_arg(ctx, epi, (nb, co, p))
     is_float = out_value.type.dtype.name == "f32"

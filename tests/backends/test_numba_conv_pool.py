@@ -1,4 +1,4 @@
-"""A conv2d region ending in a 2x2 max pool: conv_pixels pools its finished tiles, other convolutions pool after."""
+"""A conv2d region ending in a 2x2 max pool: conv_pixels and conv_shift pool their finished tiles, others pool after."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ def _u(*shape: int) -> np.ndarray:
 
 
 def _graph(xs: tuple, co: int, strides: tuple = (1, 1), residual: bool = False,
-           ceil: bool = False) -> tuple[Graph, dict]:
-    """conv + batchnorm (+ residual) + relu + 2x2 max pool as one region."""
+           ceil: bool = False, k: int = 3) -> tuple[Graph, dict]:
+    """conv (k x k) + batchnorm (+ residual) + relu + 2x2 max pool as one region."""
     b = GraphBuilder("conv_pool")
     x = b.input("x", f32[xs])
-    c = b.conv2d(x, _u(co, xs[1], 3, 3), _u(co), strides=strides, pads=1, name="conv")
+    c = b.conv2d(x, _u(co, xs[1], k, k), _u(co), strides=strides, pads=k // 2, name="conv")
     h = b.batchnorm(c, _u(co) + 2, _u(co), _u(co), np.abs(_u(co)) + 0.5, name="bn")
     names = ["conv", "bn"]
     feeds = {"x": _u(*xs)}
@@ -54,13 +54,17 @@ def _kernels(g: Graph, threshold: int) -> list[str]:
     ((3, 5, 6, 10), 13, (1, 1), False),     # 10 wide: blocks of 160 pixels, across images
     ((2, 7, 12, 20), 29, (2, 2), True),     # stride-2 phase planes, 10 wide output
     ((1, 3, 64, 64), 8, (1, 1), False),     # one image split over several items
+    ((2, 64, 8, 8), 16, (1, 1), False),     # 64 input channels: conv_shift, B in place
+    ((1, 64, 14, 14), 200, (1, 1), True),   # conv_shift with packed B panels, residual row by row
+    ((1, 64, 16, 16), 24, (2, 2), False),   # conv_shift from stride phases
+    ((1, 70, 50, 50), 48, (1, 1), False),   # conv_shift in blocks of 17 rows, made 18 (whole pairs)
 ])
-def test_conv_pixels_pools_its_tiles(xs: tuple, co: int, strides: tuple, residual: bool) -> None:
+def test_convolutions_pool_their_tiles(xs: tuple, co: int, strides: tuple, residual: bool) -> None:
     g, feeds = _graph(xs, co, strides, residual)
     check(g, feeds, rtol=1e-4, atol=1e-4, thresholds=(SERIAL, PARALLEL))
     for th in (SERIAL, PARALLEL):
         kernels = _kernels(g, th)
-        assert len(kernels) == 1 and kernels[0].startswith("conv_uk_") and kernels[0].endswith("+relu+maxpool2x2")
+        assert len(kernels) == 1 and kernels[0].startswith("conv_uk") and kernels[0].endswith("+relu+maxpool2x2")
 
 
 def test_ceil_mode_on_an_even_output_pools_in_the_kernel() -> None:
@@ -70,14 +74,15 @@ def test_ceil_mode_on_an_even_output_pools_in_the_kernel() -> None:
     assert _kernels(g, PARALLEL)[0].endswith("+maxpool2x2")
 
 
-@pytest.mark.parametrize(("xs", "co", "ceil", "why"), [
-    ((2, 3, 7, 9), 8, False, "odd output height and width: the pool drops the last row and column"),
-    ((2, 3, 7, 9), 8, True, "odd output, ceil_mode: the last windows are partial"),
-    ((1, 3, 4, 300), 8, False, "300 wide: the smallest block of two rows is too large"),
-    ((2, 64, 8, 8), 16, False, "64 input channels: conv_shift, which does not pool"),
+@pytest.mark.parametrize(("xs", "co", "ceil", "k", "why"), [
+    ((2, 3, 7, 9), 8, False, 3, "odd output height and width: the pool drops the last row and column"),
+    ((2, 3, 7, 9), 8, True, 3, "odd output, ceil_mode: the last windows are partial"),
+    ((2, 64, 7, 9), 8, False, 3, "conv_shift, odd output"),
+    ((1, 3, 4, 300), 8, False, 3, "300 wide: the smallest block of two rows is too large"),
+    ((2, 64, 8, 8), 16, False, 1, "1x1: conv_shift writes the output directly"),
 ])
-def test_other_convolutions_pool_after_their_product(xs: tuple, co: int, ceil: bool, why: str) -> None:
-    g, feeds = _graph(xs, co, ceil=ceil)
+def test_other_convolutions_pool_after_their_product(xs: tuple, co: int, ceil: bool, k: int, why: str) -> None:
+    g, feeds = _graph(xs, co, ceil=ceil, k=k)
     check(g, feeds, rtol=1e-4, atol=1e-4, thresholds=(SERIAL, PARALLEL))
     kernels = _kernels(g, PARALLEL)
     assert len(kernels) == 2 and not kernels[0].endswith("maxpool2x2") and "maxpool" in kernels[1], why
