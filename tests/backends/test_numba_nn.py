@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .numba_check import check_op
+from .numba_check import check_op, op_graph
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RNG = np.random.default_rng(5)
@@ -195,3 +195,13 @@ def test_integer_reductions(op: str) -> None:
 def test_sum_and_mean_over_an_empty_axis() -> None:
     x = np.zeros((3, 0, 2), np.float32)
     check_op("reduce-sum", x, axes=[1], keepdims=False, exact=True)
+
+
+def test_global_avgpool_runs_its_parallel_twin_only_on_large_inputs() -> None:
+    """A mean reads each value once: below about 80,000 values a parallel region costs more than it saves."""
+    from tensorsmith.runtime.numba_exec import NumbaExecutable
+
+    for shape, parallel in (((4, 64, 8, 8), False), ((1, 2048, 7, 7), True)):
+        g, _ = op_graph("global-avgpool", _u(*shape))
+        kernels = [s.kernel for s in NumbaExecutable(g).plan.steps if not s.is_view]
+        assert kernels == ["global_avgpool[par]" if parallel else "global_avgpool"], (shape, kernels)
