@@ -109,3 +109,17 @@ def test_fuse_pass_makes_the_pool_a_tail_and_the_cnn_matches() -> None:
     assert sum(label.endswith("_pool") for label in labels) == 2, labels
     check(g, m.inputs, rtol=1e-4, atol=1e-5)
     assert any(k.endswith("+maxpool2x2") for k in _kernels(g, PARALLEL))
+
+
+@pytest.mark.parametrize("ci", [5, 64])
+def test_a_region_of_only_a_conv_and_its_pool(ci: int) -> None:
+    """No bias, no stages: the kernel pools the bare product (conv_pixels with 5 input channels, conv_shift with 64)."""
+    b = GraphBuilder("bare")
+    x = b.input("x", f32[2, ci, 12, 12])
+    c = b.conv2d(x, _u(24, ci, 3, 3), pads=1, name="conv")
+    b.output(b.maxpool2d(c, kernel=(2, 2), name="pool"))
+    g = b.build()
+    region(g, "conv", "pool")
+    check(g, {"x": _u(2, ci, 12, 12)}, rtol=1e-4, atol=1e-4, thresholds=(SERIAL, PARALLEL))
+    kernels = _kernels(g, PARALLEL)
+    assert len(kernels) == 1 and kernels[0].endswith("+maxpool2x2"), kernels
