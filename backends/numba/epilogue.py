@@ -3,10 +3,10 @@
 An `Epilogue` is a list of `Stage`s (per-channel add / mul / div by a vector, a residual add, an
 activation, a clip), the residual value if any, for a batched matmul the permutation of the layout the
 product is written into, and for a convolution whether it max-pools each finished tile in 2x2 windows.
-`epilogue_from_region(node)` builds one from a `fused` matrix
-region (see ir/regions.py): it translates the body's epilogue equations into stages and returns
-those it cannot express as a leftover suffix. The construction knows nothing of the kernel that
-consumes it; kernels read `codes()`, `vectors()` and `params()` (see k_epilogue.py).
+`epilogue_from_region(node)` builds one from a `fused` matrix region (see ir/regions.py): it translates
+the body's epilogue equations into stages and returns those it cannot express as a leftover suffix. The
+construction knows nothing of the kernel that consumes it; kernels read `codes()`, `vectors()` and
+`params()` (see k_epilogue.py).
 """
 
 from __future__ import annotations

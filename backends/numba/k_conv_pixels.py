@@ -25,7 +25,7 @@ from .jit import helper, subkernel, twin
 from .k_conv_shift import KC_CONV, fill_plane
 from .k_epilogue import CHUNK_FLOATS, epi_channel_rows
 from .k_microkernel import MR, NR, VW, microkernel_offsets_rows, microkernel_rows
-from .mathfn import maximum
+from .k_pool import max_of_row_pairs
 
 
 def reads_in_place(w_out: int) -> bool:
@@ -124,12 +124,9 @@ def _pool_rows(tile, col, span, c0, c1, out, n, lo, w_out):  # type: ignore[no-u
     for c in range(c0, c1):
         src = tile[c - c0]
         for r in range(span // (2 * w_out)):
-            top = src[col + 2 * r * w_out:col + (2 * r + 1) * w_out]
-            bottom = src[col + (2 * r + 1) * w_out:col + (2 * r + 2) * w_out]
             o = lo // 4 + r * half
-            dst = out[n, c, o:o + half]
-            for z in range(half):
-                dst[z] = maximum(maximum(top[2 * z], top[2 * z + 1]), maximum(bottom[2 * z], bottom[2 * z + 1]))
+            max_of_row_pairs(src[col + 2 * r * w_out:col + (2 * r + 1) * w_out],
+                             src[col + (2 * r + 1) * w_out:col + (2 * r + 2) * w_out], out[n, c, o:o + half])
 
 
 @subkernel

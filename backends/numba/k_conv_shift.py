@@ -18,7 +18,7 @@ from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, POOL_2X
 from .jit import helper, subkernel, twin
 from .k_epilogue import RESIDUAL, epi_row
 from .k_microkernel import MR, NR, microkernel_rows, ukernel
-from .mathfn import maximum
+from .k_pool import max_of_row_pairs
 from .vector_runs import copy_run, zero_run
 
 KC_CONV = 256
@@ -169,11 +169,9 @@ def _pool_tile_rows(ext, base, out, n, c, r0, r1, w_out, wq, stages, vecs, param
             epi_row(span, span, False, stages, vecs, params, np.int64(0), c, res[rn, min(c, res.shape[1] - 1)])
     half = w_out // 2
     for oh in range(r0, r1, 2):
-        top = ext[base + oh * wq:base + oh * wq + w_out]
-        bottom = ext[base + (oh + 1) * wq:base + (oh + 1) * wq + w_out]
-        dst = out[n, c, oh // 2 * half:(oh // 2 + 1) * half]
-        for z in range(half):
-            dst[z] = maximum(maximum(top[2 * z], top[2 * z + 1]), maximum(bottom[2 * z], bottom[2 * z + 1]))
+        top = base + oh * wq
+        o = oh // 2 * half
+        max_of_row_pairs(ext[top:top + w_out], ext[top + wq:top + wq + w_out], out[n, c, o:o + half])
 
 
 @twin

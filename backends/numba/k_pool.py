@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 
 from .geometry import DH, DW, KH, KW, PL, PT, SH, SW, W_OUT, ow_range
-from .jit import twin
+from .jit import helper, twin
 from .mathfn import maximum
 
 
@@ -39,20 +39,24 @@ def maxpool(x, out, geo, init):  # type: ignore[no-untyped-def]
                         orow[q] = maximum(orow[q], xrow[q * geo[SW] + off])
 
 
+@helper
+def max_of_row_pairs(top, bottom, dst):  # type: ignore[no-untyped-def]
+    """dst[q] = the max of top[2q], top[2q + 1], bottom[2q], bottom[2q + 1] (a NaN wins) for q < len(dst): one output
+    row of a 2x2 max pool at stride 2 from its two input rows."""
+    for q in range(dst.shape[0]):
+        dst[q] = maximum(maximum(top[2 * q], top[2 * q + 1]), maximum(bottom[2 * q], bottom[2 * q + 1]))
+
+
 @twin
 def maxpool2x2(x, out):  # type: ignore[no-untyped-def]
     """2x2 windows at stride 2 without padding or dilation: each output is the max of four inputs."""
     nb, nc = x.shape[0], x.shape[1]
-    h_out, w_out = out.shape[2], out.shape[3]
+    h_out = out.shape[2]
     for t in prange(nb * nc):
         n = t // nc
         c = t - n * nc
         for oh in range(h_out):
-            r0 = x[n, c, 2 * oh]
-            r1 = x[n, c, 2 * oh + 1]
-            o = out[n, c, oh]
-            for q in range(w_out):
-                o[q] = maximum(maximum(r0[2 * q], r0[2 * q + 1]), maximum(r1[2 * q], r1[2 * q + 1]))
+            max_of_row_pairs(x[n, c, 2 * oh], x[n, c, 2 * oh + 1], out[n, c, oh])
 
 
 @twin
