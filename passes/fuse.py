@@ -55,10 +55,10 @@ def _anchor_ok(node: Node) -> bool:
     return all(v.type.dtype.name == "f32" for v in [*node.inputs, *node.outputs])
 
 
-def _rule_for(cand: Candidate) -> tuple[EpilogueRule | None, str]:
+def _rule_for(cand: Candidate, rules: tuple[EpilogueRule, ...]) -> tuple[EpilogueRule | None, str]:
     """The first rule that accepts the candidate, or (None, the most specific reason none did)."""
     reason = f"{cand.node.op} is not an epilogue op"
-    for rule in EPILOGUE_RULES:
+    for rule in rules:
         if cand.node.op not in rule.ops:
             continue
         why = rule.check(cand)
@@ -69,13 +69,13 @@ def _rule_for(cand: Candidate) -> tuple[EpilogueRule | None, str]:
 
 
 def _grow(anchor: Node, users: dict[int, list[Node]], outputs: set[int], taken: set[int],
-          misses: list[str]) -> Chain:
+          misses: list[str], rules: tuple[EpilogueRule, ...]) -> Chain:
     """The longest epilogue chain from `anchor`, recording why it stopped when an epilogue op was next."""
     chain = Chain(anchor, [anchor], [])
     cur = anchor.outputs[0]
     while True:
         readers = users.get(id(cur), [])
-        epilogue_ops = {op for r in EPILOGUE_RULES for op in r.ops}
+        epilogue_ops = {op for r in rules for op in r.ops}
         near = [u for u in readers if u.op in epilogue_ops and id(u) not in taken]
         if not readers:
             break
@@ -89,7 +89,7 @@ def _grow(anchor: Node, users: dict[int, list[Node]], outputs: set[int], taken: 
             break
         ends_in_tail = bool(chain.rules) and chain.rules[-1] in TAIL_RULES
         cand = Candidate(node, cur, anchor, "residual" in chain.rules, ends_in_tail)
-        rule, why = _rule_for(cand)
+        rule, why = _rule_for(cand, rules)
         if rule is None:
             if node.op in epilogue_ops:
                 misses.append(f"{node.op} %{node.name} after %{anchor.name} not fused: {why}")
@@ -100,8 +100,9 @@ def _grow(anchor: Node, users: dict[int, list[Node]], outputs: set[int], taken: 
     return chain
 
 
-def fuse_epilogues(graph: Graph) -> tuple[Counter[str], list[str]]:
-    """Turn every matrix product and its epilogue chain into a region; returns counts by label and near misses."""
+def fuse_epilogues(graph: Graph, rules: tuple[EpilogueRule, ...] = EPILOGUE_RULES) -> tuple[Counter[str], list[str]]:
+    """Turn every matrix product and its epilogue chain (equations `rules` accept) into a region; returns counts by
+    label and near misses."""
     users = graph.users()
     outputs = {id(v) for v in graph.outputs}
     taken: set[int] = set()
@@ -110,7 +111,7 @@ def fuse_epilogues(graph: Graph) -> tuple[Counter[str], list[str]]:
     chains = []
     for node in list(graph.nodes):
         if _anchor_ok(node) and id(node) not in taken:
-            chain = _grow(node, users, outputs, taken, misses)
+            chain = _grow(node, users, outputs, taken, misses, rules)
             if len(chain.nodes) > 1:
                 taken.update(id(n) for n in chain.nodes)
                 chains.append(chain)
@@ -166,6 +167,8 @@ class Fuse(Pass):
     tolerance = (1e-4, 1e-5)
     patterns: bool = True
     epilogues: bool = True
+    pool: bool = True
+    """A convolution's following 2x2 max pool joins its region (false: the pool stays its own node, to compare)."""
     elementwise: bool = True
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
@@ -177,7 +180,8 @@ class Fuse(Pass):
             cleaned = apply_rules(graph, LAYOUT_CLEANUP)  # a replacement's layout ops meet the exporter's
             if cleaned:
                 lines.append(f"layout cleanup: {format_hits(cleaned)}")
-        counts, misses = fuse_epilogues(graph) if self.epilogues else (Counter(), [])
+        rules = EPILOGUE_RULES if self.pool else tuple(r for r in EPILOGUE_RULES if r.name != "pool")
+        counts, misses = fuse_epilogues(graph, rules) if self.epilogues else (Counter(), [])
         if self.elementwise:
             counts += fuse_elementwise(graph)
         total = sum(counts.values())
