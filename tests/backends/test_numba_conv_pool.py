@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tensorsmith.backends.numba import k_microkernel
 from tensorsmith.backends.numba.k_conv_pixels import MAX_POOL_BLOCK_PIXELS, pool_block_pixels, pooled_blocks
 from tensorsmith.ir import Graph, GraphBuilder, f32
@@ -123,3 +125,13 @@ def test_a_region_of_only_a_conv_and_its_pool(ci: int) -> None:
     check(g, {"x": _u(2, ci, 12, 12)}, rtol=1e-4, atol=1e-4, thresholds=(SERIAL, PARALLEL))
     kernels = _kernels(g, PARALLEL)
     assert len(kernels) == 1 and kernels[0].endswith("+maxpool2x2"), kernels
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), ci=st.sampled_from([1, 3, 8, 64, 70]), co=st.integers(1, 40), h=st.integers(3, 13),
+       w=st.integers(3, 13), stride=st.sampled_from([1, 2]), residual=st.booleans())
+def test_generated_conv_pool_regions_match_the_reference(n: int, ci: int, co: int, h: int, w: int, stride: int,
+                                                         residual: bool) -> None:
+    """Any shape: pooled in the kernel where it can be, after the product elsewhere, equal to the reference."""
+    g, feeds = _graph((n, ci, h, w), co, (stride, stride), residual)
+    check(g, feeds, rtol=1e-4, atol=1e-4, thresholds=(SERIAL, PARALLEL))
