@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from .. import runtime
+from ..backends.numba.k_microkernel import AVAILABLE, VW
 from ..passes import run_pipeline
 from .models import list_models, load_model
 from .warmup import warm_up
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=9)
     args = p.parse_args(argv)
     available = {m.name for m in list_models() if m.available}
-    print(f"threads {numba.get_num_threads()}; medians of {args.rounds} alternating rounds, one process")
+    path = (f"fp32 micro-kernel on {'AVX-512' if VW == 16 else 'AVX2'} ({VW} floats a vector)" if AVAILABLE
+            else "no FMA: convolutions through BLAS, pools apart")
+    print(f"{path}; threads {numba.get_num_threads()}; medians of {args.rounds} alternating rounds, one process")
     for name in [s.strip() for s in args.models.split(",") if s.strip()]:
         if name not in available:
             print(f"{name}: not available here")
