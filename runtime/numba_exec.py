@@ -74,10 +74,11 @@ class NumbaExecutable(Executable):
     """A graph compiled to Numba kernels over a preallocated arena."""
 
     def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD,
-                 warmup: bool = True, int8_path: str | None = None, outputs_in_arena: bool = False) -> None:
+                 warmup: bool = True, int8_path: str | None = None, outputs_in_arena: bool = False,
+                 blocked_layout: bool = True) -> None:
         t0 = time.perf_counter()
         layer = start_pool()
-        self.plan = lower(graph, parallel_threshold, int8_path, outputs_in_arena)
+        self.plan = lower(graph, parallel_threshold, int8_path, outputs_in_arena, blocked_layout)
         t1 = time.perf_counter()
         buffers = lifetimes(self.plan)
         self.arena: ArenaPlan = plan_arena(buffers)

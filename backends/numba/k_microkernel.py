@@ -27,7 +27,7 @@ AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATUR
 
 
 def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ignore[no-untyped-def]
-                  strided_a: bool = False):
+                  strided_a: bool = False, a_step: int = 0):
     """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an A panel whose k-th values are
     `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place).
 
@@ -37,6 +37,11 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
     With `b_pieces` > 0 the B rows are read in place through a table instead of a packed panel: row k is
     2 * b_pieces runs of VW / b_pieces floats, run i at b[offs[k] + starts[i]] (a convolution's K rows in
     the padded input planes, each run a run of output pixels of one row).
+
+    With `a_step` > 0 A is read in place through a table instead: A[i, k] at a[a_off + offs[k] + i * a_step] (a
+    convolution's output pixels, a_step floats apart in its input; K its (channel, tap) pairs). The step is a
+    constant, so the rows' addresses are immediates (a step argument would hold a register per row). C's
+    second vector of each row is then c_next floats after its first (two blocks of a blocked-channel layout).
     """
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
@@ -49,6 +54,14 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         sig = types.void(kc, a, a_off, b, offs, starts, c, c_off, ldc, accumulate)
         return sig, _codegen
 
+    def ukernel_a_offsets_typer(typingctx, kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc,  # type: ignore
+                                c_next, ep, ep_off, mode, accumulate):
+        """C[rows, NR] (row stride ldc, at c_off; its second vector c_next after the first) (+)= A [rows, kc]
+        (A[i, k] at a_off + offs[k] + i * a_step) @ B rows [kc][NR], then the epilogue `mode` (EPI_*) with the
+        per-column table ep[ep_off:ep_off + EPI_ROWS * NR]."""
+        sig = types.void(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, accumulate)
+        return sig, _codegen
+
     def ukernel_strided_typer(typingctx, kc, a, a_off, a_k, a_i, b, b_off, ldb, c, c_off, ldc,  # type: ignore
                               accumulate):
         """C[rows, NR] (row stride ldc, at c_off) (+)= A [rows, kc] (A[i, k] at a_off + k * a_k + i * a_i) @ B rows
@@ -58,7 +71,7 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
 
     def _codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
-        sh = 2 if strided_a else 0  # the B and C arguments follow A's two strides
+        sh = 2 if strided_a else 1 if a_step else 0  # the B and C arguments follow A's two strides (or its table)
         f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
         vt = ir.VectorType(f32, VW)
 
@@ -77,8 +90,12 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         else:
             pb, ldb_v = builder.gep(data(3 + sh), [scalar(4 + sh)]), scalar(5 + sh)
             pc, ldc_v, acc_arg = builder.gep(data(6 + sh), [scalar(7 + sh)]), scalar(8 + sh), 9 + sh
+        second = ir.Constant(i64, VW)  # where a C row's second vector starts
+        if a_step:
+            second, acc_arg = scalar(acc_arg), acc_arg + 4
+            ep_ptr, ep_mode = builder.gep(data(acc_arg - 3), [scalar(acc_arg - 2)]), scalar(acc_arg - 1)
         a_k = scalar(3) if strided_a else ir.Constant(i64, a_stride)
-        a_i = scalar(4) if strided_a else ir.Constant(i64, 1)
+        a_i = scalar(4) if strided_a else ir.Constant(i64, a_step or 1)
         a_rows = [builder.mul(a_i, ir.Constant(i64, i)) for i in range(rows)]  # offsets of A's rows
         name = f"llvm.fma.v{VW}f32"
         fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
@@ -104,7 +121,10 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
             bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
             bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()),
                                  align=4) for j in range(2)]
-        aptr = builder.gep(pa, [builder.mul(k, a_k)])
+        if a_step:
+            aptr = builder.gep(pa, [builder.load(builder.gep(data(3), [k]), align=8)])
+        else:
+            aptr = builder.gep(pa, [builder.mul(k, a_k)])
         new = []
         for i in range(rows):
             s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)
@@ -129,15 +149,53 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
             row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
             for j in range(2):
                 fin = fins[i * 2 + j]
-                ptr = builder.bitcast(builder.gep(row, [ir.Constant(i64, j * VW)]), vt.as_pointer())
+                ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
                 old = builder.load(ptr, align=4)
-                builder.store(builder.select(acc_flag, builder.fadd(fin, old), fin), ptr, align=4)
+                val = builder.select(acc_flag, builder.fadd(fin, old), fin)
+                if a_step:
+                    val = _tile_epilogue(builder, fma, val, ep_ptr, j, ep_mode)
+                builder.store(val, ptr, align=4)
         return context.get_dummy_value()
 
-    typer = ukernel_offsets_typer if b_pieces else ukernel_strided_typer if strided_a else ukernel_typer
-    a_name = "strided" if strided_a else a_stride
+    typer = (ukernel_offsets_typer if b_pieces else ukernel_strided_typer if strided_a
+             else ukernel_a_offsets_typer if a_step else ukernel_typer)
+    a_name = "strided" if strided_a else f"offsets{a_step}" if a_step else a_stride
     typer.__name__ = typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_name}{f'_b{b_pieces}' if b_pieces else ''}"
     return intrinsic(typer)
+
+
+EPI_NONE, EPI_AFFINE, EPI_RELU, EPI_CLIP = range(4)
+"""Epilogues of the table-A micro-kernels: none, up to three per-column affine stages ((v * m0 + a0) * m1 + a1)
+* m2 + a2, the same then ReLU (a NaN stays NaN), or then clamped to [lo, hi]."""
+EPI_ROWS = 8
+"""Rows of NR floats in an epilogue table: m0, a0, m1, a1, m2, a2, lo, hi (lo and hi repeated per column)."""
+
+
+def _tile_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int,
+                   mode: ir.Value) -> ir.Value:
+    """Vector v (columns half * VW..) after epilogue `mode` with per-column rows of `table` (EPI_ROWS x NR)."""
+    vt = v.type
+    i64 = ir.IntType(64)
+
+    def row(r: int) -> ir.Value:
+        ptr = builder.gep(table, [ir.Constant(i64, r * NR + half * VW)])
+        return builder.load(builder.bitcast(ptr, vt.as_pointer()), align=4)
+
+    zero = ir.Constant(vt, [0.0] * VW)
+    t = builder.call(fma, [v, row(0), row(1)])
+    t = builder.call(fma, [t, row(2), row(3)])
+    t = builder.call(fma, [t, row(4), row(5)])
+    relu = builder.select(builder.fcmp_unordered(">", t, zero), t, zero)  # NaN or positive: kept
+    lo, hi = row(6), row(7)
+    low = builder.select(builder.fcmp_ordered("<", t, lo), lo, t)
+    clip = builder.select(builder.fcmp_ordered(">", low, hi), hi, low)
+
+    def is_mode(m: int) -> ir.Value:
+        return builder.icmp_signed("==", mode, ir.Constant(mode.type, m))
+
+    out = builder.select(is_mode(EPI_CLIP), clip, relu)
+    out = builder.select(is_mode(EPI_AFFINE), t, out)
+    return builder.select(is_mode(EPI_NONE), v, out)
 
 
 def _load_pieces(builder: ir.IRBuilder, ptr: ir.Value, starts: list[ir.Value]) -> ir.Value:
@@ -174,6 +232,12 @@ ukernel_strided_third = _make_ukernel(MR // 3, strided_a=True)
 """The same for MR/3 rows of A read in place."""
 ukernel_strided_two_thirds = _make_ukernel(2 * MR // 3, strided_a=True)
 """The same for 2*MR/3 rows of A read in place."""
+_A_OFFSETS = {step: [_make_ukernel(r, a_step=step) for r in (1, MR // 3, 2 * MR // 3, MR)] for step in (1, VW)}
+ukernel_a_runs_one, ukernel_a_runs_third, ukernel_a_runs_two_thirds, ukernel_a_runs = _A_OFFSETS[1]
+"""C[rows, NR] (row stride ldc, at c_off) (+)= A [rows, kc] read in place through a table, A[i, k] at
+a[a_off + offs[k] + i] (1, MR/3, 2*MR/3 or MR rows: consecutive pixels of a padded plane) @ B rows [kc][NR]."""
+ukernel_a_blocks_one, ukernel_a_blocks_third, ukernel_a_blocks_two_thirds, ukernel_a_blocks = _A_OFFSETS[VW]
+"""The same with A[i, k] at a[a_off + offs[k] + i * VW]: consecutive pixels of a blocked-channel image."""
 ukernel_row = _make_ukernel(1, a_stride=1)
 """C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
 no packed A panel."""
@@ -201,6 +265,37 @@ def microkernel_offsets_rows(cw, halves, kc, ap, a_off, b, offs, starts, c, c_of
         ukernel_offsets_two_thirds(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
     else:
         ukernel_offsets(kc, ap, a_off, b, offs, starts, c, c_off, ldc, accumulate)
+
+
+@helper
+def microkernel_pixel_rows(cw, blocks, kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc,  # type: ignore[no-untyped-def]
+                           c_next, ep, ep_off, mode, accumulate):
+    """The micro-kernel with A (cw consecutive output pixels) read through a table of K offsets: pixels 1 float
+    apart (padded planes) or, with `blocks`, VW floats apart (a blocked-channel image). It runs 1, MR/3, 2*MR/3 or
+    MR rows, the fewest that cover cw: rows past cw are read and their C rows written (callers give room). C's
+    second vector of each row is c_next floats after its first; epilogue `mode` (EPI_*) reads its table at
+    ep[ep_off:] (its last K block only: with `accumulate` the stored sum gets it)."""
+    if blocks:
+        if cw == 1:
+            ukernel_a_blocks_one(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode,
+                                 accumulate)
+        elif cw <= MR // 3:
+            ukernel_a_blocks_third(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode,
+                                   accumulate)
+        elif cw <= 2 * MR // 3:
+            ukernel_a_blocks_two_thirds(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode,
+                                        accumulate)
+        else:
+            ukernel_a_blocks(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, accumulate)
+    elif cw == 1:
+        ukernel_a_runs_one(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, accumulate)
+    elif cw <= MR // 3:
+        ukernel_a_runs_third(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, accumulate)
+    elif cw <= 2 * MR // 3:
+        ukernel_a_runs_two_thirds(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode,
+                                  accumulate)
+    else:
+        ukernel_a_runs(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, accumulate)
 
 
 @helper

@@ -58,18 +58,19 @@ def check_lowerable(graph: Graph) -> None:
 
 
 def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, int8_path: str | None = None,
-          outputs_in_arena: bool = False) -> Plan:
+          outputs_in_arena: bool = False, blocked_layout: bool = True) -> Plan:
     """The Plan of `graph`: slots, kernel steps, and per `fused` node its body's equation names.
 
     Fusion is decided in the graph (`fused` regions, see ir/regions.py); every other node lowers alone.
     The graph is not modified. Integer ops run on `int8_path` (an `int8_paths()` name; Int8PathError when
     the host cannot execute it), by default the best path of this host, read now. `outputs_in_arena` places
-    the graph outputs in arena buffers too (for a caller that reads them before the next run).
+    the graph outputs in arena buffers too (for a caller that reads them before the next run). `blocked_layout`
+    False keeps every convolution's result NCHW (blocked.py; to measure what the blocked layout buys).
     """
     check_lowerable(graph)
     if int8_path is not None:
         check_int8_path(int8_path)
-    ctx = LowerCtx(graph, parallel_threshold, int8_path or best_int8_path(), outputs_in_arena)
+    ctx = LowerCtx(graph, parallel_threshold, int8_path or best_int8_path(), outputs_in_arena, blocked_layout)
     fused = [tuple(eq.name for eq in region_body(n).nodes) for n in graph.nodes if n.op == "fused"]
     for node in graph.nodes:
         ctx.node = node

@@ -114,8 +114,10 @@ class LowerCtx:
     """What lowering rules use to create slots and emit steps."""
 
     def __init__(self, graph: Graph, parallel_threshold: int, int8_path: str | None = None,
-                 outputs_in_arena: bool = False) -> None:
+                 outputs_in_arena: bool = False, blocked_layout: bool = True) -> None:
         self.graph = graph
+        self.blocked_layout = blocked_layout
+        """Whether f32 convolutions may hand their results on in the blocked-channel layout (blocked.py)."""
         self.outputs_in_arena = outputs_in_arena
         """Graph outputs are arena buffers too (the caller reads them before the next run) instead of fresh arrays."""
         self.parallel_threshold = parallel_threshold
@@ -138,6 +140,11 @@ class LowerCtx:
         self.channels_last: dict[int, int] = {}
         """Values (NCHW in the IR) whose slot is a transposed view of a contiguous NHWC slot, by value id: that
         slot. A kernel that reads channels last takes it as is; any other reader materializes NCHW (`arg`)."""
+        self.blocked: dict[int, Any] = {}
+        """Values (NCHW in the IR) held in the blocked-channel layout instead, by value id: their
+        `blocked.BlockedValue`. Only blocked-aware kernels read them; any other reader gets an NCHW copy."""
+        self.blocked_plans: dict[int, int | None] = {}
+        """Per value id, the halo it carries blocked or None (`blocked.result_halo`, memoized)."""
         self._readers: dict[int, list[Node]] | None = None
         for v in graph.inputs:
             self.value_slot[id(v)] = self._new("input", v.type.shape, v.type.dtype.np_dtype, v.name)

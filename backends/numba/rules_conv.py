@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -10,10 +12,22 @@ from ...ir.graph import Node, Value
 from ...ir.ops.nn import conv_out
 from ..cost.sparse_kernels import DENSE, KernelChoice
 from . import k_microkernel
+from .blocked import BlockedValue, blocked_halo
 from .epilogue import Epilogue, empty_epilogue
 from .geometry import B_IN_PLACE, B_MERGED, B_PACKED, SH, SW, window_geometry
 from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
+from .k_conv_blocked import (
+    BLOCKED_SLACK,
+    EPI_NONE,
+    blocked_shape,
+    blocked_tables,
+    blocked_to_nchw,
+    conv_blocked,
+    plane_image_floats,
+    row_scratch_floats,
+    tile_epilogue,
+)
 from .k_conv_pixels import (
     MAX_POOL_BLOCK_PIXELS,
     conv_pixels,
@@ -241,13 +255,18 @@ def pools_in_kernel(ctx: LowerCtx, node: Node) -> bool:
             or (path == "shift" and not one_by_one))
 
 
-def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:
-    """conv2d with epilogue `epi` writing `out_value` (pooled when `epi.pool_2x2`, see pools_in_kernel): shifted
+def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value, halo: int | None = None) -> None:
+    """conv2d with epilogue `epi` writing `out_value` (pooled when `epi.pool_2x2`, see pools_in_kernel): in the
+    blocked-channel layout with a border of `halo` zero pixels when given (blocked.blocked_halo), else shifted
     GEMMs on the micro-kernel (f32, groups 1, constant weights), channel blocks laid out channels-last (f32
     depthwise, constant weights), tiled im2col + BLAS per group (f32, at least 4 input channels per group) or
     direct loops."""
     x, wv = node.inputs[0], node.inputs[1]
     epi, bias_value = own_bias(node, epi)
+    if halo is not None:
+        assert bias_value is None  # blocked_halo takes only constant biases
+        _emit_conv_blocked(ctx, node, epi, out_value, halo)
+        return
     a = node.attrs
     nb, ci, h, w_in = x.type.shape
     co, cg, kh, kw = wv.type.shape
@@ -310,7 +329,71 @@ def lower_conv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> No
         emit_binary(ctx, "add", out, ctx.reshaped(ctx.arg(bias_value), bshape), out)
 
 
+def blocked_tiles(units: int, rows: int, threads: int, parallel: bool, pool: bool) -> int:
+    """Output rows per work item of conv_blocked, whose items are (image, panel of NR channels) units split into
+    row blocks: whole images when the units share out evenly among the threads, else about two blocks per thread
+    (even blocks when pooling)."""
+    groups = 1
+    if parallel and threads > 1 and (units < threads or units % threads):
+        groups = min(rows, cdiv(2 * threads, units))
+    rb = cdiv(rows, groups)
+    return rb + rb % 2 if pool else rb
+
+
+def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value, halo: int) -> None:
+    """A stride-1 convolution writing the blocked-channel layout (conv_blocked) from a blocked input, read in place,
+    or from an NCHW one copied into zero-padded planes; `out_value` is then held blocked (LowerCtx.blocked)."""
+    x = node.inputs[0]
+    w = constant_data(ctx, node.inputs[1])
+    nb, ci, h, w_in = x.type.shape
+    co, _, kh, kw = w.shape
+    a = node.attrs
+    pt, pl, pb, pr = a["pads"]
+    ho = conv_out(h, kh, 1, pt, pb, a["dilations"][0])
+    wo = conv_out(w_in, kw, 1, pl, pr, a["dilations"][1])
+    f32 = np.dtype(np.float32)
+    source = ctx.blocked.get(id(x))
+    if source is not None:
+        hq, wq = h + 2 * source.halo, w_in + 2 * source.halo
+        x4, xpad = ctx.const(np.zeros((1, 1, 1, 1), f32), "no_nchw"), ctx.buffer((1,), f32, f"{node.name}.no_planes")
+        xb = source.flat
+    else:
+        hq, wq = h + pt + pb, w_in + pl + pr
+        x4 = ctx.arg(x)
+        xpad = ctx.buffer((nb * plane_image_floats(ci, hq, wq),), f32, f"{node.name}.planes")
+        xb = ctx.const(np.zeros(0, f32), "no_blocks")
+    offs, packed = blocked_tables(np.ascontiguousarray(w, np.float32), tuple(a["dilations"]), source is not None,
+                                  hq, wq)
+    rows, cols = (ho // 2, wo // 2) if epi.pool_2x2 else (ho, wo)
+    shape = blocked_shape(nb, co, rows, cols, halo)
+    numel = math.prod(shape)
+    flat = ctx.buffer((numel + BLOCKED_SLACK,), f32, f"{out_value.name}.blocked")
+    view = ctx.reshaped(ctx.view(flat, Index((slice(0, numel),)), f"{out_value.name}.blocked.inside"), shape)
+    work = 2 * nb * co * ho * wo * ci * kh * kw // FLOPS_PER_UNIT + nb * (ci * hq * wq + co * ho * wo)
+    panels = cdiv(co, k_microkernel.NR)
+    rb = blocked_tiles(nb * panels, ho, ctx.threads, ctx.parallel(work), epi.pool_2x2)
+    items = nb * panels * cdiv(ho, rb)
+    scratch = ctx.buffer((row_scratch_floats(items, wo),), f32, f"{node.name}.rows")
+    mode, table = tile_epilogue(epi.codes(), epi.vectors(), epi.params(), co)
+    codes, vecs, params = epilogue_args(ctx, epi if mode == EPI_NONE else replace(epi, stages=[]))
+    geo = window_geometry(node, wo, pool_2x2=epi.pool_2x2)
+    ap = ctx.const(packed.reshape(-1), f"{node.name}.packed")
+    ctx.emit(kernel_label("conv_blocked", epi), conv_blocked, x4, xpad, xb, ap, ctx.const(offs, f"{node.name}.offsets"),
+             view, scratch, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(halo), ctx.const(table.reshape(-1), "epilogue"),
+             Lit(mode), codes, vecs, params, writes=(flat, xpad, scratch), work=work)
+    held = BlockedValue(flat, view, halo)
+    ctx.blocked[id(out_value)] = held
+    ctx.defer(out_value, lambda: nchw_copy(ctx, out_value, held))
+
+
+def nchw_copy(ctx: LowerCtx, v: Value, held: BlockedValue) -> int:
+    """An NCHW buffer copied from blocked value `v` (for a reader that does not take the blocked layout)."""
+    out = ctx.buffer(v.type.shape, np.dtype(np.float32), f"{v.name}.nchw")
+    ctx.emit("blocked_to_nchw", blocked_to_nchw, held.view, Lit(held.halo), out, writes=(out,), work=v.type.numel)
+    return out
+
+
 @lowers("conv2d")
 def lower_conv_alone(ctx: LowerCtx, node: Node) -> None:
     """A conv2d on its own (its constant bias still runs in the kernel's epilogue)."""
-    lower_conv(ctx, node, empty_epilogue(node), node.outputs[0])
+    lower_conv(ctx, node, empty_epilogue(node), node.outputs[0], blocked_halo(ctx, node))

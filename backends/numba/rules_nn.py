@@ -10,6 +10,7 @@ from ...ir.graph import Node, Value
 from ...ir.ops.nn import is_plain_2x2_pool
 from .channels_last import result_channels_last
 from .geometry import window_geometry
+from .k_conv_blocked import global_avgpool_blocked
 from .k_data import dequantize, quantize
 from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
@@ -173,6 +174,11 @@ def _global_avgpool(ctx: LowerCtx, node: Node) -> None:
     n, c, s = _ncs(x.type.shape)
     out = ctx.out(v)
     if n * c == 0:
+        return
+    held = ctx.blocked.get(id(x))
+    if held is not None:  # a convolution's result in the blocked-channel layout
+        ctx.emit("global_avgpool_blocked", global_avgpool_blocked, held.view, Lit(held.halo),
+                 ctx.reshaped(out, (n, c)), writes=(out,), work=n * c * s // MEAN_VALUES_PER_UNIT)
         return
     ctx.emit("global_avgpool", mean_rows, ctx.reshaped(ctx.arg(x), (n * c, s)), ctx.flat_of(out), writes=(out,),
              work=n * c * s // MEAN_VALUES_PER_UNIT)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ...ir.graph import Node, Value
 from ...ir.regions import region_anchor, region_body
+from .blocked import blocked_halo
 from .epilogue import Epilogue, accepts_epilogue, epilogue_from_region
 from .plan import LowerCtx
 from .registry import lowers
@@ -39,6 +40,8 @@ def bind_parameters(ctx: LowerCtx, node: Node) -> None:
             ctx.value_slot[id(param)] = ctx.slot(arg)
         if id(arg) in ctx.channels_last:
             ctx.channels_last[id(param)] = ctx.channels_last[id(arg)]
+        if id(arg) in ctx.blocked:
+            ctx.blocked[id(param)] = ctx.blocked[id(arg)]
     if id(node.outputs[0]) in ctx.out_ids:
         ctx.out_ids.add(id(body.outputs[0]))
 
@@ -47,9 +50,14 @@ def bind_result(ctx: LowerCtx, node: Node) -> None:
     """Bind the node's output to the slot of the body's result."""
     ctx.node = node
     result = region_body(node).outputs[0]
-    ctx.value_slot[id(node.outputs[0])] = ctx.slot(result)
+    if ctx.is_deferred(result):  # e.g. held blocked: its NCHW slot only if a reader asks for it
+        ctx.defer(node.outputs[0], lambda: ctx.slot(result))
+    else:
+        ctx.value_slot[id(node.outputs[0])] = ctx.slot(result)
     if id(result) in ctx.channels_last:
         ctx.channels_last[id(node.outputs[0])] = ctx.channels_last[id(result)]
+    if id(result) in ctx.blocked:
+        ctx.blocked[id(node.outputs[0])] = ctx.blocked[id(result)]
 
 
 def lower_equations(ctx: LowerCtx, equations: list[Node]) -> None:
@@ -73,13 +81,16 @@ def lower_matrix_region(ctx: LowerCtx, node: Node) -> None:
         lower_body_equations(ctx, node)
         return
     bind_parameters(ctx, node)
-    if epi.pool_2x2 and not pools_in_kernel(ctx, anchor):  # the pool runs as its own kernel after the product
+    halo = blocked_halo(ctx, node) if anchor.op == "conv2d" else None
+    if epi.pool_2x2 and halo is None and not pools_in_kernel(ctx, anchor):  # the pool runs after the product
         leftover = [epi.equations[-1], *leftover]
         epi = epi.without_pool()
     first = len(ctx.steps)
     ctx.node = anchor
     if anchor.op == "qconv2d":  # its result may stay channels last when the region's readers take it so
         lower_qconv(ctx, anchor, epi, epi.equations[-1].outputs[0], None if leftover else node.outputs[0])
+    elif anchor.op == "conv2d":  # its result may stay blocked when the region's readers take it so
+        lower_conv(ctx, anchor, epi, epi.equations[-1].outputs[0], halo)
     else:
         MATRIX_LOWERINGS[anchor.op](ctx, anchor, epi, epi.equations[-1].outputs[0])
     for step in ctx.steps[first:]:
