@@ -1,14 +1,13 @@
 """Which f32 convolutions hand their results to each other in the blocked-channel layout (k_conv_blocked.py).
 
 A groups-1, stride-1 f32 conv2d (alone, or anchoring a region whose epilogue has no residual and may end in a 2x2
-max pool) with constant dense weights and a multiple of NR (2 VW) output channels (no panel half empty: the zoo
-CNN's 3 -> 16 channel layer ran 1.6x slower so) runs `conv_blocked` when every reader of its result takes the
-blocked layout: a `global-avgpool`, or such a convolution reading it as its activation with equal padding on all
-four sides (the result then carries that padding as its zero border, the halo), whose own result is blocked in
-turn or read by no convolution (the trunk's end). A CNN's trunk then stays blocked from the convolution after its
-first to its global pooling (or its flatten, through one copy to NCHW), and no layer copies its input into padded
-planes or transposes its output. The IR still sees NCHW: a blocked value's NCHW slot is made (`blocked_to_nchw`)
-only when another kernel asks for it.
+max pool) with constant dense weights and a multiple of VW output channels runs `conv_blocked` when every reader
+of its result takes the blocked layout: a `global-avgpool`, or such a convolution reading it as its activation
+with equal padding on all four sides (the result then carries that padding as its zero border, the halo), whose
+own result is blocked in turn or read by no convolution (the trunk's end). A CNN's trunk then stays blocked from
+its first convolution to its global pooling (or its flatten, through one copy to NCHW), and no layer copies its
+input into padded planes (but the first, from the NCHW input) or transposes its output. The IR still sees NCHW: a
+blocked value's NCHW slot is made (`blocked_to_nchw`) only when another kernel asks for it.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def _fits(ctx: LowerCtx, conv: Node, epi: Epilogue) -> bool:
     return (k_microkernel.AVAILABLE and out.dtype.name == "f32" and x.type.dtype.name == "f32"
             and a["groups"] == 1 and tuple(a["strides"]) == (1, 1) and w.is_constant and w.type.sparsity is None
             and (len(conv.inputs) < 3 or conv.inputs[2].is_constant)
-            and out.shape[1] % k_microkernel.NR == 0 and epi.residual is None and epi.out_perm is None
+            and out.shape[1] % k_microkernel.VW == 0 and epi.residual is None and epi.out_perm is None
             and (not epi.pool_2x2 or (out.shape[2] % 2 == 0 and out.shape[3] % 2 == 0)) and out.numel > 0)
 
 

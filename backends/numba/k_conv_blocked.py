@@ -3,8 +3,9 @@
 A blocked tensor is [N, ceil(C / VW), H + 2 * halo, W + 2 * halo, VW] float32: VW consecutive channels of a pixel
 form one vector (ONNX Runtime's NCHWc), and a border of `halo` zero pixels around each channel block's image is
 the padding of the next convolution, which then reads its input in place. The micro-kernel computes MR
-consecutive output pixels of one row by NR = 2 VW output channels: per K row (an input channel and tap) two
-vectors of packed weights and one broadcast input value per pixel, read through a table of K offsets from the
+consecutive output pixels of one row by NR = 2 VW output channels (or MR_ONE pixels by VW channels where the
+channels are not a multiple of NR): per K row (an input channel and tap) two (one) vectors of packed weights
+and one broadcast input value per pixel, read through a table of K offsets from the
 input's blocked image (pixels VW floats apart) or, for an NCHW input, from its zero-padded planes (pixels 1
 float apart). It applies a bias / batch norm / ReLU or clip epilogue to its registers and writes both channel
 blocks of the tile straight into the output rows; a pooled row pair goes through a small scratch first. Nothing
@@ -27,10 +28,13 @@ from .k_microkernel import (
     EPI_RELU,
     EPI_ROWS,
     MR,
+    MR_ONE,
     NR,
+    ONE_ROWS,
     VW,
     exact_rows,
     microkernel_pixel_rows,
+    microkernel_pixel_rows_one,
 )
 from .mathfn import maximum
 from .vector_runs import copy_run, zero_run
@@ -41,14 +45,22 @@ def blocked_shape(n: int, c: int, h: int, w: int, halo: int) -> tuple[int, int, 
     return n, -(-c // VW), h + 2 * halo, w + 2 * halo, VW
 
 
-BLOCKED_SLACK = MR * VW + NR
-"""Floats after a blocked buffer's last element: a micro-tile's spare rows read up to MR pixels past a row."""
+ROOM = max(MR, MR_ONE)
+"""Most pixels a micro-tile reads (and writes to the scratch) past a row's end: its spare rows."""
+BLOCKED_SLACK = ROOM * VW + NR
+"""Floats after a blocked buffer's last element: a micro-tile's spare rows read up to ROOM pixels past a row."""
 
 
 @helper
 def plane_image_floats(ci, hq, wq):  # type: ignore[no-untyped-def]
     """Floats of one image's zero-padded planes in conv_blocked's scratch (room for the last row's reads past it)."""
-    return ci * hq * wq + MR + NR
+    return ci * hq * wq + ROOM + NR
+
+
+def panel_width(co: int) -> int:
+    """Output channels per panel of conv_blocked: NR (two blocks, the 2-vector micro-kernel) when Co is a multiple of
+    NR, else VW (one block, the one-vector micro-kernel of MR_ONE rows)."""
+    return NR if co % NR == 0 else VW
 
 
 def blocked_tables(w: np.ndarray, dilations: tuple[int, int], from_blocks: bool, hq: int,
@@ -58,7 +70,7 @@ def blocked_tables(w: np.ndarray, dilations: tuple[int, int], from_blocks: bool,
     K runs over (channel, tap) pairs: from an NCHW input's padded planes (hq x wq each) k = (ci, i, j) at
     ci * hq * wq + i * dh * wq + j * dw; from a blocked input (hq x wq pixels per block, its halo included)
     k = (block, i, j, lane) at block * hq * wq * VW + (i * dh * wq + j * dw) * VW + lane. The weights are packed
-    as [ceil(Co / NR) panels, K, NR] (channels past Co zero)."""
+    as [panels, K, panel_width(Co)] (channels past Co zero)."""
     co, ci, kh, kw = w.shape
     dh, dw = dilations
     taps = (np.arange(kh)[:, None] * dh * wq + np.arange(kw)[None, :] * dw).reshape(-1)
@@ -73,10 +85,11 @@ def blocked_tables(w: np.ndarray, dilations: tuple[int, int], from_blocks: bool,
         offs = (np.arange(ci)[:, None] * hq * wq + taps[None, :]).reshape(-1)
         chan = np.repeat(np.arange(ci), kh * kw)
         tap = np.tile(np.arange(kh * kw), ci)
-    wk = np.zeros((offs.shape[0], -(-co // NR) * NR), np.float32)
+    pw = panel_width(co)
+    wk = np.zeros((offs.shape[0], -(-co // pw) * pw), np.float32)
     real = chan < ci  # a blocked input's lanes past Ci read zeros: their weights stay 0
     wk[real, :co] = w.reshape(co, ci, kh * kw)[:, chan[real], tap[real]].T
-    packed = np.ascontiguousarray(wk.reshape(offs.shape[0], -1, NR).transpose(1, 0, 2))
+    packed = np.ascontiguousarray(wk.reshape(offs.shape[0], -1, pw).transpose(1, 0, 2))
     return offs.astype(np.int64), packed
 
 
@@ -84,14 +97,15 @@ def tile_epilogue(codes: np.ndarray, vecs: np.ndarray, params: np.ndarray, co: i
     """(EPI_* mode, table [panels, EPI_ROWS, NR]) for the micro-kernel to apply epilogue stages `codes` to each tile
     before storing it: up to three ADD / MUL stages, then at most one RELU or CLIP. Any other chain gets EPI_NONE
     (conv_blocked then runs the stages over each finished row)."""
-    panels = -(-co // NR)
-    table = np.zeros((panels, EPI_ROWS, NR), np.float32)
+    pw = panel_width(co)
+    panels = -(-co // pw)
+    table = np.zeros((panels, EPI_ROWS, NR), np.float32)  # rows NR wide: a one-vector panel uses the first VW
     table[:, 0:6:2] = 1.0  # multipliers 1, addends 0: stages not there change nothing
     k = 0
     while k < min(3, len(codes)) and codes[k] in (ADD, MUL):
-        vec = np.zeros(panels * NR, np.float32)
+        vec = np.zeros(panels * pw, np.float32)
         vec[:co] = vecs[k, :co]
-        table[:, 2 * k + int(codes[k] == ADD)] = vec.reshape(panels, NR)
+        table[:, 2 * k + int(codes[k] == ADD), :pw] = vec.reshape(panels, pw)
         k += 1
     rest = [int(c) for c in codes[k:]]
     if not rest:
@@ -105,8 +119,8 @@ def tile_epilogue(codes: np.ndarray, vecs: np.ndarray, params: np.ndarray, co: i
 
 
 def row_scratch_floats(items: int, w_out: int) -> int:
-    """Floats of conv_blocked's per-item scratch: two output rows of two channel blocks, MR pixels of room each."""
-    return items * 4 * (w_out + MR) * VW
+    """Floats of conv_blocked's per-item scratch: two output rows of two channel blocks, ROOM pixels of room each."""
+    return items * 4 * (w_out + ROOM) * VW
 
 
 @helper
@@ -120,6 +134,28 @@ def _pixel_chunk(rem):  # type: ignore[no-untyped-def]
     if rem >= MR // 3:
         return MR // 3
     return rem
+
+
+@helper
+def _pixel_chunk_one(rem):  # type: ignore[no-untyped-def]
+    """`_pixel_chunk` for the one-vector micro-kernel's row counts (ONE_ROWS: a row of 32 as 16 + 16)."""
+    if rem >= MR_ONE and rem != 4 * MR_ONE // 3:
+        return MR_ONE
+    if rem >= 2 * MR_ONE // 3:
+        return 2 * MR_ONE // 3
+    if rem >= MR_ONE // 3:
+        return MR_ONE // 3
+    if rem >= MR_ONE // 6:
+        return MR_ONE // 6
+    return rem
+
+
+@helper
+def _exact(cw, vectors):  # type: ignore[no-untyped-def]
+    """Whether the micro-kernel for `vectors` vectors of channels runs exactly cw rows (writes no spare row)."""
+    if vectors == 2:
+        return exact_rows(cw)
+    return cw == ONE_ROWS[0] or cw == ONE_ROWS[1] or cw == ONE_ROWS[2] or cw == ONE_ROWS[3]
 
 
 @helper
@@ -165,15 +201,16 @@ def _store_rows(sc, row_len, pool, out, n, cb, orow, halo, w_out, hh):  # type: 
 
 @twin
 def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # type: ignore[no-untyped-def]
-                 ep, mode, stages, vecs, params):
+                 vectors, ep, mode, stages, vecs, params):
     """conv2d (groups 1, stride 1, f32) into out, blocked-channel [N, Co / VW, Hs, Ws, VW] with a border of `halo`
     zero pixels (Hs = Ho + 2 halo, or Ho / 2 + 2 halo when geo[POOL_2X2] max-pools the result in 2x2 windows).
 
     The input is xb, blocked with a border equal to the convolution's padding (flat; hq x wq pixels per block),
     when xb has elements; else x [N, Ci, H, W], first copied into zero-padded planes in xpad (plane_image_floats
-    per image). ap, offs: blocked_tables(...). Work items are (image, panel of NR output channels, block of rb
-    output rows; rb even when pooling); scratch: row_scratch_floats(items, Wo). The epilogue runs in the
-    micro-kernel (mode and table ep from tile_epilogue), or with mode EPI_NONE as `stages` over each row.
+    per image). ap, offs: blocked_tables(...). Work items are (image, panel of `vectors` x VW output channels
+    (panel_width), block of rb output rows; rb even when pooling); scratch: row_scratch_floats(items, Wo). The
+    epilogue runs in the micro-kernel (mode and table ep from tile_epilogue), or with mode EPI_NONE as `stages`
+    over each row.
     """
     from_blocks = xb.shape[0] > 0
     nb = out.shape[0]
@@ -181,7 +218,8 @@ def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # 
     w_out = geo[W_OUT]
     pool = geo[POOL_2X2] != 0
     h_out = (out.shape[2] - 2 * halo) * (2 if pool else 1)
-    panels = (co_blocks + 1) // 2
+    panels = (co_blocks + vectors - 1) // vectors
+    pw = vectors * VW
     k_total = offs.shape[0]
     groups = (h_out + rb - 1) // rb
     own_image = panels * groups == 1  # each item alone reads its image: it fills the planes itself (one region)
@@ -196,7 +234,7 @@ def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # 
                 padded_plane(x, n, t - n * ci, xpad, n * img + (t - n * ci) * hq * wq, geo[PT], geo[PL], hq, wq)
     src = xb if from_blocks else xpad
     step = VW if from_blocks else 1
-    row_len = (w_out + MR) * VW
+    row_len = (w_out + ROOM) * VW
     per = 4 * row_len
     for t in prange(nb * panels * groups):
         n = t // (panels * groups)
@@ -208,31 +246,33 @@ def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # 
         if own_image and not from_blocks:
             for c in range(ci):
                 padded_plane(x, n, c, xpad, n * img + c * hq * wq, geo[PT], geo[PL], hq, wq)
-        halves = min(2, co_blocks - 2 * p)
+        halves = min(vectors, co_blocks - vectors * p)
         for hh in range(halves):
             o0 = r0 // 2 if pool else r0
             o1 = (r1 + 1) // 2 if pool else r1
-            _zero_halo(out, n, 2 * p + hh, o0, o1, halo, g == 0, g == groups - 1)
+            _zero_halo(out, n, vectors * p + hh, o0, o1, halo, g == 0, g == groups - 1)
         flat = out.reshape(-1)
         block = out.shape[2] * out.shape[3] * VW  # floats from one channel block to the next
-        direct = not pool and halves == 2  # whole rows land in the output; pooled ones go through the scratch
+        direct = not pool and halves == vectors  # whole rows land in the output; pooled ones go through the scratch
         for oh in range(r0, r1, 2 if pool else 1):
             for r in range(2 if pool else 1):
-                row0 = (((n * co_blocks + 2 * p) * out.shape[2] + oh + halo) * out.shape[3] + halo) * VW
+                row0 = (((n * co_blocks + vectors * p) * out.shape[2] + oh + halo) * out.shape[3] + halo) * VW
                 ow0 = 0
                 while ow0 < w_out:
-                    cw = _pixel_chunk(w_out - ow0)
+                    cw = _pixel_chunk(w_out - ow0) if vectors == 2 else _pixel_chunk_one(w_out - ow0)
                     a_off = n * img + ((oh + r) * wq + ow0) * step
-                    if direct and exact_rows(cw):
-                        microkernel_pixel_rows(cw, from_blocks, k_total, src, a_off, offs, ap, p * k_total * NR, NR,
-                                               flat, row0 + ow0 * VW, VW, block, ep, p * EPI_ROWS * NR, mode, False)
+                    to_out = direct and _exact(cw, vectors)
+                    c, c_off, c_next = (flat, row0 + ow0 * VW, block) if to_out else \
+                        (sc, 2 * r * row_len + ow0 * VW, row_len)
+                    if vectors == 2:
+                        microkernel_pixel_rows(cw, from_blocks, k_total, src, a_off, offs, ap, p * k_total * pw, pw,
+                                               c, c_off, VW, c_next, ep, p * EPI_ROWS * NR, mode, False)
                     else:
-                        microkernel_pixel_rows(cw, from_blocks, k_total, src, a_off, offs, ap, p * k_total * NR, NR,
-                                               sc, 2 * r * row_len + ow0 * VW, VW, row_len, ep, p * EPI_ROWS * NR,
-                                               mode, False)
-                        if direct:
-                            for hh in range(2):
-                                copy_run(flat, row0 + hh * block + ow0 * VW, sc, hh * row_len + ow0 * VW, cw * VW)
+                        microkernel_pixel_rows_one(cw, from_blocks, k_total, src, a_off, offs, ap, p * k_total * pw,
+                                                   pw, c, c_off, VW, ep, p * EPI_ROWS * NR, mode)
+                    if direct and not to_out:
+                        for hh in range(vectors):
+                            copy_run(flat, row0 + hh * block + ow0 * VW, sc, hh * row_len + ow0 * VW, cw * VW)
                     ow0 += cw
                 if stages.shape[0] > 0:
                     for hh in range(halves):
@@ -240,11 +280,11 @@ def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # 
                             run = flat[row0 + hh * block:row0 + hh * block + w_out * VW]
                         else:
                             run = sc[(2 * r + hh) * row_len:(2 * r + hh) * row_len + w_out * VW]
-                        c0 = (2 * p + hh) * VW
+                        c0 = (vectors * p + hh) * VW
                         epi_flat(run, VW, stages, vecs[:, c0:c0 + VW], params, run)
             if not direct:
                 for hh in range(halves):
-                    _store_rows(sc, row_len, pool, out, n, 2 * p + hh, oh // 2 if pool else oh, halo, w_out, hh)
+                    _store_rows(sc, row_len, pool, out, n, vectors * p + hh, oh // 2 if pool else oh, halo, w_out, hh)
 
 
 @twin

@@ -27,7 +27,7 @@ AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATUR
 
 
 def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ignore[no-untyped-def]
-                  strided_a: bool = False, a_step: int = 0):
+                  strided_a: bool = False, a_step: int = 0, vectors: int = 2):
     """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an A panel whose k-th values are
     `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place).
 
@@ -41,7 +41,8 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
     With `a_step` > 0 A is read in place through a table instead: A[i, k] at a[a_off + offs[k] + i * a_step] (a
     convolution's output pixels, a_step floats apart in its input; K its (channel, tap) pairs). The step is a
     constant, so the rows' addresses are immediates (a step argument would hold a register per row). C's
-    second vector of each row is then c_next floats after its first (two blocks of a blocked-channel layout).
+    second vector of each row is then c_next floats after its first (two blocks of a blocked-channel layout);
+    with `vectors` 1 the tile is rows x VW (one block, B rows of VW floats), up to MR_ONE rows.
     """
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
@@ -110,7 +111,7 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         k = builder.phi(i64)
         k.add_incoming(ir.Constant(i64, 0), pre)
         accs = []
-        for _ in range(rows * 2):
+        for _ in range(rows * vectors):
             p = builder.phi(vt)
             p.add_incoming(zero, pre)
             accs.append(p)
@@ -120,7 +121,7 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         else:
             bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
             bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()),
-                                 align=4) for j in range(2)]
+                                 align=4) for j in range(vectors)]
         if a_step:
             aptr = builder.gep(pa, [builder.load(builder.gep(data(3), [k]), align=8)])
         else:
@@ -129,8 +130,8 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         for i in range(rows):
             s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)
             sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
-            for j in range(2):
-                new.append(builder.call(fma, [sv, bvec[j], accs[i * 2 + j]]))
+            for j in range(vectors):
+                new.append(builder.call(fma, [sv, bvec[j], accs[i * vectors + j]]))
         kn = builder.add(k, ir.Constant(i64, 1))
         last = builder.block
         k.add_incoming(kn, last)
@@ -139,7 +140,7 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         builder.cbranch(builder.icmp_signed("<", kn, kcv), loop, done)
         builder.position_at_end(done)
         fins = []
-        for idx in range(rows * 2):  # every phi first: LLVM wants them at the top of the block
+        for idx in range(rows * vectors):  # every phi first: LLVM wants them at the top of the block
             fin = builder.phi(vt)
             fin.add_incoming(zero, pre)
             fin.add_incoming(new[idx], last)
@@ -147,8 +148,8 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         acc_flag = context.cast(builder, args[acc_arg], st[acc_arg], types.boolean)
         for i in range(rows):
             row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
-            for j in range(2):
-                fin = fins[i * 2 + j]
+            for j in range(vectors):
+                fin = fins[i * vectors + j]
                 ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
                 old = builder.load(ptr, align=4)
                 val = builder.select(acc_flag, builder.fadd(fin, old), fin)
@@ -159,7 +160,7 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
 
     typer = (ukernel_offsets_typer if b_pieces else ukernel_strided_typer if strided_a
              else ukernel_a_offsets_typer if a_step else ukernel_typer)
-    a_name = "strided" if strided_a else f"offsets{a_step}" if a_step else a_stride
+    a_name = "strided" if strided_a else f"offsets{a_step}x{vectors}" if a_step else a_stride
     typer.__name__ = typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_name}{f'_b{b_pieces}' if b_pieces else ''}"
     return intrinsic(typer)
 
@@ -238,6 +239,16 @@ ukernel_a_runs_one, ukernel_a_runs_third, ukernel_a_runs_two_thirds, ukernel_a_r
 a[a_off + offs[k] + i] (1, MR/3, 2*MR/3 or MR rows: consecutive pixels of a padded plane) @ B rows [kc][NR]."""
 ukernel_a_blocks_one, ukernel_a_blocks_third, ukernel_a_blocks_two_thirds, ukernel_a_blocks = _A_OFFSETS[VW]
 """The same with A[i, k] at a[a_off + offs[k] + i * VW]: consecutive pixels of a blocked-channel image."""
+MR_ONE = 24 if VW == 16 else 12
+"""Rows of the one-vector table-A micro-kernels (rows x VW tiles: 24 of the 32 zmm registers, 12 of 16 ymm)."""
+ONE_ROWS = (MR_ONE // 6, MR_ONE // 3, 2 * MR_ONE // 3, MR_ONE)
+"""Their row counts: a row of pixels is split into these (and a ragged rest run by the next larger one)."""
+_A_ONE = {step: [_make_ukernel(r, a_step=step, vectors=1) for r in ONE_ROWS] for step in (1, VW)}
+uk1_runs_sixth, uk1_runs_third, uk1_runs_two_thirds, uk1_runs = _A_ONE[1]
+"""C[rows, VW] (row stride ldc, at c_off) (+)= A [rows, kc] read through a table, A[i, k] at a[a_off + offs[k] + i]
+(padded planes) @ B rows [kc][VW] (MR_ONE / 6, / 3, 2 / 3 or all MR_ONE rows), then the epilogue."""
+uk1_blocks_sixth, uk1_blocks_third, uk1_blocks_two_thirds, uk1_blocks = _A_ONE[VW]
+"""The same with A[i, k] at a[a_off + offs[k] + i * VW]: consecutive pixels of a blocked-channel image."""
 ukernel_row = _make_ukernel(1, a_stride=1)
 """C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
 no packed A panel."""
@@ -296,6 +307,30 @@ def microkernel_pixel_rows(cw, blocks, kc, a, a_off, offs, b, b_off, ldb, c, c_o
                                   accumulate)
     else:
         ukernel_a_runs(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, accumulate)
+
+
+@helper
+def microkernel_pixel_rows_one(cw, blocks, kc, a, a_off, offs, b, b_off, ldb, c, c_off,  # type: ignore[no-untyped-def]
+                               ldc, ep, ep_off, mode):
+    """`microkernel_pixel_rows` for tiles of one vector of channels (a panel of VW): MR_ONE / 6, / 3, 2 / 3 or all
+    MR_ONE rows, the fewest that cover cw (rows past cw are read and their C rows written)."""
+    if blocks:
+        if cw <= MR_ONE // 6:
+            uk1_blocks_sixth(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+        elif cw <= MR_ONE // 3:
+            uk1_blocks_third(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+        elif cw <= 2 * MR_ONE // 3:
+            uk1_blocks_two_thirds(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+        else:
+            uk1_blocks(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    elif cw <= MR_ONE // 6:
+        uk1_runs_sixth(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    elif cw <= MR_ONE // 3:
+        uk1_runs_third(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    elif cw <= 2 * MR_ONE // 3:
+        uk1_runs_two_thirds(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    else:
+        uk1_runs(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
 
 
 @helper

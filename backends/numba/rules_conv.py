@@ -24,6 +24,7 @@ from .k_conv_blocked import (
     blocked_tables,
     blocked_to_nchw,
     conv_blocked,
+    panel_width,
     plane_image_floats,
     row_scratch_floats,
     tile_epilogue,
@@ -370,7 +371,8 @@ def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Valu
     flat = ctx.buffer((numel + BLOCKED_SLACK,), f32, f"{out_value.name}.blocked")
     view = ctx.reshaped(ctx.view(flat, Index((slice(0, numel),)), f"{out_value.name}.blocked.inside"), shape)
     work = 2 * nb * co * ho * wo * ci * kh * kw // FLOPS_PER_UNIT + nb * (ci * hq * wq + co * ho * wo)
-    panels = cdiv(co, k_microkernel.NR)
+    pw = panel_width(co)
+    panels = cdiv(co, pw)
     rb = blocked_tiles(nb * panels, ho, ctx.threads, ctx.parallel(work), epi.pool_2x2)
     items = nb * panels * cdiv(ho, rb)
     scratch = ctx.buffer((row_scratch_floats(items, wo),), f32, f"{node.name}.rows")
@@ -379,8 +381,9 @@ def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Valu
     geo = window_geometry(node, wo, pool_2x2=epi.pool_2x2)
     ap = ctx.const(packed.reshape(-1), f"{node.name}.packed")
     ctx.emit(kernel_label("conv_blocked", epi), conv_blocked, x4, xpad, xb, ap, ctx.const(offs, f"{node.name}.offsets"),
-             view, scratch, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(halo), ctx.const(table.reshape(-1), "epilogue"),
-             Lit(mode), codes, vecs, params, writes=(flat, xpad, scratch), work=work)
+             view, scratch, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(halo), Lit(pw // k_microkernel.VW),
+             ctx.const(table.reshape(-1), "epilogue"), Lit(mode), codes, vecs, params, writes=(flat, xpad, scratch),
+             work=work)
     held = BlockedValue(flat, view, halo)
     ctx.blocked[id(out_value)] = held
     ctx.defer(out_value, lambda: nchw_copy(ctx, out_value, held))

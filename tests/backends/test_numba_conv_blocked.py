@@ -20,6 +20,7 @@ from .numba_check import PARALLEL, SERIAL, check
 pytestmark = pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: convolutions go through BLAS")
 RNG = np.random.default_rng(47)
 NR = k_microkernel.NR
+VW = k_microkernel.VW
 
 
 def _u(*shape: int) -> np.ndarray:
@@ -98,8 +99,7 @@ def test_zoo_cnn_trunk_stays_blocked() -> None:
     m = load_model("cnn")
     g = _fused(m.graph)
     kernels = _kernels(g)
-    assert kernels.count("conv_blocked") == 2 and "global_avgpool_blocked" in kernels
-    assert kernels[0] == "conv_uk_pixels"  # 3 -> 16 channels: half a panel, stays NCHW
+    assert kernels.count("conv_blocked") == 3 and "global_avgpool_blocked" in kernels  # 3 -> 16 -> 32 -> 64
     check(g, m.inputs, rtol=1e-4, atol=1e-5)
 
 
@@ -121,11 +121,19 @@ def test_results_stay_nchw_unless_every_reader_takes_blocks(why, build) -> None:
     check(g, {"x": _u(2, 8, 8, 8)}, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(("co", "why"), [(48, "a panel and a half"), (16, "half a panel")])
-def test_channel_counts_off_the_panel_stay_nchw(co, why) -> None:
-    g, feeds = _chain((2, 8, 8, 8), [dict(co=co), dict(co=32)])
+@pytest.mark.parametrize("co", [VW, 3 * VW])
+def test_one_block_panels_when_channels_are_not_a_multiple_of_nr(co) -> None:
+    """16 or 48 output channels (AVX-512): panels of one block on the one-vector micro-kernel (MR_ONE pixels)."""
+    g, feeds = _chain((2, 3, 30, 32), [dict(co=co, pool=True), dict(co=co), dict(co=32)])
     g = _fused(g)
-    assert _kernels(g)[0] == "conv_uk_pixels", why
+    assert _kernels(g)[:3] == ["conv_blocked"] * 3
+    check(g, feeds, rtol=1e-4, atol=1e-5)
+
+
+def test_channel_counts_off_the_block_stay_nchw() -> None:
+    g, feeds = _chain((2, 8, 8, 8), [dict(co=VW + VW // 2), dict(co=32)])
+    g = _fused(g)
+    assert _kernels(g)[0] == "conv_uk_pixels"
     check(g, feeds, rtol=1e-4, atol=1e-5)
 
 
@@ -151,8 +159,11 @@ def test_tile_epilogue_modes() -> None:
     assert tile_epilogue(np.array([ADD, GELU]), vecs, params, 64)[0] == EPI_NONE
     assert tile_epilogue(np.array([], np.int64), vecs, params, 64)[0] == EPI_NONE
     assert tile_epilogue(np.array([RELU]), vecs, params, 64)[0] == EPI_RELU
-    _, table = tile_epilogue(np.array([MUL, ADD]), vecs, params, 40)
-    assert table.shape == (2, 8, NR) and (table[0, 0] == vecs[0, :NR]).all() and (table[1, 0, 8:] == 0).all()
+    _, table = tile_epilogue(np.array([MUL, ADD]), vecs, params, 64)
+    assert table.shape == (64 // NR, 8, NR) and (table[1, 0] == vecs[0, NR:2 * NR]).all()
+    assert (table[:, 1] == 0).all() and (table[1, 3] == vecs[1, NR:2 * NR]).all()  # MUL: no addend; ADD: no factor
+    _, table = tile_epilogue(np.array([ADD]), vecs, params, 3 * VW)  # one-block panels: the first VW columns
+    assert table.shape == (3, 8, NR) and (table[1, 1, :VW] == vecs[0, VW:2 * VW]).all()
 
 
 def test_blocked_shape() -> None:
@@ -162,7 +173,8 @@ def test_blocked_shape() -> None:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 3), ci=st.sampled_from([3, 16, 32]), h=st.integers(2, 13), w=st.integers(2, 13),
-       co1=st.sampled_from([NR, 2 * NR]), co2=st.sampled_from([NR, 3 * NR]), k=st.sampled_from([1, 3, 5]),
+       co1=st.sampled_from([NR, 2 * NR, NR // 2]), co2=st.sampled_from([NR, 3 * NR // 2]),
+       k=st.sampled_from([1, 3, 5]),
        act=st.sampled_from(["relu", "clip", "gelu", "none"]), bn=st.booleans(), pool=st.booleans(),
        nan=st.booleans())
 def test_generated_blocked_chains(n, ci, h, w, co1, co2, k, act, bn, pool, nan) -> None:
