@@ -390,8 +390,9 @@ def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Valu
 
 
 def nchw_copy(ctx: LowerCtx, v: Value, held: BlockedValue) -> int:
-    """An NCHW buffer copied from blocked value `v` (for a reader that does not take the blocked layout)."""
-    out = ctx.buffer(v.type.shape, np.dtype(np.float32), f"{v.name}.nchw")
+    """The NCHW slot of blocked value `v`, copied from its blocks (for a reader that does not take the blocked layout,
+    or as a graph output: then a fresh array per run, as any output)."""
+    out = ctx.out(v)
     ctx.emit("blocked_to_nchw", blocked_to_nchw, held.view, Lit(held.halo), out, writes=(out,), work=v.type.numel)
     return out
 

@@ -62,7 +62,7 @@ def _chain(xs: tuple, blocks: list[dict], head: str = "gap") -> tuple[Graph, dic
         h = _block(b, h, name=f"c{i}", **kw)
     if head == "gap":
         h = b.op("global-avgpool", h, name="gap")
-    b.output(b.flatten(h, axis=1, name="flat"))
+    b.output(h if head == "out" else b.flatten(h, axis=1, name="flat"))
     return b.build(), {"x": _u(*xs)}
 
 
@@ -82,6 +82,8 @@ def _chain(xs: tuple, blocks: list[dict], head: str = "gap") -> tuple[Graph, dic
     # the last convolution's result goes to a flatten: copied back to NCHW once
     ((2, 16, 12, 12), [dict(co=32, pool=True), dict(co=32, pool=True)], "flat",
      ["conv_blocked", "conv_blocked", "blocked_to_nchw"]),
+    # the last convolution's result is the graph's output: copied into a fresh array per run
+    ((2, 16, 8, 8), [dict(co=32), dict(co=48)], "out", ["conv_blocked", "conv_blocked", "blocked_to_nchw"]),
     # a 14-wide row (12 + 2) over rows of 28 pooled: an odd number of items per image
     ((1, 16, 28, 28), [dict(co=64, pool=True), dict(co=64)], "gap", ["conv_blocked", "conv_blocked",
                                                                      "global_avgpool_blocked"]),
@@ -204,3 +206,13 @@ def test_a_pair_feeding_a_residual_convolution_stays_nchw() -> None:
     check(g, {"x": _u(1, 64, 8, 8)}, rtol=1e-4, atol=1e-5)
     g2, feeds = _chain((1, 64, 8, 8), [dict(co=32, k=1, pads=0), dict(co=32)], head="flat")
     assert [k for k in _kernels(_fused(g2)) if "blocked" in k] == ["conv_blocked", "conv_blocked", "blocked_to_nchw"]
+
+
+def test_a_blocked_graph_output_is_a_fresh_array_per_run() -> None:
+    g, feeds = _chain((1, 16, 8, 8), [dict(co=32), dict(co=32)], head="out")
+    exe = NumbaExecutable(_fused(g))
+    first = exe.run(feeds)
+    kept = {k: v.copy() for k, v in first.items()}
+    exe.run({"x": _u(1, 16, 8, 8)})
+    for k in kept:
+        np.testing.assert_array_equal(first[k], kept[k])
