@@ -31,10 +31,12 @@ from .k_microkernel import (
     MR_ONE,
     NR,
     ONE_ROWS,
+    POOL_PAIR_PIXELS,
     VW,
     exact_rows,
     microkernel_pixel_rows,
     microkernel_pixel_rows_one,
+    microkernel_pooled_pairs,
 )
 from .mathfn import maximum
 from .vector_runs import copy_run, zero_run
@@ -150,6 +152,21 @@ def _pixel_chunk_one(rem):  # type: ignore[no-untyped-def]
     return rem
 
 
+_PAIRS2, _PAIRS1 = POOL_PAIR_PIXELS[2], POOL_PAIR_PIXELS[1]
+
+
+@helper
+def _pair_chunk(rem, vectors):  # type: ignore[no-untyped-def]
+    """Pixels per row of the next pooling micro-tile with `rem` (even) pixels of the row pair left: the largest of
+    POOL_PAIR_PIXELS[vectors] that fits."""
+    sizes = _PAIRS2 if vectors == 2 else _PAIRS1
+    best = sizes[0]
+    for i in range(4):
+        if best < sizes[i] <= rem:
+            best = sizes[i]
+    return best
+
+
 @helper
 def _exact(cw, vectors):  # type: ignore[no-untyped-def]
     """Whether the micro-kernel for `vectors` vectors of channels runs exactly cw rows (writes no spare row)."""
@@ -254,7 +271,19 @@ def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # 
         flat = out.reshape(-1)
         block = out.shape[2] * out.shape[3] * VW  # floats from one channel block to the next
         direct = not pool and halves == vectors  # whole rows land in the output; pooled ones go through the scratch
+        # unless the micro-kernel applies the whole epilogue: it then pools each pair of rows in its registers
+        pool_in_registers = pool and stages.shape[0] == 0 and halves == vectors
         for oh in range(r0, r1, 2 if pool else 1):
+            if pool_in_registers:
+                prow0 = (((n * co_blocks + vectors * p) * out.shape[2] + oh // 2 + halo) * out.shape[3] + halo) * VW
+                ow0 = 0
+                while ow0 < w_out:
+                    px = _pair_chunk(w_out - ow0, vectors)
+                    microkernel_pooled_pairs(px, vectors, from_blocks, k_total, src, n * img + (oh * wq + ow0) * step,
+                                             offs, wq * step, ap, p * k_total * pw, pw, flat, prow0 + ow0 // 2 * VW,
+                                             VW, block, ep, p * EPI_ROWS * NR, mode)
+                    ow0 += px
+                continue
             for r in range(2 if pool else 1):
                 row0 = (((n * co_blocks + vectors * p) * out.shape[2] + oh + halo) * out.shape[3] + halo) * VW
                 ow0 = 0

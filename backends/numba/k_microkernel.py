@@ -9,6 +9,8 @@ attention call it too. On hosts without FMA, `AVAILABLE` is False and GEMMs go t
 
 from __future__ import annotations
 
+from typing import Any
+
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
@@ -27,7 +29,7 @@ AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATUR
 
 
 def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ignore[no-untyped-def]
-                  strided_a: bool = False, a_step: int = 0, vectors: int = 2):
+                  strided_a: bool = False, a_step: int = 0, vectors: int = 2, pool_pairs: bool = False):
     """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an A panel whose k-th values are
     `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place).
 
@@ -42,7 +44,9 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
     convolution's output pixels, a_step floats apart in its input; K its (channel, tap) pairs). The step is a
     constant, so the rows' addresses are immediates (a step argument would hold a register per row). C's
     second vector of each row is then c_next floats after its first (two blocks of a blocked-channel layout);
-    with `vectors` 1 the tile is rows x VW (one block, B rows of VW floats), up to MR_ONE rows.
+    with `vectors` 1 the tile is rows x VW (one block, B rows of VW floats), up to MR_ONE rows. With `pool_pairs`
+    the rows are two output rows of rows / 2 pixels each (the second rows_delta floats after the first in A), and
+    the tile is stored after its epilogue as the max of each 2x2 window: rows / 4 pooled pixels, ldc apart.
     """
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
@@ -63,6 +67,14 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         sig = types.void(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, accumulate)
         return sig, _codegen
 
+    def ukernel_pool_typer(typingctx, kc, a, a_off, offs, rows_delta, b, b_off, ldb, c, c_off, ldc,  # type: ignore
+                           c_next, ep, ep_off, mode, accumulate):
+        """The table-A micro-kernel over two output rows (the second rows_delta floats after the first in A), stored
+        after its epilogue as the 2x2 max pool of the tile (accumulate must be False)."""
+        sig = types.void(kc, a, a_off, offs, rows_delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode,
+                         accumulate)
+        return sig, _codegen
+
     def ukernel_strided_typer(typingctx, kc, a, a_off, a_k, a_i, b, b_off, ldb, c, c_off, ldc,  # type: ignore
                               accumulate):
         """C[rows, NR] (row stride ldc, at c_off) (+)= A [rows, kc] (A[i, k] at a_off + k * a_k + i * a_i) @ B rows
@@ -72,7 +84,7 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
 
     def _codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
-        sh = 2 if strided_a else 1 if a_step else 0  # the B and C arguments follow A's two strides (or its table)
+        sh = 2 if strided_a or pool_pairs else 1 if a_step else 0  # B and C follow A's strides (or table, delta)
         f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
         vt = ir.VectorType(f32, VW)
 
@@ -98,6 +110,10 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         a_k = scalar(3) if strided_a else ir.Constant(i64, a_stride)
         a_i = scalar(4) if strided_a else ir.Constant(i64, a_step or 1)
         a_rows = [builder.mul(a_i, ir.Constant(i64, i)) for i in range(rows)]  # offsets of A's rows
+        if pool_pairs:  # the second half of the rows: the next output row
+            half = rows // 2
+            a_rows = a_rows[:half] + [builder.add(scalar(4), builder.mul(a_i, ir.Constant(i64, i)))
+                                      for i in range(half)]
         name = f"llvm.fma.v{VW}f32"
         fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
                                                               name=name)
@@ -145,6 +161,9 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
             fin.add_incoming(zero, pre)
             fin.add_incoming(new[idx], last)
             fins.append(fin)
+        if pool_pairs:
+            _store_pooled(builder, fma, fins, rows // 2, vectors, pc, ldc_v, second, ep_ptr, ep_mode)
+            return context.get_dummy_value()
         acc_flag = context.cast(builder, args[acc_arg], st[acc_arg], types.boolean)
         for i in range(rows):
             row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
@@ -159,8 +178,9 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
         return context.get_dummy_value()
 
     typer = (ukernel_offsets_typer if b_pieces else ukernel_strided_typer if strided_a
-             else ukernel_a_offsets_typer if a_step else ukernel_typer)
-    a_name = "strided" if strided_a else f"offsets{a_step}x{vectors}" if a_step else a_stride
+             else ukernel_pool_typer if pool_pairs else ukernel_a_offsets_typer if a_step else ukernel_typer)
+    a_name = ("strided" if strided_a else f"offsets{a_step}x{vectors}{'pool' if pool_pairs else ''}" if a_step
+              else a_stride)
     typer.__name__ = typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_name}{f'_b{b_pieces}' if b_pieces else ''}"
     return intrinsic(typer)
 
@@ -197,6 +217,23 @@ def _tile_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: 
     out = builder.select(is_mode(EPI_CLIP), clip, relu)
     out = builder.select(is_mode(EPI_AFFINE), t, out)
     return builder.select(is_mode(EPI_NONE), v, out)
+
+
+def _store_pooled(builder: ir.IRBuilder, fma: ir.Function, fins: list[ir.Value], width: int, vectors: int,
+                  pc: ir.Value, ldc: ir.Value, second: ir.Value, table: ir.Value, mode: ir.Value) -> None:
+    """Store accumulators of two output rows of `width` pixels (fins: row-major, `vectors` per pixel) after the
+    epilogue as the max of each 2x2 window (a NaN wins, as numpy's max): pooled pixel q at pc + q * ldc."""
+    vt = fins[0].type
+    name = f"llvm.maximum.v{VW}f32"
+    vmax = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt]), name=name)
+    vals = [_tile_epilogue(builder, fma, fins[idx], table, idx % vectors, mode) for idx in range(len(fins))]
+    for q in range(width // 2):
+        dst = builder.gep(pc, [builder.mul(ldc, ir.Constant(ir.IntType(64), q))])
+        for j in range(vectors):
+            top = builder.call(vmax, [vals[(2 * q) * vectors + j], vals[(2 * q + 1) * vectors + j]])
+            bottom = builder.call(vmax, [vals[(width + 2 * q) * vectors + j], vals[(width + 2 * q + 1) * vectors + j]])
+            ptr = builder.bitcast(builder.gep(dst, [second]) if j else dst, vt.as_pointer())
+            builder.store(builder.call(vmax, [top, bottom]), ptr, align=4)
 
 
 def _load_pieces(builder: ir.IRBuilder, ptr: ir.Value, starts: list[ir.Value]) -> ir.Value:
@@ -249,6 +286,37 @@ uk1_runs_sixth, uk1_runs_third, uk1_runs_two_thirds, uk1_runs = _A_ONE[1]
 (padded planes) @ B rows [kc][VW] (MR_ONE / 6, / 3, 2 / 3 or all MR_ONE rows), then the epilogue."""
 uk1_blocks_sixth, uk1_blocks_third, uk1_blocks_two_thirds, uk1_blocks = _A_ONE[VW]
 """The same with A[i, k] at a[a_off + offs[k] + i * VW]: consecutive pixels of a blocked-channel image."""
+def _pair_pixels(rows: int) -> tuple[int, int, int, int]:
+    """Even pixel counts per output row of pooling micro-kernels of at most `rows` rows (two output rows each):
+    2, 4, two thirds and all of rows / 2, each rounded down to even; the largest repeated to fill four."""
+    half = rows // 2
+    sizes = sorted({p for p in (2, 4, 2 * half // 3 - (2 * half // 3) % 2, half - half % 2) if 2 <= p <= half})
+    return tuple(sizes + [sizes[-1]] * (4 - len(sizes)))  # type: ignore[return-value]
+
+
+POOL_PAIR_PIXELS = {2: _pair_pixels(MR), 1: _pair_pixels(MR_ONE)}
+"""Pixels per output row of the pooling table-A micro-kernels, by vectors of channels (rows are two output rows:
+up to MR, or MR_ONE with one vector): (2, 4, 6, 6) and (2, 4, 8, 12) on AVX-512."""
+
+
+def _pooling_family(vectors: int, step: int) -> list[Any]:
+    """The pooling micro-kernels for POOL_PAIR_PIXELS[vectors], one intrinsic per distinct size."""
+    made: dict[int, Any] = {}
+    for px in POOL_PAIR_PIXELS[vectors]:
+        if px not in made:
+            made[px] = _make_ukernel(2 * px, a_step=step, vectors=vectors, pool_pairs=True)
+    return [made[px] for px in POOL_PAIR_PIXELS[vectors]]
+
+
+ukp2_runs_a, ukp2_runs_b, ukp2_runs_c, ukp2_runs_d = _pooling_family(2, 1)
+"""C[px / 2 pooled pixels, NR] = 2x2 max pool of the epilogue of A [2 output rows of px pixels, kc] @ B [kc][NR],
+A read through a table, pixels 1 float apart (padded planes); px = POOL_PAIR_PIXELS[2][0..3]."""
+ukp2_blocks_a, ukp2_blocks_b, ukp2_blocks_c, ukp2_blocks_d = _pooling_family(2, VW)
+"""The same with pixels VW floats apart (a blocked-channel image)."""
+ukp1_runs_a, ukp1_runs_b, ukp1_runs_c, ukp1_runs_d = _pooling_family(1, 1)
+"""The same for one vector of channels (px = POOL_PAIR_PIXELS[1][0..3]), pixels 1 float apart."""
+ukp1_blocks_a, ukp1_blocks_b, ukp1_blocks_c, ukp1_blocks_d = _pooling_family(1, VW)
+"""The same for one vector of channels, pixels VW floats apart."""
 ukernel_row = _make_ukernel(1, a_stride=1)
 """C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
 no packed A panel."""
@@ -331,6 +399,51 @@ def microkernel_pixel_rows_one(cw, blocks, kc, a, a_off, offs, b, b_off, ldb, c,
         uk1_runs_two_thirds(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
     else:
         uk1_runs(kc, a, a_off, offs, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+
+
+_P2, _P1 = POOL_PAIR_PIXELS[2], POOL_PAIR_PIXELS[1]
+
+
+@helper
+def microkernel_pooled_pairs(px, vectors, blocks, kc, a, a_off, offs, delta, b, b_off, ldb,  # type: ignore[no-untyped-def]
+                             c, c_off, ldc, c_next, ep, ep_off, mode):
+    """The pooling table-A micro-kernel for two output rows of px pixels (one of POOL_PAIR_PIXELS[vectors]: the
+    caller splits rows so), the second row `delta` floats after the first in A: px / 2 pooled pixels stored."""
+    if vectors == 2 and blocks:
+        if px == _P2[0]:
+            ukp2_blocks_a(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+        elif px == _P2[1]:
+            ukp2_blocks_b(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+        elif px == _P2[2]:
+            ukp2_blocks_c(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+        else:
+            ukp2_blocks_d(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+    elif vectors == 2:
+        if px == _P2[0]:
+            ukp2_runs_a(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+        elif px == _P2[1]:
+            ukp2_runs_b(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+        elif px == _P2[2]:
+            ukp2_runs_c(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+        else:
+            ukp2_runs_d(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, c_next, ep, ep_off, mode, False)
+    elif blocks:
+        if px == _P1[0]:
+            ukp1_blocks_a(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+        elif px == _P1[1]:
+            ukp1_blocks_b(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+        elif px == _P1[2]:
+            ukp1_blocks_c(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+        else:
+            ukp1_blocks_d(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    elif px == _P1[0]:
+        ukp1_runs_a(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    elif px == _P1[1]:
+        ukp1_runs_b(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    elif px == _P1[2]:
+        ukp1_runs_c(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
+    else:
+        ukp1_runs_d(kc, a, a_off, offs, delta, b, b_off, ldb, c, c_off, ldc, 0, ep, ep_off, mode, False)
 
 
 @helper

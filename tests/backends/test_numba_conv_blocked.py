@@ -84,6 +84,9 @@ def _chain(xs: tuple, blocks: list[dict], head: str = "gap") -> tuple[Graph, dic
      ["conv_blocked", "conv_blocked", "blocked_to_nchw"]),
     # the last convolution's result is the graph's output: copied into a fresh array per run
     ((2, 16, 8, 8), [dict(co=32), dict(co=48)], "out", ["conv_blocked", "conv_blocked", "blocked_to_nchw"]),
+    # pooled from blocks on both micro-kernels: 48 channels (one-block panels), then 64; rows of 14 and 10
+    ((1, 8, 28, 20), [dict(co=48), dict(co=48, pool=True), dict(co=64, pool=True)], "gap",
+     ["conv_blocked", "conv_blocked", "conv_blocked", "global_avgpool_blocked"]),
     # a 14-wide row (12 + 2) over rows of 28 pooled: an odd number of items per image
     ((1, 16, 28, 28), [dict(co=64, pool=True), dict(co=64)], "gap", ["conv_blocked", "conv_blocked",
                                                                      "global_avgpool_blocked"]),
@@ -173,18 +176,21 @@ def test_blocked_shape() -> None:
     assert blocked_shape(2, 64, 8, 8, 1) == (2, -(-64 // vw), 10, 10, vw)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 3), ci=st.sampled_from([3, 16, 32]), h=st.integers(2, 13), w=st.integers(2, 13),
        co1=st.sampled_from([NR, 2 * NR, NR // 2]), co2=st.sampled_from([NR, 3 * NR // 2]),
        k=st.sampled_from([1, 3, 5]),
        act=st.sampled_from(["relu", "clip", "gelu", "none"]), bn=st.booleans(), pool=st.booleans(),
-       nan=st.booleans())
-def test_generated_blocked_chains(n, ci, h, w, co1, co2, k, act, bn, pool, nan) -> None:
-    """Any chain conv (+ bn) (+ act) (+ pool) -> conv (+ bn) (+ act) -> global-avgpool, fused, matches the
-    reference, NaN inputs included (they propagate through the pool's max like the reference's)."""
+       pool2=st.booleans(), nan=st.booleans())
+def test_generated_blocked_chains(n, ci, h, w, co1, co2, k, act, bn, pool, pool2, nan) -> None:
+    """Any chain conv (+ bn) (+ act) (+ pool) -> conv (+ bn) (+ act) (+ pool) -> global-avgpool, fused, matches the
+    reference, NaN inputs included (they propagate through the pool's max like the reference's). Pools run in the
+    micro-kernel's registers (bias / batch norm / relu / clip) or over rows from a scratch (GELU)."""
     pool = pool and h % 2 == 0 and w % 2 == 0
+    h2, w2 = (h // 2, w // 2) if pool else (h, w)
+    pool2 = pool2 and h2 % 2 == 0 and w2 % 2 == 0
     g, feeds = _chain((n, ci, h, w), [dict(co=co1, k=k, pads=k // 2, act=act, bn=bn, pool=pool),
-                                      dict(co=co2, k=k, pads=k // 2, act=act, bn=bn)])
+                                      dict(co=co2, k=k, pads=k // 2, act=act, bn=bn, pool=pool2)])
     if nan:
         feeds["x"].reshape(-1)[RNG.integers(0, feeds["x"].size)] = np.nan
     g = _fused(g)
