@@ -37,7 +37,7 @@ from ..backends.numba.cpu_features import amx_reported, int8_paths, unavailable_
 from ..backends.numba.int8_gemm import NO_PARAMS
 from ..backends.numba.int8_ukernel import WEIGHT_RANGE
 from ..backends.numba.jit import EMPTY_F32
-from ..backends.numba.k_gemm_packed import gemm_packed, pack_weights, scratch_per_tile
+from ..backends.numba.k_gemm_packed import NO_REGISTER_EPILOGUE, gemm_packed, pack_weights, scratch_per_tile
 from ..backends.numba.k_microkernel import AVAILABLE
 from ..backends.numba.rules_dense import packed_tiles
 from ..ir import GraphBuilder, f32
@@ -164,7 +164,7 @@ def bench_shape(m: int, k: int, n: int, paths: list[str], repeats: int, threads:
         scratch = np.empty(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm), np.float32)
         y = np.empty((m, n), np.float32)
         fns["numba fp32"] = _entry(gemm_packed.parallel, x, bp, y, tm, tnp, scratch, np.zeros(0, np.int64),
-                                   EMPTY_F32, NO_PARAMS, EMPTY_F32)
+                                   EMPTY_F32, NO_PARAMS, EMPTY_F32, *NO_REGISTER_EPILOGUE)
     for path in paths:
         lo, hi = WEIGHT_RANGE[path]
         sw = np.abs(w).max(axis=1) / hi

@@ -35,7 +35,7 @@ from ..backends.cost.sparse_kernels import (
 from ..backends.numba import k_microkernel
 from ..backends.numba.bsr_gemm import bsr_from_dense, bsr_gemm, bsr_schedule
 from ..backends.numba.jit import kernel_args
-from ..backends.numba.k_gemm_packed import gemm_packed, pack_weights, scratch_per_tile
+from ..backends.numba.k_gemm_packed import NO_REGISTER_EPILOGUE, gemm_packed, pack_weights, scratch_per_tile
 from ..backends.numba.nm_gemm import nm_from_dense, nm_gemm, nm_schedule
 from ..backends.numba.rules_dense import packed_tiles
 from ..backends.numba.sparse_ukernels import HOST_ISA, resolve_isa
@@ -93,7 +93,8 @@ def dense_runner(x: np.ndarray, w: np.ndarray, threads: int) -> Any:
     out = np.empty((m, n), np.float32)
     vecs = np.zeros((1, n), np.float32)
     kern = gemm_packed.pick(threads > 1)
-    args = kernel_args((x, bp, out, tm, tnp, scratch, _NO_STAGES, vecs, _NO_PARAMS, _NO_RES), writes=(out, scratch))
+    args = kernel_args((x, bp, out, tm, tnp, scratch, _NO_STAGES, vecs, _NO_PARAMS, _NO_RES, *NO_REGISTER_EPILOGUE),
+                       writes=(out, scratch))
     return lambda: kern(*args)
 
 

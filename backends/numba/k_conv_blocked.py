@@ -20,12 +20,9 @@ from numba import prange
 from .geometry import KH, KW, PL, POOL_2X2, PT, W_OUT
 from .jit import helper, subkernel, twin
 from .k_conv_shift import padded_plane
-from .k_epilogue import ADD, CLIP, MUL, RELU, epi_flat
+from .k_epilogue import epi_flat
 from .k_microkernel import (
-    EPI_AFFINE,
-    EPI_CLIP,
     EPI_NONE,
-    EPI_RELU,
     EPI_ROWS,
     MR,
     MR_ONE,
@@ -39,6 +36,7 @@ from .k_microkernel import (
     microkernel_pooled_pairs,
 )
 from .mathfn import maximum
+from .ukernel_epilogue import register_epilogue
 from .vector_runs import copy_run, zero_run
 
 
@@ -99,25 +97,8 @@ def tile_epilogue(codes: np.ndarray, vecs: np.ndarray, params: np.ndarray, co: i
     """(EPI_* mode, table [panels, EPI_ROWS, NR]) for the micro-kernel to apply epilogue stages `codes` to each tile
     before storing it: up to three ADD / MUL stages, then at most one RELU or CLIP. Any other chain gets EPI_NONE
     (conv_blocked then runs the stages over each finished row)."""
-    pw = panel_width(co)
-    panels = -(-co // pw)
-    table = np.zeros((panels, EPI_ROWS, NR), np.float32)  # rows NR wide: a one-vector panel uses the first VW
-    table[:, 0:6:2] = 1.0  # multipliers 1, addends 0: stages not there change nothing
-    k = 0
-    while k < min(3, len(codes)) and codes[k] in (ADD, MUL):
-        vec = np.zeros(panels * pw, np.float32)
-        vec[:co] = vecs[k, :co]
-        table[:, 2 * k + int(codes[k] == ADD), :pw] = vec.reshape(panels, pw)
-        k += 1
-    rest = [int(c) for c in codes[k:]]
-    if not rest:
-        return (EPI_AFFINE if k else EPI_NONE), table
-    if rest == [RELU]:
-        return EPI_RELU, table
-    if rest == [CLIP]:
-        table[:, 6], table[:, 7] = params[k, 0], params[k, 1]
-        return EPI_CLIP, table
-    return EPI_NONE, table
+    part = register_epilogue(codes, vecs, params, co, panel_width(co))
+    return (part.mode if part.covers(len(codes)) else EPI_NONE), part.table
 
 
 def row_scratch_floats(items: int, w_out: int) -> int:

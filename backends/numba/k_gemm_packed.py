@@ -19,9 +19,12 @@ from numba import prange
 
 from ..aligned import aligned_empty
 from .jit import helper, subkernel, twin
-from .k_epilogue import epi_tile
-from .k_microkernel import KC, MR, NR, exact_rows, microkernel_in_place, microkernel_rows
+from .k_epilogue import RESIDUAL, epi_tile, is_vector_stage
+from .k_gemm_ukernels import microkernel_in_place_epilogue, microkernel_rows_epilogue
+from .k_microkernel import EPI_NONE, EPI_ROWS, KC, MR, NR, exact_rows
 
+NO_REGISTER_EPILOGUE = (np.zeros(1, np.float32), EPI_NONE, 0)
+"""gemm_packed's last three arguments (ep, mode, done) when no epilogue stage runs in the micro-kernel."""
 IN_PLACE_ROWS = 2 * MR
 """Tiles of at most this many rows read A in place (when A is C-contiguous): packing them does not pay."""
 IN_PLACE_COLUMNS = 384
@@ -97,27 +100,63 @@ def _edge_into(out, ctmp, r0, mw, n0, nw, accumulate):  # type: ignore[no-untype
 
 
 @helper
-def _groups_in_place(x, bp, out, ctmp, m0, m1, nmp, p, nw, pc, kc):  # type: ignore[no-untyped-def]
-    """The nmp row groups from m0 (to m1) of panel p (nw columns of out) over K block pc..pc+kc, A read in place
-    (every row group of an exact height)."""
+def _register_stages(stages, done):  # type: ignore[no-untyped-def]
+    """(vector rows read, whether a residual is added) by the first `done` stages (those run in registers)."""
+    vectors = 0
+    residual = False
+    for s in range(done):
+        vectors += is_vector_stage(stages[s])
+        residual = residual or stages[s] == RESIDUAL
+    return vectors, residual
+
+
+@helper
+def _group_in_place(x, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res, residual,  # type: ignore
+                    stages, vecs, params, done, vectors):
+    """Row group r0..r0+mw of panel p (nw columns of out) over K block pc..pc+kc, A read in place (mw an exact
+    height); mode != EPI_NONE on the last K block: the first `done` epilogue stages are applied to the group."""
     k_all = x.shape[1]
     n_all = out.shape[1]
     n0 = p * NR
-    for mp in range(nmp):
-        r0 = m0 + mp * MR
-        mw = min(MR, m1 - r0)
-        if nw == NR:
-            microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, out,
-                                 r0 * n_all + n0, n_all, pc > 0)
-        else:  # columns past out's edge: through ctmp
-            microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR,
-                                 False)
-            _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
+    if nw == NR:
+        microkernel_in_place_epilogue(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, out,
+                                      r0 * n_all + n0, n_all, pc > 0, ep, p * EPI_ROWS * NR, mode, res,
+                                      r0 * n_all + n0, n_all, residual)
+    else:  # columns past out's edge: through ctmp, the in-register stages then run on the group's columns
+        microkernel_in_place_epilogue(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR,
+                                      False, ep, 0, EPI_NONE, res, 0, 0, False)
+        _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
+        if mode != EPI_NONE:
+            epi_tile(out, r0, r0 + mw, n0, n0 + nw, stages[:done], vecs[:vectors], params[:done], res)
+
+
+@helper
+def _group_packed(ap, a_off, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res, residual,  # type: ignore
+                  stages, vecs, params, done, vectors):
+    """Row group r0..r0+mw of panel p (nw columns of out) over K block pc..pc+kc from the packed A panel at a_off;
+    mode as `_group_in_place`."""
+    k_all = bp.shape[1]
+    n_all = out.shape[1]
+    n0 = p * NR
+    if nw == NR and exact_rows(mw):  # the micro-kernel writes exactly these rows: straight into out
+        microkernel_rows_epilogue(mw, kc, ap, a_off, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0, n_all,
+                                  pc > 0, ep, p * EPI_ROWS * NR, mode, res, r0 * n_all + n0, n_all, residual)
+    else:  # rows or columns past out's edge: through ctmp
+        microkernel_rows_epilogue(mw, kc, ap, a_off, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False, ep, 0,
+                                  EPI_NONE, res, 0, 0, False)
+        _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
+        if mode != EPI_NONE:
+            epi_tile(out, r0, r0 + mw, n0, n0 + nw, stages[:done], vecs[:vectors], params[:done], res)
 
 
 @twin
-def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
-    """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns."""
+def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mode,  # type: ignore[no-untyped-def]
+                done):
+    """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns.
+
+    The epilogue's first `done` stages run in the micro-kernel's registers on the last K block (mode and table ep
+    from `register_epilogue`; done 0 and EPI_NONE: none do), the rest over each finished tile.
+    """
     m_all, k_all = x.shape
     n_all = out.shape[1]
     panels = bp.shape[0]
@@ -126,6 +165,12 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # typ
     per = ((tm + MR - 1) // MR) * MR * KC + MR * NR
     few_rows = tm <= IN_PLACE_ROWS
     rows_in_place = x.flags.c_contiguous and (few_rows or tnp * NR <= IN_PLACE_COLUMNS)
+    if k_all == 0:  # no K block to apply it: the whole epilogue runs on the zeros
+        done = 0
+    vectors, residual = _register_stages(stages, done)
+    if residual and not (res.flags.c_contiguous and res.shape[0] == m_all and res.shape[1] == n_all):
+        done = 0  # the micro-kernel reads the residual in out's layout only
+        vectors, residual = _register_stages(stages, done)
     for t in prange(gm * gn):
         i = t // gn
         jj = t - i * gn
@@ -140,44 +185,37 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res):  # typ
             for r in range(m0, m1):
                 out[r][p0 * NR:min(n_all, p1 * NR)] = 0
         if rows_in_place and exact_rows(m1 - m0 - (nmp - 1) * MR):
-            if few_rows:  # panel by panel over all of K, C hot (the loop spelled out: through _groups_in_place
-                # 4-8-row products ran 3-6% slower, A/B in one process)
+            if few_rows:  # panel by panel over all of K, C hot (the loop spelled out: through a helper over the
+                # groups 4-8-row products ran 3-6% slower, A/B in one process)
                 for p in range(p0, p1):
-                    n0 = p * NR
-                    nw = min(NR, n_all - n0)
+                    nw = min(NR, n_all - p * NR)
                     for pc in range(0, k_all, KC):
                         kc = min(KC, k_all - pc)
+                        md = mode if done > 0 and pc + kc == k_all else EPI_NONE
                         for mp in range(nmp):
                             r0 = m0 + mp * MR
-                            mw = min(MR, m1 - r0)
-                            if nw == NR:
-                                microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR,
-                                                     out, r0 * n_all + n0, n_all, pc > 0)
-                            else:  # columns past out's edge: through ctmp
-                                microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR,
-                                                     ctmp, 0, NR, False)
-                                _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
+                            _group_in_place(x, bp, out, ctmp, r0, min(MR, m1 - r0), p, nw, pc, kc, ep, md, res,
+                                            residual, stages, vecs, params, done, vectors)
             else:  # K block by K block: each panel's block of B stays in L1 across the row groups
                 for pc in range(0, k_all, KC):
+                    kc = min(KC, k_all - pc)
+                    md = mode if done > 0 and pc + kc == k_all else EPI_NONE
                     for p in range(p0, p1):
-                        _groups_in_place(x, bp, out, ctmp, m0, m1, nmp, p, min(NR, n_all - p * NR), pc,
-                                         min(KC, k_all - pc))
+                        nw = min(NR, n_all - p * NR)
+                        for mp in range(nmp):
+                            r0 = m0 + mp * MR
+                            _group_in_place(x, bp, out, ctmp, r0, min(MR, m1 - r0), p, nw, pc, kc, ep, md, res,
+                                            residual, stages, vecs, params, done, vectors)
             nmp = 0
         for pc in range(0, k_all if nmp > 0 else 0, KC):  # rows packed per K block
             kc = min(KC, k_all - pc)
+            md = mode if done > 0 and pc + kc == k_all else EPI_NONE
             pack_rows(x, m0, m1, pc, kc, ap)
             for p in range(p0, p1):
-                n0 = p * NR
-                nw = min(NR, n_all - n0)
+                nw = min(NR, n_all - p * NR)
                 for mp in range(nmp):
                     r0 = m0 + mp * MR
-                    mw = min(MR, m1 - r0)
-                    if nw == NR and exact_rows(mw):
-                        # the micro-kernel writes exactly these rows: straight into out, adding after the first K block
-                        microkernel_rows(mw, kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0,
-                                         n_all, pc > 0)
-                    else:  # rows or columns past out's edge: through ctmp
-                        microkernel_rows(mw, kc, ap, mp * kc * MR, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
-                        _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
-        if stages.shape[0] > 0:
-            epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages, vecs, params, res)
+                    _group_packed(ap, mp * kc * MR, bp, out, ctmp, r0, min(MR, m1 - r0), p, nw, pc, kc, ep, md, res,
+                                  residual, stages, vecs, params, done, vectors)
+        if stages.shape[0] > done:
+            epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages[done:], vecs[vectors:], params[done:], res)

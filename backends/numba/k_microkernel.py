@@ -28,8 +28,9 @@ KC = 256
 AVAILABLE = bool(_FEATURES.get("fma")) and bool(_FEATURES.get("avx2") or _FEATURES.get("avx512f"))
 
 
-def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ignore[no-untyped-def]
-                  strided_a: bool = False, a_step: int = 0, vectors: int = 2, pool_pairs: bool = False):
+def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ignore[no-untyped-def]
+                 strided_a: bool = False, a_step: int = 0, vectors: int = 2, pool_pairs: bool = False,
+                 epilogue: bool = False):
     """The micro-kernel intrinsic for the first `rows` (<= MR) rows of an A panel whose k-th values are
     `a_stride` floats apart (MR: a packed panel; 1 with one row: a row of x read in place).
 
@@ -47,11 +48,31 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
     with `vectors` 1 the tile is rows x VW (one block, B rows of VW floats), up to MR_ONE rows. With `pool_pairs`
     the rows are two output rows of rows / 2 pixels each (the second rows_delta floats after the first in A), and
     the tile is stored after its epilogue as the max of each 2x2 window: rows / 4 pooled pixels, ldc apart.
+
+    With `epilogue` (packed or strided A) seven arguments follow `accumulate`: the epilogue table ep at ep_off
+    (EPI_ROWS x NR), its mode (EPI_*; EPI_NONE stores the sums as they are), and a residual res at res_off, row
+    stride ldr, added after the affine stages when `residual` is true (C's layout; not read otherwise).
     """
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
         """C[rows, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] (first rows) @ B rows [kc][NR]."""
         sig = types.void(kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate)
+        return sig, _codegen
+
+    def ukernel_epilogue_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc,  # type: ignore
+                               accumulate, ep, ep_off, mode, res, res_off, ldr, residual):
+        """C[rows, NR] (+)= A panel [kc][MR] (first rows) @ B rows [kc][NR], then the epilogue `mode` (EPI_*) with
+        the table ep[ep_off:ep_off + EPI_ROWS * NR] and, when `residual`, res's rows (at res_off, stride ldr)."""
+        sig = types.void(kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off,
+                         ldr, residual)
+        return sig, _codegen
+
+    def ukernel_strided_epilogue_typer(typingctx, kc, a, a_off, a_k, a_i, b, b_off, ldb,  # type: ignore
+                                       c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr, residual):
+        """The strided-A micro-kernel (A[i, k] at a[a_off + k * a_k + i * a_i]) with the epilogue of
+        ukernel_epilogue_typer."""
+        sig = types.void(kc, a, a_off, a_k, a_i, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res,
+                         res_off, ldr, residual)
         return sig, _codegen
 
     def ukernel_offsets_typer(typingctx, kc, a, a_off, b, offs, starts, c, c_off, ldc, accumulate):  # type: ignore
@@ -165,23 +186,53 @@ def _make_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type: ign
             _store_pooled(builder, fma, fins, rows // 2, vectors, pc, ldc_v, second, ep_ptr, ep_mode)
             return context.get_dummy_value()
         acc_flag = context.cast(builder, args[acc_arg], st[acc_arg], types.boolean)
-        for i in range(rows):
-            row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
-            for j in range(vectors):
-                fin = fins[i * vectors + j]
-                ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
-                old = builder.load(ptr, align=4)
-                val = builder.select(acc_flag, builder.fadd(fin, old), fin)
-                if a_step:
-                    val = _tile_epilogue(builder, fma, val, ep_ptr, j, ep_mode)
-                builder.store(val, ptr, align=4)
+
+        def store(ep_table: ir.Value | None, with_res: bool) -> None:
+            for i in range(rows):
+                row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
+                if with_res:
+                    res_row = builder.gep(res_base, [builder.mul(ldr_v, ir.Constant(i64, i))])
+                for j in range(vectors):
+                    fin = fins[i * vectors + j]
+                    ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
+                    old = builder.load(ptr, align=4)
+                    val = builder.select(acc_flag, builder.fadd(fin, old), fin)
+                    if ep_table is not None:
+                        res_v = None
+                        if with_res:
+                            rp = builder.gep(res_row, [second]) if j else res_row
+                            res_v = builder.load(builder.bitcast(rp, vt.as_pointer()), align=4)
+                        val = _tile_epilogue(builder, fma, val, ep_table, j, ep_mode, res_v)
+                    builder.store(val, ptr, align=4)
+
+        if epilogue:  # three stores: none, the epilogue, the epilogue with the residual
+            e0 = acc_arg + 1
+            ep_ptr, ep_mode = builder.gep(data(e0), [scalar(e0 + 1)]), scalar(e0 + 2)
+            res_base, ldr_v = builder.gep(data(e0 + 3), [scalar(e0 + 4)]), scalar(e0 + 5)
+            with_res = context.cast(builder, args[e0 + 6], st[e0 + 6], types.boolean)
+            plain = builder.icmp_signed("==", ep_mode, ir.Constant(ep_mode.type, EPI_NONE))
+            with builder.if_else(plain) as (then, otherwise):
+                with then:
+                    store(None, False)
+                with otherwise:
+                    with builder.if_else(with_res) as (res_then, res_otherwise):
+                        with res_then:
+                            store(ep_ptr, True)
+                        with res_otherwise:
+                            store(ep_ptr, False)
+        else:
+            store(ep_ptr if a_step else None, False)
         return context.get_dummy_value()
 
-    typer = (ukernel_offsets_typer if b_pieces else ukernel_strided_typer if strided_a
-             else ukernel_pool_typer if pool_pairs else ukernel_a_offsets_typer if a_step else ukernel_typer)
+    if epilogue:
+        typer = ukernel_strided_epilogue_typer if strided_a else ukernel_epilogue_typer
+    else:
+        typer = (ukernel_offsets_typer if b_pieces else ukernel_strided_typer if strided_a
+                 else ukernel_pool_typer if pool_pairs else ukernel_a_offsets_typer if a_step else ukernel_typer)
     a_name = ("strided" if strided_a else f"offsets{a_step}x{vectors}{'pool' if pool_pairs else ''}" if a_step
               else a_stride)
-    typer.__name__ = typer.__qualname__ = f"ukernel_{rows}x{NR}_a{a_name}{f'_b{b_pieces}' if b_pieces else ''}"
+    typer.__name__ = typer.__qualname__ = (f"ukernel_{rows}x{NR}_a{a_name}{f'_b{b_pieces}' if b_pieces else ''}"
+                                           f"{'_epi' if epilogue else ''}")
     return intrinsic(typer)
 
 
@@ -193,8 +244,9 @@ EPI_ROWS = 8
 
 
 def _tile_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int,
-                   mode: ir.Value) -> ir.Value:
-    """Vector v (columns half * VW..) after epilogue `mode` with per-column rows of `table` (EPI_ROWS x NR)."""
+                   mode: ir.Value, residual: ir.Value | None = None) -> ir.Value:
+    """Vector v (columns half * VW..) after epilogue `mode` with per-column rows of `table` (EPI_ROWS x NR), the
+    `residual` vector (if any) added after the affine stages."""
     vt = v.type
     i64 = ir.IntType(64)
 
@@ -206,6 +258,8 @@ def _tile_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: 
     t = builder.call(fma, [v, row(0), row(1)])
     t = builder.call(fma, [t, row(2), row(3)])
     t = builder.call(fma, [t, row(4), row(5)])
+    if residual is not None:
+        t = builder.fadd(t, residual)
     relu = builder.select(builder.fcmp_unordered(">", t, zero), t, zero)  # NaN or positive: kept
     lo, hi = row(6), row(7)
     low = builder.select(builder.fcmp_ordered("<", t, lo), lo, t)
@@ -248,29 +302,29 @@ def _load_pieces(builder: ir.IRBuilder, ptr: ir.Value, starts: list[ir.Value]) -
     return parts[0]
 
 
-ukernel = _make_ukernel(MR)
+ukernel = make_fp32_ukernel(MR)
 """C[MR, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] @ B rows [kc][NR] (row stride ldb)."""
-ukernel_third = _make_ukernel(MR // 3)
+ukernel_third = make_fp32_ukernel(MR // 3)
 """The same for the first MR/3 rows of the A panel (a ragged last panel of channels)."""
-ukernel_two_thirds = _make_ukernel(2 * MR // 3)
+ukernel_two_thirds = make_fp32_ukernel(2 * MR // 3)
 """The same for the first 2*MR/3 rows of the A panel."""
-ukernel_one = _make_ukernel(1)
+ukernel_one = make_fp32_ukernel(1)
 """The same for the first row only of a packed panel."""
-_B1 = [_make_ukernel(r, b_pieces=1) for r in (1, MR // 3, 2 * MR // 3, MR)]
-_B2 = [_make_ukernel(r, b_pieces=2) for r in (1, MR // 3, 2 * MR // 3, MR)]
+_B1 = [make_fp32_ukernel(r, b_pieces=1) for r in (1, MR // 3, 2 * MR // 3, MR)]
+_B2 = [make_fp32_ukernel(r, b_pieces=2) for r in (1, MR // 3, 2 * MR // 3, MR)]
 ukernel_offsets_one, ukernel_offsets_third, ukernel_offsets_two_thirds, ukernel_offsets = _B1
 """C[rows, NR] (row stride ldc, at c_off) (+)= A panel [kc][MR] (its first 1, MR/3, 2*MR/3 or MR rows) @ B rows
 read in place: row k's two vectors at b[offs[k] + starts[0]] and b[offs[k] + starts[1]]."""
 ukernel_halves_one, ukernel_halves_third, ukernel_halves_two_thirds, ukernel_halves = _B2
 """The same with each B vector from two runs of VW / 2 floats, at offs[k] + starts[2j] and offs[k] + starts[2j + 1]."""
-ukernel_strided = _make_ukernel(MR, strided_a=True)
+ukernel_strided = make_fp32_ukernel(MR, strided_a=True)
 """C[MR, NR] (row stride ldc, at c_off) (+)= A [MR, kc] read in place, A[i, k] at a[a_off + k * a_k + i * a_i], @ B
 rows [kc][NR] (row stride ldb)."""
-ukernel_strided_third = _make_ukernel(MR // 3, strided_a=True)
+ukernel_strided_third = make_fp32_ukernel(MR // 3, strided_a=True)
 """The same for MR/3 rows of A read in place."""
-ukernel_strided_two_thirds = _make_ukernel(2 * MR // 3, strided_a=True)
+ukernel_strided_two_thirds = make_fp32_ukernel(2 * MR // 3, strided_a=True)
 """The same for 2*MR/3 rows of A read in place."""
-_A_OFFSETS = {step: [_make_ukernel(r, a_step=step) for r in (1, MR // 3, 2 * MR // 3, MR)] for step in (1, VW)}
+_A_OFFSETS = {step: [make_fp32_ukernel(r, a_step=step) for r in (1, MR // 3, 2 * MR // 3, MR)] for step in (1, VW)}
 ukernel_a_runs_one, ukernel_a_runs_third, ukernel_a_runs_two_thirds, ukernel_a_runs = _A_OFFSETS[1]
 """C[rows, NR] (row stride ldc, at c_off) (+)= A [rows, kc] read in place through a table, A[i, k] at
 a[a_off + offs[k] + i] (1, MR/3, 2*MR/3 or MR rows: consecutive pixels of a padded plane) @ B rows [kc][NR]."""
@@ -280,7 +334,7 @@ MR_ONE = 24 if VW == 16 else 12
 """Rows of the one-vector table-A micro-kernels (rows x VW tiles: 24 of the 32 zmm registers, 12 of 16 ymm)."""
 ONE_ROWS = (MR_ONE // 6, MR_ONE // 3, 2 * MR_ONE // 3, MR_ONE)
 """Their row counts: a row of pixels is split into these (and a ragged rest run by the next larger one)."""
-_A_ONE = {step: [_make_ukernel(r, a_step=step, vectors=1) for r in ONE_ROWS] for step in (1, VW)}
+_A_ONE = {step: [make_fp32_ukernel(r, a_step=step, vectors=1) for r in ONE_ROWS] for step in (1, VW)}
 uk1_runs_sixth, uk1_runs_third, uk1_runs_two_thirds, uk1_runs = _A_ONE[1]
 """C[rows, VW] (row stride ldc, at c_off) (+)= A [rows, kc] read through a table, A[i, k] at a[a_off + offs[k] + i]
 (padded planes) @ B rows [kc][VW] (MR_ONE / 6, / 3, 2 / 3 or all MR_ONE rows), then the epilogue."""
@@ -304,7 +358,7 @@ def _pooling_family(vectors: int, step: int) -> list[Any]:
     made: dict[int, Any] = {}
     for px in POOL_PAIR_PIXELS[vectors]:
         if px not in made:
-            made[px] = _make_ukernel(2 * px, a_step=step, vectors=vectors, pool_pairs=True)
+            made[px] = make_fp32_ukernel(2 * px, a_step=step, vectors=vectors, pool_pairs=True)
     return [made[px] for px in POOL_PAIR_PIXELS[vectors]]
 
 
@@ -317,7 +371,7 @@ ukp1_runs_a, ukp1_runs_b, ukp1_runs_c, ukp1_runs_d = _pooling_family(1, 1)
 """The same for one vector of channels (px = POOL_PAIR_PIXELS[1][0..3]), pixels 1 float apart."""
 ukp1_blocks_a, ukp1_blocks_b, ukp1_blocks_c, ukp1_blocks_d = _pooling_family(1, VW)
 """The same for one vector of channels, pixels VW floats apart."""
-ukernel_row = _make_ukernel(1, a_stride=1)
+ukernel_row = make_fp32_ukernel(1, a_stride=1)
 """C[1, NR] (+)= a row of x (kc consecutive values, read in place) @ B rows [kc][NR]: a one-row product needs
 no packed A panel."""
 

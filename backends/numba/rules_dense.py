@@ -20,6 +20,7 @@ from .rules_elementwise import emit_binary
 from .rules_shape import Transpose
 from .rules_sparse import emit_sparse_product, layer_choice, record_choice
 from .rules_weight_gemm import lower_weight_gemm, note_f32_fallback
+from .ukernel_epilogue import register_epilogue
 
 
 def gemm_tiles(m: int, n: int, threads: int, parallel: bool, w_is_nk: bool) -> tuple[int, int]:
@@ -56,8 +57,10 @@ def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[
     items = cdiv(m, tm) * cdiv(panels, tnp)
     scratch = ctx.buffer((items * scratch_per_tile(tm),), np.dtype(np.float32), f"{name}.packA")
     codes, vecs, params = epilogue_args(ctx, epi)
+    part = register_epilogue(epi.codes(), epi.vectors(), epi.params(), n_out, residual=epi.residual is not None)
+    table = ctx.const(part.table.reshape(-1) if part.stages else np.zeros(1, np.float32), f"{name}.epilogue")
     ctx.emit(kernel_label("gemm_uk", epi), gemm_packed, x, packed, out, Lit(tm), Lit(tnp), scratch, codes, vecs,
-             params, res, writes=(out, scratch), work=work)
+             params, res, table, Lit(part.mode), Lit(part.stages), writes=(out, scratch), work=work)
 
 
 def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:

@@ -10,6 +10,7 @@ from tensorsmith.backends.numba.jit import EMPTY_F32
 from tensorsmith.backends.numba.k_gemm_packed import (
     IN_PLACE_COLUMNS,
     IN_PLACE_ROWS,
+    NO_REGISTER_EPILOGUE,
     gemm_packed,
     pack_weights,
     scratch_per_tile,
@@ -27,7 +28,8 @@ def _product(x: np.ndarray, w: np.ndarray, parallel: bool, threads: int = 2) -> 
     tm, tnp = packed_tiles(m, bp.shape[0], threads, parallel)
     scratch = np.full(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm), np.nan, np.float32)
     out = np.full((m, n), np.nan, np.float32)
-    gemm_packed.pick(parallel)(x, bp, out, tm, tnp, scratch, np.zeros(0, np.int64), EMPTY_F32, NO_PARAMS, EMPTY_F32)
+    gemm_packed.pick(parallel)(x, bp, out, tm, tnp, scratch, np.zeros(0, np.int64), EMPTY_F32, NO_PARAMS, EMPTY_F32,
+                               *NO_REGISTER_EPILOGUE)
     return out
 
 

@@ -1,0 +1,63 @@
+"""The leading stages of an epilogue that a micro-kernel applies to its accumulators before it stores them.
+
+A micro-kernel's in-register epilogue is a fixed chain: up to three per-column affine stages (ADD or MUL by a
+vector), then, where the kernel takes one, a residual add, then at most one RELU or CLIP. `register_epilogue`
+finds the longest leading part of an epilogue's stages that fits it and writes the per-column table the
+micro-kernel reads (EPI_ROWS rows of NR floats per panel: m0, a0, m1, a1, m2, a2, lo, hi); the stages after it
+run over the finished tile as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .k_epilogue import ADD, CLIP, MUL, RELU, RESIDUAL
+from .k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_NONE, EPI_RELU, EPI_ROWS, NR
+
+AFFINE_IN_REGISTERS = 3
+"""Affine stages a micro-kernel applies: ((v * m0 + a0) * m1 + a1) * m2 + a2."""
+
+
+@dataclass(frozen=True)
+class RegisterEpilogue:
+    """The in-register part of an epilogue: its mode (EPI_*), table [panels, EPI_ROWS, NR], how many leading
+    stages it covers, how many of the epilogue's vector rows those read, and whether it adds the residual."""
+
+    mode: int
+    table: np.ndarray
+    stages: int
+    vectors: int
+    residual: bool
+
+    def covers(self, total: int) -> bool:
+        """Whether the in-register part is the whole epilogue of `total` stages."""
+        return self.mode != EPI_NONE and self.stages == total
+
+
+def register_epilogue(codes: np.ndarray, vecs: np.ndarray, params: np.ndarray, n: int, panel: int = NR,
+                      residual: bool = False) -> RegisterEpilogue:
+    """The longest leading part of epilogue `codes` (vectors `vecs`, scalars `params`) over n columns in panels of
+    `panel` columns that a micro-kernel applies in registers; `residual`: whether the kernel adds a residual.
+    Covers no stage (EPI_NONE) when the chain starts otherwise."""
+    panels = -(-n // panel)
+    table = np.zeros((panels, EPI_ROWS, NR), np.float32)  # rows NR wide: a one-vector panel uses the first VW
+    table[:, 0:6:2] = 1.0  # multipliers 1, addends 0: stages not there change nothing
+    k = 0
+    while k < min(AFFINE_IN_REGISTERS, len(codes)) and codes[k] in (ADD, MUL):
+        vec = np.zeros(panels * panel, np.float32)
+        vec[:n] = vecs[k, :n]
+        table[:, 2 * k + int(codes[k] == ADD), :panel] = vec.reshape(panels, panel)
+        k += 1
+    affine = k
+    with_res = residual and k < len(codes) and codes[k] == RESIDUAL
+    k += with_res
+    mode = EPI_AFFINE if k else EPI_NONE
+    if k < len(codes) and codes[k] == RELU:
+        mode, k = EPI_RELU, k + 1
+    elif k < len(codes) and codes[k] == CLIP:
+        table[:, 6], table[:, 7] = params[k, 0], params[k, 1]
+        mode, k = EPI_CLIP, k + 1
+    return RegisterEpilogue(mode, table, k if mode != EPI_NONE else 0, affine if mode != EPI_NONE else 0,
+                            bool(with_res) and mode != EPI_NONE)
