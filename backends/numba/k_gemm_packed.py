@@ -19,10 +19,12 @@ from numba import prange
 
 from ..aligned import aligned_empty
 from .jit import helper, subkernel, twin
-from .k_epilogue import RESIDUAL, epi_tile, is_vector_stage
+from .k_epilogue import CLIP, GELU, RELU, RESIDUAL, epi_tile, is_vector_stage
 from .k_gemm_ukernels import microkernel_in_place_epilogue, microkernel_rows_epilogue
 from .k_microkernel import EPI_NONE, EPI_ROWS, KC, MR, NR, exact_rows
 
+GEMM_CLOSING = (RELU, CLIP, GELU)
+"""The activations gemm_packed's micro-kernels apply in registers (`register_epilogue`'s `closing`)."""
 NO_REGISTER_EPILOGUE = (np.zeros(1, np.float32), EPI_NONE, 0)
 """gemm_packed's last three arguments (ep, mode, done) when no epilogue stage runs in the micro-kernel."""
 IN_PLACE_ROWS = 2 * MR

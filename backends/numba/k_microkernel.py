@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
 from .jit import helper
+from .mathfn import ERF_DENOMINATOR, ERF_LIMIT, ERF_NUMERATOR
 
 _FEATURES = llvm.get_host_cpu_features()
 VW = 16 if _FEATURES.get("avx512f") else 8
@@ -187,7 +189,7 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
             return context.get_dummy_value()
         acc_flag = context.cast(builder, args[acc_arg], st[acc_arg], types.boolean)
 
-        def store(ep_table: ir.Value | None, with_res: bool) -> None:
+        def store(ep_table: ir.Value | None, with_res: bool, fixed: int = EPI_NONE) -> None:
             for i in range(rows):
                 row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
                 if with_res:
@@ -202,24 +204,32 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
                         if with_res:
                             rp = builder.gep(res_row, [second]) if j else res_row
                             res_v = builder.load(builder.bitcast(rp, vt.as_pointer()), align=4)
-                        val = _tile_epilogue(builder, fma, val, ep_table, j, ep_mode, res_v)
+                        val = (_fixed_epilogue(builder, fma, val, ep_table, j, fixed, res_v) if epilogue
+                               else _tile_epilogue(builder, fma, val, ep_table, j, ep_mode))
                     builder.store(val, ptr, align=4)
 
-        if epilogue:  # three stores: none, the epilogue, the epilogue with the residual
+        if epilogue:  # a store per mode, each with and without the residual; EPI_NONE stores the sums
             e0 = acc_arg + 1
             ep_ptr, ep_mode = builder.gep(data(e0), [scalar(e0 + 1)]), scalar(e0 + 2)
             res_base, ldr_v = builder.gep(data(e0 + 3), [scalar(e0 + 4)]), scalar(e0 + 5)
             with_res = context.cast(builder, args[e0 + 6], st[e0 + 6], types.boolean)
-            plain = builder.icmp_signed("==", ep_mode, ir.Constant(ep_mode.type, EPI_NONE))
-            with builder.if_else(plain) as (then, otherwise):
-                with then:
-                    store(None, False)
-                with otherwise:
-                    with builder.if_else(with_res) as (res_then, res_otherwise):
-                        with res_then:
-                            store(ep_ptr, True)
-                        with res_otherwise:
-                            store(ep_ptr, False)
+            stored = builder.append_basic_block("uk_stored")
+            plain = builder.append_basic_block("uk_plain")
+            switch = builder.switch(ep_mode, plain)
+            for fixed in EPI_MODES:
+                block = builder.append_basic_block(f"uk_epi{fixed}")
+                switch.add_case(ir.Constant(ep_mode.type, fixed), block)
+                builder.position_at_end(block)
+                with builder.if_else(with_res) as (res_then, res_otherwise):
+                    with res_then:
+                        store(ep_ptr, True, fixed)
+                    with res_otherwise:
+                        store(ep_ptr, False, fixed)
+                builder.branch(stored)
+            builder.position_at_end(plain)
+            store(None, False)
+            builder.branch(stored)
+            builder.position_at_end(stored)
         else:
             store(ep_ptr if a_step else None, False)
         return context.get_dummy_value()
@@ -236,39 +246,92 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
     return intrinsic(typer)
 
 
-EPI_NONE, EPI_AFFINE, EPI_RELU, EPI_CLIP = range(4)
-"""Epilogues of the table-A micro-kernels: none, up to three per-column affine stages ((v * m0 + a0) * m1 + a1)
-* m2 + a2, the same then ReLU (a NaN stays NaN), or then clamped to [lo, hi]."""
+EPI_NONE, EPI_AFFINE, EPI_RELU, EPI_CLIP, EPI_GELU = range(5)
+"""In-register epilogues: none, up to three per-column affine stages ((v * m0 + a0) * m1 + a1) * m2 + a2, the
+same then ReLU (a NaN stays NaN), or then clamped to [lo, hi], or then GELU (erf form; the GEMM's micro-kernels
+only)."""
+EPI_MODES = (EPI_AFFINE, EPI_RELU, EPI_CLIP, EPI_GELU)
+"""The modes a GEMM micro-kernel with `epilogue` compiles a store for (EPI_NONE stores the sums)."""
 EPI_ROWS = 8
 """Rows of NR floats in an epilogue table: m0, a0, m1, a1, m2, a2, lo, hi (lo and hi repeated per column)."""
 
 
-def _tile_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int,
-                   mode: ir.Value, residual: ir.Value | None = None) -> ir.Value:
-    """Vector v (columns half * VW..) after epilogue `mode` with per-column rows of `table` (EPI_ROWS x NR), the
-    `residual` vector (if any) added after the affine stages."""
-    vt = v.type
-    i64 = ir.IntType(64)
+def _affine(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int,
+            residual: ir.Value | None) -> ir.Value:
+    """v (columns half * VW..) after the three affine stages of `table` (EPI_ROWS x NR), then + residual if any."""
+    t = v
+    for r in range(3):
+        t = builder.call(fma, [t, _table_row(builder, table, 2 * r, half, v.type),
+                               _table_row(builder, table, 2 * r + 1, half, v.type)])
+    return builder.fadd(t, residual) if residual is not None else t
 
-    def row(r: int) -> ir.Value:
-        ptr = builder.gep(table, [ir.Constant(i64, r * NR + half * VW)])
-        return builder.load(builder.bitcast(ptr, vt.as_pointer()), align=4)
 
-    zero = ir.Constant(vt, [0.0] * VW)
-    t = builder.call(fma, [v, row(0), row(1)])
-    t = builder.call(fma, [t, row(2), row(3)])
-    t = builder.call(fma, [t, row(4), row(5)])
-    if residual is not None:
-        t = builder.fadd(t, residual)
-    relu = builder.select(builder.fcmp_unordered(">", t, zero), t, zero)  # NaN or positive: kept
-    lo, hi = row(6), row(7)
+def _table_row(builder: ir.IRBuilder, table: ir.Value, r: int, half: int, vt: ir.VectorType) -> ir.Value:
+    """Row r of an epilogue table, the vector of columns half * VW.."""
+    ptr = builder.gep(table, [ir.Constant(ir.IntType(64), r * NR + half * VW)])
+    return builder.load(builder.bitcast(ptr, vt.as_pointer()), align=4)
+
+
+def _relu(builder: ir.IRBuilder, t: ir.Value) -> ir.Value:
+    """max(t, 0) that keeps a NaN."""
+    zero = ir.Constant(t.type, [0.0] * VW)
+    return builder.select(builder.fcmp_unordered(">", t, zero), t, zero)
+
+
+def _clip(builder: ir.IRBuilder, t: ir.Value, table: ir.Value, half: int) -> ir.Value:
+    """t clamped to the table's [lo, hi] rows (a NaN stays NaN)."""
+    lo, hi = _table_row(builder, table, 6, half, t.type), _table_row(builder, table, 7, half, t.type)
     low = builder.select(builder.fcmp_ordered("<", t, lo), lo, t)
-    clip = builder.select(builder.fcmp_ordered(">", low, hi), hi, low)
+    return builder.select(builder.fcmp_ordered(">", low, hi), hi, low)
+
+
+def _gelu(builder: ir.IRBuilder, fma: ir.Function, t: ir.Value) -> ir.Value:
+    """0.5 t (1 + erf(t / sqrt 2)), erf as `mathfn.ferf` (its rational approximation, +-1 beyond the limit)."""
+    vt = t.type
+
+    def const(c: float) -> ir.Constant:
+        return ir.Constant(vt, [float(np.float32(c))] * VW)
+
+    u = builder.fmul(t, const(0.7071067811865476))
+    lim, neg = const(ERF_LIMIT), const(-ERF_LIMIT)
+    xc = builder.select(builder.fcmp_ordered(">", u, lim), lim, u)
+    xc = builder.select(builder.fcmp_ordered("<", xc, neg), neg, xc)
+    x2 = builder.fmul(xc, xc)
+    p = const(ERF_NUMERATOR[0])
+    for c in ERF_NUMERATOR[1:]:
+        p = builder.call(fma, [p, x2, const(c)])
+    q = const(ERF_DENOMINATOR[0])
+    for c in ERF_DENOMINATOR[1:]:
+        q = builder.call(fma, [q, x2, const(c)])
+    erf = builder.fdiv(builder.fmul(p, xc), q)
+    erf = builder.select(builder.fcmp_ordered(">=", u, lim), const(1.0), erf)
+    erf = builder.select(builder.fcmp_ordered("<=", u, neg), const(-1.0), erf)
+    return builder.fmul(builder.fmul(const(0.5), t), builder.fadd(const(1.0), erf))
+
+
+def _fixed_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int, mode: int,
+                    residual: ir.Value | None) -> ir.Value:
+    """v after epilogue `mode` (one of EPI_MODES, known when compiling): only that mode's instructions."""
+    t = _affine(builder, fma, v, table, half, residual)
+    if mode == EPI_RELU:
+        return _relu(builder, t)
+    if mode == EPI_CLIP:
+        return _clip(builder, t, table, half)
+    if mode == EPI_GELU:
+        return _gelu(builder, fma, t)
+    return t
+
+
+def _tile_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int,
+                   mode: ir.Value) -> ir.Value:
+    """Vector v (columns half * VW..) after epilogue `mode` (a run-time EPI_NONE, AFFINE, RELU or CLIP) with
+    per-column rows of `table` (EPI_ROWS x NR): every result computed, the mode's selected."""
+    t = _affine(builder, fma, v, table, half, None)
 
     def is_mode(m: int) -> ir.Value:
         return builder.icmp_signed("==", mode, ir.Constant(mode.type, m))
 
-    out = builder.select(is_mode(EPI_CLIP), clip, relu)
+    out = builder.select(is_mode(EPI_CLIP), _clip(builder, t, table, half), _relu(builder, t))
     out = builder.select(is_mode(EPI_AFFINE), t, out)
     return builder.select(is_mode(EPI_NONE), v, out)
 

@@ -113,28 +113,41 @@ def fexp(x: np.float32) -> np.float32:
     return x if x != x else y
 
 
+ERF_LIMIT = 4.0
+"""erf is +-1 in float32 beyond this."""
+ERF_NUMERATOR = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+                 -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+"""erf(x) ~ x * P(x^2) / Q(x^2) on [-ERF_LIMIT, ERF_LIMIT]: P's coefficients, highest power first."""
+ERF_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+                   -1.42647390514189e-02)
+"""Q's coefficients, highest power first."""
+_P = tuple(np.float32(c) for c in ERF_NUMERATOR)
+_Q = tuple(np.float32(c) for c in ERF_DENOMINATOR)
+_LIMIT = np.float32(ERF_LIMIT)
+
+
 @helper
 def ferf(x: np.float32) -> np.float32:
     """erf(x) in float32 (rational approximation on [-4, 4], +-1 outside)."""
-    xc = np.float32(4.0) if x > np.float32(4.0) else x
-    xc = np.float32(-4.0) if xc < np.float32(-4.0) else xc
+    xc = _LIMIT if x > _LIMIT else x
+    xc = -_LIMIT if xc < -_LIMIT else xc
     x2 = xc * xc
-    p = np.float32(-2.72614225801306e-10)
-    p = p * x2 + np.float32(2.77068142495902e-08)
-    p = p * x2 + np.float32(-2.10102402082508e-06)
-    p = p * x2 + np.float32(-5.69250639462346e-05)
-    p = p * x2 + np.float32(-7.34990630326855e-04)
-    p = p * x2 + np.float32(-2.95459980854025e-03)
-    p = p * x2 + np.float32(-1.60960333262415e-02)
+    p = _P[0]
+    p = p * x2 + _P[1]
+    p = p * x2 + _P[2]
+    p = p * x2 + _P[3]
+    p = p * x2 + _P[4]
+    p = p * x2 + _P[5]
+    p = p * x2 + _P[6]
     p = p * xc
-    q = np.float32(-1.45660718464996e-05)
-    q = q * x2 + np.float32(-2.13374055278905e-04)
-    q = q * x2 + np.float32(-1.68282697438203e-03)
-    q = q * x2 + np.float32(-7.37332916720468e-03)
-    q = q * x2 + np.float32(-1.42647390514189e-02)
+    q = _Q[0]
+    q = q * x2 + _Q[1]
+    q = q * x2 + _Q[2]
+    q = q * x2 + _Q[3]
+    q = q * x2 + _Q[4]
     y = p / q
-    y = F1 if x >= np.float32(4.0) else y
-    return -F1 if x <= np.float32(-4.0) else y
+    y = F1 if x >= _LIMIT else y
+    return -F1 if x <= -_LIMIT else y
 
 
 @helper

@@ -12,7 +12,7 @@ from . import k_microkernel
 from .epilogue import Epilogue, empty_epilogue, is_gemm_like
 from .jit import cdiv
 from .k_gemm import bmm_loops, bmm_sgemm, gemm
-from .k_gemm_packed import gemm_packed, scratch_per_tile, shared_packed
+from .k_gemm_packed import GEMM_CLOSING, gemm_packed, scratch_per_tile, shared_packed
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -57,7 +57,8 @@ def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[
     items = cdiv(m, tm) * cdiv(panels, tnp)
     scratch = ctx.buffer((items * scratch_per_tile(tm),), np.dtype(np.float32), f"{name}.packA")
     codes, vecs, params = epilogue_args(ctx, epi)
-    part = register_epilogue(epi.codes(), epi.vectors(), epi.params(), n_out, residual=epi.residual is not None)
+    part = register_epilogue(epi.codes(), epi.vectors(), epi.params(), n_out, residual=epi.residual is not None,
+                             closing=GEMM_CLOSING)
     table = ctx.const(part.table.reshape(-1) if part.stages else np.zeros(1, np.float32), f"{name}.epilogue")
     ctx.emit(kernel_label("gemm_uk", epi), gemm_packed, x, packed, out, Lit(tm), Lit(tnp), scratch, codes, vecs,
              params, res, table, Lit(part.mode), Lit(part.stages), writes=(out, scratch), work=work)

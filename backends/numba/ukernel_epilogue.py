@@ -1,7 +1,8 @@
 """The leading stages of an epilogue that a micro-kernel applies to its accumulators before it stores them.
 
 A micro-kernel's in-register epilogue is a fixed chain: up to three per-column affine stages (ADD or MUL by a
-vector), then, where the kernel takes one, a residual add, then at most one RELU or CLIP. `register_epilogue`
+vector), then, where the kernel takes one, a residual add, then at most one closing activation (RELU or CLIP;
+GELU too in the GEMM's micro-kernels). `register_epilogue`
 finds the longest leading part of an epilogue's stages that fits it and writes the per-column table the
 micro-kernel reads (EPI_ROWS rows of NR floats per panel: m0, a0, m1, a1, m2, a2, lo, hi); the stages after it
 run over the finished tile as before.
@@ -13,11 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .k_epilogue import ADD, CLIP, MUL, RELU, RESIDUAL
-from .k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_NONE, EPI_RELU, EPI_ROWS, NR
+from .k_epilogue import ADD, CLIP, GELU, MUL, RELU, RESIDUAL
+from .k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_GELU, EPI_NONE, EPI_RELU, EPI_ROWS, NR
 
 AFFINE_IN_REGISTERS = 3
 """Affine stages a micro-kernel applies: ((v * m0 + a0) * m1 + a1) * m2 + a2."""
+CLOSING_MODES = {RELU: EPI_RELU, CLIP: EPI_CLIP, GELU: EPI_GELU}
+"""The micro-kernels' mode for each closing activation stage."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,10 @@ class RegisterEpilogue:
 
 
 def register_epilogue(codes: np.ndarray, vecs: np.ndarray, params: np.ndarray, n: int, panel: int = NR,
-                      residual: bool = False) -> RegisterEpilogue:
+                      residual: bool = False, closing: tuple[int, ...] = (RELU, CLIP)) -> RegisterEpilogue:
     """The longest leading part of epilogue `codes` (vectors `vecs`, scalars `params`) over n columns in panels of
-    `panel` columns that a micro-kernel applies in registers; `residual`: whether the kernel adds a residual.
-    Covers no stage (EPI_NONE) when the chain starts otherwise."""
+    `panel` columns that a micro-kernel applies in registers; `residual`: whether the kernel adds a residual;
+    `closing`: the activation stages it applies last. Covers no stage (EPI_NONE) when the chain starts otherwise."""
     panels = -(-n // panel)
     table = np.zeros((panels, EPI_ROWS, NR), np.float32)  # rows NR wide: a one-vector panel uses the first VW
     table[:, 0:6:2] = 1.0  # multipliers 1, addends 0: stages not there change nothing
@@ -54,10 +57,11 @@ def register_epilogue(codes: np.ndarray, vecs: np.ndarray, params: np.ndarray, n
     with_res = residual and k < len(codes) and codes[k] == RESIDUAL
     k += with_res
     mode = EPI_AFFINE if k else EPI_NONE
-    if k < len(codes) and codes[k] == RELU:
-        mode, k = EPI_RELU, k + 1
-    elif k < len(codes) and codes[k] == CLIP:
-        table[:, 6], table[:, 7] = params[k, 0], params[k, 1]
-        mode, k = EPI_CLIP, k + 1
-    return RegisterEpilogue(mode, table, k if mode != EPI_NONE else 0, affine if mode != EPI_NONE else 0,
-                            bool(with_res) and mode != EPI_NONE)
+    if k < len(codes) and int(codes[k]) in closing:
+        mode = CLOSING_MODES[int(codes[k])]
+        if codes[k] == CLIP:
+            table[:, 6], table[:, 7] = params[k, 0], params[k, 1]
+        k += 1
+    if mode == EPI_NONE:
+        return RegisterEpilogue(EPI_NONE, table, 0, 0, False)
+    return RegisterEpilogue(mode, table, k, affine, bool(with_res))

@@ -3,18 +3,21 @@ split between the registers and the pass over the tile, equals the epilogue appl
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from tensorsmith.backends.numba import k_microkernel
-from tensorsmith.backends.numba.k_epilogue import ADD, CLIP, DIV, MUL, RELU, RESIDUAL, TANH
+from tensorsmith.backends.numba.k_epilogue import ADD, CLIP, DIV, GELU, MUL, RELU, RESIDUAL, TANH
 from tensorsmith.backends.numba.k_gemm_packed import (
+    GEMM_CLOSING,
     IN_PLACE_COLUMNS,
     IN_PLACE_ROWS,
     gemm_packed,
     pack_weights,
     scratch_per_tile,
 )
-from tensorsmith.backends.numba.k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_NONE, EPI_RELU, KC, MR, NR
+from tensorsmith.backends.numba.k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_GELU, EPI_NONE, EPI_RELU, KC, MR, NR
 from tensorsmith.backends.numba.rules_dense import packed_tiles
 from tensorsmith.backends.numba.ukernel_epilogue import register_epilogue
 
@@ -28,11 +31,14 @@ CHAINS = {
     "bias residual relu": [ADD, RESIDUAL, RELU],
     "residual relu": [RESIDUAL, RELU],
     "bias tanh": [ADD, TANH],
+    "bias gelu": [ADD, GELU],
+    "bias residual gelu": [ADD, RESIDUAL, GELU],
     "four affine relu": [MUL, ADD, MUL, ADD, RELU],
     "tanh bias": [TANH, ADD],
     "div": [DIV, ADD],
 }
 """Epilogue chains: wholly in registers, split between registers and the tile pass, or wholly in the pass."""
+_erf = np.vectorize(math.erf)
 
 
 def _operands(codes: list[int], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,6 +68,8 @@ def _expected(y: np.ndarray, codes: list[int], vecs: np.ndarray, params: np.ndar
             y = np.clip(y, params[s, 0], params[s, 1])
         elif c == TANH:
             y = np.tanh(y)
+        elif c == GELU:
+            y = 0.5 * y * (1.0 + _erf(y / math.sqrt(2.0)))
     return y
 
 
@@ -73,6 +81,8 @@ def _expected(y: np.ndarray, codes: list[int], vecs: np.ndarray, params: np.ndar
     ("bias residual relu", EPI_RELU, 3, 1, True),
     ("residual relu", EPI_RELU, 2, 0, True),
     ("bias tanh", EPI_AFFINE, 1, 1, False),
+    ("bias gelu", EPI_GELU, 2, 1, False),
+    ("bias residual gelu", EPI_GELU, 3, 1, True),
     ("four affine relu", EPI_AFFINE, 3, 3, False),
     ("tanh bias", EPI_NONE, 0, 0, False),
     ("div", EPI_NONE, 0, 0, False),
@@ -81,11 +91,18 @@ def test_the_longest_leading_part_that_fits_runs_in_registers(name: str, mode: i
                                                                residual: bool) -> None:
     """Up to three affine stages, a residual, then ReLU or clip; anything else ends the in-register part."""
     codes, vecs, params = _operands(CHAINS[name], 40, np.random.default_rng(0))
-    part = register_epilogue(codes, vecs, params, 40, residual=True)
+    part = register_epilogue(codes, vecs, params, 40, residual=True, closing=GEMM_CLOSING)
     assert (part.mode, part.stages, part.vectors, part.residual) == (mode, stages, vectors, residual)
     assert part.table.shape == (-(-40 // NR), k_microkernel.EPI_ROWS, NR)
     if name == "batchnorm clip":
         assert part.table[0, 6, 0] == -1.5 and part.table[0, 7, 0] == 2.0
+
+
+def test_kernels_without_gelu_stop_before_it() -> None:
+    """The blocked convolutions' micro-kernels close with ReLU or clip only: GELU is left to the pass."""
+    codes, vecs, params = _operands(CHAINS["bias gelu"], 40, np.random.default_rng(0))
+    part = register_epilogue(codes, vecs, params, 40)
+    assert (part.mode, part.stages) == (EPI_AFFINE, 1)
 
 
 def test_a_kernel_without_residual_stops_before_it() -> None:
@@ -108,7 +125,7 @@ def test_every_chain_on_every_path_equals_the_epilogue_after_the_product(name: s
     w = rng.standard_normal((n, k), dtype=np.float32)
     res = rng.standard_normal((m, n), dtype=np.float32)
     codes, vecs, params = _operands(codes_list, n, rng)
-    part = register_epilogue(codes, vecs, params, n, residual=True)
+    part = register_epilogue(codes, vecs, params, n, residual=True, closing=GEMM_CLOSING)
     want = _expected(x.astype(np.float64) @ w.T.astype(np.float64), codes_list, vecs, params, res)
     bp = pack_weights(w)
     for parallel in (False, True):
