@@ -31,6 +31,8 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from .llvm_prefetch import prefetch
+
 TILE_ROWS = 16
 """Rows of every tile (and A rows per A tile)."""
 TILE_K = 64
@@ -74,17 +76,6 @@ def _declare(module: ir.Module, name: str, args: list[ir.Type]) -> ir.Function:
 
 
 _I32 = ir.IntType(32)
-_PREFETCH = "llvm.prefetch.p0i8"
-
-
-def _prefetch(builder: ir.IRBuilder, ptr: ir.Value) -> None:
-    """A read prefetch of the line at `ptr` into every cache level (`llvm.prefetch`, data, locality 3)."""
-    mod = builder.module
-    fn = mod.globals.get(_PREFETCH) or ir.Function(mod, ir.FunctionType(_VOID, [_PTR, _I32, _I32, _I32]),
-                                                   name=_PREFETCH)
-    builder.call(fn, [builder.bitcast(ptr, _PTR), ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
-
-
 def _tile(t: int) -> ir.Constant:
     return ir.Constant(_I8, t)
 
@@ -192,7 +183,7 @@ def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool =
         if prefetch_a:  # the next 64 k of each A row (past the last k: a prefetch never faults)
             a_next = builder.gep(a_k, [ir.Constant(_I64, TILE_K)])
             for r in range(TILE_ROWS * row_tiles):
-                _prefetch(builder, builder.gep(a_next, [builder.mul(lda, ir.Constant(_I64, r))]))
+                prefetch(builder, builder.gep(a_next, [builder.mul(lda, ir.Constant(_I64, r))]))
 
         if interleaved:  # each load just before its first reader: the next loads overlap the products
             load_a(0)

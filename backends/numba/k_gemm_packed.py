@@ -23,6 +23,8 @@ from .k_epilogue import CLIP, GELU, RELU, RESIDUAL, epi_tile, is_vector_stage
 from .k_gemm_ukernels import microkernel_in_place_epilogue, microkernel_rows_epilogue
 from .k_microkernel import EPI_NONE, EPI_ROWS, KC, MR, NR, exact_rows
 
+LINE_FLOATS = 16
+"""Floats of a 64-byte cache line."""
 GEMM_CLOSING = (RELU, CLIP, GELU)
 """The activations gemm_packed's micro-kernels apply in registers (`register_epilogue`'s `closing`)."""
 NO_REGISTER_EPILOGUE = (np.zeros(1, np.float32), EPI_NONE, 0)
@@ -113,20 +115,46 @@ def _register_stages(stages, done):  # type: ignore[no-untyped-def]
 
 
 @helper
+def _next_block(p, pc, p0, p1, k_all):  # type: ignore[no-untyped-def]
+    """Offset in the packed weights of the block after (K block pc, panel p) in the order K block, then panels
+    p0..p1 (-1 after the last)."""
+    if p + 1 < p1:
+        return ((p + 1) * k_all + pc) * NR
+    if pc + KC < k_all:
+        return (p0 * k_all + pc + KC) * NR
+    return -1
+
+
+@helper
+def prefetch_plan(nxt, own, mp, nmp, kc):  # type: ignore[no-untyped-def]
+    """(offset, step) in the packed weights of the lines row group mp of nmp prefetches, one per k of its K block of
+    kc: the next block's (at `nxt`; -1: none) lines mp * kc .. (mp + 1) * kc - 1, so that the groups between them
+    ask for its first nmp * kc lines (all of it when there are that many; a tail beyond them, with one or two
+    groups, is left to the hardware's prefetcher, which follows the stream by then). Groups past the block's end
+    repeat one line of their own block at `own`."""
+    block_lines = (kc * NR + LINE_FLOATS - 1) // LINE_FLOATS
+    first = mp * kc
+    if nxt >= 0 and first < block_lines:
+        return nxt + first * LINE_FLOATS, LINE_FLOATS
+    return own, 0
+
+
+@helper
 def _group_in_place(x, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res, residual,  # type: ignore
-                    stages, vecs, params, done, vectors):
+                    stages, vecs, params, done, vectors, pf_off, pf_step):
     """Row group r0..r0+mw of panel p (nw columns of out) over K block pc..pc+kc, A read in place (mw an exact
-    height); mode != EPI_NONE on the last K block: the first `done` epilogue stages are applied to the group."""
+    height); mode != EPI_NONE on the last K block: the first `done` epilogue stages are applied to the group;
+    bp[pf_off + k * pf_step] prefetched per k."""
     k_all = x.shape[1]
     n_all = out.shape[1]
     n0 = p * NR
     if nw == NR:
         microkernel_in_place_epilogue(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, out,
                                       r0 * n_all + n0, n_all, pc > 0, ep, p * EPI_ROWS * NR, mode, res,
-                                      r0 * n_all + n0, n_all, residual)
+                                      r0 * n_all + n0, n_all, residual, bp, pf_off, pf_step)
     else:  # columns past out's edge: through ctmp, the in-register stages then run on the group's columns
         microkernel_in_place_epilogue(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR,
-                                      False, ep, 0, EPI_NONE, res, 0, 0, False)
+                                      False, ep, 0, EPI_NONE, res, 0, 0, False, bp, pf_off, pf_step)
         _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
         if mode != EPI_NONE:
             epi_tile(out, r0, r0 + mw, n0, n0 + nw, stages[:done], vecs[:vectors], params[:done], res)
@@ -134,18 +162,19 @@ def _group_in_place(x, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res, resi
 
 @helper
 def _group_packed(ap, a_off, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res, residual,  # type: ignore
-                  stages, vecs, params, done, vectors):
+                  stages, vecs, params, done, vectors, pf_off, pf_step):
     """Row group r0..r0+mw of panel p (nw columns of out) over K block pc..pc+kc from the packed A panel at a_off;
-    mode as `_group_in_place`."""
+    mode and prefetch as `_group_in_place`."""
     k_all = bp.shape[1]
     n_all = out.shape[1]
     n0 = p * NR
     if nw == NR and exact_rows(mw):  # the micro-kernel writes exactly these rows: straight into out
         microkernel_rows_epilogue(mw, kc, ap, a_off, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0, n_all,
-                                  pc > 0, ep, p * EPI_ROWS * NR, mode, res, r0 * n_all + n0, n_all, residual)
+                                  pc > 0, ep, p * EPI_ROWS * NR, mode, res, r0 * n_all + n0, n_all, residual, bp,
+                                  pf_off, pf_step)
     else:  # rows or columns past out's edge: through ctmp
         microkernel_rows_epilogue(mw, kc, ap, a_off, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False, ep, 0,
-                                  EPI_NONE, res, 0, 0, False)
+                                  EPI_NONE, res, 0, 0, False, bp, pf_off, pf_step)
         _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
         if mode != EPI_NONE:
             epi_tile(out, r0, r0 + mw, n0, n0 + nw, stages[:done], vecs[:vectors], params[:done], res)
@@ -194,20 +223,25 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mod
                     for pc in range(0, k_all, KC):
                         kc = min(KC, k_all - pc)
                         md = mode if done > 0 and pc + kc == k_all else EPI_NONE
+                        nxt = (p * k_all + pc + KC) * NR if pc + KC < k_all else (p + 1) * k_all * NR if p + 1 < p1 \
+                            else -1
                         for mp in range(nmp):
                             r0 = m0 + mp * MR
+                            pf_off, pf_step = prefetch_plan(nxt, (p * k_all + pc) * NR, mp, nmp, kc)
                             _group_in_place(x, bp, out, ctmp, r0, min(MR, m1 - r0), p, nw, pc, kc, ep, md, res,
-                                            residual, stages, vecs, params, done, vectors)
+                                            residual, stages, vecs, params, done, vectors, pf_off, pf_step)
             else:  # K block by K block: each panel's block of B stays in L1 across the row groups
                 for pc in range(0, k_all, KC):
                     kc = min(KC, k_all - pc)
                     md = mode if done > 0 and pc + kc == k_all else EPI_NONE
                     for p in range(p0, p1):
                         nw = min(NR, n_all - p * NR)
+                        nxt = _next_block(p, pc, p0, p1, k_all)
                         for mp in range(nmp):
                             r0 = m0 + mp * MR
+                            pf_off, pf_step = prefetch_plan(nxt, (p * k_all + pc) * NR, mp, nmp, kc)
                             _group_in_place(x, bp, out, ctmp, r0, min(MR, m1 - r0), p, nw, pc, kc, ep, md, res,
-                                            residual, stages, vecs, params, done, vectors)
+                                            residual, stages, vecs, params, done, vectors, pf_off, pf_step)
             nmp = 0
         for pc in range(0, k_all if nmp > 0 else 0, KC):  # rows packed per K block
             kc = min(KC, k_all - pc)
@@ -215,9 +249,11 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mod
             pack_rows(x, m0, m1, pc, kc, ap)
             for p in range(p0, p1):
                 nw = min(NR, n_all - p * NR)
+                nxt = _next_block(p, pc, p0, p1, k_all)
                 for mp in range(nmp):
                     r0 = m0 + mp * MR
+                    pf_off, pf_step = prefetch_plan(nxt, (p * k_all + pc) * NR, mp, nmp, kc)
                     _group_packed(ap, mp * kc * MR, bp, out, ctmp, r0, min(MR, m1 - r0), p, nw, pc, kc, ep, md, res,
-                                  residual, stages, vecs, params, done, vectors)
+                                  residual, stages, vecs, params, done, vectors, pf_off, pf_step)
         if stages.shape[0] > done:
             epi_tile(out, m0, m1, p0 * NR, min(n_all, p1 * NR), stages[done:], vecs[vectors:], params[done:], res)

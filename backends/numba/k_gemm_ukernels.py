@@ -4,6 +4,9 @@ The variants of `k_microkernel.make_fp32_ukernel` with `epilogue`: after the K l
 (when accumulating), then apply the table epilogue (`ukernel_epilogue.register_epilogue`: bias, batch norm or
 another per-column affine, a residual, ReLU or clip) before the one store, so that a linear's bias or its
 residual costs no pass over the output. With mode EPI_NONE (every K block but the last) they store the sums.
+Each also prefetches a line per k that the driver names (`k_gemm_packed.prefetch_plan`: the weights' next block),
+so that weights that come from memory (a model's layers each read once per run) arrive while the present block
+is multiplied.
 """
 
 from __future__ import annotations
@@ -25,36 +28,38 @@ uk_epi_row = make_fp32_ukernel(1, a_stride=1, epilogue=True)
 
 @helper
 def microkernel_rows_epilogue(cw, kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate,  # type: ignore
-                              ep, ep_off, mode, res, res_off, ldr, residual):
-    """The micro-kernel with epilogue on the first cw rows of an A panel: 1, MR/3, 2*MR/3 or all MR rows, the fewest
-    that cover cw (only a C of exactly cw rows may take an epilogue: the others write rows past it)."""
+                              ep, ep_off, mode, res, res_off, ldr, residual, pf, pf_off, pf_step):
+    """The micro-kernel with epilogue and prefetch on the first cw rows of an A panel: 1, MR/3, 2*MR/3 or all MR
+    rows, the fewest that cover cw (only a C of exactly cw rows may take an epilogue: the others write rows past
+    it)."""
     if cw == 1:
         uk_epi_one(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr,
-                   residual)
+                   residual, pf, pf_off, pf_step)
     elif cw <= MR // 3:
         uk_epi_third(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr,
-                     residual)
+                     residual, pf, pf_off, pf_step)
     elif cw <= 2 * MR // 3:
         uk_epi_two_thirds(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off,
-                          ldr, residual)
+                          ldr, residual, pf, pf_off, pf_step)
     else:
-        uk_epi(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr, residual)
+        uk_epi(kc, ap, a_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr, residual,
+               pf, pf_off, pf_step)
 
 
 @helper
 def microkernel_in_place_epilogue(cw, kc, x, x_off, ldx, b, b_off, ldb, c, c_off, ldc, accumulate,  # type: ignore
-                                  ep, ep_off, mode, res, res_off, ldr, residual):
-    """The micro-kernel with epilogue on cw rows of a matrix read in place, row i's k-th value at
+                                  ep, ep_off, mode, res, res_off, ldr, residual, pf, pf_off, pf_step):
+    """The micro-kernel with epilogue and prefetch on cw rows of a matrix read in place, row i's k-th value at
     x[x_off + i * ldx + k]: cw is 1, MR/3, 2*MR/3 or MR (`exact_rows`), so no row past them is read."""
     if cw == 1:
         uk_epi_row(kc, x, x_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr,
-                   residual)
+                   residual, pf, pf_off, pf_step)
     elif cw == MR // 3:
         uk_epi_strided_third(kc, x, x_off, 1, ldx, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res,
-                             res_off, ldr, residual)
+                             res_off, ldr, residual, pf, pf_off, pf_step)
     elif cw == 2 * MR // 3:
         uk_epi_strided_two_thirds(kc, x, x_off, 1, ldx, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode,
-                                  res, res_off, ldr, residual)
+                                  res, res_off, ldr, residual, pf, pf_off, pf_step)
     else:
         uk_epi_strided(kc, x, x_off, 1, ldx, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res,
-                       res_off, ldr, residual)
+                       res_off, ldr, residual, pf, pf_off, pf_step)

@@ -18,6 +18,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import helper
+from .llvm_prefetch import L1, prefetch
 from .mathfn import ERF_DENOMINATOR, ERF_LIMIT, ERF_NUMERATOR
 
 _FEATURES = llvm.get_host_cpu_features()
@@ -51,9 +52,11 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
     the rows are two output rows of rows / 2 pixels each (the second rows_delta floats after the first in A), and
     the tile is stored after its epilogue as the max of each 2x2 window: rows / 4 pooled pixels, ldc apart.
 
-    With `epilogue` (packed or strided A) seven arguments follow `accumulate`: the epilogue table ep at ep_off
-    (EPI_ROWS x NR), its mode (EPI_*; EPI_NONE stores the sums as they are), and a residual res at res_off, row
-    stride ldr, added after the affine stages when `residual` is true (C's layout; not read otherwise).
+    With `epilogue` (packed or strided A) ten arguments follow `accumulate`: the epilogue table ep at ep_off
+    (EPI_ROWS x NR), its mode (EPI_*; EPI_NONE stores the sums as they are), a residual res at res_off, row
+    stride ldr, added after the affine stages when `residual` is true (C's layout; not read otherwise), and a
+    prefetch stream: iteration k asks for the line at pf[pf_off + k * pf_step] to be brought into L2 (the next
+    block of packed weights, while this one is multiplied; pf_step 0 asks for one line again and again).
     """
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
@@ -62,19 +65,21 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
         return sig, _codegen
 
     def ukernel_epilogue_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc,  # type: ignore
-                               accumulate, ep, ep_off, mode, res, res_off, ldr, residual):
+                               accumulate, ep, ep_off, mode, res, res_off, ldr, residual, pf, pf_off, pf_step):
         """C[rows, NR] (+)= A panel [kc][MR] (first rows) @ B rows [kc][NR], then the epilogue `mode` (EPI_*) with
-        the table ep[ep_off:ep_off + EPI_ROWS * NR] and, when `residual`, res's rows (at res_off, stride ldr)."""
+        the table ep[ep_off:ep_off + EPI_ROWS * NR] and, when `residual`, res's rows (at res_off, stride ldr);
+        prefetching pf[pf_off + k * pf_step] per k."""
         sig = types.void(kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off,
-                         ldr, residual)
+                         ldr, residual, pf, pf_off, pf_step)
         return sig, _codegen
 
     def ukernel_strided_epilogue_typer(typingctx, kc, a, a_off, a_k, a_i, b, b_off, ldb,  # type: ignore
-                                       c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr, residual):
-        """The strided-A micro-kernel (A[i, k] at a[a_off + k * a_k + i * a_i]) with the epilogue of
+                                       c, c_off, ldc, accumulate, ep, ep_off, mode, res, res_off, ldr, residual,
+                                       pf, pf_off, pf_step):
+        """The strided-A micro-kernel (A[i, k] at a[a_off + k * a_k + i * a_i]) with the epilogue and prefetch of
         ukernel_epilogue_typer."""
         sig = types.void(kc, a, a_off, a_k, a_i, b, b_off, ldb, c, c_off, ldc, accumulate, ep, ep_off, mode, res,
-                         res_off, ldr, residual)
+                         res_off, ldr, residual, pf, pf_off, pf_step)
         return sig, _codegen
 
     def ukernel_offsets_typer(typingctx, kc, a, a_off, b, offs, starts, c, c_off, ldc, accumulate):  # type: ignore
@@ -130,6 +135,8 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
         if a_step:
             second, acc_arg = scalar(acc_arg), acc_arg + 4
             ep_ptr, ep_mode = builder.gep(data(acc_arg - 3), [scalar(acc_arg - 2)]), scalar(acc_arg - 1)
+        if epilogue:
+            pf_base, pf_step = builder.gep(data(acc_arg + 8), [scalar(acc_arg + 9)]), scalar(acc_arg + 10)
         a_k = scalar(3) if strided_a else ir.Constant(i64, a_stride)
         a_i = scalar(4) if strided_a else ir.Constant(i64, a_step or 1)
         a_rows = [builder.mul(a_i, ir.Constant(i64, i)) for i in range(rows)]  # offsets of A's rows
@@ -165,6 +172,8 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
             aptr = builder.gep(pa, [builder.load(builder.gep(data(3), [k]), align=8)])
         else:
             aptr = builder.gep(pa, [builder.mul(k, a_k)])
+        if epilogue:  # the prefetch stream
+            prefetch(builder, builder.gep(pf_base, [builder.mul(k, pf_step)]), L1)
         new = []
         for i in range(rows):
             s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)

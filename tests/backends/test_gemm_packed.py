@@ -10,9 +10,11 @@ from tensorsmith.backends.numba.jit import EMPTY_F32
 from tensorsmith.backends.numba.k_gemm_packed import (
     IN_PLACE_COLUMNS,
     IN_PLACE_ROWS,
+    LINE_FLOATS,
     NO_REGISTER_EPILOGUE,
     gemm_packed,
     pack_weights,
+    prefetch_plan,
     scratch_per_tile,
 )
 from tensorsmith.backends.numba.k_microkernel import MR, NR, exact_rows
@@ -82,3 +84,22 @@ def test_rows_of_a_strided_view_are_packed(parallel: bool) -> None:
     assert not x.flags.c_contiguous and _reads_in_place(x.shape[0], 70)
     np.testing.assert_allclose(_product(x, w, parallel), x.astype(np.float64) @ w.T.astype(np.float64),
                                rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("kc", [1, 7, 64, k_microkernel.KC])
+@pytest.mark.parametrize("nmp", [1, 2, 3, 11])
+def test_the_row_groups_prefetch_every_line_of_the_next_block(kc: int, nmp: int) -> None:
+    """Between them the row groups of a block ask for the first nmp * kc cache lines of the next block of weights
+    (kc x NR floats; all of them where there are no more), one line per k; with no next block each repeats a line
+    of its own."""
+    nxt, own = 10_000 * LINE_FLOATS, 7
+    lines: set[int] = set()
+    for mp in range(nmp):
+        off, step = prefetch_plan(nxt, own, mp, nmp, kc)
+        if step == 0:
+            assert off == own
+            continue
+        assert step == LINE_FLOATS and (off - nxt) % LINE_FLOATS == 0
+        lines.update((off + k * step - nxt) // LINE_FLOATS for k in range(kc))
+    assert set(range(min(-(-kc * NR // LINE_FLOATS), nmp * kc))) <= lines
+    assert all(prefetch_plan(-1, own, mp, nmp, kc) == (own, 0) for mp in range(nmp))
