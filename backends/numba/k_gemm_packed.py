@@ -27,8 +27,8 @@ LINE_FLOATS = 16
 """Floats of a 64-byte cache line."""
 GEMM_CLOSING = (RELU, CLIP, GELU)
 """The activations gemm_packed's micro-kernels apply in registers (`register_epilogue`'s `closing`)."""
-NO_REGISTER_EPILOGUE = (np.zeros(1, np.float32), EPI_NONE, 0)
-"""gemm_packed's last three arguments (ep, mode, done) when no epilogue stage runs in the micro-kernel."""
+NO_REGISTER_EPILOGUE = (np.zeros(1, np.float32), EPI_NONE, 0, True)
+"""gemm_packed's last four arguments (ep, mode, done, prefetch) when no epilogue stage runs in the micro-kernel."""
 IN_PLACE_ROWS = 2 * MR
 """Tiles of at most this many rows read A in place (when A is C-contiguous): packing them does not pay."""
 IN_PLACE_COLUMNS = 384
@@ -115,13 +115,27 @@ def _register_stages(stages, done):  # type: ignore[no-untyped-def]
 
 
 @helper
-def _next_block(p, pc, p0, p1, k_all):  # type: ignore[no-untyped-def]
+def _next_block(p, pc, p0, p1, k_all, prefetch):  # type: ignore[no-untyped-def]
     """Offset in the packed weights of the block after (K block pc, panel p) in the order K block, then panels
-    p0..p1 (-1 after the last)."""
+    p0..p1 (-1 after the last, or without `prefetch`)."""
+    if not prefetch:
+        return -1
     if p + 1 < p1:
         return ((p + 1) * k_all + pc) * NR
     if pc + KC < k_all:
         return (p0 * k_all + pc + KC) * NR
+    return -1
+
+
+@helper
+def _next_block_of_panel(p, pc, p1, k_all, prefetch):  # type: ignore[no-untyped-def]
+    """The same in the order panel, then its K blocks."""
+    if not prefetch:
+        return -1
+    if pc + KC < k_all:
+        return (p * k_all + pc + KC) * NR
+    if p + 1 < p1:
+        return (p + 1) * k_all * NR
     return -1
 
 
@@ -182,11 +196,12 @@ def _group_packed(ap, a_off, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res
 
 @twin
 def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mode,  # type: ignore[no-untyped-def]
-                done):
+                done, prefetch):
     """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns.
 
     The epilogue's first `done` stages run in the micro-kernel's registers on the last K block (mode and table ep
-    from `register_epilogue`; done 0 and EPI_NONE: none do), the rest over each finished tile.
+    from `register_epilogue`; done 0 and EPI_NONE: none do), the rest over each finished tile. With `prefetch` the
+    row groups of each block of weights ask for the next block's lines (`prefetch_plan`).
     """
     m_all, k_all = x.shape
     n_all = out.shape[1]
@@ -223,8 +238,7 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mod
                     for pc in range(0, k_all, KC):
                         kc = min(KC, k_all - pc)
                         md = mode if done > 0 and pc + kc == k_all else EPI_NONE
-                        nxt = (p * k_all + pc + KC) * NR if pc + KC < k_all else (p + 1) * k_all * NR if p + 1 < p1 \
-                            else -1
+                        nxt = _next_block_of_panel(p, pc, p1, k_all, prefetch)
                         for mp in range(nmp):
                             r0 = m0 + mp * MR
                             pf_off, pf_step = prefetch_plan(nxt, (p * k_all + pc) * NR, mp, nmp, kc)
@@ -236,7 +250,7 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mod
                     md = mode if done > 0 and pc + kc == k_all else EPI_NONE
                     for p in range(p0, p1):
                         nw = min(NR, n_all - p * NR)
-                        nxt = _next_block(p, pc, p0, p1, k_all)
+                        nxt = _next_block(p, pc, p0, p1, k_all, prefetch)
                         for mp in range(nmp):
                             r0 = m0 + mp * MR
                             pf_off, pf_step = prefetch_plan(nxt, (p * k_all + pc) * NR, mp, nmp, kc)
@@ -249,7 +263,7 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mod
             pack_rows(x, m0, m1, pc, kc, ap)
             for p in range(p0, p1):
                 nw = min(NR, n_all - p * NR)
-                nxt = _next_block(p, pc, p0, p1, k_all)
+                nxt = _next_block(p, pc, p0, p1, k_all, prefetch)
                 for mp in range(nmp):
                     r0 = m0 + mp * MR
                     pf_off, pf_step = prefetch_plan(nxt, (p * k_all + pc) * NR, mp, nmp, kc)

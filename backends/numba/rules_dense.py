@@ -61,7 +61,7 @@ def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[
                              closing=GEMM_CLOSING)
     table = ctx.const(part.table.reshape(-1) if part.stages else np.zeros(1, np.float32), f"{name}.epilogue")
     ctx.emit(kernel_label("gemm_uk", epi), gemm_packed, x, packed, out, Lit(tm), Lit(tnp), scratch, codes, vecs,
-             params, res, table, Lit(part.mode), Lit(part.stages), writes=(out, scratch), work=work)
+             params, res, table, Lit(part.mode), Lit(part.stages), Lit(True), writes=(out, scratch), work=work)
 
 
 def lower_linear(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value) -> None:

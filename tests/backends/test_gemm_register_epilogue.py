@@ -134,7 +134,8 @@ def test_every_chain_on_every_path_equals_the_epilogue_after_the_product(name: s
         for ep, mode, done in ways:
             scratch = np.full(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm), np.nan, np.float32)
             out = np.full((m, n), np.nan, np.float32)
-            gemm_packed.pick(parallel)(x, bp, out, tm, tnp, scratch, codes, vecs, params, res, ep, mode, done)
+            gemm_packed.pick(parallel)(x, bp, out, tm, tnp, scratch, codes, vecs, params, res, ep, mode, done,
+                                       done > 0)  # prefetching or not changes no value
             np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-3, err_msg=f"{name} parallel={parallel} "
                                                                              f"done={done}")
 
@@ -154,7 +155,7 @@ def test_a_residual_in_another_layout_runs_in_the_tile_pass() -> None:
     out = np.full((m, n), np.nan, np.float32)
     gemm_packed.serial(x, bp, out, tm, tnp, np.empty(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm),
                                                      np.float32), codes, vecs, params, res, part.table.reshape(-1),
-                       part.mode, part.stages)
+                       part.mode, part.stages, True)
     want = _expected(x.astype(np.float64) @ w.T.astype(np.float64), [ADD, RESIDUAL, RELU], vecs, params, res)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-3)
 
@@ -175,6 +176,6 @@ def test_whole_tiles_take_the_table_not_the_vectors() -> None:
         gemm_packed.pick(parallel)(x, bp, out, tm, tnp, np.empty(-(-m // tm) * -(-bp.shape[0] // tnp)
                                                                  * scratch_per_tile(tm), np.float32),
                                    codes, vecs, params, np.zeros((1, 1), np.float32), part.table.reshape(-1),
-                                   part.mode, part.stages)
+                                   part.mode, part.stages, True)
         want = x.astype(np.float64) @ w.T.astype(np.float64) + 2 * vecs[0]
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-3)
