@@ -169,6 +169,8 @@ class Fuse(Pass):
     epilogues: bool = True
     pool: bool = True
     """A convolution's following 2x2 max pool joins its region (false: the pool stays its own node, to compare)."""
+    mean: bool = True
+    """A convolution's following global average pool joins its region (false: it stays its own node)."""
     elementwise: bool = True
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
@@ -180,7 +182,8 @@ class Fuse(Pass):
             cleaned = apply_rules(graph, LAYOUT_CLEANUP)  # a replacement's layout ops meet the exporter's
             if cleaned:
                 lines.append(f"layout cleanup: {format_hits(cleaned)}")
-        rules = EPILOGUE_RULES if self.pool else tuple(r for r in EPILOGUE_RULES if r.name != "pool")
+        left_out = {name for name, on in (("pool", self.pool), ("mean", self.mean)) if not on}
+        rules = tuple(r for r in EPILOGUE_RULES if r.name not in left_out)
         counts, misses = fuse_epilogues(graph, rules) if self.epilogues else (Counter(), [])
         if self.elementwise:
             counts += fuse_elementwise(graph)

@@ -63,7 +63,7 @@ def per_channel(shape: tuple[int, ...], out_shape: tuple[int, ...], axis: int) -
 
 def _common(c: Candidate) -> str | None:
     if c.after_tail:
-        return "the region already ends in a tail (a layout transpose or a pool)"
+        return "the region already ends in a tail (a layout transpose, a pool or a mean)"
     if c.node.outputs[0].type.dtype.name != "f32":
         return f"its output is {c.node.outputs[0].type.dtype.name}, not f32"
     if c.node.outputs[0].type.shape != c.cur.type.shape:
@@ -124,7 +124,7 @@ def check_activation(c: Candidate) -> str | None:
 def check_layout(c: Candidate) -> str | None:
     """A transpose after a batched matmul that keeps the last axis last: the product writes in that order."""
     if c.after_tail:
-        return "the region already ends in a tail (a layout transpose or a pool)"
+        return "the region already ends in a tail (a layout transpose, a pool or a mean)"
     if not is_batched_matmul(c.anchor):
         return "only a batched matmul writes a transposed layout"
     perm = c.node.attrs["perm"]
@@ -136,7 +136,7 @@ def check_layout(c: Candidate) -> str | None:
 def check_pool(c: Candidate) -> str | None:
     """A 2x2 max pool at stride 2 after a convolution: the kernel pools each tile before it stores it."""
     if c.after_tail:
-        return "the region already ends in a tail (a layout transpose or a pool)"
+        return "the region already ends in a tail (a layout transpose, a pool or a mean)"
     if c.anchor.op != "conv2d":
         return f"only a conv2d pools its tiles, not {c.anchor.op}"
     if c.node.outputs[0].type.dtype.name != "f32":
@@ -148,6 +148,17 @@ def check_pool(c: Candidate) -> str | None:
     return None
 
 
+def check_mean(c: Candidate) -> str | None:
+    """A global average pool after a convolution: the kernel averages each image's channels as it finishes them."""
+    if c.after_tail:
+        return "the region already ends in a tail (a layout transpose, a pool or a mean)"
+    if c.anchor.op != "conv2d":
+        return f"only a conv2d averages its tiles, not {c.anchor.op}"
+    if c.node.outputs[0].type.dtype.name != "f32":
+        return f"its output is {c.node.outputs[0].type.dtype.name}, not f32"
+    return None
+
+
 EPILOGUE_RULES: tuple[EpilogueRule, ...] = (
     EpilogueRule("bias", ("add",), check_affine),
     EpilogueRule("residual", ("add",), check_residual),
@@ -156,7 +167,8 @@ EPILOGUE_RULES: tuple[EpilogueRule, ...] = (
     EpilogueRule("activation", ("relu", "gelu", "sigmoid", "tanh", "clip"), check_activation),
     EpilogueRule("layout", ("transpose",), check_layout),
     EpilogueRule("pool", ("maxpool2d",), check_pool),
+    EpilogueRule("mean", ("global-avgpool",), check_mean),
 )
 """Tried in order; the first rule whose ops include the equation's op and whose check passes takes it."""
-TAIL_RULES = ("layout", "pool")
+TAIL_RULES = ("layout", "pool", "mean")
 """Rules whose equation ends the region: nothing joins after it."""

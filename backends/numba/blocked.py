@@ -4,10 +4,12 @@ A groups-1, stride-1 f32 conv2d (alone, or anchoring a region whose epilogue has
 max pool) with constant dense weights and a multiple of VW output channels runs `conv_blocked` when every reader
 of its result takes the blocked layout: a `global-avgpool`, or such a convolution reading it as its activation
 with equal padding on all four sides (the result then carries that padding as its zero border, the halo), whose
-own result is blocked in turn or read by no convolution (the trunk's end). A CNN's trunk then stays blocked from
-its first convolution to its global pooling (or its flatten, through one copy to NCHW), and no layer copies its
-input into padded planes (but the first, from the NCHW input) or transposes its output. The IR still sees NCHW: a
-blocked value's NCHW slot is made (`blocked_to_nchw`) only when another kernel asks for it.
+own result is blocked in turn or read by no convolution (the trunk's end). A region that ends in a global average
+pool always runs it (its result is the images' means, which the kernel computes; its product stays inside). A
+CNN's trunk then stays blocked from its first convolution to its global pooling (or its flatten, through one copy
+to NCHW), and no layer copies its input into padded planes (but the first, from the NCHW input) or transposes its
+output. The IR still sees NCHW: a blocked value's NCHW slot is made (`blocked_to_nchw`) only when another kernel
+asks for it.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def blocked_halo(ctx: LowerCtx, node: Node) -> int | None:
     found = conv_and_epilogue(node)
     if not ctx.blocked_layout or found is None or not _fits(ctx, *found):
         return None
+    if found[1].mean:  # its result is the images' means: the blocked product stays inside the kernel
+        return 0
     halo = result_halo(ctx, node.outputs[0])
     if halo is None and id(found[0].inputs[0]) in ctx.blocked:
         return 0

@@ -69,7 +69,9 @@ class Epilogue:
     `residual` is the graph value a RESIDUAL stage adds (shaped like the product); `out_perm`, for a
     batched matmul, the permutation (last axis kept last) of the layout its result is written in;
     `pool_2x2`, for a conv2d, that the result after the stages is max-pooled in 2x2 windows at stride 2
-    (the region ends in such a maxpool2d); `equations` the body equations the epilogue stands for.
+    (the region ends in such a maxpool2d); `mean`, for a conv2d, that the result after the stages is averaged
+    over each image's pixels (the region ends in a global-avgpool); `equations` the body equations the epilogue
+    stands for.
     """
 
     channels: int
@@ -77,6 +79,7 @@ class Epilogue:
     residual: Value | None = None
     out_perm: tuple[int, ...] | None = None
     pool_2x2: bool = False
+    mean: bool = False
     equations: list[Node] = field(default_factory=list)
 
     def codes(self) -> np.ndarray:
@@ -100,11 +103,15 @@ class Epilogue:
     def label(self) -> str:
         """'add+gelu'-style name of the stages (and a final transpose or pool); '' when empty."""
         parts = [STAGE_LABELS[s.kind] for s in self.stages] + (["transpose"] if self.out_perm is not None else [])
-        return "+".join(parts + (["maxpool2x2"] if self.pool_2x2 else []))
+        return "+".join(parts + (["maxpool2x2"] if self.pool_2x2 else []) + (["mean"] if self.mean else []))
 
     def without_pool(self) -> Epilogue:
         """This epilogue without its pool tail (the stages write the unpooled product)."""
         return replace(self, pool_2x2=False, equations=self.equations[:-1] if self.pool_2x2 else self.equations)
+
+    def without_mean(self) -> Epilogue:
+        """This epilogue without its global-average tail (the stages write the product)."""
+        return replace(self, mean=False, equations=self.equations[:-1] if self.mean else self.equations)
 
     def with_bias(self, bias: np.ndarray) -> Epilogue:
         """This epilogue with a per-channel bias added first (a linear's or conv's own bias)."""
@@ -254,6 +261,11 @@ def _is_pool_tail(eq: Node, anchor: Node) -> bool:
     return eq.op == "maxpool2d" and anchor.op == "conv2d" and is_plain_2x2_pool(eq)
 
 
+def _is_mean_tail(eq: Node, anchor: Node) -> bool:
+    """A final global average pool of a convolution's result."""
+    return eq.op == "global-avgpool" and anchor.op == "conv2d"
+
+
 def bound_anchor(anchor: Node, outer: dict[int, Value]) -> Node:
     """The anchor equation reading the region's input values (so `is_constant` / `data` tell what its body
     parameters are bound to) and writing the body's value; the body itself is left untouched."""
@@ -297,6 +309,10 @@ def epilogue_from_region(node: Node) -> tuple[Node, Epilogue, list[Node]]:
             break
         if _is_pool_tail(eq, bound):
             chain.epilogue.pool_2x2 = True
+            taken += 1
+            break
+        if _is_mean_tail(eq, bound):
+            chain.epilogue.mean = True
             taken += 1
             break
         stages = _stages_for(eq, cur, chain) if eq.outputs[0].type.shape == out.type.shape else None

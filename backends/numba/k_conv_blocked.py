@@ -199,7 +199,7 @@ def _store_rows(sc, row_len, pool, out, n, cb, orow, halo, w_out, hh):  # type: 
 
 @twin
 def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # type: ignore[no-untyped-def]
-                 vectors, ep, mode, stages, vecs, params):
+                 vectors, ep, mode, stages, vecs, params, means):
     """conv2d (groups 1, stride 1, f32) into out, blocked-channel [N, Co / VW, Hs, Ws, VW] with a border of `halo`
     zero pixels (Hs = Ho + 2 halo, or Ho / 2 + 2 halo when geo[POOL_2X2] max-pools the result in 2x2 windows).
 
@@ -208,7 +208,8 @@ def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # 
     per image). ap, offs: blocked_tables(...). Work items are (image, panel of `vectors` x VW output channels
     (panel_width), block of rb output rows; rb even when pooling); scratch: row_scratch_floats(items, Wo). The
     epilogue runs in the micro-kernel (mode and table ep from tile_epilogue), or with mode EPI_NONE as `stages`
-    over each row.
+    over each row. When means [N, Co] has rows, each item also averages its channels over the image (`block_mean`,
+    as global_avgpool_blocked), its output still in cache: items must then hold whole images (rb >= Ho).
     """
     from_blocks = xb.shape[0] > 0
     nb = out.shape[0]
@@ -295,31 +296,41 @@ def conv_blocked(x, xpad, xb, ap, offs, out, scratch, geo, hq, wq, rb, halo,  # 
             if not direct:
                 for hh in range(halves):
                     _store_rows(sc, row_len, pool, out, n, vectors * p + hh, oh // 2 if pool else oh, halo, w_out, hh)
+        if means.shape[0] > 0:
+            for hh in range(halves):
+                block_mean(out, n, vectors * p + hh, halo, means)
+
+
+@helper
+def block_mean(x, n, cb, halo, out):  # type: ignore[no-untyped-def]
+    """out[n, cb * VW:(cb + 1) * VW] = the mean over the pixels of channel block cb of image n of blocked x
+    [N, C / VW, Hs, Ws, VW] inside its border of `halo` (out [N, C]: channels past C are left out): rows summed as
+    whole runs (vectors), then each channel's column sums in float64."""
+    blocks, hs, ws = x.shape[1], x.shape[2], x.shape[3]
+    count = (hs - 2 * halo) * (ws - 2 * halo)
+    flat = x.reshape(-1)
+    inner = (ws - 2 * halo) * VW
+    t = n * blocks + cb
+    cols = np.zeros(inner, np.float32)
+    for r in range(halo, hs - halo):
+        start = ((t * hs + r) * ws + halo) * VW
+        run = flat[start:start + inner]
+        for j in range(inner):
+            cols[j] += run[j]
+    for c in range(min(VW, out.shape[1] - cb * VW)):
+        s = 0.0
+        for q in range(c, inner, VW):
+            s += cols[q]
+        out[n, cb * VW + c] = s / count
 
 
 @twin
 def global_avgpool_blocked(x, halo, out):  # type: ignore[no-untyped-def]
-    """out [N, C] = the mean over the pixels of blocked x [N, C / VW, Hs, Ws, VW] inside its border of `halo`: rows
-    summed as whole runs (vectors), then each channel's column sums in float64."""
-    nb, blocks, hs, ws = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    c_all = out.shape[1]
-    count = (hs - 2 * halo) * (ws - 2 * halo)
-    flat = x.reshape(-1)
-    inner = (ws - 2 * halo) * VW
-    for t in prange(nb * blocks):
-        n = t // blocks
-        cb = t - n * blocks
-        cols = np.zeros(inner, np.float32)
-        for r in range(halo, hs - halo):
-            start = ((t * hs + r) * ws + halo) * VW
-            run = flat[start:start + inner]
-            for j in range(inner):
-                cols[j] += run[j]
-        for c in range(min(VW, c_all - cb * VW)):
-            s = 0.0
-            for q in range(c, inner, VW):
-                s += cols[q]
-            out[n, cb * VW + c] = s / count
+    """out [N, C] = the mean over the pixels of blocked x [N, C / VW, Hs, Ws, VW] inside its border of `halo`
+    (`block_mean` per image and channel block)."""
+    blocks = x.shape[1]
+    for t in prange(x.shape[0] * blocks):
+        block_mean(x, t // blocks, t % blocks, halo, out)
 
 
 @twin

@@ -343,7 +343,9 @@ def blocked_tiles(units: int, rows: int, threads: int, parallel: bool, pool: boo
 
 def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value, halo: int) -> None:
     """A stride-1 convolution writing the blocked-channel layout (conv_blocked) from a blocked input, read in place,
-    or from an NCHW one copied into zero-padded planes; `out_value` is then held blocked (LowerCtx.blocked)."""
+    or from an NCHW one copied into zero-padded planes; `out_value` is then held blocked (LowerCtx.blocked). With
+    `epi.mean`, `out_value` is the images' channel means [N, Co, 1, 1], which the kernel writes: the blocked product
+    is a buffer of this step alone."""
     x = node.inputs[0]
     w = constant_data(ctx, node.inputs[1])
     nb, ci, h, w_in = x.type.shape
@@ -368,12 +370,19 @@ def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Valu
     rows, cols = (ho // 2, wo // 2) if epi.pool_2x2 else (ho, wo)
     shape = blocked_shape(nb, co, rows, cols, halo)
     numel = math.prod(shape)
-    flat = ctx.buffer((numel + BLOCKED_SLACK,), f32, f"{out_value.name}.blocked")
-    view = ctx.reshaped(ctx.view(flat, Index((slice(0, numel),)), f"{out_value.name}.blocked.inside"), shape)
+    name = f"{node.name}.product" if epi.mean else out_value.name
+    flat = ctx.buffer((numel + BLOCKED_SLACK,), f32, f"{name}.blocked")
+    view = ctx.reshaped(ctx.view(flat, Index((slice(0, numel),)), f"{name}.blocked.inside"), shape)
     work = 2 * nb * co * ho * wo * ci * kh * kw // FLOPS_PER_UNIT + nb * (ci * hq * wq + co * ho * wo)
     pw = panel_width(co)
     panels = cdiv(co, pw)
-    rb = blocked_tiles(nb * panels, ho, ctx.threads, ctx.parallel(work), epi.pool_2x2)
+    rb = ho if epi.mean else blocked_tiles(nb * panels, ho, ctx.threads, ctx.parallel(work), epi.pool_2x2)
+    if epi.mean:  # whole images per item: each averages its own channels
+        means = ctx.out(out_value)
+        means_arg, writes = ctx.reshaped(means, (nb, co)), (flat, xpad, means)
+    else:
+        means_arg = ctx.buffer((0, 1), f32, f"{node.name}.no_means")  # writable: the kernel is typed to write it
+        writes = (flat, xpad, means_arg)
     items = nb * panels * cdiv(ho, rb)
     scratch = ctx.buffer((row_scratch_floats(items, wo),), f32, f"{node.name}.rows")
     mode, table = tile_epilogue(epi.codes(), epi.vectors(), epi.params(), co)
@@ -382,8 +391,10 @@ def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Valu
     ap = ctx.const(packed.reshape(-1), f"{node.name}.packed")
     ctx.emit(kernel_label("conv_blocked", epi), conv_blocked, x4, xpad, xb, ap, ctx.const(offs, f"{node.name}.offsets"),
              view, scratch, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(halo), Lit(pw // k_microkernel.VW),
-             ctx.const(table.reshape(-1), "epilogue"), Lit(mode), codes, vecs, params, writes=(flat, xpad, scratch),
-             work=work)
+             ctx.const(table.reshape(-1), "epilogue"), Lit(mode), codes, vecs, params, means_arg,
+             writes=(*writes, scratch), work=work)
+    if epi.mean:
+        return
     held = BlockedValue(flat, view, halo)
     ctx.blocked[id(out_value)] = held
     ctx.defer(out_value, lambda: nchw_copy(ctx, out_value, held))

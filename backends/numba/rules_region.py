@@ -85,6 +85,9 @@ def lower_matrix_region(ctx: LowerCtx, node: Node) -> None:
     if epi.pool_2x2 and halo is None and not pools_in_kernel(ctx, anchor):  # the pool runs after the product
         leftover = [epi.equations[-1], *leftover]
         epi = epi.without_pool()
+    if epi.mean and halo is None:  # only the blocked convolution averages its images: else the mean runs after it
+        leftover = [epi.equations[-1], *leftover]
+        epi = epi.without_mean()
     first = len(ctx.steps)
     ctx.node = anchor
     if anchor.op == "qconv2d":  # its result may stay channels last when the region's readers take it so

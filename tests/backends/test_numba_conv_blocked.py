@@ -50,8 +50,8 @@ def _kernels(g: Graph, threshold: int = SERIAL) -> list[str]:
     return [s.kernel.split("[")[0].split("+")[0] for s in exe.plan.steps if not s.is_view]
 
 
-def _fused(g: Graph) -> Graph:
-    return run_pipeline(g, "fuse")
+def _fused(g: Graph, mean: bool = True) -> Graph:
+    return run_pipeline(g, "fuse" if mean else "fuse{mean=false}")
 
 
 def _chain(xs: tuple, blocks: list[dict], head: str = "gap") -> tuple[Graph, dict]:
@@ -92,10 +92,15 @@ def _chain(xs: tuple, blocks: list[dict], head: str = "gap") -> tuple[Graph, dic
                                                                      "global_avgpool_blocked"]),
 ])
 @pytest.mark.parametrize("threshold", [SERIAL, PARALLEL])
-def test_blocked_chains_match_the_reference(xs, blocks, head, expect, threshold) -> None:
+@pytest.mark.parametrize("mean", [True, False])
+def test_blocked_chains_match_the_reference(xs, blocks, head, expect, threshold, mean) -> None:
+    """With the global average pool in the last convolution's region (`mean`; not after a pool, a region's one tail)
+    the kernel averages its images and no global_avgpool_blocked runs; without, that kernel reads the product back."""
     g, feeds = _chain(xs, blocks, head)
-    g = _fused(g)  # unfused, a convolution's reader is its batch norm (or activation): nothing stays blocked
+    g = _fused(g, mean)  # unfused, a convolution's reader is its batch norm (or activation): nothing stays blocked
     kernels = _kernels(g, threshold)
+    if mean and not blocks[-1].get("pool"):
+        expect = [k for k in expect if k != "global_avgpool_blocked"]
     assert [k for k in kernels if k in ("conv_blocked", "global_avgpool_blocked", "blocked_to_nchw")] == expect
     check(g, feeds, rtol=1e-4, atol=1e-5, thresholds=(threshold,))
 
@@ -103,9 +108,31 @@ def test_blocked_chains_match_the_reference(xs, blocks, head, expect, threshold)
 def test_zoo_cnn_trunk_stays_blocked() -> None:
     m = load_model("cnn")
     g = _fused(m.graph)
-    kernels = _kernels(g)
-    assert kernels.count("conv_blocked") == 3 and "global_avgpool_blocked" in kernels  # 3 -> 16 -> 32 -> 64
+    exe = NumbaExecutable(g)
+    labels = [s.kernel.split("[")[0] for s in exe.plan.steps if not s.is_view]
+    assert [k.split("+")[0] for k in labels].count("conv_blocked") == 3  # 3 -> 16 -> 32 -> 64
+    assert labels[2].endswith("+mean") and "global_avgpool_blocked" not in labels  # the last one averages
     check(g, m.inputs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("why", "conv"), [
+    ("channels not a multiple of VW", dict(co=VW + 4)),
+    ("strided", dict(co=2 * VW, strides=(2, 2))),
+])
+def test_a_mean_after_a_convolution_that_is_not_blocked_runs_after_it(why, conv) -> None:
+    """A region ending in a global average pool whose convolution does not run blocked computes the product (NCHW),
+    then the mean as its own kernel, and still equals the reference."""
+    b = GraphBuilder("mean_after")
+    x = b.input("x", f32[2, 8, 9, 9])
+    co = conv["co"]
+    h = b.conv2d(x, _u(co, 8, 3, 3) / 5, _u(co), pads=1, strides=conv.get("strides", (1, 1)), name="c")
+    h = b.relu(h, name="r")
+    b.output(b.flatten(b.op("global-avgpool", h, name="gap"), axis=1, name="flat"))
+    g = _fused(b.build())
+    assert [n.op for n in g.nodes][:1] == ["fused"], why
+    kernels = _kernels(g)
+    assert "conv_blocked" not in kernels and "global_avgpool" in kernels, why
+    check(g, {"x": _u(2, 8, 9, 9)}, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(("why", "build"), [
