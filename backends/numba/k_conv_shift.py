@@ -17,8 +17,10 @@ from numba import prange
 from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, POOL_2X2, PT, SH, SW, W_OUT
 from .jit import helper, subkernel, twin
 from .k_epilogue import RESIDUAL, epi_row
-from .k_microkernel import MR, NR, microkernel_rows, ukernel
+from .k_gemm_ukernels import microkernel_rows_epilogue, uk_epi
+from .k_microkernel import EPI_NONE, MR, NR
 from .k_pool import max_of_row_pairs
+from .llvm_prefetch import LINE_FLOATS
 from .vector_runs import VW, copy_run, zero_run
 
 KC_CONV = 256
@@ -124,13 +126,30 @@ def fill_plane(x, n, c, xpad, o, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignor
         phase_plane(x[n, c], xpad[o:o + hq * wq], ph, pw, sh, sw, pt, pl, hq, wq)
 
 
+@helper
+def _next_weight_panel(a_off, tap, mp, pc, mp_first, mp_end, npm, ci_all, taps):  # type: ignore[no-untyped-def]
+    """Offset in the packed weights of the panel the item multiplies after panel mp of (tap, K block pc), whose
+    lines it prefetches meanwhile: the next panel of channels, else the first of the next K block or tap (its own,
+    a_off, after the last). Deep layers read several MB of weights for a few pixels, straight from memory."""
+    if mp + 1 < mp_end:
+        return a_off + ci_all * MR
+    if pc + KC_CONV < ci_all:
+        return ((tap * npm + mp_first) * ci_all + pc + KC_CONV) * MR
+    if tap + 1 < taps:
+        return ((tap + 1) * npm + mp_first) * ci_all * MR
+    return a_off
+
+
 @subkernel
-def _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, first, tmp, cw, qw):  # type: ignore[no-untyped-def]
-    """One micro-tile: ext[MR rows at c_off, row stride wide] (+)= A panel @ B panel; partial tiles via tmp."""
+def _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, first, tmp, cw, qw, pf):  # type: ignore[no-untyped-def]
+    """One micro-tile: ext[MR rows at c_off, row stride wide] (+)= A panel @ B panel; partial tiles via tmp; the
+    weights' lines from ap[pf] on prefetched (one per k)."""
     if cw == MR and qw == NR:
-        ukernel(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, not first)
+        uk_epi(kc, ap, a_off, b_src, b_off, b_ld, ext, c_off, wide, not first, ap, 0, EPI_NONE, ext, 0, 0, False,
+               ap, pf, LINE_FLOATS)
         return
-    ukernel(kc, ap, a_off, b_src, b_off, b_ld, tmp, 0, NR, False)
+    uk_epi(kc, ap, a_off, b_src, b_off, b_ld, tmp, 0, NR, False, ap, 0, EPI_NONE, tmp, 0, 0, False, ap, pf,
+           LINE_FLOATS)
     for r in range(cw):
         dst = ext[c_off + r * wide:c_off + r * wide + qw]
         src = tmp[r * NR:r * NR + qw]
@@ -267,14 +286,17 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
                         b_src = bp
                         b_off = 0
                         b_ld = NR
-                    for mp in range(c0 // MR, (c1 + MR - 1) // MR):
+                    mp_end = (c1 + MR - 1) // MR
+                    for mp in range(c0 // MR, mp_end):
                         a_off = ((tap * npm + mp) * ci_all + pc) * MR
+                        pf = _next_weight_panel(a_off, tap, mp, pc, c0 // MR, mp_end, npm, ci_all, kh * kw)
                         if pointwise:
                             _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld, first,
-                                 tmp, min(MR, c1 - mp * MR), qw)
-                        else:
-                            microkernel_rows(c1 - mp * MR, kc, ap, a_off, b_src, b_off, b_ld, ext,
-                                     c_base + mp * MR * c_ld + q, c_ld, not first)
+                                 tmp, min(MR, c1 - mp * MR), qw, pf)
+                        else:  # the micro-kernel of the fewest rows that cover them (ext has room for the rest)
+                            microkernel_rows_epilogue(c1 - mp * MR, kc, ap, a_off, b_src, b_off, b_ld, ext,
+                                                      c_base + mp * MR * c_ld + q, c_ld, not first, ap, 0, EPI_NONE,
+                                                      ext, 0, 0, False, ap, pf, LINE_FLOATS)
         if pointwise and stages.shape[0] == 0:
             continue
         rn = min(n, res.shape[0] - 1)

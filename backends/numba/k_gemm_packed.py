@@ -22,9 +22,8 @@ from .jit import helper, subkernel, twin
 from .k_epilogue import CLIP, GELU, RELU, RESIDUAL, epi_tile, is_vector_stage
 from .k_gemm_ukernels import microkernel_in_place_epilogue, microkernel_rows_epilogue
 from .k_microkernel import EPI_NONE, EPI_ROWS, KC, MR, NR, exact_rows
+from .llvm_prefetch import LINE_FLOATS
 
-LINE_FLOATS = 16
-"""Floats of a 64-byte cache line."""
 GEMM_CLOSING = (RELU, CLIP, GELU)
 """The activations gemm_packed's micro-kernels apply in registers (`register_epilogue`'s `closing`)."""
 NO_REGISTER_EPILOGUE = (np.zeros(1, np.float32), EPI_NONE, 0, True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from llvmlite import ir
 
 PREFETCH_INTRINSIC = "llvm.prefetch.p0i8"
+LINE_FLOATS = 16
+"""Floats of a 64-byte cache line: the step of a prefetch stream that asks for consecutive lines."""
 L1, L2 = 3, 2
 """`llvm.prefetch` locality hints: into every level (prefetcht0) or from L2 outward (prefetcht1)."""
 
