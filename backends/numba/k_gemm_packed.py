@@ -2,7 +2,9 @@
 
 Weights (B = W^T) are packed once per constant into NR-column panels. The driver follows BLIS's loop
 order (K block, then N panels, then M row groups) inside an outer `prange` over (row block, panel
-block) tiles, and applies the fused epilogue to each finished tile while it is in cache. Tiles
+block) tiles, and applies the fused epilogue: its leading stages in the micro-kernel's registers on the last K
+block (`ukernel_epilogue.register_epilogue`), the rest to each finished tile while it is in cache. The row groups
+of each block of weights prefetch the next block (`prefetch_plan`): in a model the weights come from memory. Tiles
 whose row groups each have a micro-kernel of exactly their height (`exact_rows`) read the activations
 (A) in place where packing would not pay: tiles of at most IN_PLACE_ROWS rows (a few rows of batch
 inference, where packing cost as much as the products, and every thread of a split by columns packed
