@@ -2,8 +2,9 @@
 
 Weights (B = W^T) are packed once per constant into NR-column panels. The driver follows BLIS's loop
 order (K block, then N panels, then M row groups) inside an outer `prange` over (row block, panel
-block) tiles, and applies the fused epilogue: its leading stages in the micro-kernel's registers on the last K
-block (`ukernel_epilogue.register_epilogue`), the rest to each finished tile while it is in cache. The row groups
+block) tiles, and applies the fused epilogue: its leading stages in the micro-kernel on the last K block, to the
+micro-tile it has just stored (`ukernel_epilogue.register_epilogue`), the rest to each finished tile while it is in
+cache. The row groups
 of each block of weights prefetch the next block (`prefetch_plan`): in a model the weights come from memory. Tiles
 whose row groups each have a micro-kernel of exactly their height (`exact_rows`) read the activations
 (A) in place where packing would not pay: tiles of at most IN_PLACE_ROWS rows (a few rows of batch
@@ -23,11 +24,11 @@ from ..aligned import aligned_empty
 from .jit import helper, subkernel, twin
 from .k_epilogue import CLIP, GELU, RELU, RESIDUAL, epi_tile, is_vector_stage
 from .k_gemm_ukernels import microkernel_in_place_epilogue, microkernel_rows_epilogue
-from .k_microkernel import EPI_NONE, EPI_ROWS, KC, MR, NR, exact_rows
+from .k_microkernel import EPI_NONE, EPI_ROWS, KC, MR, NR, exact_rows, microkernel_in_place, microkernel_rows
 from .llvm_prefetch import LINE_FLOATS
 
 GEMM_CLOSING = (RELU, CLIP, GELU)
-"""The activations gemm_packed's micro-kernels apply in registers (`register_epilogue`'s `closing`)."""
+"""The activations gemm_packed's micro-kernels apply themselves (`register_epilogue`'s `closing`)."""
 NO_REGISTER_EPILOGUE = (np.zeros(1, np.float32), EPI_NONE, 0, True)
 """gemm_packed's last four arguments (ep, mode, done, prefetch) when no epilogue stage runs in the micro-kernel."""
 IN_PLACE_ROWS = 2 * MR
@@ -106,7 +107,7 @@ def _edge_into(out, ctmp, r0, mw, n0, nw, accumulate):  # type: ignore[no-untype
 
 @helper
 def _register_stages(stages, done):  # type: ignore[no-untyped-def]
-    """(vector rows read, whether a residual is added) by the first `done` stages (those run in registers)."""
+    """(vector rows read, whether a residual is added) by the first `done` stages (those the micro-kernel applies)."""
     vectors = 0
     residual = False
     for s in range(done):
@@ -167,9 +168,9 @@ def _group_in_place(x, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res, resi
         microkernel_in_place_epilogue(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, out,
                                       r0 * n_all + n0, n_all, pc > 0, ep, p * EPI_ROWS * NR, mode, res,
                                       r0 * n_all + n0, n_all, residual, bp, pf_off, pf_step)
-    else:  # columns past out's edge: through ctmp, the in-register stages then run on the group's columns
-        microkernel_in_place_epilogue(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR,
-                                      False, ep, 0, EPI_NONE, res, 0, 0, False, bp, pf_off, pf_step)
+    else:  # columns past out's edge: through ctmp (the plain micro-kernel: one copy less of the epilogue variants
+        # in the compiled driver), the micro-kernel's stages then run on the group's columns
+        microkernel_in_place(mw, kc, x, r0 * k_all + pc, k_all, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
         _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
         if mode != EPI_NONE:
             epi_tile(out, r0, r0 + mw, n0, n0 + nw, stages[:done], vecs[:vectors], params[:done], res)
@@ -187,9 +188,8 @@ def _group_packed(ap, a_off, bp, out, ctmp, r0, mw, p, nw, pc, kc, ep, mode, res
         microkernel_rows_epilogue(mw, kc, ap, a_off, bp, (p * k_all + pc) * NR, NR, out, r0 * n_all + n0, n_all,
                                   pc > 0, ep, p * EPI_ROWS * NR, mode, res, r0 * n_all + n0, n_all, residual, bp,
                                   pf_off, pf_step)
-    else:  # rows or columns past out's edge: through ctmp
-        microkernel_rows_epilogue(mw, kc, ap, a_off, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False, ep, 0,
-                                  EPI_NONE, res, 0, 0, False, bp, pf_off, pf_step)
+    else:  # rows or columns past out's edge: through ctmp (the plain micro-kernel, as in _group_in_place)
+        microkernel_rows(mw, kc, ap, a_off, bp, (p * k_all + pc) * NR, NR, ctmp, 0, NR, False)
         _edge_into(out, ctmp, r0, mw, n0, nw, pc > 0)
         if mode != EPI_NONE:
             epi_tile(out, r0, r0 + mw, n0, n0 + nw, stages[:done], vecs[:vectors], params[:done], res)
@@ -200,7 +200,7 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mod
                 done, prefetch):
     """out = epilogue(x @ W) with W packed by pack_weights; tiles of tm rows x tnp panels of NR columns.
 
-    The epilogue's first `done` stages run in the micro-kernel's registers on the last K block (mode and table ep
+    The epilogue's first `done` stages run in the micro-kernel on the last K block (mode and table ep
     from `register_epilogue`; done 0 and EPI_NONE: none do), the rest over each finished tile. With `prefetch` the
     row groups of each block of weights ask for the next block's lines (`prefetch_plan`).
     """

@@ -1,9 +1,10 @@
-"""The GEMM's micro-kernels with an in-register epilogue: packed or in-place A, and the dispatch over row counts.
+"""The GEMM's micro-kernels with an epilogue: packed or in-place A, and the dispatch over row counts.
 
-The variants of `k_microkernel.make_fp32_ukernel` with `epilogue`: after the K loop they add C's old values
-(when accumulating), then apply the table epilogue (`ukernel_epilogue.register_epilogue`: bias, batch norm or
-another per-column affine, a residual, ReLU or clip) before the one store, so that a linear's bias or its
-residual costs no pass over the output. With mode EPI_NONE (every K block but the last) they store the sums.
+The variants of `k_microkernel.make_fp32_ukernel` with `epilogue`: after the K loop they store the sums (added to
+C's old values when accumulating), then apply the table epilogue (`ukernel_epilogue.register_epilogue`: bias,
+batch norm or another per-column affine, a residual, ReLU, clip or GELU) to the tile they have just stored, still
+in L1, so that a linear's bias or its residual costs no pass over the output. With mode EPI_NONE (every K block
+but the last) the sums stay as stored.
 Each also prefetches a line per k that the driver names (`k_gemm_packed.prefetch_plan`: the weights' next block),
 so that weights that come from memory (a model's layers each read once per run) arrive while the present block
 is multiplied.

@@ -53,7 +53,7 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
     the tile is stored after its epilogue as the max of each 2x2 window: rows / 4 pooled pixels, ldc apart.
 
     With `epilogue` (packed or strided A) ten arguments follow `accumulate`: the epilogue table ep at ep_off
-    (EPI_ROWS x NR), its mode (EPI_*; EPI_NONE stores the sums as they are), a residual res at res_off, row
+    (EPI_ROWS x NR) and its mode (EPI_*), applied to the stored tile row by row in a loop (EPI_NONE: the sums stay), a residual res at res_off, row
     stride ldr, added after the affine stages when `residual` is true (C's layout; not read otherwise), and a
     prefetch stream: iteration k asks for the line at pf[pf_off + k * pf_step] to be brought into L2 (the next
     block of packed weights, while this one is multiplied; pf_step 0 asks for one line again and again).
@@ -198,49 +198,47 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
             return context.get_dummy_value()
         acc_flag = context.cast(builder, args[acc_arg], st[acc_arg], types.boolean)
 
-        def store(ep_table: ir.Value | None, with_res: bool, fixed: int = EPI_NONE) -> None:
+        def store(ep_table: ir.Value | None) -> None:
             for i in range(rows):
                 row = builder.gep(pc, [builder.mul(ldc_v, ir.Constant(i64, i))])
-                if with_res:
-                    res_row = builder.gep(res_base, [builder.mul(ldr_v, ir.Constant(i64, i))])
                 for j in range(vectors):
                     fin = fins[i * vectors + j]
                     ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
                     old = builder.load(ptr, align=4)
                     val = builder.select(acc_flag, builder.fadd(fin, old), fin)
                     if ep_table is not None:
-                        res_v = None
-                        if with_res:
-                            rp = builder.gep(res_row, [second]) if j else res_row
-                            res_v = builder.load(builder.bitcast(rp, vt.as_pointer()), align=4)
-                        val = (_fixed_epilogue(builder, fma, val, ep_table, j, fixed, res_v) if epilogue
-                               else _tile_epilogue(builder, fma, val, ep_table, j, ep_mode))
+                        val = _tile_epilogue(builder, fma, val, ep_table, j, ep_mode)
                     builder.store(val, ptr, align=4)
 
-        if epilogue:  # a store per mode, each with and without the residual; EPI_NONE stores the sums
+        store(ep_ptr if a_step else None)
+        if epilogue:  # the stored tile (in L1) once more, row by row in a loop: one copy of each mode's code
             e0 = acc_arg + 1
             ep_ptr, ep_mode = builder.gep(data(e0), [scalar(e0 + 1)]), scalar(e0 + 2)
             res_base, ldr_v = builder.gep(data(e0 + 3), [scalar(e0 + 4)]), scalar(e0 + 5)
             with_res = context.cast(builder, args[e0 + 6], st[e0 + 6], types.boolean)
             stored = builder.append_basic_block("uk_stored")
-            plain = builder.append_basic_block("uk_plain")
-            switch = builder.switch(ep_mode, plain)
+            switch = builder.switch(ep_mode, stored)  # EPI_NONE: the sums stay as stored
             for fixed in EPI_MODES:
-                block = builder.append_basic_block(f"uk_epi{fixed}")
-                switch.add_case(ir.Constant(ep_mode.type, fixed), block)
-                builder.position_at_end(block)
-                with builder.if_else(with_res) as (res_then, res_otherwise):
-                    with res_then:
-                        store(ep_ptr, True, fixed)
-                    with res_otherwise:
-                        store(ep_ptr, False, fixed)
-                builder.branch(stored)
-            builder.position_at_end(plain)
-            store(None, False)
-            builder.branch(stored)
+                entry = builder.append_basic_block(f"uk_epi{fixed}")
+                switch.add_case(ir.Constant(ep_mode.type, fixed), entry)
+                builder.position_at_end(entry)
+                body = builder.append_basic_block(f"uk_epi{fixed}_row")
+                builder.branch(body)
+                builder.position_at_end(body)
+                i = builder.phi(i64)
+                i.add_incoming(ir.Constant(i64, 0), entry)
+                row = builder.gep(pc, [builder.mul(ldc_v, i)])
+                res_row = builder.select(with_res, builder.gep(res_base, [builder.mul(ldr_v, i)]), row)
+                for j in range(vectors):
+                    ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
+                    rp = builder.bitcast(builder.gep(res_row, [second]) if j else res_row, vt.as_pointer())
+                    val = _fixed_epilogue(builder, fma, builder.load(ptr, align=4), ep_ptr, j, fixed,
+                                          (with_res, builder.load(rp, align=4)))
+                    builder.store(val, ptr, align=4)
+                i_next = builder.add(i, ir.Constant(i64, 1))
+                i.add_incoming(i_next, builder.block)
+                builder.cbranch(builder.icmp_signed("<", i_next, ir.Constant(i64, rows)), body, stored)
             builder.position_at_end(stored)
-        else:
-            store(ep_ptr if a_step else None, False)
         return context.get_dummy_value()
 
     if epilogue:
@@ -266,13 +264,17 @@ EPI_ROWS = 8
 
 
 def _affine(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int,
-            residual: ir.Value | None) -> ir.Value:
-    """v (columns half * VW..) after the three affine stages of `table` (EPI_ROWS x NR), then + residual if any."""
+            residual: tuple[ir.Value, ir.Value] | None) -> ir.Value:
+    """v (columns half * VW..) after the three affine stages of `table` (EPI_ROWS x NR), then + the residual vector
+    where its flag is true (residual: (flag, vector))."""
     t = v
     for r in range(3):
         t = builder.call(fma, [t, _table_row(builder, table, 2 * r, half, v.type),
                                _table_row(builder, table, 2 * r + 1, half, v.type)])
-    return builder.fadd(t, residual) if residual is not None else t
+    if residual is None:
+        return t
+    flag, vec = residual
+    return builder.select(flag, builder.fadd(t, vec), t)
 
 
 def _table_row(builder: ir.IRBuilder, table: ir.Value, r: int, half: int, vt: ir.VectorType) -> ir.Value:
@@ -319,7 +321,7 @@ def _gelu(builder: ir.IRBuilder, fma: ir.Function, t: ir.Value) -> ir.Value:
 
 
 def _fixed_epilogue(builder: ir.IRBuilder, fma: ir.Function, v: ir.Value, table: ir.Value, half: int, mode: int,
-                    residual: ir.Value | None) -> ir.Value:
+                    residual: tuple[ir.Value, ir.Value] | None) -> ir.Value:
     """v after epilogue `mode` (one of EPI_MODES, known when compiling): only that mode's instructions."""
     t = _affine(builder, fma, v, table, half, residual)
     if mode == EPI_RELU:

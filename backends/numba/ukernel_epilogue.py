@@ -1,6 +1,7 @@
-"""The leading stages of an epilogue that a micro-kernel applies to its accumulators before it stores them.
+"""The leading stages of an epilogue that a micro-kernel applies itself: the blocked convolutions' to their
+accumulators before they store them, the GEMM's to the tile they have just stored (in L1).
 
-A micro-kernel's in-register epilogue is a fixed chain: up to three per-column affine stages (ADD or MUL by a
+A micro-kernel's epilogue is a fixed chain: up to three per-column affine stages (ADD or MUL by a
 vector), then, where the kernel takes one, a residual add, then at most one closing activation (RELU or CLIP;
 GELU too in the GEMM's micro-kernels). `register_epilogue`
 finds the longest leading part of an epilogue's stages that fits it and writes the per-column table the
@@ -25,7 +26,7 @@ CLOSING_MODES = {RELU: EPI_RELU, CLIP: EPI_CLIP, GELU: EPI_GELU}
 
 @dataclass(frozen=True)
 class RegisterEpilogue:
-    """The in-register part of an epilogue: its mode (EPI_*), table [panels, EPI_ROWS, NR], how many leading
+    """The part of an epilogue a micro-kernel applies: its mode (EPI_*), table [panels, EPI_ROWS, NR], how many leading
     stages it covers, how many of the epilogue's vector rows those read, and whether it adds the residual."""
 
     mode: int
@@ -35,14 +36,14 @@ class RegisterEpilogue:
     residual: bool
 
     def covers(self, total: int) -> bool:
-        """Whether the in-register part is the whole epilogue of `total` stages."""
+        """Whether that part is the whole epilogue of `total` stages."""
         return self.mode != EPI_NONE and self.stages == total
 
 
 def register_epilogue(codes: np.ndarray, vecs: np.ndarray, params: np.ndarray, n: int, panel: int = NR,
                       residual: bool = False, closing: tuple[int, ...] = (RELU, CLIP)) -> RegisterEpilogue:
     """The longest leading part of epilogue `codes` (vectors `vecs`, scalars `params`) over n columns in panels of
-    `panel` columns that a micro-kernel applies in registers; `residual`: whether the kernel adds a residual;
+    `panel` columns that a micro-kernel applies itself; `residual`: whether the kernel adds a residual;
     `closing`: the activation stages it applies last. Covers no stage (EPI_NONE) when the chain starts otherwise."""
     panels = -(-n // panel)
     table = np.zeros((panels, EPI_ROWS, NR), np.float32)  # rows NR wide: a one-vector panel uses the first VW
