@@ -53,10 +53,10 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
     the tile is stored after its epilogue as the max of each 2x2 window: rows / 4 pooled pixels, ldc apart.
 
     With `epilogue` (packed or strided A) ten arguments follow `accumulate`: the epilogue table ep at ep_off
-    (EPI_ROWS x NR) and its mode (EPI_*), applied to the stored tile row by row in a loop (EPI_NONE: the sums stay), a residual res at res_off, row
-    stride ldr, added after the affine stages when `residual` is true (C's layout; not read otherwise), and a
-    prefetch stream: iteration k asks for the line at pf[pf_off + k * pf_step] to be brought into L2 (the next
-    block of packed weights, while this one is multiplied; pf_step 0 asks for one line again and again).
+    (EPI_ROWS x NR) and its mode (EPI_*), applied to the stored tile row by row in a loop (EPI_NONE: the sums
+    stay), a residual res at res_off, row stride ldr, added after the affine stages when `residual` is true (C's
+    layout; not read otherwise), and a prefetch stream: iteration k asks for the line at pf[pf_off + k * pf_step]
+    (the next block of packed weights, while this one is multiplied; pf_step 0 asks for one line again and again).
     """
 
     def ukernel_typer(typingctx, kc, a, a_off, b, b_off, ldb, c, c_off, ldc, accumulate):  # type: ignore
