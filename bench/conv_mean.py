@@ -10,25 +10,14 @@ a kernel of its own. The outputs must agree bit for bit (the same arithmetic).
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import runtime
-from ..passes import run_pipeline
-from .models import load_model
-from .side_by_side import alternate, compare_main
+from .side_by_side import compare_main, compare_pipelines
 
 
 def measure(name: str, rounds: int) -> dict[str, float]:
     """Median ms per run with the global average pool in the convolution's kernel and after it, and how many
     convolutions averaged in their kernel."""
-    m = load_model(name)
-    graphs = {"mean in kernel": run_pipeline(m.graph, "fuse"), "mean after": run_pipeline(m.graph, "fuse{mean=false}")}
-    exes = {k: runtime.compile(g, backend="numba", fuse=False) for k, g in graphs.items()}
-    outs = [exe.run(m.inputs) for exe in exes.values()]
-    if any(not np.array_equal(outs[0][k], outs[1][k]) for k in outs[0]):
-        raise AssertionError(f"{name}: the averaging kernel's outputs differ from the separate pool's")
-    fused = sum(1 for s in exes["mean in kernel"].plan.steps if s.kernel.split("[")[0].endswith("+mean"))
-    return {"means fused": fused, **{f"{k} ms": v for k, v in alternate(exes, m.inputs, rounds).items()}}
+    r = compare_pipelines(name, rounds, {"mean in kernel": "fuse", "mean after": "fuse{mean=false}"}, "+mean")
+    return {"means fused": r.pop("fused"), **r}
 
 
 def _line(name: str, rounds: int) -> str:

@@ -10,24 +10,14 @@ NCHW (`blocked_layout=False`): a pool apart would otherwise also change which co
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import runtime
-from ..passes import run_pipeline
-from .models import load_model
-from .side_by_side import alternate, compare_main
+from .side_by_side import compare_main, compare_pipelines
 
 
 def measure(name: str, rounds: int) -> dict[str, float]:
     """Median ms per run with the pool in the convolution's kernel and after it, and how many pools were fused."""
-    m = load_model(name)
-    graphs = {"pool in kernel": run_pipeline(m.graph, "fuse"), "pool after": run_pipeline(m.graph, "fuse{pool=false}")}
-    exes = {k: runtime.compile(g, backend="numba", fuse=False, blocked_layout=False) for k, g in graphs.items()}
-    outs = [exe.run(m.inputs) for exe in exes.values()]
-    if any(not np.array_equal(outs[0][k], outs[1][k]) for k in outs[0]):
-        raise AssertionError(f"{name}: the pooled kernels' outputs differ from the separate pool's")
-    fused = sum(1 for s in exes["pool in kernel"].plan.steps if s.kernel.split("[")[0].endswith("+maxpool2x2"))
-    return {"pools fused": fused, **{f"{k} ms": v for k, v in alternate(exes, m.inputs, rounds).items()}}
+    r = compare_pipelines(name, rounds, {"pool in kernel": "fuse", "pool after": "fuse{pool=false}"}, "+maxpool2x2",
+                          blocked_layout=False)
+    return {"pools fused": r.pop("fused"), **r}
 
 
 def _line(name: str, rounds: int) -> str:

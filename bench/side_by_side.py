@@ -1,7 +1,7 @@
 """Two plans of one model compiled side by side in one process, timed in alternating rounds (medians).
 
-A drift of the host's speed between rounds then hits both plans alike; `bench.conv_pool` and `bench.conv_layout`
-compare a kernel choice this way.
+A drift of the host's speed between rounds then hits both plans alike; `bench.conv_pool`, `bench.conv_mean` and
+`bench.conv_layout` compare a kernel choice this way.
 """
 
 from __future__ import annotations
@@ -14,9 +14,28 @@ from typing import Any
 import numba
 import numpy as np
 
+from .. import runtime
 from ..backends.numba.k_microkernel import AVAILABLE, VW
-from .models import list_models
+from ..passes import run_pipeline
+from .models import list_models, load_model
 from .warmup import warm_up
+
+
+def compare_pipelines(name: str, rounds: int, pipelines: dict[str, str], suffix: str,
+                      **compile_options: Any) -> dict[str, float]:
+    """Model `name` through each of two fuse `pipelines` (label -> pipeline), compiled side by side on the Numba
+    backend with `compile_options` and timed in alternating rounds; the outputs must agree bit for bit (the fused
+    tail keeps the same equations). Returns each label's median ms ("<label> ms") and "fused": how many kernels of
+    the first plan end in `suffix` (the tail its pipeline takes into the regions)."""
+    m = load_model(name)
+    exes = {label: runtime.compile(run_pipeline(m.graph, p), backend="numba", fuse=False, **compile_options)
+            for label, p in pipelines.items()}
+    outs = [exe.run(m.inputs) for exe in exes.values()]
+    if any(not np.array_equal(outs[0][k], outs[1][k]) for k in outs[0]):
+        raise AssertionError(f"{name}: the outputs of {' and '.join(pipelines)} differ")
+    first = next(iter(exes.values()))
+    fused = sum(1 for s in first.plan.steps if s.kernel.split("[")[0].endswith(suffix))
+    return {"fused": fused, **{f"{k} ms": v for k, v in alternate(exes, m.inputs, rounds).items()}}
 
 
 def alternate(exes: dict[str, Any], feeds: dict[str, np.ndarray], rounds: int,

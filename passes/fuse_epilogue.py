@@ -133,14 +133,22 @@ def check_layout(c: Candidate) -> str | None:
     return None
 
 
-def check_pool(c: Candidate) -> str | None:
-    """A 2x2 max pool at stride 2 after a convolution: the kernel pools each tile before it stores it."""
+def _conv_tail(c: Candidate, does: str) -> str | None:
+    """Why a pool cannot end this region: a tail already, not after an f32 conv2d (that `does` it); else None."""
     if c.after_tail:
         return "the region already ends in a tail (a layout transpose, a pool or a mean)"
     if c.anchor.op != "conv2d":
-        return f"only a conv2d pools its tiles, not {c.anchor.op}"
+        return f"only a conv2d {does}, not {c.anchor.op}"
     if c.node.outputs[0].type.dtype.name != "f32":
         return f"its output is {c.node.outputs[0].type.dtype.name}, not f32"
+    return None
+
+
+def check_pool(c: Candidate) -> str | None:
+    """A 2x2 max pool at stride 2 after a convolution: the kernel pools each tile before it stores it."""
+    why = _conv_tail(c, "pools its tiles")
+    if why:
+        return why
     if not is_plain_2x2_pool(c.node):
         a = c.node.attrs
         return (f"only 2x2 windows at stride 2 without padding fuse (kernel {list(a['kernel'])}, "
@@ -150,13 +158,7 @@ def check_pool(c: Candidate) -> str | None:
 
 def check_mean(c: Candidate) -> str | None:
     """A global average pool after a convolution: the kernel averages each image's channels as it finishes them."""
-    if c.after_tail:
-        return "the region already ends in a tail (a layout transpose, a pool or a mean)"
-    if c.anchor.op != "conv2d":
-        return f"only a conv2d averages its tiles, not {c.anchor.op}"
-    if c.node.outputs[0].type.dtype.name != "f32":
-        return f"its output is {c.node.outputs[0].type.dtype.name}, not f32"
-    return None
+    return _conv_tail(c, "averages its images")
 
 
 EPILOGUE_RULES: tuple[EpilogueRule, ...] = (
