@@ -127,7 +127,7 @@ def fill_plane(x, n, c, xpad, o, ph, pw, sh, sw, pt, pl, hq, wq):  # type: ignor
 
 
 @helper
-def _next_weight_panel(a_off, tap, mp, pc, mp_first, mp_end, npm, ci_all, taps):  # type: ignore[no-untyped-def]
+def next_weight_panel(a_off, tap, mp, pc, mp_first, mp_end, npm, ci_all, taps):  # type: ignore[no-untyped-def]
     """Offset in the packed weights of the panel the item multiplies after panel mp of (tap, K block pc), whose
     lines it prefetches meanwhile: the next panel of channels, else the first of the next K block or tap (its own,
     a_off, after the last). Deep layers read several MB of weights for a few pixels, straight from memory."""
@@ -289,7 +289,7 @@ def conv_shift(x, ap, out, xpad, ext, ctmp, offsets, geo, hq, wq, rb, cb, stages
                     mp_end = (c1 + MR - 1) // MR
                     for mp in range(c0 // MR, mp_end):
                         a_off = ((tap * npm + mp) * ci_all + pc) * MR
-                        pf = _next_weight_panel(a_off, tap, mp, pc, c0 // MR, mp_end, npm, ci_all, kh * kw)
+                        pf = next_weight_panel(a_off, tap, mp, pc, c0 // MR, mp_end, npm, ci_all, kh * kw)
                         if pointwise:
                             _mma(kc, ap, a_off, b_src, b_off, b_ld, ext, c_base + mp * MR * c_ld + q, c_ld, first,
                                  tmp, min(MR, c1 - mp * MR), qw, pf)
