@@ -29,7 +29,7 @@ from numba import prange
 from .jit import cdiv, twin
 from .k_microkernel import MR, NR, ukernel, ukernel_strided
 from .mathfn import F0, F1, fexp
-from .vector_exp import exp_minus_accumulate
+from .vector_exp import softmax_exp
 
 NEG_INF = np.float32(-np.inf)
 DIMS = ("batch", "heads", "sq", "skv", "head_dim", "embed", "tq", "tk", "splits")
@@ -144,27 +144,22 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                             ukernel(d, pan, k_at, pan, qp * d * NR, NR, sc, full * MR * tw + qp * NR, tw, False)
                     tm = tmax[:cw]
                     tm[:] = NEG_INF
+                    per_key = m_str[2] == 0  # one mask value per key (a padding mask) or none: scaled in the exp
                     for r in range(cols):  # scaled after the product, as the reference scales (Q K^T) * scale
                         row = sc[r * tw:r * tw + cw]
                         mo = bi * m_str[0] + h * m_str[1] + i0 * m_str[2] + (j0 + r) * m_str[3]
-                        if has_mask and m_str[2] == 0:  # one mask value per key (a padding mask): one pass
-                            mv = mask[mo]
+                        if per_key:  # the max only: the exp pass scales and masks again, in registers
+                            mv = mask[mo] if has_mask else F0
                             for qi in range(cw):
                                 x = row[qi] * scale + mv
-                                row[qi] = x
                                 tm[qi] = x if x > tm[qi] else tm[qi]
-                        elif has_mask:
+                        else:
                             for qi in range(cw):
                                 row[qi] *= scale
                             for qi in range(qw):
                                 row[qi] += mask[mo + qi * m_str[2]]
                             for qi in range(cw):
                                 x = row[qi]
-                                tm[qi] = x if x > tm[qi] else tm[qi]
-                        else:  # one pass
-                            for qi in range(cw):
-                                x = row[qi] * scale
-                                row[qi] = x
                                 tm[qi] = x if x > tm[qi] else tm[qi]
                     for qi in range(cw):  # tmax becomes the max to subtract: 0 where all is -inf so far
                         mn = tmax[qi] if tmax[qi] > mrun[qi] else mrun[qi]
@@ -173,7 +168,11 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                         mrun[qi] = mn
                         lsum[qi] *= fac[qi]
                     for r in range(cols):  # p = exp(s - max) at full vector width (exp(-inf - 0) = 0), summed
-                        exp_minus_accumulate(sc, r * tw, tmax, 0, lsum, 0, cw)
+                        if per_key:
+                            mv = mask[bi * m_str[0] + h * m_str[1] + (j0 + r) * m_str[3]] if has_mask else F0
+                            softmax_exp(sc, r * tw, scale, mv, tmax, 0, lsum, 0, cw)
+                        else:
+                            softmax_exp(sc, r * tw, F1, F0, tmax, 0, lsum, 0, cw)
                     for qi in range(qw):
                         f = fac[qi]
                         if f != F1:
