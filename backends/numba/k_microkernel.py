@@ -18,7 +18,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import helper
-from .llvm_prefetch import L1, prefetch
+from .llvm_prefetch import L2, prefetch
 from .mathfn import ERF_DENOMINATOR, ERF_LIMIT, ERF_NUMERATOR
 
 _FEATURES = llvm.get_host_cpu_features()
@@ -173,7 +173,7 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
         else:
             aptr = builder.gep(pa, [builder.mul(k, a_k)])
         if epilogue:  # the prefetch stream
-            prefetch(builder, builder.gep(pf_base, [builder.mul(k, pf_step)]), L1)
+            prefetch(builder, builder.gep(pf_base, [builder.mul(k, pf_step)]), L2)
         new = []
         for i in range(rows):
             s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)
