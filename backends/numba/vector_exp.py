@@ -73,6 +73,8 @@ def _vexp(builder: ir.IRBuilder, x: ir.Value, scalef: bool = SCALEF) -> ir.Value
 def make_softmax_exp(scalef: bool = SCALEF) -> Any:
     """The intrinsic `softmax_exp(x, x_off, scale, bias, m, m_off, total, t_off, n)`, its exp built with or
     without vscalefps (`scalef` needs AVX-512; tests build both where the host has it)."""
+    if scalef and VW != 16:
+        raise ValueError(f"vscalefps needs AVX-512's 16-float vectors; this host's vectors hold {VW} floats")
 
     @intrinsic
     def softmax_exp(typingctx, x, x_off, scale, bias, m, m_off, total, t_off, n):  # type: ignore[no-untyped-def]

@@ -88,3 +88,11 @@ def test_no_values_means_no_change() -> None:
     x, m, total = np.ones(VW, np.float32), np.zeros(VW, np.float32), np.zeros(VW, np.float32)
     _rows_kernel(BUILDS[-1])(x, np.float32(2), np.zeros(1, np.float32), m, total, 1, 0)
     assert (x == 1).all() and (total == 0).all()
+
+
+def test_scalef_build_refused_without_avx512(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tensorsmith.backends.numba import vector_exp
+
+    monkeypatch.setattr(vector_exp, "VW", 8)  # an AVX2 host's vectors
+    with pytest.raises(ValueError, match="vscalefps needs AVX-512"):
+        vector_exp.make_softmax_exp(True)
