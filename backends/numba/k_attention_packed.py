@@ -173,7 +173,7 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                             softmax_exp(sc, r * tw, scale, mv, tmax, 0, lsum, 0, cw)
                         else:
                             softmax_exp(sc, r * tw, F1, F0, tmax, 0, lsum, 0, cw)
-                    for qi in range(qw):
+                    for qi in range(qw if j0 > 0 else 0):  # rescaled from the second block: the first's acc is 0
                         f = fac[qi]
                         if f != F1:
                             arow = acc[qi * dn:qi * dn + d]
