@@ -9,6 +9,8 @@ every inner loop is a plain vectorizable loop.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
@@ -19,10 +21,74 @@ from .mathfn import ferf, fexp, fgelu, fgelu_tanh, frelu, fsigmoid, ftanh
 CHUNK = 16384
 """Columns per work item of the row kernels."""
 
-BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "pow": 4, "maximum": 5, "minimum": 6}
-FLOAT_UNARY_CODES = {"gelu": 0, "gelu_tanh": 1, "sigmoid": 2, "tanh": 3, "erf": 4, "sqrt": 5, "exp": 6,
-                     "log": 7, "relu": 8, "neg": 9, "abs": 10, "clip": 11, "copy": 12}
-INT_UNARY_CODES = {"relu": 0, "neg": 1, "abs": 2, "clip": 3, "copy": 4}
+class BinaryOp(IntEnum):
+    """The binary op a `binary_rows` call applies (a runtime code, tested outside the inner loops)."""
+
+    ADD = 0
+    SUB = 1
+    MUL = 2
+    DIV = 3
+    POW = 4
+    MAXIMUM = 5
+    MINIMUM = 6
+
+
+class FloatUnary(IntEnum):
+    """The map a `float_unary` call applies."""
+
+    GELU = 0
+    GELU_TANH = 1
+    SIGMOID = 2
+    TANH = 3
+    ERF = 4
+    SQRT = 5
+    EXP = 6
+    LOG = 7
+    RELU = 8
+    NEG = 9
+    ABS = 10
+    CLIP = 11
+    COPY = 12
+
+
+class IntUnary(IntEnum):
+    """The map an `int_unary` call applies."""
+
+    RELU = 0
+    NEG = 1
+    ABS = 2
+    CLIP = 3
+    COPY = 4
+
+
+BINARY_CODES = {op.name.lower(): int(op) for op in BinaryOp}
+FLOAT_UNARY_CODES = {op.name.lower(): int(op) for op in FloatUnary}
+INT_UNARY_CODES = {op.name.lower(): int(op) for op in IntUnary}
+"""IR op names (and gelu's tanh form, `gelu_tanh`) to the kernels' codes."""
+
+B_ADD = int(BinaryOp.ADD)
+B_SUB = int(BinaryOp.SUB)
+B_MUL = int(BinaryOp.MUL)
+B_DIV = int(BinaryOp.DIV)
+B_POW = int(BinaryOp.POW)
+B_MAXIMUM = int(BinaryOp.MAXIMUM)
+F_GELU = int(FloatUnary.GELU)
+F_GELU_TANH = int(FloatUnary.GELU_TANH)
+F_SIGMOID = int(FloatUnary.SIGMOID)
+F_TANH = int(FloatUnary.TANH)
+F_ERF = int(FloatUnary.ERF)
+F_SQRT = int(FloatUnary.SQRT)
+F_EXP = int(FloatUnary.EXP)
+F_LOG = int(FloatUnary.LOG)
+F_RELU = int(FloatUnary.RELU)
+F_NEG = int(FloatUnary.NEG)
+F_ABS = int(FloatUnary.ABS)
+F_CLIP = int(FloatUnary.CLIP)
+I_RELU = int(IntUnary.RELU)
+I_NEG = int(IntUnary.NEG)
+I_ABS = int(IntUnary.ABS)
+I_CLIP = int(IntUnary.CLIP)
+"""The codes as plain ints: Numba freezes module-level ints into the kernels as constants."""
 
 
 def ir_div(a, b):  # type: ignore[no-untyped-def]
@@ -49,31 +115,31 @@ def _ir_div(a, b):  # type: ignore[no-untyped-def]
 
 @helper
 def _bin(op, a, b):  # type: ignore[no-untyped-def]
-    if op == 0:
+    if op == B_ADD:
         return a + b
-    if op == 1:
+    if op == B_SUB:
         return a - b
-    if op == 2:
+    if op == B_MUL:
         return a * b
-    if op == 3:
+    if op == B_DIV:
         return ir_div(a, b)
-    if op == 4:
+    if op == B_POW:
         return a**b
-    if op == 5:
+    if op == B_MAXIMUM:
         return a if (a > b or a != a) else b
-    return a if (a < b or a != a) else b
+    return a if (a < b or a != a) else b  # MINIMUM
 
 
 @subkernel
 def _bin_vv(op, a, b, out):  # type: ignore[no-untyped-def]
     n = out.shape[0]
-    if op == 0:
+    if op == B_ADD:
         for i in range(n):
             out[i] = a[i] + b[i]
-    elif op == 1:
+    elif op == B_SUB:
         for i in range(n):
             out[i] = a[i] - b[i]
-    elif op == 2:
+    elif op == B_MUL:
         for i in range(n):
             out[i] = a[i] * b[i]
     else:
@@ -84,10 +150,10 @@ def _bin_vv(op, a, b, out):  # type: ignore[no-untyped-def]
 @subkernel
 def _bin_vs(op, a, s, out):  # type: ignore[no-untyped-def]
     n = out.shape[0]
-    if op == 0:
+    if op == B_ADD:
         for i in range(n):
             out[i] = a[i] + s
-    elif op == 2:
+    elif op == B_MUL:
         for i in range(n):
             out[i] = a[i] * s
     else:
@@ -98,10 +164,10 @@ def _bin_vs(op, a, s, out):  # type: ignore[no-untyped-def]
 @subkernel
 def _bin_sv(op, s, b, out):  # type: ignore[no-untyped-def]
     n = out.shape[0]
-    if op == 0:
+    if op == B_ADD:
         for i in range(n):
             out[i] = s + b[i]
-    elif op == 2:
+    elif op == B_MUL:
         for i in range(n):
             out[i] = s * b[i]
     else:
@@ -135,45 +201,45 @@ def binary_rows(op, a, a_off, a_step, b, b_off, b_step, out):  # type: ignore[no
 def float_unary_span(op, x, out, lo, hi):  # type: ignore[no-untyped-def]
     """Apply float unary op `op` to x into out (1-D spans of equal length); lo/hi are clip bounds."""
     n = out.shape[0]
-    if op == 0:
+    if op == F_GELU:
         for i in range(n):
             out[i] = fgelu(x[i])
-    elif op == 1:
+    elif op == F_GELU_TANH:
         for i in range(n):
             out[i] = fgelu_tanh(x[i])
-    elif op == 2:
+    elif op == F_SIGMOID:
         for i in range(n):
             out[i] = fsigmoid(x[i])
-    elif op == 3:
+    elif op == F_TANH:
         for i in range(n):
             out[i] = ftanh(x[i])
-    elif op == 4:
+    elif op == F_ERF:
         for i in range(n):
             out[i] = ferf(x[i])
-    elif op == 5:
+    elif op == F_SQRT:
         for i in range(n):
             out[i] = np.sqrt(x[i])
-    elif op == 6:
+    elif op == F_EXP:
         for i in range(n):
             out[i] = fexp(x[i])
-    elif op == 7:
+    elif op == F_LOG:
         for i in range(n):
             out[i] = np.log(x[i])
-    elif op == 8:
+    elif op == F_RELU:
         for i in range(n):
             out[i] = frelu(x[i])
-    elif op == 9:
+    elif op == F_NEG:
         for i in range(n):
             out[i] = -x[i]
-    elif op == 10:
+    elif op == F_ABS:
         for i in range(n):
             out[i] = abs(x[i])
-    elif op == 11:
+    elif op == F_CLIP:
         for i in range(n):
             v = x[i]
             v = lo if v < lo else v
             out[i] = hi if v > hi else v
-    else:
+    else:  # COPY
         for i in range(n):
             out[i] = x[i]
 
@@ -199,21 +265,21 @@ def int_unary(op, x, out, lo, hi):  # type: ignore[no-untyped-def]
         j1 = min(n, j0 + CHUNK)
         xs = x[j0:j1]
         o = out[j0:j1]
-        if op == 0:
+        if op == I_RELU:
             for i in range(j1 - j0):
                 o[i] = xs[i] if xs[i] > 0 else xs[i] - xs[i]
-        elif op == 1:
+        elif op == I_NEG:
             for i in range(j1 - j0):
                 o[i] = -xs[i]
-        elif op == 2:
+        elif op == I_ABS:
             for i in range(j1 - j0):
                 o[i] = abs(xs[i])
-        elif op == 3:
+        elif op == I_CLIP:
             for i in range(j1 - j0):
                 v = xs[i]
                 v = lo if v < lo else v
                 o[i] = hi if v > hi else v
-        else:
+        else:  # COPY
             for i in range(j1 - j0):
                 o[i] = xs[i]
 
