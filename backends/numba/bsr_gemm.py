@@ -21,7 +21,8 @@ import numpy as np
 from numba import prange
 
 from .epilogue import PARAMS_PER_STAGE
-from .jit import cdiv, subkernel, twin
+from .jit import cdiv, twin
+from .k_data import pack_row_panels
 from .k_epilogue import epi_tile
 from .sparse_ukernels import Isa, PanelConfig, bsr_ukernel, panel_configs, resolve_isa
 
@@ -175,23 +176,6 @@ def bsr_schedule(bsr: BSRWeight, m: int, threads: int = 1) -> BSRSchedule:
     return BSRSchedule(tm, groups, items * scratch_per_item(tm, k, bsr.config))
 
 
-@subkernel
-def pack_panels(x, m0, m1, mr, ap):  # type: ignore[no-untyped-def]
-    """Rows m0..m1 of x (all K columns, zero rows up to a multiple of mr) as A panels ap[p][k][i]."""
-    k_all = x.shape[1]
-    for mp in range((m1 - m0 + mr - 1) // mr):
-        base = mp * k_all * mr
-        for i in range(mr):
-            r = m0 + mp * mr + i
-            if r < m1:
-                xr = x[r]
-                for kk in range(k_all):
-                    ap[base + kk * mr + i] = xr[kk]
-            else:
-                for kk in range(k_all):
-                    ap[base + kk * mr + i] = 0.0
-
-
 @twin
 def bsr_gemm(x, cfg, mr, np_, pptr, kidx, vals, groups, out, tm, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out[M, N] = epilogue(x[M, K] @ W^T) for W in panels (cfg, mr, np_, pptr, kidx, vals of a BSRWeight).
@@ -211,7 +195,7 @@ def bsr_gemm(x, cfg, mr, np_, pptr, kidx, vals, groups, out, tm, scratch, stages
         m1 = min(m_all, m0 + tm)
         ap = scratch[t * per:t * per + per - mr * np_]
         ctmp = scratch[t * per + per - mr * np_:t * per + per]
-        pack_panels(x, m0, m1, mr, ap)
+        pack_row_panels(x, m0, m1, mr, ap)
         nmp = (m1 - m0 + mr - 1) // mr
         for p in range(groups[g], groups[g + 1]):
             n0 = p * np_

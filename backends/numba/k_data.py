@@ -1,11 +1,11 @@
-"""Data-movement kernels: strided copy (materializing views), block copy (concat), gather, quantization."""
+"""Data-movement kernels: strided copy (views), block copy (concat), gather, quantization, panel packing."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import prange
 
-from .jit import twin
+from .jit import subkernel, twin
 from .vector_quantize import quantize_run
 
 
@@ -115,3 +115,20 @@ def dequantize(x, scale, zp, out):  # type: ignore[no-untyped-def]
         o = out[a, c]
         for j in range(nb):
             o[j] = np.float32(np.int32(xr[j]) - z) * s
+
+
+@subkernel
+def pack_row_panels(x, m0, m1, mr, ap):  # type: ignore[no-untyped-def]
+    """Rows m0..m1 of x (all K columns) as transposed panels of mr rows, ap[p][k][i]; rows past m1 are zeros."""
+    k_all = x.shape[1]
+    for mp in range((m1 - m0 + mr - 1) // mr):
+        base = mp * k_all * mr
+        for i in range(mr):
+            r = m0 + mp * mr + i
+            if r < m1:
+                xr = x[r]
+                for kk in range(k_all):
+                    ap[base + kk * mr + i] = xr[kk]
+            else:
+                for kk in range(k_all):
+                    ap[base + kk * mr + i] = 0.0

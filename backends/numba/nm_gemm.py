@@ -18,7 +18,8 @@ import numpy as np
 from numba import prange
 
 from .epilogue import PARAMS_PER_STAGE
-from .jit import cdiv, subkernel, twin
+from .jit import cdiv, twin
+from .k_data import pack_row_panels
 from .k_epilogue import epi_tile
 from .sparse_ukernels import Isa, NMConfig, nm_config, nm_ukernel, resolve_isa
 
@@ -117,23 +118,6 @@ def nm_schedule(nm: NMWeight, m: int, threads: int = 1) -> NMSchedule:
     return NMSchedule(tm, groups, gm * (groups.shape[0] - 1) * nm_scratch_per_item(tm, k, nm.config))
 
 
-@subkernel
-def pack_transposed(x, m0, m1, mv, ap):  # type: ignore[no-untyped-def]
-    """Rows m0..m1 of x as x^T panels ap[p][k][i] of mv rows each (zero rows past m1)."""
-    k_all = x.shape[1]
-    for mp in range((m1 - m0 + mv - 1) // mv):
-        base = mp * k_all * mv
-        for i in range(mv):
-            r = m0 + mp * mv + i
-            if r < m1:
-                xr = x[r]
-                for kk in range(k_all):
-                    ap[base + kk * mv + i] = xr[kk]
-            else:
-                for kk in range(k_all):
-                    ap[base + kk * mv + i] = 0.0
-
-
 @twin
 def nm_gemm(x, cfg, r_all, mv, pidx, pvals, groups, out, tm, scratch, stages, vecs, params, res):  # type: ignore[no-untyped-def]
     """out[M, N] = epilogue(x[M, K] @ W^T) for W as an NMWeight's (config, pidx, pvals).
@@ -154,7 +138,7 @@ def nm_gemm(x, cfg, r_all, mv, pidx, pvals, groups, out, tm, scratch, stages, ve
         m1 = min(m_all, m0 + tm)
         ap = scratch[t * per:t * per + per - r_all * mv]
         ct = scratch[t * per + per - r_all * mv:t * per + per]
-        pack_transposed(x, m0, m1, mv, ap)
+        pack_row_panels(x, m0, m1, mv, ap)
         for cg in range(groups[g], groups[g + 1]):
             n0 = cg * r_all
             nw = min(r_all, n_all - n0)
