@@ -112,7 +112,8 @@ def trained_cnn() -> dict[str, np.ndarray]:
     """Weights of the digits CNN trained by `numpy_cnn.train` (fixed seed; cached per process)."""
     from threadpoolctl import threadpool_limits
 
-    from .numpy_cnn import SmallCNN, train
+    from .numpy_cnn import SmallCNN
+    from .numpy_training import train
 
     s = digits_split()
     rng = np.random.default_rng(SEED)

@@ -23,8 +23,8 @@ def trained_resmlp() -> dict[str, np.ndarray]:
     """Weights of the digits ResMLP trained by `numpy_cnn.train` (Adam, fixed seed; cached per process)."""
     from threadpoolctl import threadpool_limits
 
-    from .numpy_cnn import train
     from .numpy_resmlp import ResMLP
+    from .numpy_training import train
 
     s = digits_split()
     rng = np.random.default_rng(SEED)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .numpy_training import softmax_cross_entropy
+
 
 def _im2col(x: np.ndarray) -> np.ndarray:
     """3x3 windows of x [N, C, H, W] with padding 1, as rows [N*H*W, C*9]."""
@@ -85,13 +87,7 @@ class SmallCNN:
         """Mean cross-entropy of x against labels y and its gradient for every parameter."""
         p = self.params
         logits, s = self.forward(x)
-        z = logits - logits.max(axis=1, keepdims=True)
-        prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        n = len(x)
-        loss = float(-np.mean(np.log(prob[np.arange(n), y] + 1e-12)))
-        d = prob
-        d[np.arange(n), y] -= 1
-        d /= n
+        loss, d = softmax_cross_entropy(logits, y)
         g = {"fc.weight": d.T @ s["f"], "fc.bias": d.sum(0)}
         dp2 = (d @ p["fc.weight"]).reshape(s["p2"].shape)
         dz2 = _pool_grad(s["a2"], s["p2"], dp2) * (s["z2"] > 0)
@@ -109,26 +105,3 @@ class SmallCNN:
         """Predicted class per sample."""
         return np.argmax(self.forward(x)[0], axis=1)
 
-
-def train(model: SmallCNN, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, epochs: int = 15,
-          batch: int = 32, lr: float = 3e-3) -> list[float]:
-    """Adam on mini-batches of shuffled (x, y); returns the mean loss of each epoch."""
-    m = {k: np.zeros_like(v) for k, v in model.params.items()}
-    v2 = {k: np.zeros_like(v) for k, v in model.params.items()}
-    b1, b2, eps, t = 0.9, 0.999, 1e-8, 0
-    losses = []
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        total = 0.0
-        for start in range(0, len(x), batch):
-            idx = order[start : start + batch]
-            loss, g = model.gradients(x[idx], y[idx])
-            total += loss * len(idx)
-            t += 1
-            for k, gk in g.items():
-                m[k] = b1 * m[k] + (1 - b1) * gk
-                v2[k] = b2 * v2[k] + (1 - b2) * gk * gk
-                step = lr * (m[k] / (1 - b1**t)) / (np.sqrt(v2[k] / (1 - b2**t)) + eps)
-                model.params[k] = (model.params[k] - step).astype(np.float32)
-        losses.append(total / len(x))
-    return losses

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .numpy_training import softmax_cross_entropy
+
 RESIDUAL_INIT_SCALE = 0.1
 """The second linear of each block starts this much smaller than He init, so a fresh block is near identity."""
 
@@ -57,13 +59,7 @@ class ResMLP:
         """Mean cross-entropy of x against labels y and its gradient for every parameter."""
         p = self.params
         logits, s = self.forward(x)
-        z = logits - logits.max(axis=1, keepdims=True)
-        prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        n = len(x)
-        loss = float(-np.mean(np.log(prob[np.arange(n), y] + 1e-12)))
-        d = prob
-        d[np.arange(n), y] -= 1
-        d /= n
+        loss, d = softmax_cross_entropy(logits, y)
         nb = self.blocks
         g = {"head.weight": d.T @ s[f"h{nb}"], "head.bias": d.sum(0)}
         dh = d @ p["head.weight"]

@@ -9,6 +9,8 @@ from tensorsmith.backends import reference
 from tensorsmith.bench.models import digits, load_model
 from tensorsmith.bench.models.numpy_cnn import SmallCNN, _col2im, _im2col
 
+from .gradcheck import assert_gradients_match_finite_differences
+
 pytest.importorskip("sklearn", reason="the digits models need scikit-learn: pip install 'tensorsmith[models]'")
 
 MIN_ACCURACY = 0.95
@@ -64,16 +66,7 @@ def test_numpy_cnn_gradients_match_finite_differences() -> None:
     m = SmallCNN.init(rng, 1, (3, 4), 16, 5)
     m.params = {k: v.astype(np.float64) for k, v in m.params.items()}
     x, y = rng.standard_normal((2, 1, 8, 8)), np.array([1, 4])
-    _, g = m.gradients(x, y)
-    for k, p in m.params.items():
-        idx = tuple(int(rng.integers(0, s)) for s in p.shape)
-        old = p[idx]
-        p[idx] = old + 1e-6
-        lp, _ = m.gradients(x, y)
-        p[idx] = old - 1e-6
-        lm, _ = m.gradients(x, y)
-        p[idx] = old
-        assert (lp - lm) / 2e-6 == pytest.approx(g[k][idx], rel=1e-4, abs=1e-7), k
+    assert_gradients_match_finite_differences(m, x, y, rng)
 
 
 def test_col2im_is_the_adjoint_of_im2col() -> None:

@@ -9,6 +9,8 @@ from tensorsmith.backends import reference
 from tensorsmith.bench.models import digits_resmlp, load_model
 from tensorsmith.bench.models.numpy_resmlp import ResMLP
 
+from .gradcheck import assert_gradients_match_finite_differences
+
 pytest.importorskip("sklearn", reason="the digits models need scikit-learn: pip install 'tensorsmith[models]'")
 
 MIN_ACCURACY = 0.97
@@ -49,16 +51,7 @@ def test_resmlp_gradients_match_finite_differences() -> None:
     m = ResMLP.init(rng, 6, 5, 7, 3, 4)
     m.params = {k: v.astype(np.float64) + 0.1 * rng.standard_normal(v.shape) for k, v in m.params.items()}
     x, y = rng.standard_normal((3, 6)), np.array([1, 3, 0])
-    _, g = m.gradients(x, y)
-    for k, p in m.params.items():
-        idx = tuple(int(rng.integers(0, s)) for s in p.shape)
-        old = p[idx]
-        p[idx] = old + 1e-6
-        lp, _ = m.gradients(x, y)
-        p[idx] = old - 1e-6
-        lm, _ = m.gradients(x, y)
-        p[idx] = old
-        assert (lp - lm) / 2e-6 == pytest.approx(g[k][idx], rel=1e-4, abs=1e-7), k
+    assert_gradients_match_finite_differences(m, x, y, rng)
 
 
 def test_resmlp_batch_option_is_checked() -> None:
