@@ -227,7 +227,7 @@ def measure_dispatch_us(backend: str | None = None, repeats: int = 201) -> tuple
     x = b.input("x", f32[1, 8])
     b.output(b.relu(x))
     g = b.build()
-    runtime._load_optional_backends()
+    runtime.load_optional_backends()
     name = backend or ("numba" if "numba" in runtime.BACKENDS else "reference")
     exe = runtime.compile(g, backend=name)
     t = exe.median_seconds({"x": np.ones((1, 8), np.float32)}, repeats=repeats, warmup=5)
@@ -290,7 +290,8 @@ def _breakeven_lines(table: str, what: str, be: dict[str, Any]) -> list[str]:
                     for key, d in be["density"].items()), ""]
 
 
-def _toml_override(m: dict[str, Any]) -> str:
+def toml_override(m: dict[str, Any]) -> str:
+    """The cpu-host override file's text for the measured figures `m`, merged over the shipped cpu-host.toml."""
     base = load_target("cpu-host", overrides=False)
     lines = [f"# cpu-host override written by `bench calibrate` on {m['date']} ({m['machine']}).",
              "# Merged over the shipped cpu-host.toml; delete this file to go back to the shipped figures.",
@@ -400,7 +401,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_toml_override(m))
+    path.write_text(toml_override(m))
     m["path"] = str(path)
     return m
 

@@ -246,7 +246,7 @@ def run_cpu(kernels: list[Kernel], backend: str | None = None, repeats: int = 7,
 
     from .. import runtime
 
-    runtime._load_optional_backends()
+    runtime.load_optional_backends()
     backend = backend or ("numba" if "numba" in runtime.BACKENDS else "reference")
     target = load_target("cpu-host", overrides=calibration if calibration else True)
     isolate = isolate or threads is not None

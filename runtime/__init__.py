@@ -22,7 +22,8 @@ def register_backend(name: str, factory: BackendFactory) -> None:
     BACKENDS[name] = factory
 
 
-def _load_optional_backends() -> None:
+def load_optional_backends() -> None:
+    """Register the backends whose dependencies are installed (the Numba backend needs numba)."""
     try:
         from . import numba_exits  # noqa: F401  (registers "numba")
     except ImportError:
@@ -41,7 +42,7 @@ def compile(graph: Graph, backend: str = "reference", *, fuse: bool = True, **op
     in the graph stay regions.
     """
     if backend not in BACKENDS:
-        _load_optional_backends()
+        load_optional_backends()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}")
     verify(graph)

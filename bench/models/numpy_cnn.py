@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .numpy_training import softmax_cross_entropy
 
 
-def _im2col(x: np.ndarray) -> np.ndarray:
+def im2col(x: np.ndarray) -> np.ndarray:
     """3x3 windows of x [N, C, H, W] with padding 1, as rows [N*H*W, C*9]."""
     n, c, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
@@ -18,8 +18,8 @@ def _im2col(x: np.ndarray) -> np.ndarray:
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9)
 
 
-def _col2im(dcols: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Gradient of `_im2col`: scatter-add rows [N*H*W, C*9] back to x [N, C, H, W]."""
+def col2im(dcols: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Gradient of `im2col`: scatter-add rows [N*H*W, C*9] back to x [N, C, H, W]."""
     n, c, h, w = shape
     d = dcols.reshape(n, h, w, c, 3, 3).transpose(0, 3, 4, 5, 1, 2)  # N C 3 3 H W
     dxp = np.zeros((n, c, h + 2, w + 2), dcols.dtype)
@@ -31,7 +31,7 @@ def _col2im(dcols: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, _, h, wd = x.shape
-    cols = _im2col(x)
+    cols = im2col(x)
     y = cols @ w.reshape(w.shape[0], -1).T + b
     return y.reshape(n, h, wd, -1).transpose(0, 3, 1, 2), cols
 
@@ -94,7 +94,7 @@ class SmallCNN:
         dz2r = dz2.transpose(0, 2, 3, 1).reshape(-1, dz2.shape[1])
         g["conv2.weight"] = (dz2r.T @ s["cols2"]).reshape(p["conv2.weight"].shape)
         g["conv2.bias"] = dz2r.sum(0)
-        dp1 = _col2im(dz2r @ p["conv2.weight"].reshape(dz2.shape[1], -1), s["p1"].shape)
+        dp1 = col2im(dz2r @ p["conv2.weight"].reshape(dz2.shape[1], -1), s["p1"].shape)
         dz1 = _pool_grad(s["a1"], s["p1"], dp1) * (s["z1"] > 0)
         dz1r = dz1.transpose(0, 2, 3, 1).reshape(-1, dz1.shape[1])
         g["conv1.weight"] = (dz1r.T @ s["cols1"]).reshape(p["conv1.weight"].shape)

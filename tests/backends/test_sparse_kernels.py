@@ -45,7 +45,7 @@ def test_load_breakeven_reads_the_override(tmp_path: Path) -> None:
 
 def _written_override(folder: Path, table: str, be: dict | None) -> Path:
     """A cpu-host override written by calibrate's writer around one measured break-even table `be`."""
-    from tensorsmith.bench.calibrate import _toml_override
+    from tensorsmith.bench.calibrate import toml_override
 
     assert be is not None and set(be["density"]) == {"32x32", "16x16"}
     assert all(0.0 <= d <= 1.0 for d in be["density"].values())
@@ -53,7 +53,7 @@ def _written_override(folder: Path, table: str, be: dict | None) -> Path:
          "fp32_gflops": 100.0, "int8_gops": 200.0, "int8_measured": True, "gemm_sizes": [256], "vector_gops": 10.0,
          "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, table: be}
     p = folder / "cpu-host.toml"
-    p.write_text(_toml_override(m))
+    p.write_text(toml_override(m))
     return p
 
 

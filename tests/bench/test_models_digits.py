@@ -7,7 +7,7 @@ import pytest
 from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.bench.models import digits, load_model
-from tensorsmith.bench.models.numpy_cnn import SmallCNN, _col2im, _im2col
+from tensorsmith.bench.models.numpy_cnn import SmallCNN, col2im, im2col
 
 from .gradcheck import assert_gradients_match_finite_differences
 
@@ -73,7 +73,7 @@ def test_col2im_is_the_adjoint_of_im2col() -> None:
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 3, 5, 4))
     c = rng.standard_normal((2 * 5 * 4, 3 * 9))
-    assert np.sum(_im2col(x) * c) == pytest.approx(np.sum(x * _col2im(c, x.shape)))
+    assert np.sum(im2col(x) * c) == pytest.approx(np.sum(x * col2im(c, x.shape)))
 
 
 def test_sklearn_importer_rejects_unfitted_estimator() -> None:

@@ -12,7 +12,7 @@ from tensorsmith.backends import reference
 from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i8, i32, to_onnx, u8
 from tensorsmith.ir.onnx_export import EXPORTERS, OnnxExportError
 
-from .test_onnx_import import _ort_outputs
+from .test_onnx_import import ort_outputs
 
 RNG = np.random.default_rng(3)
 
@@ -138,7 +138,7 @@ def test_roundtrip(name: str, opset: int) -> None:
         got = reference.run(g2, feeds)
     for v in g.outputs:
         np.testing.assert_allclose(got[v.name], want[v.name], rtol=1e-5, atol=1e-5)
-    theirs = _ort_outputs(model, feeds)
+    theirs = ort_outputs(model, feeds)
     if theirs is not None:
         for v, t in zip(g.outputs, theirs):
             tol = 1.0 if v.type.dtype.name in ("i8", "u8") else 1e-4  # a quantized value may round one step off
@@ -155,7 +155,7 @@ def test_integer_ops_export_to_what_onnx_runtime_computes_exactly() -> None:
     g = integer()
     feeds = _feeds(g)
     want = reference.run(g, feeds)
-    theirs = _ort_outputs(to_onnx(g), feeds)
+    theirs = ort_outputs(to_onnx(g), feeds)
     if theirs is None:
         pytest.skip("onnxruntime is not installed")
     for v, t in zip(g.outputs, theirs):
@@ -240,7 +240,7 @@ def test_integer_products_export_as_matmul_and_conv_integer() -> None:
     got = reference.run(from_onnx(model), feeds)
     for v in g.outputs:
         np.testing.assert_array_equal(got[v.name], want[v.name])
-    theirs = _ort_outputs(model, feeds)
+    theirs = ort_outputs(model, feeds)
     if theirs is not None:
         for v, t in zip(g.outputs, theirs):
             np.testing.assert_array_equal(t, want[v.name])
@@ -266,7 +266,7 @@ def test_widened_8bit_products_export_as_integer_ops_again() -> None:
     feeds = {"x": x, "a": a}
     want = reference.run(g, feeds)
     np.testing.assert_array_equal(want["m"], (a.astype(np.int32) - 7) @ wm.astype(np.int32))
-    theirs = _ort_outputs(model, feeds)
+    theirs = ort_outputs(model, feeds)
     if theirs is not None:
         for name, t in zip(("c", "m"), theirs):
             np.testing.assert_array_equal(t, want[name])
@@ -284,7 +284,7 @@ def test_widened_constants_are_written_as_8bit_initializers() -> None:
     (mmi,) = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
     assert len(mmi.input) == 3  # A, B and A's zero point
     feeds = {"x": RNG.integers(0, 255, (2, 6)).astype(np.uint8)}
-    theirs = _ort_outputs(model, feeds)
+    theirs = ort_outputs(model, feeds)
     want = reference.run(g, feeds)[g.outputs[0].name]
     assert np.abs(want).max() > 100
     if theirs is not None:
@@ -300,7 +300,7 @@ def test_i32_products_without_8bit_operands() -> None:
     model = to_onnx(g)
     assert [n.op_type for n in model.graph.node] == ["MatMul"]
     feeds = {"x": RNG.integers(-1000, 1000, (3, 4)).astype(np.int32)}
-    theirs = _ort_outputs(model, feeds)
+    theirs = ort_outputs(model, feeds)
     if theirs is not None:
         np.testing.assert_array_equal(theirs[0], reference.run(g, feeds)[g.outputs[0].name])
     b = GraphBuilder("wide_conv")
@@ -320,7 +320,7 @@ def test_zoo_models_roundtrip(name: str) -> None:
     got = reference.run(from_onnx(model), m.inputs)
     for v in m.graph.outputs:
         np.testing.assert_allclose(got[v.name], want[v.name], rtol=1e-5, atol=1e-5)
-    theirs = _ort_outputs(model, m.inputs)
+    theirs = ort_outputs(model, m.inputs)
     if theirs is not None:
         for v, t in zip(m.graph.outputs, theirs):
             np.testing.assert_allclose(t, want[v.name], rtol=1e-4, atol=1e-5)

@@ -30,7 +30,7 @@ def make_model(nodes: list[onnx.NodeProto], inputs: dict[str, np.ndarray], outpu
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def _ort_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+def ort_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
     """onnxruntime's outputs, or None when it is not installed or cannot run the model."""
     try:
         import onnxruntime
@@ -67,7 +67,7 @@ def check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e
         got = reference.run(graph, feeds)
     outs = [got[v.name] for v in graph.outputs]
     assert_outputs(outs, expected, rtol, atol)
-    theirs = _ort_outputs(model, feeds) if ort else None
+    theirs = ort_outputs(model, feeds) if ort else None
     if theirs is not None:
         assert_outputs(outs, theirs, max(rtol, 1e-5), max(atol, 1e-5))
     return graph

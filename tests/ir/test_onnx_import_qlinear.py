@@ -12,7 +12,7 @@ from tensorsmith.backends import reference
 from tensorsmith.ir import Graph, from_onnx
 from tensorsmith.ir.onnx_context import OnnxImportError
 
-from .test_onnx_import import _ort_outputs, make_model
+from .test_onnx_import import make_model, ort_outputs
 
 RNG = np.random.default_rng(11)
 
@@ -41,7 +41,7 @@ def check_quantized(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> Gra
     g = from_onnx(model)
     got = reference.run(g, feeds)
     outs = [got[v.name] for v in g.outputs]
-    for name, theirs in (("onnx", ReferenceEvaluator(model).run(None, feeds)), ("ort", _ort_outputs(model, feeds))):
+    for name, theirs in (("onnx", ReferenceEvaluator(model).run(None, feeds)), ("ort", ort_outputs(model, feeds))):
         if theirs is None:
             continue
         for o, t in zip(outs, theirs):
@@ -199,7 +199,7 @@ def test_dynamic_quantize_linear_of_zeros_has_scale_one() -> None:
                    opset=11)
     got = reference.run(from_onnx(m), {"x": x})
     assert float(got["s"]) == 1.0 and int(got["z"]) == 0 and not got["y"].any()
-    theirs = _ort_outputs(m, {"x": x})
+    theirs = ort_outputs(m, {"x": x})
     if theirs is not None:
         assert float(theirs[1]) == 1.0
 
