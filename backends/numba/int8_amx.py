@@ -31,6 +31,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from .llvm_loops import counted_loop
 from .llvm_prefetch import prefetch
 
 TILE_ROWS = 16
@@ -126,7 +127,7 @@ def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool =
     blk(kt, a, a_off, lda, b, b_off, c, c_off): c[c_off + i*32 + n] = sum over k < 64 kt of
     a[a_off + i*lda + k] * w[k, n], for i < 16 row_tiles, n < 32, with w read from the packed panel
     at b[b_off:] (layout [Kp / 4][32][4]); offsets in elements of the flat C-contiguous a (u8),
-    b (s8) and c (i32). Needs kt >= 1 and the tile configuration loaded (`tiles_begin`). `interleaved`
+    b (s8) and c (i32); kt = 0 stores zeros. Needs the tile configuration loaded (`tiles_begin`). `interleaved`
     issues each tile load just before the first product that reads it, else every load first.
     `prefetch_a` asks for the next 64 k of every A row while this 64 is multiplied: an A tile's 16 rows
     are 16 lines at stride lda that the hardware prefetchers do not fetch ahead (measured on one core,
@@ -160,53 +161,48 @@ def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool =
         kt, lda = as_i64(0), as_i64(3)
         for t in c_tiles:
             builder.call(zero_fn, [_tile(t)])
-        pre = builder.block
-        loop, done = builder.append_basic_block("amx_loop"), builder.append_basic_block("amx_done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        k = builder.phi(_I64)
-        k.add_incoming(ir.Constant(_I64, 0), pre)
-        a_k = builder.gep(pa, [builder.mul(k, ir.Constant(_I64, TILE_K))])
-        b_k = builder.gep(pb, [builder.mul(k, ir.Constant(_I64, TILE_K * AMX_NR))])
 
-        def load_a(i: int) -> None:
-            rows = builder.gep(a_k, [builder.mul(lda, ir.Constant(_I64, TILE_ROWS * i))])
-            builder.call(load_fn, [_tile(_A_TILES[i]), builder.bitcast(rows, _PTR), lda])
+        def k_step(k: ir.Value) -> None:
+            """One 64 k: load the A and B tiles, multiply them into the C tiles."""
+            a_k = builder.gep(pa, [builder.mul(k, ir.Constant(_I64, TILE_K))])
+            b_k = builder.gep(pb, [builder.mul(k, ir.Constant(_I64, TILE_K * AMX_NR))])
 
-        def load_b(j: int) -> None:
-            half = builder.gep(b_k, [ir.Constant(_I64, 64 * j)])
-            builder.call(load_fn, [_tile(_B_TILES[j]), builder.bitcast(half, _PTR), ir.Constant(_I64, 4 * AMX_NR)])
+            def load_a(i: int) -> None:
+                rows = builder.gep(a_k, [builder.mul(lda, ir.Constant(_I64, TILE_ROWS * i))])
+                builder.call(load_fn, [_tile(_A_TILES[i]), builder.bitcast(rows, _PTR), lda])
 
-        def dot(i: int, j: int) -> None:
-            builder.call(dot_fn, [_tile(c_tiles[2 * i + j]), _tile(_A_TILES[i]), _tile(_B_TILES[j])])
+            def load_b(j: int) -> None:
+                half = builder.gep(b_k, [ir.Constant(_I64, 64 * j)])
+                builder.call(load_fn, [_tile(_B_TILES[j]), builder.bitcast(half, _PTR), ir.Constant(_I64, 4 * AMX_NR)])
 
-        if prefetch_a:  # the next 64 k of each A row (past the last k: a prefetch never faults)
-            a_next = builder.gep(a_k, [ir.Constant(_I64, TILE_K)])
-            for r in range(TILE_ROWS * row_tiles):
-                prefetch(builder, builder.gep(a_next, [builder.mul(lda, ir.Constant(_I64, r))]))
+            def dot(i: int, j: int) -> None:
+                builder.call(dot_fn, [_tile(c_tiles[2 * i + j]), _tile(_A_TILES[i]), _tile(_B_TILES[j])])
 
-        if interleaved:  # each load just before its first reader: the next loads overlap the products
-            load_a(0)
-            load_b(0)
-            dot(0, 0)
-            load_b(1)
-            dot(0, 1)
-            for i in range(1, row_tiles):
-                load_a(i)
-                dot(i, 0)
-                dot(i, 1)
-        else:
-            for i in range(row_tiles):
-                load_a(i)
-            for j in range(2):
-                load_b(j)
-            for i in range(row_tiles):
+            if prefetch_a:  # the next 64 k of each A row (past the last k: a prefetch never faults)
+                a_next = builder.gep(a_k, [ir.Constant(_I64, TILE_K)])
+                for r in range(TILE_ROWS * row_tiles):
+                    prefetch(builder, builder.gep(a_next, [builder.mul(lda, ir.Constant(_I64, r))]))
+
+            if interleaved:  # each load just before its first reader: the next loads overlap the products
+                load_a(0)
+                load_b(0)
+                dot(0, 0)
+                load_b(1)
+                dot(0, 1)
+                for i in range(1, row_tiles):
+                    load_a(i)
+                    dot(i, 0)
+                    dot(i, 1)
+            else:
+                for i in range(row_tiles):
+                    load_a(i)
                 for j in range(2):
-                    dot(i, j)
-        k_next = builder.add(k, ir.Constant(_I64, 1))
-        k.add_incoming(k_next, builder.block)
-        builder.cbranch(builder.icmp_signed("<", k_next, kt), loop, done)
-        builder.position_at_end(done)
+                    load_b(j)
+                for i in range(row_tiles):
+                    for j in range(2):
+                        dot(i, j)
+
+        counted_loop(builder, ir.Constant(_I64, 0), kt, 1, k_step, "amx")
         row_bytes = ir.Constant(_I64, 4 * AMX_NR)
         for i in range(row_tiles):
             for j in range(2):

@@ -28,6 +28,8 @@ from numba import types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from .llvm_loops import carried_loop
+
 K_GROUP = 4
 """Consecutive k values one 32-bit lane of a packed weight vector holds; K is padded to a multiple."""
 FULL_S8 = (-128, 127)
@@ -164,43 +166,25 @@ def ukernel_intrinsic(shape: UkernelShape, rows: int, gathered: bool, name: str)
         zero = ir.Constant(vi32, [0] * vw)
         undef = ir.Constant(vi32, ir.Undefined)
         splat = ir.Constant(ir.VectorType(_I32, vw), [0] * vw)
-        pre = builder.block
-        loop, done = builder.append_basic_block("i8uk_loop"), builder.append_basic_block("i8uk_done")
-        builder.cbranch(builder.icmp_signed(">", kg, ir.Constant(_I64, 0)), loop, done)
-        builder.position_at_end(loop)
-        g = builder.phi(_I64)
-        g.add_incoming(ir.Constant(_I64, 0), pre)
-        accs = []
-        for _ in range(rows * nrv):
-            p = builder.phi(vi32)
-            p.add_incoming(zero, pre)
-            accs.append(p)
-        bptr = builder.gep(pb, [builder.mul(g, ir.Constant(_I64, nr * 4))])
-        bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(_I64, j * vw * 4)]), vi8.as_pointer()),
-                             align=1) for j in range(nrv)]
-        col = builder.sext(builder.load(builder.gep(pg, [g])), _I64) if pg is not None else g
-        aoff = builder.mul(col, ir.Constant(_I64, 4))
-        new = []
-        for i in range(rows):
-            ap = builder.gep(pa, [builder.add(builder.mul(lda, ir.Constant(_I64, i)), aoff)])
-            word = builder.load(builder.bitcast(ap, _I32.as_pointer()), align=1)
-            bc = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(_I32, 0)), undef, splat)
-            av = builder.bitcast(bc, vi8)
-            for j in range(nrv):
-                new.append(_dot_step(builder, shape, accs[i * nrv + j], av, bvec[j]))
-        gn = builder.add(g, ir.Constant(_I64, 1))
-        last = builder.block
-        g.add_incoming(gn, last)
-        for p, nv in zip(accs, new):
-            p.add_incoming(nv, last)
-        builder.cbranch(builder.icmp_signed("<", gn, kg), loop, done)
-        builder.position_at_end(done)
-        fins = []
-        for idx in range(rows * nrv):  # every phi first: LLVM wants them at the top of the block
-            fin = builder.phi(vi32)
-            fin.add_incoming(zero, pre)
-            fin.add_incoming(new[idx], last)
-            fins.append(fin)
+
+        def k_group(g: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            """One group of 4 k: each A row's 4 bytes against the B row's vectors, added to the accumulators."""
+            bptr = builder.gep(pb, [builder.mul(g, ir.Constant(_I64, nr * 4))])
+            bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(_I64, j * vw * 4)]),
+                                                 vi8.as_pointer()), align=1) for j in range(nrv)]
+            col = builder.sext(builder.load(builder.gep(pg, [g])), _I64) if pg is not None else g
+            aoff = builder.mul(col, ir.Constant(_I64, 4))
+            new = []
+            for i in range(rows):
+                ap = builder.gep(pa, [builder.add(builder.mul(lda, ir.Constant(_I64, i)), aoff)])
+                word = builder.load(builder.bitcast(ap, _I32.as_pointer()), align=1)
+                bc = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(_I32, 0)), undef, splat)
+                av = builder.bitcast(bc, vi8)
+                for j in range(nrv):
+                    new.append(_dot_step(builder, shape, accs[i * nrv + j], av, bvec[j]))
+            return new
+
+        fins = carried_loop(builder, ir.Constant(_I64, 0), kg, 1, [zero] * (rows * nrv), k_group, "i8uk")
         acc_flag = context.cast(builder, args[first + 8], st[first + 8], types.boolean)
         for i in range(rows):
             row = builder.gep(pc, [builder.mul(ldc, ir.Constant(_I64, i))])

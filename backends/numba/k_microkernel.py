@@ -18,6 +18,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import helper
+from .llvm_loops import carried_loop, counted_loop
 from .llvm_prefetch import L2, prefetch
 from .mathfn import ERF_DENOMINATOR, ERF_LIMIT, ERF_NUMERATOR
 
@@ -150,49 +151,31 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
         zero = ir.Constant(vt, [0.0] * VW)
         undef = ir.Constant(vt, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, VW), [0] * VW)
-        pre = builder.block
-        loop, done = builder.append_basic_block("uk_loop"), builder.append_basic_block("uk_done")
-        builder.cbranch(builder.icmp_signed(">", kcv, ir.Constant(i64, 0)), loop, done)
-        builder.position_at_end(loop)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
-        accs = []
-        for _ in range(rows * vectors):
-            p = builder.phi(vt)
-            p.add_incoming(zero, pre)
-            accs.append(p)
-        if b_pieces:
-            bptr = builder.gep(pb, [builder.load(builder.gep(p_offs, [k]), align=8)])
-            bvec = [_load_pieces(builder, bptr, starts[j * b_pieces:(j + 1) * b_pieces]) for j in range(2)]
-        else:
-            bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
-            bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()),
-                                 align=4) for j in range(vectors)]
-        if a_step:
-            aptr = builder.gep(pa, [builder.load(builder.gep(data(3), [k]), align=8)])
-        else:
-            aptr = builder.gep(pa, [builder.mul(k, a_k)])
-        if epilogue:  # the prefetch stream
-            prefetch(builder, builder.gep(pf_base, [builder.mul(k, pf_step)]), L2)
-        new = []
-        for i in range(rows):
-            s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)
-            sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
-            for j in range(vectors):
-                new.append(builder.call(fma, [sv, bvec[j], accs[i * vectors + j]]))
-        kn = builder.add(k, ir.Constant(i64, 1))
-        last = builder.block
-        k.add_incoming(kn, last)
-        for p, nv in zip(accs, new):
-            p.add_incoming(nv, last)
-        builder.cbranch(builder.icmp_signed("<", kn, kcv), loop, done)
-        builder.position_at_end(done)
-        fins = []
-        for idx in range(rows * vectors):  # every phi first: LLVM wants them at the top of the block
-            fin = builder.phi(vt)
-            fin.add_incoming(zero, pre)
-            fin.add_incoming(new[idx], last)
-            fins.append(fin)
+
+        def k_step(k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+            """One k: the B row's vectors times each A row's value, added to the accumulators."""
+            if b_pieces:
+                bptr = builder.gep(pb, [builder.load(builder.gep(p_offs, [k]), align=8)])
+                bvec = [_load_pieces(builder, bptr, starts[j * b_pieces:(j + 1) * b_pieces]) for j in range(2)]
+            else:
+                bptr = builder.gep(pb, [builder.mul(k, ldb_v)])
+                bvec = [builder.load(builder.bitcast(builder.gep(bptr, [ir.Constant(i64, j * VW)]), vt.as_pointer()),
+                                     align=4) for j in range(vectors)]
+            if a_step:
+                aptr = builder.gep(pa, [builder.load(builder.gep(data(3), [k]), align=8)])
+            else:
+                aptr = builder.gep(pa, [builder.mul(k, a_k)])
+            if epilogue:  # the prefetch stream
+                prefetch(builder, builder.gep(pf_base, [builder.mul(k, pf_step)]), L2)
+            new = []
+            for i in range(rows):
+                s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)
+                sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+                for j in range(vectors):
+                    new.append(builder.call(fma, [sv, bvec[j], accs[i * vectors + j]]))
+            return new
+
+        fins = carried_loop(builder, ir.Constant(i64, 0), kcv, 1, [zero] * (rows * vectors), k_step, "uk")
         if pool_pairs:
             _store_pooled(builder, fma, fins, rows // 2, vectors, pc, ldc_v, second, ep_ptr, ep_mode)
             return context.get_dummy_value()
@@ -222,22 +205,21 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
                 entry = builder.append_basic_block(f"uk_epi{fixed}")
                 switch.add_case(ir.Constant(ep_mode.type, fixed), entry)
                 builder.position_at_end(entry)
-                body = builder.append_basic_block(f"uk_epi{fixed}_row")
-                builder.branch(body)
-                builder.position_at_end(body)
-                i = builder.phi(i64)
-                i.add_incoming(ir.Constant(i64, 0), entry)
-                row = builder.gep(pc, [builder.mul(ldc_v, i)])
-                res_row = builder.select(with_res, builder.gep(res_base, [builder.mul(ldr_v, i)]), row)
-                for j in range(vectors):
-                    ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
-                    rp = builder.bitcast(builder.gep(res_row, [second]) if j else res_row, vt.as_pointer())
-                    val = _fixed_epilogue(builder, fma, builder.load(ptr, align=4), ep_ptr, j, fixed,
-                                          (with_res, builder.load(rp, align=4)))
-                    builder.store(val, ptr, align=4)
-                i_next = builder.add(i, ir.Constant(i64, 1))
-                i.add_incoming(i_next, builder.block)
-                builder.cbranch(builder.icmp_signed("<", i_next, ir.Constant(i64, rows)), body, stored)
+
+                def epilogue_row(i: ir.Value, fixed: int = fixed) -> None:
+                    """Row i of the stored tile through epilogue mode `fixed`."""
+                    row = builder.gep(pc, [builder.mul(ldc_v, i)])
+                    res_row = builder.select(with_res, builder.gep(res_base, [builder.mul(ldr_v, i)]), row)
+                    for j in range(vectors):
+                        ptr = builder.bitcast(builder.gep(row, [second]) if j else row, vt.as_pointer())
+                        rp = builder.bitcast(builder.gep(res_row, [second]) if j else res_row, vt.as_pointer())
+                        val = _fixed_epilogue(builder, fma, builder.load(ptr, align=4), ep_ptr, j, fixed,
+                                              (with_res, builder.load(rp, align=4)))
+                        builder.store(val, ptr, align=4)
+
+                counted_loop(builder, ir.Constant(i64, 0), ir.Constant(i64, rows), 1, epilogue_row,
+                             f"uk_epi{fixed}_row")
+                builder.branch(stored)
             builder.position_at_end(stored)
         return context.get_dummy_value()
 

@@ -24,6 +24,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .llvm_loops import carried_loop
+
 _FEATURES = llvm.get_host_cpu_features()
 
 
@@ -102,6 +104,11 @@ def _fma(builder: ir.IRBuilder, vw: int) -> ir.Function:
                                                            name=name)
 
 
+def _zeros(vw: int) -> ir.Constant:
+    """A vector of vw float zeros."""
+    return ir.Constant(ir.VectorType(ir.FloatType(), vw), [0.0] * vw)
+
+
 def _splat(builder: ir.IRBuilder, s: ir.Value, vw: int) -> ir.Value:
     vt = ir.VectorType(ir.FloatType(), vw)
     undef = ir.Constant(vt, ir.Undefined)
@@ -118,39 +125,6 @@ def _vload(builder: ir.IRBuilder, ptr: ir.Value, off: int, vw: int) -> ir.Value:
 def _vstore(builder: ir.IRBuilder, val: ir.Value, ptr: ir.Value, off: ir.Value, vw: int) -> None:
     vt = ir.VectorType(ir.FloatType(), vw)
     builder.store(val, builder.bitcast(builder.gep(ptr, [off]), vt.as_pointer()), align=4)
-
-
-def _accumulate_loop(builder: ir.IRBuilder, lo: ir.Value, hi: ir.Value, n_acc: int, vw: int, body) -> list[ir.Value]:  # type: ignore[no-untyped-def]
-    """Emit `for t in [lo, hi)` carrying `n_acc` vector accumulators (zero first); `body(t, accs)` gives the
-    new accumulators. Returns the final accumulators (zeros when the range is empty)."""
-    i64 = ir.IntType(64)
-    zero = ir.Constant(ir.VectorType(ir.FloatType(), vw), [0.0] * vw)
-    pre = builder.block
-    loop, done = builder.append_basic_block("sp_loop"), builder.append_basic_block("sp_done")
-    builder.cbranch(builder.icmp_signed("<", lo, hi), loop, done)
-    builder.position_at_end(loop)
-    t = builder.phi(i64)
-    t.add_incoming(lo, pre)
-    accs = []
-    for _ in range(n_acc):
-        p = builder.phi(zero.type)
-        p.add_incoming(zero, pre)
-        accs.append(p)
-    new = body(t, accs)
-    tn = builder.add(t, ir.Constant(i64, 1))
-    last = builder.block
-    t.add_incoming(tn, last)
-    for p, nv in zip(accs, new):
-        p.add_incoming(nv, last)
-    builder.cbranch(builder.icmp_signed("<", tn, hi), loop, done)
-    builder.position_at_end(done)
-    fins = []
-    for nv in new:
-        fin = builder.phi(zero.type)
-        fin.add_incoming(zero, pre)
-        fin.add_incoming(nv, last)
-        fins.append(fin)
-    return fins
 
 
 def _data(context, builder, ty, val, off_ty=None, off=None):  # type: ignore[no-untyped-def]
@@ -212,7 +186,7 @@ def bsr_ukernel(typingctx, cfg, rows, kidx, t0, t1, a, a_off, b, c, c_off, ldc):
                     new += [builder.call(fma, [s, bv[j], accs[i * nv + j]]) for j in range(nv)]
                 return new
 
-            fins = _accumulate_loop(builder, lo, hi, nrows * nv, vw, body)
+            fins = carried_loop(builder, lo, hi, 1, [_zeros(vw)] * (nrows * nv), body, "bsr")
             for i in range(nrows):
                 row = builder.mul(ldc_v, ir.Constant(i64, i))
                 for j in range(nv):
@@ -259,7 +233,7 @@ def nm_ukernel(typingctx, cfg, kc, idx, vals, g_off, a, a_off, ct):  # type: ign
                             for q in range(nv)]
                 return new
 
-            fins = _accumulate_loop(builder, ir.Constant(i64, 0), kcv, r_all * nv, vw, body)
+            fins = carried_loop(builder, ir.Constant(i64, 0), kcv, 1, [_zeros(vw)] * (r_all * nv), body, "nm")
             for r in range(r_all):
                 for q in range(nv):
                     _vstore(builder, fins[r * nv + q], pc, ir.Constant(i64, r * mv + q * vw), vw)

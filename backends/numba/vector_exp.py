@@ -16,6 +16,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .k_microkernel import VW
+from .llvm_loops import counted_loop
 
 EXP_CLAMP = (-88.0, 88.8)
 """The range the argument is clamped to before the polynomial (as mathfn.fexp)."""
@@ -100,25 +101,20 @@ def make_softmax_exp(scalef: bool = SCALEF) -> Any:
             vscale, vbias = splat(args[2]), splat(args[3])
             fma = _intrinsic_fn(builder.module, f"llvm.fma.v{VW}f32", vt, [vt] * 3)
             count = context.cast(builder, args[8], st[8], types.intp)
-            pre = builder.block
-            loop, done = builder.append_basic_block("vexp_loop"), builder.append_basic_block("vexp_done")
-            builder.cbranch(builder.icmp_signed(">", count, ir.Constant(i64, 0)), loop, done)
-            builder.position_at_end(loop)
-            i = builder.phi(i64)
-            i.add_incoming(ir.Constant(i64, 0), pre)
 
-            def vec(ptr: ir.Value) -> ir.Value:
-                return builder.bitcast(builder.gep(ptr, [i]), vt.as_pointer())
+            def vector_step(i: ir.Value) -> None:
+                """x[i:i + VW] = exp(x * scale + bias - m) and total[i:i + VW] += it."""
 
-            xv, mv, tv = vec(px), vec(pm), vec(pt)
-            s = builder.call(fma, [builder.load(xv, align=4), vscale, vbias])
-            e = _vexp(builder, builder.fsub(s, builder.load(mv, align=4)), scalef)
-            builder.store(e, xv, align=4)
-            builder.store(builder.fadd(builder.load(tv, align=4), e), tv, align=4)
-            nxt = builder.add(i, ir.Constant(i64, VW))
-            i.add_incoming(nxt, builder.block)
-            builder.cbranch(builder.icmp_signed("<", nxt, count), loop, done)
-            builder.position_at_end(done)
+                def vec(ptr: ir.Value) -> ir.Value:
+                    return builder.bitcast(builder.gep(ptr, [i]), vt.as_pointer())
+
+                xv, mv, tv = vec(px), vec(pm), vec(pt)
+                s = builder.call(fma, [builder.load(xv, align=4), vscale, vbias])
+                e = _vexp(builder, builder.fsub(s, builder.load(mv, align=4)), scalef)
+                builder.store(e, xv, align=4)
+                builder.store(builder.fadd(builder.load(tv, align=4), e), tv, align=4)
+
+            counted_loop(builder, ir.Constant(i64, 0), count, VW, vector_step, "vexp")
             return context.get_dummy_value()
 
         return sig, codegen

@@ -28,6 +28,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from .k_microkernel import VW
+from .llvm_loops import carried_loop, counted_loop
 
 NEAR_TIE = 2.0 ** -11
 """Distance from a half-integer within which a vector is quantized again by division: at least twice the
@@ -94,52 +95,43 @@ def _typer(x, q, n, inv, scale, zp, lo, hi, width, per_element):  # type: ignore
         pq = context.make_array(st[1])(context, builder, args[1]).data
         count = context.cast(builder, args[2], st[2], types.intp)
         lo_v, hi_v = splat(6), splat(7)
-        if not per_element:
-            inv_v, scale_v, zp_v = splat(3), splat(4), splat(5)
+        one_scale = None if per_element else (splat(3), splat(4), splat(5))
         rint, fabs = _vector_fn(builder, "rint", 1, width), _vector_fn(builder, "fabs", 1, width)
-        pre = builder.block
-        loop = builder.append_basic_block("vq_loop")
-        exact = builder.append_basic_block("vq_divide")
-        store = builder.append_basic_block("vq_store")
-        done = builder.append_basic_block("vq_done")
-        builder.cbranch(builder.icmp_signed(">", count, ir.Constant(i64, 0)), loop, done)
 
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        i.add_incoming(ir.Constant(i64, 0), pre)
-        xv = builder.load(builder.bitcast(builder.gep(px, [i]), vt.as_pointer()), align=4)
-        if per_element:
-            inv_v, scale_v, zp_v = (builder.load(builder.bitcast(builder.gep(
+        def vector_step(i: ir.Value) -> None:
+            """Quantize x[i:i + width] into q: by the reciprocal, or by division when a value is near a tie."""
+            xv = builder.load(builder.bitcast(builder.gep(px, [i]), vt.as_pointer()), align=4)
+            inv_v, scale_v, zp_v = one_scale or tuple(builder.load(builder.bitcast(builder.gep(
                 context.make_array(st[k])(context, builder, args[k]).data, [i]), vt.as_pointer()), align=4)
                 for k in (3, 4, 5))
-        t = builder.fmul(xv, inv_v)
-        r = builder.call(rint, [t])
-        # unordered: NaN and infinities (t - r is NaN) take the division's path too, so that the common path
-        # needs no NaN select
-        near = builder.fcmp_unordered(">=", builder.call(fabs, [builder.fsub(t, r)]), const(0.5 - NEAR_TIE))
-        mask_t = ir.IntType(width)
-        any_near = builder.icmp_unsigned("!=", builder.bitcast(near, mask_t), ir.Constant(mask_t, 0))
-        v_fast = builder.fadd(r, zp_v)
-        from_loop = builder.block
-        builder.cbranch(any_near, exact, store)
+            t = builder.fmul(xv, inv_v)
+            r = builder.call(rint, [t])
+            # unordered: NaN and infinities (t - r is NaN) take the division's path too, so that the common path
+            # needs no NaN select
+            near = builder.fcmp_unordered(">=", builder.call(fabs, [builder.fsub(t, r)]), const(0.5 - NEAR_TIE))
+            mask_t = ir.IntType(width)
+            any_near = builder.icmp_unsigned("!=", builder.bitcast(near, mask_t), ir.Constant(mask_t, 0))
+            v_fast = builder.fadd(r, zp_v)
+            from_loop = builder.block
+            exact = builder.append_basic_block("vq_divide")
+            store = builder.append_basic_block("vq_store")
+            builder.cbranch(any_near, exact, store)
 
-        builder.position_at_end(exact)  # some value near a tie, NaN or infinite: the whole vector by division
-        v_div = builder.fadd(builder.call(rint, [builder.fdiv(xv, scale_v)]), zp_v)
-        v_div = builder.select(builder.fcmp_unordered("uno", v_div, v_div), zp_v, v_div)
-        builder.branch(store)
+            builder.position_at_end(exact)  # some value near a tie, NaN or infinite: the whole vector by division
+            v_div = builder.fadd(builder.call(rint, [builder.fdiv(xv, scale_v)]), zp_v)
+            v_div = builder.select(builder.fcmp_unordered("uno", v_div, v_div), zp_v, v_div)
+            builder.branch(store)
 
-        builder.position_at_end(store)
-        v = builder.phi(vt)
-        v.add_incoming(v_fast, from_loop)
-        v.add_incoming(v_div, exact)
-        v = builder.select(builder.fcmp_ordered("<", v, lo_v), lo_v, v)
-        v = builder.select(builder.fcmp_ordered(">", v, hi_v), hi_v, v)
-        byte = builder.fptosi(v, bt) if signed else builder.fptoui(v, bt)
-        builder.store(byte, builder.bitcast(builder.gep(pq, [i]), bt.as_pointer()), align=1)
-        nxt = builder.add(i, ir.Constant(i64, width))
-        i.add_incoming(nxt, builder.block)
-        builder.cbranch(builder.icmp_signed("<", nxt, count), loop, done)
-        builder.position_at_end(done)
+            builder.position_at_end(store)
+            v = builder.phi(vt)
+            v.add_incoming(v_fast, from_loop)
+            v.add_incoming(v_div, exact)
+            v = builder.select(builder.fcmp_ordered("<", v, lo_v), lo_v, v)
+            v = builder.select(builder.fcmp_ordered(">", v, hi_v), hi_v, v)
+            byte = builder.fptosi(v, bt) if signed else builder.fptoui(v, bt)
+            builder.store(byte, builder.bitcast(builder.gep(pq, [i]), bt.as_pointer()), align=1)
+
+        counted_loop(builder, ir.Constant(i64, 0), count, width, vector_step, "vq")
         return context.get_dummy_value()
 
     return sig, codegen
@@ -195,37 +187,20 @@ def _range_codegen(width: int, skip_infinities: bool) -> Any:
         def larger(a: ir.Value, b: ir.Value) -> ir.Value:
             return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
-        pre = builder.block
-        loop, done = builder.append_basic_block("vr_loop"), builder.append_basic_block("vr_done")
-        builder.cbranch(builder.icmp_signed(">", count, ir.Constant(i64, 0)), loop, done)
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        i.add_incoming(ir.Constant(i64, 0), pre)
-        acc = [(builder.phi(vt), builder.phi(vt)) for _ in range(RANGE_LANES)]
-        new = []
-        for lane, (lo, hi) in enumerate(acc):
-            lo.add_incoming(zero, pre)
-            hi.add_incoming(zero, pre)
-            at = builder.add(i, ir.Constant(i64, lane * width))
-            xv = builder.load(builder.bitcast(builder.gep(px, [at]), vt.as_pointer()), align=4)
-            if skip_infinities:
-                xv = builder.select(builder.fcmp_ordered("<", builder.call(fabs, [xv]), inf), xv, zero)
-            new.append((smaller(xv, lo), larger(xv, hi)))
-        nxt = builder.add(i, ir.Constant(i64, RANGE_LANES * width))
-        i.add_incoming(nxt, loop)
-        for (lo, hi), (lo_n, hi_n) in zip(acc, new):
-            lo.add_incoming(lo_n, loop)
-            hi.add_incoming(hi_n, loop)
-        builder.cbranch(builder.icmp_signed("<", nxt, count), loop, done)
-        builder.position_at_end(done)
-        finals = []
-        for lo_n, hi_n in new:  # every phi first: LLVM wants them at the top of the block
-            lo_p, hi_p = builder.phi(vt), builder.phi(vt)
-            lo_p.add_incoming(zero, pre)
-            lo_p.add_incoming(lo_n, loop)
-            hi_p.add_incoming(zero, pre)
-            hi_p.add_incoming(hi_n, loop)
-            finals.append((lo_p, hi_p))
+        def vector_step(i: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+            """RANGE_LANES vectors from x[i:], each into its own (min, max) pair of acc (lo0, hi0, lo1, ...)."""
+            new = []
+            for lane in range(RANGE_LANES):
+                at = builder.add(i, ir.Constant(i64, lane * width))
+                xv = builder.load(builder.bitcast(builder.gep(px, [at]), vt.as_pointer()), align=4)
+                if skip_infinities:
+                    xv = builder.select(builder.fcmp_ordered("<", builder.call(fabs, [xv]), inf), xv, zero)
+                new += [smaller(xv, acc[2 * lane]), larger(xv, acc[2 * lane + 1])]
+            return new
+
+        flat = carried_loop(builder, ir.Constant(i64, 0), count, RANGE_LANES * width, [zero] * (2 * RANGE_LANES),
+                            vector_step, "vr")
+        finals = list(zip(flat[0::2], flat[1::2]))
         lo_v, hi_v = zero, zero
         for lo_p, hi_p in finals:
             lo_v, hi_v = smaller(lo_p, lo_v), larger(hi_p, hi_v)
