@@ -31,6 +31,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from .llvm_intrinsics import declare
 from .llvm_loops import counted_loop
 from .llvm_prefetch import prefetch
 
@@ -70,13 +71,11 @@ def request_tile_state() -> str | None:
     return None
 
 
-def _declare(module: ir.Module, name: str, args: list[ir.Type]) -> ir.Function:
+def _x86(module: ir.Module, name: str, args: list[ir.Type]) -> ir.Function:
     """The void LLVM intrinsic `llvm.x86.<name>` of `module`, declared on first use."""
-    full = f"llvm.x86.{name}"
-    return module.globals.get(full) or ir.Function(module, ir.FunctionType(_VOID, args), name=full)
+    return declare(module, f"llvm.x86.{name}", _VOID, args)
 
 
-_I32 = ir.IntType(32)
 def _tile(t: int) -> ir.Constant:
     return ir.Constant(_I8, t)
 
@@ -99,7 +98,7 @@ def tiles_begin(typingctx):  # type: ignore[no-untyped-def]
         arr_t = ir.ArrayType(_I8, 64)
         slot = cgutils.alloca_once(builder, arr_t)
         builder.store(ir.Constant(arr_t, _config_bytes()), slot)
-        builder.call(_declare(builder.module, "ldtilecfg", [_PTR]), [builder.bitcast(slot, _PTR)])
+        builder.call(_x86(builder.module, "ldtilecfg", [_PTR]), [builder.bitcast(slot, _PTR)])
         return context.get_dummy_value()
 
     return types.void(), codegen
@@ -110,7 +109,7 @@ def tiles_end(typingctx):  # type: ignore[no-untyped-def]
     """Release the tile state of the calling thread."""
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        builder.call(_declare(builder.module, "tilerelease", []), [])
+        builder.call(_x86(builder.module, "tilerelease", []), [])
         return context.get_dummy_value()
 
     return types.void(), codegen
@@ -153,10 +152,10 @@ def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool =
             return builder.gep(arr.data, [as_i64(off_idx)])
 
         mod = builder.module
-        zero_fn = _declare(mod, "tilezero", [_I8])
-        load_fn = _declare(mod, "tileloadd64", [_I8, _PTR, _I64])
-        dot_fn = _declare(mod, "tdpbusd", [_I8, _I8, _I8])
-        store_fn = _declare(mod, "tilestored64", [_I8, _PTR, _I64])
+        zero_fn = _x86(mod, "tilezero", [_I8])
+        load_fn = _x86(mod, "tileloadd64", [_I8, _PTR, _I64])
+        dot_fn = _x86(mod, "tdpbusd", [_I8, _I8, _I8])
+        store_fn = _x86(mod, "tilestored64", [_I8, _PTR, _I64])
         pa, pb, pc = base(1, 2), base(4, 5), base(6, 7)
         kt, lda = as_i64(0), as_i64(3)
         for t in c_tiles:

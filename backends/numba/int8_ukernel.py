@@ -28,6 +28,7 @@ from numba import types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from .llvm_intrinsics import declare, splat
 from .llvm_loops import carried_loop
 
 K_GROUP = 4
@@ -77,11 +78,6 @@ WEIGHT_RANGE = {path: s.weight_range for path, s in SHAPES.items()}
 _I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 
 
-def _declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
-    """The LLVM function `name` of `module`, declared on first use."""
-    return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
-
-
 def _dot_step(builder: ir.IRBuilder, shape: UkernelShape, acc: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
     """acc + (per i32 lane) the sum of the 4 u8 x s8 products of byte vectors a and b."""
     vw = shape.vw
@@ -89,14 +85,14 @@ def _dot_step(builder: ir.IRBuilder, shape: UkernelShape, acc: ir.Value, a: ir.V
     vi16 = ir.VectorType(_I16, 2 * vw)
     mod = builder.module
     if shape.dot == "vpdpbusd":  # the 256-bit intrinsic selects the VEX (AVX-VNNI) form where AVX-512 VL is absent
-        fn = _declare(mod, f"llvm.x86.avx512.vpdpbusd.{32 * vw}", vi32, [vi32, vi8, vi8])
+        fn = declare(mod, f"llvm.x86.avx512.vpdpbusd.{32 * vw}", vi32, [vi32, vi8, vi8])
         return builder.call(fn, [acc, a, b])
     if vw == 16:
-        mub = _declare(mod, "llvm.x86.avx512.pmaddubs.w.512", vi16, [vi8, vi8])
-        mwd = _declare(mod, "llvm.x86.avx512.pmaddw.d.512", vi32, [vi16, vi16])
+        mub = declare(mod, "llvm.x86.avx512.pmaddubs.w.512", vi16, [vi8, vi8])
+        mwd = declare(mod, "llvm.x86.avx512.pmaddw.d.512", vi32, [vi16, vi16])
     else:
-        mub = _declare(mod, "llvm.x86.avx2.pmadd.ub.sw", vi16, [vi8, vi8])
-        mwd = _declare(mod, "llvm.x86.avx2.pmadd.wd", vi32, [vi16, vi16])
+        mub = declare(mod, "llvm.x86.avx2.pmadd.ub.sw", vi16, [vi8, vi8])
+        mwd = declare(mod, "llvm.x86.avx2.pmadd.wd", vi32, [vi16, vi16])
     pairs = builder.call(mub, [a, b])
     quads = builder.call(mwd, [pairs, ir.Constant(vi16, [1] * (2 * vw))])
     return builder.add(acc, quads)
@@ -164,8 +160,6 @@ def ukernel_intrinsic(shape: UkernelShape, rows: int, gathered: bool, name: str)
         pg = base(1, 2) if gathered else None
         kg, lda, ldc = as_intp(0), as_intp(first + 2), as_intp(first + 7)
         zero = ir.Constant(vi32, [0] * vw)
-        undef = ir.Constant(vi32, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(_I32, vw), [0] * vw)
 
         def k_group(g: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
             """One group of 4 k: each A row's 4 bytes against the B row's vectors, added to the accumulators."""
@@ -178,8 +172,7 @@ def ukernel_intrinsic(shape: UkernelShape, rows: int, gathered: bool, name: str)
             for i in range(rows):
                 ap = builder.gep(pa, [builder.add(builder.mul(lda, ir.Constant(_I64, i)), aoff)])
                 word = builder.load(builder.bitcast(ap, _I32.as_pointer()), align=1)
-                bc = builder.shuffle_vector(builder.insert_element(undef, word, ir.Constant(_I32, 0)), undef, splat)
-                av = builder.bitcast(bc, vi8)
+                av = builder.bitcast(splat(builder, word, vw), vi8)
                 for j in range(nrv):
                     new.append(_dot_step(builder, shape, accs[i * nrv + j], av, bvec[j]))
             return new

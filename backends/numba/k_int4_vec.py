@@ -19,6 +19,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .llvm_intrinsics import float_vector_fn, splat
+
 _FEATURES = llvm.get_host_cpu_features()
 VW = 16 if _FEATURES.get("avx512f") else 8
 """Bytes (and f32 lanes) per vector step: 16 with AVX-512, 8 with AVX2."""
@@ -56,12 +58,8 @@ def _make(rows: int, bits: int = 4):  # type: ignore[no-untyped-def]
         px, pp, ps, pout = data(0), data(3), data(5), data(9)
         xo, ldx, po, so, ng, nv, oo, ldo = (intp(i) for i in (1, 2, 4, 6, 7, 8, 10, 11))
         flag = context.cast(builder, args[12], st[12], types.boolean)
-        name = f"llvm.fma.v{VW}f32"
-        fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                                                              name=name)
+        fma = float_vector_fn(builder.module, "fma", VW, 3)
         zero = ir.Constant(vt, [0.0] * VW)
-        undef = ir.Constant(vt, ir.Undefined)
-        splat0 = ir.Constant(ir.VectorType(i32, VW), [0] * VW)
         fifteen, four, eight = (ir.Constant(vi, [c] * VW) for c in (15, 4, 8))
         half = builder.mul(nv, ir.Constant(i64, VW))  # bytes per group: G / 2 for int4, G for int8
         group = builder.mul(half, ir.Constant(i64, 2 if bits == 4 else 1))
@@ -94,7 +92,7 @@ def _make(rows: int, bits: int = 4):  # type: ignore[no-untyped-def]
                         part = builder.call(fma, [xl, lo, builder.load(gl[r])])
                         builder.store(builder.call(fma, [xh, hi, part]), gl[r])
             sc = builder.load(builder.gep(ps, [builder.add(so, g)]), align=4)
-            sv = builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)), undef, splat0)
+            sv = splat(builder, sc, VW)
             for r in range(rows):
                 builder.store(builder.call(fma, [sv, builder.load(gl[r]), builder.load(acc[r])]), acc[r])
         for r in range(rows):

@@ -18,6 +18,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import helper
+from .llvm_intrinsics import float_vector_fn, splat
 from .llvm_loops import carried_loop, counted_loop
 from .llvm_prefetch import L2, prefetch
 from .mathfn import ERF_DENOMINATOR, ERF_LIMIT, ERF_NUMERATOR
@@ -114,7 +115,7 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
     def _codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
         sh = 2 if strided_a or pool_pairs else 1 if a_step else 0  # B and C follow A's strides (or table, delta)
-        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+        f32, i64 = ir.FloatType(), ir.IntType(64)
         vt = ir.VectorType(f32, VW)
 
         def data(idx):  # type: ignore[no-untyped-def]
@@ -145,12 +146,8 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
             half = rows // 2
             a_rows = a_rows[:half] + [builder.add(scalar(4), builder.mul(a_i, ir.Constant(i64, i)))
                                       for i in range(half)]
-        name = f"llvm.fma.v{VW}f32"
-        fma = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                                                              name=name)
+        fma = float_vector_fn(builder.module, "fma", VW, 3)
         zero = ir.Constant(vt, [0.0] * VW)
-        undef = ir.Constant(vt, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, VW), [0] * VW)
 
         def k_step(k: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
             """One k: the B row's vectors times each A row's value, added to the accumulators."""
@@ -170,7 +167,7 @@ def make_fp32_ukernel(rows: int, a_stride: int = MR, b_pieces: int = 0,  # type:
             new = []
             for i in range(rows):
                 s = builder.load(builder.gep(aptr, [a_rows[i]]), align=4)
-                sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+                sv = splat(builder, s, VW)
                 for j in range(vectors):
                     new.append(builder.call(fma, [sv, bvec[j], accs[i * vectors + j]]))
             return new
@@ -334,8 +331,7 @@ def _store_pooled(builder: ir.IRBuilder, fma: ir.Function, fins: list[ir.Value],
     """Store accumulators of two output rows of `width` pixels (fins: row-major, `vectors` per pixel) after the
     epilogue as the max of each 2x2 window (a NaN wins, as numpy's max): pooled pixel q at pc + q * ldc."""
     vt = fins[0].type
-    name = f"llvm.maximum.v{VW}f32"
-    vmax = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt]), name=name)
+    vmax = float_vector_fn(builder.module, "maximum", VW, 2)
     vals = [_tile_epilogue(builder, fma, fins[idx], table, idx % vectors, mode) for idx in range(len(fins))]
     for q in range(width // 2):
         dst = builder.gep(pc, [builder.mul(ldc, ir.Constant(ir.IntType(64), q))])

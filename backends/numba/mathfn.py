@@ -14,6 +14,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import helper
+from .llvm_intrinsics import declare
 
 
 @intrinsic
@@ -51,9 +52,7 @@ def maximum(typingctx, a, b):  # type: ignore[no-untyped-def]
             greater = builder.icmp_signed(">", x, y) if a.signed else builder.icmp_unsigned(">", x, y)
             return builder.select(greater, x, y)
         name = f"llvm.maximum.f{a.bitwidth}"
-        fn = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(x.type, [x.type, x.type]),
-                                                             name=name)
-        return builder.call(fn, [x, y])
+        return builder.call(declare(builder.module, name, x.type, [x.type, x.type]), [x, y])
 
     return sig, codegen
 

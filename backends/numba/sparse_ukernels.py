@@ -24,6 +24,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .llvm_intrinsics import float_vector_fn, splat
 from .llvm_loops import carried_loop
 
 _FEATURES = llvm.get_host_cpu_features()
@@ -97,23 +98,9 @@ NM_CONFIGS: tuple[NMConfig, ...] = (
 """N:M register tiles by code, one per ISA."""
 
 
-def _fma(builder: ir.IRBuilder, vw: int) -> ir.Function:
-    vt = ir.VectorType(ir.FloatType(), vw)
-    name = f"llvm.fma.v{vw}f32"
-    return builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                                                           name=name)
-
-
 def _zeros(vw: int) -> ir.Constant:
     """A vector of vw float zeros."""
     return ir.Constant(ir.VectorType(ir.FloatType(), vw), [0.0] * vw)
-
-
-def _splat(builder: ir.IRBuilder, s: ir.Value, vw: int) -> ir.Value:
-    vt = ir.VectorType(ir.FloatType(), vw)
-    undef = ir.Constant(vt, ir.Undefined)
-    mask = ir.Constant(ir.VectorType(ir.IntType(32), vw), [0] * vw)
-    return builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, mask)
 
 
 def _vload(builder: ir.IRBuilder, ptr: ir.Value, off: int, vw: int) -> ir.Value:
@@ -173,7 +160,7 @@ def bsr_ukernel(typingctx, cfg, rows, kidx, t0, t1, a, a_off, b, c, c_off, ldc):
         def emit(data):  # type: ignore[no-untyped-def]
             conf, nrows = data
             vw, nv, np_ = conf.vw, conf.nvec, conf.np_
-            fma = _fma(builder, vw)
+            fma = float_vector_fn(builder.module, "fma", vw, 3)
 
             def body(t, accs):  # type: ignore[no-untyped-def]
                 kk = builder.sext(builder.load(builder.gep(pk, [t]), align=4), i64)
@@ -182,7 +169,7 @@ def bsr_ukernel(typingctx, cfg, rows, kidx, t0, t1, a, a_off, b, c, c_off, ldc):
                 bv = [_vload(builder, bptr, j * vw, vw) for j in range(nv)]
                 new = []
                 for i in range(nrows):
-                    s = _splat(builder, builder.load(builder.gep(aptr, [ir.Constant(i64, i)]), align=4), vw)
+                    s = splat(builder, builder.load(builder.gep(aptr, [ir.Constant(i64, i)]), align=4), vw)
                     new += [builder.call(fma, [s, bv[j], accs[i * nv + j]]) for j in range(nv)]
                 return new
 
@@ -219,7 +206,7 @@ def nm_ukernel(typingctx, cfg, kc, idx, vals, g_off, a, a_off, ct):  # type: ign
 
         def emit(conf):  # type: ignore[no-untyped-def]
             vw, nv, r_all, mv = conf.vw, conf.nvec, conf.r, conf.mv
-            fma = _fma(builder, vw)
+            fma = float_vector_fn(builder.module, "fma", vw, 3)
 
             def body(j, accs):  # type: ignore[no-untyped-def]
                 base = builder.mul(j, ir.Constant(i64, r_all))
@@ -227,7 +214,7 @@ def nm_ukernel(typingctx, cfg, kc, idx, vals, g_off, a, a_off, ct):  # type: ign
                 for r in range(r_all):
                     at = builder.add(base, ir.Constant(i64, r))
                     kk = builder.sext(builder.load(builder.gep(pi, [at]), align=4), i64)
-                    s = _splat(builder, builder.load(builder.gep(pv, [at]), align=4), vw)
+                    s = splat(builder, builder.load(builder.gep(pv, [at]), align=4), vw)
                     aptr = builder.gep(pa, [builder.mul(kk, ir.Constant(i64, mv))])
                     new += [builder.call(fma, [s, _vload(builder, aptr, q * vw, vw), accs[r * nv + q]])
                             for q in range(nv)]

@@ -16,6 +16,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .k_microkernel import VW
+from .llvm_intrinsics import declare, float_vector_fn, splat
 from .llvm_loops import counted_loop
 
 EXP_CLAMP = (-88.0, 88.8)
@@ -28,11 +29,6 @@ SCALEF = VW == 16
 """Whether the exp scales by 2**n with AVX-512's vscalefps (on hosts with 16-float vectors)."""
 CURRENT_ROUNDING = 4
 """vscalefps's rounding operand: the current rounding mode (_MM_FROUND_CUR_DIRECTION)."""
-
-
-def _intrinsic_fn(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
-    """The declaration of LLVM intrinsic `name` in `module` (declared once)."""
-    return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
 def _vexp(builder: ir.IRBuilder, x: ir.Value, scalef: bool = SCALEF) -> ir.Value:
@@ -48,8 +44,8 @@ def _vexp(builder: ir.IRBuilder, x: ir.Value, scalef: bool = SCALEF) -> ir.Value
     def const(v: float) -> ir.Constant:
         return ir.Constant(vt, [float(np.float32(v))] * VW)
 
-    fma = _intrinsic_fn(module, f"llvm.fma.v{VW}f32", vt, [vt] * 3)
-    floor = _intrinsic_fn(module, f"llvm.floor.v{VW}f32", vt, [vt])
+    fma = float_vector_fn(module, "fma", VW, 3)
+    floor = float_vector_fn(module, "floor", VW, 1)
     lo, hi = EXP_CLAMP
     xc = builder.select(builder.fcmp_ordered("<", x, const(lo)), const(lo), x)
     xc = builder.select(builder.fcmp_ordered(">", xc, const(hi)), const(hi), xc)
@@ -62,7 +58,7 @@ def _vexp(builder: ir.IRBuilder, x: ir.Value, scalef: bool = SCALEF) -> ir.Value
     p = builder.fadd(builder.call(fma, [builder.fmul(p, r), r, r]), const(1.0))
     if scalef:  # 0 where x < EXP_ZERO_BELOW (NaN kept: the unordered compare lets it through); inf from 2**128
         keep = builder.bitcast(builder.fcmp_unordered(">=", x, const(EXP_ZERO_BELOW)), ir.IntType(VW))
-        scale = _intrinsic_fn(module, "llvm.x86.avx512.mask.scalef.ps.512", vt, [vt, vt, vt, ir.IntType(16), i32])
+        scale = declare(module, "llvm.x86.avx512.mask.scalef.ps.512", vt, [vt, vt, vt, ir.IntType(16), i32])
         return builder.call(scale, [p, n, const(0.0), keep, ir.Constant(i32, CURRENT_ROUNDING)])
     shift = builder.shl(builder.fptosi(n, it), ir.Constant(it, [23] * VW))
     y = builder.bitcast(builder.add(builder.bitcast(p, it), shift), vt)
@@ -93,13 +89,9 @@ def make_softmax_exp(scalef: bool = SCALEF) -> Any:
                 data = context.make_array(st[idx])(context, builder, args[idx]).data
                 return builder.gep(data, [context.cast(builder, args[off], st[off], types.intp)])
 
-            def splat(value: ir.Value) -> ir.Value:
-                one = builder.insert_element(ir.Constant(vt, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
-
             px, pm, pt = at(0, 1), at(4, 5), at(6, 7)
-            vscale, vbias = splat(args[2]), splat(args[3])
-            fma = _intrinsic_fn(builder.module, f"llvm.fma.v{VW}f32", vt, [vt] * 3)
+            vscale, vbias = splat(builder, args[2], VW), splat(builder, args[3], VW)
+            fma = float_vector_fn(builder.module, "fma", VW, 3)
             count = context.cast(builder, args[8], st[8], types.intp)
 
             def vector_step(i: ir.Value) -> None:

@@ -28,6 +28,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from .k_microkernel import VW
+from .llvm_intrinsics import float_vector_fn, splat
 from .llvm_loops import carried_loop, counted_loop
 
 NEAR_TIE = 2.0 ** -11
@@ -38,14 +39,6 @@ BYTE_TYPES = (types.uint8, types.int8)
 """Outputs the vector path writes: bounds within 255 of each other, so that values it may round otherwise than
 the division (|t| > 1024) saturate alike."""
 """Smallest scale `quantize_vectors` takes: 1 / scale stays finite and exact to half an ulp above it."""
-
-
-def _vector_fn(builder: ir.IRBuilder, name: str, args: int, width: int) -> ir.Function:
-    """The LLVM intrinsic llvm.<name>.v<width>f32 taking `args` vectors."""
-    vt = ir.VectorType(ir.FloatType(), width)
-    full = f"llvm.{name}.v{width}f32"
-    return builder.module.globals.get(full) or ir.Function(builder.module, ir.FunctionType(vt, [vt] * args),
-                                                           name=full)
 
 
 def make_quantize_vectors(width: int, per_element: bool = False) -> Any:
@@ -81,12 +74,8 @@ def _typer(x, q, n, inv, scale, zp, lo, hi, width, per_element):  # type: ignore
         i64, f32 = ir.IntType(64), ir.FloatType()
         vt, bt = ir.VectorType(f32, width), ir.VectorType(ir.IntType(8), width)
 
-        def splat(idx: int) -> ir.Value:
-            v = context.cast(builder, args[idx], st[idx], types.float32)
-            return builder.shuffle_vector(builder.insert_element(ir.Constant(vt, ir.Undefined), v,
-                                                                 ir.Constant(ir.IntType(32), 0)),
-                                          ir.Constant(vt, ir.Undefined),
-                                          ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width))
+        def arg_splat(idx: int) -> ir.Value:
+            return splat(builder, context.cast(builder, args[idx], st[idx], types.float32), width)
 
         def const(v: float) -> ir.Constant:
             return ir.Constant(vt, [float(np.float32(v))] * width)
@@ -94,9 +83,9 @@ def _typer(x, q, n, inv, scale, zp, lo, hi, width, per_element):  # type: ignore
         px = context.make_array(st[0])(context, builder, args[0]).data
         pq = context.make_array(st[1])(context, builder, args[1]).data
         count = context.cast(builder, args[2], st[2], types.intp)
-        lo_v, hi_v = splat(6), splat(7)
-        one_scale = None if per_element else (splat(3), splat(4), splat(5))
-        rint, fabs = _vector_fn(builder, "rint", 1, width), _vector_fn(builder, "fabs", 1, width)
+        lo_v, hi_v = arg_splat(6), arg_splat(7)
+        one_scale = None if per_element else (arg_splat(3), arg_splat(4), arg_splat(5))
+        rint, fabs = (float_vector_fn(builder.module, name, width, 1) for name in ("rint", "fabs"))
 
         def vector_step(i: ir.Value) -> None:
             """Quantize x[i:i + width] into q: by the reciprocal, or by division when a value is near a tie."""
@@ -179,7 +168,7 @@ def _range_codegen(width: int, skip_infinities: bool) -> Any:
         inf = ir.Constant(vt, [float("inf")] * width)
         px = context.make_array(st[0])(context, builder, args[0]).data
         count = context.cast(builder, args[1], st[1], types.intp)
-        fabs = _vector_fn(builder, "fabs", 1, width)
+        fabs = float_vector_fn(builder.module, "fabs", width, 1)
 
         def smaller(a: ir.Value, b: ir.Value) -> ir.Value:
             return builder.select(builder.fcmp_ordered("<", a, b), a, b)

@@ -15,6 +15,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import helper
+from .llvm_intrinsics import declare, splat
 
 VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f") else 32
 """Bytes per vector: 64 with AVX-512, 32 otherwise."""
@@ -52,9 +53,7 @@ def _masked(builder, name, vt, ret, args):  # type: ignore[no-untyped-def]
     """Declare (once) and call llvm.masked.load / llvm.masked.store on vectors of type vt."""
     elem = "f32" if isinstance(vt.element, ir.FloatType) else f"i{vt.element.width}"
     full = f"llvm.masked.{name}.v{vt.count}{elem}.p0v{vt.count}{elem}"
-    fn = builder.module.globals.get(full) or ir.Function(
-        builder.module, ir.FunctionType(ret, [a.type for a in args]), name=full)
-    return builder.call(fn, args)
+    return builder.call(declare(builder.module, full, ret, [a.type for a in args]), args)
 
 
 def _run_array(arr) -> bool:  # type: ignore[no-untyped-def]
@@ -114,18 +113,15 @@ def _fill_vector(typingctx, dst, d_off, value, count):  # type: ignore[no-untype
         vt = _vector_type(st[0])
         dp = _vector_pointer(context, builder, st[0], args[0], st[1], args[1])
         i32 = ir.IntType(32)
-        splat = builder.shuffle_vector(builder.insert_element(ir.Constant(vt, ir.Undefined), args[2],
-                                                              ir.Constant(i32, 0)),
-                                       ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, vt.count),
-                                                                                  [0] * vt.count))
+        value = splat(builder, args[2], vt.count)
         full = builder.icmp_signed(">=", context.cast(builder, args[3], st[3], types.intp),
                                    ir.Constant(ir.IntType(64), vt.count))
         with builder.if_else(full) as (whole, part):
             with whole:
-                builder.store(splat, dp, align=1)
+                builder.store(value, dp, align=1)
             with part:
                 mask = _lane_mask(context, builder, vt.count, st[3], args[3])
-                _masked(builder, "store", vt, ir.VoidType(), [splat, dp, ir.Constant(i32, 1), mask])
+                _masked(builder, "store", vt, ir.VoidType(), [value, dp, ir.Constant(i32, 1), mask])
         return context.get_dummy_value()
 
     return sig, codegen
