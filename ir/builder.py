@@ -177,10 +177,11 @@ class GraphBuilder:
         return self.op("matmul", a, b, **kw)
 
     def attention(self, q: Value, k: Value, v: Value, mask: ArrayLike | None = None, *, heads: int,
-                  scale: float = 0.0, **kw: Any) -> Value:
-        """Multi-head attention on [B, S, heads * D] q, k, v; scale 0.0 means 1/sqrt(D); mask is additive."""
+                  scale: float = 0.0, causal: bool = False, **kw: Any) -> Value:
+        """Multi-head attention on [B, S, heads * D] q, k, v; scale 0.0 means 1/sqrt(D); mask is additive;
+        `causal`: query i attends to keys 0..i only."""
         args = (q, k, v) if mask is None else (q, k, v, mask)
-        return self.op("attention", *args, heads=heads, scale=scale, **kw)
+        return self.op("attention", *args, heads=heads, scale=scale, causal=causal, **kw)
 
     def conv2d(self, x: Value, weight: ArrayLike, bias: ArrayLike | None = None, *,
                strides: Sequence[int] = (1, 1), pads: Sequence[int] | int = 0,

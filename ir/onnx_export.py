@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 from .graph import Graph, Node, Value
 from .onnx_context import IR_TO_ONNX, Namer
 from .onnx_export_integer import INTEGER_EXPORTERS, integer_product, narrow_operand
-from .ops.attention import attention_scale
+from .ops.attention import attention_scale, causal_mask
 from .regions import inline_regions
 
 DEFAULT_OPSET = 17
@@ -260,8 +260,8 @@ def _reshape(w: _Writer, n: Node, ins: list[str], out: str) -> None:
 
 
 def _attention(w: _Writer, n: Node, ins: list[str], out: str) -> None:
-    """Standard ops: split heads (Reshape + Transpose), MatMul, Mul by the scale, Add the mask, Softmax, MatMul,
-    merge heads."""
+    """Standard ops: split heads (Reshape + Transpose), MatMul, Mul by the scale, Add the mask (and the causal
+    mask as a constant), Softmax, MatMul, merge heads."""
     b, sq, e = n.inputs[0].type.shape
     skv, heads = n.inputs[1].type.shape[1], n.attrs["heads"]
     d = e // heads
@@ -277,6 +277,8 @@ def _attention(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     scores = w.add("Mul", [w.add("MatMul", [qh, kt]), scale])
     if len(ins) == 4:
         scores = w.add("Add", [scores, ins[3]])
+    if n.attrs["causal"]:
+        scores = w.add("Add", [scores, w.const(causal_mask(sq, skv), f"{out}.causal_mask")])
     merged = w.add("Transpose", [w.add("MatMul", [w.add("Softmax", [scores], axis=-1), vh])], perm=[0, 2, 1, 3])
     w.add("Reshape", [merged, w.ints([b, sq, e], f"{out}.shape")], [out])
 

@@ -1,5 +1,8 @@
 """Recognition of decomposed multi-head attention: matmul(softmax(scale * Q K^T + mask), V) -> `attention`.
 
+A constant mask that is exactly the causal one (-inf above the diagonal, 0 elsewhere) becomes `causal=true`
+(the kernels then skip the masked key tiles).
+
 Exporters write the head split as different chains of reshape / transpose / slice / gather (BERT
 style: [B, S, E] -> [B, S, H, D] -> [B, H, S, D]; PyTorch's MultiheadAttention: a packed QKV
 projection in sequence-first order, sliced, reshaped and transposed). Rather than a pattern per
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.graph import Value
+from ..ir.ops.attention import causal_mask
 from .fuse_patterns import fusion_pattern
 from .rewrite import Rewriter, Var, op
 
@@ -123,6 +127,15 @@ def _scores(v: Value, rw: Rewriter) -> tuple[Value, Value | None]:
     return v, None
 
 
+def is_causal_constant(mask: Value, sq: int, skv: int) -> bool:
+    """Whether `mask` is a constant that is exactly the causal mask (0 for key j <= query i, -inf above) on
+    every [Sq, Skv] slice: the attention's `causal` flag then stands for it, bit for bit."""
+    if mask.data is None or mask.type.rank < 2 or tuple(mask.type.shape[-2:]) != (sq, skv):
+        return False
+    slices = mask.data.reshape(-1, sq, skv)
+    return bool(np.array_equal(slices, np.broadcast_to(causal_mask(sq, skv), slices.shape)))
+
+
 @fusion_pattern("attention", op("matmul", op("softmax", Var("logits"), capture="probs"), Var("vh")))
 def attention(rw: Rewriter, logits: Value, probs: Value, vh: Value) -> Value | None:
     """softmax(scale * (Q K^T) + mask) @ V over heads split from [B, S, E] values -> attention(q, k, v, mask)."""
@@ -147,6 +160,7 @@ def attention(rw: Rewriter, logits: Value, probs: Value, vh: Value) -> Value | N
     embed = heads * head_dim
     b, _, sq, _ = qh.type.shape
     q, k, v = (batch_first(rw, s, embed) for s in (q_src, k_src, v_src))
-    args = [q, k, v] + ([mask] if mask is not None else [])
-    out = rw.emit("attention", *args, heads=heads, scale=scale)
+    causal = mask is not None and is_causal_constant(mask, sq, kt.type.shape[3])
+    args = [q, k, v] + ([mask] if mask is not None and not causal else [])
+    out = rw.emit("attention", *args, heads=heads, scale=scale, causal=causal)
     return rw.emit("transpose", rw.emit("reshape", out, shape=[b, sq, heads, head_dim]), perm=[0, 2, 1, 3])

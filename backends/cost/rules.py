@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...ir.graph import Node, Value
+from ...ir.ops.attention import attended_scores
 
 
 class CostError(ValueError):
@@ -88,7 +89,8 @@ def matmul_rule(node: Node) -> Work:
 
 def attention_rule(node: Node) -> Work:
     """attention: two batched GEMMs of B*heads matrices (scores Sq x Skv x D, then probabilities @ v, Sq x D x Skv)
-    priced as 2*B*heads products of (Sq, Skv, D), plus softmax, scale and mask on the scores as vector work.
+    priced as 2*B*heads products of (Sq, Skv, D), plus softmax, scale and mask on the scores as vector work;
+    `causal` attention computes only the scores of keys up to each query (about half of them).
 
     Reads q, k, v (and the mask) and writes only the output: the score matrix stays on chip, tile by
     tile (FlashAttention), so it never counts as memory traffic.
@@ -97,9 +99,10 @@ def attention_rule(node: Node) -> Work:
     b, sq, e = q.type.shape
     heads, skv = node.attrs["heads"], k.type.shape[1]
     d = e // heads
-    scores = b * heads * sq * skv
+    scores = b * heads * attended_scores(sq, skv, node.attrs["causal"])
     ops = 12 * scores + (2 if len(node.inputs) > 3 else 1) * scores + _out(node)  # softmax, scale (+ mask), divide
-    return Work("matrix", macs=2 * scores * d, ops=ops, gemm=(2 * b * heads, sq, skv, d),
+    keys = scores // max(b * heads * sq, 1) if node.attrs["causal"] else skv  # mean keys per query: the GEMMs' shape
+    return Work("matrix", macs=2 * scores * d, ops=ops, gemm=(2 * b * heads, sq, keys, d),
                 operands=_reads(node), out_elements=_out(node))
 
 

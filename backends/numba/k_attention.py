@@ -29,12 +29,14 @@ def scratch_per_chunk(tq: int, tk: int, head_dim: int) -> int:
 
 
 @twin
-def attention_tiles(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, chunks):  # type: ignore[no-untyped-def]
+def attention_tiles(q, k, v, out, mask, m_str, has_mask, causal, scale, dims, scratch,  # type: ignore[no-untyped-def]
+                    chunks):
     """out = attention(q, k, v, mask) on flat [B, S, E] float32 arrays; see the module docstring.
 
     mask is read at b*m_str[0] + h*m_str[1] + i*m_str[2] + j*m_str[3] (zero strides broadcast) when
-    has_mask (m_str[3] is 1, or 0 for one value per row). Items are split into `chunks` equal runs;
-    chunk c uses scratch[c * per_chunk:].
+    has_mask (m_str[3] is 1, or 0 for one value per row). With `causal` query i sees keys 0..i only (key
+    tiles past a block's last query are skipped). Items are split into `chunks` equal runs; chunk c uses
+    scratch[c * per_chunk:].
     """
     nb, nh, sq, skv, d, e, tq, tk = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7]
     gq = (sq + tq - 1) // tq
@@ -56,8 +58,9 @@ def attention_tiles(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, c
                 scratch[m_off + r] = NEG_INF
                 scratch[l_off + r] = F0
                 scratch[a_off + r * d:a_off + (r + 1) * d] = F0
-            for j0 in range(0, skv, tk):
-                cols = min(tk, skv - j0)
+            kend = min(skv, i0 + rows) if causal else skv
+            for j0 in range(0, kend, tk):
+                cols = min(tk, kend - j0)
                 kv_off = (bi * skv + j0) * e + h * d
                 sgemm(False, True, rows, cols, d, scale, q, q_off, e, k, kv_off, e, F0, scratch, s_off, tk)
                 for r in range(rows):
@@ -68,6 +71,9 @@ def attention_tiles(q, k, v, out, mask, m_str, has_mask, scale, dims, scratch, c
                             srow += mask[mo:mo + cols]
                         else:  # one mask value for the whole row
                             srow += mask[mo]
+                    if causal:  # query i0 + r sees the keys up to itself
+                        for j in range(max(0, i0 + r + 1 - j0), cols):
+                            srow[j] = NEG_INF
                     m_old = scratch[m_off + r]
                     mk = order_key(m_old)
                     for j in range(cols):  # an integer max vectorizes; a NaN score makes its row NaN via exp

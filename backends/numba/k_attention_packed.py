@@ -65,11 +65,12 @@ def packed_scratch(tq: int, tk: int, head_dim: int, skv: int) -> PackedScratch:
 
 
 @twin
-def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: ignore[no-untyped-def]
+def attention_packed(q, k, v, out, mask, m_str, has_mask, causal, scale, dims,  # type: ignore[no-untyped-def]
                      panels, scores, accs, qvecs, chunks):
-    """out = attention(q, k, v, mask) on flat [B, S, E] float32 arrays (see the module docstring); mask as in
-    `k_attention.attention_tiles`; dims in the order of DIMS; items split into `chunks` runs, chunk c using the
-    c-th equal share of each scratch array (sizes from `packed_scratch`)."""
+    """out = attention(q, k, v, mask) on flat [B, S, E] float32 arrays (see the module docstring); mask and
+    `causal` as in `k_attention.attention_tiles` (causal: the key blocks past a query block's last query are
+    skipped, the block across the diagonal masked); dims in the order of DIMS; items split into `chunks` runs,
+    chunk c using the c-th equal share of each scratch array (sizes from `packed_scratch`)."""
     nb, nh, sq, skv, d, e, tq, tk, splits = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], \
         dims[8]
     tqp = (tq + NR - 1) // NR * NR
@@ -123,8 +124,9 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                 acc[:nmp * MR * dn] = F0
                 mrun[:cw] = NEG_INF
                 lsum[:cw] = F0
-                for j0 in range(0, skv, tk):
-                    cols = min(tk, skv - j0)
+                kend = min(skv, i0 + qw) if causal else skv  # keys past the last query: masked out, skipped
+                for j0 in range(0, kend, tk):
+                    cols = min(tk, kend - j0)
                     full = cols // MR
                     for kp in range(full):  # whole panels of MR keys: K rows in place
                         for qp in range(nqp):
@@ -144,7 +146,9 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                             ukernel(d, pan, k_at, pan, qp * d * NR, NR, sc, full * MR * tw + qp * NR, tw, False)
                     tm = tmax[:cw]
                     tm[:] = NEG_INF
-                    per_key = m_str[2] == 0  # one mask value per key (a padding mask) or none: scaled in the exp
+                    # one mask value per key (a padding mask) or none: scaled in the exp; a block across the
+                    # causal diagonal is masked per query
+                    per_key = m_str[2] == 0 and not (causal and j0 + cols - 1 > i0)
                     for r in range(cols):  # scaled after the product, as the reference scales (Q K^T) * scale
                         row = sc[r * tw:r * tw + cw]
                         mo = bi * m_str[0] + h * m_str[1] + i0 * m_str[2] + (j0 + r) * m_str[3]
@@ -156,8 +160,12 @@ def attention_packed(q, k, v, out, mask, m_str, has_mask, scale, dims,  # type: 
                         else:
                             for qi in range(cw):
                                 row[qi] *= scale
-                            for qi in range(qw):
-                                row[qi] += mask[mo + qi * m_str[2]]
+                            if has_mask:
+                                for qi in range(qw):
+                                    row[qi] += mask[mo + qi * m_str[2]]
+                            if causal:  # key j0 + r is after queries i0 .. j0 + r - 1
+                                for qi in range(min(cw, max(0, j0 + r - i0))):
+                                    row[qi] = NEG_INF
                             for qi in range(cw):
                                 x = row[qi]
                                 tm[qi] = x if x > tm[qi] else tm[qi]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.graph import Node
-from ...ir.ops.attention import attention_scale
+from ...ir.ops.attention import attended_scores, attention_scale
 from . import k_microkernel
 from .jit import EMPTY_F32, cdiv
 from .k_attention import attention_tiles, scratch_per_chunk
@@ -65,7 +65,7 @@ def _attention(ctx: LowerCtx, node: Node) -> None:
         raise ctx.fail("attention over zero keys has no softmax")
     tq, tk = attention_tiles_for(sq, skv, d)
     packed = packed_path(d)
-    scores = nb * heads * sq * skv
+    scores = nb * heads * attended_scores(sq, skv, node.attrs["causal"])
     work = 4 * scores * d // FLOPS_PER_UNIT + EXP_UNITS * scores
     par = ctx.parallel(work, needs_blas=not packed)
     items = nb * heads * cdiv(sq, tq)
@@ -91,5 +91,6 @@ def _attention(ctx: LowerCtx, node: Node) -> None:
     scale = np.float32(attention_scale(node.attrs["scale"], e, heads))
     flat = [ctx.flat_of(ctx.arg(x)) for x in (q, k, v)]
     kernel = attention_packed if packed else attention_tiles
-    ctx.emit(kernel.name, kernel, *flat, ctx.flat_of(out), mask, strides, Lit(len(node.inputs) == 4), Lit(scale), dims,
-             *scratch, Lit(chunks), writes=(out, *scratch), work=work, needs_blas=not packed)
+    ctx.emit(kernel.name, kernel, *flat, ctx.flat_of(out), mask, strides, Lit(len(node.inputs) == 4),
+             Lit(bool(node.attrs["causal"])), Lit(scale), dims, *scratch, Lit(chunks), writes=(out, *scratch),
+             work=work, needs_blas=not packed)

@@ -6,7 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...ir.graph import Node
-from ...ir.ops.attention import attention_scale
+from ...ir.ops.attention import attention_scale, causal_mask
 from .elementwise import compute_dtype, out_dtype
 
 Arrays = list[np.ndarray]
@@ -164,6 +164,8 @@ def _attention(node: Node, xs: Arrays) -> np.ndarray:
     scores = np.matmul(split_heads(q, heads, (0, 2, 1, 3)), split_heads(k, heads, (0, 2, 3, 1))) * scale
     if len(xs) == 4:
         scores = scores + xs[3]
+    if node.attrs["causal"]:
+        scores = scores + causal_mask(scores.shape[2], scores.shape[3])
     s64 = scores.astype(np.float64)
     e = np.exp(s64 - s64.max(axis=-1, keepdims=True))
     probs = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)

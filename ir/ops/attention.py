@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..types import TensorType
 from .registry import Attr, attr_error, dtype_error, register_op, shape_error
 
@@ -17,10 +19,13 @@ def attention_scale(scale: float, embed: int, heads: int) -> float:
     return 1.0 / math.sqrt(embed // heads) if scale == DEFAULT_SCALE else scale
 
 
-@register_op("attention", ("q", "k", "v", "mask?"), (Attr("heads", "int"), Attr("scale", "float", DEFAULT_SCALE)),
+@register_op("attention", ("q", "k", "v", "mask?"),
+             (Attr("heads", "int"), Attr("scale", "float", DEFAULT_SCALE), Attr("causal", "bool", False)),
              doc="softmax(q_h @ k_h^T * scale + mask) @ v_h per head h, heads concatenated: q [B, Sq, E], "
                  "k and v [B, Skv, E], E = heads * D, head h at columns h*D..(h+1)*D; the additive f32 mask "
-                 "broadcasts to [B, heads, Sq, Skv]; scale 0.0 means 1/sqrt(D).")
+                 "broadcasts to [B, heads, Sq, Skv]; scale 0.0 means 1/sqrt(D); causal: query i attends to "
+                 "keys 0..i only (the scores of keys j > i are -inf, as PyTorch's is_causal: aligned at the "
+                 "top left).")
 def _attention(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     q, k, v = ts[0], ts[1], ts[2]
     for name, t in zip(("q", "k", "v", "mask"), ts):
@@ -46,3 +51,17 @@ def _attention(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
             raise shape_error(f"attention: mask {list(mask.shape)} does not broadcast to "
                               f"[batch, heads, Sq, Skv] = {list(full)}")
     return [TensorType(q.shape, q.dtype)]
+
+
+def causal_mask(sq: int, skv: int) -> np.ndarray:
+    """The additive f32 mask [Sq, Skv] that `causal` stands for: 0 where key j <= query i, -inf above."""
+    return np.where(np.arange(skv)[None, :] > np.arange(sq)[:, None], np.float32(-np.inf), np.float32(0.0))
+
+
+def attended_scores(sq: int, skv: int, causal: bool) -> int:
+    """Query-key pairs a head scores: Sq * Skv, or with `causal` those with key j <= query i."""
+    if not causal:
+        return sq * skv
+    full = max(0, sq - skv)  # queries from Skv on see every key
+    seen = min(sq, skv)
+    return seen * (seen + 1) // 2 + full * skv

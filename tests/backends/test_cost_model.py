@@ -299,3 +299,16 @@ def test_attention_keeps_scores_on_chip_with_the_decomposed_graphs_macs() -> Non
         dram = list(a.total.bytes)[-1]
         assert a.total.bytes[dram] <= moved < d.total.bytes[dram]  # the decomposed graph moves the scores
         assert a.total.latency_s < d.total.latency_s
+
+
+def test_causal_attention_is_priced_for_the_scores_it_computes() -> None:
+    """Keys up to each query only: sq(sq+1)/2 of the sq^2 scores at Sq = Skv, and Skv per query past Skv."""
+    for sq, skv in ((2048, 2048), (300, 100)):
+        shape = (2, sq, skv, 12, 64, None)
+        causal = node_work(attention_graph(*shape, causal=True).nodes[0])
+        full = node_work(attention_graph(*shape).nodes[0])
+        seen = min(sq, skv) * (min(sq, skv) + 1) // 2 + max(0, sq - skv) * skv
+        assert causal.macs == 2 * 2 * 12 * seen * 64 and full.macs == 2 * 2 * 12 * sq * skv * 64
+        for target in ("gpu-a100", "cpu-host"):
+            assert estimate(attention_graph(*shape, causal=True), target).total.latency_s < \
+                estimate(attention_graph(*shape), target).total.latency_s

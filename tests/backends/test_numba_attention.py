@@ -51,8 +51,8 @@ def _score_rounding(shape: tuple, feeds: dict[str, np.ndarray], scale: float) ->
     return 2 * gamma * s * float((qa @ ka).max(initial=0.0))
 
 
-def _check(shape: tuple, feeds: dict[str, np.ndarray], scale: float = 0.0) -> None:
-    graph = attention_graph(*shape, scale=scale)
+def _check(shape: tuple, feeds: dict[str, np.ndarray], scale: float = 0.0, causal: bool = False) -> None:
+    graph = attention_graph(*shape, scale=scale, causal=causal)
     want = reference.run(graph, feeds)["y"]
     vmax = float(np.nanmax(np.abs(feeds["v"])))
     atol = 4e-6 * vmax + _score_rounding(shape, feeds, scale) * vmax
@@ -178,3 +178,29 @@ def test_both_kernel_paths_run_where_the_host_has_them(packed: bool, monkeypatch
     exe = NumbaExecutable(attention_graph(*shape), parallel_threshold=PARALLEL)
     kernels = [s.kernel.split("[")[0] for s in exe.plan.steps if not s.is_view]
     assert kernels == ["attention_packed" if packed else "attention_tiles"], kernels
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 1, 1, 1, 1, None),
+    (1, PACKED_QUERY_TILE + 5, PACKED_QUERY_TILE + 5, 2, 64, None),  # Sq = Skv, a ragged query block
+    (2, 2 * PACKED_QUERY_TILE, 2 * PACKED_QUERY_TILE + PACKED_KEY_TILE, 3, 32, None),  # key tiles past every query
+    (1, 300, 50, 2, 16, None),  # Sq > Skv: the later queries see every key
+    (2, 70, 300, 3, 16, (2, 1, 1, 300)),  # a padding mask with the causal one
+    (1, 150, 260, 2, 8, (150, 260)),  # a full mask with the causal one
+])
+@pytest.mark.parametrize("packed", [True, False])
+def test_causal_attention_matches_the_reference(shape: tuple, packed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both kernel paths: key tiles past a query block are skipped, the tile across the diagonal masked."""
+    if packed and not packed_path(16):
+        pytest.skip("this host has no fp32 micro-kernel (FMA)")
+    from tensorsmith.backends.numba import rules_attention
+
+    monkeypatch.setattr(rules_attention, "packed_path", lambda head_dim: packed)
+    feeds = attention_inputs(RNG, *shape)
+    if "mask" in feeds:
+        feeds["mask"][..., 0] = 0.0  # key 0 open: query 0 sees it alone
+    _check(shape, feeds, causal=True)
+    plain = reference.run(attention_graph(*shape), feeds)["y"]
+    got = NumbaExecutable(attention_graph(*shape, causal=True)).run(feeds)["y"]
+    if shape[1] > 1:  # query 0 sees only key 0 when causal: not what every key gives
+        assert not np.allclose(got[:, 0], plain[:, 0], atol=1e-3)

@@ -9,13 +9,13 @@ from tensorsmith.ir import Graph, GraphBuilder, f32
 
 
 def attention_graph(b: int, sq: int, skv: int, heads: int, d: int, mask_shape: tuple[int, ...] | None = None,
-                    scale: float = 0.0) -> Graph:
-    """attention(q, k, v[, mask]) with graph inputs q, k, v (and mask)."""
+                    scale: float = 0.0, causal: bool = False) -> Graph:
+    """attention(q, k, v[, mask]) with graph inputs q, k, v (and mask), causal if asked."""
     g = GraphBuilder("attention")
     e = heads * d
     q, k, v = g.input("q", f32[b, sq, e]), g.input("k", f32[b, skv, e]), g.input("v", f32[b, skv, e])
     mask = g.input("mask", f32[mask_shape]) if mask_shape is not None else None
-    g.output(g.attention(q, k, v, mask, heads=heads, scale=scale, name="y"))
+    g.output(g.attention(q, k, v, mask, heads=heads, scale=scale, causal=causal, name="y"))
     return g.build()
 
 

@@ -90,7 +90,7 @@ def attention() -> Graph:
     q, kv = b.input("q", f32[2, 5, 12]), b.input("kv", f32[2, 7, 12])
     mask = b.input("mask", f32[2, 1, 1, 7])
     y = b.attention(q, kv, b.tanh(kv), mask, heads=3)
-    b.output(y, b.attention(y, q, q, heads=2, scale=0.3))
+    b.output(y, b.attention(y, q, q, heads=2, scale=0.3, causal=True))
     return b.build()
 
 

@@ -97,3 +97,29 @@ def test_attention_needs_f32() -> None:
     q = b.input("q", i8[1, 2, 4])
     with pytest.raises(BuildError, match="attention: q must be f32, got i8"):
         b.attention(q, q, q, heads=2)
+
+
+@pytest.mark.parametrize("sq,skv", [(6, 6), (4, 9), (9, 4), (1, 5)])
+def test_causal_attention_is_the_triangular_mask_bit_for_bit(sq: int, skv: int) -> None:
+    """causal=true equals an explicit additive mask of -inf above the top-left diagonal (key j > query i)."""
+    feeds = attention_inputs(RNG, 2, sq, skv, 2, 3, None, magnitude=2.0)
+    got = reference.run(attention_graph(2, sq, skv, 2, 3, causal=True), feeds)["y"]
+    mask = np.where(np.arange(skv)[None, :] > np.arange(sq)[:, None], -np.inf, 0.0).astype(np.float32)
+    want = reference.run(attention_graph(2, sq, skv, 2, 3, (sq, skv)), {**feeds, "mask": mask})["y"]
+    assert_array_equal(got, want)
+    loops = loop_attention(feeds["q"], feeds["k"], feeds["v"], mask, 2, 1.0 / math.sqrt(3))
+    assert_allclose(got, loops, rtol=1e-5, atol=2e-6)
+
+
+def test_causal_attention_prints_parses_and_defaults_off() -> None:
+    from tensorsmith.ir import parse, print_graph
+
+    g = attention_graph(1, 3, 3, 1, 2, causal=True)
+    text = print_graph(g)
+    assert "causal=true" in text
+    assert print_graph(parse(text)) == text
+    assert "causal" not in print_graph(attention_graph(1, 3, 3, 1, 2))  # the default is not printed
+    with pytest.raises(BuildError, match="causal"):
+        b = GraphBuilder("bad")
+        q = b.input("q", f32[1, 3, 2])
+        b.attention(q, q, q, heads=1, causal="yes")  # type: ignore[arg-type]

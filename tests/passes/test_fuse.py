@@ -203,3 +203,30 @@ def test_attention_as_pytorch_exports_a_transformer_encoder_layer() -> None:
     assert "attention x1" in report and "gelu-erf x1" in report and "layernorm x2" in report
     assert "softmax" not in _ops(out) and "transpose" not in _ops(out)
     np.testing.assert_allclose(_run(out, case.inputs)[0], _run(case.graph, case.inputs)[0], rtol=1e-5, atol=1e-5)
+
+
+def _masked_attention(mask: np.ndarray | None) -> Graph:
+    """Decomposed two-head attention over 4 positions, with `mask` added as a constant (or a graph input)."""
+    b = GraphBuilder("masked")
+    q = b.input("q", f32[1, 4, 8])
+    qh = b.transpose(b.reshape(q, [1, 4, 2, 4]), [0, 2, 1, 3])
+    kt = b.transpose(b.reshape(q, [1, 4, 2, 4]), [0, 2, 3, 1])
+    s = b.matmul(qh, kt)
+    s = b.add(s, b.input("mask", f32[4, 4]) if mask is None else b.const(mask, "mask"))
+    ctx = b.matmul(b.softmax(s, axis=-1), qh)
+    b.output(b.reshape(b.transpose(ctx, [0, 2, 1, 3]), [1, 4, 8], name="y"))
+    return b.build()
+
+
+def test_a_constant_causal_mask_becomes_the_causal_flag_and_others_stay_masks() -> None:
+    causal = np.where(np.arange(4)[None, :] > np.arange(4)[:, None], -np.inf, 0.0).astype(np.float32)
+    feeds = {"q": np.random.default_rng(5).standard_normal((1, 4, 8)).astype(np.float32)}
+    out = run_pipeline(_masked_attention(causal), "fuse")
+    (att,) = [n for n in out.nodes if n.op == "attention"]
+    assert att.attrs["causal"] and len(att.inputs) == 3
+    np.testing.assert_array_equal(_run(out, feeds)[0], _run(_masked_attention(causal), feeds)[0])
+    near = causal.copy()
+    near[3, 0] = -np.inf  # one more key hidden: not the causal mask
+    for g in (_masked_attention(near), _masked_attention(None)):  # not causal; a mask given at run time
+        (att,) = [n for n in run_pipeline(g, "fuse").nodes if n.op == "attention"]
+        assert not att.attrs["causal"] and len(att.inputs) == 4
