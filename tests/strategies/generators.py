@@ -131,7 +131,7 @@ def g_softmax(s: State) -> tuple[Value, float]:
 
 def g_attention(s: State) -> tuple[Value, float]:
     """attention of a [B, S, E] value (rank 2 gets a batch axis) over itself, another value or constant k/v,
-    with a divisor of E as heads, an optional broadcast mask, and a scale that keeps |scores| <= 8."""
+    with a divisor of E as heads, an optional broadcast mask, a scale that keeps |scores| <= 8, causal or not."""
     x, b = s.pick(lambda v: v.type.dtype.name == "f32" and v.type.rank in (2, 3)), s.b
     q = x if x.type.rank == 3 else b.reshape(x, (1,) + x.type.shape)
     nb, sq, e = q.type.shape
@@ -155,7 +155,7 @@ def g_attention(s: State) -> tuple[Value, float]:
         if s.bool() else None
     reach = s.bound.get(id(q), s.bnd(x)) * s.bound.get(id(k), 1.0) * (e // heads)
     scale = 0.0 if reach / math.sqrt(e // heads) <= 8 else 8.0 / reach
-    return b.attention(q, k, v, mask, heads=heads, scale=scale), s.bound.get(id(v), s.bnd(x))
+    return b.attention(q, k, v, mask, heads=heads, scale=scale, causal=s.bool()), s.bound.get(id(v), s.bnd(x))
 
 
 def g_layernorm(s: State) -> tuple[Value, float]:
