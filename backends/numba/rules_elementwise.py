@@ -21,7 +21,8 @@ from .k_half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from .plan import Lit, LowerCtx
 from .registry import lowers
 
-FLOAT_ONLY = ("gelu", "sigmoid", "tanh", "erf", "sqrt", "exp", "log")
+FLOAT_ONLY = frozenset(FLOAT_UNARY_CODES) - frozenset(INT_UNARY_CODES)
+"""Unary maps with no integer kernel (gelu and its tanh form, sigmoid, tanh, erf, sqrt, exp, log)."""
 
 
 def _numeric(ctx: LowerCtx, dtype: np.dtype) -> None:
