@@ -130,7 +130,7 @@ def _scores(v: Value, rw: Rewriter) -> tuple[Value, Value | None]:
 def is_causal_constant(mask: Value, sq: int, skv: int) -> bool:
     """Whether `mask` is a constant that is exactly the causal mask (0 for key j <= query i, -inf above) on
     every [Sq, Skv] slice: the attention's `causal` flag then stands for it, bit for bit."""
-    if mask.data is None or mask.type.rank < 2 or tuple(mask.type.shape[-2:]) != (sq, skv):
+    if mask.data is None or mask.type.rank < 2 or tuple(mask.type.shape[-2:]) != (sq, skv) or sq * skv == 0:
         return False
     slices = mask.data.reshape(-1, sq, skv)
     return bool(np.array_equal(slices, np.broadcast_to(causal_mask(sq, skv), slices.shape)))
