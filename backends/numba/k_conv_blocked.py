@@ -22,8 +22,6 @@ from .jit import helper, subkernel, twin
 from .k_conv_shift import padded_plane
 from .k_epilogue import epi_flat
 from .k_microkernel import (
-    EPI_NONE,
-    EPI_ROWS,
     MR,
     MR_ONE,
     NR,
@@ -37,6 +35,7 @@ from .k_microkernel import (
 )
 from .mathfn import maximum
 from .ukernel_epilogue import register_epilogue
+from .ukernel_epilogue_ir import EPI_NONE, EPI_ROWS
 from .vector_runs import copy_run, zero_run
 
 

@@ -18,9 +18,10 @@ from .geometry import B_PACKED, B_PANELS, DH, DW, KH, KW, PL, POINTWISE, POOL_2X
 from .jit import helper, subkernel, twin
 from .k_epilogue import RESIDUAL, epi_row
 from .k_gemm_ukernels import microkernel_rows_epilogue, uk_epi
-from .k_microkernel import EPI_NONE, MR, NR
+from .k_microkernel import MR, NR
 from .k_pool import max_of_row_pairs
 from .llvm_prefetch import LINE_FLOATS
+from .ukernel_epilogue_ir import EPI_NONE
 from .vector_runs import VW, copy_run, zero_run
 
 KC_CONV = 256

@@ -24,8 +24,9 @@ from ..aligned import aligned_empty
 from .jit import helper, subkernel, twin
 from .k_epilogue import CLIP, GELU, RELU, RESIDUAL, epi_tile, is_vector_stage
 from .k_gemm_ukernels import microkernel_in_place_epilogue, microkernel_rows_epilogue
-from .k_microkernel import EPI_NONE, EPI_ROWS, KC, MR, NR, exact_rows, microkernel_in_place, microkernel_rows
+from .k_microkernel import KC, MR, NR, exact_rows, microkernel_in_place, microkernel_rows
 from .llvm_prefetch import LINE_FLOATS
+from .ukernel_epilogue_ir import EPI_NONE, EPI_ROWS
 
 GEMM_CLOSING = (RELU, CLIP, GELU)
 """The activations gemm_packed's micro-kernels apply themselves (`register_epilogue`'s `closing`)."""

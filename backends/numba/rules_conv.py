@@ -19,7 +19,6 @@ from .jit import cdiv
 from .k_conv import conv_direct, conv_gemm
 from .k_conv_blocked import (
     BLOCKED_SLACK,
-    EPI_NONE,
     blocked_shape,
     blocked_tables,
     blocked_to_nchw,
@@ -47,6 +46,7 @@ from .registry import lowers
 from .rules_elementwise import emit_binary
 from .rules_shape import Index
 from .rules_sparse import layer_choice, lower_sparse_conv, record_choice
+from .ukernel_epilogue_ir import EPI_NONE
 
 
 def conv_tiles(n: int, co: int, p: int, threads: int, parallel: bool) -> tuple[int, int]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .k_epilogue import ADD, CLIP, GELU, MUL, RELU, RESIDUAL
-from .k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_GELU, EPI_NONE, EPI_RELU, EPI_ROWS, NR
+from .k_microkernel import NR
+from .ukernel_epilogue_ir import EPI_AFFINE, EPI_CLIP, EPI_GELU, EPI_NONE, EPI_RELU, EPI_ROWS
 
 AFFINE_IN_REGISTERS = 3
 """Affine stages a micro-kernel applies: ((v * m0 + a0) * m1 + a1) * m2 + a2."""

@@ -17,9 +17,10 @@ from tensorsmith.backends.numba.k_gemm_packed import (
     pack_weights,
     scratch_per_tile,
 )
-from tensorsmith.backends.numba.k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_GELU, EPI_NONE, EPI_RELU, KC, MR, NR
+from tensorsmith.backends.numba.k_microkernel import KC, MR, NR
 from tensorsmith.backends.numba.rules_dense import packed_tiles
 from tensorsmith.backends.numba.ukernel_epilogue import register_epilogue
+from tensorsmith.backends.numba.ukernel_epilogue_ir import EPI_AFFINE, EPI_CLIP, EPI_GELU, EPI_NONE, EPI_RELU, EPI_ROWS
 
 pytestmark = pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: GEMMs go through BLAS")
 
@@ -93,7 +94,7 @@ def test_the_longest_leading_part_that_fits_runs_in_registers(name: str, mode: i
     codes, vecs, params = _operands(CHAINS[name], 40, np.random.default_rng(0))
     part = register_epilogue(codes, vecs, params, 40, residual=True, closing=GEMM_CLOSING)
     assert (part.mode, part.stages, part.vectors, part.residual) == (mode, stages, vectors, residual)
-    assert part.table.shape == (-(-40 // NR), k_microkernel.EPI_ROWS, NR)
+    assert part.table.shape == (-(-40 // NR), EPI_ROWS, NR)
     if name == "batchnorm clip":
         assert part.table[0, 6, 0] == -1.5 and part.table[0, 7, 0] == 2.0
 

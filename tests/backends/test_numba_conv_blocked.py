@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tensorsmith.backends.numba import k_microkernel
 from tensorsmith.backends.numba.k_conv_blocked import blocked_shape, tile_epilogue
 from tensorsmith.backends.numba.k_epilogue import ADD, CLIP, GELU, MUL, RELU
-from tensorsmith.backends.numba.k_microkernel import EPI_AFFINE, EPI_CLIP, EPI_NONE, EPI_RELU
+from tensorsmith.backends.numba.ukernel_epilogue_ir import EPI_AFFINE, EPI_CLIP, EPI_NONE, EPI_RELU
 from tensorsmith.bench.models import load_model
 from tensorsmith.ir import Graph, GraphBuilder, f32
 from tensorsmith.passes import run_pipeline
