@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import prange
 
-from .epilogue import PARAMS_PER_STAGE
+from .epilogue import epilogue_arrays
 from .jit import cdiv, twin
 from .k_data import pack_row_panels
 from .k_epilogue import epi_tile
@@ -228,10 +228,7 @@ def run_bsr(x: np.ndarray, bsr: BSRWeight, out: np.ndarray | None = None, thread
         return out
     sched = bsr_schedule(bsr, m, threads)
     scratch = np.empty(max(sched.scratch_floats, 1), np.float32)
-    stages = np.zeros(0, np.int64) if stages is None else stages
-    vecs = np.zeros((1, max(bsr.shape[0], 1)), np.float32) if vecs is None else vecs
-    params = np.zeros((max(stages.shape[0], 1), PARAMS_PER_STAGE), np.float32) if params is None else params
-    res = np.zeros((1, 1), np.float32) if res is None else res
+    stages, vecs, params, res = epilogue_arrays(bsr.shape[0], stages, vecs, params, res)
     c = bsr.config
     bsr_gemm.call(threads > 1, x, c.code, c.mr, c.np_, bsr.pptr, bsr.kidx, bsr.vals, sched.groups, out, sched.tm,
                   scratch, stages, vecs, params, res, writes=(out, scratch))

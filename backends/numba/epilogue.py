@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,25 @@ ACTIVATIONS = {"relu": StageKind.RELU, "sigmoid": StageKind.SIGMOID, "tanh": Sta
 """Unary ops that are one parameterless stage (gelu and clip are translated with their attributes)."""
 PARAMS_PER_STAGE = 2
 """Scalar parameters every stage has room for (clip's bounds)."""
+
+
+class EpilogueArrays(NamedTuple):
+    """An epilogue as the kernels take it: stage codes, vector rows, parameters and the residual rows."""
+
+    stages: np.ndarray
+    vecs: np.ndarray
+    params: np.ndarray
+    res: np.ndarray
+
+
+def epilogue_arrays(n: int, stages: np.ndarray | None = None, vecs: np.ndarray | None = None,
+                    params: np.ndarray | None = None, res: np.ndarray | None = None) -> EpilogueArrays:
+    """The given epilogue arrays of an output with `n` channels, stand-ins (no stages, zeros) for those left out."""
+    stages = np.zeros(0, np.int64) if stages is None else stages
+    if params is None:
+        params = np.zeros((max(stages.shape[0], 1), PARAMS_PER_STAGE), np.float32)
+    return EpilogueArrays(stages, np.zeros((1, max(n, 1)), np.float32) if vecs is None else vecs, params,
+                          np.zeros((1, 1), np.float32) if res is None else res)
 
 
 @dataclass(frozen=True)

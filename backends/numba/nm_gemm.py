@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import prange
 
-from .epilogue import PARAMS_PER_STAGE
+from .epilogue import epilogue_arrays
 from .jit import cdiv, twin
 from .k_data import pack_row_panels
 from .k_epilogue import epi_tile
@@ -169,10 +169,7 @@ def run_nm(x: np.ndarray, nm: NMWeight, out: np.ndarray | None = None, threads: 
         return out
     sched = nm_schedule(nm, m, threads)
     scratch = np.empty(max(sched.scratch_floats, 1), np.float32)
-    stages = np.zeros(0, np.int64) if stages is None else stages
-    vecs = np.zeros((1, max(nm.shape[0], 1)), np.float32) if vecs is None else vecs
-    params = np.zeros((max(stages.shape[0], 1), PARAMS_PER_STAGE), np.float32) if params is None else params
-    res = np.zeros((1, 1), np.float32) if res is None else res
+    stages, vecs, params, res = epilogue_arrays(nm.shape[0], stages, vecs, params, res)
     c = nm.config
     nm_gemm.call(threads > 1, x, c.code, c.r, c.mv, nm.pidx, nm.pvals, sched.groups, out, sched.tm, scratch,
                  stages, vecs, params, res, writes=(out, scratch))
