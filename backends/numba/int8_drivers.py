@@ -17,7 +17,7 @@ from numba import prange
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-from .jit import helper, subkernel
+from .jit import helper, subkernel, work_item_tile
 from .k_epilogue import epi_tile, repeated_rows, rows_as_flat
 from .vector_quantize import MIN_SCALE, requantize_run
 
@@ -165,13 +165,10 @@ def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
     gn = (panels + tnp - 1) // tnp
     per = tm * NR
     for t in prange(gm * gn):
-        i = t // gn
-        m0 = i * tm
-        m1 = min(m_all, m0 + tm)
-        p0 = (t - i * gn) * tnp
+        m0, m1, p0, p1 = work_item_tile(t, gn, tm, tnp, m_all, panels)
         acc = scratch[t * per:(t + 1) * per]
         TILES_BEGIN()
-        for p in range(p0, min(panels, p0 + tnp)):
+        for p in range(p0, p1):
             acc_panel(xq, wp, m0, m1, p, acc)
             n0 = p * NR
             nw = min(NR, n_all - n0)
@@ -193,11 +190,7 @@ def gemm_dequant(xq, sx, zpx, wp, colsum, sw, bias, out, tm, tnp, scratch,  # ty
     gn = (panels + tnp - 1) // tnp
     per = tm * NR
     for t in prange(gm * gn):
-        i = t // gn
-        m0 = i * tm
-        m1 = min(m_all, m0 + tm)
-        p0 = (t - i * gn) * tnp
-        p1 = min(panels, p0 + tnp)
+        m0, m1, p0, p1 = work_item_tile(t, gn, tm, tnp, m_all, panels)
         acc = scratch[t * per:(t + 1) * per]
         TILES_BEGIN()
         for p in range(p0, p1):

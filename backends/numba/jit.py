@@ -126,6 +126,16 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+@helper
+def work_item_tile(t, blocks_n, tm, tn, m_all, n_all):  # type: ignore[no-untyped-def]
+    """(m0, m1, n0, n1): the tile of work item t in a grid of row blocks of tm by column blocks of tn (blocks_n
+    of them per row block), clipped to m_all rows and n_all columns (or panels)."""
+    i = t // blocks_n
+    m0 = i * tm
+    n0 = (t - i * blocks_n) * tn
+    return m0, min(m_all, m0 + tm), n0, min(n_all, n0 + tn)
+
+
 def dispatchers(t: Twin) -> list[Any]:
     """Both compiled dispatchers of a twin (for cache statistics)."""
     return [t.serial, t.parallel]

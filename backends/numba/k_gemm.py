@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from .blas import sgemm
-from .jit import twin
+from .jit import twin, work_item_tile
 from .k_epilogue import epi_row, epi_tile
 from .mathfn import F0, F1
 
@@ -32,12 +32,7 @@ def gemm(x, w, w_is_nk, out, tm, tn, stages, vecs, params, res):  # type: ignore
     gm = (m_all + tm - 1) // tm
     gn = (n_all + tn - 1) // tn
     for t in prange(gm * gn):
-        i = t // gn
-        jj = t - i * gn
-        m0 = i * tm
-        m1 = min(m_all, m0 + tm)
-        n0 = jj * tn
-        n1 = min(n_all, n0 + tn)
+        m0, m1, n0, n1 = work_item_tile(t, gn, tm, tn, m_all, n_all)
         if k_all == 0:
             for r in range(m0, m1):
                 out[r][n0:n1] = 0

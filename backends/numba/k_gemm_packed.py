@@ -21,7 +21,7 @@ import numpy as np
 from numba import prange
 
 from ..aligned import aligned_empty
-from .jit import helper, subkernel, twin
+from .jit import helper, subkernel, twin, work_item_tile
 from .k_epilogue import CLIP, GELU, RELU, RESIDUAL, epi_tile, is_vector_stage
 from .k_gemm_ukernels import microkernel_in_place_epilogue, microkernel_rows_epilogue
 from .k_microkernel import KC, MR, NR, exact_rows, microkernel_in_place, microkernel_rows
@@ -220,12 +220,7 @@ def gemm_packed(x, bp, out, tm, tnp, scratch, stages, vecs, params, res, ep, mod
         done = 0  # the micro-kernel reads the residual in out's layout only
         vectors, residual = _register_stages(stages, done)
     for t in prange(gm * gn):
-        i = t // gn
-        jj = t - i * gn
-        m0 = i * tm
-        m1 = min(m_all, m0 + tm)
-        p0 = jj * tnp
-        p1 = min(panels, p0 + tnp)
+        m0, m1, p0, p1 = work_item_tile(t, gn, tm, tnp, m_all, panels)
         ap = scratch[t * per:t * per + per - MR * NR]
         ctmp = scratch[t * per + per - MR * NR:t * per + per]
         nmp = (m1 - m0 + MR - 1) // MR
