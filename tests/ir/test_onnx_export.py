@@ -324,3 +324,18 @@ def test_zoo_models_roundtrip(name: str) -> None:
     if theirs is not None:
         for v, t in zip(m.graph.outputs, theirs):
             np.testing.assert_allclose(t, want[v.name], rtol=1e-4, atol=1e-5)
+
+
+def test_causal_attention_comes_back_causal_through_onnx_and_fuse() -> None:
+    """Exported with its mask as a constant, imported as standard ops, recognized again by `fuse`."""
+    from tensorsmith.passes import run_pipeline
+
+    b = GraphBuilder("decoder")
+    x = b.input("x", f32[2, 6, 8])
+    b.output(b.attention(x, x, x, heads=2, causal=True, name="y"))
+    g = b.build()
+    back = run_pipeline(from_onnx(to_onnx(g)), "fuse")
+    (att,) = [n for n in back.nodes if n.op == "attention"]
+    assert att.attrs["causal"] and len(att.inputs) == 3
+    feeds = {"x": np.random.default_rng(3).standard_normal((2, 6, 8)).astype(np.float32)}
+    np.testing.assert_array_equal(reference.run(back, feeds)[back.outputs[0].name], reference.run(g, feeds)["y"])
