@@ -274,6 +274,26 @@ def measure_bsr_int8_breakevens(quick: bool = False) -> dict[str, Any] | None:
     return out
 
 
+NM_PATTERNS = ((2, 4), (4, 8), (1, 4))
+"""N:M patterns whose kernel speed-up over the dense GEMM calibrate stores."""
+
+
+def measure_nm_speedups(quick: bool = False) -> dict[str, Any] | None:
+    """Per pattern of NM_PATTERNS, the N:M kernel's speed-up over the dense micro-kernel GEMM on an FFN-shaped
+    product (128x3072x768), or None when this host has no path for the sparse kernels."""
+    from ..backends.cost.sparse_kernels import block_key
+    from ..backends.numba import k_microkernel
+    from ..backends.numba.sparse_ukernels import HOST_ISA
+    from .sparse_gemm import measure_nm_speedup
+
+    if HOST_ISA is None or not k_microkernel.AVAILABLE:
+        return None
+    shape = (64, 256, 512) if quick else (128, 768, 3072)
+    speedups = {block_key(p): round(measure_nm_speedup(*shape, p, repeats=3 if quick else 7), 3)
+                for p in NM_PATTERNS}
+    return {"shape_mnk": list(shape), "speedup": speedups}
+
+
 def _clock_ghz() -> float | None:
     try:
         mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -314,6 +334,11 @@ def toml_override(m: dict[str, Any]) -> str:
                         ("bsr_int8_breakeven", "the block-sparse int8 kernel beats the dense int8 GEMM")):
         if m.get(table):
             lines += _breakeven_lines(table, what, m[table])
+    if m.get("nm_speedup"):
+        nm = m["nm_speedup"]
+        shape = "x".join(map(str, nm["shape_mnk"]))
+        lines += [f"[nm_speedup]   # dense GEMM time / N:M kernel time (MxNxK {shape}); above 1 the N:M kernel runs",
+                  *(f"{key} = {v}" for key, v in nm["speedup"].items()), ""]
     for lvl in base.memory:
         if not lvl.on_chip:
             bw, src = m["dram_gbs"], "   # measured (max of copy and triad)"
@@ -384,6 +409,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
         int8 = measure_int8_gops(backend, 128 if quick else 384, repeats=3 if quick else 7)
         bsr = measure_bsr_breakevens(quick) if backend == "numba" else None
         bsr_int8 = measure_bsr_int8_breakevens(quick) if backend == "numba" and int8 is not None else None
+        nm = measure_nm_speedups(quick) if backend == "numba" else None
     fp32 = max(gemm.values())
     m: dict[str, Any] = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -396,7 +422,7 @@ def calibrate(out_path: str | os.PathLike | None = None, quick: bool = False,
         "cache_gbs": {k: round(v, 2) for k, v in caches.items()},
         "vector_gops": vec, "op_weights": weights,
         "dispatch_us": disp, "dispatch_backend": backend, "clock_ghz": _clock_ghz(), "bsr_breakeven": bsr,
-        "bsr_int8_breakeven": bsr_int8,
+        "bsr_int8_breakeven": bsr_int8, "nm_speedup": nm,
         "spread": {k: round(v, 4) for k, v in spreads.items()}, "max_spread": max_spread, "unstable": bool(unstable),
     }
     path = Path(out_path) if out_path is not None else config_dir() / "cpu-host.toml"
@@ -434,6 +460,12 @@ def summary_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
     rows += [(f"{k} bandwidth", f"{v:.1f} GB/s") for k, v in m["cache_gbs"].items()]
     rows += [("vector", f"{m['vector_gops']:.1f} GOP/s"),
              ("dispatch", f"{m['dispatch_us']:.2f} us per kernel ({m['dispatch_backend']})")]
+    for table, what in (("bsr_breakeven", "BSR break-even"), ("bsr_int8_breakeven", "BSR int8 break-even")):
+        if m.get(table):
+            rows.append((what, ", ".join(f"{k} {d}" for k, d in m[table]["density"].items())))
+    if m.get("nm_speedup"):
+        speedups = m["nm_speedup"]["speedup"]
+        rows.append(("N:M speed-up", ", ".join(f"{k.replace('x', ':')} {v}x" for k, v in speedups.items())))
     rows += [(f"spread, {k}", f"{v:.0%} (limit {m['max_spread']:.0%})") for k, v in m["spread"].items()]
     return rows
 

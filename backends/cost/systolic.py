@@ -53,9 +53,3 @@ def systolic_cycles(m: int, n: int, k: int, rows: int, cols: int, dataflow: str 
     cycles = rounds * per_fold - 1
     util = batch * m * n * k / (cycles * rows * cols * arrays)
     return SystolicResult(cycles, total_folds, per_fold, util)
-
-
-def conv_as_gemm(n: int, c_in: int, h_out: int, w_out: int, c_out: int, kh: int, kw: int,
-                 groups: int = 1) -> tuple[int, int, int, int]:
-    """(batch, M, N, K) of a convolution lowered to a GEMM per group (im2col)."""
-    return groups, n * h_out * w_out, c_out // groups, (c_in // groups) * kh * kw

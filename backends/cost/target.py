@@ -198,16 +198,6 @@ class Target:
         """The on-chip levels, innermost first."""
         return tuple(m for m in self.memory if m.on_chip)
 
-    def on_chip_capacity(self) -> int:
-        """Bytes of the largest on-chip level shared by the whole chip (0 when none)."""
-        caps = [m.total_capacity(self.units) for m in self.on_chip]
-        return max(caps, default=0)
-
-    # ---- sparsity ------------------------------------------------------------------------
-    def sparsity_for(self, pattern: str) -> tuple[SparsitySupport, ...]:
-        """The supported entries for `pattern`."""
-        return tuple(s for s in self.sparsity if s.pattern == pattern)
-
     # ---- misc ----------------------------------------------------------------------------
     def replace(self, **changes: Any) -> Target:
         """A copy with some fields changed (mappings are frozen again)."""
@@ -215,10 +205,6 @@ class Target:
             if k in changes:
                 changes[k] = frozen_map(changes[k])
         return replace(self, **changes)
-
-    def ridge_point(self, precision: str) -> float:
-        """Arithmetic intensity (ops per DRAM byte) where compute and memory time are equal."""
-        return self.peak_ops(precision) / self.dram.bandwidth
 
     def summary(self) -> str:
         """A few lines describing the target."""

@@ -9,11 +9,13 @@ from tensorsmith.backends.cost import load_target
 from tensorsmith.backends.cost.sparse_kernels import (
     SHIPPED_BREAKEVEN,
     SHIPPED_INT8_BREAKEVEN,
+    SHIPPED_NM_SPEEDUP,
     breakeven_density,
     breakeven_for,
     bsr_beats_dense,
     choose_sparse_kernel,
     load_breakeven,
+    load_nm_speedups,
     predict_bsr_speedup,
 )
 from tensorsmith.backends.numba.cpu_features import best_int8_path
@@ -65,6 +67,26 @@ def test_calibrate_stores_breakeven_and_the_target_still_loads(tmp_path: Path) -
     p = _written_override(tmp_path, "bsr_breakeven", be)
     assert load_breakeven(p)[(32, 32)] == be["density"]["32x32"]
     assert load_target("cpu-host", overrides=p).peak["fp32"] == pytest.approx(100e9)
+
+
+@pytest.mark.skipif(not HOST_ISAS, reason="sparse kernels need AVX2 + FMA")
+def test_calibrate_measures_the_nm_speedups_that_choose_the_kernel(tmp_path: Path) -> None:
+    from tensorsmith.bench.calibrate import NM_PATTERNS, measure_nm_speedups, summary_rows, toml_override
+
+    nm = measure_nm_speedups(quick=True)
+    assert nm is not None and set(nm["speedup"]) == {f"{n}x{m}" for n, m in NM_PATTERNS}
+    assert all(0.0 < v < 100.0 for v in nm["speedup"].values())
+    m = {"date": "d", "machine": "m", "dispatch_us": 3.0, "dispatch_backend": "numba", "threads": None,
+         "fp32_gflops": 100.0, "int8_gops": 200.0, "int8_measured": True, "gemm_sizes": [256], "vector_gops": 10.0,
+         "op_weights": {}, "dram_gbs": 30.0, "cache_gbs": {}, "nm_speedup": {**nm, "speedup": {"2x4": 1.25}}}
+    p = tmp_path / "cpu-host.toml"
+    p.write_text(toml_override(m))
+    table = load_nm_speedups(p)
+    assert table[(2, 4)] == 1.25 and table[(1, 4)] == SHIPPED_NM_SPEEDUP[(1, 4)]
+    picked = choose_sparse_kernel(SparsityInfo("nm", 0.5, n=2, m=4), nm_table=table)
+    assert picked.kernel == "nm" and picked.speedup == pytest.approx(1.25)
+    assert load_target("cpu-host", overrides=p).peak["fp32"] == pytest.approx(100e9)
+    assert dict(summary_rows({**m, "spread": {}, "max_spread": 0.25}))["N:M speed-up"] == "2:4 1.25x"
 
 
 def test_int8_table_is_apart_from_the_fp32_one(tmp_path: Path) -> None:
