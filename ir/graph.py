@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import networkx as nx
@@ -292,9 +292,3 @@ def _renamed_for_output(new: Value, old: Value, graph: Graph) -> Value:
     if new.producer is not None and not any(v is new for v in graph.outputs):
         new.name = old.name
     return new
-
-
-def iter_node_values(nodes: Iterable[Node]) -> Iterator[Value]:
-    """Every output value of `nodes`, in order."""
-    for n in nodes:
-        yield from n.outputs
