@@ -31,7 +31,8 @@ from .warmup import warm_up
 VIEW_OPS = frozenset({"reshape", "flatten", "identity", "dropout"})
 """Ops that relabel memory: they write nothing."""
 
-DEFAULT_MODELS = ("mlp", "cnn", "transformer-block", "bert-base-layer", "minilm-l6-b1s128", "torch-encoder-layer")
+DEFAULT_MODELS = ("mlp", "cnn", "transformer-block", "bert-base-layer", "minilm-l6-b1s128", "torch-encoder-layer",
+                  "causal-layer-s512")
 
 
 def written_bytes(graph: Graph) -> int:
@@ -98,8 +99,26 @@ def _torch_encoder_layer() -> Case | None:
     return Case("torch-encoder-layer", g, {"x": x.numpy()})
 
 
+def _causal_layer_s512() -> Case:
+    """A decoder-style layer: the MiniLM-sized encoder block (hidden 384, 6 heads, FFN 1536) at sequence 512 whose
+    scores add a constant causal mask (-inf above the diagonal), as PyTorch exports `generate_square_subsequent_mask`;
+    `fuse` makes that mask the attention's `causal` flag."""
+    from ..ir import GraphBuilder, f32
+    from ..ir.ops.attention import causal_mask
+    from .models.builtin import encoder_block, random_encoder_weights
+
+    seq, hidden = 512, 384
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("causal_layer")
+    x = b.input("x", f32[1, seq, hidden])
+    mask = b.const(causal_mask(seq, seq), "causal_mask")
+    b.output(encoder_block(b, x, random_encoder_weights(rng, hidden, 4 * hidden), 6, "layer0", mask=mask))
+    return Case("causal-layer-s512", b.build(), {"x": rng.standard_normal((1, seq, hidden)).astype(np.float32)})
+
+
 SPECIAL: dict[str, Callable[[], Case | None]] = {"minilm-l6-b1s128": _minilm_b1s128,
-                                                 "torch-encoder-layer": _torch_encoder_layer}
+                                                 "torch-encoder-layer": _torch_encoder_layer,
+                                                 "causal-layer-s512": _causal_layer_s512}
 
 
 def load_case(name: str) -> Case | None:

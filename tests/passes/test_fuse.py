@@ -230,3 +230,12 @@ def test_a_constant_causal_mask_becomes_the_causal_flag_and_others_stay_masks() 
     for g in (_masked_attention(near), _masked_attention(None)):  # not causal; a mask given at run time
         (att,) = [n for n in run_pipeline(g, "fuse").nodes if n.op == "attention"]
         assert not att.attrs["causal"] and len(att.inputs) == 4
+
+
+def test_the_causal_layer_benchmark_case_fuses_to_causal_attention() -> None:
+    from tensorsmith.bench.fusion import load_case
+
+    case = load_case("causal-layer-s512")
+    assert case is not None
+    (att,) = [n for n in run_pipeline(case.graph, "fuse").nodes if n.op == "attention"]
+    assert att.attrs["causal"] and len(att.inputs) == 3 and att.inputs[0].type.shape == (1, 512, 384)
