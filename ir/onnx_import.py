@@ -18,7 +18,15 @@ import onnx
 from onnx import numpy_helper
 
 # importing the converter modules registers their converters
-from . import onnx_ops_logic, onnx_ops_math, onnx_ops_nn, onnx_ops_qlinear, onnx_ops_quant, onnx_ops_shape  # noqa: F401
+from . import (  # noqa: F401
+    onnx_ops_attention,
+    onnx_ops_logic,
+    onnx_ops_math,
+    onnx_ops_nn,
+    onnx_ops_qlinear,
+    onnx_ops_quant,
+    onnx_ops_shape,
+)
 from .graph import Graph, Node, Value
 from .onnx_context import (
     CONVERTERS,
