@@ -3,7 +3,7 @@
 Converted: f32 Q, K, V, all 3-D ([B, S, heads * D], with q_num_heads = kv_num_heads) or all 4-D ([B, heads, S,
 D]); as many key/value heads as query heads; V's head size equal to K's; `is_causal` (without a KV cache its
 frontier is the top-left diagonal, the IR's `causal`); `scale`; an `attn_mask` known at import (boolean: True
-takes part, or float, added to the scores) whose last axis spans every key.
+takes part, or float, added to the scores; a last axis shorter than the keys is padded with -inf, as ONNX says).
 
 Refused, each with its reason: grouped or multi-query heads, KV caches (past_key / past_value,
 nonpad_kv_seqlen), softcap, sliding windows, a mask computed at run time, and a constant mask that leaves some
@@ -69,10 +69,11 @@ def _additive_mask(ctx: NodeContext, full: tuple[int, int, int, int], causal: bo
         raise UnsupportedError(f"attn_mask computed at run time ({describe(mask)}): ONNX's Attention gives a query "
                                "whose keys are all masked a zero row, `attention` (a softmax) NaN, and a run-time "
                                "mask cannot be checked for it at import")
-    if mask.ndim > 4 or mask.shape[-1] != full[3]:
-        raise UnsupportedError(f"attn_mask {list(mask.shape)} must broadcast to [batch, heads, Sq, Skv] = "
-                               f"{list(full)} with its last axis over every key")
+    if mask.ndim > 4 or (mask.ndim and mask.shape[-1] > full[3]):
+        raise ValueError(f"attn_mask {list(mask.shape)} does not broadcast to [batch, heads, Sq, Skv] = {list(full)}")
     add = np.where(mask, np.float32(0.0), np.float32(-np.inf)) if mask.dtype == np.bool_ else mask.astype(np.float32)
+    if add.ndim and add.shape[-1] < full[3]:  # ONNX pads a short last axis with -inf: those keys are masked
+        add = np.pad(add, [(0, 0)] * (add.ndim - 1) + [(0, full[3] - add.shape[-1])], constant_values=-np.inf)
     try:
         scores = np.broadcast_to(add, full) + (causal_mask(full[2], full[3]) if causal else np.float32(0.0))
     except ValueError:

@@ -44,6 +44,7 @@ def test_three_d_attention_matches_onnx(opset: int, causal: int) -> None:
 @pytest.mark.parametrize("mask", [
     np.tril(np.ones((4, 6), bool)) | np.eye(4, 6, 2, dtype=bool),  # boolean, True takes part
     np.where(np.arange(6)[None, :] % 3 == 2, -np.inf, 0.5).astype(np.float32)[None, None].repeat(4, 2),  # float
+    rand(3, 4, 4),  # float, its last axis shorter than the 6 keys: the last two keys masked
 ])
 def test_four_d_attention_with_a_constant_mask_and_a_scale(mask: np.ndarray) -> None:
     q, k, v = rand(1, 3, 4, 5), rand(1, 3, 6, 5), rand(1, 3, 6, 5)
