@@ -176,7 +176,8 @@ def bench_shape(m: int, k: int, n: int, paths: list[str], repeats: int, threads:
         out = np.empty((m, n), np.float32)
         q, s_out, zp_out = ig.requant_operands(None, m, n)
         fns[f"{path} gemm"] = _entry(ig.int8_kernels(path).gemm_dequant.parallel, xq, sx, zp, packed.data,
-                                     packed.colsum, packed.scales, np.zeros(n, np.float32), out, tm, tnp,
+                                     packed.colsum, ig.NO_WEIGHT_ZERO_POINT, ig.NO_WEIGHT_ZERO_POINT,
+                                     packed.scales, np.zeros(n, np.float32), out, tm, tnp,
                                      np.empty(ig.scratch_size(m, n, path, tm, tnp), np.int32), ig.NO_STAGES,
                                      EMPTY_F32, NO_PARAMS, EMPTY_F32, q, s_out, zp_out)
     for f in fns.values():  # JIT compile time stays out of the timings

@@ -27,6 +27,7 @@ from ..backends.numba.int8_gemm import (
     NO_PARAMS,
     NO_QUANT_OUT,
     NO_STAGES,
+    NO_WEIGHT_ZERO_POINT,
     int8_kernels,
     int8_tiles,
     pack_int8_weights,
@@ -62,7 +63,8 @@ def int8_dense_runner(xq: np.ndarray, sx: np.ndarray, zp: np.ndarray, w_q: np.nd
     scratch = np.empty(scratch_size(m, n, path, tm, tnp), np.int32)
     out, bias = np.empty((m, n), np.float32), np.zeros(n, np.float32)
     kern = int8_kernels(path).gemm_dequant.pick(threads > 1)
-    args = kernel_args((xq, sx, zp, packed.data, packed.colsum, packed.scales, bias, out, tm, tnp, scratch,
+    args = kernel_args((xq, sx, zp, packed.data, packed.colsum, NO_WEIGHT_ZERO_POINT, NO_WEIGHT_ZERO_POINT,
+                        packed.scales, bias, out, tm, tnp, scratch,
                         NO_STAGES, EMPTY_F32, NO_PARAMS, EMPTY_F32, *_NO_REQUANT), writes=(out, scratch, NO_QUANT_OUT))
     return lambda: kern(*args)
 
@@ -76,7 +78,8 @@ def int8_bsr_runner(xq: np.ndarray, sx: np.ndarray, zp: np.ndarray, w_q: np.ndar
     scratch = np.empty(sched.scratch, np.int32)
     out, bias = np.empty((m, n), np.float32), np.zeros(n, np.float32)
     kern = sparse_int8_kernel(path, bsr.tile).driver.pick(threads > 1)
-    args = kernel_args((xq, sx, zp, bsr.gidx, bsr.pptr, bsr.data, bsr.colsum, bsr.scales, bias, out, sched.groups,
+    args = kernel_args((xq, sx, zp, bsr.gidx, bsr.pptr, bsr.data, bsr.colsum, NO_WEIGHT_ZERO_POINT,
+                        NO_WEIGHT_ZERO_POINT, bsr.scales, bias, out, sched.groups,
                         sched.tm, scratch, NO_STAGES, EMPTY_F32, NO_PARAMS, EMPTY_F32, *_NO_REQUANT),
                        writes=(out, scratch, NO_QUANT_OUT))
     return lambda: kern(*args)

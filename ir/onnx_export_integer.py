@@ -2,10 +2,11 @@
 
 `quantize-dynamic` becomes the DynamicQuantizeLinear formula over rows (ReduceMin / ReduceMax, Div,
 Round, Clip, Cast), which also covers the per-row form DynamicQuantizeLinear lacks. `qlinear` /
-`qmatmul` become MatMulInteger on the raw operands, minus x_zero_point * column sums of the weight (an
-i32 constant), then (x_scale * weight_scale) * acc + bias in float, and QuantizeLinear for a u8/i8
-output. `qconv2d` becomes ConvInteger with the zero point, then the same scaling along axis 1. `qadd`
-becomes its float32 steps (Cast, Sub, Cast, Mul per operand, Add) and QuantizeLinear.
+`qmatmul` become MatMulInteger on the raw operands (and the weight zero point as B's), minus
+x_zero_point * column sums of the (shifted) weight (an i32 constant), then (x_scale * weight_scale) * acc
++ bias in float, and QuantizeLinear for a u8/i8 output. `qconv2d` becomes ConvInteger with the zero
+points, then the same scaling along axis 1. `qadd` becomes its float32 steps (Cast, Sub, Cast, Mul per
+operand, Add) and QuantizeLinear.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from onnx import TensorProto
 
 from .graph import Node, Value
+from .ops.integer import weight_zero_points
 
 
 class Writer(Protocol):
@@ -87,9 +89,13 @@ def _qlinear(w: Writer, n: Node, ins: list[str], out: str) -> None:
     if weight.data is None:
         raise ValueError(f"{n.op} exports with a constant weight only")
     w_kn = weight.data.T if n.op == "qlinear" else weight.data
-    colsum = w_kn.astype(np.int32).sum(axis=0, dtype=np.int32)
+    wzp = np.asarray(weight_zero_points(n.attrs, w_kn.shape[1]), np.int32)
+    colsum = (w_kn.astype(np.int32) - wzp).sum(axis=0, dtype=np.int32)
     lead = list(x.type.shape[:-1])
-    acc = w.add("MatMulInteger", [ins[0], w.const(np.ascontiguousarray(w_kn), f"{out}.weight_kn")])
+    operands = [ins[0], w.const(np.ascontiguousarray(w_kn), f"{out}.weight_kn")]
+    if wzp.any():  # B's zero point per column; A's is subtracted below (it may be per row)
+        operands += ["", w.const(wzp.astype(np.int8), f"{out}.weight_zero_point")]
+    acc = w.add("MatMulInteger", operands)
     rows = n.inputs[2].type.shape[0]
     zp = w.add("Reshape", [ins[2], w.ints(lead + [1] if rows > 1 else [1], f"{out}.zp")])
     acc = w.add("Sub", [acc, w.add("Mul", [zp, w.const(colsum, f"{out}.colsum")])])
@@ -100,10 +106,24 @@ def _qconv2d(w: Writer, n: Node, ins: list[str], out: str) -> None:
     a = n.attrs
     x_dt = TensorProto.UINT8 if n.inputs[0].type.dtype.name == "u8" else TensorProto.INT8
     zp = w.add("Cast", [w.add("Reshape", [ins[2], w.ints([], f"{out}.scalar")])], to=x_dt)
-    kh, kw = n.inputs[3].type.shape[2:]
-    acc = w.add("ConvInteger", [ins[0], ins[3], zp], kernel_shape=[kh, kw], strides=list(a["strides"]),
-                pads=[a["pads"][0], a["pads"][1], a["pads"][2], a["pads"][3]], dilations=list(a["dilations"]),
-                group=a["groups"])
+    co, cg, kh, kw = n.inputs[3].type.shape
+    groups = a["groups"]
+    window = {"kernel_shape": [kh, kw], "strides": list(a["strides"]), "pads": list(a["pads"]),
+              "dilations": list(a["dilations"]), "group": groups}
+    wzp = np.asarray(a["weight_zero_point"], np.int32)
+    per_tensor = wzp.size == 1 and wzp.any()
+    operands = [ins[0], ins[3], zp]
+    if per_tensor:  # ONNX Runtime's ConvInteger takes one weight zero point per tensor only
+        operands.append(w.const(wzp.astype(np.int8).reshape(()), f"{out}.weight_zero_point"))
+    acc = w.add("ConvInteger", operands, **window)
+    if wzp.size > 1 and wzp.any():  # minus t[c] * the window sums of x - x_zero_point of c's group
+        ones = w.const(np.ones((groups, cg, kh, kw), np.int8 if x_dt == TensorProto.INT8 else np.uint8),
+                       f"{out}.ones")
+        sums = w.add("ConvInteger", [ins[0], ones, zp], **window)
+        if groups > 1:
+            group_of = np.arange(co, dtype=np.int64) // (co // groups)
+            sums = w.add("Gather", [sums, w.const(group_of, f"{out}.group_of")], axis=1)
+        acc = w.add("Sub", [acc, w.add("Mul", [sums, w.const(wzp.reshape(1, co, 1, 1), f"{out}.weight_zero_point")])])
     nb = n.outputs[0].type.shape[0]
     _scale_and_requantize(w, n, ins, acc, [nb, 1, 1], 1, out)
 

@@ -3,10 +3,12 @@
 QLinearMatMul with a constant B becomes `qmatmul` and QLinearConv becomes `qconv2d`, both requantizing
 their int32 accumulators to the u8/s8 of y_zero_point with y_scale (round half to even, saturating), as
 ONNX defines them. DynamicQuantizeLinear becomes per-tensor `quantize-dynamic`, its i32 zero point cast
-to u8. The integer ops hold s8 weights with zero point 0, so a weight zero point is subtracted here:
-exact whenever w - w_zero_point stays in [-128, 127] (always for u8 weights with zero point 128). What
-the integer ops cannot express (a computed B, per-row y_scale, shifted weights outside s8, a convolution
-that is not 2-D) is refused with the reason. See docs/ir.md, "Quantized ONNX models".
+to u8. A weight zero point is subtracted here when w - w_zero_point stays in [-128, 127] (always for u8
+weights with zero point 128): s8 weights with no zero point, which every int8 kernel takes. Otherwise (an
+asymmetric u8 or s8 weight, as ONNX Runtime's quantizer writes with weight_type QUInt8) the weight is kept
+in s8 (u8 weights less 128) with the op's `weight_zero_point` (the zero point less the same 128). What
+the integer ops cannot express (a computed B, per-row y_scale, a 3-D B, a convolution that is not 2-D)
+is refused with the reason. See docs/ir.md, "Quantized ONNX models".
 """
 
 from __future__ import annotations
@@ -71,8 +73,11 @@ def _weight_scale(ctx: NodeContext, i: int, channels: int, axis: int, what: str)
     return s if n == channels else ctx.op("mul", s, np.ones(channels, np.float32))
 
 
-def _weight(ctx: NodeContext, i: int, channels: int, axis: int, what: str) -> tuple[np.ndarray, Handle, int]:
-    """Inputs i..i+2 (w, w_scale, w_zero_point) as (w - w_zero_point in s8, f32 scale per channel, weight_bits)."""
+def _weight(ctx: NodeContext, i: int, channels: int, axis: int,
+            what: str) -> tuple[np.ndarray, Handle, dict[str, object]]:
+    """Inputs i..i+2 (w, w_scale, w_zero_point) as (s8 weight, f32 scale per channel, the op's weight_bits and
+    weight_zero_point): w - w_zero_point when that fits s8, else w (less 128 when u8) with the zero point (less
+    the same)."""
     h = _int8_input(ctx, i, what)
     if not isinstance(h, np.ndarray):
         raise UnsupportedError(f"{what} is computed at run time ({describe(h)}); the integer ops take a constant "
@@ -87,12 +92,15 @@ def _weight(ctx: NodeContext, i: int, channels: int, axis: int, what: str) -> tu
     bshape[axis] = -1
     w = h.astype(np.int32) - zp.astype(np.int32).reshape(bshape if zp.size > 1 else ())
     lo, hi = (int(w.min()), int(w.max())) if w.size else (0, 0)
-    if lo < -128 or hi > 127:
-        raise UnsupportedError(f"{what} - {what}_zero_point spans [{lo}, {hi}]; the integer ops hold int8 weights "
-                               "with zero point 0, [-128, 127]")
+    shifted: tuple[int, ...] = ()
+    if lo < -128 or hi > 127:  # kept with its zero point: both moved into s8 by the same 128 when u8
+        offset = 128 if h.dtype == np.uint8 else 0
+        w = h.astype(np.int32) - offset
+        shifted = tuple(int(z) - offset for z in zp.reshape(-1))
+        lo, hi = (int(w.min()), int(w.max())) if w.size else (0, 0)
     lo7, hi7 = WEIGHT_BITS[7]
     bits = 7 if lo >= lo7 and hi <= hi7 else 8
-    return ctx.derived(w.astype(np.int8), h, ".s8"), ws, bits
+    return ctx.derived(w.astype(np.int8), h, ".s8"), ws, {"weight_bits": bits, "weight_zero_point": shifted}
 
 
 def _output_params(ctx: NodeContext, i: int, default: np.dtype) -> dict[str, object]:
@@ -124,9 +132,9 @@ def _qlinear_matmul(ctx: NodeContext) -> list[Handle | None]:
         raise ValueError(f"a {describe(a)} and b {describe(b)} do not multiply")
     a2 = ctx.reshape(a, (1, k)) if ra == 1 else a
     xs, xz = _activation_params(ctx, 1, a, shape_of(a)[0] if ra == 2 else 1, "a")
-    w, ws, bits = _weight(ctx, 3, n, 1, "b")
+    w, ws, weight = _weight(ctx, 3, n, 1, "b")
     out = _output_params(ctx, 6, np_dtype(a))
-    y = ctx.op("qmatmul", a2, xs, xz, w, ws, weight_bits=bits, **out)
+    y = ctx.op("qmatmul", a2, xs, xz, w, ws, **weight, **out)
     return [ctx.reshape(y, (n,)) if ra == 1 else y]
 
 
@@ -139,7 +147,7 @@ def _qlinear_conv(ctx: NodeContext) -> list[Handle | None]:
                                "maps onto qconv2d")
     co = shape_of(w_in)[0]
     xs, xz = _activation_params(ctx, 1, x, 1, "x")
-    w, ws, bits = _weight(ctx, 3, co, 0, "w")
+    w, ws, weight = _weight(ctx, 3, co, 0, "w")
     out = _output_params(ctx, 6, np_dtype(x))
     strides, dil, pads = window_attrs(ctx, shape_of(x)[2:], conv_kernel(ctx, w_in))
     bias: tuple[Handle, ...] = ()
@@ -149,7 +157,7 @@ def _qlinear_conv(ctx: NodeContext) -> list[Handle | None]:
             raise ValueError(f"B {describe(b)} must be int32[{co}] (the bias in units of x_scale * w_scale)")
         bias = (ctx.op("mul", ctx.op("cast", b, dtype="f32"), ctx.op("mul", xs, ws)),)
     y = ctx.op("qconv2d", x, xs, xz, w, ws, *bias, strides=strides, pads=pads, dilations=dil,
-               groups=int(ctx.attr("group", 1)), weight_bits=bits, **out)
+               groups=int(ctx.attr("group", 1)), **weight, **out)
     return [y]
 
 

@@ -1,8 +1,9 @@
 """quantize-fold: Q/DQ around matrix ops folded into the integer ops (ir/ops/integer.py).
 
 Rules, per linear / matmul (2-D constant B) / conv2d (any groups) whose weight is `dequantize` of an
-integer constant (symmetric: i8 or i4 with zero point 0, u8 with zero point 128; per output channel
-or per tensor):
+integer constant (per output channel or per tensor; symmetric, i8 or i4 with zero point 0 or u8 with zero
+point 128, or asymmetric: with `weight_bits=8` such a weight keeps its zero point as the op's
+`weight_zero_point` when weight minus zero point leaves s8, exactly):
 
 1. activation `dequantize(quantize(x))` (u8/i8, per tensor): the op becomes
    `qlinear / qmatmul / qconv2d(q, x_scale, x_zero_point, w_i8, w_scale, bias)` reading q;
@@ -39,7 +40,7 @@ import numpy as np
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
 from .base import Pass, PassContext, PassResult, register_pass
-from .integer_weights import FOLD_OPS, IntWeight, channel_axis, fit_weight, new_const
+from .integer_weights import FOLD_OPS, IntWeight, channel_axis, fit_weight, new_const, shifted_into_s8
 from .quantize_fold_add import fold_adds
 from .quantize_fold_integer import fold_integer_products
 
@@ -85,14 +86,21 @@ def integer_weight(n: Node, bits: int) -> tuple[IntWeight | None, str]:
         return None, f"its weight is stored as {name}"
     axis_c = channel_axis(n.op, q.type.rank)
     a = dq.attrs
-    if any(z != WEIGHT_ZERO_POINT[name] for z in a["zero_point"]):
-        return None, f"its weight's zero point {list(a['zero_point'])[:4]} is not symmetric"
     if a["axis"] is not None and a["axis"] % q.type.rank != axis_c:
         return None, f"its weight is quantized along axis {a['axis']}, not the output channels"
     channels = q.type.shape[axis_c]
     scale = np.broadcast_to(np.asarray(a["scale"], np.float32), (channels,)).copy()
-    w = np.asarray(q.data).astype(np.int32) - WEIGHT_ZERO_POINT[name]
-    return fit_weight(w, scale, axis_c, bits, q.type.sparsity), ""
+    shape = [1] * q.type.rank
+    shape[axis_c] = -1
+    zp = np.broadcast_to(np.asarray(a["zero_point"], np.int64), (channels,)).reshape(shape)
+    w = np.asarray(q.data).astype(np.int64) - zp
+    if all(z == WEIGHT_ZERO_POINT[name] for z in a["zero_point"]) or bits != 8 or \
+            (w.min(initial=0) >= -128 and w.max(initial=0) <= 127):  # s8 with no zero point (7 bits: re-quantized)
+        return fit_weight(w.astype(np.int32), scale, axis_c, bits, q.type.sparsity), ""
+    shifted = shifted_into_s8(w, axis_c)  # asymmetric: the weight keeps its zero point
+    if isinstance(shifted, str):
+        return None, f"its weight's zero point {list(a['zero_point'])[:4]} leaves it wider than int8: {shifted}"
+    return IntWeight(shifted[0], scale, 0.0, None, shifted[1]), ""
 
 
 @register_pass
@@ -168,7 +176,7 @@ class QuantizeFold(Pass):
         bias = [n.inputs[2]] if n.op in ("linear", "conv2d") and len(n.inputs) > 2 else []
         attrs = {k: n.attrs[k] for k in ("strides", "pads", "dilations", "groups")} if n.op == "conv2d" else {}
         opdef = get_op(FOLD_OPS[n.op])
-        attrs = opdef.normalize_attrs({**attrs, "weight_bits": bits})
+        attrs = opdef.normalize_attrs({**attrs, "weight_bits": bits, "weight_zero_point": w.zero_point})
         inputs = [*act, wv, ws, *bias]
         (t,) = opdef.infer([v.type for v in inputs], attrs)
         if t != n.outputs[0].type:

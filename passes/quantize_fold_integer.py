@@ -10,7 +10,9 @@ ONNX Runtime's `quantize_dynamic` writes DynamicQuantizeLinear -> MatMulInteger 
 an exact i32 product that no int8 kernel runs. It folds into `qlinear` / `qmatmul` / `qconv2d(q, s, z, W_s8,
 w_scale)`, whose reference semantics are the same float32 steps, f32(x_scale * w_scale) * f32(acc): exact when
 the weights fit the `weight_bits` range (ONNX Runtime's s8 weights fit 8 bits; for 7 bits each channel is
-re-quantized as rule 1 does). `w_scale` is a constant, per tensor or per output channel.
+re-quantized as rule 1 does). `w_scale` is a constant, per tensor or per output channel. Asymmetric weights
+(u8 with a zero point, `weight_type=QuantType.QUInt8`: W_i32 wider than s8) keep that zero point as the op's
+`weight_zero_point` with 8-bit weights, exactly; with 7 bits they are re-quantized like the others.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.registry import get_op
-from .integer_weights import FOLD_OPS, fit_weight, new_const
+from .integer_weights import FOLD_OPS, fit_weight, new_const, shifted_into_s8
 
 SCALAR_PATH_OPS = ("reshape", "cast")
 """Ops a scalar scale or zero point may pass through between quantize-dynamic and its use."""
@@ -108,14 +110,19 @@ def _fold_one(graph: Graph, mul: Node, users: dict[int, list[Node]], bits: int) 
     if isinstance(scale, str):
         return None, f"{acc.op} %{acc.name}: {scale}"
     w_int = np.asarray(acc.inputs[1].data)
-    if w_int.min(initial=0) < -128 or w_int.max(initial=0) > 127:
-        return None, f"{acc.op} %{acc.name}: its weights span [{int(w_int.min())}, {int(w_int.max())}], beyond int8"
-    w = fit_weight(w_int, scale, axis_c, bits, acc.inputs[1].type.sparsity)
+    zero_point: tuple[int, ...] = ()
+    if bits == 8 and (w_int.min(initial=0) < -128 or w_int.max(initial=0) > 127):  # asymmetric: keep its zero point
+        shifted = shifted_into_s8(w_int, axis_c)
+        if isinstance(shifted, str):
+            return None, f"{acc.op} %{acc.name}: its weights do not fit int8 with a zero point: {shifted}"
+        w_int, zero_point = shifted
+    sparsity = acc.inputs[1].type.sparsity if not zero_point else None  # shifted, zeros are zeros no longer
+    w = fit_weight(w_int, scale, axis_c, bits, sparsity)  # 7 bits: re-quantized if need be
     wv = new_const(graph, w.data, f"{acc.inputs[1].name}.s8")
     ws = new_const(graph, w.scale, f"{acc.inputs[1].name}.scale")
     attrs = {k: acc.attrs[k] for k in ("strides", "pads", "dilations", "groups")} if acc.op == "conv2d" else {}
     opdef = get_op(FOLD_OPS[acc.op])
-    attrs = opdef.normalize_attrs({**attrs, "weight_bits": bits})
+    attrs = opdef.normalize_attrs({**attrs, "weight_bits": bits, "weight_zero_point": zero_point})
     inputs = [qd.outputs[0], qd.outputs[1], qd.outputs[2], wv, ws]
     (t,) = opdef.infer([v.type for v in inputs], attrs)
     if t != mul.outputs[0].type:

@@ -29,10 +29,11 @@ from numba import prange
 from .bsr_gemm import balanced_groups
 from .cpu_features import check_int8_path
 from .int8_drivers import dequant_block, requant_tile
-from .int8_gemm import NO_PARAMS, NO_STAGES, padded_k, requant_operands
+from .int8_gemm import NO_PARAMS, NO_STAGES, NO_WEIGHT_ZERO_POINT, padded_k, requant_operands
 from .int8_ukernel import FULL_S8, K_GROUP, MADDUBS_S8, WEIGHT_RANGE, UkernelShape, make_gather_ukernel
 from .jit import EMPTY_F32, Twin, cdiv, specialized, twin
 from .k_epilogue import epi_tile
+from .k_integer import row_sums_u8
 
 L1_WEIGHT_CHUNK = 16384
 """Bytes of packed weights one K chunk of a panel holds (it stays in L1 while the rows pass over it)."""
@@ -58,10 +59,11 @@ ROW_COUNTS = (4, 2, 1)
 """Row counts of the micro-kernels below a full MR."""
 
 
-def bsr_int8_driver(xq, sx, zpx, gidx, pptr, wdata, colsum, sw, bias, out, groups, tm, scratch,  # type: ignore[no-untyped-def]
-                    stages, vecs, params, res, q_out, s_out, zp_out):
-    """out [M, N] f32 = epilogue(sx * sw * (xq @ W^T - zpx * colsum) + bias) for W in gathered panels; q_out =
-    requant(out) if it has rows. Work items: (row block of tm rows, panels groups[g]..groups[g + 1])."""
+def bsr_int8_driver(xq, sx, zpx, gidx, pptr, wdata, colsum, rsum, wzp, sw, bias, out,  # type: ignore[no-untyped-def]
+                    groups, tm, scratch, stages, vecs, params, res, q_out, s_out, zp_out):
+    """out [M, N] f32 = epilogue(sx * sw * (xq @ W^T - zpx * colsum - rsum * wzp) + bias) for W in gathered panels
+    (rsum, wzp: a weight zero point's term, empty when none, see `dequant_block`); q_out = requant(out) if it has
+    rows. Work items: (row block of tm rows, panels groups[g]..groups[g + 1])."""
     m_all = xq.shape[0]
     kp = xq.shape[1]
     n_all = out.shape[1]
@@ -95,7 +97,8 @@ def bsr_int8_driver(xq, sx, zpx, gidx, pptr, wdata, colsum, sw, bias, out, group
                     r += 2
                 if r < m1:
                     UK_ONE(kg, gidx, c0, xq, r * kp, kp, wdata, boff, acc, (r - m0) * NR, NR, more)
-            dequant_block(acc, NR, m0, m1, p * NR, min(NR, n_all - p * NR), sx, zpx, colsum, sw, bias, out)
+            dequant_block(acc, NR, m0, m1, p * NR, min(NR, n_all - p * NR), sx, zpx, colsum, rsum, wzp, sw, bias,
+                          out)
         c0 = groups[g] * NR
         c1 = min(n_all, groups[g + 1] * NR)
         if c1 > c0:
@@ -248,7 +251,8 @@ def bsr_int8_schedule(w: BSRInt8Weight, m: int, threads: int = 1) -> BSRInt8Sche
 def run_bsr_int8(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, w: BSRInt8Weight, bias: np.ndarray | None = None,
                  threads: int = 1, stages: np.ndarray = NO_STAGES, vecs: np.ndarray = EMPTY_F32,
                  params: np.ndarray = NO_PARAMS, res: np.ndarray = EMPTY_F32,
-                 requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | None = None) -> np.ndarray:
+                 requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | None = None,
+                 weight_zero_point: np.ndarray | None = None) -> np.ndarray:
     """`int8_gemm.int8_gemm_dequant` on a block-sparse weight (schedule and scratch made here; tests, benchmarks)."""
     kernel = sparse_int8_kernel(w.path, w.tile)
     if xq.dtype != np.uint8 or xq.ndim != 2 or not xq.flags.c_contiguous or xq.shape[1] != w.kp:
@@ -260,7 +264,13 @@ def run_bsr_int8(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, w: BSRInt8Weig
     b = np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     q, s_out, zp_out = requant_operands(requant, m, n)
     scratch = np.empty(sched.scratch, np.int32)
-    kernel.driver.call(threads > 1, xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
-                       w.gidx, w.pptr, w.data, w.colsum, w.scales, b, out, sched.groups, sched.tm,
+    zpx = np.ascontiguousarray(zpx, np.int32)
+    rsum, wzp = NO_WEIGHT_ZERO_POINT, NO_WEIGHT_ZERO_POINT
+    if weight_zero_point is not None:
+        wzp = np.ascontiguousarray(np.broadcast_to(np.asarray(weight_zero_point, np.int32), (n,)))
+        rsum = np.empty(m, np.int32)
+        row_sums_u8.call(threads > 1, xq, w.shape[1], zpx, rsum, writes=(rsum,))
+    kernel.driver.call(threads > 1, xq, np.ascontiguousarray(sx, np.float32), zpx,
+                       w.gidx, w.pptr, w.data, w.colsum, rsum, wzp, w.scales, b, out, sched.groups, sched.tm,
                        scratch, stages, vecs, params, res, q, s_out, zp_out, writes=(out, scratch, q))
     return out if requant is None else q

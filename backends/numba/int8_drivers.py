@@ -36,23 +36,33 @@ def _qbounds_overload(arr):  # type: ignore[no-untyped-def]
 
 
 @helper(fastmath=False)
-def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, sw, bias, out):  # type: ignore[no-untyped-def]
-    """out[m0:m1, n0:n0+nw] = (sx[m] * sw[n]) * (acc - zpx[m] * colsum[n]) + bias[n], acc rows of stride ld.
+def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, rsum, wzp, sw, bias,  # type: ignore[no-untyped-def]
+                  out):
+    """out[m0:m1, n0:n0+nw] = (sx[m] * sw[n]) * (acc - zpx[m] * colsum[n] - rsum[m] * wzp[n]) + bias[n], acc rows
+    of stride ld; without the last term when wzp is empty (no weight zero point).
 
-    sx / zpx hold one value per row, or one for all rows. The drivers that inline this are compiled without
-    fast-math: no multiply-add contraction, so the result is the IR's dequantization bit for bit.
+    sx / zpx hold one value per row, or one for all rows; rsum[m] = sum_k (x[m, k] - zpx[m]) (`row_sums_u8`).
+    The drivers that inline this are compiled without fast-math: no multiply-add contraction, so the result is
+    the IR's dequantization bit for bit.
     """
     per_row = sx.shape[0] > 1
     swv = sw[n0:n0 + nw]
     csv = colsum[n0:n0 + nw]
     bv = bias[n0:n0 + nw]
+    shifted = wzp.shape[0] > 0
+    wzv = wzp[n0:n0 + nw] if shifted else wzp
     for r in range(m0, m1):
         s = sx[r if per_row else 0]
         z = zpx[r if per_row else 0]
         o = out[r, n0:n0 + nw]
         a = acc[(r - m0) * ld:(r - m0) * ld + nw]
-        for c in range(nw):  # slices, not indices offset by n0: the loop vectorizes
-            o[c] = (s * swv[c]) * np.float32(a[c] - z * csv[c]) + bv[c]
+        if shifted:
+            rs = rsum[r]
+            for c in range(nw):
+                o[c] = (s * swv[c]) * np.float32(a[c] - z * csv[c] - rs * wzv[c]) + bv[c]
+        else:
+            for c in range(nw):  # slices, not indices offset by n0: the loop vectorizes
+                o[c] = (s * swv[c]) * np.float32(a[c] - z * csv[c]) + bv[c]
 
 
 @subkernel(fastmath=False)
@@ -180,9 +190,10 @@ def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
         TILES_END()
 
 
-def gemm_dequant(xq, sx, zpx, wp, colsum, sw, bias, out, tm, tnp, scratch,  # type: ignore[no-untyped-def]
-                 stages, vecs, params, res, q_out, s_out, zp_out):
-    """out [M, N] f32 = epilogue(sx * sw * (xq @ W^T - zpx * colsum) + bias); q_out = requant(out) if it has rows."""
+def gemm_dequant(xq, sx, zpx, wp, colsum, rsum, wzp, sw, bias, out, tm, tnp,  # type: ignore[no-untyped-def]
+                 scratch, stages, vecs, params, res, q_out, s_out, zp_out):
+    """out [M, N] f32 = epilogue(sx * sw * (xq @ W^T - zpx * colsum - rsum * wzp) + bias); q_out = requant(out) if
+    it has rows. rsum, wzp: the weight zero point's term (`dequant_block`), both empty when there is none."""
     m_all = xq.shape[0]
     n_all = out.shape[1]
     panels = wp.shape[0]
@@ -195,7 +206,8 @@ def gemm_dequant(xq, sx, zpx, wp, colsum, sw, bias, out, tm, tnp, scratch,  # ty
         TILES_BEGIN()
         for p in range(p0, p1):
             acc_panel(xq, wp, m0, m1, p, acc)
-            dequant_block(acc, NR, m0, m1, p * NR, min(NR, n_all - p * NR), sx, zpx, colsum, sw, bias, out)
+            dequant_block(acc, NR, m0, m1, p * NR, min(NR, n_all - p * NR), sx, zpx, colsum, rsum, wzp, sw, bias,
+                          out)
         TILES_END()
         c1 = min(n_all, p1 * NR)
         if stages.shape[0] > 0:

@@ -35,6 +35,7 @@ from .int8_drivers import acc_panel, acc_panel_tiles, acc_rows, gemm_dequant, ge
 from .int8_quantize import quantize_rows, quantize_tensor
 from .int8_ukernel import K_GROUP, SHAPES, UKERNELS, WEIGHT_RANGE
 from .jit import EMPTY_F32, Twin, cdiv, helper, num_threads, specialized, subkernel, twin
+from .k_integer import row_sums_u8
 
 L1_WEIGHT_BLOCK = 16384
 """Bytes of one K block of a weight panel (KC x NR): it stays in L1 while the tile's rows pass."""
@@ -43,6 +44,8 @@ MAX_TILE_ROWS = 256
 NO_STAGES = np.zeros(0, np.int64)
 NO_PARAMS = np.zeros((1, PARAMS_PER_STAGE), np.float32)
 NO_QUANT_OUT = np.zeros((0, 0), np.uint8)
+NO_WEIGHT_ZERO_POINT = np.zeros(0, np.int32)
+"""The row sums and weight zero points of a product without a weight zero point (`dequant_block`)."""
 """A stand-in for the u8/s8 output of `gemm_dequant` when the f32 output is the result."""
 
 
@@ -200,12 +203,14 @@ def requant_operands(requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | Non
 def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: PackedInt8Weights, path: str,
                       bias: np.ndarray | None = None, parallel: bool = False, stages: np.ndarray = NO_STAGES,
                       vecs: np.ndarray = EMPTY_F32, params: np.ndarray = NO_PARAMS, res: np.ndarray = EMPTY_F32,
-                      requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | None = None) -> np.ndarray:
-    """epilogue(sx * sw * (xq @ w_q^T - zpx * colsum) + bias) as f32 [M, N], or requantized.
+                      requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | None = None,
+                      weight_zero_point: np.ndarray | None = None) -> np.ndarray:
+    """epilogue(sx * sw * ((xq - zpx) @ (w_q - weight_zero_point)^T) + bias) as f32 [M, N], or requantized.
 
     `stages`, `vecs`, `params`, `res` are the epilogue (`Epilogue.codes()`, `vectors()`, `params()` and the
     residual rows, see epilogue.py); `requant` = (scale [N], zero point [N],
-    np.uint8 or np.int8) returns the requantized output instead of the f32 one.
+    np.uint8 or np.int8) returns the requantized output instead of the f32 one; `weight_zero_point` [N] (i32,
+    each in [-128, 127]) is subtracted from the packed weights' columns.
     """
     kernels = _check_operands(xq, packed, path)
     m, n = xq.shape[0], packed.n
@@ -213,7 +218,13 @@ def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: P
     out = np.empty((m, n), np.float32)
     b = np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     q, s_out, zp_out = requant_operands(requant, m, n)
-    kernels.gemm_dequant.call(parallel, xq, np.ascontiguousarray(sx, np.float32), np.ascontiguousarray(zpx, np.int32),
-                              packed.data, packed.colsum, packed.scales, b, out, tm, tnp, scratch,
+    zpx = np.ascontiguousarray(zpx, np.int32)
+    rsum, wzp = NO_WEIGHT_ZERO_POINT, NO_WEIGHT_ZERO_POINT
+    if weight_zero_point is not None:
+        wzp = np.ascontiguousarray(np.broadcast_to(np.asarray(weight_zero_point, np.int32), (n,)))
+        rsum = np.empty(m, np.int32)
+        row_sums_u8.call(parallel, xq, packed.k, zpx, rsum, writes=(rsum,))
+    kernels.gemm_dequant.call(parallel, xq, np.ascontiguousarray(sx, np.float32), zpx,
+                              packed.data, packed.colsum, rsum, wzp, packed.scales, b, out, tm, tnp, scratch,
                               stages, vecs, params, res, q, s_out, zp_out, writes=(out, scratch, q))
     return out if requant is None else q

@@ -35,6 +35,20 @@ def activations_u8(src, dst, flip):  # type: ignore[no-untyped-def]
 
 
 @twin
+def row_sums_u8(x, k, zp, out):  # type: ignore[no-untyped-def]
+    """out[m] = sum_{j < k} (x[m, j] - zp[m]) as i32 (zp one per row, or one for all): what a weight zero point
+    multiplies in an int8 product (x [M, Kp] u8, the K real columns first)."""
+    per_row = zp.shape[0] > 1
+    for m in prange(x.shape[0]):
+        row = x[m]
+        s = 0
+        for j in range(k):
+            s += row[j]
+        z = zp[m] if per_row else zp[0]
+        out[m] = np.int32(s - k * z)
+
+
+@twin
 def shift_zero_points(zp, out, delta):  # type: ignore[no-untyped-def]
     """out = zp + delta (i32)."""
     for i in prange(zp.shape[0]):

@@ -158,6 +158,8 @@ def conv_depthwise(x, wt, out, geo, scratch, stages, vecs, params, res):  # type
 
 MAX_EXACT_TAPS = (1 << 24) // (255 * 128)
 """Most taps whose int8 products (|x - zero point| <= 255, |w| <= 128) sum exactly in f32, in any order."""
+MAX_EXACT_TAPS_SHIFTED = (1 << 24) // (255 * 255)
+"""The same with a weight zero point (|w - weight zero point| <= 255)."""
 
 
 @twin(fastmath=False)

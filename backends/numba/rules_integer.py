@@ -13,14 +13,22 @@ import math
 import numpy as np
 
 from ...ir.graph import Node, Value
-from ...ir.ops.integer import WEIGHT_BITS
+from ...ir.ops.integer import WEIGHT_BITS, weight_zero_points
 from ..cost.sparse_kernels import BSR
 from .bsr_int8 import SPARSE_PATH, bsr_int8_from_dense, bsr_int8_schedule, sparse_int8_kernel
 from .channels_last import read_channels_last, result_channels_last
 from .cpu_features import INT8_PATH_FEATURES
 from .epilogue import Epilogue, empty_epilogue
 from .geometry import DH, DW, GEOMETRY_SIZE, KH, KW, PL, PT, SH, SW, W_OUT
-from .int8_gemm import NO_QUANT_OUT, int8_kernels, int8_tiles, pack_int8_weights, padded_k, scratch_size
+from .int8_gemm import (
+    NO_QUANT_OUT,
+    NO_WEIGHT_ZERO_POINT,
+    int8_kernels,
+    int8_tiles,
+    pack_int8_weights,
+    padded_k,
+    scratch_size,
+)
 from .int8_quantize import quantize_rows, quantize_tensor
 from .int8_ukernel import WEIGHT_RANGE
 from .k_integer import (
@@ -32,9 +40,10 @@ from .k_integer import (
     padded_nhwc_u8,
     pixels_to_nchw,
     qadd,
+    row_sums_u8,
     shift_zero_points,
 )
-from .k_phase_planes import MAX_EXACT_TAPS, plane_scratch, qconv_depthwise
+from .k_phase_planes import MAX_EXACT_TAPS, MAX_EXACT_TAPS_SHIFTED, plane_scratch, qconv_depthwise
 from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, residual_arg
 from .plan import Lit, LowerCtx
 from .registry import lowers
@@ -148,6 +157,22 @@ def _channel_args(ctx: LowerCtx, node: Node, channels: tuple[int, int]) -> tuple
     return scales, ctx.arg(b) if b.type.shape == (c1 - c0,) else ctx.view(ctx.arg(b), part, f"{b.name}[{c0}:{c1}]")
 
 
+def _weight_zero_point_args(ctx: LowerCtx, node: Node, xu: int, zp: int, k: int,
+                            channels: tuple[int, int]) -> tuple[int, int]:
+    """Slots of (row sums of xu's first k columns less the zero point, the weight zero points of channels c0..c1)
+    for `dequant_block`: a row-sum step is emitted when the node has a weight zero point, else both are empty."""
+    c0, c1 = channels
+    n_all = node.outputs[0].type.shape[1 if node.op == "qconv2d" else -1]
+    wzp = np.asarray(weight_zero_points(node.attrs, n_all)[c0:c1], np.int32)
+    if not wzp.any():
+        none = ctx.const(NO_WEIGHT_ZERO_POINT, "no_weight_zero_point")
+        return none, none
+    m = ctx.slots[xu].shape[0]
+    rsum = ctx.buffer((m,), np.dtype(np.int32), f"{node.name}.row_sums")
+    ctx.emit("row_sums_u8", row_sums_u8, xu, Lit(k), zp, rsum, writes=(rsum,), work=m * k)
+    return rsum, ctx.const(wzp, f"{node.name}.weight_zero_point")
+
+
 def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray, out2: int,
                    epi: Epilogue, res: int, label: str, channels: tuple[int, int] | None = None) -> None:
     """gemm_dequant of u8 activations xu [M, Kp] with s8 weights w_nk [N, K] packed now, writing out2 [M, N]
@@ -170,6 +195,7 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
     else:
         y, q = ctx.buffer((m, n), np.dtype(np.float32), f"{node.name}.f32"), out2
     codes, vecs, params = epilogue_args(ctx, epi)
+    rsum, wzp = _weight_zero_point_args(ctx, node, xu, zp, k, (c0, c1))
     first_step = len(ctx.steps)
     if choice.kernel == BSR and choice.block is not None:
         bsr = bsr_int8_from_dense(w_q, choice.block, path, name=name)
@@ -178,7 +204,7 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
         ctx.emit(kernel_label(f"{label}_bsr{choice.block[0]}x{choice.block[1]}_{SPARSE_PATH[path]}", epi),
                  sparse_int8_kernel(path, bsr.tile).driver, xu, ctx.arg(sx), zp, ctx.const(bsr.gidx, f"{name}.gidx"),
                  ctx.const(bsr.pptr, f"{name}.pptr"), ctx.const(bsr.data, f"{name}.bsr_{SPARSE_PATH[path]}"),
-                 ctx.const(bsr.colsum, f"{name}.colsum"), ws, bias, y,
+                 ctx.const(bsr.colsum, f"{name}.colsum"), rsum, wzp, ws, bias, y,
                  ctx.const(sched.groups, f"{name}.groups"), Lit(sched.tm), scratch, codes, vecs, params, res, q,
                  ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch), work=work)
     else:
@@ -187,7 +213,7 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
         scratch = ctx.buffer((scratch_size(m, n, path, tm, tnp),), np.dtype(np.int32), f"{node.name}.acc")
         ctx.emit(kernel_label(f"{label}_{path}", epi), int8_kernels(path).gemm_dequant, xu, ctx.arg(sx), zp,
                  ctx.const(packed.data, f"{name}.packed_{path}"), ctx.const(packed.colsum, f"{name}.colsum"),
-                 ws, bias, y, Lit(tm), Lit(tnp), scratch, codes, vecs, params, res, q,
+                 rsum, wzp, ws, bias, y, Lit(tm), Lit(tnp), scratch, codes, vecs, params, res, q,
                  ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch),
                  work=work)
     if node.inputs[3].type.sparsity is not None:
@@ -230,8 +256,11 @@ def _lower_qconv_depthwise(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: 
     """A depthwise qconv2d (one input channel per group) on k_phase_planes.qconv_depthwise, exact in f32."""
     w = _constant_weight(ctx, node)
     co, _, kh, kw = w.shape
-    if kh * kw > MAX_EXACT_TAPS:
-        raise ctx.fail(f"depthwise qconv2d with {kh}x{kw} taps: more than {MAX_EXACT_TAPS} do not sum exactly in f32")
+    wzp = np.asarray(weight_zero_points(node.attrs, co), np.int32)
+    limit = MAX_EXACT_TAPS_SHIFTED if wzp.any() else MAX_EXACT_TAPS
+    if kh * kw > limit:
+        raise ctx.fail(f"depthwise qconv2d with {kh}x{kw} taps: more than {limit} do not sum exactly in f32")
+    taps = w.reshape(co, -1).astype(np.float32) - wzp.astype(np.float32)[:, None]
     nb, _, ho, wo = out_value.type.shape
     out = ctx.out(out_value)
     if out_value.type.numel == 0:
@@ -251,7 +280,7 @@ def _lower_qconv_depthwise(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: 
     res = residual_arg(ctx, epi, (nb, co, ho * wo))
     work = nb * co * (per_channel + kh * kw * (per_channel - ho * wo))
     ctx.emit(kernel_label("qconv_depthwise", epi), qconv_depthwise, ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1]),
-             ctx.arg(node.inputs[2]), ctx.const(w.reshape(co, -1).astype(np.float32), f"{node.inputs[3].name}.taps"),
+             ctx.arg(node.inputs[2]), ctx.const(taps, f"{node.inputs[3].name}.taps"),
              ws, bias, y, q, Lit(geo), scratch, codes, vecs, params, res,
              ctx.const(s_out, "out_scale"), ctx.const(zp_out.astype(np.float32), "out_zero_point"),
              Lit(np.float32(lo)), Lit(np.float32(hi)), writes=(y, q, scratch), work=work)

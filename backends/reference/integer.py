@@ -1,6 +1,6 @@
 """Reference semantics of the integer ops (see ir/ops/integer.py and docs/ir.md, "Integer ops").
 
-Integer-exact: the accumulators are int64 sums of (x - x_zero_point) * w, equal to the int32 the
+Integer-exact: the accumulators are int64 sums of (x - x_zero_point) * (w - weight_zero_point), equal to the int32 the
 kernels keep (the type rule bounds K so that they cannot overflow); they are computed as float64 products
 (BLAS), exact while every partial sum stays below 2**53 (`exact_in_f64`), else in int64. Dequantization is float32:
 y = float32(x_scale * weight_scale) * float32(acc) + bias; requantization rounds half to even and
@@ -15,7 +15,7 @@ import numpy as np
 
 from ...ir.dtypes import i64
 from ...ir.graph import Node, Value
-from ...ir.ops.integer import WEIGHT_BITS
+from ...ir.ops.integer import WEIGHT_BITS, weight_zero_points
 from ...ir.types import TensorType
 from .nn import NN_RULES
 
@@ -53,6 +53,16 @@ def _check_weights(node: Node, w: np.ndarray) -> None:
     if w.size and (int(w.min()) < lo or int(w.max()) > hi):
         raise ValueError(f"{node.op} %{node.name}: weight_bits={node.attrs['weight_bits']} holds weights in "
                          f"[{lo}, {hi}], but {node.inputs[3].name} spans [{int(w.min())}, {int(w.max())}]")
+
+
+def _shifted_weights(node: Node, w: np.ndarray, channel_axis: int) -> np.ndarray:
+    """w - weight_zero_point along the output-channel axis (int64; w itself when the op has no weight zero point)."""
+    zp = weight_zero_points(node.attrs, w.shape[channel_axis])
+    if not any(zp):
+        return w
+    shape = [1] * w.ndim
+    shape[channel_axis] = -1
+    return w.astype(np.int64) - np.asarray(zp, np.int64).reshape(shape)
 
 
 def _centered(node: Node, x: np.ndarray, zp: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
@@ -105,7 +115,7 @@ def exact_in_f64(xc: np.ndarray, w: np.ndarray, k: int) -> bool:
 def _qlinear(node: Node, xs: Arrays) -> np.ndarray:
     x, sx, zx, w, sw = xs[:5]
     _check_weights(node, w)
-    w_nk = w if node.op == "qlinear" else w.T
+    w_nk = _shifted_weights(node, w if node.op == "qlinear" else w.T, 0)
     xc = _centered(node, x, zx, x.shape[:-1])
     if exact_in_f64(xc, w_nk, w_nk.shape[1]):
         acc = (xc.astype(np.float64) @ w_nk.astype(np.float64).T).astype(np.int64)
@@ -117,6 +127,7 @@ def _qlinear(node: Node, xs: Arrays) -> np.ndarray:
 def _qconv2d(node: Node, xs: Arrays) -> np.ndarray:
     x, sx, zx, w, sw = xs[:5]
     _check_weights(node, w)
+    w = _shifted_weights(node, w, 0)
     conv_attrs: dict[str, Any] = {k: node.attrs[k] for k in ("strides", "pads", "dilations", "groups")}
     out = Value(f"{node.name}.acc", TensorType(node.outputs[0].type.shape, i64))
     conv = Node("conv2d", [], conv_attrs, [out])

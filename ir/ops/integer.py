@@ -7,6 +7,9 @@ accumulate acc = sum (x - x_zero_point) * w exactly in int32, and either dequant
 y = (x_scale * weight_scale) * acc + bias in f32, or requantize y to u8/s8 with per-channel
 `out_scale` / `out_zero_point` (round half to even, saturating). `weight_bits` says which weight range
 the op holds: 8 is [-128, 127], 7 is [-64, 63] (what the AVX2 and AVX-512BW kernels compute exactly).
+`weight_zero_point` (one s8 value per tensor or per output channel; empty means 0) is subtracted from the
+weights before the product: acc = sum (x - x_zero_point) * (weight - weight_zero_point), which holds an
+asymmetric u8 weight w exactly as weight = w - 128 with weight_zero_point = its zero point - 128.
 `qadd` adds two quantized tensors and requantizes (a residual add that stays in int8).
 See docs/ir.md, "Integer ops".
 """
@@ -25,6 +28,8 @@ WEIGHT_BITS = {8: (-128, 127), 7: (-64, 63)}
 """Inclusive s8 weight range of each `weight_bits` value."""
 MAX_ACC_K = (2**31 - 1) // (255 * 128)
 """Largest reduction length whose int32 accumulator cannot overflow (|x - zp| <= 255, |w| <= 128)."""
+MAX_ACC_K_SHIFTED = (2**31 - 1) // (255 * 255)
+"""The same with a weight zero point (|w - weight_zero_point| <= 255)."""
 INT_OUT_DTYPES = ("f32", "u8", "i8")
 """What an integer matrix op writes: the dequantized f32, or the requantized u8 / s8."""
 
@@ -33,8 +38,15 @@ _QOPS_ATTRS = (
     Attr("dtype", "str", "f32", INT_OUT_DTYPES),
     Attr("out_scale", "floats", ()),
     Attr("out_zero_point", "ints", ()),
+    Attr("weight_zero_point", "ints", ()),
 )
 _QOPS_INPUTS = ("x", "x_scale", "x_zero_point", "weight", "weight_scale", "bias?")
+
+
+def weight_zero_points(attrs: dict[str, Any], channels: int) -> tuple[int, ...]:
+    """The op's weight zero point of each of its `channels` output channels (zeros when it has none)."""
+    zp = tuple(attrs.get("weight_zero_point", ()))
+    return zp * channels if len(zp) == 1 else zp if zp else (0,) * channels
 
 
 def quant_rows(x: TensorType, granularity: str) -> int:
@@ -73,8 +85,14 @@ def _check_qoperands(op: str, ts: list[TensorType], a: dict[str, Any], rows: int
         raise shape_error(f"{op}: weight_scale {list(ws.shape)} must be [{n}] (one per output channel)")
     if len(ts) == 6 and (ts[5].shape != (n,) or ts[5].dtype != f32):
         raise shape_error(f"{op}: bias {ts[5]} must be f32[{n}]")
-    if k > MAX_ACC_K:
-        raise shape_error(f"{op}: reduction length {k} exceeds {MAX_ACC_K}, where the int32 accumulator may overflow")
+    wzp = a["weight_zero_point"]
+    if len(wzp) not in (0, 1, n):
+        raise attr_error(f"{op}: weight_zero_point must have 1 or {n} values (one per output channel), got {len(wzp)}")
+    if any(not -128 <= z <= 127 for z in wzp):
+        raise attr_error(f"{op}: weight_zero_point must lie in [-128, 127], got [{min(wzp)}, {max(wzp)}]")
+    limit = MAX_ACC_K_SHIFTED if any(wzp) else MAX_ACC_K
+    if k > limit:
+        raise shape_error(f"{op}: reduction length {k} exceeds {limit}, where the int32 accumulator may overflow")
     scale, zp = a["out_scale"], a["out_zero_point"]
     if a["dtype"] == "f32":
         if scale or zp:
@@ -91,7 +109,8 @@ def _check_qoperands(op: str, ts: list[TensorType], a: dict[str, Any], rows: int
 
 
 @register_op("qlinear", _QOPS_INPUTS, _QOPS_ATTRS,
-             doc="int8 linear: (x_scale * weight_scale) * sum_k (x - x_zero_point) * weight[n, k] + bias, "
+             doc="int8 linear: (x_scale * weight_scale) * sum_k (x - x_zero_point) * (weight[n, k] - "
+                 "weight_zero_point[n]) + bias, "
                  "int32 accumulation, f32 out or requantized to u8/i8; weight is i8 [out, in].")
 def _qlinear(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x, w = ts[0], ts[3]
@@ -102,7 +121,8 @@ def _qlinear(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
 
 
 @register_op("qmatmul", _QOPS_INPUTS, _QOPS_ATTRS,
-             doc="int8 matmul with a 2-D B: (x_scale * weight_scale) * sum_k (x - x_zero_point) * weight[k, n] "
+             doc="int8 matmul with a 2-D B: (x_scale * weight_scale) * sum_k (x - x_zero_point) * (weight[k, n] - "
+                 "weight_zero_point[n]) "
                  "+ bias, int32 accumulation, f32 out or requantized to u8/i8; weight is i8 [K, N].")
 def _qmatmul(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x, w = ts[0], ts[3]
@@ -114,8 +134,8 @@ def _qmatmul(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
 
 @register_op("qconv2d", _QOPS_INPUTS, (*get_op("conv2d").attrs, *_QOPS_ATTRS),
              doc="int8 2-D convolution (NCHW, weight i8 [C_out, C_in/groups, kH, kW]): int32 accumulation of "
-                 "(x - x_zero_point) * weight, then (x_scale * weight_scale[c]) * acc + bias[c] in f32, or "
-                 "requantized to u8/i8; x_scale / x_zero_point per tensor ([1]).")
+                 "(x - x_zero_point) * (weight - weight_zero_point[c]), then (x_scale * weight_scale[c]) * acc + "
+                 "bias[c] in f32, or requantized to u8/i8; x_scale / x_zero_point per tensor ([1]).")
 def _qconv2d(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x, w = ts[0], ts[3]
     conv_attrs = {k: a[k] for k in ("strides", "pads", "dilations", "groups")}

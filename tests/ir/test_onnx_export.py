@@ -98,7 +98,8 @@ GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (cnn, mlp3d, el
 
 
 def integer() -> Graph:
-    """The integer ops: per-row and per-tensor dynamic quantization, f32 and requantized products, a conv, a qadd."""
+    """The integer ops: per-row and per-tensor dynamic quantization, f32 and requantized products, a conv, a qadd,
+    products and convolutions with weight zero points."""
     b = GraphBuilder("integer")
     x, img = b.input("x", f32[2, 5, 32]), b.input("img", f32[1, 3, 8, 8])
     q, s, z = b.op_multi("quantize-dynamic", x, granularity="row")
@@ -115,7 +116,15 @@ def integer() -> Graph:
     r = b.op("qadd", u, b.const(np.array([0.05], np.float32), "us"), b.const(np.array([100], np.int32), "uz"), u2,
              b.const(np.array([0.04], np.float32), "u2s"), b.const(np.array([-5], np.int32), "u2z"), dtype="i8",
              out_scale=0.07, out_zero_point=3)
-    b.output(y, u, c, s, z, r)
+    shifted = b.op("qlinear", q, s, z, w, ws, bias, weight_zero_point=[int(v) for v in RNG.integers(-128, 128, 7)])
+    c_shifted = b.op("qconv2d", qi, si, zi, RNG.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8),
+                     RNG.uniform(0.005, 0.01, 4).astype(np.float32), pads=[1, 1, 1, 1], weight_zero_point=[100])
+    c_channels = b.op("qconv2d", qi, si, zi, RNG.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8),
+                      RNG.uniform(0.005, 0.01, 4).astype(np.float32), weight_zero_point=[-128, 0, 5, 127])
+    c_groups = b.op("qconv2d", qi, si, zi, RNG.integers(-128, 128, (6, 1, 3, 3)).astype(np.int8),
+                    RNG.uniform(0.005, 0.01, 6).astype(np.float32), pads=[1, 0, 1, 0], groups=3,
+                    weight_zero_point=[int(v) for v in RNG.integers(-128, 128, 6)])
+    b.output(y, u, c, s, z, r, shifted, c_shifted, c_channels, c_groups)
     return b.build()
 
 

@@ -131,6 +131,36 @@ def test_qlinear_conv_u8_weights_with_zero_point() -> None:
     np.testing.assert_array_equal(wv.data[2], w[2].astype(np.int32) - 130)
 
 
+@pytest.mark.parametrize("b_dt,per_column", [(np.uint8, False), (np.uint8, True), (np.int8, True)])
+def test_qlinear_matmul_asymmetric_weights_keep_their_zero_point(b_dt: type, per_column: bool) -> None:
+    """Full-range u8 (or s8) weights with zero points far from the middle (ONNX Runtime's QUInt8 weights): w - zp
+    leaves s8, so qmatmul keeps the weight in s8 (u8 less 128) with weight_zero_point (the zero point less 128)."""
+    a, n = ints(np.uint8, 5, 16), 4
+    b = ints(b_dt, 16, n)
+    zps = [0, 255, 31, 200] if b_dt == np.uint8 else [-128, 127, 0, 60]
+    b_zp = np.array(zps if per_column else zps[0], b_dt)
+    b_scale = RNG.uniform(0.002, 0.01, n if per_column else ()).astype(np.float32)
+    m = qlinear_matmul(a, b, scalar(0.02, np.float32), scalar(3, np.uint8), b_scale, b_zp, 0.1, scalar(120, np.uint8))
+    g = check_quantized(m, {"a": a})
+    (q,) = [n for n in g.nodes if n.op == "qmatmul"]
+    offset = 128 if b_dt == np.uint8 else 0
+    assert q.attrs["weight_zero_point"] == tuple(int(z) - offset for z in b_zp.reshape(-1))
+    np.testing.assert_array_equal(q.inputs[3].data, b.astype(np.int32) - offset)
+    acc = (a.astype(np.int64) - 3) @ (b.astype(np.int64) - b_zp.astype(np.int64))
+    want = np.clip(np.rint(acc * (np.float32(0.02) * b_scale) / np.float32(0.1)) + 120, 0, 255).astype(np.uint8)
+    assert_within_one_step(reference.run(g, {"a": a})["y"], want)
+
+
+def test_qlinear_conv_asymmetric_u8_weights_keep_their_zero_point() -> None:
+    x = ints(np.uint8, 1, 3, 5, 5)
+    w = ints(np.uint8, 4, 3, 3, 3)
+    m = qlinear_conv(x, w, np.full(4, 0.003, np.float32), scalar(17, np.uint8), scalar(128, np.uint8),
+                     pads=[1, 1, 1, 1])
+    g = check_quantized(m, {"x": x})
+    (q,) = [n for n in g.nodes if n.op == "qconv2d"]
+    assert q.attrs["weight_zero_point"] == (17 - 128,)
+
+
 @pytest.mark.parametrize("shape,offset", [((3, 4, 5), 0.0), ((7,), 2.0), ((), -1.5), ((2, 6), -3.0)])
 def test_dynamic_quantize_linear(shape: tuple, offset: float) -> None:
     x = np.asarray(RNG.normal(size=shape) + offset, np.float32)
@@ -208,9 +238,9 @@ REFUSED = [
     ("b is computed at run time", lambda: qlinear_matmul(
         ints(np.uint8, 2, 4), ints(np.int8, 4, 3), scalar(1, np.float32), scalar(0, np.uint8), scalar(1, np.float32),
         scalar(0, np.int8), 1.0, scalar(0, np.uint8), b_input=True)),
-    ("b - b_zero_point spans \\[250, 250\\]", lambda: qlinear_matmul(
-        ints(np.uint8, 2, 4), np.full((4, 3), 250, np.uint8), scalar(1, np.float32), scalar(0, np.uint8),
-        scalar(1, np.float32), scalar(0, np.uint8), 1.0, scalar(0, np.uint8))),
+    ("the integer matmul \\(qmatmul\\) takes a 2-D B", lambda: qlinear_matmul(
+        ints(np.uint8, 2, 2, 4), ints(np.int8, 2, 4, 3), scalar(1, np.float32), scalar(0, np.uint8),
+        scalar(1, np.float32), scalar(0, np.int8), 1.0, scalar(0, np.uint8))),
     ("one scale per tensor or per output channel \\(3, axis 1 of b\\)", lambda: qlinear_matmul(
         ints(np.uint8, 2, 4), ints(np.int8, 4, 3), scalar(1, np.float32), scalar(0, np.uint8),
         np.full(4, 0.1, np.float32), np.zeros(4, np.int8), 1.0, scalar(0, np.uint8))),
@@ -230,7 +260,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("why,make", REFUSED,
-                         ids=["computed-b", "shifted-b-out-of-s8", "b-scale-per-row-of-b", "per-row-y", "conv1d"])
+                         ids=["computed-b", "3-d-b", "b-scale-per-row-of-b", "per-row-y", "conv1d"])
 def test_unexpressible_forms_are_refused_with_the_reason(why: str, make: object) -> None:
     model = make()  # type: ignore[operator]
     with pytest.raises(OnnxImportError, match=why) as e:

@@ -102,6 +102,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             files[m, form] = d / f"{m}_{form}.onnx"
             q.quantize_static(fp32, files[m, form], Batches(cal[m]), quant_format=fmt,
                               op_types_to_quantize=["MatMul", "Conv"])
+        u8 = q.QuantType.QUInt8  # asymmetric u8 weights: their zero points stay (weight_zero_point)
+        files[m, "dynamic-u8"] = d / f"{m}_dynamic_u8.onnx"
+        q.quantize_dynamic(fp32, files[m, "dynamic-u8"], weight_type=u8)
+        for form, fmt in (("qdq-u8", q.QuantFormat.QDQ), ("qoperator-u8", q.QuantFormat.QOperator)):
+            files[m, form] = d / f"{m}_{form}.onnx"
+            q.quantize_static(fp32, files[m, form], Batches(cal[m]), quant_format=fmt, weight_type=u8,
+                              activation_type=u8, op_types_to_quantize=["MatMul", "Conv"])
     gemm = d / "mlp_gemm.onnx"  # to_onnx's own form (Gemm), all of it quantized: Q/DQ on every tensor
     onnx.save(to_onnx(graphs["mlp"]), gemm)
     files["mlp-gemm", "qdq"] = d / "mlp_gemm_qdq.onnx"
@@ -211,6 +218,21 @@ def test_dynamic_model_folds_into_integer_ops_exactly(setup: dict, model: str) -
         np.testing.assert_array_equal(a, b)  # the same float32 steps on the same accumulators
     assert_agree(ours, ort_run(path, feeds), 0.0)
     assert_agree(run_numba(g, feeds), ours, 0.0)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("form", ["dynamic-u8", "qdq-u8", "qoperator-u8"])
+def test_asymmetric_u8_weights_keep_their_zero_points(setup: dict, model: str, form: str) -> None:
+    """ONNX Runtime's QUInt8 weights (zero points off 128): imported and folded onto the integer ops with a weight
+    zero point, agreeing with ONNX Runtime on both backends and exported back to a model it runs."""
+    path, feeds = setup["files"][model, form], setup["inputs"][model]
+    g = run_pipeline(from_onnx(path), "quantize-fold{weight_bits=8}")
+    products = [n for n in g.nodes if n.op in INT_OPS]
+    assert len(products) == 3 and any(any(n.attrs["weight_zero_point"]) for n in products)
+    ours, bound = run_ref(g, feeds), step(g)
+    assert_agree(ours, ort_run(path, feeds), bound)
+    assert_agree(run_numba(g, feeds), ours, 0.0)  # the same integers and float steps
+    assert_agree(ort_run(to_onnx(g), feeds), ours, bound)
 
 
 @pytest.mark.parametrize("model,form", [("mlp", "dynamic"), ("cnn", "dynamic"), ("cnn", "qdq"),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 from tensorsmith.backends.reference.integer import exact_in_f64
+from tensorsmith.ir.ops.integer import MAX_ACC_K_SHIFTED
 from tensorsmith.ir import BuildError, ExecutionError, GraphBuilder, f32, i8, u8
 
 from .refcase import covers, run_graph, run_op
@@ -76,6 +77,43 @@ def test_qlinear_per_row_and_signed_activations() -> None:
 @covers("qmatmul")
 def test_qmatmul_reads_the_weight_as_k_by_n() -> None:
     assert _q("qmatmul", X, [0.5], [5], np.ascontiguousarray(W.T)).tolist() == [[-2.125, 36.5]]
+
+
+@covers("qlinear")
+def test_qlinear_subtracts_the_weight_zero_point_hand_worked() -> None:
+    # x - zp = [5, 15]; w - [-3, 2] = [[4, 1], [1, 2]]: acc = [20 + 15, 5 + 30] = [35, 35]
+    y = _q("qlinear", X, [0.5], [5], W, weight_zero_point=[-3, 2])
+    assert y.tolist() == [[0.5 * 0.25 * 35 + 1, 0.5 * 35 - 1]]
+    # one zero point for all channels: w - 127 = [[-126, -129], [-124, -123]]: acc = [-630 - 1935, -620 - 1845]
+    y = _q("qlinear", X, [1.0], [5], W, weight_zero_point=[127], dtype="i8", out_scale=[100.0], out_zero_point=[0])
+    assert y.tolist() == [[-6, -25]]  # -2565 * 0.25 + 1 = -640.25 -> -6; -2465 - 1 -> -24.66 -> -25
+    assert _q("qmatmul", X, [0.5], [5], np.ascontiguousarray(W.T), weight_zero_point=[-3, 2]).tolist() == \
+        [[0.5 * 0.25 * 35 + 1, 0.5 * 35 - 1]]
+
+
+@covers("qconv2d")
+def test_qconv2d_subtracts_the_weight_zero_point_per_output_channel() -> None:
+    x = np.arange(1, 10, dtype=np.uint8).reshape(1, 1, 3, 3)  # x - 1 = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    w = np.array([[[[1]]], [[[1]]]], np.int8)
+    y = run_op("qconv2d", x, np.array([1.0], F), np.array([1], np.int32), w, np.ones(2, F),
+               weight_zero_point=[0, 3])  # channel 1: (x - 1) * (1 - 3)
+    assert y[0, 0].tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert y[0, 1].tolist() == [[0, -2, -4], [-6, -8, -10], [-12, -14, -16]]
+
+
+def test_weight_zero_points_are_checked() -> None:
+    b = GraphBuilder("bad")
+    x = b.input("x", u8[2, 4])
+    operands = (x, np.ones(1, F), np.zeros(1, np.int32), np.ones((5, 4), np.int8), np.ones(5, F))
+    with pytest.raises(BuildError, match="weight_zero_point must have 1 or 5 values"):
+        b.op("qlinear", *operands, weight_zero_point=[1, 2])
+    with pytest.raises(BuildError, match=r"weight_zero_point must lie in \[-128, 127\], got \[1, 128\]"):
+        b.op("qlinear", *operands, weight_zero_point=[1, 128, 1, 1, 1])
+    long = b.input("long", u8[1, MAX_ACC_K_SHIFTED + 1])
+    wide = (long, np.ones(1, F), np.zeros(1, np.int32), np.ones((1, MAX_ACC_K_SHIFTED + 1), np.int8), np.ones(1, F))
+    b.op("qlinear", *wide)  # within the limit without a weight zero point
+    with pytest.raises(BuildError, match=f"reduction length {MAX_ACC_K_SHIFTED + 1} exceeds {MAX_ACC_K_SHIFTED}"):
+        b.op("qlinear", *wide, weight_zero_point=[1])
 
 
 @covers("qlinear")

@@ -322,8 +322,8 @@ def g_fake_quant(s: State) -> tuple[Value, float]:
 
 
 def g_integer(s: State) -> tuple[Value, float]:
-    """quantize-dynamic then qlinear / qmatmul / qconv2d (7- or 8-bit weights), f32 out or requantized and
-    dequantized again."""
+    """quantize-dynamic then qlinear / qmatmul / qconv2d (7- or 8-bit weights, with or without a weight zero point),
+    f32 out or requantized and dequantized again."""
     x, b = s.pick(rank_in(1)), s.b
     op = "qconv2d" if x.type.rank == 4 and s.bool() else s.choice(("qlinear", "qmatmul") if x.type.rank >= 2
                                                                     else ("qlinear",))
@@ -343,7 +343,9 @@ def g_integer(s: State) -> tuple[Value, float]:
     w = b.const(s.rng.integers(-hi - 1, hi + 1, wshape).astype(np.int8), "wq")
     ws = b.const((s.rng.uniform(0.5, 1.0, n) / hi).astype(np.float32), "ws")
     args = [q, xs, xz, w, ws] + ([s.const((n,), name="bias")] if s.bool() else [])
-    bound = k * bx * 2.2 + 1
+    if s.bool():  # a weight zero point, per tensor or per output channel: |w - t| up to 255
+        attrs["weight_zero_point"] = [int(t) for t in s.rng.integers(-128, 128, s.choice((1, n)))]
+    bound = k * bx * 2.2 * (1 + 128 / (hi + 1) * ("weight_zero_point" in attrs)) + 1
     if s.bool():
         return b.op(op, *args, weight_bits=bits, **attrs), bound
     dtype = s.choice(("u8", "i8"))
