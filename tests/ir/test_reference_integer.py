@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 from tensorsmith.backends.reference.integer import exact_in_f64
-from tensorsmith.ir.ops.integer import MAX_ACC_K_SHIFTED
 from tensorsmith.ir import BuildError, ExecutionError, GraphBuilder, f32, i8, u8
+from tensorsmith.ir.ops.integer import MAX_ACC_K_SHIFTED
 
 from .refcase import covers, run_graph, run_op
 
