@@ -6,9 +6,10 @@ ONNX defines them. DynamicQuantizeLinear becomes per-tensor `quantize-dynamic`, 
 to u8. A weight zero point is subtracted here when w - w_zero_point stays in [-128, 127] (always for u8
 weights with zero point 128): s8 weights with no zero point, which every int8 kernel takes. Otherwise (an
 asymmetric u8 or s8 weight, as ONNX Runtime's quantizer writes with weight_type QUInt8) the weight is kept
-in s8 (u8 weights less 128) with the op's `weight_zero_point` (the zero point less the same 128). What
-the integer ops cannot express (a computed B, per-row y_scale, a 3-D B, a convolution that is not 2-D)
-is refused with the reason. See docs/ir.md, "Quantized ONNX models".
+in s8 (u8 weights less 128) with the op's `weight_zero_point` (the zero point less the same 128). A
+constant 3-D B with a 3-D a of the same batch is one qmatmul per batch entry, concatenated. What the integer
+ops cannot express (a computed B, per-row y_scale, another B rank, a convolution that is not 2-D) is refused
+with the reason. See docs/ir.md, "Quantized ONNX models".
 """
 
 from __future__ import annotations
@@ -73,15 +74,16 @@ def _weight_scale(ctx: NodeContext, i: int, channels: int, axis: int, what: str)
     return s if n == channels else ctx.op("mul", s, np.ones(channels, np.float32))
 
 
-def _weight(ctx: NodeContext, i: int, channels: int, axis: int,
-            what: str) -> tuple[np.ndarray, Handle, dict[str, object]]:
+def _weight(ctx: NodeContext, i: int, channels: int, axis: int, what: str,
+            batch: int | None = None) -> tuple[np.ndarray, Handle, dict[str, object]]:
     """Inputs i..i+2 (w, w_scale, w_zero_point) as (s8 weight, f32 scale per channel, the op's weight_bits and
     weight_zero_point): w - w_zero_point when that fits s8, else w (less 128 when u8) with the zero point (less
-    the same)."""
-    h = _int8_input(ctx, i, what)
-    if not isinstance(h, np.ndarray):
-        raise UnsupportedError(f"{what} is computed at run time ({describe(h)}); the integer ops take a constant "
-                               "weight")
+    the same). `batch`: the weight is w[batch] of a batched w."""
+    whole = _int8_input(ctx, i, what)
+    if not isinstance(whole, np.ndarray):
+        raise UnsupportedError(f"{what} is computed at run time ({describe(whole)}); the integer ops take a "
+                               "constant weight")
+    h = whole if batch is None else ctx.derived(np.ascontiguousarray(whole[batch]), whole, f"[{batch}]")
     ws = _weight_scale(ctx, i + 1, channels, axis, what)
     zp = ctx.const(i + 2, f"{what}_zero_point")
     zp = np.zeros(1, h.dtype) if zp is None else zp
@@ -120,12 +122,30 @@ def _output_params(ctx: NodeContext, i: int, default: np.dtype) -> dict[str, obj
     return {"dtype": _INT8[zp.dtype], "out_scale": [s], "out_zero_point": [int(zp.reshape(-1)[0])]}
 
 
+def _batched_qlinear_matmul(ctx: NodeContext, a: Handle, b: Handle) -> Handle:
+    """QLinearMatMul of a [B, M, K] by a constant b [B, K, N]: one qmatmul per batch entry, stacked."""
+    (nb, m, k), n = shape_of(a), shape_of(b)[2]
+    if shape_of(b)[:2] != (nb, k):
+        raise UnsupportedError(f"a {describe(a)} and b {describe(b)}: a batched B needs a of the same batch, 3-D")
+    xs, xz = _activation_params(ctx, 1, a, 1, "a")
+    out = _output_params(ctx, 6, np_dtype(a))
+    parts = []
+    for i in range(nb):
+        ai = ctx.reshape(ctx.op("slice", a, starts=[i], ends=[i + 1], axes=[0], steps=[1]), (m, k))
+        w, ws, weight = _weight(ctx, 3, n, 1, "b", batch=i)
+        parts.append(ctx.reshape(ctx.op("qmatmul", ai, xs, xz, w, ws, **weight, **out), (1, m, n)))
+    return parts[0] if nb == 1 else ctx.op("concat", *parts, axis=0)
+
+
 @converter("QLinearMatMul")
 def _qlinear_matmul(ctx: NodeContext) -> list[Handle | None]:
     a = _int8_input(ctx, 0, "a")
     b = ctx.need(3, "b")
+    if len(shape_of(b)) == 3 and len(shape_of(a)) == 3 and isinstance(b, np.ndarray):
+        return [_batched_qlinear_matmul(ctx, a, b)]
     if len(shape_of(b)) != 2:
-        raise UnsupportedError(f"b is {describe(b)}; the integer matmul (qmatmul) takes a 2-D B")
+        raise UnsupportedError(f"b is {describe(b)}; the integer matmul (qmatmul) takes a 2-D B (or a 3-D one "
+                               "with a 3-D a of the same batch)")
     k, n = shape_of(b)
     ra = len(shape_of(a))
     if ra == 0 or shape_of(a)[-1] != k:

@@ -151,6 +151,16 @@ def test_qlinear_matmul_asymmetric_weights_keep_their_zero_point(b_dt: type, per
     assert_within_one_step(reference.run(g, {"a": a})["y"], want)
 
 
+@pytest.mark.parametrize("b_dt", [np.uint8, np.int8])
+def test_qlinear_matmul_with_a_batched_b_is_one_qmatmul_per_batch_entry(b_dt: type) -> None:
+    a, b = ints(np.uint8, 3, 2, 8), ints(b_dt, 3, 8, 5)
+    b_zp = scalar(77 if b_dt == np.uint8 else -9, b_dt)
+    m = qlinear_matmul(a, b, scalar(0.02, np.float32), scalar(4, np.uint8), scalar(0.01, np.float32), b_zp, 0.2,
+                       scalar(100, np.uint8))
+    g = check_quantized(m, {"a": a})
+    assert [n.op for n in g.nodes].count("qmatmul") == 3 and reference.run(g, {"a": a})["y"].shape == (3, 2, 5)
+
+
 def test_qlinear_conv_asymmetric_u8_weights_keep_their_zero_point() -> None:
     x = ints(np.uint8, 1, 3, 5, 5)
     w = ints(np.uint8, 4, 3, 3, 3)
@@ -239,7 +249,7 @@ REFUSED = [
         ints(np.uint8, 2, 4), ints(np.int8, 4, 3), scalar(1, np.float32), scalar(0, np.uint8), scalar(1, np.float32),
         scalar(0, np.int8), 1.0, scalar(0, np.uint8), b_input=True)),
     ("the integer matmul \\(qmatmul\\) takes a 2-D B", lambda: qlinear_matmul(
-        ints(np.uint8, 2, 2, 4), ints(np.int8, 2, 4, 3), scalar(1, np.float32), scalar(0, np.uint8),
+        ints(np.uint8, 2, 4), ints(np.int8, 2, 4, 3), scalar(1, np.float32), scalar(0, np.uint8),
         scalar(1, np.float32), scalar(0, np.int8), 1.0, scalar(0, np.uint8))),
     ("one scale per tensor or per output channel \\(3, axis 1 of b\\)", lambda: qlinear_matmul(
         ints(np.uint8, 2, 4), ints(np.int8, 4, 3), scalar(1, np.float32), scalar(0, np.uint8),
