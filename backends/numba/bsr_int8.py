@@ -29,11 +29,10 @@ from numba import prange
 from .bsr_gemm import balanced_groups
 from .cpu_features import check_int8_path
 from .int8_drivers import dequant_block, requant_tile
-from .int8_gemm import NO_PARAMS, NO_STAGES, NO_WEIGHT_ZERO_POINT, padded_k, requant_operands
+from .int8_gemm import NO_PARAMS, NO_STAGES, padded_k, requant_operands, weight_zero_point_terms
 from .int8_ukernel import FULL_S8, K_GROUP, MADDUBS_S8, WEIGHT_RANGE, UkernelShape, make_gather_ukernel
 from .jit import EMPTY_F32, Twin, cdiv, specialized, twin
 from .k_epilogue import epi_tile
-from .k_integer import row_sums_u8
 
 L1_WEIGHT_CHUNK = 16384
 """Bytes of packed weights one K chunk of a panel holds (it stays in L1 while the rows pass over it)."""
@@ -265,11 +264,7 @@ def run_bsr_int8(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, w: BSRInt8Weig
     q, s_out, zp_out = requant_operands(requant, m, n)
     scratch = np.empty(sched.scratch, np.int32)
     zpx = np.ascontiguousarray(zpx, np.int32)
-    rsum, wzp = NO_WEIGHT_ZERO_POINT, NO_WEIGHT_ZERO_POINT
-    if weight_zero_point is not None:
-        wzp = np.ascontiguousarray(np.broadcast_to(np.asarray(weight_zero_point, np.int32), (n,)))
-        rsum = np.empty(m, np.int32)
-        row_sums_u8.call(threads > 1, xq, w.shape[1], zpx, rsum, writes=(rsum,))
+    rsum, wzp = weight_zero_point_terms(xq, w.shape[1], zpx, weight_zero_point, n, threads > 1)
     kernel.driver.call(threads > 1, xq, np.ascontiguousarray(sx, np.float32), zpx,
                        w.gidx, w.pptr, w.data, w.colsum, rsum, wzp, w.scales, b, out, sched.groups, sched.tm,
                        scratch, stages, vecs, params, res, q, s_out, zp_out, writes=(out, scratch, q))

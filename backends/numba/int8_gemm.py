@@ -200,6 +200,17 @@ def requant_operands(requant: tuple[np.ndarray, np.ndarray, np.dtype[Any]] | Non
             np.ascontiguousarray(np.broadcast_to(np.asarray(requant[1], np.int32), (n,))))
 
 
+def weight_zero_point_terms(xq: np.ndarray, k: int, zpx: np.ndarray, weight_zero_point: np.ndarray | None, n: int,
+                            parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(row sums of xq's first k columns less zpx, weight zero points [N]) for the GEMM drivers' `dequant_block`:
+    both empty when there is no weight zero point."""
+    if weight_zero_point is None:
+        return NO_WEIGHT_ZERO_POINT, NO_WEIGHT_ZERO_POINT
+    rsum = np.empty(xq.shape[0], np.int32)
+    row_sums_u8.call(parallel, xq, k, zpx, rsum, writes=(rsum,))
+    return rsum, np.ascontiguousarray(np.broadcast_to(np.asarray(weight_zero_point, np.int32), (n,)))
+
+
 def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: PackedInt8Weights, path: str,
                       bias: np.ndarray | None = None, parallel: bool = False, stages: np.ndarray = NO_STAGES,
                       vecs: np.ndarray = EMPTY_F32, params: np.ndarray = NO_PARAMS, res: np.ndarray = EMPTY_F32,
@@ -219,11 +230,7 @@ def int8_gemm_dequant(xq: np.ndarray, sx: np.ndarray, zpx: np.ndarray, packed: P
     b = np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     q, s_out, zp_out = requant_operands(requant, m, n)
     zpx = np.ascontiguousarray(zpx, np.int32)
-    rsum, wzp = NO_WEIGHT_ZERO_POINT, NO_WEIGHT_ZERO_POINT
-    if weight_zero_point is not None:
-        wzp = np.ascontiguousarray(np.broadcast_to(np.asarray(weight_zero_point, np.int32), (n,)))
-        rsum = np.empty(m, np.int32)
-        row_sums_u8.call(parallel, xq, packed.k, zpx, rsum, writes=(rsum,))
+    rsum, wzp = weight_zero_point_terms(xq, packed.k, zpx, weight_zero_point, n, parallel)
     kernels.gemm_dequant.call(parallel, xq, np.ascontiguousarray(sx, np.float32), zpx,
                               packed.data, packed.colsum, rsum, wzp, packed.scales, b, out, tm, tnp, scratch,
                               stages, vecs, params, res, q, s_out, zp_out, writes=(out, scratch, q))
