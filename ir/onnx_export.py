@@ -78,7 +78,9 @@ Exporter = Callable[[_Writer, Node, list[str], str], None]
 _SAME = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max", "minimum": "Min",
          "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "sqrt": "Sqrt", "exp": "Exp",
          "log": "Log", "neg": "Neg", "abs": "Abs", "identity": "Identity", "dropout": "Identity",
-         "global-avgpool": "GlobalAveragePool"}
+         "global-avgpool": "GlobalAveragePool", "equal": "Equal", "less": "Less", "less-equal": "LessOrEqual",
+         "greater": "Greater", "greater-equal": "GreaterOrEqual", "logical-and": "And", "logical-or": "Or",
+         "logical-xor": "Xor", "logical-not": "Not", "where": "Where"}
 
 
 def _is_int8(v: Value) -> bool:

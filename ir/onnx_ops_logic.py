@@ -1,8 +1,9 @@
 """ONNX converters for comparisons, logic and selection.
 
-The IR has no comparison or boolean ops, so these are evaluated at import on constants (the
-shape and mask computations of exported models). Where with a constant condition selects
-between run-time tensors by exact data movement: both branches are flattened side by side and
+On constants (the shape and mask computations of exported models) these are evaluated at import.
+On run-time values comparisons, And / Or / Xor / Not and Where become the IR's ops (ir/ops/logic.py);
+Range, ReduceProd, Floor, Ceil and Mod are evaluated at import only. Where with a constant condition
+selects between run-time tensors by exact data movement: both branches are flattened side by side and
 one gather with a constant index picks each element from its branch.
 """
 
@@ -18,14 +19,23 @@ from .onnx_ops_shape import broadcast_to
 _FOLD_ONLY = {
     "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
     "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or, "Not": np.logical_not,
-    "Range": None, "ReduceProd": None, "Floor": np.floor, "Ceil": np.ceil, "Mod": None,
+    "Xor": np.logical_xor, "Range": None, "ReduceProd": None, "Floor": np.floor, "Ceil": np.ceil, "Mod": None,
 }
+RUN_TIME_OPS = {"Equal": "equal", "Less": "less", "Greater": "greater", "LessOrEqual": "less-equal",
+                "GreaterOrEqual": "greater-equal", "And": "logical-and", "Or": "logical-or", "Xor": "logical-xor",
+                "Not": "logical-not"}
+"""ONNX operators with an IR op for run-time operands."""
 
 
 @converter(*_FOLD_ONLY)
 def _fold_only(ctx: NodeContext) -> list[Handle | None]:
     op = ctx.node.op_type
     if any(not isinstance(h, np.ndarray) for h in ctx.inputs if h is not None):
+        if op in RUN_TIME_OPS:
+            args = [h for h in ctx.inputs if h is not None]
+            if len({np_dtype(h) for h in args}) > 1:
+                raise ValueError(f"{op} operands {', '.join(describe(h) for h in args)} differ in type")
+            return [ctx.op(RUN_TIME_OPS[op], *args)]
         raise UnsupportedError(f"{op} on run-time values (it is evaluated at import only, on constants)")
     args = [h for h in ctx.inputs if h is not None]
     if op == "Range":
@@ -49,8 +59,10 @@ def _fold_only(ctx: NodeContext) -> list[Handle | None]:
 def _where(ctx: NodeContext) -> list[Handle | None]:
     cond, x, y = ctx.need(0, "condition"), ctx.need(1, "X"), ctx.need(2, "Y")
     if not isinstance(cond, np.ndarray):
-        raise UnsupportedError(f"Where with a condition computed at run time ({describe(cond)}); only constant "
-                               "conditions (masks) are supported")
+        if np_dtype(cond) != np.dtype(bool) or np_dtype(x) != np_dtype(y):
+            raise ValueError(f"Where needs a bool condition and X, Y of one type, got {describe(cond)}, "
+                             f"{describe(x)}, {describe(y)}")
+        return [ctx.op("where", cond, x, y)]
     if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
         ctx.check_size(np.broadcast_shapes(cond.shape, x.shape, y.shape), x.dtype, "the output")
         return [np.where(cond, x, y)]

@@ -78,6 +78,19 @@ def make_region(graph: Graph, nodes: Sequence[Node], name: str | None = None) ->
     return fused
 
 
+def single_node_region(node: Node) -> Node:
+    """A `fused` node whose body is `node` alone, reading `node`'s inputs and writing its output (the graph is
+    not changed): how a backend runs one elementwise node through its region kernels."""
+    params: dict[int, Value] = {}
+    for v in node.inputs:
+        params.setdefault(id(v), Value(v.name, v.type))
+    out = Value(node.outputs[0].name, node.outputs[0].type)
+    inner = Node(node.op, [params[id(v)] for v in node.inputs], dict(node.attrs), [out], dict(node.meta))
+    body = Graph(node.op, list(params.values()), [out], [inner])
+    outer = list({id(v): v for v in node.inputs}.values())
+    return Node("fused", outer, {"body": body}, [node.outputs[0]], {})
+
+
 def _check_escapes(graph: Graph, nodes: list[Node], members: set[int], tail: Node) -> None:
     """Raise unless only the tail's output is read outside the region (or returned)."""
     outside_reads = {id(v) for n in graph.nodes if id(n) not in members for v in n.inputs}

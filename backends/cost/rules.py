@@ -265,6 +265,10 @@ _UNARY_OPS = {"relu": 1, "neg": 1, "abs": 1, "clip": 2, "sqrt": 4, "exp": 8, "lo
 
 _BINARY_OPS = {"add": 1, "sub": 1, "mul": 1, "maximum": 1, "minimum": 1, "div": 4, "pow": 16}
 
+_LOGIC_OPS = {"equal": 1, "less": 1, "less-equal": 1, "greater": 1, "greater-equal": 1, "logical-and": 1,
+              "logical-or": 1, "logical-xor": 1, "logical-not": 1, "where": 1}
+"""Comparisons, logical ops and where: one vector op (compare, mask or blend) per element."""
+
 def exit_rule(node: Node) -> Work:
     """exit: a softmax over each head (12 ops per element) and the criterion (about 4 per element read)."""
     n = _numel(node.inputs[0])
@@ -299,6 +303,7 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "conv2d": conv2d_rule,
     **{op: vector_rule(k) for op, k in _UNARY_OPS.items()},
     **{op: vector_rule(k) for op, k in _BINARY_OPS.items()},
+    **{op: vector_rule(k) for op, k in _LOGIC_OPS.items()},
     "gelu": vector_rule(14),
     "softmax": vector_rule(12),  # max, subtract, exp (8), sum, divide
     "layernorm": norm_rule(8),  # mean, variance, normalize, scale, shift

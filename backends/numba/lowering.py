@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (register the rules)
     rules_elementwise,
     rules_exits,
     rules_integer,
+    rules_logic,
     rules_nn,
     rules_region,
     rules_shape,

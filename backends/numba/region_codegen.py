@@ -86,6 +86,19 @@ CAST_RULES: dict[str, tuple[str, ...]] = {
 }
 """cast by target dtype: != 0 to bool; float to integer truncated and saturated (NaN to 0, bounds from
 `float_to_int_bounds`); other conversions as numpy's astype."""
+LOGIC_RULES: dict[str, tuple[str, ...]] = {
+    "equal": ("{o} = {a} == {b}",),
+    "less": ("{o} = {a} < {b}",),
+    "less-equal": ("{o} = {a} <= {b}",),
+    "greater": ("{o} = {a} > {b}",),
+    "greater-equal": ("{o} = {a} >= {b}",),
+    "logical-and": ("{o} = {a} and {b}",),
+    "logical-or": ("{o} = {a} or {b}",),
+    "logical-xor": ("{o} = {a} != {b}",),
+    "logical-not": ("{o} = not {a}",),
+    "where": ("{o} = {b} if {a} else {c}",),
+}
+"""Comparisons (IEEE: NaN compares false), logical ops on bool and where, on any dtype the kernels compute with."""
 
 WORK_PER_ELEMENT = {"gelu": 8, "gelu_tanh": 8, "sigmoid": 8, "tanh": 8, "erf": 8, "sqrt": 8, "exp": 8, "log": 8,
                     "pow": 8}
@@ -139,6 +152,8 @@ def rules_for(node: Node) -> dict[str, tuple[str, ...]]:
     """The template table of `node`'s op at its dtype."""
     if node.op == "cast":
         return CAST_RULES
+    if node.op in LOGIC_RULES:
+        return LOGIC_RULES
     return FLOAT_RULES if node.outputs[0].type.dtype.name == "f32" else INT_RULES
 
 
@@ -177,7 +192,8 @@ def region_equations(body: Graph) -> list[Equation]:
         key, table = rule_key(node), rules_for(node)
         if key not in table:
             raise UnsupportedBody(f"%{v.name}: no scalar rule for {node.op} on {dtype}")
-        if node.op != "cast" and (dtype not in ARITH_DTYPES or any(x.type.dtype.name != dtype for x in node.inputs)):
+        if node.op != "cast" and node.op not in LOGIC_RULES and \
+                (dtype not in ARITH_DTYPES or any(x.type.dtype.name != dtype for x in node.inputs)):
             raise UnsupportedBody(f"%{v.name}: {node.op} on {[x.type.dtype.name for x in node.inputs]}")
         if any(id(x) not in names for x in node.inputs):
             raise UnsupportedBody(f"%{v.name} ({node.op}) reads a value the body does not define")
@@ -234,13 +250,14 @@ def region_source(body: Graph, equations: list[Equation], inner: list[InnerStep]
     statements: list[tuple[str, set[str]]] = []  # (line, names it reads)
     for e in equations:
         fields = {"o": e.result, "T": SCALAR_TYPES[e.dtype]}
-        fields.update(zip("ab", e.operands))
+        fields.update(zip("abc", e.operands))
         if e.bounds is not None:
             for key, value in zip(("lo", "hi", "lo_i", "hi_i"), e.bounds):
                 fields[key] = f"K{len(consts)}"
                 kind = "f64" if e.rule == "saturate" and key in ("lo", "hi") else e.dtype
                 consts.append(f"K{len(consts)} = {_literal(value, kind)}")
-        table = CAST_RULES if e.rule in CAST_RULES else FLOAT_RULES if e.dtype == "f32" else INT_RULES
+        table = CAST_RULES if e.rule in CAST_RULES else LOGIC_RULES if e.rule in LOGIC_RULES else \
+            FLOAT_RULES if e.dtype == "f32" else INT_RULES
         for template in table[e.rule]:
             statements.append((template.format(**fields), set(e.operands)))
     varying = {f"p{i}" for i, s in enumerate(inner) if s is not InnerStep.BROADCAST}

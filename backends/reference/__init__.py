@@ -12,9 +12,10 @@ from ...ir.interpreter import Interpreter, Rule
 from .elementwise import ELEMENTWISE_RULES
 from .exits import EXIT_RULES
 from .integer import INTEGER_RULES
+from .logic import LOGIC_RULES
 from .nn import NN_RULES
 
-REFERENCE_RULES: dict[str, Rule] = {**ELEMENTWISE_RULES, **NN_RULES, **INTEGER_RULES, **EXIT_RULES}
+REFERENCE_RULES: dict[str, Rule] = {**ELEMENTWISE_RULES, **NN_RULES, **INTEGER_RULES, **EXIT_RULES, **LOGIC_RULES}
 """Per-op numpy rules: `rule(node, input_arrays) -> array`."""
 
 

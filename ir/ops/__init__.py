@@ -1,6 +1,7 @@
 """The op registry and every op's declaration (name, inputs, attributes, type rule)."""
 
-from . import attention, elementwise, exits, fused, integer, nn, quant, shape_ops  # noqa: F401  (registers the ops)
+# importing each module registers its ops
+from . import attention, elementwise, exits, fused, integer, logic, nn, quant, shape_ops  # noqa: F401
 from .elementwise import broadcast_shapes
 from .registry import (
     OPS,

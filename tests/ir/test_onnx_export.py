@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from tensorsmith.backends import reference
-from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i8, i32, to_onnx, u8
+from tensorsmith.ir import Graph, GraphBuilder, f32, from_onnx, i8, i32, i64, to_onnx, u8
 from tensorsmith.ir.onnx_export import EXPORTERS, OnnxExportError
 
 from .test_onnx_import import ort_outputs
@@ -94,7 +94,19 @@ def attention() -> Graph:
     return b.build()
 
 
-GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (cnn, mlp3d, elementwise, shapes, quant, attention)}
+def logic() -> Graph:
+    """Comparisons, logical ops and where on run-time values: an attention-style mask from an int64 input."""
+    b = GraphBuilder("logic")
+    x, y, m = b.input("x", f32[3, 4]), b.input("y", f32[4]), b.input("m", i64[3, 4])
+    lt, ge, eq = b.op("less", x, y), b.op("greater-equal", x, np.float32(0.1)), b.op("equal", m, np.int64(0))
+    near = b.op("logical-and", b.op("less-equal", x, y), b.op("greater", x, b.neg(y)))
+    cond = b.op("logical-or", b.op("logical-xor", lt, ge), b.op("logical-not", near))
+    b.output(b.op("where", cond, x, y), b.op("where", eq, np.float32(-1e9), x), b.cast(near, dtype="f32"))
+    return b.build()
+
+
+GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (cnn, mlp3d, elementwise, shapes, quant, attention,
+                                                                   logic)}
 
 
 def integer() -> Graph:

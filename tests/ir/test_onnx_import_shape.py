@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 from tensorsmith.ir import from_onnx
+from tensorsmith.ir.onnx_context import OnnxImportError
 
 from .test_onnx_import import check, make_model, one_node, rand
 
@@ -286,7 +287,10 @@ def test_where_with_constant_mask_selects_between_runtime_tensors() -> None:
     assert "gather" in [n.op for n in check(all_true, both).nodes]  # a broadcast to [2, 3]
 
 
-def test_where_with_runtime_condition_is_reported() -> None:
+def test_where_with_a_runtime_condition_is_the_where_op() -> None:
     feeds = {"c": np.array([True, False]), "a": rand(2), "b": rand(2)}
-    with pytest.raises(ValueError, match="Where with a condition computed at run time"):
-        from_onnx(make_model([helper.make_node("Where", ["c", "a", "b"], ["y"])], feeds, ["y"]))
+    g = check(make_model([helper.make_node("Where", ["c", "a", "b"], ["y"])], feeds, ["y"]), feeds)
+    assert [n.op for n in g.nodes] == ["where"]
+    bad = {"c": np.array([1.0, 0.0], np.float32), "a": rand(2), "b": rand(2)}
+    with pytest.raises(OnnxImportError, match="Where needs a bool condition"):
+        from_onnx(make_model([helper.make_node("Where", ["c", "a", "b"], ["y"])], bad, ["y"]))

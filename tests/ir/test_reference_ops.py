@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (importing the modules registers their tests in C
     test_reference_conv_pool,
     test_reference_elementwise,
     test_reference_integer,
+    test_reference_logic,
     test_reference_nn,
     test_reference_quant,
     test_reference_shape,

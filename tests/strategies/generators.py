@@ -50,6 +50,24 @@ def g_binary(s: State) -> tuple[Value, float]:
     return b.op(op, a, y), bound
 
 
+def g_select(s: State) -> tuple[Value, float]:
+    """where(condition, a, y) on comparisons of a with its partner y, maybe two combined by a logical op, maybe
+    negated (the masks exported models compute at run time). Only a against y: the result stays continuous where
+    a and y meet, so backends that round a or y apart by float reassociation still agree within tolerance."""
+    a, b = s.pick(), s.b
+    y = partner(s, a)
+    cmp = ("equal", "less", "less-equal", "greater", "greater-equal")
+    cond = b.op(s.choice(cmp), a, y)
+    if s.bool():
+        other = b.op(s.choice(cmp), *((a, y) if s.bool() else (y, a)))
+        cond = b.op(s.choice(("logical-and", "logical-or", "logical-xor")), cond, other)
+    if s.bool():
+        cond = b.op("logical-not", cond)
+    if s.bool():
+        a, y = y, a
+    return b.op("where", cond, a, y), max(s.bnd(a), s.bound.get(id(y), 1.0))
+
+
 def g_identities(s: State) -> tuple[Value, float]:
     """x*1, 1*x, x+0, x-0, x/1, transpose of transpose, reshape of reshape, dropout, identity."""
     x, b = s.pick(), s.b
@@ -409,7 +427,7 @@ def g_fused(s: State) -> tuple[Value, float]:
 
 
 GENERATORS = (
-    g_unary, g_unary, g_binary, g_binary, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
+    g_unary, g_unary, g_binary, g_binary, g_select, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
     g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
     g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node, g_duplicate, g_fused,
 )

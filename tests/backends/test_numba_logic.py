@@ -1,0 +1,106 @@
+"""Comparisons, logical ops and where (ir/ops/logic.py) on the reference and Numba backends, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from tensorsmith import runtime
+from tensorsmith.backends import reference
+from tensorsmith.backends.numba import NumbaLoweringError
+from tensorsmith.ir import BuildError, GraphBuilder, f16, f32, i32, i64, u8
+
+from .numba_check import SERIAL
+
+RNG = np.random.default_rng(5)
+COMPARISONS = ("equal", "less", "less-equal", "greater", "greater-equal")
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -1.5, 3.0], np.float32)
+
+
+def _check(g, feeds, kernels: str = "region_") -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    ref = reference.run(g, feeds)
+    for threshold in (SERIAL, 0):
+        for fuse in (True, False):
+            exe = runtime.compile(g, backend="numba", fuse=fuse, parallel_threshold=threshold)
+            assert any(p.kernel.startswith(kernels) for p in exe.profile(feeds).nodes)
+            got = exe.run(feeds)
+            for name, want in ref.items():
+                assert got[name].dtype == want.dtype, name
+                assert_array_equal(got[name], want, err_msg=f"{name} (fuse={fuse}, threshold {threshold})")
+    return ref
+
+
+def test_float_comparisons_follow_ieee_nan_infinities_and_signed_zeros() -> None:
+    b = GraphBuilder("cmp")
+    x, y = b.input("x", f32[8, 1]), b.input("y", f32[1, 8])
+    b.output(*(b.op(op, x, y, name=op.replace("-", "_")) for op in COMPARISONS))
+    ref = _check(b.build(), {"x": SPECIAL.reshape(8, 1), "y": SPECIAL.reshape(1, 8)})
+    assert not ref["equal"][0].any() and not ref["less"][0].any()  # NaN compares false with everything
+    assert ref["equal"][3, 4] and not ref["less"][3, 4]  # 0.0 == -0.0
+    assert ref["greater"][1, 2] and ref["less_equal"][2, 2]
+
+
+@pytest.mark.parametrize("dtype", [i64, i32, u8])
+def test_integer_comparisons_and_where(dtype) -> None:  # type: ignore[no-untyped-def]
+    npt = dtype.np_dtype
+    b = GraphBuilder("icmp")
+    x, y = b.input("x", dtype[6, 7]), b.input("y", dtype[7])
+    outs = [b.op(op, x, y) for op in COMPARISONS]
+    b.output(*outs, b.op("where", outs[1], x, y, name="smaller"))
+    x_in = RNG.integers(0, 5, (6, 7)).astype(npt)
+    y_in = RNG.integers(0, 5, 7).astype(npt)
+    ref = _check(b.build(), {"x": x_in, "y": y_in})
+    assert_array_equal(ref["smaller"], np.minimum(x_in, y_in))
+
+
+def test_logical_ops_and_a_three_way_broadcast_where() -> None:
+    b = GraphBuilder("logic")
+    p, q = b.input("p", f32[5, 1]), b.input("q", f32[1, 6])
+    a, c = b.op("greater", p, np.float32(0.0)), b.op("less", q, np.float32(0.5))
+    both = b.op("logical-and", a, c)
+    either = b.op("logical-or", a, c)
+    one = b.op("logical-xor", a, c)
+    b.output(both, either, one, b.op("logical-not", one, name="same"),
+             b.op("where", both, p, np.float32(-7.0), name="picked"),
+             b.op("where", a, either, one, name="bools"))
+    feeds = {"p": RNG.standard_normal((5, 1)).astype(np.float32), "q": RNG.standard_normal((1, 6)).astype(np.float32)}
+    ref = _check(b.build(), feeds)
+    want_a, want_c = feeds["p"] > 0, feeds["q"] < 0.5
+    assert_array_equal(ref["same"], want_a == want_c)
+    assert_array_equal(ref["picked"], np.where(want_a & want_c, feeds["p"], np.float32(-7.0)))
+    assert ref["bools"].dtype == np.bool_
+
+
+def test_an_attention_mask_built_at_run_time() -> None:
+    """scores where the int64 mask is 1, a large negative value elsewhere, then softmax (as exported models do)."""
+    b = GraphBuilder("mask")
+    s, m = b.input("scores", f32[2, 3, 5, 5]), b.input("mask", i64[2, 1, 1, 5])
+    keep = b.op("logical-not", b.op("equal", m, np.int64(0)))
+    b.output(b.softmax(b.op("where", keep, s, np.float32(-3.4e38)), axis=-1, name="p"))
+    mask = np.array([1, 1, 1, 0, 0] * 2, np.int64).reshape(2, 1, 1, 5)
+    feeds = {"scores": RNG.standard_normal((2, 3, 5, 5)).astype(np.float32), "mask": mask}
+    ref = reference.run(b.build(), feeds)
+    got = runtime.compile(b.build(), backend="numba").run(feeds)
+    np.testing.assert_allclose(got["p"], ref["p"], rtol=1e-6, atol=1e-7)
+    assert not ref["p"][..., 3:].any()
+
+
+def test_operands_are_checked_by_name() -> None:
+    b = GraphBuilder("bad")
+    x, n = b.input("x", f32[3]), b.input("n", i32[3])
+    with pytest.raises(BuildError, match="logical-and: operands must be bool"):
+        b.op("logical-and", x, x)
+    with pytest.raises(BuildError, match="where: operands must be bool"):
+        b.op("where", x, x, x)
+    with pytest.raises(BuildError, match="less: inputs have different dtypes"):
+        b.op("less", x, n)
+    with pytest.raises(BuildError, match="do not broadcast"):
+        b.op("greater", x, b.input("y", f32[4]))
+
+
+def test_half_precision_comparisons_are_refused_by_name_on_numba() -> None:
+    b = GraphBuilder("half")
+    x = b.input("x", f16[4])
+    b.output(b.op("less", x, np.float16(1.0)))
+    with pytest.raises(NumbaLoweringError, match="less on f16"):
+        runtime.compile(b.build(), backend="numba")

@@ -1,0 +1,51 @@
+"""Reference rules of the comparisons, logical ops and where against hand-worked cases (IEEE NaN, signed zeros)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.testing import assert_array_equal
+
+from .refcase import covers, run_op
+
+NAN, INF = float("nan"), float("inf")
+A = np.array([NAN, 1.0, -0.0, 2.0, -INF, 3.0], np.float32)
+B = np.array([NAN, 2.0, 0.0, 2.0, -INF, NAN], np.float32)
+
+
+def _scalar(fn) -> list[bool]:  # type: ignore[no-untyped-def]
+    """fn applied to the pairs of A and B as Python floats (IEEE comparisons, independent of numpy)."""
+    return [bool(fn(float(a), float(b))) for a, b in zip(A, B)]
+
+
+@covers("equal", "less", "less-equal", "greater", "greater-equal")
+def test_comparisons_are_ieee() -> None:
+    cases = {"equal": lambda a, b: a == b, "less": lambda a, b: a < b, "less-equal": lambda a, b: a <= b,
+             "greater": lambda a, b: a > b, "greater-equal": lambda a, b: a >= b}
+    for op, fn in cases.items():
+        got = run_op(op, A, B)
+        assert got.dtype == np.bool_ and got.tolist() == _scalar(fn), op
+    assert run_op("equal", A, B).tolist() == [False, False, True, True, True, False]  # NaN != NaN, 0 == -0
+    broadcast = run_op("less", np.array([[1], [5]], np.int64), np.array([2, 6], np.int64))
+    assert broadcast.tolist() == [[True, True], [False, True]]
+
+
+@covers("logical-and", "logical-or", "logical-xor", "logical-not")
+def test_logical_truth_tables() -> None:
+    p = np.array([False, False, True, True])
+    q = np.array([False, True, False, True])
+    assert run_op("logical-and", p, q).tolist() == [False, False, False, True]
+    assert run_op("logical-or", p, q).tolist() == [False, True, True, True]
+    assert run_op("logical-xor", p, q).tolist() == [False, True, True, False]
+    assert run_op("logical-not", p).tolist() == [True, True, False, False]
+
+
+@covers("where")
+def test_where_picks_and_broadcasts() -> None:
+    cond = np.array([[True], [False]])
+    a = np.array([1, 2, 3], np.int64)
+    b = np.array([[10, 20, 30], [40, 50, 60]], np.int64)
+    assert_array_equal(run_op("where", cond, a, b), [[1, 2, 3], [40, 50, 60]])
+    got = run_op("where", np.array([True, False]), np.array([NAN, 1.0], np.float32), np.array([0.0, NAN], np.float32))
+    assert math.isnan(got[0]) and math.isnan(got[1]) and got.dtype == np.float32
