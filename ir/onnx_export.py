@@ -80,7 +80,8 @@ _SAME = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "
          "log": "Log", "neg": "Neg", "abs": "Abs", "identity": "Identity", "dropout": "Identity",
          "global-avgpool": "GlobalAveragePool", "equal": "Equal", "less": "Less", "less-equal": "LessOrEqual",
          "greater": "Greater", "greater-equal": "GreaterOrEqual", "logical-and": "And", "logical-or": "Or",
-         "logical-xor": "Xor", "logical-not": "Not", "where": "Where"}
+         "logical-xor": "Xor", "logical-not": "Not", "where": "Where", "floor": "Floor", "ceil": "Ceil",
+         "round": "Round", "sign": "Sign", "sin": "Sin", "cos": "Cos"}
 
 
 def _is_int8(v: Value) -> bool:

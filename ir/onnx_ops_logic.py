@@ -2,7 +2,7 @@
 
 On constants (the shape and mask computations of exported models) these are evaluated at import.
 On run-time values comparisons, And / Or / Xor / Not and Where become the IR's ops (ir/ops/logic.py);
-Range, ReduceProd, Floor, Ceil and Mod are evaluated at import only. Where with a constant condition
+Range, ReduceProd and Mod are evaluated at import only. Where with a constant condition
 selects between run-time tensors by exact data movement: both branches are flattened side by side and
 one gather with a constant index picks each element from its branch.
 """
@@ -19,7 +19,7 @@ from .onnx_ops_shape import broadcast_to
 _FOLD_ONLY = {
     "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
     "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or, "Not": np.logical_not,
-    "Xor": np.logical_xor, "Range": None, "ReduceProd": None, "Floor": np.floor, "Ceil": np.ceil, "Mod": None,
+    "Xor": np.logical_xor, "Range": None, "ReduceProd": None, "Mod": None,
 }
 RUN_TIME_OPS = {"Equal": "equal", "Less": "less", "Greater": "greater", "LessOrEqual": "less-equal",
                 "GreaterOrEqual": "greater-equal", "And": "logical-and", "Or": "logical-or", "Xor": "logical-xor",

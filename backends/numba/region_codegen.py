@@ -70,12 +70,19 @@ FLOAT_RULES: dict[str, tuple[str, ...]] = {
     "sqrt": ("{o} = {T}(np.sqrt({a}))",),
     "exp": ("{o} = fexp({a})",),
     "log": ("{o} = {T}(np.log({a}))",),
+    "floor": ("{o} = {T}(np.floor({a}))",),
+    "ceil": ("{o} = {T}(np.ceil({a}))",),
+    "round": ("{o} = {T}(np.rint({a}))",),
+    "sin": ("{o} = {T}(np.sin(np.float64({a})))",),
+    "cos": ("{o} = {T}(np.cos(np.float64({a})))",),
+    "sign": ("{o} = {T}(1) if {a} > 0 else ({T}(-1) if {a} < 0 else ({a} if {a} != {a} else {T}(0)))",),
 }
 """f32 ops: the same math helpers (mathfn.py) as the one-op kernels."""
 INT_RULES: dict[str, tuple[str, ...]] = {
     **COMMON_RULES,
     "div": ("{o} = {T}(ir_div({a}, {b}))",),
     "relu": ("{o} = {a} if {a} > 0 else {T}({a} - {a})",),
+    "sign": ("{o} = {T}(1) if {a} > 0 else ({T}(-1) if {a} < 0 else {T}(0))",),
 }
 """Integer ops: numpy's wrapping arithmetic, division truncating toward zero (0 for a zero divisor)."""
 CAST_RULES: dict[str, tuple[str, ...]] = {
@@ -101,10 +108,10 @@ LOGIC_RULES: dict[str, tuple[str, ...]] = {
 """Comparisons (IEEE: NaN compares false), logical ops on bool and where, on any dtype the kernels compute with."""
 
 WORK_PER_ELEMENT = {"gelu": 8, "gelu_tanh": 8, "sigmoid": 8, "tanh": 8, "erf": 8, "sqrt": 8, "exp": 8, "log": 8,
-                    "pow": 8}
+                    "pow": 8, "sin": 8, "cos": 8}
 """Work units per output element of costly ops (others count 1), as the one-op kernels estimate them."""
 
-APPROXIMATE_RULES = frozenset({"gelu", "gelu_tanh", "sigmoid", "tanh", "erf", "exp", "log", "pow"})
+APPROXIMATE_RULES = frozenset({"gelu", "gelu_tanh", "sigmoid", "tanh", "erf", "exp", "log", "pow", "sin", "cos"})
 """Rules whose f32 result is not the correctly rounded one (polynomial helpers, libm)."""
 
 HELPER_NAMES = ("fexp", "ferf", "fgelu", "fgelu_tanh", "frelu", "fsigmoid", "ftanh")

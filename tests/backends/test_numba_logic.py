@@ -104,3 +104,20 @@ def test_half_precision_comparisons_are_refused_by_name_on_numba() -> None:
     b.output(b.op("less", x, np.float16(1.0)))
     with pytest.raises(NumbaLoweringError, match="less on f16"):
         runtime.compile(b.build(), backend="numba")
+
+
+MAPS = ("floor", "ceil", "round", "sign", "sin", "cos")
+
+
+def test_rounding_sign_and_trigonometric_maps_match_the_reference() -> None:
+    """floor / ceil / round (halves to even) / sign / sin / cos on special values, alone and fused."""
+    b = GraphBuilder("maps")
+    x, n = b.input("x", f32[12]), b.input("n", i64[5])
+    outs = [b.op(op, x, name=op) for op in MAPS]
+    b.output(*outs, b.op("sign", n, name="isign"), b.op("round", b.mul(x, np.float32(2.0)), name="twice"))
+    x_in = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 0.5, 1.5, 2.5, -2.5, -0.7, 3.3, 1e8], np.float32)
+    with np.errstate(invalid="ignore"):
+        ref = _check(b.build(), {"x": x_in, "n": np.array([-3, 0, 5, -1, 2], np.int64)})
+    assert ref["round"][5:9].tolist() == [0.0, 2.0, 2.0, -2.0]  # halves to even
+    assert ref["sign"][3:5].tolist() == [0.0, 0.0] and not np.signbit(ref["sign"][4])
+    assert ref["isign"].tolist() == [-1, 0, 1, -1, 1]

@@ -54,7 +54,8 @@ def elementwise() -> Graph:
     pos = b.add(b.abs(x), np.float32(0.5))
     outs = [b.sub(x, y), b.mul(x, y), b.div(x, pos), b.pow(pos, y), b.maximum(x, y), b.minimum(x, y),
             b.sigmoid(x), b.tanh(x), b.erf(x), b.sqrt(pos), b.exp(x), b.log(pos), b.neg(x),
-            b.clip(x, min=-0.5, max=0.7), b.clip(x, max=0.1)]
+            b.clip(x, min=-0.5, max=0.7), b.clip(x, max=0.1), *(b.op(op, x) for op in
+                                                                  ("floor", "ceil", "round", "sign", "sin", "cos"))]
     b.output(*outs)
     return b.build()
 

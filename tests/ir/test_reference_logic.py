@@ -49,3 +49,16 @@ def test_where_picks_and_broadcasts() -> None:
     assert_array_equal(run_op("where", cond, a, b), [[1, 2, 3], [40, 50, 60]])
     got = run_op("where", np.array([True, False]), np.array([NAN, 1.0], np.float32), np.array([0.0, NAN], np.float32))
     assert math.isnan(got[0]) and math.isnan(got[1]) and got.dtype == np.float32
+
+
+@covers("floor", "ceil", "round", "sign", "sin", "cos")
+def test_rounding_sign_and_trigonometry_hand_worked() -> None:
+    x = np.array([-2.5, -0.5, 0.5, 1.5, 2.7, -0.0], np.float32)
+    assert run_op("floor", x).tolist() == [-3.0, -1.0, 0.0, 1.0, 2.0, -0.0]
+    assert run_op("ceil", x).tolist() == [-2.0, -0.0, 1.0, 2.0, 3.0, -0.0]
+    assert run_op("round", x).tolist() == [-2.0, -0.0, 0.0, 2.0, 3.0, -0.0]  # halves to even
+    assert run_op("sign", x).tolist() == [-1.0, -1.0, 1.0, 1.0, 1.0, 0.0]
+    assert math.isnan(run_op("sign", np.array([NAN], np.float32))[0])
+    t = np.array([0.0, math.pi / 2, math.pi], np.float32)
+    np.testing.assert_allclose(run_op("sin", t), [0.0, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(run_op("cos", t), [1.0, 0.0, -1.0], atol=1e-6)

@@ -15,11 +15,11 @@ from .state import Reject, State, bcast_shape, factor_shape, guarded, partner, r
 def g_unary(s: State) -> tuple[Value, float]:
     """An activation or transcendental; log/sqrt get an abs()+1 guard, exp a clip."""
     x, b = s.pick(), s.b
-    op = s.choice(("relu", "gelu", "sigmoid", "tanh", "erf", "neg", "abs", "clip", "exp", "sqrt", "log"))
+    op = s.choice(("relu", "gelu", "sigmoid", "tanh", "erf", "neg", "abs", "clip", "exp", "sqrt", "log", "sin", "cos"))
     bx = s.bnd(x)
     if op == "gelu":
         return b.gelu(x, approximate=s.choice(("none", "tanh"))), bx
-    if op in ("sigmoid", "tanh", "erf"):
+    if op in ("sigmoid", "tanh", "erf", "sin", "cos"):
         return b.op(op, x), 1.0
     if op == "clip":
         lo, hi = -s.int(0, 4) / 2, s.int(0, 4) / 2
@@ -66,6 +66,17 @@ def g_select(s: State) -> tuple[Value, float]:
     if s.bool():
         a, y = y, a
     return b.op("where", cond, a, y), max(s.bnd(a), s.bound.get(id(y), 1.0))
+
+
+def g_rounding(s: State) -> tuple[Value, float]:
+    """floor / ceil / round / sign of a graph input (scaled by 4), then back into arithmetic. Only of inputs: a
+    value computed upstream may round apart on two backends (float reassociation) and then step to a neighbouring
+    integer, which no tolerance covers; inputs are the same bits everywhere."""
+    names = {v.name for v in s.b.inputs}
+    x, b = s.pick(lambda v: v.name in names and v.type.dtype.name == "f32"), s.b
+    op = s.choice(("floor", "ceil", "round", "sign"))
+    y = b.op(op, b.mul(x, np.float32(4.0)) if op != "sign" else x)
+    return b.mul(y, np.float32(0.25)), s.bnd(x) + 1
 
 
 def g_identities(s: State) -> tuple[Value, float]:
@@ -427,7 +438,7 @@ def g_fused(s: State) -> tuple[Value, float]:
 
 
 GENERATORS = (
-    g_unary, g_unary, g_binary, g_binary, g_select, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
+    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
     g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
     g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node, g_duplicate, g_fused,
 )
