@@ -173,6 +173,12 @@ def _pool(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     w.add("MaxPool" if n.op == "maxpool2d" else "AveragePool", ins, [out], **attrs)
 
 
+def _arg_extreme(w: _Writer, n: Node, ins: list[str], out: str) -> None:
+    a = n.attrs
+    w.add("ArgMax" if n.op == "argmax" else "ArgMin", ins, [out], axis=a["axis"], keepdims=int(a["keepdims"]),
+          select_last_index=int(a["select_last_index"]) if a["select_last_index"] else None)
+
+
 def _reduce(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     op = {"reduce-sum": "ReduceSum", "reduce-mean": "ReduceMean", "reduce-max": "ReduceMax"}[n.op]
     axes = list(n.attrs["axes"])
@@ -335,6 +341,8 @@ EXPORTERS: dict[str, Exporter] = {
     "reduce-sum": _reduce,
     "reduce-mean": _reduce,
     "reduce-max": _reduce,
+    "argmax": _arg_extreme,
+    "argmin": _arg_extreme,
     "layernorm": _layernorm,
     "gelu": _gelu,
     "clip": _clip,

@@ -80,3 +80,22 @@ def _where(ctx: NodeContext) -> list[Handle | None]:
                   axis=0)
     index = np.where(c, np.arange(n).reshape(out) + n, np.arange(n).reshape(out))
     return [ctx.op("gather", both, index.astype(np.int64), axis=0)]
+
+
+@converter("Trilu")
+def _trilu(ctx: NodeContext) -> list[Handle | None]:
+    """The upper (upper=1, default) or lower triangle of the last two axes, diagonal offset k: on constants folded,
+    on run-time values `where` with the constant triangle mask (the shapes are static)."""
+    x = ctx.need(0, "input")
+    k_in = ctx.input(1)
+    if k_in is not None and not isinstance(k_in, np.ndarray):
+        raise UnsupportedError(f"Trilu with k computed at run time ({describe(k_in)}): the mask is built at import")
+    k = int(np.asarray(k_in).reshape(-1)[0]) if k_in is not None else 0
+    shape = shape_of(x)
+    if len(shape) < 2:
+        raise ValueError(f"Trilu input {describe(x)} must have rank >= 2")
+    rows, cols = np.indices(shape[-2:])
+    keep = cols - rows >= k if ctx.attr("upper", 1) else cols - rows <= k
+    if isinstance(x, np.ndarray):
+        return [np.where(keep, x, x.dtype.type(0))]
+    return [ctx.op("where", keep, x, np.zeros((), np_dtype(x)))]

@@ -217,6 +217,16 @@ def reduce_axes(ctx: NodeContext, x: Handle, input_from: int) -> list[int] | Non
 _REDUCE_INPUT_FROM = {"ReduceSum": 13}
 
 
+@converter("ArgMax", "ArgMin")
+def _arg_extreme(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "data")
+    if np_dtype(x).kind not in "fiu":
+        raise UnsupportedError(f"{ctx.node.op_type} of {describe(x)}: numeric inputs only")
+    op = "argmax" if ctx.node.op_type == "ArgMax" else "argmin"
+    return [ctx.op(op, x, axis=int(ctx.attr("axis", 0)), keepdims=bool(ctx.attr("keepdims", 1)),
+                   select_last_index=bool(ctx.attr("select_last_index", 0)))]
+
+
 @converter("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL1", "ReduceL2")
 def _reduce(ctx: NodeContext) -> list[Handle | None]:
     op_type = ctx.node.op_type

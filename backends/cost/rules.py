@@ -316,6 +316,8 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "reduce-sum": reduce_rule(1),
     "reduce-mean": reduce_rule(1),
     "reduce-max": reduce_rule(1),
+    "argmax": reduce_rule(2),
+    "argmin": reduce_rule(2),
     "quantize": quantize_rule,
     "quantize-dynamic": quantize_dynamic_rule,
     "qlinear": qlinear_rule,

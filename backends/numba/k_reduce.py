@@ -81,3 +81,29 @@ def reduce_mid(x, out, acc, op, div):  # type: ignore[no-untyped-def]
                     v = xr[b]
                     m = o[b]
                     o[b] = v if (v > m or v != v) else m
+
+
+@twin
+def arg_extreme(x, out, largest, last):  # type: ignore[no-untyped-def]
+    """out[a, b] = the index r of the largest (or smallest) x[a, r, b], the first of equal ones (the last with
+    `last`); a NaN counts as the extreme: the first NaN wins (the last with `last`), as numpy's argmax."""
+    na, length, nb = x.shape
+    for a in prange(na):
+        o = out[a]
+        for b in range(nb):
+            m = x[a, 0, b]
+            k = 0
+            for r in range(1, length):
+                v = x[a, r, b]
+                if v != v:
+                    better = m == m or last
+                elif m != m:
+                    better = False
+                elif largest:
+                    better = v > m or (last and v == m)
+                else:
+                    better = v < m or (last and v == m)
+                if better:
+                    m = v
+                    k = r
+            o[b] = k

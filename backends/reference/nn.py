@@ -238,6 +238,22 @@ def _dequantize(node: Node, xs: Arrays) -> np.ndarray:
     return ((x.astype(np.int32) - zp).astype(np.float32) * scale).astype(np.float32)
 
 
+def _arg_extreme(fn):  # type: ignore[no-untyped-def]
+    """argmax / argmin: numpy's (NaN counts as the extreme), the last of equal extremes with select_last_index."""
+
+    def rule(node: Node, xs: list[np.ndarray]) -> np.ndarray:
+        x, a = xs[0], node.attrs
+        axis = a["axis"] % x.ndim
+        if a["select_last_index"]:
+            idx = x.shape[axis] - 1 - fn(np.flip(x, axis=axis), axis=axis)
+        else:
+            idx = fn(x, axis=axis)
+        idx = np.asarray(idx, np.int64)
+        return np.expand_dims(idx, axis) if a["keepdims"] else idx
+
+    return rule
+
+
 NN_RULES = {
     "linear": _linear,
     "matmul": _matmul,
@@ -250,6 +266,8 @@ NN_RULES = {
     "softmax": _softmax,
     "attention": _attention,
     "lrn": _lrn,
+    "argmax": _arg_extreme(np.argmax),
+    "argmin": _arg_extreme(np.argmin),
     "reduce-sum": _reduce("sum"),
     "reduce-mean": _reduce("mean"),
     "reduce-max": _reduce("max"),

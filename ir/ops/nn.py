@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..dtypes import DType, i32
+from ..dtypes import DType, i32, i64
 from ..types import TensorType
 from .elementwise import broadcast_shapes, require_float, same_dtype
 from .registry import Attr, attr_error, register_op, shape_error
@@ -222,6 +222,27 @@ def _reduce(name: str, doc: str) -> None:
         return [TensorType(shape, x.dtype)]
 
 
+def _arg_extreme(name: str, which: str) -> None:
+    @register_op(name, ("x",), (Attr("axis", "int", 0), Attr("keepdims", "bool", True),
+                                Attr("select_last_index", "bool", False)),
+                 doc=f"The index (i64) of the {which} along axis, the first one (the last with select_last_index); "
+                     "a NaN counts as the extreme (numpy's rule).")
+    def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+        x = ts[0]
+        if x.rank == 0:
+            raise shape_error(f"{name}: needs an input of rank >= 1")
+        axis = norm_axis(name, a["axis"], x.rank)
+        if x.shape[axis] == 0:
+            raise shape_error(f"{name}: axis {axis} of {list(x.shape)} is empty")
+        if a["keepdims"]:
+            shape = tuple(1 if i == axis else d for i, d in enumerate(x.shape))
+        else:
+            shape = tuple(d for i, d in enumerate(x.shape) if i != axis)
+        return [TensorType(shape, i64)]
+
+
+_arg_extreme("argmax", "largest value")
+_arg_extreme("argmin", "smallest value")
 _reduce("reduce-sum", "Sum over axes (all when axes is empty).")
 _reduce("reduce-mean", "Mean over axes (all when axes is empty).")
 _reduce("reduce-max", "Max over axes (all when axes is empty).")

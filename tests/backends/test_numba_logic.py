@@ -1,4 +1,5 @@
-"""Comparisons, logical ops and where (ir/ops/logic.py) on the reference and Numba backends, bit for bit."""
+"""Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps and argmax /
+argmin on the reference and Numba backends, bit for bit."""
 
 from __future__ import annotations
 
@@ -121,3 +122,21 @@ def test_rounding_sign_and_trigonometric_maps_match_the_reference() -> None:
     assert ref["round"][5:9].tolist() == [0.0, 2.0, 2.0, -2.0]  # halves to even
     assert ref["sign"][3:5].tolist() == [0.0, 0.0] and not np.signbit(ref["sign"][4])
     assert ref["isign"].tolist() == [-1, 0, 1, -1, 1]
+
+
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+def test_arg_extremes_with_ties_and_nan(op: str) -> None:
+    b = GraphBuilder("arg")
+    x, n = b.input("x", f32[3, 5, 4]), b.input("n", i64[6, 3])
+    outs = [b.op(op, x, axis=ax, keepdims=kd, select_last_index=last, name=f"x{ax + 1}{int(kd)}{int(last)}")
+            for ax in (0, 1, -1) for kd in (True, False) for last in (False, True)]
+    b.output(*outs, b.op(op, n, axis=1, name="n1"), b.op(op, n, axis=0, select_last_index=True, name="n0"))
+    x_in = np.round(RNG.standard_normal((3, 5, 4)) * 2).astype(np.float32)  # many ties
+    x_in[0, 2, 1] = x_in[1, :, 2] = x_in[2, 1, :] = np.nan
+    feeds = {"x": x_in, "n": RNG.integers(0, 3, (6, 3))}
+    ref = reference.run(b.build(), feeds)
+    for threshold in (SERIAL, 0):
+        got = runtime.compile(b.build(), backend="numba", parallel_threshold=threshold).run(feeds)
+        for name, want in ref.items():
+            assert got[name].dtype == np.int64 and got[name].shape == want.shape
+            assert_array_equal(got[name], want, err_msg=f"{name}, threshold {threshold}")

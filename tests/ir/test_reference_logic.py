@@ -62,3 +62,14 @@ def test_rounding_sign_and_trigonometry_hand_worked() -> None:
     t = np.array([0.0, math.pi / 2, math.pi], np.float32)
     np.testing.assert_allclose(run_op("sin", t), [0.0, 1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(run_op("cos", t), [1.0, 0.0, -1.0], atol=1e-6)
+
+
+@covers("argmax", "argmin")
+def test_arg_extremes_hand_worked() -> None:
+    x = np.array([[1.0, 3.0, 3.0, -2.0], [NAN, 0.0, NAN, 5.0]], np.float32)
+    assert run_op("argmax", x, axis=1).tolist() == [[1], [0]]  # the first of equal maxima; NaN counts as largest
+    assert run_op("argmax", x, axis=1, keepdims=False, select_last_index=True).tolist() == [2, 2]
+    assert run_op("argmin", x, axis=1, keepdims=False).tolist() == [3, 0]  # NaN counts as smallest too
+    assert run_op("argmin", x, axis=0, keepdims=False).tolist() == [1, 1, 1, 0]
+    got = run_op("argmax", np.array([[2, 7, 7]], np.int64), axis=-1, select_last_index=True)
+    assert got.tolist() == [[2]] and got.dtype == np.int64

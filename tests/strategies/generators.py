@@ -79,6 +79,15 @@ def g_rounding(s: State) -> tuple[Value, float]:
     return b.mul(y, np.float32(0.25)), s.bnd(x) + 1
 
 
+def g_arg_extreme(s: State) -> tuple[Value, float]:
+    """argmax / argmin of a graph input along an axis (inputs only, as g_rounding), cast back to f32."""
+    names = {v.name for v in s.b.inputs}
+    x, b = s.pick(lambda v: v.name in names and v.type.dtype.name == "f32" and v.type.rank >= 1), s.b
+    axis = s.int(-x.type.rank, x.type.rank - 1)
+    idx = b.op(s.choice(("argmax", "argmin")), x, axis=axis, keepdims=s.bool(), select_last_index=s.bool())
+    return b.cast(idx, dtype="f32"), float(x.type.shape[axis])
+
+
 def g_identities(s: State) -> tuple[Value, float]:
     """x*1, 1*x, x+0, x-0, x/1, transpose of transpose, reshape of reshape, dropout, identity."""
     x, b = s.pick(), s.b
@@ -438,9 +447,10 @@ def g_fused(s: State) -> tuple[Value, float]:
 
 
 GENERATORS = (
-    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_identities, g_reshape, g_transpose, g_flatten, g_linear,
-    g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding,
-    g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node, g_duplicate, g_fused,
+    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_arg_extreme, g_identities, g_reshape, g_transpose,
+    g_flatten, g_linear, g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce,
+    g_gather, g_embedding, g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node,
+    g_duplicate, g_fused,
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms, g_integer)
 """Drawn more often while the graph holds a 4-D value."""
