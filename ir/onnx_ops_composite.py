@@ -1,0 +1,107 @@
+"""ONNX operators imported as short compositions of IR ops (each as ONNX's own function body defines it).
+
+RMSNormalization (x times the reciprocal root mean square over the axes from `axis`, times scale, in float32
+for half inputs as stash_type 1 says), ReduceLogSumExp (stabilized by the maximum: m + log(sum(exp(x - m)))),
+LpNormalization (p = 1 or 2 along one axis), Hardmax (one-hot of the first maximum along an axis) and OneHot
+(indices compared with a constant range, picking the on / off values). The compositions fuse like any other
+chain of the same ops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .dtypes import dtype_from_numpy
+from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, norm_axis, np_dtype, shape_of
+from .onnx_ops_math import reduce_axes
+
+
+def _in_f32(ctx: NodeContext, x: Handle) -> tuple[Handle, str | None]:
+    """x in float32 (cast when half precision) and the IR dtype to cast the result back to (None: none)."""
+    name = np_dtype(x).name
+    if name in ("float16", "bfloat16"):
+        return ctx.op("cast", x, dtype="f32"), "f16" if name == "float16" else "bf16"
+    return x, None
+
+
+@converter("RMSNormalization")
+def _rms_normalization(ctx: NodeContext) -> list[Handle | None]:
+    x, scale = ctx.need(0, "X"), ctx.need(1, "scale")
+    rank = len(shape_of(x))
+    axis = norm_axis(ctx.attr("axis", -1), rank)
+    xf, back = _in_f32(ctx, x)
+    sf = ctx.op("cast", scale, dtype="f32") if back is not None else scale
+    mean_square = ctx.op("reduce-mean", ctx.op("mul", xf, xf), axes=list(range(axis, rank)), keepdims=True)
+    rms = ctx.op("sqrt", ctx.op("add", mean_square, ctx.scalar(float(ctx.attr("epsilon", 1e-5)), xf)))
+    y = ctx.op("mul", ctx.op("mul", xf, ctx.op("div", ctx.scalar(1.0, xf), rms)), sf)
+    return [ctx.op("cast", y, dtype=back) if back is not None else y]
+
+
+@converter("ReduceLogSumExp")
+def _reduce_log_sum_exp(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "data")
+    if not np_dtype(x).kind == "f":
+        raise UnsupportedError(f"ReduceLogSumExp of {describe(x)}: floating point only")
+    axes = reduce_axes(ctx, x, 18)
+    if axes is None:
+        return [x]
+    keep = bool(ctx.attr("keepdims", 1))
+    if any(shape_of(x)[a] == 0 for a in axes):  # log of an empty sum
+        shape = [1 if i in axes else d for i, d in enumerate(shape_of(x)) if keep or i not in axes]
+        return [np.full(shape, -np.inf, np_dtype(x))]
+    m = ctx.op("reduce-max", x, axes=axes, keepdims=True)
+    total = ctx.op("reduce-sum", ctx.op("exp", ctx.op("sub", x, m)), axes=axes, keepdims=keep)
+    m_out = m if keep else ctx.reshape(m, shape_of(total))
+    return [ctx.op("add", ctx.op("log", total), m_out)]
+
+
+@converter("LpNormalization")
+def _lp_normalization(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "input")
+    p, axis = int(ctx.attr("p", 2)), norm_axis(ctx.attr("axis", -1), len(shape_of(x)))
+    if p not in (1, 2):
+        raise UnsupportedError(f"LpNormalization with p={p}: ONNX defines p = 1 or 2")
+    if p == 1:
+        norm = ctx.op("reduce-sum", ctx.op("abs", x), axes=[axis], keepdims=True)
+    else:
+        norm = ctx.op("sqrt", ctx.op("reduce-sum", ctx.op("mul", x, x), axes=[axis], keepdims=True))
+    return [ctx.op("div", x, norm)]
+
+
+def _index_range(n: int, axis: int, rank: int) -> np.ndarray:
+    """0..n-1 as int64, shaped to lie along `axis` of a rank-`rank` tensor."""
+    shape = [1] * rank
+    shape[axis] = n
+    return np.arange(n, dtype=np.int64).reshape(shape)
+
+
+@converter("Hardmax")
+def _hardmax(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "input")
+    rank = len(shape_of(x))
+    axis = norm_axis(ctx.attr("axis", -1 if ctx.opset >= 13 else 1), rank)
+    if ctx.opset < 13:
+        raise UnsupportedError("Hardmax before opset 13 (over the flattened trailing axes)")
+    first = ctx.op("argmax", x, axis=axis, keepdims=True)
+    hot = ctx.op("equal", first, _index_range(shape_of(x)[axis], axis, rank))
+    return [ctx.op("cast", hot, dtype=dtype_from_numpy(np_dtype(x)).name)]
+
+
+@converter("OneHot")
+def _one_hot(ctx: NodeContext) -> list[Handle | None]:
+    indices, depth, values = ctx.need(0, "indices"), ctx.const(1, "depth"), ctx.need(2, "values")
+    if depth is None:
+        raise UnsupportedError("OneHot with a depth computed at run time: the output shape is static here")
+    n = int(np.asarray(depth).reshape(-1)[0])
+    rank = len(shape_of(indices)) + 1
+    axis = norm_axis(ctx.attr("axis", -1), rank)
+    idx = ctx.op("cast", indices, dtype="i64") if np_dtype(indices) != np.dtype(np.int64) else indices
+    negative = ctx.op("less", idx, np.array(0, np.int64))
+    idx = ctx.op("where", negative, ctx.op("add", idx, np.array(n, np.int64)), idx)  # -1 is n - 1
+    lead = list(shape_of(indices))
+    idx = ctx.reshape(idx, lead[:axis] + [1] + lead[axis:])
+    hot = ctx.op("equal", idx, _index_range(n, axis, rank))
+    if not isinstance(values, np.ndarray) or values.size != 2:
+        raise UnsupportedError(f"OneHot values {describe(values)}: a constant [off, on] pair")
+    off, on = (values.reshape(-1)[i:i + 1].reshape(()) for i in (0, 1))
+    return [ctx.op("where", hot, on, off)]

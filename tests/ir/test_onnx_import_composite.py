@@ -1,0 +1,71 @@
+"""RMSNormalization, ReduceLogSumExp, LpNormalization, Hardmax and OneHot: imported as compositions of IR ops and
+checked against ONNX's reference evaluator and ONNX Runtime on the reference and Numba backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+from tensorsmith import runtime
+from tensorsmith.backends import reference
+from tensorsmith.ir import from_onnx
+
+from .test_onnx_import import make_model, ort_outputs
+from .test_onnx_import_logic import _agree
+
+RNG = np.random.default_rng(29)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_rms_normalization(axis: int) -> None:
+    x, scale = RNG.standard_normal((2, 3, 8)).astype(np.float32), RNG.standard_normal((3, 8)[axis:] if axis == 1
+                                                                                       else (8,)).astype(np.float32)
+    node = helper.make_node("RMSNormalization", ["x", "scale"], ["y"], axis=axis, epsilon=1e-3)
+    model = make_model([node], {"x": x}, ["y"], {"scale": scale}, opset=23)
+    got = _agree(model, {"x": x})
+    axes = tuple(range(axis % 3, 3))
+    want = x / np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=axes, keepdims=True) + 1e-3) * scale
+    np.testing.assert_allclose(got["y"], want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_log_sum_exp_is_stabilized_by_the_maximum(keepdims: int) -> None:
+    x = (RNG.standard_normal((3, 4, 5)) * 4).astype(np.float32)
+    model = make_model([helper.make_node("ReduceLogSumExp", ["x", "axes"], ["y"], keepdims=keepdims)], {"x": x},
+                       ["y"], {"axes": np.array([1, 2], np.int64)}, opset=18)
+    _agree(model, {"x": x})
+    big = np.full((2, 3), 100.0, np.float32)  # exp(100) overflows float32; m + log(sum(exp(x - m))) does not
+    g = from_onnx(make_model([helper.make_node("ReduceLogSumExp", ["x"], ["y"], keepdims=0)], {"x": big}, ["y"],
+                             opset=18))
+    np.testing.assert_allclose(reference.run(g, {"x": big})["y"], 100.0 + np.log(6.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_lp_normalization(p: int) -> None:
+    """ONNX's reference evaluator sums x ** p without |x| (wrong for p = 1), so p = 1 is held to ONNX Runtime and
+    the definition."""
+    x = RNG.standard_normal((3, 6)).astype(np.float32)
+    model = make_model([helper.make_node("LpNormalization", ["x"], ["y"], p=p, axis=0)], {"x": x}, ["y"])
+    want = x / (np.abs(x).sum(axis=0) if p == 1 else np.sqrt((x * x).sum(axis=0)))
+    if p == 2:
+        _agree(model, {"x": x})
+    g = from_onnx(model)
+    for got in (reference.run(g, {"x": x})["y"], runtime.compile(g, backend="numba").run({"x": x})["y"],
+                *(ort_outputs(model, {"x": x}) or [])):
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_hardmax_marks_the_first_maximum() -> None:
+    x = np.array([[1.0, 3.0, 3.0], [-1.0, -2.0, -1.0]], np.float32)
+    got = _agree(make_model([helper.make_node("Hardmax", ["x"], ["y"])], {"x": x}, ["y"], opset=13), {"x": x})
+    assert got["y"].tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_one_hot_with_negative_and_out_of_range_indices(axis: int) -> None:
+    idx = np.array([[0, -1, 4], [2, 9, -7]], np.int64)  # -1 is the last class; 9 and -7 are all "off"
+    node = helper.make_node("OneHot", ["idx", "depth", "values"], ["y"], axis=axis)
+    model = make_model([node], {"idx": idx}, ["y"], {"depth": np.array(5, np.int64),
+                                                     "values": np.array([-1.0, 3.0], np.float32)}, opset=11)
+    got = _agree(model, {"idx": idx})
+    assert got["y"].shape == tuple(np.insert(np.array(idx.shape), axis % 3, 5)) and (got["y"] == 3.0).sum() == 4
