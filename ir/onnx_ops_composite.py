@@ -2,6 +2,7 @@
 
 RMSNormalization (x times the reciprocal root mean square over the axes from `axis`, times scale, in float32
 for half inputs as stash_type 1 says), ReduceLogSumExp (stabilized by the maximum: m + log(sum(exp(x - m)))),
+ReduceLogSum,
 LpNormalization (p = 1 or 2 along one axis), Hardmax (one-hot of the first maximum along an axis) and OneHot
 (indices compared with a constant range, picking the on / off values). The compositions fuse like any other
 chain of the same ops.
@@ -53,6 +54,21 @@ def _reduce_log_sum_exp(ctx: NodeContext) -> list[Handle | None]:
     total = ctx.op("reduce-sum", ctx.op("exp", ctx.op("sub", x, m)), axes=axes, keepdims=keep)
     m_out = m if keep else ctx.reshape(m, shape_of(total))
     return [ctx.op("add", ctx.op("log", total), m_out)]
+
+
+@converter("ReduceLogSum")
+def _reduce_log_sum(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "data")
+    if not np_dtype(x).kind == "f":
+        raise UnsupportedError(f"ReduceLogSum of {describe(x)}: floating point only")
+    axes = reduce_axes(ctx, x, 18)
+    if axes is None:
+        return [ctx.op("log", x)]
+    keep = bool(ctx.attr("keepdims", 1))
+    if any(shape_of(x)[a] == 0 for a in axes):  # log of an empty sum
+        shape = [1 if i in axes else d for i, d in enumerate(shape_of(x)) if keep or i not in axes]
+        return [np.full(shape, -np.inf, np_dtype(x))]
+    return [ctx.op("log", ctx.op("reduce-sum", x, axes=axes, keepdims=keep))]
 
 
 @converter("LpNormalization")

@@ -40,6 +40,13 @@ def test_reduce_log_sum_exp_is_stabilized_by_the_maximum(keepdims: int) -> None:
     np.testing.assert_allclose(reference.run(g, {"x": big})["y"], 100.0 + np.log(6.0), rtol=1e-6)
 
 
+def test_reduce_log_sum() -> None:
+    x = RNG.uniform(0.5, 2.0, (3, 4)).astype(np.float32)
+    model = make_model([helper.make_node("ReduceLogSum", ["x", "axes"], ["y"], keepdims=0)], {"x": x}, ["y"],
+                       {"axes": np.array([1], np.int64)}, opset=18)
+    np.testing.assert_allclose(_agree(model, {"x": x})["y"], np.log(x.sum(axis=1)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("p", [1, 2])
 def test_lp_normalization(p: int) -> None:
     """ONNX's reference evaluator sums x ** p without |x| (wrong for p = 1), so p = 1 is held to ONNX Runtime and
