@@ -2,10 +2,9 @@
 
 RMSNormalization (x times the reciprocal root mean square over the axes from `axis`, times scale, in float32
 for half inputs as stash_type 1 says), ReduceLogSumExp (stabilized by the maximum: m + log(sum(exp(x - m)))),
-ReduceLogSum,
-LpNormalization (p = 1 or 2 along one axis), Hardmax (one-hot of the first maximum along an axis) and OneHot
-(indices compared with a constant range, picking the on / off values). The compositions fuse like any other
-chain of the same ops.
+ReduceLogSum, LpNormalization (p = 1 or 2 along one axis; a zero vector stays zero), Hardmax (one-hot of the
+first maximum along an axis) and OneHot (indices compared with a constant range, picking the on / off values).
+The compositions fuse like any other chain of the same ops.
 """
 
 from __future__ import annotations
@@ -81,7 +80,8 @@ def _lp_normalization(ctx: NodeContext) -> list[Handle | None]:
         norm = ctx.op("reduce-sum", ctx.op("abs", x), axes=[axis], keepdims=True)
     else:
         norm = ctx.op("sqrt", ctx.op("reduce-sum", ctx.op("mul", x, x), axes=[axis], keepdims=True))
-    return [ctx.op("div", x, norm)]
+    zero = ctx.op("equal", norm, ctx.scalar(0.0, x))  # an all-zero vector stays zero (ONNX Runtime), not NaN
+    return [ctx.op("div", x, ctx.op("where", zero, ctx.scalar(1.0, x), norm))]
 
 
 def _index_range(n: int, axis: int, rank: int) -> np.ndarray:
