@@ -42,7 +42,7 @@ KINDS = ("light", "pytorch-converted", "pytorch-operator")
 EXTRA_KINDS = ("node",)
 PARAMETER_INPUTS = {"Clip": (1, 2), "Pad": (1, 2, 3), "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2),
                     "Dropout": (1, 2), "ConstantOfShape": (0,), "QLinearMatMul": (6,), "QLinearConv": (6,),
-                    "OneHot": (1, 2)}
+                    "OneHot": (1, 2), "Resize": (1, 2), "Upsample": (1,)}
 """Inputs (by position) that the importer needs constant even when they are not integers."""
 LIGHT_RTOL = {"densenet121": 2e-3}  # as in onnx.backend.test.case.model
 RTOL, ATOL = 1e-3, 1e-7  # ONNX's backend runner defaults

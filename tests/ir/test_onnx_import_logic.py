@@ -17,7 +17,8 @@ from .test_onnx_import import make_model, ort_outputs
 RNG = np.random.default_rng(17)
 
 
-def _agree(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def _agree(model, feeds: dict[str, np.ndarray], rtol: float = 1e-6,  # type: ignore[no-untyped-def]
+           atol: float = 1e-7) -> dict[str, np.ndarray]:
     g = from_onnx(model)
     ours = reference.run(g, feeds)
     numba = runtime.compile(g, backend="numba").run(feeds)
@@ -26,8 +27,8 @@ def _agree(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # typ
         if theirs is None:
             continue
         for name, t in zip(names, theirs):
-            np.testing.assert_allclose(ours[name], np.asarray(t), rtol=1e-6, atol=1e-7, err_msg=name)
-            np.testing.assert_allclose(numba[name], np.asarray(t), rtol=1e-6, atol=1e-7, err_msg=name)
+            np.testing.assert_allclose(ours[name], np.asarray(t), rtol=rtol, atol=atol, err_msg=name)
+            np.testing.assert_allclose(numba[name], np.asarray(t), rtol=rtol, atol=atol, err_msg=name)
     return ours
 
 
