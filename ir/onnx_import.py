@@ -21,6 +21,7 @@ from onnx import numpy_helper
 from . import (  # noqa: F401
     onnx_ops_attention,
     onnx_ops_composite,
+    onnx_ops_einsum,
     onnx_ops_logic,
     onnx_ops_math,
     onnx_ops_nn,
