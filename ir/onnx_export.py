@@ -179,6 +179,12 @@ def _arg_extreme(w: _Writer, n: Node, ins: list[str], out: str) -> None:
           select_last_index=int(a["select_last_index"]) if a["select_last_index"] else None)
 
 
+def _cumsum(w: _Writer, n: Node, ins: list[str], out: str) -> None:
+    a = n.attrs
+    w.add("CumSum", [ins[0], w.const(np.array(a["axis"], np.int64), f"{out}.axis")], [out],
+          exclusive=int(a["exclusive"]) or None, reverse=int(a["reverse"]) or None)
+
+
 def _reduce(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     op = {"reduce-sum": "ReduceSum", "reduce-mean": "ReduceMean", "reduce-max": "ReduceMax"}[n.op]
     axes = list(n.attrs["axes"])
@@ -342,6 +348,7 @@ EXPORTERS: dict[str, Exporter] = {
     "reduce-mean": _reduce,
     "reduce-max": _reduce,
     "argmax": _arg_extreme,
+    "cumsum": _cumsum,
     "argmin": _arg_extreme,
     "layernorm": _layernorm,
     "gelu": _gelu,

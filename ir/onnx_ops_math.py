@@ -217,6 +217,18 @@ def reduce_axes(ctx: NodeContext, x: Handle, input_from: int) -> list[int] | Non
 _REDUCE_INPUT_FROM = {"ReduceSum": 13}
 
 
+@converter("CumSum")
+def _cumsum(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "x")
+    axis = ctx.const(1, "axis")
+    if axis is None:
+        raise ValueError("input 1 (axis) is required")
+    if np_dtype(x).kind not in "fiu":
+        raise UnsupportedError(f"CumSum of {describe(x)}: numbers only")
+    return [ctx.op("cumsum", x, axis=int(axis.reshape(-1)[0]), exclusive=bool(ctx.attr("exclusive", 0)),
+                   reverse=bool(ctx.attr("reverse", 0)))]
+
+
 @converter("ArgMax", "ArgMin")
 def _arg_extreme(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "data")

@@ -317,6 +317,7 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "reduce-mean": reduce_rule(1),
     "reduce-max": reduce_rule(1),
     "argmax": reduce_rule(2),
+    "cumsum": vector_rule(1),
     "argmin": reduce_rule(2),
     "quantize": quantize_rule,
     "quantize-dynamic": quantize_dynamic_rule,

@@ -107,3 +107,28 @@ def arg_extreme(x, out, largest, last):  # type: ignore[no-untyped-def]
                     m = v
                     k = r
             o[b] = k
+
+
+@twin
+def cumulative_sum(x, out, exclusive, reverse):  # type: ignore[no-untyped-def]
+    """out[a, r, b] = the sum of x[a, s, b] over s <= r (s < r when exclusive; s >= r / s > r with reverse), in
+    the dtype of x and in order along r, as the reference accumulates."""
+    na, length, nb = x.shape
+    first = length - 1 if reverse else 0
+    step = -1 if reverse else 1
+    for a in prange(na):
+        for b in range(nb):
+            s = x[a, first, b]
+            if exclusive:
+                out[a, first, b] = 0
+            else:
+                out[a, first, b] = s
+            r = first
+            for _ in range(1, length):
+                r += step
+                if exclusive:
+                    out[a, r, b] = s
+                    s += x[a, r, b]
+                else:
+                    s += x[a, r, b]
+                    out[a, r, b] = s

@@ -16,7 +16,7 @@ from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
 from .k_phase_planes import avgpool_planes, maxpool_planes, plane_scratch, pool_divisors
 from .k_pool import avgpool, maxpool, maxpool2x2, maxpool_nhwc, mean_rows
-from .k_reduce import MAX, SUM, arg_extreme, reduce_mid, reduce_rows
+from .k_reduce import MAX, SUM, arg_extreme, cumulative_sum, reduce_mid, reduce_rows
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_shape import Transpose
@@ -208,6 +208,21 @@ def _arg_extreme(ctx: LowerCtx, node: Node) -> None:
         return
     ctx.emit(node.op, arg_extreme, ctx.reshaped(ctx.arg(x), (a_, r_, b_)), ctx.reshaped(out, (a_, b_)),
              Lit(node.op == "argmax"), Lit(bool(node.attrs["select_last_index"])), writes=(out,), work=a_ * r_ * b_)
+
+
+@lowers("cumsum")
+def _cumsum(ctx: LowerCtx, node: Node) -> None:
+    x, v = node.inputs[0], node.outputs[0]
+    if x.type.dtype.np_dtype.kind not in "fiu":
+        raise ctx.fail(f"cumsum of dtype {x.type.dtype.name} is not supported")
+    shape = x.type.shape
+    axis = node.attrs["axis"] % len(shape)
+    a_, r_, b_ = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    ctx.emit("cumsum", cumulative_sum, ctx.reshaped(ctx.arg(x), (a_, r_, b_)), ctx.reshaped(out, (a_, r_, b_)),
+             Lit(bool(node.attrs["exclusive"])), Lit(bool(node.attrs["reverse"])), writes=(out,), work=a_ * r_ * b_)
 
 
 @lowers("reduce-sum", "reduce-mean", "reduce-max")

@@ -254,6 +254,17 @@ def _arg_extreme(fn):  # type: ignore[no-untyped-def]
     return rule
 
 
+def _cumsum(node: Node, xs: list[np.ndarray]) -> np.ndarray:
+    """Running sums in the input dtype, in order along the axis (np.cumsum accumulates sequentially)."""
+    x, a = xs[0], node.attrs
+    axis = a["axis"] % x.ndim
+    y = np.flip(x, axis) if a["reverse"] else x
+    acc = np.cumsum(y, axis=axis, dtype=x.dtype)
+    if a["exclusive"]:
+        acc = np.concatenate([np.zeros_like(np.take(acc, [0], axis=axis)), np.delete(acc, -1, axis=axis)], axis=axis)
+    return np.flip(acc, axis) if a["reverse"] else acc
+
+
 NN_RULES = {
     "linear": _linear,
     "matmul": _matmul,
@@ -266,6 +277,7 @@ NN_RULES = {
     "softmax": _softmax,
     "attention": _attention,
     "lrn": _lrn,
+    "cumsum": _cumsum,
     "argmax": _arg_extreme(np.argmax),
     "argmin": _arg_extreme(np.argmin),
     "reduce-sum": _reduce("sum"),

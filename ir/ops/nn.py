@@ -241,6 +241,20 @@ def _arg_extreme(name: str, which: str) -> None:
         return [TensorType(shape, i64)]
 
 
+@register_op("cumsum", ("x",), (Attr("axis", "int", 0), Attr("exclusive", "bool", False),
+                                 Attr("reverse", "bool", False)),
+             doc="Running sums along axis, in the input dtype, summed in order (from the end with reverse); "
+                 "exclusive leaves each element out of its own sum.")
+def _cumsum(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = ts[0]
+    if x.rank == 0:
+        raise shape_error("cumsum: needs an input of rank >= 1")
+    norm_axis("cumsum", a["axis"], x.rank)
+    if x.dtype.name in ("bool", "i4"):
+        raise shape_error(f"cumsum: sums numbers, got {x.dtype.name}")
+    return [x]
+
+
 _arg_extreme("argmax", "largest value")
 _arg_extreme("argmin", "smallest value")
 _reduce("reduce-sum", "Sum over axes (all when axes is empty).")

@@ -1,5 +1,5 @@
-"""Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps and argmax /
-argmin on the reference and Numba backends, bit for bit."""
+"""Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps, argmax /
+argmin and cumsum on the reference and Numba backends, bit for bit."""
 
 from __future__ import annotations
 
@@ -139,4 +139,21 @@ def test_arg_extremes_with_ties_and_nan(op: str) -> None:
         got = runtime.compile(b.build(), backend="numba", parallel_threshold=threshold).run(feeds)
         for name, want in ref.items():
             assert got[name].dtype == np.int64 and got[name].shape == want.shape
+            assert_array_equal(got[name], want, err_msg=f"{name}, threshold {threshold}")
+
+
+def test_cumsum_in_order_with_nan_infinities_and_wrapping_integers() -> None:
+    b = GraphBuilder("cumsum")
+    x, n = b.input("x", f32[3, 5, 4]), b.input("n", i32[4, 6])
+    outs = [b.op("cumsum", x, axis=ax, exclusive=e, reverse=r, name=f"x{ax + 1}{int(e)}{int(r)}")
+            for ax in (0, 1, -1) for e in (False, True) for r in (False, True)]
+    b.output(*outs, b.op("cumsum", n, axis=1, name="n1"), b.op("cumsum", n, axis=0, reverse=True, name="n0"))
+    x_in = RNG.standard_normal((3, 5, 4)).astype(np.float32)
+    x_in[1, 2, 3], x_in[0, 0, 0] = np.inf, np.nan
+    feeds = {"x": x_in, "n": RNG.integers(2**30, 2**31 - 1, (4, 6)).astype(np.int32)}  # sums wrap
+    with np.errstate(invalid="ignore"):
+        ref = reference.run(b.build(), feeds)
+    for threshold in (SERIAL, 0):
+        got = runtime.compile(b.build(), backend="numba", parallel_threshold=threshold).run(feeds)
+        for name, want in ref.items():
             assert_array_equal(got[name], want, err_msg=f"{name}, threshold {threshold}")

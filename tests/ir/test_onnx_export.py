@@ -71,7 +71,8 @@ def shapes() -> Graph:
     i = b.cast(b.clip(b.cast(b.mul(x, np.float32(10)), dtype="i32"), min=-7.5, max=3.2), dtype="f32")
     outs = [s, gt, m, i, b.reduce_sum(x, axes=[1], keepdims=False), b.reduce_mean(x, axes=[0, 2]),
             b.reduce_max(x, axes=[]), b.div(b.cast(x, dtype="i32"), np.int32(3)), b.op("argmax", x, axis=2),
-            b.op("argmin", x, axis=0, keepdims=False, select_last_index=True)]
+            b.op("argmin", x, axis=0, keepdims=False, select_last_index=True),
+            b.op("cumsum", x, axis=1, exclusive=True, reverse=True)]
     b.output(*outs)
     return b.build()
 

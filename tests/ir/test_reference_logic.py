@@ -73,3 +73,14 @@ def test_arg_extremes_hand_worked() -> None:
     assert run_op("argmin", x, axis=0, keepdims=False).tolist() == [1, 1, 1, 0]
     got = run_op("argmax", np.array([[2, 7, 7]], np.int64), axis=-1, select_last_index=True)
     assert got.tolist() == [[2]] and got.dtype == np.int64
+
+
+@covers("cumsum")
+def test_cumsum_hand_worked() -> None:
+    x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], np.float32)
+    assert run_op("cumsum", x, axis=1).tolist() == [[1, 3, 6], [4, 9, 15]]
+    assert run_op("cumsum", x, axis=1, exclusive=True).tolist() == [[0, 1, 3], [0, 4, 9]]
+    assert run_op("cumsum", x, axis=1, reverse=True).tolist() == [[6, 5, 3], [15, 11, 6]]
+    assert run_op("cumsum", x, axis=0, exclusive=True, reverse=True).tolist() == [[4, 5, 6], [0, 0, 0]]
+    wraps = run_op("cumsum", np.array([100, 100], np.int8), axis=0)
+    assert wraps.tolist() == [100, -56] and wraps.dtype == np.int8  # in the input dtype

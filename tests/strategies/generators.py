@@ -88,6 +88,14 @@ def g_arg_extreme(s: State) -> tuple[Value, float]:
     return b.cast(idx, dtype="f32"), float(x.type.shape[axis])
 
 
+def g_cumsum(s: State) -> tuple[Value, float]:
+    """Running sums along an axis (maybe exclusive, maybe from the end)."""
+    x = s.pick(lambda v: v.type.dtype.name == "f32" and v.type.rank >= 1)
+    axis = s.int(-x.type.rank, x.type.rank - 1)
+    y = s.b.op("cumsum", x, axis=axis, exclusive=s.bool(), reverse=s.bool())
+    return y, s.bnd(x) * max(x.type.shape[axis], 1)
+
+
 def g_identities(s: State) -> tuple[Value, float]:
     """x*1, 1*x, x+0, x-0, x/1, transpose of transpose, reshape of reshape, dropout, identity."""
     x, b = s.pick(), s.b
@@ -447,9 +455,9 @@ def g_fused(s: State) -> tuple[Value, float]:
 
 
 GENERATORS = (
-    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_arg_extreme, g_identities, g_reshape, g_transpose,
-    g_flatten, g_linear, g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice, g_reduce,
-    g_gather, g_embedding, g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node,
+    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_arg_extreme, g_cumsum, g_identities, g_reshape,
+    g_transpose, g_flatten, g_linear, g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice,
+    g_reduce, g_gather, g_embedding, g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node,
     g_duplicate, g_fused,
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms, g_integer)
