@@ -222,6 +222,14 @@ def _gather(ctx: NodeContext) -> list[Handle | None]:
     return [ctx.op("gather", data, idx, axis=axis)]
 
 
+@converter("GatherElements")
+def _gather_elements(ctx: NodeContext) -> list[Handle | None]:
+    data, idx = ctx.need(0, "data"), ctx.need(1, "indices")
+    if np_dtype(idx).kind not in "iu":
+        raise ValueError(f"indices must be integers, got {describe(idx)}")
+    return [ctx.op("gather-elements", data, idx, axis=norm_axis(ctx.attr("axis", 0), len(shape_of(data))))]
+
+
 def _axes_of(ctx: NodeContext, attr_before: int) -> list[int] | None:
     if ctx.opset < attr_before:
         axes = ctx.attr("axes")

@@ -335,6 +335,7 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "concat": copy_rule,
     "slice": copy_rule,
     "gather": copy_rule,
+    "gather-elements": copy_rule,
     "fused": fused_rule,
     "exit": exit_rule,
     "exit_select": copy_rule,

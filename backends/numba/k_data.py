@@ -69,6 +69,25 @@ def gather(data, idx, out):  # type: ignore[no-untyped-def]
     return -1
 
 
+@twin
+def gather_elements(data, idx, out):  # type: ignore[no-untyped-def]
+    """out[a, r, b] = data[a, idx[a, r, b], b] (data [A, D, B], idx and out [A, R, B]); returns -1, or the flat
+    position of an index outside [-D, D)."""
+    na, nd, nb = data.shape
+    nr = idx.shape[1]
+    flat = idx.reshape(-1)
+    for i in range(flat.shape[0]):
+        if flat[i] < -nd or flat[i] >= nd:
+            return i
+    for t in prange(na * nr):
+        a = t // nr
+        r = t - a * nr
+        for b in range(nb):
+            k = idx[a, r, b]
+            out[a, r, b] = data[a, k + nd if k < 0 else k, b]
+    return -1
+
+
 QUANTIZE_CHUNK = 4096
 """Values per work item of `quantize` along a channel's run: a per-tensor quantize is one run, split for the threads."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...ir.graph import Node
-from .k_data import copy_block, gather
+from .k_data import copy_block, gather, gather_elements
 from .plan import Lit, LowerCtx
 from .registry import lowers
 
@@ -82,8 +82,27 @@ class _GatherCall:
     def __call__(self, data: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
         bad = self.kernel(data, idx, out)
         if bad >= 0:
-            raise IndexError(f"{self.where}: index {int(idx[bad])} is out of range [{-self.n}, {self.n}) "
+            raise IndexError(f"{self.where}: index {int(idx.reshape(-1)[bad])} is out of range [{-self.n}, {self.n}) "
                              f"on axis {self.axis}")
+
+
+@lowers("gather-elements")
+def _gather_elements(ctx: LowerCtx, node: Node) -> None:
+    data, indices = node.inputs
+    v = node.outputs[0]
+    axis = node.attrs["axis"] % data.type.rank
+    ds, ish = data.type.shape, indices.type.shape
+    lead, tail = math.prod(ds[:axis]), math.prod(ds[axis + 1:])
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    d3 = ctx.bits(ctx.reshaped(ctx.arg(data), (lead, ds[axis], tail)))
+    i3 = ctx.reshaped(ctx.arg(indices), (lead, ish[axis], tail))
+    o3 = ctx.bits(ctx.reshaped(out, (lead, ish[axis], tail)))
+    par = ctx.parallel(v.type.numel)
+    call = _GatherCall(gather_elements.pick(par), f"gather-elements %{v.name}", ds[axis], axis)
+    ctx.twins[gather_elements.name] = gather_elements
+    ctx.emit("gather_elements" + ("[par]" if par else ""), call, d3, i3, o3, writes=(out,))
 
 
 @lowers("gather")

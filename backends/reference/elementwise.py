@@ -132,6 +132,17 @@ def _gather(node: Node, xs: Arrays) -> np.ndarray:
     return np.take(data, idx.astype(np.int64), axis=axis)
 
 
+def _gather_elements(node: Node, xs: Arrays) -> np.ndarray:
+    data, idx = xs
+    axis = node.attrs["axis"] % data.ndim
+    n = data.shape[axis]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"gather-elements index out of range [{-n}, {n}) on axis {axis}: "
+                         f"min {idx.min()}, max {idx.max()}")
+    idx = idx.astype(np.int64)
+    return np.take_along_axis(data, np.where(idx < 0, idx + n, idx), axis=axis)
+
+
 ELEMENTWISE_RULES = {
     "add": _binary(np.add),
     "sub": _binary(np.subtract),
@@ -166,4 +177,5 @@ ELEMENTWISE_RULES = {
     "concat": _concat,
     "slice": _slice,
     "gather": _gather,
+    "gather-elements": _gather_elements,
 }

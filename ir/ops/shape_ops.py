@@ -104,6 +104,20 @@ def _slice(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [TensorType(tuple(s), ts[0].dtype)]
 
 
+@register_op("gather-elements", ("data", "indices"), (Attr("axis", "int", 0),),
+             doc="out[..., i, ...] = data[..., indices[..., i, ...], ...] along axis (numpy's take_along_axis): "
+                 "indices of data's rank and shape but along axis; negative ones count from the end.")
+def _gather_elements(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    d, idx = ts
+    if idx.dtype.is_float or idx.dtype.name == "bool":
+        raise dtype_error(f"gather-elements: indices must be integers, got {idx.dtype.name}")
+    axis = norm_axis("gather-elements", a["axis"], d.rank)
+    if idx.rank != d.rank or any(i != n for k, (i, n) in enumerate(zip(idx.shape, d.shape)) if k != axis):
+        raise shape_error(f"gather-elements: indices {list(idx.shape)} must have data's shape {list(d.shape)} but "
+                          f"along axis {axis}")
+    return [TensorType(idx.shape, d.dtype)]
+
+
 @register_op("gather", ("data", "indices"), (Attr("axis", "int", 0),),
              doc="Take data[..., indices, ...] along axis (embedding lookup).")
 def _gather(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:

@@ -1,5 +1,5 @@
 """Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps, argmax /
-argmin and cumsum on the reference and Numba backends, bit for bit."""
+argmin, cumsum and gather-elements on the reference and Numba backends, bit for bit."""
 
 from __future__ import annotations
 
@@ -157,3 +157,21 @@ def test_cumsum_in_order_with_nan_infinities_and_wrapping_integers() -> None:
         got = runtime.compile(b.build(), backend="numba", parallel_threshold=threshold).run(feeds)
         for name, want in ref.items():
             assert_array_equal(got[name], want, err_msg=f"{name}, threshold {threshold}")
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_gather_elements_with_negative_indices_and_a_named_bad_one(axis: int) -> None:
+    shape = (3, 4, 5)
+    ishape = tuple(2 if a == axis % 3 else d for a, d in enumerate(shape))
+    b = GraphBuilder("ge")
+    x, i = b.input("x", f32[shape]), b.input("i", i64[ishape])
+    b.output(b.op("gather-elements", x, i, axis=axis, name="y"))
+    n = shape[axis]
+    feeds = {"x": RNG.standard_normal(shape).astype(np.float32), "i": RNG.integers(-n, n, ishape)}
+    want = reference.run(b.build(), feeds)["y"]
+    for threshold in (SERIAL, 0):
+        exe = runtime.compile(b.build(), backend="numba", parallel_threshold=threshold)
+        assert_array_equal(exe.run(feeds)["y"], want)
+        bad = dict(feeds, i=np.full(ishape, n, np.int64))
+        with pytest.raises(Exception, match=f"gather-elements %y: index {n} is out of range"):
+            exe.run(bad)

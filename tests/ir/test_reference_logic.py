@@ -84,3 +84,11 @@ def test_cumsum_hand_worked() -> None:
     assert run_op("cumsum", x, axis=0, exclusive=True, reverse=True).tolist() == [[4, 5, 6], [0, 0, 0]]
     wraps = run_op("cumsum", np.array([100, 100], np.int8), axis=0)
     assert wraps.tolist() == [100, -56] and wraps.dtype == np.int8  # in the input dtype
+
+
+@covers("gather-elements")
+def test_gather_elements_hand_worked() -> None:
+    data = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.int64)
+    idx = np.array([[1, 2, 0], [2, 0, 0]], np.int64)
+    assert run_op("gather-elements", data, idx, axis=0).tolist() == [[4, 8, 3], [7, 2, 3]]
+    assert run_op("gather-elements", data, np.array([[-1], [0], [1]], np.int64), axis=1).tolist() == [[3], [4], [8]]

@@ -282,10 +282,14 @@ def g_reduce(s: State) -> tuple[Value, float]:
 
 
 def g_gather(s: State) -> tuple[Value, float]:
-    """gather with constant integer indices (negative ones included) along a random axis."""
+    """gather, or gather-elements, with constant integer indices (negative ones included) along a random axis."""
     x = s.pick(rank_in(1))
     axis = s.int(-x.type.rank, x.type.rank - 1)
     d = x.type.shape[axis]
+    if s.bool():  # indices shaped like x but along the axis
+        shape = tuple(s.int(1, 3) if k == axis % x.type.rank else n for k, n in enumerate(x.type.shape))
+        idx = s.b.const(s.rng.integers(-d, d, shape).astype(np.int64), "idx")
+        return s.b.op("gather-elements", x, idx, axis=axis), s.bnd(x)
     idx_shape = s.choice(((s.int(1, 4),), (s.int(1, 3), s.int(1, 2)), ()))
     idx = s.b.const(s.rng.integers(-d, d, idx_shape).astype(s.choice((np.int64, np.int32))), "idx")
     return s.b.gather(x, idx, axis=axis), s.bnd(x)
