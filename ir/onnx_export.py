@@ -348,6 +348,7 @@ EXPORTERS: dict[str, Exporter] = {
     "reduce-mean": _reduce,
     "reduce-max": _reduce,
     "argmax": _arg_extreme,
+    "mod": lambda w, n, ins, out: w.add("Mod", ins, [out], fmod=int(n.attrs["fmod"]) or None),
     "gather-elements": lambda w, n, ins, out: w.add("GatherElements", ins, [out], axis=n.attrs["axis"]),
     "cumsum": _cumsum,
     "argmin": _arg_extreme,

@@ -2,7 +2,7 @@
 
 On constants (the shape and mask computations of exported models) these are evaluated at import.
 On run-time values comparisons, And / Or / Xor / Not and Where become the IR's ops (ir/ops/logic.py);
-Range, ReduceProd and Mod are evaluated at import only. Where with a constant condition
+so does Mod (the IR's `mod`); Range and ReduceProd are evaluated at import only. Where with a constant condition
 selects between run-time tensors by exact data movement: both branches are flattened side by side and
 one gather with a constant index picks each element from its branch.
 """
@@ -31,6 +31,11 @@ RUN_TIME_OPS = {"Equal": "equal", "Less": "less", "Greater": "greater", "LessOrE
 def _fold_only(ctx: NodeContext) -> list[Handle | None]:
     op = ctx.node.op_type
     if any(not isinstance(h, np.ndarray) for h in ctx.inputs if h is not None):
+        if op == "Mod":
+            a, b = ctx.need(0, "A"), ctx.need(1, "B")
+            if np_dtype(a) != np_dtype(b):
+                raise ValueError(f"Mod operands {describe(a)}, {describe(b)} differ in type")
+            return [ctx.op("mod", a, b, fmod=bool(ctx.attr("fmod", 0)))]
         if op in RUN_TIME_OPS:
             args = [h for h in ctx.inputs if h is not None]
             if len({np_dtype(h) for h in args}) > 1:

@@ -264,7 +264,7 @@ _UNARY_OPS = {"relu": 1, "neg": 1, "abs": 1, "clip": 2, "sqrt": 4, "exp": 8, "lo
               "cos": 10}
 """Vector ops per element; transcendental functions count as several (polynomial evaluations)."""
 
-_BINARY_OPS = {"add": 1, "sub": 1, "mul": 1, "maximum": 1, "minimum": 1, "div": 4, "pow": 16}
+_BINARY_OPS = {"add": 1, "sub": 1, "mul": 1, "maximum": 1, "minimum": 1, "div": 4, "pow": 16, "mod": 8}
 
 _LOGIC_OPS = {"equal": 1, "less": 1, "less-equal": 1, "greater": 1, "greater-equal": 1, "logical-and": 1,
               "logical-or": 1, "logical-xor": 1, "logical-not": 1, "where": 1}

@@ -75,6 +75,8 @@ FLOAT_RULES: dict[str, tuple[str, ...]] = {
     "round": ("{o} = {T}(np.rint({a}))",),
     "sin": ("{o} = {T}(np.sin(np.float64({a})))",),
     "cos": ("{o} = {T}(np.cos(np.float64({a})))",),
+    "mod": ("{o} = {T}(np.mod({a}, {b}))",),
+    "fmod": ("{o} = {T}(np.fmod({a}, {b}))",),
     "sign": ("{o} = {T}(1) if {a} > 0 else ({T}(-1) if {a} < 0 else ({a} if {a} != {a} else {T}(0)))",),
 }
 """f32 ops: the same math helpers (mathfn.py) as the one-op kernels."""
@@ -83,6 +85,9 @@ INT_RULES: dict[str, tuple[str, ...]] = {
     "div": ("{o} = {T}(ir_div({a}, {b}))",),
     "relu": ("{o} = {a} if {a} > 0 else {T}({a} - {a})",),
     "sign": ("{o} = {T}(1) if {a} > 0 else ({T}(-1) if {a} < 0 else {T}(0))",),
+    "mod": ("{o} = {T}(0) if {b} == 0 else {T}({a} % {b})",),
+    "fmod": ("{o} = {T}(0) if {b} == 0 else {T}({a} % {b})",
+             "{o} = {T}({o} - {b}) if {o} != 0 and ({o} < 0) != ({a} < 0) else {o}"),
 }
 """Integer ops: numpy's wrapping arithmetic, division truncating toward zero (0 for a zero divisor)."""
 CAST_RULES: dict[str, tuple[str, ...]] = {
@@ -147,6 +152,8 @@ def rule_key(node: Node) -> str:
     """The rule of `node` in the tables (gelu's tanh form is its own rule; cast rules key on the target)."""
     if node.op == "gelu" and node.attrs.get("approximate", "none") == "tanh":
         return "gelu_tanh"
+    if node.op == "mod":
+        return "fmod" if node.attrs["fmod"] else "mod"
     if node.op == "cast":
         if node.attrs["dtype"] == "bool":
             return "bool"

@@ -1,8 +1,9 @@
 """Ops lowered as one-equation elementwise regions: one generated kernel each (region_codegen's rules).
 
-The comparisons, logical ops and `where` (ir/ops/logic.py, region_codegen.LOGIC_RULES) and the rounding,
-sign and trigonometric maps (floor, ceil, round, sign, sin, cos). A generated kernel reads every operand in
-place through its broadcast strides; the same rules serve these ops inside fused elementwise chains.
+The comparisons, logical ops and `where` (ir/ops/logic.py, region_codegen.LOGIC_RULES), the rounding, sign
+and trigonometric maps (floor, ceil, round, sign, sin, cos) and the remainder (mod). A generated kernel reads
+every operand in place through its broadcast strides; the same rules serve these ops inside fused elementwise
+chains.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .plan import LowerCtx
 from .registry import lowers
 from .rules_region_elementwise import lower_elementwise_region
 
-GENERATED_MAPS = ("floor", "ceil", "round", "sign", "sin", "cos")
+GENERATED_MAPS = ("floor", "ceil", "round", "sign", "sin", "cos", "mod")
 """Elementwise maps with no hand-written kernel: they run on generated region kernels."""
 
 

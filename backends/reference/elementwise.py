@@ -55,6 +55,15 @@ def _binary(fn):  # type: ignore[no-untyped-def]
     return rule
 
 
+def _mod(node: Node, xs: Arrays) -> np.ndarray:
+    """numpy's mod (the divisor's sign) or fmod (the dividend's); an integer remainder by 0 is 0."""
+    a, b = xs
+    dt = compute_dtype(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (np.fmod if node.attrs["fmod"] else np.mod)(a.astype(dt, copy=False), b.astype(dt, copy=False))
+    return np.asarray(r).astype(out_dtype(node), copy=False)
+
+
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype.kind in "iu":
         return _int_div(a, b)
@@ -150,6 +159,7 @@ ELEMENTWISE_RULES = {
     "div": _binary(_div),
     "pow": _binary(np.power),
     "maximum": _binary(np.maximum),
+    "mod": _mod,
     "minimum": _binary(np.minimum),
     "relu": lambda n, xs: np.maximum(xs[0], xs[0].dtype.type(0)),
     "gelu": _gelu,

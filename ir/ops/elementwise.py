@@ -50,6 +50,16 @@ _binary("mul", "a * b with numpy broadcasting.")
 _binary("div", "a / b with numpy broadcasting (integer inputs divide toward zero).")
 _binary("pow", "a ** b with numpy broadcasting.")
 _binary("maximum", "Elementwise maximum with numpy broadcasting.")
+
+
+@register_op("mod", ("a", "b"), (Attr("fmod", "bool", False),), elementwise=True,
+             doc="The remainder of a / b with numpy broadcasting: with the divisor's sign (numpy's mod), or with "
+                 "fmod the dividend's (C's fmod); an integer remainder by 0 is 0, a float one NaN.")
+def _mod(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    same_dtype("mod", ts)
+    if ts[0].dtype.name == "bool":
+        raise dtype_error("mod: needs numbers, got bool")
+    return [TensorType(broadcast_shapes("mod", ts[0].shape, ts[1].shape), ts[0].dtype)]
 _binary("minimum", "Elementwise minimum with numpy broadcasting.")
 
 

@@ -1,5 +1,5 @@
 """Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps, argmax /
-argmin, cumsum and gather-elements on the reference and Numba backends, bit for bit."""
+argmin, cumsum, gather-elements and mod on the reference and Numba backends, bit for bit."""
 
 from __future__ import annotations
 
@@ -175,3 +175,17 @@ def test_gather_elements_with_negative_indices_and_a_named_bad_one(axis: int) ->
         bad = dict(feeds, i=np.full(ishape, n, np.int64))
         with pytest.raises(Exception, match=f"gather-elements %y: index {n} is out of range"):
             exe.run(bad)
+
+
+def test_mod_and_fmod_on_integers_and_floats() -> None:
+    b = GraphBuilder("mod")
+    x, y, n, d = b.input("x", f32[8]), b.input("y", f32[8]), b.input("n", i64[6]), b.input("d", i64[6])
+    u, v = b.input("u", u8[4]), b.input("v", u8[4])
+    b.output(b.op("mod", x, y, name="fm0"), b.op("mod", x, y, fmod=True, name="fm1"), b.op("mod", n, d, name="im0"),
+             b.op("mod", n, d, fmod=True, name="im1"), b.op("mod", u, v, name="um"))
+    feeds = {"x": np.array([5.5, -5.5, 5.5, -5.5, 0.0, np.inf, 3.0, np.nan], np.float32),
+             "y": np.array([2.0, 2.0, -2.0, -2.0, 3.0, 2.0, 0.0, 1.0], np.float32),
+             "n": np.array([7, -7, 7, -7, 5, 3], np.int64), "d": np.array([3, 3, -3, -3, 0, 5], np.int64),
+             "u": np.array([7, 200, 5, 0], np.uint8), "v": np.array([3, 7, 0, 2], np.uint8)}
+    ref = _check(b.build(), feeds)
+    assert ref["im1"].tolist() == [1, -1, 1, -1, 0, 3] and ref["um"].tolist() == [1, 4, 0, 0]

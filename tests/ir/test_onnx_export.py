@@ -73,7 +73,8 @@ def shapes() -> Graph:
             b.reduce_max(x, axes=[]), b.div(b.cast(x, dtype="i32"), np.int32(3)), b.op("argmax", x, axis=2),
             b.op("argmin", x, axis=0, keepdims=False, select_last_index=True),
             b.op("cumsum", x, axis=1, exclusive=True, reverse=True),
-            b.op("gather-elements", x, np.array([[[1], [-1], [0]]] * 2, np.int64), axis=2)]
+            b.op("gather-elements", x, np.array([[[1], [-1], [0]]] * 2, np.int64), axis=2),
+            b.op("mod", x, np.float32(0.75), fmod=True)]
     b.output(*outs)
     return b.build()
 

@@ -92,3 +92,15 @@ def test_gather_elements_hand_worked() -> None:
     idx = np.array([[1, 2, 0], [2, 0, 0]], np.int64)
     assert run_op("gather-elements", data, idx, axis=0).tolist() == [[4, 8, 3], [7, 2, 3]]
     assert run_op("gather-elements", data, np.array([[-1], [0], [1]], np.int64), axis=1).tolist() == [[3], [4], [8]]
+
+
+@covers("mod")
+def test_mod_takes_the_divisors_sign_and_fmod_the_dividends() -> None:
+    a = np.array([7, -7, 7, -7, 5], np.int64)
+    b = np.array([3, 3, -3, -3, 0], np.int64)
+    assert run_op("mod", a, b).tolist() == [1, 2, -2, -1, 0]  # by 0: 0
+    assert run_op("mod", a, b, fmod=True).tolist() == [1, -1, 1, -1, 0]
+    x = np.array([5.5, -5.5, 1.0], np.float32)
+    y = np.array([2.0, 2.0, 0.0], np.float32)
+    got = run_op("mod", x, y, fmod=True)
+    assert got[:2].tolist() == [1.5, -1.5] and math.isnan(got[2])

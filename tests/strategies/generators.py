@@ -69,12 +69,14 @@ def g_select(s: State) -> tuple[Value, float]:
 
 
 def g_rounding(s: State) -> tuple[Value, float]:
-    """floor / ceil / round / sign of a graph input (scaled by 4), then back into arithmetic. Only of inputs: a
+    """floor / ceil / round / sign of a graph input (scaled by 4), or fmod by 0.75. Only of inputs: a
     value computed upstream may round apart on two backends (float reassociation) and then step to a neighbouring
     integer, which no tolerance covers; inputs are the same bits everywhere."""
     names = {v.name for v in s.b.inputs}
     x, b = s.pick(lambda v: v.name in names and v.type.dtype.name == "f32"), s.b
-    op = s.choice(("floor", "ceil", "round", "sign"))
+    op = s.choice(("floor", "ceil", "round", "sign", "mod"))
+    if op == "mod":  # C's fmod is exact: x - n * 0.75 with the dividend's sign
+        return b.op("mod", x, np.float32(0.75), fmod=True), 0.75
     y = b.op(op, b.mul(x, np.float32(4.0)) if op != "sign" else x)
     return b.mul(y, np.float32(0.25)), s.bnd(x) + 1
 
