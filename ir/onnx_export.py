@@ -179,6 +179,12 @@ def _arg_extreme(w: _Writer, n: Node, ins: list[str], out: str) -> None:
           select_last_index=int(a["select_last_index"]) if a["select_last_index"] else None)
 
 
+def _topk(w: _Writer, n: Node, ins: list[str], out: str) -> None:
+    a = n.attrs
+    w.add("TopK", [ins[0], w.const(np.array([a["k"]], np.int64), f"{out}.k")], [v.name for v in n.outputs],
+          axis=a["axis"], largest=None if a["largest"] else 0)
+
+
 def _cumsum(w: _Writer, n: Node, ins: list[str], out: str) -> None:
     a = n.attrs
     w.add("CumSum", [ins[0], w.const(np.array(a["axis"], np.int64), f"{out}.axis")], [out],
@@ -351,6 +357,7 @@ EXPORTERS: dict[str, Exporter] = {
     "mod": lambda w, n, ins, out: w.add("Mod", ins, [out], fmod=int(n.attrs["fmod"]) or None),
     "gather-elements": lambda w, n, ins, out: w.add("GatherElements", ins, [out], axis=n.attrs["axis"]),
     "cumsum": _cumsum,
+    "topk": _topk,
     "argmin": _arg_extreme,
     "layernorm": _layernorm,
     "gelu": _gelu,

@@ -217,6 +217,19 @@ def reduce_axes(ctx: NodeContext, x: Handle, input_from: int) -> list[int] | Non
 _REDUCE_INPUT_FROM = {"ReduceSum": 13}
 
 
+@converter("TopK")
+def _topk(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "X")
+    if np_dtype(x).kind not in "fiu":
+        raise UnsupportedError(f"TopK of {describe(x)}: numbers only")
+    k = ctx.attr("k") if ctx.opset < 10 else ctx.const(1, "K")
+    if k is None:
+        raise ValueError("TopK needs K")
+    values, indices = ctx.op_outputs("topk", x, k=int(np.asarray(k).reshape(-1)[0]), axis=int(ctx.attr("axis", -1)),
+                                     largest=bool(ctx.attr("largest", 1)))
+    return [values, indices]
+
+
 @converter("CumSum")
 def _cumsum(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "x")

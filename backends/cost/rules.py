@@ -318,6 +318,7 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "reduce-max": reduce_rule(1),
     "argmax": reduce_rule(2),
     "cumsum": vector_rule(1),
+    "topk": reduce_rule(8),
     "argmin": reduce_rule(2),
     "quantize": quantize_rule,
     "quantize-dynamic": quantize_dynamic_rule,

@@ -132,3 +132,24 @@ def cumulative_sum(x, out, exclusive, reverse):  # type: ignore[no-untyped-def]
                 else:
                     s += x[a, r, b]
                     out[a, r, b] = s
+
+
+@twin
+def top_k(x, values, indices, largest):  # type: ignore[no-untyped-def]
+    """values / indices [A, K, B] = the K largest (or smallest) x[a, :, b] (x [A, R, B]) and their positions, from
+    the extreme down, equal values in position order, NaN last: a stable sort of the values as float64, negated
+    for the largest (as the reference sorts)."""
+    na, length, nb = x.shape
+    k = values.shape[1]
+    for t in prange(na * nb):
+        a = t // nb
+        b = t - a * nb
+        key = np.empty(length, np.float64)
+        for r in range(length):
+            v = np.float64(x[a, r, b])
+            key[r] = -v if largest else v
+        order = np.argsort(key, kind="mergesort")
+        for j in range(k):
+            r = order[j]
+            values[a, j, b] = x[a, r, b]
+            indices[a, j, b] = r

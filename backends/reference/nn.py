@@ -265,6 +265,19 @@ def _cumsum(node: Node, xs: list[np.ndarray]) -> np.ndarray:
     return np.flip(acc, axis) if a["reverse"] else acc
 
 
+def topk_order(x: np.ndarray, axis: int, largest: bool) -> np.ndarray:
+    """Positions along `axis` from the largest (or smallest) value down, equal values in index order, NaN last."""
+    key = x.astype(np.float64)
+    return np.argsort(-key if largest else key, axis=axis, kind="stable")
+
+
+def _topk(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, a = xs[0], node.attrs
+    axis = a["axis"] % x.ndim
+    idx = np.take(topk_order(x, axis, a["largest"]), np.arange(a["k"]), axis=axis)
+    return [np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)]
+
+
 NN_RULES = {
     "linear": _linear,
     "matmul": _matmul,
@@ -278,6 +291,7 @@ NN_RULES = {
     "attention": _attention,
     "lrn": _lrn,
     "cumsum": _cumsum,
+    "topk": _topk,
     "argmax": _arg_extreme(np.argmax),
     "argmin": _arg_extreme(np.argmin),
     "reduce-sum": _reduce("sum"),

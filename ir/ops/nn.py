@@ -255,6 +255,21 @@ def _cumsum(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [x]
 
 
+@register_op("topk", ("x",), (Attr("k", "int"), Attr("axis", "int", -1), Attr("largest", "bool", True)),
+             num_outputs=2,
+             doc="(values, i64 indices) of the k largest (or smallest) along axis, in that order; equal values in "
+                 "index order; NaN after every number (numpy's sort).")
+def _topk(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = ts[0]
+    if x.rank == 0:
+        raise shape_error("topk: needs an input of rank >= 1")
+    axis = norm_axis("topk", a["axis"], x.rank)
+    if not 0 <= a["k"] <= x.shape[axis]:
+        raise attr_error(f"topk: k={a['k']} outside [0, {x.shape[axis]}] (axis {axis} of {list(x.shape)})")
+    shape = tuple(a["k"] if i == axis else d for i, d in enumerate(x.shape))
+    return [TensorType(shape, x.dtype), TensorType(shape, i64)]
+
+
 _arg_extreme("argmax", "largest value")
 _arg_extreme("argmin", "smallest value")
 _reduce("reduce-sum", "Sum over axes (all when axes is empty).")

@@ -1,5 +1,5 @@
 """Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps, argmax /
-argmin, cumsum, gather-elements and mod on the reference and Numba backends, bit for bit."""
+argmin, cumsum, gather-elements, mod and topk on the reference and Numba backends, bit for bit."""
 
 from __future__ import annotations
 
@@ -189,3 +189,21 @@ def test_mod_and_fmod_on_integers_and_floats() -> None:
              "u": np.array([7, 200, 5, 0], np.uint8), "v": np.array([3, 7, 0, 2], np.uint8)}
     ref = _check(b.build(), feeds)
     assert ref["im1"].tolist() == [1, -1, 1, -1, 0, 3] and ref["um"].tolist() == [1, 4, 0, 0]
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_with_ties_and_nan(largest: bool) -> None:
+    b = GraphBuilder("topk")
+    x, n = b.input("x", f32[3, 7, 4]), b.input("n", i64[5, 6])
+    outs = [v for ax in (0, 1, -1) for v in b.op_multi("topk", x, k=2, axis=ax, largest=largest)]
+    b.output(*outs, *b.op_multi("topk", n, k=6, axis=1, largest=largest))
+    x_in = np.round(RNG.standard_normal((3, 7, 4)) * 2).astype(np.float32)  # ties
+    x_in[0, 1, 2] = np.nan
+    x_in[2, :, 1] = np.nan
+    feeds = {"x": x_in, "n": RNG.integers(-3, 3, (5, 6))}
+    ref = reference.run(b.build(), feeds)
+    for threshold in (SERIAL, 0):
+        got = runtime.compile(b.build(), backend="numba", parallel_threshold=threshold).run(feeds)
+        for name, want in ref.items():
+            assert got[name].dtype == want.dtype
+            assert_array_equal(got[name], want, err_msg=f"{name}, threshold {threshold}")

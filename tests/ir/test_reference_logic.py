@@ -1,4 +1,5 @@
-"""Reference rules of the comparisons, logical ops and where against hand-worked cases (IEEE NaN, signed zeros)."""
+"""Reference rules of the comparisons, logical ops, where, the rounding maps, argmax / argmin, cumsum, gather-elements,
+mod and topk against hand-worked cases (IEEE NaN, signed zeros, ties)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import math
 
 import numpy as np
 from numpy.testing import assert_array_equal
+from tensorsmith.ir import GraphBuilder, f32
 
-from .refcase import covers, run_op
+from .refcase import covers, run_graph, run_op
 
 NAN, INF = float("nan"), float("inf")
 A = np.array([NAN, 1.0, -0.0, 2.0, -INF, 3.0], np.float32)
@@ -104,3 +106,17 @@ def test_mod_takes_the_divisors_sign_and_fmod_the_dividends() -> None:
     y = np.array([2.0, 2.0, 0.0], np.float32)
     got = run_op("mod", x, y, fmod=True)
     assert got[:2].tolist() == [1.5, -1.5] and math.isnan(got[2])
+
+
+@covers("topk")
+def test_topk_hand_worked() -> None:
+    b = GraphBuilder("topk")
+    x = b.input("x", f32[2, 5])
+    b.output(*b.op_multi("topk", x, k=3, axis=1), *b.op_multi("topk", x, k=2, axis=1, largest=False))
+    g = b.build()
+    data = np.array([[1.0, 3.0, 3.0, -2.0, NAN], [0.0, 5.0, 4.0, 5.0, 1.0]], np.float32)
+    got = run_graph(g, {"x": data})
+    values, idx, low, low_idx = (got[v.name] for v in g.outputs)
+    assert idx.tolist() == [[1, 2, 0], [1, 3, 2]] and values[1].tolist() == [5.0, 5.0, 4.0]  # ties in index order
+    assert low_idx.tolist() == [[3, 0], [0, 4]] and idx.dtype == np.int64
+    assert low[0].tolist() == [-2.0, 1.0]

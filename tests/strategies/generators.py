@@ -82,10 +82,13 @@ def g_rounding(s: State) -> tuple[Value, float]:
 
 
 def g_arg_extreme(s: State) -> tuple[Value, float]:
-    """argmax / argmin of a graph input along an axis (inputs only, as g_rounding), cast back to f32."""
+    """argmax / argmin / topk of a graph input along an axis (inputs only, as g_rounding), cast back to f32."""
     names = {v.name for v in s.b.inputs}
     x, b = s.pick(lambda v: v.name in names and v.type.dtype.name == "f32" and v.type.rank >= 1), s.b
     axis = s.int(-x.type.rank, x.type.rank - 1)
+    if s.bool():  # topk: its values (moved, never computed) and its positions
+        values, idx = b.op_multi("topk", x, k=s.int(1, x.type.shape[axis]), axis=axis, largest=s.bool())
+        return b.add(values, b.cast(idx, dtype="f32")), s.bnd(x) + x.type.shape[axis]
     idx = b.op(s.choice(("argmax", "argmin")), x, axis=axis, keepdims=s.bool(), select_last_index=s.bool())
     return b.cast(idx, dtype="f32"), float(x.type.shape[axis])
 
