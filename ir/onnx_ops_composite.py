@@ -37,18 +37,24 @@ def _rms_normalization(ctx: NodeContext) -> list[Handle | None]:
     return [ctx.op("cast", y, dtype=back) if back is not None else y]
 
 
-@converter("ReduceLogSumExp")
-def _reduce_log_sum_exp(ctx: NodeContext) -> list[Handle | None]:
+def _log_sum_operands(ctx: NodeContext) -> tuple[Handle, list[int] | None, bool, np.ndarray | None]:
+    """(data, reduction axes or None for none, keepdims, the -inf result of an empty reduction or None)."""
     x = ctx.need(0, "data")
     if not np_dtype(x).kind == "f":
-        raise UnsupportedError(f"ReduceLogSumExp of {describe(x)}: floating point only")
+        raise UnsupportedError(f"{ctx.node.op_type} of {describe(x)}: floating point only")
     axes = reduce_axes(ctx, x, 18)
-    if axes is None:
-        return [x]
     keep = bool(ctx.attr("keepdims", 1))
-    if any(shape_of(x)[a] == 0 for a in axes):  # log of an empty sum
-        shape = [1 if i in axes else d for i, d in enumerate(shape_of(x)) if keep or i not in axes]
-        return [np.full(shape, -np.inf, np_dtype(x))]
+    if axes is None or not any(shape_of(x)[a] == 0 for a in axes):
+        return x, axes, keep, None
+    shape = [1 if i in axes else d for i, d in enumerate(shape_of(x)) if keep or i not in axes]
+    return x, axes, keep, np.full(shape, -np.inf, np_dtype(x))  # the log of an empty sum
+
+
+@converter("ReduceLogSumExp")
+def _reduce_log_sum_exp(ctx: NodeContext) -> list[Handle | None]:
+    x, axes, keep, empty = _log_sum_operands(ctx)
+    if axes is None or empty is not None:
+        return [x if axes is None else empty]
     m = ctx.op("reduce-max", x, axes=axes, keepdims=True)
     total = ctx.op("reduce-sum", ctx.op("exp", ctx.op("sub", x, m)), axes=axes, keepdims=keep)
     m_out = m if keep else ctx.reshape(m, shape_of(total))
@@ -57,17 +63,10 @@ def _reduce_log_sum_exp(ctx: NodeContext) -> list[Handle | None]:
 
 @converter("ReduceLogSum")
 def _reduce_log_sum(ctx: NodeContext) -> list[Handle | None]:
-    x = ctx.need(0, "data")
-    if not np_dtype(x).kind == "f":
-        raise UnsupportedError(f"ReduceLogSum of {describe(x)}: floating point only")
-    axes = reduce_axes(ctx, x, 18)
-    if axes is None:
-        return [ctx.op("log", x)]
-    keep = bool(ctx.attr("keepdims", 1))
-    if any(shape_of(x)[a] == 0 for a in axes):  # log of an empty sum
-        shape = [1 if i in axes else d for i, d in enumerate(shape_of(x)) if keep or i not in axes]
-        return [np.full(shape, -np.inf, np_dtype(x))]
-    return [ctx.op("log", ctx.op("reduce-sum", x, axes=axes, keepdims=keep))]
+    x, axes, keep, empty = _log_sum_operands(ctx)
+    if empty is not None:
+        return [empty]
+    return [ctx.op("log", x if axes is None else ctx.op("reduce-sum", x, axes=axes, keepdims=keep))]
 
 
 @converter("LpNormalization")

@@ -7,6 +7,7 @@ from ...ir.regions import region_body
 from ...ir.text import format_node
 from . import (  # noqa: F401  (register the rules)
     rules_attention,
+    rules_axis,
     rules_conv,
     rules_dense,
     rules_elementwise,

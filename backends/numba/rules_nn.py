@@ -16,7 +16,7 @@ from .k_elementwise import cast
 from .k_norm import batchnorm, layernorm, lrn, softmax_mid, softmax_rows
 from .k_phase_planes import avgpool_planes, maxpool_planes, plane_scratch, pool_divisors
 from .k_pool import avgpool, maxpool, maxpool2x2, maxpool_nhwc, mean_rows
-from .k_reduce import MAX, SUM, arg_extreme, cumulative_sum, reduce_mid, reduce_rows, top_k
+from .k_reduce import MAX, SUM, reduce_mid, reduce_rows
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_shape import Transpose
@@ -193,53 +193,6 @@ def _runs(axes: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((ax, ax + 1))
     return runs
-
-
-@lowers("argmax", "argmin")
-def _arg_extreme(ctx: LowerCtx, node: Node) -> None:
-    x, v = node.inputs[0], node.outputs[0]
-    if x.type.dtype.np_dtype.kind not in "fiu":
-        raise ctx.fail(f"{node.op} of dtype {x.type.dtype.name} is not supported")
-    shape = x.type.shape
-    axis = node.attrs["axis"] % len(shape)
-    a_, r_, b_ = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
-    out = ctx.out(v)
-    if v.type.numel == 0:
-        return
-    ctx.emit(node.op, arg_extreme, ctx.reshaped(ctx.arg(x), (a_, r_, b_)), ctx.reshaped(out, (a_, b_)),
-             Lit(node.op == "argmax"), Lit(bool(node.attrs["select_last_index"])), writes=(out,), work=a_ * r_ * b_)
-
-
-@lowers("topk")
-def _topk(ctx: LowerCtx, node: Node) -> None:
-    x = node.inputs[0]
-    if x.type.dtype.np_dtype.kind not in "fiu":
-        raise ctx.fail(f"topk of dtype {x.type.dtype.name} is not supported")
-    shape = x.type.shape
-    axis = node.attrs["axis"] % len(shape)
-    a_, r_, b_ = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
-    k = node.attrs["k"]
-    values, indices = (ctx.out(v) for v in node.outputs)
-    if node.outputs[0].type.numel == 0:
-        return
-    ctx.emit("topk", top_k, ctx.reshaped(ctx.arg(x), (a_, r_, b_)), ctx.reshaped(values, (a_, k, b_)),
-             ctx.reshaped(indices, (a_, k, b_)), Lit(bool(node.attrs["largest"])), writes=(values, indices),
-             work=a_ * b_ * r_ * max(1, r_.bit_length()))
-
-
-@lowers("cumsum")
-def _cumsum(ctx: LowerCtx, node: Node) -> None:
-    x, v = node.inputs[0], node.outputs[0]
-    if x.type.dtype.np_dtype.kind not in "fiu":
-        raise ctx.fail(f"cumsum of dtype {x.type.dtype.name} is not supported")
-    shape = x.type.shape
-    axis = node.attrs["axis"] % len(shape)
-    a_, r_, b_ = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
-    out = ctx.out(v)
-    if v.type.numel == 0:
-        return
-    ctx.emit("cumsum", cumulative_sum, ctx.reshaped(ctx.arg(x), (a_, r_, b_)), ctx.reshaped(out, (a_, r_, b_)),
-             Lit(bool(node.attrs["exclusive"])), Lit(bool(node.attrs["reverse"])), writes=(out,), work=a_ * r_ * b_)
 
 
 @lowers("reduce-sum", "reduce-mean", "reduce-max")

@@ -222,6 +222,13 @@ def _reduce(name: str, doc: str) -> None:
         return [TensorType(shape, x.dtype)]
 
 
+def one_axis(op: str, x: TensorType, axis: int) -> int:
+    """`axis` of x normalized, for an op that runs along one axis of an input of rank >= 1."""
+    if x.rank == 0:
+        raise shape_error(f"{op}: needs an input of rank >= 1")
+    return norm_axis(op, axis, x.rank)
+
+
 def _arg_extreme(name: str, which: str) -> None:
     @register_op(name, ("x",), (Attr("axis", "int", 0), Attr("keepdims", "bool", True),
                                 Attr("select_last_index", "bool", False)),
@@ -229,9 +236,7 @@ def _arg_extreme(name: str, which: str) -> None:
                      "a NaN counts as the extreme (numpy's rule).")
     def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
         x = ts[0]
-        if x.rank == 0:
-            raise shape_error(f"{name}: needs an input of rank >= 1")
-        axis = norm_axis(name, a["axis"], x.rank)
+        axis = one_axis(name, x, a["axis"])
         if x.shape[axis] == 0:
             raise shape_error(f"{name}: axis {axis} of {list(x.shape)} is empty")
         if a["keepdims"]:
@@ -247,9 +252,7 @@ def _arg_extreme(name: str, which: str) -> None:
                  "exclusive leaves each element out of its own sum.")
 def _cumsum(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x = ts[0]
-    if x.rank == 0:
-        raise shape_error("cumsum: needs an input of rank >= 1")
-    norm_axis("cumsum", a["axis"], x.rank)
+    one_axis("cumsum", x, a["axis"])
     if x.dtype.name in ("bool", "i4"):
         raise shape_error(f"cumsum: sums numbers, got {x.dtype.name}")
     return [x]
@@ -261,9 +264,7 @@ def _cumsum(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
                  "index order; NaN after every number (numpy's sort).")
 def _topk(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x = ts[0]
-    if x.rank == 0:
-        raise shape_error("topk: needs an input of rank >= 1")
-    axis = norm_axis("topk", a["axis"], x.rank)
+    axis = one_axis("topk", x, a["axis"])
     if not 0 <= a["k"] <= x.shape[axis]:
         raise attr_error(f"topk: k={a['k']} outside [0, {x.shape[axis]}] (axis {axis} of {list(x.shape)})")
     shape = tuple(a["k"] if i == axis else d for i, d in enumerate(x.shape))
