@@ -230,6 +230,15 @@ def _gather_elements(ctx: NodeContext) -> list[Handle | None]:
     return [ctx.op("gather-elements", data, idx, axis=norm_axis(ctx.attr("axis", 0), len(shape_of(data))))]
 
 
+@converter("ScatterElements", "Scatter")
+def _scatter_elements(ctx: NodeContext) -> list[Handle | None]:
+    data, idx, upd = ctx.need(0, "data"), ctx.need(1, "indices"), ctx.need(2, "updates")
+    if np_dtype(idx).kind not in "iu":
+        raise ValueError(f"indices must be integers, got {describe(idx)}")
+    return [ctx.op("scatter-elements", data, idx, upd, axis=norm_axis(ctx.attr("axis", 0), len(shape_of(data))),
+                   reduction=ctx.attr("reduction", "none"))]
+
+
 def _axes_of(ctx: NodeContext, attr_before: int) -> list[int] | None:
     if ctx.opset < attr_before:
         axes = ctx.attr("axes")

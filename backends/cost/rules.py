@@ -337,6 +337,7 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "slice": copy_rule,
     "gather": copy_rule,
     "gather-elements": copy_rule,
+    "scatter-elements": copy_rule,
     "fused": fused_rule,
     "exit": exit_rule,
     "exit_select": copy_rule,

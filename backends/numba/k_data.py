@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 from numba import prange
 
@@ -85,6 +87,54 @@ def gather_elements(data, idx, out):  # type: ignore[no-untyped-def]
         for b in range(nb):
             k = idx[a, r, b]
             out[a, r, b] = data[a, k + nd if k < 0 else k, b]
+    return -1
+
+
+class ScatterReduction(IntEnum):
+    """How `scatter_elements` combines an update with the element it lands on (ir SCATTER_REDUCTIONS)."""
+
+    NONE = 0
+    ADD = 1
+    MUL = 2
+    MAX = 3
+    MIN = 4
+
+
+S_NONE, S_ADD, S_MUL, S_MAX = (int(r) for r in (ScatterReduction.NONE, ScatterReduction.ADD, ScatterReduction.MUL,
+                                                 ScatterReduction.MAX))
+
+
+@twin
+def scatter_elements(data, idx, upd, out, reduction):  # type: ignore[no-untyped-def]
+    """out = data with upd[a, r, b] written to (or combined by `reduction`, a ScatterReduction, with)
+    out[a, idx[a, r, b], b], in update order (data / out [A, D, B], idx / upd [A, R, B]); max / min propagate NaN as
+    numpy's maximum / minimum. Returns -1, or the flat position of an index outside [-D, D)."""
+    na, nd, nb = data.shape
+    nr = idx.shape[1]
+    flat = idx.reshape(-1)
+    for i in range(flat.shape[0]):
+        if flat[i] < -nd or flat[i] >= nd:
+            return i
+    for a in prange(na):
+        out[a] = data[a]
+    for a in range(na):  # serial: duplicate indices combine in update order
+        for r in range(nr):
+            for b in range(nb):
+                k = idx[a, r, b]
+                if k < 0:
+                    k += nd
+                v = upd[a, r, b]
+                o = out[a, k, b]
+                if reduction == S_NONE:
+                    out[a, k, b] = v
+                elif reduction == S_ADD:
+                    out[a, k, b] = o + v
+                elif reduction == S_MUL:
+                    out[a, k, b] = o * v
+                elif reduction == S_MAX:
+                    out[a, k, b] = o if o != o else (v if v > o or v != v else o)
+                else:
+                    out[a, k, b] = o if o != o else (v if v < o or v != v else o)
     return -1
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...ir.graph import Node
-from .k_data import copy_block, gather, gather_elements
+from .k_data import ScatterReduction, copy_block, gather, gather_elements, scatter_elements
 from .plan import Lit, LowerCtx
 from .registry import lowers
 
@@ -73,17 +73,18 @@ def _concat(ctx: LowerCtx, node: Node) -> None:
         col += width
 
 
-class _GatherCall:
-    """Runs the gather kernel and turns a bad index into an IndexError naming the node."""
+class _IndexedCall:
+    """Runs an indexing kernel (arrays, then `extra` literals; the indices second) and turns the bad index it reports
+    into an IndexError naming the node."""
 
-    def __init__(self, kernel: Any, where: str, n: int, axis: int) -> None:
-        self.kernel, self.where, self.n, self.axis = kernel, where, n, axis
+    def __init__(self, kernel: Any, where: str, n: int, axis: int, *extra: Any) -> None:
+        self.kernel, self.where, self.n, self.axis, self.extra = kernel, where, n, axis, extra
 
-    def __call__(self, data: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-        bad = self.kernel(data, idx, out)
+    def __call__(self, *arrays: np.ndarray) -> None:
+        bad = self.kernel(*arrays, *self.extra)
         if bad >= 0:
-            raise IndexError(f"{self.where}: index {int(idx.reshape(-1)[bad])} is out of range [{-self.n}, {self.n}) "
-                             f"on axis {self.axis}")
+            raise IndexError(f"{self.where}: index {int(arrays[1].reshape(-1)[bad])} is out of range "
+                             f"[{-self.n}, {self.n}) on axis {self.axis}")
 
 
 @lowers("gather-elements")
@@ -100,9 +101,31 @@ def _gather_elements(ctx: LowerCtx, node: Node) -> None:
     i3 = ctx.reshaped(ctx.arg(indices), (lead, ish[axis], tail))
     o3 = ctx.bits(ctx.reshaped(out, (lead, ish[axis], tail)))
     par = ctx.parallel(v.type.numel)
-    call = _GatherCall(gather_elements.pick(par), f"gather-elements %{v.name}", ds[axis], axis)
+    call = _IndexedCall(gather_elements.pick(par), f"gather-elements %{v.name}", ds[axis], axis)
     ctx.twins[gather_elements.name] = gather_elements
     ctx.emit("gather_elements" + ("[par]" if par else ""), call, d3, i3, o3, writes=(out,))
+
+
+@lowers("scatter-elements")
+def _scatter_elements(ctx: LowerCtx, node: Node) -> None:
+    data, indices, updates = node.inputs
+    v = node.outputs[0]
+    axis = node.attrs["axis"] % data.type.rank
+    ds, ish = data.type.shape, indices.type.shape
+    lead, tail = math.prod(ds[:axis]), math.prod(ds[axis + 1:])
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    if data.type.dtype.np_dtype.kind not in "fiu":
+        raise ctx.fail(f"scatter-elements of dtype {data.type.dtype.name} is not supported")
+    d3 = ctx.reshaped(ctx.arg(data), (lead, ds[axis], tail))
+    i3 = ctx.reshaped(ctx.arg(indices), (lead, ish[axis], tail))
+    u3 = ctx.reshaped(ctx.arg(updates), (lead, ish[axis], tail))
+    o3 = ctx.reshaped(out, (lead, ds[axis], tail))
+    reduction = int(ScatterReduction[node.attrs["reduction"].upper()])
+    call = _IndexedCall(scatter_elements.pick(False), f"scatter-elements %{v.name}", ds[axis], axis, reduction)
+    ctx.twins[scatter_elements.name] = scatter_elements
+    ctx.emit("scatter_elements", call, d3, i3, u3, o3, writes=(out,))
 
 
 @lowers("gather")
@@ -120,6 +143,6 @@ def _gather(ctx: LowerCtx, node: Node) -> None:
     idx = ctx.flat_of(ctx.arg(indices))
     o3 = ctx.bits(ctx.reshaped(out, (lead, ni, tail)))
     par = ctx.parallel(v.type.numel)
-    call = _GatherCall(gather.pick(par), f"gather %{v.name}", nd, axis)
+    call = _IndexedCall(gather.pick(par), f"gather %{v.name}", nd, axis)
     ctx.twins[gather.name] = gather
     ctx.emit("gather" + ("[par]" if par else ""), call, d3, idx, o3, writes=(out,))

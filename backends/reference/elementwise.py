@@ -152,6 +152,27 @@ def _gather_elements(node: Node, xs: Arrays) -> np.ndarray:
     return np.take_along_axis(data, np.where(idx < 0, idx + n, idx), axis=axis)
 
 
+_SCATTER_UFUNCS = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scatter_elements(node: Node, xs: Arrays) -> np.ndarray:
+    data, idx, upd = xs
+    axis, reduction = node.attrs["axis"] % data.ndim, node.attrs["reduction"]
+    n = data.shape[axis]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"scatter-elements index out of range [{-n}, {n}) on axis {axis}: "
+                         f"min {idx.min()}, max {idx.max()}")
+    where = list(np.indices(idx.shape, sparse=True))
+    where[axis] = np.where(idx < 0, idx + n, idx).astype(np.int64)
+    out = data.copy()
+    if reduction == "none":  # in update order: the last of duplicates wins
+        flat = np.ravel_multi_index(np.broadcast_arrays(*where), data.shape).reshape(-1)
+        out.reshape(-1)[flat] = upd.reshape(-1)
+    else:
+        _SCATTER_UFUNCS[reduction].at(out, tuple(where), upd)
+    return out
+
+
 ELEMENTWISE_RULES = {
     "add": _binary(np.add),
     "sub": _binary(np.subtract),
@@ -188,4 +209,5 @@ ELEMENTWISE_RULES = {
     "slice": _slice,
     "gather": _gather,
     "gather-elements": _gather_elements,
+    "scatter-elements": _scatter_elements,
 }

@@ -118,6 +118,29 @@ def _gather_elements(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType
     return [TensorType(idx.shape, d.dtype)]
 
 
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+"""How scatter-elements combines an update with the element it lands on: replace, or reduce with it."""
+
+
+@register_op("scatter-elements", ("data", "indices", "updates"),
+             (Attr("axis", "int", 0), Attr("reduction", "str", "none", SCATTER_REDUCTIONS)),
+             doc="data with updates[..., i, ...] written to (or combined by `reduction` with) data[..., "
+                 "indices[..., i, ...], ...] along axis, in update order (the last of duplicates wins with none); "
+                 "indices and updates of data's shape but along axis.")
+def _scatter_elements(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    d, idx, upd = ts
+    if idx.dtype.is_float or idx.dtype.name == "bool":
+        raise dtype_error(f"scatter-elements: indices must be integers, got {idx.dtype.name}")
+    if upd.dtype != d.dtype:
+        raise dtype_error(f"scatter-elements: updates {upd.dtype.name} differ from data {d.dtype.name}")
+    axis = norm_axis("scatter-elements", a["axis"], d.rank)
+    if upd.shape != idx.shape or idx.rank != d.rank or \
+            any(i != n for k, (i, n) in enumerate(zip(idx.shape, d.shape)) if k != axis):
+        raise shape_error(f"scatter-elements: indices {list(idx.shape)} and updates {list(upd.shape)} must have "
+                          f"data's shape {list(d.shape)} but along axis {axis}")
+    return [d]
+
+
 @register_op("gather", ("data", "indices"), (Attr("axis", "int", 0),),
              doc="Take data[..., indices, ...] along axis (embedding lookup).")
 def _gather(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:

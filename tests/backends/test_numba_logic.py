@@ -1,5 +1,5 @@
 """Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps, argmax /
-argmin, cumsum, gather-elements, mod and topk on the reference and Numba backends, bit for bit."""
+argmin, cumsum, gather-elements, scatter-elements, mod and topk on the reference and Numba backends, bit for bit."""
 
 from __future__ import annotations
 
@@ -207,3 +207,21 @@ def test_topk_with_ties_and_nan(largest: bool) -> None:
         for name, want in ref.items():
             assert got[name].dtype == want.dtype
             assert_array_equal(got[name], want, err_msg=f"{name}, threshold {threshold}")
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+def test_scatter_elements_with_duplicates_nan_and_a_named_bad_index(reduction: str) -> None:
+    for axis in (0, 1, -1):
+        b = GraphBuilder("scatter")
+        ishape = tuple(6 if k == axis % 3 else n for k, n in enumerate((3, 4, 5)))  # more updates than places
+        d, i, u = b.input("d", f32[3, 4, 5]), b.input("i", i64[ishape]), b.input("u", f32[ishape])
+        b.output(b.op("scatter-elements", d, i, u, axis=axis, reduction=reduction, name="y"))
+        n = (3, 4, 5)[axis]
+        feeds = {"d": RNG.standard_normal((3, 4, 5)).astype(np.float32), "i": RNG.integers(-n, n, ishape),
+                 "u": RNG.standard_normal(ishape).astype(np.float32)}
+        feeds["d"][0, 0, 0] = np.nan
+        want = reference.run(b.build(), feeds)["y"]
+        exe = runtime.compile(b.build(), backend="numba")
+        assert_array_equal(exe.run(feeds)["y"], want, err_msg=f"axis {axis}")
+        with pytest.raises(Exception, match=f"scatter-elements %y: index {n} is out of range"):
+            exe.run(dict(feeds, i=np.full(ishape, n, np.int64)))

@@ -74,7 +74,9 @@ def shapes() -> Graph:
             b.op("argmin", x, axis=0, keepdims=False, select_last_index=True),
             b.op("cumsum", x, axis=1, exclusive=True, reverse=True),
             b.op("gather-elements", x, np.array([[[1], [-1], [0]]] * 2, np.int64), axis=2),
-            b.op("mod", x, np.float32(0.75), fmod=True), *b.op_multi("topk", x, k=2, axis=1, largest=False)]
+            b.op("mod", x, np.float32(0.75), fmod=True), *b.op_multi("topk", x, k=2, axis=1, largest=False),
+            b.op("scatter-elements", x, np.array([[[0, 2]] * 3] * 2, np.int64), np.ones((2, 3, 2), np.float32),
+                 axis=2, reduction="add")]
     b.output(*outs)
     return b.build()
 

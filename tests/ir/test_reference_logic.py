@@ -120,3 +120,20 @@ def test_topk_hand_worked() -> None:
     assert idx.tolist() == [[1, 2, 0], [1, 3, 2]] and values[1].tolist() == [5.0, 5.0, 4.0]  # ties in index order
     assert low_idx.tolist() == [[3, 0], [0, 4]] and idx.dtype == np.int64
     assert low[0].tolist() == [-2.0, 1.0]
+
+
+@covers("scatter-elements")
+def test_scatter_elements_hand_worked() -> None:
+    data = np.zeros((3, 3), np.float32)
+    idx = np.array([[1, 0, 2], [0, 2, 1]], np.int64)
+    upd = np.array([[1.0, 1.1, 1.2], [2.0, 2.1, 2.2]], np.float32)
+    got = run_op("scatter-elements", data, idx, upd, axis=0)
+    np.testing.assert_array_equal(got, np.array([[2.0, 1.1, 0.0], [1.0, 0.0, 2.2], [0.0, 2.1, 1.2]], np.float32))
+    dup = np.array([[1, 1]], np.int64)  # duplicates: in update order
+    one = np.array([[10.0, 20.0, 30.0]], np.float32)
+    vals = np.array([[2.0, 5.0]], np.float32)
+    assert run_op("scatter-elements", one, dup, vals, axis=1).tolist() == [[10.0, 5.0, 30.0]]
+    assert run_op("scatter-elements", one, dup, vals, axis=1, reduction="add").tolist() == [[10.0, 27.0, 30.0]]
+    assert run_op("scatter-elements", one, dup, vals, axis=1, reduction="min").tolist() == [[10.0, 2.0, 30.0]]
+    assert run_op("scatter-elements", one, np.array([[-1]], np.int64), np.array([[7.0]], np.float32),
+                  axis=1, reduction="mul").tolist() == [[10.0, 20.0, 210.0]]

@@ -287,13 +287,19 @@ def g_reduce(s: State) -> tuple[Value, float]:
 
 
 def g_gather(s: State) -> tuple[Value, float]:
-    """gather, or gather-elements, with constant integer indices (negative ones included) along a random axis."""
+    """gather, gather-elements or scatter-elements with constant integer indices (negative ones included) along a
+    random axis."""
     x = s.pick(rank_in(1))
     axis = s.int(-x.type.rank, x.type.rank - 1)
     d = x.type.shape[axis]
     if s.bool():  # indices shaped like x but along the axis
         shape = tuple(s.int(1, 3) if k == axis % x.type.rank else n for k, n in enumerate(x.type.shape))
         idx = s.b.const(s.rng.integers(-d, d, shape).astype(np.int64), "idx")
+        if s.bool():  # scatter constant updates into x (replacing, or adding / taking the max in update order)
+            reduction = s.choice(("none", "add", "max"))
+            upd = s.const(shape, name="upd")
+            bound = s.bnd(x) + shape[axis % x.type.rank] if reduction == "add" else s.bnd(x) + 1
+            return s.b.op("scatter-elements", x, idx, upd, axis=axis, reduction=reduction), bound
         return s.b.op("gather-elements", x, idx, axis=axis), s.bnd(x)
     idx_shape = s.choice(((s.int(1, 4),), (s.int(1, 3), s.int(1, 2)), ()))
     idx = s.b.const(s.rng.integers(-d, d, idx_shape).astype(s.choice((np.int64, np.int32))), "idx")
