@@ -7,7 +7,7 @@ from enum import IntEnum
 import numpy as np
 from numba import prange
 
-from .jit import subkernel, twin
+from .jit import helper, subkernel, twin
 from .vector_quantize import quantize_run
 
 
@@ -71,16 +71,25 @@ def gather(data, idx, out):  # type: ignore[no-untyped-def]
     return -1
 
 
+@helper
+def first_out_of_range(idx, n):  # type: ignore[no-untyped-def]
+    """The flat position of the first index outside [-n, n), or -1."""
+    flat = idx.reshape(-1)
+    for i in range(flat.shape[0]):
+        if flat[i] < -n or flat[i] >= n:
+            return i
+    return -1
+
+
 @twin
 def gather_elements(data, idx, out):  # type: ignore[no-untyped-def]
     """out[a, r, b] = data[a, idx[a, r, b], b] (data [A, D, B], idx and out [A, R, B]); returns -1, or the flat
     position of an index outside [-D, D)."""
     na, nd, nb = data.shape
     nr = idx.shape[1]
-    flat = idx.reshape(-1)
-    for i in range(flat.shape[0]):
-        if flat[i] < -nd or flat[i] >= nd:
-            return i
+    bad = first_out_of_range(idx, nd)
+    if bad >= 0:
+        return bad
     for t in prange(na * nr):
         a = t // nr
         r = t - a * nr
@@ -111,10 +120,9 @@ def scatter_elements(data, idx, upd, out, reduction):  # type: ignore[no-untyped
     numpy's maximum / minimum. Returns -1, or the flat position of an index outside [-D, D)."""
     na, nd, nb = data.shape
     nr = idx.shape[1]
-    flat = idx.reshape(-1)
-    for i in range(flat.shape[0]):
-        if flat[i] < -nd or flat[i] >= nd:
-            return i
+    bad = first_out_of_range(idx, nd)
+    if bad >= 0:
+        return bad
     for a in prange(na):
         out[a] = data[a]
     for a in range(na):  # serial: duplicate indices combine in update order

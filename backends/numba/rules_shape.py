@@ -87,45 +87,44 @@ class _IndexedCall:
                              f"[{-self.n}, {self.n}) on axis {self.axis}")
 
 
-@lowers("gather-elements")
-def _gather_elements(ctx: LowerCtx, node: Node) -> None:
-    data, indices = node.inputs
-    v = node.outputs[0]
+def _elements_views(ctx: LowerCtx, node: Node) -> tuple[int, int, tuple[int, int, int], tuple[int, int, int]]:
+    """(data's slot, the output's, data's [A, D, B] shape, the indices' [A, R, B]) around the node's axis."""
+    data, indices = node.inputs[:2]
     axis = node.attrs["axis"] % data.type.rank
     ds, ish = data.type.shape, indices.type.shape
     lead, tail = math.prod(ds[:axis]), math.prod(ds[axis + 1:])
-    out = ctx.out(v)
-    if v.type.numel == 0:
+    return ctx.arg(data), ctx.out(node.outputs[0]), (lead, ds[axis], tail), (lead, ish[axis], tail)
+
+
+def _checked(kernel: Any, node: Node, n: int, *extra: Any) -> _IndexedCall:
+    return _IndexedCall(kernel, f"{node.op} %{node.outputs[0].name}", n, node.attrs["axis"] % node.inputs[0].type.rank,
+                        *extra)
+
+
+@lowers("gather-elements")
+def _gather_elements(ctx: LowerCtx, node: Node) -> None:
+    data, out, dshape, ishape = _elements_views(ctx, node)
+    if node.outputs[0].type.numel == 0:
         return
-    d3 = ctx.bits(ctx.reshaped(ctx.arg(data), (lead, ds[axis], tail)))
-    i3 = ctx.reshaped(ctx.arg(indices), (lead, ish[axis], tail))
-    o3 = ctx.bits(ctx.reshaped(out, (lead, ish[axis], tail)))
-    par = ctx.parallel(v.type.numel)
-    call = _IndexedCall(gather_elements.pick(par), f"gather-elements %{v.name}", ds[axis], axis)
+    par = ctx.parallel(node.outputs[0].type.numel)
     ctx.twins[gather_elements.name] = gather_elements
-    ctx.emit("gather_elements" + ("[par]" if par else ""), call, d3, i3, o3, writes=(out,))
+    ctx.emit("gather_elements" + ("[par]" if par else ""), _checked(gather_elements.pick(par), node, dshape[1]),
+             ctx.bits(ctx.reshaped(data, dshape)), ctx.reshaped(ctx.arg(node.inputs[1]), ishape),
+             ctx.bits(ctx.reshaped(out, ishape)), writes=(out,))
 
 
 @lowers("scatter-elements")
 def _scatter_elements(ctx: LowerCtx, node: Node) -> None:
-    data, indices, updates = node.inputs
-    v = node.outputs[0]
-    axis = node.attrs["axis"] % data.type.rank
-    ds, ish = data.type.shape, indices.type.shape
-    lead, tail = math.prod(ds[:axis]), math.prod(ds[axis + 1:])
-    out = ctx.out(v)
-    if v.type.numel == 0:
+    if node.inputs[0].type.dtype.np_dtype.kind not in "fiu":
+        raise ctx.fail(f"scatter-elements of dtype {node.inputs[0].type.dtype.name} is not supported")
+    data, out, dshape, ishape = _elements_views(ctx, node)
+    if node.outputs[0].type.numel == 0:
         return
-    if data.type.dtype.np_dtype.kind not in "fiu":
-        raise ctx.fail(f"scatter-elements of dtype {data.type.dtype.name} is not supported")
-    d3 = ctx.reshaped(ctx.arg(data), (lead, ds[axis], tail))
-    i3 = ctx.reshaped(ctx.arg(indices), (lead, ish[axis], tail))
-    u3 = ctx.reshaped(ctx.arg(updates), (lead, ish[axis], tail))
-    o3 = ctx.reshaped(out, (lead, ds[axis], tail))
     reduction = int(ScatterReduction[node.attrs["reduction"].upper()])
-    call = _IndexedCall(scatter_elements.pick(False), f"scatter-elements %{v.name}", ds[axis], axis, reduction)
     ctx.twins[scatter_elements.name] = scatter_elements
-    ctx.emit("scatter_elements", call, d3, i3, u3, o3, writes=(out,))
+    ctx.emit("scatter_elements", _checked(scatter_elements.pick(False), node, dshape[1], reduction),
+             ctx.reshaped(data, dshape), ctx.reshaped(ctx.arg(node.inputs[1]), ishape),
+             ctx.reshaped(ctx.arg(node.inputs[2]), ishape), ctx.reshaped(out, dshape), writes=(out,))
 
 
 @lowers("gather")
