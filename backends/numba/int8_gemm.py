@@ -8,6 +8,9 @@ colsum[n] = sum_k w_q[n, k] that the activation zero point needs:
 
     y[m, n] = s_x[m] * s_w[n] * (acc[m, n] - zp_x[m] * colsum[n]) + bias[n],  acc = x_q @ w_q^T.
 
+A weight zero point t[n] (asymmetric weights) adds one term, - rsum[m] * t[n] with rsum[m] = sum_k (x_q[m, k] -
+zp_x[m]) from a row-sum pass (`weight_zero_point_terms`); the packed weights stay as they are.
+
 The avx2 and avx512bw paths are exact only for weights in [-64, 63] (`WEIGHT_RANGE`); packing
 refuses weights outside the path's range. Activations are the full u8 range on every path.
 
