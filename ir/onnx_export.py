@@ -356,6 +356,9 @@ EXPORTERS: dict[str, Exporter] = {
     "argmax": _arg_extreme,
     "mod": lambda w, n, ins, out: w.add("Mod", ins, [out], fmod=int(n.attrs["fmod"]) or None),
     "gather-elements": lambda w, n, ins, out: w.add("GatherElements", ins, [out], axis=n.attrs["axis"]),
+    "gather-nd": lambda w, n, ins, out: w.add("GatherND", ins, [out], batch_dims=n.attrs["batch_dims"] or None),
+    "scatter-nd": lambda w, n, ins, out: w.add(
+        "ScatterND", ins, [out], reduction=None if n.attrs["reduction"] == "none" else n.attrs["reduction"]),
     "scatter-elements": lambda w, n, ins, out: w.add(
         "ScatterElements", ins, [out], axis=n.attrs["axis"],
         reduction=None if n.attrs["reduction"] == "none" else n.attrs["reduction"]),

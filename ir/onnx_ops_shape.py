@@ -230,6 +230,22 @@ def _gather_elements(ctx: NodeContext) -> list[Handle | None]:
     return [ctx.op("gather-elements", data, idx, axis=norm_axis(ctx.attr("axis", 0), len(shape_of(data))))]
 
 
+@converter("GatherND")
+def _gather_nd(ctx: NodeContext) -> list[Handle | None]:
+    data, idx = ctx.need(0, "data"), ctx.need(1, "indices")
+    if np_dtype(idx).kind not in "iu":
+        raise ValueError(f"indices must be integers, got {describe(idx)}")
+    return [ctx.op("gather-nd", data, idx, batch_dims=int(ctx.attr("batch_dims", 0)))]
+
+
+@converter("ScatterND")
+def _scatter_nd(ctx: NodeContext) -> list[Handle | None]:
+    data, idx, upd = ctx.need(0, "data"), ctx.need(1, "indices"), ctx.need(2, "updates")
+    if np_dtype(idx).kind not in "iu":
+        raise ValueError(f"indices must be integers, got {describe(idx)}")
+    return [ctx.op("scatter-nd", data, idx, upd, reduction=ctx.attr("reduction", "none"))]
+
+
 @converter("ScatterElements", "Scatter")
 def _scatter_elements(ctx: NodeContext) -> list[Handle | None]:
     data, idx, upd = ctx.need(0, "data"), ctx.need(1, "indices"), ctx.need(2, "updates")

@@ -338,6 +338,8 @@ COST_RULES: dict[str, Callable[[Node], Work]] = {
     "gather": copy_rule,
     "gather-elements": copy_rule,
     "scatter-elements": copy_rule,
+    "gather-nd": copy_rule,
+    "scatter-nd": copy_rule,
     "fused": fused_rule,
     "exit": exit_rule,
     "exit_select": copy_rule,

@@ -146,6 +146,71 @@ def scatter_elements(data, idx, upd, out, reduction):  # type: ignore[no-untyped
     return -1
 
 
+@helper
+def first_tuple_out_of_range(idx, dims):  # type: ignore[no-untyped-def]
+    """The flat position of the first entry of index tuples idx [T, k] outside [-dims[j], dims[j]), or -1."""
+    k = dims.shape[0]
+    flat = idx.reshape(-1)
+    for i in range(flat.shape[0]):
+        n = dims[i % k]
+        if flat[i] < -n or flat[i] >= n:
+            return i
+    return -1
+
+
+@helper
+def tuple_offset(row, dims, strides):  # type: ignore[no-untyped-def]
+    """The flat offset of index tuple `row` (entries in range, negative ones from the end) over axes `dims`."""
+    off = 0
+    for j in range(dims.shape[0]):
+        v = row[j]
+        off += (v + dims[j] if v < 0 else v) * strides[j]
+    return off
+
+
+@twin
+def gather_nd(data, idx, dims, strides, out):  # type: ignore[no-untyped-def]
+    """out[b, q, :] = data[b, offset of idx[b, q, :], :] (data [B, P, S], idx [B, Q, k], out [B, Q, S]); returns
+    -1, or the flat position of an index entry out of range."""
+    bad = first_tuple_out_of_range(idx, dims)
+    if bad >= 0:
+        return bad
+    nq = idx.shape[1]
+    for t in prange(idx.shape[0] * nq):
+        b = t // nq
+        q = t - b * nq
+        out[b, q] = data[b, tuple_offset(idx[b, q], dims, strides)]
+    return -1
+
+
+@twin
+def scatter_nd(data, idx, upd, dims, strides, out, reduction):  # type: ignore[no-untyped-def]
+    """out = data with each row upd[q] written to (or combined by `reduction`, a ScatterReduction, with) row
+    offset(idx[q]) of out (data / out [P, S], idx [Q, k], upd [Q, S]), in update order; returns -1, or the flat
+    position of an index entry out of range."""
+    bad = first_tuple_out_of_range(idx, dims)
+    if bad >= 0:
+        return bad
+    for p in prange(data.shape[0]):
+        out[p] = data[p]
+    for q in range(idx.shape[0]):  # serial: duplicate tuples combine in update order
+        o = out[tuple_offset(idx[q], dims, strides)]
+        u = upd[q]
+        for s in range(o.shape[0]):
+            v, w = u[s], o[s]
+            if reduction == S_NONE:
+                o[s] = v
+            elif reduction == S_ADD:
+                o[s] = w + v
+            elif reduction == S_MUL:
+                o[s] = w * v
+            elif reduction == S_MAX:
+                o[s] = w if w != w else (v if v > w or v != v else w)
+            else:
+                o[s] = w if w != w else (v if v < w or v != v else w)
+    return -1
+
+
 QUANTIZE_CHUNK = 4096
 """Values per work item of `quantize` along a channel's run: a per-tensor quantize is one run, split for the threads."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...ir.graph import Node
-from .k_data import ScatterReduction, copy_block, gather, gather_elements, scatter_elements
+from .k_data import ScatterReduction, copy_block, gather, gather_elements, gather_nd, scatter_elements, scatter_nd
 from .plan import Lit, LowerCtx
 from .registry import lowers
 
@@ -125,6 +125,68 @@ def _scatter_elements(ctx: LowerCtx, node: Node) -> None:
     ctx.emit("scatter_elements", _checked(scatter_elements.pick(False), node, dshape[1], reduction),
              ctx.reshaped(data, dshape), ctx.reshaped(ctx.arg(node.inputs[1]), ishape),
              ctx.reshaped(ctx.arg(node.inputs[2]), ishape), ctx.reshaped(out, dshape), writes=(out,))
+
+
+def _tuple_tables(ctx: LowerCtx, node: Node, dims: tuple[int, ...]) -> tuple[int, int]:
+    """Constant slots of the indexed axes' sizes and their strides (in elements of the [.., P, S] view's P)."""
+    strides = [math.prod(dims[j + 1:]) for j in range(len(dims))]
+    return (ctx.const(np.asarray(dims, np.int64), f"{node.name}.dims"),
+            ctx.const(np.asarray(strides, np.int64), f"{node.name}.strides"))
+
+
+class _TupleCall:
+    """Runs a tuple-indexing kernel and turns the bad entry it reports into an IndexError naming the node."""
+
+    def __init__(self, kernel: Any, where: str, dims: tuple[int, ...], *extra: Any) -> None:
+        self.kernel, self.where, self.dims, self.extra = kernel, where, dims, extra
+
+    def __call__(self, *arrays: np.ndarray) -> None:
+        bad = self.kernel(*arrays, *self.extra)
+        if bad >= 0:
+            j = bad % len(self.dims)
+            raise IndexError(f"{self.where}: index {int(arrays[1].reshape(-1)[bad])} is out of range "
+                             f"[{-self.dims[j]}, {self.dims[j]}) for indexed axis {j}")
+
+
+@lowers("gather-nd")
+def _gather_nd(ctx: LowerCtx, node: Node) -> None:
+    data, indices = node.inputs
+    v = node.outputs[0]
+    b, k = node.attrs["batch_dims"], indices.type.shape[-1]
+    ds, ish = data.type.shape, indices.type.shape
+    nb, dims, s = math.prod(ds[:b]), ds[b:b + k], math.prod(ds[b + k:])
+    nq = math.prod(ish[b:-1])
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    dims_slot, strides_slot = _tuple_tables(ctx, node, dims)
+    par = ctx.parallel(v.type.numel)
+    ctx.twins[gather_nd.name] = gather_nd
+    ctx.emit("gather_nd" + ("[par]" if par else ""), _TupleCall(gather_nd.pick(par), f"gather-nd %{v.name}", dims),
+             ctx.bits(ctx.reshaped(ctx.arg(data), (nb, math.prod(dims), s))),
+             ctx.reshaped(ctx.arg(indices), (nb, nq, k)), dims_slot, strides_slot,
+             ctx.bits(ctx.reshaped(out, (nb, nq, s))), writes=(out,))
+
+
+@lowers("scatter-nd")
+def _scatter_nd(ctx: LowerCtx, node: Node) -> None:
+    data, indices, updates = node.inputs
+    if data.type.dtype.np_dtype.kind not in "fiu":
+        raise ctx.fail(f"scatter-nd of dtype {data.type.dtype.name} is not supported")
+    v = node.outputs[0]
+    k = indices.type.shape[-1]
+    dims, s = data.type.shape[:k], math.prod(data.type.shape[k:])
+    nq = math.prod(indices.type.shape[:-1])
+    out = ctx.out(v)
+    if v.type.numel == 0:
+        return
+    dims_slot, strides_slot = _tuple_tables(ctx, node, dims)
+    reduction = int(ScatterReduction[node.attrs["reduction"].upper()])
+    ctx.twins[scatter_nd.name] = scatter_nd
+    ctx.emit("scatter_nd", _TupleCall(scatter_nd.pick(False), f"scatter-nd %{v.name}", dims, reduction),
+             ctx.reshaped(ctx.arg(data), (math.prod(dims), s)), ctx.reshaped(ctx.arg(indices), (nq, k)),
+             ctx.reshaped(ctx.arg(updates), (nq, s)), dims_slot, strides_slot,
+             ctx.reshaped(out, (math.prod(dims), s)), writes=(out,))
 
 
 @lowers("gather")

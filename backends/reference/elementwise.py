@@ -152,6 +152,39 @@ def _gather_elements(node: Node, xs: Arrays) -> np.ndarray:
     return np.take_along_axis(data, np.where(idx < 0, idx + n, idx), axis=axis)
 
 
+def _nd_tuples(op: str, idx: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
+    """Index tuples (last axis) with negative entries counted from the end; an entry out of range is an IndexError."""
+    lo, hi = -np.asarray(dims, np.int64), np.asarray(dims, np.int64)
+    if idx.size and ((idx < lo).any() or (idx >= hi).any()):
+        raise IndexError(f"{op}: an index tuple of {idx.reshape(-1, len(dims))[0].tolist()}... leaves the "
+                         f"indexed axes {list(dims)}")
+    return np.where(idx < 0, idx + hi, idx).astype(np.int64)
+
+
+def _gather_nd(node: Node, xs: Arrays) -> np.ndarray:
+    data, idx = xs
+    b, k = node.attrs["batch_dims"], idx.shape[-1]
+    tuples = _nd_tuples("gather-nd", idx, data.shape[b:b + k])
+    nb = int(np.prod(data.shape[:b], dtype=np.int64))
+    d2 = data.reshape((nb,) + data.shape[b:])
+    t2 = tuples.reshape(nb, -1, k)
+    parts = [d2[i][tuple(t2[i].T)] for i in range(nb)]
+    return np.stack(parts).reshape(idx.shape[:-1] + data.shape[b + k:])
+
+
+def _scatter_nd(node: Node, xs: Arrays) -> np.ndarray:
+    data, idx, upd = xs
+    k = idx.shape[-1]
+    tuples = _nd_tuples("scatter-nd", idx, data.shape[:k]).reshape(-1, k)
+    rows = upd.reshape((tuples.shape[0],) + data.shape[k:])
+    out = data.copy()
+    reduction = node.attrs["reduction"]
+    for t, row in zip(tuples, rows):  # in update order
+        pos = tuple(t)
+        out[pos] = row if reduction == "none" else _SCATTER_UFUNCS[reduction](out[pos], row)
+    return out
+
+
 _SCATTER_UFUNCS = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
 
 
@@ -210,4 +243,6 @@ ELEMENTWISE_RULES = {
     "gather": _gather,
     "gather-elements": _gather_elements,
     "scatter-elements": _scatter_elements,
+    "gather-nd": _gather_nd,
+    "scatter-nd": _scatter_nd,
 }

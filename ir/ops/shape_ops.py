@@ -118,6 +118,28 @@ def _gather_elements(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType
     return [TensorType(idx.shape, d.dtype)]
 
 
+def _nd_indices(op: str, d: TensorType, idx: TensorType, batch: int) -> int:
+    """k, the length of indices' last axis (data axes batch..batch+k-1 are indexed), after the shared checks."""
+    if idx.dtype.is_float or idx.dtype.name == "bool":
+        raise dtype_error(f"{op}: indices must be integers, got {idx.dtype.name}")
+    if idx.rank < 1 or not 0 <= batch < min(d.rank, idx.rank) or idx.shape[:batch] != d.shape[:batch]:
+        raise shape_error(f"{op}: indices {list(idx.shape)} do not index data {list(d.shape)} with batch_dims={batch}")
+    k = idx.shape[-1]
+    if not 1 <= k <= d.rank - batch:
+        raise shape_error(f"{op}: index tuples of length {k} for data {list(d.shape)} with batch_dims={batch}")
+    return k
+
+
+@register_op("gather-nd", ("data", "indices"), (Attr("batch_dims", "int", 0),),
+             doc="out[b..., q...] = data[b..., indices[b..., q..., :], ...]: each index tuple (indices' last axis, "
+                 "negative entries from the end) picks a slice of data after the batch_dims shared leading axes.")
+def _gather_nd(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    d, idx = ts
+    batch = a["batch_dims"]
+    k = _nd_indices("gather-nd", d, idx, batch)
+    return [TensorType(idx.shape[:-1] + d.shape[batch + k:], d.dtype)]
+
+
 SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
 """How scatter-elements combines an update with the element it lands on: replace, or reduce with it."""
 
@@ -138,6 +160,18 @@ def _scatter_elements(ts: list[TensorType], a: dict[str, Any]) -> list[TensorTyp
             any(i != n for k, (i, n) in enumerate(zip(idx.shape, d.shape)) if k != axis):
         raise shape_error(f"scatter-elements: indices {list(idx.shape)} and updates {list(upd.shape)} must have "
                           f"data's shape {list(d.shape)} but along axis {axis}")
+    return [d]
+
+
+@register_op("scatter-nd", ("data", "indices", "updates"),
+             (Attr("reduction", "str", "none", SCATTER_REDUCTIONS),),
+             doc="data with each update slice written to (or combined by `reduction` with) the slice its index "
+                 "tuple (indices' last axis) picks, in update order.")
+def _scatter_nd(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    d, idx, upd = ts
+    k = _nd_indices("scatter-nd", d, idx, 0)
+    if upd.dtype != d.dtype or upd.shape != idx.shape[:-1] + d.shape[k:]:
+        raise shape_error(f"scatter-nd: updates {upd} must be {d.dtype.name}{list(idx.shape[:-1] + d.shape[k:])}")
     return [d]
 
 

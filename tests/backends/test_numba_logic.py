@@ -1,5 +1,5 @@
 """Comparisons, logical ops and where (ir/ops/logic.py), the rounding / sign / trigonometric maps, argmax /
-argmin, cumsum, gather-elements, scatter-elements, mod and topk on the reference and Numba backends, bit for bit."""
+argmin, cumsum, the gathers and scatters, mod and topk on the reference and Numba backends, bit for bit."""
 
 from __future__ import annotations
 
@@ -225,3 +225,25 @@ def test_scatter_elements_with_duplicates_nan_and_a_named_bad_index(reduction: s
         assert_array_equal(exe.run(feeds)["y"], want, err_msg=f"axis {axis}")
         with pytest.raises(Exception, match=f"scatter-elements %y: index {n} is out of range"):
             exe.run(dict(feeds, i=np.full(ishape, n, np.int64)))
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "max"])
+def test_nd_gathers_and_scatters_with_batches_duplicates_and_a_named_bad_index(reduction: str) -> None:
+    b = GraphBuilder("nd")
+    d, i, j, u = (b.input("d", f32[2, 3, 4, 5]), b.input("i", i64[2, 6, 2]), b.input("j", i64[7, 2]),
+                  b.input("u", f32[7, 4, 5]))
+    b.output(b.op("gather-nd", d, i, batch_dims=1, name="g"), b.op("gather-nd", d, j, name="g0"),
+             b.op("scatter-nd", d, j, u, reduction=reduction, name="s"))
+    feeds = {"d": RNG.standard_normal((2, 3, 4, 5)).astype(np.float32),
+             "i": np.stack([RNG.integers(-3, 3, (2, 6)), RNG.integers(-4, 4, (2, 6))], axis=-1),
+             "j": np.stack([RNG.integers(-2, 2, 7), RNG.integers(-3, 3, 7)], axis=-1),  # duplicates among 6 places
+             "u": RNG.standard_normal((7, 4, 5)).astype(np.float32)}
+    ref = reference.run(b.build(), feeds)
+    for threshold in (SERIAL, 0):
+        exe = runtime.compile(b.build(), backend="numba", parallel_threshold=threshold)
+        got = exe.run(feeds)
+        for name, want in ref.items():
+            assert_array_equal(got[name], want, err_msg=f"{name}, threshold {threshold}")
+    bad = dict(feeds, j=np.array([[0, 0]] * 6 + [[0, 3]], np.int64))
+    with pytest.raises(Exception, match=r"gather-nd %g0: index 3 is out of range \[-3, 3\) for indexed axis 1"):
+        exe.run(bad)

@@ -76,7 +76,9 @@ def shapes() -> Graph:
             b.op("gather-elements", x, np.array([[[1], [-1], [0]]] * 2, np.int64), axis=2),
             b.op("mod", x, np.float32(0.75), fmod=True), *b.op_multi("topk", x, k=2, axis=1, largest=False),
             b.op("scatter-elements", x, np.array([[[0, 2]] * 3] * 2, np.int64), np.ones((2, 3, 2), np.float32),
-                 axis=2, reduction="add")]
+                 axis=2, reduction="add"),
+            b.op("gather-nd", x, np.array([[[2], [0]], [[1], [-1]]], np.int64), batch_dims=1),
+            b.op("scatter-nd", x, np.array([[1, 2], [0, 0]], np.int64), np.ones((2, 4), np.float32), reduction="mul")]
     b.output(*outs)
     return b.build()
 

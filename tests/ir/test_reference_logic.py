@@ -137,3 +137,15 @@ def test_scatter_elements_hand_worked() -> None:
     assert run_op("scatter-elements", one, dup, vals, axis=1, reduction="min").tolist() == [[10.0, 2.0, 30.0]]
     assert run_op("scatter-elements", one, np.array([[-1]], np.int64), np.array([[7.0]], np.float32),
                   axis=1, reduction="mul").tolist() == [[10.0, 20.0, 210.0]]
+
+
+@covers("gather-nd", "scatter-nd")
+def test_nd_indexing_hand_worked() -> None:
+    data = np.arange(24, dtype=np.int64).reshape(2, 3, 4)
+    assert run_op("gather-nd", data, np.array([[1, 2], [0, -1]], np.int64)).tolist() == [[20, 21, 22, 23],
+                                                                                          [8, 9, 10, 11]]
+    batched = run_op("gather-nd", data, np.array([[[2, 3]], [[0, 1]]], np.int64), batch_dims=1)
+    assert batched.tolist() == [[11], [13]]  # per batch entry: data[0, 2, 3], data[1, 0, 1]
+    out = run_op("scatter-nd", np.zeros((3, 2), np.float32), np.array([[2], [0], [2]], np.int64),
+                 np.array([[1, 2], [3, 4], [5, 6]], np.float32), reduction="add")
+    assert out.tolist() == [[3, 4], [0, 0], [6, 8]]  # the two updates of row 2 add up

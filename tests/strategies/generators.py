@@ -287,8 +287,8 @@ def g_reduce(s: State) -> tuple[Value, float]:
 
 
 def g_gather(s: State) -> tuple[Value, float]:
-    """gather, gather-elements or scatter-elements with constant integer indices (negative ones included) along a
-    random axis."""
+    """gather, gather-elements, scatter-elements, gather-nd or scatter-nd with constant integer indices (negative ones
+    included)."""
     x = s.pick(rank_in(1))
     axis = s.int(-x.type.rank, x.type.rank - 1)
     d = x.type.shape[axis]
@@ -301,6 +301,14 @@ def g_gather(s: State) -> tuple[Value, float]:
             bound = s.bnd(x) + shape[axis % x.type.rank] if reduction == "add" else s.bnd(x) + 1
             return s.b.op("scatter-elements", x, idx, upd, axis=axis, reduction=reduction), bound
         return s.b.op("gather-elements", x, idx, axis=axis), s.bnd(x)
+    if s.bool():  # gather-nd, or scatter-nd of constant rows, with index tuples over x's leading axes
+        k = s.int(1, x.type.rank)
+        tuples = np.stack([s.rng.integers(-n, n, 3) for n in x.type.shape[:k]], axis=-1).astype(np.int64)
+        if s.bool():
+            return s.b.op("gather-nd", x, s.b.const(tuples, "tuples")), s.bnd(x)
+        upd = s.const((3,) + x.type.shape[k:], name="rows")
+        return s.b.op("scatter-nd", x, s.b.const(tuples, "tuples"), upd, reduction=s.choice(("none", "max"))), \
+            s.bnd(x) + 1
     idx_shape = s.choice(((s.int(1, 4),), (s.int(1, 3), s.int(1, 2)), ()))
     idx = s.b.const(s.rng.integers(-d, d, idx_shape).astype(s.choice((np.int64, np.int32))), "idx")
     return s.b.gather(x, idx, axis=axis), s.bnd(x)
@@ -470,10 +478,10 @@ def g_fused(s: State) -> tuple[Value, float]:
 
 
 GENERATORS = (
-    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_arg_extreme, g_cumsum, g_identities, g_reshape,
-    g_transpose, g_flatten, g_linear, g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat, g_slice,
-    g_reduce, g_gather, g_embedding, g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast, g_const_node,
-    g_duplicate, g_fused,
+    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_arg_extreme, g_cumsum, g_identities, g_identities,
+    g_reshape, g_transpose, g_flatten, g_linear, g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat,
+    g_slice, g_reduce, g_gather, g_embedding, g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast,
+    g_const_node, g_duplicate, g_fused,
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms, g_integer)
 """Drawn more often while the graph holds a 4-D value."""
