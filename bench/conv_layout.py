@@ -25,7 +25,7 @@ def measure(name: str, rounds: int) -> dict[str, float]:
     for k in outs[0]:
         if not np.allclose(outs[0][k], outs[1][k], rtol=1e-4, atol=1e-5):
             raise AssertionError(f"{name}: output {k} differs between the blocked and the NCHW plan")
-    steps = [s.kernel for s in exes["blocked"].plan.steps]
+    steps = [s.kernel for s in exes["blocked"].plan.kernels()]
     return {"blocked": sum(k.startswith("conv_blocked") for k in steps),
             "convolutions": sum(k.startswith("conv") for k in steps),
             **{f"{k} ms": v for k, v in alternate(exes, m.inputs, rounds).items()}}

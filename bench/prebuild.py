@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 import numba
 import numpy as np
@@ -104,8 +105,16 @@ def lower_job(job: CompileJob, s: Settings) -> LoweredJob:
 
     g = compiled_graph(job.graph, job.config, s.pass_target, job.exits)
     plan = lower(g, DEFAULT_PARALLEL_THRESHOLD, s.int8_path)
-    kernels = frozenset(compiled_kernel(step.kernel) for step in plan.steps if not step.is_view)
+    kernels = frozenset(k for step in plan.steps if not step.is_view for k in step_kernels(step.kernel, step.parts))
     return LoweredJob(job.model, job.config.name, g, job.inputs, kernels)
+
+
+def step_kernels(step_kernel: str, parts: Sequence[Any] = ()) -> list[str]:
+    """The compiled kernels a step runs: its own, and for an image chain each of its steps' serial twin too."""
+    if not parts:
+        return [compiled_kernel(step_kernel)]
+    return [f"{step_kernel.split('(')[0]}{PARALLEL_SUFFIX}",
+            *(compiled_kernel(p.kernel.removesuffix(PARALLEL_SUFFIX)) for p in parts)]
 
 
 PARALLEL_SUFFIX = "[par]"

@@ -34,7 +34,7 @@ def compare_pipelines(name: str, rounds: int, pipelines: dict[str, str], suffix:
     if any(not np.array_equal(outs[0][k], outs[1][k]) for k in outs[0]):
         raise AssertionError(f"{name}: the outputs of {' and '.join(pipelines)} differ")
     first = next(iter(exes.values()))
-    fused = sum(1 for s in first.plan.steps if s.kernel.split("[")[0].endswith(suffix))
+    fused = sum(1 for s in first.plan.kernels() if s.kernel.split("[")[0].endswith(suffix))
     return {"fused": fused, **{f"{k} ms": v for k, v in alternate(exes, m.inputs, rounds).items()}}
 
 

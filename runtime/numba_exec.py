@@ -75,10 +75,10 @@ class NumbaExecutable(Executable):
 
     def __init__(self, graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD,
                  warmup: bool = True, int8_path: str | None = None, outputs_in_arena: bool = False,
-                 blocked_layout: bool = True) -> None:
+                 blocked_layout: bool = True, image_chains: bool = True) -> None:
         t0 = time.perf_counter()
         layer = start_pool()
-        self.plan = lower(graph, parallel_threshold, int8_path, outputs_in_arena, blocked_layout)
+        self.plan = lower(graph, parallel_threshold, int8_path, outputs_in_arena, blocked_layout, image_chains)
         t1 = time.perf_counter()
         buffers = lifetimes(self.plan)
         self.arena: ArenaPlan = plan_arena(buffers)
@@ -116,6 +116,7 @@ class NumbaExecutable(Executable):
             "kernels": len(kernels),
             "views": len(self.plan.steps) - len(kernels),
             "fused": [list(g) for g in self.plan.fused],
+            "image_chains": [[p.name for p in s.parts] for s in kernels if s.parts],
             "parallel_kernels": sum(1 for s in kernels if s.kernel.endswith("[par]")),
             "threads": num_threads(),
             "threading_layer": layer,
@@ -174,13 +175,13 @@ class NumbaExecutable(Executable):
         steps: list[Step] = []
         readable: dict[int, np.ndarray] = {}
 
-        def value(a: Any, written: set[int]) -> Any:
-            """A literal's value, or the array of a slot bound now: read-only unless the step writes its root."""
+        def value(a: Any, writes: bool) -> Any:
+            """A literal's value, or the array of a slot bound now: read-only unless the step writes it."""
             if isinstance(a, Lit):
                 return a.value
             if not static[a]:
                 return None  # bound on each run
-            if plan.root(a) in written:
+            if writes:
                 return arrays[a]
             if a not in readable:
                 readable[a] = read_only(arrays[a])
@@ -194,10 +195,9 @@ class NumbaExecutable(Executable):
                     steps.append(step)
                 continue
             steps.append(step)
-            written = {plan.root(w) for w in step.writes}
-            vals = [value(a, written) for a in step.args]
-            dyn = [(i, a, plan.root(a) not in written) for i, a in enumerate(step.args)
-                   if isinstance(a, int) and not static[a]]
+            writes = step.written_args(plan.root)
+            vals = [value(a, w) for a, w in zip(step.args, writes)]
+            dyn = [(i, a, not writes[i]) for i, a in enumerate(step.args) if isinstance(a, int) and not static[a]]
             if dyn:
                 program.append([CALL_DYN, step.fn, vals, dyn, False])  # entry point resolved on its first call
             else:

@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (register the rules)
     rules_shape,
 )
 from .cpu_features import best_int8_path, check_int8_path
+from .image_chains import chain_images
 from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
 from .registry import NUMBA_LOWERINGS
@@ -60,14 +61,15 @@ def check_lowerable(graph: Graph) -> None:
 
 
 def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, int8_path: str | None = None,
-          outputs_in_arena: bool = False, blocked_layout: bool = True) -> Plan:
+          outputs_in_arena: bool = False, blocked_layout: bool = True, image_chains: bool = True) -> Plan:
     """The Plan of `graph`: slots, kernel steps, and per `fused` node its body's equation names.
 
     Fusion is decided in the graph (`fused` regions, see ir/regions.py); every other node lowers alone.
     The graph is not modified. Integer ops run on `int8_path` (an `int8_paths()` name; Int8PathError when
     the host cannot execute it), by default the best path of this host, read now. `outputs_in_arena` places
     the graph outputs in arena buffers too (for a caller that reads them before the next run). `blocked_layout`
-    False keeps every convolution's result NCHW (blocked.py; to measure what the blocked layout buys).
+    False keeps every convolution's result NCHW (blocked.py; to measure what the blocked layout buys);
+    `image_chains` False runs each kernel as its own parallel region (image_chains.py; to measure what chains buy).
     """
     check_lowerable(graph)
     if int8_path is not None:
@@ -87,5 +89,6 @@ def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, in
     for v in graph.outputs:
         outputs.append((v.name, ctx.slot(v)))
     inputs = [(v.name, ctx.value_slot[id(v)]) for v in graph.inputs]
-    return Plan(graph, ctx.slots, ctx.steps, inputs, outputs, fused, list(ctx.twins.values()), ctx.layer_kernels,
+    steps, chains = chain_images(ctx.steps, ctx.slots, ctx.threads if image_chains else 1)
+    return Plan(graph, ctx.slots, steps, inputs, outputs, fused, [*ctx.twins.values(), *chains], ctx.layer_kernels,
                 ctx.int8_path if ctx.int8_used else None)

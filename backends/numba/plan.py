@@ -18,6 +18,7 @@ from ...ir.graph import Graph, Node, Value
 from ...ir.text import format_node
 from ..aligned import aligned_copy
 from . import blas
+from .image_split import ArgCut, ImageSplit
 from .jit import Twin, num_threads
 
 BLAS_WORK_FACTOR = 8
@@ -71,11 +72,25 @@ class Step:
     is_view: bool = False
     blas: bool = False
     note: str = ""  # why this kernel was chosen (a sparse or dense product of a pruned layer)
+    images: ImageSplit | None = None
+    """How the kernel runs on a range of the batch's images (image_chains.py), when it can."""
+    arg_written: tuple[bool, ...] | None = None
+    """Per argument, whether the kernel writes it; None: an argument is written when its root is among `writes`
+    (a chain of kernels passes a slot writable to the kernel that writes it, read-only to those that read it)."""
+    parts: tuple[Step, ...] = ()
+    """The steps a chain step runs in turn (image_chains.py); empty for any other step."""
 
     @property
     def slots(self) -> list[int]:
         """Slot indices among the arguments."""
         return [a for a in self.args if isinstance(a, int)]
+
+    def written_args(self, root: Callable[[int], int]) -> tuple[bool, ...]:
+        """Per argument, whether the kernel writes it (`root` maps a slot to the slot whose memory it views)."""
+        if self.arg_written is not None:
+            return self.arg_written
+        roots = {root(w) for w in self.writes}
+        return tuple(isinstance(a, int) and root(a) in roots for a in self.args)
 
 
 @dataclass
@@ -92,6 +107,10 @@ class Plan:
     layer_kernels: dict[str, dict[str, str]] = field(default_factory=dict)
     int8_path: str | None = None
     """The int8 GEMM path the plan's integer ops run on (None when it has none)."""
+
+    def kernels(self) -> list[Step]:
+        """The kernel steps in order, each chain's own steps in its place (what each layer runs)."""
+        return [p for s in self.steps if not s.is_view for p in (s.parts or (s,))]
 
     def root(self, slot: int) -> int:
         """The non-view slot whose memory `slot` views."""
@@ -301,11 +320,13 @@ class LowerCtx:
         return blas.controlled() if needs_blas else True
 
     def emit(self, kernel: str, fn: Twin | Callable[..., Any], *args: Any, writes: Sequence[int],
-             work: int = 0, needs_blas: bool = False, name: str | None = None, op: str | None = None) -> Step:
+             work: int = 0, needs_blas: bool = False, name: str | None = None, op: str | None = None,
+             images: int = 0, cuts: Sequence[ArgCut] = ()) -> Step:
         """Append a call of `fn` (a Twin picks serial/parallel by `work`) on slot/literal `args`.
 
         `needs_blas`: the kernel calls BLAS (its parallel twin only runs where BLAS can be held at one
-        thread, and the Executable holds it so while the plan runs).
+        thread, and the Executable holds it so while the plan runs). `cuts` (one per argument) say how the Twin's
+        serial kernel runs on a range of the `images` (image_split.py).
         """
         if isinstance(fn, Twin):
             self.twins[fn.name] = fn
@@ -317,8 +338,13 @@ class LowerCtx:
         slots = {a for a in args if isinstance(a, int)}
         nbytes = sum(self.slots[s].nbytes for s in slots)
         node = self.node
+        split = None
+        if cuts and isinstance(fn, Twin):
+            if len(cuts) != len(args):
+                raise NumbaLoweringError(f"{kernel}: {len(cuts)} image cuts for {len(args)} arguments")
+            split = ImageSplit(images, fn, tuple(cuts))
         step = Step(name or (node.name if node else kernel), op or (node.op if node else kernel), label, callee,
-                    tuple(args), tuple(writes), nbytes, blas=needs_blas)
+                    tuple(args), tuple(writes), nbytes, blas=needs_blas, images=split)
         self.steps.append(step)
         return step
 

@@ -11,6 +11,7 @@ import numpy as np
 from ...ir.graph import Node, Value
 from ...ir.ops.nn import conv_out
 from ..cost.sparse_kernels import DENSE, KernelChoice
+from . import image_split as cut
 from . import k_microkernel
 from .blocked import BlockedValue, blocked_halo
 from .epilogue import Epilogue, empty_epilogue
@@ -384,15 +385,23 @@ def _emit_conv_blocked(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Valu
         means_arg = ctx.buffer((0, 1), f32, f"{node.name}.no_means")  # writable: the kernel is typed to write it
         writes = (flat, xpad, means_arg)
     items = nb * panels * cdiv(ho, rb)
-    scratch = ctx.buffer((row_scratch_floats(items, wo),), f32, f"{node.name}.rows")
+    scratch_floats = row_scratch_floats(items, wo)  # items image by image: nb equal shares
+    scratch = ctx.buffer((scratch_floats,), f32, f"{node.name}.rows")
     mode, table = tile_epilogue(epi.codes(), epi.vectors(), epi.params(), co)
     codes, vecs, params = epilogue_args(ctx, epi if mode == EPI_NONE else replace(epi, stages=[]))
     geo = window_geometry(node, wo, pool_2x2=epi.pool_2x2)
     ap = ctx.const(packed.reshape(-1), f"{node.name}.packed")
+    # on a range of images: its NCHW input or blocked input, planes, product, scratch rows and means (cuts below)
+    blocks_in = source is not None
+    per_image = (cut.UNUSED if blocks_in else cut.LEADING, cut.UNUSED if blocks_in else cut.flat(
+        plane_image_floats(ci, hq, wq)), cut.flat(cdiv(ci, k_microkernel.VW) * hq * wq * k_microkernel.VW,
+                                                  BLOCKED_SLACK) if blocks_in else cut.UNUSED,
+        cut.SHARED, cut.SHARED, cut.LEADING, cut.flat(scratch_floats // nb), *[cut.SHARED] * 11,
+        cut.LEADING if epi.mean else cut.UNUSED)
     ctx.emit(kernel_label("conv_blocked", epi), conv_blocked, x4, xpad, xb, ap, ctx.const(offs, f"{node.name}.offsets"),
              view, scratch, Lit(geo), Lit(hq), Lit(wq), Lit(rb), Lit(halo), Lit(pw // k_microkernel.VW),
              ctx.const(table.reshape(-1), "epilogue"), Lit(mode), codes, vecs, params, means_arg,
-             writes=(*writes, scratch), work=work)
+             writes=(*writes, scratch), work=work, images=nb, cuts=per_image)
     if epi.mean:
         return
     held = BlockedValue(flat, view, halo)
@@ -404,7 +413,8 @@ def nchw_copy(ctx: LowerCtx, v: Value, held: BlockedValue) -> int:
     """The NCHW slot of blocked value `v`, copied from its blocks (for a reader that does not take the blocked layout,
     or as a graph output: then a fresh array per run, as any output)."""
     out = ctx.out(v)
-    ctx.emit("blocked_to_nchw", blocked_to_nchw, held.view, Lit(held.halo), out, writes=(out,), work=v.type.numel)
+    ctx.emit("blocked_to_nchw", blocked_to_nchw, held.view, Lit(held.halo), out, writes=(out,), work=v.type.numel,
+             images=v.type.shape[0], cuts=(cut.LEADING, cut.SHARED, cut.LEADING))
     return out
 
 

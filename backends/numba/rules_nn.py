@@ -8,6 +8,7 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.nn import is_plain_2x2_pool
+from . import image_split as cut
 from .channels_last import result_channels_last
 from .geometry import window_geometry
 from .k_conv_blocked import global_avgpool_blocked
@@ -178,7 +179,8 @@ def _global_avgpool(ctx: LowerCtx, node: Node) -> None:
     held = ctx.blocked.get(id(x))
     if held is not None:  # a convolution's result in the blocked-channel layout
         ctx.emit("global_avgpool_blocked", global_avgpool_blocked, held.view, Lit(held.halo),
-                 ctx.reshaped(out, (n, c)), writes=(out,), work=n * c * s // MEAN_VALUES_PER_UNIT)
+                 ctx.reshaped(out, (n, c)), writes=(out,), work=n * c * s // MEAN_VALUES_PER_UNIT, images=n,
+                 cuts=(cut.LEADING, cut.SHARED, cut.LEADING))
         return
     ctx.emit("global_avgpool", mean_rows, ctx.reshaped(ctx.arg(x), (n * c, s)), ctx.flat_of(out), writes=(out,),
              work=n * c * s // MEAN_VALUES_PER_UNIT)

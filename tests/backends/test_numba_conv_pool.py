@@ -46,7 +46,7 @@ def _graph(xs: tuple, co: int, strides: tuple = (1, 1), residual: bool = False,
 
 def _kernels(g: Graph, threshold: int) -> list[str]:
     exe = NumbaExecutable(g, parallel_threshold=threshold)
-    return [s.kernel.split("[")[0] for s in exe.plan.steps if not s.is_view]
+    return [s.kernel.split("[")[0] for s in exe.plan.kernels()]
 
 
 @pytest.mark.parametrize(("xs", "co", "strides", "residual"), [

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: not
 
 def test_blocked_layout_false_keeps_every_convolution_nchw() -> None:
     g = load_model("cnn").graph
-    kernels = {layout: [s.kernel for s in runtime.compile(g, backend="numba", blocked_layout=layout).plan.steps]
+    kernels = {layout: [s.kernel for s in runtime.compile(g, backend="numba", blocked_layout=layout).plan.kernels()]
                for layout in (True, False)}
     assert sum(k.startswith("conv_blocked") for k in kernels[True]) == 3
     assert not any("blocked" in k for k in kernels[False])
