@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ...ir.graph import Node
 from ...ir.types import TensorType
-from .sparse_kernels import BSR, choose_sparse_kernel, kernel_precision, sparse_blocker
+from .sparse_kernels import BSR, choose_sparse_kernel, kernel_precision, sparse_blocker, with_copies
 from .target import SparsitySupport, Target
 
 _DTYPE_PRECISION = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8", "i4": "int4",
@@ -131,7 +131,8 @@ def kernel_sparse_effect(node: Node, weight: TensorType, precision: str) -> Spar
     kprec = kernel_precision(node)
     blocked = sparse_blocker(node) or (None if precision == kprec else f"the sparse kernels of {node.op} are "
                                                                       f"{kprec}, not {precision}")
-    choice = choose_sparse_kernel(s, lambda b: block_density(weight, b), blocked, precision=kprec)
+    choice = with_copies(node, choose_sparse_kernel(s, lambda b: block_density(weight, b), blocked,
+                                                         precision=kprec))
     if choice.kernel == "dense":
         return SparseEffect(note=choice.reason)
     kept = choice.density

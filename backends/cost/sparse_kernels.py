@@ -260,3 +260,68 @@ def choose_sparse_kernel(info: SparsityInfo | None, block_density: Callable[[tup
         wins = [c for c in options if c.kernel == BSR]
         return max(wins, key=lambda c: c.speedup) if wins else options[0]
     return KernelChoice(DENSE, f"dense: {info.pattern} sparsity has no sparse kernel")
+
+
+COPY_TABLE = "sparse_copies"
+"""Name of the TOML table in the cpu-host override that holds what the fp32 sparse kernels' copies of the
+activations cost (`pack_value`, `patch_value`, `output_value`: flops of the dense product per value copied)."""
+SHIPPED_COPY_FLOPS = {"pack_value": 210.0, "patch_value": 225.0, "output_value": 124.0}
+"""What the fp32 sparse paths copy that the dense kernels do not, per value, in flops of the dense product they
+replace. `pack_value`: the BSR and N:M kernels pack their activations into panels per row block (the dense GEMM
+reads narrow tiles in place); `patch_value`, `output_value`: a sparse convolution also builds its im2col patches and
+copies its result from pixels x channels back to NCHW (the direct convolution reads its input in place). Measured on
+the 2-core AMX host, 2026-12-05, 2 threads, 32x32 blocks at density 0.5: a 256x1024 by 1024x64 product took
+285-318 us on BSR against 127-137 us dense (its packing about 210 us for 262,144 values, 0.8 ns each, where the
+dense GEMM spends 3.9 ps a flop); the zoo cnn's last layer (4 x 32 x 8 x 8 -> 64 channels, 3x3) builds 73,728
+patch values in 68 us (0.92 ns each) and copies 16,384 outputs in 8.3 us, where its direct convolution does 9.4
+MFLOP in 38.5 us (4.1 ps each). The block-sparse int8 kernel reads its activations in place: no copies."""
+
+
+def load_copy_flops(path: str | os.PathLike | None = None) -> dict[str, float]:
+    """SHIPPED_COPY_FLOPS overridden by the cpu-host override's COPY_TABLE."""
+    p = Path(path) if path is not None else config_dir() / "cpu-host.toml"
+    if not p.is_file():
+        return dict(SHIPPED_COPY_FLOPS)
+    with p.open("rb") as f:
+        entries = tomllib.load(f).get(COPY_TABLE, {})
+    return {k: float(entries.get(k, v)) for k, v in SHIPPED_COPY_FLOPS.items()}
+
+
+def output_channels(node: Node) -> int:
+    """N of the GEMM view of `node`'s weight: linear [N, K] and conv [O, ...] rows, matmul B [K, N] columns."""
+    shape = product_weight(node).type.shape
+    if node.op in ("matmul", "qmatmul"):
+        return int(shape[-1])
+    return int(shape[0]) if shape else 1
+
+
+def copy_overhead(node: Node, flops: Mapping[str, float] | None = None) -> float:
+    """What the fp32 sparse path of `node` copies, as a fraction of its dense product's time: `pack_value` flops per
+    activation value packed (each feeds 2 N flops), and for a conv2d `patch_value` per im2col value (2 O flops
+    each) and `output_value` per output value (2 K flops each) (load_copy_flops)."""
+    cost = load_copy_flops() if flops is None else flops
+    n = max(1, output_channels(node))
+    overhead = cost["pack_value"] / (2 * n)
+    if node.op == "conv2d":
+        _, cg, kh, kw = node.inputs[1].type.shape
+        kdim = max(1, cg * kh * kw)
+        overhead += cost["patch_value"] / (2 * n) + cost["output_value"] / (2 * kdim)
+    return overhead
+
+
+def with_copies(node: Node, choice: KernelChoice, flops: Mapping[str, float] | None = None) -> KernelChoice:
+    """`choice` for `node` once the fp32 sparse kernels' copies of the activations are counted (`copy_overhead`): its
+    predicted speed-up over the dense kernel, or dense where they cost more than the sparse product saves. Dense and
+    int8 choices unchanged."""
+    if choice.kernel == DENSE or choice.precision == "int8":
+        return choice
+    overhead = copy_overhead(node, flops)
+    if overhead <= 0.0:
+        return choice
+    ratio = 1.0 / max(choice.speedup, 1e-6) + overhead
+    what = "im2col, packing and transpose copies" if node.op == "conv2d" else "packing of the activations"
+    if ratio >= 1.0:
+        return KernelChoice(DENSE, f"dense: {choice.label} with its {what} ({overhead:.2f} of the dense kernel's time) "
+                                   f"predicted {1.0 / ratio:.2f}x of it")
+    return KernelChoice(choice.kernel, f"{choice.reason}; with its {what} {1.0 / ratio:.2f}x", choice.block,
+                        choice.nm, choice.density, 1.0 / ratio, choice.precision)

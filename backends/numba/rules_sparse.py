@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.graph import Node
-from ..cost.sparse_kernels import BSR, KernelChoice, choose_sparse_kernel, sparse_blocker
+from ..cost.sparse_kernels import BSR, KernelChoice, choose_sparse_kernel, sparse_blocker, with_copies
 from .bsr_gemm import bsr_from_dense, bsr_gemm, bsr_schedule
 from .epilogue import Epilogue
 from .geometry import window_geometry
@@ -51,7 +51,7 @@ def layer_choice(node: Node, w_nk: np.ndarray | None) -> KernelChoice:
         elif not HOST_ISAS:
             blocked = "this CPU has no AVX2 or AVX-512 path for the sparse kernels"
     measured = (lambda b: measured_block_density(w_nk, b)) if w_nk is not None else None
-    return choose_sparse_kernel(info, measured, blocked)
+    return with_copies(node, choose_sparse_kernel(info, measured, blocked))
 
 
 def int8_layer_choice(node: Node, w_q: np.ndarray) -> KernelChoice:

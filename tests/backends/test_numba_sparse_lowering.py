@@ -30,7 +30,8 @@ pytestmark = pytest.mark.skipif(not HOST_ISAS, reason="sparse kernels need AVX2 
 RTOL, ATOL = 2e-4, 2e-4
 BLOCKS = ((4, 4), (8, 8), (16, 16), (32, 32), (8, 16))
 ALWAYS = "[bsr_breakeven]\n" + "\n".join(f"{b}x{b} = 1.01" for b in (4, 8, 16, 32, 64)) + \
-    "\n8x16 = 1.01\n\n[nm_speedup]\n2x4 = 2.0\n1x4 = 2.0\n"
+    "\n8x16 = 1.01\n\n[nm_speedup]\n2x4 = 2.0\n1x4 = 2.0\n" \
+    "\n[sparse_copies]\npack_value = 0\npatch_value = 0\noutput_value = 0\n"
 EPILOGUES = ("none", "bias+relu", "gelu", "residual")
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -42,7 +43,8 @@ def _override(folder: Path, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def always_sparse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Every sparse kernel wins (break-even 1.01, N:M speed-up 2) for the tests of this module that ask."""
+    """Every sparse kernel wins (break-even 1.01, N:M speed-up 2, the sparse kernels' copies free) for the tests of this
+    module that ask."""
     folder = tmp_path_factory.mktemp("cfg")
     _override(folder, ALWAYS)
     with pytest.MonkeyPatch.context() as mp:
@@ -166,7 +168,7 @@ def test_unstructured_picks_a_small_block_only_when_it_wins() -> None:
 
 
 def test_decision_and_reason_in_stats_and_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _override(tmp_path, "[bsr_breakeven]\n32x32 = 0.45\n")
+    _override(tmp_path, "[bsr_breakeven]\n32x32 = 0.45\n\n[sparse_copies]\npack_value = 0\n")
     monkeypatch.setenv("TENSORSMITH_CONFIG_DIR", str(tmp_path))
     rng = np.random.default_rng(0)
     b = GraphBuilder("two_layers")
@@ -184,6 +186,22 @@ def test_decision_and_reason_in_stats_and_profile(tmp_path: Path, monkeypatch: p
     notes = {p.note for p in prof.nodes if p.note}
     assert layers["sparse_fc"]["reason"] in notes and "dense: no sparsity annotation" in notes
     assert layers["sparse_fc"]["reason"] in prof.table()
+
+
+def test_a_layer_whose_packing_costs_more_than_its_sparsity_saves_stays_dense(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 output channels: packing the activations (pack_value / 2N of the product) outweighs density 0.1's saving;
+    the lowering and the cost model say so alike."""
+    _override(tmp_path, "[bsr_breakeven]\n32x32 = 0.75\n\n[sparse_copies]\npack_value = 210\n")
+    monkeypatch.setenv("TENSORSMITH_CONFIG_DIR", str(tmp_path))
+    graph, feeds = _mlp(16, 128, 64, "bias+relu", 2)
+    pruned = run_pipeline(graph, "prune{pattern=block,block=32x32,sparsity=0.9,min_params=0}")
+    exe = _compare(pruned, feeds)
+    reason = exe.stats["kernels_by_layer"]["fc"]["reason"]
+    assert exe.stats["kernels_by_layer"]["fc"]["kernel"] == "dense"
+    assert re.fullmatch(r"dense: bsr 32x32 with its packing of the activations \(1\.64 of the dense kernel's time\) "
+                        r"predicted 0\.\d\dx of it", reason), reason
+    assert reason in estimate(pruned, "cpu-host")["fc"].notes
 
 
 def test_layer_above_breakeven_stays_dense(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

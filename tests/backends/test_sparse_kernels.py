@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tensorsmith.backends.cost import load_target
 from tensorsmith.backends.cost.sparse_kernels import (
@@ -133,3 +134,65 @@ def test_choose_sparse_kernel_per_pattern() -> None:
     picked = choose_sparse_kernel(unst, lambda b: 0.05 if b == (8, 8) else 0.3, table=table, nm_table=nm)
     assert picked.label == "bsr 8x8" and "unstructured, block density 0.05" in picked.reason
     assert choose_sparse_kernel(unst, lambda b: 0.9, table=table, nm_table=nm).label == "dense"
+
+
+def _conv_node(ci: int, co: int, k: int):  # type: ignore[no-untyped-def]
+    from tensorsmith.ir import GraphBuilder, f32
+
+    b = GraphBuilder("conv")
+    x = b.input("x", f32[2, ci, 8, 8])
+    b.output(b.conv2d(x, np.zeros((co, ci, k, k), np.float32), pads=k // 2, name="c"))
+    return b.build().nodes[0]
+
+
+def test_sparse_paths_count_their_copies_of_the_activations() -> None:
+    """Packing costs pack_value / 2N of a product: at 64 output channels BSR at density 0.5 stays dense, at 3072 it
+    keeps BSR with its speed-up cut. The zoo cnn's last layer (32 -> 64 channels, 3x3) adds its im2col and transpose
+    copies: dense even at density 0.1; a 256 -> 1024 layer at 0.1 keeps BSR."""
+    from tensorsmith.backends.cost.sparse_kernels import BSR, copy_overhead, with_copies
+
+    flops = {"pack_value": 210.0, "patch_value": 225.0, "output_value": 124.0}
+    half = choose_sparse_kernel(SparsityInfo("block", 0.5, block=(32, 32)), table={(32, 32): 0.75})
+    tenth = choose_sparse_kernel(SparsityInfo("block", 0.1, block=(32, 32)), table={(32, 32): 0.75})
+    assert half.kernel == tenth.kernel == BSR
+    narrow, wide = _linear_node(64), _linear_node(3072)
+    assert copy_overhead(narrow, flops) == pytest.approx(210 / 128)
+    kept = with_copies(narrow, half, flops)
+    assert kept.kernel == "dense" and "packing of the activations" in kept.reason
+    chosen = with_copies(wide, half, flops)
+    assert chosen.kernel == BSR and chosen.speedup == pytest.approx(1 / (0.5 / 0.75 + 210 / 6144))
+    conv_narrow, conv_wide = _conv_node(32, 64, 3), _conv_node(256, 1024, 3)
+    assert copy_overhead(conv_narrow, flops) == pytest.approx((210 + 225) / 128 + 124 / 576)
+    assert with_copies(conv_narrow, tenth, flops).kernel == "dense"
+    assert "im2col" in with_copies(conv_narrow, tenth, flops).reason
+    wide_choice = with_copies(conv_wide, tenth, flops)
+    assert wide_choice.kernel == BSR and 1.0 < wide_choice.speedup < tenth.speedup
+    int8 = choose_sparse_kernel(SparsityInfo("block", 0.5, block=(32, 32)), table={(32, 32): 0.75}, precision="int8")
+    assert with_copies(narrow, int8, flops) is int8  # the block-sparse int8 kernel reads its activations in place
+
+
+def _linear_node(n: int):  # type: ignore[no-untyped-def]
+    from tensorsmith.ir import GraphBuilder, f32
+
+    b = GraphBuilder("lin")
+    x = b.input("x", f32[8, 128])
+    b.output(b.linear(x, np.zeros((n, 128), np.float32), name="fc"))
+    return b.build().nodes[0]
+
+
+def _conv_node(ci: int, co: int, k: int):  # type: ignore[no-untyped-def]
+    from tensorsmith.ir import GraphBuilder, f32
+
+    b = GraphBuilder("conv")
+    x = b.input("x", f32[2, ci, 8, 8])
+    b.output(b.conv2d(x, np.zeros((co, ci, k, k), np.float32), pads=k // 2, name="c"))
+    return b.build().nodes[0]
+
+
+def test_copy_costs_come_from_the_override(tmp_path: Path) -> None:
+    from tensorsmith.backends.cost.sparse_kernels import SHIPPED_COPY_FLOPS, load_copy_flops
+
+    p = tmp_path / "cpu-host.toml"
+    assert load_copy_flops(p) == SHIPPED_COPY_FLOPS
+    p.write_text("[sparse_copies]\npatch_value = 10\n")
+    assert load_copy_flops(p) == {**SHIPPED_COPY_FLOPS, "patch_value": 10.0}
