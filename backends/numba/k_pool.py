@@ -111,25 +111,39 @@ def mean_rows(x, out):  # type: ignore[no-untyped-def]
 @twin
 def maxpool_nhwc(x, geo, out):  # type: ignore[no-untyped-def]
     """out[n, oh, ow, :] = the max over the window of x[n, ih, iw, :], channels last (a NaN wins); cells outside x
-    (padding, a window past the edge) count as -inf. x [N, H, W, C] and out [N, Ho, Wo, C] float32."""
+    (padding, a window past the edge) count as -inf. x [N, H, W, C] and out [N, Ho, Wo, C] float32, C-contiguous.
+
+    Each output row and each input row it reads is one run of W x C floats, indexed within the run (a view per
+    pixel, or flat offsets over the whole tensor, ran 3-4x slower: 4 x 32 x 32 x 16 pooled 2x2 took 34.8 us on two
+    threads, now 6.0, the NCHW pool 5.4)."""
     nb, h_in, w_in, nc = x.shape
     h_out, w_out = out.shape[1], out.shape[2]
     kh, kw, sh, sw = geo[KH], geo[KW], geo[SH], geo[SW]
     pt, pl, dh, dw = geo[PT], geo[PL], geo[DH], geo[DW]
+    plain = kh == 2 and kw == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0 and dh == 1 and dw == 1 \
+        and 2 * h_out <= h_in and 2 * w_out <= w_in
     for t in prange(nb * h_out):
         n = t // h_out
         oh = t - n * h_out
-        for ow in range(w_out):
-            o = out[n, oh, ow]
-            for c in range(nc):
-                o[c] = -np.inf
-            for i in range(kh):
-                ih = oh * sh - pt + i * dh
-                if ih < 0 or ih >= h_in:
-                    continue
+        o = out[n, oh].reshape(-1)
+        if plain:  # 2x2 at stride 2, every window inside: four loads and one store per output
+            top = x[n, 2 * oh].reshape(-1)
+            bottom = x[n, 2 * oh + 1].reshape(-1)
+            for ow in range(w_out):
+                for c in range(nc):
+                    o[ow * nc + c] = maximum(maximum(top[2 * ow * nc + c], top[(2 * ow + 1) * nc + c]),
+                                             maximum(bottom[2 * ow * nc + c], bottom[(2 * ow + 1) * nc + c]))
+            continue
+        for q in range(w_out * nc):
+            o[q] = -np.inf
+        for i in range(kh):
+            ih = oh * sh - pt + i * dh
+            if ih < 0 or ih >= h_in:
+                continue
+            row = x[n, ih].reshape(-1)
+            for ow in range(w_out):
                 for j in range(kw):
                     iw = ow * sw - pl + j * dw
                     if 0 <= iw < w_in:
-                        s = x[n, ih, iw]
                         for c in range(nc):
-                            o[c] = maximum(o[c], s[c])
+                            o[ow * nc + c] = maximum(o[ow * nc + c], row[iw * nc + c])

@@ -150,3 +150,25 @@ def test_random_chains_of_int8_convolutions_match_the_reference(data: st.DataObj
     g = b.build()
     feeds = {"x": RNG.standard_normal(x.type.shape).astype(np.float32) * 2}
     assert_array_equal(runtime.compile(g, backend="numba").run(feeds)[prev.name], reference.run(g, feeds)[prev.name])
+
+
+@pytest.mark.parametrize(("kernel", "stride", "pad"), [(2, 2, 0), (3, 2, 1), (2, 1, 0)])
+@pytest.mark.parametrize("shape", [(2, 9, 7, 16), (1, 8, 8, 5)])
+def test_maxpool_nhwc_equals_the_pool_of_the_transposed_tensor(kernel: int, stride: int, pad: int,
+                                                               shape: tuple[int, int, int, int]) -> None:
+    """Both paths of the NHWC kernel (2x2 at stride 2 with every window inside: odd sizes leave the last row and
+    column out; any other window) against the reference pool of the NCHW tensor, a NaN winning its window."""
+    from tensorsmith.backends.numba.geometry import window_geometry
+    from tensorsmith.backends.numba.k_pool import maxpool_nhwc
+
+    x = RNG.standard_normal(shape).astype(np.float32)
+    x[0, 1, 2, 3 % shape[3]] = np.nan
+    b = GraphBuilder("pool")
+    v = b.input("x", f32[shape[0], shape[3], shape[1], shape[2]])
+    b.output(b.maxpool2d(v, (kernel, kernel), (stride, stride), pad, name="p"))
+    g = b.build()
+    want = reference.run(g, {"x": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})["p"]
+    out = np.empty(want.shape[:1] + want.shape[2:] + want.shape[1:2], np.float32)
+    for parallel in (False, True):
+        maxpool_nhwc.call(parallel, x, window_geometry(g.nodes[0], want.shape[3]), out, writes=(out,))
+        assert_array_equal(out.transpose(0, 3, 1, 2), want)
