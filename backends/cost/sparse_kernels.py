@@ -265,7 +265,7 @@ def choose_sparse_kernel(info: SparsityInfo | None, block_density: Callable[[tup
 COPY_TABLE = "sparse_copies"
 """Name of the TOML table in the cpu-host override that holds what the fp32 sparse kernels' copies of the
 activations cost (`pack_value`, `patch_value`, `output_value`: flops of the dense product per value copied)."""
-SHIPPED_COPY_FLOPS = {"pack_value": 210.0, "patch_value": 225.0, "output_value": 124.0}
+SHIPPED_COPY_FLOPS = {"pack_value": 210.0, "patch_value": 225.0, "output_value": 124.0, "int8_patch_value": 240.0}
 """What the fp32 sparse paths copy that the dense kernels do not, per value, in flops of the dense product they
 replace. `pack_value`: the BSR and N:M kernels pack their activations into panels per row block (the dense GEMM
 reads narrow tiles in place); `patch_value`, `output_value`: a sparse convolution also builds its im2col patches and
@@ -274,7 +274,10 @@ the 2-core AMX host, 2026-12-05, 2 threads, 32x32 blocks at density 0.5: a 256x1
 285-318 us on BSR against 127-137 us dense (its packing about 210 us for 262,144 values, 0.8 ns each, where the
 dense GEMM spends 3.9 ps a flop); the zoo cnn's last layer (4 x 32 x 8 x 8 -> 64 channels, 3x3) builds 73,728
 patch values in 68 us (0.92 ns each) and copies 16,384 outputs in 8.3 us, where its direct convolution does 9.4
-MFLOP in 38.5 us (4.1 ps each). The block-sparse int8 kernel reads its activations in place: no copies."""
+MFLOP in 38.5 us (4.1 ps each). The block-sparse int8 kernel reads its activations in place, but a block-sparse
+qconv2d builds its u8 patches in the pruned blocks' K order (channel-major), where the dense int8 convolution copies
+whole runs of its channels-last input: `int8_patch_value` is the difference, in int8 operations of the dense
+product (that layer: 51.4 against 5.2 us for the patches, its AMX product 24.7 us for 9.4 M operations)."""
 
 
 def load_copy_flops(path: str | os.PathLike | None = None) -> dict[str, float]:
@@ -296,11 +299,16 @@ def output_channels(node: Node) -> int:
 
 
 def copy_overhead(node: Node, flops: Mapping[str, float] | None = None) -> float:
-    """What the fp32 sparse path of `node` copies, as a fraction of its dense product's time: `pack_value` flops per
-    activation value packed (each feeds 2 N flops), and for a conv2d `patch_value` per im2col value (2 O flops
-    each) and `output_value` per output value (2 K flops each) (load_copy_flops)."""
+    """What the sparse path of `node` copies beyond its dense kernel, as a fraction of the dense product's time:
+    `pack_value` flops per activation value packed (each feeds 2 N flops), for a conv2d also `patch_value` per
+    im2col value (2 O flops each) and `output_value` per output value (2 K flops each); for a qconv2d
+    `int8_patch_value` per patch value; nothing for qlinear / qmatmul (load_copy_flops)."""
     cost = load_copy_flops() if flops is None else flops
     n = max(1, output_channels(node))
+    if node.op == "qconv2d":
+        return cost["int8_patch_value"] / (2 * n)
+    if node.op in QUANTIZED_PRODUCTS:
+        return 0.0
     overhead = cost["pack_value"] / (2 * n)
     if node.op == "conv2d":
         _, cg, kh, kw = node.inputs[1].type.shape
@@ -310,16 +318,16 @@ def copy_overhead(node: Node, flops: Mapping[str, float] | None = None) -> float
 
 
 def with_copies(node: Node, choice: KernelChoice, flops: Mapping[str, float] | None = None) -> KernelChoice:
-    """`choice` for `node` once the fp32 sparse kernels' copies of the activations are counted (`copy_overhead`): its
-    predicted speed-up over the dense kernel, or dense where they cost more than the sparse product saves. Dense and
-    int8 choices unchanged."""
-    if choice.kernel == DENSE or choice.precision == "int8":
+    """`choice` for `node` once the sparse kernels' copies of the activations are counted (`copy_overhead`): its
+    predicted speed-up over the dense kernel, or dense where they cost more than the sparse product saves."""
+    if choice.kernel == DENSE:
         return choice
     overhead = copy_overhead(node, flops)
     if overhead <= 0.0:
         return choice
     ratio = 1.0 / max(choice.speedup, 1e-6) + overhead
-    what = "im2col, packing and transpose copies" if node.op == "conv2d" else "packing of the activations"
+    what = {"conv2d": "im2col, packing and transpose copies", "qconv2d": "channel-major patches"}.get(
+        node.op, "packing of the activations")
     if ratio >= 1.0:
         return KernelChoice(DENSE, f"dense: {choice.label} with its {what} ({overhead:.2f} of the dense kernel's time) "
                                    f"predicted {1.0 / ratio:.2f}x of it")

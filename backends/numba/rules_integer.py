@@ -14,7 +14,7 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...ir.ops.integer import WEIGHT_BITS, weight_zero_points
-from ..cost.sparse_kernels import BSR
+from ..cost.sparse_kernels import BSR, KernelChoice
 from .bsr_int8 import SPARSE_PATH, bsr_int8_from_dense, bsr_int8_schedule, sparse_int8_kernel
 from .channels_last import read_channels_last, result_channels_last
 from .cpu_features import INT8_PATH_FEATURES
@@ -174,10 +174,12 @@ def _weight_zero_point_args(ctx: LowerCtx, node: Node, xu: int, zp: int, k: int,
 
 
 def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray, out2: int,
-                   epi: Epilogue, res: int, label: str, channels: tuple[int, int] | None = None) -> None:
+                   epi: Epilogue, res: int, label: str, channels: tuple[int, int] | None = None,
+                   choice: KernelChoice | None = None) -> None:
     """gemm_dequant of u8 activations xu [M, Kp] with s8 weights w_nk [N, K] packed now, writing out2 [M, N]
     (f32, or u8/s8 requantized through an f32 work buffer). `channels` (c0, c1): the node's output channels
-    these N are (a grouped convolution's group; all of them by default); `epi` is over these channels."""
+    these N are (a grouped convolution's group; all of them by default); `epi` is over these channels. `choice`:
+    the kernel decided already (a convolution decides on its weights in their pruned K order), else decided here."""
     path = _path(ctx, node)
     m, n, k = ctx.slots[out2].shape[0], w_nk.shape[0], w_nk.shape[1]
     c0, c1 = channels if channels is not None else (0, n)
@@ -185,7 +187,7 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
     w_q = np.ascontiguousarray(w_nk, np.int8)
     name = node.inputs[3].name if channels is None else f"{node.inputs[3].name}[{c0}:{c1}]"
     ws, bias = _channel_args(ctx, node, (c0, c1))
-    choice = int8_layer_choice(node, w_q)
+    choice = int8_layer_choice(node, w_q) if choice is None else choice
     # the products, at the path's speed, and the dequantization and epilogue of every output element
     work = max(1, m * n + int(2 * m * n * max(k, 1) * choice.density) // (FLOPS_PER_UNIT * INT8_SPEEDUP[path]))
     threads = ctx.threads if ctx.parallel(work) else 1
@@ -359,14 +361,16 @@ def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value, resu
     for g in range(groups):
         part = Index((slice(g, g + 1),))
         w_nk = w[g * cog:(g + 1) * cog].reshape(cog, kh * kw * cg)
+        choice = None
         if in_place is not None:
             src = in_place
         else:
             xg = ctx.reshaped(ctx.view(xp, part, f"{node.name}.nhwc[{g}]") if groups > 1 else xp,
                               ctx.slots[xp].shape[1:])
+            choice = int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8))
             if pointwise:
                 src = ctx.reshaped(xg, (rows, cp))
-            elif int8_layer_choice(node, np.ascontiguousarray(w_nk, np.int8)).kernel == BSR:
+            elif choice.kernel == BSR:
                 # block-sparse weights keep their K order (channel, tap row, tap column): the blocks were pruned in it
                 ctx.emit("im2col_channel_major_u8", im2col_channel_major_u8, xg, geo, cols, writes=(cols,),
                          work=rows * kp)
@@ -380,7 +384,7 @@ def lower_qconv(ctx: LowerCtx, node: Node, epi: Epilogue, out_value: Value, resu
         pg = ctx.reshaped(ctx.view(pix, part, f"{node.name}.pixels[{g}]") if groups > 1 else pix, (rows, cog))
         channels = (g * cog, (g + 1) * cog)
         emit_int8_gemm(ctx, node, src, zp, w_nk, pg, epi.channel_slice(*channels) if groups > 1 else epi,
-                       gemm_residual, "qconv2d", channels if groups > 1 else None)
+                       gemm_residual, "qconv2d", channels if groups > 1 else None, choice)
     if groups == 1 and not tail.stages and result_channels_last(ctx, result if result is not None else out_value):
         nhwc = ctx.reshaped(pix, (nb, ho, wo, co))
         ctx.view(nhwc, Transpose((0, 3, 1, 2)), out_value.name, out_value)

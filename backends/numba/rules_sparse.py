@@ -57,8 +57,9 @@ def layer_choice(node: Node, w_nk: np.ndarray | None) -> KernelChoice:
 def int8_layer_choice(node: Node, w_q: np.ndarray) -> KernelChoice:
     """The kernel an integer product's constant s8 weight (GEMM view `w_q` [N, K]) runs on: block-sparse int8 when
     its annotation and measured block density beat the int8 break-even, else the dense int8 GEMM."""
-    return choose_sparse_kernel(node.inputs[3].type.sparsity, lambda b: measured_block_density(w_q, b),
-                                sparse_blocker(node), precision="int8")
+    measured = choose_sparse_kernel(node.inputs[3].type.sparsity, lambda b: measured_block_density(w_q, b),
+                                    sparse_blocker(node), precision="int8")
+    return with_copies(node, measured)
 
 
 def record_choice(ctx: LowerCtx, node: Node, choice: KernelChoice, first_step: int) -> None:

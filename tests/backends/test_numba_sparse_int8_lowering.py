@@ -21,7 +21,9 @@ from tensorsmith.passes import PassContext
 from tensorsmith.passes.pipeline import run_pipeline
 
 pytestmark = pytest.mark.skipif(best_int8_path() is None, reason="this host executes no int8 path")
-SPARSE = "[bsr_int8_breakeven]\n" + "\n".join(f"{b}x{b} = 1.01" for b in (4, 8, 16, 32, 64)) + "\n"
+SPARSE = "[bsr_int8_breakeven]\n" + "\n".join(f"{b}x{b} = 1.01" for b in (4, 8, 16, 32, 64)) + \
+    "\n\n[sparse_copies]\nint8_patch_value = 0\n"
+"""Every block-sparse int8 choice wins: break-even above any density, a convolution's patches free."""
 DENSE = "[bsr_int8_breakeven]\n" + "\n".join(f"{b}x{b} = 0.0" for b in (4, 8, 16, 32, 64)) + "\n"
 QUANTIZE = "quantize{scheme=dynamic,weight_bits=7}"
 """Seven-bit weights: exact on every int8 path, avx2 and avx512bw included."""

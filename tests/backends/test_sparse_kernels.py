@@ -168,7 +168,19 @@ def test_sparse_paths_count_their_copies_of_the_activations() -> None:
     wide_choice = with_copies(conv_wide, tenth, flops)
     assert wide_choice.kernel == BSR and 1.0 < wide_choice.speedup < tenth.speedup
     int8 = choose_sparse_kernel(SparsityInfo("block", 0.5, block=(32, 32)), table={(32, 32): 0.75}, precision="int8")
-    assert with_copies(narrow, int8, flops) is int8  # the block-sparse int8 kernel reads its activations in place
+    flops["int8_patch_value"] = 240.0
+    assert with_copies(_quantized("qlinear", (64, 128)), int8, flops) is int8  # activations read in place
+    qconv = with_copies(_quantized("qconv2d", (64, 32, 3, 3)), int8, flops)  # channel-major patches: 240 / 128
+    assert qconv.kernel == "dense" and "channel-major patches" in qconv.reason
+    assert with_copies(_quantized("qconv2d", (1024, 32, 3, 3)), int8, flops).kernel == BSR
+
+
+def _quantized(op: str, weight_shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    """A stand-in integer product: what the choice reads (its op and its weight's shape, input 3)."""
+    from types import SimpleNamespace
+
+    weight = SimpleNamespace(type=SimpleNamespace(shape=weight_shape))
+    return SimpleNamespace(op=op, inputs=[None, None, None, weight])
 
 
 def _linear_node(n: int):  # type: ignore[no-untyped-def]
