@@ -103,6 +103,9 @@ def test_blocked_chains_match_the_reference(xs, blocks, head, expect, threshold,
         expect = [k for k in expect if k != "global_avgpool_blocked"]
     assert [k for k in kernels if k in ("conv_blocked", "global_avgpool_blocked", "blocked_to_nchw")] == expect
     check(g, feeds, rtol=1e-4, atol=1e-5, thresholds=(threshold,))
+    stats = NumbaExecutable(g, parallel_threshold=threshold).stats
+    if threshold == PARALLEL and stats["threads"] > 1 and xs[0] % stats["threads"] == 0:  # one image chain
+        assert len(stats["image_chains"]) == 1 and len(stats["image_chains"][0]) == len(expect), stats["image_chains"]
 
 
 def test_zoo_cnn_trunk_stays_blocked() -> None:
