@@ -16,6 +16,7 @@ as the plan has threads; when fewer run (other tasks hold the CPUs), a thread ta
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 
 from .image_split import Cut, ImageSplit
 from .jit import Twin
-from .plan import Lit, Slot, Step
+from .plan import Lit, Slot, Step, root_slot
 from .region_cache import load_kernel
 from .region_codegen import KERNEL_NAME
 
@@ -39,7 +40,7 @@ def chain_images(steps: Sequence[Step], slots: Sequence[Slot], threads: int) -> 
     """`steps` with each run of per-image kernels replaced by one chain step, and the chains' kernels."""
     if threads < 2:
         return list(steps), []
-    root = _root_of(slots)
+    root = functools.partial(root_slot, slots)
     order = {id(s): i for i, s in enumerate(steps)}
     out: list[Step] = []
     kernels: list[Twin] = []
@@ -69,16 +70,6 @@ def chain_images(steps: Sequence[Step], slots: Sequence[Slot], threads: int) -> 
         (run if fits else out).append(step)
     flush()
     return out, kernels
-
-
-def _root_of(slots: Sequence[Slot]) -> Root:
-    """The function mapping a slot to the non-view slot whose memory it views."""
-    def root(s: int) -> int:
-        while slots[s].kind == "view":
-            s = slots[s].base  # type: ignore[assignment]
-        return s
-
-    return root
 
 
 def _split(step: Step) -> ImageSplit:

@@ -114,9 +114,14 @@ class Plan:
 
     def root(self, slot: int) -> int:
         """The non-view slot whose memory `slot` views."""
-        while self.slots[slot].kind == "view":
-            slot = self.slots[slot].base  # type: ignore[assignment]
-        return slot
+        return root_slot(self.slots, slot)
+
+
+def root_slot(slots: Sequence[Slot], slot: int) -> int:
+    """The non-view slot of `slots` whose memory `slot` views."""
+    while slots[slot].kind == "view":
+        slot = slots[slot].base  # type: ignore[assignment]
+    return slot
 
 
 def _dummy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -269,9 +274,7 @@ class LowerCtx:
 
     def layout(self, slot: int) -> tuple[int, int, tuple[int, ...]]:
         """(root slot, element offset, element strides) of `slot` within its root's memory."""
-        root = slot
-        while self.slots[root].kind == "view":
-            root = self.slots[root].base  # type: ignore[assignment]
+        root = root_slot(self.slots, slot)
         base = _dummy(self.slots[root].shape, self.slots[root].dtype)
         p = self.probe(slot, base)
         item = p.dtype.itemsize
