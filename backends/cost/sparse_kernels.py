@@ -87,12 +87,17 @@ def block_key(block: tuple[int, int]) -> str:
     return f"{block[0]}x{block[1]}"
 
 
-def _override(path: str | os.PathLike | None, table: str) -> dict[tuple[int, int], float]:
+def _override_table(path: str | os.PathLike | None, table: str) -> dict[str, object]:
+    """Table `table` of the cpu-host override (`path`, else the one in the config folder); empty without it."""
     p = Path(path) if path is not None else config_dir() / "cpu-host.toml"
     if not p.is_file():
         return {}
     with p.open("rb") as f:
-        entries = tomllib.load(f).get(table, {})
+        return dict(tomllib.load(f).get(table, {}))
+
+
+def _override(path: str | os.PathLike | None, table: str) -> dict[tuple[int, int], float]:
+    entries = _override_table(path, table)
     out = {}
     for key, value in entries.items():
         a, b = (int(s) for s in key.split("x"))
@@ -263,10 +268,10 @@ def choose_sparse_kernel(info: SparsityInfo | None, block_density: Callable[[tup
 
 
 COPY_TABLE = "sparse_copies"
-"""Name of the TOML table in the cpu-host override that holds what the fp32 sparse kernels' copies of the
-activations cost (`pack_value`, `patch_value`, `output_value`: flops of the dense product per value copied)."""
+"""Name of the TOML table in the cpu-host override that holds what the sparse paths' copies of the activations cost
+(SHIPPED_COPY_FLOPS's keys: operations of the dense product per value copied)."""
 SHIPPED_COPY_FLOPS = {"pack_value": 210.0, "patch_value": 225.0, "output_value": 124.0, "int8_patch_value": 240.0}
-"""What the fp32 sparse paths copy that the dense kernels do not, per value, in flops of the dense product they
+"""What the sparse paths copy that the dense kernels do not, per value, in operations of the dense product they
 replace. `pack_value`: the BSR and N:M kernels pack their activations into panels per row block (the dense GEMM
 reads narrow tiles in place); `patch_value`, `output_value`: a sparse convolution also builds its im2col patches and
 copies its result from pixels x channels back to NCHW (the direct convolution reads its input in place). Measured on
@@ -282,12 +287,8 @@ product (that layer: 51.4 against 5.2 us for the patches, its AMX product 24.7 u
 
 def load_copy_flops(path: str | os.PathLike | None = None) -> dict[str, float]:
     """SHIPPED_COPY_FLOPS overridden by the cpu-host override's COPY_TABLE."""
-    p = Path(path) if path is not None else config_dir() / "cpu-host.toml"
-    if not p.is_file():
-        return dict(SHIPPED_COPY_FLOPS)
-    with p.open("rb") as f:
-        entries = tomllib.load(f).get(COPY_TABLE, {})
-    return {k: float(entries.get(k, v)) for k, v in SHIPPED_COPY_FLOPS.items()}
+    entries = _override_table(path, COPY_TABLE)
+    return {k: float(entries.get(k, v)) for k, v in SHIPPED_COPY_FLOPS.items()}  # type: ignore[arg-type]
 
 
 def output_channels(node: Node) -> int:
