@@ -3,7 +3,8 @@
 RMSNormalization (x times the reciprocal root mean square over the axes from `axis`, times scale, in float32
 for half inputs as stash_type 1 says), ReduceLogSumExp (stabilized by the maximum: m + log(sum(exp(x - m)))),
 ReduceLogSum, LpNormalization (p = 1 or 2 along one axis; a zero vector stays zero), Hardmax (one-hot of the
-first maximum along an axis) and OneHot (indices compared with a constant range, picking the on / off values).
+first maximum along an axis), OneHot (indices compared with a constant range, picking the on / off values) and
+RotaryEmbedding (the halves, or the even and odd channels, of each head rotated by cos / sin gathered by position).
 The compositions fuse like any other chain of the same ops.
 """
 
@@ -120,3 +121,57 @@ def _one_hot(ctx: NodeContext) -> list[Handle | None]:
         raise UnsupportedError(f"OneHot values {describe(values)}: a constant [off, on] pair")
     off, on = (values.reshape(-1)[i:i + 1].reshape(()) for i in (0, 1))
     return [ctx.op("where", hot, on, off)]
+
+
+@converter("RotaryEmbedding")
+def _rotary_embedding(ctx: NodeContext) -> list[Handle | None]:
+    """x [B, heads, S, D] (or [B, S, heads * D] with num_heads) rotated by angle pairs: the first
+    rotary_embedding_dim channels of each head as halves (or, interleaved, as even / odd channels) x1, x2 ->
+    (cos x1 - sin x2, sin x1 + cos x2), cos / sin [B, S, dim / 2] or rows of caches picked by position_ids."""
+    x, cos, sin = ctx.need(0, "X"), ctx.need(1, "cos_cache"), ctx.need(2, "sin_cache")
+    positions = ctx.input(3)
+    shape = shape_of(x)
+    heads = int(ctx.attr("num_heads", 0))
+    if len(shape) == 4:
+        b, h, s, d = shape
+        xs = ctx.transpose(x, [0, 2, 1, 3])  # [B, S, heads, D]
+    elif len(shape) == 3:
+        if heads <= 0 or shape[2] % heads:
+            raise UnsupportedError(f"RotaryEmbedding of 3-D {describe(x)} needs num_heads dividing {shape[2]}, "
+                                   f"got {heads}")
+        b, s, h, d = shape[0], shape[1], heads, shape[2] // heads
+        xs = ctx.reshape(x, [b, s, h, d])
+    else:
+        raise UnsupportedError(f"RotaryEmbedding of {describe(x)}: input of rank 3 or 4 only")
+    rot = int(ctx.attr("rotary_embedding_dim", 0)) or d
+    if rot % 2 or rot > d:
+        raise UnsupportedError(f"RotaryEmbedding: rotary_embedding_dim {rot} must be even and at most the head "
+                               f"size {d}")
+    half = rot // 2
+    xs, back = _in_f32(ctx, xs)
+    angles = []
+    for cache in (cos, sin):
+        if positions is not None:
+            cache = ctx.op("gather", cache, positions, axis=0)
+        if tuple(shape_of(cache)) != (b, s, half):
+            raise UnsupportedError(f"RotaryEmbedding: cos / sin {describe(cache)} (after position_ids) must be "
+                                   f"[{b}, {s}, {half}]")
+        cache, _ = _in_f32(ctx, cache)
+        angles.append(ctx.reshape(cache, [b, s, 1, half]))
+    c, sn = angles
+    part = ctx.op("slice", xs, starts=[0], ends=[rot], axes=[3], steps=[1]) if rot < d else xs
+    step, second = (2, 1) if ctx.attr("interleaved", 0) else (1, half)
+    x1 = ctx.op("slice", part, starts=[0], ends=[rot if step == 2 else half], axes=[3], steps=[step])
+    x2 = ctx.op("slice", part, starts=[second], ends=[rot], axes=[3], steps=[step])
+    real = ctx.op("sub", ctx.op("mul", c, x1), ctx.op("mul", sn, x2))
+    imag = ctx.op("add", ctx.op("mul", sn, x1), ctx.op("mul", c, x2))
+    if step == 2:  # back to even / odd channels: pairs side by side, then one axis again
+        pairs = ctx.op("concat", ctx.reshape(real, [b, s, h, half, 1]), ctx.reshape(imag, [b, s, h, half, 1]), axis=4)
+        rotated = ctx.reshape(pairs, [b, s, h, rot])
+    else:
+        rotated = ctx.op("concat", real, imag, axis=3)
+    if rot < d:
+        rotated = ctx.op("concat", rotated, ctx.op("slice", xs, starts=[rot], ends=[d], axes=[3], steps=[1]), axis=3)
+    if back is not None:
+        rotated = ctx.op("cast", rotated, dtype=back)
+    return [ctx.transpose(rotated, [0, 2, 1, 3]) if len(shape) == 4 else ctx.reshape(rotated, shape)]

@@ -1,14 +1,16 @@
-"""RMSNormalization, ReduceLogSumExp, LpNormalization, Hardmax and OneHot: imported as compositions of IR ops and
-checked against ONNX's reference evaluator and ONNX Runtime on the reference and Numba backends."""
+"""RMSNormalization, ReduceLogSumExp, LpNormalization, Hardmax, OneHot and RotaryEmbedding: imported as compositions
+of IR ops and checked against ONNX's reference evaluator and ONNX Runtime on the reference and Numba backends."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from onnx import helper
+from onnx.reference import ReferenceEvaluator
 from tensorsmith import runtime
 from tensorsmith.backends import reference
 from tensorsmith.ir import from_onnx
+from tensorsmith.ir.onnx_context import OnnxImportError
 
 from .test_onnx_import import make_model, ort_outputs
 from .test_onnx_import_logic import _agree
@@ -78,3 +80,74 @@ def test_one_hot_with_negative_and_out_of_range_indices(axis: int) -> None:
                                                      "values": np.array([-1.0, 3.0], np.float32)}, opset=11)
     got = _agree(model, {"idx": idx})
     assert got["y"].shape == tuple(np.insert(np.array(idx.shape), axis % 3, 5)) and (got["y"] == 3.0).sum() == 4
+
+
+def _rotary_model(x: np.ndarray, caches: tuple[np.ndarray, np.ndarray], positions: np.ndarray | None,
+                  **attrs: int):  # type: ignore[no-untyped-def]
+    inputs = {"x": x, "cos": caches[0], "sin": caches[1]}
+    if positions is not None:
+        inputs["pos"] = positions
+    node = helper.make_node("RotaryEmbedding", list(inputs), ["y"], **attrs)
+    return make_model([node], inputs, ["y"], opset=23), inputs
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+@pytest.mark.parametrize("rotary_dim", [0, 4])
+@pytest.mark.parametrize("layout", ["4d", "3d", "no positions"])
+def test_rotary_embedding(interleaved: int, rotary_dim: int, layout: str) -> None:
+    """Halves or even / odd channels, the whole head or its first 4 channels, [B, heads, S, D] or [B, S, hidden]
+    with num_heads, cos / sin rows picked by run-time position ids or given per token."""
+    b, h, s, d = 2, 3, 5, 8
+    half = (rotary_dim or d) // 2
+    angles = RNG.uniform(0, 6.3, (40, half)).astype(np.float32)
+    caches = np.cos(angles), np.sin(angles)
+    positions = RNG.integers(0, 40, (b, s)).astype(np.int64)
+    attrs = {"interleaved": interleaved, "rotary_embedding_dim": rotary_dim}
+    if layout == "3d":
+        x = RNG.standard_normal((b, s, h * d)).astype(np.float32)
+        attrs["num_heads"] = h
+    else:
+        x = RNG.standard_normal((b, h, s, d)).astype(np.float32)
+    if layout == "no positions":
+        caches, positions = (caches[0][positions], caches[1][positions]), None
+    model, feeds = _rotary_model(x, caches, positions, **attrs)
+    got = _agree(model, feeds, rtol=1e-5, atol=1e-6)["y"]
+    assert got.shape == x.shape
+    if rotary_dim:  # channels past the rotary dimension pass through
+        tail = got[..., rotary_dim:d] if layout != "3d" else got.reshape(b, s, h, d)[..., rotary_dim:]
+        whole = x[..., rotary_dim:d] if layout != "3d" else x.reshape(b, s, h, d)[..., rotary_dim:]
+        np.testing.assert_array_equal(tail, whole)
+
+
+def test_rotary_embedding_in_half_precision_computes_in_float32() -> None:
+    x = RNG.standard_normal((1, 2, 3, 4)).astype(np.float16)
+    angles = RNG.uniform(0, 6.3, (1, 3, 2))
+    caches = np.cos(angles).astype(np.float16), np.sin(angles).astype(np.float16)
+    model, feeds = _rotary_model(x, caches, None)
+    g = from_onnx(model)
+    got = reference.run(g, feeds)["y"]
+    want = ReferenceEvaluator(model).run(None, feeds)[0]
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), atol=2e-3)
+    np.testing.assert_array_equal(runtime.compile(g, backend="numba").run(feeds)["y"], got)
+
+
+@pytest.mark.parametrize(("attrs", "cache_rows", "message"), [
+    ({"rotary_embedding_dim": 5}, 2, "must be even"),
+    ({}, 3, r"must be \[2, 5, 4\]"),
+])
+def test_rotary_embedding_refuses_what_it_cannot_rotate(attrs: dict[str, int], cache_rows: int, message: str) -> None:
+    x = RNG.standard_normal((2, 3, 5, 8)).astype(np.float32)
+    caches = RNG.standard_normal((40, cache_rows)).astype(np.float32), RNG.standard_normal((40, cache_rows)).astype(
+        np.float32)
+    model, _ = _rotary_model(x, caches, np.zeros((2, 5), np.int64), **attrs)
+    with pytest.raises(OnnxImportError, match=message):
+        from_onnx(model)
+
+
+def test_rotary_embedding_of_a_3d_input_needs_num_heads() -> None:
+    x = RNG.standard_normal((2, 5, 24)).astype(np.float32)
+    caches = RNG.standard_normal((2, 5, 4)).astype(np.float32), RNG.standard_normal((2, 5, 4)).astype(np.float32)
+    model, _ = _rotary_model(x, caches, None)
+    with pytest.raises(OnnxImportError, match="needs num_heads"):
+        from_onnx(model)
