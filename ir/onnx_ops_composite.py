@@ -4,7 +4,8 @@ RMSNormalization (x times the reciprocal root mean square over the axes from `ax
 for half inputs as stash_type 1 says), ReduceLogSumExp (stabilized by the maximum: m + log(sum(exp(x - m)))),
 ReduceLogSum, LpNormalization (p = 1 or 2 along one axis; a zero vector stays zero), Hardmax (one-hot of the
 first maximum along an axis), OneHot (indices compared with a constant range, picking the on / off values) and
-RotaryEmbedding (the halves, or the even and odd channels, of each head rotated by cos / sin gathered by position).
+RotaryEmbedding (the halves, or the even and odd channels, of each head rotated by cos / sin gathered by position)
+and LpPool (window sums of |x|^p as depthwise convolutions with ones, then the p-th root).
 The compositions fuse like any other chain of the same ops.
 """
 
@@ -15,6 +16,8 @@ import numpy as np
 from .dtypes import dtype_from_numpy
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, norm_axis, np_dtype, shape_of
 from .onnx_ops_math import reduce_axes
+from .onnx_ops_nn import window_attrs
+from .ops.nn import conv_out
 
 
 def _in_f32(ctx: NodeContext, x: Handle) -> tuple[Handle, str | None]:
@@ -175,3 +178,55 @@ def _rotary_embedding(ctx: NodeContext) -> list[Handle | None]:
     if back is not None:
         rotated = ctx.op("cast", rotated, dtype=back)
     return [ctx.transpose(rotated, [0, 2, 1, 3]) if len(shape) == 4 else ctx.reshape(rotated, shape)]
+
+
+def _window_sums(ctx: NodeContext, x: Handle, kernel: list[int], strides: list[int], pads: list[int],
+                 dil: list[int], ceil: bool) -> Handle:
+    """Sums over 2-D windows of x [N, C, H, W] (pads as zeros; a ceil_mode window past the edge sees zeros there
+    too): a depthwise convolution with ones, its end pads widened to cover the last window."""
+    n, c, h, w = shape_of(x)
+    size = (h, w)
+    outs = [conv_out(size[i], kernel[i], strides[i], pads[i], pads[i + 2], dil[i], ceil) for i in range(2)]
+    ends = [max(pads[i + 2], (outs[i] - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 - size[i] - pads[i])
+            for i in range(2)]
+    ones = np.ones((c, 1, kernel[0], kernel[1]), np.float32)
+    return ctx.op("conv2d", x, ones, pads=[pads[0], pads[1], ends[0], ends[1]], strides=strides, dilations=dil,
+                  groups=c)
+
+
+@converter("LpPool")
+def _lp_pool(ctx: NodeContext) -> list[Handle | None]:
+    """(sum over each window of |x|^p)^(1/p): 1, 2 or 3 spatial axes, the sums as depthwise convolutions with ones
+    (3-D windows as a 2-D one over height and width, then one over depth)."""
+    x = ctx.need(0, "X")
+    xs = shape_of(x)
+    r = len(xs) - 2
+    if r not in (1, 2, 3):
+        raise UnsupportedError(f"LpPool of {describe(x)}: 1, 2 or 3 spatial axes only")
+    p = float(ctx.attr("p", 2))
+    if p <= 0:
+        raise UnsupportedError(f"LpPool with p={p}: p must be positive")
+    kernel = list(ctx.attr("kernel_shape"))
+    if len(kernel) != r:
+        raise UnsupportedError(f"LpPool: kernel_shape {kernel} does not fit {describe(x)}")
+    strides, dil, pads = window_attrs(ctx, xs[2:], tuple(kernel), dil_default=ctx.opset >= 18)
+    ceil = bool(ctx.attr("ceil_mode", 0))
+    xf, back = _in_f32(ctx, x)
+    powered = ctx.op("abs", xf) if p == 1.0 else ctx.op("mul", xf, xf) if p == 2.0 else \
+        ctx.op("pow", ctx.op("abs", xf), ctx.scalar(p, xf))
+    if r == 1:  # one spatial axis as a row of a 2-D window
+        sums = _window_sums(ctx, ctx.reshape(powered, (xs[0], xs[1], 1, xs[2])), [1, kernel[0]], [1, strides[0]],
+                            [0, pads[0], 0, pads[1]], [1, dil[0]], ceil)
+        sums = ctx.reshape(sums, (xs[0], xs[1], shape_of(sums)[3]))
+    elif r == 2:
+        sums = _window_sums(ctx, powered, kernel, strides, pads, dil, ceil)
+    else:
+        n, c, d, h, w = xs
+        plane = _window_sums(ctx, ctx.reshape(powered, (n, c * d, h, w)), kernel[1:], strides[1:],
+                             [pads[1], pads[2], pads[4], pads[5]], dil[1:], ceil)
+        ho, wo = shape_of(plane)[2:]
+        sums = _window_sums(ctx, ctx.reshape(plane, (n, c, d, ho * wo)), [kernel[0], 1], [strides[0], 1],
+                            [pads[0], 0, pads[3], 0], [dil[0], 1], ceil)
+        sums = ctx.reshape(sums, (n, c, shape_of(sums)[2], ho, wo))
+    y = sums if p == 1.0 else ctx.op("sqrt", sums) if p == 2.0 else ctx.op("pow", sums, ctx.scalar(1.0 / p, sums))
+    return [ctx.op("cast", y, dtype=back) if back is not None else y]

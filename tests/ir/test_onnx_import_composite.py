@@ -1,5 +1,6 @@
-"""RMSNormalization, ReduceLogSumExp, LpNormalization, Hardmax, OneHot and RotaryEmbedding: imported as compositions
-of IR ops and checked against ONNX's reference evaluator and ONNX Runtime on the reference and Numba backends."""
+"""RMSNormalization, ReduceLogSumExp, LpNormalization, Hardmax, OneHot, RotaryEmbedding and LpPool: imported as
+compositions of IR ops and checked against ONNX's reference evaluator and ONNX Runtime on the reference and Numba
+backends."""
 
 from __future__ import annotations
 
@@ -150,4 +151,45 @@ def test_rotary_embedding_of_a_3d_input_needs_num_heads() -> None:
     caches = RNG.standard_normal((2, 5, 4)).astype(np.float32), RNG.standard_normal((2, 5, 4)).astype(np.float32)
     model, _ = _rotary_model(x, caches, None)
     with pytest.raises(OnnxImportError, match="needs num_heads"):
+        from_onnx(model)
+
+
+@pytest.mark.parametrize(("shape", "attrs"), [
+    ((2, 3, 9, 8), {"kernel_shape": [3, 2], "p": 2}),
+    ((2, 3, 9, 8), {"kernel_shape": [3, 3], "p": 1, "strides": [2, 2], "pads": [1, 0, 1, 2]}),
+    ((1, 2, 10, 11), {"kernel_shape": [2, 3], "p": 3, "strides": [2, 3], "ceil_mode": 1}),
+    ((1, 2, 10, 11), {"kernel_shape": [2, 2], "p": 2, "dilations": [2, 3], "pads": [1, 1, 0, 2]}),
+    ((1, 2, 10, 11), {"kernel_shape": [3, 2], "p": 2, "strides": [2, 2], "auto_pad": "SAME_LOWER"}),
+    ((2, 3, 12), {"kernel_shape": [4], "p": 2, "strides": [3], "pads": [1, 2]}),
+    ((1, 2, 5, 6, 7), {"kernel_shape": [2, 3, 2], "p": 2, "strides": [1, 2, 2], "pads": [1, 0, 1, 0, 1, 1]}),
+])
+def test_lp_pool(shape: tuple[int, ...], attrs: dict[str, object]) -> None:
+    """p = 1, 2 and 3, strides, pads, ceil mode, dilations, auto_pad, 1 and 3 spatial axes. In ceil mode a window
+    past the edge sums the cells it has, as ONNX Runtime does (ONNX's reference evaluator scales their mean by the
+    whole window's size instead)."""
+    x = RNG.standard_normal(shape).astype(np.float32)
+    model = make_model([helper.make_node("LpPool", ["x"], ["y"], **attrs)], {"x": x}, ["y"], opset=22)
+    if attrs.get("ceil_mode"):
+        g = from_onnx(model)
+        got = reference.run(g, {"x": x})["y"]
+        np.testing.assert_allclose(runtime.compile(g, backend="numba").run({"x": x})["y"], got, rtol=1e-5)
+        padded = np.zeros(shape[:2] + (shape[2] + 1, shape[3] + 2), np.float32)  # zeros past the edge
+        padded[:, :, :shape[2], :shape[3]] = np.abs(x) ** 3
+        want = np.stack([np.stack([padded[:, :, 2 * i:2 * i + 2, 3 * j:3 * j + 3].sum(axis=(2, 3))
+                                   for j in range(got.shape[3])], -1) for i in range(got.shape[2])], -2) ** (1 / 3)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        theirs = ort_outputs(model, {"x": x})
+        if theirs is not None:
+            np.testing.assert_allclose(got, theirs[0], rtol=1e-5)
+        return
+    got = _agree(model, {"x": x}, rtol=1e-5, atol=1e-6)["y"]
+    assert [n.op for n in from_onnx(model).nodes].count("conv2d") == (2 if len(shape) == 5 else 1)
+    assert np.all(got >= 0)
+
+
+def test_lp_pool_refuses_a_non_positive_p() -> None:
+    x = RNG.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    model = make_model([helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], p=0)], {"x": x}, ["y"],
+                       opset=22)
+    with pytest.raises(OnnxImportError, match="p must be positive"):
         from_onnx(model)
