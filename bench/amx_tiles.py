@@ -35,14 +35,18 @@ PATH = "amx"
 def gemm_variant(tag: str, prefetch_a: bool) -> Callable[..., Any]:
     """The amx path's `gemm_i32` driver (serial, uncached) around tile blocks with `prefetch_a` as given."""
     shape, kernels = ig.SHAPES[PATH], ig.UKERNELS[PATH]
-    sizes = {"MR": shape.mr, "NR": shape.nr, "KC": ig.L1_WEIGHT_BLOCK // shape.nr}
+    sizes = {"MR": shape.mr, "NR": shape.nr, "KC": ig.L1_WEIGHT_BLOCK // shape.nr,
+             "EPILOGUE_PANELS": shape.epilogue_panels}
     rows = helper(specialized(int8_drivers.acc_rows, f"{PATH}_{tag}", UK_FULL=kernels[shape.mr], UK_FOUR=kernels[4],
                               UK_TWO=kernels[2], UK_ONE=kernels[1], **sizes))
-    panel = subkernel(specialized(int8_drivers.acc_panel_tiles, f"{PATH}_{tag}", ACC_ROWS=rows,
+    clear = helper(specialized(int8_drivers.clear_rows, f"{PATH}_{tag}", **sizes))
+    panel = subkernel(specialized(int8_drivers.acc_panel_tiles, f"{PATH}_{tag}", ACC_ROWS=rows, CLEAR_ROWS=clear,
                                   TILE_32=int8_amx.make_tile_block(2, prefetch_a=prefetch_a),
                                   TILE_16=int8_amx.make_tile_block(1, prefetch_a=prefetch_a), **sizes))
-    return numba.njit(error_model="numpy")(specialized(int8_drivers.gemm_i32, f"{PATH}_{tag}", acc_panel=panel,
-                                                       TILES_BEGIN=int8_amx.tiles_begin,
+    group = subkernel(specialized(int8_drivers.acc_group, f"{PATH}_{tag}", acc_panel=panel, **sizes))
+    per_item = helper(specialized(int8_drivers.scratch_per_item, f"{PATH}_{tag}", **sizes))
+    return numba.njit(error_model="numpy")(specialized(int8_drivers.gemm_i32, f"{PATH}_{tag}", acc_group=group,
+                                                       scratch_per_item=per_item, TILES_BEGIN=int8_amx.tiles_begin,
                                                        TILES_END=int8_amx.tiles_end, **sizes))
 
 

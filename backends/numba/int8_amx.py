@@ -123,7 +123,7 @@ def _check_c_array(arr: Any, what: str, dtype: Any) -> None:
 def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool = True) -> Any:
     """The intrinsic computing a (16 * row_tiles) x 32 i32 block over kt * 64 k on tiles.
 
-    blk(kt, a, a_off, lda, b, b_off, c, c_off): c[c_off + i*32 + n] = sum over k < 64 kt of
+    blk(kt, a, a_off, lda, b, b_off, c, c_off, ldc): c[c_off + i*ldc + n] = sum over k < 64 kt of
     a[a_off + i*lda + k] * w[k, n], for i < 16 row_tiles, n < 32, with w read from the packed panel
     at b[b_off:] (layout [Kp / 4][32][4]); offsets in elements of the flat C-contiguous a (u8),
     b (s8) and c (i32); kt = 0 stores zeros. Needs the tile configuration loaded (`tiles_begin`). `interleaved`
@@ -134,12 +134,12 @@ def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool =
     """
     c_tiles = _C_TILES[:2 * row_tiles]
 
-    def typer(typingctx, kt, a, a_off, lda, b, b_off, c, c_off):  # type: ignore[no-untyped-def]
+    def typer(typingctx, kt, a, a_off, lda, b, b_off, c, c_off, ldc):  # type: ignore[no-untyped-def]
         """Type an AMX tile block call."""
         _check_c_array(a, "activations", types.uint8)
         _check_c_array(b, "packed weights", types.int8)
         _check_c_array(c, "accumulators", types.int32)
-        return types.void(kt, a, a_off, lda, b, b_off, c, c_off), codegen
+        return types.void(kt, a, a_off, lda, b, b_off, c, c_off, ldc), codegen
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         st = signature.args
@@ -157,7 +157,7 @@ def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool =
         dot_fn = _x86(mod, "tdpbusd", [_I8, _I8, _I8])
         store_fn = _x86(mod, "tilestored64", [_I8, _PTR, _I64])
         pa, pb, pc = base(1, 2), base(4, 5), base(6, 7)
-        kt, lda = as_i64(0), as_i64(3)
+        kt, lda, ldc = as_i64(0), as_i64(3), as_i64(8)
         for t in c_tiles:
             builder.call(zero_fn, [_tile(t)])
 
@@ -202,11 +202,12 @@ def make_tile_block(row_tiles: int, interleaved: bool = True, prefetch_a: bool =
                         dot(i, j)
 
         counted_loop(builder, ir.Constant(_I64, 0), kt, 1, k_step, "amx")
-        row_bytes = ir.Constant(_I64, 4 * AMX_NR)
+        row_bytes = builder.mul(ldc, ir.Constant(_I64, 4))
         for i in range(row_tiles):
             for j in range(2):
-                p = builder.gep(pc, [ir.Constant(_I64, TILE_ROWS * AMX_NR * i + 16 * j)])
-                builder.call(store_fn, [_tile(c_tiles[2 * i + j]), builder.bitcast(p, _PTR), row_bytes])
+                offset = builder.add(builder.mul(ldc, ir.Constant(_I64, TILE_ROWS * i)), ir.Constant(_I64, 16 * j))
+                builder.call(store_fn, [_tile(c_tiles[2 * i + j]), builder.bitcast(builder.gep(pc, [offset]), _PTR),
+                                        row_bytes])
         return context.get_dummy_value()
 
     typer.__name__ = typer.__qualname__ = (f"amx_block_{TILE_ROWS * row_tiles}x{AMX_NR}{'_il' if interleaved else ''}"

@@ -1,10 +1,11 @@
 """Per-path templates of the int8 GEMM kernels: `jit.specialized` binds each path's names into a copy.
 
-The names MR, NR, KC (micro-kernel rows, panel columns, K block), UK_FULL, UK_FOUR, UK_TWO, UK_ONE (the
-MR-, 4-, 2- and one-row micro-kernels), in `acc_panel_tiles` ACC_ROWS (the path's compiled `acc_rows`), TILE_32 and
-TILE_16 (the AMX tile blocks), and, in the drivers, acc_panel (the path's compiled `acc_panel` or
-`acc_panel_tiles`) and TILES_BEGIN / TILES_END (load and release the tile state around a work item;
-no-ops off AMX) are not module globals: each path's copy of a template gets them in its own globals,
+The names MR, NR, KC (micro-kernel rows, panel columns, K block), EPILOGUE_PANELS (panels dequantized
+together), UK_FULL, UK_FOUR, UK_TWO, UK_ONE (the MR-, 4-, 2- and one-row micro-kernels), in `acc_panel_tiles`
+ACC_ROWS (the path's compiled `acc_rows`), TILE_32 and TILE_16 (the AMX tile blocks), CLEAR_ROWS (`clear_rows`),
+in `acc_group` acc_panel (the path's compiled `acc_panel` or `acc_panel_tiles`), and, in the drivers, acc_group,
+scratch_per_item and TILES_BEGIN / TILES_END (load and release the tile state around a work item; no-ops off
+AMX) are not module globals: each path's copy of a template gets them in its own globals,
 and its own name, so that every path compiles to separate code and separate cache entries.
 """
 
@@ -60,9 +61,9 @@ def dequant_block(acc, ld, m0, m1, n0, nw, sx, zpx, colsum, rsum, wzp, sw, bias,
             rs = rsum[r]
             for c in range(nw):
                 o[c] = (s * swv[c]) * np.float32(a[c] - z * csv[c] - rs * wzv[c]) + bv[c]
-        else:
-            for c in range(nw):  # slices, not indices offset by n0: the loop vectorizes
-                o[c] = (s * swv[c]) * np.float32(a[c] - z * csv[c]) + bv[c]
+        else:  # slices, not indices offset by n0: the loop vectorizes; the difference is i32 wherever acc is exact
+            for c in range(nw):  # (|sum_k (x - z) w| <= 255 * 128 * K, as acc's), so it is computed in i32
+                o[c] = (s * swv[c]) * np.float32(np.int32(a[c] - z * csv[c])) + bv[c]
 
 
 @subkernel(fastmath=False)
@@ -114,8 +115,8 @@ def no_tile_state():  # type: ignore[no-untyped-def]
     """Nothing: the tile-state hooks of the paths that have no tiles."""
 
 
-def acc_rows(xq, wp, mb, r0, r1, p, acc, k0, add):  # type: ignore[no-untyped-def]
-    """acc[(r - mb) * NR + c] (+)= sum over k >= k0 of xq[r, k] * w[p * NR + c, k], rows r0..r1, on vectors.
+def acc_rows(xq, wp, mb, r0, r1, p, acc, c_off, ldc, k0, add):  # type: ignore[no-untyped-def]
+    """acc[c_off + (r - mb) * ldc + c] (+)= sum over k >= k0 of xq[r, k] * w[p * NR + c, k], rows r0..r1, on vectors.
 
     The first K block adds to acc when `add`, else overwrites it; later blocks always add.
     """
@@ -126,44 +127,64 @@ def acc_rows(xq, wp, mb, r0, r1, p, acc, k0, add):  # type: ignore[no-untyped-de
         more = add or pc != k0
         r = r0
         while r + MR <= r1:
-            UK_FULL(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            UK_FULL(kg, xq, r * kp + pc, kp, wp, boff, acc, c_off + (r - mb) * ldc, ldc, more)
             r += MR
         if MR > 4 and r + 4 <= r1:
-            UK_FOUR(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            UK_FOUR(kg, xq, r * kp + pc, kp, wp, boff, acc, c_off + (r - mb) * ldc, ldc, more)
             r += 4
         while r + 2 <= r1:
-            UK_TWO(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            UK_TWO(kg, xq, r * kp + pc, kp, wp, boff, acc, c_off + (r - mb) * ldc, ldc, more)
             r += 2
         if r < r1:
-            UK_ONE(kg, xq, r * kp + pc, kp, wp, boff, acc, (r - mb) * NR, NR, more)
+            UK_ONE(kg, xq, r * kp + pc, kp, wp, boff, acc, c_off + (r - mb) * ldc, ldc, more)
 
 
-def acc_panel(xq, wp, m0, m1, p, acc):  # type: ignore[no-untyped-def]
-    """acc[(r - m0) * NR + c] = sum_k xq[r, k] * w[p * NR + c, k] for rows m0..m1 and panel p."""
+def clear_rows(acc, c_off, ldc, rows):  # type: ignore[no-untyped-def]
+    """acc[c_off + r * ldc + c] = 0 for r < rows, c < NR (a product over K = 0)."""
+    for r in range(rows):
+        acc[c_off + r * ldc:c_off + r * ldc + NR] = 0
+
+
+def acc_panel(xq, wp, m0, m1, p, acc, c_off, ldc):  # type: ignore[no-untyped-def]
+    """acc[c_off + (r - m0) * ldc + c] = sum_k xq[r, k] * w[p * NR + c, k] for rows m0..m1 and panel p."""
     if xq.shape[1] == 0:
-        acc[:(m1 - m0) * NR] = 0
-    ACC_ROWS(xq, wp, m0, m0, m1, p, acc, 0, False)
+        CLEAR_ROWS(acc, c_off, ldc, m1 - m0)
+    ACC_ROWS(xq, wp, m0, m0, m1, p, acc, c_off, ldc, 0, False)
 
 
-def acc_panel_tiles(xq, wp, m0, m1, p, acc):  # type: ignore[no-untyped-def]
+def acc_panel_tiles(xq, wp, m0, m1, p, acc, c_off, ldc):  # type: ignore[no-untyped-def]
     """`acc_panel` on AMX tiles: blocks of 32 and 16 rows over whole 64s of K, vectors for the rest."""
     kp = xq.shape[1]
     if kp == 0:
-        acc[:(m1 - m0) * NR] = 0
+        CLEAR_ROWS(acc, c_off, ldc, m1 - m0)
     kt = kp // 64
     r = m0
     if kt > 0:
         boff = p * kp * NR
         while r + 32 <= m1:
-            TILE_32(kt, xq, r * kp, kp, wp, boff, acc, (r - m0) * NR)
+            TILE_32(kt, xq, r * kp, kp, wp, boff, acc, c_off + (r - m0) * ldc, ldc)
             r += 32
         if r + 16 <= m1:
-            TILE_16(kt, xq, r * kp, kp, wp, boff, acc, (r - m0) * NR)
+            TILE_16(kt, xq, r * kp, kp, wp, boff, acc, c_off + (r - m0) * ldc, ldc)
             r += 16
         if kt * 64 < kp and r > m0:
-            ACC_ROWS(xq, wp, m0, m0, r, p, acc, kt * 64, True)
+            ACC_ROWS(xq, wp, m0, m0, r, p, acc, c_off, ldc, kt * 64, True)
     if r < m1:
-        ACC_ROWS(xq, wp, m0, r, m1, p, acc, 0, False)
+        ACC_ROWS(xq, wp, m0, r, m1, p, acc, c_off, ldc, 0, False)
+
+
+def acc_group(xq, wp, m0, m1, g0, g1, acc):  # type: ignore[no-untyped-def]
+    """acc[(r - m0) * ld + c] = the product's rows m0..m1 and columns g0 * NR + c of panels g0..g1, ld = (g1 - g0) *
+    NR: the accumulators of a group of panels, dequantized together (`UkernelShape.epilogue_panels`)."""
+    ld = (g1 - g0) * NR
+    for p in range(g0, g1):
+        acc_panel(xq, wp, m0, m1, p, acc, (p - g0) * NR, ld)
+    return ld
+
+
+def scratch_per_item(tm, tnp):  # type: ignore[no-untyped-def]
+    """i32 accumulators one work item of tm rows x tnp panels needs: a group of panels (`acc_group`)."""
+    return tm * NR * min(tnp, EPILOGUE_PANELS)
 
 
 def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
@@ -173,18 +194,18 @@ def gemm_i32(xq, wp, out, tm, tnp, scratch):  # type: ignore[no-untyped-def]
     panels = wp.shape[0]
     gm = (m_all + tm - 1) // tm
     gn = (panels + tnp - 1) // tnp
-    per = tm * NR
+    per = scratch_per_item(tm, tnp)
     for t in prange(gm * gn):
         m0, m1, p0, p1 = work_item_tile(t, gn, tm, tnp, m_all, panels)
         acc = scratch[t * per:(t + 1) * per]
         TILES_BEGIN()
-        for p in range(p0, p1):
-            acc_panel(xq, wp, m0, m1, p, acc)
-            n0 = p * NR
-            nw = min(NR, n_all - n0)
+        for g0 in range(p0, p1, EPILOGUE_PANELS):
+            ld = acc_group(xq, wp, m0, m1, g0, min(p1, g0 + EPILOGUE_PANELS), acc)
+            n0 = g0 * NR
+            nw = min(ld, n_all - n0)
             for r in range(m0, m1):
                 o = out[r, n0:n0 + nw]
-                a = acc[(r - m0) * NR:(r - m0) * NR + nw]
+                a = acc[(r - m0) * ld:(r - m0) * ld + nw]
                 for c in range(nw):
                     o[c] = a[c]
         TILES_END()
@@ -199,14 +220,14 @@ def gemm_dequant(xq, sx, zpx, wp, colsum, rsum, wzp, sw, bias, out, tm, tnp,  # 
     panels = wp.shape[0]
     gm = (m_all + tm - 1) // tm
     gn = (panels + tnp - 1) // tnp
-    per = tm * NR
+    per = scratch_per_item(tm, tnp)
     for t in prange(gm * gn):
         m0, m1, p0, p1 = work_item_tile(t, gn, tm, tnp, m_all, panels)
         acc = scratch[t * per:(t + 1) * per]
         TILES_BEGIN()
-        for p in range(p0, p1):
-            acc_panel(xq, wp, m0, m1, p, acc)
-            dequant_block(acc, NR, m0, m1, p * NR, min(NR, n_all - p * NR), sx, zpx, colsum, rsum, wzp, sw, bias,
+        for g0 in range(p0, p1, EPILOGUE_PANELS):
+            ld = acc_group(xq, wp, m0, m1, g0, min(p1, g0 + EPILOGUE_PANELS), acc)
+            dequant_block(acc, ld, m0, m1, g0 * NR, min(ld, n_all - g0 * NR), sx, zpx, colsum, rsum, wzp, sw, bias,
                           out)
         TILES_END()
         c1 = min(n_all, p1 * NR)

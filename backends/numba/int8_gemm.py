@@ -34,7 +34,17 @@ from ..aligned import aligned_copy
 from .cpu_features import check_int8_path
 from .epilogue import PARAMS_PER_STAGE
 from .int8_amx import TILE_BLOCK_16, TILE_BLOCK_32, tiles_begin, tiles_end
-from .int8_drivers import acc_panel, acc_panel_tiles, acc_rows, gemm_dequant, gemm_i32, no_tile_state
+from .int8_drivers import (
+    acc_group,
+    acc_panel,
+    acc_panel_tiles,
+    acc_rows,
+    clear_rows,
+    gemm_dequant,
+    gemm_i32,
+    no_tile_state,
+    scratch_per_item,
+)
 from .int8_quantize import quantize_rows, quantize_tensor
 from .int8_ukernel import K_GROUP, SHAPES, UKERNELS, WEIGHT_RANGE
 from .jit import EMPTY_F32, Twin, cdiv, helper, num_threads, specialized, subkernel, twin
@@ -114,18 +124,22 @@ class Int8Kernels(NamedTuple):
 def _build(path: str) -> Int8Kernels:
     shape = SHAPES[path]
     kernels = UKERNELS[path]
-    sizes = {"MR": shape.mr, "NR": shape.nr, "KC": L1_WEIGHT_BLOCK // shape.nr}
+    sizes = {"MR": shape.mr, "NR": shape.nr, "KC": L1_WEIGHT_BLOCK // shape.nr,
+             "EPILOGUE_PANELS": shape.epilogue_panels}
     rows = helper(specialized(acc_rows, path, UK_FULL=kernels[shape.mr], UK_FOUR=kernels[4], UK_TWO=kernels[2],
                               UK_ONE=kernels[1], **sizes))
+    clear = helper(specialized(clear_rows, path, **sizes))
     if shape.tile_rows:
-        panel = subkernel(specialized(acc_panel_tiles, path, ACC_ROWS=rows, TILE_32=TILE_BLOCK_32,
-                                    TILE_16=TILE_BLOCK_16, **sizes))
+        panel = subkernel(specialized(acc_panel_tiles, path, ACC_ROWS=rows, CLEAR_ROWS=clear, TILE_32=TILE_BLOCK_32,
+                                      TILE_16=TILE_BLOCK_16, **sizes))
         hooks = {"TILES_BEGIN": tiles_begin, "TILES_END": tiles_end}
     else:
-        panel = subkernel(specialized(acc_panel, path, ACC_ROWS=rows, **sizes))
+        panel = subkernel(specialized(acc_panel, path, ACC_ROWS=rows, CLEAR_ROWS=clear, **sizes))
         hooks = {"TILES_BEGIN": no_tile_state, "TILES_END": no_tile_state}
-    return Int8Kernels(path, twin(specialized(gemm_i32, path, acc_panel=panel, **hooks, **sizes)),
-                       twin(specialized(gemm_dequant, path, acc_panel=panel, **hooks, **sizes), fastmath=False),
+    hooks |= {"acc_group": subkernel(specialized(acc_group, path, acc_panel=panel, **sizes)),
+              "scratch_per_item": helper(specialized(scratch_per_item, path, **sizes))}
+    return Int8Kernels(path, twin(specialized(gemm_i32, path, **hooks, **sizes)),
+                       twin(specialized(gemm_dequant, path, **hooks, **sizes), fastmath=False),
                        shape.mr, shape.nr)
 
 
@@ -151,9 +165,11 @@ def int8_tiles(m: int, n: int, path: str, threads: int, parallel: bool) -> tuple
 
 
 def scratch_size(m: int, n: int, path: str, tm: int, tnp: int) -> int:
-    """i32 elements of scratch a GEMM of m x n in tiles (tm, tnp) needs (one accumulator block per tile)."""
-    nr = SHAPES[path].nr
-    return max(cdiv(max(m, 1), tm) * cdiv(max(cdiv(n, nr), 1), tnp), 1) * tm * nr
+    """i32 elements of scratch a GEMM of m x n in tiles (tm, tnp) needs (per tile the accumulators of a group of
+    panels, `int8_drivers.scratch_per_item`)."""
+    shape = SHAPES[path]
+    items = max(cdiv(max(m, 1), tm) * cdiv(max(cdiv(n, shape.nr), 1), tnp), 1)
+    return items * tm * shape.nr * min(tnp, shape.epilogue_panels)
 
 
 def quantize_dynamic(x: np.ndarray, per_row: bool = True, parallel: bool = False) \

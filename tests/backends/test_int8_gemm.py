@@ -26,9 +26,10 @@ pytestmark = pytest.mark.skipif(not PATHS, reason="this host executes no int8 pa
 RNG = np.random.default_rng(5)
 SHAPES = [(1, 1, 1), (3, 5, 33), (17, 767, 33), (1, 767, 1), (17, 1, 33), (3, 5, 1), (17, 767, 130),
           (70, 200, 70), (48, 130, 33), (33, 63, 100), (64, 64, 32), (4, 130, 70), (5, 64, 33), (2, 100, 40),
-          (11, 67, 20)]
+          (11, 67, 20), (50, 200, 600)]
 """(M, K, N): ragged in every dimension, N above and below one panel; on AMX, rows in 32- and 16-row
-tiles with vector rows below them, K in whole 64s with and without a vector tail, K below one tile."""
+tiles with vector rows below them, K in whole 64s with and without a vector tail, K below one tile, and
+N over several groups of panels dequantized together (8 on AMX), the last one short and ragged."""
 
 
 def twins(path: str) -> tuple[bool, ...]:
@@ -127,7 +128,7 @@ def test_packed_format() -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("mkn", [(1, 5, 1), (3, 767, 33), (17, 64, 130)])
+@pytest.mark.parametrize("mkn", [(1, 5, 1), (3, 767, 33), (17, 64, 130), (50, 200, 600)])
 def test_dequantized_f32(path: str, mkn: tuple[int, int, int]) -> None:
     m, k, n = mkn
     x = RNG.standard_normal((m, k)).astype(np.float32)
