@@ -74,8 +74,8 @@ SHAPES: dict[str, UkernelShape] = {
 8 ymm where each product needs two temporaries (vpmaddubsw, vpmaddwd) besides the accumulators. The amx path's
 vector micro-kernel (vpdpbusd on 32-column panels) computes only what its tiles leave: the K beyond
 the last whole 64 and the rows below a 16-row tile (`int8_amx.py`). The amx path collects 8 panels' tiles
-(256 columns) before each dequantization: every switch from the tile unit to vector code and back costs about as
-much as a 32 x 32 x 768 tile block (1 thread, 128x768x3072: 1,390 GOP/s dequantizing per panel, 1,630 per 8)."""
+(256 columns) before each dequantization: vector work between tile blocks costs several times what it costs alone,
+and less in fewer, longer passes (docs/numba-backend.md, "AMX")."""
 
 WEIGHT_RANGE = {path: s.weight_range for path, s in SHAPES.items()}
 """Inclusive s8 weight range each path computes exactly (activations: the full u8 range)."""
