@@ -1,15 +1,16 @@
-"""ONNX converter for the `Attention` operator (opsets 23-25) onto the IR's `attention`.
+"""ONNX converter for the `Attention` operator (opsets 23-25): onto the IR's `attention` where it fits, else as
+a composition of IR ops (`onnx_attention_decomposed.py`).
 
-Converted: f32 Q, K, V, all 3-D ([B, S, heads * D], with q_num_heads = kv_num_heads) or all 4-D ([B, heads, S,
-D]); as many key/value heads as query heads; V's head size equal to K's; `is_causal` (without a KV cache its
-frontier is the top-left diagonal, the IR's `causal`); `scale`; an `attn_mask` known at import (boolean: True
-takes part, or float, added to the scores; a last axis shorter than the keys is padded with -inf, as ONNX says).
+Onto `attention` (one node, the fused kernel): f32 Q, K, V, all 3-D ([B, S, heads * D], with q_num_heads =
+kv_num_heads) or all 4-D ([B, heads, S, D]); as many key/value heads as query heads; V's head size equal to
+K's; `is_causal` (without a KV cache its frontier is the top-left diagonal, the IR's `causal`); `scale`; an
+`attn_mask` known at import (boolean: True takes part, or float, added to the scores; a last axis shorter than
+the keys is padded with -inf, as ONNX says) that leaves every query a key; only the output Y read.
 
-Refused, each with its reason: grouped or multi-query heads, KV caches (past_key / past_value,
-nonpad_kv_seqlen), softcap, sliding windows, a mask computed at run time, and a constant mask that leaves some
-query without a key: ONNX's Attention gives that query a zero row, a softmax over nothing gives NaN, and a
-mask known only at run time cannot be checked for it. The present_key / present_value / qk_matmul_output
-outputs are not produced (a node reading them is reported).
+Everything else ONNX defines is decomposed: grouped or multi-query heads, KV caches (past_key / past_value,
+nonpad_kv_seqlen) and the present_key / present_value outputs, softcap, sliding windows, a mask computed at run
+time or one that masks every key of some query (ONNX gives that query a zero row, a softmax over nothing NaN),
+half precision, and the qk_matmul_output output.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 
 import numpy as np
 
+from .onnx_attention_decomposed import decomposed_attention
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, np_dtype, shape_of
 from .ops.attention import causal_mask
 
@@ -25,7 +27,7 @@ _CACHE_INPUTS = {4: "past_key", 5: "past_value", 6: "nonpad_kv_seqlen"}
 
 
 def _refuse_unsupported(ctx: NodeContext) -> None:
-    """UnsupportedError for the features this converter does not carry over."""
+    """UnsupportedError for the features the IR's `attention` does not carry."""
     for i, name in _CACHE_INPUTS.items():
         if ctx.input(i) is not None:
             raise UnsupportedError(f"input {name} (a KV cache) is not converted")
@@ -85,8 +87,8 @@ def _additive_mask(ctx: NodeContext, full: tuple[int, int, int, int], causal: bo
     return ctx.derived(np.ascontiguousarray(add), mask, ".additive")
 
 
-@converter("Attention")
-def _attention(ctx: NodeContext) -> list[Handle | None]:
+def _fused(ctx: NodeContext) -> list[Handle | None]:
+    """The node as one IR `attention`; UnsupportedError (before anything is emitted) when it does not fit."""
     q, k, v = ctx.need(0, "Q"), ctx.need(1, "K"), ctx.need(2, "V")
     _refuse_unsupported(ctx)
     for name, h in (("Q", q), ("K", k), ("V", v)):
@@ -94,18 +96,28 @@ def _attention(ctx: NodeContext) -> list[Handle | None]:
             raise UnsupportedError(f"{name} is {np_dtype(h)}; `attention` takes float32 ({describe(h)})")
     heads = _heads(ctx, q, k, v)
     four_d = len(shape_of(q)) == 4
-    if four_d:  # [B, H, S, D] -> [B, S, H * D]
-        b, _, sq, d = shape_of(q)
-        q, k, v = (ctx.reshape(ctx.transpose(h, [0, 2, 1, 3]), [b, shape_of(h)[2], heads * d]) for h in (q, k, v))
-    b, sq, e = shape_of(q)
-    skv = shape_of(k)[1]
+    b, sq, skv = shape_of(q)[0], shape_of(q)[2 if four_d else 1], shape_of(k)[2 if four_d else 1]
     causal = bool(ctx.attr("is_causal", 0))
     scale = ctx.attr("scale", None)
-    if scale is not None and (not math.isfinite(scale) or scale == 0.0):
-        raise ValueError(f"scale={scale} must be a finite, non-zero number")
+    if scale is not None and (not math.isfinite(scale) or scale <= 0.0):  # ONNX multiplies Q and K by its root
+        raise UnsupportedError(f"scale={scale}: `attention` takes a positive scale")
     mask = _additive_mask(ctx, (b, heads, sq, skv), causal)
+    if four_d:  # [B, H, S, D] -> [B, S, H * D]
+        d = shape_of(q)[3]
+        q, k, v = (ctx.reshape(ctx.transpose(h, [0, 2, 1, 3]), [b, shape_of(h)[2], heads * d]) for h in (q, k, v))
+    e = shape_of(q)[2]
     args = (q, k, v) if mask is None else (q, k, v, mask)
     y = ctx.op("attention", *args, heads=heads, scale=0.0 if scale is None else float(scale), causal=causal)
     if four_d:  # back to [B, H, Sq, D]
         y = ctx.transpose(ctx.reshape(y, [b, sq, heads, e // heads]), [0, 2, 1, 3])
     return [y, None, None, None]
+
+
+@converter("Attention")
+def _attention(ctx: NodeContext) -> list[Handle | None]:
+    if any(ctx.node.output[1:]):  # present_key / present_value / qk_matmul_output read
+        return decomposed_attention(ctx)
+    try:
+        return _fused(ctx)
+    except UnsupportedError:
+        return decomposed_attention(ctx)
