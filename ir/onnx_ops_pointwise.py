@@ -1,9 +1,10 @@
 """ONNX activations, value tests and pixel shuffles imported as short compositions of IR ops.
 
-Swish (x * sigmoid(alpha x)), Celu (max(0, x) + min(0, alpha (exp(x / alpha) - 1))), ThresholdedRelu (x where
-x > alpha, else 0), IsNaN (x != x), IsInf (|x| == inf, or one sign of it), SpaceToDepth and DepthToSpace (a reshape,
-a transpose and a reshape, blocks before the channel (DCR) or after it (CRD)), each as ONNX's operator definition
-says; half-precision inputs are computed in float32 and cast back.
+Swish (x * sigmoid(alpha x)), SwiGLU (a * sigmoid(alpha a) * b, a and b of one shape), Celu (max(0, x) +
+min(0, alpha (exp(x / alpha) - 1))), ThresholdedRelu (x where x > alpha, else 0), IsNaN (x != x), IsInf (|x| ==
+inf, or one sign of it), SpaceToDepth and DepthToSpace (a reshape, a transpose and a reshape, blocks before the
+channel (DCR) or after it (CRD)), each as ONNX's operator definition says; half-precision inputs are computed in
+float32 and cast back.
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ def _swish(ctx: NodeContext) -> list[Handle | None]:
     alpha = float(ctx.attr("alpha", 1.0))
     scaled = x if alpha == 1.0 else ctx.op("mul", x, ctx.scalar(alpha, x))
     return _back(ctx, ctx.op("mul", x, ctx.op("sigmoid", scaled)), back)
+
+
+@converter("SwiGLU")
+def _swiglu(ctx: NodeContext) -> list[Handle | None]:
+    a, back = _float_input(ctx)
+    b = ctx.need(1, "B")
+    if shape_of(b) != shape_of(a) or np_dtype(b) != np_dtype(ctx.need(0, "A")):
+        raise ValueError("SwiGLU needs A and B of one shape and dtype (no broadcasting): "
+                         f"{describe(ctx.need(0, 'A'))}, {describe(b)}")
+    b = ctx.op("cast", b, dtype="f32") if back is not None else b
+    alpha = float(ctx.attr("alpha", 1.0))
+    scaled = a if alpha == 1.0 else ctx.op("mul", a, ctx.scalar(alpha, a))
+    return _back(ctx, ctx.op("mul", ctx.op("mul", a, ctx.op("sigmoid", scaled)), b), back)
 
 
 @converter("Celu")

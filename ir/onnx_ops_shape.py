@@ -2,7 +2,8 @@
 
 Shape, Size, ConstantOfShape, Range and the comparison/selection ops used in shape
 subgraphs are evaluated at import and need constant inputs; Reshape, Slice, Squeeze,
-Unsqueeze, Expand, Tile and Pad need their shape-like inputs constant (after folding).
+Unsqueeze, Expand, Tile, Pad and CenterCropPad need their shape-like inputs constant (after folding); EyeLike is
+a constant of its input's (static) shape.
 """
 
 from __future__ import annotations
@@ -336,6 +337,47 @@ def _tile(ctx: NodeContext) -> list[Handle | None]:
     return [x]
 
 
+def constant_pad(ctx: NodeContext, x: Handle, ax: int, lo: int, hi: int, value: object) -> Handle:
+    """`x` with lo and hi cells of `value` added before and after it along axis `ax` (lo, hi >= 0)."""
+    parts: list[Handle] = []
+    for k in (lo, None, hi):
+        if k is None:
+            parts.append(x)
+        elif k:
+            blk = list(shape_of(x))
+            blk[ax] = k
+            parts.append(np.full(blk, value, dtype=np_dtype(x)))
+    return ctx.op("concat", *parts, axis=ax) if len(parts) > 1 else x
+
+
+@converter("CenterCropPad")
+def _center_crop_pad(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "input_data")
+    r = len(shape_of(x))
+    target = _ints(ctx.const(1, "shape"))
+    axes = [norm_axis(int(a), r) for a in ctx.attr("axes", range(r))]
+    if target is None or len(target) != len(axes) or min(target, default=0) < 0:
+        raise ValueError(f"CenterCropPad shape {target} must hold one size >= 0 per axis of {axes}")
+    for ax, want in zip(axes, target):
+        have = shape_of(x)[ax]
+        if want < have:  # the centered window, its odd cell left out at the end
+            start = (have - want) // 2
+            x = slice_handle(ctx, x, [start], [start + want], [ax], [1])
+        elif want > have:  # zeros around it, the odd one at the end
+            lo = (want - have) // 2
+            x = constant_pad(ctx, x, ax, lo, want - have - lo, 0)
+    return [x]
+
+
+@converter("EyeLike")
+def _eye_like(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "input")
+    if len(shape_of(x)) != 2:
+        raise ValueError(f"EyeLike takes a 2-D input, got {describe(x)}")
+    dtype = np_dtype_of_onnx(int(ctx.attr("dtype"))) if ctx.has_attr("dtype") else np_dtype(x)
+    return [np.eye(*shape_of(x), k=int(ctx.attr("k", 0)), dtype=dtype)]
+
+
 @converter("Pad")
 def _pad(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "data")
@@ -367,15 +409,7 @@ def _pad(ctx: NodeContext) -> list[Handle | None]:
             continue
         n = shape_of(x)[ax]
         if mode == "constant":
-            parts = []
-            for k in (lo, None, hi):
-                if k is None:
-                    parts.append(x)
-                elif k:
-                    blk = list(shape_of(x))
-                    blk[ax] = k
-                    parts.append(np.full(blk, value, dtype=np_dtype(x)))
-            x = ctx.op("concat", *parts, axis=ax)
+            x = constant_pad(ctx, x, ax, lo, hi, value)
         else:
             if n == 0 or (mode == "reflect" and n == 1):
                 raise ValueError(f"cannot {mode}-pad an axis of size {n}")

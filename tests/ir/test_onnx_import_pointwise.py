@@ -75,3 +75,20 @@ def test_refusals_name_the_operator_and_why(node, shape: tuple[int, ...], messag
     model = make_model([node], {"x": x}, ["y"], opset=13)
     with pytest.raises(OnnxImportError, match=message):
         from_onnx(model)
+
+
+@pytest.mark.parametrize(("alpha", "dtype"), [(None, np.float32), (1.702, np.float32), (None, np.float16)])
+def test_swiglu(alpha: float | None, dtype: type) -> None:
+    a, b = (RNG.standard_normal((3, 8)).astype(dtype) * 3 for _ in range(2))
+    attrs = {} if alpha is None else {"alpha": alpha}
+    model = make_model([helper.make_node("SwiGLU", ["a", "b"], ["y"], **attrs)], {"a": a, "b": b}, ["y"], opset=27)
+    tol = 2e-3 if dtype == np.float16 else 1e-5
+    got = _agree(model, {"a": a, "b": b}, rtol=tol, atol=tol)["y"]
+    assert got.dtype == dtype
+
+
+def test_swiglu_refuses_broadcasting() -> None:
+    a, b = RNG.standard_normal((3, 8)).astype(np.float32), RNG.standard_normal((1, 8)).astype(np.float32)
+    model = make_model([helper.make_node("SwiGLU", ["a", "b"], ["y"])], {"a": a, "b": b}, ["y"], opset=27)
+    with pytest.raises(OnnxImportError, match="one shape and dtype"):
+        from_onnx(model)

@@ -294,3 +294,37 @@ def test_where_with_a_runtime_condition_is_the_where_op() -> None:
     bad = {"c": np.array([1.0, 0.0], np.float32), "a": rand(2), "b": rand(2)}
     with pytest.raises(OnnxImportError, match="Where needs a bool condition"):
         from_onnx(make_model([helper.make_node("Where", ["c", "a", "b"], ["y"])], bad, ["y"]))
+
+
+@pytest.mark.parametrize(("shape", "target", "axes"), [
+    ((5, 6, 3), [3, 9, 3], None),  # an odd crop, an odd pad, an axis kept
+    ((4, 7, 3), [6, 2], [0, -2]),  # pad and crop on chosen axes, one negative
+    ((2, 3, 10, 9), [10, 4], [2, 3]),
+])
+def test_center_crop_pad(shape: tuple[int, ...], target: list[int], axes: list[int] | None) -> None:
+    x = rand(*shape)
+    attrs = {} if axes is None else {"axes": axes}
+    model = one_node("CenterCropPad", {"x": x}, {"shape": np.array(target, np.int64)}, opset=18, **attrs)
+    g = check(model, {"x": x}, rtol=0, atol=0)
+    assert all(n.op in ("slice", "concat") for n in g.nodes)
+
+
+def test_center_crop_pad_needs_a_size_per_axis() -> None:
+    x = rand(4, 4)
+    model = one_node("CenterCropPad", {"x": x}, {"shape": np.array([2], np.int64)}, opset=18)
+    with pytest.raises(OnnxImportError, match="one size >= 0 per axis"):
+        from_onnx(model)
+
+
+@pytest.mark.parametrize(("shape", "attrs"), [((3, 5), {}), ((4, 4), {"k": -1, "dtype": 6}), ((2, 6), {"k": 3})])
+def test_eye_like_is_a_constant_of_the_input_shape(shape: tuple[int, int], attrs: dict[str, int]) -> None:
+    x = rand(*shape)
+    model = one_node("EyeLike", {"x": x}, opset=9, **attrs)
+    g = check(model, {"x": x}, rtol=0, atol=0)
+    assert g.nodes == [] or all(n.op == "identity" for n in g.nodes)
+
+
+def test_eye_like_of_a_vector_is_refused() -> None:
+    model = one_node("EyeLike", {"x": rand(3)}, opset=9)
+    with pytest.raises(OnnxImportError, match="2-D input"):
+        from_onnx(model)
