@@ -30,6 +30,7 @@ from . import (  # noqa: F401
     onnx_ops_quant,
     onnx_ops_resize,
     onnx_ops_rnn,
+    onnx_ops_sampling,
     onnx_ops_shape,
 )
 from .graph import Graph, Node, Value
