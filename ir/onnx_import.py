@@ -23,6 +23,7 @@ from . import (  # noqa: F401
     onnx_ops_composite,
     onnx_ops_einsum,
     onnx_ops_logic,
+    onnx_ops_loss,
     onnx_ops_math,
     onnx_ops_nn,
     onnx_ops_pointwise,
