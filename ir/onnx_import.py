@@ -33,6 +33,7 @@ from . import (  # noqa: F401
     onnx_ops_rnn,
     onnx_ops_sampling,
     onnx_ops_shape,
+    onnx_ops_spectral,
 )
 from .graph import Graph, Node, Value
 from .onnx_context import (
