@@ -27,6 +27,7 @@ from . import (  # noqa: F401
     onnx_ops_math,
     onnx_ops_nn,
     onnx_ops_pointwise,
+    onnx_ops_products,
     onnx_ops_qlinear,
     onnx_ops_quant,
     onnx_ops_resize,

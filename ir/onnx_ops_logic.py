@@ -2,7 +2,8 @@
 
 On constants (the shape and mask computations of exported models) these are evaluated at import.
 On run-time values comparisons, And / Or / Xor / Not and Where become the IR's ops (ir/ops/logic.py);
-so does Mod (the IR's `mod`); Range and ReduceProd are evaluated at import only. Where with a constant condition
+so does Mod (the IR's `mod`), and ReduceProd becomes products of halves (`onnx_ops_products.py`); Range is
+evaluated at import only. Where with a constant condition
 selects between run-time tensors by exact data movement: both branches are flattened side by side and
 one gather with a constant index picks each element from its branch.
 """
@@ -14,6 +15,7 @@ import math
 import numpy as np
 
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, norm_axis, np_dtype, shape_of
+from .onnx_ops_products import reduce_prod
 from .onnx_ops_shape import broadcast_to
 
 _FOLD_ONLY = {
@@ -36,6 +38,16 @@ def _fold_only(ctx: NodeContext) -> list[Handle | None]:
             if np_dtype(a) != np_dtype(b):
                 raise ValueError(f"Mod operands {describe(a)}, {describe(b)} differ in type")
             return [ctx.op("mod", a, b, fmod=bool(ctx.attr("fmod", 0)))]
+        if op == "ReduceProd":
+            x = ctx.need(0, "data")
+            if ctx.opset < 18:
+                axes = ctx.attr("axes")
+            else:
+                arr = ctx.const(1, "axes")
+                axes = None if arr is None else [int(v) for v in arr.reshape(-1)]
+            if not axes and ctx.attr("noop_with_empty_axes", 0):
+                return [x]
+            return [reduce_prod(ctx, x, list(axes) if axes else None, bool(ctx.attr("keepdims", 1)))]
         if op in RUN_TIME_OPS:
             args = [h for h in ctx.inputs if h is not None]
             if len({np_dtype(h) for h in args}) > 1:
