@@ -3,7 +3,8 @@
 Shape, Size, ConstantOfShape, Range and the comparison/selection ops used in shape
 subgraphs are evaluated at import and need constant inputs; Reshape, Slice, Squeeze,
 Unsqueeze, Expand, Tile, Pad and CenterCropPad need their shape-like inputs constant (after folding); EyeLike is
-a constant of its input's (static) shape.
+a constant of its input's (static) shape; ReverseSequence is a `gather-elements` along the time axis at indices
+computed from sequence_lens (constant or at run time).
 """
 
 from __future__ import annotations
@@ -416,3 +417,22 @@ def _pad(ctx: NodeContext) -> list[Handle | None]:
             idx = np.pad(np.arange(n), (lo, hi), mode={"edge": "edge", "reflect": "reflect", "wrap": "wrap"}[mode])
             x = _repeat_axis(ctx, x, ax, idx)
     return [x]
+
+
+@converter("ReverseSequence")
+def _reverse_sequence(ctx: NodeContext) -> list[Handle | None]:
+    x, lens = ctx.need(0, "input"), ctx.need(1, "sequence_lens")
+    shape = shape_of(x)
+    time_axis, batch_axis = int(ctx.attr("time_axis", 0)), int(ctx.attr("batch_axis", 1))
+    if len(shape) < 2 or {time_axis, batch_axis} != {0, 1}:
+        raise ValueError(f"ReverseSequence needs time_axis and batch_axis 0 and 1 of a tensor of rank >= 2, got "
+                         f"{time_axis}, {batch_axis} for {describe(x)}")
+    steps, batch = shape[time_axis], shape[batch_axis]
+    if shape_of(lens) != (batch,):
+        raise ValueError(f"sequence_lens {describe(lens)} must be [{batch}]")
+    t = np.arange(steps, dtype=np.int64).reshape((steps, 1) if time_axis == 0 else (1, steps))
+    n = ctx.reshape(ctx.op("cast", lens, dtype="i64"), [1, batch] if time_axis == 0 else [batch, 1])
+    # the first lens[b] steps of row b reversed, the rest in place
+    index = ctx.op("where", ctx.op("less", t, n), ctx.op("sub", ctx.op("sub", n, np.asarray(1, np.int64)), t), t)
+    index = ctx.reshape(index, list(shape[:2]) + [1] * (len(shape) - 2))
+    return [ctx.op("gather-elements", x, broadcast_to(ctx, index, shape), axis=time_axis)]

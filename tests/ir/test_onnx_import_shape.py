@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from onnx import helper
 from tensorsmith.ir import from_onnx
 from tensorsmith.ir.onnx_context import OnnxImportError
+from tensorsmith.runtime.numba_exec import NumbaExecutable
 
 from .test_onnx_import import check, make_model, one_node, rand
 
@@ -327,4 +328,25 @@ def test_eye_like_is_a_constant_of_the_input_shape(shape: tuple[int, int], attrs
 def test_eye_like_of_a_vector_is_refused() -> None:
     model = one_node("EyeLike", {"x": rand(3)}, opset=9)
     with pytest.raises(OnnxImportError, match="2-D input"):
+        from_onnx(model)
+
+
+@pytest.mark.parametrize(("time_axis", "run_time"), [(0, False), (1, False), (0, True), (1, True)])
+def test_reverse_sequence(time_axis: int, run_time: bool) -> None:
+    x = rand(*((5, 3, 2) if time_axis == 0 else (3, 5, 2)))
+    lens = np.array([5, 1, 3], np.int64)
+    node = helper.make_node("ReverseSequence", ["x", "lens"], ["y"], time_axis=time_axis, batch_axis=1 - time_axis)
+    feeds = {"x": x, "lens": lens} if run_time else {"x": x}
+    model = make_model([node], feeds, ["y"], {} if run_time else {"lens": lens}, opset=10)
+    g = check(model, feeds, rtol=0, atol=0)
+    got = NumbaExecutable(g).run(feeds)[g.outputs[0].name]
+    want = np.moveaxis(x, time_axis, 0).copy()
+    for b, n in enumerate(lens):
+        want[:n, b] = want[:n, b][::-1]
+    np.testing.assert_array_equal(got, np.moveaxis(want, 0, time_axis))
+
+
+def test_reverse_sequence_needs_one_length_per_row() -> None:
+    model = one_node("ReverseSequence", {"x": rand(4, 3)}, {"lens": np.array([1, 2], np.int64)}, opset=10)
+    with pytest.raises(OnnxImportError, match=r"must be \[3\]"):
         from_onnx(model)
