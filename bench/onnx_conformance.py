@@ -46,6 +46,10 @@ PARAMETER_INPUTS = {"Clip": (1, 2), "Pad": (1, 2, 3), "QuantizeLinear": (1, 2), 
 """Inputs (by position) that the importer needs constant even when they are not integers."""
 LIGHT_RTOL = {"densenet121": 2e-3}  # as in onnx.backend.test.case.model
 RTOL, ATOL = 1e-3, 1e-7  # ONNX's backend runner defaults
+NOISY_EXPECTED = {"test_dft_inverse": 1e-8, "test_dft_inverse_opset19": 1e-8}
+"""Node cases compared with an absolute tolerance of this fraction of their largest expected value: where the exact
+result is 0 their stored output holds the rounding noise of a float32 computation (1.9e-7 among values up to 54,
+above the runner's 1e-7; ONNX Runtime misses those elements by up to 1.9e-5)."""
 CONVERTED_OPSET = 13
 """The opset a model is converted to for ONNX Runtime when it cannot run the stored one."""
 BACKENDS = ("reference", "numba")
@@ -146,7 +150,10 @@ def _node_cases() -> list[Case]:
                 cases.append(Case("node", name, Path(t.name), [], [], model=t.model, not_tensors=True))
                 continue
             model, ins = freeze_parameters(t.model, ins)
-            cases.append(Case("node", name, Path(t.name), ins, outs, t.rtol, t.atol, model))
+            atol = t.atol
+            if t.name in NOISY_EXPECTED:
+                atol = max(atol, NOISY_EXPECTED[t.name] * max(float(np.abs(o).max()) for o in outs))
+            cases.append(Case("node", name, Path(t.name), ins, outs, t.rtol, atol, model))
     return cases
 
 
