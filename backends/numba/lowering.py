@@ -20,7 +20,7 @@ from . import (  # noqa: F401  (register the rules)
 )
 from .cpu_features import best_int8_path, check_int8_path
 from .image_chains import chain_images
-from .jit import STORAGE_DTYPES, STORAGE_OPS, SUPPORTED_DTYPES
+from .jit import STORAGE_DTYPES, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
 from .registry import NUMBA_LOWERINGS
 from .rules_f64 import lower_node
@@ -47,14 +47,11 @@ def check_lowerable(graph: Graph) -> None:
     for n in graph.nodes:
         for v in list(n.inputs) + list(n.outputs):
             name = v.type.dtype.name
-            if name in STORAGE_DTYPES and n.op not in STORAGE_OPS:
-                raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  {n.op} on {name} (%{v.name}) is not "
-                                         f"supported: {name} is only stored, moved and cast; cast to f32 first")
             if name == "i4" and n.op == "dequantize" and v is n.inputs[0] and v.data is not None:
                 continue  # constant int4 weights: widened to int8 storage at compile time
             if name not in SUPPORTED_DTYPES and name not in STORAGE_DTYPES:
                 raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  dtype {name} of %{v.name} is not "
-                                         f"supported; supported: {known} (and f16/bf16 storage)")
+                                         f"supported; supported: {known}, f16 and bf16")
     for v in graph.inputs:
         if v.type.dtype.name not in SUPPORTED_DTYPES | STORAGE_DTYPES:
             raise NumbaLoweringError(f"numba backend: input %{v.name} has unsupported dtype {v.type.dtype.name}")

@@ -1,11 +1,14 @@
-"""float64 on the Numba backend: dtype-generic kernels where they exist, the reference rule elsewhere.
+"""float64 and half-precision arithmetic on the Numba backend: dtype-generic kernels where they exist, the
+reference rule elsewhere.
 
 The elementwise, cast and data-movement kernels are generic over their array dtypes (Numba compiles
 one version per signature), so an f64 graph runs them at full precision. The other kernels (products,
 convolutions, normalizations, pooling, reductions, transcendental maps, fused matrix regions) are
 written for f32 (packed f32 micro-kernels, f32 constants, f32 accumulators); a node of theirs that
 reads or writes f64 runs its reference rule instead, as one step of the plan. Its results are the
-reference backend's bit for bit, never f32 results widened back.
+reference backend's bit for bit, never f32 results widened back. f16 and bf16 values are stored, moved and
+cast by the kernels (`jit.STORAGE_OPS`); any other node reading or writing one runs its reference rule the same way
+(an importer or a pass that wants speed casts to f32 first, as `quantize{precision=fp16}` graphs do).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from ...ir.graph import Node
 from ...ir.regions import region_anchor, region_body
 from ..reference import evaluate_node
+from .jit import STORAGE_DTYPES, STORAGE_OPS
 from .plan import LowerCtx
 from .registry import NUMBA_LOWERINGS
 
@@ -34,8 +38,17 @@ def is_f64_node(node: Node) -> bool:
     return any(v.type.dtype.name == "f64" for v in [*node.inputs, *node.outputs])
 
 
+def is_half_arithmetic(node: Node) -> bool:
+    """Whether `node` computes on an f16 or bf16 value (anything but storing, moving and casting it)."""
+    return node.op not in STORAGE_OPS and any(v.type.dtype.name in STORAGE_DTYPES
+                                              for v in [*node.inputs, *node.outputs])
+
+
 def runs_reference_rule(node: Node) -> bool:
-    """Whether an f64 `node` runs its reference rule (no Numba kernel of its op computes in f64)."""
+    """Whether `node` runs its reference rule: half-precision arithmetic, or an f64 node whose op has no Numba
+    kernel computing in f64."""
+    if is_half_arithmetic(node):
+        return True
     if not is_f64_node(node):
         return False
     if node.op == "cast":

@@ -157,13 +157,24 @@ def test_half_precision_storage_casts_round_like_numpy(mid: str, src: type) -> N
     check(b.build(), {"x": x}, exact=True)
 
 
-def test_half_precision_arithmetic_is_a_clear_error() -> None:
-    from tensorsmith.backends.numba import NumbaLoweringError
-    from tensorsmith.ir import GraphBuilder, f16
+@pytest.mark.parametrize("half", ["f16", "bf16"])
+def test_half_precision_arithmetic_runs_its_reference_rule(half: str) -> None:
+    """Arithmetic on f16 / bf16 (not stored, moved or cast) is one step running the node's reference rule: the
+    reference backend's result bit for bit; the moves and casts around it stay Numba kernels."""
+    from tensorsmith.backends import reference
+    from tensorsmith.ir import GraphBuilder, f32
     from tensorsmith.runtime.numba_exec import NumbaExecutable
 
     b = GraphBuilder("h")
-    x = b.input("x", f16[3])
-    b.output(b.add(x, x, name="sum"))
-    with pytest.raises(NumbaLoweringError, match="(?s)sum.*f16 is only stored, moved and cast"):
-        NumbaExecutable(b.build())
+    x = b.input("x", f32[3, 4])
+    h = b.cast(x, dtype=half)
+    s = b.add(b.mul(h, h, name="square"), b.transpose(b.transpose(h, (1, 0)), (1, 0)), name="sum")
+    b.output(b.cast(b.reduce_sum(s, axes=[1], name="rows"), dtype="f32"))
+    g = b.build()
+    feeds = {"x": np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32) * 3}
+    exe = NumbaExecutable(g)
+    kernels = [st.kernel for st in exe.plan.steps if st.kernel != "view"]
+    assert {"reference_mul", "reference_add", "reference_reduce-sum"} <= set(kernels)
+    assert any(k.startswith("cast") for k in kernels)
+    name = g.outputs[0].name
+    np.testing.assert_array_equal(exe.run(feeds)[name], reference.run(g, feeds)[name])

@@ -151,7 +151,11 @@ def test_layernorm(case: tuple, affine: int, const: bool) -> None:
     x = _u(*shape) * 3 + 1
     params = [_u(*shape[axis:]) for _ in range(affine)]
     consts = tuple(range(1, affine + 1)) if const else ()
-    check_op("layernorm", x, *params, consts=consts, axis=axis, epsilon=1e-5, rtol=1e-4, atol=1e-5)
+    # f32's x - mean loses digits where a group's spread is small against its values: the error grows with
+    # max |x| / sqrt(var + eps) (the reference computes in float64)
+    groups = x.astype(np.float64).reshape(-1, int(np.prod(shape[axis:])))
+    cond = float((np.abs(groups).max(axis=1) / np.sqrt(groups.var(axis=1) + 1e-5)).max()) if groups.size else 0.0
+    check_op("layernorm", x, *params, consts=consts, axis=axis, epsilon=1e-5, rtol=1e-4, atol=1e-5 + 1e-6 * cond)
 
 
 @SETTINGS
