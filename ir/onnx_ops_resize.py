@@ -7,7 +7,9 @@ positions around it, clamped to the edges (ONNX's edge padding). The shapes are 
 weights are computed here, once, in float64: `nearest` becomes one `gather` per axis (exact data movement),
 `linear` / `cubic` gathers times constant weights, summed. tf_crop_and_resize sets positions whose source lies
 outside the input to `extrapolation_value` (a constant mask, `where`). `exclude_outside` drops the taps outside
-the input and renormalizes. Refused: antialias, Resize before opset 11, linear / cubic of integer tensors.
+the input and renormalizes. `antialias` (linear and cubic) stretches the kernel by 1 / scale when downsampling:
+2 * ceil(1 / scale) or 4 * ceil(1 / scale)-ish taps per output position (as ONNX's definition counts them), weights
+normalized to sum 1. Refused: antialiased nearest, Resize before opset 11, linear / cubic of integer tensors.
 """
 
 from __future__ import annotations
@@ -51,18 +53,42 @@ def source_coordinates(transform: str, n_out: int, n_in: int, scale: float,
     return x, (x < 0) | (x > n_in - 1)
 
 
+def _antialias_taps(mode: str, scale: float) -> int:
+    """Taps of an antialiased linear or cubic kernel at `scale` (ONNX's footprint: stretched by 1 / scale below 1)."""
+    s = min(scale, 1.0)
+    start = int(np.floor((-1.0 if mode == "linear" else -2.0) / s) + 1)
+    return 2 - 2 * start
+
+
+def _antialias_weights(mode: str, r: np.ndarray, taps: int, scale: float, cubic_a: float) -> np.ndarray:
+    """[n_out, taps] weights of the antialiased kernel at offsets r (see `tap_table`), each row summing to 1."""
+    s = min(scale, 1.0)
+    t = np.abs((np.arange(1 - taps // 2, 1 + taps // 2)[None, :] - r[:, None]) * s)
+    if mode == "linear":
+        w = np.clip(1 - t, 0.0, 1.0)
+    else:
+        a = cubic_a
+        w = np.where(t <= 1, (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1,
+                     np.where(t < 2, a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a, 0.0))
+    return w / w.sum(axis=1, keepdims=True)
+
+
 def tap_table(mode: str, x: np.ndarray, n_in: int, nearest_mode: str = "round_prefer_floor",
-              cubic_a: float = -0.75, exclude_outside: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              cubic_a: float = -0.75, exclude_outside: bool = False,
+              antialias_scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(indices int64 [n_out, taps] clamped to the input, weights float64 [n_out, taps]) at source coordinates
     x: the taps are the input positions nearest x, the lower one first at a tie, with r = x - (first tap + taps/2
-    - 1) in (0, 1] (1 at an integer x, which then weighs the tap at x alone)."""
-    taps = TAPS[mode]
+    - 1) in (0, 1] (1 at an integer x, which then weighs the tap at x alone). `antialias_scale`: the axis's scale
+    of an antialiased linear or cubic resize (more taps when it is below 1)."""
+    taps = TAPS[mode] if antialias_scale is None else _antialias_taps(mode, antialias_scale)
     fl = np.floor(x)
     integer = x == fl
     r = np.where(integer, 1.0, x - fl)
     first = np.where(integer, fl - taps // 2, fl - taps // 2 + 1).astype(np.int64)
     idx = first[:, None] + np.arange(taps)[None, :]
-    if mode == "linear":
+    if antialias_scale is not None:
+        w = _antialias_weights(mode, r, taps, antialias_scale, cubic_a)
+    elif mode == "linear":
         w = np.stack([1 - r, r], axis=1)
     elif mode == "cubic":
         a, s = cubic_a, 1 - r
@@ -145,8 +171,9 @@ def _resize(ctx: NodeContext) -> list[Handle | None]:
     mode = ctx.attr("mode", "nearest")
     transform = ctx.attr("coordinate_transformation_mode", "half_pixel")
     nearest_mode = ctx.attr("nearest_mode", "round_prefer_floor")
-    if ctx.attr("antialias", 0):
-        raise UnsupportedError("Resize with antialias")
+    antialias = bool(ctx.attr("antialias", 0))
+    if antialias and mode == "nearest":
+        raise UnsupportedError("Resize with antialias in nearest mode (ONNX defines it for linear and cubic)")
     if mode not in TAPS or transform not in TRANSFORMS or nearest_mode not in NEAREST_MODES:
         raise UnsupportedError(f"Resize mode={mode!r}, coordinate_transformation_mode={transform!r}, "
                                f"nearest_mode={nearest_mode!r}")
@@ -165,7 +192,8 @@ def _resize(ctx: NodeContext) -> list[Handle | None]:
         src, outside = source_coordinates(transform, sizes[a], n_in, scales[a], (roi[a], roi[rank + a]))
         y = resize_axis(ctx, y, a, mode, src, outside, float(ctx.attr("extrapolation_value", 0.0)),
                         nearest_mode=nearest_mode, cubic_a=float(ctx.attr("cubic_coeff_a", -0.75)),
-                        exclude_outside=bool(ctx.attr("exclude_outside", 0)))
+                        exclude_outside=bool(ctx.attr("exclude_outside", 0)),
+                        antialias_scale=scales[a] if antialias else None)
     return [y]
 
 

@@ -89,9 +89,26 @@ def test_tap_tables_follow_the_definitions() -> None:
     assert idx[np.arange(3), w.argmax(axis=1)].tolist() == [1, 2, 2]  # an integer source reads itself
 
 
-def test_antialias_and_old_resize_are_refused_by_name() -> None:
-    with pytest.raises(OnnxImportError, match="Resize with antialias"):
-        from_onnx(_resize(scales=[1, 1, 0.5, 0.5], mode="linear", antialias=1))
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize(("scales", "sizes"), [([1, 1, 0.5, 0.5], None), ([1, 1, 0.4, 0.75], None),
+                                               (None, [1, 2, 2, 5]), ([1, 1, 1.5, 0.5], None)])
+def test_antialias_stretches_the_kernel_when_downsampling(mode: str, scales: list[float] | None,
+                                                          sizes: list[int] | None) -> None:
+    model = _resize(scales=scales, sizes=sizes, mode=mode, antialias=1)
+    got = _agree(model, {"x": X}, **F32_SUMS)["y"]
+    plain = _agree(_resize(scales=scales, sizes=sizes, mode=mode), {"x": X}, **F32_SUMS)["y"]
+    assert not np.allclose(got, plain)  # the wider kernel averages more input positions
+
+
+def test_antialias_widens_the_taps_and_keeps_the_weights_normalized() -> None:
+    x = np.array([0.25, 2.25, 4.25])  # downsampling 10 -> 3 (scale 0.3): about 2 / 0.3 taps of a linear kernel
+    idx, w = tap_table("linear", x, 10, antialias_scale=0.3)
+    assert idx.shape == (3, 8) and np.allclose(w.sum(axis=1), 1.0) and np.all(w >= 0)
+
+
+def test_antialiased_nearest_and_old_resize_are_refused_by_name() -> None:
+    with pytest.raises(OnnxImportError, match="antialias in nearest mode"):
+        from_onnx(_resize(scales=[1, 1, 0.5, 0.5], mode="nearest", antialias=1))
     old = make_model([helper.make_node("Resize", ["x", "scales"], ["y"])], {"x": X}, ["y"],
                      {"scales": np.array([1, 1, 2, 2], np.float32)}, opset=10)
     with pytest.raises(OnnxImportError, match="Resize before opset 11"):
