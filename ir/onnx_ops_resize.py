@@ -8,8 +8,8 @@ weights are computed here, once, in float64: `nearest` becomes one `gather` per 
 `linear` / `cubic` gathers times constant weights, summed. tf_crop_and_resize sets positions whose source lies
 outside the input to `extrapolation_value` (a constant mask, `where`). `exclude_outside` drops the taps outside
 the input and renormalizes. `antialias` (linear and cubic) stretches the kernel by 1 / scale when downsampling:
-2 * ceil(1 / scale) or 4 * ceil(1 / scale)-ish taps per output position (as ONNX's definition counts them), weights
-normalized to sum 1. Refused: antialiased nearest, Resize before opset 11, linear / cubic of integer tensors.
+2 ceil(1 / scale) (linear) or 2 ceil(2 / scale) (cubic) taps per output position, as ONNX's definition counts them,
+weights normalized to sum 1. Refused: antialiased nearest, Resize before opset 11, linear / cubic of integer tensors.
 """
 
 from __future__ import annotations
