@@ -23,11 +23,9 @@ FASTMATH = frozenset({"contract", "reassoc", "nsz", "arcp"})
 
 JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-SUPPORTED_DTYPES = frozenset({"f64", "f32", "i64", "i32", "i8", "u8", "bool"})
-"""IR dtypes the Numba kernels compute with (f64 on dtype-generic kernels, else the reference rule: rules_f64)."""
-
 STORAGE_DTYPES = frozenset({"f16", "bf16"})
-"""IR dtypes that are only stored and moved (as 16-bit patterns) and converted by cast."""
+"""IR dtypes the kernels only store and move (as 16-bit patterns) and convert by cast; other nodes on them run
+their reference rule (reference_steps)."""
 
 STORAGE_OPS = frozenset({"cast", "reshape", "flatten", "transpose", "slice", "concat", "gather", "identity",
                          "dropout"})

@@ -20,10 +20,9 @@ from . import (  # noqa: F401  (register the rules)
 )
 from .cpu_features import best_int8_path, check_int8_path
 from .image_chains import chain_images
-from .jit import STORAGE_DTYPES, SUPPORTED_DTYPES
 from .plan import LowerCtx, NumbaLoweringError, Plan
+from .reference_steps import lower_node
 from .registry import NUMBA_LOWERINGS
-from .rules_f64 import lower_node
 
 DEFAULT_PARALLEL_THRESHOLD = 1 << 14
 """Kernels doing less work than this (about one unit per element; products count flops / 32) run their
@@ -34,7 +33,9 @@ zoo cnn 209 / 195; transformer-block and the BERT-base layer unchanged. Kernels 
 
 
 def check_lowerable(graph: Graph) -> None:
-    """Raise NumbaLoweringError naming every op without a rule, or the first node of an unsupported dtype."""
+    """Raise NumbaLoweringError naming every op without a rule. Every IR dtype lowers: the kernels compute in f32,
+    f64, the integers and bool, move f16 / bf16, and the rest runs reference rules
+    (`reference_steps.runs_reference_rule`)."""
     missing: dict[str, str] = {}
     for n in graph.nodes:
         if n.op not in NUMBA_LOWERINGS and n.op not in missing:
@@ -43,18 +44,6 @@ def check_lowerable(graph: Graph) -> None:
         lines = "\n".join(f"  {op}: e.g. {where}" for op, where in missing.items())
         raise NumbaLoweringError(f"numba backend: graph {graph.name!r} has op(s) without a Numba lowering "
                                  f"({', '.join(sorted(missing))}):\n{lines}")
-    known = ", ".join(sorted(SUPPORTED_DTYPES))
-    for n in graph.nodes:
-        for v in list(n.inputs) + list(n.outputs):
-            name = v.type.dtype.name
-            if name == "i4" and n.op == "dequantize" and v is n.inputs[0] and v.data is not None:
-                continue  # constant int4 weights: widened to int8 storage at compile time
-            if name not in SUPPORTED_DTYPES and name not in STORAGE_DTYPES:
-                raise NumbaLoweringError(f"numba backend: {format_node(n)}\n  dtype {name} of %{v.name} is not "
-                                         f"supported; supported: {known}, f16 and bf16")
-    for v in graph.inputs:
-        if v.type.dtype.name not in SUPPORTED_DTYPES | STORAGE_DTYPES:
-            raise NumbaLoweringError(f"numba backend: input %{v.name} has unsupported dtype {v.type.dtype.name}")
 
 
 def lower(graph: Graph, parallel_threshold: int = DEFAULT_PARALLEL_THRESHOLD, int8_path: str | None = None,

@@ -19,6 +19,7 @@ from .k_phase_planes import avgpool_planes, maxpool_planes, plane_scratch, pool_
 from .k_pool import avgpool, maxpool, maxpool2x2, maxpool_nhwc, mean_rows
 from .k_reduce import MAX, SUM, reduce_mid, reduce_rows
 from .plan import Lit, LowerCtx
+from .reference_steps import lower_with_reference
 from .registry import lowers
 from .rules_shape import Transpose
 
@@ -201,8 +202,9 @@ def _runs(axes: list[int]) -> list[tuple[int, int]]:
 def _reduce(ctx: LowerCtx, node: Node) -> None:
     x, v = node.inputs[0], node.outputs[0]
     dt = x.type.dtype.np_dtype
-    if dt.kind not in "fiu":
-        raise ctx.fail(f"{node.op} of dtype {dt} is not supported")
+    if dt.kind not in "fiu":  # booleans: the reference rule (any / all)
+        lower_with_reference(ctx, node)
+        return
     shape = list(x.type.shape)
     axes = [a % len(shape) for a in node.attrs["axes"]] if node.attrs["axes"] else list(range(len(shape)))
     op = MAX if node.op == "reduce-max" else SUM

@@ -17,10 +17,10 @@ from ...ir.regions import region_anchor, region_body
 from .blocked import blocked_halo
 from .epilogue import Epilogue, accepts_epilogue, epilogue_from_region
 from .plan import LowerCtx
+from .reference_steps import lower_node
 from .registry import lowers
 from .rules_conv import lower_conv, pools_in_kernel
 from .rules_dense import lower_product
-from .rules_f64 import lower_node
 from .rules_integer import lower_qconv, lower_qproduct
 from .rules_region_elementwise import lower_elementwise_region
 

@@ -11,6 +11,7 @@ import numpy as np
 from ...ir.graph import Node
 from .k_data import ScatterReduction, copy_block, gather, gather_elements, gather_nd, scatter_elements, scatter_nd
 from .plan import Lit, LowerCtx
+from .reference_steps import lower_with_reference
 from .registry import lowers
 
 
@@ -115,8 +116,9 @@ def _gather_elements(ctx: LowerCtx, node: Node) -> None:
 
 @lowers("scatter-elements")
 def _scatter_elements(ctx: LowerCtx, node: Node) -> None:
-    if node.inputs[0].type.dtype.np_dtype.kind not in "fiu":
-        raise ctx.fail(f"scatter-elements of dtype {node.inputs[0].type.dtype.name} is not supported")
+    if node.inputs[0].type.dtype.np_dtype.kind not in "fiu":  # booleans: the reference rule
+        lower_with_reference(ctx, node)
+        return
     data, out, dshape, ishape = _elements_views(ctx, node)
     if node.outputs[0].type.numel == 0:
         return
@@ -171,8 +173,9 @@ def _gather_nd(ctx: LowerCtx, node: Node) -> None:
 @lowers("scatter-nd")
 def _scatter_nd(ctx: LowerCtx, node: Node) -> None:
     data, indices, updates = node.inputs
-    if data.type.dtype.np_dtype.kind not in "fiu":
-        raise ctx.fail(f"scatter-nd of dtype {data.type.dtype.name} is not supported")
+    if data.type.dtype.np_dtype.kind not in "fiu":  # booleans: the reference rule
+        lower_with_reference(ctx, node)
+        return
     v = node.outputs[0]
     k = indices.type.shape[-1]
     dims, s = data.type.shape[:k], math.prod(data.type.shape[k:])

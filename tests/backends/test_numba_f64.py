@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_array_equal, assert_array_max_ulp
 from tensorsmith import runtime
 from tensorsmith.backends import reference
-from tensorsmith.backends.numba.rules_f64 import F64_KERNEL_OPS, runs_reference_rule
+from tensorsmith.backends.numba.reference_steps import F64_KERNEL_OPS, runs_reference_rule
 from tensorsmith.ir import Graph, GraphBuilder, Value, f64, parse, print_graph
 from tensorsmith.passes import PassContext, run_pipeline
 from tensorsmith.runtime.numba_exec import NumbaExecutable

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from tensorsmith.backends import reference
 from tensorsmith.backends.numba import NUMBA_LOWERINGS, NumbaLoweringError, lower
 from tensorsmith.ir import Graph, GraphBuilder, Node, Value, f32
 from tensorsmith.runtime.numba_exec import NumbaExecutable
@@ -27,12 +28,23 @@ def test_an_op_without_a_rule_is_a_compile_time_error_naming_it() -> None:
         lower(g)
 
 
-def test_unsupported_dtype_names_the_node() -> None:
-    b = GraphBuilder("int4")
-    x = b.input("x", f32[4])
-    b.output(b.cast(b.cast(x, dtype="i4", name="narrow"), dtype="f32"))
-    with pytest.raises(NumbaLoweringError, match="(?s)narrow.*dtype i4"):
-        NumbaExecutable(b.build())
+def test_values_no_kernel_computes_run_their_reference_rule() -> None:
+    """int4 values, and boolean reductions and scatters, are steps running the nodes' reference rules: every IR
+    dtype lowers, with the reference backend's results."""
+    b = GraphBuilder("narrow")
+    x = b.input("x", f32[4, 3])
+    narrow = b.cast(b.cast(x, dtype="i4", name="narrow"), dtype="f32", name="wide")
+    flags = b.op("greater", x, np.float32(0.0))
+    b.output(narrow, b.op("reduce-max", flags, axes=[1], keepdims=False, name="any"),
+             b.op("scatter-elements", flags, np.zeros((1, 3), np.int64), np.ones((1, 3), bool), name="set"))
+    g = b.build()
+    exe = NumbaExecutable(g)
+    kernels = {s.kernel for s in exe.plan.steps}
+    assert {"reference_cast", "reference_reduce-max", "reference_scatter-elements"} <= kernels
+    feeds = {"x": np.array([[9.7, -3.2, 0.4], [-0.1, -2.0, -9.0], [1.0, 2.0, 3.0], [-8.6, 0.0, 7.5]], np.float32)}
+    want = reference.run(g, feeds)
+    for name, got in exe.run(feeds).items():
+        np.testing.assert_array_equal(got, want[name], err_msg=name)
 
 
 def _mlp_block() -> tuple[Graph, dict[str, np.ndarray]]:

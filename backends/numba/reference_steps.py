@@ -1,5 +1,5 @@
-"""float64 and half-precision arithmetic on the Numba backend: dtype-generic kernels where they exist, the
-reference rule elsewhere.
+"""Nodes the Numba kernels do not compute run their reference rule as one step of the plan: f64 without a
+dtype-generic kernel, half-precision arithmetic, int4 values, boolean reductions and scatters.
 
 The elementwise, cast and data-movement kernels are generic over their array dtypes (Numba compiles
 one version per signature), so an f64 graph runs them at full precision. The other kernels (products,
@@ -8,7 +8,8 @@ written for f32 (packed f32 micro-kernels, f32 constants, f32 accumulators); a n
 reads or writes f64 runs its reference rule instead, as one step of the plan. Its results are the
 reference backend's bit for bit, never f32 results widened back. f16 and bf16 values are stored, moved and
 cast by the kernels (`jit.STORAGE_OPS`); any other node reading or writing one runs its reference rule the same way
-(an importer or a pass that wants speed casts to f32 first, as `quantize{precision=fp16}` graphs do).
+(an importer or a pass that wants speed casts to f32 first, as `quantize{precision=fp16}` graphs do), and so does
+every node on an int4 value but a constant weight behind `dequantize`.
 """
 
 from __future__ import annotations
@@ -44,10 +45,18 @@ def is_half_arithmetic(node: Node) -> bool:
                                               for v in [*node.inputs, *node.outputs])
 
 
+def is_int4_node(node: Node) -> bool:
+    """Whether `node` reads or writes an i4 value other than a constant weight behind `dequantize` (which the
+    weight-only GEMM reads packed, or the lowering widens at compile time)."""
+    if node.op == "dequantize" and node.inputs[0].data is not None:
+        return False
+    return any(v.type.dtype.name == "i4" for v in [*node.inputs, *node.outputs])
+
+
 def runs_reference_rule(node: Node) -> bool:
-    """Whether `node` runs its reference rule: half-precision arithmetic, or an f64 node whose op has no Numba
-    kernel computing in f64."""
-    if is_half_arithmetic(node):
+    """Whether `node` runs its reference rule: half-precision arithmetic, any node on an int4 value (no kernel
+    takes ml_dtypes' int4), or an f64 node whose op has no Numba kernel computing in f64."""
+    if is_half_arithmetic(node) or is_int4_node(node):
         return True
     if not is_f64_node(node):
         return False
