@@ -22,7 +22,8 @@ import numpy as np
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, np_dtype, shape_of
 from .onnx_ops_shape import slice_handle
 
-Activation = Callable[[NodeContext, Handle, float | None, float | None], Handle]
+Activation = Callable[[NodeContext, Handle, float, float], Handle]
+"""An activation's IR ops on x with its alpha and beta (each 0.0 where the activation takes none)."""
 
 
 def _f32(v: float) -> np.ndarray:
@@ -33,18 +34,27 @@ def _affine(ctx: NodeContext, x: Handle, alpha: float, beta: float) -> Handle:
     return ctx.op("add", ctx.op("mul", x, _f32(alpha)), _f32(beta))
 
 
+def _leaky_relu(ctx: NodeContext, x: Handle, alpha: float, beta: float) -> Handle:
+    return ctx.op("where", ctx.op("greater-equal", x, _f32(0.0)), x, ctx.op("mul", x, _f32(alpha)))
+
+
+def _scaled_tanh(ctx: NodeContext, x: Handle, alpha: float, beta: float) -> Handle:
+    return ctx.op("mul", ctx.op("tanh", ctx.op("mul", x, _f32(beta))), _f32(alpha))
+
+
+def _softsign(ctx: NodeContext, x: Handle, alpha: float, beta: float) -> Handle:
+    return ctx.op("div", x, ctx.op("add", ctx.op("abs", x), _f32(1.0)))
+
+
 ACTIVATIONS: dict[str, tuple[Activation, float | None, float | None]] = {
     "sigmoid": (lambda ctx, x, a, b: ctx.op("sigmoid", x), None, None),
     "tanh": (lambda ctx, x, a, b: ctx.op("tanh", x), None, None),
     "relu": (lambda ctx, x, a, b: ctx.op("relu", x), None, None),
-    "affine": (lambda ctx, x, a, b: _affine(ctx, x, a, b), 1.0, 0.0),  # type: ignore[arg-type]
-    "leakyrelu": (lambda ctx, x, a, b: ctx.op("where", ctx.op("greater-equal", x, _f32(0.0)), x,
-                                              ctx.op("mul", x, _f32(a))), 0.01, None),  # type: ignore[arg-type]
-    "hardsigmoid": (lambda ctx, x, a, b: ctx.op("clip", _affine(ctx, x, a, b), min=0.0, max=1.0),  # type: ignore[arg-type]
-                    0.2, 0.5),
-    "scaledtanh": (lambda ctx, x, a, b: ctx.op("mul", ctx.op("tanh", ctx.op("mul", x, _f32(b))), _f32(a)),  # type: ignore[arg-type]
-                   1.0, 1.0),
-    "softsign": (lambda ctx, x, a, b: ctx.op("div", x, ctx.op("add", ctx.op("abs", x), _f32(1.0))), None, None),
+    "affine": (_affine, 1.0, 0.0),
+    "leakyrelu": (_leaky_relu, 0.01, None),
+    "hardsigmoid": (lambda ctx, x, a, b: ctx.op("clip", _affine(ctx, x, a, b), min=0.0, max=1.0), 0.2, 0.5),
+    "scaledtanh": (_scaled_tanh, 1.0, 1.0),
+    "softsign": (_softsign, None, None),
 }
 """ONNX's recurrent activation name (lower case) -> (IR ops of it, default alpha, default beta)."""
 
@@ -77,8 +87,8 @@ def _activations(ctx: NodeContext, cell: Cell, dirs: int) -> list[list[Callable[
             if name.lower() not in ACTIVATIONS:
                 raise UnsupportedError(f"activation {name!r} (supported: {', '.join(sorted(ACTIVATIONS))})")
             fn, a0, b0 = ACTIVATIONS[name.lower()]
-            a = float(alphas.pop(0)) if a0 is not None and alphas else a0
-            b = float(betas.pop(0)) if b0 is not None and betas else b0
+            a = (float(alphas.pop(0)) if alphas else a0) if a0 is not None else 0.0
+            b = (float(betas.pop(0)) if betas else b0) if b0 is not None else 0.0
             fns.append(lambda x, fn=fn, a=a, b=b: fn(ctx, x, a, b))
         out.append(fns)
     return out
@@ -226,6 +236,7 @@ def _run_direction(ctx: NodeContext, op: str, xs: Handle, dp: Direction, fns: li
     return ys, h, c
 
 
+@converter("RNN", "GRU", "LSTM")
 def _recurrent(ctx: NodeContext) -> list[Handle | None]:
     op = ctx.node.op_type
     x = ctx.need(0, "X")
@@ -262,11 +273,7 @@ def _recurrent(ctx: NodeContext) -> list[Handle | None]:
         y_all, y_h = ctx.transpose(y_all, [2, 0, 1, 3]), ctx.transpose(y_h, [1, 0, 2])
     outs: list[Handle | None] = [y_all, y_h]
     if op == "LSTM":
-        y_c = cs[0] if dirs == 1 else ctx.op("concat", *cs, axis=0)  # type: ignore[arg-type]
-        outs.append(ctx.transpose(y_c, [1, 0, 2]) if layout else y_c)  # type: ignore[arg-type]
+        cells = [h for h in cs if h is not None]
+        y_c = cells[0] if dirs == 1 else ctx.op("concat", *cells, axis=0)
+        outs.append(ctx.transpose(y_c, [1, 0, 2]) if layout else y_c)
     return outs
-
-
-@converter("RNN", "GRU", "LSTM")
-def _rnn(ctx: NodeContext) -> list[Handle | None]:
-    return _recurrent(ctx)
