@@ -266,8 +266,11 @@ def _reduce(ctx: NodeContext) -> list[Handle | None]:
         ir = {"ReduceMean": "reduce-mean", "ReduceSum": "reduce-sum", "ReduceMax": "reduce-max"}[op_type]
         return [ctx.op(ir, x, axes=axes, keepdims=keep)]
     if op_type == "ReduceMin":
+        if np_dtype(x) == np.bool_:  # all(x) = not any(not x)
+            return [ctx.op("logical-not", ctx.op("reduce-max", ctx.op("logical-not", x), axes=axes, keepdims=keep))]
         if np_dtype(x).kind not in "fi":
-            raise UnsupportedError(f"ReduceMin of {describe(x)} (computed as -max(-x): float and signed types only)")
+            raise UnsupportedError(f"ReduceMin of {describe(x)} (computed as -max(-x): float, signed and bool types "
+                                   "only)")
         return [ctx.op("neg", ctx.op("reduce-max", ctx.op("neg", x), axes=axes, keepdims=keep))]
     if op_type == "ReduceL1":
         return [ctx.op("reduce-sum", ctx.op("abs", x), axes=axes, keepdims=keep)]

@@ -74,8 +74,10 @@ def _identity(ctx: NodeContext) -> list[Handle | None]:
 def _dropout(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "data")
     training = ctx.const(2, "training_mode") if ctx.opset >= 12 else None
-    if training is not None and bool(training.reshape(-1)[0]):
-        raise UnsupportedError("training_mode=true (only inference dropout)")
+    ratio = ctx.const(1, "ratio") if ctx.opset >= 12 and ctx.input(1) is not None else None
+    if training is not None and bool(training.reshape(-1)[0]) and (ratio is None or float(ratio.reshape(-1)[0])):
+        raise UnsupportedError("training_mode=true with a ratio above 0 (random; only inference dropout and a zero "
+                               "ratio, which drops nothing)")
     mask_dt = np.bool_ if ctx.opset >= 10 else np_dtype(x)
     return [x, np.ones(shape_of(x), dtype=mask_dt)]
 

@@ -137,3 +137,6 @@ def test_training_mode_is_reported() -> None:
     m = one_node("Dropout", {"x": x}, {"r": np.array(0.5, np.float32), "t": np.array(True)}, opset=13)
     with pytest.raises(OnnxImportError, match="training_mode=true"):
         from_onnx(m)
+    zero = one_node("Dropout", {"x": x}, {"r": np.array(0.0, np.float32), "t": np.array(True)}, n_out=2, opset=13)
+    g = check(zero, {"x": x})  # a zero ratio drops nothing: the input and a mask of ones
+    assert all(n.op == "identity" for n in g.nodes)

@@ -141,6 +141,13 @@ def test_reduce_noop_with_empty_axes_and_empty_set() -> None:
     check(one_node("ReduceMax", {"x": e}, {"a": np.array([1], np.int64)}, keepdims=1, opset=18), {"x": e})
 
 
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_min_of_booleans_is_all(keepdims: int) -> None:
+    x = np.array([[True, False, True], [True, True, True]])
+    g = check(one_node("ReduceMin", {"x": x}, {"a": np.array([1], np.int64)}, keepdims=keepdims, opset=20), {"x": x})
+    assert [n.op for n in g.nodes] == ["logical-not", "reduce-max", "logical-not"]
+
+
 def test_reduce_min_of_unsigned_is_reported() -> None:
     x = np.arange(6, dtype=np.uint8).reshape(2, 3)
     with pytest.raises(ValueError, match="ReduceMin of"):
