@@ -81,7 +81,8 @@ _SAME = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "
          "global-avgpool": "GlobalAveragePool", "equal": "Equal", "less": "Less", "less-equal": "LessOrEqual",
          "greater": "Greater", "greater-equal": "GreaterOrEqual", "logical-and": "And", "logical-or": "Or",
          "logical-xor": "Xor", "logical-not": "Not", "where": "Where", "floor": "Floor", "ceil": "Ceil",
-         "round": "Round", "sign": "Sign", "sin": "Sin", "cos": "Cos"}
+         "round": "Round", "sign": "Sign", "sin": "Sin", "cos": "Cos", "tan": "Tan", "asin": "Asin", "acos": "Acos",
+         "atan": "Atan", "sinh": "Sinh", "cosh": "Cosh", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh"}
 
 
 def _is_int8(v: Value) -> bool:

@@ -261,7 +261,8 @@ def copy_rule(node: Node) -> Work:
 
 _UNARY_OPS = {"relu": 1, "neg": 1, "abs": 1, "clip": 2, "sqrt": 4, "exp": 8, "log": 8, "erf": 10,
               "sigmoid": 10, "tanh": 10, "gelu": 14, "floor": 1, "ceil": 1, "round": 1, "sign": 2, "sin": 10,
-              "cos": 10}
+              "cos": 10, "tan": 12, "asin": 12, "acos": 12, "atan": 12, "sinh": 12, "cosh": 12, "asinh": 14,
+              "acosh": 14, "atanh": 14}
 """Vector ops per element; transcendental functions count as several (polynomial evaluations)."""
 
 _BINARY_OPS = {"add": 1, "sub": 1, "mul": 1, "maximum": 1, "minimum": 1, "div": 4, "pow": 16, "mod": 8}

@@ -75,6 +75,15 @@ FLOAT_RULES: dict[str, tuple[str, ...]] = {
     "round": ("{o} = {T}(np.rint({a}))",),
     "sin": ("{o} = {T}(np.sin(np.float64({a})))",),
     "cos": ("{o} = {T}(np.cos(np.float64({a})))",),
+    "tan": ("{o} = {T}(np.tan(np.float64({a})))",),
+    "asin": ("{o} = {T}(np.arcsin(np.float64({a})))",),
+    "acos": ("{o} = {T}(np.arccos(np.float64({a})))",),
+    "atan": ("{o} = {T}(np.arctan(np.float64({a})))",),
+    "sinh": ("{o} = {T}(np.sinh(np.float64({a})))",),
+    "cosh": ("{o} = {T}(np.cosh(np.float64({a})))",),
+    "asinh": ("{o} = {T}(np.arcsinh(np.float64({a})))",),
+    "acosh": ("{o} = {T}(np.arccosh(np.float64({a})))",),
+    "atanh": ("{o} = {T}(np.arctanh(np.float64({a})))",),
     "mod": ("{o} = {T}(np.mod({a}, {b}))",),
     "fmod": ("{o} = {T}(np.fmod({a}, {b}))",),
     "sign": ("{o} = {T}(1) if {a} > 0 else ({T}(-1) if {a} < 0 else ({a} if {a} != {a} else {T}(0)))",),
@@ -112,11 +121,14 @@ LOGIC_RULES: dict[str, tuple[str, ...]] = {
 }
 """Comparisons (IEEE: NaN compares false), logical ops on bool and where, on any dtype the kernels compute with."""
 
+TRIGONOMETRIC = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")
+"""The circular and hyperbolic functions and their inverses: libm's, in float64, rounded once."""
+
 WORK_PER_ELEMENT = {"gelu": 8, "gelu_tanh": 8, "sigmoid": 8, "tanh": 8, "erf": 8, "sqrt": 8, "exp": 8, "log": 8,
-                    "pow": 8, "sin": 8, "cos": 8}
+                    "pow": 8, **dict.fromkeys(TRIGONOMETRIC, 8)}
 """Work units per output element of costly ops (others count 1), as the one-op kernels estimate them."""
 
-APPROXIMATE_RULES = frozenset({"gelu", "gelu_tanh", "sigmoid", "tanh", "erf", "exp", "log", "pow", "sin", "cos"})
+APPROXIMATE_RULES = frozenset({"gelu", "gelu_tanh", "sigmoid", "tanh", "erf", "exp", "log", "pow", *TRIGONOMETRIC})
 """Rules whose f32 result is not the correctly rounded one (polynomial helpers, libm)."""
 
 HELPER_NAMES = ("fexp", "ferf", "fgelu", "fgelu_tanh", "frelu", "fsigmoid", "ftanh")

@@ -71,10 +71,12 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _float_unary(fn):  # type: ignore[no-untyped-def]
-    """Transcendentals are evaluated in float64 and rounded once to the output dtype."""
+    """Transcendentals are evaluated in float64 and rounded once to the output dtype; outside its domain a function
+    gives NaN (or an infinity at a pole, or on overflow), as IEEE 754 defines, without numpy's warning."""
 
     def rule(node: Node, xs: Arrays) -> np.ndarray:
-        return fn(xs[0].astype(np.float64)).astype(out_dtype(node))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            return fn(xs[0].astype(np.float64)).astype(out_dtype(node))
 
     return rule
 
@@ -228,6 +230,15 @@ ELEMENTWISE_RULES = {
     "round": _float_unary(np.rint),
     "sin": _float_unary(np.sin),
     "cos": _float_unary(np.cos),
+    "tan": _float_unary(np.tan),
+    "asin": _float_unary(np.arcsin),
+    "acos": _float_unary(np.arccos),
+    "atan": _float_unary(np.arctan),
+    "sinh": _float_unary(np.sinh),
+    "cosh": _float_unary(np.cosh),
+    "asinh": _float_unary(np.arcsinh),
+    "acosh": _float_unary(np.arccosh),
+    "atanh": _float_unary(np.arctanh),
     "sign": lambda n, xs: np.sign(xs[0]) + xs[0].dtype.type(0),
     "neg": lambda n, xs: np.negative(xs[0]),
     "abs": lambda n, xs: np.abs(xs[0]),

@@ -109,11 +109,13 @@ def test_half_precision_comparisons_run_their_reference_rule_on_numba() -> None:
     np.testing.assert_array_equal(exe.run(feeds)[g.outputs[0].name], [True, False, False, True])
 
 
-MAPS = ("floor", "ceil", "round", "sign", "sin", "cos")
+MAPS = ("floor", "ceil", "round", "sign", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh",
+        "atanh")
 
 
 def test_rounding_sign_and_trigonometric_maps_match_the_reference() -> None:
-    """floor / ceil / round (halves to even) / sign / sin / cos on special values, alone and fused."""
+    """floor / ceil / round (halves to even) / sign and the circular and hyperbolic functions on special values (in
+    and out of their domains), alone and fused."""
     b = GraphBuilder("maps")
     x, n = b.input("x", f32[12]), b.input("n", i64[5])
     outs = [b.op(op, x, name=op) for op in MAPS]

@@ -52,10 +52,13 @@ def elementwise() -> Graph:
     x = b.input("x", f32[3, 4])
     y = b.input("y", f32[4])
     pos = b.add(b.abs(x), np.float32(0.5))
+    unit = b.clip(x, min=-0.9, max=0.9)
     outs = [b.sub(x, y), b.mul(x, y), b.div(x, pos), b.pow(pos, y), b.maximum(x, y), b.minimum(x, y),
             b.sigmoid(x), b.tanh(x), b.erf(x), b.sqrt(pos), b.exp(x), b.log(pos), b.neg(x),
-            b.clip(x, min=-0.5, max=0.7), b.clip(x, max=0.1), *(b.op(op, x) for op in
-                                                                  ("floor", "ceil", "round", "sign", "sin", "cos"))]
+            b.clip(x, min=-0.5, max=0.7), b.clip(x, max=0.1),
+            *(b.op(op, x) for op in ("floor", "ceil", "round", "sign", "sin", "cos", "tan", "atan", "sinh", "cosh",
+                                     "asinh")),
+            *(b.op(op, unit) for op in ("asin", "acos", "atanh")), b.op("acosh", b.add(pos, np.float32(1.0)))]
     b.output(*outs)
     return b.build()
 

@@ -4,6 +4,7 @@ mod and topk against hand-worked cases (IEEE NaN, signed zeros, ties)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from numpy.testing import assert_array_equal
@@ -64,6 +65,34 @@ def test_rounding_sign_and_trigonometry_hand_worked() -> None:
     t = np.array([0.0, math.pi / 2, math.pi], np.float32)
     np.testing.assert_allclose(run_op("sin", t), [0.0, 1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(run_op("cos", t), [1.0, 0.0, -1.0], atol=1e-6)
+
+
+@covers("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")
+def test_circular_and_hyperbolic_functions_hand_worked() -> None:
+    """Values known in closed form; outside a domain NaN, at a pole an infinity, without a numpy warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(run_op("tan", np.array([0.0, math.pi / 4], np.float32)), [0.0, 1.0], rtol=1e-6)
+        got = run_op("asin", np.array([1.0, 0.5, 2.0], np.float32))
+        np.testing.assert_allclose(got[:2], [math.pi / 2, math.pi / 6], rtol=1e-6)
+        assert math.isnan(got[2]) and got.dtype == np.float32
+        got = run_op("acos", np.array([-1.0, 0.5, -1.5], np.float32))
+        np.testing.assert_allclose(got[:2], [math.pi, math.pi / 3], rtol=1e-6)
+        assert math.isnan(got[2])
+        np.testing.assert_allclose(run_op("atan", np.array([1.0, -np.inf], np.float32)), [math.pi / 4, -math.pi / 2])
+        np.testing.assert_allclose(run_op("sinh", np.array([0.0, 1.0], np.float32)), [0.0, (math.e - 1 / math.e) / 2],
+                                   rtol=1e-6)
+        np.testing.assert_allclose(run_op("cosh", np.array([0.0, 1.0], np.float32)), [1.0, (math.e + 1 / math.e) / 2],
+                                   rtol=1e-6)
+        assert run_op("cosh", np.array([100.0], np.float32))[0] == np.inf  # overflows float32
+        np.testing.assert_allclose(run_op("asinh", np.array([0.0, 1.0], np.float32)), [0.0, math.log(1 + math.sqrt(2))],
+                                   rtol=1e-6)
+        got = run_op("acosh", np.array([1.0, 2.0, 0.5], np.float32))
+        np.testing.assert_allclose(got[:2], [0.0, math.log(2 + math.sqrt(3))], rtol=1e-6)
+        assert math.isnan(got[2])
+        got = run_op("atanh", np.array([0.5, 1.0, -1.0, 2.0], np.float32))
+        np.testing.assert_allclose(got[0], 0.5 * math.log(3.0), rtol=1e-6)
+        assert got[1] == np.inf and got[2] == -np.inf and math.isnan(got[3])
 
 
 @covers("argmax", "argmin")

@@ -33,6 +33,23 @@ def g_unary(s: State) -> tuple[Value, float]:
     return b.op(op, x), bx
 
 
+def g_trigonometric(s: State) -> tuple[Value, float]:
+    """A circular or hyperbolic function or an inverse, its argument clipped into its domain (tan away from its
+    poles, sinh / cosh to [-3, 3], acosh's argument abs()+1 guarded)."""
+    x, b = s.pick(), s.b
+    bx = s.bnd(x)
+    op = s.choice(("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh"))
+    if op in ("asin", "acos", "atanh"):
+        return b.op(op, b.clip(x, min=-0.9, max=0.9)), 4.0
+    if op == "tan":
+        return b.op(op, b.clip(x, min=-1.2, max=1.2)), 3.0
+    if op in ("sinh", "cosh"):
+        return b.op(op, b.clip(x, min=-3.0, max=3.0)), 11.0
+    if op == "acosh":
+        return b.op(op, guarded(s, x)), math.log(2 * (bx + 1)) + 1
+    return b.op(op, x), (math.pi / 2 if op == "atan" else math.log(2 * bx + 1) + 1)
+
+
 def g_binary(s: State) -> tuple[Value, float]:
     """add/sub/mul/div/pow/maximum/minimum against itself, another value or a broadcast constant."""
     a, b = s.pick(), s.b
@@ -478,10 +495,10 @@ def g_fused(s: State) -> tuple[Value, float]:
 
 
 GENERATORS = (
-    g_unary, g_unary, g_binary, g_binary, g_select, g_rounding, g_arg_extreme, g_cumsum, g_identities, g_identities,
-    g_reshape, g_transpose, g_flatten, g_linear, g_linear, g_matmul, g_softmax, g_attention, g_layernorm, g_concat,
-    g_slice, g_reduce, g_gather, g_embedding, g_conv, g_pool, g_norms, g_fake_quant, g_integer, g_qadd, g_cast,
-    g_const_node, g_duplicate, g_fused,
+    g_unary, g_unary, g_trigonometric, g_binary, g_binary, g_select, g_rounding, g_arg_extreme, g_cumsum,
+    g_identities, g_identities, g_reshape, g_transpose, g_flatten, g_linear, g_linear, g_matmul, g_softmax,
+    g_attention, g_layernorm, g_concat, g_slice, g_reduce, g_gather, g_embedding, g_conv, g_pool, g_norms,
+    g_fake_quant, g_integer, g_qadd, g_cast, g_const_node, g_duplicate, g_fused,
 )
 FOUR_D = (g_conv, g_conv, g_pool, g_pool, g_norms, g_integer)
 """Drawn more often while the graph holds a 4-D value."""
