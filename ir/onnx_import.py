@@ -26,6 +26,7 @@ from . import (  # noqa: F401
     onnx_ops_loss,
     onnx_ops_math,
     onnx_ops_nn,
+    onnx_ops_normalization,
     onnx_ops_pointwise,
     onnx_ops_products,
     onnx_ops_qlinear,

@@ -129,11 +129,15 @@ def _selu(ctx: NodeContext) -> list[Handle | None]:
     return [ctx.op("mul", ctx.scalar(ctx.attr("gamma", 1.05070102214813232421875), x), y)]
 
 
+def softplus(ctx: NodeContext, x: Handle) -> Handle:
+    """log(1 + exp(x)) as relu(x) + log(1 + exp(-|x|)): no overflow for large |x|."""
+    tail = ctx.op("log", ctx.op("add", ctx.scalar(1.0, x), ctx.op("exp", ctx.op("neg", ctx.op("abs", x)))))
+    return ctx.op("add", ctx.op("relu", x), tail)
+
+
 @converter("Softplus")
 def _softplus(ctx: NodeContext) -> list[Handle | None]:
-    x = ctx.need(0, "X")  # relu(x) + log(1 + exp(-|x|)): no overflow for large |x|
-    tail = ctx.op("log", ctx.op("add", ctx.scalar(1.0, x), ctx.op("exp", ctx.op("neg", ctx.op("abs", x)))))
-    return [ctx.op("add", ctx.op("relu", x), tail)]
+    return [softplus(ctx, ctx.need(0, "X"))]
 
 
 @converter("Softsign")

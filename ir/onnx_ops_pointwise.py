@@ -1,7 +1,8 @@
 """ONNX activations, value tests and pixel shuffles imported as short compositions of IR ops.
 
 Swish (x * sigmoid(alpha x)), SwiGLU (a * sigmoid(alpha a) * b, a and b of one shape), Celu (max(0, x) +
-min(0, alpha (exp(x / alpha) - 1))), ThresholdedRelu (x where x > alpha, else 0), IsNaN (x != x), IsInf (|x| ==
+min(0, alpha (exp(x / alpha) - 1))), ThresholdedRelu (x where x > alpha, else 0), Mish (x * tanh(softplus(x))),
+Shrink (x + bias below -lambd, x - bias above lambd, else 0), IsNaN (x != x), IsInf (|x| ==
 inf, or one sign of it), SpaceToDepth and DepthToSpace (a reshape, a transpose and a reshape, blocks before the
 channel (DCR) or after it (CRD)), each as ONNX's operator definition says; half-precision inputs are computed in
 float32 and cast back.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, np_dtype, shape_of
+from .onnx_ops_math import softplus
 
 
 def _float_input(ctx: NodeContext) -> tuple[Handle, str | None]:
@@ -68,6 +70,29 @@ def _thresholded_relu(ctx: NodeContext) -> list[Handle | None]:
     x, back = _float_input(ctx)
     above = ctx.op("greater", x, ctx.scalar(float(ctx.attr("alpha", 1.0)), x))
     return _back(ctx, ctx.op("where", above, x, ctx.scalar(0.0, x)), back)
+
+
+@converter("Mish")
+def _mish(ctx: NodeContext) -> list[Handle | None]:
+    x, back = _float_input(ctx)
+    return _back(ctx, ctx.op("mul", x, ctx.op("tanh", softplus(ctx, x))), back)
+
+
+@converter("Shrink")
+def _shrink(ctx: NodeContext) -> list[Handle | None]:
+    x = ctx.need(0, "input")
+    lambd, bias = float(ctx.attr("lambd", 0.5)), float(ctx.attr("bias", 0.0))
+    if np_dtype(x).kind == "u" and lambd < 0:
+        raise UnsupportedError(f"Shrink of {describe(x)} with a negative lambd {lambd}")
+    if np_dtype(x).kind != "f" and (lambd != int(lambd) or bias != int(bias)):
+        raise UnsupportedError(f"Shrink of {describe(x)} with lambd {lambd}, bias {bias}: integer inputs need "
+                               "integer lambd and bias")
+    above = ctx.op("greater", x, ctx.scalar(lambd, x))
+    outer = ctx.op("where", above, ctx.op("sub", x, ctx.scalar(bias, x)), ctx.scalar(0.0, x))
+    if np_dtype(x).kind == "u":  # no unsigned value lies below -lambd <= 0
+        return [outer]
+    below = ctx.op("less", x, ctx.scalar(-lambd, x))
+    return [ctx.op("where", below, ctx.op("add", x, ctx.scalar(bias, x)), outer)]
 
 
 @converter("IsNaN")
