@@ -152,12 +152,15 @@ def int8_kernels(path: str) -> Int8Kernels:
     return _KERNELS[path]
 
 
-def int8_tiles(m: int, n: int, path: str, threads: int, parallel: bool) -> tuple[int, int]:
-    """(rows, NR-panels) per work item: one tile per thread where the shape allows, at most 256 rows."""
+def int8_tiles(m: int, n: int, path: str, threads: int, parallel: bool, rows: bool = False) -> tuple[int, int]:
+    """(rows, NR-panels) per work item: one tile per thread where the shape allows, at most 256 rows. Up to 256 rows
+    the threads split the panels, or with `rows` the rows (`tiling.split_rows`); beyond, always the rows."""
     shape = SHAPES[path]
     panels = max(cdiv(n, shape.nr), 1)
     if not parallel or threads <= 1:
         return max(1, min(m, MAX_TILE_ROWS)), panels
+    if rows and m <= MAX_TILE_ROWS:
+        return cdiv(m, threads), panels
     if m <= MAX_TILE_ROWS and panels >= threads:
         return max(m, 1), cdiv(panels, threads)
     rows = shape.block_rows

@@ -20,6 +20,7 @@ from ..aligned import aligned_copy
 from . import blas
 from .image_split import ArgCut, ImageSplit
 from .jit import Twin, num_threads
+from .tiling import graph_weight_bytes
 
 BLAS_WORK_FACTOR = 8
 """Kernels that call BLAS go parallel only above this many times the parallel threshold: each tile is
@@ -170,8 +171,16 @@ class LowerCtx:
         self.blocked_plans: dict[int, int | None] = {}
         """Per value id, the halo it carries blocked or None (`blocked.result_halo`, memoized)."""
         self._readers: dict[int, list[Node]] | None = None
+        self._weight_bytes: int | None = None
         for v in graph.inputs:
             self.value_slot[id(v)] = self._new("input", v.type.shape, v.type.dtype.np_dtype, v.name)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the graph's constants (`tiling.graph_weight_bytes`), computed once."""
+        if self._weight_bytes is None:
+            self._weight_bytes = graph_weight_bytes(self.graph)
+        return self._weight_bytes
 
     # ---- slots ---------------------------------------------------------------------------
     def _new(self, kind: str, shape: tuple[int, ...], dtype: np.dtype, name: str, **kw: Any) -> int:

@@ -20,6 +20,7 @@ from .rules_elementwise import emit_binary
 from .rules_shape import Transpose
 from .rules_sparse import emit_sparse_product, layer_choice, record_choice
 from .rules_weight_gemm import lower_weight_gemm, note_f32_fallback
+from .tiling import split_rows
 from .ukernel_epilogue import register_epilogue
 
 
@@ -35,11 +36,14 @@ def gemm_tiles(m: int, n: int, threads: int, parallel: bool, w_is_nk: bool) -> t
     return rows if (m1 >= threads and min(rows) >= min(cols)) else cols
 
 
-def packed_tiles(m: int, panels: int, threads: int, parallel: bool) -> tuple[int, int]:
-    """(rows, NR-panels) per work item of the packed GEMM: an A block of at most 256 rows stays in L2."""
+def packed_tiles(m: int, panels: int, threads: int, parallel: bool, rows: bool = False) -> tuple[int, int]:
+    """(rows, NR-panels) per work item of the packed GEMM: an A block of at most 256 rows stays in L2. Up to 256 rows
+    the threads split the panels, or with `rows` the rows (`tiling.split_rows`); beyond, always the rows."""
     mr = k_microkernel.MR
     if not parallel or threads <= 1:
         return max(1, min(m, 256)), max(panels, 1)
+    if rows and m <= 256:
+        return cdiv(m, threads), max(panels, 1)
     if m <= 256 and panels >= threads:
         return max(m, 1), cdiv(panels, threads)
     return max(1, min(cdiv(cdiv(m, threads), mr) * mr, 256)), max(panels, 1)
@@ -53,7 +57,7 @@ def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[
     panels = ctx.slots[packed].shape[0]
     work = 2 * m * n_out * max(k, 1) // FLOPS_PER_UNIT
     par = ctx.parallel(work)
-    tm, tnp = packed_tiles(m, panels, ctx.threads, par)
+    tm, tnp = packed_tiles(m, panels, ctx.threads, par, split_rows(m, w_nk.nbytes, ctx.weight_bytes, ctx.threads))
     items = cdiv(m, tm) * cdiv(panels, tnp)
     scratch = ctx.buffer((items * scratch_per_tile(tm),), np.dtype(np.float32), f"{name}.packA")
     codes, vecs, params = epilogue_args(ctx, epi)

@@ -49,6 +49,7 @@ from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_shape import Index, Transpose
 from .rules_sparse import int8_layer_choice, record_choice
+from .tiling import split_rows
 
 QUANTIZED_VALUES_PER_UNIT = {"row": 2, "tensor": 4}
 """Values of dynamic quantization per work unit, by granularity: about 0.2 ns a value on one core (128 x 768 in
@@ -211,7 +212,7 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
                  ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch), work=work)
     else:
         packed = pack_int8_weights(w_q, np.ones(n, np.float32), path)
-        tm, tnp = int8_tiles(m, n, path, ctx.threads, threads > 1)
+        tm, tnp = int8_tiles(m, n, path, ctx.threads, threads > 1, split_rows(m, w_q.nbytes, ctx.weight_bytes, threads))
         scratch = ctx.buffer((scratch_size(m, n, path, tm, tnp),), np.dtype(np.int32), f"{node.name}.acc")
         ctx.emit(kernel_label(f"{label}_{path}", epi), int8_kernels(path).gemm_dequant, xu, ctx.arg(sx), zp,
                  ctx.const(packed.data, f"{name}.packed_{path}"), ctx.const(packed.colsum, f"{name}.colsum"),

@@ -19,15 +19,17 @@ from tensorsmith.backends.numba.k_gemm_packed import (
 )
 from tensorsmith.backends.numba.k_microkernel import MR, NR, exact_rows
 from tensorsmith.backends.numba.rules_dense import packed_tiles
+from tensorsmith.backends.numba.tiling import ROW_SPLIT_MIN_ROWS
 
 pytestmark = pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: GEMMs go through BLAS")
 
 
-def _product(x: np.ndarray, w: np.ndarray, parallel: bool, threads: int = 2) -> np.ndarray:
-    """gemm_packed's twin on x @ w.T, tiled as the lowering tiles it, over an output full of NaN."""
+def _product(x: np.ndarray, w: np.ndarray, parallel: bool, threads: int = 2, rows: bool = False) -> np.ndarray:
+    """gemm_packed's twin on x @ w.T, tiled as the lowering tiles it (split by rows or panels), over an output full
+    of NaN."""
     m, n = x.shape[0], w.shape[0]
     bp = pack_weights(w)
-    tm, tnp = packed_tiles(m, bp.shape[0], threads, parallel)
+    tm, tnp = packed_tiles(m, bp.shape[0], threads, parallel, rows)
     scratch = np.full(-(-m // tm) * -(-bp.shape[0] // tnp) * scratch_per_tile(tm), np.nan, np.float32)
     out = np.full((m, n), np.nan, np.float32)
     gemm_packed.pick(parallel)(x, bp, out, tm, tnp, scratch, np.zeros(0, np.int64), EMPTY_F32, NO_PARAMS, EMPTY_F32,
@@ -103,3 +105,19 @@ def test_the_row_groups_prefetch_every_line_of_the_next_block(kc: int, nmp: int)
         lines.update((off + k * step - nxt) // LINE_FLOATS for k in range(kc))
     assert set(range(min(-(-kc * NR // LINE_FLOATS), nmp * kc))) <= lines
     assert all(prefetch_plan(-1, own, mp, nmp, kc) == (own, 0) for mp in range(nmp))
+
+
+@pytest.mark.parametrize("m", [2 * ROW_SPLIT_MIN_ROWS, 2 * ROW_SPLIT_MIN_ROWS + 3, 200, 256])
+@pytest.mark.parametrize("n", [IN_PLACE_COLUMNS - 7, IN_PLACE_COLUMNS + NR + 5])
+def test_products_split_by_rows_between_threads(m: int, n: int) -> None:
+    """Split by rows (`tiling.split_rows`), each thread takes half the rows and every panel (its rows read in place
+    or packed, the last row group ragged)."""
+    rng = np.random.default_rng(m * n)
+    k = k_microkernel.KC + 31
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    panels = -(-n // NR)
+    assert packed_tiles(m, panels, 2, True, rows=True) == (-(-m // 2), panels)
+    assert packed_tiles(m, panels, 2, True) == (m, -(-panels // 2))
+    np.testing.assert_allclose(_product(x, w, True, rows=True), x.astype(np.float64) @ w.T.astype(np.float64),
+                               rtol=1e-4, atol=2e-3)

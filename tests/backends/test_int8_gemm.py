@@ -28,8 +28,8 @@ SHAPES = [(1, 1, 1), (3, 5, 33), (17, 767, 33), (1, 767, 1), (17, 1, 33), (3, 5,
           (70, 200, 70), (48, 130, 33), (33, 63, 100), (64, 64, 32), (4, 130, 70), (5, 64, 33), (2, 100, 40),
           (11, 67, 20), (50, 200, 600)]
 """(M, K, N): ragged in every dimension, N above and below one panel; on AMX, rows in 32- and 16-row
-tiles with vector rows below them, K in whole 64s with and without a vector tail, K below one tile, and
-N over several groups of panels dequantized together (8 on AMX), the last one short and ragged."""
+tiles with vector rows below them, K in whole 64s with and without a vector tail, K below one tile, N over
+several groups of panels dequantized together (8 on AMX), the last one short and ragged."""
 
 
 def twins(path: str) -> tuple[bool, ...]:
@@ -300,3 +300,19 @@ def test_amx_is_offered_only_when_linux_grants_the_tile_state(monkeypatch: pytes
         check_int8_path("amx")
     monkeypatch.setattr(cpu_features, "request_tile_state", lambda: None)
     assert cpu_features.best_int8_path() == "amx"
+
+
+@pytest.mark.parametrize("path", [NATIVE] * bool(PATHS))
+def test_products_split_by_rows_between_threads(path: str) -> None:
+    """Split by rows (`tiling.split_rows`), each thread takes its rows and every panel, exactly (on the native path,
+    whose parallel twin the runtime runs; the tiling is the same on every path)."""
+    m, k, n = 131, 200, 300
+    panels = -(-n // ig.SHAPES[path].nr)
+    assert ig.int8_tiles(m, n, path, 2, True, rows=True) == (66, panels)
+    assert ig.int8_tiles(m, n, path, 2, True) == (m, -(-panels // 2))
+    w, xq = _weights(path, n, k), _acts(m, k)
+    packed = ig.pack_int8_weights(w, 1.0, path)
+    out = np.empty((m, n), np.int32)
+    scratch = np.empty(ig.scratch_size(m, n, path, 66, panels), np.int32)
+    ig.int8_kernels(path).gemm_i32.call(True, xq, packed.data, out, 66, panels, scratch, writes=(out, scratch))
+    assert_array_equal(out, _ref_acc(xq, w))
