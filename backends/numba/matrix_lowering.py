@@ -58,3 +58,25 @@ def constant_data(ctx: LowerCtx, v: Value) -> np.ndarray | None:
         return None
     slot = ctx.slots[ctx.slot(v)]
     return slot.array if slot.kind == "const" else None
+
+
+RELABELINGS = frozenset({"reshape", "flatten", "identity"})
+"""Ops that give a value another shape without moving it."""
+
+
+def read_by_heads(ctx: LowerCtx, node: Node | None) -> bool:
+    """Whether the node's result is read only by `attention` nodes (through relabelings): attention splits its
+    threads by heads, that is by the product's columns, so the product splits its panels to match."""
+    if node is None:
+        return False
+    frontier, seen = list(node.outputs), 0
+    while frontier:
+        v = frontier.pop()
+        for reader in ctx.readers(v):
+            if reader.op in RELABELINGS:
+                frontier.extend(reader.outputs)
+            elif reader.op == "attention":
+                seen += 1
+            else:
+                return False
+    return seen > 0

@@ -13,7 +13,15 @@ from .epilogue import Epilogue, empty_epilogue, is_gemm_like
 from .jit import cdiv
 from .k_gemm import bmm_loops, bmm_sgemm, gemm
 from .k_gemm_packed import GEMM_CLOSING, gemm_packed, scratch_per_tile, shared_packed
-from .matrix_lowering import FLOPS_PER_UNIT, constant_data, epilogue_args, kernel_label, own_bias, residual_arg
+from .matrix_lowering import (
+    FLOPS_PER_UNIT,
+    constant_data,
+    epilogue_args,
+    kernel_label,
+    own_bias,
+    read_by_heads,
+    residual_arg,
+)
 from .plan import Lit, LowerCtx
 from .registry import lowers
 from .rules_elementwise import emit_binary
@@ -57,7 +65,8 @@ def _emit_packed(ctx: LowerCtx, x: int, w_nk: np.ndarray, out: int, dims: tuple[
     panels = ctx.slots[packed].shape[0]
     work = 2 * m * n_out * max(k, 1) // FLOPS_PER_UNIT
     par = ctx.parallel(work)
-    tm, tnp = packed_tiles(m, panels, ctx.threads, par, split_rows(m, w_nk.nbytes, ctx.weight_bytes, ctx.threads))
+    rows = split_rows(m, w_nk.nbytes, ctx.weight_bytes, ctx.threads) and not read_by_heads(ctx, ctx.node)
+    tm, tnp = packed_tiles(m, panels, ctx.threads, par, rows)
     items = cdiv(m, tm) * cdiv(panels, tnp)
     scratch = ctx.buffer((items * scratch_per_tile(tm),), np.dtype(np.float32), f"{name}.packA")
     codes, vecs, params = epilogue_args(ctx, epi)

@@ -212,6 +212,8 @@ def emit_int8_gemm(ctx: LowerCtx, node: Node, xu: int, zp: int, w_nk: np.ndarray
                  ctx.const(s_out, "out_scale"), ctx.const(zp_out, "out_zero_point"), writes=(y, q, scratch), work=work)
     else:
         packed = pack_int8_weights(w_q, np.ones(n, np.float32), path)
+        # by rows even where attention reads the result by heads: each thread then reads the rows it quantized
+        # (4-7% faster on the int8 MiniLM and BERT-base layer than panels matching the heads)
         tm, tnp = int8_tiles(m, n, path, ctx.threads, threads > 1, split_rows(m, w_q.nbytes, ctx.weight_bytes, threads))
         scratch = ctx.buffer((scratch_size(m, n, path, tm, tnp),), np.dtype(np.int32), f"{node.name}.acc")
         ctx.emit(kernel_label(f"{label}_{path}", epi), int8_kernels(path).gemm_dequant, xu, ctx.arg(sx), zp,

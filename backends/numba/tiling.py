@@ -8,7 +8,9 @@ the weights per core, so that weights too large for one core's L2 but not for al
 Measured on the 2-core AMX host, 2026-12-05 (2 threads): a chain of fp32 128 x 384 x 384 products 141 us each split
 by panels, 126 by rows; the fp32 BERT-base layer 6-7% faster by rows, MiniLM 1-5%; int8 (dynamic, amx) MiniLM 19%
 faster, the BERT-base layer 12%; one int8 128 x 768 x 3072 product called again and again (its 2.4 MB of weights
-hot in the two L2s) 35% slower by rows.
+hot in the two L2s) 35% slower by rows. An fp32 product read only by `attention` splits its panels, as attention
+splits its heads (`matrix_lowering.read_by_heads`: 1-4% on MiniLM and the BERT-base layer); an int8 one keeps the
+rows it quantized (panels there were 2-7% slower).
 """
 
 from __future__ import annotations

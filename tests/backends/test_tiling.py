@@ -60,3 +60,30 @@ def test_lowering_splits_by_rows_where_the_weights_allow(n_layers: int, width: i
     assert exe.plan.steps[0].kernel.startswith("gemm_uk")
     tm = [a.value for a in exe.plan.steps[0].args if isinstance(a, Lit)][0]
     assert tm == (64 if split else 128)
+
+
+@pytest.mark.skipif(not k_microkernel.AVAILABLE, reason="no FMA: GEMMs go through BLAS")
+@pytest.mark.usefixtures("two_mib_l2")
+def test_products_read_by_attention_split_their_panels_as_attention_splits_heads() -> None:
+    """q, k and v (read only by attention, q through a reshape) split by panels; the output projection by rows."""
+    rng = np.random.default_rng(2)
+    b = GraphBuilder("attn")
+    x = b.input("x", f32[1, 128, 256])
+
+    def w(name: str):  # type: ignore[no-untyped-def]
+        return b.const(rng.standard_normal((256, 256), dtype=np.float32) * 0.05, name)
+
+    q = b.reshape(b.reshape(b.linear(x, w("wq"), name="q"), [128, 256]), [1, 128, 256])
+    ctx = b.op("attention", q, b.linear(x, w("wk"), name="k"), b.linear(x, w("wv"), name="v"), heads=4)
+    b.output(b.linear(ctx, w("wo"), name="o"))
+    g = b.build()
+    exe = runtime.compile(g, backend="numba", fuse=False)
+    feeds = {"x": rng.standard_normal((1, 128, 256), dtype=np.float32)}
+    np.testing.assert_allclose(exe.run(feeds)[g.outputs[0].name],
+                               runtime.compile(g, backend="reference").run(feeds)[g.outputs[0].name],
+                               rtol=1e-4, atol=1e-4)
+    if num_threads() != 2:
+        pytest.skip(f"the split is checked on 2 threads; this runtime has {num_threads()}")
+    tiles = {s.name: [a.value for a in s.args if isinstance(a, Lit)][0] for s in exe.plan.steps
+             if s.kernel.startswith("gemm_uk")}
+    assert tiles == {"q": 128, "k": 128, "v": 128, "o": 64}
