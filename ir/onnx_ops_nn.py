@@ -8,8 +8,6 @@ and ConvTranspose becomes a convolution over the zero-interleaved input with the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, norm_axis, shape_of
@@ -293,19 +291,6 @@ def _batchnorm(ctx: NodeContext) -> list[Handle | None]:
     params = [match_dtype(ctx, ctx.need(i, nm), x) for i, nm in enumerate(("scale", "B", "mean", "var"), 1)]
     y = ctx.op("batchnorm", x, *params, epsilon=float(ctx.attr("epsilon", 1e-5)))
     return [y] + [None] * (len(ctx.node.output) - 1)
-
-
-@converter("InstanceNormalization")
-def _instancenorm(ctx: NodeContext) -> list[Handle | None]:
-    x, scale, bias = ctx.need(0, "input"), ctx.need(1, "scale"), ctx.need(2, "B")
-    xs = shape_of(x)
-    if len(xs) < 3:
-        raise ValueError(f"needs [N, C, spatial...], got {describe(x)}")
-    flat = ctx.reshape(x, xs[:2] + (math.prod(xs[2:]),))
-    y = ctx.reshape(ctx.op("layernorm", flat, axis=-1, epsilon=float(ctx.attr("epsilon", 1e-5))), xs)
-    per_c = (xs[1],) + (1,) * (len(xs) - 2)
-    y = ctx.op("mul", y, ctx.reshape(scale, per_c))
-    return [ctx.op("add", y, ctx.reshape(bias, per_c))]
 
 
 @converter("LayerNormalization")
