@@ -27,6 +27,7 @@ from .onnx_context import (
 )
 from .onnx_ops_math import match_dtype
 from .onnx_ops_nn import conv, matmul
+from .onnx_ops_quant_composed import dequantize_composed, quantize_composed
 
 
 def _qparams(ctx: NodeContext, x: Handle) -> tuple[tuple[float, ...], np.ndarray, int | None]:
@@ -54,20 +55,30 @@ def _qparams(ctx: NodeContext, x: Handle) -> tuple[tuple[float, ...], np.ndarray
     return scales, zp, axis
 
 
+IR_QUANTIZED = {np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8"}
+"""Output dtypes of the IR's `quantize`."""
+
+
+def _fits_ir_ops(ctx: NodeContext) -> bool:
+    """Whether a Quantize/DequantizeLinear maps onto the IR's own op: constant scale and zero point, no blocks."""
+    return not ctx.attr("block_size", 0) and all(ctx.input(i) is None or isinstance(ctx.input(i), np.ndarray)
+                                                 for i in (1, 2))
+
+
 @converter("QuantizeLinear")
 def _quantize(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "x")
-    scales, zp, axis = _qparams(ctx, x)
-    if ctx.attr("precision", 1) != 1:
+    if ctx.attr("precision", 0) not in (0, 1):
         raise UnsupportedError("QuantizeLinear with a division precision other than float32")
-    dt = zp.dtype
-    if ctx.input(2) is None and ctx.attr("output_dtype", 0):
+    zp_in = ctx.input(2)
+    dt = np_dtype(zp_in) if zp_in is not None else np.dtype(np.uint8)
+    if zp_in is None and ctx.attr("output_dtype", 0):
         dt = np_dtype_of_onnx(ctx.attr("output_dtype"))
-    names = {np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8"}
-    if np.dtype(dt) not in names:
-        raise UnsupportedError(f"quantization to {np.dtype(dt)} (only int8 and uint8)")
-    return [ctx.op("quantize", x, scale=scales, zero_point=[int(z) for z in zp], axis=axis,
-                   dtype=names[np.dtype(dt)])]
+    if not _fits_ir_ops(ctx) or np.dtype(dt) not in IR_QUANTIZED:
+        return [quantize_composed(ctx, x, ctx.need(1, "scale"), zp_in, np.dtype(dt))]
+    scales, zp, axis = _qparams(ctx, x)
+    return [ctx.op("quantize", x, scale=scales, zero_point=[int(z) for z in zp.astype(np.int64)], axis=axis,
+                   dtype=IR_QUANTIZED[np.dtype(dt)])]
 
 
 def _blocked_dequantize(ctx: NodeContext, x: Handle, block: int) -> Handle:
@@ -77,7 +88,7 @@ def _blocked_dequantize(ctx: NodeContext, x: Handle, block: int) -> Handle:
         raise ValueError("input 1 (scale) is required")
     zp = ctx.const(2, "zero_point")
     if zp is not None and np.any(zp):
-        raise UnsupportedError("blocked dequantization with non-zero zero points (only symmetric)")
+        return dequantize_composed(ctx, x, scale, zp)
     axis = norm_axis(ctx.attr("axis", 1), len(shape_of(x)))
     y = ctx.op("dequantize", x, np.asarray(scale, np.float32), axis=axis, group_size=int(block))
     return match_dtype(ctx, y, np.zeros(0, scale.dtype))
@@ -86,6 +97,9 @@ def _blocked_dequantize(ctx: NodeContext, x: Handle, block: int) -> Handle:
 @converter("DequantizeLinear")
 def _dequantize(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "x")
+    if not _fits_ir_ops(ctx) and not (ctx.attr("block_size", 0) and isinstance(ctx.input(1), np.ndarray)
+                                      and isinstance(ctx.input(2), (np.ndarray, type(None)))):
+        return [dequantize_composed(ctx, x, ctx.need(1, "scale"), ctx.input(2))]
     if ctx.attr("block_size", 0):
         return [_blocked_dequantize(ctx, x, ctx.attr("block_size"))]
     scales, zp, axis = _qparams(ctx, x)
