@@ -4,13 +4,16 @@ Operands are folded left to right. A label that only one operand carries and tha
 operand needs is summed out first (reduce-sum). A pair then becomes one batched matmul: labels in both operands
 and still needed are the batch, labels in both and no longer needed are contracted, the rest are the rows or the
 columns; each operand is transposed to [batch, rows or columns, contracted] and reshaped to three axes. The
-result is transposed to the output's label order. Ellipses become anonymous labels. Refused with the reason: a
-label repeated within one operand (a diagonal), batch labels of different sizes (broadcasting), non-float inputs.
+result is transposed to the output's label order. Ellipses become anonymous labels. A label repeated within one
+operand takes that operand's diagonal first (a gather of the flattened repeated axes). Refused with the reason:
+batch labels of different sizes (broadcasting), non-float inputs.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, np_dtype, shape_of
 
@@ -42,6 +45,25 @@ def _terms(equation: str, ranks: list[int]) -> tuple[list[str], str]:
     else:
         rhs = rhs.replace("...", ell)
     return out_terms, rhs
+
+
+def _diagonal(ctx: NodeContext, x: Handle, term: str, equation: str) -> tuple[Handle, str]:
+    """x with each label that its term repeats taken along the diagonal: the repeated axes moved last, flattened,
+    and the flat positions i * (1 + d + ... + d^(k-1)) gathered, one axis of that label in their place."""
+    while len(set(term)) != len(term):
+        c = next(label for label in term if term.count(label) > 1)
+        dims = {shape_of(x)[i] for i, label in enumerate(term) if label == c}
+        if len(dims) != 1:
+            raise ValueError(f"Einsum {equation!r}: label {c!r} repeats with sizes {sorted(dims)}")
+        d, k = dims.pop(), term.count(c)
+        rest = "".join(label for label in term if label != c)
+        order = [i for i, label in enumerate(term) if label != c] + [i for i, label in enumerate(term) if label == c]
+        moved = x if order == list(range(len(term))) else ctx.op("transpose", x, perm=order)
+        flat = ctx.reshape(moved, tuple(shape_of(moved)[:len(rest)]) + (d ** k,))
+        step = sum(d ** j for j in range(k))
+        x = ctx.op("gather", flat, np.arange(d, dtype=np.int64) * step, axis=len(rest))
+        term = rest + c
+    return x, term
 
 
 def _sum_out(ctx: NodeContext, x: Handle, term: str, keep: set[str]) -> tuple[Handle, str]:
@@ -82,9 +104,9 @@ def _einsum(ctx: NodeContext) -> list[Handle | None]:
     equation = str(ctx.attr("equation"))
     terms, out = _terms(equation, [len(shape_of(h)) for h in ops])
     sizes: dict[str, int] = {}
+    for i, (h, term) in enumerate(zip(ops, terms)):
+        ops[i], terms[i] = _diagonal(ctx, h, term, equation)
     for h, term in zip(ops, terms):
-        if len(set(term)) != len(term):
-            raise UnsupportedError(f"Einsum {equation!r}: an operand repeats a label (a diagonal)")
         for c, d in zip(term, shape_of(h)):
             if sizes.setdefault(c, d) != d:
                 raise UnsupportedError(f"Einsum {equation!r}: a label has sizes {sizes[c]} and {d} (broadcasting)")

@@ -46,8 +46,19 @@ def test_einsum_matches_numpy(equation: str) -> None:
     assert "einsum" not in {n.op for n in from_onnx(model).nodes}
 
 
-def test_diagonals_are_refused_with_the_equation() -> None:
-    feeds = {"x": RNG.standard_normal((3, 3)).astype(np.float32)}
+@pytest.mark.parametrize("equation", ["ii->i", "ii->", "...ii->...i", "iii->i", "iji->ij", "bii,bj->bij",
+                                      "ij,jj->i"])
+def test_diagonals(equation: str) -> None:
+    """A label repeated within an operand takes its diagonal (then contracts as any other label)."""
+    terms = equation.split("->")[0].split(",")
+    feeds = {f"x{i}": _operand(t) for i, t in enumerate(terms)}
+    model = make_model([helper.make_node("Einsum", list(feeds), ["y"], equation=equation)], feeds, ["y"], opset=12)
+    got = _agree(model, feeds, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["y"], np.einsum(equation, *feeds.values()), rtol=1e-5, atol=1e-5)
+
+
+def test_a_repeated_label_of_two_sizes_is_refused_with_the_equation() -> None:
+    feeds = {"x": RNG.standard_normal((3, 4)).astype(np.float32)}
     model = make_model([helper.make_node("Einsum", ["x"], ["y"], equation="ii->i")], feeds, ["y"], opset=12)
-    with pytest.raises(OnnxImportError, match="Einsum 'ii->i': an operand repeats a label"):
+    with pytest.raises(OnnxImportError, match=r"Einsum 'ii->i': label 'i' repeats with sizes \[3, 4\]"):
         from_onnx(model)
