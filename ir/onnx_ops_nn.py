@@ -12,6 +12,7 @@ import numpy as np
 
 from .onnx_context import Handle, NodeContext, UnsupportedError, converter, describe, norm_axis, shape_of
 from .onnx_ops_math import match_dtype
+from .onnx_ops_unpool import max_pool_indices
 
 
 @converter("MatMul")
@@ -252,8 +253,6 @@ def _pool(ctx: NodeContext) -> list[Handle | None]:
     strides, dil, pads = window_attrs(ctx, xs[2:], tuple(kernel), dil_default=dil_ok)
     ceil = bool(ctx.attr("ceil_mode", 0))
     cip = bool(ctx.attr("count_include_pad", 0))
-    if ctx.attr("storage_order", 0):
-        raise UnsupportedError("MaxPool storage_order=1 (column-major indices)")
     if r == 2:
         y = _pool2d(ctx, op, x, kernel, strides, pads, dil, ceil, cip)
     elif r == 1:
@@ -270,6 +269,8 @@ def _pool(ctx: NodeContext) -> list[Handle | None]:
         y = ctx.reshape(y, (n, c, shape_of(y)[2], ho, wo))
     else:
         raise UnsupportedError(f"{ctx.node.op_type} with {r} spatial axes (1, 2 and 3 are supported)")
+    if len(ctx.node.output) > 1 and ctx.node.output[1]:  # MaxPool's Indices, when the graph reads them
+        return [y, max_pool_indices(ctx, x, tuple(shape_of(y)[2:]), kernel, strides, pads, dil)]
     return [y, None]
 
 
