@@ -15,10 +15,10 @@ from .test_onnx_import_logic import _agree
 RNG = np.random.default_rng(43)
 
 
-@pytest.mark.parametrize(("opset", "groups", "shape"), [
-    (21, 2, (2, 4, 3, 5)), (21, 4, (1, 8, 6)), (21, 1, (2, 3, 2, 2, 2)), (18, 3, (2, 6, 4, 4)), (18, 6, (1, 6, 5)),
+@pytest.mark.parametrize(("opset", "groups", "shape", "constant_affine"), [
+    (21, 2, (2, 4, 3, 5), True), (21, 4, (1, 8, 6), False), (21, 1, (2, 3, 2, 2, 2), True),
+    (18, 3, (2, 6, 4, 4), False), (18, 6, (1, 6, 5), True),
 ])
-@pytest.mark.parametrize("constant_affine", [True, False])
 def test_group_normalization(opset: int, groups: int, shape: tuple[int, ...], constant_affine: bool) -> None:
     """Per-channel affine (opset 21) or per-group (opset 18), the affine as initializers or run-time inputs."""
     x = (RNG.standard_normal(shape) * 3 + 1).astype(np.float32)
