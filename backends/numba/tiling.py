@@ -6,8 +6,8 @@ split by rows too (a chain of products, layernorm, the row-wise elementwise kern
 quantization); splitting the panels has each thread read rows half written by the other core, but keeps half of
 the weights per core, so that weights too large for one core's L2 but not for all of them stay there across calls.
 Measured on the 2-core AMX host, 2026-12-05 (2 threads): a chain of fp32 128 x 384 x 384 products 141 us each split
-by panels, 126 by rows; the fp32 BERT-base layer 6-7% faster by rows, MiniLM 1-5%; int8 (dynamic, amx) MiniLM 19%
-faster, the BERT-base layer 12%; one int8 128 x 768 x 3072 product called again and again (its 2.4 MB of weights
+by panels, 126 by rows; the fp32 BERT-base layer 7% faster by rows, MiniLM 1-4%; int8 (dynamic, amx) MiniLM 18%
+faster, the BERT-base layer 16%; one int8 128 x 768 x 3072 product called again and again (its 2.4 MB of weights
 hot in the two L2s) 35% slower by rows. An fp32 product read only by `attention` splits its panels, as attention
 splits its heads (`matrix_lowering.read_by_heads`: 1-4% on MiniLM and the BERT-base layer); an int8 one keeps the
 rows it quantized (panels there were 2-7% slower).
@@ -32,13 +32,14 @@ def l2_bytes() -> int:
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
             if (index / "level").read_text().strip() == "2" and (index / "type").read_text().strip() != "Instruction":
-                return _size((index / "size").read_text().strip())
+                return cache_size_bytes((index / "size").read_text().strip())
         except (OSError, ValueError):
             continue
     return DEFAULT_L2_BYTES
 
 
-def _size(text: str) -> int:
+def cache_size_bytes(text: str) -> int:
+    """Bytes of a cache size as sysfs writes it ("2048K", "1M", or plain bytes)."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 

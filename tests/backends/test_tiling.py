@@ -29,7 +29,8 @@ def test_split_rows_decisions() -> None:
 
 
 def test_l2_size_is_read_or_defaulted() -> None:
-    assert tiling._size("2048K") == 2 * MIB and tiling._size("1M") == MIB and tiling._size("512") == 512
+    assert tiling.cache_size_bytes("2048K") == 2 * MIB and tiling.cache_size_bytes("1M") == MIB
+    assert tiling.cache_size_bytes("512") == 512
     assert tiling.l2_bytes() >= 64 * 1024
 
 
