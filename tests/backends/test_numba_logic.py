@@ -110,7 +110,7 @@ def test_half_precision_comparisons_run_their_reference_rule_on_numba() -> None:
 
 
 MAPS = ("floor", "ceil", "round", "sign", "sin", "cos")
-SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 0.5, 1.5, 2.5, -2.5, -0.7, 3.3, 1e8], np.float32)
+MAP_INPUTS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 0.5, 1.5, 2.5, -2.5, -0.7, 3.3, 1e8], np.float32)
 
 
 def test_circular_and_hyperbolic_functions_match_the_reference() -> None:
@@ -123,7 +123,7 @@ def test_circular_and_hyperbolic_functions_match_the_reference() -> None:
     chains = [b.op("atan", b.op("tan", x), name="atan_tan"), b.op("asinh", b.op("sinh", x), name="asinh_sinh"),
               b.op("atanh", b.op("asin", b.op("acosh", b.op("cosh", x))), name="atanh_asin_acosh_cosh")]
     b.output(*outs, *chains)
-    g, feeds = b.build(), {"x": SPECIAL}
+    g, feeds = b.build(), {"x": MAP_INPUTS}
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         ref = reference.run(g, feeds)
     for fuse in (True, False):
@@ -140,7 +140,7 @@ def test_rounding_sign_and_trigonometric_maps_match_the_reference() -> None:
     outs = [b.op(op, x, name=op) for op in MAPS]
     b.output(*outs, b.op("sign", n, name="isign"), b.op("round", b.mul(x, np.float32(2.0)), name="twice"))
     with np.errstate(invalid="ignore"):
-        ref = _check(b.build(), {"x": SPECIAL, "n": np.array([-3, 0, 5, -1, 2], np.int64)})
+        ref = _check(b.build(), {"x": MAP_INPUTS, "n": np.array([-3, 0, 5, -1, 2], np.int64)})
     assert ref["round"][5:9].tolist() == [0.0, 2.0, 2.0, -2.0]  # halves to even
     assert ref["sign"][3:5].tolist() == [0.0, 0.0] and not np.signbit(ref["sign"][4])
     assert ref["isign"].tolist() == [-1, 0, 1, -1, 1]

@@ -224,10 +224,13 @@ def test_maxpool_dilations(xs: tuple, dil: list) -> None:
                    opset=12), {"x": x})
 
 
-def test_maxpool_indices_output_is_reported() -> None:
-    x = rand(1, 1, 4, 4)
-    m = make_model([helper.make_node("MaxPool", ["x"], ["y", "idx"], kernel_shape=[2, 2])], {"x": x}, ["y", "idx"])
-    with pytest.raises(ValueError, match="output 1 of node #0.*MaxPool"):
+def test_an_output_the_importer_does_not_produce_is_reported() -> None:
+    """BatchNormalization's running mean (output 1, training statistics) read by the graph: named, not guessed."""
+    x = rand(1, 2, 4, 4)
+    stats = {n: np.ones(2, np.float32) for n in ("s", "b", "m", "v")}
+    m = make_model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "mean"])], {"x": x},
+                   ["y", "mean"], inits=stats, opset=9)
+    with pytest.raises(ValueError, match="output 1 of node #0.*BatchNormalization"):
         from_onnx(m)
 
 
