@@ -1,11 +1,12 @@
 """ONNX converters for quantization: QuantizeLinear, DequantizeLinear, MatMulInteger, ConvInteger.
 
-Quantize/DequantizeLinear scales and zero points must be constants (per tensor or per axis;
-DequantizeLinear also blocked, with block_size and symmetric scales: the IR's grouped dequantize); the
-zero points of MatMulInteger and ConvInteger may be computed (DynamicQuantizeLinear's, as ONNX
-Runtime's dynamic quantizer writes them). Integer products map to the IR's 8-bit matmul/linear/conv2d,
-which accumulate in i32 as MatMulInteger and ConvInteger do; non-zero zero points are subtracted in
-i32 first. QLinearMatMul, QLinearConv and DynamicQuantizeLinear are in onnx_ops_qlinear.py.
+Quantize/DequantizeLinear with constant scales and zero points map onto the IR's `quantize` / `dequantize` (per
+tensor or per axis; DequantizeLinear also blocked with symmetric scales: the IR's grouped dequantize); other forms
+(run-time scales or zero points, blocks with zero points, int4 outputs) follow the operators' definitions as IR
+ops (onnx_ops_quant_composed.py). The zero points of MatMulInteger and ConvInteger may be computed
+(DynamicQuantizeLinear's, as ONNX Runtime's dynamic quantizer writes them). Integer products map to the IR's
+8-bit matmul/linear/conv2d, which accumulate in i32 as MatMulInteger and ConvInteger do; non-zero zero points are
+subtracted in i32 first. QLinearMatMul, QLinearConv and DynamicQuantizeLinear are in onnx_ops_qlinear.py.
 """
 
 from __future__ import annotations
@@ -59,10 +60,9 @@ IR_QUANTIZED = {np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8"}
 """Output dtypes of the IR's `quantize`."""
 
 
-def _fits_ir_ops(ctx: NodeContext) -> bool:
-    """Whether a Quantize/DequantizeLinear maps onto the IR's own op: constant scale and zero point, no blocks."""
-    return not ctx.attr("block_size", 0) and all(ctx.input(i) is None or isinstance(ctx.input(i), np.ndarray)
-                                                 for i in (1, 2))
+def _constant_params(ctx: NodeContext) -> bool:
+    """Whether a Quantize/DequantizeLinear's scale and zero point (when given) are constants."""
+    return all(ctx.input(i) is None or isinstance(ctx.input(i), np.ndarray) for i in (1, 2))
 
 
 @converter("QuantizeLinear")
@@ -74,7 +74,7 @@ def _quantize(ctx: NodeContext) -> list[Handle | None]:
     dt = np_dtype(zp_in) if zp_in is not None else np.dtype(np.uint8)
     if zp_in is None and ctx.attr("output_dtype", 0):
         dt = np_dtype_of_onnx(ctx.attr("output_dtype"))
-    if not _fits_ir_ops(ctx) or np.dtype(dt) not in IR_QUANTIZED:
+    if not _constant_params(ctx) or ctx.attr("block_size", 0) or np.dtype(dt) not in IR_QUANTIZED:
         return [quantize_composed(ctx, x, ctx.need(1, "scale"), zp_in, np.dtype(dt))]
     scales, zp, axis = _qparams(ctx, x)
     return [ctx.op("quantize", x, scale=scales, zero_point=[int(z) for z in zp.astype(np.int64)], axis=axis,
@@ -97,8 +97,7 @@ def _blocked_dequantize(ctx: NodeContext, x: Handle, block: int) -> Handle:
 @converter("DequantizeLinear")
 def _dequantize(ctx: NodeContext) -> list[Handle | None]:
     x = ctx.need(0, "x")
-    if not _fits_ir_ops(ctx) and not (ctx.attr("block_size", 0) and isinstance(ctx.input(1), np.ndarray)
-                                      and isinstance(ctx.input(2), (np.ndarray, type(None)))):
+    if not _constant_params(ctx):
         return [dequantize_composed(ctx, x, ctx.need(1, "scale"), ctx.input(2))]
     if ctx.attr("block_size", 0):
         return [_blocked_dequantize(ctx, x, ctx.attr("block_size"))]
