@@ -27,6 +27,7 @@ from ..backends.numba import int8_gemm as ig
 from ..backends.numba.cpu_features import int8_paths
 from ..backends.numba.jit import EMPTY_F32, helper, specialized, subkernel
 from .measure import time_runs
+from .options import check_threads, positive_int
 
 SHAPES = ((1024, 1024, 1024), (128, 768, 768), (128, 768, 3072), (128, 3072, 768), (128, 384, 1536),
           (128, 1536, 384), (16, 4096, 4096), (100, 1000, 1000))
@@ -91,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     """Print GOP/s per shape for each variant and their ratio."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--option", choices=("prefetch", "epilogue"), default="prefetch")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--panels", type=int, default=ig.SHAPES[PATH].epilogue_panels,
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--panels", type=positive_int, default=ig.SHAPES[PATH].epilogue_panels,
                    help="epilogue: panels dequantized together on the second side (default: the path's)")
-    p.add_argument("--repeats", type=int, default=11)
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--repeats", type=positive_int, default=11)
+    p.add_argument("--rounds", type=positive_int, default=7)
     args = p.parse_args(argv)
+    check_threads(p, "--threads", [args.threads])
     if PATH not in int8_paths():
         print(f"this host does not execute the {PATH} path (int8 paths here: {', '.join(int8_paths()) or 'none'})")
         return 2

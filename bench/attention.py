@@ -29,6 +29,7 @@ from ..ir import Graph, GraphBuilder, f32
 from ..ir.ops.attention import causal_mask
 from ..runtime.numba_exec import NumbaExecutable
 from .calibrate import BLAS_SPIN_SECONDS, median_time
+from .options import check_threads, nonnegative_int, positive_int, positive_ints
 
 
 def attention_graph(seq: int, heads: int, head_dim: int, causal: bool = False) -> Graph:
@@ -99,15 +100,16 @@ def torch_in_child(seq: int, heads: int, head_dim: int, threads: int, repeats: i
 def main(argv: list[str] | None = None) -> None:
     """Print kernel vs unfused (and torch) per sequence length."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seqs", default="128,512,1024")
-    p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=11)
-    p.add_argument("--threads", type=int, default=0, help="thread count (default: Numba's)")
+    p.add_argument("--seqs", type=positive_ints, default="128,512,1024", help="sequence lengths, comma separated")
+    p.add_argument("--heads", type=positive_int, default=12)
+    p.add_argument("--head-dim", type=positive_int, default=64)
+    p.add_argument("--repeats", type=positive_int, default=11)
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="thread count (default: Numba's)")
     p.add_argument("--causal", action="store_true", help="causal attention (query i sees keys 0..i)")
     p.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    seqs = [int(s) for s in a.seqs.split(",")]
+    check_threads(p, "--threads", [a.threads])
+    seqs = a.seqs
     threads = a.threads or num_threads()
     if a.torch_child:
         print(json.dumps({"seconds": torch_seconds(seqs[0], a.heads, a.head_dim, threads, a.repeats, a.causal)}))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.cost import config_dir, load_target
+from .options import positive_int, reject_unknown, runtime_backends
 
 MAX_SPREAD = 0.25
 """Largest spread (90th over 10th percentile of repeated timings, minus 1) a calibration accepts: beyond it
@@ -437,12 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="where to write the TOML (default: the user config folder)")
     p.add_argument("--quick", action="store_true", help="smaller problems, fewer repeats")
-    p.add_argument("--threads", type=int, default=None, help="measure with this many threads (default: all)")
+    p.add_argument("--threads", type=positive_int, default=None, help="measure with this many threads (default: all)")
     p.add_argument("--backend", default=None, help="runtime backend to measure (default: numba if available)")
     p.add_argument("--force", action="store_true", help=f"write even when repeated timings spread more than "
                                                         f"{MAX_SPREAD:.0%} (a busy machine)")
     p.add_argument("--json", action="store_true", help="print every measurement as JSON instead of the summary")
     args = p.parse_args(argv)
+    if args.backend is not None:
+        reject_unknown(p, "--backend", [args.backend], runtime_backends(), "backend")
     try:
         m = calibrate(args.out, quick=args.quick, threads=args.threads, backend=args.backend, force=args.force)
     except CalibrationUnstableError as e:

@@ -30,6 +30,7 @@ from ..ir import Graph
 from ..passes.early_exit import EarlyExit, FittedExits, insert_exits
 from ..passes.early_exit_fit import ExitPlan, evaluate_thresholds
 from ..runtime.executable import Executable
+from .options import check_threads, floats, nonnegative_int, positive_floats, positive_int
 from .regions import host_path
 
 DEFAULT_THRESHOLDS = (0.9, 0.99, 0.999, 0.9999)
@@ -215,27 +216,30 @@ def main(argv: list[str] | None = None) -> None:
     """Print the sweep: one row per configuration, ratios > 1 mean exits are faster than the model without."""
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=positive_int, default=7)
     ap.add_argument("--at", default="block0.out+block1.out+block3.out", help="exit points (value names or globs)")
     ap.add_argument("--budget", type=float, default=DEFAULT_BUDGETS[0], help="accuracy points the pass may lose")
-    ap.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_THRESHOLDS))
-    ap.add_argument("--minilm", default="", help="also MiniLM with exits, at these cosine budgets (e.g. 0.01,0.02)")
-    ap.add_argument("--threads", type=int, default=0, help="Numba threads (0: Numba's default)")
+    ap.add_argument("--thresholds", type=floats, default=",".join(str(t) for t in DEFAULT_THRESHOLDS),
+                    help="fixed max-prob thresholds, comma separated ('' for the budgeted plan alone)")
+    ap.add_argument("--minilm", type=positive_floats, default="",
+                    help="also MiniLM with exits, at these cosine budgets (e.g. 0.01,0.02)")
+    ap.add_argument("--threads", type=nonnegative_int, default=0, help="Numba threads (0: Numba's default)")
     args = ap.parse_args(argv)
+    check_threads(ap, "--threads", [args.threads])
     if args.threads:
         numba.set_num_threads(args.threads)
     print(f"host {binding.get_host_cpu_name()} ({host_path()}), {numba.get_num_threads()} Numba threads; "
           f"repeats {args.repeats}, medians after warm-up, compile apart")
     st = setup(args.at, args.budget)
     print(f"resmlp-digits; exit points {', '.join(st.fitted.points)}; evaluation: {len(st.x_eval)} test images")
-    thresholds = tuple(float(t) for t in args.thresholds.split(",") if t.strip())
+    thresholds = tuple(args.thresholds)
     base, rows = measure(st, plans(st, thresholds), args.repeats)
     acc0 = np.mean(np.argmax(base[1].probs, 1) == st.y_eval)
     print(f"without exits: accuracy {acc0:.4f}; " + ", ".join(f"batch {b} {base[b].per_input_s * 1e6:.1f} us/input"
                                                           for b in BATCHES))
     print_table(rows)
     if args.minilm:
-        budgets = tuple(float(b) for b in args.minilm.split(",") if b.strip())
+        budgets = tuple(args.minilm)
         print("all-MiniLM-L6-v2, exits after layers 2 and 4 (cosine agreement), batch 32, sequence 20:")
         print_table(minilm_rows(budgets))
 

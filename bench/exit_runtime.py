@@ -22,6 +22,7 @@ from .. import runtime
 from ..backends import reference
 from ..ir import Graph, GraphBuilder, f32
 from .kernels import medians, table
+from .options import positive_int, reject_unknown, runtime_backends, split_csv
 
 WIDTH, LAYERS, CLASSES, FEATURES = 1024, 6, 10, 256
 EXIT_AFTER = (2, 4)
@@ -78,14 +79,16 @@ def threshold_for(share: float, x: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Print the run time of each scenario and backend, and its ratio to the graph without exits."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=21)
-    ap.add_argument("--backends", default="reference,numba")
+    ap.add_argument("--batch", type=positive_int, default=64)
+    ap.add_argument("--repeats", type=positive_int, default=21)
+    ap.add_argument("--backends", default="reference,numba", help="runtime backends, comma separated")
     ap.add_argument("--serial", action="store_true", help="Numba: serial kernels only")
     args = ap.parse_args(argv)
+    backends = split_csv(args.backends)
+    reject_unknown(ap, "--backends", backends, runtime_backends(), "backend")
     print(f"host {binding.get_host_cpu_name()} ({host_path()}), {numba.get_num_threads()} Numba threads")
     x = {"x": np.random.default_rng(1).standard_normal((args.batch, FEATURES)).astype(np.float32)}
-    for backend in args.backends.split(","):
+    for backend in backends:
         opts = {"parallel_threshold": 1 << 62} if args.serial and backend == "numba" else {}
         plain = runtime.compile(exit_net(args.batch, None), backend=backend, **opts)
         exes = {s: runtime.compile(exit_net(args.batch, threshold_for(s, x["x"])), backend=backend, **opts)

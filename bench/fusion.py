@@ -25,6 +25,7 @@ from ..backends.cost import estimate
 from ..ir import Graph, from_onnx, to_onnx
 from ..passes import DEFAULT_CLEANUP, run_pipeline
 from .calibrate import median_time
+from .options import check_models, positive_int, split_csv
 from .peer_process import PeerError, time_onnx_in_subprocess
 from .warmup import warm_up
 
@@ -163,14 +164,17 @@ def _fmt(v: float | str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Measure each model and print one table (ratios > 1 mean fusion is faster; fused/ORT < 1 beats ONNX Runtime)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS))
-    p.add_argument("--repeats", type=int, default=11)
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help=f"comma-separated zoo models or {', '.join(SPECIAL)} (default: {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--repeats", type=positive_int, default=11)
     p.add_argument("--no-peer", action="store_true", help="skip ONNX Runtime")
     args = p.parse_args(argv)
+    names = split_csv(args.models)
+    check_models(p, "--models", names, extra=DEFAULT_MODELS, unavailable_ok=True)
     threads = numba.get_num_threads()
     print(f"threads {threads}; repeats {args.repeats}; medians after warm-up; ONNX Runtime in its own process")
     rows = []
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+    for name in names:
         case = load_case(name)
         if case is None:
             print(f"({name}: not available here)")

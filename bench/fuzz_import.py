@@ -31,7 +31,8 @@ from ..ir.onnx_context import OnnxImportError
 from ..ir.onnx_import import from_onnx
 from ..ir.parser import ParseError, parse
 from ..ir.text import print_graph
-from .models.onnx_light import light_dir
+from .models.onnx_light import LIGHT_MODELS, light_dir
+from .options import positive_float, positive_int, reject_unknown, split_csv
 
 ONNX_ERRORS: tuple[type[Exception], ...] = (OnnxImportError,)
 """The only exception types `from_onnx` may raise on a malformed model."""
@@ -421,13 +422,15 @@ def report(title: str, outcomes: list[Outcome]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the ONNX and text fuzzers and print counts by error type; exit status 1 on any finding."""
     ap = argparse.ArgumentParser(prog="python -m tensorsmith.bench.fuzz_import", description=__doc__.split("\n")[0])
-    ap.add_argument("--cases", type=int, default=2000, help="ONNX cases (and as many text cases)")
+    ap.add_argument("--cases", type=positive_int, default=2000, help="ONNX cases (and as many text cases)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=float, default=10.0, help="seconds per case")
+    ap.add_argument("--limit", type=positive_float, default=10.0, help="seconds per case")
     ap.add_argument("--light", default="squeezenet,shufflenet,inception_v1,resnet50",
-                    help="light models to mutate (comma separated)")
+                    help=f"light models to mutate (comma separated; known: {', '.join(LIGHT_MODELS)})")
     args = ap.parse_args(argv)
-    models = base_models(tuple(x for x in args.light.split(",") if x))
+    light = split_csv(args.light)
+    reject_unknown(ap, "--light", light, LIGHT_MODELS, "light model")
+    models = base_models(tuple(light))
     print(f"{len(models)} base models ({sum(1 for s, _ in models if s.startswith('light_'))} light)")
     onnx_out = onnx_cases(models, args.cases, args.seed, args.limit)
     print(report("ONNX import", onnx_out))

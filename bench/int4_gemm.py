@@ -26,6 +26,7 @@ from .. import runtime
 from ..ir import Graph, GraphBuilder, f32
 from ..passes import run_pipeline
 from .kernels import medians, table
+from .options import check_threads, positive_int, positive_ints
 
 GROUPS = (32, 128)
 """Group sizes along K of the int4 weights."""
@@ -76,17 +77,18 @@ def bench(m: int, k: int, n: int, threads: int, repeats: int) -> tuple[dict[str,
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print milliseconds, speed-up over fp32 and the kernels that ran."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=11)
-    ap.add_argument("--rows", default="1,4,16", help="values of M, comma separated")
-    ap.add_argument("--threads", default="1,2", help="thread counts, comma separated")
-    ap.add_argument("--k", type=int, default=4096)
-    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--repeats", type=positive_int, default=11)
+    ap.add_argument("--rows", type=positive_ints, default="1,4,16", help="values of M, comma separated")
+    ap.add_argument("--threads", type=positive_ints, default="1,2", help="thread counts, comma separated")
+    ap.add_argument("--k", type=positive_int, default=4096)
+    ap.add_argument("--n", type=positive_int, default=4096)
     args = ap.parse_args(argv)
+    check_threads(ap, "--threads", args.threads)
     print(cpu_line())
     rows, firsts = [], []
     names: list[str] = []
-    for threads in (int(t) for t in args.threads.split(",")):
-        for m in (int(r) for r in args.rows.split(",")):
+    for threads in args.threads:
+        for m in args.rows:
             t, first, kernels = bench(m, args.k, args.n, threads, args.repeats)
             names = names or list(t)
             rows.append([f"{m}x{args.k}x{args.n}", threads] + [t[c] * 1e3 for c in names]

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import runtime
 from ..backends.numba import int8_gemm as ig
-from ..backends.numba.cpu_features import amx_reported, int8_paths, unavailable_int8_paths
+from ..backends.numba.cpu_features import INT8_PATH_FEATURES, amx_reported, int8_paths, unavailable_int8_paths
 from ..backends.numba.int8_gemm import NO_PARAMS
 from ..backends.numba.int8_ukernel import WEIGHT_RANGE
 from ..backends.numba.jit import EMPTY_F32
@@ -44,6 +44,7 @@ from ..ir import GraphBuilder, f32
 from ..passes import run_pipeline
 from ..runtime.numba_exec import compiled_entry
 from .kernels import has, medians, table
+from .options import check_int8_paths, check_threads, positive_int, split_csv
 
 SHAPES = ((1024, 1024, 1024), (128, 768, 768), (128, 768, 3072), (128, 3072, 768), (1, 4096, 4096),
           (4, 4096, 4096), (16, 4096, 4096))
@@ -193,19 +194,23 @@ def _entry(kernel: Any, *args: Any) -> Any:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print GOP/s per implementation and shape."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=11)
-    ap.add_argument("--threads", type=int, default=numba.get_num_threads())
-    ap.add_argument("--paths", default=",".join(int8_paths()), help="int8 paths, comma separated")
+    ap.add_argument("--repeats", type=positive_int, default=11)
+    ap.add_argument("--threads", type=positive_int, default=numba.get_num_threads())
+    ap.add_argument("--paths", default=",".join(int8_paths()),
+                    help=f"int8 paths, comma separated (default: those this host executes; known: "
+                         f"{', '.join(INT8_PATH_FEATURES)})")
     ap.add_argument("--ort-child", help=argparse.SUPPRESS)
     ap.add_argument("--torch-child", help=argparse.SUPPRESS)
     ap.add_argument("--numpy-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    check_threads(ap, "--threads", [args.threads])
+    paths = split_csv(args.paths)
+    check_int8_paths(ap, "--paths", paths)
     for child, fn in ((args.ort_child, ort_child), (args.torch_child, torch_child), (args.numpy_child, numpy_child)):
         if child:
             fn([tuple(s) for s in json.loads(child)], args.threads, args.repeats)
             return
     numba.set_num_threads(args.threads)
-    paths = [p for p in args.paths.split(",") if p]
     for p in paths:
         ig.int8_kernels(p)  # refuses a path this host lacks before anything is timed
     why_not = "; ".join(f"{p}: {why}" for p, why in unavailable_int8_paths().items()) or "none"

@@ -28,6 +28,7 @@ from ..backends import reference
 from ..ir import Graph, GraphBuilder, f32
 from ..ir.regions import make_region
 from ..runtime.numba_exec import NumbaExecutable
+from .options import positive_int, reject_unknown, split_csv
 from .warmup import warm_up
 
 SECTIONS = ("gemm", "conv", "dispatch", "arena", "models")
@@ -274,13 +275,11 @@ def main(argv: list[str] | None = None) -> None:
     """Run the selected sections and print their tables."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
-    p.add_argument("--repeats", type=int, default=11, help="timed runs per measurement (median)")
+    p.add_argument("--repeats", type=positive_int, default=11, help="timed runs per measurement (median)")
     args = p.parse_args(argv)
     threads = numba.get_num_threads()
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        p.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+    sections = split_csv(args.sections)
+    reject_unknown(p, "--sections", sections, SECTIONS, "section")
     print(f"threads: numba {threads} ({numba.config.THREADING_LAYER} layer); repeats {args.repeats}; "
           f"numpy {np.__version__}; numba {numba.__version__}")
     if "gemm" in sections:

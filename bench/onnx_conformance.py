@@ -36,6 +36,7 @@ from onnx import numpy_helper, version_converter
 from .. import runtime
 from ..backends import reference
 from ..ir.onnx_import import DEFAULT_DOMAINS, SUPPORTED_OPS, from_onnx
+from .options import reject_unknown, split_csv
 
 DATA_DIR = Path(onnx.__file__).parent / "backend" / "test" / "data"
 KINDS = ("light", "pytorch-converted", "pytorch-operator")
@@ -325,10 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ort", action="store_true", help="also compare with onnxruntime (if installed)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list generated node cases one by one too")
     args = ap.parse_args(argv)
+    kinds = split_csv(args.kinds)
+    reject_unknown(ap, "--kinds", kinds, KINDS + EXTRA_KINDS, "kind")
     if args.ort and args.backend != "reference":
         ap.error("--ort compares on the reference backend: ONNX Runtime and Numba's thread pools do not share a "
                  "process")
-    cases = [c for c in collect_cases(args.kinds.split(",")) if args.k in c.name]
+    cases = [c for c in collect_cases(kinds) if args.k in c.name]
     results = [run_case(c, ort=args.ort, backend=args.backend) for c in cases]
     report, ok = summarize(results, verbose=args.verbose)
     print(report)

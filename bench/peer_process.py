@@ -111,12 +111,14 @@ def rss_bytes() -> int:
 
 def child_arguments(what: str, argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of a peer's child process: MODEL INPUTS --repeats --warmup --threads [--outputs]."""
+    from .options import nonnegative_int, positive_int
+
     p = argparse.ArgumentParser(description=f"time {what} (run by bench.peer_process in a child process)")
     p.add_argument("model")
     p.add_argument("inputs")
-    p.add_argument("--repeats", type=int, default=11)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=positive_int, default=11)
+    p.add_argument("--warmup", type=nonnegative_int, default=3)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--outputs", default=None, help="write the first run's outputs here (.npz)")
     return p.parse_args(argv)
 

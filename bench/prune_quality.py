@@ -21,6 +21,7 @@ from collections.abc import Callable
 from ..backends import reference
 from ..passes import run_pipeline
 from .models import Model, load_model
+from .options import check_models, split_csv
 
 DIGITS_SPARSITIES = (0.5, 0.75, 0.9)
 MINILM_SPARSITIES = (0.3, 0.5)
@@ -72,9 +73,11 @@ def quality_table(model: Model, rows: dict[str, Pipeline], sparsities: tuple[flo
 def main(argv: list[str] | None = None) -> int:
     """Print the quality tables for the chosen models."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="mlp-digits,cnn-digits,minilm-l6")
+    ap.add_argument("--models", default="mlp-digits,cnn-digits,minilm-l6", help="zoo models, comma separated")
     args = ap.parse_args(argv)
-    for name in args.models.split(","):
+    names = split_csv(args.models)
+    check_models(ap, "--models", names)
+    for name in names:
         t0 = time.perf_counter()
         model = load_model(name)
         if name == "minilm-l6":

@@ -21,6 +21,7 @@ from .. import runtime
 from ..ir import Graph, GraphBuilder, i8, to_onnx, u8
 from ..passes import run_pipeline
 from .kernels import has, medians, table
+from .options import positive_int
 
 SHAPES = ((128, 768), (128, 3072), (512, 3072))
 """Residual shapes: BERT-base rows at sequence 128 (hidden, FFN) and a batch of four sequences."""
@@ -58,8 +59,8 @@ def ort_child(repeats: int, threads: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Time the QDQ form, qadd and ONNX Runtime per shape and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=41)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=positive_int, default=41)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--ort-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.ort_child:

@@ -22,6 +22,7 @@ from ..passes import PassContext, run_pipeline
 from ..passes.pipeline import make_pass
 from ..passes.sensitivity import format_sensitivity
 from .models import load_model
+from .options import check_models, positive_int, split_csv
 
 DIGITS_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
                ("int8 static, percentile 99.99", "quantize{scheme=static,calibration=percentile}"),
@@ -90,14 +91,16 @@ def quality_table(name: str, rows: list[tuple[str, str]],
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Print the quality tables and MiniLM's sensitivity ranking."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="mlp-digits,cnn-digits,minilm-l6")
-    ap.add_argument("--top", type=int, default=10, help="sensitive layers listed for MiniLM")
+    ap.add_argument("--models", default="mlp-digits,cnn-digits,minilm-l6", help="zoo models, comma separated")
+    ap.add_argument("--top", type=positive_int, default=10, help="sensitive layers listed for MiniLM")
     ap.add_argument("--gptq", action="store_true", help="only the GPTQ rows, calibrated on held-out data")
-    args = ap.parse_args()
-    for name in args.models.split(","):
+    args = ap.parse_args(argv)
+    names = split_csv(args.models)
+    check_models(ap, "--models", names)
+    for name in names:
         rows = GPTQ_ROWS if args.gptq else MINILM_ROWS if name == "minilm-l6" else DIGITS_ROWS
         table = quality_table(name, rows, held_out=args.gptq)
         metric = "min cosine to sentence-transformers" if name == "minilm-l6" else "test accuracy"

@@ -26,9 +26,11 @@ import onnx
 
 from .. import runtime
 from ..ir import Graph, from_onnx, to_onnx
+from ..ir.bert_loader import BertLoadError
 from ..passes import PassContext, run_pipeline
 from .kernels import has, medians, table
 from .models.minilm import minilm_graph
+from .options import check_int8_paths, check_threads, positive_int
 from .peer_process import time_onnx_in_subprocess
 
 VOCAB = 30522
@@ -73,16 +75,22 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=11)
-    ap.add_argument("--threads", type=int, default=numba.get_num_threads())
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--repeats", type=positive_int, default=11)
+    ap.add_argument("--threads", type=positive_int, default=numba.get_num_threads())
+    ap.add_argument("--batch", type=positive_int, default=1)
+    ap.add_argument("--seq", type=positive_int, default=128)
     ap.add_argument("--int8-path", default=None, help="force an int8 kernel path (default: the host's best)")
     ap.add_argument("--profile", action="store_true", help="print the per-kernel profile of int8 dynamic")
     args = ap.parse_args(argv)
+    check_threads(ap, "--threads", [args.threads])
+    if args.int8_path is not None:
+        check_int8_paths(ap, "--int8-path", [args.int8_path])
+    try:
+        g = minilm_graph(args.batch, args.seq)
+    except BertLoadError as e:
+        ap.error(f"argument --seq: {e}")
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    g = minilm_graph(args.batch, args.seq)
     feeds = token_batch(rng, args.batch, args.seq)
     graphs = variants(g, rng, args.batch, args.seq)
     ort_int8 = None

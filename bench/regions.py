@@ -23,6 +23,7 @@ from ..ir import Graph, GraphBuilder, f32
 from ..ir.regions import make_region
 from ..runtime.numba_exec import NumbaExecutable
 from .kernels import medians, table
+from .options import positive_int, reject_unknown, split_csv
 
 SHAPES = ((128, 3072), (1, 64), (8, 512), (8, 256))
 THRESHOLDS = {"serial": 1 << 62, "default": DEFAULT_PARALLEL_THRESHOLD}
@@ -52,13 +53,15 @@ def host_path() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print unfused vs fused run times and their ratio per shape and thread setting."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=41)
+    ap.add_argument("--repeats", type=positive_int, default=41)
     ap.add_argument("--threads", default="serial,default", help="comma list of: serial, default")
     args = ap.parse_args(argv)
+    modes = split_csv(args.threads)
+    reject_unknown(ap, "--threads", modes, THRESHOLDS, "thread setting")
     print(f"host {binding.get_host_cpu_name()} ({host_path()}), {numba.get_num_threads()} Numba threads, "
           f"region cache {cache_dir()}")
     rows = []
-    for mode in args.threads.split(","):
+    for mode in modes:
         for shape in SHAPES:
             x = {"x": np.random.default_rng(1).uniform(-3, 3, shape).astype(np.float32)}
             unfused = NumbaExecutable(chain(shape, False), parallel_threshold=THRESHOLDS[mode])

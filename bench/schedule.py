@@ -29,7 +29,8 @@ from ..passes.schedule_latency import schedule_for_latency
 from ..passes.schedule_memory import MemoryModel
 from ..passes.schedule_search import schedule_for_memory
 from .models import list_models, load_model
-from .random_wired import random_wired_graph
+from .options import check_models, positive_int, positive_ints, reject_unknown, split_csv
+from .random_wired import WS_K, random_wired_graph
 
 LATENCY_MODELS = ("onnx-inception-v1", "bert-base-layer")
 
@@ -154,22 +155,27 @@ def main(argv: list[str] | None = None) -> None:
     """Run the three tables."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="", help="comma-separated zoo models (default: every available one)")
-    ap.add_argument("--random", default="30,40,50,60", help="operator counts of the random graphs")
-    ap.add_argument("--seeds", type=int, default=2, help="random graphs per kind and size")
-    ap.add_argument("--orders", type=int, default=1000, help="random topological orders per random graph")
-    ap.add_argument("--optimum-states", type=int, default=1_000_000,
+    ap.add_argument("--random", type=positive_ints, default="30,40,50,60",
+                    help=f"operator counts of the random graphs (each above {WS_K})")
+    ap.add_argument("--seeds", type=positive_int, default=2, help="random graphs per kind and size")
+    ap.add_argument("--orders", type=positive_int, default=1000, help="random topological orders per random graph")
+    ap.add_argument("--optimum-states", type=positive_int, default=1_000_000,
                     help="states the exact search may visit per piece for the optimum column")
     ap.add_argument("--skip", default="", help="comma-separated tables not to run: models, random, latency")
     args = ap.parse_args(argv)
-    skip = set(args.skip.split(",")) - {""}
-    if skip - {"models", "random", "latency"}:
-        ap.error(f"--skip: unknown table(s) {sorted(skip - {'models', 'random', 'latency'})}")
+    skip = set(split_csv(args.skip))
+    reject_unknown(ap, "--skip", sorted(skip), ("models", "random", "latency"), "table")
+    small = [n for n in args.random if n <= WS_K]
+    if small and "random" not in skip:
+        ap.error(f"argument --random: {small[0]} operators: a Watts-Strogatz graph needs more than {WS_K}")
+    names = split_csv(args.models)
+    if names and "models" not in skip:
+        check_models(ap, "--models", names)
     if "models" not in skip:
-        names = args.models.split(",") if args.models else [m.name for m in list_models() if m.available]
-        bench_models(names)
+        bench_models(names or [m.name for m in list_models() if m.available])
         print()
     if "random" not in skip:
-        bench_random([int(n) for n in args.random.split(",") if n], args.seeds, args.orders, args.optimum_states)
+        bench_random(args.random, args.seeds, args.orders, args.optimum_states)
         print()
     if "latency" not in skip:
         bench_latency(LATENCY_MODELS)

@@ -18,6 +18,7 @@ from .. import runtime
 from ..backends.numba.k_microkernel import AVAILABLE, VW
 from ..passes import run_pipeline
 from .models import list_models, load_model
+from .options import check_models, positive_int, split_csv
 from .warmup import warm_up
 
 
@@ -61,12 +62,14 @@ def compare_main(argv: list[str] | None, doc: str, line: Callable[[str, int], st
     """The command line of a side-by-side benchmark: --models, --rounds; prints the CPU path, then `line(model,
     rounds)` per available model."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
-    p.add_argument("--models", default="cnn,cnn-digits,onnx-vgg19")
-    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--models", default="cnn,cnn-digits,onnx-vgg19", help="zoo models, comma separated")
+    p.add_argument("--rounds", type=positive_int, default=9)
     args = p.parse_args(argv)
+    names = split_csv(args.models)
+    check_models(p, "--models", names, unavailable_ok=True)
     available = {m.name for m in list_models() if m.available}
     path = (f"fp32 micro-kernel on {'AVX-512' if VW == 16 else 'AVX2'} ({VW} floats a vector)" if AVAILABLE
             else "no FMA: convolutions through BLAS")
     print(f"{path}; threads {numba.get_num_threads()}; medians of {args.rounds} alternating rounds, one process")
-    for name in [s.strip() for s in args.models.split(",") if s.strip()]:
+    for name in names:
         print(line(name, args.rounds) if name in available else f"{name}: not available here")

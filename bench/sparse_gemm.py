@@ -38,9 +38,10 @@ from ..backends.numba.jit import kernel_args
 from ..backends.numba.k_gemm_packed import NO_REGISTER_EPILOGUE, gemm_packed, pack_weights, scratch_per_tile
 from ..backends.numba.nm_gemm import nm_from_dense, nm_gemm, nm_schedule
 from ..backends.numba.rules_dense import packed_tiles
-from ..backends.numba.sparse_ukernels import HOST_ISA, resolve_isa
+from ..backends.numba.sparse_ukernels import HOST_ISA, HOST_ISAS, Isa, resolve_isa
 from ..ir.types import SparsityInfo
 from .calibrate import blas_median_time, median_time
+from .options import check_threads, positive_int, reject_unknown
 
 SHAPES = ((1024, 1024, 1024), (128, 768, 3072), (128, 3072, 768))
 """(M, K, N): a square product and the two FFN products of a BERT-base layer at 128 tokens."""
@@ -301,12 +302,18 @@ def minilm(threads: int, repeats: int, sparsities: tuple[float, ...] = (0.5, 0.8
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--isa", default=None, help="force the sparse kernels' path: avx512 or avx2")
+    p.add_argument("--threads", type=positive_int, default=numba.config.NUMBA_NUM_THREADS)
+    p.add_argument("--repeats", type=positive_int, default=7)
+    p.add_argument("--isa", type=str.lower, default=None, help="force the sparse kernels' path: avx512 or avx2")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch subprocess")
     p.add_argument("--only", choices=("gemm", "minilm"), default=None, help="run one part only")
     args = p.parse_args(argv)
+    check_threads(p, "--threads", [args.threads])
+    if args.isa is not None:
+        reject_unknown(p, "--isa", [args.isa], [i.name.lower() for i in Isa], "sparse kernel path")
+        if Isa[args.isa.upper()] not in HOST_ISAS:
+            p.error(f"argument --isa: this host cannot execute the {args.isa} sparse kernels (it runs "
+                    f"{', '.join(i.name.lower() for i in HOST_ISAS) or 'none'})")
     if args.only != "minilm":
         run(args.threads, args.repeats, args.isa, not args.no_torch)
     if args.only != "gemm":

@@ -38,6 +38,7 @@ from ..backends.numba.int8_ukernel import WEIGHT_RANGE
 from ..backends.numba.jit import EMPTY_F32, kernel_args
 from ..ir.types import SparsityInfo
 from .calibrate import blas_median_time, median_time
+from .options import check_threads, positive_int
 from .sparse_gemm import SHAPES, block_weight, bsr_runner, crossing_line, dense_runner
 
 SWEEP_DENSITIES = (0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
@@ -189,10 +190,11 @@ def minilm(threads: int, repeats: int, sparsities: tuple[float, ...] = (0.5, 0.8
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=positive_int, default=numba.config.NUMBA_NUM_THREADS)
+    p.add_argument("--repeats", type=positive_int, default=7)
     p.add_argument("--only", choices=("gemm", "minilm"), default=None, help="run one part only")
     args = p.parse_args(argv)
+    check_threads(p, "--threads", [args.threads])
     if args.only != "minilm":
         run(args.threads, args.repeats)
     if args.only != "gemm":

@@ -24,6 +24,7 @@ from ..backends.numba.threads import start_pool
 from ..ir import GraphBuilder, f32, to_onnx
 from ..runtime import compile as compile_graph
 from .models import load_model
+from .options import check_models, positive_int, split_csv
 from .peer_process import time_onnx_in_subprocess
 
 BUSY_LOOP = "while True: pass"
@@ -92,16 +93,18 @@ def alternating(repeats: int) -> list[tuple[str, float, float]]:
 def main(argv: list[str] | None = None) -> None:
     """Print idle and loaded latencies per model and backend (and ONNX Runtime), then the alternating case."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="mlp,cnn,transformer-block")
-    p.add_argument("--repeats", type=int, default=41)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--models", default="mlp,cnn,transformer-block", help="zoo models, comma separated")
+    p.add_argument("--repeats", type=positive_int, default=41)
+    p.add_argument("--rounds", type=positive_int, default=2)
     args = p.parse_args(argv)
+    names = split_csv(args.models)
+    check_models(p, "--models", names)
     layer = start_pool()
     with open("/proc/loadavg") as f:
         load = f.read().split()[:4]
     print(f"threading layer {layer}; load average at start {' '.join(load)} (others' work counts as idle here)")
     runs: dict[tuple[str, str], tuple[Callable[[], object], bytes, dict[str, np.ndarray]]] = {}
-    for name in args.models.split(","):
+    for name in names:
         model = load_model(name)
         onnx_bytes = to_onnx(model.graph).SerializeToString()
         for backend in ("numba", "reference"):
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         with busy_core():
             for key, (fn, _, _) in runs.items():
                 loaded[key] += times(fn, args.repeats)
-    for name in args.models.split(","):
+    for name in names:
         _, onnx_bytes, inputs = runs[(name, "numba")]
         ort_idle = time_onnx_in_subprocess(onnx_bytes, inputs, repeats=args.repeats).median_s
         with busy_core():

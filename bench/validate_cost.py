@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backends.cost import MatrixUnit, estimate, load_target, systolic_cycles
 from ..ir import GraphBuilder, QuantInfo, SparsityInfo, TensorType, Value, f32, i8
+from .options import check_models, positive_int, reject_unknown, runtime_backends
 
 # ---- SCALE-Sim ----------------------------------------------------------------------------------------
 
@@ -320,14 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("what", nargs="?", default="all", choices=("all", "scalesim", "cpu", "roofline", "kernel"))
     p.add_argument("name", nargs="?", default=None, help="kernel: the suite kernel to time (used by --isolate)")
     p.add_argument("--isolate", action="store_true", help="cpu: time each kernel in its own process")
-    p.add_argument("--threads", type=int, default=None, help="cpu: threads per kernel process (implies --isolate)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="cpu: threads per kernel process (implies --isolate)")
     p.add_argument("--calibration", default=None, help="cpu: cpu-host override file to predict with")
     p.add_argument("--model", default="bert-base-layer", help="roofline: zoo model to draw")
     p.add_argument("--out", default="roofline.png", help="roofline: image to write")
     p.add_argument("--backend", default=None, help="cpu: backend to measure (default: numba if available)")
-    p.add_argument("--repeats", type=int, default=7, help="cpu: timed runs per kernel (median)")
+    p.add_argument("--repeats", type=positive_int, default=7, help="cpu: timed runs per kernel (median)")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
+    if args.backend is not None:
+        reject_unknown(p, "--backend", [args.backend], runtime_backends(), "backend")
+    if args.what == "roofline":
+        check_models(p, "--model", [args.model])
     result: dict[str, Any] = {}
     if args.what == "kernel":
         k = next((k for k in cpu_kernels() if k.name == args.name), None)

@@ -18,7 +18,6 @@ def test_image_chains_false_leaves_every_kernel_apart() -> None:
 
 
 def test_the_benchmark_prints_both_times(capsys: pytest.CaptureFixture[str]) -> None:
-    image_chains.main(["--models", "cnn,no-such-model", "--rounds", "1"])
+    image_chains.main(["--models", "cnn", "--rounds", "1"])
     out = capsys.readouterr().out
     assert "cnn: " in out and "image chains" in out and "x)" in out
-    assert "no-such-model: not available here" in out
