@@ -144,7 +144,7 @@ def quantized_linear(w: np.ndarray, m: int, path: str, granularity: str) -> Any:
     b = GraphBuilder("int8_linear")
     x = b.input("x", f32[m, w.shape[1]])
     b.output(b.linear(x, b.const(w, "w"), name="fc"))
-    q = run_pipeline(b.build(), "quantize{scheme=dynamic,fold=false},"
+    q = run_pipeline(b.build(), "quantize{scheme=dynamic,fold=false,min_kn=0},"
                                 f"quantize-fold{{dynamic=true,granularity={granularity}}}")
     exe = runtime.compile(q, backend="numba", int8_path=path)
     if not any(s.op == "qlinear" for s in exe.plan.steps):

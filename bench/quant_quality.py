@@ -24,11 +24,11 @@ from ..passes.sensitivity import format_sensitivity
 from .models import load_model
 from .options import check_models, positive_int, split_csv
 
-DIGITS_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static}"),
-               ("int8 static, percentile 99.99", "quantize{scheme=static,calibration=percentile}"),
-               ("int8 static, entropy", "quantize{scheme=static,calibration=entropy}"),
-               ("int8 static, mse", "quantize{scheme=static,calibration=mse}"),
-               ("int8 dynamic, per row", "quantize{scheme=dynamic}"),
+DIGITS_ROWS = [("fp32", ""), ("int8 static, minmax", "quantize{scheme=static,min_kn=0}"),
+               ("int8 static, percentile 99.99", "quantize{scheme=static,min_kn=0,calibration=percentile}"),
+               ("int8 static, entropy", "quantize{scheme=static,min_kn=0,calibration=entropy}"),
+               ("int8 static, mse", "quantize{scheme=static,min_kn=0,calibration=mse}"),
+               ("int8 dynamic, per row", "quantize{scheme=dynamic,min_kn=0}"),
                ("int8 weight-only", "quantize"), ("int4 weight-only", "quantize{precision=int4}"),
                ("int4 weight-only, group 32", "quantize{precision=int4,group_size=32}")]
 """(row label, pipeline) for the digits models."""

@@ -30,6 +30,7 @@ from .quantize_numeric import (
     quantize_weight,
 )
 from .quantize_report import format_mixed, format_report, format_smoothing, layer_bound
+from .quantize_size import DEFAULT_MIN_KN, shared_widths, too_narrow
 from .quantize_tables import quantize_tables
 from .sensitivity import LayerSensitivity, agreement, choose_fp32, rank_layers, run_outputs
 from .smoothquant import Smoothed, smooth, smoothable
@@ -93,6 +94,10 @@ class Quantize(Pass):
     With scheme=static or dynamic the pass ends with `quantize-fold` (quantize_fold.py; fold=false
     leaves the QDQ form): the int8 ops become qlinear / qmatmul / qconv2d, and with scheme=dynamic
     their activations are quantized at run time (quantize-dynamic) instead of from calibration;
+    min_kn=M (scheme=static or dynamic; default 80, 0 = off) leaves in f32 the products whose reduction length
+    K and output width N have a harmonic mean 2KN / (K + N) below M, such as a first convolution over 3 colour
+    channels (K = 27): quantizing their activations costs more than the integer product saves; products reading
+    one activation add their N up (`quantize_size.py`).
     grouped_conv=true also folds grouped conv2d with several input channels per group (see quantize_fold.py).
     precision=auto asks the cost model (`choose_precision`) per node for `ctx.target`.
     group_size=G (scheme=weight, precision=int4 or int8; 0 = off) gives a linear's W [N, K] (a matmul's
@@ -130,6 +135,7 @@ class Quantize(Pass):
     ops: str = "linear+conv2d+matmul"
     skip: str = ""
     min_params: int = 16
+    min_kn: int = DEFAULT_MIN_KN
     fold: bool = True
     grouped_conv: bool = False
     weight_bits: Literal["auto", "8", "7"] = "auto"
@@ -149,6 +155,8 @@ class Quantize(Pass):
                              f"not precision={self.precision}")
         if self.min_params < 0:
             raise ValueError(f"quantize: min_params={self.min_params} must be >= 0")
+        if self.min_kn < 0:
+            raise ValueError(f"quantize: min_kn={self.min_kn} must be >= 0 (0: every product)")
         if not 0.0 <= self.smooth <= 1.0:
             raise ValueError(f"quantize: smooth={self.smooth} (alpha) must lie in [0, 1]")
         if self.smooth > 0 and self.scheme != "static":
@@ -216,6 +224,8 @@ class Quantize(Pass):
         skipped: list[tuple[str, str]] = []
         ops = set(self.ops.split("+"))
         patterns = [p for p in self.skip.split("+") if p]
+        widths = shared_widths(n for n in graph.nodes if n.op in ops and n.op in WEIGHT_OPS
+                               and self._weight_problem(n) is None)
         for n in graph.nodes:
             if n.op not in WEIGHT_OPS:
                 continue
@@ -228,6 +238,11 @@ class Quantize(Pass):
             why = self._weight_problem(n)
             if why is not None:
                 skipped.append(why)
+                continue
+            narrow = too_narrow(n, self.min_kn, widths.get(id(n.inputs[0]), 0)) \
+                if self.scheme != "weight" and self.precision != "auto" else None
+            if narrow is not None:
+                skipped.append(("too narrow for int8 to pay", narrow))
                 continue
             if self.precision != "auto":
                 plans.append(_Plan(n, self.precision))

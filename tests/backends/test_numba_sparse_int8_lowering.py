@@ -25,7 +25,7 @@ SPARSE = "[bsr_int8_breakeven]\n" + "\n".join(f"{b}x{b} = 1.01" for b in (4, 8, 
     "\n\n[sparse_copies]\nint8_patch_value = 0\n"
 """Every block-sparse int8 choice wins: break-even above any density, a convolution's patches free."""
 DENSE = "[bsr_int8_breakeven]\n" + "\n".join(f"{b}x{b} = 0.0" for b in (4, 8, 16, 32, 64)) + "\n"
-QUANTIZE = "quantize{scheme=dynamic,weight_bits=7}"
+QUANTIZE = "quantize{scheme=dynamic,min_kn=0,weight_bits=7}"
 """Seven-bit weights: exact on every int8 path, avx2 and avx512bw included."""
 
 
@@ -74,7 +74,7 @@ def test_static_requantized_chain_on_the_sparse_kernel(tmp_path: Path, monkeypat
     graph, feeds = _mlp(24, 128, 192, 64, 3)
     cal = [{"x": f["x"], "r": f["r"]} for f in (_mlp(24, 128, 192, 64, s)[1] for s in range(4))]
     q = run_pipeline(graph, "prune{pattern=block,block=32x32,sparsity=0.8,min_params=0},"
-                            "quantize{scheme=static,weight_bits=7}", ctx=PassContext(calibration=cal))
+                            "quantize{scheme=static,min_kn=0,weight_bits=7}", ctx=PassContext(calibration=cal))
     assert {n.op for n in q.nodes} >= {"qlinear"}
     sparse = _compile(q, tmp_path / "sparse", SPARSE, monkeypatch)
     assert sparse.stats["kernels_by_layer"]["fc1"]["kernel"] == "bsr 32x32 int8"

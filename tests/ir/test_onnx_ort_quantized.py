@@ -257,7 +257,7 @@ def test_imported_graph_exports_to_onnx_runtime(setup: dict, model: str, form: s
 def test_quantize_pass_graph_exports_to_onnx_runtime(setup: dict, model: str, scheme: str) -> None:
     feeds = setup["inputs"][model]
     ctx = PassContext(calibration=[feeds])
-    g = run_pipeline(setup["graphs"][model], f"quantize{{scheme={scheme}}}", ctx=ctx)
+    g = run_pipeline(setup["graphs"][model], f"quantize{{scheme={scheme},min_kn=0}}", ctx=ctx)
     assert sum(n.op in INT_OPS for n in g.nodes) == 3
     ours = run_ref(g, feeds)
     assert_agree(ort_run(to_onnx(g), feeds), ours, step(g))

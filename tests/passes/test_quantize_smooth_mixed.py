@@ -80,7 +80,7 @@ def _outlier_mlp() -> tuple[Graph, list[dict[str, np.ndarray]]]:
 
 def test_sensitivity_ranks_the_outlier_layer_first() -> None:
     g, cal = _outlier_mlp()
-    ranking = make_pass("quantize", {"scheme": "static"}).sensitivity(g, PassContext(calibration=cal))  # type: ignore[attr-defined]
+    ranking = make_pass("quantize", {"scheme": "static", "min_kn": "0"}).sensitivity(g, PassContext(calibration=cal))  # type: ignore[attr-defined]
     assert [s.layer for s in ranking][0] == "fc2" and len(ranking) == 4
     assert ranking[0].sqnr_db < ranking[1].sqnr_db - 10 and ranking[0].cosine < ranking[-1].cosine
     assert all(a.sqnr_db <= b.sqnr_db for a, b in zip(ranking, ranking[1:]))
@@ -97,10 +97,10 @@ def test_agreement_metrics() -> None:
 def test_keep_fp32_and_min_cosine() -> None:
     g, cal = _outlier_mlp()
     ctx = PassContext(calibration=cal)
-    full = run_pipeline(g, "quantize{scheme=static}", ctx=ctx)
+    full = run_pipeline(g, "quantize{scheme=static,min_kn=0}", ctx=ctx)
     ref = [reference.run(g, b) for b in cal]
     base = agreement(ref, [reference.run(full, b) for b in cal])
-    kept = run_pipeline(g, "quantize{scheme=static,keep_fp32=1}", ctx=ctx)
+    kept = run_pipeline(g, "quantize{scheme=static,min_kn=0,keep_fp32=1}", ctx=ctx)
     assert "quantize" not in kept.value("fc2").producer.meta  # type: ignore[union-attr]
     assert sum("quantize" in n.meta for n in kept.nodes) == 3
     assert "kept f32 by sensitivity: fc2" in ctx.records[-1].report
@@ -118,8 +118,9 @@ def test_smooth_option_helps_the_outlier_layer_and_is_reported() -> None:
     g, cal = _outlier_mlp()
     ctx = PassContext(calibration=cal)
     ref = [reference.run(g, b) for b in cal]
-    plain = agreement(ref, [reference.run(run_pipeline(g, "quantize{scheme=static}", ctx=ctx), b) for b in cal])
-    sm = run_pipeline(g, "quantize{scheme=static,smooth=0.5}", ctx=ctx)
+    plain_graph = run_pipeline(g, "quantize{scheme=static,min_kn=0}", ctx=ctx)
+    plain = agreement(ref, [reference.run(plain_graph, b) for b in cal])
+    sm = run_pipeline(g, "quantize{scheme=static,min_kn=0,smooth=0.5}", ctx=ctx)
     verify(sm)
     smoothed = agreement(ref, [reference.run(sm, b) for b in cal])
     assert smoothed.sqnr_db > plain.sqnr_db + 6
