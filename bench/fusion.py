@@ -1,11 +1,13 @@
 """What `fuse` buys: intermediate bytes, latency fused vs unfused vs ONNX Runtime, and the cost model's prediction.
 
-    python -m tensorsmith.bench.fusion --repeats 11
+    python -m tensorsmith.bench.fusion --repeats 11 [--profile]
 
 Per model: bytes that the graph's equations write to memory before and after `fuse`; the Numba
 backend's median latency with `fuse=False` and with the default (fused) pipeline; ONNX Runtime fp32
 (which fuses attention, LayerNorm and GELU itself) timed in its own process on the unfused graph;
-and the cost model's predicted fused/unfused ratio for `cpu-host` next to the measured one.
+and the cost model's predicted fused/unfused ratio for `cpu-host` next to the measured one. `--profile` also
+splits each model's time, ours (fused) and ONNX Runtime's (its profiler), into products with weights and the
+rest, with each side's GFLOP/s in those products (`time_split.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from ..ir import Graph, from_onnx, to_onnx
 from ..passes import DEFAULT_CLEANUP, run_pipeline
 from .calibrate import median_time
 from .options import check_models, positive_int, split_csv
-from .peer_process import PeerError, time_onnx_in_subprocess
+from .peer_process import PeerError, profile_onnx_in_subprocess, time_onnx_in_subprocess
+from .time_split import describe, ort_split, our_split, weight_product_flops
 from .warmup import warm_up
 
 VIEW_OPS = frozenset({"reshape", "flatten", "identity", "dropout"})
@@ -168,18 +171,23 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"comma-separated zoo models or {', '.join(SPECIAL)} (default: {','.join(DEFAULT_MODELS)})")
     p.add_argument("--repeats", type=positive_int, default=11)
     p.add_argument("--no-peer", action="store_true", help="skip ONNX Runtime")
+    p.add_argument("--profile", action="store_true",
+                   help="also split each model's time into products with weights and the rest, ours (fused) and "
+                        "ONNX Runtime's (its profiler), with each side's GFLOP/s in those products")
     args = p.parse_args(argv)
     names = split_csv(args.models)
     check_models(p, "--models", names, extra=DEFAULT_MODELS, unavailable_ok=True)
     threads = numba.get_num_threads()
     print(f"threads {threads}; repeats {args.repeats}; medians after warm-up; ONNX Runtime in its own process")
-    rows = []
+    rows, splits = [], []
     for name in names:
         case = load_case(name)
         if case is None:
             print(f"({name}: not available here)")
             continue
         rows.append(measure(case, args.repeats, threads, not args.no_peer))
+        if args.profile:
+            splits.append(time_split(case, args.repeats, threads, not args.no_peer))
     if not rows:
         return
     cols = list(rows[0])
@@ -187,6 +195,27 @@ def main(argv: list[str] | None = None) -> None:
     print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
     for r in rows:
         print("  ".join(_fmt(r[c]).rjust(w) for c, w in zip(cols, widths)))
+    if splits:
+        print("\nwhere the time goes (each side's profiler, ms per run; GFLOP/s of the unfused graph's products with "
+              "weights over each side's time in them):")
+        for lines in splits:
+            print("\n".join(lines))
+
+
+def time_split(case: Case, repeats: int, threads: int, peer: bool) -> list[str]:
+    """Lines splitting the fused executable's time, and ONNX Runtime's, into products with weights and the rest."""
+    flops = weight_product_flops(case.graph)
+    fused = runtime.compile(case.graph, backend="numba")
+    warm_up(lambda: fused.run(case.inputs), 2)
+    lines = [describe(f"{case.name}, Numba fused", our_split(fused.profile(case.inputs, repeats).to_dicts()), flops)]
+    if peer:
+        try:
+            nodes = profile_onnx_in_subprocess(to_onnx(case.graph).SerializeToString(), case.inputs,
+                                               repeats=repeats, threads=threads)
+            lines.append(describe(f"{case.name}, ONNX Runtime", ort_split(nodes), flops))
+        except (PeerError, ImportError) as e:
+            lines.append(f"({case.name}: ONNX Runtime's profile failed: {e})")
+    return lines
 
 
 if __name__ == "__main__":

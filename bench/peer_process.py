@@ -4,6 +4,7 @@
 runs ONNX Runtime there (`python -m tensorsmith.bench.peer_process`) and returns the median seconds
 (warm-up first, then `repeats` timed runs) with the peer's version; `time_graph_in_subprocess(graph,
 inputs)` does the same with PyTorch eager running the IR graph op by op (`bench/torch_peer.py`).
+`profile_onnx_in_subprocess(model, inputs)` returns ONNX Runtime's own per-node kernel times (its profiler).
 """
 
 from __future__ import annotations
@@ -88,6 +89,78 @@ def time_graph_in_subprocess(graph: Graph, inputs: Mapping[str, np.ndarray], *, 
                        warmup, threads, timeout_s, keep_outputs)
 
 
+@dataclass(frozen=True)
+class PeerNode:
+    """One node of the peer's optimized graph: its median kernel time per run (the peer's profiler)."""
+
+    name: str
+    op_type: str
+    median_s: float
+    constant_bytes: int
+    """Bytes of the initializers the node reads in the graph ONNX Runtime optimized: 0 for a product of two
+    activations."""
+
+
+def profile_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray], *, repeats: int = 11,
+                               threads: int = 2, timeout_s: float = 600) -> list[PeerNode]:
+    """ONNX Runtime's per-node kernel times on the model (its profiler, in a child process): the nodes of the graph
+    it optimized (its own fusions: Gemm, FusedMatMul, SkipLayerNormalization, ...), slowest first."""
+    with tempfile.TemporaryDirectory(prefix="tensorsmith-peer-") as tmp:
+        model_path, inputs_path, out_path = Path(tmp, "model.onnx"), Path(tmp, "inputs.npz"), Path(tmp, "nodes.json")
+        model_path.write_bytes(with_node_names(model_bytes))
+        np.savez(inputs_path, **{k: np.asarray(v) for k, v in inputs.items()})
+        cmd = [sys.executable, "-m", "tensorsmith.bench.peer_process", str(model_path), str(inputs_path),
+               "--repeats", str(repeats), "--warmup", "3", "--threads", str(threads), "--profile", str(out_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+            raise PeerError(f"onnxruntime's profiler failed on the model (exit {proc.returncode}):\n{tail}")
+        rows = json.loads(out_path.read_text())
+    return sorted((PeerNode(**r) for r in rows), key=lambda n: -n.median_s)
+
+
+def with_node_names(model_bytes: bytes) -> bytes:
+    """The model with a name on every node (its op type and position where it had none): the profiler and the
+    optimized graph then name the same node alike."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    taken = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = next(c for c in (f"{n.op_type}_{i}", f"{n.op_type}_{i}_{len(taken)}") if c not in taken)
+            taken.add(n.name)
+    return model.SerializeToString()
+
+
+def ort_node_times(events: list[dict[str, Any]], skip_runs: int,
+                   constant_bytes: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Per node of an ONNX Runtime profile (its JSON events): the median kernel time over the runs after the first
+    `skip_runs`, its op type and the bytes of initializers it reads (`constant_bytes` by node name, from the
+    optimized graph): the fields of `PeerNode`."""
+    times: dict[str, list[float]] = {}
+    ops: dict[str, str] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        name = e["name"][:-len("_kernel_time")]
+        times.setdefault(name, []).append(float(e["dur"]) * 1e-6)
+        ops[name] = str(e.get("args", {}).get("op_name", "?"))
+    return [{"name": n, "op_type": ops[n], "median_s": float(np.median(t[skip_runs:] or t)),
+             "constant_bytes": int(constant_bytes.get(n, 0))} for n, t in times.items()]
+
+
+def initializer_bytes_per_node(model_path: str | os.PathLike[str]) -> dict[str, int]:
+    """Node name -> bytes of the initializers it reads, in an ONNX model file."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_path)).graph
+    sizes = {t.name: numpy_helper.to_array(t).nbytes for t in graph.initializer}
+    return {n.name: sum(sizes.get(i, 0) for i in n.input) for n in graph.node}
+
+
 def pickle_graph(graph: Graph) -> bytes:
     """`graph` pickled (its state is flat: any depth pickles)."""
     return pickle.dumps(graph)
@@ -109,8 +182,9 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child_arguments(what: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line of a peer's child process: MODEL INPUTS --repeats --warmup --threads [--outputs]."""
+def child_arguments(what: str, argv: list[str] | None = None, profile: bool = False) -> argparse.Namespace:
+    """The command line of a peer's child process: MODEL INPUTS --repeats --warmup --threads [--outputs], and with
+    `profile` [--profile PATH]."""
     from .options import nonnegative_int, positive_int
 
     p = argparse.ArgumentParser(description=f"time {what} (run by bench.peer_process in a child process)")
@@ -120,6 +194,8 @@ def child_arguments(what: str, argv: list[str] | None = None) -> argparse.Namesp
     p.add_argument("--warmup", type=nonnegative_int, default=3)
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--outputs", default=None, help="write the first run's outputs here (.npz)")
+    if profile:
+        p.add_argument("--profile", default=None, help="instead of timing, write per-node kernel times here (.json)")
     return p.parse_args(argv)
 
 
@@ -139,7 +215,7 @@ def report_timing(run: Callable[[], Any], version: str, session_s: float, rss0: 
 
 
 def _main(argv: list[str] | None = None) -> None:
-    args = child_arguments("ONNX Runtime on a model", argv)
+    args = child_arguments("ONNX Runtime on a model", argv, profile=True)
     import onnxruntime as ort
 
     rss0 = rss_bytes()
@@ -148,6 +224,9 @@ def _main(argv: list[str] | None = None) -> None:
     opts.log_severity_level = 3
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = 1
+    if args.profile:
+        _profile_ort(ort, opts, args)
+        return
     sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
     session_s = time.perf_counter() - t0
     data = np.load(args.inputs)
@@ -156,6 +235,24 @@ def _main(argv: list[str] | None = None) -> None:
         names = [o.name for o in sess.get_outputs()]
         np.savez(args.outputs, **dict(zip(names, sess.run(None, feeds))))
     report_timing(lambda: sess.run(None, feeds), ort.__version__, session_s, rss0, args.repeats, args.warmup)
+
+
+def _profile_ort(ort: Any, opts: Any, args: argparse.Namespace) -> None:
+    """In the child: run the model warmup + repeats times under ONNX Runtime's profiler; write `ort_node_times`."""
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(args.profile).with_suffix(""))
+    optimized = Path(args.profile).with_suffix(".optimized.onnx")
+    opts.optimized_model_filepath = str(optimized)
+    sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+    data = np.load(args.inputs)
+    feeds = {i.name: data[i.name] for i in sess.get_inputs()}
+    for _ in range(args.warmup + args.repeats):
+        sess.run(None, feeds)
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    Path(args.profile).write_text(json.dumps(ort_node_times(events, args.warmup,
+                                                            initializer_bytes_per_node(optimized))))
 
 
 if __name__ == "__main__":
