@@ -9,10 +9,11 @@ from tensorsmith.bench import int8_breakeven
 
 @pytest.mark.skipif(not int8_paths(), reason="this host executes no int8 path")
 def test_each_shape_is_timed_with_the_rules_decision(capsys: pytest.CaptureFixture[str]) -> None:
-    assert int8_breakeven.main(["--repeats", "2", "--rounds", "1", "--shapes", "conv:3x8x8,linear:16x128x128"]) == 0
+    shapes = "linear:16x27x16,linear:16x128x128"
+    assert int8_breakeven.main(["--repeats", "2", "--rounds", "1", "--shapes", shapes]) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("conv:", "linear:"))}
-    assert rows["conv:3x8x8"][1:4] == ["27", "8", "12"] and rows["conv:3x8x8"][-1] == "f32"
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("linear:")}
+    assert rows["linear:16x27x16"][1:4] == ["27", "16", "20"] and rows["linear:16x27x16"][-1] == "f32"
     assert rows["linear:16x128x128"][1:4] == ["128", "128", "128"] and rows["linear:16x128x128"][-1] == "int8"
     assert all(float(r[6]) > 0 for r in rows.values())  # f32 / int8 measured
 
