@@ -15,7 +15,9 @@ spinning threads kept away from Numba's: numpy's fp32 product (its OpenBLAS work
 0.1 s after each product, and the Numba runtime, seeing a CPU taken, halves its threads), ONNX
 Runtime once before and once after the rest, so that a change of machine load between the two
 shows, and PyTorch's dynamically quantized Linear (when torch is installed).
-Weights are packed before timing, as at compile time.
+Weights are packed before timing, as at compile time. `weights read-bound` is what a product that only read its
+int8 weights would reach (`read_bound.py`: a parallel read of K x N bytes on this host): at M = 1-16 every int8
+product, ours and the peers', is bound by it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..passes import run_pipeline
 from ..runtime.numba_exec import compiled_entry
 from .kernels import has, medians, table
 from .options import check_int8_paths, check_threads, positive_int, split_csv
+from .read_bound import read_bound_gops
 
 SHAPES = ((1024, 1024, 1024), (128, 768, 768), (128, 768, 3072), (128, 3072, 768), (1, 4096, 4096),
           (4, 4096, 4096), (16, 4096, 4096))
@@ -225,14 +228,15 @@ def main(argv: list[str] | None = None) -> None:
         t = bench_shape(m, k, n, paths, args.repeats, args.threads)
         names = names or list(t)
         rows.append([f"{m}x{k}x{n}", numpy_figs.get(f"{m}x{k}x{n}", float("nan"))]
-                    + [_gops(m, k, n, t[c]) for c in names])
+                    + [_gops(m, k, n, t[c]) for c in names] + [read_bound_gops(m, k, n, args.repeats)])
     ort_after = peer_figures("ort", SHAPES, args.threads, args.repeats)
     for row, (m, k, n) in zip(rows, SHAPES):
         row += [peer.get(f"{m}x{k}x{n}", float("nan")) for peer in (ort_before, ort_after, torch_figs)]
     engine = torch_figs.get("engine", "not installed")
     table(f"GOP/s (GFLOP/s for fp32), M x K x N, median of --repeats; ONNX Runtime before and after the others; "
           f"PyTorch dynamic quantized Linear (engine {engine})",
-          ["shape", "numpy fp32"] + names + ["ORT int8 before", "ORT int8 after", "torch int8"], rows)
+          ["shape", "numpy fp32"] + names + ["weights read-bound", "ORT int8 before", "ORT int8 after", "torch int8"],
+          rows)
 
 
 if __name__ == "__main__":
