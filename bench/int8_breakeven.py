@@ -12,8 +12,6 @@ median times, f32 / int8 (above 1: int8 pays), K, N, their harmonic mean and wha
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -22,6 +20,7 @@ from ..backends.numba.cpu_features import int8_paths
 from ..ir import Graph, GraphBuilder, f32
 from ..passes import run_pipeline
 from ..passes.quantize_size import DEFAULT_MIN_KN
+from .calibrate import median_time
 from .kernels import table
 from .options import positive_int, split_csv
 
@@ -53,17 +52,6 @@ def layer_graph(spec: str, rng: np.random.Generator) -> tuple[Graph, dict[str, n
     return b.build(), {"x": rng.standard_normal((a, b_)).astype(np.float32)}, b_, c
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
-
-
 def main(argv: list[str] | None = None) -> int:
     """Print f32 and int8 times per shape with the default rule's decision."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -86,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         ms: dict[str, list[float]] = {name: [] for name in exes}
         for _ in range(args.rounds):
             for name, exe in exes.items():
-                ms[name].append(_median_ms(lambda e=exe, f=feeds: e.run(f), args.repeats))
+                ms[name].append(median_time(lambda e=exe, f=feeds: e.run(f), args.repeats, 3) * 1e3)
         f32_ms, int8_ms = (float(np.median(ms[name])) for name in exes)
         mean = 2 * k * n / (k + n)
         rows.append([spec, k, n, round(mean), f32_ms, int8_ms, f32_ms / int8_ms,
