@@ -7,9 +7,9 @@ their harmonic mean 2KN / (K + N) measures: the saving per row over the added wo
 reading one activation share its quantization: their widths add up into one N.
 
 Measured by `python -m tensorsmith.bench.int8_breakeven` (2-core Xeon with AMX, int8 path amx, 2 threads,
-2026-12-05; f32 time / int8 time of one-layer graphs, above 1 int8 pays): harmonic mean 12-52 (3x3 convolutions
-with K = 9-144 and N = 16-64, a linear with K = 27): 0.30-0.84; 64 (linear, K = N = 64): 0.67; 68 (K = 72,
-N = 64): 1.00; 85-89: 0.97-1.23; 105-115: 1.7-3.2; 171-341 (linears): 1.4-2.3. So the default leaves a product
+2026-12-05, two runs; f32 time / int8 time of one-layer graphs, above 1 int8 pays): harmonic mean 12-52 (3x3
+convolutions with K = 9-144 and N = 16-64, a linear with K = 27): 0.30-0.84; 64 (linear, K = N = 64): 0.67; 68 (K = 72,
+N = 64): 1.00-1.03; 85-89: 0.97-1.26; 105-115: 1.7-3.2; 171-341 (linears): 1.2-2.3. So the default leaves a product
 in f32 below a harmonic mean of 80. On a host without AMX or VNNI the integer product gains less and the
 break-even lies higher; the benchmark measures a host's.
 """
