@@ -224,7 +224,8 @@ class Quantize(Pass):
         skipped: list[tuple[str, str]] = []
         ops = set(self.ops.split("+"))
         patterns = [p for p in self.skip.split("+") if p]
-        widths = shared_widths(n for n in graph.nodes if n.op in ops and n.op in WEIGHT_OPS
+        judged = self.min_kn > 0 and self.scheme != "weight" and self.precision != "auto"
+        widths = shared_widths(n for n in graph.nodes if judged and n.op in ops and n.op in WEIGHT_OPS
                                and self._weight_problem(n) is None)
         for n in graph.nodes:
             if n.op not in WEIGHT_OPS:
@@ -239,8 +240,7 @@ class Quantize(Pass):
             if why is not None:
                 skipped.append(why)
                 continue
-            narrow = too_narrow(n, self.min_kn, widths.get(id(n.inputs[0]), 0)) \
-                if self.scheme != "weight" and self.precision != "auto" else None
+            narrow = too_narrow(n, self.min_kn, widths.get(id(n.inputs[0]), 0)) if judged else None
             if narrow is not None:
                 skipped.append(("too narrow for int8 to pay", narrow))
                 continue
