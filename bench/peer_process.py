@@ -46,27 +46,41 @@ class PeerError(RuntimeError):
     """The peer's process failed; the message carries its last lines of output."""
 
 
-def _time_child(peer: str, module: str, model_name: str, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
-                repeats: int, warmup: int, threads: int, timeout_s: float, keep_outputs: bool) -> PeerTiming:
-    """Run `python -m module MODEL INPUTS ...` in a temporary folder and read its JSON timing line."""
+def _run_child(peer: str, module: str, model_name: str, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
+               options: list[str], threads: int, timeout_s: float,
+               written: tuple[str, str, Callable[[Path], Any]] | None = None) -> tuple[str, Any]:
+    """Run `python -m module MODEL INPUTS *options --threads N` in a temporary folder holding the model and the
+    inputs; with `written` = (option, file name, read) also `option FILE` and read(FILE) after. Returns (its
+    stdout, what `read` returned or None); PeerError with its last lines when it fails."""
     with tempfile.TemporaryDirectory(prefix="tensorsmith-peer-") as tmp:
         model_path, inputs_path = Path(tmp, model_name), Path(tmp, "inputs.npz")
         model_path.write_bytes(model_bytes)
         np.savez(inputs_path, **{k: np.asarray(v) for k, v in inputs.items()})
-        cmd = [sys.executable, "-m", module, str(model_path), str(inputs_path),
-               "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
-        outputs_path = Path(tmp, "outputs.npz")
-        if keep_outputs:
-            cmd += ["--outputs", str(outputs_path)]
+        cmd = [sys.executable, "-m", module, str(model_path), str(inputs_path), *options, "--threads", str(threads)]
+        if written is not None:
+            cmd += [written[0], str(Path(tmp, written[1]))]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
             raise PeerError(f"{peer} failed on the model (exit {proc.returncode}):\n{tail}")
-        outputs = dict(np.load(outputs_path)) if keep_outputs else {}
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+        return proc.stdout, written[2](Path(tmp, written[1])) if written is not None else None
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return dict(data)
+
+
+def _time_child(peer: str, module: str, model_name: str, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
+                repeats: int, warmup: int, threads: int, timeout_s: float, keep_outputs: bool) -> PeerTiming:
+    """Run `python -m module MODEL INPUTS ...` in a temporary folder and read its JSON timing line."""
+    stdout, outputs = _run_child(peer, module, model_name, model_bytes, inputs,
+                                 ["--repeats", str(repeats), "--warmup", str(warmup)], threads, timeout_s,
+                                 ("--outputs", "outputs.npz", _read_npz) if keep_outputs else None)
+    out = json.loads(stdout.strip().splitlines()[-1])
     return PeerTiming(peer, out["version"], out["median_s"], out["spread_s"], out["session_s"],
-                      out["peak_rss_bytes"], outputs)
+                      out["peak_rss_bytes"], outputs or {})
 
 
 def time_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarray], *, peer: str = "onnxruntime",
@@ -105,18 +119,9 @@ def profile_onnx_in_subprocess(model_bytes: bytes, inputs: Mapping[str, np.ndarr
                                threads: int = 2, timeout_s: float = 600) -> list[PeerNode]:
     """ONNX Runtime's per-node kernel times on the model (its profiler, in a child process): the nodes of the graph
     it optimized (its own fusions: Gemm, FusedMatMul, SkipLayerNormalization, ...), slowest first."""
-    with tempfile.TemporaryDirectory(prefix="tensorsmith-peer-") as tmp:
-        model_path, inputs_path, out_path = Path(tmp, "model.onnx"), Path(tmp, "inputs.npz"), Path(tmp, "nodes.json")
-        model_path.write_bytes(with_node_names(model_bytes))
-        np.savez(inputs_path, **{k: np.asarray(v) for k, v in inputs.items()})
-        cmd = [sys.executable, "-m", "tensorsmith.bench.peer_process", str(model_path), str(inputs_path),
-               "--repeats", str(repeats), "--warmup", "3", "--threads", str(threads), "--profile", str(out_path)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-            raise PeerError(f"onnxruntime's profiler failed on the model (exit {proc.returncode}):\n{tail}")
-        rows = json.loads(out_path.read_text())
+    _, rows = _run_child("onnxruntime's profiler", "tensorsmith.bench.peer_process", "model.onnx",
+                         with_node_names(model_bytes), inputs, ["--repeats", str(repeats), "--warmup", "3"], threads,
+                         timeout_s, ("--profile", "nodes.json", lambda f: json.loads(f.read_text())))
     return sorted((PeerNode(**r) for r in rows), key=lambda n: -n.median_s)
 
 
