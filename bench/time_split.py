@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ..backends.cost import node_work
 from ..ir import Graph
 from ..ir.graph import Node
 from .peer_process import PeerNode
@@ -38,17 +39,10 @@ class TimeSplit:
 
 
 def _product_flops(n: Node) -> int:
-    """2 x multiply-adds of a linear, conv2d or matmul whose second operand is a constant, else 0."""
+    """2 x the cost model's multiply-adds of a linear, conv2d or matmul whose second operand is a constant, else 0."""
     if n.op not in ("linear", "conv2d", "matmul") or len(n.inputs) < 2 or not n.inputs[1].is_constant:
         return 0
-    out, w = n.outputs[0].type, n.inputs[1].type
-    if n.op == "linear":
-        k = w.shape[1]
-    elif n.op == "matmul":
-        k = w.shape[-2] if w.rank >= 2 else w.shape[0]
-    else:
-        k = w.numel // w.shape[0]
-    return 2 * out.numel * k
+    return 2 * node_work(n).macs
 
 
 def weight_product_flops(graph: Graph) -> int:
