@@ -2,9 +2,10 @@
 
 Each side is split by its own profiler: `profile()` of our executable (its kernel steps) and ONNX Runtime's
 per-node kernel times (`peer_process.profile_onnx_in_subprocess`, the graph it optimized). Products with weights
-are linear / conv2d / matmul with a constant operand (fused or integer forms included) on our side, and Gemm,
-MatMul, Conv and their fused or integer forms that read a constant on ONNX Runtime's. Both divide the same FLOPs,
-those of the unfused graph's products with weights, by their time, so the two rates compare directly.
+are the steps of linear / conv2d / matmul (fused or integer forms included) on our side, where attention's two
+products run inside the `attention` step (a matmul of two activations left outside one would count with them),
+and Gemm, MatMul, Conv and their fused or integer forms that read a constant on ONNX Runtime's. Both divide the
+same FLOPs, those of the unfused graph's products with weights, by their time, so the two rates compare directly.
 """
 
 from __future__ import annotations
